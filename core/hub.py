@@ -1,0 +1,224 @@
+"""The real-time hub: one Redis pub/sub connection per process, fanned out locally.
+
+    async with hub.subscribe(keys.contact_channel(ws_id, contact_id)) as events:
+        async for event in events:      # dicts, as published
+            ...
+
+    await hub.publish([(channel, {"type": "contact.updated", ...})])
+
+- Channels are reference-counted: the first local subscriber SUBSCRIBEs, the last one
+  to leave UNSUBSCRIBEs.
+- Each subscriber has a bounded queue. One that falls `queue_size` events behind is
+  dropped and its iterator raises `SubscriberTooSlow`: memory never grows with a slow
+  client, and the client reconnects and catches up with a query.
+- When Redis goes away the reader reconnects with backoff and subscribes again to every
+  channel that still has subscribers. Events published meanwhile are lost to pub/sub;
+  their cursors let clients catch up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+import redis.asyncio as redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+log = logging.getLogger("parley.hub")
+
+_REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+class SubscriberTooSlow(Exception):
+    """The subscriber's queue overflowed; it has been dropped from the hub."""
+
+
+class Subscription:
+    def __init__(self, hub: Hub, channel: str, queue_size: int) -> None:
+        self.hub = hub
+        self.channel = channel
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=queue_size)
+        self.overflowed = False
+
+    def offer(self, event: dict[str, Any]) -> bool:
+        try:
+            self.queue.put_nowait(event)
+            return True
+        except asyncio.QueueFull:
+            self.overflowed = True
+            return False
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        if self.overflowed:
+            raise SubscriberTooSlow(self.channel)
+        return await self.queue.get()
+
+
+class Hub:
+    def __init__(self, redis_url: str, *, queue_size: int = 256) -> None:
+        self.redis_url = redis_url
+        self.queue_size = queue_size
+        self.redis: redis.Redis = redis.Redis.from_url(redis_url)
+        self._subscribers: dict[str, set[Subscription]] = {}
+        self._pubsub: Any = None  # redis.client.PubSub while connected
+        self._command_lock = asyncio.Lock()
+        self._has_channels = asyncio.Event()
+        self._reader: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+        self.reconnects = 0
+        self.dropped_subscribers = 0
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._reader = asyncio.create_task(self._read_forever(), name="hub-reader")
+
+    async def stop(self) -> None:
+        if self._reader:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        await self._close_pubsub()
+        await self.redis.aclose()
+
+    # -- publishing ------------------------------------------------------------------
+
+    async def publish(self, events: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        """Publish events in one round trip. Callers publish after their commit."""
+        events = list(events)
+        if not events:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for channel, payload in events:
+                pipe.publish(channel, json.dumps(payload, separators=(",", ":")))
+            await pipe.execute()
+
+    # -- subscribing -----------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, channel: str) -> AsyncIterator[Subscription]:
+        sub = Subscription(self, channel, self.queue_size)
+        subscribers = self._subscribers.setdefault(channel, set())
+        first = not subscribers
+        subscribers.add(sub)
+        self._has_channels.set()
+        try:
+            if first:
+                await self._send("subscribe", channel)
+            yield sub
+        finally:
+            self._remove(sub)
+
+    def subscriber_count(self, channel: str | None = None) -> int:
+        if channel is not None:
+            return len(self._subscribers.get(channel, ()))
+        return sum(len(s) for s in self._subscribers.values())
+
+    @property
+    def channels(self) -> list[str]:
+        return list(self._subscribers)
+
+    def _remove(self, sub: Subscription) -> None:
+        subscribers = self._subscribers.get(sub.channel)
+        if not subscribers or sub not in subscribers:
+            return
+        subscribers.discard(sub)
+        if not subscribers:
+            del self._subscribers[sub.channel]
+            if not self._subscribers:
+                self._has_channels.clear()
+            # Not awaited by the leaving subscriber: a cancelled task must still unsubscribe.
+            asyncio.get_running_loop().create_task(self._unsubscribe_if_unused(sub.channel))
+
+    async def _unsubscribe_if_unused(self, channel: str) -> None:
+        if channel not in self._subscribers:
+            await self._send("unsubscribe", channel)
+
+    async def _send(self, command: str, channel: str) -> None:
+        """SUBSCRIBE or UNSUBSCRIBE on the live connection; when Redis is down, the
+        reader subscribes to whatever is wanted once it reconnects."""
+        async with self._command_lock:
+            if self._pubsub is None:
+                return
+            try:
+                await getattr(self._pubsub, command)(channel)
+            except _REDIS_DOWN:
+                log.warning("hub: %s %s failed, Redis unreachable", command, channel)
+
+    # -- reading ---------------------------------------------------------------------
+
+    async def _connect(self) -> None:
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        async with self._command_lock:
+            wanted = list(self._subscribers)
+            if wanted:
+                await pubsub.subscribe(*wanted)
+            else:
+                await pubsub.connect()
+            self._pubsub = pubsub
+        self.connected.set()
+
+    async def _close_pubsub(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        self.connected.clear()
+        if pubsub is not None:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
+    async def _read_forever(self) -> None:
+        backoff = 0.05
+        while True:
+            try:
+                if self._pubsub is None:
+                    await self._connect()
+                    if self.reconnects:
+                        log.info("hub: reconnected to Redis, %d channels", len(self._subscribers))
+                    backoff = 0.05
+                if not self._pubsub.subscribed:
+                    # Nothing to read until someone subscribes; wake up now and then to
+                    # notice a dead connection.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._has_channels.wait(), timeout=1.0)
+                    if not self._pubsub.subscribed:
+                        await self._pubsub.ping()
+                        await self._pubsub.get_message(timeout=0.01)
+                        continue
+                message = await self._pubsub.get_message(timeout=1.0)
+                if message is not None and message.get("type") == "message":
+                    self._dispatch(message["channel"], message["data"])
+            except asyncio.CancelledError:
+                raise
+            except _REDIS_DOWN as exc:
+                log.warning("hub: Redis connection lost (%s); retrying in %.2fs", exc, backoff)
+                await self._close_pubsub()
+                self.reconnects += 1
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+            except Exception:
+                log.exception("hub: unexpected error in reader; reconnecting")
+                await self._close_pubsub()
+                await asyncio.sleep(backoff)
+
+    def _dispatch(self, channel: bytes | str, data: bytes | str) -> None:
+        name = channel.decode() if isinstance(channel, bytes) else channel
+        subscribers = self._subscribers.get(name)
+        if not subscribers:
+            return
+        try:
+            event = json.loads(data)
+        except ValueError:
+            log.warning("hub: dropped a malformed event on %s", name)
+            return
+        for sub in list(subscribers):
+            if not sub.offer(event):
+                log.warning("hub: dropping a subscriber of %s that fell behind", name)
+                self.dropped_subscribers += 1
+                self._remove(sub)

@@ -1,0 +1,21 @@
+"""Every Redis key and pub/sub channel name, in one place.
+
+    >>> contact_channel(3, 42)
+    'parley:ws:3:contact:42'
+"""
+
+from __future__ import annotations
+
+from core.config import settings
+
+
+def _k(*parts: object) -> str:
+    return ":".join([settings.redis_prefix, *map(str, parts)])
+
+
+def contact_channel(workspace_id: int, contact_id: int) -> str:
+    return _k("ws", workspace_id, "contact", contact_id)
+
+
+def arq_queue() -> str:
+    return _k("arq", "queue")

@@ -1,0 +1,1 @@
+"""arq background jobs; `jobs.worker.WorkerSettings` is what `arq` runs."""

@@ -1,0 +1,39 @@
+"""arq worker settings: `arq jobs.worker.WorkerSettings` (REDIS_URL and DATABASE_URL from
+the environment)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arq import cron
+from arq.connections import RedisSettings
+from tortoise import Tortoise
+
+from core import keys
+from core.config import settings
+from core.db import tortoise_config
+from jobs.contacts import prune_contact_changes
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    await Tortoise.init(config=tortoise_config(), _enable_global_fallback=True)
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    await Tortoise.close_connections()
+
+
+class WorkerSettings:
+    functions = [prune_contact_changes]
+    cron_jobs = [cron(prune_contact_changes, hour={3}, minute={17}, run_at_startup=False)]
+    on_startup = startup
+    on_shutdown = shutdown
+    redis_settings = RedisSettings.from_dsn(settings.redis_url or "redis://127.0.0.1:6379/0")
+    queue_name = keys.arq_queue()
+    # arq's defaults (0.5 s poll, hourly health check) are slow for short jobs and
+    # liveness probes.
+    poll_delay = 0.05
+    health_check_interval = 30
+    max_jobs = 20
+    job_timeout = 600
+    keep_result = 3600

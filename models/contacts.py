@@ -1,0 +1,229 @@
+"""Contacts and what hangs off them: attribute definitions, tags, notes, events, the
+audit trail of deletions and the ordered log of changes."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from tortoise import fields
+from tortoise.indexes import Index
+from tortoise.models import Model
+
+from models.workspaces import Agent, Workspace
+
+
+class SmsConsent(StrEnum):
+    SUBSCRIBED = "subscribed"
+    UNSUBSCRIBED = "unsubscribed"
+    NEVER = "never"
+
+
+class AttributeType(StrEnum):
+    TEXT = "text"
+    NUMBER = "number"
+    BOOLEAN = "boolean"
+    DATE = "date"
+    LIST = "list"
+
+
+class AttributeSource(StrEnum):
+    # Filled by the system from channel metadata; nobody else writes it.
+    PLATFORM = "platform"
+    CUSTOM = "custom"
+
+
+class EventKind(StrEnum):
+    PAGE_VIEW = "page_view"
+    EVENT = "event"
+
+
+class ChangeKind(StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"
+    DELETED = "deleted"
+
+
+class Contact(Model):
+    id = fields.IntField(primary_key=True)
+    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
+        "models.Workspace", related_name="contacts", on_delete=fields.CASCADE
+    )
+    workspace_id: int
+    name = fields.CharField(max_length=200, null=True)
+    email = fields.CharField(max_length=254, null=True)
+    phone = fields.CharField(max_length=20, null=True)  # E.164
+    external_id = fields.CharField(max_length=128, null=True)
+
+    country = fields.CharField(max_length=2, null=True)  # ISO 3166-1 alpha-2
+    city = fields.CharField(max_length=120, null=True)
+    time_zone = fields.CharField(max_length=64, null=True)
+    locale = fields.CharField(max_length=35, null=True)
+    browser_language = fields.CharField(max_length=35, null=True)
+    os = fields.CharField(max_length=64, null=True)
+    browser = fields.CharField(max_length=64, null=True)
+    ip = fields.CharField(max_length=45, null=True)
+    referrer = fields.CharField(max_length=2048, null=True)
+    # The kind of channel the contact first came from.
+    platform = fields.CharField(max_length=32, null=True)
+
+    gdpr_consent = fields.BooleanField(default=False)
+    gdpr_consent_at = fields.DatetimeField(null=True)
+    sms_consent = fields.CharEnumField(SmsConsent, default=SmsConsent.NEVER)
+    sms_consent_at = fields.DatetimeField(null=True)
+    vip = fields.BooleanField(default=False)
+    blocked = fields.BooleanField(default=False)
+
+    # Values of the workspace's attribute definitions, by key (platform and custom).
+    attributes: dict[str, Any] = fields.JSONField(default=dict)  # type: ignore[assignment]
+
+    first_seen_at = fields.DatetimeField(null=True)
+    # Last interaction: a session, an event, a message. The contact list sorts by it,
+    # so it is never null (a new contact starts at its creation time).
+    last_seen_at = fields.DatetimeField()
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "contacts"
+        unique_together = (("workspace", "external_id"),)
+        indexes = (
+            Index(fields=("workspace_id", "last_seen_at", "id")),
+            Index(fields=("workspace_id", "email")),
+            Index(fields=("workspace_id", "phone")),
+        )
+
+
+class AttributeDefinition(Model):
+    id = fields.IntField(primary_key=True)
+    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
+        "models.Workspace", related_name="attribute_definitions", on_delete=fields.CASCADE
+    )
+    workspace_id: int
+    key = fields.CharField(max_length=64)
+    label = fields.CharField(max_length=120)
+    type = fields.CharEnumField(AttributeType)
+    options: list[str] = fields.JSONField(default=list)  # type: ignore[assignment]
+    source = fields.CharEnumField(AttributeSource, default=AttributeSource.CUSTOM)
+    crm_managed = fields.BooleanField(default=False)
+    searchable = fields.BooleanField(default=False)
+    visible = fields.BooleanField(default=True)
+    position = fields.IntField(default=0)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "attribute_definitions"
+        unique_together = (("workspace", "key"),)
+        ordering = ["position", "id"]
+
+
+class ContactTag(Model):
+    id = fields.IntField(primary_key=True)
+    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
+        "models.Workspace", related_name=False, on_delete=fields.CASCADE
+    )
+    workspace_id: int
+    contact: fields.ForeignKeyRelation[Contact] = fields.ForeignKeyField(
+        "models.Contact", related_name="tags", on_delete=fields.CASCADE
+    )
+    contact_id: int
+    name = fields.CharField(max_length=64)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "contact_tags"
+        unique_together = (("contact", "name"),)
+        indexes = (Index(fields=("workspace_id", "name")),)
+
+
+class ContactNote(Model):
+    id = fields.IntField(primary_key=True)
+    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
+        "models.Workspace", related_name=False, on_delete=fields.CASCADE
+    )
+    workspace_id: int
+    contact: fields.ForeignKeyRelation[Contact] = fields.ForeignKeyField(
+        "models.Contact", related_name="notes", on_delete=fields.CASCADE
+    )
+    contact_id: int
+    author: fields.ForeignKeyNullableRelation[Agent] = fields.ForeignKeyField(
+        "models.Agent", related_name=False, null=True, on_delete=fields.SET_NULL
+    )
+    author_id: int | None
+    body = fields.TextField()
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "contact_notes"
+        indexes = (Index(fields=("contact_id", "created_at")),)
+
+
+class ContactEvent(Model):
+    """A page view or a named event on the timeline of a contact."""
+
+    id = fields.BigIntField(primary_key=True)
+    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
+        "models.Workspace", related_name=False, on_delete=fields.CASCADE
+    )
+    workspace_id: int
+    contact: fields.ForeignKeyRelation[Contact] = fields.ForeignKeyField(
+        "models.Contact", related_name="events", on_delete=fields.CASCADE
+    )
+    contact_id: int
+    kind = fields.CharEnumField(EventKind)
+    name = fields.CharField(max_length=120)
+    url = fields.CharField(max_length=2048, null=True)
+    title = fields.CharField(max_length=500, null=True)
+    properties: dict[str, Any] = fields.JSONField(default=dict)  # type: ignore[assignment]
+    occurred_at = fields.DatetimeField()
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "contact_events"
+        indexes = (
+            Index(fields=("contact_id", "occurred_at", "id")),
+            Index(fields=("workspace_id", "name", "occurred_at")),
+        )
+
+
+class DeletedContact(Model):
+    """The audit record a deletion leaves behind: masked hints only, never the data."""
+
+    id = fields.IntField(primary_key=True)
+    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
+        "models.Workspace", related_name=False, on_delete=fields.CASCADE
+    )
+    workspace_id: int
+    name_hint = fields.CharField(max_length=64, null=True)
+    email_hint = fields.CharField(max_length=64, null=True)
+    phone_hint = fields.CharField(max_length=32, null=True)
+    platform = fields.CharField(max_length=32, null=True)
+    deleted_by: fields.ForeignKeyNullableRelation[Agent] = fields.ForeignKeyField(
+        "models.Agent", related_name=False, null=True, on_delete=fields.SET_NULL
+    )
+    deleted_by_id: int | None
+    # Kept apart from the foreign key so the record survives the agent's removal.
+    deleted_by_name = fields.CharField(max_length=120)
+    deleted_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "deleted_contacts"
+        indexes = (Index(fields=("workspace_id", "deleted_at")),)
+
+
+class ContactChange(Model):
+    """Ordered log of contact changes, its id is the cursor events and sync reads carry."""
+
+    id = fields.BigIntField(primary_key=True)
+    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
+        "models.Workspace", related_name=False, on_delete=fields.CASCADE
+    )
+    workspace_id: int
+    # Not a foreign key: the log outlives deleted contacts.
+    contact_id = fields.IntField()
+    kind = fields.CharEnumField(ChangeKind)
+    at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "contact_changes"
+        indexes = (Index(fields=("workspace_id", "id")),)

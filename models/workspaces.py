@@ -1,0 +1,98 @@
+"""Workspaces (tenants) and the principals acting in them: agents, teams, API keys."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class MatchingAttribute(StrEnum):
+    """Which contact value makes two channel identities one contact."""
+
+    EMAIL = "email"
+    PHONE = "phone"
+    EXTERNAL_ID = "external_id"
+    CUSTOM = "custom"
+
+
+class Role(StrEnum):
+    OWNER = "owner"
+    ADMIN = "admin"
+    AGENT = "agent"
+
+
+class Workspace(Model):
+    id = fields.IntField(primary_key=True)
+    name = fields.CharField(max_length=120)
+    slug = fields.CharField(max_length=64, unique=True)
+    time_zone = fields.CharField(max_length=64, default="UTC")
+    matching_attribute = fields.CharEnumField(MatchingAttribute, default=MatchingAttribute.EMAIL)
+    # The custom attribute key used when matching_attribute is CUSTOM.
+    matching_attribute_key = fields.CharField(max_length=64, null=True)
+    agents_can_edit_crm_attributes = fields.BooleanField(default=False)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "workspaces"
+
+
+class Agent(Model):
+    id = fields.IntField(primary_key=True)
+    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
+        "models.Workspace", related_name="agents", on_delete=fields.CASCADE
+    )
+    workspace_id: int
+    email = fields.CharField(max_length=254)
+    name = fields.CharField(max_length=120)
+    password_hash = fields.CharField(max_length=255)
+    role = fields.CharEnumField(Role, default=Role.AGENT)
+    # Owners and admins always may; an agent only with this grant.
+    can_edit_contact_identity = fields.BooleanField(default=False)
+    time_zone = fields.CharField(max_length=64, default="UTC")
+    created_at = fields.DatetimeField(auto_now_add=True)
+    last_login_at = fields.DatetimeField(null=True)
+
+    teams: fields.ManyToManyRelation[Team]
+
+    class Meta:
+        table = "agents"
+        unique_together = (("workspace", "email"),)
+
+
+class Team(Model):
+    id = fields.IntField(primary_key=True)
+    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
+        "models.Workspace", related_name="teams", on_delete=fields.CASCADE
+    )
+    workspace_id: int
+    name = fields.CharField(max_length=120)
+    members: fields.ManyToManyRelation[Agent] = fields.ManyToManyField(
+        "models.Agent", related_name="teams", through="team_members"
+    )
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "teams"
+        unique_together = (("workspace", "name"),)
+
+
+class ApiKey(Model):
+    """A key for integrators. Only a SHA-256 of the secret is kept, the prefix finds the row."""
+
+    id = fields.IntField(primary_key=True)
+    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
+        "models.Workspace", related_name="api_keys", on_delete=fields.CASCADE
+    )
+    workspace_id: int
+    name = fields.CharField(max_length=120)
+    prefix = fields.CharField(max_length=16, unique=True)
+    key_hash = fields.CharField(max_length=64)
+    scopes: list[str] = fields.JSONField(default=list)  # type: ignore[assignment]
+    created_at = fields.DatetimeField(auto_now_add=True)
+    last_used_at = fields.DatetimeField(null=True)
+    revoked_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "api_keys"

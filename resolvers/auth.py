@@ -1,0 +1,203 @@
+"""Who is calling: bearer tokens for agents and contact sessions, API keys for
+integrators; `login` and `startContactSession`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from core.auth import (
+    DUMMY_PASSWORD_HASH,
+    TokenKind,
+    api_key_matches,
+    api_key_prefix,
+    decode_token,
+    issue_token,
+    verify_password,
+)
+from core.context import Context
+from core.errors import Code, UserFailure
+from core.events import atomic
+from core.permissions import (
+    Principal,
+    PrincipalKind,
+    agent_permissions,
+    api_key_permissions,
+)
+from domain.identity import verify_user_hash
+from models.channels import Channel, ChannelKind
+from models.contacts import Contact
+from models.workspaces import Agent, ApiKey, Workspace
+from resolvers import contacts as contact_logic
+
+
+async def authenticate(authorization: str | None) -> Principal | None:
+    """The principal behind an `Authorization: Bearer …` value, or None."""
+    if not authorization:
+        return None
+    scheme, _, credential = authorization.strip().partition(" ")
+    credential = credential.strip()
+    if scheme.lower() != "bearer" or not credential:
+        return None
+    if api_key_prefix(credential):
+        return await _api_key_principal(credential)
+    claims = decode_token(credential)
+    if claims is None:
+        return None
+    if claims.kind is TokenKind.AGENT:
+        agent = await Agent.get_or_none(id=claims.subject_id, workspace_id=claims.workspace_id)
+        if agent is None:
+            return None
+        return await agent_principal(agent)
+    contact_exists = await Contact.filter(
+        id=claims.subject_id, workspace_id=claims.workspace_id
+    ).exists()
+    if not contact_exists:
+        return None
+    return Principal(
+        kind=PrincipalKind.CONTACT,
+        workspace_id=claims.workspace_id,
+        contact_id=claims.subject_id,
+        channel_id=claims.channel_id,
+    )
+
+
+async def agent_principal(agent: Agent) -> Principal:
+    crm = await Workspace.filter(id=agent.workspace_id).values_list(
+        "agents_can_edit_crm_attributes", flat=True
+    )
+    return Principal(
+        kind=PrincipalKind.AGENT,
+        workspace_id=agent.workspace_id,
+        agent_id=agent.id,
+        role=agent.role,
+        permissions=agent_permissions(
+            agent.role,
+            can_edit_contact_identity=agent.can_edit_contact_identity,
+            agents_can_edit_crm_attributes=bool(crm and crm[0]),
+        ),
+    )
+
+
+async def _api_key_principal(plaintext: str) -> Principal | None:
+    key = await ApiKey.get_or_none(prefix=api_key_prefix(plaintext), revoked_at=None)
+    if key is None or not api_key_matches(plaintext, key.key_hash):
+        return None
+    return Principal(
+        kind=PrincipalKind.API_KEY,
+        workspace_id=key.workspace_id,
+        api_key_id=key.id,
+        permissions=api_key_permissions(key.scopes),
+    )
+
+
+@dataclass
+class LoginResult:
+    token: str
+    agent: Agent
+
+
+async def login(email: str, password: str, workspace_slug: str | None) -> LoginResult:
+    candidates = Agent.filter(email=email.strip().lower())
+    if workspace_slug:
+        candidates = candidates.filter(workspace__slug=workspace_slug)
+    agents = await candidates.limit(2)
+    if len(agents) > 1:
+        raise UserFailure.of(
+            "workspace", Code.REQUIRED, "This e-mail belongs to several workspaces: name one."
+        )
+    agent = agents[0] if agents else None
+    # Verify against a dummy hash when nobody matched, so timing does not reveal accounts.
+    ok = verify_password(agent.password_hash if agent else DUMMY_PASSWORD_HASH, password)
+    if agent is None or not ok:
+        raise UserFailure.of(None, Code.INVALID_CREDENTIALS, "Wrong e-mail or password.")
+    agent.last_login_at = datetime.now(UTC)
+    await agent.save(update_fields=["last_login_at"])
+    token = issue_token(TokenKind.AGENT, workspace_id=agent.workspace_id, subject_id=agent.id)
+    return LoginResult(token=token, agent=agent)
+
+
+@dataclass
+class ContactSession:
+    token: str
+    contact: Contact
+    channel: Channel
+
+
+SESSION_CHANNELS = (ChannelKind.WEB_WIDGET, ChannelKind.MOBILE_SDK)
+
+
+async def start_contact_session(
+    ctx: Context,
+    *,
+    channel_key: str,
+    external_id: str | None,
+    user_hash: str | None,
+    email: str | None,
+    name: str | None,
+    session_token: str | None,
+    device: dict[str, Any],
+    platform_attributes: Any,
+) -> ContactSession:
+    """Open (or resume) the session of the widget's or SDK's user.
+
+    - Anonymous visitors get a new contact, or keep theirs by passing back the session
+      token they were given.
+    - Identified users (external id) are found by external id; when the channel requires
+      identity verification, `user_hash` must be HMAC-SHA256(channel secret, external id).
+    - Otherwise the workspace's matching attribute (e-mail, phone, …) joins this channel's
+      identity to an existing contact.
+    """
+    if platform_attributes is not None and not isinstance(platform_attributes, dict):
+        raise UserFailure.of("platformAttributes", Code.INVALID, "platformAttributes must be a JSON object.")
+    channel = await Channel.get_or_none(public_key=channel_key)
+    if channel is None or channel.kind not in SESSION_CHANNELS:
+        raise UserFailure.of("channelKey", Code.NOT_FOUND, "No widget or SDK channel has this key.")
+    if external_id is not None:
+        external_id = external_id.strip()
+        if not external_id:
+            raise UserFailure.of("externalId", Code.INVALID, "externalId must not be blank.")
+        if channel.identity_verification and not verify_user_hash(
+            channel.secret, external_id, user_hash
+        ):
+            raise UserFailure.of(
+                "userHash",
+                Code.IDENTITY_VERIFICATION_FAILED,
+                "userHash is not the HMAC-SHA256 of externalId with the channel secret.",
+            )
+    elif channel.identity_verification and (email or name):
+        # Unverified sessions cannot claim an identity on a verified channel.
+        raise UserFailure.of(
+            "externalId", Code.REQUIRED, "This channel verifies identities: pass externalId and userHash."
+        )
+
+    previous: Contact | None = None
+    if session_token:
+        claims = decode_token(session_token)
+        if (
+            claims is not None
+            and claims.kind is TokenKind.CONTACT
+            and claims.workspace_id == channel.workspace_id
+        ):
+            previous = await Contact.get_or_none(id=claims.subject_id, workspace_id=channel.workspace_id)
+
+    async with atomic(ctx.outbox):
+        contact = await contact_logic.identify_contact(
+            ctx.outbox,
+            workspace_id=channel.workspace_id,
+            channel=channel,
+            previous=previous,
+            external_id=external_id,
+            email=email,
+            name=name,
+            device=device,
+            platform_attributes=platform_attributes or {},
+        )
+    token = issue_token(
+        TokenKind.CONTACT,
+        workspace_id=channel.workspace_id,
+        subject_id=contact.id,
+        channel_id=channel.id,
+    )
+    return ContactSession(token=token, contact=contact, channel=channel)

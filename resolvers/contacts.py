@@ -1,0 +1,752 @@
+"""Contacts: create, update, identify across channels, merge, block, delete with an audit
+record; tags, notes, events; attribute definitions."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tortoise.expressions import Q
+from tortoise.transactions import in_transaction
+
+from core import keys
+from core.context import Context
+from core.db import dialect
+from core.errors import Code, UserError, UserFailure
+from core.events import Outbox, atomic
+from core.permissions import Permission, Principal, PrincipalKind
+from core.scoping import decode_global_id
+from domain import contact_fields as cf
+from domain.masking import mask_email, mask_name, mask_phone
+from models.channels import Channel
+from models.contacts import (
+    AttributeDefinition,
+    AttributeSource,
+    AttributeType,
+    ChangeKind,
+    Contact,
+    ContactChange,
+    ContactEvent,
+    ContactNote,
+    ContactTag,
+    DeletedContact,
+    EventKind,
+    SmsConsent,
+)
+from models.workspaces import Agent, MatchingAttribute, Workspace
+from resolvers.pagination import Order, Page, paginate
+
+CONTACT_ORDER = Order(("last_seen_at", "id"), descending=True)
+NEWEST_FIRST = Order(("id",), descending=True)
+EVENT_ORDER = Order(("occurred_at", "id"), descending=True)
+
+MAX_TAGS_PER_CALL = 50
+MAX_ATTRIBUTES_PER_CALL = 100
+MAX_NOTE = 10_000
+MAX_EVENT_PROPERTIES_BYTES = 16_384
+EVENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.:/-]{0,119}$")
+
+# Built-in fields: (normaliser, max length or None). Values arrive already typed by GraphQL.
+_TEXT_FIELDS: dict[str, Callable[[str], str]] = {
+    "name": lambda v: cf.normalize_text(v, 200),
+    "email": cf.normalize_email,
+    "phone": cf.normalize_phone,
+    "external_id": lambda v: cf.normalize_text(v, 128),
+    "country": cf.normalize_country,
+    "city": lambda v: cf.normalize_text(v, 120),
+    "time_zone": cf.normalize_time_zone,
+    "locale": cf.normalize_locale,
+    "browser_language": cf.normalize_locale,
+    "os": lambda v: cf.normalize_text(v, 64),
+    "browser": lambda v: cf.normalize_text(v, 64),
+    "ip": cf.normalize_ip,
+    "referrer": lambda v: cf.normalize_text(v, 2048),
+}
+IDENTITY_FIELDS = {"name", "email"}
+BUILT_IN_FIELDS = set(_TEXT_FIELDS) | {"vip", "gdpr_consent", "sms_consent", "tags", "blocked"}
+
+
+def camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p.title() for p in rest)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+def search_filter(search: str) -> Q:
+    term = search.strip()[:100]
+    return Q(name__icontains=term) | Q(email__icontains=term) | Q(phone__contains=term)
+
+
+async def list_contacts(
+    ctx: Context, *, search: str | None, first: int | None, after: str | None,
+    last: int | None, before: str | None,
+) -> Page[Contact]:  # fmt: skip
+    ctx.require(Permission.CONTACTS_READ)
+    query = ctx.scope.all(Contact)
+    if search and search.strip():
+        query = query.filter(search_filter(search))
+    return await paginate(query, CONTACT_ORDER, first=first, after=after, last=last, before=before)
+
+
+async def get_contact(ctx: Context, gid: str) -> Contact | None:
+    """A contact the caller may see: agents and keys with contacts:read, or the contact itself."""
+    principal = ctx.require_principal()
+    contact = await ctx.scope.by_global_id(gid, "Contact", Contact)
+    if contact is None:
+        return None
+    if can_see_contact(principal, contact.id):
+        return contact
+    return None
+
+
+def can_see_contact(principal: Principal, contact_id: int) -> bool:
+    if principal.kind is PrincipalKind.CONTACT:
+        return principal.contact_id == contact_id
+    return principal.can(Permission.CONTACTS_READ)
+
+
+async def load_tags(ctx: Context, contact_id: int) -> list[str]:
+    async def batch(ids: list[int]) -> list[list[str]]:
+        rows = await ContactTag.filter(contact_id__in=ids).order_by("name").values_list(
+            "contact_id", "name"
+        )
+        by_contact: dict[int, list[str]] = defaultdict(list)
+        for cid, name in rows:
+            by_contact[cid].append(name)
+        return [by_contact.get(i, []) for i in ids]
+
+    return await ctx.loader("contact.tags", batch).load(contact_id)  # type: ignore[no-any-return]
+
+
+async def load_definitions(ctx: Context) -> list[AttributeDefinition]:
+    async def batch(ws_ids: list[int]) -> list[list[AttributeDefinition]]:
+        rows = await AttributeDefinition.filter(workspace_id__in=ws_ids).order_by("position", "id")
+        by_ws: dict[int, list[AttributeDefinition]] = defaultdict(list)
+        for row in rows:
+            by_ws[row.workspace_id].append(row)
+        return [by_ws.get(i, []) for i in ws_ids]
+
+    loader = ctx.loader("attribute_definitions", batch)
+    return await loader.load(ctx.scope.workspace_id)  # type: ignore[no-any-return]
+
+
+async def load_agent(ctx: Context, agent_id: int | None) -> Agent | None:
+    if agent_id is None:
+        return None
+
+    async def batch(ids: list[int]) -> list[Agent | None]:
+        found = await ctx.scope.get_many(Agent, ids)
+        return [found.get(i) for i in ids]
+
+    return await ctx.loader("agent", batch).load(agent_id)  # type: ignore[no-any-return]
+
+
+async def list_notes(ctx: Context, contact: Contact, *, first: int | None, after: str | None) -> Page[ContactNote]:
+    ctx.require(Permission.CONTACTS_READ)
+    query = ctx.scope.all(ContactNote).filter(contact_id=contact.id)
+    return await paginate(query, NEWEST_FIRST, first=first, after=after)
+
+
+async def list_events(
+    ctx: Context, contact: Contact, *, kind: EventKind | None, first: int | None, after: str | None
+) -> Page[ContactEvent]:
+    principal = ctx.require_principal()
+    if not can_see_contact(principal, contact.id):
+        raise UserFailure.of(None, Code.FORBIDDEN, "Not allowed.")
+    query = ctx.scope.all(ContactEvent).filter(contact_id=contact.id)
+    if kind is not None:
+        query = query.filter(kind=kind)
+    return await paginate(query, EVENT_ORDER, first=first, after=after)
+
+
+async def list_deleted(ctx: Context, *, first: int | None, after: str | None) -> Page[DeletedContact]:
+    ctx.require(Permission.AUDIT_READ)
+    return await paginate(ctx.scope.all(DeletedContact), NEWEST_FIRST, first=first, after=after)
+
+
+async def list_definitions(ctx: Context, *, first: int | None, after: str | None) -> Page[AttributeDefinition]:
+    ctx.require_principal()
+    order = Order(("position", "id"), descending=False)
+    return await paginate(ctx.scope.all(AttributeDefinition), order, first=first, after=after, default_size=100)
+
+
+# -- change log and events -----------------------------------------------------------------
+
+
+async def record_change(outbox: Outbox, contact: Contact, kind: ChangeKind, **extra: Any) -> None:
+    """Append to the change log and queue the `contactUpdated` event for after commit."""
+    change = await ContactChange.create(workspace_id=contact.workspace_id, contact_id=contact.id, kind=kind)
+    outbox.add(
+        keys.contact_channel(contact.workspace_id, contact.id),
+        {"type": "contact", "kind": kind.value, "contactId": contact.id, "cursor": str(change.id), **extra},
+    )
+
+
+# -- writing fields ------------------------------------------------------------------------
+
+
+async def _resolve_contact_for_write(ctx: Context, gid: str, field: str = "id") -> Contact:
+    contact = await ctx.scope.by_global_id(gid, "Contact", Contact)
+    if contact is None:
+        raise UserFailure.of(field, Code.NOT_FOUND, "No contact with this id.")
+    return contact
+
+
+def _validate_fields(values: dict[str, Any], principal: Principal | None, errors: list[UserError]) -> dict[str, Any]:
+    """Normalised built-in field values; errors appended with the field's camelCase path."""
+    clean: dict[str, Any] = {}
+    for name, value in values.items():
+        path = [camel(name)]
+        if name in IDENTITY_FIELDS and principal is not None and not principal.can(Permission.CONTACTS_IDENTITY):
+            errors.append(UserError(path, Code.FORBIDDEN, f"Editing a contact's {name} needs the contacts:identity permission."))
+            continue
+        if name in _TEXT_FIELDS:
+            if value is None or (isinstance(value, str) and not value.strip()):
+                clean[name] = None
+                continue
+            try:
+                clean[name] = _TEXT_FIELDS[name](value)
+            except ValueError as exc:
+                errors.append(UserError(path, Code.INVALID, f"{camel(name)}: {exc}."))
+        elif name in ("vip", "gdpr_consent"):
+            if value is None:
+                errors.append(UserError(path, Code.INVALID, f"{camel(name)} cannot be null."))
+            else:
+                clean[name] = bool(value)
+        elif name == "sms_consent":
+            if value is None:
+                errors.append(UserError(path, Code.INVALID, "smsConsent cannot be null."))
+            else:
+                clean[name] = SmsConsent(value)
+        else:
+            errors.append(UserError(path, Code.INVALID, f"{camel(name)} cannot be set here."))
+    return clean
+
+
+async def _validate_attributes(
+    ctx_workspace: int,
+    items: list[tuple[str, Any]],
+    principal: Principal | None,
+    errors: list[UserError],
+) -> dict[str, Any]:
+    """Custom attribute values checked against their definitions.
+
+    `principal` None means the system itself (platform metadata), which alone writes
+    platform attributes."""
+    if len(items) > MAX_ATTRIBUTES_PER_CALL:
+        errors.append(UserError(["attributes"], Code.INVALID, f"At most {MAX_ATTRIBUTES_PER_CALL} attributes per call."))
+        return {}
+    keys_wanted = {k for k, _ in items}
+    definitions = {
+        d.key: d
+        for d in await AttributeDefinition.filter(workspace_id=ctx_workspace, key__in=list(keys_wanted))
+    }
+    clean: dict[str, Any] = {}
+    for i, (key, value) in enumerate(items):
+        path = ["attributes", str(i), "value"]
+        definition = definitions.get(key)
+        if definition is None:
+            errors.append(UserError(["attributes", str(i), "key"], Code.NOT_FOUND, f"No attribute is defined with key {key!r}."))
+            continue
+        if principal is not None and definition.source is AttributeSource.PLATFORM:
+            errors.append(UserError(path, Code.READ_ONLY, f"{key} is a platform attribute: only the channel sets it."))
+            continue
+        if principal is not None and definition.crm_managed and not principal.can(Permission.CONTACTS_CRM):
+            errors.append(UserError(path, Code.FORBIDDEN, f"{key} is managed by the CRM: this workspace does not let agents edit it."))
+            continue
+        try:
+            clean[key] = cf.coerce_attribute(definition.type.value, definition.options, value)
+        except ValueError as exc:
+            errors.append(UserError(path, Code.INVALID, f"{key}: {exc}."))
+    return clean
+
+
+def _apply_attributes(contact: Contact, values: dict[str, Any]) -> None:
+    merged = dict(contact.attributes or {})
+    for key, value in values.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    contact.attributes = merged
+
+
+async def _check_unique_external_id(scope_ws: int, external_id: str | None, exclude: int | None, errors: list[UserError]) -> None:
+    if not external_id:
+        return
+    clash = Contact.filter(workspace_id=scope_ws, external_id=external_id)
+    if exclude is not None:
+        clash = clash.exclude(id=exclude)
+    if await clash.exists():
+        errors.append(UserError(["externalId"], Code.TAKEN, "Another contact has this externalId."))
+
+
+async def create_contact(ctx: Context, values: dict[str, Any], attributes: list[tuple[str, Any]], tags: list[str]) -> Contact:
+    principal = ctx.require(Permission.CONTACTS_WRITE)
+    ws = ctx.scope.workspace_id
+    errors: list[UserError] = []
+    clean = _validate_fields(values, principal, errors)
+    attrs = await _validate_attributes(ws, attributes, principal, errors)
+    clean_tags = _clean_tags(tags, errors)
+    await _check_unique_external_id(ws, clean.get("external_id"), None, errors)
+    if errors:
+        raise UserFailure(*errors)
+    async with atomic(ctx.outbox):
+        stamp = now()
+        contact = Contact(workspace_id=ws, first_seen_at=stamp, last_seen_at=stamp, **clean)
+        _apply_consent_times(contact, clean, stamp)
+        _apply_attributes(contact, attrs)
+        await contact.save()
+        await _add_tags(contact, clean_tags)
+        await record_change(ctx.outbox, contact, ChangeKind.CREATED)
+    return contact
+
+
+def _apply_consent_times(contact: Contact, clean: dict[str, Any], stamp: datetime) -> None:
+    if "gdpr_consent" in clean:
+        contact.gdpr_consent_at = stamp if clean["gdpr_consent"] else None
+    if "sms_consent" in clean:
+        contact.sms_consent_at = stamp
+
+
+async def update_contact(ctx: Context, gid: str, values: dict[str, Any], attributes: list[tuple[str, Any]]) -> Contact:
+    principal = ctx.require(Permission.CONTACTS_WRITE)
+    contact = await _resolve_contact_for_write(ctx, gid)
+    errors: list[UserError] = []
+    clean = _validate_fields(values, principal, errors)
+    attrs = await _validate_attributes(contact.workspace_id, attributes, principal, errors)
+    if "external_id" in clean:
+        await _check_unique_external_id(contact.workspace_id, clean["external_id"], contact.id, errors)
+    if errors:
+        raise UserFailure(*errors)
+    async with atomic(ctx.outbox):
+        contact = await Contact.select_for_update().get(id=contact.id)
+        stamp = now()
+        changed_consent = {k: v for k, v in clean.items() if k in ("gdpr_consent", "sms_consent") and getattr(contact, k) != v}
+        for name, value in clean.items():
+            setattr(contact, name, value)
+        _apply_consent_times(contact, changed_consent, stamp)
+        _apply_attributes(contact, attrs)
+        await contact.save()
+        await record_change(ctx.outbox, contact, ChangeKind.UPDATED)
+    return contact
+
+
+# -- identity across channels ----------------------------------------------------------------
+
+
+async def find_matching_contact(workspace: Workspace, values: dict[str, Any], attributes: dict[str, Any]) -> Contact | None:
+    """The contact that has the workspace's matching attribute value, if any."""
+    kind = workspace.matching_attribute
+    query = Contact.filter(workspace_id=workspace.id)
+    if kind is MatchingAttribute.CUSTOM:
+        key = workspace.matching_attribute_key
+        value = attributes.get(key) if key else None
+        if value is None:
+            return None
+        return await _find_by_attribute(workspace.id, key, value)  # type: ignore[arg-type]
+    value = values.get(kind.value)
+    if not value:
+        return None
+    return await query.filter(**{kind.value: value}).order_by("id").first()
+
+
+async def _find_by_attribute(workspace_id: int, key: str, value: Any) -> Contact | None:
+    # Tortoise's JSON lookups do not work on SQLite: emit each dialect's JSON expression.
+    if dialect() == "postgres":
+        sql = 'SELECT id FROM contacts WHERE workspace_id = $1 AND attributes->>$2 = $3 ORDER BY id LIMIT 1'
+    else:
+        sql = "SELECT id FROM contacts WHERE workspace_id = ? AND json_extract(attributes, '$.' || ?) = ? ORDER BY id LIMIT 1"
+    from tortoise import connections
+
+    rows = await connections.get("default").execute_query_dict(sql, [workspace_id, key, str(value) if dialect() == "postgres" else value])
+    return await Contact.get(id=rows[0]["id"]) if rows else None
+
+
+async def identify_contact(
+    outbox: Outbox,
+    *,
+    workspace_id: int,
+    channel: Channel,
+    previous: Contact | None,
+    external_id: str | None,
+    email: str | None,
+    name: str | None,
+    device: dict[str, Any],
+    platform_attributes: dict[str, Any],
+) -> Contact:
+    """Find or create the contact behind a widget/SDK session (see start_contact_session)."""
+    errors: list[UserError] = []
+    clean = _validate_fields({k: v for k, v in {"email": email, "name": name}.items() if v is not None}, None, errors)
+    device_clean = _validate_fields({k: v for k, v in device.items() if v is not None}, None, errors)
+    attrs = await _validate_attributes(workspace_id, list(platform_attributes.items()), None, errors)
+    if errors:
+        raise UserFailure(*errors)
+    workspace = await Workspace.get(id=workspace_id)
+    contact: Contact | None = None
+    created = False
+    if external_id is not None:
+        contact = await Contact.get_or_none(workspace_id=workspace_id, external_id=external_id)
+        if contact is None:
+            # An identified user seen first on another channel joins by the matching attribute.
+            match = await find_matching_contact(workspace, clean, attrs)
+            if match is not None and match.external_id is None:
+                contact = match
+            elif previous is not None and previous.external_id is None:
+                contact = previous  # the anonymous visitor just logged in
+        if contact is not None and contact.external_id is None:
+            contact.external_id = external_id
+    else:
+        # Anonymous sessions never claim another contact by e-mail: that would let anyone
+        # who types an address read that person's conversations.
+        if previous is not None and previous.external_id is None:
+            contact = previous
+    stamp = now()
+    if contact is None:
+        created = True
+        contact = Contact(
+            workspace_id=workspace_id,
+            external_id=external_id,
+            platform=channel.kind.value,
+            first_seen_at=stamp,
+            last_seen_at=stamp,
+        )
+    for field_name, value in clean.items():
+        if value is not None and not getattr(contact, field_name):
+            setattr(contact, field_name, value)
+    for field_name, value in device_clean.items():
+        setattr(contact, field_name, value)
+    _apply_attributes(contact, attrs)
+    contact.last_seen_at = stamp
+    await contact.save()
+    await record_change(outbox, contact, ChangeKind.CREATED if created else ChangeKind.UPDATED)
+    return contact
+
+
+# -- tags ------------------------------------------------------------------------------------
+
+
+def _clean_tags(tags: list[str], errors: list[UserError]) -> list[str]:
+    if len(tags) > MAX_TAGS_PER_CALL:
+        errors.append(UserError(["tags"], Code.INVALID, f"At most {MAX_TAGS_PER_CALL} tags per call."))
+        return []
+    clean: list[str] = []
+    for i, tag in enumerate(tags):
+        name = " ".join(tag.split()).lower()
+        if not name or len(name) > 64:
+            errors.append(UserError(["tags", str(i)], Code.INVALID, "A tag has 1 to 64 characters."))
+        elif name not in clean:
+            clean.append(name)
+    return clean
+
+
+async def _add_tags(contact: Contact, names: list[str]) -> None:
+    if not names:
+        return
+    existing = set(await ContactTag.filter(contact_id=contact.id).values_list("name", flat=True))
+    fresh = [ContactTag(workspace_id=contact.workspace_id, contact_id=contact.id, name=n) for n in names if n not in existing]
+    if fresh:
+        await ContactTag.bulk_create(fresh)
+
+
+async def tag_contact(ctx: Context, gid: str, tags: list[str], *, remove: bool = False) -> Contact:
+    ctx.require(Permission.CONTACTS_WRITE)
+    contact = await _resolve_contact_for_write(ctx, gid, "contactId")
+    errors: list[UserError] = []
+    names = _clean_tags(tags, errors)
+    if errors:
+        raise UserFailure(*errors)
+    async with atomic(ctx.outbox):
+        if remove:
+            await ContactTag.filter(contact_id=contact.id, name__in=names).delete()
+        else:
+            await _add_tags(contact, names)
+        await Contact.filter(id=contact.id).update(updated_at=now())
+        await record_change(ctx.outbox, contact, ChangeKind.UPDATED)
+    return contact
+
+
+# -- notes -----------------------------------------------------------------------------------
+
+
+async def add_note(ctx: Context, gid: str, body: str) -> ContactNote:
+    principal = ctx.require(Permission.CONTACTS_WRITE)
+    if principal.kind is not PrincipalKind.AGENT:
+        raise UserFailure.of(None, Code.FORBIDDEN, "Notes are written by agents.")
+    contact = await _resolve_contact_for_write(ctx, gid, "contactId")
+    text = body.strip()
+    if not text:
+        raise UserFailure.of("body", Code.REQUIRED, "A note needs some text.")
+    if len(text) > MAX_NOTE:
+        raise UserFailure.of("body", Code.TOO_LONG, f"A note has at most {MAX_NOTE} characters.")
+    return await ContactNote.create(workspace_id=contact.workspace_id, contact_id=contact.id, author_id=principal.agent_id, body=text)
+
+
+async def delete_note(ctx: Context, gid: str) -> str:
+    principal = ctx.require(Permission.CONTACTS_WRITE)
+    note = await ctx.scope.by_global_id(gid, "ContactNote", ContactNote)
+    if note is None:
+        raise UserFailure.of("id", Code.NOT_FOUND, "No note with this id.")
+    if note.author_id != principal.agent_id and not principal.is_admin:
+        raise UserFailure.of("id", Code.FORBIDDEN, "Only the note's author or an admin can delete it.")
+    await note.delete()
+    return gid
+
+
+# -- events ----------------------------------------------------------------------------------
+
+
+async def track_event(
+    ctx: Context,
+    *,
+    contact_gid: str | None,
+    kind: EventKind,
+    name: str | None,
+    url: str | None,
+    title: str | None,
+    properties: Any,
+    occurred_at: datetime | None,
+) -> ContactEvent:
+    principal = ctx.require_principal()
+    if principal.kind is PrincipalKind.CONTACT:
+        if contact_gid is not None:
+            decoded = decode_global_id(contact_gid)
+            if decoded != ("Contact", principal.contact_id):
+                raise UserFailure.of("contactId", Code.FORBIDDEN, "A contact session tracks its own events only.")
+        contact = await ctx.scope.get(Contact, principal.contact_id)
+    else:
+        ctx.require(Permission.EVENTS_WRITE)
+        if contact_gid is None:
+            raise UserFailure.of("contactId", Code.REQUIRED, "Name the contact the event belongs to.")
+        contact = await ctx.scope.by_global_id(contact_gid, "Contact", Contact)
+    if contact is None:
+        raise UserFailure.of("contactId", Code.NOT_FOUND, "No contact with this id.")
+
+    errors: list[UserError] = []
+    if kind is EventKind.PAGE_VIEW:
+        name = name or "page_view"
+        if not url:
+            errors.append(UserError(["url"], Code.REQUIRED, "A page view needs the page URL."))
+    if not name or not EVENT_NAME.match(name):
+        errors.append(UserError(["name"], Code.INVALID, "An event name has 1 to 120 letters, digits, spaces or _ . : / -."))
+    if url is not None and (len(url) > 2048 or not url.startswith(("http://", "https://"))):
+        errors.append(UserError(["url"], Code.INVALID, "url must be an http(s) URL of at most 2048 characters."))
+    if title is not None and len(title) > 500:
+        errors.append(UserError(["title"], Code.TOO_LONG, "title has at most 500 characters."))
+    props = properties if properties is not None else {}
+    if not isinstance(props, dict):
+        errors.append(UserError(["properties"], Code.INVALID, "properties must be a JSON object."))
+    elif len(json.dumps(props)) > MAX_EVENT_PROPERTIES_BYTES:
+        errors.append(UserError(["properties"], Code.TOO_LONG, f"properties take at most {MAX_EVENT_PROPERTIES_BYTES} bytes of JSON."))
+    stamp = now()
+    when = occurred_at or stamp
+    if when.tzinfo is None:
+        errors.append(UserError(["occurredAt"], Code.INVALID, "occurredAt needs a time zone offset."))
+    elif when > stamp + timedelta(minutes=5):
+        errors.append(UserError(["occurredAt"], Code.INVALID, "occurredAt is in the future."))
+    if errors:
+        raise UserFailure(*errors)
+    async with in_transaction():
+        event = await ContactEvent.create(
+            workspace_id=contact.workspace_id, contact_id=contact.id, kind=kind, name=name,
+            url=url, title=title, properties=props, occurred_at=when,
+        )  # fmt: skip
+        await Contact.filter(id=contact.id, last_seen_at__lt=when).update(last_seen_at=when)
+    return event
+
+
+# -- block, delete, merge --------------------------------------------------------------------
+
+
+async def set_blocked(ctx: Context, gid: str, blocked: bool) -> Contact:
+    ctx.require(Permission.CONTACTS_WRITE)
+    contact = await _resolve_contact_for_write(ctx, gid)
+    async with atomic(ctx.outbox):
+        contact.blocked = blocked
+        await contact.save(update_fields=["blocked", "updated_at"])
+        await record_change(ctx.outbox, contact, ChangeKind.UPDATED)
+    return contact
+
+
+async def delete_contact(ctx: Context, gid: str) -> DeletedContact:
+    principal = ctx.require(Permission.CONTACTS_DELETE)
+    contact = await _resolve_contact_for_write(ctx, gid)
+    who = await ctx.scope.get(Agent, principal.agent_id) if principal.agent_id else None
+    async with atomic(ctx.outbox):
+        record = await DeletedContact.create(
+            workspace_id=contact.workspace_id,
+            name_hint=mask_name(contact.name),
+            email_hint=mask_email(contact.email),
+            phone_hint=mask_phone(contact.phone),
+            platform=contact.platform,
+            deleted_by_id=who.id if who else None,
+            deleted_by_name=who.name if who else f"API key {principal.api_key_id}",
+        )
+        await _delete_contact_rows(contact.id)
+        await record_change(ctx.outbox, contact, ChangeKind.DELETED)
+    return record
+
+
+async def _delete_contact_rows(contact_id: int) -> None:
+    # Explicit, child tables first: correct whether or not the database enforces cascades.
+    for model in (ContactEvent, ContactNote, ContactTag):
+        await model.filter(contact_id=contact_id).delete()
+    await Contact.filter(id=contact_id).delete()
+
+
+async def merge_contacts(ctx: Context, primary_gid: str, secondary_gid: str) -> Contact:
+    """Fold the secondary contact into the primary: its events, notes and tags move, the
+    primary's values win where both have one, and the secondary is removed."""
+    ctx.require(Permission.CONTACTS_WRITE)
+    primary = await _resolve_contact_for_write(ctx, primary_gid, "primaryId")
+    secondary = await _resolve_contact_for_write(ctx, secondary_gid, "secondaryId")
+    if primary.id == secondary.id:
+        raise UserFailure.of("secondaryId", Code.INVALID, "A contact cannot be merged into itself.")
+    async with atomic(ctx.outbox):
+        for model in (ContactEvent, ContactNote):
+            await model.filter(contact_id=secondary.id).update(contact_id=primary.id)
+        secondary_tags = await ContactTag.filter(contact_id=secondary.id).values_list("name", flat=True)
+        await _add_tags(primary, list(secondary_tags))
+        for field_name in (*_TEXT_FIELDS, "platform"):
+            if getattr(primary, field_name) in (None, "") and getattr(secondary, field_name) not in (None, ""):
+                setattr(primary, field_name, getattr(secondary, field_name))
+        primary.attributes = {**(secondary.attributes or {}), **(primary.attributes or {})}
+        primary.vip = primary.vip or secondary.vip
+        primary.blocked = primary.blocked or secondary.blocked
+        if not primary.gdpr_consent and secondary.gdpr_consent:
+            primary.gdpr_consent, primary.gdpr_consent_at = True, secondary.gdpr_consent_at
+        if primary.sms_consent is SmsConsent.NEVER:
+            primary.sms_consent, primary.sms_consent_at = secondary.sms_consent, secondary.sms_consent_at
+        primary.first_seen_at = min(d for d in (primary.first_seen_at, secondary.first_seen_at) if d) if (primary.first_seen_at or secondary.first_seen_at) else None
+        primary.last_seen_at = max(primary.last_seen_at, secondary.last_seen_at)
+        # The secondary goes first: the primary may take over its unique external id.
+        await _delete_contact_rows(secondary.id)
+        await primary.save()
+        await record_change(ctx.outbox, secondary, ChangeKind.DELETED, mergedInto=primary.id)
+        await record_change(ctx.outbox, primary, ChangeKind.UPDATED)
+    return primary
+
+
+# -- attribute definitions -------------------------------------------------------------------
+
+
+async def create_definition(
+    ctx: Context, *, key: str, label: str, type: AttributeType, options: list[str],
+    crm_managed: bool, searchable: bool, visible: bool,
+) -> AttributeDefinition:  # fmt: skip
+    ctx.require(Permission.ATTRIBUTES_MANAGE)
+    ws = ctx.scope.workspace_id
+    errors: list[UserError] = []
+    if not cf.ATTRIBUTE_KEY.match(key):
+        errors.append(UserError(["key"], Code.INVALID, "key: lowercase letters, digits and _, starting with a letter, at most 64."))
+    elif key in BUILT_IN_FIELDS:
+        errors.append(UserError(["key"], Code.TAKEN, f"{key} is a built-in contact field."))
+    elif await AttributeDefinition.filter(workspace_id=ws, key=key).exists():
+        errors.append(UserError(["key"], Code.TAKEN, "An attribute with this key exists."))
+    clean_label = label.strip()
+    if not clean_label or len(clean_label) > 120:
+        errors.append(UserError(["label"], Code.INVALID, "label has 1 to 120 characters."))
+    clean_options = _validate_options(type, options, errors)
+    if errors:
+        raise UserFailure(*errors)
+    last = await AttributeDefinition.filter(workspace_id=ws).order_by("-position").first()
+    return await AttributeDefinition.create(
+        workspace_id=ws, key=key, label=clean_label, type=type, options=clean_options,
+        source=AttributeSource.CUSTOM, crm_managed=crm_managed, searchable=searchable,
+        visible=visible, position=(last.position + 1) if last else 0,
+    )  # fmt: skip
+
+
+def _validate_options(kind: AttributeType, options: list[str], errors: list[UserError]) -> list[str]:
+    if kind is not AttributeType.LIST:
+        if options:
+            errors.append(UserError(["options"], Code.INVALID, "Only list attributes have options."))
+        return []
+    clean = [o.strip() for o in options]
+    if not clean or any(not o or len(o) > 120 for o in clean) or len(set(clean)) != len(clean) or len(clean) > 200:
+        errors.append(UserError(["options"], Code.INVALID, "A list attribute needs 1 to 200 distinct options of 1 to 120 characters."))
+    return clean
+
+
+async def update_definition(ctx: Context, gid: str, values: dict[str, Any]) -> AttributeDefinition:
+    ctx.require(Permission.ATTRIBUTES_MANAGE)
+    definition = await ctx.scope.by_global_id(gid, "AttributeDefinition", AttributeDefinition)
+    if definition is None:
+        raise UserFailure.of("id", Code.NOT_FOUND, "No attribute definition with this id.")
+    errors: list[UserError] = []
+    if definition.source is AttributeSource.PLATFORM and set(values) - {"visible", "searchable", "label"}:
+        errors.append(UserError(["id"], Code.READ_ONLY, "Platform attributes can only be relabelled, shown or hidden."))
+    if "label" in values:
+        label = (values["label"] or "").strip()
+        if not label or len(label) > 120:
+            errors.append(UserError(["label"], Code.INVALID, "label has 1 to 120 characters."))
+        values["label"] = label
+    if "options" in values:
+        values["options"] = _validate_options(definition.type, values["options"] or [], errors)
+    if errors:
+        raise UserFailure(*errors)
+    for name, value in values.items():
+        if value is None and name in ("crm_managed", "searchable", "visible"):
+            continue
+        setattr(definition, name, value)
+    await definition.save()
+    return definition
+
+
+async def delete_definition(ctx: Context, gid: str) -> str:
+    ctx.require(Permission.ATTRIBUTES_MANAGE)
+    definition = await ctx.scope.by_global_id(gid, "AttributeDefinition", AttributeDefinition)
+    if definition is None:
+        raise UserFailure.of("id", Code.NOT_FOUND, "No attribute definition with this id.")
+    if definition.source is AttributeSource.PLATFORM:
+        raise UserFailure.of("id", Code.READ_ONLY, "Platform attributes cannot be deleted.")
+    from tortoise import connections
+
+    conn = connections.get("default")
+    async with in_transaction():
+        # Strip the values too, in the database: no contact is loaded into Python.
+        if dialect() == "postgres":
+            await conn.execute_query(
+                "UPDATE contacts SET attributes = attributes - $1::text "
+                "WHERE workspace_id = $2 AND attributes ? $1::text",
+                [definition.key, definition.workspace_id],
+            )
+        else:
+            await conn.execute_query(
+                "UPDATE contacts SET attributes = json_remove(attributes, '$.' || ?) "
+                "WHERE workspace_id = ? AND json_type(attributes, '$.' || ?) IS NOT NULL",
+                [definition.key, definition.workspace_id, definition.key],
+            )
+        await definition.delete()
+    return gid
+
+
+async def reorder_definitions(ctx: Context, gids: list[str]) -> list[AttributeDefinition]:
+    ctx.require(Permission.ATTRIBUTES_MANAGE)
+    scope = ctx.scope
+    all_defs = {d.id: d for d in await scope.all(AttributeDefinition)}
+    ids: list[int] = []
+    for i, gid in enumerate(gids):
+        decoded = decode_global_id(gid)
+        if decoded is None or decoded[0] != "AttributeDefinition" or decoded[1] not in all_defs:
+            raise UserFailure.of(["ids", str(i)], Code.NOT_FOUND, "No attribute definition with this id.")
+        ids.append(decoded[1])
+    if sorted(ids) != sorted(all_defs):
+        raise UserFailure.of("ids", Code.INVALID, "List every attribute definition exactly once.")
+    async with in_transaction():
+        for position, pk in enumerate(ids):
+            if all_defs[pk].position != position:
+                all_defs[pk].position = position
+                await all_defs[pk].save(update_fields=["position"])
+    return [all_defs[pk] for pk in ids]
+

@@ -1,0 +1,56 @@
+"""`node(id:)`: any object by global id, within the caller's workspace and permissions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from tortoise.models import Model
+
+from core.context import Context
+from core.permissions import Permission, Principal, PrincipalKind
+from core.scoping import decode_global_id
+from models.channels import Channel
+from models.contacts import AttributeDefinition, Contact, ContactEvent, ContactNote, DeletedContact
+from models.workspaces import Agent, ApiKey, Team, Workspace
+from resolvers.contacts import can_see_contact
+
+
+def _agents(p: Principal, _: Any) -> bool:
+    return p.kind is PrincipalKind.AGENT
+
+
+def _anyone(_: Principal, __: Any) -> bool:
+    return True
+
+
+def _with(permission: Permission) -> Callable[[Principal, Any], bool]:
+    return lambda p, _: p.can(permission)
+
+
+# GraphQL type name -> (model, may this principal see this row?)
+NODES: dict[str, tuple[type[Model], Callable[[Principal, Any], bool]]] = {
+    "Workspace": (Workspace, _anyone),
+    "Agent": (Agent, _agents),
+    "Team": (Team, _agents),
+    "Channel": (Channel, _agents),
+    "ApiKey": (ApiKey, _with(Permission.WORKSPACE_MANAGE)),
+    "Contact": (Contact, lambda p, row: can_see_contact(p, row.id)),
+    "ContactNote": (ContactNote, _with(Permission.CONTACTS_READ)),
+    "ContactEvent": (ContactEvent, lambda p, row: can_see_contact(p, row.contact_id)),
+    "AttributeDefinition": (AttributeDefinition, _anyone),
+    "DeletedContact": (DeletedContact, _with(Permission.AUDIT_READ)),
+}
+
+
+async def load_node(ctx: Context, gid: str) -> tuple[str, Model] | None:
+    principal = ctx.require_principal()
+    decoded = decode_global_id(gid)
+    if decoded is None or decoded[0] not in NODES:
+        return None
+    type_name, pk = decoded
+    model, visible = NODES[type_name]
+    row = await ctx.scope.get(model, pk)
+    if row is None or not visible(principal, row):
+        return None
+    return type_name, row

@@ -1,0 +1,117 @@
+"""Keyset (cursor) pagination over a Tortoise queryset, for every connection.
+
+    page = await paginate(scope.all(Contact), Order(("last_seen_at", "id"), descending=True),
+                          first=50, after=cursor)
+
+A cursor is the sort key of its row, so pages stay stable while rows are added, and the
+database walks an index instead of an OFFSET.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from tortoise.expressions import Q
+from tortoise.queryset import QuerySet
+
+from core.config import settings
+from core.errors import PublicError, Code
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Order:
+    """A unique sort key: its last column must be unique (the primary key)."""
+
+    columns: tuple[str, ...]
+    descending: bool = True
+
+
+@dataclass
+class Page(Generic[T]):
+    items: list[T]
+    cursors: list[str]
+    has_next_page: bool
+    has_previous_page: bool
+    # The unpaginated query, for a totalCount asked for separately.
+    query: QuerySet[Any]
+
+
+def _encode(values: list[Any]) -> str:
+    plain = [v.isoformat() if isinstance(v, datetime) else v for v in values]
+    return base64.urlsafe_b64encode(json.dumps(plain, separators=(",", ":")).encode()).decode()
+
+
+def _decode(cursor: str, order: Order) -> list[Any]:
+    try:
+        values = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if not isinstance(values, list) or len(values) != len(order.columns):
+            raise ValueError
+        return [
+            datetime.fromisoformat(v) if isinstance(v, str) and col.endswith("_at") else v
+            for col, v in zip(order.columns, values, strict=True)
+        ]
+    except (ValueError, TypeError, UnicodeDecodeError):
+        raise PublicError("Invalid cursor.", Code.INVALID) from None
+
+
+def _after(order: Order, values: list[Any], forward: bool) -> Q:
+    """Rows strictly after `values` in the walking direction."""
+    op = "lt" if order.descending == forward else "gt"
+    clauses = []
+    for i, col in enumerate(order.columns):
+        eq = {c: v for c, v in zip(order.columns[:i], values[:i], strict=True)}
+        clauses.append(Q(**eq, **{f"{col}__{op}": values[i]}))
+    result = clauses[0]
+    for clause in clauses[1:]:
+        result |= clause
+    return result
+
+
+def page_size(first: int | None, last: int | None, default: int) -> int:
+    if first is not None and last is not None:
+        raise PublicError("Pass either first or last, not both.", Code.INVALID)
+    size = first if first is not None else last if last is not None else default
+    if size < 0:
+        raise PublicError("first and last must not be negative.", Code.INVALID)
+    if size > settings.max_page_size:
+        raise PublicError(f"first and last may be at most {settings.max_page_size}.", Code.INVALID)
+    return size
+
+
+async def paginate(
+    query: QuerySet[Any],
+    order: Order,
+    *,
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+    default_size: int = 20,
+) -> Page[Any]:
+    size = page_size(first, last, default_size)
+    forward = last is None
+    sort = [f"-{c}" if order.descending == forward else c for c in order.columns]
+    walk = query
+    if after:
+        walk = walk.filter(_after(order, _decode(after, order), forward=True))
+    if before:
+        walk = walk.filter(_after(order, _decode(before, order), forward=False))
+    rows = list(await walk.order_by(*sort).limit(size + 1))
+    more = len(rows) > size
+    rows = rows[:size]
+    if not forward:
+        rows.reverse()
+    cursors = [_encode([getattr(r, c) for c in order.columns]) for r in rows]
+    return Page(
+        items=rows,
+        cursors=cursors,
+        has_next_page=more if forward else bool(before),
+        has_previous_page=bool(after) if forward else more,
+        query=query,
+    )

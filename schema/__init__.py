@@ -1,0 +1,55 @@
+"""Builds the Schema from each area's root types, with the limits and caches every
+request goes through."""
+
+from __future__ import annotations
+
+import strawberry
+from graphql.validation import NoSchemaIntrospectionCustomRule
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
+
+from core.config import settings
+from core.errors import MaskUnexpectedErrors
+from schema.auth import AuthMutation, AuthQuery
+from schema.contacts import ContactMutation, ContactQuery, ContactSubscription
+from schema.nodes import NodeQuery
+from schema.workspaces import WorkspaceMutation, WorkspaceQuery
+
+
+@strawberry.type
+class Query(NodeQuery, AuthQuery, WorkspaceQuery, ContactQuery):
+    pass
+
+
+@strawberry.type
+class Mutation(AuthMutation, WorkspaceMutation, ContactMutation):
+    pass
+
+
+@strawberry.type
+class Subscription(ContactSubscription):
+    pass
+
+
+def build_schema(*, introspection: bool | None = None) -> strawberry.Schema:
+    allow_introspection = settings.is_dev if introspection is None else introspection
+    extensions: list = [
+        MaskUnexpectedErrors,
+        lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
+        lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
+        lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
+        lambda: ParserCache(maxsize=1000),
+        lambda: ValidationCache(maxsize=1000),
+    ]
+    if not allow_introspection:
+        extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
+    return strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions)
+
+
+schema = build_schema()

@@ -1,0 +1,86 @@
+"""Shared API surface: the Node interface, Relay connections, userErrors, scalars and the
+helper every mutation uses to turn `UserFailure` into `userErrors`."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Generic, TypeVar
+
+import strawberry
+from strawberry import relay
+from strawberry.scalars import JSON
+from strawberry.types.unset import UNSET
+
+from core.errors import UserFailure
+from resolvers.pagination import Page
+
+T = TypeVar("T")
+P = TypeVar("P")
+
+__all__ = ["JSON", "Connection", "UserError", "mutate", "provided", "to_connection"]
+
+
+@strawberry.type
+class UserError:
+    """An expected failure the user can fix: which input field, a stable code, a message."""
+
+    field: list[str] | None
+    code: str
+    message: str
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+
+@strawberry.type
+class Edge(Generic[T]):
+    cursor: str
+    node: T
+
+
+@strawberry.type
+class Connection(Generic[T]):
+    edges: list[Edge[T]]
+    page_info: PageInfo
+    _page: strawberry.Private[Page[Any] | None] = None
+
+    @strawberry.field(description="Rows matching, across all pages (one COUNT query).")
+    async def total_count(self) -> int:
+        return await self._page.query.count() if self._page is not None else len(self.edges)
+
+
+def to_connection(page: Page[Any], convert: Callable[[Any], T]) -> Connection[T]:
+    edges = [Edge(cursor=c, node=convert(item)) for item, c in zip(page.items, page.cursors, strict=True)]
+    return Connection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=page.has_next_page,
+            has_previous_page=page.has_previous_page,
+            start_cursor=page.cursors[0] if page.cursors else None,
+            end_cursor=page.cursors[-1] if page.cursors else None,
+        ),
+        _page=page,
+    )
+
+
+async def mutate(payload: Callable[..., P], work: Awaitable[Any], build: Callable[[Any], dict[str, Any]]) -> P:
+    """Run a resolver; its UserFailure becomes `userErrors`, its result the payload."""
+    try:
+        result = await work
+    except UserFailure as failure:
+        return payload(user_errors=[UserError(field=e.field, code=e.code.value, message=e.message) for e in failure.errors])
+    return payload(**build(result), user_errors=[])
+
+
+def provided(input_obj: object, fields: Iterable[str]) -> dict[str, Any]:
+    """The fields of an input the client actually sent (null included, UNSET left out)."""
+    return {f: getattr(input_obj, f) for f in fields if getattr(input_obj, f) is not UNSET}
+
+
+def node_id(type_name: str, pk: int) -> relay.GlobalID:
+    return relay.GlobalID(type_name, str(pk))

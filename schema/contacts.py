@@ -1,0 +1,506 @@
+"""Contacts, their attributes, tags, notes and timeline; attribute definitions; the
+deletion audit; `contactUpdated`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from datetime import datetime
+from typing import Annotated
+
+import strawberry
+from strawberry import relay
+from strawberry.types import Info
+
+from core import keys
+from core.context import Context
+from core.errors import PublicError, Code
+from core.hub import SubscriberTooSlow
+from models import contacts as m
+from resolvers import contacts as r
+from schema.common import JSON, Connection, UserError, mutate, node_id, provided, to_connection
+from schema.workspaces import Agent
+
+SmsConsent = strawberry.enum(m.SmsConsent, name="SmsConsent")
+AttributeType = strawberry.enum(m.AttributeType, name="AttributeType")
+AttributeSource = strawberry.enum(m.AttributeSource, name="AttributeSource")
+EventKind = strawberry.enum(m.EventKind, name="EventKind")
+ContactChangeKind = strawberry.enum(m.ChangeKind, name="ContactChangeKind")
+
+CONTACT_FIELDS = (
+    "name", "email", "phone", "external_id", "country", "city", "time_zone", "locale",
+    "browser_language", "os", "browser", "ip", "referrer",
+)  # fmt: skip
+
+
+@strawberry.type
+class AttributeDefinition(relay.Node):
+    id: relay.NodeID[int]
+    key: str
+    label: str
+    type: AttributeType  # type: ignore[valid-type]
+    options: list[str]
+    source: AttributeSource  # type: ignore[valid-type]
+    crm_managed: bool
+    searchable: bool
+    visible: bool
+    position: int
+
+    @classmethod
+    def from_model(cls, d: m.AttributeDefinition) -> AttributeDefinition:
+        return cls(
+            id=d.id, key=d.key, label=d.label, type=d.type, options=list(d.options or []),
+            source=d.source, crm_managed=d.crm_managed, searchable=d.searchable,
+            visible=d.visible, position=d.position,
+        )  # fmt: skip
+
+
+@strawberry.type
+class AttributeValue:
+    key: str
+    value: JSON | None
+    definition: AttributeDefinition
+
+
+@strawberry.type
+class ContactNote(relay.Node):
+    id: relay.NodeID[int]
+    body: str
+    created_at: datetime
+    _author_id: strawberry.Private[int | None]
+
+    @strawberry.field
+    async def author(self, info: Info[Context, None]) -> Agent | None:
+        agent = await r.load_agent(info.context, self._author_id)
+        return Agent.from_model(agent) if agent else None
+
+    @classmethod
+    def from_model(cls, n: m.ContactNote) -> ContactNote:
+        return cls(id=n.id, body=n.body, created_at=n.created_at, _author_id=n.author_id)
+
+
+@strawberry.type
+class ContactEvent(relay.Node):
+    """A page view or a named event on a contact's timeline."""
+
+    id: relay.NodeID[int]
+    kind: EventKind  # type: ignore[valid-type]
+    name: str
+    url: str | None
+    title: str | None
+    properties: JSON
+    occurred_at: datetime
+
+    @classmethod
+    def from_model(cls, e: m.ContactEvent) -> ContactEvent:
+        return cls(id=e.id, kind=e.kind, name=e.name, url=e.url, title=e.title, properties=e.properties, occurred_at=e.occurred_at)
+
+
+@strawberry.type
+class Contact(relay.Node):
+    id: relay.NodeID[int]
+    name: str | None
+    email: str | None
+    phone: str | None = strawberry.field(description="E.164, e.g. +14155550100.")
+    external_id: str | None
+    country: str | None
+    city: str | None
+    time_zone: str | None
+    locale: str | None
+    browser_language: str | None
+    os: str | None
+    browser: str | None
+    ip: str | None
+    referrer: str | None
+    platform: str | None = strawberry.field(description="The kind of channel the contact first came from.")
+    gdpr_consent: bool
+    gdpr_consent_at: datetime | None
+    sms_consent: SmsConsent  # type: ignore[valid-type]
+    sms_consent_at: datetime | None
+    vip: bool
+    blocked: bool
+    first_seen_at: datetime | None
+    last_seen_at: datetime = strawberry.field(description="Last interaction; the contact list sorts by it.")
+    created_at: datetime
+    updated_at: datetime
+    _attributes: strawberry.Private[dict[str, object]]
+
+    @strawberry.field
+    async def tags(self, info: Info[Context, None]) -> list[str]:
+        return await r.load_tags(info.context, self.id)
+
+    @strawberry.field(description="Values of the workspace's attribute definitions, in their order.")
+    async def attributes(self, info: Info[Context, None]) -> list[AttributeValue]:
+        definitions = await r.load_definitions(info.context)
+        return [
+            AttributeValue(key=d.key, value=self._attributes[d.key], definition=AttributeDefinition.from_model(d))
+            for d in definitions
+            if d.key in self._attributes
+        ]
+
+    @strawberry.field
+    async def notes(self, info: Info[Context, None], first: int | None = None, after: str | None = None) -> Connection[ContactNote]:
+        contact = await info.context.scope.get(m.Contact, self.id)
+        assert contact is not None
+        return to_connection(await r.list_notes(info.context, contact, first=first, after=after), ContactNote.from_model)
+
+    @strawberry.field(description="The timeline: page views and events, newest first.")
+    async def events(
+        self, info: Info[Context, None], kind: EventKind | None = None, first: int | None = None, after: str | None = None  # type: ignore[valid-type]
+    ) -> Connection[ContactEvent]:
+        contact = await info.context.scope.get(m.Contact, self.id)
+        assert contact is not None
+        return to_connection(await r.list_events(info.context, contact, kind=kind, first=first, after=after), ContactEvent.from_model)
+
+    @classmethod
+    def from_model(cls, c: m.Contact) -> Contact:
+        return cls(
+            id=c.id, **{f: getattr(c, f) for f in CONTACT_FIELDS}, platform=c.platform,
+            gdpr_consent=c.gdpr_consent, gdpr_consent_at=c.gdpr_consent_at,
+            sms_consent=c.sms_consent, sms_consent_at=c.sms_consent_at, vip=c.vip,
+            blocked=c.blocked, first_seen_at=c.first_seen_at, last_seen_at=c.last_seen_at,
+            created_at=c.created_at, updated_at=c.updated_at, _attributes=dict(c.attributes or {}),
+        )  # fmt: skip
+
+
+@strawberry.type
+class DeletedContact(relay.Node):
+    """The audit record of a deleted contact: masked hints, platform, date and who."""
+
+    id: relay.NodeID[int]
+    name_hint: str | None
+    email_hint: str | None
+    phone_hint: str | None
+    platform: str | None
+    deleted_by_name: str
+    deleted_at: datetime
+
+    @classmethod
+    def from_model(cls, d: m.DeletedContact) -> DeletedContact:
+        return cls(
+            id=d.id, name_hint=d.name_hint, email_hint=d.email_hint, phone_hint=d.phone_hint,
+            platform=d.platform, deleted_by_name=d.deleted_by_name, deleted_at=d.deleted_at,
+        )  # fmt: skip
+
+
+@strawberry.type
+class ContactUpdate:
+    """A change to a contact, as `contactUpdated` delivers it."""
+
+    cursor: str = strawberry.field(description="Position in the change log: catch up after it with a query.")
+    kind: ContactChangeKind  # type: ignore[valid-type]
+    contact_id: relay.GlobalID
+    contact: Contact | None = strawberry.field(description="The contact now; null once deleted.")
+    merged_into_id: relay.GlobalID | None = None
+
+
+# -- inputs ----------------------------------------------------------------------------------
+
+
+@strawberry.input
+class AttributeValueInput:
+    key: str
+    value: JSON | None = strawberry.field(description="Typed per the definition; null clears it.")
+
+
+def _attribute_items(items: list[AttributeValueInput] | None) -> list[tuple[str, object]]:
+    return [(a.key, a.value) for a in items or []]
+
+
+@strawberry.input
+class ContactFieldsInput:
+    name: str | None = strawberry.UNSET
+    email: str | None = strawberry.UNSET
+    phone: str | None = strawberry.UNSET
+    external_id: str | None = strawberry.UNSET
+    country: str | None = strawberry.UNSET
+    city: str | None = strawberry.UNSET
+    time_zone: str | None = strawberry.UNSET
+    locale: str | None = strawberry.UNSET
+    browser_language: str | None = strawberry.UNSET
+    os: str | None = strawberry.UNSET
+    browser: str | None = strawberry.UNSET
+    ip: str | None = strawberry.UNSET
+    referrer: str | None = strawberry.UNSET
+    vip: bool | None = strawberry.UNSET
+    gdpr_consent: bool | None = strawberry.UNSET
+    sms_consent: SmsConsent | None = strawberry.UNSET  # type: ignore[valid-type]
+
+
+FIELD_INPUTS = (*CONTACT_FIELDS, "vip", "gdpr_consent", "sms_consent")
+
+
+@strawberry.input
+class CreateContactInput(ContactFieldsInput):
+    attributes: list[AttributeValueInput] | None = None
+    tags: list[str] | None = None
+
+
+@strawberry.input
+class UpdateContactInput(ContactFieldsInput):
+    id: relay.GlobalID
+    attributes: list[AttributeValueInput] | None = None
+
+
+@strawberry.input
+class ContactIdInput:
+    id: relay.GlobalID
+
+
+@strawberry.input
+class TagContactInput:
+    contact_id: relay.GlobalID
+    tags: list[str]
+
+
+@strawberry.input
+class MergeContactsInput:
+    primary_id: relay.GlobalID = strawberry.field(description="Survives; its values win conflicts.")
+    secondary_id: relay.GlobalID = strawberry.field(description="Folded into the primary and removed.")
+
+
+@strawberry.input
+class AddContactNoteInput:
+    contact_id: relay.GlobalID
+    body: str
+
+
+@strawberry.input
+class TrackEventInput:
+    contact_id: relay.GlobalID | None = strawberry.field(default=None, description="Omit in a contact session.")
+    kind: EventKind = m.EventKind.EVENT  # type: ignore[valid-type]
+    name: str | None = strawberry.field(default=None, description="Required for events; page views default to page_view.")
+    url: str | None = None
+    title: str | None = None
+    properties: JSON | None = None
+    occurred_at: datetime | None = None
+
+
+@strawberry.input
+class CreateAttributeDefinitionInput:
+    key: str
+    label: str
+    type: AttributeType  # type: ignore[valid-type]
+    options: list[str] | None = None
+    crm_managed: bool = False
+    searchable: bool = False
+    visible: bool = True
+
+
+@strawberry.input
+class UpdateAttributeDefinitionInput:
+    id: relay.GlobalID
+    label: str | None = strawberry.UNSET
+    options: list[str] | None = strawberry.UNSET
+    crm_managed: bool | None = strawberry.UNSET
+    searchable: bool | None = strawberry.UNSET
+    visible: bool | None = strawberry.UNSET
+
+
+@strawberry.input
+class ReorderAttributeDefinitionsInput:
+    ids: list[relay.GlobalID] = strawberry.field(description="Every definition, in the new order.")
+
+
+# -- payloads --------------------------------------------------------------------------------
+
+
+@strawberry.type
+class ContactPayload:
+    contact: Contact | None = None
+    user_errors: list[UserError]
+
+
+@strawberry.type
+class DeleteContactPayload:
+    deleted_contact_id: relay.GlobalID | None = None
+    audit_record: DeletedContact | None = None
+    user_errors: list[UserError]
+
+
+@strawberry.type
+class ContactNotePayload:
+    note: ContactNote | None = None
+    user_errors: list[UserError]
+
+
+@strawberry.type
+class DeletePayload:
+    deleted_id: relay.GlobalID | None = None
+    user_errors: list[UserError]
+
+
+@strawberry.type
+class TrackEventPayload:
+    event: ContactEvent | None = None
+    user_errors: list[UserError]
+
+
+@strawberry.type
+class AttributeDefinitionPayload:
+    attribute_definition: AttributeDefinition | None = None
+    user_errors: list[UserError]
+
+
+@strawberry.type
+class ReorderAttributeDefinitionsPayload:
+    attribute_definitions: list[AttributeDefinition] | None = None
+    user_errors: list[UserError]
+
+
+def _contact(c: m.Contact) -> dict[str, object]:
+    return {"contact": Contact.from_model(c)}
+
+
+def _gid(value: relay.GlobalID | None) -> str | None:
+    return str(value) if value is not None else None
+
+
+# -- root fields -----------------------------------------------------------------------------
+
+
+@strawberry.type
+class ContactQuery:
+    @strawberry.field(description="Contacts, most recent interaction first; search matches name, e-mail and phone.")
+    async def contacts(
+        self, info: Info[Context, None], search: str | None = None, first: int | None = None,
+        after: str | None = None, last: int | None = None, before: str | None = None,
+    ) -> Connection[Contact]:  # fmt: skip
+        page = await r.list_contacts(info.context, search=search, first=first, after=after, last=last, before=before)
+        return to_connection(page, Contact.from_model)
+
+    @strawberry.field
+    async def contact(self, info: Info[Context, None], id: relay.GlobalID) -> Contact | None:
+        found = await r.get_contact(info.context, str(id))
+        return Contact.from_model(found) if found else None
+
+    @strawberry.field
+    async def attribute_definitions(
+        self, info: Info[Context, None], first: int | None = None, after: str | None = None
+    ) -> Connection[AttributeDefinition]:
+        return to_connection(await r.list_definitions(info.context, first=first, after=after), AttributeDefinition.from_model)
+
+    @strawberry.field(description="Audit records of deleted contacts (owners and admins).")
+    async def deleted_contacts(
+        self, info: Info[Context, None], first: int | None = None, after: str | None = None
+    ) -> Connection[DeletedContact]:
+        return to_connection(await r.list_deleted(info.context, first=first, after=after), DeletedContact.from_model)
+
+
+@strawberry.type
+class ContactMutation:
+    @strawberry.mutation
+    async def create_contact(self, info: Info[Context, None], input: CreateContactInput) -> ContactPayload:
+        work = r.create_contact(info.context, provided(input, FIELD_INPUTS), _attribute_items(input.attributes), input.tags or [])
+        return await mutate(ContactPayload, work, _contact)
+
+    @strawberry.mutation
+    async def update_contact(self, info: Info[Context, None], input: UpdateContactInput) -> ContactPayload:
+        work = r.update_contact(info.context, str(input.id), provided(input, FIELD_INPUTS), _attribute_items(input.attributes))
+        return await mutate(ContactPayload, work, _contact)
+
+    @strawberry.mutation(description="Owners and admins: removes the contact and everything of it, leaving an audit record.")
+    async def delete_contact(self, info: Info[Context, None], input: ContactIdInput) -> DeleteContactPayload:
+        return await mutate(
+            DeleteContactPayload,
+            r.delete_contact(info.context, str(input.id)),
+            lambda d: {"deleted_contact_id": input.id, "audit_record": DeletedContact.from_model(d)},
+        )
+
+    @strawberry.mutation
+    async def block_contact(self, info: Info[Context, None], input: ContactIdInput) -> ContactPayload:
+        return await mutate(ContactPayload, r.set_blocked(info.context, str(input.id), True), _contact)
+
+    @strawberry.mutation
+    async def unblock_contact(self, info: Info[Context, None], input: ContactIdInput) -> ContactPayload:
+        return await mutate(ContactPayload, r.set_blocked(info.context, str(input.id), False), _contact)
+
+    @strawberry.mutation
+    async def merge_contacts(self, info: Info[Context, None], input: MergeContactsInput) -> ContactPayload:
+        return await mutate(ContactPayload, r.merge_contacts(info.context, str(input.primary_id), str(input.secondary_id)), _contact)
+
+    @strawberry.mutation
+    async def tag_contact(self, info: Info[Context, None], input: TagContactInput) -> ContactPayload:
+        return await mutate(ContactPayload, r.tag_contact(info.context, str(input.contact_id), input.tags), _contact)
+
+    @strawberry.mutation
+    async def untag_contact(self, info: Info[Context, None], input: TagContactInput) -> ContactPayload:
+        return await mutate(ContactPayload, r.tag_contact(info.context, str(input.contact_id), input.tags, remove=True), _contact)
+
+    @strawberry.mutation
+    async def add_contact_note(self, info: Info[Context, None], input: AddContactNoteInput) -> ContactNotePayload:
+        return await mutate(ContactNotePayload, r.add_note(info.context, str(input.contact_id), input.body), lambda n: {"note": ContactNote.from_model(n)})
+
+    @strawberry.mutation
+    async def delete_contact_note(self, info: Info[Context, None], input: ContactIdInput) -> DeletePayload:
+        return await mutate(DeletePayload, r.delete_note(info.context, str(input.id)), lambda _: {"deleted_id": input.id})
+
+    @strawberry.mutation(description="Record a page view or a named event on a contact's timeline.")
+    async def track_event(self, info: Info[Context, None], input: TrackEventInput) -> TrackEventPayload:
+        work = r.track_event(
+            info.context, contact_gid=_gid(input.contact_id), kind=input.kind, name=input.name,
+            url=input.url, title=input.title, properties=input.properties, occurred_at=input.occurred_at,
+        )  # fmt: skip
+        return await mutate(TrackEventPayload, work, lambda e: {"event": ContactEvent.from_model(e)})
+
+    @strawberry.mutation
+    async def create_attribute_definition(
+        self, info: Info[Context, None], input: CreateAttributeDefinitionInput
+    ) -> AttributeDefinitionPayload:
+        work = r.create_definition(
+            info.context, key=input.key, label=input.label, type=input.type, options=input.options or [],
+            crm_managed=input.crm_managed, searchable=input.searchable, visible=input.visible,
+        )  # fmt: skip
+        return await mutate(AttributeDefinitionPayload, work, lambda d: {"attribute_definition": AttributeDefinition.from_model(d)})
+
+    @strawberry.mutation(description="Relabel, change options, or toggle crmManaged, searchable and visible.")
+    async def update_attribute_definition(
+        self, info: Info[Context, None], input: UpdateAttributeDefinitionInput
+    ) -> AttributeDefinitionPayload:
+        values = provided(input, ("label", "options", "crm_managed", "searchable", "visible"))
+        work = r.update_definition(info.context, str(input.id), values)
+        return await mutate(AttributeDefinitionPayload, work, lambda d: {"attribute_definition": AttributeDefinition.from_model(d)})
+
+    @strawberry.mutation(description="Removes a custom attribute and its value from every contact.")
+    async def delete_attribute_definition(self, info: Info[Context, None], input: ContactIdInput) -> DeletePayload:
+        return await mutate(DeletePayload, r.delete_definition(info.context, str(input.id)), lambda _: {"deleted_id": input.id})
+
+    @strawberry.mutation
+    async def reorder_attribute_definitions(
+        self, info: Info[Context, None], input: ReorderAttributeDefinitionsInput
+    ) -> ReorderAttributeDefinitionsPayload:
+        work = r.reorder_definitions(info.context, [str(i) for i in input.ids])
+        return await mutate(
+            ReorderAttributeDefinitionsPayload, work,
+            lambda defs: {"attribute_definitions": [AttributeDefinition.from_model(d) for d in defs]},
+        )  # fmt: skip
+
+
+@strawberry.type
+class ContactSubscription:
+    @strawberry.subscription(description="Changes to one contact: agents and keys with contacts:read, or the contact itself.")
+    async def contact_updated(self, info: Info[Context, None], id: relay.GlobalID) -> AsyncGenerator[ContactUpdate, None]:
+        ctx = info.context
+        contact = await r.get_contact(ctx, str(id))
+        if contact is None:
+            raise PublicError("No contact with this id.", Code.NOT_FOUND)
+        if ctx.hub is None:
+            raise PublicError("Subscriptions are unavailable.", Code.INVALID)
+        workspace_id = contact.workspace_id
+        try:
+            async with ctx.hub.subscribe(keys.contact_channel(workspace_id, contact.id)) as events:
+                async for event in events:
+                    # Authorisation again at send time: the principal may have lost access.
+                    principal = await ctx.refresh_principal()
+                    if principal is None or not r.can_see_contact(principal, contact.id):
+                        raise PublicError("You can no longer see this contact.", Code.FORBIDDEN)
+                    current = await ctx.scope.get(m.Contact, contact.id)
+                    merged = event.get("mergedInto")
+                    yield ContactUpdate(
+                        cursor=event["cursor"],
+                        kind=m.ChangeKind(event["kind"]),
+                        contact_id=node_id("Contact", contact.id),
+                        contact=Contact.from_model(current) if current else None,
+                        merged_into_id=node_id("Contact", merged) if merged else None,
+                    )
+        except SubscriberTooSlow:
+            raise PublicError("This subscription fell too far behind and was closed; resubscribe and catch up by cursor.", Code.CONFLICT) from None
