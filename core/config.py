@@ -1,8 +1,7 @@
 """Settings, read once from the environment (and an optional `.env` file).
 
-    >>> from core.config import settings
-    >>> settings.database_url
-    'sqlite://data/parley.sqlite3'
+    from core.config import settings
+    settings.database_url      # 'sqlite://data/parley.sqlite3' unless DATABASE_URL is set
 """
 
 from __future__ import annotations

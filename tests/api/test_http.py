@@ -1,0 +1,94 @@
+"""The HTTP surface: GraphQL over HTTP, health, readiness, masking, limits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+
+
+async def test_healthz_and_readyz(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).text == "ok"
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"ready": True, "database": "ok", "redis": "ok", "pubsub": "ok"}
+
+
+async def test_parse_error_is_400_for_graphql_response_json(client: httpx.AsyncClient) -> None:
+    response = await client.post("/graphql", json={"query": "{ contacts { "}, headers={"accept": GRAPHQL_RESPONSE})
+    assert response.status_code == 400
+    assert response.headers["content-type"].startswith(GRAPHQL_RESPONSE)
+    body = response.json()
+    assert "data" not in body
+    assert "Syntax Error" in body["errors"][0]["message"]
+
+
+async def test_validation_error_is_400_for_graphql_response_json(client: httpx.AsyncClient) -> None:
+    response = await client.post("/graphql", json={"query": "{ nope }"}, headers={"accept": GRAPHQL_RESPONSE})
+    assert response.status_code == 400
+    assert "Cannot query field 'nope'" in response.json()["errors"][0]["message"]
+
+
+async def test_legacy_json_clients_keep_200(client: httpx.AsyncClient) -> None:
+    response = await client.post("/graphql", json={"query": "{ nope }"}, headers={"accept": "application/json"})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+
+
+async def test_execution_error_keeps_200_with_data(client: httpx.AsyncClient) -> None:
+    # Unauthenticated access to a non-null field is an execution error, not a request error.
+    response = await client.post("/graphql", json={"query": "{ workspace { name } }"}, headers={"accept": GRAPHQL_RESPONSE})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["data"] is None
+    assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+async def test_get_queries_work_and_mutations_via_get_do_not(client: httpx.AsyncClient, tenant: Any) -> None:
+    ok = await client.get("/graphql", params={"query": "{ workspace { name } }"}, headers={"authorization": f"Bearer {tenant.owner_token}"})
+    assert ok.json() == {"data": {"workspace": {"name": "Acme"}}}
+    refused = await client.get("/graphql", params={"query": "mutation { login(input: {email: \"a@example.com\", password: \"x\"}) { token } }"})
+    assert refused.status_code == 400
+
+
+async def test_malformed_json_body_is_a_clear_400(client: httpx.AsyncClient) -> None:
+    response = await client.post("/graphql", content=b"{not json", headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert "JSON" in response.text
+
+
+async def test_depth_limit(client: httpx.AsyncClient, tenant: Any) -> None:
+    deep = "{ viewer { agent { id } } " + "contacts { edges { node { " * 6 + "id" + " } } }" * 6 + " }"
+    response = await client.post("/graphql", json={"query": deep}, headers={"authorization": f"Bearer {tenant.owner_token}"})
+    assert any("exceeds maximum operation depth" in e["message"] for e in response.json()["errors"])
+
+
+async def test_alias_limit(client: httpx.AsyncClient) -> None:
+    query = "{ " + " ".join(f"a{i}: viewer {{ kind }}" for i in range(40)) + " }"
+    response = await client.post("/graphql", json={"query": query})
+    assert "aliases" in response.json()["errors"][0]["message"]
+
+
+async def test_token_limit(client: httpx.AsyncClient) -> None:
+    query = "{ viewer { " + " ".join(["kind"] * 5000) + " } }"
+    response = await client.post("/graphql", json={"query": query})
+    assert "token" in response.json()["errors"][0]["message"].lower()
+
+
+async def test_request_id_is_echoed(client: httpx.AsyncClient) -> None:
+    response = await client.get("/healthz", headers={"x-request-id": "abc-123"})
+    assert response.headers["x-request-id"] == "abc-123"
+    generated = await client.get("/healthz", headers={"x-request-id": "bad id with spaces"})
+    assert generated.headers["x-request-id"] != "bad id with spaces"
+
+
+async def test_unauthenticated_requests_see_nothing(api: Any) -> None:
+    errors = await api.errors("{ contacts(first: 5) { edges { node { id } } } }")
+    assert errors[0]["extensions"]["code"] == "UNAUTHENTICATED"
+    assert (await api("{ viewer { kind } }")) == {"viewer": None}
+
+
+async def test_garbage_bearer_token_is_anonymous(api: Any) -> None:
+    assert (await api("{ viewer { kind } }", token="not-a-token")) == {"viewer": None}

@@ -1,0 +1,169 @@
+"""Fixtures: the app with its lifespan, a GraphQL client, tenants (fresh workspaces, so
+tests never share rows), and a real uvicorn server for WebSocket tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from core.embedded_redis import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+async def app() -> AsyncIterator[Any]:
+    from asgi import app as starlette_app
+
+    async with starlette_app.router.lifespan_context(starlette_app):
+        yield starlette_app
+
+
+@pytest.fixture(scope="session")
+async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 51000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://parley.test") as c:
+        yield c
+
+
+class GraphQLErrors(AssertionError):
+    pass
+
+
+@dataclass
+class Api:
+    client: httpx.AsyncClient
+
+    async def raw(self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None,
+                  headers: dict[str, str] | None = None) -> httpx.Response:  # fmt: skip
+        h = {"authorization": f"Bearer {token}"} if token else {}
+        h.update(headers or {})
+        return await self.client.post("/graphql", json={"query": query, "variables": variables or {}}, headers=h)
+
+    async def __call__(self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None) -> dict[str, Any]:
+        """The `data` of a successful response; raises if there were errors."""
+        body = (await self.raw(query, variables, token=token)).json()
+        if body.get("errors"):
+            raise GraphQLErrors(body["errors"])
+        return body["data"]  # type: ignore[no-any-return]
+
+    async def errors(self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None) -> list[dict[str, Any]]:
+        body = (await self.raw(query, variables, token=token)).json()
+        assert body.get("errors"), f"expected errors, got {body}"
+        return body["errors"]  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def api(client: httpx.AsyncClient) -> Api:
+    return Api(client)
+
+
+@dataclass
+class Tenant:
+    """A fresh workspace with its owner, an all-scopes API key and a widget channel."""
+
+    api: Api
+    workspace: Any
+    owner: Any
+    owner_token: str
+    api_key: str
+    channel: Any
+    _n: list[int] = field(default_factory=lambda: [0])
+
+    async def agent(self, role: str = "agent", **extra: Any) -> tuple[Any, str]:
+        from core.auth import TokenKind, hash_password, issue_token
+        from models.workspaces import Agent
+
+        self._n[0] += 1
+        agent = await Agent.create(
+            workspace_id=self.workspace.id, email=f"agent{self._n[0]}@example.com", name=f"Agent {self._n[0]}",
+            password_hash=hash_password("correct horse battery"), role=role, **extra,
+        )  # fmt: skip
+        return agent, issue_token(TokenKind.AGENT, workspace_id=self.workspace.id, subject_id=agent.id)
+
+    async def contact(self, **fields: Any) -> dict[str, Any]:
+        data = await self.api(
+            "mutation($input: CreateContactInput!) { createContact(input: $input) { contact { id name email } userErrors { field code message } } }",
+            {"input": fields},
+            token=self.owner_token,
+        )
+        payload = data["createContact"]
+        assert payload["userErrors"] == [], payload["userErrors"]
+        return payload["contact"]  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def make_tenant(api: Api) -> Any:
+    from core.auth import TokenKind, issue_token
+    from resolvers.workspaces import create_workspace
+
+    async def make(name: str = "Acme") -> Tenant:
+        boot = await create_workspace(name, "owner@example.com", "correct horse battery", owner_name="Olive Owner")
+        token = issue_token(TokenKind.AGENT, workspace_id=boot.workspace.id, subject_id=boot.owner.id)
+        return Tenant(api=api, workspace=boot.workspace, owner=boot.owner, owner_token=token, api_key=boot.api_key, channel=boot.channel)
+
+    return make
+
+
+@pytest.fixture
+async def tenant(make_tenant: Any) -> Tenant:
+    return await make_tenant()  # type: ignore[no-any-return]
+
+
+# -- a real server ---------------------------------------------------------------------------
+
+
+@dataclass
+class LiveServer:
+    url: str
+    ws_url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_server(tmp_path: Path, env: dict[str, str] | None = None, name: str = "server") -> LiveServer:
+    """uvicorn asgi:app on a free port, with this test run's database and Redis."""
+    port = free_port()
+    log = tmp_path / f"{name}.log"
+    full_env = {**os.environ, **(env or {})}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "asgi:app", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        cwd=ROOT, env=full_env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    server = LiveServer(url=f"http://127.0.0.1:{port}", ws_url=f"ws://127.0.0.1:{port}/graphql", process=process, log=log)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{server.url}/readyz", timeout=1).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            server.stop()
+            raise RuntimeError(f"server did not start:\n{log.read_text()}")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[LiveServer]:
+    server = start_server(tmp_path)
+    yield server
+    server.stop()
