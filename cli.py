@@ -3,6 +3,7 @@
     python -m cli run         # everything on one machine: private Redis, migrate, seed, API + worker
     python -m cli migrate     # apply migrations to DATABASE_URL
     python -m cli seed        # create a demo workspace and print its credentials
+    python -m cli schema      # print the SDL checked in as schema.graphql
 """
 
 from __future__ import annotations
@@ -105,6 +106,12 @@ def _run(host: str, port: int) -> int:
     return 0 if stopping else 1
 
 
+def sdl() -> str:
+    from schema import build_schema
+
+    return build_schema(introspection=True).as_str() + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cli", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -113,7 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--port", type=int, default=8000)
     sub.add_parser("migrate", help="apply migrations")
     sub.add_parser("seed", help="create a demo workspace and print its credentials")
+    sub.add_parser("schema", help="print the GraphQL SDL (what schema.graphql holds)")
     args = parser.parse_args(argv)
+    if args.command == "schema":
+        sys.stdout.write(sdl())
+        return 0
     if args.command == "migrate":
         asyncio.run(_migrate())
         return 0

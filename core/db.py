@@ -42,6 +42,10 @@ def dialect() -> str:
 
 async def migrate(database_url: str | None = None) -> None:
     """Apply every migration in models/migrations (idempotent)."""
+    from tortoise import Tortoise
     from tortoise.migrations.api.migrate import migrate as run_migrations
 
-    await run_migrations(config=tortoise_config(database_url))
+    try:
+        await run_migrations(config=tortoise_config(database_url))
+    finally:
+        await Tortoise.close_connections()

@@ -55,11 +55,15 @@ async def authenticate(authorization: str | None) -> Principal | None:
     ).exists()
     if not contact_exists:
         return None
+    return contact_principal(claims.workspace_id, claims.subject_id, claims.channel_id)
+
+
+def contact_principal(workspace_id: int, contact_id: int, channel_id: int | None) -> Principal:
     return Principal(
         kind=PrincipalKind.CONTACT,
-        workspace_id=claims.workspace_id,
-        contact_id=claims.subject_id,
-        channel_id=claims.channel_id,
+        workspace_id=workspace_id,
+        contact_id=contact_id,
+        channel_id=channel_id,
     )
 
 
@@ -98,7 +102,7 @@ class LoginResult:
     agent: Agent
 
 
-async def login(email: str, password: str, workspace_slug: str | None) -> LoginResult:
+async def login(ctx: Context, email: str, password: str, workspace_slug: str | None) -> LoginResult:
     candidates = Agent.filter(email=email.strip().lower())
     if workspace_slug:
         candidates = candidates.filter(workspace__slug=workspace_slug)
@@ -115,6 +119,7 @@ async def login(email: str, password: str, workspace_slug: str | None) -> LoginR
     agent.last_login_at = datetime.now(UTC)
     await agent.save(update_fields=["last_login_at"])
     token = issue_token(TokenKind.AGENT, workspace_id=agent.workspace_id, subject_id=agent.id)
+    ctx.principal = await agent_principal(agent)
     return LoginResult(token=token, agent=agent)
 
 
@@ -200,4 +205,6 @@ async def start_contact_session(
         subject_id=contact.id,
         channel_id=channel.id,
     )
+    # The rest of this response is read as the contact (its tags, attributes, …).
+    ctx.principal = contact_principal(channel.workspace_id, contact.id, channel.id)
     return ContactSession(token=token, contact=contact, channel=channel)

@@ -710,10 +710,7 @@ async def delete_definition(ctx: Context, gid: str) -> str:
         raise UserFailure.of("id", Code.NOT_FOUND, "No attribute definition with this id.")
     if definition.source is AttributeSource.PLATFORM:
         raise UserFailure.of("id", Code.READ_ONLY, "Platform attributes cannot be deleted.")
-    from tortoise import connections
-
-    conn = connections.get("default")
-    async with in_transaction():
+    async with in_transaction() as conn:
         # Strip the values too, in the database: no contact is loaded into Python.
         if dialect() == "postgres":
             await conn.execute_query(

@@ -95,7 +95,7 @@ class AuthMutation:
     @strawberry.mutation
     async def login(self, info: Info[Context, None], input: LoginInput) -> LoginPayload:
         return await mutate(
-            LoginPayload, r.login(input.email, input.password, input.workspace),
+            LoginPayload, r.login(info.context, input.email, input.password, input.workspace),
             lambda res: {"token": res.token, "agent": Agent.from_model(res.agent)},
         )  # fmt: skip
 
