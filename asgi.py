@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -84,6 +84,20 @@ class ParleyGraphQL(GraphQL[Context, None]):
             allowed_origins=settings.allowed_origins,
             **kwargs,
         )
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        # GraphiQL sends its headers over HTTP only; hand the Authorization header it keeps
+        # in localStorage to graphql-transport-ws's connection_init too, so subscriptions
+        # authenticate the same way queries do.
+        html = self.graphql_ide_html.replace(
+            "subscriptionUrl,\n",
+            "subscriptionUrl,\n        wsConnectionParams: () => {\n"
+            "          try { const h = JSON.parse(localStorage.getItem('graphiql:headers') || '{}');\n"
+            "                return { authorization: h.authorization || h.Authorization }; }\n"
+            "          catch (e) { return {}; }\n        },\n",
+            1,
+        )
+        return HTMLResponse(html)
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         hub: Hub | None = getattr(request.app.state, "hub", None)

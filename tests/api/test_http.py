@@ -92,3 +92,10 @@ async def test_unauthenticated_requests_see_nothing(api: Any) -> None:
 
 async def test_garbage_bearer_token_is_anonymous(api: Any) -> None:
     assert (await api("{ viewer { kind } }", token="not-a-token")) == {"viewer": None}
+
+
+async def test_graphiql_in_dev_passes_the_authorization_header_to_subscriptions(client: httpx.AsyncClient) -> None:
+    page = await client.get("/graphql", headers={"accept": "text/html"})
+    assert page.status_code == 200
+    assert "wsConnectionParams" in page.text
+    assert "graphiql:headers" in page.text
