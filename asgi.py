@@ -32,6 +32,7 @@ from core.context import Context
 from core.db import tortoise_config
 from core.errors import new_request_id, request_id_var
 from core.hub import Hub
+from core.queue import create_queue
 from resolvers.auth import authenticate
 from schema import schema
 
@@ -115,6 +116,7 @@ class ParleyGraphQL(GraphQL[Context, None]):
             authorization=authorization,
             authenticate=authenticate,
             client_ip=request.client.host if request.client else None,
+            jobs=getattr(request.app.state, "jobs", None),
         )
 
     async def on_ws_connect(self, context: Context) -> dict[str, object] | None:
@@ -189,11 +191,13 @@ def create_app() -> Starlette:
         hub = Hub(settings.redis_url or "", queue_size=settings.subscriber_queue_size)
         app.state.hub = hub
         async with RegisterTortoise(app, config=tortoise_config()):
+            app.state.jobs = await create_queue(settings.redis_url or "")
             await hub.start()
             try:
                 yield
             finally:
                 await hub.stop()
+                await app.state.jobs.aclose()
 
     graphql = ParleyGraphQL()
     return Starlette(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -27,19 +29,32 @@ class Context:
         authorization: str | None = None,
         authenticate: Callable[[str | None], Awaitable[Principal | None]] | None = None,
         client_ip: str | None = None,
+        jobs: Any = None,
     ) -> None:
         self.request = request
         self.response = response
         self.hub = hub
         self.principal = principal
         self.request_id = request_id
-        self.outbox = Outbox(hub)
+        self.jobs = jobs  # arq pool
+        # One outbox per task: operations multiplexed on one WebSocket run in tasks of
+        # their own and must not publish each other's events.
+        self._outboxes: weakref.WeakKeyDictionary[asyncio.Task[Any], Outbox] = weakref.WeakKeyDictionary()
         self.connection_params: dict[str, Any] | None = None
         self.authorization = authorization
         self.client_ip = client_ip
         self._authenticate = authenticate
         self._authenticated_at = time.monotonic()
         self._loaders: dict[str, DataLoader[Any, Any]] = {}
+
+    @property
+    def outbox(self) -> Outbox:
+        task = asyncio.current_task()
+        assert task is not None
+        found = self._outboxes.get(task)
+        if found is None:
+            found = self._outboxes[task] = Outbox(self.hub, self.jobs)
+        return found
 
     # Long-lived (WebSocket) contexts check their credentials again at most this often.
     REAUTHENTICATE_SECONDS = 5.0

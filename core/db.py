@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from core.config import settings
@@ -10,6 +11,7 @@ MODEL_MODULES = [
     "models.workspaces",
     "models.channels",
     "models.contacts",
+    "models.segments",
 ]
 
 
@@ -49,3 +51,40 @@ async def migrate(database_url: str | None = None) -> None:
         await run_migrations(config=tortoise_config(database_url))
     finally:
         await Tortoise.close_connections()
+
+
+def bind_datetime(value: datetime) -> Any:
+    """A datetime as a raw-SQL parameter, stored the way Tortoise stores it: PostgreSQL
+    takes the aware datetime; SQLite keeps ISO text ('2026-11-22 03:31:42.000000+00:00')
+    that sorts lexicographically, so the microseconds are always written."""
+    value = value.astimezone(UTC)
+    if dialect() == "postgres":
+        return value
+    return value.isoformat(" ", timespec="microseconds")
+
+
+class SqlBuilder:
+    """Raw SQL with parameters in the dialect's placeholder style, built left to right.
+
+        q = SqlBuilder()
+        sql = f"SELECT id FROM contacts WHERE workspace_id = {q.param(7)}"
+        await conn.execute_query_dict(sql, q.params)
+    """
+
+    def __init__(self) -> None:
+        self.params: list[Any] = []
+        self.postgres = dialect() == "postgres"
+
+    def param(self, value: Any) -> str:
+        self.params.append(value)
+        return f"${len(self.params)}" if self.postgres else "?"
+
+    def in_list(self, values: list[Any]) -> str:
+        return "(" + ", ".join(self.param(v) for v in values) + ")"
+
+    def extend(self, params: list[Any]) -> None:
+        self.params.extend(params)
+
+    @property
+    def next_index(self) -> int:
+        return len(self.params) + 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from tortoise.transactions import in_transaction
@@ -22,16 +22,32 @@ log = logging.getLogger("parley.events")
 
 
 class Outbox:
-    def __init__(self, hub: Hub | None) -> None:
+    def __init__(self, hub: Hub | None, jobs: Any = None) -> None:
         self.hub = hub
+        self.jobs = jobs  # the arq pool, for work to queue after the commit
         self.pending: list[tuple[str, dict[str, Any]]] = []
+        self.callbacks: list[Callable[[], Awaitable[None]]] = []
         self.depth = 0
 
     def add(self, channel: str, payload: dict[str, Any]) -> None:
         self.pending.append((channel, payload))
 
+    def after_commit(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Run `callback` once the transaction commits (e.g. enqueue a job)."""
+        self.callbacks.append(callback)
+
+    def discard(self) -> None:
+        self.pending.clear()
+        self.callbacks.clear()
+
     async def flush(self) -> None:
         events, self.pending = self.pending, []
+        callbacks, self.callbacks = self.callbacks, []
+        for callback in callbacks:
+            try:
+                await callback()
+            except Exception:
+                log.exception("after-commit callback failed")
         if not events or self.hub is None:
             return
         try:
@@ -49,7 +65,7 @@ async def atomic(outbox: Outbox) -> AsyncIterator[None]:
             yield
     except BaseException:
         if outbox.depth == 1:
-            outbox.pending.clear()
+            outbox.discard()
         raise
     finally:
         outbox.depth -= 1

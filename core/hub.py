@@ -194,6 +194,9 @@ class Hub:
                 message = await self._pubsub.get_message(timeout=1.0)
                 if message is not None and message.get("type") == "message":
                     self._dispatch(message["channel"], message["data"])
+                    # Let subscribers drain their queues between buffered messages, so a
+                    # burst drops only the subscribers that really fall behind.
+                    await asyncio.sleep(0)
             except asyncio.CancelledError:
                 raise
             except _REDIS_DOWN as exc:

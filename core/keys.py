@@ -18,3 +18,12 @@ def contact_channel(workspace_id: int, contact_id: int) -> str:
 
 def arq_queue() -> str:
     return _k("arq", "queue")
+
+
+def segment_channel(workspace_id: int, segment_id: int) -> str:
+    return _k("ws", workspace_id, "segment", segment_id)
+
+
+def dirty_contacts(workspace_id: int) -> str:
+    """Set of contact ids changed since the last segment re-evaluation."""
+    return _k("ws", workspace_id, "segments", "dirty")

@@ -28,6 +28,10 @@ def decode_global_id(value: str | GlobalID) -> tuple[str, int] | None:
         return None
 
 
+def encode_global_id(type_name: str, pk: int) -> str:
+    return str(GlobalID(type_name, str(pk)))
+
+
 class Scope:
     def __init__(self, workspace_id: int) -> None:
         self.workspace_id = workspace_id

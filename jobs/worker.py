@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from arq import cron
+from arq import cron, func
 from arq.connections import RedisSettings
 from tortoise import Tortoise
 
@@ -13,6 +13,7 @@ from core import keys
 from core.config import settings
 from core.db import tortoise_config
 from jobs.contacts import prune_contact_changes
+from jobs.segments import refresh_all_segments, refresh_dirty_contacts, refresh_segment
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -24,8 +25,18 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 
 
 class WorkerSettings:
-    functions = [prune_contact_changes]
-    cron_jobs = [cron(prune_contact_changes, hour={3}, minute={17}, run_at_startup=False)]
+    # Debounced jobs keep no result: arq refuses a job id while its result is kept.
+    functions = [
+        prune_contact_changes,
+        func(refresh_segment, keep_result=0),
+        func(refresh_dirty_contacts, keep_result=0),
+        refresh_all_segments,
+    ]
+    cron_jobs = [
+        cron(prune_contact_changes, hour={3}, minute={17}, run_at_startup=False),
+        # Time-relative rules ("seen in the last 7 days") change membership with no write.
+        cron(refresh_all_segments, minute=set(range(0, 60, 10)), run_at_startup=False),
+    ]
     on_startup = startup
     on_shutdown = shutdown
     redis_settings = RedisSettings.from_dsn(settings.redis_url or "redis://127.0.0.1:6379/0")

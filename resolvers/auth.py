@@ -4,7 +4,7 @@ integrators; `login` and `startContactSession`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.auth import (
@@ -88,6 +88,10 @@ async def _api_key_principal(plaintext: str) -> Principal | None:
     key = await ApiKey.get_or_none(prefix=api_key_prefix(plaintext), revoked_at=None)
     if key is None or not api_key_matches(plaintext, key.key_hash):
         return None
+    stamp = datetime.now(UTC)
+    if key.last_used_at is None or stamp - key.last_used_at > LAST_USED_RESOLUTION:
+        # Written at most once a minute per key: a busy integration costs no extra writes.
+        await ApiKey.filter(id=key.id).update(last_used_at=stamp)
     return Principal(
         kind=PrincipalKind.API_KEY,
         workspace_id=key.workspace_id,
@@ -107,15 +111,21 @@ async def login(ctx: Context, email: str, password: str, workspace_slug: str | N
     if workspace_slug:
         candidates = candidates.filter(workspace__slug=workspace_slug)
     agents = await candidates.limit(2)
+    # The password is checked before anything is said about the e-mail: without it, an
+    # unknown e-mail, a wrong password and an e-mail of several workspaces look the same.
+    # A dummy hash is verified when nobody matched, so timing does not reveal accounts.
+    if agents:
+        ok = any([verify_password(a.password_hash, password) for a in agents])
+    else:
+        verify_password(DUMMY_PASSWORD_HASH, password)
+        ok = False
+    if not ok:
+        raise UserFailure.of(None, Code.INVALID_CREDENTIALS, "Wrong e-mail or password.")
     if len(agents) > 1:
         raise UserFailure.of(
             "workspace", Code.REQUIRED, "This e-mail belongs to several workspaces: name one."
         )
-    agent = agents[0] if agents else None
-    # Verify against a dummy hash when nobody matched, so timing does not reveal accounts.
-    ok = verify_password(agent.password_hash if agent else DUMMY_PASSWORD_HASH, password)
-    if agent is None or not ok:
-        raise UserFailure.of(None, Code.INVALID_CREDENTIALS, "Wrong e-mail or password.")
+    agent = agents[0]
     agent.last_login_at = datetime.now(UTC)
     await agent.save(update_fields=["last_login_at"])
     token = issue_token(TokenKind.AGENT, workspace_id=agent.workspace_id, subject_id=agent.id)
@@ -130,6 +140,7 @@ class ContactSession:
     channel: Channel
 
 
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 SESSION_CHANNELS = (ChannelKind.WEB_WIDGET, ChannelKind.MOBILE_SDK)
 
 

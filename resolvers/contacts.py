@@ -16,10 +16,10 @@ from tortoise.transactions import in_transaction
 from core import keys
 from core.context import Context
 from core.db import dialect
-from core.errors import Code, UserError, UserFailure
+from core.errors import Code, PublicError, UserError, UserFailure
 from core.events import Outbox, atomic
 from core.permissions import Permission, Principal, PrincipalKind
-from core.scoping import decode_global_id
+from core.scoping import decode_global_id, encode_global_id
 from domain import contact_fields as cf
 from domain.masking import mask_email, mask_name, mask_phone
 from models.channels import Channel
@@ -89,10 +89,17 @@ def search_filter(search: str) -> Q:
 
 async def list_contacts(
     ctx: Context, *, search: str | None, first: int | None, after: str | None,
-    last: int | None, before: str | None,
+    last: int | None, before: str | None, segment_gid: str | None = None,
 ) -> Page[Contact]:  # fmt: skip
     ctx.require(Permission.CONTACTS_READ)
     query = ctx.scope.all(Contact)
+    if segment_gid is not None:
+        from resolvers import segments
+
+        segment = await segments.find_segment(ctx, segment_gid)
+        if segment is None:
+            raise PublicError("No segment with this id.", Code.NOT_FOUND)
+        query = segments.members_query(ctx, segment.id)
     if search and search.strip():
         query = query.filter(search_filter(search))
     return await paginate(query, CONTACT_ORDER, first=first, after=after, last=last, before=before)
@@ -162,7 +169,7 @@ async def list_events(
 ) -> Page[ContactEvent]:
     principal = ctx.require_principal()
     if not can_see_contact(principal, contact.id):
-        raise UserFailure.of(None, Code.FORBIDDEN, "Not allowed.")
+        raise PublicError("You cannot see this contact's timeline.", Code.FORBIDDEN)
     query = ctx.scope.all(ContactEvent).filter(contact_id=contact.id)
     if kind is not None:
         query = query.filter(kind=kind)
@@ -184,12 +191,25 @@ async def list_definitions(ctx: Context, *, first: int | None, after: str | None
 
 
 async def record_change(outbox: Outbox, contact: Contact, kind: ChangeKind, **extra: Any) -> None:
-    """Append to the change log and queue the `contactUpdated` event for after commit."""
+    """Append to the change log, queue the `contactUpdated` event for after commit, and
+    mark the contact for segment re-evaluation."""
     change = await ContactChange.create(workspace_id=contact.workspace_id, contact_id=contact.id, kind=kind)
     outbox.add(
         keys.contact_channel(contact.workspace_id, contact.id),
         {"type": "contact", "kind": kind.value, "contactId": contact.id, "cursor": str(change.id), **extra},
     )
+    mark_for_segments(outbox, contact.workspace_id, contact.id)
+
+
+def mark_for_segments(outbox: Outbox, workspace_id: int, contact_id: int) -> None:
+    """After commit: remember the contact as changed and queue a debounced re-evaluation
+    of the workspace's segments for the changed contacts."""
+    from jobs.segments import schedule_dirty_refresh
+
+    async def mark() -> None:
+        await schedule_dirty_refresh(outbox.hub, outbox.jobs, workspace_id, [contact_id])
+
+    outbox.after_commit(mark)
 
 
 # -- writing fields ------------------------------------------------------------------------
@@ -258,6 +278,11 @@ async def _validate_attributes(
         if definition is None:
             errors.append(UserError(["attributes", str(i), "key"], Code.NOT_FOUND, f"No attribute is defined with key {key!r}."))
             continue
+        if principal is None and definition.source is not AttributeSource.PLATFORM:
+            # The widget or SDK (no principal) sets platform attributes only: its user must
+            # not write custom or CRM-managed values on themselves.
+            errors.append(UserError(["platformAttributes", key], Code.FORBIDDEN, f"{key} is not a platform attribute."))
+            continue
         if principal is not None and definition.source is AttributeSource.PLATFORM:
             errors.append(UserError(path, Code.READ_ONLY, f"{key} is a platform attribute: only the channel sets it."))
             continue
@@ -299,6 +324,8 @@ async def create_contact(ctx: Context, values: dict[str, Any], attributes: list[
     attrs = await _validate_attributes(ws, attributes, principal, errors)
     clean_tags = _clean_tags(tags, errors)
     await _check_unique_external_id(ws, clean.get("external_id"), None, errors)
+    if not errors:
+        await _check_matching_attribute(ws, clean, attrs, errors)
     if errors:
         raise UserFailure(*errors)
     async with atomic(ctx.outbox):
@@ -343,6 +370,19 @@ async def update_contact(ctx: Context, gid: str, values: dict[str, Any], attribu
 
 
 # -- identity across channels ----------------------------------------------------------------
+
+
+async def _check_matching_attribute(workspace_id: int, values: dict[str, Any], attributes: dict[str, Any], errors: list[UserError]) -> None:
+    """One contact per value of the workspace's matching attribute: a second contact with
+    the same e-mail (or phone, or key) would split one person's history in two."""
+    workspace = await Workspace.get(id=workspace_id)
+    existing = await find_matching_contact(workspace, values, attributes)
+    if existing is None:
+        return
+    kind = workspace.matching_attribute
+    path = ["attributes"] if kind is MatchingAttribute.CUSTOM else [camel(kind.value)]
+    errors.append(UserError(path, Code.TAKEN, f"Contact {encode_global_id('Contact', existing.id)} already has this {kind.value.replace('_', ' ')}, "
+                                              "the workspace's matching attribute: update or merge it instead."))  # fmt: skip
 
 
 async def find_matching_contact(workspace: Workspace, values: dict[str, Any], attributes: dict[str, Any]) -> Contact | None:
@@ -392,25 +432,20 @@ async def identify_contact(
     attrs = await _validate_attributes(workspace_id, list(platform_attributes.items()), None, errors)
     if errors:
         raise UserFailure(*errors)
-    workspace = await Workspace.get(id=workspace_id)
+    # A session finds its contact by external id only. The e-mail, phone or platform
+    # values a widget or SDK reports are not verified (identity verification signs the
+    # external id alone), so they never join the session to an existing contact: that
+    # would let anyone who types an address read that person's conversations. Contacts
+    # created by integrators carry the external id that the SDK then presents.
     contact: Contact | None = None
     created = False
     if external_id is not None:
         contact = await Contact.get_or_none(workspace_id=workspace_id, external_id=external_id)
-        if contact is None:
-            # An identified user seen first on another channel joins by the matching attribute.
-            match = await find_matching_contact(workspace, clean, attrs)
-            if match is not None and match.external_id is None:
-                contact = match
-            elif previous is not None and previous.external_id is None:
-                contact = previous  # the anonymous visitor just logged in
-        if contact is not None and contact.external_id is None:
+        if contact is None and previous is not None and previous.external_id is None:
+            contact = previous  # the anonymous visitor just logged in
             contact.external_id = external_id
-    else:
-        # Anonymous sessions never claim another contact by e-mail: that would let anyone
-        # who types an address read that person's conversations.
-        if previous is not None and previous.external_id is None:
-            contact = previous
+    elif previous is not None and previous.external_id is None:
+        contact = previous
     stamp = now()
     if contact is None:
         created = True
@@ -497,7 +532,8 @@ async def delete_note(ctx: Context, gid: str) -> str:
     note = await ctx.scope.by_global_id(gid, "ContactNote", ContactNote)
     if note is None:
         raise UserFailure.of("id", Code.NOT_FOUND, "No note with this id.")
-    if note.author_id != principal.agent_id and not principal.is_admin:
+    is_author = principal.agent_id is not None and note.author_id == principal.agent_id
+    if not is_author and not principal.is_admin:
         raise UserFailure.of("id", Code.FORBIDDEN, "Only the note's author or an admin can delete it.")
     await note.delete()
     return gid
@@ -556,12 +592,13 @@ async def track_event(
         errors.append(UserError(["occurredAt"], Code.INVALID, "occurredAt is in the future."))
     if errors:
         raise UserFailure(*errors)
-    async with in_transaction():
+    async with atomic(ctx.outbox):
         event = await ContactEvent.create(
             workspace_id=contact.workspace_id, contact_id=contact.id, kind=kind, name=name,
             url=url, title=title, properties=props, occurred_at=when,
         )  # fmt: skip
         await Contact.filter(id=contact.id, last_seen_at__lt=when).update(last_seen_at=when)
+        mark_for_segments(ctx.outbox, contact.workspace_id, contact.id)
     return event
 
 

@@ -46,9 +46,16 @@ NODES: dict[str, tuple[type[Model], Callable[[Principal, Any], bool]]] = {
 async def load_node(ctx: Context, gid: str) -> tuple[str, Model] | None:
     principal = ctx.require_principal()
     decoded = decode_global_id(gid)
-    if decoded is None or decoded[0] not in NODES:
+    if decoded is None:
         return None
     type_name, pk = decoded
+    if type_name == "Segment":
+        from resolvers.segments import find_segment
+
+        segment = await find_segment(ctx, gid) if principal.can(Permission.CONTACTS_READ) else None
+        return (type_name, segment) if segment else None
+    if type_name not in NODES:
+        return None
     model, visible = NODES[type_name]
     row = await ctx.scope.get(model, pk)
     if row is None or not visible(principal, row):

@@ -13,6 +13,7 @@ import base64
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
 from tortoise.expressions import Q
@@ -38,8 +39,8 @@ class Page(Generic[T]):
     cursors: list[str]
     has_next_page: bool
     has_previous_page: bool
-    # The unpaginated query, for a totalCount asked for separately.
-    query: QuerySet[Any]
+    # Counts the unpaginated rows, for a totalCount asked for separately.
+    count: Callable[[], Awaitable[int]]
 
 
 def _encode(values: list[Any]) -> str:
@@ -113,5 +114,5 @@ async def paginate(
         cursors=cursors,
         has_next_page=more if forward else bool(before),
         has_previous_page=bool(after) if forward else more,
-        query=query,
+        count=query.count,
     )

@@ -19,6 +19,7 @@ from models.channels import Channel, ChannelKind
 from models.contacts import AttributeDefinition, AttributeSource, AttributeType
 from models.workspaces import Agent, ApiKey, MatchingAttribute, Role, Team, Workspace
 from resolvers.pagination import Order, Page, paginate
+from resolvers.segments import create_predefined
 from datetime import UTC, datetime
 
 BY_ID = Order(("id",), descending=False)
@@ -63,6 +64,7 @@ async def create_workspace(name: str, owner_email: str, owner_password: str, own
                 for i, (k, label, t) in enumerate(PLATFORM_ATTRIBUTES)
             ]
         )
+        await create_predefined(workspace.id)
     return Bootstrap(workspace=workspace, owner=owner, api_key=key.plaintext, channel=channel)
 
 

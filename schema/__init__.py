@@ -19,21 +19,22 @@ from core.errors import MaskUnexpectedErrors
 from schema.auth import AuthMutation, AuthQuery
 from schema.contacts import ContactMutation, ContactQuery, ContactSubscription
 from schema.nodes import NodeQuery
+from schema.segments import SegmentMutation, SegmentQuery, SegmentSubscription
 from schema.workspaces import WorkspaceMutation, WorkspaceQuery
 
 
 @strawberry.type
-class Query(NodeQuery, AuthQuery, WorkspaceQuery, ContactQuery):
+class Query(NodeQuery, AuthQuery, WorkspaceQuery, ContactQuery, SegmentQuery):
     pass
 
 
 @strawberry.type
-class Mutation(AuthMutation, WorkspaceMutation, ContactMutation):
+class Mutation(AuthMutation, WorkspaceMutation, ContactMutation, SegmentMutation):
     pass
 
 
 @strawberry.type
-class Subscription(ContactSubscription):
+class Subscription(ContactSubscription, SegmentSubscription):
     pass
 
 

@@ -51,7 +51,7 @@ class Connection(Generic[T]):
 
     @strawberry.field(description="Rows matching, across all pages (one COUNT query).")
     async def total_count(self) -> int:
-        return await self._page.query.count() if self._page is not None else len(self.edges)
+        return await self._page.count() if self._page is not None else len(self.edges)
 
 
 def to_connection(page: Page[Any], convert: Callable[[Any], T]) -> Connection[T]:

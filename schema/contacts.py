@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from datetime import datetime
-from typing import Annotated
 
 import strawberry
 from strawberry import relay
@@ -360,12 +359,15 @@ def _gid(value: relay.GlobalID | None) -> str | None:
 
 @strawberry.type
 class ContactQuery:
-    @strawberry.field(description="Contacts, most recent interaction first; search matches name, e-mail and phone.")
+    @strawberry.field(description="Contacts, most recent interaction first; search matches name, e-mail and phone; segmentId keeps a segment's members.")
     async def contacts(
-        self, info: Info[Context, None], search: str | None = None, first: int | None = None,
-        after: str | None = None, last: int | None = None, before: str | None = None,
+        self, info: Info[Context, None], search: str | None = None, segment_id: relay.GlobalID | None = None,
+        first: int | None = None, after: str | None = None, last: int | None = None, before: str | None = None,
     ) -> Connection[Contact]:  # fmt: skip
-        page = await r.list_contacts(info.context, search=search, first=first, after=after, last=last, before=before)
+        page = await r.list_contacts(
+            info.context, search=search, first=first, after=after, last=last, before=before,
+            segment_gid=str(segment_id) if segment_id is not None else None,
+        )  # fmt: skip
         return to_connection(page, Contact.from_model)
 
     @strawberry.field
@@ -489,6 +491,8 @@ class ContactSubscription:
         try:
             async with ctx.hub.subscribe(keys.contact_channel(workspace_id, contact.id)) as events:
                 async for event in events:
+                    # The socket's context outlives its data: read related rows afresh.
+                    ctx.reset_loaders()
                     # Authorisation again at send time: the principal may have lost access.
                     principal = await ctx.refresh_principal()
                     if principal is None or not r.can_see_contact(principal, contact.id):

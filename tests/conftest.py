@@ -144,10 +144,11 @@ def start_server(tmp_path: Path, env: dict[str, str] | None = None, name: str = 
     port = free_port()
     log = tmp_path / f"{name}.log"
     full_env = {**os.environ, **(env or {})}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "asgi:app", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        cwd=ROOT, env=full_env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    with log.open("wb") as out:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "asgi:app", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+            cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
     server = LiveServer(url=f"http://127.0.0.1:{port}", ws_url=f"ws://127.0.0.1:{port}/graphql", process=process, log=log)
     deadline = time.monotonic() + 30
     while True:
@@ -167,3 +168,23 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
     server = start_server(tmp_path)
     yield server
     server.stop()
+
+
+def start_worker(tmp_path: Path, env: dict[str, str] | None = None, name: str = "worker") -> subprocess.Popen[bytes]:
+    """A real arq worker on this test run's database, Redis and queue."""
+    log = tmp_path / f"{name}.log"
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "arq", "jobs.worker.WorkerSettings"],
+            cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -47,42 +47,64 @@ async def test_same_external_id_on_another_channel_is_the_same_contact(tenant: A
     assert await Contact.filter(workspace_id=tenant.workspace.id, external_id="u-42").count() == 1
 
 
-async def test_identified_user_joins_the_contact_with_the_same_email(tenant: Any) -> None:
+async def test_an_sdk_session_never_takes_over_a_contact_by_its_email(tenant: Any) -> None:
     crm = await tenant.contact(name="From CRM", email="pat@example.com")
-    opened = await session(tenant, externalId="pat-1", email="PAT@example.com")
+    # Identity verification signs the external id only: the e-mail is the caller's say-so.
+    identified = await session(tenant, externalId="attacker-1", email="PAT@example.com")
+    assert identified["contact"]["id"] != crm["id"]
+    anonymous = await session(tenant, email="pat@example.com")
+    assert anonymous["contact"]["id"] not in (crm["id"], identified["contact"]["id"])
+
+
+async def test_an_integrator_contact_is_found_by_the_external_id_the_sdk_presents(tenant: Any) -> None:
+    crm = await tenant.contact(name="From CRM", email="pat@example.com", externalId="pat-1")
+    opened = await session(tenant, externalId="pat-1")
     assert opened["contact"]["id"] == crm["id"]
-    assert opened["contact"]["externalId"] == "pat-1"
     assert opened["contact"]["name"] == "From CRM"
 
 
-async def test_anonymous_visitor_cannot_claim_a_contact_by_typing_its_email(tenant: Any) -> None:
-    crm = await tenant.contact(name="Victim", email="victim@example.com")
-    opened = await session(tenant, email="victim@example.com")
-    assert opened["contact"]["id"] != crm["id"]
+async def test_an_anonymous_visitor_who_logs_in_keeps_its_history(tenant: Any) -> None:
+    visitor = await session(tenant)
+    await tenant.api("mutation($input: TrackEventInput!) { trackEvent(input: $input) { userErrors { code } } }",
+                     {"input": {"kind": "PAGE_VIEW", "url": "https://example.com/pricing"}}, token=visitor["token"])  # fmt: skip
+    logged_in = await session(tenant, sessionToken=visitor["token"], externalId="u-77")
+    assert logged_in["contact"]["id"] == visitor["contact"]["id"]
+    assert logged_in["contact"]["externalId"] == "u-77"
+
+
+CREATE = "mutation($input: CreateContactInput!) { createContact(input: $input) { contact { id } userErrors { field code message } } }"
+
+
+async def test_the_matching_attribute_keeps_one_contact_per_email(tenant: Any) -> None:
+    first = await tenant.contact(name="Ana", email="ana@example.com")
+    again = await tenant.api(CREATE, {"input": {"name": "Ana again", "email": "ANA@example.com"}}, token=tenant.api_key)
+    error = again["createContact"]["userErrors"][0]
+    assert (error["field"], error["code"]) == (["email"], "TAKEN")
+    assert first["id"] in error["message"]
 
 
 async def test_matching_by_phone(tenant: Any) -> None:
     changed = await tenant.api(UPDATE_WS, {"input": {"matchingAttribute": "PHONE"}}, token=tenant.owner_token)
     assert changed["updateWorkspace"]["workspace"]["matchingAttribute"] == "PHONE"
-    by_phone = await tenant.contact(name="Phone person", phone="+14155550123", email="a@example.com")
-    other_email = await tenant.contact(name="Email twin", email="b@example.com")
-    opened = await session(tenant, externalId="ph-1", email="b@example.com")
-    # E-mail is no longer the matching attribute: no join with the e-mail twin.
-    assert opened["contact"]["id"] not in (by_phone["id"], other_email["id"])
+    await tenant.contact(name="Phone person", phone="+14155550123", email="a@example.com")
+    # E-mail no longer matches: a second contact with it is fine; the same phone is not.
+    assert (await tenant.api(CREATE, {"input": {"email": "a@example.com"}}, token=tenant.api_key))["createContact"]["userErrors"] == []
+    clash = await tenant.api(CREATE, {"input": {"phone": "+1 415 555 0123"}}, token=tenant.api_key)
+    assert clash["createContact"]["userErrors"][0]["field"] == ["phone"]
 
 
 async def test_matching_by_custom_attribute(tenant: Any) -> None:
     bad = await tenant.api(UPDATE_WS, {"input": {"matchingAttribute": "CUSTOM", "matchingAttributeKey": "nope"}}, token=tenant.owner_token)
     assert bad["updateWorkspace"]["userErrors"][0]["field"] == ["matchingAttributeKey"]
-    # A platform attribute as the matching key: the SDK reports it, and it identifies the device.
-    ok = await tenant.api(UPDATE_WS, {"input": {"matchingAttribute": "CUSTOM", "matchingAttributeKey": "device_model"}}, token=tenant.owner_token)
-    assert ok["updateWorkspace"]["workspace"] == {"matchingAttribute": "CUSTOM", "matchingAttributeKey": "device_model"}
-    first = await session(tenant, externalId="dev-a", platformAttributes={"device_model": "Pixel-9-XYZ"})
-    assert first["userErrors"] == []
-    await Contact.filter(workspace_id=tenant.workspace.id, external_id="dev-a").update(external_id=None)
-    second = await session(tenant, externalId="dev-b", platformAttributes={"device_model": "Pixel-9-XYZ"})
-    assert second["contact"]["id"] == first["contact"]["id"]
-    assert second["contact"]["externalId"] == "dev-b"
+    await tenant.api("mutation { createAttributeDefinition(input: {key: \"crm_id\", label: \"CRM id\", type: TEXT}) { userErrors { code } } }",
+                     token=tenant.owner_token)  # fmt: skip
+    ok = await tenant.api(UPDATE_WS, {"input": {"matchingAttribute": "CUSTOM", "matchingAttributeKey": "crm_id"}}, token=tenant.owner_token)
+    assert ok["updateWorkspace"]["workspace"] == {"matchingAttribute": "CUSTOM", "matchingAttributeKey": "crm_id"}
+    await tenant.contact(name="One", attributes=[{"key": "crm_id", "value": "SF-001"}])
+    clash = await tenant.api(CREATE, {"input": {"name": "Two", "attributes": [{"key": "crm_id", "value": "SF-001"}]}}, token=tenant.api_key)
+    assert clash["createContact"]["userErrors"][0]["code"] == "TAKEN"
+    other = await tenant.api(CREATE, {"input": {"name": "Three", "attributes": [{"key": "crm_id", "value": "SF-002"}]}}, token=tenant.api_key)
+    assert other["createContact"]["userErrors"] == []
 
 
 async def test_unknown_channel_and_bad_platform_attributes(tenant: Any) -> None:

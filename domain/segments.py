@@ -1,0 +1,775 @@
+"""Segment rules: a rule tree as plain data, checked by `parse`, compiled to one SQL boolean
+expression over the contacts table (alias `c`) by `compile_where`, for SQLite and PostgreSQL.
+
+    {"match": "all" | "any",
+     "conditions": [{"field": "country", "operator": "equals", "value": "PT"}, ...],
+     "groups": [<tree>, ...]}
+
+Fields
+    Built-in text columns (name, email, phone, external_id, country, city, time_zone,
+    locale, browser_language, os, browser, platform, referrer); booleans (vip, blocked,
+    gdpr_consent); the enum sms_consent (subscribed, unsubscribed, never); datetimes
+    (first_seen_at, last_seen_at, created_at); `tag`; `attribute.<key>`, typed by its
+    definition (text, number, boolean, date, list); `event.<name>`, counted with
+    `event_count_op` (at_least, at_most, exactly) and `count`, optionally within the last
+    `days` days and optionally only events whose `property` satisfies `property_operator`
+    (equals, not_equals, greater_than, less_than, contains) with `property_value`.
+    Conversation fields are not available yet (UNKNOWN_FIELD).
+
+Operators take `value` (one value), `values` (in and not_in: 1 to 100 values; between:
+[low, high], both inclusive), `days` (within_last_days, more_than_days_ago: 1 to 36500) or
+nothing (is_set, is_not_set). A key that does not apply to the operator is an error.
+
+Semantics
+    * Missing values. A contact whose value is missing matches only `is_not_set`: every
+      other operator, the negative ones included (not_equals, not_contains, not_in), does
+      not match it. "country is not PT" leaves out contacts whose country is unknown.
+      A custom attribute counts as missing when it is absent, JSON null, or stored with a
+      JSON type other than its definition's (a number where text is expected, etc.); a
+      date attribute must also look like YYYY-MM-DD. So `is_set` means "has a usable
+      value". An empty text is a value (it is set).
+    * Text (built-in text fields and text attributes) compares case-insensitively, folding
+      ASCII letters only (A-Z), identically on both databases: "ÉLODIE" equals "Élodie"
+      but "élodie" does not. contains / starts_with / ends_with take the value literally
+      (% and _ are not wildcards). List attributes and sms_consent compare exactly.
+    * Numbers compare numerically, exactly (PostgreSQL numeric; never raises on a stored
+      value that is not a number: that value is missing).
+    * Dates and datetimes. `before`/`after`/`between` take ISO dates (YYYY-MM-DD) or, for
+      the datetime fields, datetimes too (a datetime without an offset is UTC). A date on
+      a datetime field is the whole UTC day: before 2026-03-01 is before its first
+      instant, after 2026-03-01 is from the next day on, between takes both days whole.
+      `before`/`after` are strict. `within_last_days N` is "at or after now - N days"
+      (later, even future, values included); `more_than_days_ago N` is "before now - N
+      days"; the two are complementary on contacts with a value. Date attributes compare
+      as YYYY-MM-DD text against the UTC date of now - N days.
+    * Tags: equals "has the tag", not_equals "has not" (a contact with no tags has not),
+      in "has any of", not_in "has none of", is_set "has a tag", is_not_set "has none".
+      Tag names are normalised as tags are stored (spaces collapsed, lower case).
+    * Events: the contact's events with exactly that name (case-sensitive), in the last
+      `days` if given, and whose property matches if given, are counted. A property
+      condition is typed by its value: text compares case-insensitively with text
+      properties only, numbers with number properties, booleans with boolean properties;
+      a property that is absent or of another type does not match (not_equals included).
+    * An empty root group matches every contact; nested groups must not be empty.
+    * The compiled expression is never NULL: it is TRUE or FALSE for every contact, so it
+      can safely be negated or combined.
+
+Limits: groups nest at most 4 deep (the root group counts), at most 50 conditions in all.
+
+    >>> from datetime import UTC, datetime
+    >>> group = parse({"match": "any", "conditions": [
+    ...     {"field": "country", "operator": "equals", "value": "PT"},
+    ...     {"field": "attribute.seats", "operator": "greater_than", "value": 10}]}, {"seats": "number"})
+    >>> sql, params = compile_where(group, "postgres", now=datetime(2026, 1, 1, tzinfo=UTC), param_start=2)
+    >>> print(sql)
+    ((c.country IS NOT NULL AND lower((c.country) COLLATE "C") = $2::text) OR COALESCE((CASE WHEN jsonb_typeof(c.attributes -> $3::text) = 'number' THEN (c.attributes ->> $4::text)::numeric END) > $5::numeric, FALSE))
+    >>> params
+    ['pt', 'seats', 'seats', 10]
+    >>> parse({"match": "all", "conditions": [{"field": "vip", "operator": "contains", "value": "x"}]}, {})
+    Traceback (most recent call last):
+    ...
+    domain.segments.RuleError: Condition 1 (vip contains): contains does not apply to a boolean field; use equals, not_equals, is_set, is_not_set.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from domain.contact_fields import ATTRIBUTE_KEY
+
+MAX_DEPTH = 4
+MAX_CONDITIONS = 50
+MAX_VALUES = 100
+MAX_TEXT = 1000
+MAX_DAYS = 36500
+MAX_COUNT = 1_000_000
+MAX_INT = 2**63 - 1
+# Dates and datetimes for the datetime fields (four-digit years keep SQLite's text in order).
+MIN_YEAR, MAX_YEAR = 1000, 9998
+
+TEXT_FIELDS = (
+    "name", "email", "phone", "external_id", "country", "city", "time_zone", "locale",
+    "browser_language", "os", "browser", "platform", "referrer",
+)  # fmt: skip
+BOOLEAN_FIELDS = ("vip", "blocked", "gdpr_consent")
+DATETIME_FIELDS = ("first_seen_at", "last_seen_at", "created_at")
+SMS_CONSENT = ("subscribed", "unsubscribed", "never")
+# Built-in columns that are never NULL.
+NOT_NULL = frozenset({"vip", "blocked", "gdpr_consent", "sms_consent", "last_seen_at", "created_at"})
+
+_PRESENCE = ("is_set", "is_not_set")
+OPERATORS: dict[str, tuple[str, ...]] = {
+    "text": ("equals", "not_equals", "contains", "not_contains", "starts_with", "ends_with", *_PRESENCE, "in", "not_in"),
+    "number": ("equals", "not_equals", "greater_than", "greater_or_equal", "less_than", "less_or_equal", "between",
+               *_PRESENCE, "in", "not_in"),  # fmt: skip
+    "boolean": ("equals", "not_equals", *_PRESENCE),
+    "date": ("before", "after", "between", "within_last_days", "more_than_days_ago", *_PRESENCE),
+    "datetime": ("before", "after", "between", "within_last_days", "more_than_days_ago", *_PRESENCE),
+    "list": ("equals", "not_equals", "in", "not_in", *_PRESENCE),
+    "enum": ("equals", "not_equals", "in", "not_in", *_PRESENCE),
+    "tag": ("equals", "not_equals", "in", "not_in", *_PRESENCE),
+}
+EVENT_COUNT_OPS = ("at_least", "at_most", "exactly")
+PROPERTY_OPERATORS = ("equals", "not_equals", "greater_than", "less_than", "contains")
+ATTRIBUTE_TYPES = ("text", "number", "boolean", "date", "list")
+
+_VALUE_OPS = frozenset({"equals", "not_equals", "contains", "not_contains", "starts_with", "ends_with", "greater_than",
+                        "greater_or_equal", "less_than", "less_or_equal", "before", "after"})  # fmt: skip
+_VALUES_OPS = frozenset({"in", "not_in", "between"})
+_DAYS_OPS = frozenset({"within_last_days", "more_than_days_ago"})
+
+# As resolvers.contacts.EVENT_NAME: what an event may be called.
+EVENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.:/-]{0,119}$")
+PROPERTY_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
+_ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+
+_TREE_KEYS = frozenset({"match", "conditions", "groups"})
+_EVENT_KEYS = ("event_count_op", "count", "property", "property_operator", "property_value")
+_CONDITION_KEYS = frozenset({"field", "operator", "value", "values", "days", *_EVENT_KEYS})
+
+_KIND_NAMES = {"text": "a text", "number": "a number", "boolean": "a boolean", "date": "a date",
+               "datetime": "a date and time", "list": "a list", "enum": "an enum", "tag": "the tag"}  # fmt: skip
+
+
+class RuleError(ValueError):
+    """A rule tree that cannot be compiled. `path` locates the offending key in the tree,
+    e.g. ["groups", "0", "conditions", "1", "value"]; `code` is one of UNKNOWN_FIELD,
+    INVALID_OPERATOR, INVALID_VALUE, TOO_DEEP, TOO_MANY_CONDITIONS."""
+
+    def __init__(self, message: str, path: list[str], code: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One checked condition. Values are normalised: tag names as stored, sms_consent in
+    lower case, dates as `date`, datetimes as aware UTC `datetime`. For events, `operator`
+    repeats `event_count_op`. `kind` is the field's type: text, number, boolean, date,
+    datetime, list, enum, tag or event."""
+
+    field: str
+    operator: str
+    value: Any = None
+    values: tuple[Any, ...] = ()
+    days: int | None = None
+    event_count_op: str | None = None
+    count: int | None = None
+    property: str | None = None
+    property_operator: str | None = None
+    property_value: Any = None
+    kind: str = ""
+
+
+@dataclass(frozen=True)
+class Group:
+    match: str  # "all" | "any"
+    items: tuple[Condition | Group, ...]
+
+
+# -- parsing ---------------------------------------------------------------------------------
+
+
+class _Bad(Exception):
+    """A bad condition: `key` is the path of the bad part inside it (["values", "1"])."""
+
+    def __init__(self, key: str | list[str] | None, message: str, code: str = "INVALID_VALUE") -> None:
+        super().__init__(message)
+        self.key = [] if key is None else [key] if isinstance(key, str) else key
+        self.message = message
+        self.code = code
+
+
+def parse(tree: dict[str, Any], attribute_types: dict[str, str]) -> Group:
+    """The checked rule tree, or RuleError naming the first bad condition (depth first:
+    a group's conditions, then its groups)."""
+    return _Parser(attribute_types).group(tree, [], 1)
+
+
+class _Parser:
+    def __init__(self, attribute_types: dict[str, str]) -> None:
+        self.types = attribute_types
+        self.count = 0
+
+    def group(self, tree: Any, path: list[str], depth: int) -> Group:
+        where = _group_name(path)
+        if depth > MAX_DEPTH:
+            raise RuleError(f"{where}: groups nest at most {MAX_DEPTH} deep.", path, "TOO_DEEP")
+        if not isinstance(tree, dict):
+            raise RuleError(f"{where}: expected an object with match, conditions and groups.", path, "INVALID_VALUE")
+        for key in tree:
+            if key not in _TREE_KEYS:
+                raise RuleError(f"{where}: unknown key {key!r}.", [*path, str(key)], "INVALID_VALUE")
+        match = tree.get("match")
+        if match not in ("all", "any"):
+            raise RuleError(f'{where}: match is "all" or "any".', [*path, "match"], "INVALID_VALUE")
+        conditions = _list(tree.get("conditions"), [*path, "conditions"], where)
+        groups = _list(tree.get("groups"), [*path, "groups"], where)
+        if depth > 1 and not conditions and not groups:
+            raise RuleError(f"{where}: a nested group needs at least one condition.", path, "INVALID_VALUE")
+        items: list[Condition | Group] = []
+        for i, raw in enumerate(conditions):
+            cpath = [*path, "conditions", str(i)]
+            self.count += 1
+            if self.count > MAX_CONDITIONS:
+                raise RuleError(f"{_condition_name(cpath, raw)}: at most {MAX_CONDITIONS} conditions in all.", cpath,
+                                "TOO_MANY_CONDITIONS")  # fmt: skip
+            try:
+                items.append(self.condition(raw))
+            except _Bad as bad:
+                raise RuleError(f"{_condition_name(cpath, raw)}: {bad.message}", [*cpath, *bad.key], bad.code) from None
+        for j, sub in enumerate(groups):
+            items.append(self.group(sub, [*path, "groups", str(j)], depth + 1))
+        return Group(match=match, items=tuple(items))
+
+    def condition(self, raw: Any) -> Condition:
+        if not isinstance(raw, dict):
+            raise _Bad(None, "expected an object with field and operator.")
+        for key in raw:
+            if key not in _CONDITION_KEYS:
+                raise _Bad(str(key), f"unknown key {key!r}.")
+        field = raw.get("field")
+        if not isinstance(field, str) or not field:
+            raise _Bad("field", "field is required.", "UNKNOWN_FIELD")
+        kind = self.kind(field)
+        if kind == "event":
+            return _event_condition(raw, field)
+        for key in _EVENT_KEYS:
+            if raw.get(key) is not None:
+                raise _Bad(key, f"{key} applies to event.<name> fields only.")
+        operator = raw.get("operator")
+        allowed = OPERATORS[kind]
+        if operator not in allowed:
+            shown = operator if isinstance(operator, str) else "the operator"
+            verb = "is required" if operator is None else f"does not apply to {_KIND_NAMES[kind]} field"
+            raise _Bad("operator", f"{'operator' if operator is None else shown} {verb}; use {', '.join(allowed)}.",
+                       "INVALID_OPERATOR")  # fmt: skip
+        value, values, days = raw.get("value"), raw.get("values"), raw.get("days")
+        if values is not None and not isinstance(values, list | tuple):
+            raise _Bad("values", "values must be a list.")
+        values = list(values or [])
+        if operator not in _VALUE_OPS and value is not None:
+            raise _Bad("value", f"value does not apply to {operator}.")
+        if operator not in _VALUES_OPS and values:
+            raise _Bad("values", f"values do not apply to {operator}.")
+        if operator not in _DAYS_OPS and days is not None:
+            raise _Bad("days", f"days do not apply to {operator}.")
+        check = _checker(kind, operator)
+        out_value: Any = None
+        out_values: tuple[Any, ...] = ()
+        out_days: int | None = None
+        if operator in _VALUE_OPS:
+            if value is None:
+                raise _Bad("value", f"{operator} needs a value.")
+            out_value = _checked(check, value, ["value"])
+        elif operator == "between":
+            if len(values) != 2:
+                raise _Bad("values", "between needs values [low, high].")
+            low, high = (_checked(check, v, ["values", str(i)]) for i, v in enumerate(values))
+            if _bound_key(low, start=True) > _bound_key(high, start=False):
+                raise _Bad("values", "between needs low <= high.")
+            out_values = (low, high)
+        elif operator in ("in", "not_in"):
+            if not 1 <= len(values) <= MAX_VALUES:
+                raise _Bad("values", f"{operator} needs 1 to {MAX_VALUES} values.")
+            out_values = tuple(_checked(check, v, ["values", str(i)]) for i, v in enumerate(values))
+        elif operator in _DAYS_OPS:
+            out_days = _days(days, required=True)
+        return Condition(field=field, operator=operator, value=out_value, values=out_values, days=out_days, kind=kind)
+
+    def kind(self, field: str) -> str:
+        if field in TEXT_FIELDS:
+            return "text"
+        if field in BOOLEAN_FIELDS:
+            return "boolean"
+        if field in DATETIME_FIELDS:
+            return "datetime"
+        if field == "sms_consent":
+            return "enum"
+        if field == "tag":
+            return "tag"
+        if field.startswith("attribute."):
+            key = field[len("attribute.") :]
+            if not ATTRIBUTE_KEY.match(key) or key not in self.types:
+                raise _Bad("field", f"unknown attribute {key!r}; define it first.", "UNKNOWN_FIELD")
+            kind = str(self.types[key])
+            if kind not in ATTRIBUTE_TYPES:
+                raise _Bad("field", f"attribute {key!r} has an unknown type {kind!r}.", "UNKNOWN_FIELD")
+            return kind
+        if field.startswith("event."):
+            if not EVENT_NAME.match(field[len("event.") :]):
+                raise _Bad("field", "an event name has 1 to 120 letters, digits, spaces or _ . : / -.", "UNKNOWN_FIELD")
+            return "event"
+        if field.startswith("conversation."):
+            raise _Bad("field", f"unknown field {field!r}: conversation fields are not available yet.", "UNKNOWN_FIELD")
+        raise _Bad("field", f"unknown field {field!r}; use a contact field, tag, attribute.<key> or event.<name>.",
+                   "UNKNOWN_FIELD")  # fmt: skip
+
+
+def _list(raw: Any, path: list[str], where: str) -> list[Any]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list | tuple):
+        raise RuleError(f"{where}: {path[-1]} must be a list.", path, "INVALID_VALUE")
+    return list(raw)
+
+
+def _group_name(path: list[str]) -> str:
+    if not path:
+        return "The rules"
+    return "Group " + ".".join(str(int(p) + 1) for p in path[1::2])
+
+
+def _condition_name(path: list[str], raw: Any) -> str:
+    """'Condition 2 of group 1.3 (attribute.plan equals)'."""
+    number = int(path[-1]) + 1
+    groups = path[:-2]
+    where = f"Condition {number}" + (f" of {_group_name(groups).lower()}" if groups else "")
+    if isinstance(raw, dict) and isinstance(raw.get("field"), str):
+        op = raw.get("operator") or raw.get("event_count_op")
+        label = raw["field"][:130] + (f" {op}" if isinstance(op, str) else "")
+        where += f" ({label[:160]})"
+    return where
+
+
+def _checked(check: Callable[[Any], Any], value: Any, key: list[str]) -> Any:
+    try:
+        return check(value)
+    except ValueError as exc:
+        raise _Bad(key, str(exc)) from None
+
+
+def _days(days: Any, *, required: bool) -> int | None:
+    if days is None and not required:
+        return None
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
+        raise _Bad("days", f"days is a whole number from 1 to {MAX_DAYS}.")
+    return days
+
+
+def _checker(kind: str, operator: str) -> Callable[[Any], Any]:
+    if kind == "text":
+        return _text
+    if kind == "number":
+        return _number
+    if kind == "boolean":
+        return _boolean
+    if kind == "date":
+        return _date
+    if kind == "datetime":
+        return _date_or_datetime
+    if kind == "list":
+        return _text
+    if kind == "enum":
+        return _sms_consent
+    if kind == "tag":
+        return _tag
+    raise AssertionError(kind)
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected text, got {_type_name(value)}.")
+    if not value:
+        raise ValueError("expected a non-empty text.")
+    if len(value) > MAX_TEXT:
+        raise ValueError(f"at most {MAX_TEXT} characters.")
+    if "\x00" in value:
+        raise ValueError("text cannot contain NUL characters.")
+    return value
+
+
+def _number(value: Any) -> int | float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"expected a number, got {_type_name(value)}.")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("expected a finite number.")
+    if isinstance(value, int) and abs(value) > MAX_INT:
+        raise ValueError("number out of range.")
+    return value
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {_type_name(value)}.")
+    return value
+
+
+def _date(value: Any) -> date:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and _ISO_DATE.match(value):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValueError("expected a date as YYYY-MM-DD.")
+
+
+def _date_or_datetime(value: Any) -> date | datetime:
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, date | str) and (isinstance(value, date) or _ISO_DATE.match(value)):
+        day = _date(value)
+        if not MIN_YEAR <= day.year <= MAX_YEAR:
+            raise ValueError(f"expected a year from {MIN_YEAR} to {MAX_YEAR}.")
+        return day
+    elif isinstance(value, str) and len(value) > 10 and value[10] in "T ":
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError("expected a date (YYYY-MM-DD) or an ISO 8601 date and time.") from None
+    else:
+        raise ValueError("expected a date (YYYY-MM-DD) or an ISO 8601 date and time.")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    if not MIN_YEAR <= moment.year <= MAX_YEAR:
+        raise ValueError(f"expected a year from {MIN_YEAR} to {MAX_YEAR}.")
+    return moment.astimezone(UTC)
+
+
+def _sms_consent(value: Any) -> str:
+    if not isinstance(value, str) or value.lower() not in SMS_CONSENT:
+        raise ValueError(f"expected one of {', '.join(SMS_CONSENT)}.")
+    return value.lower()
+
+
+def _tag(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a tag name, got {_type_name(value)}.")
+    name = " ".join(value.split()).lower()
+    if not 1 <= len(name) <= 64 or "\x00" in name:
+        raise ValueError("a tag has 1 to 64 characters.")
+    return name
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _bound_key(value: Any, *, start: bool) -> Any:
+    """Comparable form of a between bound (dates as their whole day)."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        return _day_start(value) if start else _day_start(value) + timedelta(days=1) - timedelta(microseconds=1)
+    return value
+
+
+def _event_condition(raw: dict[str, Any], field: str) -> Condition:
+    op_key = "event_count_op" if raw.get("event_count_op") is not None else "operator"
+    count_op = raw.get("event_count_op")
+    operator = raw.get("operator")
+    if count_op is not None and operator is not None and operator != count_op:
+        raise _Bad("operator", "an event condition counts with event_count_op (at_least, at_most, exactly).",
+                   "INVALID_OPERATOR")  # fmt: skip
+    op = count_op if count_op is not None else operator
+    if op not in EVENT_COUNT_OPS:
+        raise _Bad(op_key, "an event condition counts with at_least, at_most or exactly.", "INVALID_OPERATOR")
+    for key in ("value", "values"):
+        if raw.get(key) not in (None, [], ()):
+            raise _Bad(key, f"{key} does not apply to event conditions; use count.")
+    count = raw.get("count")
+    if isinstance(count, float) and count.is_integer():
+        count = int(count)
+    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_COUNT:
+        raise _Bad("count", f"count is a whole number from 0 to {MAX_COUNT}.")
+    days = _days(raw.get("days"), required=False)
+    prop, prop_op, prop_value = raw.get("property"), raw.get("property_operator"), raw.get("property_value")
+    if prop is None and prop_op is None and prop_value is None:
+        return Condition(field=field, operator=op, days=days, event_count_op=op, count=count, kind="event")
+    if not isinstance(prop, str) or not PROPERTY_NAME.match(prop):
+        raise _Bad("property", "property names a top-level event property: 1 to 64 letters, digits, _ or -.")
+    if prop_op not in PROPERTY_OPERATORS:
+        raise _Bad("property_operator", f"property_operator is one of {', '.join(PROPERTY_OPERATORS)}.",
+                   "INVALID_OPERATOR")  # fmt: skip
+    try:
+        if prop_op in ("greater_than", "less_than"):
+            prop_value = _number(prop_value)
+        elif prop_op == "contains":
+            prop_value = _text(prop_value)
+        elif isinstance(prop_value, str):
+            prop_value = _text(prop_value)
+        elif isinstance(prop_value, bool | int | float):
+            prop_value = _number(prop_value) if not isinstance(prop_value, bool) else prop_value
+        else:
+            raise ValueError(f"expected text, a number or a boolean, got {_type_name(prop_value)}.")
+    except ValueError as exc:
+        raise _Bad("property_value", str(exc)) from None
+    return Condition(field=field, operator=op, days=days, event_count_op=op, count=count, property=prop,
+                     property_operator=prop_op, property_value=prop_value, kind="event")  # fmt: skip
+
+
+# -- compiling -------------------------------------------------------------------------------
+
+
+def compile_where(group: Group, dialect: str, *, now: datetime, param_start: int = 1) -> tuple[str, list[Any]]:
+    """(SQL boolean expression over contacts `c`, its parameters). Placeholders are `?` for
+    "sqlite" and `$n::type`, numbered from `param_start`, for "postgres". No user value,
+    attribute key or event name is ever part of the SQL text."""
+    if dialect not in ("sqlite", "postgres"):
+        raise ValueError(f"unknown dialect {dialect!r}")
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    compiler = _Compiler(dialect == "postgres", now.astimezone(UTC), param_start)
+    return compiler.group(group), compiler.params
+
+
+class _Compiler:
+    """Builds SQL left to right: every placeholder is made, and its parameter appended, in
+    the order it appears in the text (SQLite's `?` are positional)."""
+
+    def __init__(self, postgres: bool, now: datetime, param_start: int) -> None:
+        self.pg = postgres
+        self.now = now
+        self.next = param_start
+        self.params: list[Any] = []
+
+    # placeholders
+
+    def p(self, value: Any, pg_type: str) -> str:
+        if self.pg:
+            if pg_type == "numeric" and isinstance(value, float):
+                value = Decimal(repr(value))  # asyncpg would send the float's exact binary expansion
+            self.params.append(value)
+            self.next += 1
+            return f"${self.next - 1}::{pg_type}"
+        self.params.append(value)
+        return "?"
+
+    def moment(self, value: datetime) -> str:
+        """A datetime bound. On SQLite the column is text as Tortoise writes it, str() of the
+        UTC datetime ('2026-11-22 03:31:42.123456+00:00', but '...:42+00:00' when the
+        microseconds are zero; raw SQL elsewhere may write '...:42.000000+00:00'). Bound in
+        the same canonical form and used only with >= and <, text order is time order for
+        both spellings: '+' sorts before '.', so a whole second sorts first either way."""
+        value = value.astimezone(UTC)
+        return self.p(value if self.pg else str(value), "timestamptz")
+
+    # structure
+
+    def group(self, group: Group) -> str:
+        if not group.items:
+            return "TRUE"
+        parts = [self.group(i) if isinstance(i, Group) else self.condition(i) for i in group.items]
+        if len(parts) == 1:
+            return parts[0]
+        return "(" + (" AND " if group.match == "all" else " OR ").join(parts) + ")"
+
+    def condition(self, c: Condition) -> str:
+        if c.kind == "tag":
+            return self.tag(c)
+        if c.kind == "event":
+            return self.event(c)
+        if c.field.startswith("attribute."):
+            key = c.field[len("attribute.") :]
+            column = self.json_value("c.attributes", key, c.kind)
+            guard = "coalesce"
+        else:
+            column = _const(f"c.{c.field}")
+            guard = "none" if c.field in NOT_NULL else "column"
+        return self.predicate(column, c, guard)
+
+    def predicate(self, v: Callable[[], str], c: Condition, guard: str) -> str:
+        op = c.operator
+        if op == "is_set":
+            return f"{v()} IS NOT NULL"
+        if op == "is_not_set":
+            return f"{v()} IS NULL"
+        kind = c.kind
+        if kind == "text":
+            sql = self.text_predicate(v, op, c.value, c.values)
+        elif kind == "datetime":
+            sql = self.datetime_predicate(v, c)
+        elif kind == "date":
+            sql = self.date_predicate(v, c)
+        else:
+            pg_type = {"number": "numeric", "boolean": "boolean"}.get(kind, "text")
+            sql = self.compare(v, op, c.value, c.values, pg_type)
+        if guard == "column":
+            return f"({v()} IS NOT NULL AND {sql})"
+        if guard == "coalesce":
+            return f"COALESCE({sql}, FALSE)"
+        return f"({sql})"
+
+    # comparisons
+
+    def lower(self, v: Callable[[], str]) -> str:
+        # COLLATE "C": PostgreSQL then folds ASCII only, as SQLite's lower() does.
+        return f'lower(({v()}))' if self.pg else f"lower({v()})"
+
+    def text_predicate(self, v: Callable[[], str], op: str, value: Any, values: tuple[Any, ...]) -> str:
+        if op in ("equals", "not_equals"):
+            return f"{self.lower(v)} {'=' if op == 'equals' else '<>'} {self.p(fold(value), 'text')}"
+        if op in ("in", "not_in"):
+            lhs = self.lower(v)  # placeholders in text order
+            listed = ", ".join(self.p(fold(x), "text") for x in values)
+            return f"{lhs} {'IN' if op == 'in' else 'NOT IN'} ({listed})"
+        escaped = like_escape(fold(value))
+        pattern = {"contains": f"%{escaped}%", "not_contains": f"%{escaped}%", "starts_with": f"{escaped}%",
+                   "ends_with": f"%{escaped}"}[op]  # fmt: skip
+        like = "NOT LIKE" if op == "not_contains" else "LIKE"
+        return f"{self.lower(v)} {like} {self.p(pattern, 'text')} ESCAPE '\\'"
+
+    def compare(self, v: Callable[[], str], op: str, value: Any, values: tuple[Any, ...], pg_type: str) -> str:
+        if op == "between":
+            return f"{v()} BETWEEN {self.p(values[0], pg_type)} AND {self.p(values[1], pg_type)}"
+        if op in ("in", "not_in"):
+            lhs = v()  # placeholders in text order
+            listed = ", ".join(self.p(x, pg_type) for x in values)
+            return f"{lhs} {'IN' if op == 'in' else 'NOT IN'} ({listed})"
+        return f"{v()} {_SQL_OP[op]} {self.p(value, pg_type)}"
+
+    def datetime_predicate(self, v: Callable[[], str], c: Condition) -> str:
+        # Only >= and < against canonical bounds (see `moment`).
+        op = c.operator
+        if op == "before":
+            return f"{v()} < {self.moment(_start(c.value))}"
+        if op == "after":
+            return f"{v()} >= {self.moment(_end(c.value))}"
+        if op == "between":
+            return f"{v()} >= {self.moment(_start(c.values[0]))} AND {v()} < {self.moment(_end(c.values[1]))}"
+        assert c.days is not None
+        lhs = v()
+        cutoff = self.moment(self.now - timedelta(days=c.days))
+        return f"{lhs} >= {cutoff}" if op == "within_last_days" else f"{lhs} < {cutoff}"
+
+    def date_predicate(self, v: Callable[[], str], c: Condition) -> str:
+        op = c.operator
+        if op in ("before", "after"):
+            return f"{v()} {'<' if op == 'before' else '>'} {self.p(c.value.isoformat(), 'text')}"
+        if op == "between":
+            return f"{v()} BETWEEN {self.p(c.values[0].isoformat(), 'text')} AND {self.p(c.values[1].isoformat(), 'text')}"
+        assert c.days is not None
+        lhs = v()
+        cutoff = self.p((self.now - timedelta(days=c.days)).date().isoformat(), "text")
+        return f"{lhs} >= {cutoff}" if op == "within_last_days" else f"{lhs} < {cutoff}"
+
+    # JSON values: the value when its JSON type is the expected one, else NULL
+
+    def json_value(self, column: str, key: str, kind: str) -> Callable[[], str]:
+        if self.pg:
+            def pg() -> str:
+                typeof = f"jsonb_typeof({column} -> {self.p(key, 'text')})"
+                if kind == "number":
+                    return f"(CASE WHEN {typeof} = 'number' THEN ({column} ->> {self.p(key, 'text')})::numeric END)"
+                if kind == "boolean":
+                    return f"(CASE WHEN {typeof} = 'boolean' THEN ({column} ->> {self.p(key, 'text')})::boolean END)"
+                if kind == "date":
+                    shape = f"({column} ->> {self.p(key, 'text')}) ~ '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}$'"
+                    return f"(CASE WHEN {typeof} = 'string' AND {shape} THEN {column} ->> {self.p(key, 'text')} END)"
+                return f"(CASE WHEN {typeof} = 'string' THEN {column} ->> {self.p(key, 'text')} END)"
+
+            return pg
+
+        def sqlite() -> str:
+            def path() -> str:
+                return f"""'$."' || {self.p(key, 'text')} || '"'"""
+
+            typeof = f"json_type({column}, {path()})"
+            if kind == "number":
+                return f"(CASE WHEN {typeof} IN ('integer', 'real') THEN json_extract({column}, {path()}) END)"
+            if kind == "boolean":
+                return f"(CASE {typeof} WHEN 'true' THEN 1 WHEN 'false' THEN 0 END)"
+            if kind == "date":
+                shape = f"json_extract({column}, {path()}) GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]'"
+                return f"(CASE WHEN {typeof} = 'text' AND {shape} THEN json_extract({column}, {path()}) END)"
+            return f"(CASE WHEN {typeof} = 'text' THEN json_extract({column}, {path()}) END)"
+
+        return sqlite
+
+    # tags and events
+
+    def tag(self, c: Condition) -> str:
+        base = "SELECT 1 FROM contact_tags t WHERE t.contact_id = c.id"
+        op = c.operator
+        if op in ("is_set", "is_not_set"):
+            sql = f"EXISTS ({base})"
+        elif op in ("equals", "not_equals"):
+            sql = f"EXISTS ({base} AND t.name = {self.p(c.value, 'text')})"
+        else:
+            listed = ", ".join(self.p(x, "text") for x in c.values)
+            sql = f"EXISTS ({base} AND t.name IN ({listed}))"
+        return f"NOT {sql}" if op in ("is_not_set", "not_equals", "not_in") else sql
+
+    def event(self, c: Condition) -> str:
+        assert c.count is not None
+        op, n = c.event_count_op, c.count
+        if op == "at_least" and n == 0:
+            return "TRUE"
+        where = f"e.contact_id = c.id AND e.name = {self.p(c.field[len('event.') :], 'text')}"
+        if c.days is not None:
+            where += f" AND e.occurred_at >= {self.moment(self.now - timedelta(days=c.days))}"
+        if c.property is not None:
+            where += f" AND {self.property(c)}"
+        if (op == "at_least" and n == 1) or (op in ("at_most", "exactly") and n == 0):
+            exists = f"EXISTS (SELECT 1 FROM contact_events e WHERE {where})"
+            return exists if op == "at_least" else f"NOT {exists}"
+        counted = f"(SELECT count(*) FROM contact_events e WHERE {where})"
+        return f"{counted} {_COUNT_OP[op]} {self.p(n, 'bigint')}"
+
+    def property(self, c: Condition) -> str:
+        op, value = c.property_operator, c.property_value
+        assert c.property is not None and op is not None
+        kind = "boolean" if isinstance(value, bool) else "text" if isinstance(value, str) else "number"
+        v = self.json_value("e.properties", c.property, kind)
+        if kind == "text":
+            sql = self.text_predicate(v, op, value, ())
+        else:
+            sql = self.compare(v, op, value, (), "numeric" if kind == "number" else "boolean")
+        return f"COALESCE({sql}, FALSE)"
+
+
+_SQL_OP = {"equals": "=", "not_equals": "<>", "greater_than": ">", "greater_or_equal": ">=", "less_than": "<",
+           "less_or_equal": "<="}  # fmt: skip
+_COUNT_OP = {"at_least": ">=", "at_most": "<=", "exactly": "="}
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def fold(text: str) -> str:
+    """Case folding as the databases do it here: ASCII letters only."""
+    return text.translate(_ASCII_LOWER)
+
+
+def like_escape(text: str) -> str:
+    """`text` as a literal inside a LIKE pattern with ESCAPE '\\'."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _const(sql: str) -> Callable[[], str]:
+    return lambda: sql
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=UTC)
+
+
+def _start(value: date | datetime) -> datetime:
+    """The first instant a before/between bound covers."""
+    return value if isinstance(value, datetime) else _day_start(value)
+
+
+def _end(value: date | datetime) -> datetime:
+    """The first instant after an after/between bound: the next day, or the next microsecond."""
+    if isinstance(value, datetime):
+        return value + timedelta(microseconds=1)
+    return _day_start(value) + timedelta(days=1)

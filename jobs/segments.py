@@ -1,0 +1,160 @@
+"""Segment membership: materialised by SQL in the database, joins and leaves published.
+
+- `refresh_segment(segment_id)`: a full re-evaluation (after a rule change, and on a
+  schedule for time-relative rules such as "seen in the last 7 days").
+- `refresh_dirty_contacts(workspace_id)`: re-evaluates every segment of a workspace for the
+  contacts changed since the last run; changes add contact ids to a Redis set and queue
+  this job under one id, so a burst of changes is handled in one debounced run.
+
+Joins and leaves are computed as set differences in SQL (INSERT … SELECT … WHERE NOT
+EXISTS, UPDATE … WHERE NOT EXISTS), stamped with the refresh's sequence number, and
+streamed to subscribers in chunks: memory stays bounded whatever the segment's size.
+Runs are idempotent; a retried run finds nothing left to do.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tortoise.transactions import in_transaction
+
+from core import keys
+from core.db import SqlBuilder, bind_datetime
+from core.queue import enqueue
+from domain import segments as rules_lang
+from models.segments import Segment, SegmentMembership
+from resolvers.segments import attribute_types, matching_sql
+
+log = logging.getLogger("parley.jobs.segments")
+
+DEBOUNCE = timedelta(seconds=1)
+CHUNK = 1000
+
+
+async def schedule_dirty_refresh(hub: Any, jobs: Any, workspace_id: int, contact_ids: list[int]) -> None:
+    if hub is None or not contact_ids:
+        return
+    await hub.redis.sadd(keys.dirty_contacts(workspace_id), *contact_ids)
+    await enqueue(jobs, "refresh_dirty_contacts", workspace_id,
+                  job_id=f"{keys.arq_queue()}:dirty:{workspace_id}", defer=DEBOUNCE)  # fmt: skip
+
+
+async def refresh(segment: Segment, *, contact_ids: list[int] | None = None, publish: Any = None) -> dict[str, int]:
+    """Bring the segment's membership up to date, for every contact or only `contact_ids`."""
+    now = datetime.now(UTC)
+    group = rules_lang.parse(segment.rules, await attribute_types(segment.workspace_id))
+    async with in_transaction() as tx:
+        locked = await Segment.select_for_update().get(id=segment.id)
+        seq = locked.refresh_seq + 1
+
+        q = SqlBuilder()
+        head = (
+            "INSERT INTO segment_memberships (workspace_id, segment_id, contact_id, joined_at, joined_seq) "
+            f"SELECT {q.param(segment.workspace_id)}, {q.param(segment.id)}, c.id, {q.param(bind_datetime(now))}, {q.param(seq)} "
+            "FROM contacts c WHERE "
+        )
+        where, params = matching_sql(group, segment.workspace_id, now=now, param_start=q.next_index)
+        q.extend(params)
+        restrict = f" AND c.id IN {q.in_list(contact_ids)}" if contact_ids else ""
+        tail = f" AND NOT EXISTS (SELECT 1 FROM segment_memberships m WHERE m.segment_id = {q.param(segment.id)} AND m.contact_id = c.id)"
+        await tx.execute_query(head + where + restrict + tail, q.params)
+
+        q = SqlBuilder()
+        head = f"UPDATE segment_memberships SET left_seq = {q.param(seq)} WHERE segment_id = {q.param(segment.id)}"
+        restrict = f" AND contact_id IN {q.in_list(contact_ids)}" if contact_ids else ""
+        where, params = matching_sql(group, segment.workspace_id, now=now, param_start=q.next_index)
+        sub = f" AND NOT EXISTS (SELECT 1 FROM contacts c WHERE c.id = segment_memberships.contact_id AND {where})"
+        q.extend(params)
+        await tx.execute_query(head + restrict + sub, q.params)
+
+        joined = await _stream(segment, seq, "joined_seq", publish)
+        left = await _stream(segment, seq, "left_seq", publish)
+        await SegmentMembership.filter(segment_id=segment.id, left_seq=seq).delete()
+        count = await SegmentMembership.filter(segment_id=segment.id).count()
+        await Segment.filter(id=segment.id).update(refresh_seq=seq, refreshed_at=now, member_count=count)
+    return {"joined": joined, "left": left, "members": count, "seq": seq}
+
+
+async def _stream(segment: Segment, seq: int, column: str, publish: Any) -> int:
+    """Publish the contact ids stamped with this refresh, CHUNK at a time, by keyset."""
+    total, after = 0, 0
+    while True:
+        ids = await SegmentMembership.filter(
+            segment_id=segment.id, **{column: seq}, contact_id__gt=after
+        ).order_by("contact_id").limit(CHUNK).values_list("contact_id", flat=True)
+        if not ids:
+            return total
+        total += len(ids)
+        after = ids[-1]
+        if publish is not None:
+            kind = "joined" if column == "joined_seq" else "left"
+            publish(keys.segment_channel(segment.workspace_id, segment.id),
+                    {"type": "segment", "segmentId": segment.id, "cursor": str(seq), kind: list(ids)})  # fmt: skip
+
+
+class _Publisher:
+    """Collects events during a refresh's transaction and publishes them after it."""
+
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis
+        self.pending: list[tuple[str, dict[str, Any]]] = []
+
+    def __call__(self, channel: str, payload: dict[str, Any]) -> None:
+        self.pending.append((channel, payload))
+
+    async def flush(self) -> None:
+        import json
+
+        if self.redis is None or not self.pending:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for channel, payload in self.pending:
+                pipe.publish(channel, json.dumps(payload, separators=(",", ":")))
+            await pipe.execute()
+        self.pending.clear()
+
+
+# -- arq tasks ------------------------------------------------------------------------------
+
+
+async def refresh_segment(ctx: dict[str, Any], segment_id: int) -> dict[str, int] | None:
+    segment = await Segment.get_or_none(id=segment_id)
+    if segment is None:
+        return None
+    publisher = _Publisher(ctx.get("redis"))
+    result = await refresh(segment, publish=publisher)
+    await publisher.flush()
+    log.info("segment %s refreshed: %s", segment_id, result)
+    return result
+
+
+async def refresh_dirty_contacts(ctx: dict[str, Any], workspace_id: int) -> int:
+    redis = ctx["redis"]
+    key = keys.dirty_contacts(workspace_id)
+    handled = 0
+    segments = await Segment.filter(workspace_id=workspace_id)
+    while True:
+        raw = await redis.spop(key, CHUNK)
+        if not raw:
+            return handled
+        ids = sorted({int(x) for x in raw})
+        handled += len(ids)
+        for segment in segments:
+            publisher = _Publisher(redis)
+            await refresh(segment, contact_ids=ids, publish=publisher)
+            await publisher.flush()
+
+
+async def refresh_all_segments(ctx: dict[str, Any]) -> int:
+    """The periodic full refresh: time-relative rules change membership with no write."""
+    done, after = 0, 0
+    while True:
+        ids = await Segment.filter(id__gt=after).order_by("id").limit(100).values_list("id", flat=True)
+        if not ids:
+            return done
+        for segment_id in ids:
+            await refresh_segment(ctx, segment_id)
+            done += 1
+        after = ids[-1]

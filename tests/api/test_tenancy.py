@@ -1,0 +1,576 @@
+"""Tenancy, tested by trying: nothing of workspace B is visible to, or changeable by,
+any principal of workspace A (its owner, its API key, its contact sessions) through any
+query, mutation or subscription.
+
+Two workspaces are built once for the module, each with one object of every Node type.
+Every case compares complete snapshots of both workspaces (read by their own owners)
+before and after, so a cross-tenant write anywhere fails the case that caused it.
+
+Adding a Node type to the schema fails `test_every_node_type_has_a_tenancy_case` until
+it has an object here; adding a mutation that takes an id fails
+`test_every_mutation_taking_an_id_has_a_case` until it has a case here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from graphql import (
+    GraphQLInputObjectType,
+    GraphQLInterfaceType,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+)
+from websockets.asyncio.client import connect
+
+from resolvers.workspaces import PLATFORM_ATTRIBUTES
+from tests.conftest import Api, Tenant
+
+# Every object type implementing Node, with the case that creates one in a workspace.
+NODE_TYPES = (
+    "Workspace", "Agent", "Team", "Channel", "ApiKey", "Contact", "ContactNote",
+    "ContactEvent", "AttributeDefinition", "DeletedContact", "Segment",
+)  # fmt: skip
+
+PASSWORD = "correct horse battery"
+
+
+def _unwrap(t: Any) -> Any:
+    while isinstance(t, GraphQLNonNull | GraphQLList):
+        t = t.of_type
+    return t
+
+
+def _graphql_schema() -> Any:
+    from schema import build_schema
+
+    return build_schema(introspection=True)._schema
+
+
+# -- the two workspaces ------------------------------------------------------------------
+
+
+@dataclass
+class World:
+    tenant: Tenant
+    ids: dict[str, str] = field(default_factory=dict)  # Node type -> global id of one
+    blocked_contact: str = ""
+    definition_ids: list[str] = field(default_factory=list)
+    session_token: str = ""
+    session_contact: str = ""
+    owner_agent: str = ""
+
+    @property
+    def owner(self) -> str:
+        return self.tenant.owner_token
+
+    @property
+    def key(self) -> str:
+        return self.tenant.api_key
+
+
+async def _ok(api: Api, doc: str, variables: dict[str, Any], token: str, root: str) -> dict[str, Any]:
+    payload = (await api(doc, variables, token=token))[root]
+    assert payload["userErrors"] == [], (root, payload["userErrors"])
+    return payload  # type: ignore[no-any-return]
+
+
+async def build_world(api: Api, name: str) -> World:
+    from core.auth import TokenKind, issue_token
+    from resolvers.workspaces import create_workspace
+
+    boot = await create_workspace(name, "owner@example.com", PASSWORD, owner_name=f"{name} Owner")
+    tenant = Tenant(
+        api=api, workspace=boot.workspace, owner=boot.owner,
+        owner_token=issue_token(TokenKind.AGENT, workspace_id=boot.workspace.id, subject_id=boot.owner.id),
+        api_key=boot.api_key, channel=boot.channel,
+    )  # fmt: skip
+    world = World(tenant=tenant)
+    tag = name.lower()
+    tok = tenant.owner_token
+    ids = world.ids
+
+    top = await api("{ workspace { id } channels { edges { node { id } } } viewer { agent { id } } }", token=tok)
+    world.owner_agent = top["viewer"]["agent"]["id"]
+    ids["Workspace"] = top["workspace"]["id"]
+    ids["Channel"] = top["channels"]["edges"][0]["node"]["id"]
+
+    agent = await _ok(api, "mutation($i: CreateAgentInput!) { createAgent(input: $i) { agent { id } userErrors { field code } } }",
+        {"i": {"email": f"{tag}-agent-{secrets.token_hex(3)}@example.com", "name": f"{name} Agent", "password": PASSWORD}}, tok, "createAgent")  # fmt: skip
+    ids["Agent"] = agent["agent"]["id"]
+    team = await _ok(api, "mutation($i: CreateTeamInput!) { createTeam(input: $i) { team { id } userErrors { field code } } }",
+        {"i": {"name": f"{name} Team"}}, tok, "createTeam")  # fmt: skip
+    ids["Team"] = team["team"]["id"]
+    await _ok(api, "mutation($i: TeamMembersInput!) { addTeamMembers(input: $i) { team { id } userErrors { field code } } }",
+        {"i": {"teamId": ids["Team"], "agentIds": [ids["Agent"]]}}, tok, "addTeamMembers")  # fmt: skip
+    key = await _ok(api, "mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) { apiKey { id } userErrors { field code } } }",
+        {"i": {"name": f"{name} reader", "scopes": ["contacts:read"]}}, tok, "createApiKey")  # fmt: skip
+    ids["ApiKey"] = key["apiKey"]["id"]
+    definition = await _ok(api, "mutation($i: CreateAttributeDefinitionInput!) { createAttributeDefinition(input: $i) { attributeDefinition { id } userErrors { field code } } }",
+        {"i": {"key": "plan", "label": "Plan", "type": "TEXT", "crmManaged": True}}, tok, "createAttributeDefinition")  # fmt: skip
+    ids["AttributeDefinition"] = definition["attributeDefinition"]["id"]
+    defs = await api("{ attributeDefinitions { edges { node { id } } } }", token=tok)
+    world.definition_ids = [e["node"]["id"] for e in defs["attributeDefinitions"]["edges"]]
+
+    contact = await tenant.contact(
+        name=f"{name} Person", email=f"{tag}.person@example.com", city="Lyon",
+        tags=[f"{tag}-tag"], attributes=[{"key": "plan", "value": f"{tag}-gold"}],
+    )  # fmt: skip
+    ids["Contact"] = contact["id"]
+    blocked = await tenant.contact(name=f"{name} Blocked", email=f"{tag}.blocked@example.com")
+    await _ok(api, "mutation($i: ContactIdInput!) { blockContact(input: $i) { contact { id } userErrors { field code } } }",
+        {"i": {"id": blocked["id"]}}, tok, "blockContact")  # fmt: skip
+    world.blocked_contact = blocked["id"]
+    note = await _ok(api, "mutation($i: AddContactNoteInput!) { addContactNote(input: $i) { note { id } userErrors { field code } } }",
+        {"i": {"contactId": ids["Contact"], "body": f"{name} private note"}}, tok, "addContactNote")  # fmt: skip
+    ids["ContactNote"] = note["note"]["id"]
+    event = await _ok(api, "mutation($i: TrackEventInput!) { trackEvent(input: $i) { event { id } userErrors { field code } } }",
+        {"i": {"contactId": ids["Contact"], "name": "signed_up", "properties": {"by": tag}}}, tok, "trackEvent")  # fmt: skip
+    ids["ContactEvent"] = event["event"]["id"]
+    doomed = await tenant.contact(name=f"{name} Doomed", email=f"{tag}.doomed@example.com")
+    deleted = await _ok(api, "mutation($i: ContactIdInput!) { deleteContact(input: $i) { auditRecord { id } userErrors { field code } } }",
+        {"i": {"id": doomed["id"]}}, tok, "deleteContact")  # fmt: skip
+    ids["DeletedContact"] = deleted["auditRecord"]["id"]
+
+    segment = await _ok(api, "mutation($i: CreateSegmentInput!) { createSegment(input: $i) { segment { id } userErrors { field code } } }",
+        {"i": {"name": f"{name} Segment", "visibility": "EVERYONE",
+               "rules": {"match": "ALL", "conditions": [{"field": "city", "operator": "EQUALS", "value": {"text": "Lyon"}}]}}},
+        tok, "createSegment")  # fmt: skip
+    ids["Segment"] = segment["segment"]["id"]
+
+    session = await _ok(api, "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { token contact { id } userErrors { field code } } }",
+        {"i": {"channelKey": tenant.channel.public_key, "externalId": f"{tag}-user-1"}}, "", "startContactSession")  # fmt: skip
+    world.session_token = session["token"]
+    world.session_contact = session["contact"]["id"]
+    assert set(ids) == set(NODE_TYPES)
+    return world
+
+
+SNAPSHOT = """
+query Snapshot {
+  workspace { id name slug timeZone matchingAttribute matchingAttributeKey agentsCanEditCrmAttributes }
+  agents(first: 100) { edges { node { id name email role canEditContactIdentity timeZone } } }
+  teams(first: 100) { edges { node { id name members { id } } } }
+  apiKeys(first: 100) { edges { node { id name prefix scopes revokedAt } } }
+  channels(first: 100) { edges { node { id kind name publicKey identityVerification } } }
+  attributeDefinitions(first: 100) { edges { node { id key label type options source crmManaged searchable visible position } } }
+  segments(first: 100) { edges { node { id name description visibility rules predefinedKey sharedWith owner { id } } } }
+  deletedContacts(first: 100) { edges { node { id nameHint emailHint phoneHint platform deletedByName deletedAt } } }
+  contacts(first: 100) {
+    totalCount
+    edges { node {
+      id name email phone externalId country city timeZone locale browserLanguage os browser ip referrer
+      platform gdprConsent gdprConsentAt smsConsent smsConsentAt vip blocked firstSeenAt lastSeenAt createdAt updatedAt
+      tags
+      attributes { key value }
+      notes(first: 100) { edges { node { id body createdAt author { id } } } }
+      events(first: 100) { edges { node { id kind name url title properties occurredAt } } }
+    } }
+  }
+}
+"""
+
+
+async def snapshot(api: Api, world: World) -> dict[str, Any]:
+    return await api(SNAPSHOT, token=world.owner)
+
+
+@pytest.fixture(scope="module")
+async def worlds(api: Api) -> list[World]:
+    return [await build_world(api, "Alpha"), await build_world(api, "Beta")]
+
+
+async def intact(api: Api, worlds: list[World]) -> tuple[World, World]:
+    """The two workspaces with every object the cases name still there: a case that
+    leaked (and deleted or merged something) must not turn later cases into vacuous
+    passes, so the workspaces are rebuilt after any loss."""
+    for world in worlds:
+        wanted = [*world.ids.values(), world.blocked_contact, world.session_contact, *world.definition_ids]
+        found = (await api(NODES_Q, {"ids": wanted}, token=world.owner))["nodes"]
+        if None in found:
+            worlds[:] = [await build_world(api, "Alpha"), await build_world(api, "Beta")]
+            break
+    return worlds[0], worlds[1]
+
+
+# -- enumeration ---------------------------------------------------------------------------
+
+
+def test_every_node_type_has_a_tenancy_case() -> None:
+    type_map = _graphql_schema().type_map
+    implementing = {
+        name for name, t in type_map.items()
+        if isinstance(t, GraphQLObjectType) and any(i.name == "Node" for i in t.interfaces)
+    }  # fmt: skip
+    assert isinstance(type_map["Node"], GraphQLInterfaceType)
+    assert implementing == set(NODE_TYPES)
+
+
+def _takes_an_id(arg_type: Any, seen: set[str] | None = None) -> bool:
+    """Does this argument (or any input object field inside it) carry an ID?"""
+    seen = set() if seen is None else seen
+    t = _unwrap(arg_type)
+    if t.name == "ID":
+        return True
+    if isinstance(t, GraphQLInputObjectType) and t.name not in seen:
+        seen.add(t.name)
+        return any(_takes_an_id(f.type, seen) for f in t.fields.values())
+    return False
+
+
+# Query and subscription fields taking an id, and the test trying them with B's ids.
+ROOT_FIELDS_WITH_IDS = {
+    "Query": {
+        "node": "test_node_and_nodes_never_return_another_workspaces_objects",
+        "nodes": "test_node_and_nodes_never_return_another_workspaces_objects",
+        "contact": "test_contact_of_another_workspace_is_null_for_every_principal",
+        "contacts": "test_segments_of_another_workspace_are_not_found",
+        "segment": "test_segments_of_another_workspace_are_not_found",
+    },
+    "Subscription": {
+        "contactUpdated": "test_subscriptions_do_not_cross_workspaces",
+        "segmentMembershipChanged": "test_subscriptions_do_not_cross_workspaces",
+    },
+}
+
+
+def test_every_query_and_subscription_field_taking_an_id_has_a_case() -> None:
+    type_map = _graphql_schema().type_map
+    for root, covered in ROOT_FIELDS_WITH_IDS.items():
+        taking_ids = {
+            name for name, f in type_map[root].fields.items() if any(_takes_an_id(a.type) for a in f.args.values())
+        }
+        assert taking_ids == set(covered), root
+        assert all(test in globals() for test in covered.values())
+
+
+def test_every_mutation_taking_an_id_has_a_case() -> None:
+    mutation = _graphql_schema().type_map["Mutation"]
+    taking_ids = {
+        name for name, f in mutation.fields.items()
+        if any(_takes_an_id(a.type) for a in f.args.values())
+    }  # fmt: skip
+    covered = {case.mutation for case in MUTATION_CASES}
+    assert taking_ids == covered
+
+
+# -- reading -------------------------------------------------------------------------------
+
+NODE = "query($id: ID!) { node(id: $id) { __typename id } }"
+NODES_Q = "query($ids: [ID!]!) { nodes(ids: $ids) { __typename id } }"
+
+
+def _a_principals(a: World) -> dict[str, str]:
+    return {"A owner": a.owner, "A API key": a.key, "A contact session": a.session_token}
+
+
+async def test_node_and_nodes_never_return_another_workspaces_objects(api: Api, worlds: list[World]) -> None:
+    a, b = await intact(api, worlds)
+    # The ids are real: B's owner sees every one of them, with its type.
+    for type_name, gid in b.ids.items():
+        found = (await api(NODE, {"id": gid}, token=b.owner))["node"]
+        assert found == {"__typename": type_name, "id": gid}, type_name
+    leaks = []
+    for who, token in _a_principals(a).items():
+        for type_name, gid in b.ids.items():
+            if (await api(NODE, {"id": gid}, token=token))["node"] is not None:
+                leaks.append(f"node({type_name}) as {who}")
+        listed = (await api(NODES_Q, {"ids": list(b.ids.values())}, token=token))["nodes"]
+        if listed != [None] * len(b.ids):
+            leaks.append(f"nodes(...) as {who}: {listed}")
+    assert leaks == []
+    # nodes(ids:) mixing both workspaces' ids: A's own are there, B's are not.
+    mixed = [a.ids["Contact"], b.ids["Contact"], a.ids["Team"], b.ids["Team"]]
+    listed = (await api(NODES_Q, {"ids": mixed}, token=a.owner))["nodes"]
+    assert listed == [
+        {"__typename": "Contact", "id": a.ids["Contact"]},
+        None,
+        {"__typename": "Team", "id": a.ids["Team"]},
+        None,
+    ]
+
+
+CONTACT = "query($id: ID!) { contact(id: $id) { id name email } }"
+
+
+async def test_contact_of_another_workspace_is_null_for_every_principal(api: Api, worlds: list[World]) -> None:
+    a, b = await intact(api, worlds)
+    assert (await api(CONTACT, {"id": b.ids["Contact"]}, token=b.owner))["contact"]["name"] == "Beta Person"
+    # A's session sees its own contact, A's key reads A's contacts.
+    assert (await api(CONTACT, {"id": a.session_contact}, token=a.session_token))["contact"]["id"] == a.session_contact
+    assert (await api(CONTACT, {"id": a.ids["Contact"]}, token=a.key))["contact"]["name"] == "Alpha Person"
+    for who, token in _a_principals(a).items():
+        for target in (b.ids["Contact"], b.session_contact, b.blocked_contact):
+            assert (await api(CONTACT, {"id": target}, token=token))["contact"] is None, who
+
+
+SEGMENT = "query($id: ID!) { segment(id: $id) { id name } }"
+SEGMENT_CONTACTS = "query($id: ID!) { contacts(segmentId: $id) { totalCount edges { node { id } } } }"
+
+
+async def test_segments_of_another_workspace_are_not_found(api: Api, worlds: list[World]) -> None:
+    a, b = await intact(api, worlds)
+    # B's segment is visible to everyone in B, its API key included.
+    for token in (b.owner, b.key):
+        assert (await api(SEGMENT, {"id": b.ids["Segment"]}, token=token))["segment"]["name"] == "Beta Segment"
+        assert "contacts" in await api(SEGMENT_CONTACTS, {"id": b.ids["Segment"]}, token=token)
+    for token in (a.owner, a.key):
+        assert (await api(SEGMENT, {"id": b.ids["Segment"]}, token=token))["segment"] is None
+        errors = await api.errors(SEGMENT_CONTACTS, {"id": b.ids["Segment"]}, token=token)
+        assert [e["extensions"]["code"] for e in errors] == ["NOT_FOUND"]
+        # A's own segment works for the same principal.
+        assert (await api(SEGMENT_CONTACTS, {"id": a.ids["Segment"]}, token=token))["contacts"]["totalCount"] >= 0
+    # A contact session reads no segments at all.
+    for query in (SEGMENT, SEGMENT_CONTACTS):
+        errors = await api.errors(query, {"id": b.ids["Segment"]}, token=a.session_token)
+        assert [e["extensions"]["code"] for e in errors] == ["FORBIDDEN"]
+
+
+def _all_strings(value: Any) -> set[str]:
+    if isinstance(value, dict):
+        return set().union(*(_all_strings(v) for v in value.values())) if value else set()
+    if isinstance(value, list):
+        return set().union(*(_all_strings(v) for v in value)) if value else set()
+    return {value} if isinstance(value, str) else set()
+
+
+async def test_lists_show_only_the_callers_workspace(api: Api, worlds: list[World]) -> None:
+    a, b = await intact(api, worlds)
+    seen_by_a = await snapshot(api, a)
+    b_ids = set(b.ids.values()) | {b.blocked_contact, b.session_contact, *b.definition_ids}
+    assert _all_strings(seen_by_a) & b_ids == set()
+    assert not any("beta" in s.lower() for s in _all_strings(seen_by_a))
+    # ... while A's own objects are all there.
+    assert set(a.ids.values()) - {a.ids["Workspace"]} <= _all_strings(seen_by_a)
+    for token in (a.owner, a.key):
+        found = await api('{ contacts(search: "Beta") { totalCount edges { node { id } } } }', token=token)
+        assert found["contacts"] == {"totalCount": 0, "edges": []}
+    found = await api('{ contacts(search: "Beta") { totalCount } }', token=b.owner)
+    assert found["contacts"]["totalCount"] >= 2
+    viewer = await api("{ viewer { kind contact { id } } workspace { id } }", token=a.session_token)
+    assert viewer == {
+        "viewer": {"kind": "CONTACT", "contact": {"id": a.session_contact}},
+        "workspace": {"id": a.ids["Workspace"]},
+    }
+
+
+# -- writing -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    mutation: str
+    input_type: str
+    make_input: Callable[[World, World], dict[str, Any]]
+    field: list[str]
+    label: str = ""
+    # A's principals that try it: "owner", "key" (A's all-scopes API key), "session".
+    principals: tuple[str, ...] = ("owner", "key")
+    code: str = "NOT_FOUND"
+
+    @property
+    def id(self) -> str:
+        return f"{self.mutation}{'-' + self.label if self.label else ''}"
+
+
+MUTATION_CASES = [
+    Case("updateContact", "UpdateContactInput",
+         lambda a, b: {"id": b.ids["Contact"], "city": "Pwned", "vip": True, "attributes": [{"key": "plan", "value": "free"}]}, ["id"]),
+    Case("updateContact", "UpdateContactInput", lambda a, b: {"id": b.ids["Contact"], "name": "Pwned"}, ["id"], "identity"),
+    Case("deleteContact", "ContactIdInput", lambda a, b: {"id": b.ids["Contact"]}, ["id"]),
+    Case("blockContact", "ContactIdInput", lambda a, b: {"id": b.ids["Contact"]}, ["id"]),
+    Case("unblockContact", "ContactIdInput", lambda a, b: {"id": b.blocked_contact}, ["id"]),
+    Case("mergeContacts", "MergeContactsInput",
+         lambda a, b: {"primaryId": a.ids["Contact"], "secondaryId": b.ids["Contact"]}, ["secondaryId"], "B-into-A"),
+    Case("mergeContacts", "MergeContactsInput",
+         lambda a, b: {"primaryId": b.ids["Contact"], "secondaryId": a.ids["Contact"]}, ["primaryId"], "A-into-B"),
+    Case("mergeContacts", "MergeContactsInput",
+         lambda a, b: {"primaryId": b.ids["Contact"], "secondaryId": b.blocked_contact}, ["primaryId"], "B-into-B"),
+    Case("tagContact", "TagContactInput", lambda a, b: {"contactId": b.ids["Contact"], "tags": ["pwned"]}, ["contactId"]),
+    Case("untagContact", "TagContactInput", lambda a, b: {"contactId": b.ids["Contact"], "tags": ["beta-tag"]}, ["contactId"]),
+    Case("addContactNote", "AddContactNoteInput", lambda a, b: {"contactId": b.ids["Contact"], "body": "pwned"}, ["contactId"],
+         principals=("owner",)),
+    Case("deleteContactNote", "ContactIdInput", lambda a, b: {"id": b.ids["ContactNote"]}, ["id"]),
+    Case("trackEvent", "TrackEventInput", lambda a, b: {"contactId": b.ids["Contact"], "name": "pwned"}, ["contactId"]),
+    Case("trackEvent", "TrackEventInput", lambda a, b: {"contactId": b.ids["Contact"], "name": "pwned"}, ["contactId"],
+         "session", principals=("session",), code="FORBIDDEN"),
+    Case("updateAttributeDefinition", "UpdateAttributeDefinitionInput",
+         lambda a, b: {"id": b.ids["AttributeDefinition"], "label": "Pwned", "crmManaged": False}, ["id"]),
+    Case("deleteAttributeDefinition", "ContactIdInput", lambda a, b: {"id": b.ids["AttributeDefinition"]}, ["id"]),
+    Case("reorderAttributeDefinitions", "ReorderAttributeDefinitionsInput",
+         lambda a, b: {"ids": list(reversed(b.definition_ids))}, ["ids", "0"]),
+    Case("reorderAttributeDefinitions", "ReorderAttributeDefinitionsInput",
+         lambda a, b: {"ids": [*a.definition_ids, b.ids["AttributeDefinition"]]}, ["ids", str(len(PLATFORM_ATTRIBUTES) + 1)], "with-A-ids"),
+    Case("updateAgent", "UpdateAgentInput",
+         lambda a, b: {"id": b.ids["Agent"], "role": "ADMIN", "name": "Pwned", "canEditContactIdentity": True}, ["id"],
+         principals=("owner",)),
+    Case("updateAgent", "UpdateAgentInput", lambda a, b: {"id": b.owner_agent, "role": "AGENT"}, ["id"],
+         "B-owner", principals=("owner",)),
+    Case("addTeamMembers", "TeamMembersInput", lambda a, b: {"teamId": b.ids["Team"], "agentIds": [a.ids["Agent"]]}, ["teamId"],
+         "B-team", principals=("owner",)),
+    Case("addTeamMembers", "TeamMembersInput", lambda a, b: {"teamId": a.ids["Team"], "agentIds": [b.ids["Agent"]]},
+         ["agentIds", "0"], "B-agent", principals=("owner",)),
+    Case("removeTeamMembers", "TeamMembersInput", lambda a, b: {"teamId": b.ids["Team"], "agentIds": [b.ids["Agent"]]}, ["teamId"],
+         "B-team", principals=("owner",)),
+    Case("removeTeamMembers", "TeamMembersInput", lambda a, b: {"teamId": a.ids["Team"], "agentIds": [a.ids["Agent"], b.ids["Agent"]]},
+         ["agentIds", "1"], "B-agent", principals=("owner",)),
+    Case("revokeApiKey", "RevokeApiKeyInput", lambda a, b: {"id": b.ids["ApiKey"]}, ["id"], principals=("owner",)),
+    Case("createSegment", "CreateSegmentInput",
+         lambda a, b: {"name": "Shared", "visibility": "SHARED", "rules": {"match": "ALL"}, "teamIds": [b.ids["Team"]]},
+         ["teamIds", "0"], "B-team", principals=("owner",)),
+    Case("createSegment", "CreateSegmentInput",
+         lambda a, b: {"name": "Shared", "visibility": "SHARED", "rules": {"match": "ALL"}, "agentIds": [a.ids["Agent"], b.ids["Agent"]]},
+         ["agentIds", "1"], "B-agent", principals=("owner",)),
+    Case("updateSegment", "UpdateSegmentInput",
+         lambda a, b: {"id": b.ids["Segment"], "name": "Pwned", "rules": {"match": "ANY"}}, ["id"], principals=("owner",)),
+    Case("updateSegment", "UpdateSegmentInput",
+         lambda a, b: {"id": a.ids["Segment"], "visibility": "SHARED", "teamIds": [b.ids["Team"]]}, ["teamIds", "0"],
+         "B-team", principals=("owner",)),
+    Case("updateSegment", "UpdateSegmentInput",
+         lambda a, b: {"id": a.ids["Segment"], "visibility": "SHARED", "agentIds": [b.ids["Agent"]]}, ["agentIds", "0"],
+         "B-agent", principals=("owner",)),
+    Case("deleteSegment", "DeleteSegmentInput", lambda a, b: {"id": b.ids["Segment"]}, ["id"], principals=("owner",)),
+]  # fmt: skip
+
+
+def _case_params() -> list[Any]:
+    return [pytest.param(case, who, id=f"{case.id}-as-{who}") for case in MUTATION_CASES for who in case.principals]
+
+
+def test_mutation_cases_name_real_mutations_and_inputs() -> None:
+    """A typo in a case would be a GraphQL validation error, not a tenancy check."""
+    mutation = _graphql_schema().type_map["Mutation"]
+    for case in MUTATION_CASES:
+        assert case.mutation in mutation.fields, case.mutation
+        assert _unwrap(mutation.fields[case.mutation].args["input"].type).name == case.input_type, case.id
+
+
+@pytest.mark.parametrize(("case", "who"), _case_params())
+async def test_mutation_with_another_workspaces_id_is_not_found_and_changes_nothing(
+    api: Api, worlds: list[World], case: Case, who: str
+) -> None:
+    a, b = await intact(api, worlds)
+    token = {"owner": a.owner, "key": a.key, "session": a.session_token}[who]
+    before = (await snapshot(api, a), await snapshot(api, b))
+    doc = f"mutation($i: {case.input_type}!) {{ {case.mutation}(input: $i) {{ userErrors {{ field code message }} }} }}"
+    body = (await api.raw(doc, {"i": case.make_input(a, b)}, token=token)).json()
+    assert "errors" not in body, body
+    errors = body["data"][case.mutation]["userErrors"]
+    assert [(e["field"], e["code"]) for e in errors] == [(case.field, case.code)], errors
+    after = (await snapshot(api, a), await snapshot(api, b))
+    assert after[1] == before[1], "workspace B changed"
+    assert after[0] == before[0], "workspace A changed"
+
+
+async def test_same_mutations_succeed_within_the_workspace(api: Api) -> None:
+    """The control for the cases above: with ids of its own workspace, the owner gets
+    past the lookups (so the inputs are right and NOT_FOUND above is scoping)."""
+    c = await build_world(api, "Gamma")
+    for case in MUTATION_CASES:
+        if "owner" not in case.principals:
+            continue
+        # Point the case at C's own objects: "a" and "b" are both C.
+        variables = case.make_input(c, c)
+        doc = f"mutation($i: {case.input_type}!) {{ {case.mutation}(input: $i) {{ userErrors {{ field code message }} }} }}"
+        body = (await api.raw(doc, {"i": variables}, token=c.owner)).json()
+        assert "errors" not in body, (case.id, body)
+        errors = body["data"][case.mutation]["userErrors"]
+        assert all(e["code"] != "NOT_FOUND" for e in errors), (case.id, errors)
+        c = await build_world(api, "Gamma") if case.mutation in _DESTRUCTIVE else c
+
+
+_DESTRUCTIVE = {"deleteContact", "mergeContacts", "deleteAttributeDefinition", "deleteContactNote", "deleteSegment"}
+
+
+async def test_a_session_token_of_one_workspace_does_not_resume_on_another(api: Api, worlds: list[World]) -> None:
+    a, b = await intact(api, worlds)
+    before = await snapshot(api, b)
+    doc = "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { token contact { id } userErrors { field code } } }"
+    started = (await api(doc, {"i": {"channelKey": a.tenant.channel.public_key, "sessionToken": b.session_token}}))[
+        "startContactSession"
+    ]
+    assert started["userErrors"] == []
+    assert started["contact"]["id"] not in (b.session_contact, a.session_contact)
+    assert (await api(CONTACT, {"id": b.session_contact}, token=started["token"]))["contact"] is None
+    assert await snapshot(api, b) == before
+
+
+# -- subscriptions -------------------------------------------------------------------------
+
+SUBSCRIBE = "subscription($id: ID!) { contactUpdated(id: $id) { kind contactId contact { id city } } }"
+SUBSCRIBE_SEGMENT = "subscription($id: ID!) { segmentMembershipChanged(segmentId: $id) { cursor joinedContactIds } }"
+
+
+async def _receive(ws: Any, timeout: float = 10.0) -> dict[str, Any]:
+    while True:
+        message = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+        if message["type"] == "ping":
+            await ws.send(json.dumps({"type": "pong"}))
+            continue
+        return message  # type: ignore[no-any-return]
+
+
+async def test_subscriptions_do_not_cross_workspaces(api: Api, worlds: list[World], live_server: Any) -> None:
+    a, b = await intact(api, worlds)
+    attempts = [
+        (SUBSCRIBE, b.ids["Contact"]),
+        (SUBSCRIBE, b.session_contact),
+        (SUBSCRIBE_SEGMENT, b.ids["Segment"]),
+    ]
+    for who, token in _a_principals(a).items():
+        async with connect(live_server.ws_url, subprotocols=["graphql-transport-ws"], open_timeout=10) as ws:  # type: ignore[list-item]
+            await ws.send(json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}))
+            assert (await _receive(ws))["type"] == "connection_ack", who
+            for n, (query, target) in enumerate(attempts, start=1):
+                await ws.send(
+                    json.dumps(
+                        {"id": str(n), "type": "subscribe", "payload": {"query": query, "variables": {"id": target}}}
+                    )
+                )
+                message = await _receive(ws)
+                assert message["id"] == str(n)
+                # Strawberry reports a resolver's error as a `next` without data, then
+                # completes the operation; a protocol-level `error` would do as well.
+                if message["type"] == "next":
+                    assert message["payload"]["data"] is None, (who, message)
+                    errors = message["payload"]["errors"]
+                    assert (await _receive(ws)) == {"id": str(n), "type": "complete"}
+                else:
+                    assert message["type"] == "error", (who, message)
+                    errors = message["payload"]
+                # A contact session may not read segments at all, its own workspace's included.
+                expected = "FORBIDDEN" if query is SUBSCRIBE_SEGMENT and who == "A contact session" else "NOT_FOUND"
+                assert [e["extensions"]["code"] for e in errors] == [expected], (who, message)
+
+    # The control: A's owner does get its own contact's updates on the same server.
+    async with connect(live_server.ws_url, subprotocols=["graphql-transport-ws"], open_timeout=10) as ws:  # type: ignore[list-item]
+        await ws.send(json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {a.owner}"}}))
+        assert (await _receive(ws))["type"] == "connection_ack"
+        await ws.send(
+            json.dumps(
+                {
+                    "id": "1",
+                    "type": "subscribe",
+                    "payload": {"query": SUBSCRIBE, "variables": {"id": a.session_contact}},
+                }
+            )
+        )
+        update = "mutation($i: UpdateContactInput!) { updateContact(input: $i) { userErrors { code } } }"
+        for attempt in range(50):  # the server subscribes to Redis asynchronously: retry until heard
+            await api(update, {"i": {"id": a.session_contact, "city": f"City {attempt}"}}, token=a.owner)
+            try:
+                message = await _receive(ws, timeout=0.3)
+                break
+            except TimeoutError:
+                continue
+        else:
+            raise AssertionError("A's owner never received its own contact's update")
+        assert message["type"] == "next", message
+        assert message["payload"]["data"]["contactUpdated"]["contactId"] == a.session_contact

@@ -1,0 +1,69 @@
+"""Live membership end to end: a contact changes, the worker's debounced refresh finds the
+join (and later the leave), and a WebSocket subscriber on a real server hears both."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.conftest import start_server, start_worker, stop_process
+from tests.realtime.wsclient import GraphQLWs
+
+SUBSCRIBE = """subscription($id: ID!) { segmentMembershipChanged(segmentId: $id) {
+  cursor segmentId joinedContactIds leftContactIds } }"""
+
+
+async def wait_for_subscribers(http: httpx.AsyncClient, count: int) -> None:
+    """The server's hub holds the subscription (so no event can be missed)."""
+    for _ in range(200):
+        metrics = (await http.get("/metrics")).text
+        if f"parley_hub_subscribers {count}" in metrics:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no subscriber registered: {metrics}")
+
+
+async def test_join_and_leave_reach_a_subscriber(tenant: Any, tmp_path: Path) -> None:
+    server = start_server(tmp_path)
+    worker = start_worker(tmp_path)
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+
+            async def gql(query: str, variables: dict[str, Any]) -> dict[str, Any]:
+                body = (await http.post("/graphql", json={"query": query, "variables": variables},
+                                        headers={"authorization": f"Bearer {tenant.owner_token}"})).json()  # fmt: skip
+                assert not body.get("errors"), body
+                return body["data"]  # type: ignore[no-any-return]
+
+            made = await gql(
+                "mutation($input: CreateSegmentInput!) { createSegment(input: $input) { segment { id } userErrors { message } } }",
+                {"input": {"name": "Pro plan", "rules": {"match": "ALL", "conditions": [
+                    {"field": "tag", "operator": "EQUALS", "value": {"text": "pro"}}]}}},
+            )  # fmt: skip
+            segment_id = made["createSegment"]["segment"]["id"]
+            async with GraphQLWs.open(server.ws_url, tenant.owner_token) as ws:
+                sub = await ws.subscribe(SUBSCRIBE, {"id": segment_id})
+                await wait_for_subscribers(http, 1)
+                created = await gql(
+                    "mutation($input: CreateContactInput!) { createContact(input: $input) { contact { id } } }",
+                    {"input": {"name": "Joiner", "tags": ["pro"]}},
+                )
+                contact_id = created["createContact"]["contact"]["id"]
+                joined = (await sub.next_data(timeout=20))["segmentMembershipChanged"]
+                assert joined["joinedContactIds"] == [contact_id]
+                assert joined["leftContactIds"] == []
+                await gql(
+                    "mutation($input: TagContactInput!) { untagContact(input: $input) { contact { tags } } }",
+                    {"input": {"contactId": contact_id, "tags": ["pro"]}},
+                )
+                left = (await sub.next_data(timeout=20))["segmentMembershipChanged"]
+                assert left["leftContactIds"] == [contact_id]
+                assert int(left["cursor"]) > int(joined["cursor"])
+            members = await gql("query($id: ID!) { segment(id: $id) { memberCount } }", {"id": segment_id})
+            assert members["segment"]["memberCount"] == 0
+    finally:
+        stop_process(worker)
+        server.stop()
