@@ -54,13 +54,14 @@ async def migrate(database_url: str | None = None) -> None:
 
 
 def bind_datetime(value: datetime) -> Any:
-    """A datetime as a raw-SQL parameter, stored the way Tortoise stores it: PostgreSQL
-    takes the aware datetime; SQLite keeps ISO text ('2026-11-22 03:31:42.000000+00:00')
-    that sorts lexicographically, so the microseconds are always written."""
+    """A datetime to store through raw SQL, written the way Tortoise writes it: PostgreSQL
+    takes the aware datetime, SQLite the text of `str(datetime)` in UTC (which drops the
+    microseconds when they are zero, so compare such text with >= and <, as the segment
+    compiler does)."""
     value = value.astimezone(UTC)
     if dialect() == "postgres":
         return value
-    return value.isoformat(" ", timespec="microseconds")
+    return str(value)
 
 
 class SqlBuilder:

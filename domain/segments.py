@@ -79,7 +79,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NoReturn
 
 from domain.contact_fields import ATTRIBUTE_KEY
 
@@ -104,10 +104,12 @@ SMS_CONSENT = ("subscribed", "unsubscribed", "never")
 NOT_NULL = frozenset({"vip", "blocked", "gdpr_consent", "sms_consent", "last_seen_at", "created_at"})
 
 _PRESENCE = ("is_set", "is_not_set")
+_TEXT_OPS = ("equals", "not_equals", "contains", "not_contains", "starts_with", "ends_with", *_PRESENCE, "in", "not_in")
+_NUMBER_OPS = ("equals", "not_equals", "greater_than", "greater_or_equal", "less_than", "less_or_equal", "between",
+               *_PRESENCE, "in", "not_in")  # fmt: skip
 OPERATORS: dict[str, tuple[str, ...]] = {
-    "text": ("equals", "not_equals", "contains", "not_contains", "starts_with", "ends_with", *_PRESENCE, "in", "not_in"),
-    "number": ("equals", "not_equals", "greater_than", "greater_or_equal", "less_than", "less_or_equal", "between",
-               *_PRESENCE, "in", "not_in"),  # fmt: skip
+    "text": _TEXT_OPS,
+    "number": _NUMBER_OPS,
     "boolean": ("equals", "not_equals", *_PRESENCE),
     "date": ("before", "after", "between", "within_last_days", "more_than_days_ago", *_PRESENCE),
     "datetime": ("before", "after", "between", "within_last_days", "more_than_days_ago", *_PRESENCE),
@@ -127,7 +129,7 @@ _DAYS_OPS = frozenset({"within_last_days", "more_than_days_ago"})
 # As resolvers.contacts.EVENT_NAME: what an event may be called.
 EVENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.:/-]{0,119}$")
 PROPERTY_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
-_ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # fullmatch
 
 _TREE_KEYS = frozenset({"match", "conditions", "groups"})
 _EVENT_KEYS = ("event_count_op", "count", "property", "property_operator", "property_value")
@@ -261,7 +263,7 @@ class _Parser:
             raise _Bad("values", f"values do not apply to {operator}.")
         if operator not in _DAYS_OPS and days is not None:
             raise _Bad("days", f"days do not apply to {operator}.")
-        check = _checker(kind, operator)
+        check = _CHECKS[kind]
         out_value: Any = None
         out_values: tuple[Any, ...] = ()
         out_days: int | None = None
@@ -354,41 +356,35 @@ def _days(days: Any, *, required: bool) -> int | None:
     return days
 
 
-def _checker(kind: str, operator: str) -> Callable[[Any], Any]:
-    if kind == "text":
-        return _text
-    if kind == "number":
-        return _number
-    if kind == "boolean":
-        return _boolean
-    if kind == "date":
-        return _date
-    if kind == "datetime":
-        return _date_or_datetime
-    if kind == "list":
-        return _text
-    if kind == "enum":
-        return _sms_consent
-    if kind == "tag":
-        return _tag
-    raise AssertionError(kind)
+def _encodable(text: str) -> None:
+    """What both databases can store: UTF-8 without NUL."""
+    if "\x00" in text:
+        raise ValueError("text cannot contain NUL characters.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text must be valid Unicode.") from None
+
+
+def _fail(message: str) -> NoReturn:
+    """A user's value of the wrong type is a bad value too: ValueError, not TypeError."""
+    raise ValueError(message)
 
 
 def _text(value: Any) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"expected text, got {_type_name(value)}.")
+        _fail(f"expected text, got {_type_name(value)}.")
     if not value:
         raise ValueError("expected a non-empty text.")
     if len(value) > MAX_TEXT:
         raise ValueError(f"at most {MAX_TEXT} characters.")
-    if "\x00" in value:
-        raise ValueError("text cannot contain NUL characters.")
+    _encodable(value)
     return value
 
 
 def _number(value: Any) -> int | float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"expected a number, got {_type_name(value)}.")
+        _fail(f"expected a number, got {_type_name(value)}.")
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError("expected a finite number.")
     if isinstance(value, int) and abs(value) > MAX_INT:
@@ -398,14 +394,14 @@ def _number(value: Any) -> int | float:
 
 def _boolean(value: Any) -> bool:
     if not isinstance(value, bool):
-        raise ValueError(f"expected true or false, got {_type_name(value)}.")
+        _fail(f"expected true or false, got {_type_name(value)}.")
     return value
 
 
 def _date(value: Any) -> date:
     if isinstance(value, date) and not isinstance(value, datetime):
         return value
-    if isinstance(value, str) and _ISO_DATE.match(value):
+    if isinstance(value, str) and _ISO_DATE.fullmatch(value):
         try:
             return date.fromisoformat(value)
         except ValueError:
@@ -416,7 +412,7 @@ def _date(value: Any) -> date:
 def _date_or_datetime(value: Any) -> date | datetime:
     if isinstance(value, datetime):
         moment = value
-    elif isinstance(value, date | str) and (isinstance(value, date) or _ISO_DATE.match(value)):
+    elif isinstance(value, date | str) and (isinstance(value, date) or _ISO_DATE.fullmatch(value)):
         day = _date(value)
         if not MIN_YEAR <= day.year <= MAX_YEAR:
             raise ValueError(f"expected a year from {MIN_YEAR} to {MAX_YEAR}.")
@@ -443,11 +439,19 @@ def _sms_consent(value: Any) -> str:
 
 def _tag(value: Any) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"expected a tag name, got {_type_name(value)}.")
+        _fail(f"expected a tag name, got {_type_name(value)}.")
     name = " ".join(value.split()).lower()
-    if not 1 <= len(name) <= 64 or "\x00" in name:
+    if not 1 <= len(name) <= 64:
         raise ValueError("a tag has 1 to 64 characters.")
+    _encodable(name)
     return name
+
+
+# How a condition's values are checked and normalised, by the field's kind.
+_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "text": _text, "number": _number, "boolean": _boolean, "date": _date, "datetime": _date_or_datetime,
+    "list": _text, "enum": _sms_consent, "tag": _tag,
+}  # fmt: skip
 
 
 def _type_name(value: Any) -> str:
@@ -505,9 +509,7 @@ def _event_condition(raw: dict[str, Any], field: str) -> Condition:
     try:
         if prop_op in ("greater_than", "less_than"):
             prop_value = _number(prop_value)
-        elif prop_op == "contains":
-            prop_value = _text(prop_value)
-        elif isinstance(prop_value, str):
+        elif prop_op == "contains" or isinstance(prop_value, str):
             prop_value = _text(prop_value)
         elif isinstance(prop_value, bool | int | float):
             prop_value = _number(prop_value) if not isinstance(prop_value, bool) else prop_value
@@ -615,7 +617,7 @@ class _Compiler:
 
     def lower(self, v: Callable[[], str]) -> str:
         # COLLATE "C": PostgreSQL then folds ASCII only, as SQLite's lower() does.
-        return f'lower(({v()}))' if self.pg else f"lower({v()})"
+        return f'lower(({v()}) COLLATE "C")' if self.pg else f"lower({v()})"
 
     def text_predicate(self, v: Callable[[], str], op: str, value: Any, values: tuple[Any, ...]) -> str:
         if op in ("equals", "not_equals"):
@@ -658,7 +660,8 @@ class _Compiler:
         if op in ("before", "after"):
             return f"{v()} {'<' if op == 'before' else '>'} {self.p(c.value.isoformat(), 'text')}"
         if op == "between":
-            return f"{v()} BETWEEN {self.p(c.values[0].isoformat(), 'text')} AND {self.p(c.values[1].isoformat(), 'text')}"
+            low, high = (x.isoformat() for x in c.values)
+            return f"{v()} BETWEEN {self.p(low, 'text')} AND {self.p(high, 'text')}"
         assert c.days is not None
         lhs = v()
         cutoff = self.p((self.now - timedelta(days=c.days)).date().isoformat(), "text")
@@ -668,6 +671,7 @@ class _Compiler:
 
     def json_value(self, column: str, key: str, kind: str) -> Callable[[], str]:
         if self.pg:
+
             def pg() -> str:
                 typeof = f"jsonb_typeof({column} -> {self.p(key, 'text')})"
                 if kind == "number":
@@ -683,7 +687,7 @@ class _Compiler:
 
         def sqlite() -> str:
             def path() -> str:
-                return f"""'$."' || {self.p(key, 'text')} || '"'"""
+                return f"""'$."' || {self.p(key, "text")} || '"'"""
 
             typeof = f"json_type({column}, {path()})"
             if kind == "number":

@@ -43,7 +43,9 @@ def matches(group: Group, row: Row, now: datetime, attribute_types: dict[str, st
     if not group.items:
         return True
     results = [
-        matches(item, row, now, attribute_types) if isinstance(item, Group) else condition(item, row, now, attribute_types)
+        matches(item, row, now, attribute_types)
+        if isinstance(item, Group)
+        else condition(item, row, now, attribute_types)
         for item in group.items
     ]
     return all(results) if group.match == "all" else any(results)

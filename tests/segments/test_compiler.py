@@ -82,6 +82,10 @@ PARSE_ERRORS: list[tuple[str, Any, str, list[str], str]] = [
     ("empty text", tree(cond("email", "contains", value="")), "INVALID_VALUE", ["conditions", "0", "value"], "non-empty"),
     ("too long text", tree(cond("email", "contains", value="x" * 1001)), "INVALID_VALUE", ["conditions", "0", "value"], "1000"),
     ("NUL in text", tree(cond("email", "contains", value="a\x00")), "INVALID_VALUE", ["conditions", "0", "value"], "NUL"),
+    ("lone surrogate", tree(cond("email", "contains", value="a\ud800")), "INVALID_VALUE", ["conditions", "0", "value"],
+     "Unicode"),
+    ("date with a newline", tree(cond("attribute.renewal", "before", value="2026-02-01\n")), "INVALID_VALUE",
+     ["conditions", "0", "value"], "YYYY-MM-DD"),
     ("between reversed", tree(cond("attribute.seats", "between", values=[5, 1])), "INVALID_VALUE",
      ["conditions", "0", "values"], "low <= high"),
     ("between with one value", tree(cond("attribute.seats", "between", values=[5])), "INVALID_VALUE",
@@ -298,25 +302,41 @@ def day(offset: int) -> date:
 
 
 PEOPLE: dict[str, dict[str, Any]] = {
-    "ana": dict(name="Ana Silva", email="ana@example.com", phone="+351912345678", country="PT", city="Lisboa", vip=True,
-                gdpr_consent=True, sms_consent="subscribed", first_seen_at=ago(3), last_seen_at=ago(1), created_at=ago(400),
-                tags=("trial", "beta"),
-                attributes={"plan": "Pro", "seats": 10, "paying": True, "renewal": day(-5).isoformat(), "tier": "gold"},
-                events=(("purchase", ago(1), {"amount": 50, "currency": "EUR"}), ("purchase", ago(10), {"amount": 150, "currency": "usd"}),
-                        ("purchase", ago(100), {"amount": 5}), ("login", ago(2), {}))),
-    "bea": dict(name="Bea 100%_off", email="BEA@Example.ORG", country="es", city="Madrid", sms_consent="unsubscribed",
-                first_seen_at=ago(40), last_seen_at=ago(30), created_at=ago(30), tags=("trial",),
-                attributes={"plan": "free", "seats": 2.2, "paying": False, "renewal": day(-40).isoformat(), "tier": "silver"},
-                events=(("purchase", ago(40), {"amount": "50"}), ("login", ago(5), {}))),
-    "cid": dict(name="Cid\\Campeador", sms_consent="never", last_seen_at=ago(200), created_at=ago(10), attributes={}),
-    "dan": dict(name="Élodie Dan", email="dan@example.com", country="FR", city="lisboa", vip=True, blocked=True,
-                sms_consent="never", first_seen_at=ago(10), last_seen_at=T0, created_at=ago(60), tags=("big spender",),
-                attributes={"plan": 5, "seats": "10", "paying": "true", "renewal": "soon", "tier": 3},
-                events=(("signup", T0, {"plan": "pro", "beta-user": True}),)),
-    "eve": dict(name="eve", email="eve@example.com", country="PT", sms_consent="subscribed", first_seen_at=ago(7),
-                last_seen_at=ago(7), created_at=ago(7), tags=("beta",),
-                attributes={"plan": "PRO", "seats": 0, "paying": None, "renewal": day(0).isoformat(), "tier": "Gold"},
-                events=(("purchase", ago(7), {"amount": 50}), ("purchase", ago(7), {"amount": 50}))),
+    "ana": {
+        "name": "Ana Silva", "email": "ana@example.com", "phone": "+351912345678", "country": "PT", "city": "Lisboa",
+        "vip": True, "gdpr_consent": True, "sms_consent": "subscribed",
+        "first_seen_at": ago(3), "last_seen_at": ago(1), "created_at": ago(400),
+        "tags": ("trial", "beta"),
+        "attributes": {"plan": "Pro", "seats": 10, "paying": True, "renewal": day(-5).isoformat(), "tier": "gold"},
+        "events": (("purchase", ago(1), {"amount": 50, "currency": "EUR"}),
+                   ("purchase", ago(10), {"amount": 150, "currency": "usd"}),
+                   ("purchase", ago(100), {"amount": 5}),
+                   ("login", ago(2), {})),
+    },
+    "bea": {
+        "name": "Bea 100%_off", "email": "BEA@Example.ORG", "country": "es", "city": "Madrid",
+        "sms_consent": "unsubscribed", "first_seen_at": ago(40), "last_seen_at": ago(30), "created_at": ago(30),
+        "tags": ("trial",),
+        "attributes": {"plan": "free", "seats": 2.2, "paying": False, "renewal": day(-40).isoformat(), "tier": "silver"},
+        "events": (("purchase", ago(40), {"amount": "50"}), ("login", ago(5), {})),
+    },
+    "cid": {"name": "Cid\\Campeador", "sms_consent": "never", "last_seen_at": ago(200), "created_at": ago(10), "attributes": {}},
+    "dan": {
+        "name": "Élodie Dan", "email": "dan@example.com", "country": "FR", "city": "lisboa",
+        "vip": True, "blocked": True, "sms_consent": "never",
+        "first_seen_at": ago(10), "last_seen_at": T0, "created_at": ago(60),
+        "tags": ("big spender",),
+        # Every attribute stored with the wrong JSON type: missing for every condition.
+        "attributes": {"plan": 5, "seats": "10", "paying": "true", "renewal": "soon", "tier": 3},
+        "events": (("signup", T0, {"plan": "pro", "beta-user": True}),),
+    },
+    "eve": {
+        "name": "eve", "email": "eve@example.com", "country": "PT", "sms_consent": "subscribed",
+        "first_seen_at": ago(7), "last_seen_at": ago(7), "created_at": ago(7),
+        "tags": ("beta",),
+        "attributes": {"plan": "PRO", "seats": 0, "paying": None, "renewal": day(0).isoformat(), "tier": "Gold"},
+        "events": (("purchase", ago(7), {"amount": 50}), ("purchase", ago(7), {"amount": 50})),
+    },
 }  # fmt: skip
 EVERYONE = set(PEOPLE)
 
@@ -609,13 +629,22 @@ def st_condition() -> st.SearchStrategy[dict[str, Any]]:
     def ordered(values: st.SearchStrategy[Any], key: Any = None) -> st.SearchStrategy[list[Any]]:
         return st.lists(values, min_size=2, max_size=2).map(lambda pair: sorted(pair, key=key))
 
-    def typed(fields: list[str], ops: dict[str, st.SearchStrategy[dict[str, Any]]]) -> list[st.SearchStrategy[dict[str, Any]]]:
+    def typed(
+        fields: list[str], ops: dict[str, st.SearchStrategy[dict[str, Any]]]
+    ) -> list[st.SearchStrategy[dict[str, Any]]]:
         """One strategy per (field, operator), so that all are drawn about equally often."""
-        return [ops[op].map(lambda extra, f=f, op=op: {"field": f, "operator": op, **extra}) for f in fields for op in sorted(ops)]
+        return [
+            ops[op].map(lambda extra, f=f, op=op: {"field": f, "operator": op, **extra})
+            for f in fields
+            for op in sorted(ops)
+        ]
 
     none = st.just({})
     one = {"value": words}
-    text_ops = {op: st.fixed_dictionaries(one) for op in ("equals", "not_equals", "contains", "not_contains", "starts_with", "ends_with")}
+    text_ops = {
+        op: st.fixed_dictionaries(one)
+        for op in ("equals", "not_equals", "contains", "not_contains", "starts_with", "ends_with")
+    }
     text_ops |= {"in": st.fixed_dictionaries({"values": st.lists(words, min_size=1, max_size=3)}),
                  "not_in": st.fixed_dictionaries({"values": st.lists(words, min_size=1, max_size=3)}),
                  "is_set": none, "is_not_set": none}  # fmt: skip
@@ -640,7 +669,7 @@ def st_condition() -> st.SearchStrategy[dict[str, Any]]:
                     "between": st.fixed_dictionaries({"values": ordered(st.sampled_from(MOMENTS).map(lambda t: t.isoformat()),
                                                                         key=moment_key)}),
                     **recency}  # fmt: skip
-    choice_ops = lambda values: {  # noqa: E731
+    choice_ops = lambda values: {
         "equals": st.fixed_dictionaries({"value": values}), "not_equals": st.fixed_dictionaries({"value": values}),
         "in": st.fixed_dictionaries({"values": st.lists(values, min_size=1, max_size=3)}),
         "not_in": st.fixed_dictionaries({"values": st.lists(values, min_size=1, max_size=3)}),
