@@ -8,7 +8,7 @@ a user.
     >>> coerce_attribute("number", [], "12.5")
     Traceback (most recent call last):
     ...
-    ValueError: expected a number, got a string
+    ValueError: expected a number, got text
 """
 
 from __future__ import annotations
@@ -86,23 +86,23 @@ def coerce_attribute(kind: str, options: list[str], value: Any) -> Any:
         return None
     if kind == "text":
         if not isinstance(value, str):
-            raise ValueError(f"expected text, got {_type_name(value)}")
+            raise ValueError(f"expected text, got {type_name(value)}")
         if len(value) > MAX_TEXT:
             raise ValueError(f"at most {MAX_TEXT} characters")
         return value
     if kind == "number":
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"expected a number, got {_type_name(value)}")
+            raise ValueError(f"expected a number, got {type_name(value)}")
         if value != value or value in (float("inf"), float("-inf")):
             raise ValueError("expected a finite number")
         return value
     if kind == "boolean":
         if not isinstance(value, bool):
-            raise ValueError(f"expected true or false, got {_type_name(value)}")
+            raise ValueError(f"expected true or false, got {type_name(value)}")
         return value
     if kind == "date":
         if not isinstance(value, str):
-            raise ValueError(f"expected a date as YYYY-MM-DD, got {_type_name(value)}")
+            raise ValueError(f"expected a date as YYYY-MM-DD, got {type_name(value)}")
         try:
             return date.fromisoformat(value).isoformat()
         except ValueError:
@@ -114,14 +114,17 @@ def coerce_attribute(kind: str, options: list[str], value: Any) -> Any:
     raise ValueError(f"unknown attribute type {kind}")
 
 
-def _type_name(value: Any) -> str:
+def type_name(value: Any) -> str:
+    """How a JSON value's type reads in an error message: 'a number', 'text', …"""
+    if value is None:
+        return "nothing"
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, int | float):
         return "a number"
     if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
+        return "text"
+    if isinstance(value, list | tuple):
         return "a list"
     if isinstance(value, dict):
         return "an object"

@@ -81,7 +81,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, NoReturn
 
-from domain.contact_fields import ATTRIBUTE_KEY
+from domain.contact_fields import ATTRIBUTE_KEY, type_name
 
 MAX_DEPTH = 4
 MAX_CONDITIONS = 50
@@ -373,7 +373,7 @@ def _fail(message: str) -> NoReturn:
 
 def _text(value: Any) -> str:
     if not isinstance(value, str):
-        _fail(f"expected text, got {_type_name(value)}.")
+        _fail(f"expected text, got {type_name(value)}.")
     if not value:
         raise ValueError("expected a non-empty text.")
     if len(value) > MAX_TEXT:
@@ -384,7 +384,7 @@ def _text(value: Any) -> str:
 
 def _number(value: Any) -> int | float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        _fail(f"expected a number, got {_type_name(value)}.")
+        _fail(f"expected a number, got {type_name(value)}.")
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError("expected a finite number.")
     if isinstance(value, int) and abs(value) > MAX_INT:
@@ -394,7 +394,7 @@ def _number(value: Any) -> int | float:
 
 def _boolean(value: Any) -> bool:
     if not isinstance(value, bool):
-        _fail(f"expected true or false, got {_type_name(value)}.")
+        _fail(f"expected true or false, got {type_name(value)}.")
     return value
 
 
@@ -439,7 +439,7 @@ def _sms_consent(value: Any) -> str:
 
 def _tag(value: Any) -> str:
     if not isinstance(value, str):
-        _fail(f"expected a tag name, got {_type_name(value)}.")
+        _fail(f"expected a tag name, got {type_name(value)}.")
     name = " ".join(value.split()).lower()
     if not 1 <= len(name) <= 64:
         raise ValueError("a tag has 1 to 64 characters.")
@@ -454,20 +454,6 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
 }  # fmt: skip
 
 
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "text"
-    if isinstance(value, list | tuple):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
 
 
 def _bound_key(value: Any, *, start: bool) -> Any:
@@ -514,7 +500,7 @@ def _event_condition(raw: dict[str, Any], field: str) -> Condition:
         elif isinstance(prop_value, bool | int | float):
             prop_value = _number(prop_value) if not isinstance(prop_value, bool) else prop_value
         else:
-            raise ValueError(f"expected text, a number or a boolean, got {_type_name(prop_value)}.")
+            raise ValueError(f"expected text, a number or a boolean, got {type_name(prop_value)}.")
     except ValueError as exc:
         raise _Bad("property_value", str(exc)) from None
     return Condition(field=field, operator=op, days=days, event_count_op=op, count=count, property=prop,

@@ -197,22 +197,25 @@ async def _validate(
         errors.append(UserError(["visibility"], Code.FORBIDDEN, "Only owners and admins share segments."))
     if "team_ids" not in values and "agent_ids" not in values:
         return None
-    team_ids, agent_ids = [], []
-    for i, gid in enumerate(values.get("team_ids") or []):
-        team = await ctx.scope.by_global_id(gid, "Team", Team)
-        if team is None:
-            errors.append(UserError(["teamIds", str(i)], Code.NOT_FOUND, "No team with this id."))
-        else:
-            team_ids.append(team.id)
-    for i, gid in enumerate(values.get("agent_ids") or []):
-        agent = await ctx.scope.by_global_id(gid, "Agent", Agent)
-        if agent is None:
-            errors.append(UserError(["agentIds", str(i)], Code.NOT_FOUND, "No agent with this id."))
-        else:
-            agent_ids.append(agent.id)
+    team_ids = await resolve_ids(ctx, values.get("team_ids") or [], "Team", Team, "teamIds", errors)
+    agent_ids = await resolve_ids(ctx, values.get("agent_ids") or [], "Agent", Agent, "agentIds", errors)
     if (team_ids or agent_ids) and visibility is not SegmentVisibility.SHARED:
         errors.append(UserError(["visibility"], Code.INVALID, "Teams and agents are named only for SHARED segments."))
     return team_ids, agent_ids
+
+
+async def resolve_ids(
+    ctx: Context, gids: list[str], type_name: str, model: type[Team] | type[Agent], field: str, errors: list[UserError]
+) -> list[int]:
+    """Primary keys of the workspace's rows behind global ids; a NOT_FOUND error per miss."""
+    found: list[int] = []
+    for i, gid in enumerate(gids[:200]):
+        row = await ctx.scope.by_global_id(gid, type_name, model)
+        if row is None:
+            errors.append(UserError([field, str(i)], Code.NOT_FOUND, f"No {type_name.lower()} with this id."))
+        else:
+            found.append(row.pk)
+    return found
 
 
 async def _save_shares(segment: Segment, shared: tuple[list[int], list[int]] | None) -> None:

@@ -19,7 +19,7 @@ from models.channels import Channel, ChannelKind
 from models.contacts import AttributeDefinition, AttributeSource, AttributeType
 from models.workspaces import Agent, ApiKey, MatchingAttribute, Role, Team, Workspace
 from resolvers.pagination import Order, Page, paginate
-from resolvers.segments import create_predefined
+from resolvers.segments import create_predefined, resolve_ids
 from datetime import UTC, datetime
 
 BY_ID = Order(("id",), descending=False)
@@ -202,12 +202,11 @@ async def set_team_members(ctx: Context, team_gid: str, agent_gids: list[str], *
     team = await ctx.scope.by_global_id(team_gid, "Team", Team)
     if team is None:
         raise UserFailure.of("teamId", Code.NOT_FOUND, "No team with this id.")
-    agents = []
-    for i, gid in enumerate(agent_gids[:200]):
-        agent = await ctx.scope.by_global_id(gid, "Agent", Agent)
-        if agent is None:
-            raise UserFailure.of(["agentIds", str(i)], Code.NOT_FOUND, "No agent with this id.")
-        agents.append(agent)
+    errors: list[UserError] = []
+    ids = await resolve_ids(ctx, agent_gids, "Agent", Agent, "agentIds", errors)
+    if errors:
+        raise UserFailure(*errors)
+    agents = list(await ctx.scope.all(Agent).filter(id__in=ids))
     if add:
         await team.members.add(*agents)
     else:
