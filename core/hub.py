@@ -72,6 +72,7 @@ class Hub:
         self._command_lock = asyncio.Lock()
         self._has_channels = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self.connected = asyncio.Event()
         self.reconnects = 0
         self.dropped_subscribers = 0
@@ -136,7 +137,10 @@ class Hub:
             if not self._subscribers:
                 self._has_channels.clear()
             # Not awaited by the leaving subscriber: a cancelled task must still unsubscribe.
-            asyncio.get_running_loop().create_task(self._unsubscribe_if_unused(sub.channel))
+            # The hub holds the task, so it is not garbage-collected half-way.
+            task = asyncio.get_running_loop().create_task(self._unsubscribe_if_unused(sub.channel))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def _unsubscribe_if_unused(self, channel: str) -> None:
         if channel not in self._subscribers:
