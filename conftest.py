@@ -10,40 +10,10 @@ import os
 import secrets
 import shutil
 import tempfile
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 _state: dict[str, object] = {}
-
-
-def _postgres_admin_dsn(url: str) -> tuple[str, str]:
-    """(dsn of the server's maintenance db, url of a fresh database beside it)."""
-    parts = urlsplit(url)
-    name = f"parley_test_{secrets.token_hex(4)}"
-    admin = urlunsplit(("postgresql", parts.netloc, "/postgres", "", ""))
-    fresh = urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
-    return admin, fresh
-
-
-async def _create_pg(admin: str, name: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(admin)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-
-
-async def _drop_pg(admin: str, name: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(admin)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -53,11 +23,12 @@ def pytest_configure(config: pytest.Config) -> None:
     _state["tmp"] = tmp
     pg_url = os.environ.get("TEST_DATABASE_URL")
     if pg_url:
-        admin, fresh = _postgres_admin_dsn(pg_url)
-        name = urlsplit(fresh).path.lstrip("/")
-        asyncio.run(_create_pg(admin, name))
-        _state["pg"] = (admin, name)
-        os.environ["DATABASE_URL"] = fresh
+        from core.scratch_db import ScratchDatabase
+
+        scratch = ScratchDatabase.beside(pg_url, prefix="parley_test")
+        asyncio.run(scratch.create())
+        _state["pg"] = scratch
+        os.environ["DATABASE_URL"] = scratch.url
     else:
         os.environ["DATABASE_URL"] = f"sqlite://{tmp}/parley.sqlite3"
     if not os.environ.get("REDIS_URL"):
@@ -80,9 +51,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     server = _state.pop("redis", None)
     if server is not None:
         server.close()  # type: ignore[attr-defined]
-    pg = _state.pop("pg", None)
-    if pg is not None:
-        asyncio.run(_drop_pg(*pg))  # type: ignore[misc]
+    scratch = _state.pop("pg", None)
+    if scratch is not None:
+        asyncio.run(scratch.drop())  # type: ignore[attr-defined]
     tmp = _state.pop("tmp", None)
     if tmp:
         shutil.rmtree(str(tmp), ignore_errors=True)

@@ -17,13 +17,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import secrets
 import statistics
 import tempfile
 import time
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 SEGMENTS: list[tuple[str, dict[str, Any], str]] = [
     (
@@ -83,13 +81,6 @@ SEED_SQL = [
 ]
 
 
-def _fresh_database(base: str) -> tuple[str, str, str]:
-    parts = urlsplit(base)
-    name = f"parley_bench_{secrets.token_hex(3)}"
-    admin = urlunsplit(("postgresql", parts.netloc, "/postgres", "", ""))
-    return admin, name, urlunsplit((parts.scheme, parts.netloc, f"/{name}", "", ""))
-
-
 def _bind(sql: str, values: dict[str, Any], postgres: bool) -> tuple[str, list[Any]]:
     """:name placeholders to the dialect's, in order of appearance."""
     import re
@@ -118,26 +109,24 @@ async def _timed(conn: Any, sql: str, params: list[Any], repeat: int) -> float:
 
 
 async def main(contacts: int, sqlite: bool, repeat: int, keep: bool = False) -> None:
-    import asyncpg
+    from core.scratch_db import ScratchDatabase
 
-    admin = name = None
+    scratch = None
     if sqlite:
         url = f"sqlite://{tempfile.mkdtemp(prefix='parley-bench-')}/bench.sqlite3"
     else:
-        admin, name, url = _fresh_database(os.environ.get("BENCH_DATABASE_URL", "postgres://root@127.0.0.1:5432/test"))
-        conn = await asyncpg.connect(admin)
-        await conn.execute(f'CREATE DATABASE "{name}"')
-        await conn.close()
+        base = os.environ.get("BENCH_DATABASE_URL", "postgres://root@127.0.0.1:5432/test")
+        scratch = ScratchDatabase.beside(base, prefix="parley_bench")
+        await scratch.create()
+        url = scratch.url
     os.environ["DATABASE_URL"] = url
     try:
         await _run(contacts, sqlite, repeat)
     finally:
         if keep:
             print(f"\nkept the database: {url}")
-        elif admin and name:
-            conn = await asyncpg.connect(admin)
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await conn.close()
+        elif scratch is not None:
+            await scratch.drop()
 
 
 async def _run(contacts: int, sqlite: bool, repeat: int) -> None:
