@@ -39,6 +39,17 @@ class Settings(BaseSettings):
     # A subscriber whose queue holds this many undelivered events is disconnected.
     subscriber_queue_size: int = 256
 
+    # Outbound mail (core/mail.py). Unset SMTP_HOST: sending mail raises MailNotConfigured.
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    # "starttls" upgrades a plain connection (usually port 587), "tls" connects over TLS
+    # (usually 465), "none" never encrypts: for a mail catcher on the same machine.
+    smtp_tls: Literal["none", "starttls", "tls"] = "none"
+    smtp_timeout_seconds: float = 10
+    mail_from: str = "Parley <no-reply@parley.localhost>"
+
     log_level: str = "INFO"
 
     @model_validator(mode="after")

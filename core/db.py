@@ -12,6 +12,7 @@ MODEL_MODULES = [
     "models.channels",
     "models.contacts",
     "models.segments",
+    "models.conversations",
 ]
 
 

@@ -45,6 +45,9 @@ class Code(StrEnum):
     INVALID_VALUE = "INVALID_VALUE"
     TOO_DEEP = "TOO_DEEP"
     TOO_MANY_CONDITIONS = "TOO_MANY_CONDITIONS"
+    # Conversations.
+    CONSENT_REQUIRED = "CONSENT_REQUIRED"
+    NOT_ALLOWED = "NOT_ALLOWED"
 
 
 @dataclass(frozen=True)

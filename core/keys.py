@@ -27,3 +27,23 @@ def segment_channel(workspace_id: int, segment_id: int) -> str:
 def dirty_contacts(workspace_id: int) -> str:
     """Set of contact ids changed since the last segment re-evaluation."""
     return _k("ws", workspace_id, "segments", "dirty")
+
+
+def conversation_channel(workspace_id: int, conversation_id: int) -> str:
+    """`messageAdded`: the messages of one conversation."""
+    return _k("ws", workspace_id, "conversation", conversation_id)
+
+
+def inbox_channel(workspace_id: int) -> str:
+    """`conversationEvents` and `unreadCount`: the workspace's inbox."""
+    return _k("ws", workspace_id, "inbox")
+
+
+def contact_messages_channel(workspace_id: int, contact_id: int) -> str:
+    """`myMessages`: what a contact's widget or SDK receives."""
+    return _k("ws", workspace_id, "contact", contact_id, "messages")
+
+
+def presence(workspace_id: int, kind: str) -> str:
+    """Sorted set of agent (or contact) ids online, scored by when their presence expires."""
+    return _k("ws", workspace_id, "presence", kind)

@@ -21,6 +21,8 @@ class Permission(StrEnum):
     CONTACTS_CRM = "contacts:crm"
     CONTACTS_DELETE = "contacts:delete"
     EVENTS_WRITE = "events:write"
+    CONVERSATIONS_READ = "conversations:read"
+    CONVERSATIONS_WRITE = "conversations:write"
     ATTRIBUTES_MANAGE = "attributes:manage"
     AUDIT_READ = "audit:read"
     WORKSPACE_MANAGE = "workspace:manage"
@@ -60,7 +62,10 @@ def agent_permissions(
 ) -> frozenset[Permission]:
     if role in (Role.OWNER, Role.ADMIN):
         return frozenset(Permission)
-    granted = {Permission.CONTACTS_READ, Permission.CONTACTS_WRITE, Permission.EVENTS_WRITE}
+    granted = {
+        Permission.CONTACTS_READ, Permission.CONTACTS_WRITE, Permission.EVENTS_WRITE,
+        Permission.CONVERSATIONS_READ, Permission.CONVERSATIONS_WRITE,
+    }  # fmt: skip
     if can_edit_contact_identity:
         granted.add(Permission.CONTACTS_IDENTITY)
     if agents_can_edit_crm_attributes:

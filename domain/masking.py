@@ -1,5 +1,7 @@
-"""Masked hints for audit records: enough for an admin to recognise a contact, never
-enough to recover its data.
+"""Masking, so that what we keep cannot be turned back into what a person gave us.
+
+Hints for audit records: enough for an admin to recognise a contact, never enough to
+recover its data.
 
     >>> mask_email("jane.doe@example.com")
     'j***@e***.com'
@@ -7,9 +9,19 @@ enough to recover its data.
     '+44*******750'
     >>> mask_name("Jane Doe")
     'J*** D***'
+
+Card numbers in message text, masked before the text is stored: each becomes
+`CARD_MASK` followed by its last four digits, whatever its length and spacing.
+
+    >>> mask_card_numbers("My card is 4111 1111 1111 1111, order 1234567890123.")
+    'My card is **** **** **** 1111, order 1234567890123.'
 """
 
 from __future__ import annotations
+
+import re
+from bisect import bisect_left
+from collections.abc import Iterator
 
 
 def mask_email(email: str | None) -> str | None:
@@ -35,3 +47,114 @@ def mask_name(name: str | None) -> str | None:
     if not name or not name.strip():
         return None
     return " ".join(f"{word[:1]}***" for word in name.split()[:3])
+
+
+# -- card numbers ---------------------------------------------------------------------------
+
+CARD_MASK = "**** **** **** "
+"""What replaces a card number, before its last four digits: always these 15 characters,
+so the mask tells nothing of the card's length or how it was written."""
+
+# Groups of digits joined by one space, no-break space or dash: the ways people write a
+# card number ("4111 1111 1111 1111", "4111-1111-1111-1111"). Each repetition must start
+# with a separator and end with a digit, so there is one way to match and no backtracking.
+_DIGIT_RUN = re.compile("[0-9]+(?:[ \u00a0-][0-9]+)*")
+_GROUP = re.compile("[0-9]+")
+_MIN_DIGITS, _MAX_DIGITS = 13, 19
+# Luhn doubles every second digit from the right and adds the digits of the product.
+_DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
+
+
+def mask_card_numbers(text: str) -> str:
+    """Replace every card number in `text` by `CARD_MASK` and its last four digits.
+
+    A card number is 13 to 19 digits that pass the Luhn check, written together or in
+    groups joined by single spaces, no-break spaces or dashes, anywhere in the text
+    ("card:4111111111111111." is found). Everything else is left as it is:
+
+    * digits that fail the Luhn check (order numbers, most phone numbers; a phone number
+      of 13 to 15 digits that happens to pass it is masked: we would rather hide a phone
+      number than show a card);
+    * a run of more than 19 digits written together (an IBAN, a tracking number) is not a
+      card and is left whole: masking part of it could not tell where a card would start,
+      and might leave a real number half visible;
+    * in a longer chain of groups, every stretch of whole groups that makes a card is
+      masked, so a card followed by its security code ("4111 1111 1111 1111 123") or
+      preceded by a quantity is still caught. Stretches that overlap are masked as one,
+      keeping the last four digits of the last.
+
+        >>> mask_card_numbers("Amex 3782-822463-10005 and Visa 4012888888881881!")
+        'Amex **** **** **** 0005 and Visa **** **** **** 1881!'
+        >>> mask_card_numbers("Call +1 415 555 0100 about order 4111111111111112")
+        'Call +1 415 555 0100 about order 4111111111111112'
+    """
+    spans = list(_card_spans(text))
+    if not spans:
+        return text
+    out, last = [], 0
+    for start, end, tail in spans:
+        out += [text[last:start], CARD_MASK, tail]
+        last = end
+    out.append(text[last:])
+    return "".join(out)
+
+
+def contains_card_number(text: str) -> bool:
+    """Whether `mask_card_numbers` would mask anything in `text`.
+
+    >>> contains_card_number("4111-1111-1111-1111"), contains_card_number("4111-1111-1111-1112")
+    (True, False)
+    """
+    return next(_card_spans(text), None) is not None
+
+
+def _card_spans(text: str) -> Iterator[tuple[int, int, str]]:
+    """(start, end, last four digits) of each stretch of `text` to mask, in order."""
+    for run in _DIGIT_RUN.finditer(text):
+        if run.end() - run.start() < _MIN_DIGITS:
+            continue
+        groups = [(g.start(), g.end()) for g in _GROUP.finditer(text, run.start(), run.end())]
+        digits = "".join(text[s:e] for s, e in groups)
+        # bounds[k] is the index in `digits` where group k starts; bounds[-1] == len(digits).
+        bounds = [0]
+        for s, e in groups:
+            bounds.append(bounds[-1] + e - s)
+        luhn = _LuhnSums(digits)
+        merged: tuple[int, int] | None = None  # first and last group of the stretch
+        for first in range(len(groups)):
+            if merged is not None and first > merged[1]:
+                yield _span(text, groups, digits, bounds, *merged)
+                merged = None
+            # Windows of whole groups, first..last, holding 13 to 19 digits.
+            after = bisect_left(bounds, bounds[first] + _MIN_DIGITS)
+            while after < len(bounds) and bounds[after] - bounds[first] <= _MAX_DIGITS:
+                if luhn.valid(bounds[first], bounds[after]):
+                    last = after - 1
+                    merged = (first, last) if merged is None else (merged[0], max(merged[1], last))
+                after += 1
+        if merged is not None:
+            yield _span(text, groups, digits, bounds, *merged)
+
+
+def _span(
+    text: str, groups: list[tuple[int, int]], digits: str, bounds: list[int], first: int, last: int
+) -> tuple[int, int, str]:
+    end_digit = bounds[last + 1]
+    return groups[first][0], groups[last][1], digits[end_digit - 4 : end_digit]
+
+
+class _LuhnSums:
+    """The Luhn check of any slice of a digit string in constant time, from two running
+    sums: one for the slices whose last digit has an even index, one for odd."""
+
+    def __init__(self, digits: str) -> None:
+        self._sums: tuple[list[int], list[int]] = ([0], [0])
+        for index, char in enumerate(digits):
+            value = ord(char) - 48
+            for parity, sums in enumerate(self._sums):
+                # The last digit of the slice is never doubled, nor any at an even distance.
+                sums.append(sums[-1] + (value if index % 2 == parity else _DOUBLED[value]))
+
+    def valid(self, start: int, end: int) -> bool:
+        sums = self._sums[(end - 1) % 2]
+        return (sums[end] - sums[start]) % 10 == 0

@@ -12,16 +12,22 @@ from tortoise import Tortoise
 from core import keys
 from core.config import settings
 from core.db import tortoise_config
+from core.hub import Hub
 from jobs.contacts import prune_contact_changes
+from jobs.conversations import wake_conversation, wake_snoozed
 from jobs.segments import refresh_all_segments, refresh_dirty_contacts, refresh_segment
 
 
 async def startup(ctx: dict[str, Any]) -> None:
     await Tortoise.init(config=tortoise_config(), _enable_global_fallback=True)
+    # Publishing only (jobs never subscribe): events reach every API process's sockets.
+    ctx["hub"] = Hub(settings.redis_url or "redis://127.0.0.1:6379/0")
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
     await Tortoise.close_connections()
+    if "hub" in ctx:
+        await ctx["hub"].stop()
 
 
 class WorkerSettings:
@@ -31,11 +37,15 @@ class WorkerSettings:
         func(refresh_segment, keep_result=0),
         func(refresh_dirty_contacts, keep_result=0),
         refresh_all_segments,
+        func(wake_conversation, keep_result=0),
+        func(wake_snoozed, keep_result=0),
     ]
     cron_jobs = [
         cron(prune_contact_changes, hour={3}, minute={17}, run_at_startup=False),
         # Time-relative rules ("seen in the last 7 days") change membership with no write.
         cron(refresh_all_segments, minute=set(range(0, 60, 10)), run_at_startup=False),
+        # Catches snoozed conversations whose deferred wake-up job was lost.
+        cron(wake_snoozed, second={30}, run_at_startup=True),
     ]
     on_startup = startup
     on_shutdown = shutdown

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from tortoise import fields
 from tortoise.models import Model
@@ -16,6 +17,18 @@ class ChannelKind(StrEnum):
     EMAIL = "email"
     SMS = "sms"
     MESSENGER = "messenger"
+
+
+class AutoResponderAudience(StrEnum):
+    EVERYONE = "everyone"
+    # Only contacts who have not subscribed to SMS (Klaviyo's default for SMS channels).
+    WITHOUT_SMS_CONSENT = "without_sms_consent"
+
+
+# Channels a contact opens a session on (public key), and where conversations start.
+SESSION_KINDS = frozenset({ChannelKind.WEB_WIDGET, ChannelKind.MOBILE_SDK})
+# Channels whose inbound messages arrive through the per-channel webhook route.
+WEBHOOK_KINDS = frozenset({ChannelKind.EMAIL, ChannelKind.SMS, ChannelKind.MESSENGER})
 
 
 class Channel(Model):
@@ -32,7 +45,24 @@ class Channel(Model):
     secret = fields.CharField(max_length=64)
     # When set, a session for an identified contact needs a valid user hash.
     identity_verification = fields.BooleanField(default=False)
+    # Weekly schedule and time zone, as domain.schedule.BusinessHours.to_dict() writes it.
+    business_hours: dict[str, Any] | None = fields.JSONField(null=True)  # type: ignore[assignment]
+    # E-mail From address or SMS sender number of outbound messages.
+    default_sender = fields.CharField(max_length=254, null=True)
+    auto_responder_enabled = fields.BooleanField(default=False)
+    auto_responder_text = fields.TextField(null=True)
+    auto_responder_audience = fields.CharEnumField(AutoResponderAudience, default=AutoResponderAudience.EVERYONE)
+    # The reply to an inbound HELP text (SMS). Null means the built-in text.
+    help_reply = fields.TextField(null=True)
+    # Outbound SMS and messenger go to this HTTP gateway (JSON, signed with the secret).
+    gateway_url = fields.CharField(max_length=2048, null=True)
+    # Notifications: e-mail addresses told of every new message (off when empty), and
+    # whether agents get offline-message and missed-chat e-mails when nobody is online.
+    notify_emails: list[str] = fields.JSONField(default=list)  # type: ignore[assignment]
+    offline_notifications = fields.BooleanField(default=True)
+    missed_chat_minutes = fields.IntField(default=5)
     created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
 
     class Meta:
         table = "channels"

@@ -26,7 +26,7 @@ from core.permissions import (
     api_key_permissions,
 )
 from domain.identity import verify_user_hash
-from models.channels import Channel, ChannelKind
+from models.channels import SESSION_KINDS, Channel
 from models.contacts import Contact
 from models.workspaces import Agent, ApiKey, Workspace
 from resolvers import contacts as contact_logic
@@ -141,7 +141,6 @@ class ContactSession:
 
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
-SESSION_CHANNELS = (ChannelKind.WEB_WIDGET, ChannelKind.MOBILE_SDK)
 
 
 async def start_contact_session(
@@ -168,7 +167,7 @@ async def start_contact_session(
     if platform_attributes is not None and not isinstance(platform_attributes, dict):
         raise UserFailure.of("platformAttributes", Code.INVALID, "platformAttributes must be a JSON object.")
     channel = await Channel.get_or_none(public_key=channel_key)
-    if channel is None or channel.kind not in SESSION_CHANNELS:
+    if channel is None or channel.kind not in SESSION_KINDS:
         raise UserFailure.of("channelKey", Code.NOT_FOUND, "No widget or SDK channel has this key.")
     if external_id is not None:
         external_id = external_id.strip()

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tortoise.expressions import Q
+from tortoise.expressions import Q, Subquery
 from tortoise.transactions import in_transaction
 
 from core import keys
@@ -37,6 +37,7 @@ from models.contacts import (
     EventKind,
     SmsConsent,
 )
+from models.conversations import Conversation, ConversationActivity, ConversationStatus, Message
 from models.workspaces import Agent, MatchingAttribute, Workspace
 from resolvers.pagination import Order, Page, paginate
 
@@ -365,6 +366,8 @@ async def update_contact(ctx: Context, gid: str, values: dict[str, Any], attribu
         _apply_consent_times(contact, changed_consent, stamp)
         _apply_attributes(contact, attrs)
         await contact.save()
+        if "vip" in clean:
+            await Conversation.filter(contact_id=contact.id).exclude(vip=contact.vip).update(vip=contact.vip)
         await record_change(ctx.outbox, contact, ChangeKind.UPDATED)
     return contact
 
@@ -611,8 +614,20 @@ async def set_blocked(ctx: Context, gid: str, blocked: bool) -> Contact:
     async with atomic(ctx.outbox):
         contact.blocked = blocked
         await contact.save(update_fields=["blocked", "updated_at"])
+        if blocked:
+            await _close_conversations(ctx, contact)
         await record_change(ctx.outbox, contact, ChangeKind.UPDATED)
     return contact
+
+
+async def _close_conversations(ctx: Context, contact: Contact) -> None:
+    """Blocking resolves the contact's open and snoozed conversations."""
+    # Imported here: resolvers.conversations builds on this module.
+    from resolvers.conversations import close_conversation
+
+    open_ones = await Conversation.filter(contact_id=contact.id).exclude(status=ConversationStatus.RESOLVED)
+    for conversation in open_ones:
+        await close_conversation(ctx.outbox, conversation, ctx.principal.agent_id if ctx.principal else None, reason="contact_blocked")
 
 
 async def delete_contact(ctx: Context, gid: str) -> DeletedContact:
@@ -636,6 +651,10 @@ async def delete_contact(ctx: Context, gid: str) -> DeletedContact:
 
 async def _delete_contact_rows(contact_id: int) -> None:
     # Explicit, child tables first: correct whether or not the database enforces cascades.
+    conversations = Subquery(Conversation.filter(contact_id=contact_id).values("id"))
+    await Message.filter(conversation_id__in=conversations).delete()
+    await ConversationActivity.filter(conversation_id__in=conversations).delete()
+    await Conversation.filter(contact_id=contact_id).delete()
     for model in (ContactEvent, ContactNote, ContactTag):
         await model.filter(contact_id=contact_id).delete()
     await Contact.filter(id=contact_id).delete()
@@ -652,6 +671,7 @@ async def merge_contacts(ctx: Context, primary_gid: str, secondary_gid: str) -> 
     async with atomic(ctx.outbox):
         for model in (ContactEvent, ContactNote):
             await model.filter(contact_id=secondary.id).update(contact_id=primary.id)
+        await Conversation.filter(contact_id=secondary.id).update(contact_id=primary.id, vip=primary.vip or secondary.vip)
         secondary_tags = await ContactTag.filter(contact_id=secondary.id).values_list("name", flat=True)
         await _add_tags(primary, list(secondary_tags))
         for field_name in (*_TEXT_FIELDS, "platform"):

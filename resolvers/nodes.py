@@ -12,8 +12,10 @@ from core.permissions import Permission, Principal, PrincipalKind
 from core.scoping import decode_global_id
 from models.channels import Channel
 from models.contacts import AttributeDefinition, Contact, ContactEvent, ContactNote, DeletedContact
+from models.conversations import Conversation, Message, Topic
 from models.workspaces import Agent, ApiKey, Team, Workspace
 from resolvers.contacts import can_see_contact
+from resolvers.conversations import can_see_conversation
 
 
 def _agents(p: Principal, _: Any) -> bool:
@@ -40,6 +42,9 @@ NODES: dict[str, tuple[type[Model], Callable[[Principal, Any], bool]]] = {
     "ContactEvent": (ContactEvent, lambda p, row: can_see_contact(p, row.contact_id)),
     "AttributeDefinition": (AttributeDefinition, _anyone),
     "DeletedContact": (DeletedContact, _with(Permission.AUDIT_READ)),
+    "Conversation": (Conversation, can_see_conversation),
+    "Message": (Message, _with(Permission.CONVERSATIONS_READ)),
+    "Topic": (Topic, _anyone),
 }
 
 

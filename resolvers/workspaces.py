@@ -6,8 +6,10 @@ import asyncio
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+from tortoise.expressions import Subquery
 from tortoise.transactions import in_transaction
 
 from core.auth import hash_password, new_api_key
@@ -15,12 +17,13 @@ from core.context import Context
 from core.errors import Code, UserError, UserFailure
 from core.permissions import API_KEY_SCOPES, Permission
 from domain import contact_fields as cf
+from domain.schedule import BusinessHours, ScheduleError
 from models.channels import Channel, ChannelKind
 from models.contacts import AttributeDefinition, AttributeSource, AttributeType
+from models.conversations import Conversation, Message
 from models.workspaces import Agent, ApiKey, MatchingAttribute, Role, Team, Workspace
 from resolvers.pagination import Order, Page, paginate
 from resolvers.segments import create_predefined, resolve_ids
-from datetime import UTC, datetime
 
 BY_ID = Order(("id",), descending=False)
 MIN_PASSWORD = 10
@@ -254,3 +257,130 @@ async def revoke_api_key(ctx: Context, gid: str) -> ApiKey:
 async def list_channels(ctx: Context, *, first: int | None, after: str | None) -> Page[Channel]:
     ctx.require_agent()
     return await paginate(ctx.scope.all(Channel), BY_ID, first=first, after=after)
+
+
+# -- channels --------------------------------------------------------------------------------
+
+CHANNEL_SETTINGS = (
+    "name", "identity_verification", "business_hours", "default_sender", "auto_responder_enabled",
+    "auto_responder_text", "auto_responder_audience", "help_reply", "gateway_url", "notify_emails",
+    "offline_notifications", "missed_chat_minutes",
+)  # fmt: skip
+MAX_NOTIFY_EMAILS = 20
+
+
+def _clean_channel_settings(kind: ChannelKind, values: dict[str, Any]) -> dict[str, Any]:
+    """Validate channel settings; every problem names its field."""
+    errors: list[UserError] = []
+    clean: dict[str, Any] = {}
+
+    def fail(field: list[str], code: Code, message: str) -> None:
+        errors.append(UserError(field, code, message))
+
+    for key, value in values.items():
+        if key == "name":
+            name = " ".join((value or "").split())
+            if not name:
+                fail(["name"], Code.REQUIRED, "A channel needs a name.")
+            elif len(name) > 120:
+                fail(["name"], Code.TOO_LONG, "A channel name may be at most 120 characters.")
+            clean[key] = name
+        elif key == "business_hours":
+            if value is None:
+                clean[key] = None
+                continue
+            try:
+                clean[key] = BusinessHours.parse(value).to_dict()
+            except ScheduleError as exc:
+                fail(["businessHours", *exc.path], Code.INVALID, exc.message)
+        elif key == "default_sender" and value:
+            try:
+                if kind is ChannelKind.EMAIL:
+                    clean[key] = cf.normalize_email(value)
+                elif kind is ChannelKind.SMS:
+                    clean[key] = cf.normalize_phone(value)
+                else:
+                    clean[key] = cf.normalize_text(value, 254)
+            except ValueError as exc:
+                fail(["defaultSender"], Code.INVALID, f"defaultSender is {exc}.")
+        elif key in ("auto_responder_text", "help_reply") and value is not None:
+            text = value.strip()
+            if len(text) > 1_000:
+                fail([camel(key)], Code.TOO_LONG, f"{camel(key)} may be at most 1000 characters.")
+            clean[key] = text or None
+        elif key == "gateway_url" and value:
+            if not re.match(r"^https?://[^\s/$.?#][^\s]*$", value) or len(value) > 2048:
+                fail(["gatewayUrl"], Code.INVALID, "gatewayUrl must be an http(s) URL.")
+            clean[key] = value
+        elif key == "notify_emails":
+            addresses = []
+            for i, address in enumerate((value or [])[: MAX_NOTIFY_EMAILS + 1]):
+                try:
+                    addresses.append(cf.normalize_email(address))
+                except ValueError as exc:
+                    fail(["notifyEmails", str(i)], Code.INVALID, f"notifyEmails[{i}] is {exc}.")
+            if len(value or []) > MAX_NOTIFY_EMAILS:
+                fail(["notifyEmails"], Code.TOO_LONG, f"At most {MAX_NOTIFY_EMAILS} notification addresses.")
+            clean[key] = addresses
+        elif key == "missed_chat_minutes":
+            if value is None or not 1 <= value <= 1440:
+                fail(["missedChatMinutes"], Code.INVALID, "missedChatMinutes must be between 1 and 1440.")
+            clean[key] = value
+        elif value is None and key in ("identity_verification", "auto_responder_enabled", "offline_notifications", "auto_responder_audience"):
+            fail([camel(key)], Code.REQUIRED, f"{camel(key)} cannot be null.")
+        else:
+            clean[key] = value
+    if errors:
+        raise UserFailure(*errors)
+    return clean
+
+
+def camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p.title() for p in rest)
+
+
+async def add_channel(ctx: Context, kind: ChannelKind, values: dict[str, Any]) -> Channel:
+    ctx.require(Permission.WORKSPACE_MANAGE)
+    clean = _clean_channel_settings(kind, {"name": values.pop("name", ""), **values})
+    channel = await create_channel(ctx.scope.workspace_id, kind, clean.pop("name"))
+    if clean:
+        await Channel.filter(id=channel.id).update(**clean)
+        await channel.refresh_from_db()
+    return channel
+
+
+async def update_channel(ctx: Context, gid: str, values: dict[str, Any]) -> Channel:
+    ctx.require(Permission.WORKSPACE_MANAGE)
+    channel = await ctx.scope.by_global_id(gid, "Channel", Channel)
+    if channel is None:
+        raise UserFailure.of("id", Code.NOT_FOUND, "No channel with this id.")
+    clean = _clean_channel_settings(channel.kind, values)
+    for key, value in clean.items():
+        setattr(channel, key, value)
+    if clean:
+        await channel.save(update_fields=[*clean, "updated_at"])
+    return channel
+
+
+async def rotate_channel_secret(ctx: Context, gid: str) -> Channel:
+    ctx.require(Permission.WORKSPACE_MANAGE)
+    channel = await ctx.scope.by_global_id(gid, "Channel", Channel)
+    if channel is None:
+        raise UserFailure.of("id", Code.NOT_FOUND, "No channel with this id.")
+    channel.secret = secrets.token_hex(32)
+    await channel.save(update_fields=["secret", "updated_at"])
+    return channel
+
+
+async def delete_channel(ctx: Context, gid: str) -> None:
+    """Removes the channel with its conversations and messages."""
+    ctx.require(Permission.WORKSPACE_MANAGE)
+    channel = await ctx.scope.by_global_id(gid, "Channel", Channel)
+    if channel is None:
+        raise UserFailure.of("id", Code.NOT_FOUND, "No channel with this id.")
+    async with in_transaction():
+        conversation_ids = Conversation.filter(channel_id=channel.id).values("id")
+        await Message.filter(conversation_id__in=Subquery(conversation_ids)).delete()
+        await Conversation.filter(channel_id=channel.id).delete()
+        await channel.delete()

@@ -18,23 +18,24 @@ from core.config import settings
 from core.errors import MaskUnexpectedErrors
 from schema.auth import AuthMutation, AuthQuery
 from schema.contacts import ContactMutation, ContactQuery, ContactSubscription
+from schema.conversations import ConversationMutation, ConversationQuery, ConversationSubscription
 from schema.nodes import NodeQuery
 from schema.segments import SegmentMutation, SegmentQuery, SegmentSubscription
 from schema.workspaces import WorkspaceMutation, WorkspaceQuery
 
 
 @strawberry.type
-class Query(NodeQuery, AuthQuery, WorkspaceQuery, ContactQuery, SegmentQuery):
+class Query(NodeQuery, AuthQuery, WorkspaceQuery, ContactQuery, SegmentQuery, ConversationQuery):
     pass
 
 
 @strawberry.type
-class Mutation(AuthMutation, WorkspaceMutation, ContactMutation, SegmentMutation):
+class Mutation(AuthMutation, WorkspaceMutation, ContactMutation, SegmentMutation, ConversationMutation):
     pass
 
 
 @strawberry.type
-class Subscription(ContactSubscription, SegmentSubscription):
+class Subscription(ContactSubscription, SegmentSubscription, ConversationSubscription):
     pass
 
 

@@ -14,12 +14,14 @@ from core.context import Context
 from core.errors import Code, PublicError
 from resolvers.nodes import load_node
 from schema.contacts import AttributeDefinition, Contact, ContactEvent, ContactNote, DeletedContact
+from schema.conversations import Conversation, Message, Topic
 from schema.segments import Segment
 from schema.workspaces import Agent, ApiKey, Channel, Team, Workspace
 
 CONVERT: dict[str, Callable[[Any], relay.Node]] = {
     t.__name__: t.from_model
-    for t in (Workspace, Agent, Team, Channel, ApiKey, Contact, ContactNote, ContactEvent, AttributeDefinition, DeletedContact, Segment)
+    for t in (Workspace, Agent, Team, Channel, ApiKey, Contact, ContactNote, ContactEvent, AttributeDefinition, DeletedContact, Segment,
+              Conversation, Message, Topic)
 }
 MAX_NODES = 100
 

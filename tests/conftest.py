@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from core.embedded_redis import free_port
+from tests.loopback import HttpSink, SmtpSink
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -188,3 +189,39 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+# -- real mail and HTTP servers on loopback --------------------------------------------------
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[SmtpSink]:
+    with SmtpSink() as sink:
+        yield sink
+
+
+@pytest.fixture
+def http_sink() -> Iterator[HttpSink]:
+    with HttpSink() as sink:
+        yield sink
+
+
+@dataclass
+class SmtpSettings:
+    """Outbound mail pointed at `sink`: in this process through the settings, and for a
+    server or worker started here through `env` (`start_server(tmp_path, env=...)`)."""
+
+    sink: SmtpSink
+    env: dict[str, str]
+
+
+@pytest.fixture
+def smtp_settings(smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch) -> SmtpSettings:
+    from core.config import settings
+
+    monkeypatch.setattr(settings, "smtp_host", smtp_sink.host)
+    monkeypatch.setattr(settings, "smtp_port", smtp_sink.port)
+    monkeypatch.setattr(settings, "smtp_tls", "none")
+    monkeypatch.setattr(settings, "smtp_username", None)
+    monkeypatch.setattr(settings, "smtp_password", None)
+    return SmtpSettings(sink=smtp_sink, env=smtp_sink.env)

@@ -36,7 +36,7 @@ from tests.conftest import Api, Tenant
 # Every object type implementing Node, with the case that creates one in a workspace.
 NODE_TYPES = (
     "Workspace", "Agent", "Team", "Channel", "ApiKey", "Contact", "ContactNote",
-    "ContactEvent", "AttributeDefinition", "DeletedContact", "Segment",
+    "ContactEvent", "AttributeDefinition", "DeletedContact", "Segment", "Topic", "Conversation", "Message",
 )  # fmt: skip
 
 PASSWORD = "correct horse battery"
@@ -149,6 +149,14 @@ async def build_world(api: Api, name: str) -> World:
         {"i": {"channelKey": tenant.channel.public_key, "externalId": f"{tag}-user-1"}}, "", "startContactSession")  # fmt: skip
     world.session_token = session["token"]
     world.session_contact = session["contact"]["id"]
+
+    topic = await _ok(api, "mutation($i: CreateTopicInput!) { createTopic(input: $i) { topic { id } userErrors { field code } } }",
+        {"i": {"name": f"{name} Topic"}}, tok, "createTopic")  # fmt: skip
+    ids["Topic"] = topic["topic"]["id"]
+    started = await _ok(api, "mutation($i: StartConversationInput!) { startConversation(input: $i) { conversation { id } message { id } userErrors { field code } } }",
+        {"i": {"body": f"{name} needs help", "topicId": ids["Topic"]}}, world.session_token, "startConversation")  # fmt: skip
+    ids["Conversation"] = started["conversation"]["id"]
+    ids["Message"] = started["message"]["id"]
     assert set(ids) == set(NODE_TYPES)
     return world
 
@@ -159,7 +167,13 @@ query Snapshot {
   agents(first: 100) { edges { node { id name email role canEditContactIdentity timeZone } } }
   teams(first: 100) { edges { node { id name members { id } } } }
   apiKeys(first: 100) { edges { node { id name prefix scopes revokedAt } } }
-  channels(first: 100) { edges { node { id kind name publicKey identityVerification } } }
+  channels(first: 100) { edges { node { id kind name publicKey identityVerification secret businessHours defaultSender notifyEmails } } }
+  topics(first: 100) { edges { node { id name } } }
+  unreadCount
+  conversations(first: 100) { edges { node {
+    id status snoozedUntil unreadCount contactUnreadCount rating subject vip assignee { id } team { id } topic { id } contact { id }
+    messages { edges { node { id body senderKind } } }
+  } } }
   attributeDefinitions(first: 100) { edges { node { id key label type options source crmManaged searchable visible position } } }
   segments(first: 100) { edges { node { id name description visibility rules predefinedKey sharedWith owner { id } } } }
   deletedContacts(first: 100) { edges { node { id nameHint emailHint phoneHint platform deletedByName deletedAt } } }
@@ -233,10 +247,15 @@ ROOT_FIELDS_WITH_IDS = {
         "contact": "test_contact_of_another_workspace_is_null_for_every_principal",
         "contacts": "test_segments_of_another_workspace_are_not_found",
         "segment": "test_segments_of_another_workspace_are_not_found",
+        "conversation": "test_conversations_of_another_workspace_are_invisible",
+        "conversations": "test_conversations_of_another_workspace_are_invisible",
+        "topics": "test_conversations_of_another_workspace_are_invisible",
     },
     "Subscription": {
         "contactUpdated": "test_subscriptions_do_not_cross_workspaces",
         "segmentMembershipChanged": "test_subscriptions_do_not_cross_workspaces",
+        "messageAdded": "test_subscriptions_do_not_cross_workspaces",
+        "conversationEvents": "test_conversation_events_never_carry_another_workspaces_events",
     },
 }
 
@@ -331,6 +350,30 @@ async def test_segments_of_another_workspace_are_not_found(api: Api, worlds: lis
     for query in (SEGMENT, SEGMENT_CONTACTS):
         errors = await api.errors(query, {"id": b.ids["Segment"]}, token=a.session_token)
         assert [e["extensions"]["code"] for e in errors] == ["FORBIDDEN"]
+
+
+CONVERSATION_Q = "query($id: ID!) { conversation(id: $id) { id status } }"
+CONVERSATIONS_Q = """query($f: ConversationFilter) { conversations(filter: $f) { totalCount edges { node { id } } } }"""
+TOPICS_Q = "query($c: ID) { topics(notEngagedBy: $c) { edges { node { id } } } }"
+
+
+async def test_conversations_of_another_workspace_are_invisible(api: Api, worlds: list[World]) -> None:
+    a, b = await intact(api, worlds)
+    assert (await api(CONVERSATION_Q, {"id": b.ids["Conversation"]}, token=b.owner))["conversation"]["status"] == "OPEN"
+    assert (await api(CONVERSATION_Q, {"id": a.ids["Conversation"]}, token=a.session_token))["conversation"] is not None
+    for who, token in _a_principals(a).items():
+        assert (await api(CONVERSATION_Q, {"id": b.ids["Conversation"]}, token=token))["conversation"] is None, who
+        if who != "A contact session":
+            # Filtering by B's ids finds nothing of B's (and nothing of A's either).
+            for f in ({"contactId": b.session_contact}, {"channelId": b.ids["Channel"]}, {"teamId": b.ids["Team"]},
+                      {"assigneeId": b.owner_agent}):  # fmt: skip
+                found = (await api(CONVERSATIONS_Q, {"f": f}, token=token))["conversations"]
+                assert found == {"totalCount": 0, "edges": []}, (who, f)
+            assert (await api(CONVERSATIONS_Q, {}, token=token))["conversations"]["totalCount"] >= 1
+        errors = await api.errors(TOPICS_Q, {"c": b.session_contact}, token=token)
+        assert [e["extensions"]["code"] for e in errors] == ["NOT_FOUND"], who
+    listed = (await api(TOPICS_Q, {}, token=a.session_token))["topics"]["edges"]
+    assert [e["node"]["id"] for e in listed] == [a.ids["Topic"]]
 
 
 def _all_strings(value: Any) -> set[str]:
@@ -437,6 +480,32 @@ MUTATION_CASES = [
          lambda a, b: {"id": a.ids["Segment"], "visibility": "SHARED", "agentIds": [b.ids["Agent"]]}, ["agentIds", "0"],
          "B-agent", principals=("owner",)),
     Case("deleteSegment", "DeleteSegmentInput", lambda a, b: {"id": b.ids["Segment"]}, ["id"], principals=("owner",)),
+    Case("updateChannel", "UpdateChannelInput", lambda a, b: {"id": b.ids["Channel"], "name": "Pwned", "notifyEmails": ["x@evil.example"]},
+         ["id"], principals=("owner",)),
+    Case("rotateChannelSecret", "ChannelIdInput", lambda a, b: {"id": b.ids["Channel"]}, ["id"], principals=("owner",)),
+    Case("deleteChannel", "ChannelIdInput", lambda a, b: {"id": b.ids["Channel"]}, ["id"], principals=("owner",)),
+    Case("deleteTopic", "TopicIdInput", lambda a, b: {"id": b.ids["Topic"]}, ["id"], principals=("owner",)),
+    Case("startConversation", "StartConversationInput",
+         lambda a, b: {"body": "pwned", "contactId": b.ids["Contact"], "channelId": a.ids["Channel"]}, ["contactId"], "B-contact"),
+    Case("startConversation", "StartConversationInput",
+         lambda a, b: {"body": "pwned", "contactId": a.ids["Contact"], "channelId": b.ids["Channel"]}, ["channelId"], "B-channel"),
+    Case("startConversation", "StartConversationInput", lambda a, b: {"body": "pwned", "topicId": b.ids["Topic"]}, ["topicId"],
+         "B-topic", principals=("session",)),
+    Case("sendMessage", "SendMessageInput", lambda a, b: {"conversationId": b.ids["Conversation"], "body": "pwned"}, ["conversationId"],
+         principals=("owner", "key", "session")),
+    Case("setConversationStatus", "SetConversationStatusInput", lambda a, b: {"id": b.ids["Conversation"], "status": "RESOLVED"}, ["id"]),
+    Case("assignConversation", "AssignConversationInput", lambda a, b: {"id": b.ids["Conversation"], "assigneeId": a.owner_agent}, ["id"]),
+    Case("assignConversation", "AssignConversationInput", lambda a, b: {"id": a.ids["Conversation"], "assigneeId": b.owner_agent},
+         ["assigneeId"], "B-agent"),
+    Case("assignConversation", "AssignConversationInput", lambda a, b: {"id": a.ids["Conversation"], "teamId": b.ids["Team"]},
+         ["teamId"], "B-team"),
+    Case("markConversationRead", "ConversationIdInput", lambda a, b: {"id": b.ids["Conversation"]}, ["id"],
+         principals=("owner", "key", "session")),
+    Case("rateConversation", "RateConversationInput", lambda a, b: {"id": b.ids["Conversation"], "rating": 1}, ["id"],
+         principals=("session",)),
+    Case("setConversationTopic", "SetConversationTopicInput", lambda a, b: {"id": b.ids["Conversation"], "topicId": None}, ["id"]),
+    Case("setConversationTopic", "SetConversationTopicInput", lambda a, b: {"id": a.ids["Conversation"], "topicId": b.ids["Topic"]},
+         ["topicId"], "B-topic"),
 ]  # fmt: skip
 
 
@@ -486,7 +555,10 @@ async def test_same_mutations_succeed_within_the_workspace(api: Api) -> None:
         c = await build_world(api, "Gamma") if case.mutation in _DESTRUCTIVE else c
 
 
-_DESTRUCTIVE = {"deleteContact", "mergeContacts", "deleteAttributeDefinition", "deleteContactNote", "deleteSegment"}
+_DESTRUCTIVE = {
+    "deleteContact", "mergeContacts", "deleteAttributeDefinition", "deleteContactNote", "deleteSegment", "deleteChannel",
+    "deleteTopic",
+}  # fmt: skip
 
 
 async def test_a_session_token_of_one_workspace_does_not_resume_on_another(api: Api, worlds: list[World]) -> None:
@@ -506,6 +578,7 @@ async def test_a_session_token_of_one_workspace_does_not_resume_on_another(api: 
 
 SUBSCRIBE = "subscription($id: ID!) { contactUpdated(id: $id) { kind contactId contact { id city } } }"
 SUBSCRIBE_SEGMENT = "subscription($id: ID!) { segmentMembershipChanged(segmentId: $id) { cursor joinedContactIds } }"
+SUBSCRIBE_MESSAGES = "subscription($id: ID!) { messageAdded(conversationId: $id) { cursor message { body } } }"
 
 
 async def _receive(ws: Any, timeout: float = 10.0) -> dict[str, Any]:
@@ -523,6 +596,7 @@ async def test_subscriptions_do_not_cross_workspaces(api: Api, worlds: list[Worl
         (SUBSCRIBE, b.ids["Contact"]),
         (SUBSCRIBE, b.session_contact),
         (SUBSCRIBE_SEGMENT, b.ids["Segment"]),
+        (SUBSCRIBE_MESSAGES, b.ids["Conversation"]),
     ]
     for who, token in _a_principals(a).items():
         async with connect(live_server.ws_url, subprotocols=["graphql-transport-ws"], open_timeout=10) as ws:  # type: ignore[list-item]
@@ -546,7 +620,8 @@ async def test_subscriptions_do_not_cross_workspaces(api: Api, worlds: list[Worl
                     assert message["type"] == "error", (who, message)
                     errors = message["payload"]
                 # A contact session may not read segments at all, its own workspace's included.
-                expected = "FORBIDDEN" if query is SUBSCRIBE_SEGMENT and who == "A contact session" else "NOT_FOUND"
+                forbidden = query in (SUBSCRIBE_SEGMENT, SUBSCRIBE_MESSAGES) and who == "A contact session"
+                expected = "FORBIDDEN" if forbidden else "NOT_FOUND"
                 assert [e["extensions"]["code"] for e in errors] == [expected], (who, message)
 
     # The control: A's owner does get its own contact's updates on the same server.
@@ -574,3 +649,31 @@ async def test_subscriptions_do_not_cross_workspaces(api: Api, worlds: list[Worl
             raise AssertionError("A's owner never received its own contact's update")
         assert message["type"] == "next", message
         assert message["payload"]["data"]["contactUpdated"]["contactId"] == a.session_contact
+
+
+CONVERSATION_EVENTS = "subscription($f: ConversationEventFilter) { conversationEvents(filter: $f) { kind conversationId } }"
+SET_STATUS = "mutation($i: SetConversationStatusInput!) { setConversationStatus(input: $i) { userErrors { code } } }"
+
+
+async def test_conversation_events_never_carry_another_workspaces_events(api: Api, worlds: list[World], live_server: Any) -> None:
+    """A's inbox hears A's events only, whatever filter (B's ids included) it asks for.
+    B's event is published first: had it leaked, it would arrive before A's."""
+    from core import keys
+    from strawberry import relay
+    from tests.realtime.test_subscriptions import until_subscribed
+    from tests.realtime.wsclient import GraphQLWs
+
+    a, b = await intact(api, worlds)
+    async with GraphQLWs.open(live_server.ws_url, a.owner) as ws:
+        everything = await ws.subscribe(CONVERSATION_EVENTS, {})
+        with_b_ids = await ws.subscribe(CONVERSATION_EVENTS, {"f": {"assigneeId": b.owner_agent, "channelId": b.ids["Channel"]}})
+        await until_subscribed(keys.inbox_channel(int(relay.GlobalID.from_id(a.ids["Workspace"]).node_id)))
+        for world in (b, a):
+            for status in ("SNOOZED", "OPEN"):
+                extra = {"snoozePreset": "TOMORROW"} if status == "SNOOZED" else {}
+                result = await api(SET_STATUS, {"i": {"id": world.ids["Conversation"], "status": status, **extra}}, token=world.owner)
+                assert result["setConversationStatus"]["userErrors"] == []
+        first = (await everything.next_data())["conversationEvents"]
+        assert first == {"kind": "STATUS_CHANGED", "conversationId": a.ids["Conversation"]}
+        with pytest.raises(TimeoutError):
+            await with_b_ids.receive(timeout=0.5)

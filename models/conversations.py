@@ -1,0 +1,176 @@
+"""Conversations, their messages and their activity log; topics."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from tortoise import fields
+from tortoise.indexes import Index
+from tortoise.models import Model
+
+from models.channels import Channel
+from models.contacts import Contact
+from models.workspaces import Agent, Team, Workspace
+
+
+class ConversationStatus(StrEnum):
+    OPEN = "open"
+    SNOOZED = "snoozed"
+    RESOLVED = "resolved"
+
+
+class SenderKind(StrEnum):
+    CONTACT = "contact"
+    AGENT = "agent"
+    BOT = "bot"
+    SYSTEM = "system"
+
+
+class Direction(StrEnum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+class DeliveryState(StrEnum):
+    # Stored; nothing to send (widget and SDK messages are delivered by subscription).
+    RECEIVED = "received"
+    PENDING = "pending"  # waiting for the worker to send it (e-mail, SMS)
+    SENT = "sent"
+    FAILED = "failed"
+    READ = "read"
+
+
+class ActivityKind(StrEnum):
+    CREATED = "created"
+    STATUS_CHANGED = "status_changed"
+    ASSIGNED = "assigned"
+    RATED = "rated"
+
+
+class Topic(Model):
+    id = fields.IntField(primary_key=True)
+    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
+        "models.Workspace", related_name="topics", on_delete=fields.CASCADE
+    )
+    workspace_id: int
+    name = fields.CharField(max_length=120)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "topics"
+        unique_together = (("workspace", "name"),)
+
+
+class Conversation(Model):
+    id = fields.IntField(primary_key=True)
+    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
+        "models.Workspace", related_name=False, on_delete=fields.CASCADE
+    )
+    workspace_id: int
+    contact: fields.ForeignKeyRelation[Contact] = fields.ForeignKeyField(
+        "models.Contact", related_name="conversations", on_delete=fields.CASCADE
+    )
+    contact_id: int
+    channel: fields.ForeignKeyRelation[Channel] = fields.ForeignKeyField(
+        "models.Channel", related_name=False, on_delete=fields.CASCADE
+    )
+    channel_id: int
+    topic: fields.ForeignKeyNullableRelation[Topic] = fields.ForeignKeyField(
+        "models.Topic", related_name=False, null=True, on_delete=fields.SET_NULL
+    )
+    topic_id: int | None
+    subject = fields.CharField(max_length=255, null=True)
+    status = fields.CharEnumField(ConversationStatus, default=ConversationStatus.OPEN)
+    snoozed_until = fields.DatetimeField(null=True)
+    assignee: fields.ForeignKeyNullableRelation[Agent] = fields.ForeignKeyField(
+        "models.Agent", related_name=False, null=True, on_delete=fields.SET_NULL
+    )
+    assignee_id: int | None
+    team: fields.ForeignKeyNullableRelation[Team] = fields.ForeignKeyField(
+        "models.Team", related_name=False, null=True, on_delete=fields.SET_NULL
+    )
+    team_id: int | None
+    # A copy of the contact's VIP flag: the queue sorts VIP conversations first.
+    vip = fields.BooleanField(default=False)
+    # Messages from the contact that no agent has read yet, and the converse.
+    unread_count = fields.IntField(default=0)
+    contact_unread_count = fields.IntField(default=0)
+    rating = fields.SmallIntField(null=True)
+    rated_at = fields.DatetimeField(null=True)
+    # Where and how it started: the page, the visitor's IP, the proactive message or
+    # campaign it is attributed to (e.g. 'campaign:12').
+    website_url = fields.CharField(max_length=2048, null=True)
+    ip = fields.CharField(max_length=45, null=True)
+    attributed_source = fields.CharField(max_length=64, null=True)
+    # The newest message (a plain column: messages are created after their conversation).
+    last_message_id = fields.BigIntField(null=True)
+    last_message_at = fields.DatetimeField(null=True)
+    # Response-time figures: first agent reply and resolution.
+    first_response_at = fields.DatetimeField(null=True)
+    resolved_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "conversations"
+        indexes = [
+            Index(fields=["workspace_id", "vip", "last_message_at", "id"]),
+            Index(fields=["workspace_id", "status", "snoozed_until"]),
+            Index(fields=["contact_id", "created_at"]),
+            Index(fields=["workspace_id", "unread_count"]),
+        ]
+
+
+class Message(Model):
+    id = fields.BigIntField(primary_key=True)
+    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
+        "models.Workspace", related_name=False, on_delete=fields.CASCADE
+    )
+    workspace_id: int
+    conversation: fields.ForeignKeyRelation[Conversation] = fields.ForeignKeyField(
+        "models.Conversation", related_name="messages", on_delete=fields.CASCADE
+    )
+    conversation_id: int
+    sender_kind = fields.CharEnumField(SenderKind)
+    agent: fields.ForeignKeyNullableRelation[Agent] = fields.ForeignKeyField(
+        "models.Agent", related_name=False, null=True, on_delete=fields.SET_NULL
+    )
+    agent_id: int | None
+    direction = fields.CharEnumField(Direction)
+    # Card numbers are masked before this is written.
+    body = fields.TextField()
+    delivery_state = fields.CharEnumField(DeliveryState, default=DeliveryState.RECEIVED)
+    delivery_error = fields.CharField(max_length=500, null=True)
+    # The e-mail Message-ID (sent or received), for threading replies.
+    email_message_id = fields.CharField(max_length=255, null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "messages"
+        indexes = [Index(fields=["conversation_id", "id"]), Index(fields=["email_message_id"])]
+
+
+class ConversationActivity(Model):
+    """What happened to a conversation besides messages: the cursor of conversationEvents."""
+
+    id = fields.BigIntField(primary_key=True)
+    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
+        "models.Workspace", related_name=False, on_delete=fields.CASCADE
+    )
+    workspace_id: int
+    conversation: fields.ForeignKeyRelation[Conversation] = fields.ForeignKeyField(
+        "models.Conversation", related_name="activity", on_delete=fields.CASCADE
+    )
+    conversation_id: int
+    kind = fields.CharEnumField(ActivityKind)
+    actor_agent: fields.ForeignKeyNullableRelation[Agent] = fields.ForeignKeyField(
+        "models.Agent", related_name=False, null=True, on_delete=fields.SET_NULL
+    )
+    actor_agent_id: int | None
+    data: dict[str, Any] = fields.JSONField(default=dict)  # type: ignore[assignment]
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "conversation_activity"
+        indexes = [Index(fields=["workspace_id", "id"])]

@@ -1,0 +1,624 @@
+"""Conversations and messages: start, send, status and snooze, assignment, unread, rating,
+topics; the inbox query with its views and filters. Inbound SMS and e-mail from the channel
+webhook land here too (`receive_inbound`).
+
+Events leave through the outbox after commit: each message to its conversation's channel
+(`messageAdded`) and to the contact's (`myMessages`), each status change, assignment,
+creation and rating to the workspace inbox (`conversationEvents`), and the unread
+indicator to the inbox whenever it may have changed (`unreadCount`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tortoise import connections
+from tortoise.expressions import F, Subquery
+
+from core import keys
+from core.context import Context
+from core.db import SqlBuilder
+from core.errors import Code, PublicError, UserError, UserFailure
+from core.events import Outbox, atomic
+from core.permissions import Permission, Principal, PrincipalKind
+from core.queue import enqueue
+from core.scoping import decode_global_id
+from domain import schedule
+from domain.masking import mask_card_numbers
+from models.channels import Channel, ChannelKind
+from models.contacts import Contact, ContactTag, SmsConsent
+from models.conversations import (
+    ActivityKind,
+    Conversation,
+    ConversationActivity,
+    ConversationStatus,
+    DeliveryState,
+    Direction,
+    Message,
+    SenderKind,
+    Topic,
+)
+from models.workspaces import Agent, Team, Workspace
+from resolvers.contacts import mark_for_segments
+from resolvers.pagination import Order, Page, paginate
+
+CONVERSATION_ORDER = Order(("vip", "last_message_at", "id"), descending=True)
+MESSAGE_ORDER = Order(("id",), descending=False)
+TOPIC_ORDER = Order(("name", "id"), descending=False)
+MAX_BODY = 20_000
+MAX_SUBJECT = 255
+DEFAULT_MESSAGES = 50
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+# -- who may see and do what ---------------------------------------------------------------
+
+
+def can_see_conversation(principal: Principal, conversation: Conversation) -> bool:
+    if principal.kind is PrincipalKind.CONTACT:
+        return principal.contact_id == conversation.contact_id
+    return principal.can(Permission.CONVERSATIONS_READ)
+
+
+async def find_conversation(ctx: Context, gid: str) -> Conversation | None:
+    principal = ctx.require_principal()
+    conversation = await ctx.scope.by_global_id(gid, "Conversation", Conversation)
+    if conversation is None or not can_see_conversation(principal, conversation):
+        return None
+    return conversation
+
+
+async def _conversation_for_write(ctx: Context, gid: str, field: str = "conversationId") -> Conversation:
+    conversation = await find_conversation(ctx, gid)
+    if conversation is None:
+        raise UserFailure.of(field, Code.NOT_FOUND, "No conversation with this id.")
+    principal = ctx.require_principal()
+    if principal.kind is not PrincipalKind.CONTACT and not principal.can(Permission.CONVERSATIONS_WRITE):
+        raise PublicError("This needs the conversations:write permission.", Code.FORBIDDEN)
+    return conversation
+
+
+def _clean_body(body: str, field: str = "body") -> str:
+    text = mask_card_numbers(body.strip())
+    if not text:
+        raise UserFailure.of(field, Code.REQUIRED, "A message needs some text.")
+    if len(text) > MAX_BODY:
+        raise UserFailure.of(field, Code.TOO_LONG, f"A message may be at most {MAX_BODY} characters.")
+    return text
+
+
+# -- events ---------------------------------------------------------------------------------
+
+
+def message_row(m: Message) -> dict[str, Any]:
+    """A message as events carry it: subscribers build the GraphQL object from this alone."""
+    return {
+        "id": m.id, "conversationId": m.conversation_id, "senderKind": m.sender_kind.value,
+        "agentId": m.agent_id, "direction": m.direction.value, "body": m.body,
+        "deliveryState": m.delivery_state.value, "createdAt": m.created_at.isoformat(),
+    }  # fmt: skip
+
+
+def _publish_message(outbox: Outbox, conversation: Conversation, message: Message) -> None:
+    event = {"type": "message", "cursor": str(message.id), "message": message_row(message)}
+    outbox.add(keys.conversation_channel(conversation.workspace_id, conversation.id), event)
+    outbox.add(keys.contact_messages_channel(conversation.workspace_id, conversation.contact_id), event)
+
+
+async def record_activity(
+    outbox: Outbox, conversation: Conversation, kind: ActivityKind, actor_agent_id: int | None = None, **data: Any
+) -> ConversationActivity:
+    activity = await ConversationActivity.create(
+        workspace_id=conversation.workspace_id, conversation_id=conversation.id, kind=kind,
+        actor_agent_id=actor_agent_id, data=data,
+    )  # fmt: skip
+    outbox.add(
+        keys.inbox_channel(conversation.workspace_id),
+        {
+            "type": "activity", "kind": kind.value, "cursor": str(activity.id),
+            "conversationId": conversation.id, "status": conversation.status.value,
+            "assigneeId": conversation.assignee_id, "teamId": conversation.team_id,
+            "channelId": conversation.channel_id, "data": data,
+        },
+    )  # fmt: skip
+    return activity
+
+
+async def unread_contacts(workspace_id: int) -> int:
+    """The workspace's unread indicator: contacts with unread messages, not messages."""
+    q = SqlBuilder()
+    sql = (
+        "SELECT COUNT(DISTINCT contact_id) AS n FROM conversations "
+        f"WHERE workspace_id = {q.param(workspace_id)} AND unread_count > 0"
+    )
+    rows = await connections.get("default").execute_query_dict(sql, q.params)
+    return int(rows[0]["n"])
+
+
+def _publish_unread(outbox: Outbox, workspace_id: int) -> None:
+    """After commit, count and publish the indicator (subscribers drop repeats)."""
+
+    async def publish() -> None:
+        if outbox.hub is not None:
+            count = await unread_contacts(workspace_id)
+            await outbox.hub.publish([(keys.inbox_channel(workspace_id), {"type": "unread", "count": count})])
+
+    outbox.after_commit(publish)
+
+
+def _queue(outbox: Outbox, function: str, *args: Any, job_id: str | None = None, defer: timedelta | None = None) -> None:
+    async def run() -> None:
+        await enqueue(outbox.jobs, function, *args, job_id=job_id, defer=defer)
+
+    outbox.after_commit(run)
+
+
+# -- messages -------------------------------------------------------------------------------
+
+
+async def add_message(
+    outbox: Outbox, conversation: Conversation, *, sender_kind: SenderKind, body: str,
+    agent_id: int | None = None, delivery_state: DeliveryState = DeliveryState.RECEIVED,
+    email_message_id: str | None = None, notify: bool = True,
+) -> Message:  # fmt: skip
+    """Store a message (body already masked) and move the conversation's counters. Messages
+    of blocked contacts pass notify=False: kept, counted nowhere, published to no one."""
+    direction = Direction.INBOUND if sender_kind is SenderKind.CONTACT else Direction.OUTBOUND
+    message = await Message.create(
+        workspace_id=conversation.workspace_id, conversation_id=conversation.id, sender_kind=sender_kind,
+        agent_id=agent_id, direction=direction, body=body, delivery_state=delivery_state,
+        email_message_id=email_message_id,
+    )  # fmt: skip
+    changes: dict[str, Any] = {"last_message_id": message.id, "last_message_at": message.created_at, "updated_at": message.created_at}
+    if notify and direction is Direction.INBOUND:
+        changes["unread_count"] = F("unread_count") + 1
+        conversation.unread_count += 1
+    elif notify and sender_kind in (SenderKind.AGENT, SenderKind.BOT):
+        changes["contact_unread_count"] = F("contact_unread_count") + 1
+        conversation.contact_unread_count += 1
+    if sender_kind is SenderKind.AGENT and conversation.first_response_at is None:
+        changes["first_response_at"] = conversation.first_response_at = message.created_at
+    await Conversation.filter(id=conversation.id).update(**changes)
+    conversation.last_message_id, conversation.last_message_at = message.id, message.created_at
+    if notify:
+        _publish_message(outbox, conversation, message)
+        if direction is Direction.INBOUND:
+            _publish_unread(outbox, conversation.workspace_id)
+    return message
+
+
+async def receive_inbound(
+    outbox: Outbox, conversation: Conversation, contact: Contact, body: str, *, email_message_id: str | None = None
+) -> Message:
+    """A message from the contact, from any channel: it reopens a snoozed or resolved
+    conversation and tells the agents, unless the contact is blocked."""
+    live = not contact.blocked
+    message = await add_message(
+        outbox, conversation, sender_kind=SenderKind.CONTACT, body=body, email_message_id=email_message_id, notify=live
+    )
+    stamp = message.created_at
+    await Contact.filter(id=contact.id).update(last_seen_at=stamp)
+    if live and conversation.status is not ConversationStatus.OPEN:
+        previous = conversation.status
+        conversation.status, conversation.snoozed_until = ConversationStatus.OPEN, None
+        await Conversation.filter(id=conversation.id).update(status=ConversationStatus.OPEN, snoozed_until=None)
+        await record_activity(outbox, conversation, ActivityKind.STATUS_CHANGED, previous=previous.value, reason="inbound_message")
+    if live:
+        _queue(outbox, "notify_new_message", message.id)
+    mark_for_segments(outbox, contact.workspace_id, contact.id)
+    return message
+
+
+async def _outbound_state(conversation: Conversation, channel: Channel, contact: Contact) -> DeliveryState:
+    """Check that this channel can reach the contact now; what the message's state starts as."""
+    if channel.kind is ChannelKind.SMS:
+        if contact.sms_consent is not SmsConsent.SUBSCRIBED:
+            raise UserFailure.of("conversationId", Code.CONSENT_REQUIRED,
+                                 "This contact has not subscribed to SMS: replies by SMS need their consent.")  # fmt: skip
+        if not contact.phone:
+            raise UserFailure.of("conversationId", Code.REQUIRED, "This contact has no phone number.")
+        return DeliveryState.PENDING
+    if channel.kind is ChannelKind.EMAIL:
+        if not contact.email:
+            raise UserFailure.of("conversationId", Code.REQUIRED, "This contact has no e-mail address.")
+        return DeliveryState.PENDING
+    if channel.kind is ChannelKind.MESSENGER:
+        return DeliveryState.PENDING
+    # Widget and SDK: delivered live; the worker e-mails a copy if the contact has left.
+    return DeliveryState.RECEIVED
+
+
+async def send_message(ctx: Context, conversation_gid: str, body: str) -> Message:
+    principal = ctx.require_principal()
+    conversation = await _conversation_for_write(ctx, conversation_gid)
+    text = _clean_body(body)
+    contact = await Contact.get(id=conversation.contact_id)
+    async with atomic(ctx.outbox):
+        if principal.kind is PrincipalKind.CONTACT:
+            return await receive_inbound(ctx.outbox, conversation, contact, text)
+        channel = await Channel.get(id=conversation.channel_id)
+        state = await _outbound_state(conversation, channel, contact)
+        kind = SenderKind.AGENT if principal.kind is PrincipalKind.AGENT else SenderKind.BOT
+        message = await add_message(ctx.outbox, conversation, sender_kind=kind, body=text, agent_id=principal.agent_id, delivery_state=state)
+        _queue(ctx.outbox, "deliver_message", message.id, job_id=f"deliver:{message.id}")
+        return message
+
+
+@dataclass
+class Started:
+    conversation: Conversation
+    message: Message
+
+
+async def start_conversation(
+    ctx: Context, *, body: str, contact_gid: str | None, channel_gid: str | None, subject: str | None,
+    topic_gid: str | None, website_url: str | None,
+) -> Started:  # fmt: skip
+    """Contacts start conversations from the widget or SDK; agents only by e-mail, to a
+    contact with an address; nobody opens an SMS conversation (the contact texts first)."""
+    principal = ctx.require_principal()
+    text = _clean_body(body)
+    topic = await _topic(ctx, topic_gid) if topic_gid else None
+    if subject is not None and len(subject) > MAX_SUBJECT:
+        raise UserFailure.of("subject", Code.TOO_LONG, f"A subject may be at most {MAX_SUBJECT} characters.")
+    if principal.kind is PrincipalKind.CONTACT:
+        contact = await Contact.get(id=principal.contact_id)
+        channel = await Channel.get(id=principal.channel_id)
+    else:
+        ctx.require(Permission.CONVERSATIONS_WRITE)
+        if contact_gid is None or channel_gid is None:
+            raise UserFailure.of("contactId" if contact_gid is None else "channelId", Code.REQUIRED,
+                                 "Agents start a conversation with a contact on an e-mail channel.")  # fmt: skip
+        found_contact = await ctx.scope.by_global_id(contact_gid, "Contact", Contact)
+        if found_contact is None:
+            raise UserFailure.of("contactId", Code.NOT_FOUND, "No contact with this id.")
+        found_channel = await ctx.scope.by_global_id(channel_gid, "Channel", Channel)
+        if found_channel is None:
+            raise UserFailure.of("channelId", Code.NOT_FOUND, "No channel with this id.")
+        contact, channel = found_contact, found_channel
+        if channel.kind is ChannelKind.SMS:
+            raise UserFailure.of("channelId", Code.NOT_ALLOWED, "A business cannot open an SMS conversation: the contact must text first.")
+        if channel.kind is not ChannelKind.EMAIL:
+            raise UserFailure.of("channelId", Code.NOT_ALLOWED, "Agents start conversations by e-mail; contacts start them from the widget or app.")
+        if not contact.email:
+            raise UserFailure.of("contactId", Code.REQUIRED, "This contact has no e-mail address.")
+    async with atomic(ctx.outbox):
+        conversation = await Conversation.create(
+            workspace_id=contact.workspace_id, contact_id=contact.id, channel_id=channel.id,
+            topic_id=topic.id if topic else None, subject=subject, vip=contact.vip,
+            # A blocked contact's conversation is kept, closed, and shown to no one.
+            status=ConversationStatus.RESOLVED if contact.blocked else ConversationStatus.OPEN,
+            website_url=(website_url or None) and website_url[:2048],
+            ip=ctx.client_ip if principal.kind is PrincipalKind.CONTACT else None,
+            last_message_at=now(),
+        )  # fmt: skip
+        if not contact.blocked:
+            await record_activity(ctx.outbox, conversation, ActivityKind.CREATED, principal.agent_id)
+        if principal.kind is PrincipalKind.CONTACT:
+            message = await receive_inbound(ctx.outbox, conversation, contact, text)
+        else:
+            message = await add_message(
+                ctx.outbox, conversation, sender_kind=SenderKind.AGENT, body=text,
+                agent_id=principal.agent_id, delivery_state=DeliveryState.PENDING,
+            )  # fmt: skip
+            _queue(ctx.outbox, "deliver_message", message.id, job_id=f"deliver:{message.id}")
+            mark_for_segments(ctx.outbox, contact.workspace_id, contact.id)
+    return Started(conversation, message)
+
+
+# -- status, assignment, read, rating --------------------------------------------------------
+
+
+async def set_status(
+    ctx: Context, gid: str, status: ConversationStatus, *, until: datetime | None, preset: schedule.SnoozePreset | None
+) -> Conversation:
+    principal = ctx.require_principal()
+    if principal.kind is PrincipalKind.CONTACT:
+        raise PublicError("Only agents change a conversation's status.", Code.FORBIDDEN)
+    conversation = await _conversation_for_write(ctx, gid, "id")
+    if status is ConversationStatus.RESOLVED and principal.kind is PrincipalKind.AGENT:
+        if not principal.is_admin and conversation.assignee_id != principal.agent_id:
+            raise UserFailure.of("status", Code.NOT_ALLOWED, "Only the assignee or an owner or admin may resolve this conversation.")
+    snoozed_until = None
+    if status is ConversationStatus.SNOOZED:
+        snoozed_until = await _snooze_time(ctx, principal, until, preset)
+    elif until is not None or preset is not None:
+        raise UserFailure.of("snoozedUntil", Code.INVALID, "Only a snoozed conversation has a wake-up time.")
+    if conversation.status is status and conversation.snoozed_until == snoozed_until:
+        return conversation
+    previous = conversation.status
+    async with atomic(ctx.outbox):
+        conversation.status, conversation.snoozed_until = status, snoozed_until
+        conversation.resolved_at = now() if status is ConversationStatus.RESOLVED else None
+        await conversation.save(update_fields=["status", "snoozed_until", "resolved_at", "updated_at"])
+        await record_activity(
+            ctx.outbox, conversation, ActivityKind.STATUS_CHANGED, principal.agent_id, previous=previous.value,
+            snoozedUntil=snoozed_until.isoformat() if snoozed_until else None,
+        )  # fmt: skip
+        if snoozed_until is not None:
+            _queue(
+                ctx.outbox, "wake_conversation", conversation.id,
+                job_id=f"wake:{conversation.id}:{int(snoozed_until.timestamp())}",
+                defer=max(snoozed_until - now(), timedelta(0)),
+            )  # fmt: skip
+    return conversation
+
+
+async def _snooze_time(
+    ctx: Context, principal: Principal, until: datetime | None, preset: schedule.SnoozePreset | None
+) -> datetime:
+    if (until is None) == (preset is None):
+        raise UserFailure.of("snoozedUntil", Code.REQUIRED, "Snoozing needs either snoozedUntil or a preset.")
+    if preset is not None:
+        agent = await ctx.scope.get(Agent, principal.agent_id)
+        workspace = await ctx.scope.get(Workspace, ctx.scope.workspace_id)
+        zone = agent.time_zone if agent else workspace.time_zone if workspace else "UTC"
+        return schedule.snooze_until(preset, now(), zone)
+    assert until is not None
+    if until.tzinfo is None:
+        raise UserFailure.of("snoozedUntil", Code.INVALID, "Give the time with its offset, e.g. 2026-11-23T09:00:00+01:00.")
+    if until <= now():
+        raise UserFailure.of("snoozedUntil", Code.INVALID, "The wake-up time must be in the future.")
+    if until > now() + timedelta(days=366):
+        raise UserFailure.of("snoozedUntil", Code.INVALID, "A conversation can be snoozed for a year at most.")
+    return until.astimezone(UTC)
+
+
+async def close_conversation(outbox: Outbox, conversation: Conversation, actor_agent_id: int | None, *, reason: str) -> None:
+    previous = conversation.status
+    conversation.status, conversation.snoozed_until, conversation.resolved_at = ConversationStatus.RESOLVED, None, now()
+    await conversation.save(update_fields=["status", "snoozed_until", "resolved_at", "updated_at"])
+    await record_activity(outbox, conversation, ActivityKind.STATUS_CHANGED, actor_agent_id, previous=previous.value, reason=reason)
+
+
+async def wake_due(outbox: Outbox, conversation_id: int | None = None, *, batch: int = 500) -> int:
+    """Reopen snoozed conversations whose time has come. Idempotent: a conversation that
+    is no longer snoozed, or was snoozed again for later, is left alone."""
+    woken = 0
+    while True:
+        stamp = now()
+        query = Conversation.filter(status=ConversationStatus.SNOOZED, snoozed_until__lte=stamp)
+        if conversation_id is not None:
+            query = query.filter(id=conversation_id)
+        due = await query.order_by("snoozed_until").limit(batch)
+        if not due:
+            return woken
+        for conversation in due:
+            async with atomic(outbox):
+                changed = await Conversation.filter(
+                    id=conversation.id, status=ConversationStatus.SNOOZED, snoozed_until__lte=stamp
+                ).update(status=ConversationStatus.OPEN, snoozed_until=None, updated_at=stamp)
+                if changed:
+                    conversation.status, conversation.snoozed_until = ConversationStatus.OPEN, None
+                    await record_activity(outbox, conversation, ActivityKind.STATUS_CHANGED, previous="snoozed", reason="snooze_ended")
+                    woken += 1
+        if conversation_id is not None or len(due) < batch:
+            return woken
+
+
+async def assign(ctx: Context, gid: str, changes: dict[str, str | None]) -> Conversation:
+    """Assign to an agent and/or a team: `changes` holds "assignee_id" and/or "team_id"
+    (global ids); None unassigns, an absent key stays."""
+    principal = ctx.require_principal()
+    if principal.kind is PrincipalKind.CONTACT:
+        raise PublicError("Only agents assign conversations.", Code.FORBIDDEN)
+    conversation = await _conversation_for_write(ctx, gid, "id")
+    errors: list[UserError] = []
+    assignee_id, team_id = conversation.assignee_id, conversation.team_id
+    if "assignee_id" in changes:
+        agent_gid = changes["assignee_id"]
+        agent = await ctx.scope.by_global_id(agent_gid, "Agent", Agent) if agent_gid else None
+        if agent_gid and agent is None:
+            errors.append(UserError(["assigneeId"], Code.NOT_FOUND, "No agent with this id."))
+        assignee_id = agent.id if agent else None
+    if "team_id" in changes:
+        team_gid = changes["team_id"]
+        team = await ctx.scope.by_global_id(team_gid, "Team", Team) if team_gid else None
+        if team_gid and team is None:
+            errors.append(UserError(["teamId"], Code.NOT_FOUND, "No team with this id."))
+        team_id = team.id if team else None
+    if errors:
+        raise UserFailure(*errors)
+    if (assignee_id, team_id) == (conversation.assignee_id, conversation.team_id):
+        return conversation
+    async with atomic(ctx.outbox):
+        previous = {"assigneeId": conversation.assignee_id, "teamId": conversation.team_id}
+        conversation.assignee_id, conversation.team_id = assignee_id, team_id
+        await conversation.save(update_fields=["assignee_id", "team_id", "updated_at"])
+        await record_activity(ctx.outbox, conversation, ActivityKind.ASSIGNED, principal.agent_id, previous=previous)
+    return conversation
+
+
+async def mark_read(ctx: Context, gid: str) -> Conversation:
+    """Agents read the contact's messages; a contact reads the agents' replies."""
+    principal = ctx.require_principal()
+    conversation = await _conversation_for_write(ctx, gid, "id")
+    async with atomic(ctx.outbox):
+        if principal.kind is PrincipalKind.CONTACT:
+            if conversation.contact_unread_count:
+                await Conversation.filter(id=conversation.id).update(contact_unread_count=0)
+                await Message.filter(
+                    conversation_id=conversation.id, direction=Direction.OUTBOUND,
+                    delivery_state__in=[DeliveryState.RECEIVED, DeliveryState.SENT],
+                ).update(delivery_state=DeliveryState.READ)  # fmt: skip
+            conversation.contact_unread_count = 0
+        else:
+            if conversation.unread_count:
+                await Conversation.filter(id=conversation.id).update(unread_count=0)
+                _publish_unread(ctx.outbox, conversation.workspace_id)
+            conversation.unread_count = 0
+    return conversation
+
+
+async def rate(ctx: Context, gid: str, rating: int) -> Conversation:
+    principal = ctx.require_contact()
+    conversation = await _conversation_for_write(ctx, gid, "id")
+    if principal.contact_id != conversation.contact_id:
+        raise UserFailure.of("id", Code.NOT_FOUND, "No conversation with this id.")
+    if not 1 <= rating <= 5:
+        raise UserFailure.of("rating", Code.INVALID, "A rating is a whole number from 1 to 5.")
+    async with atomic(ctx.outbox):
+        conversation.rating, conversation.rated_at = rating, now()
+        await conversation.save(update_fields=["rating", "rated_at", "updated_at"])
+        await record_activity(ctx.outbox, conversation, ActivityKind.RATED, rating=rating)
+    return conversation
+
+
+async def set_topic(ctx: Context, gid: str, topic_gid: str | None) -> Conversation:
+    conversation = await _conversation_for_write(ctx, gid, "id")
+    topic = await _topic(ctx, topic_gid) if topic_gid else None
+    conversation.topic_id = topic.id if topic else None
+    await conversation.save(update_fields=["topic_id", "updated_at"])
+    return conversation
+
+
+# -- topics ---------------------------------------------------------------------------------
+
+
+async def _topic(ctx: Context, gid: str, field: str = "topicId") -> Topic:
+    topic = await ctx.scope.by_global_id(gid, "Topic", Topic)
+    if topic is None:
+        raise UserFailure.of(field, Code.NOT_FOUND, "No topic with this id.")
+    return topic
+
+
+async def create_topic(ctx: Context, name: str) -> Topic:
+    ctx.require(Permission.WORKSPACE_MANAGE)
+    clean = " ".join(name.split())
+    if not clean:
+        raise UserFailure.of("name", Code.REQUIRED, "A topic needs a name.")
+    if len(clean) > 120:
+        raise UserFailure.of("name", Code.TOO_LONG, "A topic name may be at most 120 characters.")
+    if await ctx.scope.all(Topic).filter(name=clean).exists():
+        raise UserFailure.of("name", Code.TAKEN, "A topic with this name exists.")
+    return await Topic.create(workspace_id=ctx.scope.workspace_id, name=clean)
+
+
+async def delete_topic(ctx: Context, gid: str) -> None:
+    ctx.require(Permission.WORKSPACE_MANAGE)
+    topic = await _topic(ctx, gid, "id")
+    await topic.delete()
+
+
+async def list_topics(ctx: Context, *, not_engaged_by: str | None, first: int | None, after: str | None) -> Page[Topic]:
+    """Topics of the workspace; with notEngagedBy, those the contact has no conversation in."""
+    principal = ctx.require_principal()
+    query = ctx.scope.all(Topic)
+    if not_engaged_by is not None:
+        contact = await ctx.scope.by_global_id(not_engaged_by, "Contact", Contact)
+        if contact is None or (principal.kind is PrincipalKind.CONTACT and principal.contact_id != contact.id):
+            raise PublicError("No contact with this id.", Code.NOT_FOUND)
+        engaged = Conversation.filter(contact_id=contact.id, topic_id__isnull=False).values("topic_id")
+        query = query.exclude(id__in=Subquery(engaged))
+    return await paginate(query, TOPIC_ORDER, first=first, after=after, default_size=100)
+
+
+# -- the inbox ------------------------------------------------------------------------------
+
+
+@dataclass
+class ConversationFilter:
+    status: ConversationStatus | None = None
+    unread: bool | None = None
+    assignee_gid: str | None = None
+    team_gid: str | None = None
+    tags: list[str] | None = None
+    rating: int | None = None
+    channel_gid: str | None = None
+    website_url: str | None = None
+    ip: str | None = None
+    attributed_source: str | None = None
+    vip: bool | None = None
+    contact_gid: str | None = None
+
+
+def _pk(gid: str, type_name: str, field: str) -> int:
+    decoded = decode_global_id(gid)
+    if decoded is None or decoded[0] != type_name:
+        raise PublicError(f"filter.{field} is not a {type_name} id.", Code.INVALID)
+    return decoded[1]
+
+
+async def list_conversations(
+    ctx: Context, *, view: str, where: ConversationFilter, first: int | None, after: str | None,
+    last: int | None, before: str | None,
+) -> Page[Conversation]:  # fmt: skip
+    """The queue: VIP contacts first, then the most recent activity. Views: mine,
+    unassigned, team (the caller's teams), all."""
+    principal = ctx.require(Permission.CONVERSATIONS_READ)
+    query = ctx.scope.all(Conversation)
+    if view == "mine":
+        query = query.filter(assignee_id=principal.agent_id) if principal.agent_id else query.filter(id=-1)
+    elif view == "unassigned":
+        query = query.filter(assignee_id__isnull=True)
+    elif view == "team":
+        team_ids = await Team.filter(workspace_id=principal.workspace_id, members__id=principal.agent_id or -1).values_list("id", flat=True)
+        query = query.filter(team_id__in=list(team_ids) or [-1])
+    if where.status is not None:
+        query = query.filter(status=where.status)
+    if where.unread is not None:
+        query = query.filter(unread_count__gt=0) if where.unread else query.filter(unread_count=0)
+    if where.assignee_gid is not None:
+        query = query.filter(assignee_id=_pk(where.assignee_gid, "Agent", "assigneeId"))
+    if where.team_gid is not None:
+        query = query.filter(team_id=_pk(where.team_gid, "Team", "teamId"))
+    if where.channel_gid is not None:
+        query = query.filter(channel_id=_pk(where.channel_gid, "Channel", "channelId"))
+    if where.contact_gid is not None:
+        query = query.filter(contact_id=_pk(where.contact_gid, "Contact", "contactId"))
+    if where.tags:
+        tagged = ContactTag.filter(workspace_id=principal.workspace_id, name__in=[t.strip().lower() for t in where.tags]).values("contact_id")
+        query = query.filter(contact_id__in=Subquery(tagged))
+    if where.rating is not None:
+        query = query.filter(rating=where.rating)
+    if where.website_url:
+        query = query.filter(website_url__icontains=where.website_url[:2048])
+    if where.ip:
+        query = query.filter(ip=where.ip)
+    if where.attributed_source:
+        query = query.filter(attributed_source=where.attributed_source)
+    if where.vip is not None:
+        query = query.filter(vip=where.vip)
+    return await paginate(query, CONVERSATION_ORDER, first=first, after=after, last=last, before=before, default_size=25)
+
+
+async def list_my_conversations(ctx: Context, *, first: int | None, after: str | None) -> Page[Conversation]:
+    principal = ctx.require_contact()
+    query = ctx.scope.all(Conversation).filter(contact_id=principal.contact_id)
+    return await paginate(query, Order(("last_message_at", "id"), descending=True), first=first, after=after, default_size=25)
+
+
+async def list_messages(
+    ctx: Context, conversation: Conversation, *, first: int | None, after: str | None, last: int | None, before: str | None
+) -> Page[Message]:
+    """Oldest first within a page; by default the last 50, paging backwards with `before`.
+    A client that reconnects catches up with `after:` the last cursor it saw."""
+    if first is None and last is None and after is None:
+        last = DEFAULT_MESSAGES
+    query = Message.filter(conversation_id=conversation.id)
+    return await paginate(query, MESSAGE_ORDER, first=first, after=after, last=last, before=before, default_size=DEFAULT_MESSAGES)
+
+
+# -- batched loads ----------------------------------------------------------------------------
+
+
+async def load_by_id(ctx: Context, model: type[Any], pk: int | None) -> Any:
+    if pk is None:
+        return None
+
+    async def batch(ids: list[int]) -> list[Any]:
+        found = await ctx.scope.get_many(model, ids)
+        return [found.get(i) for i in ids]
+
+    return await ctx.loader(f"by_id.{model.__name__}", batch).load(pk)
+
+
+async def sync_vip(contact_id: int, vip: bool) -> None:
+    """Keep the queue's VIP copy in step with the contact."""
+    await Conversation.filter(contact_id=contact_id).exclude(vip=vip).update(vip=vip)
+

@@ -1,0 +1,546 @@
+"""Conversations, messages and topics; the inbox; `messageAdded`, `conversationEvents`,
+`unreadCount` for agents and `myMessages` for contacts."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import strawberry
+from strawberry import relay
+from strawberry.types import Info
+
+from core import keys, presence
+from core.context import Context
+from core.errors import Code, PublicError
+from core.hub import SubscriberTooSlow
+from core.permissions import Permission, PrincipalKind
+from domain import schedule
+from models import conversations as m
+from models.channels import Channel as ChannelRow
+from models.contacts import Contact as ContactRow
+from models.workspaces import Team as TeamRow
+from resolvers import conversations as r
+from resolvers.contacts import load_agent
+from schema.common import Connection, UserError, mutate, node_id, provided, to_connection
+from schema.contacts import Contact
+from schema.workspaces import Agent, Channel, Team
+
+ConversationStatus = strawberry.enum(m.ConversationStatus, name="ConversationStatus")
+SenderKind = strawberry.enum(m.SenderKind, name="SenderKind")
+MessageDirection = strawberry.enum(m.Direction, name="MessageDirection")
+DeliveryState = strawberry.enum(m.DeliveryState, name="DeliveryState")
+ConversationEventKind = strawberry.enum(m.ActivityKind, name="ConversationEventKind")
+SnoozePreset = strawberry.enum(schedule.SnoozePreset, name="SnoozePreset")
+
+
+@strawberry.enum(description="Which part of the inbox: assigned to me, to nobody, to one of my teams, or everything.")
+class InboxView(StrEnum):
+    MINE = "mine"
+    UNASSIGNED = "unassigned"
+    TEAM = "team"
+    ALL = "all"
+
+
+@strawberry.type
+class Topic(relay.Node):
+    id: relay.NodeID[int]
+    name: str
+    created_at: datetime
+
+    @classmethod
+    def from_model(cls, t: m.Topic) -> Topic:
+        return cls(id=t.id, name=t.name, created_at=t.created_at)
+
+
+@strawberry.type
+class Message(relay.Node):
+    id: relay.NodeID[int]
+    body: str = strawberry.field(description="Card numbers in it were masked before it was stored.")
+    sender_kind: SenderKind  # type: ignore[valid-type]
+    direction: MessageDirection  # type: ignore[valid-type]
+    delivery_state: DeliveryState  # type: ignore[valid-type]
+    created_at: datetime
+    _conversation_id: strawberry.Private[int]
+    _agent_id: strawberry.Private[int | None]
+
+    @strawberry.field
+    def conversation_id(self) -> relay.GlobalID:
+        return node_id("Conversation", self._conversation_id)
+
+    @strawberry.field(description="The agent who wrote it; null for contacts' sessions, bots and the system.")
+    async def agent(self, info: Info[Context, None]) -> Agent | None:
+        principal = info.context.principal
+        if principal is None or principal.kind is PrincipalKind.CONTACT:
+            return None
+        agent = await load_agent(info.context, self._agent_id)
+        return Agent.from_model(agent) if agent else None
+
+    @strawberry.field(description="What the widget shows as the sender: the agent's name, or null.")
+    async def sender_name(self, info: Info[Context, None]) -> str | None:
+        agent = await load_agent(info.context, self._agent_id)
+        return agent.name if agent else None
+
+    @classmethod
+    def from_model(cls, x: m.Message) -> Message:
+        return cls(
+            id=x.id, body=x.body, sender_kind=x.sender_kind, direction=x.direction, delivery_state=x.delivery_state,
+            created_at=x.created_at, _conversation_id=x.conversation_id, _agent_id=x.agent_id,
+        )  # fmt: skip
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Message:
+        """From an event's copy of the row: no database read per subscriber."""
+        return cls(
+            id=row["id"], body=row["body"], sender_kind=m.SenderKind(row["senderKind"]),
+            direction=m.Direction(row["direction"]), delivery_state=m.DeliveryState(row["deliveryState"]),
+            created_at=datetime.fromisoformat(row["createdAt"]), _conversation_id=row["conversationId"],
+            _agent_id=row["agentId"],
+        )  # fmt: skip
+
+
+@strawberry.type
+class Conversation(relay.Node):
+    id: relay.NodeID[int]
+    status: ConversationStatus  # type: ignore[valid-type]
+    snoozed_until: datetime | None
+    subject: str | None
+    vip: bool = strawberry.field(description="The contact is a VIP: the queue sorts these first.")
+    unread_count: int = strawberry.field(description="Messages from the contact no agent has read.")
+    contact_unread_count: int = strawberry.field(description="Replies the contact has not read.")
+    rating: int | None
+    rated_at: datetime | None
+    website_url: str | None
+    ip: str | None
+    attributed_source: str | None = strawberry.field(description="The proactive message or campaign it is attributed to.")
+    last_message_at: datetime | None
+    first_response_at: datetime | None
+    resolved_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    _row: strawberry.Private[m.Conversation]
+
+    @strawberry.field
+    async def contact(self, info: Info[Context, None]) -> Contact | None:
+        found = await r.load_by_id(info.context, ContactRow, self._row.contact_id)
+        return Contact.from_model(found) if found else None
+
+    @strawberry.field
+    async def channel(self, info: Info[Context, None]) -> Channel | None:
+        found = await r.load_by_id(info.context, ChannelRow, self._row.channel_id)
+        return Channel.from_model(found) if found else None
+
+    @strawberry.field
+    async def topic(self, info: Info[Context, None]) -> Topic | None:
+        found = await r.load_by_id(info.context, m.Topic, self._row.topic_id)
+        return Topic.from_model(found) if found else None
+
+    @strawberry.field(description="Null in a contact's session.")
+    async def assignee(self, info: Info[Context, None]) -> Agent | None:
+        principal = info.context.principal
+        if principal is None or principal.kind is PrincipalKind.CONTACT:
+            return None
+        found = await load_agent(info.context, self._row.assignee_id)
+        return Agent.from_model(found) if found else None
+
+    @strawberry.field(description="Null in a contact's session.")
+    async def team(self, info: Info[Context, None]) -> Team | None:
+        principal = info.context.principal
+        if principal is None or principal.kind is PrincipalKind.CONTACT:
+            return None
+        found = await r.load_by_id(info.context, TeamRow, self._row.team_id)
+        return Team.from_model(found) if found else None
+
+    @strawberry.field
+    async def last_message(self, info: Info[Context, None]) -> Message | None:
+        found = await r.load_by_id(info.context, m.Message, self._row.last_message_id)
+        return Message.from_model(found) if found else None
+
+    @strawberry.field(description="Seconds from the start to the first agent reply.")
+    def first_response_seconds(self) -> int | None:
+        if self.first_response_at is None:
+            return None
+        return int((self.first_response_at - self.created_at).total_seconds())
+
+    @strawberry.field(description="Seconds from the start to resolution (while resolved).")
+    def resolution_seconds(self) -> int | None:
+        if self.resolved_at is None:
+            return None
+        return int((self.resolved_at - self.created_at).total_seconds())
+
+    @strawberry.field(description="By default the last 50, oldest first; page backwards with `last`/`before`, catch up with `after`.")
+    async def messages(
+        self, info: Info[Context, None], first: int | None = None, after: str | None = None,
+        last: int | None = None, before: str | None = None,
+    ) -> Connection[Message]:  # fmt: skip
+        page = await r.list_messages(info.context, self._row, first=first, after=after, last=last, before=before)
+        return to_connection(page, Message.from_model)
+
+    @classmethod
+    def from_model(cls, c: m.Conversation) -> Conversation:
+        return cls(
+            id=c.id, status=c.status, snoozed_until=c.snoozed_until, subject=c.subject, vip=c.vip,
+            unread_count=c.unread_count, contact_unread_count=c.contact_unread_count, rating=c.rating,
+            rated_at=c.rated_at, website_url=c.website_url, ip=c.ip, attributed_source=c.attributed_source,
+            last_message_at=c.last_message_at, first_response_at=c.first_response_at, resolved_at=c.resolved_at,
+            created_at=c.created_at, updated_at=c.updated_at, _row=c,
+        )  # fmt: skip
+
+
+# -- events ------------------------------------------------------------------------------------
+
+
+@strawberry.type
+class MessageEvent:
+    cursor: str = strawberry.field(description="The message's position: catch up with messages(after:) after a reconnect.")
+    message: Message
+
+
+@strawberry.type
+class ConversationEvent:
+    cursor: str
+    kind: ConversationEventKind  # type: ignore[valid-type]
+    conversation_id: relay.GlobalID
+    conversation: Conversation | None = strawberry.field(description="The conversation now; null once deleted.")
+
+
+# -- inputs and payloads -----------------------------------------------------------------------
+
+
+@strawberry.input
+class ConversationFilter:
+    status: ConversationStatus | None = None  # type: ignore[valid-type]
+    unread: bool | None = None
+    assignee_id: relay.GlobalID | None = None
+    team_id: relay.GlobalID | None = None
+    tags: list[str] | None = strawberry.field(default=None, description="The contact has any of these tags.")
+    rating: int | None = None
+    channel_id: relay.GlobalID | None = None
+    website_url: str | None = strawberry.field(default=None, description="The page it started on contains this.")
+    ip: str | None = None
+    attributed_source: str | None = None
+    vip: bool | None = None
+    contact_id: relay.GlobalID | None = None
+
+    def to_domain(self) -> r.ConversationFilter:
+        g = lambda v: str(v) if v is not None else None  # noqa: E731
+        return r.ConversationFilter(
+            status=self.status, unread=self.unread, assignee_gid=g(self.assignee_id), team_gid=g(self.team_id),
+            tags=self.tags, rating=self.rating, channel_gid=g(self.channel_id), website_url=self.website_url,
+            ip=self.ip, attributed_source=self.attributed_source, vip=self.vip, contact_gid=g(self.contact_id),
+        )  # fmt: skip
+
+
+@strawberry.input
+class ConversationEventFilter:
+    kinds: list[ConversationEventKind] | None = None  # type: ignore[valid-type]
+    status: ConversationStatus | None = strawberry.field(default=None, description="The status after the event.")  # type: ignore[valid-type]
+    assignee_id: relay.GlobalID | None = None
+    team_id: relay.GlobalID | None = None
+    channel_id: relay.GlobalID | None = None
+
+
+@strawberry.input
+class StartConversationInput:
+    body: str
+    contact_id: relay.GlobalID | None = strawberry.field(default=None, description="Agents: the contact to e-mail. Omit in a contact session.")
+    channel_id: relay.GlobalID | None = strawberry.field(default=None, description="Agents: an e-mail channel. Omit in a contact session.")
+    subject: str | None = None
+    topic_id: relay.GlobalID | None = None
+    website_url: str | None = strawberry.field(default=None, description="Widget: the page the contact is on.")
+
+
+@strawberry.input
+class SendMessageInput:
+    conversation_id: relay.GlobalID
+    body: str
+
+
+@strawberry.input
+class SetConversationStatusInput:
+    id: relay.GlobalID
+    status: ConversationStatus  # type: ignore[valid-type]
+    snoozed_until: datetime | None = strawberry.field(default=None, description="SNOOZED: wake at this time…")
+    snooze_preset: SnoozePreset | None = strawberry.field(default=None, description="…or at a preset, in the agent's time zone.")  # type: ignore[valid-type]
+
+
+@strawberry.input
+class AssignConversationInput:
+    id: relay.GlobalID
+    assignee_id: relay.GlobalID | None = strawberry.field(default=strawberry.UNSET, description="null unassigns; omitted stays.")
+    team_id: relay.GlobalID | None = strawberry.field(default=strawberry.UNSET, description="null unassigns; omitted stays.")
+
+
+@strawberry.input
+class ConversationIdInput:
+    id: relay.GlobalID
+
+
+@strawberry.input
+class RateConversationInput:
+    id: relay.GlobalID
+    rating: int = strawberry.field(description="1 to 5.")
+
+
+@strawberry.input
+class SetConversationTopicInput:
+    id: relay.GlobalID
+    topic_id: relay.GlobalID | None
+
+
+@strawberry.input
+class CreateTopicInput:
+    name: str
+
+
+@strawberry.input
+class TopicIdInput:
+    id: relay.GlobalID
+
+
+@strawberry.type
+class ConversationPayload:
+    conversation: Conversation | None = None
+    user_errors: list[UserError]
+
+
+@strawberry.type
+class StartConversationPayload:
+    conversation: Conversation | None = None
+    message: Message | None = None
+    user_errors: list[UserError]
+
+
+@strawberry.type
+class SendMessagePayload:
+    message: Message | None = None
+    user_errors: list[UserError]
+
+
+@strawberry.type
+class TopicPayload:
+    topic: Topic | None = None
+    user_errors: list[UserError]
+
+
+@strawberry.type
+class DeleteTopicPayload:
+    deleted_id: relay.GlobalID | None = None
+    user_errors: list[UserError]
+
+
+def _conversation(c: m.Conversation) -> dict[str, object]:
+    return {"conversation": Conversation.from_model(c)}
+
+
+def _gid(value: relay.GlobalID | None) -> str | None:
+    return str(value) if value is not None else None
+
+
+# -- root fields -------------------------------------------------------------------------------
+
+
+@strawberry.type
+class ConversationQuery:
+    @strawberry.field(description="The inbox: VIP contacts first, then the latest activity.")
+    async def conversations(
+        self, info: Info[Context, None], view: InboxView = InboxView.ALL, filter: ConversationFilter | None = None,
+        first: int | None = None, after: str | None = None, last: int | None = None, before: str | None = None,
+    ) -> Connection[Conversation]:  # fmt: skip
+        where = filter.to_domain() if filter else r.ConversationFilter()
+        page = await r.list_conversations(info.context, view=view.value, where=where, first=first, after=after, last=last, before=before)
+        return to_connection(page, Conversation.from_model)
+
+    @strawberry.field
+    async def conversation(self, info: Info[Context, None], id: relay.GlobalID) -> Conversation | None:
+        found = await r.find_conversation(info.context, str(id))
+        return Conversation.from_model(found) if found else None
+
+    @strawberry.field(description="A contact's session: its own conversations, latest first.")
+    async def my_conversations(self, info: Info[Context, None], first: int | None = None, after: str | None = None) -> Connection[Conversation]:
+        page = await r.list_my_conversations(info.context, first=first, after=after)
+        return to_connection(page, Conversation.from_model)
+
+    @strawberry.field(description="The workspace's unread indicator: contacts with unread messages.")
+    async def unread_count(self, info: Info[Context, None]) -> int:
+        info.context.require(Permission.CONVERSATIONS_READ)
+        return await r.unread_contacts(info.context.scope.workspace_id)
+
+    @strawberry.field(description="Topics; with notEngagedBy, those the contact has not had a conversation in.")
+    async def topics(
+        self, info: Info[Context, None], not_engaged_by: relay.GlobalID | None = None, first: int | None = None, after: str | None = None
+    ) -> Connection[Topic]:
+        page = await r.list_topics(info.context, not_engaged_by=_gid(not_engaged_by), first=first, after=after)
+        return to_connection(page, Topic.from_model)
+
+
+@strawberry.type
+class ConversationMutation:
+    @strawberry.mutation(description="Contacts from the widget or app; agents by e-mail only. Nobody opens an SMS conversation.")
+    async def start_conversation(self, info: Info[Context, None], input: StartConversationInput) -> StartConversationPayload:
+        work = r.start_conversation(
+            info.context, body=input.body, contact_gid=_gid(input.contact_id), channel_gid=_gid(input.channel_id),
+            subject=input.subject, topic_gid=_gid(input.topic_id), website_url=input.website_url,
+        )  # fmt: skip
+        return await mutate(
+            StartConversationPayload, work,
+            lambda s: {"conversation": Conversation.from_model(s.conversation), "message": Message.from_model(s.message)},
+        )  # fmt: skip
+
+    @strawberry.mutation(description="A reply from an agent, an API key (as a bot) or the contact. SMS replies need the contact's consent.")
+    async def send_message(self, info: Info[Context, None], input: SendMessageInput) -> SendMessagePayload:
+        work = r.send_message(info.context, str(input.conversation_id), input.body)
+        return await mutate(SendMessagePayload, work, lambda x: {"message": Message.from_model(x)})
+
+    @strawberry.mutation(description="Open, snooze (until a time or a preset) or resolve; only the assignee or an owner/admin resolves.")
+    async def set_conversation_status(self, info: Info[Context, None], input: SetConversationStatusInput) -> ConversationPayload:
+        work = r.set_status(info.context, str(input.id), input.status, until=input.snoozed_until, preset=input.snooze_preset)
+        return await mutate(ConversationPayload, work, _conversation)
+
+    @strawberry.mutation
+    async def assign_conversation(self, info: Info[Context, None], input: AssignConversationInput) -> ConversationPayload:
+        changes = {k: _gid(v) for k, v in provided(input, ("assignee_id", "team_id")).items()}
+        work = r.assign(info.context, str(input.id), changes)
+        return await mutate(ConversationPayload, work, _conversation)
+
+    @strawberry.mutation(description="Agents clear the unread count; a contact marks the replies read.")
+    async def mark_conversation_read(self, info: Info[Context, None], input: ConversationIdInput) -> ConversationPayload:
+        return await mutate(ConversationPayload, r.mark_read(info.context, str(input.id)), _conversation)
+
+    @strawberry.mutation(description="The contact rates its conversation, 1 to 5.")
+    async def rate_conversation(self, info: Info[Context, None], input: RateConversationInput) -> ConversationPayload:
+        return await mutate(ConversationPayload, r.rate(info.context, str(input.id), input.rating), _conversation)
+
+    @strawberry.mutation
+    async def set_conversation_topic(self, info: Info[Context, None], input: SetConversationTopicInput) -> ConversationPayload:
+        return await mutate(ConversationPayload, r.set_topic(info.context, str(input.id), _gid(input.topic_id)), _conversation)
+
+    @strawberry.mutation(description="Owners and admins.")
+    async def create_topic(self, info: Info[Context, None], input: CreateTopicInput) -> TopicPayload:
+        return await mutate(TopicPayload, r.create_topic(info.context, input.name), lambda t: {"topic": Topic.from_model(t)})
+
+    @strawberry.mutation(description="Owners and admins; its conversations keep going without a topic.")
+    async def delete_topic(self, info: Info[Context, None], input: TopicIdInput) -> DeleteTopicPayload:
+        return await mutate(DeleteTopicPayload, r.delete_topic(info.context, str(input.id)), lambda _: {"deleted_id": input.id})
+
+
+# -- subscriptions -----------------------------------------------------------------------------
+
+
+TOO_SLOW = "This subscription fell too far behind and was closed; resubscribe and catch up by cursor."
+
+
+@contextlib.asynccontextmanager
+async def _listen(ctx: Context, channel: str, kind: str, member_id: int | None) -> AsyncIterator[Any]:
+    """Subscribe to a hub channel, and count as present (agent or contact) meanwhile."""
+    if ctx.hub is None:
+        raise PublicError("Subscriptions are unavailable.", Code.INVALID)
+    workspace_id = ctx.scope.workspace_id
+    async with contextlib.AsyncExitStack() as stack:
+        if member_id is not None:
+            await stack.enter_async_context(presence.present(ctx.hub.redis, workspace_id, kind, member_id))
+        try:
+            yield await stack.enter_async_context(ctx.hub.subscribe(channel))
+        except SubscriberTooSlow:
+            raise PublicError(TOO_SLOW, Code.CONFLICT) from None
+
+
+async def _still_allowed(ctx: Context, check: Any) -> None:
+    principal = await ctx.refresh_principal()
+    if principal is None or not check(principal):
+        raise PublicError("You can no longer see this.", Code.FORBIDDEN)
+
+
+@strawberry.type
+class ConversationSubscription:
+    @strawberry.subscription(description="New messages in one conversation (agents).")
+    async def message_added(self, info: Info[Context, None], conversation_id: relay.GlobalID) -> AsyncGenerator[MessageEvent, None]:
+        ctx = info.context
+        ctx.require(Permission.CONVERSATIONS_READ)
+        conversation = await r.find_conversation(ctx, str(conversation_id))
+        if conversation is None:
+            raise PublicError("No conversation with this id.", Code.NOT_FOUND)
+        channel = keys.conversation_channel(conversation.workspace_id, conversation.id)
+        async with _listen(ctx, channel, "agent", ctx.principal.agent_id if ctx.principal else None) as events:
+            async for event in events:
+                await _still_allowed(ctx, lambda p: p.can(Permission.CONVERSATIONS_READ))
+                ctx.reset_loaders()
+                yield MessageEvent(cursor=event["cursor"], message=Message.from_row(event["message"]))
+
+    @strawberry.subscription(description="Conversations created, changing status, assigned or rated, optionally filtered (agents).")
+    async def conversation_events(
+        self, info: Info[Context, None], filter: ConversationEventFilter | None = None
+    ) -> AsyncGenerator[ConversationEvent, None]:
+        ctx = info.context
+        principal = ctx.require(Permission.CONVERSATIONS_READ)
+        wanted = _event_filter(filter)
+        async with _listen(ctx, keys.inbox_channel(principal.workspace_id), "agent", principal.agent_id) as events:
+            async for event in events:
+                if event.get("type") != "activity" or not wanted(event):
+                    continue
+                await _still_allowed(ctx, lambda p: p.can(Permission.CONVERSATIONS_READ))
+                ctx.reset_loaders()
+                current = await ctx.scope.get(m.Conversation, event["conversationId"])
+                yield ConversationEvent(
+                    cursor=event["cursor"], kind=m.ActivityKind(event["kind"]),
+                    conversation_id=node_id("Conversation", event["conversationId"]),
+                    conversation=Conversation.from_model(current) if current else None,
+                )  # fmt: skip
+
+    @strawberry.subscription(description="The unread indicator (contacts with unread messages): now, then whenever it changes (agents).")
+    async def unread_count(self, info: Info[Context, None]) -> AsyncGenerator[int, None]:
+        ctx = info.context
+        principal = ctx.require(Permission.CONVERSATIONS_READ)
+        async with _listen(ctx, keys.inbox_channel(principal.workspace_id), "agent", principal.agent_id) as events:
+            last = await r.unread_contacts(principal.workspace_id)
+            yield last
+            async for event in events:
+                if event.get("type") != "unread" or event["count"] == last:
+                    continue
+                await _still_allowed(ctx, lambda p: p.can(Permission.CONVERSATIONS_READ))
+                last = event["count"]
+                yield last
+
+    @strawberry.subscription(description="A contact's session: every message of its conversations, as the widget or app shows them.")
+    async def my_messages(self, info: Info[Context, None]) -> AsyncGenerator[MessageEvent, None]:
+        ctx = info.context
+        principal = ctx.require_contact()
+        assert principal.contact_id is not None
+        channel = keys.contact_messages_channel(principal.workspace_id, principal.contact_id)
+        async with _listen(ctx, channel, "contact", principal.contact_id) as events:
+            async for event in events:
+                await _still_allowed(ctx, lambda p: p.contact_id == principal.contact_id)
+                yield MessageEvent(cursor=event["cursor"], message=Message.from_row(event["message"]))
+
+
+def _event_filter(f: ConversationEventFilter | None) -> Any:
+    if f is None:
+        return lambda event: True
+    kinds = {k.value for k in f.kinds} if f.kinds else None
+    ids = {
+        "assigneeId": _pk(f.assignee_id, "Agent"), "teamId": _pk(f.team_id, "Team"),
+        "channelId": _pk(f.channel_id, "Channel"),
+    }  # fmt: skip
+
+    def wanted(event: dict[str, Any]) -> bool:
+        if kinds is not None and event["kind"] not in kinds:
+            return False
+        if f.status is not None and event["status"] != f.status.value:
+            return False
+        return all(pk is None or event[name] == pk for name, pk in ids.items())
+
+    return wanted
+
+
+def _pk(value: relay.GlobalID | None, type_name: str) -> int | None:
+    if value is None:
+        return None
+    if value.type_name != type_name:
+        raise PublicError(f"Expected a {type_name} id.", Code.INVALID)
+    try:
+        return int(value.node_id)
+    except ValueError:
+        raise PublicError(f"Expected a {type_name} id.", Code.INVALID) from None

@@ -1,0 +1,119 @@
+"""The real-time inbox end to end: an SDK contact on one server process and an agent on
+another exchange messages over real WebSockets; the inbox hears creation, snooze and the
+worker's wake-up; the unread indicator moves; card numbers reach no payload and no log."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from strawberry import relay
+
+from core import keys
+from models.conversations import Message
+from tests.conftest import LiveServer, Tenant, start_server, start_worker, stop_process
+from tests.realtime.test_subscriptions import until_subscribed
+from tests.realtime.wsclient import GraphQLWs
+
+CARD = "4111 1111 1111 1111"
+CARD_DIGITS = "4111111111111111"
+MY_MESSAGES = "subscription { myMessages { cursor message { body senderKind senderName conversationId } } }"
+MESSAGE_ADDED = "subscription($id: ID!) { messageAdded(conversationId: $id) { cursor message { id body senderKind } } }"
+EVENTS = "subscription { conversationEvents { cursor kind conversationId conversation { status snoozedUntil } } }"
+UNREAD = "subscription { unreadCount }"
+
+
+async def gql(server: LiveServer, query: str, variables: dict[str, Any], token: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        body = (await http.post("/graphql", json={"query": query, "variables": variables}, headers=headers)).json()
+    assert not body.get("errors"), body
+    return body["data"]  # type: ignore[no-any-return]
+
+
+def no_card(payload: Any) -> None:
+    digits = "".join(ch for ch in json.dumps(payload) if ch.isdigit())
+    assert CARD_DIGITS not in digits, payload
+
+
+async def test_a_contact_and_an_agent_talk_in_real_time_across_processes(tenant: Tenant, tmp_path: Path) -> None:
+    contact_server = start_server(tmp_path, name="contact-server")
+    agent_server = start_server(tmp_path, name="agent-server")
+    worker = start_worker(tmp_path)
+    ws_id = tenant.workspace.id
+    try:
+        session = await gql(contact_server, "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { token contact { id } } }",
+                            {"i": {"channelKey": tenant.channel.public_key, "externalId": "sdk-user-1", "name": "Sam"}}, "")  # fmt: skip
+        contact_token = session["startContactSession"]["token"]
+        contact_pk = int(relay.GlobalID.from_id(session["startContactSession"]["contact"]["id"]).node_id)
+
+        async with GraphQLWs.open(agent_server.ws_url, tenant.owner_token) as agent_ws, GraphQLWs.open(contact_server.ws_url, contact_token) as contact_ws:
+            unread = await agent_ws.subscribe(UNREAD)
+            assert (await unread.next_data())["unreadCount"] == 0
+            events = await agent_ws.subscribe(EVENTS)
+            mine = await contact_ws.subscribe(MY_MESSAGES)
+            await until_subscribed(keys.inbox_channel(ws_id))
+            await until_subscribed(keys.contact_messages_channel(ws_id, contact_pk))
+
+            started = await gql(contact_server, "mutation($i: StartConversationInput!) { startConversation(input: $i) { conversation { id } userErrors { code } } }",
+                                {"i": {"body": "Hi, is anyone there?"}}, contact_token)  # fmt: skip
+            conversation_id = started["startConversation"]["conversation"]["id"]
+            created = (await events.next_data())["conversationEvents"]
+            assert (created["kind"], created["conversationId"], created["conversation"]["status"]) == ("CREATED", conversation_id, "OPEN")
+            assert (await unread.next_data())["unreadCount"] == 1
+            own = (await mine.next_data())["myMessages"]["message"]
+            assert (own["body"], own["senderKind"]) == ("Hi, is anyone there?", "CONTACT")
+
+            added = await agent_ws.subscribe(MESSAGE_ADDED, {"id": conversation_id})
+            await until_subscribed(keys.conversation_channel(ws_id, int(relay.GlobalID.from_id(conversation_id).node_id)))
+
+            # The contact writes on its server; the agent hears it on the other.
+            await gql(contact_server, "mutation($i: SendMessageInput!) { sendMessage(input: $i) { message { id } } }",
+                      {"i": {"conversationId": conversation_id, "body": f"My card is {CARD}, can you check?"}}, contact_token)  # fmt: skip
+            heard = (await added.next_data())["messageAdded"]
+            assert heard["message"]["senderKind"] == "CONTACT"
+            assert heard["message"]["body"].endswith("1111, can you check?")
+            no_card(heard)
+            no_card((await mine.next_data())["myMessages"])  # the contact's own echo is masked too
+
+            # The agent replies on its server; the contact hears it on the other.
+            await gql(agent_server, "mutation($i: SendMessageInput!) { sendMessage(input: $i) { message { id } userErrors { code } } }",
+                      {"i": {"conversationId": conversation_id, "body": "Hello Sam, checking now."}}, tenant.owner_token)  # fmt: skip
+            reply = (await mine.next_data())["myMessages"]
+            assert reply["message"] == {
+                "body": "Hello Sam, checking now.", "senderKind": "AGENT", "senderName": "Olive Owner", "conversationId": conversation_id,
+            }  # fmt: skip
+            assert int(reply["cursor"]) > int(heard["cursor"])
+            assert (await added.next_data())["messageAdded"]["message"]["senderKind"] == "AGENT"
+
+            # Reading clears the indicator for everyone watching it.
+            await gql(agent_server, "mutation($i: ConversationIdInput!) { markConversationRead(input: $i) { conversation { unreadCount } } }",
+                      {"i": {"id": conversation_id}}, tenant.owner_token)  # fmt: skip
+            assert (await unread.next_data())["unreadCount"] == 0
+
+            # Snoozed for two seconds: the worker wakes it and the inbox hears both changes.
+            until = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
+            await gql(agent_server, "mutation($i: SetConversationStatusInput!) { setConversationStatus(input: $i) { userErrors { code } } }",
+                      {"i": {"id": conversation_id, "status": "SNOOZED", "snoozedUntil": until}}, tenant.owner_token)  # fmt: skip
+            snoozed = (await events.next_data())["conversationEvents"]
+            assert (snoozed["kind"], snoozed["conversation"]["status"]) == ("STATUS_CHANGED", "SNOOZED")
+            woken = (await events.next_data(timeout=30))["conversationEvents"]
+            assert (woken["kind"], woken["conversationId"]) == ("STATUS_CHANGED", conversation_id)
+            assert woken["conversation"] == {"status": "OPEN", "snoozedUntil": None}
+            assert int(woken["cursor"]) > int(snoozed["cursor"])
+
+            # Nothing the servers logged, stored or sent holds the raw card number.
+            await asyncio.sleep(0.2)
+        stored = await Message.filter(workspace_id=ws_id).values_list("body", flat=True)
+        assert stored and all(CARD_DIGITS not in "".join(ch for ch in body if ch.isdigit()) for body in stored)
+    finally:
+        stop_process(worker)
+        contact_server.stop()
+        agent_server.stop()
+    for log in (contact_server.log, agent_server.log, tmp_path / "worker.log"):
+        text = log.read_text()
+        assert CARD not in text and CARD_DIGITS not in "".join(ch for ch in text if ch.isdigit()), log
