@@ -40,6 +40,8 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["REDIS_URL"] = server.url
     os.environ["REDIS_PREFIX"] = f"parley-test-{secrets.token_hex(4)}"
     os.environ.setdefault("SECRET_KEY", secrets.token_hex(32))
+    # Export files of this run (jobs/exports.py), in its own directory, never in data/.
+    os.environ["EXPORT_DIR"] = os.path.join(tmp, "exports")
     os.environ["ENV"] = "dev"
 
     from core.db import migrate

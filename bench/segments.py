@@ -2,14 +2,21 @@
 
     .venv/bin/python -m bench.segments                      # 1,000,000 contacts on PostgreSQL
     .venv/bin/python -m bench.segments --contacts 200000 --sqlite
+    .venv/bin/python -m bench.segments --keep               # keep the seeded database, then
+    .venv/bin/python -m bench.segments --reuse postgres://root@127.0.0.1:5432/parley_bench_1a2b3c4d
 
 Creates a database of its own (parley_bench_<random> beside BENCH_DATABASE_URL, default
 postgres://root@127.0.0.1:5432/test; or a temporary SQLite file), migrates, seeds one
-workspace with contacts, tags and events in SQL, then for five representative segments
+workspace with contacts, tags and events in SQL, then for six representative segments
 times the COUNT and the first page (50, most recent first) through the compiler — the code
 previewSegment and Segment.count run — beside a hand-written query for the same set, and a
 full membership refresh (the first, which inserts every member, and a second, which finds
-nothing to change). Prints a Markdown table for BENCHMARKS.md.
+nothing to change). Compiled and hand-written queries run in alternation, and each figure is the median of
+--repeat runs. Prints Markdown tables for BENCHMARKS.md.
+
+--reuse skips the seeding (about a minute for 1,000,000 contacts) and runs on a database
+kept by an earlier --keep run, migrating it first. Its refresh figures are not those of a
+fresh database: the earlier run's memberships are still there.
 """
 
 from __future__ import annotations
@@ -43,6 +50,13 @@ SEGMENTS: list[tuple[str, dict[str, Any], str]] = [
         "c.attributes->>'plan' = 'pro' AND (c.attributes->>'seats')::numeric >= 10",
     ),
     (
+        "custom attribute, selective: account = 12345",
+        {"match": "all", "conditions": [{"field": "attribute.account", "operator": "equals", "value": 12345}]},
+        # By hand, with the GIN index in mind (`(c.attributes->>'account')::numeric = 12345`
+        # scans every contact: see BENCHMARKS.md).
+        "c.attributes @> '{\"account\": 12345}'",
+    ),
+    (
         "events: purchase at least 2 times in 90 days",
         {"match": "all", "conditions": [{"field": "event.purchase", "event_count_op": "at_least", "count": 2, "days": 90}]},
         "(SELECT count(*) FROM contact_events e WHERE e.contact_id = c.id AND e.name = 'purchase' "
@@ -58,13 +72,13 @@ SEGMENTS: list[tuple[str, dict[str, Any], str]] = [
 ]  # fmt: skip
 
 SEED_SQL = [
-    # Contacts: countries, VIPs, a year of last-seen times, plan and seats attributes.
+    # Contacts: countries, VIPs, a year of last-seen times, plan, seats and account attributes.
     """INSERT INTO contacts (workspace_id, name, email, country, vip, blocked, gdpr_consent, sms_consent,
          attributes, first_seen_at, last_seen_at, created_at, updated_at)
        SELECT :ws, 'Contact ' || g, 'c' || g || '@example.com',
          (ARRAY['PT','ES','FR','DE','GB','US','BR','IN','JP','HU'])[1 + g % 10],
          g % 20 = 0, false, g % 3 = 0, 'never',
-         jsonb_build_object('plan', (ARRAY['free','pro','enterprise'])[1 + g % 3], 'seats', g % 50),
+         jsonb_build_object('plan', (ARRAY['free','pro','enterprise'])[1 + g % 3], 'seats', g % 50, 'account', g),
          :now - (g % 365) * interval '1 day' - interval '400 days',
          :now - (g % 365) * interval '1 day' - (g % 86400) * interval '1 second',
          :now, :now
@@ -99,19 +113,31 @@ def _bind(sql: str, values: dict[str, Any], postgres: bool) -> tuple[str, list[A
 
 async def _timed(conn: Any, sql: str, params: list[Any], repeat: int) -> float:
     """Median milliseconds of `repeat` runs, after one warm-up run."""
-    await conn.execute_query_dict(sql, params)
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        await conn.execute_query_dict(sql, params)
-        samples.append((time.perf_counter() - start) * 1000)
-    return statistics.median(samples)
+    return (await _timed_side_by_side(conn, [(sql, params)], repeat))[0]
 
 
-async def main(contacts: int, sqlite: bool, repeat: int, keep: bool = False) -> None:
+async def _timed_side_by_side(conn: Any, queries: list[tuple[str, list[Any]]], repeat: int) -> list[float]:
+    """Median milliseconds of each query over `repeat` rounds that run each once in turn,
+    after one warm-up round: a change of load on the machine then weighs on all alike."""
+    samples: list[list[float]] = [[] for _ in queries]
+    for round_ in range(repeat + 1):
+        for (sql, params), times in zip(queries, samples, strict=True):
+            start = time.perf_counter()
+            await conn.execute_query_dict(sql, params)
+            if round_:
+                times.append((time.perf_counter() - start) * 1000)
+    return [statistics.median(times) for times in samples]
+
+
+async def main(contacts: int, sqlite: bool, repeat: int, keep: bool = False, reuse: str | None = None,
+               refresh: bool = True) -> None:  # fmt: skip
     from core.scratch_db import ScratchDatabase
 
     scratch = None
+    if reuse:
+        os.environ["DATABASE_URL"] = reuse
+        await _run(contacts, reuse.startswith("sqlite"), repeat, seed=False, refresh=refresh)
+        return
     if sqlite:
         url = f"sqlite://{tempfile.mkdtemp(prefix='parley-bench-')}/bench.sqlite3"
     else:
@@ -121,7 +147,7 @@ async def main(contacts: int, sqlite: bool, repeat: int, keep: bool = False) -> 
         url = scratch.url
     os.environ["DATABASE_URL"] = url
     try:
-        await _run(contacts, sqlite, repeat)
+        await _run(contacts, sqlite, repeat, refresh=refresh)
     finally:
         if keep:
             print(f"\nkept the database: {url}")
@@ -129,25 +155,37 @@ async def main(contacts: int, sqlite: bool, repeat: int, keep: bool = False) -> 
             await scratch.drop()
 
 
-async def _run(contacts: int, sqlite: bool, repeat: int) -> None:
+async def _run(contacts: int, sqlite: bool, repeat: int, seed: bool = True, refresh: bool = True) -> None:
     from tortoise import Tortoise, connections
 
-    from core.db import SqlBuilder, migrate, tortoise_config
-    from domain import segments as rules_lang
-    from jobs.segments import refresh
-    from models.contacts import AttributeDefinition
-    from models.segments import Segment
-    from resolvers.segments import matching_sql
-    from resolvers.workspaces import create_workspace
+    from core.db import migrate, tortoise_config
+    from models.contacts import Contact
+    from models.workspaces import Workspace
 
     await migrate()
     await Tortoise.init(config=tortoise_config(), _enable_global_fallback=True)
     conn = connections.get("default")
+    now = datetime.now(UTC)
+    if not seed:
+        bench = await Workspace.filter(name="Bench").order_by("id").first()
+        assert bench is not None, "no Bench workspace in this database: keep one with --keep"
+        ws = bench.id
+        print(f"reusing {await Contact.filter(workspace_id=ws).count():,} contacts ({'SQLite' if sqlite else 'PostgreSQL'})\n")
+    else:
+        ws = await _seed(conn, contacts, sqlite, now)
+    await _measure(conn, ws, sqlite, repeat, now, refresh)
+    await Tortoise.close_connections()
+
+
+async def _seed(conn: Any, contacts: int, sqlite: bool, now: datetime) -> int:
+    from models.contacts import AttributeDefinition
+    from resolvers.workspaces import create_workspace
+
     boot = await create_workspace("Bench", "owner@example.com", "correct horse battery")
     ws = boot.workspace.id
     await AttributeDefinition.create(workspace_id=ws, key="plan", label="Plan", type="text")
     await AttributeDefinition.create(workspace_id=ws, key="seats", label="Seats", type="number")
-    now = datetime.now(UTC)
+    await AttributeDefinition.create(workspace_id=ws, key="account", label="Account", type="number")
     started = time.perf_counter()
     for statement in SEED_SQL:
         if sqlite:
@@ -157,8 +195,17 @@ async def _run(contacts: int, sqlite: bool, repeat: int) -> None:
         sql, params = _bind(statement, {"ws": ws, "now": now if not sqlite else now.isoformat(" ", timespec="microseconds"), "n": contacts}, not sqlite)
         await conn.execute_query(sql, params)
     print(f"seeded {contacts:,} contacts in {time.perf_counter() - started:.1f} s ({'SQLite' if sqlite else 'PostgreSQL'})\n")
+    return int(ws)
 
-    types = {"plan": "text", "seats": "number"}
+
+async def _measure(conn: Any, ws: int, sqlite: bool, repeat: int, now: datetime, with_refresh: bool) -> None:
+    from core.db import SqlBuilder
+    from domain import segments as rules_lang
+    from jobs.segments import refresh
+    from models.segments import Segment
+    from resolvers.segments import matching_sql
+
+    types = {"plan": "text", "seats": "number", "account": "number"}
     rows = ["| segment | members | count: compiled | count: hand SQL | ratio | first page: compiled | first page: hand SQL | ratio |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
     for label, rules, hand in SEGMENTS:
@@ -168,20 +215,22 @@ async def _run(contacts: int, sqlite: bool, repeat: int) -> None:
         count_sql = f"SELECT count(*) AS n FROM contacts c WHERE {where}"
         page_sql = f"SELECT c.id FROM contacts c WHERE {where} ORDER BY c.last_seen_at DESC, c.id DESC LIMIT 50"
         members = (await conn.execute_query_dict(count_sql, params))[0]["n"]
-        count_ms = await _timed(conn, count_sql, params, repeat)
-        page_ms = await _timed(conn, page_sql, params, repeat)
         if hand_where is not None:
             hand_count = f"SELECT count(*) AS n FROM contacts c WHERE {hand_where}"
             hand_page = f"SELECT c.id FROM contacts c WHERE {hand_where} ORDER BY c.last_seen_at DESC, c.id DESC LIMIT 50"
             hand_members = (await conn.execute_query_dict(hand_count, hand_params))[0]["n"]
             assert hand_members == members, (label, hand_members, members, where, params)
-            hand_count_ms = await _timed(conn, hand_count, hand_params, repeat)
-            hand_page_ms = await _timed(conn, hand_page, hand_params, repeat)
+            count_ms, hand_count_ms = await _timed_side_by_side(conn, [(count_sql, params), (hand_count, hand_params)], repeat)
+            page_ms, hand_page_ms = await _timed_side_by_side(conn, [(page_sql, params), (hand_page, hand_params)], repeat)
             rows.append(f"| {label} | {members:,} | {count_ms:.1f} ms | {hand_count_ms:.1f} ms | {count_ms / hand_count_ms:.2f}× "
                         f"| {page_ms:.1f} ms | {hand_page_ms:.1f} ms | {page_ms / hand_page_ms:.2f}× |")  # fmt: skip
         else:
+            count_ms = await _timed(conn, count_sql, params, repeat)
+            page_ms = await _timed(conn, page_sql, params, repeat)
             rows.append(f"| {label} | {members:,} | {count_ms:.1f} ms | – | – | {page_ms:.1f} ms | – | – |")
     print("\n".join(rows))
+    if not with_refresh:
+        return
 
     print("\n| full refresh, then the first page of Segment.contacts | members | first refresh (all join) "
           "| second (no change) | first page (50) from the membership |\n| --- | ---: | ---: | ---: | ---: |")
@@ -199,7 +248,6 @@ async def _run(contacts: int, sqlite: bool, repeat: int) -> None:
                 "ORDER BY c.last_seen_at DESC, c.id DESC LIMIT 50")  # fmt: skip
         page_ms = await _timed(conn, page, q.params, repeat)
         print(f"| {label} | {first['members']:,} | {first_s:.2f} s | {second_s:.2f} s | {page_ms:.1f} ms |")
-    await Tortoise.close_connections()
 
 
 def _sqlite_seed(statement: str) -> str | None:
@@ -225,6 +273,8 @@ if __name__ == "__main__":
     parser.add_argument("--contacts", type=int, default=1_000_000)
     parser.add_argument("--sqlite", action="store_true", help="SQLite instead of PostgreSQL")
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--keep", action="store_true", help="keep the PostgreSQL database for EXPLAIN")
+    parser.add_argument("--keep", action="store_true", help="keep the seeded database (for EXPLAIN, or --reuse)")
+    parser.add_argument("--reuse", metavar="DATABASE_URL", help="measure on a database kept by --keep, without seeding")
+    parser.add_argument("--no-refresh", action="store_true", help="counts and first pages only")
     args = parser.parse_args()
-    asyncio.run(main(args.contacts, args.sqlite, args.repeat, args.keep))
+    asyncio.run(main(args.contacts, args.sqlite, args.repeat, args.keep, args.reuse, not args.no_refresh))

@@ -50,6 +50,27 @@ class Settings(BaseSettings):
     smtp_timeout_seconds: float = 10
     mail_from: str = "Parley <no-reply@parley.localhost>"
 
+    # Where users reach this deployment: absolute links (export downloads, in the API and
+    # in e-mails) start with it.
+    public_url: str = "http://127.0.0.1:8000"
+    # Exports (jobs/exports.py): where the CSV files go, how long a signed download link
+    # stays valid, and how many contacts each keyset batch reads.
+    export_dir: str = "data/exports"
+    export_link_ttl_seconds: int = 24 * 3600
+    export_batch_size: int = 5000
+    # Export files are deleted this long after their job finished.
+    export_retention_days: int = 7
+
+    # Outbound webhooks (jobs/webhooks.py): each POST's timeout; attempts per delivery,
+    # the first retry's delay (doubling after each failure, at most an hour); failed
+    # attempts in a row after which an endpoint is disabled; whether endpoints may point
+    # at loopback and private addresses (unset: only in dev).
+    webhook_timeout_seconds: float = 10
+    webhook_max_attempts: int = 8
+    webhook_retry_base_seconds: float = 30
+    webhook_disable_after: int = 20
+    webhook_allow_private_networks: bool | None = None
+
     log_level: str = "INFO"
 
     @model_validator(mode="after")

@@ -13,6 +13,9 @@ MODEL_MODULES = [
     "models.contacts",
     "models.segments",
     "models.conversations",
+    "models.jobs",
+    "models.sync",
+    "models.webhooks",
 ]
 
 

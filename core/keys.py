@@ -47,3 +47,8 @@ def contact_messages_channel(workspace_id: int, contact_id: int) -> str:
 def presence(workspace_id: int, kind: str) -> str:
     """Sorted set of agent (or contact) ids online, scored by when their presence expires."""
     return _k("ws", workspace_id, "presence", kind)
+
+
+def job_channel(workspace_id: int, job_id: int) -> str:
+    """`jobProgress`: status and progress of one job record (jobs/tracking.py)."""
+    return _k("ws", workspace_id, "job", job_id)

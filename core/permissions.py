@@ -20,11 +20,15 @@ class Permission(StrEnum):
     # Writing CRM-managed attributes.
     CONTACTS_CRM = "contacts:crm"
     CONTACTS_DELETE = "contacts:delete"
+    # Exporting contacts (CSV of a segment, the attribute report) and downloading exports.
+    CONTACTS_EXPORT = "contacts:export"
     EVENTS_WRITE = "events:write"
     CONVERSATIONS_READ = "conversations:read"
     CONVERSATIONS_WRITE = "conversations:write"
     ATTRIBUTES_MANAGE = "attributes:manage"
     AUDIT_READ = "audit:read"
+    # Registering outbound webhook endpoints and reading their delivery log.
+    WEBHOOKS_MANAGE = "webhooks:manage"
     WORKSPACE_MANAGE = "workspace:manage"
 
 

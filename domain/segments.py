@@ -13,8 +13,10 @@ Fields
     definition (text, number, boolean, date, list); `event.<name>`, counted with
     `event_count_op` (at_least, at_most, exactly) and `count`, optionally within the last
     `days` days and optionally only events whose `property` satisfies `property_operator`
-    (equals, not_equals, greater_than, less_than, contains) with `property_value`.
-    Conversation fields are not available yet (UNKNOWN_FIELD).
+    (equals, not_equals, greater_than, less_than, contains) with `property_value`;
+    `conversation_count`, counted the same way (`event_count_op`, `count`, optional
+    `days`), optionally only conversations with a `status` (open, snoozed, resolved);
+    `last_conversation_at`, a datetime: when the contact's newest conversation started.
 
 Operators take `value` (one value), `values` (in and not_in: 1 to 100 values; between:
 [low, high], both inclusive), `days` (within_last_days, more_than_days_ago: 1 to 36500) or
@@ -50,11 +52,25 @@ Semantics
       condition is typed by its value: text compares case-insensitively with text
       properties only, numbers with number properties, booleans with boolean properties;
       a property that is absent or of another type does not match (not_equals included).
+    * Conversations: conversation_count counts the contact's conversations, those created
+      in the last `days` if given (at or after now - days, as within_last_days), with
+      that status (now) if given. last_conversation_at is the largest created_at of the
+      contact's conversations (not their last message: a conversation that started long
+      ago and is still busy does not make it recent), missing for a contact without
+      conversations; it takes the datetime operators.
     * An empty root group matches every contact; nested groups must not be empty.
     * The compiled expression is never NULL: it is TRUE or FALSE for every contact, so it
       can safely be negated or combined.
 
 Limits: groups nest at most 4 deep (the root group counts), at most 50 conditions in all.
+
+Custom attributes on PostgreSQL (`_Compiler.pg_json`): equality with numbers, booleans,
+list values and letterless texts is `attributes @> '{"key": value}'`, which the GIN index
+of migration 0004 serves; numbers otherwise are strict jsonpath comparisons (NULL, never an
+error, on a value of another type); texts and dates compare `attributes ->> 'key'` and
+check the JSON type only where that text could have come from a non-string. None of them
+raises on a wrongly-typed stored value, and each costs about what the unguarded
+hand-written `(attributes ->> 'seats')::numeric >= 10` does (BENCHMARKS.md).
 
     >>> from datetime import UTC, datetime
     >>> group = parse({"match": "any", "conditions": [
@@ -62,9 +78,9 @@ Limits: groups nest at most 4 deep (the root group counts), at most 50 condition
     ...     {"field": "attribute.seats", "operator": "greater_than", "value": 10}]}, {"seats": "number"})
     >>> sql, params = compile_where(group, "postgres", now=datetime(2026, 1, 1, tzinfo=UTC), param_start=2)
     >>> print(sql)
-    ((c.country IS NOT NULL AND lower((c.country) COLLATE "C") = $2::text) OR COALESCE((CASE WHEN jsonb_typeof(c.attributes -> $3::text) = 'number' THEN (c.attributes ->> $4::text)::numeric END) > $5::numeric, FALSE))
+    ((c.country IS NOT NULL AND lower((c.country) COLLATE "C") = $2::text) OR COALESCE(c.attributes @@ $3::jsonpath, FALSE))
     >>> params
-    ['pt', 'seats', 'seats', 10]
+    ['pt', 'strict $."seats" > 10']
     >>> parse({"match": "all", "conditions": [{"field": "vip", "operator": "contains", "value": "x"}]}, {})
     Traceback (most recent call last):
     ...
@@ -73,6 +89,7 @@ Limits: groups nest at most 4 deep (the root group counts), at most 50 condition
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable
@@ -118,6 +135,7 @@ OPERATORS: dict[str, tuple[str, ...]] = {
     "tag": ("equals", "not_equals", "in", "not_in", *_PRESENCE),
 }
 EVENT_COUNT_OPS = ("at_least", "at_most", "exactly")
+CONVERSATION_STATUSES = ("open", "snoozed", "resolved")
 PROPERTY_OPERATORS = ("equals", "not_equals", "greater_than", "less_than", "contains")
 ATTRIBUTE_TYPES = ("text", "number", "boolean", "date", "list")
 
@@ -133,10 +151,17 @@ _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # fullmatch
 
 _TREE_KEYS = frozenset({"match", "conditions", "groups"})
 _EVENT_KEYS = ("event_count_op", "count", "property", "property_operator", "property_value")
-_CONDITION_KEYS = frozenset({"field", "operator", "value", "values", "days", *_EVENT_KEYS})
+_COUNT_KEYS = ("event_count_op", "count", "status")  # conversation_count
+_CONDITION_KEYS = frozenset({"field", "operator", "value", "values", "days", *_EVENT_KEYS, *_COUNT_KEYS})
 
 _KIND_NAMES = {"text": "a text", "number": "a number", "boolean": "a boolean", "date": "a date",
                "datetime": "a date and time", "list": "a list", "enum": "an enum", "tag": "the tag"}  # fmt: skip
+
+# Conversation fields: how many conversations a contact has, and when the newest started.
+CONVERSATION_COUNT = "conversation_count"
+LAST_CONVERSATION_AT = "last_conversation_at"
+_APPLIES_TO = {"event_count_op": f"event.<name> and {CONVERSATION_COUNT}", "count": f"event.<name> and {CONVERSATION_COUNT}",
+               "status": CONVERSATION_COUNT}  # fmt: skip
 
 
 class RuleError(ValueError):
@@ -153,9 +178,10 @@ class RuleError(ValueError):
 @dataclass(frozen=True)
 class Condition:
     """One checked condition. Values are normalised: tag names as stored, sms_consent in
-    lower case, dates as `date`, datetimes as aware UTC `datetime`. For events, `operator`
-    repeats `event_count_op`. `kind` is the field's type: text, number, boolean, date,
-    datetime, list, enum, tag or event."""
+    lower case, dates as `date`, datetimes as aware UTC `datetime`. For events and
+    conversation_count, `operator` repeats `event_count_op`. `kind` is the field's type:
+    text, number, boolean, date, datetime, list, enum, tag, event or conversation_count
+    (last_conversation_at is a datetime)."""
 
     field: str
     operator: str
@@ -167,6 +193,7 @@ class Condition:
     property: str | None = None
     property_operator: str | None = None
     property_value: Any = None
+    status: str | None = None
     kind: str = ""
 
 
@@ -242,10 +269,14 @@ class _Parser:
             raise _Bad("field", "field is required.", "UNKNOWN_FIELD")
         kind = self.kind(field)
         if kind == "event":
+            if raw.get("status") is not None:
+                raise _Bad("status", f"status applies to {CONVERSATION_COUNT} only.")
             return _event_condition(raw, field)
-        for key in _EVENT_KEYS:
+        if kind == CONVERSATION_COUNT:
+            return _conversation_count_condition(raw)
+        for key in (*_EVENT_KEYS, "status"):
             if raw.get(key) is not None:
-                raise _Bad(key, f"{key} applies to event.<name> fields only.")
+                raise _Bad(key, f"{key} applies to {_APPLIES_TO.get(key, 'event.<name> fields')} only.")
         operator = raw.get("operator")
         allowed = OPERATORS[kind]
         if operator not in allowed:
@@ -297,6 +328,10 @@ class _Parser:
             return "enum"
         if field == "tag":
             return "tag"
+        if field == LAST_CONVERSATION_AT:
+            return "datetime"
+        if field == CONVERSATION_COUNT:
+            return CONVERSATION_COUNT
         if field.startswith("attribute."):
             key = field[len("attribute.") :]
             if not ATTRIBUTE_KEY.match(key) or key not in self.types:
@@ -309,10 +344,8 @@ class _Parser:
             if not EVENT_NAME.match(field[len("event.") :]):
                 raise _Bad("field", "an event name has 1 to 120 letters, digits, spaces or _ . : / -.", "UNKNOWN_FIELD")
             return "event"
-        if field.startswith("conversation."):
-            raise _Bad("field", f"unknown field {field!r}: conversation fields are not available yet.", "UNKNOWN_FIELD")
-        raise _Bad("field", f"unknown field {field!r}; use a contact field, tag, attribute.<key> or event.<name>.",
-                   "UNKNOWN_FIELD")  # fmt: skip
+        raise _Bad("field", f"unknown field {field!r}; use a contact field, tag, attribute.<key>, event.<name>, "
+                            f"{CONVERSATION_COUNT} or {LAST_CONVERSATION_AT}.", "UNKNOWN_FIELD")  # fmt: skip
 
 
 def _list(raw: Any, path: list[str], where: str) -> list[Any]:
@@ -465,25 +498,43 @@ def _bound_key(value: Any, *, start: bool) -> Any:
     return value
 
 
-def _event_condition(raw: dict[str, Any], field: str) -> Condition:
+def _counted(raw: dict[str, Any], what: str) -> tuple[str, int, int | None]:
+    """(count operator, count, days) of an event or conversation_count condition."""
     op_key = "event_count_op" if raw.get("event_count_op") is not None else "operator"
     count_op = raw.get("event_count_op")
     operator = raw.get("operator")
     if count_op is not None and operator is not None and operator != count_op:
-        raise _Bad("operator", "an event condition counts with event_count_op (at_least, at_most, exactly).",
-                   "INVALID_OPERATOR")  # fmt: skip
+        raise _Bad("operator", f"{what} counts with event_count_op (at_least, at_most, exactly).", "INVALID_OPERATOR")
     op = count_op if count_op is not None else operator
     if op not in EVENT_COUNT_OPS:
-        raise _Bad(op_key, "an event condition counts with at_least, at_most or exactly.", "INVALID_OPERATOR")
+        raise _Bad(op_key, f"{what} counts with at_least, at_most or exactly.", "INVALID_OPERATOR")
     for key in ("value", "values"):
         if raw.get(key) not in (None, [], ()):
-            raise _Bad(key, f"{key} does not apply to event conditions; use count.")
+            raise _Bad(key, f"{key} does not apply to {what}; use count.")
     count = raw.get("count")
     if isinstance(count, float) and count.is_integer():
         count = int(count)
     if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_COUNT:
         raise _Bad("count", f"count is a whole number from 0 to {MAX_COUNT}.")
-    days = _days(raw.get("days"), required=False)
+    return op, count, _days(raw.get("days"), required=False)
+
+
+def _conversation_count_condition(raw: dict[str, Any]) -> Condition:
+    for key in ("property", "property_operator", "property_value"):
+        if raw.get(key) is not None:
+            raise _Bad(key, f"{key} applies to event.<name> fields only.")
+    op, count, days = _counted(raw, "a conversation condition")
+    status = raw.get("status")
+    if status is not None:
+        if not isinstance(status, str) or status.lower() not in CONVERSATION_STATUSES:
+            raise _Bad("status", f"status is one of {', '.join(CONVERSATION_STATUSES)}.")
+        status = status.lower()
+    return Condition(field=CONVERSATION_COUNT, operator=op, days=days, event_count_op=op, count=count, status=status,
+                     kind=CONVERSATION_COUNT)  # fmt: skip
+
+
+def _event_condition(raw: dict[str, Any], field: str) -> Condition:
+    op, count, days = _counted(raw, "an event condition")
     prop, prop_op, prop_value = raw.get("property"), raw.get("property_operator"), raw.get("property_value")
     if prop is None and prop_op is None and prop_value is None:
         return Condition(field=field, operator=op, days=days, event_count_op=op, count=count, kind="event")
@@ -558,7 +609,21 @@ class _Compiler:
     def group(self, group: Group) -> str:
         if not group.items:
             return "TRUE"
-        parts = [self.group(i) if isinstance(i, Group) else self.condition(i) for i in group.items]
+        # On PostgreSQL the custom-attribute filters of an AND group are emitted as one
+        # conjunct, cheapest first. Separately, the planner would order them by its own
+        # estimates, which rate a jsonpath match (@@) as cheap as one ->> comparison while it
+        # costs about twice as much per row: "plan = pro AND seats >= 10" then evaluated the
+        # jsonpath on every contact first (1.5× the time). Containment tests (@>) stay
+        # separate conjuncts so that the GIN index on contacts.attributes can serve them.
+        filters = [i for i in group.items if self.pg and group.match == "all" and _filter_rank(i) is not None]
+        parts: list[str] = []
+        for item in group.items:
+            if len(filters) > 1 and item in filters:
+                if item is filters[0]:
+                    ordered = sorted(filters, key=lambda f: _filter_rank(f) or 0)
+                    parts.append(f"COALESCE({' AND '.join(self.pg_attribute(f)[0] for f in ordered)}, FALSE)")
+            else:
+                parts.append(self.group(item) if isinstance(item, Group) else self.condition(item))
         if len(parts) == 1:
             return parts[0]
         return "(" + (" AND " if group.match == "all" else " OR ").join(parts) + ")"
@@ -568,9 +633,16 @@ class _Compiler:
             return self.tag(c)
         if c.kind == "event":
             return self.event(c)
+        if c.kind == CONVERSATION_COUNT:
+            return self.conversation_count(c)
+        if c.field == LAST_CONVERSATION_AT:
+            return self.last_conversation(c)
+        if c.field.startswith("attribute.") and self.pg:
+            sql, nullable = self.pg_attribute(c)
+            return f"COALESCE({sql}, FALSE)" if nullable else sql
         if c.field.startswith("attribute."):
             key = c.field[len("attribute.") :]
-            column = self.json_value("c.attributes", key, c.kind)
+            column = self.sqlite_json_value("c.attributes", key, c.kind)
             guard = "coalesce"
         else:
             column = _const(f"c.{c.field}")
@@ -653,24 +725,62 @@ class _Compiler:
         cutoff = self.p((self.now - timedelta(days=c.days)).date().isoformat(), "text")
         return f"{lhs} >= {cutoff}" if op == "within_last_days" else f"{lhs} < {cutoff}"
 
-    # JSON values: the value when its JSON type is the expected one, else NULL
+    # JSON on PostgreSQL: one predicate per condition, never raising on what is stored
 
-    def json_value(self, column: str, key: str, kind: str) -> Callable[[], str]:
-        if self.pg:
+    def pg_attribute(self, c: Condition) -> tuple[str, bool]:
+        return self.pg_json("c.attributes", c.field[len("attribute.") :], c.kind, c.operator, c.value, c.values, c.days)
 
-            def pg() -> str:
-                typeof = f"jsonb_typeof({column} -> {self.p(key, 'text')})"
-                if kind == "number":
-                    return f"(CASE WHEN {typeof} = 'number' THEN ({column} ->> {self.p(key, 'text')})::numeric END)"
-                if kind == "boolean":
-                    return f"(CASE WHEN {typeof} = 'boolean' THEN ({column} ->> {self.p(key, 'text')})::boolean END)"
-                if kind == "date":
-                    shape = f"({column} ->> {self.p(key, 'text')}) ~ '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}$'"
-                    return f"(CASE WHEN {typeof} = 'string' AND {shape} THEN {column} ->> {self.p(key, 'text')} END)"
-                return f"(CASE WHEN {typeof} = 'string' THEN {column} ->> {self.p(key, 'text')} END)"
+    def pg_json(self, column: str, key: str, kind: str, op: str, value: Any, values: tuple[Any, ...],
+                days: int | None) -> tuple[str, bool]:  # fmt: skip
+        """(SQL, whether it may be NULL) for a condition on one top-level key of a JSON object
+        column, true only for a value of the kind's JSON type (see the module docstring).
 
-            return pg
+        - Equality with JSON scalars — numbers, booleans, list values, and texts without
+          ASCII letters (nothing to fold) — is containment, `column @> {"key": value}`: exact
+          for the JSON type, cheap per row, and served by the GIN index (jsonb_path_ops).
+        - Numbers otherwise: a strict jsonpath (`strict $."seats" >= 10`), whose comparisons
+          are unknown (NULL), never an error, when the stored value is not a number.
+        - Text, list and date values are compared as `column ->> key` text first; the JSON
+          type is checked only where that text could come from a non-string (`->>` gives
+          '10', 'true', '[...]' for those): after a match of an ambiguous value or pattern,
+          and for the negative operators. A date's shape check alone excludes non-strings.
+        """
+        if _contained(kind, op, value, values):
+            return self.containment(column, key, kind, op, value, values), False
+        if op in ("is_set", "is_not_set"):
+            if kind == "date":
+                test = f"({column} ->> {self.p(key, 'text')}) ~ '{_PG_DATE_SHAPE}'"
+            else:
+                test = f"jsonb_typeof({column} -> {self.p(key, 'text')}) = '{_JSON_TYPES[kind]}'"
+            return (test, True) if op == "is_set" else (f"NOT COALESCE({test}, FALSE)", False)
+        if kind == "number":
+            return f"{column} @@ {self.p(_number_path(key, op, value, values), 'jsonpath')}", True
+        text = _const(f"({column} ->> {self.p(key, 'text')})")
+        if kind == "date":
+            sql = self.date_predicate(text, Condition(field=key, operator=op, value=value, values=values, days=days))
+            return f"CASE WHEN {sql} THEN ({column} ->> {self.p(key, 'text')}) ~ '{_PG_DATE_SHAPE}' ELSE FALSE END", False
+        if kind == "text":
+            sql = self.text_predicate(text, op, value, values)
+        else:  # list: exact
+            sql = self.compare(text, op, value, values, "text")
+        wanted = [value] if op in ("equals", "not_equals") else list(values)
+        if op in ("equals", "in") and not any(_NOT_A_STRING.fullmatch(fold(v)) for v in wanted):
+            return sql, True
+        return f"CASE WHEN {sql} THEN jsonb_typeof({column} -> {self.p(key, 'text')}) = 'string' ELSE FALSE END", False
 
+    def containment(self, column: str, key: str, kind: str, op: str, value: Any, values: tuple[Any, ...]) -> str:
+        def doc(v: Any) -> str:
+            return json.dumps({key: fold(v) if kind == "text" else v}, ensure_ascii=False, separators=(",", ":"))
+
+        if kind == "boolean":
+            return f"{column} @> {self.p(doc(value if op == 'equals' else not value), 'jsonb')}"
+        if op == "equals":
+            return f"{column} @> {self.p(doc(value), 'jsonb')}"
+        return f"{column} @> ANY({self.p([doc(v) for v in values], 'jsonb[]')})"
+
+    # JSON on SQLite: the value when its JSON type is the expected one, else NULL
+
+    def sqlite_json_value(self, column: str, key: str, kind: str) -> Callable[[], str]:
         def sqlite() -> str:
             def path() -> str:
                 return f"""'$."' || {self.p(key, "text")} || '"'"""
@@ -702,26 +812,66 @@ class _Compiler:
         return f"NOT {sql}" if op in ("is_not_set", "not_equals", "not_in") else sql
 
     def event(self, c: Condition) -> str:
-        assert c.count is not None
-        op, n = c.event_count_op, c.count
-        if op == "at_least" and n == 0:
+        if c.event_count_op == "at_least" and c.count == 0:
             return "TRUE"
         where = f"e.contact_id = c.id AND e.name = {self.p(c.field[len('event.') :], 'text')}"
         if c.days is not None:
             where += f" AND e.occurred_at >= {self.moment(self.now - timedelta(days=c.days))}"
         if c.property is not None:
             where += f" AND {self.property(c)}"
+        return self.counted("contact_events e", where, c)
+
+    def counted(self, source: str, where: str, c: Condition) -> str:
+        """The rows of `source` matching `where`, counted against the condition's count."""
+        assert c.count is not None and c.event_count_op is not None
+        op, n = c.event_count_op, c.count
         if (op == "at_least" and n == 1) or (op in ("at_most", "exactly") and n == 0):
-            exists = f"EXISTS (SELECT 1 FROM contact_events e WHERE {where})"
+            exists = f"EXISTS (SELECT 1 FROM {source} WHERE {where})"
             return exists if op == "at_least" else f"NOT {exists}"
-        counted = f"(SELECT count(*) FROM contact_events e WHERE {where})"
+        counted = f"(SELECT count(*) FROM {source} WHERE {where})"
         return f"{counted} {_COUNT_OP[op]} {self.p(n, 'bigint')}"
+
+    # conversations
+
+    def conversation_count(self, c: Condition) -> str:
+        if c.event_count_op == "at_least" and c.count == 0:
+            return "TRUE"
+        where = "cv.contact_id = c.id"
+        if c.status is not None:
+            where += f" AND cv.status = {self.p(c.status, 'text')}"
+        if c.days is not None:
+            where += f" AND cv.created_at >= {self.moment(self.now - timedelta(days=c.days))}"
+        return self.counted("conversations cv", where, c)
+
+    def last_conversation(self, c: Condition) -> str:
+        """The newest conversation's created_at, as EXISTS tests on the (contact_id,
+        created_at) index: "newest >= t" is "one started at or after t"."""
+
+        def since(bound: datetime | None) -> str:
+            where = "cv.contact_id = c.id" + ("" if bound is None else f" AND cv.created_at >= {self.moment(bound)}")
+            return f"EXISTS (SELECT 1 FROM conversations cv WHERE {where})"
+
+        op = c.operator
+        if op in ("is_set", "is_not_set"):
+            return since(None) if op == "is_set" else f"NOT {since(None)}"
+        if op == "after":
+            return since(_end(c.value))
+        if op == "between":
+            return f"({since(_start(c.values[0]))} AND NOT {since(_end(c.values[1]))})"
+        assert op == "before" or c.days is not None
+        bound = _start(c.value) if op == "before" else self.now - timedelta(days=c.days or 0)
+        if op == "within_last_days":
+            return since(bound)
+        return f"({since(None)} AND NOT {since(bound)})"  # before, more_than_days_ago
 
     def property(self, c: Condition) -> str:
         op, value = c.property_operator, c.property_value
         assert c.property is not None and op is not None
         kind = "boolean" if isinstance(value, bool) else "text" if isinstance(value, str) else "number"
-        v = self.json_value("e.properties", c.property, kind)
+        if self.pg:
+            sql, nullable = self.pg_json("e.properties", c.property, kind, op, value, (), None)
+            return f"COALESCE({sql}, FALSE)" if nullable else sql
+        v = self.sqlite_json_value("e.properties", c.property, kind)
         if kind == "text":
             sql = self.text_predicate(v, op, value, ())
         else:
@@ -732,6 +882,58 @@ class _Compiler:
 _SQL_OP = {"equals": "=", "not_equals": "<>", "greater_than": ">", "greater_or_equal": ">=", "less_than": "<",
            "less_or_equal": "<="}  # fmt: skip
 _COUNT_OP = {"at_least": ">=", "at_most": "<=", "exactly": "="}
+_JSON_TYPES = {"text": "string", "list": "string", "number": "number", "boolean": "boolean"}
+_PG_DATE_SHAPE = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+# What `->>` gives for a JSON number (PostgreSQL prints numerics without exponent), boolean,
+# array or object; null gives SQL NULL. A text value outside this set cannot come from them.
+_NOT_A_STRING = re.compile(r"-?[0-9]+(\.[0-9]+)?|true|false|[\[{].*", re.DOTALL)
+_ASCII_LETTER = re.compile(r"[A-Za-z]")
+_NEGATIVE_OPS = frozenset({"not_equals", "not_in", "not_contains"})
+
+
+def _contained(kind: str, op: str, value: Any, values: tuple[Any, ...]) -> bool:
+    """Whether a JSON condition is exactly a containment test (see `_Compiler.pg_json`)."""
+    if kind == "boolean":
+        return op in ("equals", "not_equals")
+    if kind in ("number", "list"):
+        return op in ("equals", "in")
+    if kind == "text" and op in ("equals", "in"):
+        return not any(_ASCII_LETTER.search(v) for v in ([value] if op == "equals" else values))
+    return False
+
+
+def _filter_rank(item: Condition | Group) -> int | None:
+    """For a custom-attribute condition compiled to a filter (not a containment test): its
+    rough cost per row on PostgreSQL, cheapest 0. None for anything else."""
+    if not isinstance(item, Condition) or not item.field.startswith("attribute."):
+        return None
+    if _contained(item.kind, item.operator, item.value, item.values):
+        return None
+    if item.operator in ("is_set", "is_not_set") or item.operator in _NEGATIVE_OPS:
+        return 3  # jsonb_typeof on (nearly) every row
+    return {"text": 0, "list": 0, "date": 1}.get(item.kind, 2)  # numbers: jsonpath
+
+
+def _number_path(key: str, op: str, value: Any, values: tuple[Any, ...]) -> str:
+    """A strict jsonpath predicate on a number (`key` is a checked attribute key or event
+    property name: letters, digits, _ and -, nothing to escape)."""
+    k = f'$."{key}"'
+    if op == "between":
+        return f"strict {k} >= {_path_number(values[0])} && {k} <= {_path_number(values[1])}"
+    if op in ("not_equals", "not_in"):
+        differs = " && ".join(f"{k} != {_path_number(v)}" for v in ([value] if op == "not_equals" else values))
+        return f'strict {k}.type() == "number" && {differs}'
+    return f"strict {k} {_PATH_OP[op]} {_path_number(value)}"
+
+
+def _path_number(value: int | float) -> str:
+    """The number as a jsonpath literal: plain decimal digits, exactly the value written."""
+    if isinstance(value, int):
+        return str(value)
+    return format(Decimal(repr(value)), "f")
+
+
+_PATH_OP = {"greater_than": ">", "greater_or_equal": ">=", "less_than": "<", "less_or_equal": "<="}
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 

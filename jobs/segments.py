@@ -10,6 +10,13 @@ Joins and leaves are computed as set differences in SQL (INSERT … SELECT … W
 EXISTS, UPDATE … WHERE NOT EXISTS), stamped with the refresh's sequence number, and
 streamed to subscribers in chunks: memory stays bounded whatever the segment's size.
 Runs are idempotent; a retried run finds nothing left to do.
+
+A segment with few members joins its new members with INSERT … ON CONFLICT DO NOTHING
+instead of the anti-join: when segment_memberships is (nearly) empty at planning time —
+the first refresh in a new database — PostgreSQL plans NOT EXISTS as a nested loop over a
+sequential scan of segment_memberships, and every rescan reads the pages the same INSERT
+has added so far: quadratic, 42–59 s for 100,000 joins instead of 2.5 s. Statistics do not
+help (the table really is empty). See BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -27,12 +34,17 @@ from core.queue import enqueue
 from domain import segments as rules_lang
 from models.segments import Segment, SegmentMembership
 from resolvers.segments import attribute_types, matching_sql
+from resolvers.webhooks import segment_membership_changed
 
 log = logging.getLogger("parley.jobs.segments")
 
 DEBOUNCE = timedelta(seconds=1)
 ANALYZE_AFTER = 10_000
 CHUNK = 1000
+# Below this many members, joins are inserted with ON CONFLICT DO NOTHING (at most this
+# many conflicts, a few milliseconds); from it on, segment_memberships is large enough
+# that the planner probes it by index or hash, and NOT EXISTS is the cheaper statement.
+FEW_MEMBERS = 10_000
 
 
 async def schedule_dirty_refresh(hub: Any, jobs: Any, workspace_id: int, contact_ids: list[int]) -> None:
@@ -60,7 +72,10 @@ async def refresh(segment: Segment, *, contact_ids: list[int] | None = None, pub
         where, params = matching_sql(group, segment.workspace_id, now=now, param_start=q.next_index)
         q.extend(params)
         restrict = f" AND c.id IN {q.in_list(contact_ids)}" if contact_ids else ""
-        tail = f" AND NOT EXISTS (SELECT 1 FROM segment_memberships m WHERE m.segment_id = {q.param(segment.id)} AND m.contact_id = c.id)"
+        if locked.member_count < FEW_MEMBERS:
+            tail = " ON CONFLICT (segment_id, contact_id) DO NOTHING"
+        else:
+            tail = f" AND NOT EXISTS (SELECT 1 FROM segment_memberships m WHERE m.segment_id = {q.param(segment.id)} AND m.contact_id = c.id)"
         await tx.execute_query(head + where + restrict + tail, q.params)
 
         q = SqlBuilder()
@@ -99,6 +114,8 @@ async def _stream(segment: Segment, seq: int, column: str, publish: Any) -> int:
             kind = "joined" if column == "joined_seq" else "left"
             publish(keys.segment_channel(segment.workspace_id, segment.id),
                     {"type": "segment", "segmentId": segment.id, "cursor": str(seq), kind: list(ids)})  # fmt: skip
+        # segment.joined / segment.left webhooks, written in this refresh's transaction.
+        await segment_membership_changed(segment, "joined" if column == "joined_seq" else "left", list(ids))
 
 
 class _Publisher:
@@ -126,13 +143,26 @@ class _Publisher:
 # -- arq tasks ------------------------------------------------------------------------------
 
 
-async def refresh_segment(ctx: dict[str, Any], segment_id: int) -> dict[str, int] | None:
+async def refresh_segment(ctx: dict[str, Any], segment_id: int, job_id: int | None = None) -> dict[str, int] | None:
+    """A full refresh; `job_id` is its job record when a rule change queued it."""
+    from jobs.tracking import JobTracker
+
+    tracker = await JobTracker.begin(job_id, ctx.get("hub")) if job_id is not None else None
     segment = await Segment.get_or_none(id=segment_id)
     if segment is None:
+        if tracker is not None:
+            await tracker.fail("The segment was deleted.")
         return None
     publisher = _Publisher(ctx.get("redis"))
-    result = await refresh(segment, publish=publisher)
+    try:
+        result = await refresh(segment, publish=publisher)
+    except Exception:
+        if tracker is not None:
+            await tracker.fail("The refresh failed unexpectedly (the error is logged).")
+        raise
     await publisher.flush()
+    if tracker is not None:
+        await tracker.succeed(dict(result))
     log.info("segment %s refreshed: %s", segment_id, result)
     return result
 

@@ -13,9 +13,12 @@ from core import keys
 from core.config import settings
 from core.db import tortoise_config
 from core.hub import Hub
-from jobs.contacts import prune_contact_changes
+from jobs.contacts import prune_contact_changes, prune_sync_requests
 from jobs.conversations import wake_conversation, wake_snoozed
+from jobs.delivery import DELIVERY_TRIES, check_missed_chat, deliver_message, notify_new_message
+from jobs.exports import EXPORT_TIMEOUT, export_contacts, prune_exports
 from jobs.segments import refresh_all_segments, refresh_dirty_contacts, refresh_segment
+from jobs.webhooks import ARQ_TRIES, deliver_webhook, dispatch_webhooks, prune_webhook_deliveries
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -39,6 +42,16 @@ class WorkerSettings:
         refresh_all_segments,
         func(wake_conversation, keep_result=0),
         func(wake_snoozed, keep_result=0),
+        func(deliver_message, max_tries=DELIVERY_TRIES),
+        func(notify_new_message, max_tries=DELIVERY_TRIES),
+        func(check_missed_chat, max_tries=DELIVERY_TRIES),
+        func(export_contacts, timeout=EXPORT_TIMEOUT, max_tries=3),
+        prune_exports,
+        # Attempts are counted in the database; arq's tries only bound a deferred job.
+        func(deliver_webhook, max_tries=ARQ_TRIES, keep_result=0),
+        func(dispatch_webhooks, keep_result=0),
+        prune_webhook_deliveries,
+        prune_sync_requests,
     ]
     cron_jobs = [
         cron(prune_contact_changes, hour={3}, minute={17}, run_at_startup=False),
@@ -46,6 +59,11 @@ class WorkerSettings:
         cron(refresh_all_segments, minute=set(range(0, 60, 10)), run_at_startup=False),
         # Catches snoozed conversations whose deferred wake-up job was lost.
         cron(wake_snoozed, second={30}, run_at_startup=True),
+        cron(prune_exports, minute={41}, run_at_startup=False),
+        # Queues webhook deliveries with no job: segment events, bulk syncs, lost jobs.
+        cron(dispatch_webhooks, second=set(range(0, 60, 10)), run_at_startup=True),
+        cron(prune_webhook_deliveries, hour={3}, minute={27}, run_at_startup=False),
+        cron(prune_sync_requests, hour={3}, minute={37}, run_at_startup=False),
     ]
     on_startup = startup
     on_shutdown = shutdown

@@ -13,9 +13,12 @@ from core.scoping import decode_global_id
 from models.channels import Channel
 from models.contacts import AttributeDefinition, Contact, ContactEvent, ContactNote, DeletedContact
 from models.conversations import Conversation, Message, Topic
+from models.jobs import Job
+from models.webhooks import WebhookDelivery, WebhookEndpoint
 from models.workspaces import Agent, ApiKey, Team, Workspace
 from resolvers.contacts import can_see_contact
 from resolvers.conversations import can_see_conversation
+from resolvers.jobs import can_see_job
 
 
 def _agents(p: Principal, _: Any) -> bool:
@@ -45,6 +48,9 @@ NODES: dict[str, tuple[type[Model], Callable[[Principal, Any], bool]]] = {
     "Conversation": (Conversation, can_see_conversation),
     "Message": (Message, _with(Permission.CONVERSATIONS_READ)),
     "Topic": (Topic, _anyone),
+    "Job": (Job, can_see_job),
+    "WebhookEndpoint": (WebhookEndpoint, _with(Permission.WEBHOOKS_MANAGE)),
+    "WebhookDelivery": (WebhookDelivery, _with(Permission.WEBHOOKS_MANAGE)),
 }
 
 

@@ -233,7 +233,14 @@ async def _save_shares(segment: Segment, shared: tuple[list[int], list[int]] | N
 
 
 async def schedule_refresh(ctx: Context, segment: Segment) -> None:
-    await enqueue(ctx.jobs, "refresh_segment", segment.id, job_id=f"{keys.arq_queue()}:segment:{segment.id}")
+    """Queue a full refresh, with a job record (kind SEGMENT_REFRESH) that follows it."""
+    from jobs.tracking import cancel_job, create_job
+    from models.jobs import JobKind
+
+    job = await create_job(segment.workspace_id, JobKind.SEGMENT_REFRESH, principal=ctx.principal, params={"segment_id": segment.id})
+    if not await enqueue(ctx.jobs, "refresh_segment", segment.id, job.id, job_id=f"{keys.arq_queue()}:segment:{segment.id}"):
+        # A refresh already queued reads the rules when it runs: it does this one's work.
+        await cancel_job(job, ctx.hub, reason="Merged into a refresh of this segment that was already queued.")
 
 
 async def create_segment(ctx: Context, values: dict[str, Any]) -> Segment:

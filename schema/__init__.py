@@ -19,38 +19,49 @@ from core.errors import MaskUnexpectedErrors
 from schema.auth import AuthMutation, AuthQuery
 from schema.contacts import ContactMutation, ContactQuery, ContactSubscription
 from schema.conversations import ConversationMutation, ConversationQuery, ConversationSubscription
+from schema.exports import ExportMutation, ExportQuery
+from schema.jobs import JobMutation, JobQuery, JobSubscription
 from schema.nodes import NodeQuery
 from schema.segments import SegmentMutation, SegmentQuery, SegmentSubscription
+from schema.sync import SyncMutation, SyncQuery
+from schema.webhooks import WebhookMutation, WebhookQuery
 from schema.workspaces import WorkspaceMutation, WorkspaceQuery
 
 
 @strawberry.type
-class Query(NodeQuery, AuthQuery, WorkspaceQuery, ContactQuery, SegmentQuery, ConversationQuery):
+class Query(NodeQuery, AuthQuery, WorkspaceQuery, ContactQuery, SegmentQuery, ConversationQuery, JobQuery, ExportQuery,
+            SyncQuery, WebhookQuery):
     pass
 
 
 @strawberry.type
-class Mutation(AuthMutation, WorkspaceMutation, ContactMutation, SegmentMutation, ConversationMutation):
+class Mutation(AuthMutation, WorkspaceMutation, ContactMutation, SegmentMutation, ConversationMutation, JobMutation, ExportMutation,
+               SyncMutation, WebhookMutation):
     pass
 
 
 @strawberry.type
-class Subscription(ContactSubscription, SegmentSubscription, ConversationSubscription):
+class Subscription(ContactSubscription, SegmentSubscription, ConversationSubscription, JobSubscription):
     pass
 
 
 def build_schema(*, introspection: bool | None = None) -> strawberry.Schema:
     allow_introspection = settings.is_dev if introspection is None else introspection
+    # The limiters' rule classes are built once: ValidationCache keys on the rule tuple,
+    # and a limiter made per request brings a new class each time (a miss every time).
+    rules = [
+        *QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=settings.max_aliases).validation_rules,
+    ]
+    if not allow_introspection:
+        rules.append(NoSchemaIntrospectionCustomRule)
     extensions: list = [
         MaskUnexpectedErrors,
-        lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
-        lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
+        lambda: AddValidationRules(rules),
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
         lambda: ParserCache(maxsize=1000),
         lambda: ValidationCache(maxsize=1000),
     ]
-    if not allow_introspection:
-        extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
     return strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions)
 
 

@@ -15,13 +15,15 @@ from core.errors import Code, PublicError
 from resolvers.nodes import load_node
 from schema.contacts import AttributeDefinition, Contact, ContactEvent, ContactNote, DeletedContact
 from schema.conversations import Conversation, Message, Topic
+from schema.jobs import Job
 from schema.segments import Segment
+from schema.webhooks import WebhookDelivery, WebhookEndpoint
 from schema.workspaces import Agent, ApiKey, Channel, Team, Workspace
 
 CONVERT: dict[str, Callable[[Any], relay.Node]] = {
     t.__name__: t.from_model
     for t in (Workspace, Agent, Team, Channel, ApiKey, Contact, ContactNote, ContactEvent, AttributeDefinition, DeletedContact, Segment,
-              Conversation, Message, Topic)
+              Conversation, Message, Topic, Job, WebhookEndpoint, WebhookDelivery)
 }
 MAX_NODES = 100
 

@@ -20,6 +20,7 @@ from resolvers import segments as r
 from resolvers.contacts import load_agent
 from schema.common import JSON, Connection, UserError, mutate, node_id, provided, to_connection
 from schema.contacts import Contact
+from schema.conversations import ConversationStatus
 from schema.workspaces import Agent
 
 SegmentVisibility = strawberry.enum(m.SegmentVisibility, name="SegmentVisibility")
@@ -52,13 +53,14 @@ class RuleOperator(Enum):
     AFTER = "after"
     WITHIN_LAST_DAYS = "within_last_days"
     MORE_THAN_DAYS_AGO = "more_than_days_ago"
-    # For event.<name> fields: how many times it happened.
+    # For event.<name> and conversation_count: how many.
     AT_LEAST = "at_least"
     AT_MOST = "at_most"
     EXACTLY = "exactly"
 
 
 EVENT_COUNT_OPERATORS = {"at_least", "at_most", "exactly"}
+COUNTED_FIELDS = ("event.", "conversation_count")  # fields compared with AT_LEAST / AT_MOST / EXACTLY
 
 
 @strawberry.input(one_of=True, description="One typed value: text (also dates as YYYY-MM-DD), number or boolean.")
@@ -88,14 +90,16 @@ class EventPropertyRuleInput:
 
 
 @strawberry.input(description="""One condition. `field` is a contact field (email, country, last_seen_at, …),
-`tag`, `attribute.<key>` or `event.<name>` (with AT_LEAST / AT_MOST / EXACTLY and a number).""")
+`tag`, `attribute.<key>`, `last_conversation_at` (when the newest conversation started), or a
+count with AT_LEAST / AT_MOST / EXACTLY and a number: `event.<name>` or `conversation_count`.""")
 class RuleConditionInput:
     field: str
     operator: RuleOperator
     value: RuleValueInput | None = None
     values: list[RuleValueInput] | None = strawberry.field(default=None, description="For IN, NOT_IN and BETWEEN.")
-    days: int | None = strawberry.field(default=None, description="For WITHIN_LAST_DAYS, MORE_THAN_DAYS_AGO, and events.")
+    days: int | None = strawberry.field(default=None, description="For WITHIN_LAST_DAYS, MORE_THAN_DAYS_AGO, events and conversation_count (created in the last days).")
     property: EventPropertyRuleInput | None = strawberry.field(default=None, description="Events only: a condition on the event's properties.")
+    status: ConversationStatus | None = strawberry.field(default=None, description="conversation_count only: count the conversations with this status.")  # type: ignore[valid-type]
 
 
 @strawberry.input(description="`match` ALL or ANY over the conditions and nested groups.")
@@ -111,7 +115,7 @@ def rules_to_data(rules: SegmentRulesInput) -> dict[str, Any]:
     for c in rules.conditions:
         op = c.operator.value
         item: dict[str, Any] = {"field": c.field}
-        if c.field.startswith("event.") and op in EVENT_COUNT_OPERATORS:
+        if c.field.startswith(COUNTED_FIELDS) and op in EVENT_COUNT_OPERATORS:
             item.update(event_count_op=op, count=_value(c.value))
         else:
             item["operator"] = op
@@ -123,6 +127,8 @@ def rules_to_data(rules: SegmentRulesInput) -> dict[str, Any]:
             item["days"] = c.days
         if c.property is not None:
             item.update(property=c.property.name, property_operator=c.property.operator.value, property_value=_value(c.property.value))
+        if c.status is not None:
+            item["status"] = c.status.value
         conditions.append(item)
     return {"match": rules.match.value, "conditions": conditions, "groups": [rules_to_data(g) for g in rules.groups]}
 

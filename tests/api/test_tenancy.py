@@ -36,7 +36,8 @@ from tests.conftest import Api, Tenant
 # Every object type implementing Node, with the case that creates one in a workspace.
 NODE_TYPES = (
     "Workspace", "Agent", "Team", "Channel", "ApiKey", "Contact", "ContactNote",
-    "ContactEvent", "AttributeDefinition", "DeletedContact", "Segment", "Topic", "Conversation", "Message",
+    "ContactEvent", "AttributeDefinition", "DeletedContact", "Segment", "Topic", "Conversation", "Message", "Job",
+    "WebhookEndpoint", "WebhookDelivery",
 )  # fmt: skip
 
 PASSWORD = "correct horse battery"
@@ -144,6 +145,15 @@ async def build_world(api: Api, name: str) -> World:
                "rules": {"match": "ALL", "conditions": [{"field": "city", "operator": "EQUALS", "value": {"text": "Lyon"}}]}}},
         tok, "createSegment")  # fmt: skip
     ids["Segment"] = segment["segment"]["id"]
+    export = await _ok(api, "mutation($i: ExportContactsInput!) { exportContacts(input: $i) { job { id } userErrors { field code } } }",
+        {"i": {"columns": ["name", "email"], "segmentId": ids["Segment"]}}, tok, "exportContacts")  # fmt: skip
+    ids["Job"] = export["job"]["id"]
+    endpoint = await _ok(api, "mutation($i: CreateWebhookEndpointInput!) { createWebhookEndpoint(input: $i) { endpoint { id } userErrors { field code } } }",
+        {"i": {"url": f"https://{tag}.example.com/hooks", "eventTypes": ["CONTACT_UPDATED"]}}, tok, "createWebhookEndpoint")  # fmt: skip
+    ids["WebhookEndpoint"] = endpoint["endpoint"]["id"]
+    ping = await _ok(api, "mutation($i: WebhookEndpointIdInput!) { pingWebhookEndpoint(input: $i) { delivery { id } userErrors { field code } } }",
+        {"i": {"id": ids["WebhookEndpoint"]}}, tok, "pingWebhookEndpoint")  # fmt: skip
+    ids["WebhookDelivery"] = ping["delivery"]["id"]
 
     session = await _ok(api, "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { token contact { id } userErrors { field code } } }",
         {"i": {"channelKey": tenant.channel.public_key, "externalId": f"{tag}-user-1"}}, "", "startContactSession")  # fmt: skip
@@ -176,6 +186,10 @@ query Snapshot {
   } } }
   attributeDefinitions(first: 100) { edges { node { id key label type options source crmManaged searchable visible position } } }
   segments(first: 100) { edges { node { id name description visibility rules predefinedKey sharedWith owner { id } } } }
+  jobs(first: 100) { edges { node { id kind status processed total result } } }
+  webhookEndpoints(first: 100) { edges { node {
+    id url description eventTypes enabled disabledReason updatedAt deliveries(first: 100) { edges { node { id eventType status attempts } } }
+  } } }
   deletedContacts(first: 100) { edges { node { id nameHint emailHint phoneHint platform deletedByName deletedAt } } }
   contacts(first: 100) {
     totalCount
@@ -250,11 +264,13 @@ ROOT_FIELDS_WITH_IDS = {
         "conversation": "test_conversations_of_another_workspace_are_invisible",
         "conversations": "test_conversations_of_another_workspace_are_invisible",
         "topics": "test_conversations_of_another_workspace_are_invisible",
+        "job": "test_jobs_and_exports_of_another_workspace_are_invisible",
     },
     "Subscription": {
         "contactUpdated": "test_subscriptions_do_not_cross_workspaces",
         "segmentMembershipChanged": "test_subscriptions_do_not_cross_workspaces",
         "messageAdded": "test_subscriptions_do_not_cross_workspaces",
+        "jobProgress": "test_subscriptions_do_not_cross_workspaces",
         "conversationEvents": "test_conversation_events_never_carry_another_workspaces_events",
     },
 }
@@ -374,6 +390,43 @@ async def test_conversations_of_another_workspace_are_invisible(api: Api, worlds
         assert [e["extensions"]["code"] for e in errors] == ["NOT_FOUND"], who
     listed = (await api(TOPICS_Q, {}, token=a.session_token))["topics"]["edges"]
     assert [e["node"]["id"] for e in listed] == [a.ids["Topic"]]
+
+
+JOB_Q = "query($id: ID!) { job(id: $id) { id status } }"
+JOBS_Q = "{ jobs(first: 100) { edges { node { id } } } }"
+
+
+async def test_jobs_and_exports_of_another_workspace_are_invisible(api: Api, worlds: list[World]) -> None:
+    """B's job is null to A's principals, absent from A's list, and B's export file is a
+    404 to them even with a valid download link (links are bearer URLs: with an
+    Authorization header, the header's workspace must be the link's)."""
+    from urllib.parse import urlsplit
+
+    from jobs.exports import export_contacts
+    from strawberry.relay import GlobalID
+
+    a, b = await intact(api, worlds)
+    assert (await api(JOB_Q, {"id": b.ids["Job"]}, token=b.owner))["job"]["id"] == b.ids["Job"]
+    for who, token in _a_principals(a).items():
+        assert (await api(JOB_Q, {"id": b.ids["Job"]}, token=token))["job"] is None, who
+        if who != "A contact session":
+            listed = {e["node"]["id"] for e in (await api(JOBS_Q, token=token))["jobs"]["edges"]}
+            assert a.ids["Job"] in listed and b.ids["Job"] not in listed, who
+    await export_contacts({}, int(GlobalID.from_id(b.ids["Job"]).node_id))
+    url = (await api("query($id: ID!) { job(id: $id) { downloadUrl } }", {"id": b.ids["Job"]}, token=b.owner))["job"]["downloadUrl"]
+    parts = urlsplit(url)
+    path = f"{parts.path}?{parts.query}"
+    assert (await api.client.get(path, headers={"authorization": f"Bearer {b.owner}"})).status_code == 200
+    for who, token in _a_principals(a).items():
+        response = await api.client.get(path, headers={"authorization": f"Bearer {token}"})
+        assert response.status_code == 404, who
+    # Pointing B's link at A's export (or A's workspace) breaks its signature.
+    a_job = int(GlobalID.from_id(a.ids["Job"]).node_id)
+    a_ws = int(GlobalID.from_id(a.ids["Workspace"]).node_id)
+    _, _, b_ws, b_job = parts.path.split("/")
+    for forged in (f"/exports/{b_ws}/{a_job}?{parts.query}", f"/exports/{a_ws}/{b_job}?{parts.query}"):
+        assert (await api.client.get(forged, headers={"authorization": f"Bearer {a.owner}"})).status_code in (403, 404)
+        assert (await api.client.get(forged)).status_code == 403
 
 
 def _all_strings(value: Any) -> set[str]:
@@ -506,6 +559,14 @@ MUTATION_CASES = [
     Case("setConversationTopic", "SetConversationTopicInput", lambda a, b: {"id": b.ids["Conversation"], "topicId": None}, ["id"]),
     Case("setConversationTopic", "SetConversationTopicInput", lambda a, b: {"id": a.ids["Conversation"], "topicId": b.ids["Topic"]},
          ["topicId"], "B-topic"),
+    Case("exportContacts", "ExportContactsInput", lambda a, b: {"columns": ["email"], "segmentId": b.ids["Segment"]}, ["segmentId"]),
+    Case("exportAttributeReport", "ExportAttributeReportInput", lambda a, b: {"segmentId": b.ids["Segment"]}, ["segmentId"]),
+    Case("cancelJob", "CancelJobInput", lambda a, b: {"id": b.ids["Job"]}, ["id"]),
+    Case("updateWebhookEndpoint", "UpdateWebhookEndpointInput",
+         lambda a, b: {"id": b.ids["WebhookEndpoint"], "url": "https://evil.example.com/steal", "enabled": False}, ["id"]),
+    Case("rotateWebhookEndpointSecret", "WebhookEndpointIdInput", lambda a, b: {"id": b.ids["WebhookEndpoint"]}, ["id"]),
+    Case("deleteWebhookEndpoint", "WebhookEndpointIdInput", lambda a, b: {"id": b.ids["WebhookEndpoint"]}, ["id"]),
+    Case("pingWebhookEndpoint", "WebhookEndpointIdInput", lambda a, b: {"id": b.ids["WebhookEndpoint"]}, ["id"]),
 ]  # fmt: skip
 
 
@@ -557,7 +618,7 @@ async def test_same_mutations_succeed_within_the_workspace(api: Api) -> None:
 
 _DESTRUCTIVE = {
     "deleteContact", "mergeContacts", "deleteAttributeDefinition", "deleteContactNote", "deleteSegment", "deleteChannel",
-    "deleteTopic",
+    "deleteTopic", "deleteWebhookEndpoint",
 }  # fmt: skip
 
 
@@ -579,6 +640,7 @@ async def test_a_session_token_of_one_workspace_does_not_resume_on_another(api: 
 SUBSCRIBE = "subscription($id: ID!) { contactUpdated(id: $id) { kind contactId contact { id city } } }"
 SUBSCRIBE_SEGMENT = "subscription($id: ID!) { segmentMembershipChanged(segmentId: $id) { cursor joinedContactIds } }"
 SUBSCRIBE_MESSAGES = "subscription($id: ID!) { messageAdded(conversationId: $id) { cursor message { body } } }"
+SUBSCRIBE_JOB = "subscription($id: ID!) { jobProgress(jobId: $id) { id status } }"
 
 
 async def _receive(ws: Any, timeout: float = 10.0) -> dict[str, Any]:
@@ -597,6 +659,7 @@ async def test_subscriptions_do_not_cross_workspaces(api: Api, worlds: list[Worl
         (SUBSCRIBE, b.session_contact),
         (SUBSCRIBE_SEGMENT, b.ids["Segment"]),
         (SUBSCRIBE_MESSAGES, b.ids["Conversation"]),
+        (SUBSCRIBE_JOB, b.ids["Job"]),
     ]
     for who, token in _a_principals(a).items():
         async with connect(live_server.ws_url, subprotocols=["graphql-transport-ws"], open_timeout=10) as ws:  # type: ignore[list-item]
@@ -658,16 +721,14 @@ SET_STATUS = "mutation($i: SetConversationStatusInput!) { setConversationStatus(
 async def test_conversation_events_never_carry_another_workspaces_events(api: Api, worlds: list[World], live_server: Any) -> None:
     """A's inbox hears A's events only, whatever filter (B's ids included) it asks for.
     B's event is published first: had it leaked, it would arrive before A's."""
-    from core import keys
-    from strawberry import relay
-    from tests.realtime.test_subscriptions import until_subscribed
+    from tests.conversations.test_realtime import subscribers
     from tests.realtime.wsclient import GraphQLWs
 
     a, b = await intact(api, worlds)
     async with GraphQLWs.open(live_server.ws_url, a.owner) as ws:
         everything = await ws.subscribe(CONVERSATION_EVENTS, {})
         with_b_ids = await ws.subscribe(CONVERSATION_EVENTS, {"f": {"assigneeId": b.owner_agent, "channelId": b.ids["Channel"]}})
-        await until_subscribed(keys.inbox_channel(int(relay.GlobalID.from_id(a.ids["Workspace"]).node_id)))
+        await subscribers(live_server, 2)
         for world in (b, a):
             for status in ("SNOOZED", "OPEN"):
                 extra = {"snoozePreset": "TOMORROW"} if status == "SNOOZED" else {}

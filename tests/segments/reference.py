@@ -24,6 +24,12 @@ class Event:
 
 
 @dataclass
+class Conversation:
+    status: str
+    created_at: datetime
+
+
+@dataclass
 class Row:
     """A contact as loaded from the database: built-in columns in `fields`."""
 
@@ -32,6 +38,7 @@ class Row:
     attributes: dict[str, Any]
     tags: set[str] = field(default_factory=set)
     events: list[Event] = field(default_factory=list)
+    conversations: list[Conversation] = field(default_factory=list)
 
 
 def lower(text: str) -> str:
@@ -79,11 +86,16 @@ def condition(c: Condition, row: Row, now: datetime, attribute_types: dict[str, 
         return found if op in ("equals", "in", "is_set") else not found
     if c.field.startswith("event."):
         return event(c, row, now)
+    if c.field == "conversation_count":
+        return conversation_count(c, row, now)
 
     if c.field.startswith("attribute."):
         key = c.field.removeprefix("attribute.")
         kind = attribute_types[key]
         value = typed(row.attributes.get(key), kind)
+    elif c.field == "last_conversation_at":
+        value = max((v.created_at for v in row.conversations), default=None)
+        kind = "datetime"
     else:
         value = row.fields[c.field]
         kind = ("text" if c.field in TEXT_FIELDS else "enum" if c.field == "sms_consent"
@@ -178,6 +190,17 @@ def event(c: Condition, row: Row, now: datetime) -> bool:
         if c.property is not None and not property_matches(c, e.properties.get(c.property)):
             continue
         n += 1
+    assert c.count is not None
+    return {"at_least": n >= c.count, "at_most": n <= c.count, "exactly": n == c.count}[c.event_count_op or ""]
+
+
+def conversation_count(c: Condition, row: Row, now: datetime) -> bool:
+    n = sum(
+        1
+        for v in row.conversations
+        if (c.status is None or v.status == c.status)
+        and (c.days is None or v.created_at >= now - timedelta(days=c.days))
+    )
     assert c.count is not None
     return {"at_least": n >= c.count, "at_most": n <= c.count, "exactly": n == c.count}[c.event_count_op or ""]
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from domain.segments import Condition, Group, RuleError, compile_where, parse
 from tests.segments import reference
-from tests.segments.reference import Event, Row
+from tests.segments.reference import Conversation, Event, Row
 
 TYPES = {"plan": "text", "seats": "number", "paying": "boolean", "renewal": "date", "tier": "list"}
 
@@ -56,8 +56,29 @@ PARSE_ERRORS: list[tuple[str, Any, str, list[str], str]] = [
     ("unknown field, nested", tree(COUNTRY_PT, groups=[tree(cond("favourite_colour", "equals", value="red"), match="any")]),
      "UNKNOWN_FIELD", ["groups", "0", "conditions", "0", "field"], "favourite_colour"),
     ("missing field", tree({"operator": "equals", "value": "x"}), "UNKNOWN_FIELD", ["conditions", "0", "field"], "field"),
-    ("conversation fields", tree(cond("conversation.count", "greater_than", value=1)), "UNKNOWN_FIELD",
-     ["conditions", "0", "field"], "conversation"),
+    ("unknown conversation field", tree(cond("conversation.count", "greater_than", value=1)), "UNKNOWN_FIELD",
+     ["conditions", "0", "field"], "conversation_count or last_conversation_at"),
+    ("conversation count with a text operator", tree(cond("conversation_count", "equals", value=1)), "INVALID_OPERATOR",
+     ["conditions", "0", "operator"], "at_least"),
+    ("conversation count without a count", tree(cond("conversation_count", event_count_op="at_least")), "INVALID_VALUE",
+     ["conditions", "0", "count"], "count"),
+    ("conversation count with a bad status", tree(cond("conversation_count", "at_least", count=1, status="closed")),
+     "INVALID_VALUE", ["conditions", "0", "status"], "open, snoozed, resolved"),
+    ("conversation count with a status that is not text", tree(cond("conversation_count", "at_least", count=1, status=1)),
+     "INVALID_VALUE", ["conditions", "0", "status"], "open"),
+    ("conversation count with a property", tree(cond("conversation_count", "at_least", count=1, **{
+        "property": "x", "property_operator": "equals", "property_value": 1})),
+     "INVALID_VALUE", ["conditions", "0", "property"], "event.<name>"),
+    ("conversation count with days zero", tree(cond("conversation_count", "at_least", count=1, days=0)), "INVALID_VALUE",
+     ["conditions", "0", "days"], "days"),
+    ("status on an event", tree(cond("event.purchase", event_count_op="at_least", count=1, status="open")),
+     "INVALID_VALUE", ["conditions", "0", "status"], "conversation_count only"),
+    ("status on a contact field", tree(cond("email", "is_set", status="open")), "INVALID_VALUE",
+     ["conditions", "0", "status"], "conversation_count only"),
+    ("last conversation with contains", tree(cond("last_conversation_at", "contains", value="x")), "INVALID_OPERATOR",
+     ["conditions", "0", "operator"], "a date and time field"),
+    ("last conversation with a count", tree(cond("last_conversation_at", "is_set", count=1)), "INVALID_VALUE",
+     ["conditions", "0", "count"], "event.<name> and conversation_count only"),
     ("undefined attribute", tree(cond("attribute.colour", "equals", value="red")), "UNKNOWN_FIELD",
      ["conditions", "0", "field"], "colour"),
     ("malformed attribute key", tree(cond("attribute.Plan", "equals", value="x")), "UNKNOWN_FIELD",
@@ -123,6 +144,8 @@ PARSE_ERRORS: list[tuple[str, Any, str, list[str], str]] = [
      "valeu"),
     ("event key on a contact field", tree(cond("email", "is_set", count=2)), "INVALID_VALUE", ["conditions", "0", "count"],
      "event"),
+    ("property key on a contact field", tree(cond("email", "is_set", property="x")), "INVALID_VALUE",
+     ["conditions", "0", "property"], "event.<name> fields only"),
     ("event without a count operator", tree(cond("event.purchase", count=1)), "INVALID_OPERATOR",
      ["conditions", "0", "operator"], "at_least"),
     ("event with a text operator", tree(cond("event.purchase", "equals", value="x")), "INVALID_OPERATOR",
@@ -210,19 +233,74 @@ def test_parse_normalises_values() -> None:
     assert parse({"match": "any", "conditions": []}, {}) == Group(match="any", items=())
 
 
+def test_parse_conversation_fields() -> None:
+    group = parse(tree(cond("conversation_count", "at_least", count=2.0, days=30, status="OPEN"),
+                       cond("conversation_count", event_count_op="exactly", count=0),
+                       cond("last_conversation_at", "within_last_days", days=7)), TYPES)  # fmt: skip
+    assert group.items == (
+        Condition(field="conversation_count", operator="at_least", days=30, event_count_op="at_least", count=2,
+                  status="open", kind="conversation_count"),
+        Condition(field="conversation_count", operator="exactly", event_count_op="exactly", count=0, kind="conversation_count"),
+        Condition(field="last_conversation_at", operator="within_last_days", days=7, kind="datetime"),
+    )  # fmt: skip
+
+
+def test_postgres_equality_on_json_scalars_is_containment() -> None:
+    """What the GIN index (jsonb_path_ops) on contacts.attributes can serve: `@>` with the
+    value in a JSON parameter — never for texts with letters, which compare folded."""
+    now = datetime(2026, 5, 1, tzinfo=UTC)
+
+    def sql(rule: dict[str, Any]) -> tuple[str, list[Any]]:
+        return compile_where(parse(tree(rule), TYPES), "postgres", now=now)
+
+    assert sql(cond("attribute.seats", "equals", value=2.2)) == ("c.attributes @> $1::jsonb", ['{"seats":2.2}'])
+    assert sql(cond("attribute.seats", "in", values=[1, 10])) == (
+        "c.attributes @> ANY($1::jsonb[])", [['{"seats":1}', '{"seats":10}']])  # fmt: skip
+    assert sql(cond("attribute.paying", "not_equals", value=True)) == (
+        "c.attributes @> $1::jsonb",
+        ['{"paying":false}'],
+    )
+    assert sql(cond("attribute.tier", "equals", value="Gold")) == ("c.attributes @> $1::jsonb", ['{"tier":"Gold"}'])
+    assert sql(cond("attribute.plan", "equals", value="42-7")) == ("c.attributes @> $1::jsonb", ['{"plan":"42-7"}'])
+    assert sql(cond("attribute.plan", "in", values=["1", "é"])) == (
+        "c.attributes @> ANY($1::jsonb[])", [['{"plan":"1"}', '{"plan":"é"}']])  # fmt: skip
+    for rule in (cond("attribute.plan", "equals", value="Pro"), cond("attribute.plan", "in", values=["1", "a"]),
+                 cond("attribute.seats", "greater_than", value=1), cond("attribute.tier", "not_equals", value="x")):  # fmt: skip
+        assert "@>" not in sql(rule)[0]
+
+
+def test_postgres_groups_attribute_filters_cheapest_first() -> None:
+    """The ->> text comparison before the jsonpath, in one conjunct the planner cannot
+    reorder; containment tests and other fields stay separate conjuncts."""
+    rules = tree(cond("attribute.seats", "greater_or_equal", value=10), cond("country", "equals", value="PT"),
+                 cond("attribute.plan", "equals", value="pro"), cond("attribute.tier", "equals", value="gold"))  # fmt: skip
+    sql, params = compile_where(parse(rules, TYPES), "postgres", now=datetime(2026, 5, 1, tzinfo=UTC))
+    assert sql == (
+        '(COALESCE(lower(((c.attributes ->> $1::text)) COLLATE "C") = $2::text AND c.attributes @@ $3::jsonpath, FALSE)'
+        ' AND (c.country IS NOT NULL AND lower((c.country) COLLATE "C") = $4::text) AND c.attributes @> $5::jsonb)'
+    )
+    assert params == ["plan", "pro", 'strict $."seats" >= 10', "pt", '{"tier":"gold"}']
+    any_of = tree(cond("attribute.seats", "greater_or_equal", value=10), cond("attribute.plan", "equals", value="pro"),
+                  match="any")  # fmt: skip
+    sql, _ = compile_where(parse(any_of, TYPES), "postgres", now=datetime(2026, 5, 1, tzinfo=UTC))
+    assert sql.startswith("(COALESCE(c.attributes @@ $1::jsonpath, FALSE) OR ")
+
+
 def test_compiled_sql_carries_every_user_value_as_a_parameter() -> None:
     nasty = "x'); DROP TABLE contacts; --"
-    types = {"zz_key": "text"}
+    types = {"zz_key": "text", "zz_num": "number"}
     rules = tree(cond("name", "contains", value=nasty), cond("attribute.zz_key", "equals", value=nasty),
                  cond("tag", "equals", value=nasty), cond("event.Zz_event", event_count_op="at_least", count=7,
                                                           property="zz_prop", property_operator="equals", property_value=nasty),
-                 match="any")  # fmt: skip
+                 cond("attribute.zz_num", "greater_than", value=123456), cond("attribute.zz_key", "equals", value="0099"),
+                 cond("conversation_count", "at_least", count=8, status="snoozed"), match="any")  # fmt: skip
     now = datetime(2026, 5, 1, tzinfo=UTC)
     for dialect in ("sqlite", "postgres"):
         sql, params = compile_where(parse(rules, types), dialect, now=now, param_start=3)
-        for secret in ("DROP", "zz_key", "Zz_event", "zz_prop"):
+        for secret in ("DROP", "zz_key", "zz_num", "Zz_event", "zz_prop", "123456", "0099", "snoozed"):
             assert secret not in sql
-        assert "zz_key" in params and "Zz_event" in params and "zz_prop" in params and 7 in params
+        text = repr(params)
+        assert "zz_key" in text and "zz_num" in text and "Zz_event" in params and "zz_prop" in params and 7 in params
         if dialect == "sqlite":
             assert sql.count("?") == len(params) and "$" not in sql.replace("'$.", "")
         else:
@@ -244,6 +322,7 @@ def test_compile_where_edges() -> None:
 
 async def load_rows(workspace_id: int) -> list[Row]:
     from models.contacts import Contact, ContactEvent, ContactTag
+    from models.conversations import Conversation as ConversationRow
 
     rows = {}
     for c in await Contact.filter(workspace_id=workspace_id):
@@ -255,12 +334,16 @@ async def load_rows(workspace_id: int) -> list[Row]:
         rows[contact_id].tags.add(name)
     for e in await ContactEvent.filter(workspace_id=workspace_id):
         rows[e.contact_id].events.append(Event(name=e.name, occurred_at=e.occurred_at, properties=dict(e.properties)))
+    for v in await ConversationRow.filter(workspace_id=workspace_id):
+        rows[v.contact_id].conversations.append(Conversation(status=str(v.status), created_at=v.created_at))
     return list(rows.values())
 
 
-async def add_contact(workspace_id: int, *, created_at: datetime, tags: tuple[str, ...] = (),
-                      events: tuple[tuple[str, datetime, dict[str, Any]], ...] = (), **fields: Any) -> int:  # fmt: skip
+async def add_contact(workspace_id: int, *, channel_id: int, created_at: datetime, tags: tuple[str, ...] = (),
+                      events: tuple[tuple[str, datetime, dict[str, Any]], ...] = (),
+                      conversations: tuple[tuple[str, datetime], ...] = (), **fields: Any) -> int:  # fmt: skip
     from models.contacts import Contact, ContactEvent, ContactTag
+    from models.conversations import Conversation as ConversationRow
 
     contact = await Contact.create(workspace_id=workspace_id, **fields)
     await Contact.filter(id=contact.id).update(created_at=created_at)
@@ -269,6 +352,10 @@ async def add_contact(workspace_id: int, *, created_at: datetime, tags: tuple[st
     for name, at, properties in events:
         await ContactEvent.create(workspace_id=workspace_id, contact_id=contact.id, kind="event", name=name,
                                   occurred_at=at, properties=properties)  # fmt: skip
+    for status, started in conversations:
+        made = await ConversationRow.create(workspace_id=workspace_id, contact_id=contact.id, channel_id=channel_id,
+                                            status=status)  # fmt: skip
+        await ConversationRow.filter(id=made.id).update(created_at=started)
     return contact.id
 
 
@@ -312,6 +399,7 @@ PEOPLE: dict[str, dict[str, Any]] = {
                    ("purchase", ago(10), {"amount": 150, "currency": "usd"}),
                    ("purchase", ago(100), {"amount": 5}),
                    ("login", ago(2), {})),
+        "conversations": (("open", ago(2)), ("resolved", ago(40)), ("resolved", ago(100))),
     },
     "bea": {
         "name": "Bea 100%_off", "email": "BEA@Example.ORG", "country": "es", "city": "Madrid",
@@ -319,6 +407,7 @@ PEOPLE: dict[str, dict[str, Any]] = {
         "tags": ("trial",),
         "attributes": {"plan": "free", "seats": 2.2, "paying": False, "renewal": day(-40).isoformat(), "tier": "silver"},
         "events": (("purchase", ago(40), {"amount": "50"}), ("login", ago(5), {})),
+        "conversations": (("snoozed", ago(10)),),
     },
     "cid": {"name": "Cid\\Campeador", "sms_consent": "never", "last_seen_at": ago(200), "created_at": ago(10), "attributes": {}},
     "dan": {
@@ -329,6 +418,7 @@ PEOPLE: dict[str, dict[str, Any]] = {
         # Every attribute stored with the wrong JSON type: missing for every condition.
         "attributes": {"plan": 5, "seats": "10", "paying": "true", "renewal": "soon", "tier": 3},
         "events": (("signup", T0, {"plan": "pro", "beta-user": True}),),
+        "conversations": (("resolved", T0),),
     },
     "eve": {
         "name": "eve", "email": "eve@example.com", "country": "PT", "sms_consent": "subscribed",
@@ -336,6 +426,7 @@ PEOPLE: dict[str, dict[str, Any]] = {
         "tags": ("beta",),
         "attributes": {"plan": "PRO", "seats": 0, "paying": None, "renewal": day(0).isoformat(), "tier": "Gold"},
         "events": (("purchase", ago(7), {"amount": 50}), ("purchase", ago(7), {"amount": 50})),
+        "conversations": (("open", ago(7)), ("resolved", ago(7))),
     },
 }  # fmt: skip
 EVERYONE = set(PEOPLE)
@@ -343,6 +434,10 @@ EVERYONE = set(PEOPLE)
 
 def purchase(count_op: str, count: int, **rest: Any) -> dict[str, Any]:
     return cond("event.purchase", event_count_op=count_op, count=count, **rest)
+
+
+def conversations(count_op: str, count: int, **rest: Any) -> dict[str, Any]:
+    return cond("conversation_count", event_count_op=count_op, count=count, **rest)
 
 
 def prop(name: str, operator: str, value: Any) -> dict[str, Any]:
@@ -482,6 +577,38 @@ CASES: list[tuple[dict[str, Any], set[str]]] = [
     (cond("event.signup", event_count_op="at_least", count=1, **prop("plan", "equals", "PRO")), {"dan"}),
     (cond("event.Purchase", event_count_op="at_least", count=1), set()),
     (cond("event.login", event_count_op="at_most", count=0, days=3), {"bea", "cid", "dan", "eve"}),
+    # conversation counts: all of them, created in the last days, with a status
+    (conversations("at_least", 1), {"ana", "bea", "dan", "eve"}),
+    (conversations("at_least", 2), {"ana", "eve"}),
+    (conversations("at_least", 3), {"ana"}),
+    (conversations("at_least", 0), EVERYONE),
+    (conversations("at_most", 1), {"bea", "cid", "dan"}),
+    (conversations("at_most", 0), {"cid"}),
+    (conversations("exactly", 0), {"cid"}),
+    (conversations("exactly", 2), {"eve"}),
+    (conversations("at_least", 1, days=7), {"ana", "eve"}),  # eve's: exactly 7 days ago
+    (conversations("exactly", 2, days=7), {"eve"}),
+    (conversations("at_least", 1, status="open"), {"ana", "eve"}),
+    (conversations("exactly", 2, status="resolved"), {"ana"}),
+    (conversations("at_least", 1, status="resolved", days=30), {"eve"}),
+    (conversations("at_most", 0, status="snoozed"), {"ana", "cid", "dan", "eve"}),
+    (conversations("exactly", 1, status="SNOOZED", days=30), {"bea"}),
+    (cond("conversation_count", "at_least", count=2, status="resolved"), {"ana"}),
+    # the newest conversation's start
+    (cond("last_conversation_at", "is_set"), {"ana", "bea", "dan", "eve"}),
+    (cond("last_conversation_at", "is_not_set"), {"cid"}),
+    (cond("last_conversation_at", "within_last_days", days=7), {"ana", "eve"}),
+    (cond("last_conversation_at", "within_last_days", days=6), {"ana"}),
+    (cond("last_conversation_at", "more_than_days_ago", days=7), {"bea", "dan"}),
+    (cond("last_conversation_at", "more_than_days_ago", days=30), {"dan"}),  # not ana: her newest is recent
+    (cond("last_conversation_at", "before", value=T0.isoformat()), set()),
+    (cond("last_conversation_at", "before", value=(T0 + timedelta(microseconds=1)).isoformat()), {"dan"}),
+    (cond("last_conversation_at", "after", value=T0.isoformat()), {"ana", "bea", "eve"}),
+    (cond("last_conversation_at", "after", value=(T0 - timedelta(microseconds=1)).isoformat()), {"ana", "bea", "dan", "eve"}),
+    (cond("last_conversation_at", "between", values=[T0.isoformat(), T0.isoformat()]), {"dan"}),
+    (cond("last_conversation_at", "before", value=ago(10).date().isoformat()), {"dan"}),
+    (cond("last_conversation_at", "after", value=ago(10).date().isoformat()), {"ana", "eve"}),
+    (cond("last_conversation_at", "between", values=[ago(10).date().isoformat(), ago(7).date().isoformat()]), {"bea", "eve"}),
 ]  # fmt: skip
 
 NESTED: list[tuple[str, dict[str, Any], set[str]]] = [
@@ -508,7 +635,7 @@ async def world(app: Any) -> dict[str, Any]:
     ws = boot.workspace.id
     for key, kind in TYPES.items():
         await AttributeDefinition.create(workspace_id=ws, key=key, label=key, type=kind)
-    ids = {label: await add_contact(ws, **person) for label, person in PEOPLE.items()}
+    ids = {label: await add_contact(ws, channel_id=boot.channel.id, **person) for label, person in PEOPLE.items()}
     return {"ws": ws, "ids": ids, "rows": await load_rows(ws)}
 
 
@@ -538,24 +665,128 @@ async def test_nested_groups_on_the_database(world: dict[str, Any], rules: dict[
     await check(world, rules, expected)
 
 
+# Stored values of the wrong JSON type, and of the right type that read like another
+# (texts "true" and "10"): none raises, and only t5 and t6 hold values of the right types.
+# `->>` gives 'true', '10', '["pro"]' for t1-t4's values, so a comparison of that text alone
+# would match them: this checks the JSON type guard where the compiler needs one.
+TRAPS: dict[str, dict[str, Any]] = {
+    "t1": {"attributes": {"plan": True, "seats": "10", "paying": "true", "renewal": 20260101, "tier": ["gold"]},
+           "events": (("trap", T0, {"n": "10", "s": True, "b": "true"}),)},
+    "t2": {"attributes": {"plan": 10, "seats": [10], "paying": 1, "renewal": ["2026-01-01"], "tier": {"gold": "gold"}},
+           "events": (("trap", T0, {"n": [10], "s": ["true"], "b": [True]}),)},
+    "t3": {"attributes": {"plan": ["pro"], "seats": {"n": 10}, "paying": [True], "renewal": "2026-01-01x", "tier": True},
+           "events": (("trap", T0, {"n": True, "s": 10, "b": 1}),)},
+    "t4": {"attributes": {"plan": {"true": "true"}, "seats": True, "paying": None, "renewal": None, "tier": 5},
+           "events": (("trap", T0, {"n": None, "s": {"s": "true"}, "b": None}),)},
+    "t5": {"attributes": {"plan": "true", "seats": 10, "paying": True, "renewal": "2026-01-01", "tier": "gold"},
+           "events": (("trap", T0, {"n": 10, "s": "true", "b": True}),)},
+    "t6": {"attributes": {"plan": "10"}},
+}  # fmt: skip
+T5, BOTH, WRONG = {"t5"}, {"t5", "t6"}, {"t1", "t2", "t3", "t4"}
+
+
+def trap(name: str, operator: str, value: Any) -> dict[str, Any]:
+    return cond("event.trap", event_count_op="at_least", count=1, **prop(name, operator, value))
+
+
+TRAP_CASES: list[tuple[dict[str, Any], set[str]]] = [
+    (cond("attribute.plan", "equals", value="true"), T5),
+    (cond("attribute.plan", "equals", value="TRUE"), T5),
+    (cond("attribute.plan", "equals", value="10"), {"t6"}),
+    (cond("attribute.plan", "in", values=["TRUE", "10"]), BOTH),
+    (cond("attribute.plan", "in", values=["10", "x"]), {"t6"}),
+    (cond("attribute.plan", "contains", value="r"), T5),
+    (cond("attribute.plan", "contains", value="1"), {"t6"}),
+    (cond("attribute.plan", "starts_with", value="["), set()),
+    (cond("attribute.plan", "ends_with", value="}"), set()),
+    (cond("attribute.plan", "not_equals", value="x"), BOTH),
+    (cond("attribute.plan", "not_in", values=["true"]), {"t6"}),
+    (cond("attribute.plan", "not_contains", value="zz"), BOTH),
+    (cond("attribute.plan", "is_set"), BOTH),
+    (cond("attribute.plan", "is_not_set"), WRONG),
+    (cond("attribute.seats", "equals", value=10), T5),
+    (cond("attribute.seats", "in", values=[5, 10]), T5),
+    (cond("attribute.seats", "greater_or_equal", value=10), T5),
+    (cond("attribute.seats", "less_than", value=100), T5),
+    (cond("attribute.seats", "between", values=[0, 10]), T5),
+    (cond("attribute.seats", "not_equals", value=5), T5),
+    (cond("attribute.seats", "not_in", values=[5]), T5),
+    (cond("attribute.seats", "is_set"), T5),
+    (cond("attribute.seats", "is_not_set"), WRONG | {"t6"}),
+    (cond("attribute.paying", "equals", value=True), T5),
+    (cond("attribute.paying", "not_equals", value=False), T5),
+    (cond("attribute.paying", "is_set"), T5),
+    (cond("attribute.renewal", "before", value="2027-01-01"), T5),
+    (cond("attribute.renewal", "after", value="2000-01-01"), T5),
+    (cond("attribute.renewal", "between", values=["2026-01-01", "2026-01-01"]), T5),
+    (cond("attribute.renewal", "more_than_days_ago", days=1), T5),
+    (cond("attribute.renewal", "is_set"), T5),
+    (cond("attribute.tier", "equals", value="gold"), T5),
+    (cond("attribute.tier", "in", values=["gold"]), T5),
+    (cond("attribute.tier", "not_equals", value="x"), T5),
+    (cond("attribute.tier", "not_in", values=["x"]), T5),
+    (cond("attribute.tier", "is_set"), T5),
+    (trap("n", "equals", 10), T5),
+    (trap("n", "greater_than", 5), T5),
+    (trap("n", "less_than", 50), T5),
+    (trap("n", "not_equals", 1), T5),
+    (trap("s", "equals", "TRUE"), T5),
+    (trap("s", "contains", "r"), T5),
+    (trap("s", "not_equals", "x"), T5),
+    (trap("b", "equals", True), T5),
+    (trap("b", "not_equals", False), T5),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+async def traps(app: Any) -> dict[str, Any]:
+    from models.contacts import AttributeDefinition
+    from resolvers.workspaces import create_workspace
+
+    boot = await create_workspace("Traps", "owner@example.com", "correct horse battery")
+    ws = boot.workspace.id
+    for key, kind in TYPES.items():
+        await AttributeDefinition.create(workspace_id=ws, key=key, label=key, type=kind)
+    ids = {label: await add_contact(ws, channel_id=boot.channel.id, created_at=NOW, last_seen_at=NOW, **person)
+           for label, person in TRAPS.items()}  # fmt: skip
+    return {"ws": ws, "ids": ids, "rows": await load_rows(ws)}
+
+
+@pytest.mark.parametrize(("rule", "expected"), TRAP_CASES, ids=[_case_id(r) for r, _ in TRAP_CASES])
+async def test_wrongly_typed_values_never_match(
+    traps: dict[str, Any], rule: dict[str, Any], expected: set[str]
+) -> None:
+    group = parse(tree(rule), TYPES)
+    by_id = {v: k for k, v in traps["ids"].items()}
+    got = {by_id[i] for i in await run(group, traps["ws"], NOW)}
+    ref = {by_id[i] for i in reference.select(group, traps["rows"], NOW, TYPES)}
+    assert (got, ref) == (expected, expected)
+    assert {by_id[i] for i in await run(group, traps["ws"], NOW, negate=True)} == set(TRAPS) - expected
+
+
 def test_the_cases_cover_every_operator_of_every_type() -> None:
     seen: set[tuple[str, str]] = set()
     for rule, _ in CASES:
         c = parse(tree(rule), TYPES).items[0]
         assert isinstance(c, Condition)
-        seen.add((c.kind, c.operator))
+        seen.add((c.field if c.field == "last_conversation_at" else c.kind, c.operator))
         if c.property_operator:
             seen.add(("property", c.property_operator))
     from domain.segments import EVENT_COUNT_OPS, OPERATORS, PROPERTY_OPERATORS
 
     wanted = {(kind, op) for kind, ops in OPERATORS.items() for op in ops}
     wanted |= {("event", op) for op in EVENT_COUNT_OPS} | {("property", op) for op in PROPERTY_OPERATORS}
+    wanted |= {("conversation_count", op) for op in EVENT_COUNT_OPS}
+    wanted |= {("last_conversation_at", op) for op in OPERATORS["datetime"]}
     assert wanted - seen == set()
 
 
 # -- random rules against the reference ------------------------------------------------------
 
-WORDS = ["a", "A", "ab", "aB", "Ab", "b", "%", "_", "a%", "b_", "\\", "é", "É", "éa", "Éa", "ba", "a b"]
+# Texts with letters compare folded; letterless ones ("%", "1", "é") are containment tests on
+# PostgreSQL; "1", "true", "[a" are what ->> gives for a number, a boolean, an array.
+WORDS = ["a", "A", "ab", "aB", "Ab", "b", "%", "_", "a%", "b_", "\\", "é", "É", "éa", "Éa", "ba", "a b", "1", "true",
+         "TRUE", "[a"]  # fmt: skip
 STORED_WORDS = [*WORDS, ""]  # an empty text is a value, too
 NUMBERS = [-1, 0, 0.1, 0.5, 1, 2, 2.2, 10]
 DAY_OFFSETS = [-31, -8, -7, -6, -1, 0, 1]
@@ -571,6 +802,7 @@ MOMENTS = sorted({
 CUTOFFS = [RNOW - timedelta(days=k) for k in DAYS]
 TAGS = ["a", "b", "c d"]
 EVENT_NAMES = ["buy", "view"]
+CONVERSATION_STATUSES = ["open", "snoozed", "resolved"]
 TEXT_COLUMNS = {"name": 200, "email": 254, "country": 2, "city": 120, "os": 64}
 
 
@@ -584,12 +816,21 @@ def random_contact(rnd: random.Random) -> dict[str, Any]:
         sms_consent=rnd.choice(["subscribed", "unsubscribed", "never"]),
         first_seen_at=maybe(MOMENTS), last_seen_at=rnd.choice(MOMENTS), created_at=rnd.choice(MOMENTS),
     )  # fmt: skip
+    # Besides values of the right type: other JSON types, arrays and objects holding a
+    # matching value, and texts that read like a value of the right type.
     candidates: dict[str, list[Any]] = {
-        "plan": [*STORED_WORDS, 1, True, None],
-        "seats": [*NUMBERS, "1", True, None],
-        "paying": [True, False, "true", 1, None],
-        "renewal": [*(day(k).isoformat() for k in DAY_OFFSETS), "soon", "2026-1-1", 20260101, None],
-        "tier": ["gold", "Gold", "silver", 5, None],
+        "plan": [*STORED_WORDS, 1, True, None, ["a"], {"a": "a"}],
+        "seats": [*NUMBERS, "1", True, None, [1], {"n": 1}],
+        "paying": [True, False, "true", 1, None, [True]],
+        "renewal": [
+            *(day(k).isoformat() for k in DAY_OFFSETS),
+            "soon",
+            "2026-1-1",
+            20260101,
+            None,
+            [day(0).isoformat()],
+        ],
+        "tier": ["gold", "Gold", "silver", 5, None, ["gold"], {"gold": "gold"}],
     }
     person["attributes"] = {k: rnd.choice(v) for k, v in candidates.items() if rnd.random() < 0.8}
     person["tags"] = tuple(t for t in TAGS if rnd.random() < 0.4)
@@ -600,6 +841,10 @@ def random_contact(rnd: random.Random) -> dict[str, Any]:
         at = rnd.choice(CUTOFFS if rnd.random() < 0.5 else MOMENTS)  # often exactly on a `days` cutoff
         events.append((rnd.choice(EVENT_NAMES), at, properties))
     person["events"] = tuple(events)
+    person["conversations"] = tuple(
+        (rnd.choice(CONVERSATION_STATUSES), rnd.choice(CUTOFFS if rnd.random() < 0.5 else MOMENTS))
+        for _ in range(rnd.choice([0, 0, 1, 2, 3]))
+    )
     return person
 
 
@@ -614,7 +859,7 @@ async def dataset(tenant: Any) -> dict[str, Any]:
     for key, kind in TYPES.items():
         await AttributeDefinition.create(workspace_id=ws, key=key, label=key, type=kind)
     for _ in range(24):
-        await add_contact(ws, **random_contact(rnd))
+        await add_contact(ws, channel_id=tenant.channel.id, **random_contact(rnd))
     rows = await load_rows(ws)
     return {"ws": ws, "rows": rows, "all": {r.id for r in rows}, "seed": seed}
 
@@ -694,17 +939,24 @@ def st_condition() -> st.SearchStrategy[dict[str, Any]]:
         st.sampled_from([*EVENT_NAMES, "never_happens"]), st.sampled_from(["at_least", "at_most", "exactly"]),
         st.integers(0, 3), st.one_of(st.none(), days), prop,
     )  # fmt: skip
+    conversation_counts = st.builds(
+        lambda op, n, d, status: {"field": "conversation_count", "event_count_op": op, "count": n,
+                                  **({"days": d} if d else {}), **({"status": status} if status else {})},
+        st.sampled_from(["at_least", "at_most", "exactly"]), st.integers(0, 3), st.one_of(st.none(), days),
+        st.one_of(st.none(), st.sampled_from(CONVERSATION_STATUSES)),
+    )  # fmt: skip
     pairs = [
         *typed(["name", "email", "country", "phone"], text_ops),
         *typed(["attribute.plan"], text_ops),
         *typed(["attribute.seats"], number_ops),
         *typed(["attribute.paying", "vip", "gdpr_consent"], bool_ops),
         *typed(["attribute.renewal"], date_ops),
-        *typed(["first_seen_at", "last_seen_at", "created_at"], datetime_ops),
+        *typed(["first_seen_at", "last_seen_at", "created_at", "last_conversation_at"], datetime_ops),
         *typed(["attribute.tier"], list_ops),
         *typed(["sms_consent"], enum_ops),
         *typed(["tag"], tag_ops),
         *[events] * 15,
+        *[conversation_counts] * 6,
     ]
     return st.integers(0, len(pairs) - 1).flatmap(lambda i: pairs[i])
 

@@ -3,11 +3,16 @@ errors, and membership materialised by the refresh job."""
 
 from __future__ import annotations
 
+from base64 import b64decode
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
+import jobs.segments
 from jobs.segments import refresh_segment
 from models.contacts import Contact
+from models.conversations import Conversation, ConversationStatus
 
 SEGMENTS = "query($s: String) { segments(search: $s, first: 50) { edges { node { id name visibility predefinedKey } } } }"
 CREATE = """mutation($input: CreateSegmentInput!) { createSegment(input: $input) {
@@ -158,12 +163,14 @@ async def test_bad_rules_name_the_condition(tenant: Any) -> None:
     assert errors[0]["extensions"]["code"] == "INVALID_OPERATOR"
 
 
-async def test_membership_refresh_computes_joins_and_leaves(tenant: Any) -> None:
+@pytest.mark.parametrize("few_members", [10_000, 0], ids=["insert on conflict", "insert where not exists"])
+async def test_membership_refresh_computes_joins_and_leaves(tenant: Any, monkeypatch: Any, few_members: int) -> None:
+    """Both ways of inserting the joins: ON CONFLICT DO NOTHING while the segment has few
+    members, the NOT EXISTS anti-join from FEW_MEMBERS on."""
+    monkeypatch.setattr(jobs.segments, "FEW_MEMBERS", few_members)
     made = await tenant.api(CREATE, {"input": {"name": "Portugal", "rules": {"match": "ALL", "conditions": [
         {"field": "country", "operator": "EQUALS", "value": text("PT")}]}}}, token=tenant.owner_token)  # fmt: skip
     segment = made["createSegment"]["segment"]
-    from base64 import b64decode
-
     segment_pk = int(b64decode(segment["id"]).decode().split(":")[1])
     ana = await tenant.contact(name="Ana", country="PT")
     await tenant.contact(name="Cid", country="ES")
@@ -179,3 +186,56 @@ async def test_membership_refresh_computes_joins_and_leaves(tenant: Any) -> None
     assert info["segment"]["memberCount"] == 0
     assert info["segment"]["count"] == 0
     assert info["segment"]["refreshedAt"] is not None
+
+
+async def test_conversation_rules_through_the_api(tenant: Any) -> None:
+    """conversation_count (with AT_LEAST and a number, optional days and status) and
+    last_conversation_at, in the typed input, counted in the database; a refresh after a
+    conversation changes moves the contact."""
+    ana = await tenant.contact(name="Ana")
+    bea = await tenant.contact(name="Bea")
+    await tenant.contact(name="Cid")
+
+    async def start(contact: dict[str, Any], status: ConversationStatus, days_ago: int) -> Conversation:
+        pk = int(b64decode(contact["id"]).decode().split(":")[1])
+        made = await Conversation.create(workspace_id=tenant.workspace.id, contact_id=pk, channel_id=tenant.channel.id,
+                                         status=status)  # fmt: skip
+        await Conversation.filter(id=made.id).update(created_at=datetime.now(UTC) - timedelta(days=days_ago))
+        return made
+
+    await start(ana, ConversationStatus.OPEN, 1)
+    await start(ana, ConversationStatus.RESOLVED, 40)
+    old = await start(bea, ConversationStatus.SNOOZED, 20)
+
+    async def preview(*conditions: dict[str, Any]) -> list[str]:
+        rules = {"match": "ALL", "conditions": list(conditions)}
+        found = (await tenant.api(PREVIEW, {"rules": rules}, token=tenant.owner_token))["previewSegment"]
+        return sorted(c["name"] for c in found["contacts"])
+
+    assert await preview({"field": "conversation_count", "operator": "AT_LEAST", "value": {"number": 1}}) == ["Ana", "Bea"]
+    assert await preview({"field": "conversation_count", "operator": "EXACTLY", "value": {"number": 0}}) == ["Cid"]
+    assert await preview({"field": "conversation_count", "operator": "AT_LEAST", "value": {"number": 1},
+                          "status": "SNOOZED"}) == ["Bea"]  # fmt: skip
+    assert await preview({"field": "conversation_count", "operator": "AT_MOST", "value": {"number": 1},
+                          "days": 30}) == ["Ana", "Bea", "Cid"]  # fmt: skip
+    assert await preview({"field": "last_conversation_at", "operator": "WITHIN_LAST_DAYS", "days": 7}) == ["Ana"]
+    assert await preview({"field": "last_conversation_at", "operator": "MORE_THAN_DAYS_AGO", "days": 7}) == ["Bea"]
+    assert await preview({"field": "last_conversation_at", "operator": "IS_NOT_SET"}) == ["Cid"]
+
+    made = await tenant.api(CREATE, {"input": {"name": "Snoozed", "rules": {"match": "ALL", "conditions": [
+        {"field": "conversation_count", "operator": "AT_LEAST", "value": {"number": 1}, "status": "SNOOZED"}]}}},
+        token=tenant.owner_token)  # fmt: skip
+    assert made["createSegment"]["userErrors"] == []
+    assert made["createSegment"]["segment"]["rules"]["conditions"] == [
+        {"field": "conversation_count", "event_count_op": "at_least", "count": 1, "status": "snoozed"}]
+    segment_pk = int(b64decode(made["createSegment"]["segment"]["id"]).decode().split(":")[1])
+    first = await refresh_segment({}, segment_pk)
+    assert first is not None and (first["joined"], first["members"]) == (1, 1)
+    await Conversation.filter(id=old.id).update(status=ConversationStatus.OPEN)
+    woke = await refresh_segment({}, segment_pk)
+    assert woke is not None and (woke["left"], woke["members"]) == (1, 0)
+
+    bad = {"match": "ALL", "conditions": [{"field": "conversation_count", "operator": "CONTAINS", "value": text("x")}]}
+    made = await tenant.api(CREATE, {"input": {"name": "Bad", "rules": bad}}, token=tenant.owner_token)
+    assert made["createSegment"]["userErrors"][0]["code"] == "INVALID_OPERATOR"
+    assert "conversation" in made["createSegment"]["userErrors"][0]["message"]

@@ -1,0 +1,62 @@
+"""The one signature scheme of every webhook, inbound and outbound: HMAC-SHA256 of
+"<unix seconds>." + body, sent as `X-Parley-Signature: t=<unix seconds>,v1=<hex>`.
+
+    headers = signed_headers(secret, body)              # what Parley sends
+    problem = signature_problem(secret, body, header)   # None when `header` signs `body`
+
+docs/webhooks.md documents it for integrators, with a verification example.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+
+SIGNATURE_HEADER = "X-Parley-Signature"
+SIGNATURE_TOLERANCE = 300  # seconds either side of now
+
+
+def signature(secret: str, body: bytes, timestamp: int) -> str:
+    """The X-Parley-Signature value for `body` sent at `timestamp` (unix seconds).
+
+    >>> signature("s3cret", b'{"text":"hi"}', 1767225600)
+    't=1767225600,v1=14c9d6c051268444b047dbc0897b6b69ebe72ebbc5c8c3ede7e64c8104055950'
+    """
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def signed_headers(secret: str, body: bytes, at: float | None = None) -> dict[str, str]:
+    """Headers of a signed JSON post, signed now (or at `at`)."""
+    stamp = int(time.time() if at is None else at)
+    return {"content-type": "application/json", SIGNATURE_HEADER: signature(secret, body, stamp)}
+
+
+def signature_problem(secret: str, body: bytes, header: str | None, at: float | None = None) -> str | None:
+    """Why `header` does not sign `body` with `secret` now, or None when it does.
+
+    Several v1= entries may be given (a sender mid-way through a secret rotation); one
+    matching is enough. Comparisons take constant time.
+    """
+    if not header:
+        return f"{SIGNATURE_HEADER} is missing."
+    timestamp: int | None = None
+    candidates: list[str] = []
+    for part in header.split(","):
+        name, _, value = part.strip().partition("=")
+        if name == "t" and value.isdigit() and len(value) <= 12:
+            timestamp = int(value)
+        elif name == "v1":
+            candidates.append(value.strip().lower())
+    if timestamp is None or not candidates:
+        return f"{SIGNATURE_HEADER} must look like t=<unix seconds>,v1=<hex HMAC-SHA256>."
+    if abs((time.time() if at is None else at) - timestamp) > SIGNATURE_TOLERANCE:
+        return f"{SIGNATURE_HEADER} is too old (or too far in the future): sign each delivery when you send it."
+    expected = signature(secret, body, timestamp).partition(",v1=")[2].encode()
+    # No short cut: every candidate is compared, in constant time each (as bytes: a str
+    # with non-ASCII characters would make compare_digest raise).
+    matched = False
+    for candidate in candidates:
+        matched |= hmac.compare_digest(expected, candidate.encode())
+    return None if matched else f"{SIGNATURE_HEADER} does not match the body and the secret."

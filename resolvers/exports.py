@@ -1,0 +1,171 @@
+"""Contact exports: `exportContacts` and `exportAttributeReport` queue a job (jobs/exports.py
+writes the CSV); `GET /exports/{workspace_id}/{job_id}?expires=…&signature=…` serves it.
+
+Download links are bearer URLs, so that the link in an e-mail opens in a browser:
+- the signature (HMAC-SHA256 with SECRET_KEY over the workspace, the job and the expiry)
+  is checked first, without touching the database: a wrong, altered or expired link is
+  403 whatever it points at, so a guessed link learns nothing;
+- a request that also sends `Authorization: Bearer …` (the SPA, an integrator) must
+  authenticate, and a principal of another workspace gets 404: to it the export does not
+  exist, as with `node(id:)`; one of the same workspace needs contacts:export (403);
+- a valid link to an export that is gone (never finished, cancelled, its file removed)
+  is 404.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+
+from core.config import settings
+from core.context import Context
+from core.errors import Code, UserError, UserFailure
+from core.events import atomic
+from core.permissions import Permission
+from core.queue import enqueue
+from core.scoping import Scope
+from domain import contact_fields as cf
+from domain import exports as ex
+from jobs.tracking import arq_job_id, create_job
+from models.contacts import AttributeDefinition
+from models.jobs import Job, JobKind, JobStatus
+
+log = logging.getLogger("parley.exports")
+
+EXPORT_KINDS = (JobKind.EXPORT, JobKind.ATTRIBUTE_REPORT)
+MAX_RECIPIENTS = 10
+
+
+# -- starting an export ------------------------------------------------------------------------
+
+
+async def attribute_keys(workspace_id: int) -> list[str]:
+    """The workspace's attribute keys, in the order admins arranged them."""
+    rows = await AttributeDefinition.filter(workspace_id=workspace_id).order_by("position", "id").values_list("key", flat=True)
+    return [str(k) for k in rows]
+
+
+async def start_export(
+    ctx: Context, kind: JobKind, *, columns: list[str] | None, segment_gid: str | None, email_to: list[str] | None
+) -> Job:
+    """Validate, record the job and queue it. The attribute report's columns are the
+    identity fields and every attribute definition; `columns` is for CSV exports."""
+    ctx.require(Permission.CONTACTS_READ)
+    principal = ctx.require(Permission.CONTACTS_EXPORT)
+    workspace_id = ctx.scope.workspace_id
+    errors: list[UserError] = []
+
+    segment_id = None
+    if segment_gid is not None:
+        from resolvers.segments import find_segment
+
+        segment = await find_segment(ctx, segment_gid)
+        if segment is None:
+            errors.append(UserError(["segmentId"], Code.NOT_FOUND, "No segment with this id."))
+        else:
+            segment_id = segment.id
+
+    keys = await attribute_keys(workspace_id)
+    names = list(columns or []) if kind is JobKind.EXPORT else ex.attribute_report_columns(keys)
+    _, column_errors = ex.parse_columns(names, keys)
+    for e in column_errors:
+        errors.append(UserError(["columns", str(e.index)] if e.index >= 0 else ["columns"], Code(e.code), e.message))
+
+    recipients = _recipients(email_to or [], errors)
+    if errors:
+        raise UserFailure(*errors)
+    params: dict[str, Any] = {"format": "csv", "columns": names, "segment_id": segment_id, "email_to": recipients}
+    async with atomic(ctx.outbox):
+        job = await create_job(workspace_id, kind, principal=principal, params=params)
+        pool = ctx.jobs
+        ctx.outbox.after_commit(lambda: _queue(pool, job.id))
+    return job
+
+
+async def _queue(pool: Any, job_id: int) -> None:
+    await enqueue(pool, "export_contacts", job_id, job_id=arq_job_id(job_id))
+
+
+def _recipients(addresses: list[str], errors: list[UserError]) -> list[str]:
+    if len(addresses) > MAX_RECIPIENTS:
+        errors.append(UserError(["emailTo"], Code.INVALID, f"At most {MAX_RECIPIENTS} addresses."))
+        return []
+    clean: list[str] = []
+    for i, address in enumerate(addresses):
+        try:
+            clean.append(cf.normalize_email(address))
+        except ValueError as exc:
+            errors.append(UserError(["emailTo", str(i)], Code.INVALID, str(exc).capitalize() + "."))
+    return sorted(set(clean), key=clean.index)
+
+
+# -- the file and its link ---------------------------------------------------------------------
+
+
+def export_path(workspace_id: int, job_id: int) -> Path:
+    return Path(settings.export_dir) / str(workspace_id) / f"{job_id}.csv"
+
+
+def download_url(job: Job) -> str | None:
+    """A signed link to a finished export's file; None for other jobs and removed files."""
+    if job.kind not in EXPORT_KINDS or job.status is not JobStatus.SUCCEEDED:
+        return None
+    if not export_path(job.workspace_id, job.id).is_file():
+        return None  # removed after EXPORT_RETENTION_DAYS
+    return signed_url(job.workspace_id, job.id)
+
+
+def signed_url(workspace_id: int, job_id: int, *, now: float | None = None) -> str:
+    """The download link of an export, valid for EXPORT_LINK_TTL_SECONDS from `now`."""
+    expires = int(now if now is not None else time.time()) + settings.export_link_ttl_seconds
+    signature = ex.download_signature(settings.secret_key, workspace_id=workspace_id, job_id=job_id, expires=expires)
+    query = urlencode({"expires": expires, "signature": signature})
+    return f"{settings.public_url.rstrip('/')}/exports/{workspace_id}/{job_id}?{query}"
+
+
+def _error(status: int, code: Code, message: str) -> Response:
+    return JSONResponse({"error": {"code": code.value, "message": message}}, status_code=status,
+                        headers={"cache-control": "no-store"})  # fmt: skip
+
+
+async def download_endpoint(request: Request) -> Response:
+    """GET /exports/{workspace_id}/{job_id}?expires=…&signature=… (see the module docstring)."""
+    from resolvers.auth import authenticate
+
+    try:
+        workspace_id = int(request.path_params["workspace_id"])
+        job_id = int(request.path_params["job_id"])
+        expires = int(request.query_params.get("expires", ""))
+    except ValueError:
+        return _error(403, Code.FORBIDDEN, "This download link is not valid.")
+    signature = request.query_params.get("signature", "")
+    if not ex.signature_valid(settings.secret_key, workspace_id=workspace_id, job_id=job_id, expires=expires,
+                              signature=signature, now=time.time()):  # fmt: skip
+        return _error(403, Code.FORBIDDEN, "This download link is not valid or has expired.")
+    authorization = request.headers.get("authorization")
+    if authorization is not None:
+        principal = await authenticate(authorization)
+        if principal is None:
+            return _error(401, Code.UNAUTHENTICATED, "Invalid credentials.")
+        if principal.workspace_id != workspace_id:
+            return _error(404, Code.NOT_FOUND, "No such export.")
+        if not principal.can(Permission.CONTACTS_EXPORT):
+            return _error(403, Code.FORBIDDEN, "This needs the contacts:export permission.")
+    job = await Scope(workspace_id).get(Job, job_id)
+    path = export_path(workspace_id, job_id)
+    if job is None or job.kind not in EXPORT_KINDS or job.status is not JobStatus.SUCCEEDED or not path.is_file():
+        return _error(404, Code.NOT_FOUND, "No such export.")
+    log.info("export %s of workspace %s downloaded", job_id, workspace_id)
+    name = "attribute-report" if job.kind is JobKind.ATTRIBUTE_REPORT else "contacts"
+    return FileResponse(
+        path,
+        media_type="text/csv; charset=utf-8",
+        filename=f"{name}-{job_id}.csv",
+        headers={"cache-control": "private, no-store", "x-content-type-options": "nosniff", "referrer-policy": "no-referrer"},
+    )
