@@ -28,7 +28,7 @@ from core.permissions import (
 from domain.identity import verify_user_hash
 from models.channels import SESSION_KINDS, Channel
 from models.contacts import Contact
-from models.workspaces import Agent, ApiKey, Workspace
+from models.workspaces import Agent, ApiKey, Role, Workspace
 from resolvers import contacts as contact_logic
 
 
@@ -46,10 +46,17 @@ async def authenticate(authorization: str | None) -> Principal | None:
     if claims is None:
         return None
     if claims.kind is TokenKind.AGENT:
-        agent = await Agent.get_or_none(id=claims.subject_id, workspace_id=claims.workspace_id)
-        if agent is None:
+        # One query, no model object: this runs on every request.
+        rows = await Agent.filter(id=claims.subject_id, workspace_id=claims.workspace_id).values(
+            "role", "can_edit_contact_identity", "workspace__agents_can_edit_crm_attributes"
+        )
+        if not rows:
             return None
-        return await agent_principal(agent)
+        row = rows[0]
+        return _agent_principal(
+            claims.workspace_id, claims.subject_id, Role(row["role"]), row["can_edit_contact_identity"],
+            bool(row["workspace__agents_can_edit_crm_attributes"]),
+        )  # fmt: skip
     contact_exists = await Contact.filter(
         id=claims.subject_id, workspace_id=claims.workspace_id
     ).exists()
@@ -71,16 +78,16 @@ async def agent_principal(agent: Agent) -> Principal:
     crm = await Workspace.filter(id=agent.workspace_id).values_list(
         "agents_can_edit_crm_attributes", flat=True
     )
+    return _agent_principal(agent.workspace_id, agent.id, agent.role, agent.can_edit_contact_identity, bool(crm and crm[0]))
+
+
+def _agent_principal(workspace_id: int, agent_id: int, role: Role, can_edit_identity: bool, crm: bool) -> Principal:
     return Principal(
         kind=PrincipalKind.AGENT,
-        workspace_id=agent.workspace_id,
-        agent_id=agent.id,
-        role=agent.role,
-        permissions=agent_permissions(
-            agent.role,
-            can_edit_contact_identity=agent.can_edit_contact_identity,
-            agents_can_edit_crm_attributes=bool(crm and crm[0]),
-        ),
+        workspace_id=workspace_id,
+        agent_id=agent_id,
+        role=role,
+        permissions=agent_permissions(role, can_edit_contact_identity=can_edit_identity, agents_can_edit_crm_attributes=crm),
     )
 
 

@@ -156,7 +156,7 @@ async def load_agent(ctx: Context, agent_id: int | None) -> Agent | None:
         found = await ctx.scope.get_many(Agent, ids)
         return [found.get(i) for i in ids]
 
-    return await ctx.loader("agent", batch).load(agent_id)  # type: ignore[no-any-return]
+    return await ctx.loader("by_id.Agent", batch).load(agent_id)  # type: ignore[no-any-return]
 
 
 async def list_notes(ctx: Context, contact: Contact, *, first: int | None, after: str | None) -> Page[ContactNote]:

@@ -41,16 +41,21 @@ class Subscription(ContactSubscription, SegmentSubscription, ConversationSubscri
 
 def build_schema(*, introspection: bool | None = None) -> strawberry.Schema:
     allow_introspection = settings.is_dev if introspection is None else introspection
+    # The limiters' rule classes are built once: ValidationCache keys on the rule tuple,
+    # and a limiter made per request brings a new class each time (a miss every time).
+    rules = [
+        *QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=settings.max_aliases).validation_rules,
+    ]
+    if not allow_introspection:
+        rules.append(NoSchemaIntrospectionCustomRule)
     extensions: list = [
         MaskUnexpectedErrors,
-        lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
-        lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
+        lambda: AddValidationRules(rules),
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
         lambda: ParserCache(maxsize=1000),
         lambda: ValidationCache(maxsize=1000),
     ]
-    if not allow_introspection:
-        extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
     return strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions)
 
 

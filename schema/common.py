@@ -9,6 +9,7 @@ from typing import Any, Generic, TypeVar
 import strawberry
 from strawberry import relay
 from strawberry.scalars import JSON
+from strawberry.types.nodes import SelectedField
 from strawberry.types.unset import UNSET
 
 from core.errors import UserFailure
@@ -80,6 +81,25 @@ async def mutate(payload: Callable[..., P], work: Awaitable[Any], build: Callabl
 def provided(input_obj: object, fields: Iterable[str]) -> dict[str, Any]:
     """The fields of an input the client actually sent (null included, UNSET left out)."""
     return {f: getattr(input_obj, f) for f in fields if getattr(input_obj, f) is not UNSET}
+
+
+def selected_names(info: Any, *path: str) -> set[str]:
+    """Names of the fields selected under `path` of the current field, through fragments:
+    `selected_names(info, "edges", "node")` on a connection field."""
+
+    def fields(selections: list[Any]) -> list[Any]:
+        found = []
+        for s in selections:
+            if isinstance(s, SelectedField):
+                found.append(s)
+            else:  # inline fragment or fragment spread
+                found.extend(fields(s.selections))
+        return found
+
+    level = [child for f in fields(info.selected_fields) for child in fields(f.selections)]
+    for name in path:
+        level = [child for f in level if f.name == name for child in fields(f.selections)]
+    return {f.name for f in level}
 
 
 def node_id(type_name: str, pk: int) -> relay.GlobalID:

@@ -22,10 +22,10 @@ from domain import schedule
 from models import conversations as m
 from models.channels import Channel as ChannelRow
 from models.contacts import Contact as ContactRow
+from models.workspaces import Agent as AgentRow
 from models.workspaces import Team as TeamRow
 from resolvers import conversations as r
-from resolvers.contacts import load_agent
-from schema.common import Connection, UserError, mutate, node_id, provided, to_connection
+from schema.common import Connection, UserError, mutate, node_id, provided, selected_names, to_connection
 from schema.contacts import Contact
 from schema.workspaces import Agent, Channel, Team
 
@@ -43,6 +43,11 @@ class InboxView(StrEnum):
     UNASSIGNED = "unassigned"
     TEAM = "team"
     ALL = "all"
+
+
+def _is_contact(info: Info[Context, None]) -> bool:
+    principal = info.context.principal
+    return principal is None or principal.kind is PrincipalKind.CONTACT
 
 
 @strawberry.type
@@ -72,17 +77,14 @@ class Message(relay.Node):
         return node_id("Conversation", self._conversation_id)
 
     @strawberry.field(description="The agent who wrote it; null for contacts' sessions, bots and the system.")
-    async def agent(self, info: Info[Context, None]) -> Agent | None:
-        principal = info.context.principal
-        if principal is None or principal.kind is PrincipalKind.CONTACT:
+    def agent(self, info: Info[Context, None]) -> Agent | None:
+        if _is_contact(info):
             return None
-        agent = await load_agent(info.context, self._agent_id)
-        return Agent.from_model(agent) if agent else None
+        return r.related(info.context, AgentRow, self._agent_id, Agent.from_model)  # type: ignore[no-any-return]
 
     @strawberry.field(description="What the widget shows as the sender: the agent's name, or null.")
-    async def sender_name(self, info: Info[Context, None]) -> str | None:
-        agent = await load_agent(info.context, self._agent_id)
-        return agent.name if agent else None
+    def sender_name(self, info: Info[Context, None]) -> str | None:
+        return r.related(info.context, AgentRow, self._agent_id, lambda a: a.name)  # type: ignore[no-any-return]
 
     @classmethod
     def from_model(cls, x: m.Message) -> Message:
@@ -124,40 +126,32 @@ class Conversation(relay.Node):
     _row: strawberry.Private[m.Conversation]
 
     @strawberry.field
-    async def contact(self, info: Info[Context, None]) -> Contact | None:
-        found = await r.load_by_id(info.context, ContactRow, self._row.contact_id)
-        return Contact.from_model(found) if found else None
+    def contact(self, info: Info[Context, None]) -> Contact | None:
+        return r.related(info.context, ContactRow, self._row.contact_id, Contact.from_model)  # type: ignore[no-any-return]
 
     @strawberry.field
-    async def channel(self, info: Info[Context, None]) -> Channel | None:
-        found = await r.load_by_id(info.context, ChannelRow, self._row.channel_id)
-        return Channel.from_model(found) if found else None
+    def channel(self, info: Info[Context, None]) -> Channel | None:
+        return r.related(info.context, ChannelRow, self._row.channel_id, Channel.from_model)  # type: ignore[no-any-return]
 
     @strawberry.field
-    async def topic(self, info: Info[Context, None]) -> Topic | None:
-        found = await r.load_by_id(info.context, m.Topic, self._row.topic_id)
-        return Topic.from_model(found) if found else None
+    def topic(self, info: Info[Context, None]) -> Topic | None:
+        return r.related(info.context, m.Topic, self._row.topic_id, Topic.from_model)  # type: ignore[no-any-return]
 
     @strawberry.field(description="Null in a contact's session.")
-    async def assignee(self, info: Info[Context, None]) -> Agent | None:
-        principal = info.context.principal
-        if principal is None or principal.kind is PrincipalKind.CONTACT:
+    def assignee(self, info: Info[Context, None]) -> Agent | None:
+        if _is_contact(info):
             return None
-        found = await load_agent(info.context, self._row.assignee_id)
-        return Agent.from_model(found) if found else None
+        return r.related(info.context, AgentRow, self._row.assignee_id, Agent.from_model)  # type: ignore[no-any-return]
 
     @strawberry.field(description="Null in a contact's session.")
-    async def team(self, info: Info[Context, None]) -> Team | None:
-        principal = info.context.principal
-        if principal is None or principal.kind is PrincipalKind.CONTACT:
+    def team(self, info: Info[Context, None]) -> Team | None:
+        if _is_contact(info):
             return None
-        found = await r.load_by_id(info.context, TeamRow, self._row.team_id)
-        return Team.from_model(found) if found else None
+        return r.related(info.context, TeamRow, self._row.team_id, Team.from_model)  # type: ignore[no-any-return]
 
     @strawberry.field
-    async def last_message(self, info: Info[Context, None]) -> Message | None:
-        found = await r.load_by_id(info.context, m.Message, self._row.last_message_id)
-        return Message.from_model(found) if found else None
+    def last_message(self, info: Info[Context, None]) -> Message | None:
+        return r.related(info.context, m.Message, self._row.last_message_id, Message.from_model)  # type: ignore[no-any-return]
 
     @strawberry.field(description="Seconds from the start to the first agent reply.")
     def first_response_seconds(self) -> int | None:
@@ -352,6 +346,7 @@ class ConversationQuery:
     ) -> Connection[Conversation]:  # fmt: skip
         where = filter.to_domain() if filter else r.ConversationFilter()
         page = await r.list_conversations(info.context, view=view.value, where=where, first=first, after=after, last=last, before=before)
+        await r.prefetch(info.context, page.items, selected_names(info, "edges", "node"))
         return to_connection(page, Conversation.from_model)
 
     @strawberry.field
