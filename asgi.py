@@ -34,6 +34,7 @@ from core.errors import new_request_id, request_id_var
 from core.hub import Hub
 from core.queue import create_queue
 from resolvers.auth import authenticate
+from resolvers.inbound import webhook_endpoint
 from schema import schema
 
 log = logging.getLogger("parley")
@@ -207,6 +208,7 @@ def create_app() -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),
+            Route("/hooks/channels/{public_key}/inbound", webhook_endpoint, methods=["POST"]),
         ],
         middleware=[
             Middleware(RequestIdMiddleware),

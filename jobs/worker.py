@@ -15,6 +15,7 @@ from core.db import tortoise_config
 from core.hub import Hub
 from jobs.contacts import prune_contact_changes
 from jobs.conversations import wake_conversation, wake_snoozed
+from jobs.delivery import DELIVERY_TRIES, check_missed_chat, deliver_message, notify_new_message
 from jobs.segments import refresh_all_segments, refresh_dirty_contacts, refresh_segment
 
 
@@ -39,6 +40,9 @@ class WorkerSettings:
         refresh_all_segments,
         func(wake_conversation, keep_result=0),
         func(wake_snoozed, keep_result=0),
+        func(deliver_message, max_tries=DELIVERY_TRIES),
+        func(notify_new_message, max_tries=DELIVERY_TRIES),
+        func(check_missed_chat, max_tries=DELIVERY_TRIES),
     ]
     cron_jobs = [
         cron(prune_contact_changes, hour={3}, minute={17}, run_at_startup=False),
