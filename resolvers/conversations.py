@@ -419,19 +419,14 @@ async def assign(ctx: Context, gid: str, changes: dict[str, str | None]) -> Conv
         raise PublicError("Only agents assign conversations.", Code.FORBIDDEN)
     conversation = await _conversation_for_write(ctx, gid, "id")
     errors: list[UserError] = []
-    assignee_id, team_id = conversation.assignee_id, conversation.team_id
-    if "assignee_id" in changes:
-        agent_gid = changes["assignee_id"]
-        agent = await ctx.scope.by_global_id(agent_gid, "Agent", Agent) if agent_gid else None
-        if agent_gid and agent is None:
-            errors.append(UserError(["assigneeId"], Code.NOT_FOUND, "No agent with this id."))
-        assignee_id = agent.id if agent else None
-    if "team_id" in changes:
-        team_gid = changes["team_id"]
-        team = await ctx.scope.by_global_id(team_gid, "Team", Team) if team_gid else None
-        if team_gid and team is None:
-            errors.append(UserError(["teamId"], Code.NOT_FOUND, "No team with this id."))
-        team_id = team.id if team else None
+    chosen = {"assignee_id": conversation.assignee_id, "team_id": conversation.team_id}
+    for key, model, type_name, field in (("assignee_id", Agent, "Agent", "assigneeId"), ("team_id", Team, "Team", "teamId")):
+        if key in changes:
+            row = await ctx.scope.by_global_id(changes[key], type_name, model) if changes[key] else None
+            if changes[key] and row is None:
+                errors.append(UserError([field], Code.NOT_FOUND, f"No {type_name.lower()} with this id."))
+            chosen[key] = row.id if row else None
+    assignee_id, team_id = chosen["assignee_id"], chosen["team_id"]
     if errors:
         raise UserFailure(*errors)
     if (assignee_id, team_id) == (conversation.assignee_id, conversation.team_id):
