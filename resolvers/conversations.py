@@ -95,17 +95,21 @@ def clean_body(body: str, field: str = "body") -> str:
 # -- events ---------------------------------------------------------------------------------
 
 
-def message_row(m: Message) -> dict[str, Any]:
-    """A message as events carry it: subscribers build the GraphQL object from this alone."""
+def message_row(m: Message, sender_name: str | None) -> dict[str, Any]:
+    """A message as events carry it: subscribers build the GraphQL object from this alone,
+    with no read per subscriber (the sender's name included)."""
     return {
         "id": m.id, "conversationId": m.conversation_id, "senderKind": m.sender_kind.value,
-        "agentId": m.agent_id, "direction": m.direction.value, "body": m.body,
+        "agentId": m.agent_id, "senderName": sender_name, "direction": m.direction.value, "body": m.body,
         "deliveryState": m.delivery_state.value, "createdAt": m.created_at.isoformat(),
     }  # fmt: skip
 
 
-def _publish_message(outbox: Outbox, conversation: Conversation, message: Message) -> None:
-    event = {"type": "message", "cursor": str(message.id), "message": message_row(message)}
+async def _publish_message(outbox: Outbox, conversation: Conversation, message: Message) -> None:
+    sender = None
+    if message.agent_id is not None:
+        sender = await Agent.filter(id=message.agent_id).values_list("name", flat=True).first()
+    event = {"type": "message", "cursor": str(message.id), "message": message_row(message, sender)}
     outbox.add(keys.conversation_channel(conversation.workspace_id, conversation.id), event)
     outbox.add(keys.contact_messages_channel(conversation.workspace_id, conversation.contact_id), event)
 
@@ -186,7 +190,7 @@ async def add_message(
     await Conversation.filter(id=conversation.id).update(**changes)
     conversation.last_message_id, conversation.last_message_at = message.id, message.created_at
     if notify:
-        _publish_message(outbox, conversation, message)
+        await _publish_message(outbox, conversation, message)
         if direction is Direction.INBOUND:
             _publish_unread(outbox, conversation.workspace_id)
     return message
