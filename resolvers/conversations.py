@@ -108,7 +108,7 @@ def message_row(m: Message, sender_name: str | None) -> dict[str, Any]:
 async def _publish_message(outbox: Outbox, conversation: Conversation, message: Message) -> None:
     sender = None
     if message.agent_id is not None:
-        sender = await Agent.filter(id=message.agent_id).values_list("name", flat=True).first()
+        sender = await Agent.filter(id=message.agent_id).first().values_list("name", flat=True)
     event = {"type": "message", "cursor": str(message.id), "message": message_row(message, sender)}
     outbox.add(keys.conversation_channel(conversation.workspace_id, conversation.id), event)
     outbox.add(keys.contact_messages_channel(conversation.workspace_id, conversation.contact_id), event)
