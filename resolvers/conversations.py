@@ -130,6 +130,9 @@ async def record_activity(
             "channelId": conversation.channel_id, "data": data,
         },
     )  # fmt: skip
+    if kind in (ActivityKind.CREATED, ActivityKind.STATUS_CHANGED):
+        # Segment rules count conversations by status: re-evaluate the contact.
+        mark_for_segments(outbox, conversation.workspace_id, conversation.contact_id)
     return activity
 
 
