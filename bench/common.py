@@ -9,7 +9,9 @@ generator, and the figures they report.
 
 Everything started here is stopped again when the `async with` ends, also on Ctrl-C or an
 error: the scratch database is dropped, the private Redis stopped, and on a shared Redis
-every key under the run's REDIS_PREFIX deleted.
+every key under the run's REDIS_PREFIX deleted. Benchmarks using `scratch_stack` run one
+at a time on a machine (a lock file in the temporary directory): two servers pinned to
+the same core would measure each other.
 """
 
 from __future__ import annotations

@@ -52,3 +52,23 @@ def presence(workspace_id: int, kind: str) -> str:
 def job_channel(workspace_id: int, job_id: int) -> str:
     """`jobProgress`: status and progress of one job record (jobs/tracking.py)."""
     return _k("ws", workspace_id, "job", job_id)
+
+
+def inbound_sender_lock(channel_id: int, sender_digest: str) -> str:
+    """Held while one sender's inbound message on a channel is stored (resolvers/inbound.py)."""
+    return _k("channel", channel_id, "inbound", sender_digest)
+
+
+def notification_sent(message_id: int, kind: str) -> str:
+    """Set once a notification e-mail about a message went out; a retried job skips it."""
+    return _k("notified", message_id, kind)
+
+
+def deliver_job(message_id: int) -> str:
+    """The arq job id sending one message (arq job ids are global: prefixed like the rest)."""
+    return f"{arq_queue()}:deliver:{message_id}"
+
+
+def wake_job(conversation_id: int, at: int) -> str:
+    """The arq job id waking a snoozed conversation at unix time `at`."""
+    return f"{arq_queue()}:wake:{conversation_id}:{at}"

@@ -20,3 +20,8 @@ def verify_user_hash(secret: str, external_id: str, candidate: str | None) -> bo
     if not candidate:
         return False
     return hmac.compare_digest(user_hash(secret, external_id), candidate.strip().lower())
+
+
+# External ids the system gives contacts of channels with ids of their own (messenger);
+# no session or client may claim one.
+MESSENGER_PREFIX = "messenger:"

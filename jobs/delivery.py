@@ -112,7 +112,7 @@ async def deliver_message(ctx: dict[str, Any], message_id: int) -> str:
         return f"already {thread.message.delivery_state.value}"
     send = _send_email_reply if thread.channel.kind is ChannelKind.EMAIL else _post_to_gateway
     try:
-        email_message_id = await send(thread)
+        external_message_id = await send(thread)
     except Permanent as exc:
         await _settle(thread.message, DeliveryState.PENDING, DeliveryState.FAILED, error=str(exc))
         log.warning("message %s not delivered: %s", message_id, exc)
@@ -131,7 +131,7 @@ async def deliver_message(ctx: dict[str, Any], message_id: int) -> str:
         delay = backoff(job_try, exc.retry_after)
         log.info("message %s: %s; try %d again in %ss", message_id, exc, job_try + 1, delay)
         raise Retry(defer=delay) from exc
-    await _settle(thread.message, DeliveryState.PENDING, DeliveryState.SENT, email_message_id=email_message_id)
+    await _settle(thread.message, DeliveryState.PENDING, DeliveryState.SENT, external_message_id=external_message_id)
     return "sent"
 
 
@@ -141,11 +141,11 @@ async def _settle(
     state: DeliveryState,
     *,
     error: str | None = None,
-    email_message_id: str | None = None,
+    external_message_id: str | None = None,
 ) -> None:
     changes: dict[str, Any] = {"delivery_state": state, "delivery_error": error[:500] if error else None}
-    if email_message_id is not None:
-        changes["email_message_id"] = email_message_id
+    if external_message_id is not None:
+        changes["external_message_id"] = external_message_id
     await Message.filter(id=message.id, delivery_state=expected).update(**changes)
 
 
@@ -153,10 +153,10 @@ async def _threading(conversation: Conversation, exclude: int) -> tuple[str | No
     """In-Reply-To (the contact's last e-mail, else our last) and References (the
     conversation's Message-IDs, oldest first, the first and the latest kept when long)."""
     rows = await (
-        Message.filter(conversation_id=conversation.id, email_message_id__isnull=False)
+        Message.filter(conversation_id=conversation.id, external_message_id__isnull=False)
         .exclude(id=exclude)
         .order_by("id")
-        .values_list("email_message_id", "direction")
+        .values_list("external_message_id", "direction")
     )
     ids = [mid for mid, _ in rows if mid.startswith("<")]
     inbound = [mid for mid, direction in rows if direction == Direction.INBOUND and mid.startswith("<")]
@@ -220,7 +220,7 @@ async def _email_copy(ctx: dict[str, Any], thread: Thread) -> str:
         "Open the chat on our website or app to answer."
     )
     try:
-        email_message_id = await _mail(
+        external_message_id = await _mail(
             thread, to=contact.email, subject=f"New reply from {thread.workspace.name}", text=text
         )
     except Permanent as exc:
@@ -233,7 +233,7 @@ async def _email_copy(ctx: dict[str, Any], thread: Thread) -> str:
             await Message.filter(id=message.id).update(delivery_error=f"e-mail copy: {exc}"[:500])
             return "failed"
         raise Retry(defer=backoff(job_try)) from exc
-    await _settle(message, DeliveryState.RECEIVED, DeliveryState.SENT, email_message_id=email_message_id)
+    await _settle(message, DeliveryState.RECEIVED, DeliveryState.SENT, external_message_id=external_message_id)
     return "sent"
 
 
@@ -280,7 +280,7 @@ def missed_chat_job_id(message_id: int) -> str:
 
 
 def _notified_key(message_id: int, kind: str) -> str:
-    return f"{settings.redis_prefix}:notified:{message_id}:{kind}"
+    return keys.notification_sent(message_id, kind)
 
 
 async def notify_new_message(ctx: dict[str, Any], message_id: int) -> list[str]:

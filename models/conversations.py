@@ -142,13 +142,14 @@ class Message(Model):
     body = fields.TextField()
     delivery_state = fields.CharEnumField(DeliveryState, default=DeliveryState.RECEIVED)
     delivery_error = fields.CharField(max_length=500, null=True)
-    # The e-mail Message-ID (sent or received), for threading replies.
-    email_message_id = fields.CharField(max_length=255, null=True)
+    # The provider's id: the e-mail Message-ID (threads replies), the SMS or messenger id
+    # (makes webhook retries idempotent).
+    external_message_id = fields.CharField(max_length=255, null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
         table = "messages"
-        indexes = [Index(fields=["conversation_id", "id"]), Index(fields=["email_message_id"])]
+        indexes = [Index(fields=["conversation_id", "id"]), Index(fields=["external_message_id"])]
 
 
 class ConversationActivity(Model):

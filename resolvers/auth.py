@@ -25,7 +25,7 @@ from core.permissions import (
     agent_permissions,
     api_key_permissions,
 )
-from domain.identity import verify_user_hash
+from domain.identity import MESSENGER_PREFIX, verify_user_hash
 from models.channels import SESSION_KINDS, Channel
 from models.contacts import Contact
 from models.workspaces import Agent, ApiKey, Role, Workspace
@@ -180,6 +180,8 @@ async def start_contact_session(
         external_id = external_id.strip()
         if not external_id:
             raise UserFailure.of("externalId", Code.INVALID, "externalId must not be blank.")
+        if external_id.startswith(MESSENGER_PREFIX):
+            raise UserFailure.of("externalId", Code.INVALID, f"externalId may not start with {MESSENGER_PREFIX!r} (reserved).")
         if channel.identity_verification and not verify_user_hash(
             channel.secret, external_id, user_hash
         ):

@@ -91,8 +91,9 @@ def search_filter(search: str) -> Q:
 
 async def list_contacts(
     ctx: Context, *, search: str | None, first: int | None, after: str | None,
-    last: int | None, before: str | None, segment_gid: str | None = None,
+    last: int | None, before: str | None, segment_gid: str | None = None, columns: tuple[str, ...] | None = None,
 ) -> Page[Contact]:  # fmt: skip
+    """With `columns`, the page holds dicts of those columns rather than Contact objects."""
     ctx.require(Permission.CONTACTS_READ)
     query = ctx.scope.all(Contact)
     if segment_gid is not None:
@@ -104,7 +105,7 @@ async def list_contacts(
         query = segments.members_query(ctx, segment.id)
     if search and search.strip():
         query = query.filter(search_filter(search))
-    return await paginate(query, CONTACT_ORDER, first=first, after=after, last=last, before=before)
+    return await paginate(query, CONTACT_ORDER, first=first, after=after, last=last, before=before, values=columns)
 
 
 async def get_contact(ctx: Context, gid: str) -> Contact | None:

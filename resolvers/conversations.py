@@ -84,7 +84,7 @@ async def _conversation_for_write(ctx: Context, gid: str, field: str = "conversa
     return conversation
 
 
-def _clean_body(body: str, field: str = "body") -> str:
+def clean_body(body: str, field: str = "body") -> str:
     text = mask_card_numbers(body.strip())
     if not text:
         raise UserFailure.of(field, Code.REQUIRED, "A message needs some text.")
@@ -96,17 +96,21 @@ def _clean_body(body: str, field: str = "body") -> str:
 # -- events ---------------------------------------------------------------------------------
 
 
-def message_row(m: Message) -> dict[str, Any]:
-    """A message as events carry it: subscribers build the GraphQL object from this alone."""
+def message_row(m: Message, sender_name: str | None) -> dict[str, Any]:
+    """A message as events carry it: subscribers build the GraphQL object from this alone,
+    with no read per subscriber (the sender's name included)."""
     return {
         "id": m.id, "conversationId": m.conversation_id, "senderKind": m.sender_kind.value,
-        "agentId": m.agent_id, "direction": m.direction.value, "body": m.body,
+        "agentId": m.agent_id, "senderName": sender_name, "direction": m.direction.value, "body": m.body,
         "deliveryState": m.delivery_state.value, "createdAt": m.created_at.isoformat(),
     }  # fmt: skip
 
 
-def _publish_message(outbox: Outbox, conversation: Conversation, message: Message) -> None:
-    event = {"type": "message", "cursor": str(message.id), "message": message_row(message)}
+async def _publish_message(outbox: Outbox, conversation: Conversation, message: Message) -> None:
+    sender = None
+    if message.agent_id is not None:
+        sender = await Agent.filter(id=message.agent_id).first().values_list("name", flat=True)
+    event = {"type": "message", "cursor": str(message.id), "message": message_row(message, sender)}
     outbox.add(keys.conversation_channel(conversation.workspace_id, conversation.id), event)
     outbox.add(keys.contact_messages_channel(conversation.workspace_id, conversation.contact_id), event)
 
@@ -129,6 +133,9 @@ async def record_activity(
     )  # fmt: skip
     if kind is ActivityKind.STATUS_CHANGED:
         await webhooks.conversation_status_changed(outbox, conversation, data.get("previous"), actor_agent_id, data.get("reason"))
+    if kind in (ActivityKind.CREATED, ActivityKind.STATUS_CHANGED):
+        # Segment rules count conversations by status: re-evaluate the contact.
+        mark_for_segments(outbox, conversation.workspace_id, conversation.contact_id)
     return activity
 
 
@@ -154,7 +161,7 @@ def _publish_unread(outbox: Outbox, workspace_id: int) -> None:
     outbox.after_commit(publish)
 
 
-def _queue(outbox: Outbox, function: str, *args: Any, job_id: str | None = None, defer: timedelta | None = None) -> None:
+def queue_job(outbox: Outbox, function: str, *args: Any, job_id: str | None = None, defer: timedelta | None = None) -> None:
     async def run() -> None:
         await enqueue(outbox.jobs, function, *args, job_id=job_id, defer=defer)
 
@@ -167,7 +174,7 @@ def _queue(outbox: Outbox, function: str, *args: Any, job_id: str | None = None,
 async def add_message(
     outbox: Outbox, conversation: Conversation, *, sender_kind: SenderKind, body: str,
     agent_id: int | None = None, delivery_state: DeliveryState = DeliveryState.RECEIVED,
-    email_message_id: str | None = None, notify: bool = True,
+    external_message_id: str | None = None, notify: bool = True,
 ) -> Message:  # fmt: skip
     """Store a message (body already masked) and move the conversation's counters. Messages
     of blocked contacts pass notify=False: kept, counted nowhere, published to no one."""
@@ -175,7 +182,7 @@ async def add_message(
     message = await Message.create(
         workspace_id=conversation.workspace_id, conversation_id=conversation.id, sender_kind=sender_kind,
         agent_id=agent_id, direction=direction, body=body, delivery_state=delivery_state,
-        email_message_id=email_message_id,
+        external_message_id=external_message_id,
     )  # fmt: skip
     changes: dict[str, Any] = {"last_message_id": message.id, "last_message_at": message.created_at, "updated_at": message.created_at}
     if notify and direction is Direction.INBOUND:
@@ -189,20 +196,20 @@ async def add_message(
     await Conversation.filter(id=conversation.id).update(**changes)
     conversation.last_message_id, conversation.last_message_at = message.id, message.created_at
     if notify:
-        _publish_message(outbox, conversation, message)
+        await _publish_message(outbox, conversation, message)
         if direction is Direction.INBOUND:
             _publish_unread(outbox, conversation.workspace_id)
     return message
 
 
 async def receive_inbound(
-    outbox: Outbox, conversation: Conversation, contact: Contact, body: str, *, email_message_id: str | None = None
+    outbox: Outbox, conversation: Conversation, contact: Contact, body: str, *, external_message_id: str | None = None
 ) -> Message:
     """A message from the contact, from any channel: it reopens a snoozed or resolved
     conversation and tells the agents, unless the contact is blocked."""
     live = not contact.blocked
     message = await add_message(
-        outbox, conversation, sender_kind=SenderKind.CONTACT, body=body, email_message_id=email_message_id, notify=live
+        outbox, conversation, sender_kind=SenderKind.CONTACT, body=body, external_message_id=external_message_id, notify=live
     )
     stamp = message.created_at
     await Contact.filter(id=contact.id).update(last_seen_at=stamp)
@@ -212,7 +219,7 @@ async def receive_inbound(
         await Conversation.filter(id=conversation.id).update(status=ConversationStatus.OPEN, snoozed_until=None)
         await record_activity(outbox, conversation, ActivityKind.STATUS_CHANGED, previous=previous.value, reason="inbound_message")
     if live:
-        _queue(outbox, "notify_new_message", message.id)
+        queue_job(outbox, "notify_new_message", message.id)
     mark_for_segments(outbox, contact.workspace_id, contact.id)
     return message
 
@@ -239,7 +246,7 @@ async def _outbound_state(conversation: Conversation, channel: Channel, contact:
 async def send_message(ctx: Context, conversation_gid: str, body: str) -> Message:
     principal = ctx.require_principal()
     conversation = await _conversation_for_write(ctx, conversation_gid)
-    text = _clean_body(body)
+    text = clean_body(body)
     contact = await Contact.get(id=conversation.contact_id)
     async with atomic(ctx.outbox):
         if principal.kind is PrincipalKind.CONTACT:
@@ -248,8 +255,25 @@ async def send_message(ctx: Context, conversation_gid: str, body: str) -> Messag
         state = await _outbound_state(conversation, channel, contact)
         kind = SenderKind.AGENT if principal.kind is PrincipalKind.AGENT else SenderKind.BOT
         message = await add_message(ctx.outbox, conversation, sender_kind=kind, body=text, agent_id=principal.agent_id, delivery_state=state)
-        _queue(ctx.outbox, "deliver_message", message.id, job_id=f"deliver:{message.id}")
+        queue_job(ctx.outbox, "deliver_message", message.id, job_id=keys.deliver_job(message.id))
         return message
+
+
+async def open_conversation(
+    outbox: Outbox, contact: Contact, channel: Channel, *, subject: str | None = None, topic_id: int | None = None,
+    website_url: str | None = None, ip: str | None = None, actor_agent_id: int | None = None,
+) -> Conversation:  # fmt: skip
+    """A new conversation, announced to the inbox. A blocked contact's is kept, closed, and
+    shown to no one."""
+    conversation = await Conversation.create(
+        workspace_id=contact.workspace_id, contact_id=contact.id, channel_id=channel.id, topic_id=topic_id,
+        subject=subject, vip=contact.vip,
+        status=ConversationStatus.RESOLVED if contact.blocked else ConversationStatus.OPEN,
+        website_url=(website_url or None) and website_url[:2048], ip=ip, last_message_at=now(),
+    )  # fmt: skip
+    if not contact.blocked:
+        await record_activity(outbox, conversation, ActivityKind.CREATED, actor_agent_id)
+    return conversation
 
 
 @dataclass
@@ -265,7 +289,7 @@ async def start_conversation(
     """Contacts start conversations from the widget or SDK; agents only by e-mail, to a
     contact with an address; nobody opens an SMS conversation (the contact texts first)."""
     principal = ctx.require_principal()
-    text = _clean_body(body)
+    text = clean_body(body)
     topic = await _topic(ctx, topic_gid) if topic_gid else None
     if subject is not None and len(subject) > MAX_SUBJECT:
         raise UserFailure.of("subject", Code.TOO_LONG, f"A subject may be at most {MAX_SUBJECT} characters.")
@@ -291,17 +315,10 @@ async def start_conversation(
         if not contact.email:
             raise UserFailure.of("contactId", Code.REQUIRED, "This contact has no e-mail address.")
     async with atomic(ctx.outbox):
-        conversation = await Conversation.create(
-            workspace_id=contact.workspace_id, contact_id=contact.id, channel_id=channel.id,
-            topic_id=topic.id if topic else None, subject=subject, vip=contact.vip,
-            # A blocked contact's conversation is kept, closed, and shown to no one.
-            status=ConversationStatus.RESOLVED if contact.blocked else ConversationStatus.OPEN,
-            website_url=(website_url or None) and website_url[:2048],
-            ip=ctx.client_ip if principal.kind is PrincipalKind.CONTACT else None,
-            last_message_at=now(),
+        conversation = await open_conversation(
+            ctx.outbox, contact, channel, subject=subject, topic_id=topic.id if topic else None, website_url=website_url,
+            ip=ctx.client_ip if principal.kind is PrincipalKind.CONTACT else None, actor_agent_id=principal.agent_id,
         )  # fmt: skip
-        if not contact.blocked:
-            await record_activity(ctx.outbox, conversation, ActivityKind.CREATED, principal.agent_id)
         if principal.kind is PrincipalKind.CONTACT:
             message = await receive_inbound(ctx.outbox, conversation, contact, text)
         else:
@@ -309,7 +326,7 @@ async def start_conversation(
                 ctx.outbox, conversation, sender_kind=SenderKind.AGENT, body=text,
                 agent_id=principal.agent_id, delivery_state=DeliveryState.PENDING,
             )  # fmt: skip
-            _queue(ctx.outbox, "deliver_message", message.id, job_id=f"deliver:{message.id}")
+            queue_job(ctx.outbox, "deliver_message", message.id, job_id=keys.deliver_job(message.id))
             mark_for_segments(ctx.outbox, contact.workspace_id, contact.id)
     return Started(conversation, message)
 
@@ -344,9 +361,9 @@ async def set_status(
             snoozedUntil=snoozed_until.isoformat() if snoozed_until else None,
         )  # fmt: skip
         if snoozed_until is not None:
-            _queue(
+            queue_job(
                 ctx.outbox, "wake_conversation", conversation.id,
-                job_id=f"wake:{conversation.id}:{int(snoozed_until.timestamp())}",
+                job_id=keys.wake_job(conversation.id, int(snoozed_until.timestamp())),
                 defer=max(snoozed_until - now(), timedelta(0)),
             )  # fmt: skip
     return conversation
@@ -412,19 +429,14 @@ async def assign(ctx: Context, gid: str, changes: dict[str, str | None]) -> Conv
         raise PublicError("Only agents assign conversations.", Code.FORBIDDEN)
     conversation = await _conversation_for_write(ctx, gid, "id")
     errors: list[UserError] = []
-    assignee_id, team_id = conversation.assignee_id, conversation.team_id
-    if "assignee_id" in changes:
-        agent_gid = changes["assignee_id"]
-        agent = await ctx.scope.by_global_id(agent_gid, "Agent", Agent) if agent_gid else None
-        if agent_gid and agent is None:
-            errors.append(UserError(["assigneeId"], Code.NOT_FOUND, "No agent with this id."))
-        assignee_id = agent.id if agent else None
-    if "team_id" in changes:
-        team_gid = changes["team_id"]
-        team = await ctx.scope.by_global_id(team_gid, "Team", Team) if team_gid else None
-        if team_gid and team is None:
-            errors.append(UserError(["teamId"], Code.NOT_FOUND, "No team with this id."))
-        team_id = team.id if team else None
+    chosen = {"assignee_id": conversation.assignee_id, "team_id": conversation.team_id}
+    for key, model, type_name, field in (("assignee_id", Agent, "Agent", "assigneeId"), ("team_id", Team, "Team", "teamId")):
+        if key in changes:
+            row = await ctx.scope.by_global_id(changes[key], type_name, model) if changes[key] else None
+            if changes[key] and row is None:
+                errors.append(UserError([field], Code.NOT_FOUND, f"No {type_name.lower()} with this id."))
+            chosen[key] = row.id if row else None
+    assignee_id, team_id = chosen["assignee_id"], chosen["team_id"]
     if errors:
         raise UserFailure(*errors)
     if (assignee_id, team_id) == (conversation.assignee_id, conversation.team_id):

@@ -32,19 +32,18 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from core.config import settings
+from core import keys
 from core.errors import Code, UserFailure, request_id_var
 from core.events import Outbox, atomic
 from core.scoping import encode_global_id
 from domain import contact_fields as cf
 from domain import sms
+from domain.identity import MESSENGER_PREFIX
 from domain.masking import mask_card_numbers
 from models.channels import WEBHOOK_KINDS, AutoResponderAudience, Channel, ChannelKind
 from models.contacts import ChangeKind, Contact, SmsConsent
 from models.conversations import (
-    ActivityKind,
     Conversation,
-    ConversationStatus,
     DeliveryState,
     Direction,
     Message,
@@ -54,11 +53,11 @@ from resolvers.contacts import record_change
 from resolvers.conversations import (
     MAX_BODY,
     MAX_SUBJECT,
-    _clean_body,
-    _queue,
     add_message,
+    clean_body,
+    open_conversation,
+    queue_job,
     receive_inbound,
-    record_activity,
 )
 
 log = logging.getLogger("parley.inbound")
@@ -66,9 +65,8 @@ log = logging.getLogger("parley.inbound")
 SIGNATURE_HEADER = "X-Parley-Signature"
 SIGNATURE_TOLERANCE = 300  # seconds either side of now
 MAX_WEBHOOK_BYTES = 256 * 1024
-MAX_ID = 255  # Message.email_message_id
+MAX_ID = 255  # Message.external_message_id
 MAX_NAME = 200
-MESSENGER_PREFIX = "messenger:"
 _MESSENGER_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 # Where each kind's payload names its sender (SMS has no name).
 _NAME_FIELD = {ChannelKind.EMAIL: "fromName", ChannelKind.MESSENGER: "name"}
@@ -218,7 +216,7 @@ def _one_line(value: str | None, max_length: int) -> str | None:
 
 def _body(text: str) -> str:
     try:
-        return _clean_body(text, "text")
+        return clean_body(text, "text")
     except UserFailure as failure:
         error = failure.errors[0]
         raise WebhookError(422, error.code, f"text: {error.message}", "text") from None
@@ -244,7 +242,7 @@ async def receive(outbox: Outbox, channel: Channel, inbound: InboundMessage) -> 
         contact = await _sender_contact(outbox, channel, inbound)
         conversation = await _conversation_for(outbox, channel, contact, inbound)
         message = await receive_inbound(
-            outbox, conversation, contact, inbound.text, email_message_id=inbound.message_id
+            outbox, conversation, contact, inbound.text, external_message_id=inbound.message_id
         )
         keyword = sms.classify(inbound.text) if channel.kind is ChannelKind.SMS else None
         if keyword is not None:
@@ -258,7 +256,7 @@ async def _already_received(channel: Channel, message_id: str) -> Message | None
     return (
         await Message.filter(
             workspace_id=channel.workspace_id,
-            email_message_id=message_id,
+            external_message_id=message_id,
             direction=Direction.INBOUND,
             conversation__channel_id=channel.id,
         )
@@ -300,7 +298,7 @@ async def _conversation_for(
     if channel.kind is ChannelKind.EMAIL:
         if inbound.in_reply_to:
             parent = (
-                await Message.filter(workspace_id=channel.workspace_id, email_message_id=inbound.in_reply_to)
+                await Message.filter(workspace_id=channel.workspace_id, external_message_id=inbound.in_reply_to)
                 .order_by("-id")
                 .first()
             )
@@ -309,23 +307,9 @@ async def _conversation_for(
                 # Knowing a Message-ID is not enough to write into someone else's thread.
                 if conversation.contact_id == contact.id:
                     return conversation
-        return await _open_conversation(outbox, channel, contact, subject=inbound.subject)
+        return await open_conversation(outbox, contact, channel, subject=inbound.subject)
     latest = await Conversation.filter(contact_id=contact.id, channel_id=channel.id).order_by("-id").first()
-    return latest or await _open_conversation(outbox, channel, contact, subject=None)
-
-
-async def _open_conversation(
-    outbox: Outbox, channel: Channel, contact: Contact, *, subject: str | None
-) -> Conversation:
-    # As start_conversation does: a blocked contact's conversation is kept, closed, unseen.
-    conversation = await Conversation.create(
-        workspace_id=contact.workspace_id, contact_id=contact.id, channel_id=channel.id, subject=subject,
-        vip=contact.vip, status=ConversationStatus.RESOLVED if contact.blocked else ConversationStatus.OPEN,
-        last_message_at=now(),
-    )  # fmt: skip
-    if not contact.blocked:
-        await record_activity(outbox, conversation, ActivityKind.CREATED)
-    return conversation
+    return latest or await open_conversation(outbox, contact, channel)
 
 
 async def _answer_keyword(
@@ -372,7 +356,7 @@ async def reply(outbox: Outbox, conversation: Conversation, contact: Contact, te
         outbox, conversation, sender_kind=SenderKind.SYSTEM, body=mask_card_numbers(text),
         delivery_state=DeliveryState.PENDING, notify=not contact.blocked,
     )  # fmt: skip
-    _queue(outbox, "deliver_message", message.id, job_id=f"deliver:{message.id}")
+    queue_job(outbox, "deliver_message", message.id, job_id=keys.deliver_job(message.id))
     return message
 
 
@@ -380,8 +364,7 @@ async def reply(outbox: Outbox, conversation: Conversation, contact: Contact, te
 
 
 def sender_lock_key(channel_id: int, sender: str) -> str:
-    digest = hashlib.sha256(sender.encode()).hexdigest()[:32]
-    return f"{settings.redis_prefix}:inbound:{channel_id}:{digest}"
+    return keys.inbound_sender_lock(channel_id, hashlib.sha256(sender.encode()).hexdigest()[:32])
 
 
 class _Busy(Exception):

@@ -350,11 +350,16 @@ async def add_channel(ctx: Context, kind: ChannelKind, values: dict[str, Any]) -
     return channel
 
 
-async def update_channel(ctx: Context, gid: str, values: dict[str, Any]) -> Channel:
+async def _channel_to_manage(ctx: Context, gid: str) -> Channel:
     ctx.require(Permission.WORKSPACE_MANAGE)
     channel = await ctx.scope.by_global_id(gid, "Channel", Channel)
     if channel is None:
         raise UserFailure.of("id", Code.NOT_FOUND, "No channel with this id.")
+    return channel
+
+
+async def update_channel(ctx: Context, gid: str, values: dict[str, Any]) -> Channel:
+    channel = await _channel_to_manage(ctx, gid)
     clean = _clean_channel_settings(channel.kind, values)
     for key, value in clean.items():
         setattr(channel, key, value)
@@ -364,10 +369,7 @@ async def update_channel(ctx: Context, gid: str, values: dict[str, Any]) -> Chan
 
 
 async def rotate_channel_secret(ctx: Context, gid: str) -> Channel:
-    ctx.require(Permission.WORKSPACE_MANAGE)
-    channel = await ctx.scope.by_global_id(gid, "Channel", Channel)
-    if channel is None:
-        raise UserFailure.of("id", Code.NOT_FOUND, "No channel with this id.")
+    channel = await _channel_to_manage(ctx, gid)
     channel.secret = secrets.token_hex(32)
     await channel.save(update_fields=["secret", "updated_at"])
     return channel
@@ -375,10 +377,7 @@ async def rotate_channel_secret(ctx: Context, gid: str) -> Channel:
 
 async def delete_channel(ctx: Context, gid: str) -> None:
     """Removes the channel with its conversations and messages."""
-    ctx.require(Permission.WORKSPACE_MANAGE)
-    channel = await ctx.scope.by_global_id(gid, "Channel", Channel)
-    if channel is None:
-        raise UserFailure.of("id", Code.NOT_FOUND, "No channel with this id.")
+    channel = await _channel_to_manage(ctx, gid)
     async with in_transaction():
         conversation_ids = Conversation.filter(channel_id=channel.id).values("id")
         await Message.filter(conversation_id__in=Subquery(conversation_ids)).delete()

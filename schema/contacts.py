@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from datetime import datetime
+from typing import Any
 
 import strawberry
 from strawberry import relay
@@ -16,7 +17,8 @@ from core.errors import PublicError, Code
 from core.hub import SubscriberTooSlow
 from models import contacts as m
 from resolvers import contacts as r
-from schema.common import JSON, Connection, UserError, mutate, node_id, provided, to_connection
+from resolvers.contacts import camel
+from schema.common import JSON, Connection, UserError, mutate, node_id, provided, selected_names, to_connection
 from schema.workspaces import Agent
 
 SmsConsent = strawberry.enum(m.SmsConsent, name="SmsConsent")
@@ -151,6 +153,16 @@ class Contact(relay.Node):
         return to_connection(await r.list_events(info.context, contact, kind=kind, first=first, after=after), ContactEvent.from_model)
 
     @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Contact:
+        """From a `.values()` row holding the columns of the selected fields (`columns_for`);
+        the fields not selected stay empty and are never read."""
+        consent = row.get("sms_consent")
+        return cls(
+            id=row["id"], **{f: row.get(f) for f in ROW_FIELDS}, _attributes=row.get("attributes") or {},
+            sms_consent=m.SmsConsent(consent) if consent is not None else None,
+        )  # fmt: skip
+
+    @classmethod
     def from_model(cls, c: m.Contact) -> Contact:
         return cls(
             id=c.id, **{f: getattr(c, f) for f in CONTACT_FIELDS}, platform=c.platform,
@@ -226,6 +238,18 @@ class ContactFieldsInput:
 
 
 FIELD_INPUTS = (*CONTACT_FIELDS, "vip", "gdpr_consent", "sms_consent")
+
+# Plain columns a Contact row carries (sms_consent is converted on its own).
+ROW_FIELDS = (
+    *CONTACT_FIELDS, "platform", "gdpr_consent", "gdpr_consent_at", "sms_consent_at", "vip", "blocked",
+    "first_seen_at", "last_seen_at", "created_at", "updated_at",
+)  # fmt: skip
+_COLUMN_OF = {camel(f): f for f in (*ROW_FIELDS, "sms_consent", "attributes")}
+
+
+def columns_for(selected: set[str]) -> tuple[str, ...]:
+    """The contact columns the selected GraphQL fields read (the id always)."""
+    return ("id", *sorted({_COLUMN_OF[name] for name in selected if name in _COLUMN_OF}))
 
 
 @strawberry.input
@@ -367,8 +391,9 @@ class ContactQuery:
         page = await r.list_contacts(
             info.context, search=search, first=first, after=after, last=last, before=before,
             segment_gid=str(segment_id) if segment_id is not None else None,
+            columns=columns_for(selected_names(info, "edges", "node")),
         )  # fmt: skip
-        return to_connection(page, Contact.from_model)
+        return to_connection(page, Contact.from_row)
 
     @strawberry.field
     async def contact(self, info: Info[Context, None], id: relay.GlobalID) -> Contact | None:

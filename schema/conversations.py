@@ -71,6 +71,8 @@ class Message(relay.Node):
     created_at: datetime
     _conversation_id: strawberry.Private[int]
     _agent_id: strawberry.Private[int | None]
+    # Known when built from an event: no read per subscriber.
+    _sender_name: strawberry.Private[str | None] = None
 
     @strawberry.field
     def conversation_id(self) -> relay.GlobalID:
@@ -84,6 +86,8 @@ class Message(relay.Node):
 
     @strawberry.field(description="What the widget shows as the sender: the agent's name, or null.")
     def sender_name(self, info: Info[Context, None]) -> str | None:
+        if self._sender_name is not None or self._agent_id is None:
+            return self._sender_name
         return r.related(info.context, AgentRow, self._agent_id, lambda a: a.name)  # type: ignore[no-any-return]
 
     @classmethod
@@ -100,7 +104,7 @@ class Message(relay.Node):
             id=row["id"], body=row["body"], sender_kind=m.SenderKind(row["senderKind"]),
             direction=m.Direction(row["direction"]), delivery_state=m.DeliveryState(row["deliveryState"]),
             created_at=datetime.fromisoformat(row["createdAt"]), _conversation_id=row["conversationId"],
-            _agent_id=row["agentId"],
+            _agent_id=row["agentId"], _sender_name=row.get("senderName"),
         )  # fmt: skip
 
 

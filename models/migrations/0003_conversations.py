@@ -82,10 +82,10 @@ class Migration(migrations.Migration):
                 ('body', fields.TextField(unique=False)),
                 ('delivery_state', fields.CharEnumField(default=DeliveryState.RECEIVED, description='RECEIVED: received\nPENDING: pending\nSENT: sent\nFAILED: failed\nREAD: read', enum_type=DeliveryState, max_length=8)),
                 ('delivery_error', fields.CharField(null=True, max_length=500)),
-                ('email_message_id', fields.CharField(null=True, max_length=255)),
+                ('external_message_id', fields.CharField(null=True, max_length=255)),
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
             ],
-            options={'table': 'messages', 'app': 'models', 'indexes': [Index(fields=['conversation_id', 'id']), Index(fields=['email_message_id'])], 'pk_attr': 'id'},
+            options={'table': 'messages', 'app': 'models', 'indexes': [Index(fields=['conversation_id', 'id']), Index(fields=['external_message_id'])], 'pk_attr': 'id'},
             bases=['Model'],
         ),
         ops.AddField(

@@ -239,3 +239,15 @@ async def test_pagination_both_ways_and_limits(tenant: Any) -> None:
 async def test_huge_inputs_are_refused(tenant: Any, field: str) -> None:
     data = await tenant.api(CREATE, {"input": {field: "x" * 5000}}, token=tenant.owner_token)
     assert data["createContact"]["userErrors"][0]["field"] == [field]
+
+
+async def test_the_list_reads_whatever_fields_a_fragment_selects(tenant: Any) -> None:
+    """The list fetches only the selected columns: fields asked through fragments count."""
+    await tenant.contact(name="Frag Ment", email="frag@example.com", tags=["x"], smsConsent="SUBSCRIBED", vip=True)
+    doc = """
+    fragment Bits on Contact { smsConsent vip ... on Contact { tags createdAt } }
+    query { contacts(first: 5, search: "Frag") { edges { node { __typename id ...Bits email } } } }"""
+    node = (await tenant.api(doc, token=tenant.owner_token))["contacts"]["edges"][0]["node"]
+    assert node["__typename"] == "Contact" and node["email"] == "frag@example.com"
+    assert (node["smsConsent"], node["vip"], node["tags"]) == ("SUBSCRIBED", True, ["x"])
+    assert node["createdAt"] is not None

@@ -107,7 +107,7 @@ async def test_an_agent_reply_to_an_email_goes_out_threaded(
     assert msg["References"] == "<q1@mail.example.com> <q2@mail.example.com>"
     assert mail.text.startswith("Here it is, Ada.\n") and "Olive Owner, Acme" in mail.text
     sent = await Message.get(id=message_id)
-    assert (sent.delivery_state, sent.email_message_id) == (DeliveryState.SENT, msg["Message-ID"])
+    assert (sent.delivery_state, sent.external_message_id) == (DeliveryState.SENT, msg["Message-ID"])
 
     # Run again (arq is at-least-once): nothing goes out twice.
     assert await deliver_message(job_ctx(app), message_id) == "already sent"
@@ -312,7 +312,7 @@ async def test_a_widget_reply_is_emailed_only_to_a_contact_who_has_left(
         [mail] = await smtp_settings.sink.wait_for(1)
         assert mail.envelope_to == ["ada@example.com"] and mail.message["Subject"] == "New reply from Acme"
         assert "Did that work, Ada?" in mail.text and "Try resetting" not in mail.text
-        assert (await Message.get(id=missed)).email_message_id == mail.message["Message-ID"]
+        assert (await Message.get(id=missed)).external_message_id == mail.message["Message-ID"]
         assert await state_of(missed) is DeliveryState.SENT
         assert await deliver_message(job_ctx(app), missed) == "nothing to send"
         assert len(smtp_settings.sink.messages) == 1
