@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: install run test test-postgres schema migrate seed clean
+.PHONY: install run test test-postgres schema migrate seed bench clean
 
 $(VENV)/.installed: requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,14 @@ migrate: install
 
 seed: install
 	$(PY) -m cli seed
+
+# The read path (GraphQL beside bare Starlette endpoints, wrk) on SQLite and PostgreSQL, and
+# message delivery latency to 1,000 subscribers. Needs wrk (apt-get install wrk) and, for
+# PostgreSQL, BENCH_DATABASE_URL or a server at 127.0.0.1:5432.
+bench: install
+	$(PY) -m bench.readpath
+	$(PY) -m bench.readpath --postgres
+	$(PY) -m bench.conversations
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

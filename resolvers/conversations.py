@@ -632,10 +632,6 @@ def by_id_loader(ctx: Context, model: type[Any]) -> Any:
     return ctx.loader(f"by_id.{model.__name__}", batch)
 
 
-async def load_by_id(ctx: Context, model: type[Any], pk: int | None) -> Any:
-    return None if pk is None else await by_id_loader(ctx, model).load(pk)
-
-
 def related(ctx: Context, model: type[Any], pk: int | None, convert: Any) -> Any:
     """A related row for a field: the value itself when already loaded (primed by the list
     that fetched the page), else an awaitable batched with its siblings. Keeping the common
