@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from tortoise import connections
+import tortoise
 from tortoise.models import Model
 
 from core.db import SqlBuilder
@@ -66,7 +66,7 @@ async def insert_returning(model: type[M], objs: Sequence[M], returning: list[st
         )
         sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values} RETURNING {', '.join(returning)}"
         # execute_query_dict fetches: asyncpg's execute_query drops an INSERT's rows.
-        found.extend(await connections.get("default").execute_query_dict(sql, q.params))
+        found.extend(await tortoise.connections.get("default").execute_query_dict(sql, q.params))
     return found
 
 
@@ -90,6 +90,6 @@ async def update_many(model: type[M], objs: Sequence[M], fields: list[str]) -> i
             f"WITH v({', '.join(columns)}) AS (VALUES {', '.join(rows)}) "
             f"UPDATE {table} SET {assignments} FROM v WHERE {table}.{pk} = v.{pk}"
         )
-        await connections.get("default").execute_query(sql, q.params)
+        await tortoise.connections.get("default").execute_query(sql, q.params)
         changed += len(rows)
     return changed

@@ -43,7 +43,8 @@ from models.channels import SESSION_KINDS, Channel, ChannelKind
 from models.contacts import Contact, SmsConsent
 from models.conversations import Conversation, ConversationStatus, DeliveryState, Direction, Message, SenderKind
 from models.workspaces import Agent, Role, Workspace
-from resolvers.inbound import MESSENGER_PREFIX, headers_for
+from core.signing import signed_headers
+from domain.identity import MESSENGER_PREFIX
 
 log = logging.getLogger("parley.jobs.delivery")
 
@@ -259,7 +260,7 @@ async def _post_to_gateway(thread: Thread) -> None:
     try:
         async with httpx.AsyncClient(timeout=GATEWAY_TIMEOUT, follow_redirects=False) as client:
             response = await client.post(
-                channel.gateway_url, content=body, headers=dict(headers_for(channel.secret, body))
+                channel.gateway_url, content=body, headers=signed_headers(channel.secret, body)
             )
     except httpx.HTTPError as exc:
         raise Transient(f"The gateway could not be reached: {type(exc).__name__}") from exc

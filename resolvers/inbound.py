@@ -18,13 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import hmac
 import json
 import logging
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,6 +35,7 @@ from core import keys
 from core.errors import Code, UserFailure, request_id_var
 from core.events import Outbox, atomic
 from core.scoping import encode_global_id
+from core.signing import SIGNATURE_HEADER, signature_problem
 from domain import contact_fields as cf
 from domain import sms
 from domain.identity import MESSENGER_PREFIX
@@ -62,8 +62,6 @@ from resolvers.conversations import (
 
 log = logging.getLogger("parley.inbound")
 
-SIGNATURE_HEADER = "X-Parley-Signature"
-SIGNATURE_TOLERANCE = 300  # seconds either side of now
 MAX_WEBHOOK_BYTES = 256 * 1024
 MAX_ID = 255  # Message.external_message_id
 MAX_NAME = 200
@@ -82,49 +80,6 @@ AUTO_REPLY_INTERVAL = timedelta(hours=1)
 
 def now() -> datetime:
     return datetime.now(UTC)
-
-
-# -- signatures ------------------------------------------------------------------------------
-
-
-def signature(secret: str, body: bytes, timestamp: int) -> str:
-    """The X-Parley-Signature value for `body` sent at `timestamp` (unix seconds); the same
-    scheme signs inbound webhooks and what Parley posts to a channel's gateway.
-
-        >>> signature("s3cret", b'{"text":"hi"}', 1767225600)
-        't=1767225600,v1=14c9d6c051268444b047dbc0897b6b69ebe72ebbc5c8c3ede7e64c8104055950'
-    """
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={digest}"
-
-
-def signature_problem(secret: str, body: bytes, header: str | None, at: float | None = None) -> str | None:
-    """Why `header` does not sign `body` with `secret` now, or None when it does.
-
-    Several v1= entries may be given (a provider mid-way through a secret rotation); one
-    matching is enough. Comparisons take constant time.
-    """
-    if not header:
-        return f"{SIGNATURE_HEADER} is missing."
-    timestamp: int | None = None
-    candidates: list[str] = []
-    for part in header.split(","):
-        name, _, value = part.strip().partition("=")
-        if name == "t" and value.isdigit() and len(value) <= 12:
-            timestamp = int(value)
-        elif name == "v1":
-            candidates.append(value.strip().lower())
-    if timestamp is None or not candidates:
-        return f"{SIGNATURE_HEADER} must look like t=<unix seconds>,v1=<hex HMAC-SHA256>."
-    if abs((time.time() if at is None else at) - timestamp) > SIGNATURE_TOLERANCE:
-        return f"{SIGNATURE_HEADER} is too old (or too far in the future): sign each delivery when you send it."
-    expected = signature(secret, body, timestamp).partition(",v1=")[2].encode()
-    # No short cut: every candidate is compared, in constant time each (as bytes: a str
-    # with non-ASCII characters would make compare_digest raise).
-    matched = False
-    for candidate in candidates:
-        matched |= hmac.compare_digest(expected, candidate.encode())
-    return None if matched else f"{SIGNATURE_HEADER} does not match the body and the channel secret."
 
 
 # -- the payload -----------------------------------------------------------------------------
@@ -446,7 +401,3 @@ async def _read_body(request: Request) -> bytes:
         chunks.append(chunk)
     return b"".join(chunks)
 
-
-def headers_for(secret: str, body: bytes) -> Mapping[str, str]:
-    """Headers of a signed JSON post (what Parley sends to a gateway)."""
-    return {"content-type": "application/json", SIGNATURE_HEADER: signature(secret, body, int(time.time()))}

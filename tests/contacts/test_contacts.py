@@ -251,3 +251,18 @@ async def test_the_list_reads_whatever_fields_a_fragment_selects(tenant: Any) ->
     assert node["__typename"] == "Contact" and node["email"] == "frag@example.com"
     assert (node["smsConsent"], node["vip"], node["tags"]) == ("SUBSCRIBED", True, ["x"])
     assert node["createdAt"] is not None
+
+
+async def test_the_database_itself_refuses_a_second_contact_with_one_external_id(tenant: Any) -> None:
+    """Not only the resolvers: the unique index exists on every database (SQLite lost it
+    once to a table rebuild)."""
+    from datetime import UTC, datetime
+
+    from tortoise.exceptions import IntegrityError
+
+    from models.contacts import Contact
+
+    now = datetime.now(UTC)
+    await Contact.create(workspace_id=tenant.workspace.id, external_id="dup-1", last_seen_at=now)
+    with pytest.raises(IntegrityError):
+        await Contact.create(workspace_id=tenant.workspace.id, external_id="dup-1", last_seen_at=now)

@@ -29,7 +29,7 @@ from jobs.delivery import (
 from models.channels import ChannelKind
 from models.contacts import SmsConsent
 from models.conversations import Conversation, ConversationStatus, DeliveryState, Direction, Message, SenderKind
-from resolvers.inbound import SIGNATURE_HEADER, signature_problem
+from core.signing import SIGNATURE_HEADER, signature_problem
 from tests.conftest import Api, SmtpSettings, Tenant, start_server, start_worker, stop_process
 from tests.conversations.test_inbound import empty_queue  # noqa: F401 - the autouse fixture, here too
 from tests.conversations.test_inbound import PHONE, inbound, job_ctx, make_channel, make_contact, pk

@@ -21,7 +21,8 @@ from models.channels import AutoResponderAudience, Channel, ChannelKind
 from models.contacts import ChangeKind, Contact, ContactChange, SmsConsent
 from models.conversations import Conversation, ConversationStatus, DeliveryState, Direction, Message, SenderKind
 from resolvers import inbound as inbound_module
-from resolvers.inbound import MAX_WEBHOOK_BYTES, SIGNATURE_HEADER, signature
+from core.signing import SIGNATURE_HEADER, signature
+from resolvers.inbound import MAX_WEBHOOK_BYTES
 from resolvers.workspaces import create_channel
 from tests.conftest import SmtpSettings, Tenant
 

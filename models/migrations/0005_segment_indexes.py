@@ -25,7 +25,7 @@ def _on_postgres(sql: str) -> Any:
 
 
 class Migration(migrations.Migration):
-    dependencies = [("models", "0003_conversations")]
+    dependencies = [("models", "0004_jobs")]
 
     initial = False
 

@@ -8,7 +8,7 @@ from tortoise import fields
 from tortoise.indexes import Index
 
 class Migration(migrations.Migration):
-    dependencies = [('models', '0004_jobs'), ('models', '0004_segment_indexes')]
+    dependencies = [('models', '0005_segment_indexes')]
 
     initial = False
 
