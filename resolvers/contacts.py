@@ -102,7 +102,7 @@ async def list_contacts(
         segment = await segments.find_segment(ctx, segment_gid)
         if segment is None:
             raise PublicError("No segment with this id.", Code.NOT_FOUND)
-        query = segments.members_query(ctx, segment.id)
+        query = await segments.members_query(ctx, segment)
     if search and search.strip():
         query = query.filter(search_filter(search))
     return await paginate(query, CONTACT_ORDER, first=first, after=after, last=last, before=before, values=columns)

@@ -109,15 +109,25 @@ async def shares(segment_id: int) -> tuple[list[int], list[int]]:
     return sorted(t for t, _ in rows if t), sorted(a for _, a in rows if a)
 
 
-def members_query(ctx: Context, segment_id: int) -> Any:
+# A segment this small is paged from its member ids given as literals: the planner then
+# fetches them by primary key and sorts a handful of rows, whatever the statistics say
+# (with a subquery it may walk every contact by last-seen time, expecting many members).
+SMALL_SEGMENT = 1000
+
+
+async def members_query(ctx: Context, segment: Segment) -> Any:
     """Contacts in the segment's materialised membership, as of its last refresh."""
-    ids = SegmentMembership.filter(segment_id=segment_id).values("contact_id")
-    return ctx.scope.all(Contact).filter(id__in=Subquery(ids))
+    if segment.member_count <= SMALL_SEGMENT:
+        ids = await SegmentMembership.filter(segment_id=segment.id).limit(SMALL_SEGMENT + 1).values_list("contact_id", flat=True)
+        if len(ids) <= SMALL_SEGMENT:
+            return ctx.scope.all(Contact).filter(id__in=list(ids) or [-1])
+    members = SegmentMembership.filter(segment_id=segment.id).values("contact_id")
+    return ctx.scope.all(Contact).filter(id__in=Subquery(members))
 
 
 async def list_members(ctx: Context, segment: Segment, *, first: int | None, after: str | None) -> Page[Contact]:
     ctx.require(Permission.CONTACTS_READ)
-    return await paginate(members_query(ctx, segment.id), CONTACT_ORDER, first=first, after=after)
+    return await paginate(await members_query(ctx, segment), CONTACT_ORDER, first=first, after=after)
 
 
 # -- rules -----------------------------------------------------------------------------------

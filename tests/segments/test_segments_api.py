@@ -42,7 +42,11 @@ async def test_every_workspace_has_the_predefined_shared_segments(tenant: Any) -
     assert await names(tenant, tenant.owner_token, search="users") == {"All users", "New users"}
 
 
-async def test_predefined_segments_sort_contacts_by_recency(tenant: Any) -> None:
+@pytest.mark.parametrize("small_segment", [1000, 0], ids=["member-ids", "membership-subquery"])
+async def test_predefined_segments_sort_contacts_by_recency(tenant: Any, monkeypatch: Any, small_segment: int) -> None:
+    # Both ways of paging a membership: small segments by their member ids, large ones by
+    # a subquery (resolvers.segments.SMALL_SEGMENT).
+    monkeypatch.setattr("resolvers.segments.SMALL_SEGMENT", small_segment)
     now = datetime.now(UTC)
     seen = {"fresh": 1, "lapsing": 45, "gone": 200}
     for name, days in seen.items():
