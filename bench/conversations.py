@@ -5,7 +5,7 @@ connected subscribers, beside the bare transport measured in the same run.
     .venv/bin/python -m bench.conversations --sqlite
     .venv/bin/python -m bench.conversations --subscribers 1000 --messages 30 \\
         --database-url postgres://root@127.0.0.1:5432/test --redis-url redis://127.0.0.1:6379/0
-    .venv/bin/python -m bench.conversations --scenarios fanout --profile /tmp/prof   # py-spy
+    .venv/bin/python -m bench.conversations --scenarios fanout --profile /tmp/prof   # py-spy, raw stacks
 
 Starts one `uvicorn asgi:app` pinned to one core (the load generator runs on the others)
 against a scratch database (beside --database-url, never in it; or a temporary SQLite
@@ -389,7 +389,7 @@ class Bench:
         py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         out = Path(self.args.profile) / f"{name}.txt"
         out.parent.mkdir(parents=True, exist_ok=True)
-        process = subprocess.Popen([py_spy, "record", "--pid", str(server.pid), "--rate", "100",
+        process = subprocess.Popen([py_spy, "record", "--pid", str(server.pid), "--rate", "100", "--native",
                                     "--format", "raw", "--output", str(out)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         try:

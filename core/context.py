@@ -17,6 +17,14 @@ from core.permissions import Permission, Principal, PrincipalKind
 from core.scoping import Scope
 
 
+# authorization value -> (when checked, the check), shared by the process's sockets.
+_recent_checks: dict[str | None, tuple[float, asyncio.Future[Principal | None]]] = {}
+
+
+def _failed(check: asyncio.Future[Any]) -> bool:
+    return check.done() and (check.cancelled() or check.exception() is not None)
+
+
 class Context:
     def __init__(
         self,
@@ -67,9 +75,20 @@ class Context:
 
     async def refresh_principal(self) -> Principal | None:
         """The principal as of now: a deleted agent, a revoked key, an expired token or a
-        changed role take effect on open subscriptions too."""
-        if time.monotonic() - self._authenticated_at >= self.REAUTHENTICATE_SECONDS:
-            await self.set_credentials(self.authorization)
+        changed role take effect on open subscriptions too (within REAUTHENTICATE_SECONDS).
+
+        The check is shared by every socket of the process holding the same credentials:
+        a thousand subscriptions of one agent re-check with one query, not a thousand."""
+        now = time.monotonic()
+        if now - self._authenticated_at < self.REAUTHENTICATE_SECONDS or self._authenticate is None:
+            return self.principal
+        found = _recent_checks.get(self.authorization)
+        if found is None or now - found[0] >= self.REAUTHENTICATE_SECONDS or _failed(found[1]):
+            if len(_recent_checks) > 10_000:
+                _recent_checks.clear()
+            found = _recent_checks[self.authorization] = (now, asyncio.ensure_future(self._authenticate(self.authorization)))
+        self.principal = await asyncio.shield(found[1])
+        self._authenticated_at = found[0]
         return self.principal
 
     def reset_loaders(self) -> None:

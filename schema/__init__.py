@@ -15,6 +15,7 @@ from strawberry.extensions import (
 )
 
 from core.config import settings
+from core import graphql_patches
 from core.errors import MaskUnexpectedErrors
 from schema.auth import AuthMutation, AuthQuery
 from schema.contacts import ContactMutation, ContactQuery, ContactSubscription
@@ -46,6 +47,7 @@ class Subscription(ContactSubscription, SegmentSubscription, ConversationSubscri
 
 
 def build_schema(*, introspection: bool | None = None) -> strawberry.Schema:
+    graphql_patches.apply()
     allow_introspection = settings.is_dev if introspection is None else introspection
     # The limiters' rule classes are built once: ValidationCache keys on the rule tuple,
     # and a limiter made per request brings a new class each time (a miss every time).
