@@ -99,3 +99,22 @@ async def test_graphiql_in_dev_passes_the_authorization_header_to_subscriptions(
     assert page.status_code == 200
     assert "wsConnectionParams" in page.text
     assert "graphiql:headers" in page.text
+
+
+async def test_a_client_that_leaves_mid_request_is_not_an_error(live_server: Any) -> None:
+    """A load balancer or browser cutting a request short must not log an application error."""
+    import asyncio
+    import time
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(live_server.url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    writer.write(b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{\"query\":")
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+    del reader
+    time.sleep(0.5)
+    async with httpx.AsyncClient(base_url=live_server.url) as http:  # the server is fine
+        assert (await http.get("/healthz")).status_code == 200
+    assert "Exception in ASGI application" not in live_server.log.read_text()
