@@ -22,6 +22,7 @@ from models.channels import Channel, ChannelKind
 from models.contacts import AttributeDefinition, AttributeSource, AttributeType
 from models.conversations import Conversation, Message
 from models.workspaces import Agent, ApiKey, MatchingAttribute, Role, Team, Workspace
+from resolvers.contacts import camel
 from resolvers.pagination import Order, Page, paginate
 from resolvers.segments import create_predefined, resolve_ids
 
@@ -333,11 +334,6 @@ def _clean_channel_settings(kind: ChannelKind, values: dict[str, Any]) -> dict[s
     if errors:
         raise UserFailure(*errors)
     return clean
-
-
-def camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(p.title() for p in rest)
 
 
 async def add_channel(ctx: Context, kind: ChannelKind, values: dict[str, Any]) -> Channel:

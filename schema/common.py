@@ -102,5 +102,10 @@ def selected_names(info: Any, *path: str) -> set[str]:
     return {f.name for f in level}
 
 
+def gid(value: relay.GlobalID | None) -> str | None:
+    """An optional global id argument as the string resolvers take."""
+    return str(value) if value is not None else None
+
+
 def node_id(type_name: str, pk: int) -> relay.GlobalID:
     return relay.GlobalID(type_name, str(pk))

@@ -18,7 +18,7 @@ from core.hub import SubscriberTooSlow
 from models import contacts as m
 from resolvers import contacts as r
 from resolvers.contacts import camel
-from schema.common import JSON, Connection, UserError, mutate, node_id, provided, selected_names, to_connection
+from schema.common import JSON, Connection, UserError, gid, mutate, node_id, provided, selected_names, to_connection
 from schema.workspaces import Agent
 
 SmsConsent = strawberry.enum(m.SmsConsent, name="SmsConsent")
@@ -374,9 +374,6 @@ def _contact(c: m.Contact) -> dict[str, object]:
     return {"contact": Contact.from_model(c)}
 
 
-def _gid(value: relay.GlobalID | None) -> str | None:
-    return str(value) if value is not None else None
-
 
 # -- root fields -----------------------------------------------------------------------------
 
@@ -464,7 +461,7 @@ class ContactMutation:
     @strawberry.mutation(description="Record a page view or a named event on a contact's timeline.")
     async def track_event(self, info: Info[Context, None], input: TrackEventInput) -> TrackEventPayload:
         work = r.track_event(
-            info.context, contact_gid=_gid(input.contact_id), kind=input.kind, name=input.name,
+            info.context, contact_gid=gid(input.contact_id), kind=input.kind, name=input.name,
             url=input.url, title=input.title, properties=input.properties, occurred_at=input.occurred_at,
         )  # fmt: skip
         return await mutate(TrackEventPayload, work, lambda e: {"event": ContactEvent.from_model(e)})

@@ -25,7 +25,7 @@ from models.contacts import Contact as ContactRow
 from models.workspaces import Agent as AgentRow
 from models.workspaces import Team as TeamRow
 from resolvers import conversations as r
-from schema.common import Connection, UserError, mutate, node_id, provided, selected_names, to_connection
+from schema.common import Connection, UserError, gid, mutate, node_id, provided, selected_names, to_connection
 from schema.contacts import Contact
 from schema.workspaces import Agent, Channel, Team
 
@@ -224,11 +224,10 @@ class ConversationFilter:
     contact_id: relay.GlobalID | None = None
 
     def to_domain(self) -> r.ConversationFilter:
-        g = lambda v: str(v) if v is not None else None  # noqa: E731
         return r.ConversationFilter(
-            status=self.status, unread=self.unread, assignee_gid=g(self.assignee_id), team_gid=g(self.team_id),
-            tags=self.tags, rating=self.rating, channel_gid=g(self.channel_id), website_url=self.website_url,
-            ip=self.ip, attributed_source=self.attributed_source, vip=self.vip, contact_gid=g(self.contact_id),
+            status=self.status, unread=self.unread, assignee_gid=gid(self.assignee_id), team_gid=gid(self.team_id),
+            tags=self.tags, rating=self.rating, channel_gid=gid(self.channel_id), website_url=self.website_url,
+            ip=self.ip, attributed_source=self.attributed_source, vip=self.vip, contact_gid=gid(self.contact_id),
         )  # fmt: skip
 
 
@@ -334,9 +333,6 @@ def _conversation(c: m.Conversation) -> dict[str, object]:
     return {"conversation": Conversation.from_model(c)}
 
 
-def _gid(value: relay.GlobalID | None) -> str | None:
-    return str(value) if value is not None else None
-
 
 # -- root fields -------------------------------------------------------------------------------
 
@@ -372,7 +368,7 @@ class ConversationQuery:
     async def topics(
         self, info: Info[Context, None], not_engaged_by: relay.GlobalID | None = None, first: int | None = None, after: str | None = None
     ) -> Connection[Topic]:
-        page = await r.list_topics(info.context, not_engaged_by=_gid(not_engaged_by), first=first, after=after)
+        page = await r.list_topics(info.context, not_engaged_by=gid(not_engaged_by), first=first, after=after)
         return to_connection(page, Topic.from_model)
 
 
@@ -381,8 +377,8 @@ class ConversationMutation:
     @strawberry.mutation(description="Contacts from the widget or app; agents by e-mail only. Nobody opens an SMS conversation.")
     async def start_conversation(self, info: Info[Context, None], input: StartConversationInput) -> StartConversationPayload:
         work = r.start_conversation(
-            info.context, body=input.body, contact_gid=_gid(input.contact_id), channel_gid=_gid(input.channel_id),
-            subject=input.subject, topic_gid=_gid(input.topic_id), website_url=input.website_url,
+            info.context, body=input.body, contact_gid=gid(input.contact_id), channel_gid=gid(input.channel_id),
+            subject=input.subject, topic_gid=gid(input.topic_id), website_url=input.website_url,
         )  # fmt: skip
         return await mutate(
             StartConversationPayload, work,
@@ -401,7 +397,7 @@ class ConversationMutation:
 
     @strawberry.mutation
     async def assign_conversation(self, info: Info[Context, None], input: AssignConversationInput) -> ConversationPayload:
-        changes = {k: _gid(v) for k, v in provided(input, ("assignee_id", "team_id")).items()}
+        changes = {k: gid(v) for k, v in provided(input, ("assignee_id", "team_id")).items()}
         work = r.assign(info.context, str(input.id), changes)
         return await mutate(ConversationPayload, work, _conversation)
 
@@ -415,7 +411,7 @@ class ConversationMutation:
 
     @strawberry.mutation
     async def set_conversation_topic(self, info: Info[Context, None], input: SetConversationTopicInput) -> ConversationPayload:
-        return await mutate(ConversationPayload, r.set_topic(info.context, str(input.id), _gid(input.topic_id)), _conversation)
+        return await mutate(ConversationPayload, r.set_topic(info.context, str(input.id), gid(input.topic_id)), _conversation)
 
     @strawberry.mutation(description="Owners and admins.")
     async def create_topic(self, info: Info[Context, None], input: CreateTopicInput) -> TopicPayload:

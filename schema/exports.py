@@ -13,7 +13,7 @@ from core.permissions import Permission
 from domain import exports as ex
 from models.jobs import JobKind
 from resolvers import exports as r
-from schema.common import UserError, mutate
+from schema.common import UserError, gid, mutate
 from schema.jobs import Job
 
 
@@ -49,9 +49,6 @@ def _job(job: object) -> dict[str, object]:
     return {"job": Job.from_model(job)}  # type: ignore[arg-type]
 
 
-def _gid(value: relay.GlobalID | None) -> str | None:
-    return str(value) if value is not None else None
-
 
 @strawberry.type
 class ExportQuery:
@@ -67,12 +64,12 @@ class ExportQuery:
 class ExportMutation:
     @strawberry.mutation(description="Queues a CSV export; follow it with jobProgress, then download Job.downloadUrl.")
     async def export_contacts(self, info: Info[Context, None], input: ExportContactsInput) -> ExportPayload:
-        work = r.start_export(info.context, JobKind.EXPORT, columns=input.columns, segment_gid=_gid(input.segment_id),
+        work = r.start_export(info.context, JobKind.EXPORT, columns=input.columns, segment_gid=gid(input.segment_id),
                               email_to=input.email_to)  # fmt: skip
         return await mutate(ExportPayload, work, _job)
 
     @strawberry.mutation(description="Queues the attribute report, a CSV export with every contact attribute as a column.")
     async def export_attribute_report(self, info: Info[Context, None], input: ExportAttributeReportInput) -> ExportPayload:
-        work = r.start_export(info.context, JobKind.ATTRIBUTE_REPORT, columns=None, segment_gid=_gid(input.segment_id),
+        work = r.start_export(info.context, JobKind.ATTRIBUTE_REPORT, columns=None, segment_gid=gid(input.segment_id),
                               email_to=input.email_to)  # fmt: skip
         return await mutate(ExportPayload, work, _job)
