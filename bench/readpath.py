@@ -4,6 +4,7 @@ same rows from the same database, in the same server process, in the same run.
     .venv/bin/python -m bench.readpath                 # SQLite (temporary file)
     .venv/bin/python -m bench.readpath --postgres      # PostgreSQL, a scratch database
     .venv/bin/python -m bench.readpath --duration 10 --connections 1,32
+    .venv/bin/python -m bench.readpath --profile /tmp/prof    # py-spy on the server, raw stacks
 
 One uvicorn process (`bench.bare_app:app`: the real app plus /bare/* routes) pinned to
 CPU 0, wrk pinned to CPU 1 (`apt-get install wrk`). Each figure is printed beside its
@@ -69,8 +70,8 @@ def run_wrk(url: str, connections: int, duration: int, *, body: str | None = Non
     if "Non-2xx" in out:
         raise RuntimeError(f"non-2xx responses from {url}:\n{out}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s*50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s*99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     return Result(rps, p50, p99)
 
 
@@ -143,6 +144,15 @@ def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("server did not become ready")
 
 
+def profile(pid: int, directory: str, name: str, seconds: int) -> subprocess.Popen[bytes]:
+    """py-spy on the server for the length of one run (py-spy: pip install py-spy)."""
+    os.makedirs(directory, exist_ok=True)
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    out = os.path.join(directory, f"{name}.txt")
+    return subprocess.Popen([spy, "record", "--pid", str(pid), "--duration", str(seconds), "--format", "raw", "--rate", "500",
+                             "--nonblocking", "-o", out], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+
+
 def check(url: str, token: str, query: str) -> None:
     import httpx
 
@@ -158,6 +168,7 @@ def main() -> None:
     parser.add_argument("--connections", default="1,32")
     parser.add_argument("--contacts", type=int, default=2000)
     parser.add_argument("--conversations", type=int, default=200)
+    parser.add_argument("--profile", metavar="DIR", help="record the server with py-spy during each GraphQL run (raw stacks)")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install wrk")
@@ -204,7 +215,10 @@ def main() -> None:
                 run_wrk(bare_url, connections, 2)  # warm up both
                 run_wrk(f"{url}/graphql", connections, 2, body=json.dumps({"query": query}), token=token)
                 bare = run_wrk(bare_url, connections, args.duration)
+                spy = profile(server.pid, args.profile, f"{label.split('(')[0]}-{connections}", args.duration) if args.profile else None
                 graphql = run_wrk(f"{url}/graphql", connections, args.duration, body=json.dumps({"query": query}), token=token)
+                if spy is not None:
+                    spy.wait()
                 print(
                     f"| {label} | {connections} | {bare.requests_per_second:,.0f} | {graphql.requests_per_second:,.0f} | "
                     f"{graphql.requests_per_second / bare.requests_per_second:.2f}× | {graphql.p50_ms:.2f} / {graphql.p99_ms:.2f} | "

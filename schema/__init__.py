@@ -16,6 +16,7 @@ from strawberry.extensions import (
 
 from core.config import settings
 from core import graphql_patches
+from core.execution import Executor
 from core.errors import MaskUnexpectedErrors
 from schema.auth import AuthMutation, AuthQuery
 from schema.contacts import ContactMutation, ContactQuery, ContactSubscription
@@ -64,7 +65,9 @@ def build_schema(*, introspection: bool | None = None) -> strawberry.Schema:
         lambda: ParserCache(maxsize=1000),
         lambda: ValidationCache(maxsize=1000),
     ]
-    return strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions)
+    return strawberry.Schema(
+        query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions, execution_context_class=Executor
+    )
 
 
 schema = build_schema()
