@@ -1,13 +1,18 @@
-"""The GraphQL executor: graphql-core's, with a short path for plain leaf fields.
+"""The GraphQL executor: graphql-core's, with a short path for plain data.
 
-Most of a list page's fields are plain attributes of a row (`name`, `email`, `lastSeenAt`):
-Strawberry marks their resolvers `_is_default`, and they take no arguments. graphql-core
-still runs each one through the whole field machinery — a response path, a resolve-info
-object, argument coercion, an awaitable check and value completion, about 5 µs a field —
-which cost a 50-contact page more than its database query (bench/readpath.py). Here such a
-field is read and coerced in place; anything else (resolvers, arguments, objects, lists,
-`__typename`, and every error, including a null in a non-null field) takes graphql-core's
-own path, so results and errors are exactly what graphql-core would produce.
+Most of a list page is plain data: a connection's `edges`, each edge's `cursor` and `node`,
+and the node's attributes (`name`, `email`, `lastSeenAt`) and relay `id`. graphql-core runs
+every one of those fields through its whole machinery — a response path, a resolve-info
+object, argument coercion, awaitable checks, value completion — about 5 µs a field, which
+cost a 50-contact page more than its database query (bench/readpath.py).
+
+Here a field whose resolver only reads an attribute (Strawberry marks those `_is_default`)
+or is relay's default `id`, and that takes no arguments, is read and completed in place,
+down through objects and lists as long as everything below is plain too. Anything else —
+a resolver of our own, arguments, abstract types, `@defer` — and every irregular value (a
+null in a non-null field, a value the scalar refuses, a wrong object type) gives the field
+back to graphql-core's own path, which then produces exactly the data and errors it always
+would: plain reads have no side effects, so reading again is safe.
 """
 
 from __future__ import annotations
@@ -15,14 +20,29 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from graphql import GraphQLLeafType, GraphQLNonNull, GraphQLObjectType, is_leaf_type
-from graphql.execution.collect_fields import GroupedFieldSet
+from graphql import GraphQLID, GraphQLList, GraphQLNonNull, GraphQLObjectType, GraphQLOutputType, GraphQLString, is_leaf_type
+from graphql.execution.collect_fields import FieldDetailsList, GroupedFieldSet
 from graphql.pyutils import Path, Undefined
+from strawberry import relay
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-# (read the attribute, coerce it, may it be null) for a plain leaf field; None otherwise.
-_Plan = tuple[Callable[[Any], Any], Callable[[Any], Any], bool] | None
+
+class _Irregular(Exception):
+    """Not plain here: graphql-core's path takes the field."""
+
+
+_IRREGULAR = _Irregular()
+
+# How to complete a value of one GraphQL type: (executor, field details, value) -> result.
+_Completer = Callable[["Executor", FieldDetailsList, Any], Any]
+# How to read and complete a plain field, or None when it is not plain.
+_Plan = tuple[Callable[[Any], Any], _Completer] | None
 _plans: dict[tuple[GraphQLObjectType, str], _Plan] = {}
+_completers: dict[GraphQLOutputType, _Completer | None] = {}
+_NODE_ID = relay.Node.__dict__["_id"].__func__
+_NODE_RESOLVE_ID = relay.Node.__dict__["resolve_id"].__func__
+_NODE_RESOLVE_TYPENAME = relay.Node.__dict__["resolve_typename"].__func__
+_id_attrs: dict[type, str | None] = {}
 
 
 def _plan(parent_type: GraphQLObjectType, field_name: str) -> _Plan:
@@ -33,18 +53,119 @@ def _plan(parent_type: GraphQLObjectType, field_name: str) -> _Plan:
         pass
     plan: _Plan = None
     field = parent_type.fields.get(field_name)
-    if field is not None and not field.args and getattr(field.resolve, "_is_default", False):
-        # Strawberry's plain-field resolver reads the attribute and ignores its other arguments.
-        nullable = not isinstance(field.type, GraphQLNonNull)
-        leaf = field.type if nullable else field.type.of_type
-        if is_leaf_type(leaf):
-            assert isinstance(leaf, GraphQLLeafType)
-            plan = (field.resolve, leaf.coerce_output_value, nullable)
+    if field is not None and not field.args:
+        complete = _completer(field.type)
+        if complete is None:
+            pass
+        elif getattr(field.resolve, "_is_default", False):
+            # Strawberry's plain-field resolver reads the attribute and ignores the rest.
+            plan = (field.resolve, complete)
+        elif _is_default_node_id(field.extensions.get("strawberry-definition")):
+            plan = (_node_id_reader(parent_type.name), complete)
     _plans[key] = plan
     return plan
 
 
+def _completer(return_type: GraphQLOutputType) -> _Completer | None:
+    """Built once per type: the isinstance tests are paid here, not per value."""
+    if return_type in _completers:
+        return _completers[return_type]
+    complete: _Completer | None = None
+    if isinstance(return_type, GraphQLNonNull):
+        inner = _completer(return_type.of_type)
+        if inner is not None:
+
+            def complete(ex: Executor, fields: FieldDetailsList, value: Any, inner: _Completer = inner) -> Any:
+                if value is None:
+                    raise _IRREGULAR
+                return inner(ex, fields, value)
+
+    elif return_type is GraphQLString or return_type is GraphQLID:
+        coerce_text = return_type.coerce_output_value
+
+        def complete(ex: Executor, fields: FieldDetailsList, value: Any) -> Any:
+            if value is None or type(value) is str:
+                return value
+            return _coerced(coerce_text, value)
+
+    elif is_leaf_type(return_type):
+        coerce = return_type.coerce_output_value  # type: ignore[union-attr]
+
+        def complete(ex: Executor, fields: FieldDetailsList, value: Any) -> Any:
+            return None if value is None else _coerced(coerce, value)
+
+    elif isinstance(return_type, GraphQLList):
+        item = _completer(return_type.of_type)
+        if item is not None:
+            item_type = return_type.of_type
+            if isinstance(item_type, GraphQLNonNull):
+                item_type = item_type.of_type
+            objects = item_type if isinstance(item_type, GraphQLObjectType) else None
+
+            def complete(ex: Executor, fields: FieldDetailsList, value: Any, item: _Completer = item) -> Any:
+                if value is None:
+                    return None
+                if not isinstance(value, list | tuple):
+                    raise _IRREGULAR
+                if objects is not None:
+                    ex._row_plan(objects, fields)  # not plain: irregular before any row is read
+                return [item(ex, fields, v) for v in value]
+
+    elif isinstance(return_type, GraphQLObjectType):
+        object_type = return_type
+
+        def complete(ex: Executor, fields: FieldDetailsList, value: Any) -> Any:
+            return None if value is None else ex._complete_object(object_type, fields, value)
+
+    _completers[return_type] = complete
+    return complete
+
+
+def _coerced(coerce: Callable[[Any], Any], value: Any) -> Any:
+    try:
+        coerced = coerce(value)
+    except Exception:
+        raise _IRREGULAR from None
+    if coerced is None or coerced is Undefined:
+        raise _IRREGULAR
+    return coerced
+
+
+def _is_default_node_id(definition: Any) -> bool:
+    resolver = getattr(definition, "base_resolver", None)
+    return getattr(getattr(resolver, "wrapped_func", None), "__func__", None) is _NODE_ID
+
+
+def _node_id_reader(type_name: str) -> Callable[[Any], relay.GlobalID]:
+    """relay's `Node._id` for nodes that keep Strawberry's resolve_id and resolve_typename."""
+
+    def read(source: Any) -> relay.GlobalID:
+        cls = type(source)
+        try:
+            attr = _id_attrs[cls]
+        except KeyError:
+            default = (
+                isinstance(source, relay.Node)
+                and cls.resolve_id.__func__ is _NODE_RESOLVE_ID  # type: ignore[attr-defined]
+                and cls.resolve_typename.__func__ is _NODE_RESOLVE_TYPENAME  # type: ignore[attr-defined]
+            )
+            attr = _id_attrs[cls] = cls.resolve_id_attr() if default else None
+        if attr is None:
+            raise _IRREGULAR
+        node_id = getattr(source, attr)
+        if node_id is None:
+            raise _IRREGULAR
+        return relay.GlobalID(type_name=type_name, node_id=str(node_id))
+
+    return read
+
+
 class Executor(StrawberryGraphQLCoreExecutionContext):
+    def build_per_event_executor(self, payload: Any) -> Any:
+        executor = super().build_per_event_executor(payload)
+        executor._row_plans = {}
+        return executor
+
     def execute_fields(
         self,
         parent_type: GraphQLObjectType,
@@ -56,31 +177,24 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
         if self.middleware_manager is not None and self.middleware_manager.middlewares:
             return super().execute_fields(parent_type, source_value, path, grouped_field_set, position_context)
         results: dict[str, Any] = {}
-        slow: dict[str, Any] = {}
+        slow: dict[str, FieldDetailsList] = {}
         for response_name, field_details_list in grouped_field_set.items():
             node = field_details_list[0].node
             plan = None if node.arguments else _plan(parent_type, node.name.value)
             if plan is not None:
-                resolve, coerce, nullable = plan
                 try:
-                    value = resolve(source_value)
-                    if value is None:
-                        if nullable:
-                            results[response_name] = None
-                            continue
-                    else:
-                        coerced = coerce(value)
-                        if coerced is not None and coerced is not Undefined:
-                            results[response_name] = coerced
-                            continue
-                except Exception:  # noqa: S110 — graphql-core's path below reports it
+                    results[response_name] = plan[1](self, field_details_list, plan[0](source_value))
+                    continue
+                except _Irregular:
+                    pass
+                except Exception:  # noqa: S110 — the read failed: graphql-core's path reports it
                     pass
             slow[response_name] = field_details_list
             results[response_name] = None  # holds the field's place in the response
         if not slow:
             return results
         # The rest in graphql-core's own way (errors, null propagation, awaitables).
-        rest = super().execute_fields(parent_type, source_value, path, slow, position_context)  # type: ignore[arg-type]
+        rest = super().execute_fields(parent_type, source_value, path, slow, position_context)
         if self.is_awaitable(rest):
 
             async def merged() -> dict[str, Any]:
@@ -88,6 +202,49 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
 
             return merged()
         return _fill(results, slow, rest)
+
+    def _row_plan(self, object_type: GraphQLObjectType, field_details_list: FieldDetailsList) -> list[tuple[str, Any, Any, Any]]:
+        """The plain fields of a selection on an object type, read and completed per row;
+        irregular when any of them is not plain. Kept per execution, by the grouped field
+        set (graphql-core keeps those alive as long as the executor: ids are not reused)."""
+        grouped_field_set, new_defer_usages, _ = self.collect_subfields(object_type, field_details_list)
+        plans: dict[int, Any] = self.__dict__.setdefault("_row_plans", {})
+        key = id(grouped_field_set)
+        try:
+            row_plan = plans[key]
+        except KeyError:
+            row_plan = None if new_defer_usages else _row_plan(object_type, grouped_field_set)
+            plans[key] = row_plan
+        if row_plan is None:
+            raise _IRREGULAR
+        return row_plan
+
+    def _complete_object(self, object_type: GraphQLObjectType, field_details_list: FieldDetailsList, value: Any) -> Any:
+        if object_type.is_type_of is not None:
+            try:
+                # Strawberry's is_type_of is an isinstance check that ignores its info.
+                matches = object_type.is_type_of(value, None)  # type: ignore[arg-type]
+            except Exception:
+                raise _IRREGULAR from None
+            if matches is not True:
+                raise _IRREGULAR
+        try:
+            return {name: complete(self, sub, read(value)) for name, read, complete, sub in self._row_plan(object_type, field_details_list)}
+        except _Irregular:
+            raise
+        except Exception:
+            raise _IRREGULAR from None
+
+
+def _row_plan(object_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet) -> list[tuple[str, Any, Any, Any]] | None:
+    row_plan = []
+    for name, sub in grouped_field_set.items():
+        node = sub[0].node
+        plan = None if node.arguments else _plan(object_type, node.name.value)
+        if plan is None:
+            return None
+        row_plan.append((name, plan[0], plan[1], sub))
+    return row_plan
 
 
 def _fill(results: dict[str, Any], slow: dict[str, Any], rest: dict[str, Any]) -> dict[str, Any]:

@@ -13,8 +13,8 @@ import base64
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar, overload
 
 from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
@@ -33,10 +33,34 @@ class Order:
     descending: bool = True
 
 
+class Cursors(Sequence[str]):
+    """A page's cursors, each encoded when it is read: most clients read only pageInfo's
+    two, and encoding all fifty cost more than the rest of the connection."""
+
+    __slots__ = ("_keys",)
+
+    def __init__(self, keys: list[list[Any]]) -> None:
+        self._keys = keys
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        if isinstance(index, slice):
+            return [_encode(k) for k in self._keys[index]]
+        return _encode(self._keys[index])
+
+
 @dataclass
 class Page(Generic[T]):
     items: list[T]
-    cursors: list[str]
+    cursors: Sequence[str]
     has_next_page: bool
     has_previous_page: bool
     # Counts the unpaginated rows, for a totalCount asked for separately.
@@ -112,10 +136,10 @@ async def paginate(
     rows = rows[:size]
     if not forward:
         rows.reverse()
-    cursors = [_encode([r[c] if values else getattr(r, c) for c in order.columns]) for r in rows]
+    keys = [[r[c] for c in order.columns] for r in rows] if values else [[getattr(r, c) for c in order.columns] for r in rows]
     return Page(
         items=rows,
-        cursors=cursors,
+        cursors=Cursors(keys),
         has_next_page=more if forward else bool(before),
         has_previous_page=bool(after) if forward else more,
         count=query.count,

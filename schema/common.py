@@ -3,7 +3,7 @@ helper every mutation uses to turn `UserFailure` into `userErrors`."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Generic, TypeVar
 
 import strawberry
@@ -55,8 +55,25 @@ class Connection(Generic[T]):
         return await self._page.count() if self._page is not None else len(self.edges)
 
 
+class _PageEdge:
+    """An Edge whose cursor is encoded only if the query asks for it (Edge has no
+    is_type_of: GraphQL reads its fields by name)."""
+
+    __slots__ = ("node", "_cursors", "_index")
+
+    def __init__(self, node: Any, cursors: Sequence[str], index: int) -> None:
+        self.node = node
+        self._cursors = cursors
+        self._index = index
+
+    @property
+    def cursor(self) -> str:
+        return self._cursors[self._index]
+
+
 def to_connection(page: Page[Any], convert: Callable[[Any], T]) -> Connection[T]:
-    edges = [Edge(cursor=c, node=convert(item)) for item, c in zip(page.items, page.cursors, strict=True)]
+    cursors = page.cursors
+    edges: list[Any] = [_PageEdge(convert(item), cursors, i) for i, item in enumerate(page.items)]
     return Connection(
         edges=edges,
         page_info=PageInfo(
