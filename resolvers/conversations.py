@@ -562,7 +562,7 @@ def _pk(gid: str, type_name: str, field: str) -> int:
 async def list_conversations(
     ctx: Context, *, view: str, where: ConversationFilter, first: int | None, after: str | None,
     last: int | None, before: str | None,
-) -> Page[Conversation]:  # fmt: skip
+) -> Page[dict[str, Any]]:  # fmt: skip
     """The queue: VIP contacts first, then the most recent activity. Views: mine,
     unassigned, team (the caller's teams), all."""
     principal = ctx.require(Permission.CONVERSATIONS_READ)
@@ -599,7 +599,9 @@ async def list_conversations(
         query = query.filter(attributed_source=where.attributed_source)
     if where.vip is not None:
         query = query.filter(vip=where.vip)
-    return await paginate(query, CONVERSATION_ORDER, first=first, after=after, last=last, before=before, default_size=25)
+    return await paginate(
+        query, CONVERSATION_ORDER, first=first, after=after, last=last, before=before, default_size=25, values=CONVERSATION_COLUMNS
+    )
 
 
 async def list_my_conversations(ctx: Context, *, first: int | None, after: str | None) -> Page[Conversation]:
@@ -609,13 +611,13 @@ async def list_my_conversations(ctx: Context, *, first: int | None, after: str |
 
 
 async def list_messages(
-    ctx: Context, conversation: Conversation, *, first: int | None, after: str | None, last: int | None, before: str | None
+    ctx: Context, conversation_id: int, *, first: int | None, after: str | None, last: int | None, before: str | None
 ) -> Page[Message]:
     """Oldest first within a page; by default the last 50, paging backwards with `before`.
     A client that reconnects catches up with `after:` the last cursor it saw."""
     if first is None and last is None and after is None:
         last = DEFAULT_MESSAGES
-    query = Message.filter(conversation_id=conversation.id)
+    query = Message.filter(conversation_id=conversation_id)
     return await paginate(query, MESSAGE_ORDER, first=first, after=after, last=last, before=before, default_size=DEFAULT_MESSAGES)
 
 
@@ -651,18 +653,25 @@ def related(ctx: Context, model: type[Any], pk: int | None, convert: Any) -> Any
     return later()
 
 
+# What the Conversation type reads: a page is read as plain rows of these columns.
+CONVERSATION_COLUMNS = (
+    "id", "status", "snoozed_until", "subject", "vip", "unread_count", "contact_unread_count", "rating", "rated_at",
+    "website_url", "ip", "attributed_source", "last_message_at", "first_response_at", "resolved_at", "created_at",
+    "updated_at", "contact_id", "channel_id", "topic_id", "assignee_id", "team_id", "last_message_id",
+)  # fmt: skip
+
 PREFETCHABLE = {
     "contact": (Contact, "contact_id"), "channel": (Channel, "channel_id"), "assignee": (Agent, "assignee_id"),
     "team": (Team, "team_id"), "topic": (Topic, "topic_id"), "lastMessage": (Message, "last_message_id"),
 }  # fmt: skip
 
 
-async def prefetch(ctx: Context, conversations: list[Conversation], fields: set[str]) -> None:
+async def prefetch(ctx: Context, conversations: list[dict[str, Any]], fields: set[str]) -> None:
     """Load the related rows a page's selection asks for, one query per table, and prime
     the request's loaders with them."""
     for name in fields & PREFETCHABLE.keys():
         model, column = PREFETCHABLE[name]
-        ids = sorted({getattr(c, column) for c in conversations} - {None})
+        ids = sorted({c[column] for c in conversations} - {None})
         if ids:
             found = await ctx.scope.get_many(model, ids)
             by_id_loader(ctx, model).prime_many({i: found.get(i) for i in ids})

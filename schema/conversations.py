@@ -127,35 +127,40 @@ class Conversation(relay.Node):
     resolved_at: datetime | None
     created_at: datetime
     updated_at: datetime
-    _row: strawberry.Private[m.Conversation]
+    _contact_id: strawberry.Private[int]
+    _channel_id: strawberry.Private[int]
+    _topic_id: strawberry.Private[int | None]
+    _assignee_id: strawberry.Private[int | None]
+    _team_id: strawberry.Private[int | None]
+    _last_message_id: strawberry.Private[int | None]
 
     @strawberry.field
     def contact(self, info: Info[Context, None]) -> Contact | None:
-        return r.related(info.context, ContactRow, self._row.contact_id, Contact.from_model)  # type: ignore[no-any-return]
+        return r.related(info.context, ContactRow, self._contact_id, Contact.from_model)  # type: ignore[no-any-return]
 
     @strawberry.field
     def channel(self, info: Info[Context, None]) -> Channel | None:
-        return r.related(info.context, ChannelRow, self._row.channel_id, Channel.from_model)  # type: ignore[no-any-return]
+        return r.related(info.context, ChannelRow, self._channel_id, Channel.from_model)  # type: ignore[no-any-return]
 
     @strawberry.field
     def topic(self, info: Info[Context, None]) -> Topic | None:
-        return r.related(info.context, m.Topic, self._row.topic_id, Topic.from_model)  # type: ignore[no-any-return]
+        return r.related(info.context, m.Topic, self._topic_id, Topic.from_model)  # type: ignore[no-any-return]
 
     @strawberry.field(description="Null in a contact's session.")
     def assignee(self, info: Info[Context, None]) -> Agent | None:
         if _is_contact(info):
             return None
-        return r.related(info.context, AgentRow, self._row.assignee_id, Agent.from_model)  # type: ignore[no-any-return]
+        return r.related(info.context, AgentRow, self._assignee_id, Agent.from_model)  # type: ignore[no-any-return]
 
     @strawberry.field(description="Null in a contact's session.")
     def team(self, info: Info[Context, None]) -> Team | None:
         if _is_contact(info):
             return None
-        return r.related(info.context, TeamRow, self._row.team_id, Team.from_model)  # type: ignore[no-any-return]
+        return r.related(info.context, TeamRow, self._team_id, Team.from_model)  # type: ignore[no-any-return]
 
     @strawberry.field
     def last_message(self, info: Info[Context, None]) -> Message | None:
-        return r.related(info.context, m.Message, self._row.last_message_id, Message.from_model)  # type: ignore[no-any-return]
+        return r.related(info.context, m.Message, self._last_message_id, Message.from_model)  # type: ignore[no-any-return]
 
     @strawberry.field(description="Seconds from the start to the first agent reply.")
     def first_response_seconds(self) -> int | None:
@@ -174,18 +179,21 @@ class Conversation(relay.Node):
         self, info: Info[Context, None], first: int | None = None, after: str | None = None,
         last: int | None = None, before: str | None = None,
     ) -> Connection[Message]:  # fmt: skip
-        page = await r.list_messages(info.context, self._row, first=first, after=after, last=last, before=before)
+        page = await r.list_messages(info.context, self.id, first=first, after=after, last=last, before=before)
         return to_connection(page, Message.from_model)
 
     @classmethod
     def from_model(cls, c: m.Conversation) -> Conversation:
-        return cls(
-            id=c.id, status=c.status, snoozed_until=c.snoozed_until, subject=c.subject, vip=c.vip,
-            unread_count=c.unread_count, contact_unread_count=c.contact_unread_count, rating=c.rating,
-            rated_at=c.rated_at, website_url=c.website_url, ip=c.ip, attributed_source=c.attributed_source,
-            last_message_at=c.last_message_at, first_response_at=c.first_response_at, resolved_at=c.resolved_at,
-            created_at=c.created_at, updated_at=c.updated_at, _row=c,
-        )  # fmt: skip
+        return cls(**{_ARGUMENT.get(f, f): getattr(c, f) for f in r.CONVERSATION_COLUMNS})
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Conversation:
+        """From a `.values(*CONVERSATION_COLUMNS)` row: no model object per conversation."""
+        return cls(**{_ARGUMENT.get(f, f): v for f, v in row.items()})
+
+
+# The foreign keys are private: the related fields load them.
+_ARGUMENT = {f: f"_{f}" for f in ("contact_id", "channel_id", "topic_id", "assignee_id", "team_id", "last_message_id")}
 
 
 # -- events ------------------------------------------------------------------------------------
@@ -347,7 +355,7 @@ class ConversationQuery:
         where = filter.to_domain() if filter else r.ConversationFilter()
         page = await r.list_conversations(info.context, view=view.value, where=where, first=first, after=after, last=last, before=before)
         await r.prefetch(info.context, page.items, selected_names(info, "edges", "node"))
-        return to_connection(page, Conversation.from_model)
+        return to_connection(page, Conversation.from_row)
 
     @strawberry.field
     async def conversation(self, info: Info[Context, None], id: relay.GlobalID) -> Conversation | None:
