@@ -16,6 +16,8 @@ MODEL_MODULES = [
     "models.jobs",
     "models.sync",
     "models.webhooks",
+    "models.proactive",
+    "models.attribution",
 ]
 
 

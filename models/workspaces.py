@@ -7,6 +7,8 @@ from enum import StrEnum
 from tortoise import fields
 from tortoise.models import Model
 
+from domain.attribution import DEFAULT_WINDOW_HOURS
+
 
 class MatchingAttribute(StrEnum):
     """Which contact value makes two channel identities one contact."""
@@ -32,6 +34,8 @@ class Workspace(Model):
     # The custom attribute key used when matching_attribute is CUSTOM.
     matching_attribute_key = fields.CharField(max_length=64, null=True)
     agents_can_edit_crm_attributes = fields.BooleanField(default=False)
+    # Replies this long after a campaign or proactive message are attributed to it.
+    attribution_window_hours = fields.IntField(default=DEFAULT_WINDOW_HOURS)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:

@@ -42,6 +42,7 @@ from models.conversations import (
 )
 from models.workspaces import Agent, Team, Workspace
 from resolvers import webhooks
+from resolvers.attribution import attribute_reply
 from resolvers.contacts import mark_for_segments
 from resolvers.pagination import Order, Page, paginate
 
@@ -219,6 +220,7 @@ async def receive_inbound(
         await Conversation.filter(id=conversation.id).update(status=ConversationStatus.OPEN, snoozed_until=None)
         await record_activity(outbox, conversation, ActivityKind.STATUS_CHANGED, previous=previous.value, reason="inbound_message")
     if live:
+        await attribute_reply(conversation, contact.id, stamp)
         queue_job(outbox, "notify_new_message", message.id)
     mark_for_segments(outbox, contact.workspace_id, contact.id)
     return message

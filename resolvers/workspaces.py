@@ -17,6 +17,7 @@ from core.context import Context
 from core.errors import Code, UserError, UserFailure
 from core.permissions import API_KEY_SCOPES, Permission
 from domain import contact_fields as cf
+from domain.attribution import MAX_WINDOW_HOURS
 from domain.schedule import BusinessHours, ScheduleError
 from models.channels import Channel, ChannelKind
 from models.contacts import AttributeDefinition, AttributeSource, AttributeType
@@ -97,6 +98,10 @@ async def update_workspace(ctx: Context, values: dict[str, Any]) -> Workspace:
             values["time_zone"] = cf.normalize_time_zone(values["time_zone"] or "")
         except ValueError as exc:
             errors.append(UserError(["timeZone"], Code.INVALID, f"timeZone: {exc}."))
+    if "attribution_window_hours" in values:
+        hours = values["attribution_window_hours"]
+        if hours is None or not 1 <= hours <= MAX_WINDOW_HOURS:
+            errors.append(UserError(["attributionWindowHours"], Code.INVALID, f"attributionWindowHours is 1 to {MAX_WINDOW_HOURS} hours."))
     matching = values.get("matching_attribute", workspace.matching_attribute)
     key = values.get("matching_attribute_key", workspace.matching_attribute_key)
     if matching is MatchingAttribute.CUSTOM:

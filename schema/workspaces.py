@@ -114,6 +114,9 @@ class Workspace(relay.Node):
     matching_attribute: MatchingAttribute  # type: ignore[valid-type]
     matching_attribute_key: str | None
     agents_can_edit_crm_attributes: bool
+    attribution_window_hours: int = strawberry.field(
+        description="A contact's first reply this many hours or fewer after a campaign or proactive message is attributed to it."
+    )
 
     @classmethod
     def from_model(cls, w: m.Workspace) -> Workspace:
@@ -121,6 +124,7 @@ class Workspace(relay.Node):
             id=w.id, name=w.name, slug=w.slug, time_zone=w.time_zone,
             matching_attribute=w.matching_attribute, matching_attribute_key=w.matching_attribute_key,
             agents_can_edit_crm_attributes=w.agents_can_edit_crm_attributes,
+            attribution_window_hours=w.attribution_window_hours,
         )  # fmt: skip
 
 
@@ -134,6 +138,7 @@ class UpdateWorkspaceInput:
     matching_attribute: MatchingAttribute | None = strawberry.UNSET  # type: ignore[valid-type]
     matching_attribute_key: str | None = strawberry.UNSET
     agents_can_edit_crm_attributes: bool | None = strawberry.UNSET
+    attribution_window_hours: int | None = strawberry.UNSET
 
 
 @strawberry.input
@@ -291,9 +296,11 @@ class WorkspaceMutation:
     async def delete_channel(self, info: Info[Context, None], input: ChannelIdInput) -> DeleteChannelPayload:
         return await mutate(DeleteChannelPayload, r.delete_channel(info.context, str(input.id)), lambda _: {"deleted_id": input.id})
 
-    @strawberry.mutation(description="Owners and admins: name, time zone, identity matching, CRM edit rights.")
+    @strawberry.mutation(description="Owners and admins: name, time zone, identity matching, CRM edit rights, attribution window.")
     async def update_workspace(self, info: Info[Context, None], input: UpdateWorkspaceInput) -> WorkspacePayload:
-        values = provided(input, ("name", "time_zone", "matching_attribute", "matching_attribute_key", "agents_can_edit_crm_attributes"))
+        values = provided(
+            input, ("name", "time_zone", "matching_attribute", "matching_attribute_key", "agents_can_edit_crm_attributes", "attribution_window_hours")
+        )
         return await mutate(WorkspacePayload, r.update_workspace(info.context, values), lambda w: {"workspace": Workspace.from_model(w)})
 
     @strawberry.mutation
