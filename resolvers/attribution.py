@@ -41,8 +41,8 @@ async def attribute_reply(conversation: Conversation, contact_id: int, at: datet
     receipt = await Receipt.filter(contact_id=contact_id).order_by("-sent_at", "-id").first()
     if receipt is None or receipt.replied_at is not None:
         return None
-    hours = await Workspace.filter(id=conversation.workspace_id).values_list("attribution_window_hours", flat=True).first()
-    if hours is None or not attributable(receipt.sent_at, receipt.replied_at, at, timedelta(hours=int(hours))):  # type: ignore[call-overload]
+    hours = await Workspace.filter(id=conversation.workspace_id).first().values_list("attribution_window_hours", flat=True)
+    if hours is None or not attributable(receipt.sent_at, receipt.replied_at, at, timedelta(hours=int(hours))):
         return None
     # Conditional: of two replies racing, one is credited.
     if not await Receipt.filter(id=receipt.id, replied_at__isnull=True).update(replied_at=at):
