@@ -65,8 +65,8 @@ async def refresh(segment: Segment, *, contact_ids: list[int] | None = None, pub
 
         q = SqlBuilder()
         head = (
-            "INSERT INTO segment_memberships (workspace_id, segment_id, contact_id, joined_at, joined_seq) "
-            f"SELECT {q.param(segment.workspace_id)}, {q.param(segment.id)}, c.id, {q.param(bind_datetime(now))}, {q.param(seq)} "
+            "INSERT INTO segment_memberships (workspace_id, segment_id, contact_id, joined_at, joined_seq, last_seen_at) "
+            f"SELECT {q.param(segment.workspace_id)}, {q.param(segment.id)}, c.id, {q.param(bind_datetime(now))}, {q.param(seq)}, c.last_seen_at "
             "FROM contacts c WHERE "
         )
         where, params = matching_sql(group, segment.workspace_id, now=now, param_start=q.next_index)
@@ -85,6 +85,16 @@ async def refresh(segment: Segment, *, contact_ids: list[int] | None = None, pub
         sub = f" AND NOT EXISTS (SELECT 1 FROM contacts c WHERE c.id = segment_memberships.contact_id AND {where})"
         q.extend(params)
         await tx.execute_query(head + restrict + sub, q.params)
+
+        # The members who stay keep their contact's last_seen_at, the key Segment.contacts
+        # pages by: a contact seen since moves up the member order with this refresh.
+        q = SqlBuilder()
+        head = (
+            "UPDATE segment_memberships AS m SET last_seen_at = c.last_seen_at FROM contacts AS c "
+            f"WHERE m.segment_id = {q.param(segment.id)} AND m.left_seq IS NULL"
+        )
+        restrict = f" AND m.contact_id IN {q.in_list(contact_ids)}" if contact_ids else ""
+        await tx.execute_query(head + restrict + " AND c.id = m.contact_id AND c.last_seen_at <> m.last_seen_at", q.params)
 
         joined = await _stream(segment, seq, "joined_seq", publish)
         left = await _stream(segment, seq, "left_seq", publish)

@@ -86,6 +86,11 @@ class SegmentMembership(Model):
     )
     contact_id: int
     joined_at = fields.DatetimeField()
+    # The contact's last_seen_at as of the refresh that last looked at it: Segment.contacts
+    # pages the membership by (last_seen_at, contact_id) on the index below, without
+    # walking the contacts (see BENCHMARKS.md). Every refresh keeps it true, the debounced
+    # one after a contact's own change included.
+    last_seen_at = fields.DatetimeField()
     # The refresh that added the row, and the one that found it no longer matching
     # (set just before the row is deleted): joins and leaves are streamed from these.
     joined_seq = fields.BigIntField(default=0)
@@ -97,4 +102,5 @@ class SegmentMembership(Model):
         indexes = (
             Index(fields=("contact_id",)),
             Index(fields=("segment_id", "joined_seq", "contact_id")),
+            Index(fields=("segment_id", "last_seen_at", "contact_id")),
         )
