@@ -71,6 +71,13 @@ class Settings(BaseSettings):
     webhook_disable_after: int = 20
     webhook_allow_private_networks: bool | None = None
 
+    # Campaigns (jobs/campaigns.py): recipients per batch (one transaction each); a pause
+    # between batches (seconds, a send-rate throttle; 0: none); how long a running
+    # campaign may go without finishing a batch before the sweep hands it to another worker.
+    campaign_batch_size: int = 2000
+    campaign_batch_pause: float = 0
+    campaign_stale_seconds: float = 120
+
     log_level: str = "INFO"
 
     @model_validator(mode="after")

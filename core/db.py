@@ -16,6 +16,7 @@ MODEL_MODULES = [
     "models.jobs",
     "models.sync",
     "models.webhooks",
+    "models.campaigns",
     "models.proactive",
     "models.attribution",
 ]

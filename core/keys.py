@@ -72,3 +72,9 @@ def deliver_job(message_id: int) -> str:
 def wake_job(conversation_id: int, at: int) -> str:
     """The arq job id waking a snoozed conversation at unix time `at`."""
     return f"{arq_queue()}:wake:{conversation_id}:{at}"
+
+
+def campaign_job(campaign_id: int, at: int) -> str:
+    """The arq job id of a later run of a campaign (quiet hours over, or resumed) at unix
+    time `at`; its first run goes under jobs.tracking.arq_job_id of its job record."""
+    return f"{arq_queue()}:campaign:{campaign_id}:{at}"

@@ -29,6 +29,8 @@ class Permission(StrEnum):
     AUDIT_READ = "audit:read"
     # Registering outbound webhook endpoints and reading their delivery log.
     WEBHOOKS_MANAGE = "webhooks:manage"
+    # Sending campaigns (bulk and scheduled messages) and cancelling them.
+    CAMPAIGNS_SEND = "campaigns:send"
     WORKSPACE_MANAGE = "workspace:manage"
 
 

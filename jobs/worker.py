@@ -13,6 +13,7 @@ from core import keys
 from core.config import settings
 from core.db import tortoise_config
 from core.hub import Hub
+from jobs.campaigns import CAMPAIGN_TIMEOUT, resume_campaigns, send_campaign
 from jobs.contacts import prune_contact_changes, prune_sync_requests
 from jobs.conversations import wake_conversation, wake_snoozed
 from jobs.delivery import DELIVERY_TRIES, check_missed_chat, deliver_message, notify_new_message
@@ -52,6 +53,9 @@ class WorkerSettings:
         func(dispatch_webhooks, keep_result=0),
         prune_webhook_deliveries,
         prune_sync_requests,
+        # Runs are idempotent and keyed; a lost or dead one is queued again by the sweep.
+        func(send_campaign, timeout=CAMPAIGN_TIMEOUT, max_tries=3),
+        func(resume_campaigns, keep_result=0),
     ]
     cron_jobs = [
         cron(prune_contact_changes, hour={3}, minute={17}, run_at_startup=False),
@@ -64,6 +68,8 @@ class WorkerSettings:
         cron(dispatch_webhooks, second=set(range(0, 60, 10)), run_at_startup=True),
         cron(prune_webhook_deliveries, hour={3}, minute={27}, run_at_startup=False),
         cron(prune_sync_requests, hour={3}, minute={37}, run_at_startup=False),
+        # Scheduled campaigns due, SMS recipients whose quiet hours ended, runs whose worker died.
+        cron(resume_campaigns, second=set(range(5, 60, 10)), run_at_startup=True),
     ]
     on_startup = startup
     on_shutdown = shutdown

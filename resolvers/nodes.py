@@ -10,6 +10,7 @@ from tortoise.models import Model
 from core.context import Context
 from core.permissions import Permission, Principal, PrincipalKind
 from core.scoping import decode_global_id
+from models.campaigns import Campaign
 from models.channels import Channel
 from models.contacts import AttributeDefinition, Contact, ContactEvent, ContactNote, DeletedContact
 from models.conversations import Conversation, Message, Topic
@@ -51,6 +52,7 @@ NODES: dict[str, tuple[type[Model], Callable[[Principal, Any], bool]]] = {
     "Job": (Job, can_see_job),
     "WebhookEndpoint": (WebhookEndpoint, _with(Permission.WEBHOOKS_MANAGE)),
     "WebhookDelivery": (WebhookDelivery, _with(Permission.WEBHOOKS_MANAGE)),
+    "Campaign": (Campaign, _with(Permission.CONVERSATIONS_READ)),
 }
 
 

@@ -19,6 +19,7 @@ from core import graphql_patches
 from core.execution import Executor
 from core.errors import MaskUnexpectedErrors
 from schema.auth import AuthMutation, AuthQuery
+from schema.campaigns import CampaignMutation, CampaignQuery
 from schema.contacts import ContactMutation, ContactQuery, ContactSubscription
 from schema.conversations import ConversationMutation, ConversationQuery, ConversationSubscription
 from schema.exports import ExportMutation, ExportQuery
@@ -32,13 +33,13 @@ from schema.workspaces import WorkspaceMutation, WorkspaceQuery
 
 @strawberry.type
 class Query(NodeQuery, AuthQuery, WorkspaceQuery, ContactQuery, SegmentQuery, ConversationQuery, JobQuery, ExportQuery,
-            SyncQuery, WebhookQuery):
+            SyncQuery, WebhookQuery, CampaignQuery):
     pass
 
 
 @strawberry.type
 class Mutation(AuthMutation, WorkspaceMutation, ContactMutation, SegmentMutation, ConversationMutation, JobMutation, ExportMutation,
-               SyncMutation, WebhookMutation):
+               SyncMutation, WebhookMutation, CampaignMutation):
     pass
 
 

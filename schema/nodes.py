@@ -13,6 +13,7 @@ from strawberry.types import Info
 from core.context import Context
 from core.errors import Code, PublicError
 from resolvers.nodes import load_node
+from schema.campaigns import Campaign
 from schema.contacts import AttributeDefinition, Contact, ContactEvent, ContactNote, DeletedContact
 from schema.conversations import Conversation, Message, Topic
 from schema.jobs import Job
@@ -23,7 +24,7 @@ from schema.workspaces import Agent, ApiKey, Channel, Team, Workspace
 CONVERT: dict[str, Callable[[Any], relay.Node]] = {
     t.__name__: t.from_model
     for t in (Workspace, Agent, Team, Channel, ApiKey, Contact, ContactNote, ContactEvent, AttributeDefinition, DeletedContact, Segment,
-              Conversation, Message, Topic, Job, WebhookEndpoint, WebhookDelivery)
+              Conversation, Message, Topic, Job, WebhookEndpoint, WebhookDelivery, Campaign)
 }
 MAX_NODES = 100
 

@@ -1,0 +1,428 @@
+"""`send_campaign(campaign_id)`: sends a campaign to its recipients, in batches.
+
+- The audience is frozen first: a segment's members become recipient rows in one
+  INSERT … SELECT (unique per campaign and contact), in the transaction that stamps
+  `audience_frozen_at`, so a retried run neither re-reads the segment nor adds anyone
+  twice. A list campaign's rows were written when it was created.
+- Recipients are then read in keyset batches of CAMPAIGN_BATCH_SIZE (by recipient id,
+  joined to their contact), decided in Python (domain/campaigns.py: skip with a reason,
+  wait out SMS quiet hours, or send) and written in ONE transaction per batch: the
+  recipients claimed by a conditional UPDATE (… WHERE status IN ('pending', 'waiting')
+  RETURNING), a conversation and a message for each claimed one, the outreach receipts
+  (resolvers/attribution.py) and the campaign's counters. A recipient is `sent` exactly
+  when its message exists: a run killed mid-batch rolls the whole batch back, and a
+  second run (arq's retry, the sweep, or a concurrent duplicate) finds it sent and
+  claims nothing — one message per contact and campaign.
+- Each conversation is created RESOLVED with the campaign's message in it (from the agent
+  who created the campaign, else the bot): the inbox is not flooded, and the contact's
+  reply reopens it like any inbound message. Widget and SDK contacts hear it at once over
+  `myMessages` (published after the commit, one pipelined round trip per batch);
+  e-mail, SMS and messenger messages are handed to `deliver_message` (keyed by message
+  id), and a run re-queues any that a dead worker left unqueued.
+- SMS recipients in their quiet hours wait (status waiting, next_attempt_at); the run
+  queues itself again for the earliest of those times, and `resume_campaigns` (a cron
+  sweep, also at worker start-up) catches what is due or lost: campaigns whose time has
+  come, waiting recipients due, and running campaigns whose worker stopped writing
+  batches (no heartbeat for CAMPAIGN_STALE_SECONDS).
+- Progress goes to the campaign's job record (jobs/tracking.py): processed is sent +
+  skipped, total the recipients. cancelCampaign stops the run between batches.
+
+Time is a parameter (`clock`), so tests run the real job at a chosen time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tortoise import connections
+from tortoise.expressions import F
+from tortoise.transactions import in_transaction
+
+from core import keys
+from core.config import settings
+from core.db import SqlBuilder, bind_datetime
+from core.queue import enqueue
+from domain.attribution import source_key
+from domain.campaigns import Reach, decide
+from jobs.tracking import JobCancelled, JobTracker, arq_job_id
+from models.campaigns import Campaign, CampaignRecipient, CampaignStatus, RecipientStatus
+from models.channels import SESSION_KINDS, Channel, ChannelKind
+from models.conversations import DeliveryState, SenderKind
+from models.jobs import Job, JobStatus
+from models.workspaces import Agent
+from resolvers.attribution import record_receipts
+
+log = logging.getLogger("parley.jobs.campaigns")
+
+Clock = Callable[[], datetime]
+# Seconds one run may take (100,000 in-app recipients take seconds).
+CAMPAIGN_TIMEOUT = 3600
+OPEN = (RecipientStatus.PENDING.value, RecipientStatus.WAITING.value)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _typed(q: SqlBuilder, value: Any, pg_type: str) -> str:
+    """A parameter in a SELECT list: PostgreSQL cannot infer its type there."""
+    return f"{q.param(value)}::{pg_type}" if q.postgres else q.param(value)
+
+
+def _ids(q: SqlBuilder, ids: list[int]) -> str:
+    """`IN (…)` on SQLite, `= ANY($n)` on PostgreSQL (one parameter for the whole list)."""
+    if q.postgres:
+        return f"= ANY({q.param(ids)}::bigint[])"
+    return "IN " + q.in_list(ids)
+
+
+# -- the audience ------------------------------------------------------------------------------
+
+
+async def freeze_audience(campaign: Campaign, now: datetime) -> int:
+    """Write a segment campaign's recipient rows once; the number of recipients."""
+    if campaign.audience_frozen_at is not None:
+        return campaign.recipients
+    async with in_transaction() as conn:
+        locked = await Campaign.select_for_update().get(id=campaign.id)
+        if locked.audience_frozen_at is None:
+            added = 0
+            if locked.segment_id is not None:
+                q = SqlBuilder()
+                sql = (
+                    "INSERT INTO campaign_recipients (workspace_id, campaign_id, contact_id, status) "
+                    f"SELECT {_typed(q, campaign.workspace_id, 'int')}, {_typed(q, campaign.id, 'int')}, m.contact_id, 'pending' "
+                    f"FROM segment_memberships m WHERE m.segment_id = {q.param(locked.segment_id)} "
+                    "ON CONFLICT (campaign_id, contact_id) DO NOTHING RETURNING id"
+                )
+                added = len(await conn.execute_query_dict(sql, q.params))
+            await Campaign.filter(id=campaign.id).update(
+                audience_frozen_at=now, recipients=F("recipients") + added, heartbeat_at=now
+            )
+        await locked.refresh_from_db()
+    campaign.audience_frozen_at, campaign.recipients = locked.audience_frozen_at, locked.recipients
+    return campaign.recipients
+
+
+# -- one batch ---------------------------------------------------------------------------------
+
+
+class Sender:
+    """What every batch of one campaign needs, loaded once."""
+
+    def __init__(self, campaign: Campaign, channel: Channel, agent: Agent | None) -> None:
+        self.campaign = campaign
+        self.channel = channel
+        self.kind = channel.kind
+        self.in_app = channel.kind in SESSION_KINDS
+        self.agent_id = agent.id if agent else None
+        self.sender_kind = SenderKind.AGENT if agent else SenderKind.BOT
+        self.sender_name = agent.name if agent else None
+        self.source = source_key("campaign", campaign.id)
+
+    async def next_batch(self, after: int, limit: int, now: datetime) -> list[dict[str, Any]]:
+        """Recipients still to do (pending, or waiting and due) with id > after."""
+        q = SqlBuilder()
+        sql = (
+            "SELECT r.id, r.contact_id, c.blocked, c.email, c.phone, c.sms_consent, c.time_zone, c.external_id "
+            "FROM campaign_recipients r JOIN contacts c ON c.id = r.contact_id "
+            f"WHERE r.campaign_id = {q.param(self.campaign.id)} AND r.id > {q.param(after)} "
+            f"AND (r.status = 'pending' OR (r.status = 'waiting' AND r.next_attempt_at <= {q.param(bind_datetime(now))})) "
+            f"ORDER BY r.id LIMIT {q.param(limit)}"
+        )
+        return await connections.get("default").execute_query_dict(sql, q.params)
+
+    async def process(self, rows: list[dict[str, Any]], now: datetime) -> Batch:
+        sends: list[int] = []
+        skips: dict[str, list[int]] = {}
+        waits: dict[datetime, list[int]] = {}
+        for row in rows:
+            reach = Reach(
+                blocked=bool(row["blocked"]), email=row["email"], phone=row["phone"],
+                sms_consent=row["sms_consent"], time_zone=row["time_zone"], external_id=row["external_id"],
+            )  # fmt: skip
+            decision = decide(self.kind.value, reach, now)
+            if decision.action == "send":
+                sends.append(row["id"])
+            elif decision.action == "skip":
+                skips.setdefault(decision.reason or "", []).append(row["id"])
+            else:
+                assert decision.at is not None
+                waits.setdefault(decision.at, []).append(row["id"])
+        batch = Batch()
+        async with in_transaction() as conn:
+            stamp = bind_datetime(now)
+            for reason, ids in skips.items():
+                q = SqlBuilder()
+                sql = (f"UPDATE campaign_recipients SET status = 'skipped', skip_reason = {q.param(reason)} "
+                       f"WHERE id {_ids(q, ids)} AND status IN ('pending', 'waiting') RETURNING id")  # fmt: skip
+                batch.skipped += len(await conn.execute_query_dict(sql, q.params))
+            for at, ids in waits.items():
+                q = SqlBuilder()
+                sql = (f"UPDATE campaign_recipients SET status = 'waiting', next_attempt_at = {q.param(bind_datetime(at))} "
+                       f"WHERE id {_ids(q, ids)} AND status IN ('pending', 'waiting') RETURNING id")  # fmt: skip
+                batch.waiting += len(await conn.execute_query_dict(sql, q.params))
+            if sends:
+                await self._send(conn, sends, now, stamp, batch)
+            if batch.sent or batch.skipped:
+                await Campaign.filter(id=self.campaign.id).update(
+                    sent=F("sent") + batch.sent, skipped=F("skipped") + batch.skipped, heartbeat_at=now
+                )
+            else:
+                await Campaign.filter(id=self.campaign.id).update(heartbeat_at=now)
+        return batch
+
+    async def _send(self, conn: Any, ids: list[int], now: datetime, stamp: Any, batch: Batch) -> None:
+        campaign = self.campaign
+        q = SqlBuilder()
+        sql = (f"UPDATE campaign_recipients SET status = 'sent', sent_at = {q.param(stamp)} "
+               f"WHERE id {_ids(q, ids)} AND status IN ('pending', 'waiting') RETURNING contact_id")  # fmt: skip
+        contact_ids = [r["contact_id"] for r in await conn.execute_query_dict(sql, q.params)]
+        if not contact_ids:
+            return  # another run took them
+        q = SqlBuilder()
+        subject = campaign.subject if self.kind is ChannelKind.EMAIL else None
+        sql = (
+            "INSERT INTO conversations (workspace_id, contact_id, channel_id, subject, status, vip, unread_count, "
+            "contact_unread_count, last_message_at, resolved_at, created_at, updated_at) "
+            f"SELECT c.workspace_id, c.id, {_typed(q, self.channel.id, 'int')}, {_typed(q, subject, 'text')}, 'resolved', c.vip, 0, 1, "
+            + ", ".join(_typed(q, stamp, "timestamptz") for _ in range(4))
+            + " "
+            f"FROM contacts c WHERE c.id {_ids(q, contact_ids)} RETURNING id, contact_id"
+        )
+        conversations = await conn.execute_query_dict(sql, q.params)
+        conversation_ids = [r["id"] for r in conversations]
+        state = DeliveryState.RECEIVED if self.in_app else DeliveryState.PENDING
+        q = SqlBuilder()
+        sql = (
+            "INSERT INTO messages (workspace_id, conversation_id, sender_kind, agent_id, direction, body, delivery_state, created_at) "
+            f"SELECT workspace_id, id, {_typed(q, self.sender_kind.value, 'text')}, {_typed(q, self.agent_id, 'int')}, 'outbound', "
+            f"{_typed(q, campaign.body, 'text')}, {_typed(q, state.value, 'text')}, {_typed(q, stamp, 'timestamptz')} "
+            f"FROM conversations WHERE id {_ids(q, conversation_ids)} RETURNING id, conversation_id"
+        )
+        messages = await conn.execute_query_dict(sql, q.params)
+        q = SqlBuilder()
+        sql = (
+            "UPDATE conversations SET last_message_id = m.id FROM messages m "
+            f"WHERE m.conversation_id = conversations.id AND m.id {_ids(q, [m['id'] for m in messages])}"
+        )
+        await conn.execute_query(sql, q.params)
+        q = SqlBuilder()
+        sql = (
+            "UPDATE campaign_recipients SET message_id = cv.last_message_id FROM conversations cv "
+            f"WHERE cv.id {_ids(q, conversation_ids)} AND campaign_recipients.campaign_id = {q.param(campaign.id)} "
+            "AND campaign_recipients.contact_id = cv.contact_id"
+        )
+        await conn.execute_query(sql, q.params)
+        await record_receipts(campaign.workspace_id, self.source, contact_ids, now)
+        contact_of = {r["id"]: r["contact_id"] for r in conversations}
+        batch.sent += len(contact_ids)
+        batch.contact_ids.extend(contact_ids)
+        batch.messages.extend((m["id"], m["conversation_id"], contact_of[m["conversation_id"]]) for m in messages)
+
+    def events(self, batch: Batch, now: datetime) -> list[tuple[str, dict[str, Any]]]:
+        """`myMessages` events of the batch's messages, as add_message publishes them."""
+        ws, body, created = self.campaign.workspace_id, self.campaign.body, now.isoformat()
+        state = (DeliveryState.RECEIVED if self.in_app else DeliveryState.PENDING).value
+        out = []
+        for message_id, conversation_id, contact_id in batch.messages:
+            row = {
+                "id": message_id, "conversationId": conversation_id, "senderKind": self.sender_kind.value,
+                "agentId": self.agent_id, "senderName": self.sender_name, "direction": "outbound", "body": body,
+                "deliveryState": state, "createdAt": created,
+            }  # fmt: skip
+            out.append((keys.contact_messages_channel(ws, contact_id), {"type": "message", "cursor": str(message_id), "message": row}))
+        return out
+
+
+class Batch:
+    def __init__(self) -> None:
+        self.sent = 0
+        self.skipped = 0
+        self.waiting = 0
+        self.contact_ids: list[int] = []
+        self.messages: list[tuple[int, int, int]] = []  # (message, conversation, contact)
+
+
+async def _after_commit(sender: Sender, batch: Batch, now: datetime, hub: Any, jobs: Any) -> None:
+    """Publish, hand e-mail/SMS/messenger to delivery, and mark contacts for segments.
+    A worker dying here loses only events (clients catch up by query); deliveries are
+    queued again by the next run (requeue_deliveries)."""
+    if not batch.messages:
+        return
+    from jobs.segments import schedule_dirty_refresh
+
+    if hub is not None:
+        try:
+            await hub.publish(sender.events(batch, now))
+        except Exception:
+            log.exception("campaign %s: could not publish %d messages", sender.campaign.id, len(batch.messages))
+    if not sender.in_app:
+        for message_id, _, _ in batch.messages:
+            await enqueue(jobs, "deliver_message", message_id, job_id=keys.deliver_job(message_id))
+    try:
+        await schedule_dirty_refresh(hub, jobs, sender.campaign.workspace_id, batch.contact_ids)
+    except Exception:
+        log.exception("campaign %s: could not mark contacts for segment refresh", sender.campaign.id)
+
+
+async def requeue_deliveries(campaign: Campaign, jobs: Any, batch_size: int = 1000) -> int:
+    """Queue delivery of the campaign's messages still PENDING (arq refuses a message's
+    job while it is queued; deliver_message sends only a PENDING message)."""
+    if jobs is None:
+        return 0
+    queued, after = 0, 0
+    while True:
+        q = SqlBuilder()
+        sql = (
+            "SELECT m.id FROM campaign_recipients r JOIN messages m ON m.id = r.message_id "
+            f"WHERE r.campaign_id = {q.param(campaign.id)} AND r.status = 'sent' AND m.delivery_state = 'pending' "
+            f"AND m.id > {q.param(after)} ORDER BY m.id LIMIT {q.param(batch_size)}"
+        )
+        rows = await connections.get("default").execute_query_dict(sql, q.params)
+        for row in rows:
+            queued += await enqueue(jobs, "deliver_message", row["id"], job_id=keys.deliver_job(row["id"]))
+        if len(rows) < batch_size:
+            return queued
+        after = rows[-1]["id"]
+
+
+# -- the run -----------------------------------------------------------------------------------
+
+
+async def _set_status(campaign_id: int, status: CampaignStatus, now: datetime) -> bool:
+    changed = await Campaign.filter(id=campaign_id, status__in=[CampaignStatus.SCHEDULED, CampaignStatus.RUNNING]).update(
+        status=status, finished_at=now
+    )
+    return bool(changed)
+
+
+async def run_campaign(
+    campaign_id: int, hub: Any = None, jobs: Any = None, *, clock: Clock = utcnow,
+    batch_size: int | None = None, pause: float | None = None,
+) -> dict[str, Any] | None:  # fmt: skip
+    """One run: freeze the audience, send what is due, then complete, or queue the next
+    run for the earliest waiting recipient. Idempotent; safe beside another run."""
+    campaign = await Campaign.get_or_none(id=campaign_id)
+    if campaign is None or campaign.status.finished or campaign.job_id is None:
+        return None
+    now = clock()
+    if campaign.status is CampaignStatus.SCHEDULED and campaign.scheduled_at > now:
+        # Too early (a clock ahead of ours, or a sweep): the deferred run comes later.
+        at = campaign.scheduled_at
+        await enqueue(jobs, "send_campaign", campaign_id, job_id=keys.campaign_job(campaign_id, int(at.timestamp())),
+                      defer=at - now)  # fmt: skip
+        return None
+    tracker = await JobTracker.begin(campaign.job_id, hub)
+    if tracker is None:
+        job = await Job.get_or_none(id=campaign.job_id)
+        if job is None or job.status is JobStatus.CANCELLED:
+            await _set_status(campaign_id, CampaignStatus.CANCELLED, now)
+        return None
+    try:
+        started = await Campaign.filter(id=campaign_id, status__in=[CampaignStatus.SCHEDULED, CampaignStatus.RUNNING]).update(
+            status=CampaignStatus.RUNNING, heartbeat_at=now
+        )
+        if not started:
+            raise JobCancelled(campaign.job_id)
+        await Campaign.filter(id=campaign_id, started_at__isnull=True).update(started_at=now)
+        total = await freeze_audience(campaign, now)
+        channel = await Channel.get(id=campaign.channel_id)
+        agent = await Agent.get_or_none(id=campaign.created_by_id) if campaign.created_by_id else None
+        sender = Sender(campaign, channel, agent)
+        await campaign.refresh_from_db()
+        done = campaign.sent + campaign.skipped
+        await tracker.progress(done, total=total, force=True)
+        if not sender.in_app:
+            await requeue_deliveries(campaign, jobs)
+        size = batch_size or settings.campaign_batch_size
+        wait = settings.campaign_batch_pause if pause is None else pause
+        after = 0
+        while True:
+            now = clock()
+            rows = await sender.next_batch(after, size, now)
+            if not rows:
+                break
+            batch = await sender.process(rows, now)
+            await _after_commit(sender, batch, now, hub, jobs)
+            done += batch.sent + batch.skipped
+            after = rows[-1]["id"]
+            await tracker.progress(done)
+            # Cancelled between batches: stop here (the next batch is not read).
+            status = await Campaign.filter(id=campaign_id).first().values_list("status", flat=True)
+            if status != CampaignStatus.RUNNING:
+                raise JobCancelled(campaign.job_id)
+            if len(rows) < size:
+                break
+            if wait:
+                await asyncio.sleep(wait)
+        await tracker.progress(done, force=True)
+        waiting = CampaignRecipient.filter(campaign_id=campaign_id, status=RecipientStatus.WAITING)
+        earliest = await waiting.order_by("next_attempt_at").first().values_list("next_attempt_at", flat=True)
+        if earliest is not None:
+            count = await waiting.count()
+            await enqueue(jobs, "send_campaign", campaign_id, job_id=keys.campaign_job(campaign_id, int(earliest.timestamp())),
+                          defer=max(earliest - utcnow(), timedelta(0)))  # fmt: skip
+            log.info("campaign %s: %d recipients wait for quiet hours to end (first at %s)", campaign_id, count, earliest)
+            return {"waiting": count, "next_attempt_at": earliest.isoformat()}
+        if not await Campaign.filter(id=campaign_id, status=CampaignStatus.RUNNING).update(
+            status=CampaignStatus.COMPLETED, finished_at=clock()
+        ):
+            raise JobCancelled(campaign.job_id)
+        await campaign.refresh_from_db()
+        result = {"recipients": campaign.recipients, "sent": campaign.sent, "skipped": campaign.skipped}
+        await tracker.succeed(result)
+        log.info("campaign %s completed: %s", campaign_id, result)
+        return result
+    except JobCancelled:
+        await _set_status(campaign_id, CampaignStatus.CANCELLED, clock())
+        log.info("campaign %s cancelled", campaign_id)
+        return None
+    except Exception:
+        log.exception("campaign %s failed", campaign_id)
+        await _set_status(campaign_id, CampaignStatus.FAILED, clock())
+        try:
+            await tracker.fail("The campaign failed unexpectedly (the error is logged).")
+        except JobCancelled:
+            pass
+        return None
+
+
+# -- arq tasks ---------------------------------------------------------------------------------
+
+
+async def send_campaign(ctx: dict[str, Any], campaign_id: int) -> dict[str, Any] | None:
+    return await run_campaign(campaign_id, ctx.get("hub"), ctx.get("redis"))
+
+
+async def resume_campaigns(ctx: dict[str, Any], *, clock: Clock = utcnow) -> int:
+    """Queue the runs that are due and may have no job: campaigns whose time has come,
+    running ones with waiting recipients due, and running ones whose worker went silent
+    (no batch for CAMPAIGN_STALE_SECONDS) with recipients left. Queuing a run that exists
+    is harmless: arq refuses the same job id, and runs side by side send once."""
+    now = clock()
+    jobs = ctx.get("redis")
+    queued = 0
+    due = await Campaign.filter(status=CampaignStatus.SCHEDULED, scheduled_at__lte=now, job_id__isnull=False).values_list("id", "job_id")
+    for campaign_id, job_id in due:
+        queued += await enqueue(jobs, "send_campaign", campaign_id, job_id=arq_job_id(job_id))
+    stale = now - timedelta(seconds=settings.campaign_stale_seconds)
+    running = await Campaign.filter(status=CampaignStatus.RUNNING).values_list("id", "heartbeat_at")
+    for campaign_id, heartbeat in running:
+        recipients = CampaignRecipient.filter(campaign_id=campaign_id)
+        if await recipients.filter(status=RecipientStatus.WAITING, next_attempt_at__lte=now).exists():
+            at = int(now.timestamp()) // 60 * 60
+        elif (heartbeat is None or heartbeat < stale) and await recipients.filter(status=RecipientStatus.PENDING).exists():
+            at = int(heartbeat.timestamp()) if heartbeat else 0
+        elif heartbeat is not None and heartbeat < stale and not await recipients.filter(status__in=list(OPEN)).exists():
+            at = int(heartbeat.timestamp())  # died between its last batch and completing
+        else:
+            continue
+        queued += await enqueue(jobs, "send_campaign", campaign_id, job_id=keys.campaign_job(campaign_id, at))
+    if queued:
+        log.info("queued %d campaign runs", queued)
+    return queued
