@@ -48,6 +48,8 @@ class Code(StrEnum):
     # Conversations.
     CONSENT_REQUIRED = "CONSENT_REQUIRED"
     NOT_ALLOWED = "NOT_ALLOWED"
+    # Proactive messages: an action their status does not offer (pause a draft, …).
+    INVALID_TRANSITION = "INVALID_TRANSITION"
     # CRM sync: the change log was pruned past the cursor; resync in full.
     CURSOR_EXPIRED = "CURSOR_EXPIRED"
 

@@ -78,3 +78,14 @@ def campaign_job(campaign_id: int, at: int) -> str:
     """The arq job id of a later run of a campaign (quiet hours over, or resumed) at unix
     time `at`; its first run goes under jobs.tracking.arq_job_id of its job record."""
     return f"{arq_queue()}:campaign:{campaign_id}:{at}"
+
+
+def contact_proactive_channel(workspace_id: int, contact_id: int) -> str:
+    """`proactiveMessages`: the proactive messages pushed to a contact's widget or SDK."""
+    return _k("ws", workspace_id, "contact", contact_id, "proactive")
+
+
+def proactive_changes() -> str:
+    """Live proactive messages of some channels changed: every API process drops its
+    compiled copy of them (resolvers/proactive.py)."""
+    return _k("proactive", "changed")

@@ -175,3 +175,24 @@ class ConversationActivity(Model):
     class Meta:
         table = "conversation_activity"
         indexes = [Index(fields=["workspace_id", "id"])]
+
+
+class ConversationTag(Model):
+    """A tag of a conversation (proactive messages tag the conversations they start)."""
+
+    id = fields.IntField(primary_key=True)
+    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
+        "models.Workspace", related_name=False, on_delete=fields.CASCADE
+    )
+    workspace_id: int
+    conversation: fields.ForeignKeyRelation[Conversation] = fields.ForeignKeyField(
+        "models.Conversation", related_name="tags", on_delete=fields.CASCADE
+    )
+    conversation_id: int
+    name = fields.CharField(max_length=64)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "conversation_tags"
+        unique_together = (("conversation", "name"),)
+        indexes = (Index(fields=("workspace_id", "name")),)

@@ -34,6 +34,7 @@ from models.conversations import (
     Conversation,
     ConversationActivity,
     ConversationStatus,
+    ConversationTag,
     DeliveryState,
     Direction,
     Message,
@@ -544,7 +545,8 @@ class ConversationFilter:
     unread: bool | None = None
     assignee_gid: str | None = None
     team_gid: str | None = None
-    tags: list[str] | None = None
+    tags: list[str] | None = None  # the contact's tags
+    conversation_tags: list[str] | None = None
     rating: int | None = None
     channel_gid: str | None = None
     website_url: str | None = None
@@ -591,6 +593,10 @@ async def list_conversations(
     if where.tags:
         tagged = ContactTag.filter(workspace_id=principal.workspace_id, name__in=[t.strip().lower() for t in where.tags]).values("contact_id")
         query = query.filter(contact_id__in=Subquery(tagged))
+    if where.conversation_tags:
+        names = [t.strip().lower() for t in where.conversation_tags[:50]]
+        tagged = ConversationTag.filter(workspace_id=principal.workspace_id, name__in=names).values("conversation_id")
+        query = query.filter(id__in=Subquery(tagged))
     if where.rating is not None:
         query = query.filter(rating=where.rating)
     if where.website_url:

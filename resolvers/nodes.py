@@ -15,11 +15,13 @@ from models.channels import Channel
 from models.contacts import AttributeDefinition, Contact, ContactEvent, ContactNote, DeletedContact
 from models.conversations import Conversation, Message, Topic
 from models.jobs import Job
+from models.proactive import Bot, BotAnswer, ProactiveDelivery, ProactiveMessage
 from models.webhooks import WebhookDelivery, WebhookEndpoint
 from models.workspaces import Agent, ApiKey, Team, Workspace
 from resolvers.contacts import can_see_contact
 from resolvers.conversations import can_see_conversation
 from resolvers.jobs import can_see_job
+from resolvers.proactive import can_see_delivery
 
 
 def _agents(p: Principal, _: Any) -> bool:
@@ -53,6 +55,10 @@ NODES: dict[str, tuple[type[Model], Callable[[Principal, Any], bool]]] = {
     "WebhookEndpoint": (WebhookEndpoint, _with(Permission.WEBHOOKS_MANAGE)),
     "WebhookDelivery": (WebhookDelivery, _with(Permission.WEBHOOKS_MANAGE)),
     "Campaign": (Campaign, _with(Permission.CONVERSATIONS_READ)),
+    "ProactiveMessage": (ProactiveMessage, _with(Permission.CONVERSATIONS_READ)),
+    "Bot": (Bot, _with(Permission.CONVERSATIONS_READ)),
+    "BotAnswer": (BotAnswer, _with(Permission.CONVERSATIONS_READ)),
+    "ProactiveDelivery": (ProactiveDelivery, can_see_delivery),
 }
 
 
@@ -73,4 +79,6 @@ async def load_node(ctx: Context, gid: str) -> tuple[str, Model] | None:
     row = await ctx.scope.get(model, pk)
     if row is None or not visible(principal, row):
         return None
+    if isinstance(row, ProactiveDelivery):
+        await row.fetch_related("message")
     return type_name, row

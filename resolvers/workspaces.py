@@ -15,6 +15,7 @@ from tortoise.transactions import in_transaction
 from core.auth import hash_password, new_api_key
 from core.context import Context
 from core.errors import Code, UserError, UserFailure
+from core.events import atomic
 from core.permissions import API_KEY_SCOPES, Permission
 from domain import contact_fields as cf
 from domain.attribution import MAX_WINDOW_HOURS
@@ -25,6 +26,7 @@ from models.conversations import Conversation, Message
 from models.workspaces import Agent, ApiKey, MatchingAttribute, Role, Team, Workspace
 from resolvers.contacts import camel
 from resolvers.pagination import Order, Page, paginate
+from resolvers import proactive
 from resolvers.segments import create_predefined, resolve_ids
 
 BY_ID = Order(("id",), descending=False)
@@ -70,6 +72,7 @@ async def create_workspace(name: str, owner_email: str, owner_password: str, own
             ]
         )
         await create_predefined(workspace.id)
+        await proactive.create_templates(workspace.id, channel.id)
     return Bootstrap(workspace=workspace, owner=owner, api_key=key.plaintext, channel=channel)
 
 
@@ -360,12 +363,19 @@ async def _channel_to_manage(ctx: Context, gid: str) -> Channel:
 
 
 async def update_channel(ctx: Context, gid: str, values: dict[str, Any]) -> Channel:
+    """Settings, and the kind: a channel turned into one that cannot show proactive
+    messages leaves its live ones with errors."""
     channel = await _channel_to_manage(ctx, gid)
-    clean = _clean_channel_settings(channel.kind, values)
+    kind = values.pop("kind", None) or channel.kind
+    clean = _clean_channel_settings(kind, values)
+    if kind is not channel.kind:
+        clean["kind"] = kind
     for key, value in clean.items():
         setattr(channel, key, value)
     if clean:
-        await channel.save(update_fields=[*clean, "updated_at"])
+        async with atomic(ctx.outbox):
+            await channel.save(update_fields=[*clean, "updated_at"])
+            await proactive.channel_changed(ctx.outbox, channel.id)
     return channel
 
 
@@ -379,7 +389,8 @@ async def rotate_channel_secret(ctx: Context, gid: str) -> Channel:
 async def delete_channel(ctx: Context, gid: str) -> None:
     """Removes the channel with its conversations and messages."""
     channel = await _channel_to_manage(ctx, gid)
-    async with in_transaction():
+    async with atomic(ctx.outbox):
+        await proactive.channel_deleted(ctx.outbox, channel.id)
         conversation_ids = Conversation.filter(channel_id=channel.id).values("id")
         await Message.filter(conversation_id__in=Subquery(conversation_ids)).delete()
         await Conversation.filter(channel_id=channel.id).delete()

@@ -25,6 +25,7 @@ from schema.conversations import ConversationMutation, ConversationQuery, Conver
 from schema.exports import ExportMutation, ExportQuery
 from schema.jobs import JobMutation, JobQuery, JobSubscription
 from schema.nodes import NodeQuery
+from schema.proactive import ProactiveMutation, ProactiveQuery, ProactiveSubscription
 from schema.segments import SegmentMutation, SegmentQuery, SegmentSubscription
 from schema.sync import SyncMutation, SyncQuery
 from schema.webhooks import WebhookMutation, WebhookQuery
@@ -33,18 +34,18 @@ from schema.workspaces import WorkspaceMutation, WorkspaceQuery
 
 @strawberry.type
 class Query(NodeQuery, AuthQuery, WorkspaceQuery, ContactQuery, SegmentQuery, ConversationQuery, JobQuery, ExportQuery,
-            SyncQuery, WebhookQuery, CampaignQuery):
+            SyncQuery, WebhookQuery, CampaignQuery, ProactiveQuery):
     pass
 
 
 @strawberry.type
 class Mutation(AuthMutation, WorkspaceMutation, ContactMutation, SegmentMutation, ConversationMutation, JobMutation, ExportMutation,
-               SyncMutation, WebhookMutation, CampaignMutation):
+               SyncMutation, WebhookMutation, CampaignMutation, ProactiveMutation):
     pass
 
 
 @strawberry.type
-class Subscription(ContactSubscription, SegmentSubscription, ConversationSubscription, JobSubscription):
+class Subscription(ContactSubscription, SegmentSubscription, ConversationSubscription, JobSubscription, ProactiveSubscription):
     pass
 
 

@@ -162,6 +162,12 @@ class Conversation(relay.Node):
     def last_message(self, info: Info[Context, None]) -> Message | None:
         return r.related(info.context, m.Message, self._last_message_id, Message.from_model)  # type: ignore[no-any-return]
 
+    @strawberry.field(description="The conversation's own tags (e.g. from the proactive message that started it).")
+    async def tags(self, info: Info[Context, None]) -> list[str]:
+        from resolvers.proactive import conversation_tags
+
+        return await conversation_tags(info.context, self.id)
+
     @strawberry.field(description="Seconds from the start to the first agent reply.")
     def first_response_seconds(self) -> int | None:
         if self.first_response_at is None:
@@ -223,6 +229,7 @@ class ConversationFilter:
     assignee_id: relay.GlobalID | None = None
     team_id: relay.GlobalID | None = None
     tags: list[str] | None = strawberry.field(default=None, description="The contact has any of these tags.")
+    conversation_tags: list[str] | None = strawberry.field(default=None, description="The conversation has any of these tags.")
     rating: int | None = None
     channel_id: relay.GlobalID | None = None
     website_url: str | None = strawberry.field(default=None, description="The page it started on contains this.")
@@ -234,7 +241,7 @@ class ConversationFilter:
     def to_domain(self) -> r.ConversationFilter:
         return r.ConversationFilter(
             status=self.status, unread=self.unread, assignee_gid=gid(self.assignee_id), team_gid=gid(self.team_id),
-            tags=self.tags, rating=self.rating, channel_gid=gid(self.channel_id), website_url=self.website_url,
+            tags=self.tags, conversation_tags=self.conversation_tags, rating=self.rating, channel_gid=gid(self.channel_id), website_url=self.website_url,
             ip=self.ip, attributed_source=self.attributed_source, vip=self.vip, contact_gid=gid(self.contact_id),
         )  # fmt: skip
 

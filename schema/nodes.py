@@ -17,6 +17,7 @@ from schema.campaigns import Campaign
 from schema.contacts import AttributeDefinition, Contact, ContactEvent, ContactNote, DeletedContact
 from schema.conversations import Conversation, Message, Topic
 from schema.jobs import Job
+from schema.proactive import Bot, BotAnswer, ProactiveDelivery, ProactiveMessage
 from schema.segments import Segment
 from schema.webhooks import WebhookDelivery, WebhookEndpoint
 from schema.workspaces import Agent, ApiKey, Channel, Team, Workspace
@@ -24,7 +25,8 @@ from schema.workspaces import Agent, ApiKey, Channel, Team, Workspace
 CONVERT: dict[str, Callable[[Any], relay.Node]] = {
     t.__name__: t.from_model
     for t in (Workspace, Agent, Team, Channel, ApiKey, Contact, ContactNote, ContactEvent, AttributeDefinition, DeletedContact, Segment,
-              Conversation, Message, Topic, Job, WebhookEndpoint, WebhookDelivery, Campaign)
+              Conversation, Message, Topic, Job, WebhookEndpoint, WebhookDelivery, Campaign, ProactiveMessage, Bot, BotAnswer,
+              ProactiveDelivery)
 }
 MAX_NODES = 100
 

@@ -253,6 +253,9 @@ class CreateChannelInput(ChannelSettingsInput):
 @strawberry.input
 class UpdateChannelInput(ChannelSettingsInput):
     id: relay.GlobalID
+    kind: ChannelKind | None = strawberry.field(  # type: ignore[valid-type]
+        default=strawberry.UNSET, description="Change the kind; live proactive messages of a channel that can no longer show them get errors."
+    )
 
 
 @strawberry.input
@@ -285,7 +288,7 @@ class WorkspaceMutation:
 
     @strawberry.mutation(description="Owners and admins: change a channel's settings; omitted fields stay.")
     async def update_channel(self, info: Info[Context, None], input: UpdateChannelInput) -> ChannelPayload:
-        values = provided(input, r.CHANNEL_SETTINGS)
+        values = provided(input, (*r.CHANNEL_SETTINGS, "kind"))
         return await mutate(ChannelPayload, r.update_channel(info.context, str(input.id), values), _channel)
 
     @strawberry.mutation(description="Owners and admins: a new secret; identity hashes and webhooks signed with the old one stop working.")
