@@ -95,6 +95,11 @@ def _after(order: Order, values: list[Any], forward: bool) -> Q:
     result = clauses[0]
     for clause in clauses[1:]:
         result |= clause
+    if len(order.columns) > 1 and values[0] is not None:
+        # Implied by the OR, but a bound the database can start its index walk at: with the
+        # OR alone PostgreSQL walks from the first row and filters its way to the cursor
+        # (74 ms for a page 100,000 rows deep into a segment's members; 0.07 ms with it).
+        result &= Q(**{f"{order.columns[0]}__{op}e": values[0]})
     return result
 
 

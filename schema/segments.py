@@ -157,7 +157,7 @@ class Segment(relay.Node):
         team_ids, agent_ids = await r.shares(self.id)
         return [node_id("Team", t) for t in team_ids] + [node_id("Agent", a) for a in agent_ids]
 
-    @strawberry.field(description="Members as of the last refresh, most recent interaction first.")
+    @strawberry.field(description="Members as of the last refresh, most recently seen first: by lastSeenAt as that refresh found it. A contact seen again moves up at the next refresh, which its change queues (debounced, about a second).")
     async def contacts(self, info: Info[Context, None], first: int | None = None, after: str | None = None) -> Connection[Contact]:
         segment = await info.context.scope.get(m.Segment, self.id)
         assert segment is not None
