@@ -18,6 +18,7 @@ import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -37,7 +38,7 @@ from tests.conftest import Api, Tenant
 NODE_TYPES = (
     "Workspace", "Agent", "Team", "Channel", "ApiKey", "Contact", "ContactNote",
     "ContactEvent", "AttributeDefinition", "DeletedContact", "Segment", "Topic", "Conversation", "Message", "Job",
-    "WebhookEndpoint", "WebhookDelivery",
+    "WebhookEndpoint", "WebhookDelivery", "Campaign",
 )  # fmt: skip
 
 PASSWORD = "correct horse battery"
@@ -167,6 +168,10 @@ async def build_world(api: Api, name: str) -> World:
         {"i": {"body": f"{name} needs help", "topicId": ids["Topic"]}}, world.session_token, "startConversation")  # fmt: skip
     ids["Conversation"] = started["conversation"]["id"]
     ids["Message"] = started["message"]["id"]
+    campaign = await _ok(api, "mutation($i: CreateCampaignInput!) { createCampaign(input: $i) { campaign { id } userErrors { field code } } }",
+        {"i": {"name": f"{name} Campaign", "channelId": ids["Channel"], "body": f"{name} news", "contactIds": [ids["Contact"]],
+               "scheduledAt": (datetime.now(UTC) + timedelta(days=30)).isoformat()}}, tok, "createCampaign")  # fmt: skip
+    ids["Campaign"] = campaign["campaign"]["id"]
     assert set(ids) == set(NODE_TYPES)
     return world
 
@@ -190,6 +195,7 @@ query Snapshot {
   webhookEndpoints(first: 100) { edges { node {
     id url description eventTypes enabled disabledReason updatedAt deliveries(first: 100) { edges { node { id eventType status attempts } } }
   } } }
+  campaigns(first: 100) { edges { node { id name status body scheduledAt stats { recipients sent skipped } } } }
   deletedContacts(first: 100) { edges { node { id nameHint emailHint phoneHint platform deletedByName deletedAt } } }
   contacts(first: 100) {
     totalCount
@@ -265,6 +271,7 @@ ROOT_FIELDS_WITH_IDS = {
         "conversations": "test_conversations_of_another_workspace_are_invisible",
         "topics": "test_conversations_of_another_workspace_are_invisible",
         "job": "test_jobs_and_exports_of_another_workspace_are_invisible",
+        "campaign": "test_campaigns_of_another_workspace_are_invisible",
     },
     "Subscription": {
         "contactUpdated": "test_subscriptions_do_not_cross_workspaces",
@@ -429,6 +436,20 @@ async def test_jobs_and_exports_of_another_workspace_are_invisible(api: Api, wor
         assert (await api.client.get(forged)).status_code == 403
 
 
+CAMPAIGN_Q = "query($id: ID!) { campaign(id: $id) { id status } }"
+
+
+async def test_campaigns_of_another_workspace_are_invisible(api: Api, worlds: list[World]) -> None:
+    a, b = await intact(api, worlds)
+    assert (await api(CAMPAIGN_Q, {"id": b.ids["Campaign"]}, token=b.owner))["campaign"]["id"] == b.ids["Campaign"]
+    for who, token in _a_principals(a).items():
+        body = (await api.raw(CAMPAIGN_Q, {"id": b.ids["Campaign"]}, token=token)).json()
+        assert body["data"]["campaign"] is None, (who, body)
+        if who != "A contact session":
+            listed = {e["node"]["id"] for e in (await api("{ campaigns { edges { node { id } } } }", token=token))["campaigns"]["edges"]}
+            assert listed == {a.ids["Campaign"]}, who
+
+
 def _all_strings(value: Any) -> set[str]:
     if isinstance(value, dict):
         return set().union(*(_all_strings(v) for v in value.values())) if value else set()
@@ -562,6 +583,14 @@ MUTATION_CASES = [
     Case("exportContacts", "ExportContactsInput", lambda a, b: {"columns": ["email"], "segmentId": b.ids["Segment"]}, ["segmentId"]),
     Case("exportAttributeReport", "ExportAttributeReportInput", lambda a, b: {"segmentId": b.ids["Segment"]}, ["segmentId"]),
     Case("cancelJob", "CancelJobInput", lambda a, b: {"id": b.ids["Job"]}, ["id"]),
+    Case("createCampaign", "CreateCampaignInput",
+         lambda a, b: {"name": "Pwned", "channelId": a.ids["Channel"], "body": "pwned", "segmentId": b.ids["Segment"]}, ["segmentId"], "B-segment"),
+    Case("createCampaign", "CreateCampaignInput",
+         lambda a, b: {"name": "Pwned", "channelId": a.ids["Channel"], "body": "pwned", "contactIds": [a.ids["Contact"], b.ids["Contact"]]},
+         ["contactIds", "1"], "B-contact"),
+    Case("createCampaign", "CreateCampaignInput",
+         lambda a, b: {"name": "Pwned", "channelId": b.ids["Channel"], "body": "pwned", "contactIds": [a.ids["Contact"]]}, ["channelId"], "B-channel"),
+    Case("cancelCampaign", "CancelCampaignInput", lambda a, b: {"id": b.ids["Campaign"]}, ["id"]),
     Case("updateWebhookEndpoint", "UpdateWebhookEndpointInput",
          lambda a, b: {"id": b.ids["WebhookEndpoint"], "url": "https://evil.example.com/steal", "enabled": False}, ["id"]),
     Case("rotateWebhookEndpointSecret", "WebhookEndpointIdInput", lambda a, b: {"id": b.ids["WebhookEndpoint"]}, ["id"]),
