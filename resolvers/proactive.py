@@ -92,6 +92,13 @@ async def bot_answers(ctx: Context, bot_id: int) -> list[BotAnswer]:
     return list(await ctx.scope.all(BotAnswer).filter(bot_id=bot_id).order_by("id"))
 
 
+async def list_deliveries(ctx: Context, message_id: int, *, first: int | None, after: str | None) -> Page[ProactiveDelivery]:
+    """A message's deliveries, newest first."""
+    ctx.require(Permission.CONVERSATIONS_READ)
+    query = ctx.scope.all(ProactiveDelivery).filter(message_id=message_id)
+    return await paginate(query, Order(("id",), descending=True), first=first, after=after, default_size=25)
+
+
 def can_see_delivery(principal: Any, delivery: ProactiveDelivery) -> bool:
     if principal.kind is PrincipalKind.CONTACT:
         return bool(principal.contact_id == delivery.contact_id)

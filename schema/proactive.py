@@ -217,6 +217,12 @@ class ProactiveMessage(relay.Node):
     def bot_answer(self, info: Info[Context, None]) -> BotAnswer | None:
         return rc.related(info.context, m.BotAnswer, self._bot_answer_id, BotAnswer.from_model)  # type: ignore[no-any-return]
 
+    @strawberry.field(description="Who it was pushed to, newest first.")
+    async def deliveries(self, info: Info[Context, None], first: int | None = None, after: str | None = None) -> Connection[ProactiveDelivery]:
+        page = await r.list_deliveries(info.context, self.id, first=first, after=after)
+        message = await info.context.scope.get(m.ProactiveMessage, self.id)
+        return to_connection(page, lambda d: ProactiveDelivery.from_model(d, message))
+
     @classmethod
     def from_model(cls, x: m.ProactiveMessage) -> ProactiveMessage:
         return cls(

@@ -38,7 +38,7 @@ from tests.conftest import Api, Tenant
 NODE_TYPES = (
     "Workspace", "Agent", "Team", "Channel", "ApiKey", "Contact", "ContactNote",
     "ContactEvent", "AttributeDefinition", "DeletedContact", "Segment", "Topic", "Conversation", "Message", "Job",
-    "WebhookEndpoint", "WebhookDelivery", "Campaign",
+    "WebhookEndpoint", "WebhookDelivery", "Campaign", "ProactiveMessage", "Bot", "BotAnswer", "ProactiveDelivery",
 )  # fmt: skip
 
 PASSWORD = "correct horse battery"
@@ -172,6 +172,25 @@ async def build_world(api: Api, name: str) -> World:
         {"i": {"name": f"{name} Campaign", "channelId": ids["Channel"], "body": f"{name} news", "contactIds": [ids["Contact"]],
                "scheduledAt": (datetime.now(UTC) + timedelta(days=30)).isoformat()}}, tok, "createCampaign")  # fmt: skip
     ids["Campaign"] = campaign["campaign"]["id"]
+    bot = await _ok(api, "mutation($i: CreateBotInput!) { createBot(input: $i) { bot { id } userErrors { field code } } }",
+        {"i": {"name": f"{name} Bot"}}, tok, "createBot")  # fmt: skip
+    ids["Bot"] = bot["bot"]["id"]
+    answer = await _ok(api, "mutation($i: CreateBotAnswerInput!) { createBotAnswer(input: $i) { botAnswer { id } userErrors { field code } } }",
+        {"i": {"botId": ids["Bot"], "channelId": ids["Channel"], "name": f"{name} Answer", "body": f"{name} bot says hi"}}, tok, "createBotAnswer")  # fmt: skip
+    ids["BotAnswer"] = answer["botAnswer"]["id"]
+    await _ok(api, "mutation($i: BotAnswerIdInput!) { publishBotAnswer(input: $i) { userErrors { field code } } }",
+        {"i": {"id": ids["BotAnswer"]}}, tok, "publishBotAnswer")  # fmt: skip
+    proactive = await _ok(api, "mutation($i: CreateProactiveMessageInput!) { createProactiveMessage(input: $i) { proactiveMessage { id } userErrors { field code } } }",
+        {"i": {"name": f"{name} Proactive", "channelId": ids["Channel"], "text": f"{name} can help", "tags": [f"{tag}-proactive"],
+               "routeTeamId": ids["Team"], "frequency": "EVERY_TIME",
+               "rules": {"match": "ALL", "conditions": [{"field": "SEGMENT", "operator": "NOT_MEMBER_OF", "segmentId": ids["Segment"]}]}}},
+        tok, "createProactiveMessage")  # fmt: skip
+    ids["ProactiveMessage"] = proactive["proactiveMessage"]["id"]
+    await _ok(api, "mutation($i: ProactiveMessageIdInput!) { publishProactiveMessage(input: $i) { userErrors { field code } } }",
+        {"i": {"id": ids["ProactiveMessage"]}}, tok, "publishProactiveMessage")  # fmt: skip
+    viewed = await _ok(api, "mutation($i: ReportPageViewInput!) { reportPageView(input: $i) { delivery { id } userErrors { field code } } }",
+        {"i": {"url": f"https://{tag}.example.com/pricing"}}, world.session_token, "reportPageView")  # fmt: skip
+    ids["ProactiveDelivery"] = viewed["delivery"]["id"]
     assert set(ids) == set(NODE_TYPES)
     return world
 
@@ -196,6 +215,11 @@ query Snapshot {
     id url description eventTypes enabled disabledReason updatedAt deliveries(first: 100) { edges { node { id eventType status attempts } } }
   } } }
   campaigns(first: 100) { edges { node { id name status body scheduledAt stats { recipients sent skipped } } } }
+  proactiveMessages(first: 100) { edges { node {
+    id name status error text tags rules sent opened replied frequency channel { id } routeTeam { id } botAnswer { id }
+    deliveries(first: 100) { edges { node { id openedAt dismissedAt repliedAt conversationId } } }
+  } } }
+  bots(first: 100) { edges { node { id name answers { id name body published channel { id } } } } }
   deletedContacts(first: 100) { edges { node { id nameHint emailHint phoneHint platform deletedByName deletedAt } } }
   contacts(first: 100) {
     totalCount
@@ -272,6 +296,7 @@ ROOT_FIELDS_WITH_IDS = {
         "topics": "test_conversations_of_another_workspace_are_invisible",
         "job": "test_jobs_and_exports_of_another_workspace_are_invisible",
         "campaign": "test_campaigns_of_another_workspace_are_invisible",
+        "proactiveMessage": "test_proactive_messages_of_another_workspace_are_invisible",
     },
     "Subscription": {
         "contactUpdated": "test_subscriptions_do_not_cross_workspaces",
@@ -450,6 +475,29 @@ async def test_campaigns_of_another_workspace_are_invisible(api: Api, worlds: li
             assert listed == {a.ids["Campaign"]}, who
 
 
+PROACTIVE_Q = "query($id: ID!) { proactiveMessage(id: $id) { id status } }"
+PROACTIVE_LIST = "{ proactiveMessages(first: 100) { edges { node { id } } } bots { edges { node { id answers { id } } } } }"
+
+
+async def test_proactive_messages_of_another_workspace_are_invisible(api: Api, worlds: list[World]) -> None:
+    a, b = await intact(api, worlds)
+    assert (await api(PROACTIVE_Q, {"id": b.ids["ProactiveMessage"]}, token=b.owner))["proactiveMessage"]["status"] == "LIVE"
+    for who, token in _a_principals(a).items():
+        body = (await api.raw(PROACTIVE_Q, {"id": b.ids["ProactiveMessage"]}, token=token)).json()
+        if who == "A contact session":
+            assert [e["extensions"]["code"] for e in body["errors"]] == ["FORBIDDEN"], body
+            continue
+        assert body["data"]["proactiveMessage"] is None, (who, body)
+        listed = await api(PROACTIVE_LIST, token=token)
+        strings = _all_strings(listed)
+        assert a.ids["ProactiveMessage"] in strings and a.ids["Bot"] in strings and a.ids["BotAnswer"] in strings, who
+        assert strings & {b.ids["ProactiveMessage"], b.ids["Bot"], b.ids["BotAnswer"]} == set(), who
+    # A's visitor on A's channel never gets B's message, whatever page it is on.
+    viewed = await api("mutation($i: ReportPageViewInput!) { reportPageView(input: $i) { delivery { messageId } userErrors { code } } }",
+                       {"i": {"url": "https://shop.example.com/other"}}, token=a.session_token)  # fmt: skip
+    assert viewed["reportPageView"]["delivery"]["messageId"] == a.ids["ProactiveMessage"]
+
+
 def _all_strings(value: Any) -> set[str]:
     if isinstance(value, dict):
         return set().union(*(_all_strings(v) for v in value.values())) if value else set()
@@ -591,6 +639,40 @@ MUTATION_CASES = [
     Case("createCampaign", "CreateCampaignInput",
          lambda a, b: {"name": "Pwned", "channelId": b.ids["Channel"], "body": "pwned", "contactIds": [a.ids["Contact"]]}, ["channelId"], "B-channel"),
     Case("cancelCampaign", "CancelCampaignInput", lambda a, b: {"id": b.ids["Campaign"]}, ["id"]),
+    Case("createProactiveMessage", "CreateProactiveMessageInput", lambda a, b: {"name": "Pwned", "channelId": b.ids["Channel"]},
+         ["channelId"], "B-channel", principals=("owner",)),
+    Case("createProactiveMessage", "CreateProactiveMessageInput", lambda a, b: {"name": "Pwned", "routeTeamId": b.ids["Team"]},
+         ["routeTeamId"], "B-team", principals=("owner",)),
+    Case("createProactiveMessage", "CreateProactiveMessageInput", lambda a, b: {"name": "Pwned", "botAnswerId": b.ids["BotAnswer"]},
+         ["botAnswerId"], "B-bot-answer", principals=("owner",)),
+    Case("createProactiveMessage", "CreateProactiveMessageInput",
+         lambda a, b: {"name": "Pwned", "rules": {"match": "ALL", "conditions": [{"field": "SEGMENT", "operator": "MEMBER_OF", "segmentId": b.ids["Segment"]}]}},
+         ["rules", "conditions", "0", "value"], "B-segment", principals=("owner",)),
+    Case("updateProactiveMessage", "UpdateProactiveMessageInput", lambda a, b: {"id": b.ids["ProactiveMessage"], "name": "Pwned", "text": "Pwned"},
+         ["id"], principals=("owner",)),
+    Case("updateProactiveMessage", "UpdateProactiveMessageInput", lambda a, b: {"id": a.ids["ProactiveMessage"], "channelId": b.ids["Channel"]},
+         ["channelId"], "B-channel", principals=("owner",)),
+    Case("cloneProactiveMessage", "ProactiveMessageIdInput", lambda a, b: {"id": b.ids["ProactiveMessage"]}, ["id"], principals=("owner",)),
+    Case("publishProactiveMessage", "ProactiveMessageIdInput", lambda a, b: {"id": b.ids["ProactiveMessage"]}, ["id"], principals=("owner",)),
+    Case("pauseProactiveMessage", "ProactiveMessageIdInput", lambda a, b: {"id": b.ids["ProactiveMessage"]}, ["id"], principals=("owner",)),
+    Case("resumeProactiveMessage", "ProactiveMessageIdInput", lambda a, b: {"id": b.ids["ProactiveMessage"]}, ["id"], principals=("owner",)),
+    Case("deleteProactiveMessage", "ProactiveMessageIdInput", lambda a, b: {"id": b.ids["ProactiveMessage"]}, ["id"], principals=("owner",)),
+    Case("createBotAnswer", "CreateBotAnswerInput", lambda a, b: {"botId": b.ids["Bot"], "channelId": a.ids["Channel"], "name": "P", "body": "P"},
+         ["botId"], "B-bot", principals=("owner",)),
+    Case("createBotAnswer", "CreateBotAnswerInput", lambda a, b: {"botId": a.ids["Bot"], "channelId": b.ids["Channel"], "name": "P", "body": "P"},
+         ["channelId"], "B-channel", principals=("owner",)),
+    Case("updateBotAnswer", "UpdateBotAnswerInput", lambda a, b: {"id": b.ids["BotAnswer"], "body": "Pwned"}, ["id"], principals=("owner",)),
+    Case("updateBotAnswer", "UpdateBotAnswerInput", lambda a, b: {"id": a.ids["BotAnswer"], "channelId": b.ids["Channel"]}, ["channelId"],
+         "B-channel", principals=("owner",)),
+    Case("publishBotAnswer", "BotAnswerIdInput", lambda a, b: {"id": b.ids["BotAnswer"]}, ["id"], principals=("owner",)),
+    Case("unpublishBotAnswer", "BotAnswerIdInput", lambda a, b: {"id": b.ids["BotAnswer"]}, ["id"], principals=("owner",)),
+    Case("deleteBotAnswer", "BotAnswerIdInput", lambda a, b: {"id": b.ids["BotAnswer"]}, ["id"], principals=("owner",)),
+    Case("openProactiveMessage", "ProactiveDeliveryIdInput", lambda a, b: {"deliveryId": b.ids["ProactiveDelivery"]}, ["deliveryId"],
+         principals=("session",)),
+    Case("dismissProactiveMessage", "ProactiveDeliveryIdInput", lambda a, b: {"deliveryId": b.ids["ProactiveDelivery"]}, ["deliveryId"],
+         principals=("session",)),
+    Case("answerProactiveMessage", "AnswerProactiveMessageInput", lambda a, b: {"deliveryId": b.ids["ProactiveDelivery"], "body": "Pwned"},
+         ["deliveryId"], principals=("session",)),
     Case("updateWebhookEndpoint", "UpdateWebhookEndpointInput",
          lambda a, b: {"id": b.ids["WebhookEndpoint"], "url": "https://evil.example.com/steal", "enabled": False}, ["id"]),
     Case("rotateWebhookEndpointSecret", "WebhookEndpointIdInput", lambda a, b: {"id": b.ids["WebhookEndpoint"]}, ["id"]),
