@@ -87,7 +87,7 @@ class Migration(migrations.Migration):
                 ('started_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
                 ('last_seen_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
             ],
-            options={'table': 'visits', 'app': 'models', 'indexes': [Index(fields=['contact_id', 'channel_id', 'last_seen_at'])], 'pk_attr': 'id'},
+            options={'table': 'visits', 'app': 'models', 'indexes': [Index(fields=['contact_id', 'channel_id', 'last_seen_at'])], 'pk_attr': 'id', 'table_description': "A contact's visit on a widget or SDK channel: page views with less than"},
             bases=['Model'],
         ),
         ops.CreateModel(
