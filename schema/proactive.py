@@ -21,7 +21,7 @@ from resolvers import conversations as rc
 from resolvers import proactive as r
 from schema.common import JSON, Connection, UserError, gid, mutate, node_id, provided, to_connection
 from schema.conversations import Conversation, _listen, _still_allowed
-from schema.segments import RuleValueInput, _value
+from schema.segments import RuleMatch, RuleValueInput, _value
 from schema.workspaces import Channel, Team
 
 ProactiveStatus = strawberry.enum(m.ProactiveStatus, name="ProactiveStatus")
@@ -108,7 +108,7 @@ class ProactiveRuleConditionInput:
 
 @strawberry.input(description="`match` ALL or ANY over the conditions and groups; groups only with more than two conditions in all.")
 class ProactiveRulesInput:
-    match: str = strawberry.field(default="ALL", description="ALL or ANY.")
+    match: RuleMatch = RuleMatch.ALL
     conditions: list[ProactiveRuleConditionInput] = strawberry.field(default_factory=list)
     groups: list[ProactiveRulesInput] = strawberry.field(default_factory=list)
 
@@ -128,7 +128,7 @@ def rules_to_data(rules: ProactiveRulesInput) -> dict[str, Any]:
         if c.values is not None:
             item["values"] = [_value(v) for v in c.values]
         conditions.append(item)
-    return {"match": rules.match.lower(), "conditions": conditions, "groups": [rules_to_data(g) for g in rules.groups]}
+    return {"match": rules.match.value, "conditions": conditions, "groups": [rules_to_data(g) for g in rules.groups]}
 
 
 def _segment_pk(value: relay.GlobalID | None) -> int | None:
