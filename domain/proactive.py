@@ -402,3 +402,13 @@ def matching(messages: list[LiveMessage], visitor: Visitor, at: datetime, busine
     """The messages whose window is open and whose rules the visitor meets, in order."""
     open_now = in_window("business_hours", business_hours, at)
     return [m for m in messages if (open_now or m.window == "any_time") and m.check(visitor)]
+
+
+def dedupe_key(frequency: str, message_id: int, contact_id: int, visit_id: int, page_view: int) -> str:
+    """What the frequency allows one delivery of: unique among deliveries."""
+    key = f"{message_id}:c{contact_id}"
+    if frequency == "once_per_contact":
+        return key
+    if frequency == "once_per_visit":
+        return f"{key}:v{visit_id}"
+    return f"{key}:v{visit_id}:p{page_view}"

@@ -172,6 +172,9 @@ class ProactiveDelivery(Model):
     visit_id: int | None
     # The visit's page view it was sent on (EVERY_TIME sends at most once per page view).
     page_view = fields.IntField(default=0)
+    # What the frequency allows once ("12:c7", "12:c7:v3", "12:c7:v3:p2"): two page views
+    # racing cannot both deliver.
+    dedupe_key = fields.CharField(max_length=96, unique=True)
     opened_at = fields.DatetimeField(null=True)
     dismissed_at = fields.DatetimeField(null=True)
     replied_at = fields.DatetimeField(null=True)

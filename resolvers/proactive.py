@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
 
 from core import keys
@@ -708,21 +709,32 @@ async def report_page_view(ctx: Context, view: PageView) -> Report:
     return Report(visit, None, len(entry.messages))
 
 
+class _AlreadyDelivered(Exception):
+    pass
+
+
 async def _deliver(outbox: Outbox, contact: Contact, visit: Visit, live: rules_domain.LiveMessage, at: datetime) -> ProactiveDelivery | None:
-    async with atomic(outbox):
-        # Conditional on the message still being live: a pause commits before or after.
-        counted = await ProactiveMessage.filter(id=live.id, status=ProactiveStatus.LIVE).update(sent=F("sent") + 1)
-        if not counted:
-            return None
-        delivery = await ProactiveDelivery.create(
-            workspace_id=contact.workspace_id, message_id=live.id, contact_id=contact.id, visit_id=visit.id,
-            page_view=visit.page_views,
-        )  # fmt: skip
-        await attribution.record_receipts(contact.workspace_id, attribution.source_key("proactive", live.id), [contact.id], at)
-        outbox.add(
-            keys.contact_proactive_channel(contact.workspace_id, contact.id),
-            {"type": "proactive", "cursor": str(delivery.id), "delivery": delivery_row(delivery, live.push)},
-        )
+    key = rules_domain.dedupe_key(live.frequency, live.id, contact.id, visit.id, visit.page_views)
+    try:
+        async with atomic(outbox):
+            # Conditional on the message still being live: a pause commits before or after.
+            counted = await ProactiveMessage.filter(id=live.id, status=ProactiveStatus.LIVE).update(sent=F("sent") + 1)
+            if not counted:
+                return None
+            try:
+                delivery = await ProactiveDelivery.create(
+                    workspace_id=contact.workspace_id, message_id=live.id, contact_id=contact.id, visit_id=visit.id,
+                    page_view=visit.page_views, dedupe_key=key,
+                )  # fmt: skip
+            except IntegrityError:
+                raise _AlreadyDelivered from None  # a racing page view delivered it: roll the count back
+            await attribution.record_receipts(contact.workspace_id, attribution.source_key("proactive", live.id), [contact.id], at)
+            outbox.add(
+                keys.contact_proactive_channel(contact.workspace_id, contact.id),
+                {"type": "proactive", "cursor": str(delivery.id), "delivery": delivery_row(delivery, live.push)},
+            )
+    except _AlreadyDelivered:
+        return None
     return delivery
 
 

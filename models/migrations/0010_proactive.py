@@ -99,6 +99,7 @@ class Migration(migrations.Migration):
                 ('contact', fields.ForeignKeyField('models.Contact', source_field='contact_id', db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.CASCADE)),
                 ('visit', fields.ForeignKeyField('models.Visit', source_field='visit_id', null=True, db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.SET_NULL)),
                 ('page_view', fields.IntField(default=0)),
+                ('dedupe_key', fields.CharField(unique=True, max_length=96)),
                 ('opened_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
                 ('dismissed_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
                 ('replied_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
