@@ -125,7 +125,7 @@ async def _by_gid(ctx: Context, gid: str | None, type_name: str, model: type[Any
 def _short_text(value: str | None, field: str, limit: int, errors: list[UserError], *, emoji: bool) -> str | None:
     if value is None:
         return None
-    text = " ".join(value.split()) if "\n" not in value else value.strip()
+    text = value.strip()
     if len(text) > limit:
         errors.append(UserError([field], Code.TOO_LONG, f"{field} has at most {limit} characters."))
     elif not emoji and (found := rules_domain.find_emoji(text)) is not None:
