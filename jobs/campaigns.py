@@ -33,6 +33,7 @@ Time is a parameter (`clock`), so tests run the real job at a chosen time.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -74,9 +75,11 @@ def _typed(q: SqlBuilder, value: Any, pg_type: str) -> str:
 
 
 def _ids(q: SqlBuilder, ids: list[int]) -> str:
-    """`IN (…)` on SQLite, `= ANY($n)` on PostgreSQL (one parameter for the whole list)."""
+    """`IN (…)` on SQLite; on PostgreSQL one array parameter, unnested: `= ANY(array)`
+    is planned as a filter, and on a table without fresh statistics (conversations
+    growing by a whole campaign) that means a scan testing every row against every id."""
     if q.postgres:
-        return f"= ANY({q.param(ids)}::bigint[])"
+        return f"IN (SELECT unnest({q.param(ids)}::bigint[]))"
     return "IN " + q.in_list(ids)
 
 
@@ -97,12 +100,12 @@ async def freeze_audience(campaign: Campaign, now: datetime) -> int:
                     "INSERT INTO campaign_recipients (workspace_id, campaign_id, contact_id, status) "
                     f"SELECT {_typed(q, campaign.workspace_id, 'int')}, {_typed(q, campaign.id, 'int')}, m.contact_id, 'pending' "
                     f"FROM segment_memberships m WHERE m.segment_id = {q.param(locked.segment_id)} "
-                    "ON CONFLICT (campaign_id, contact_id) DO NOTHING RETURNING id"
+                    "ON CONFLICT (campaign_id, contact_id) DO NOTHING"
                 )
-                added = len(await conn.execute_query_dict(sql, q.params))
-            await Campaign.filter(id=campaign.id).update(
-                audience_frozen_at=now, recipients=F("recipients") + added, heartbeat_at=now
-            )
+                await conn.execute_query(sql, q.params)
+            # Counted in the database: a segment's ids never come into Python.
+            total = await CampaignRecipient.filter(campaign_id=campaign.id).count()
+            await Campaign.filter(id=campaign.id).update(audience_frozen_at=now, recipients=total, heartbeat_at=now)
         await locked.refresh_from_db()
     campaign.audience_frozen_at, campaign.recipients = locked.audience_frozen_at, locked.recipients
     return campaign.recipients
@@ -124,16 +127,18 @@ class Sender:
         self.sender_name = agent.name if agent else None
         self.source = source_key("campaign", campaign.id)
 
-    async def next_batch(self, after: int, limit: int, now: datetime) -> list[dict[str, Any]]:
-        """Recipients still to do (pending, or waiting and due) with id > after."""
-        q = SqlBuilder()
+    async def next_batch(self, status: RecipientStatus, after: int, limit: int, now: datetime) -> list[dict[str, Any]]:
+        """The next recipients in `status` (waiting ones only when due) with id > after,
+        in id order: one range of the (campaign_id, status, id) index."""
+        q = SqlBuilder()  # parameters in the order they appear: SQLite's are positional
         sql = (
             "SELECT r.id, r.contact_id, c.blocked, c.email, c.phone, c.sms_consent, c.time_zone, c.external_id "
             "FROM campaign_recipients r JOIN contacts c ON c.id = r.contact_id "
-            f"WHERE r.campaign_id = {q.param(self.campaign.id)} AND r.id > {q.param(after)} "
-            f"AND (r.status = 'pending' OR (r.status = 'waiting' AND r.next_attempt_at <= {q.param(bind_datetime(now))})) "
-            f"ORDER BY r.id LIMIT {q.param(limit)}"
+            f"WHERE r.campaign_id = {q.param(self.campaign.id)} AND r.status = {q.param(status.value)} "
         )
+        if status is RecipientStatus.WAITING:
+            sql += f"AND r.next_attempt_at <= {q.param(bind_datetime(now))} "
+        sql += f"AND r.id > {q.param(after)} ORDER BY r.id LIMIT {q.param(limit)}"
         return await connections.get("default").execute_query_dict(sql, q.params)
 
     async def process(self, rows: list[dict[str, Any]], now: datetime) -> Batch:
@@ -180,8 +185,9 @@ class Sender:
         campaign = self.campaign
         q = SqlBuilder()
         sql = (f"UPDATE campaign_recipients SET status = 'sent', sent_at = {q.param(stamp)} "
-               f"WHERE id {_ids(q, ids)} AND status IN ('pending', 'waiting') RETURNING contact_id")  # fmt: skip
-        contact_ids = [r["contact_id"] for r in await conn.execute_query_dict(sql, q.params)]
+               f"WHERE id {_ids(q, ids)} AND status IN ('pending', 'waiting') RETURNING id, contact_id")  # fmt: skip
+        claimed = await conn.execute_query_dict(sql, q.params)
+        contact_ids = [r["contact_id"] for r in claimed]
         if not contact_ids:
             return  # another run took them
         q = SqlBuilder()
@@ -211,32 +217,45 @@ class Sender:
             f"WHERE m.conversation_id = conversations.id AND m.id {_ids(q, [m['id'] for m in messages])}"
         )
         await conn.execute_query(sql, q.params)
-        q = SqlBuilder()
-        sql = (
-            "UPDATE campaign_recipients SET message_id = cv.last_message_id FROM conversations cv "
-            f"WHERE cv.id {_ids(q, conversation_ids)} AND campaign_recipients.campaign_id = {q.param(campaign.id)} "
-            "AND campaign_recipients.contact_id = cv.contact_id"
-        )
-        await conn.execute_query(sql, q.params)
-        await record_receipts(campaign.workspace_id, self.source, contact_ids, now)
         contact_of = {r["id"]: r["contact_id"] for r in conversations}
+        message_of = {contact_of[m["conversation_id"]]: m["id"] for m in messages}
+        pairs = [(r["id"], message_of[r["contact_id"]]) for r in claimed]
+        await _link_messages(conn, pairs)
+        await record_receipts(campaign.workspace_id, self.source, contact_ids, now)
         batch.sent += len(contact_ids)
         batch.contact_ids.extend(contact_ids)
         batch.messages.extend((m["id"], m["conversation_id"], contact_of[m["conversation_id"]]) for m in messages)
 
-    def events(self, batch: Batch, now: datetime) -> list[tuple[str, dict[str, Any]]]:
-        """`myMessages` events of the batch's messages, as add_message publishes them."""
-        ws, body, created = self.campaign.workspace_id, self.campaign.body, now.isoformat()
+    def events(self, batch: Batch, now: datetime) -> list[tuple[str, str]]:
+        """`myMessages` events of the batch's messages, as add_message publishes them
+        (message_row), already as JSON: only the ids differ, so the rest is encoded once."""
         state = (DeliveryState.RECEIVED if self.in_app else DeliveryState.PENDING).value
-        out = []
-        for message_id, conversation_id, contact_id in batch.messages:
-            row = {
-                "id": message_id, "conversationId": conversation_id, "senderKind": self.sender_kind.value,
-                "agentId": self.agent_id, "senderName": self.sender_name, "direction": "outbound", "body": body,
-                "deliveryState": state, "createdAt": created,
-            }  # fmt: skip
-            out.append((keys.contact_messages_channel(ws, contact_id), {"type": "message", "cursor": str(message_id), "message": row}))
-        return out
+        rest = json.dumps({
+            "senderKind": self.sender_kind.value, "agentId": self.agent_id, "senderName": self.sender_name,
+            "direction": "outbound", "body": self.campaign.body, "deliveryState": state, "createdAt": now.isoformat(),
+        }, separators=(",", ":"))[1:]  # fmt: skip
+        ws = self.campaign.workspace_id
+        return [
+            (keys.contact_messages_channel(ws, contact),
+             f'{{"type":"message","cursor":"{message}","message":{{"id":{message},"conversationId":{conversation},{rest}}}')
+            for message, conversation, contact in batch.messages
+        ]  # fmt: skip
+
+
+async def _link_messages(conn: Any, pairs: list[tuple[int, int]]) -> None:
+    """Set each recipient's message_id, by recipient id: one UPDATE … FROM a list of
+    pairs (a primary-key lookup per pair)."""
+    q = SqlBuilder()
+    if q.postgres:
+        pairs_sql = (f"(SELECT unnest({q.param([p[0] for p in pairs])}::bigint[]) AS id, "
+                     f"unnest({q.param([p[1] for p in pairs])}::bigint[]) AS message_id)")  # fmt: skip
+        sql = (f"UPDATE campaign_recipients SET message_id = v.message_id FROM {pairs_sql} v "
+               "WHERE campaign_recipients.id = v.id")  # fmt: skip
+    else:
+        values = ", ".join(f"({q.param(r)}, {q.param(m)})" for r, m in pairs)
+        sql = (f"WITH v(id, message_id) AS (VALUES {values}) UPDATE campaign_recipients SET message_id = v.message_id "
+               "FROM v WHERE campaign_recipients.id = v.id")  # fmt: skip
+    await conn.execute_query(sql, q.params)
 
 
 class Batch:
@@ -258,7 +277,10 @@ async def _after_commit(sender: Sender, batch: Batch, now: datetime, hub: Any, j
 
     if hub is not None:
         try:
-            await hub.publish(sender.events(batch, now))
+            async with hub.redis.pipeline(transaction=False) as pipe:
+                for channel, text in sender.events(batch, now):
+                    pipe.publish(channel, text)
+                await pipe.execute()
         except Exception:
             log.exception("campaign %s: could not publish %d messages", sender.campaign.id, len(batch.messages))
     if not sender.in_app:
@@ -317,6 +339,7 @@ async def run_campaign(
         await enqueue(jobs, "send_campaign", campaign_id, job_id=keys.campaign_job(campaign_id, int(at.timestamp())),
                       defer=at - now)  # fmt: skip
         return None
+    publishing: asyncio.Future[None] | None = None
     tracker = await JobTracker.begin(campaign.job_id, hub)
     if tracker is None:
         job = await Job.get_or_none(id=campaign.job_id)
@@ -341,14 +364,22 @@ async def run_campaign(
             await requeue_deliveries(campaign, jobs)
         size = batch_size or settings.campaign_batch_size
         wait = settings.campaign_batch_pause if pause is None else pause
+        # Pending recipients first, then waiting ones that are due.
+        passes = [RecipientStatus.PENDING, RecipientStatus.WAITING]
         after = 0
-        while True:
+        # The previous batch is published while this one is written: Redis and the
+        # database work at once. One such task at most.
+        while passes:
             now = clock()
-            rows = await sender.next_batch(after, size, now)
+            rows = await sender.next_batch(passes[0], after, size, now)
             if not rows:
-                break
+                passes.pop(0)
+                after = 0
+                continue
             batch = await sender.process(rows, now)
-            await _after_commit(sender, batch, now, hub, jobs)
+            if publishing is not None:
+                await publishing
+            publishing = asyncio.ensure_future(_after_commit(sender, batch, now, hub, jobs))
             done += batch.sent + batch.skipped
             after = rows[-1]["id"]
             await tracker.progress(done)
@@ -357,9 +388,13 @@ async def run_campaign(
             if status != CampaignStatus.RUNNING:
                 raise JobCancelled(campaign.job_id)
             if len(rows) < size:
-                break
+                passes.pop(0)
+                after = 0
             if wait:
                 await asyncio.sleep(wait)
+        if publishing is not None:
+            await publishing
+            publishing = None
         await tracker.progress(done, force=True)
         waiting = CampaignRecipient.filter(campaign_id=campaign_id, status=RecipientStatus.WAITING)
         earliest = await waiting.order_by("next_attempt_at").first().values_list("next_attempt_at", flat=True)
@@ -379,6 +414,8 @@ async def run_campaign(
         log.info("campaign %s completed: %s", campaign_id, result)
         return result
     except JobCancelled:
+        if publishing is not None:
+            await publishing
         await _set_status(campaign_id, CampaignStatus.CANCELLED, clock())
         log.info("campaign %s cancelled", campaign_id)
         return None
