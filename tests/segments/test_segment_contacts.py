@@ -61,6 +61,8 @@ async def test_members_most_recently_seen_first_across_pages(tenant: Tenant, mon
     segment, _ = await portugal(tenant, {"d40": 40, "tie-a": 5, "d1": 1, "out-1": 0, "tie-b": 5, "d9": 9, "d3": 3})
     await refresh_segment({}, pk(segment))
     assert await walk(tenant, segment, first=2) == ["d1", "d3", "tie-b", "tie-a", "d9", "d40"]
+    # A page boundary between the two: the cursor of tie-b, then tie-a at the same time.
+    assert await walk(tenant, segment, first=3) == ["d1", "d3", "tie-b", "tie-a", "d9", "d40"]
     assert await walk(tenant, segment, first=50) == ["d1", "d3", "tie-b", "tie-a", "d9", "d40"]
     first = await page(tenant, segment, first=6)
     seen = [datetime.fromisoformat(e["node"]["lastSeenAt"]) for e in first["edges"]]
