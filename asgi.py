@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import re
 from collections.abc import AsyncIterator, Mapping
@@ -31,6 +32,7 @@ from core.config import settings
 from core.context import Context
 from core.db import tortoise_config
 from core.errors import new_request_id, request_id_var
+from core.fanout import SharedFrames
 from core.hub import Hub
 from core.queue import create_queue
 from resolvers.auth import authenticate
@@ -41,6 +43,7 @@ from schema import schema
 log = logging.getLogger("parley")
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
+GC_YOUNG_THRESHOLD = 20_000
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -82,6 +85,8 @@ def _is_request_error(result: ExecutionResult) -> bool:
 
 
 class ParleyGraphQL(GraphQL[Context, None]):
+    graphql_transport_ws_handler_class = SharedFrames
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(
             schema,
@@ -198,6 +203,12 @@ def create_app() -> Starlette:
         async with RegisterTortoise(app, config=tortoise_config()):
             app.state.jobs = await create_queue(settings.redis_url or "")
             await hub.start()
+            # What startup built lives as long as the process: the collector need not walk
+            # it again and again; and a young generation of 700 objects (the default) made
+            # the collector run every few deliveries: 9-15 % of a fan-out's CPU.
+            gc.collect()
+            gc.freeze()
+            gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
             try:
                 yield
             finally:

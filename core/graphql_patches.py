@@ -1,27 +1,33 @@
-"""Work-arounds for the GraphQL library, applied once when the schema is built.
+"""Work-arounds for the GraphQL libraries, applied once when the schema is built.
 
-graphql-core 3.3.2 leaks on every subscription event: `Executor.build_per_event_executor`
-makes a shallow copy of the subscription's executor, so each event's executor shares its
-`_relevant_sub_fields` cache, keyed by `id()` of per-event field lists that are never
-removed — about 2.5 KB kept per delivery, for as long as the subscription lives (measured
-with bench/conversations.py: 133 MB -> 429 MB over 120k deliveries). Each event gets a
-cache of its own here, dropped with its executor. Remove when graphql-core fixes it.
+Strawberry builds every extension hook afresh for every streamed result: for each event of
+each subscription, `on_stream_result`'s generator is wrapped in a new
+`contextlib.contextmanager` (8 % of a fan-out delivery's CPU, bench/conversations.py).
+A hook depends only on its extension instance and the hook's name, and extensions are made
+per operation, so each extension keeps the hooks it was asked for here.
+
+(graphql-core 3.3.2's per-event executor leak — a cache shared with the subscription's
+executor — is avoided where core/execution.py builds per-event executors.)
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from graphql.execution.executor import Executor
+from strawberry.extensions.context import ExtensionContextManagerBase
 
-_original = Executor.build_per_event_executor
+_original_get_hook = ExtensionContextManagerBase.get_hook
+_HOOKS = "_parley_hooks"
 
 
-def _per_event_executor(self: Executor, payload: Any) -> Executor:
-    executor = _original(self, payload)
-    executor._relevant_sub_fields = {}  # type: ignore[attr-defined]
-    return executor
+def _get_hook(self: ExtensionContextManagerBase, extension: Any) -> Any:
+    hooks = extension.__dict__.setdefault(_HOOKS, {})
+    try:
+        return hooks[self.HOOK_NAME]
+    except KeyError:
+        hook = hooks[self.HOOK_NAME] = _original_get_hook(self, extension)
+        return hook
 
 
 def apply() -> None:
-    Executor.build_per_event_executor = _per_event_executor  # type: ignore[method-assign]
+    ExtensionContextManagerBase.get_hook = _get_hook  # type: ignore[method-assign]

@@ -16,6 +16,7 @@ from strawberry.types import Info
 from core import keys, presence
 from core.context import Context
 from core.errors import Code, PublicError
+from core.fanout import shared, shared_async
 from core.hub import SubscriberTooSlow
 from core.permissions import Permission, PrincipalKind
 from domain import schedule
@@ -210,6 +211,10 @@ class MessageEvent:
     cursor: str = strawberry.field(description="The message's position: catch up with messages(after:) after a reconnect.")
     message: Message
 
+    @classmethod
+    def from_event(cls, event: dict[str, Any]) -> MessageEvent:
+        return cls(cursor=event["cursor"], message=Message.from_row(event["message"]))
+
 
 @strawberry.type
 class ConversationEvent:
@@ -217,6 +222,16 @@ class ConversationEvent:
     kind: ConversationEventKind  # type: ignore[valid-type]
     conversation_id: relay.GlobalID
     conversation: Conversation | None = strawberry.field(description="The conversation now; null once deleted.")
+
+    @classmethod
+    async def read(cls, ctx: Context, event: dict[str, Any]) -> ConversationEvent:
+        """The event with the conversation as it is now."""
+        current = await ctx.scope.get(m.Conversation, event["conversationId"])
+        return cls(
+            cursor=event["cursor"], kind=m.ActivityKind(event["kind"]),
+            conversation_id=node_id("Conversation", event["conversationId"]),
+            conversation=Conversation.from_model(current) if current else None,
+        )  # fmt: skip
 
 
 # -- inputs and payloads -----------------------------------------------------------------------
@@ -478,7 +493,7 @@ class ConversationSubscription:
             async for event in events:
                 await _still_allowed(ctx, lambda p: p.can(Permission.CONVERSATIONS_READ))
                 ctx.reset_loaders()
-                yield MessageEvent(cursor=event["cursor"], message=Message.from_row(event["message"]))
+                yield shared(event, MessageEvent, lambda: MessageEvent.from_event(event))
 
     @strawberry.subscription(description="Conversations created, changing status, assigned or rated, optionally filtered (agents).")
     async def conversation_events(
@@ -493,12 +508,7 @@ class ConversationSubscription:
                     continue
                 await _still_allowed(ctx, lambda p: p.can(Permission.CONVERSATIONS_READ))
                 ctx.reset_loaders()
-                current = await ctx.scope.get(m.Conversation, event["conversationId"])
-                yield ConversationEvent(
-                    cursor=event["cursor"], kind=m.ActivityKind(event["kind"]),
-                    conversation_id=node_id("Conversation", event["conversationId"]),
-                    conversation=Conversation.from_model(current) if current else None,
-                )  # fmt: skip
+                yield await shared_async(event, ConversationEvent, lambda: ConversationEvent.read(ctx, event))
 
     @strawberry.subscription(description="The unread indicator (contacts with unread messages): now, then whenever it changes (agents).")
     async def unread_count(self, info: Info[Context, None]) -> AsyncGenerator[int, None]:
@@ -523,7 +533,7 @@ class ConversationSubscription:
         async with _listen(ctx, channel, "contact", principal.contact_id) as events:
             async for event in events:
                 await _still_allowed(ctx, lambda p: p.contact_id == principal.contact_id)
-                yield MessageEvent(cursor=event["cursor"], message=Message.from_row(event["message"]))
+                yield shared(event, MessageEvent, lambda: MessageEvent.from_event(event))
 
 
 def _event_filter(f: ConversationEventFilter | None) -> Any:
