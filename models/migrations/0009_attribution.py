@@ -6,7 +6,7 @@ from tortoise.indexes import Index
 
 
 class Migration(migrations.Migration):
-    dependencies = [('models', '0007_contacts_indexes')]
+    dependencies = [('models', '0008_segment_member_order')]
 
     initial = False
 
