@@ -329,7 +329,7 @@ async def create_contact(ctx: Context, values: dict[str, Any], attributes: list[
     errors: list[UserError] = []
     clean = _validate_fields(values, principal, errors)
     attrs = await _validate_attributes(ws, attributes, principal, errors)
-    clean_tags = _clean_tags(tags, errors)
+    cleaned_tags = clean_tags(tags, errors)
     await _check_unique_external_id(ws, clean.get("external_id"), None, errors)
     if not errors:
         await _check_matching_attribute(ws, clean, attrs, errors)
@@ -341,7 +341,7 @@ async def create_contact(ctx: Context, values: dict[str, Any], attributes: list[
         _apply_consent_times(contact, clean, stamp)
         _apply_attributes(contact, attrs)
         await contact.save()
-        await _add_tags(contact, clean_tags)
+        await _add_tags(contact, cleaned_tags)
         await record_change(ctx.outbox, contact, ChangeKind.CREATED)
     return contact
 
@@ -481,9 +481,10 @@ async def identify_contact(
 # -- tags ------------------------------------------------------------------------------------
 
 
-def _clean_tags(tags: list[str], errors: list[UserError]) -> list[str]:
-    if len(tags) > MAX_TAGS_PER_CALL:
-        errors.append(UserError(["tags"], Code.INVALID, f"At most {MAX_TAGS_PER_CALL} tags per call."))
+def clean_tags(tags: list[str], errors: list[UserError], *, limit: int = MAX_TAGS_PER_CALL) -> list[str]:
+    """Tags as stored: white space folded, lower case, no duplicates; problems go to `errors`."""
+    if len(tags) > limit:
+        errors.append(UserError(["tags"], Code.TOO_LONG, f"At most {limit} tags at a time."))
         return []
     clean: list[str] = []
     for i, tag in enumerate(tags):
@@ -508,7 +509,7 @@ async def tag_contact(ctx: Context, gid: str, tags: list[str], *, remove: bool =
     ctx.require(Permission.CONTACTS_WRITE)
     contact = await _resolve_contact_for_write(ctx, gid, "contactId")
     errors: list[UserError] = []
-    names = _clean_tags(tags, errors)
+    names = clean_tags(tags, errors)
     if errors:
         raise UserFailure(*errors)
     async with atomic(ctx.outbox):

@@ -46,7 +46,7 @@ from models.proactive import (
 from models.segments import Segment, SegmentMembership
 from models.workspaces import Team
 from resolvers import attribution
-from resolvers.contacts import EVENT_NAME, mark_for_segments
+from resolvers.contacts import EVENT_NAME, clean_tags, mark_for_segments
 from resolvers.conversations import add_message, clean_body, open_conversation, receive_inbound, record_activity
 from resolvers.pagination import Order, Page, paginate
 
@@ -133,20 +133,6 @@ def _short_text(value: str | None, field: str, limit: int, errors: list[UserErro
     return text
 
 
-def _clean_tags(tags: list[str], errors: list[UserError]) -> list[str]:
-    if len(tags) > MAX_TAGS:
-        errors.append(UserError(["tags"], Code.TOO_LONG, f"At most {MAX_TAGS} tags."))
-        return []
-    clean: list[str] = []
-    for i, tag in enumerate(tags):
-        name = " ".join(tag.split()).lower()
-        if not name or len(name) > 64:
-            errors.append(UserError(["tags", str(i)], Code.INVALID, "A tag has 1 to 64 characters."))
-        elif name not in clean:
-            clean.append(name)
-    return clean
-
-
 async def _clean_rules(ctx: Context, rules: Any, errors: list[UserError]) -> dict[str, Any] | None:
     try:
         clean = rules_domain.validate_rules(rules)
@@ -198,7 +184,7 @@ async def _clean_values(ctx: Context, values: dict[str, Any], response_type: Res
         elif key == "follow_up_text":
             clean[key] = _short_text(value, "followUpText", MAX_FOLLOW_UP, errors, emoji=response_type is ResponseType.BOT) or None
         elif key == "tags":
-            clean[key] = _clean_tags(value or [], errors)
+            clean[key] = clean_tags(value or [], errors, limit=MAX_TAGS)
         elif key == "rules":
             clean[key] = await _clean_rules(ctx, value if value is not None else {"match": "all"}, errors)
         elif value is None and key in ("response_type", "send_window", "frequency", "ask_name", "ask_email"):

@@ -41,7 +41,7 @@ from models.sync import ContactChangeHorizon, ContactSyncRequest
 from models.webhooks import WebhookEventType
 from models.workspaces import MatchingAttribute, Workspace
 from resolvers import webhooks
-from resolvers.contacts import _apply_attributes, _apply_consent_times, _clean_tags, _validate_attributes, _validate_fields, camel
+from resolvers.contacts import _apply_attributes, _apply_consent_times, _validate_attributes, _validate_fields, camel, clean_tags
 
 MAX_ROWS = 1000
 MAX_IDEMPOTENCY_KEY = 200
@@ -146,7 +146,7 @@ async def sync_contacts(ctx: Context, rows: Sequence[SyncRow], idempotency_key: 
         errors: list[UserError] = []
         clean = _validate_fields(row.values, principal, errors)
         attrs = await _validate_attributes(ws, row.attributes, principal, errors, definitions)
-        tags = _clean_tags(row.tags, errors)
+        tags = clean_tags(row.tags, errors)
         if errors:
             results[index] = SyncResult(index, RowStatus.ERROR, errors=[_at(index, e) for e in errors])
             continue
