@@ -324,8 +324,11 @@ async def _after_commit(sender: Sender, batch: Batch, now: datetime, hub: Any, j
         except Exception:
             log.exception("campaign %s: could not publish %d messages", sender.campaign.id, len(batch.messages))
     if not sender.in_app:
-        for message_id, _, _ in batch.messages:
-            await enqueue(jobs, "deliver_message", message_id, job_id=keys.deliver_job(message_id))
+        try:
+            for message_id, _, _ in batch.messages:
+                await enqueue(jobs, "deliver_message", message_id, job_id=keys.deliver_job(message_id))
+        except Exception:
+            log.exception("campaign %s: could not queue deliveries; the next run queues them", sender.campaign.id)
     try:
         await schedule_dirty_refresh(hub, jobs, sender.campaign.workspace_id, batch.contact_ids)
     except Exception:

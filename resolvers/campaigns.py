@@ -205,7 +205,7 @@ async def cancel_campaign(ctx: Context, gid: str) -> Campaign:
     """Stop a scheduled or running campaign: nothing more is sent after the batch in
     flight; what was sent stays sent."""
     ctx.require(Permission.CAMPAIGNS_SEND)
-    campaign = await find_campaign(ctx, gid)
+    campaign = await ctx.scope.by_global_id(gid, "Campaign", Campaign)
     if campaign is None:
         raise UserFailure.of("id", Code.NOT_FOUND, "No campaign with this id.")
     stamp = now()

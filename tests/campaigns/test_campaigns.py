@@ -227,3 +227,19 @@ async def test_only_owners_admins_and_keys_with_campaigns_send_create_and_cancel
     shown = await tenant.api("query($id: ID!) { campaign(id: $id) { id status } }", {"id": made["id"]}, token=agent_token)
     assert shown["campaign"] == {"id": made["id"], "status": "SCHEDULED"}
     assert json.dumps(made)
+
+
+async def test_an_api_key_with_campaigns_send_creates_and_cancels_without_reading(tenant: Tenant) -> None:
+    person = await contact(tenant, name="Keyed")
+    made_key = (await tenant.api(
+        "mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) { secret userErrors { code } } }",
+        {"i": {"name": "sender", "scopes": ["campaigns:send"]}}, token=tenant.owner_token,
+    ))["createApiKey"]  # fmt: skip
+    key = made_key["secret"]
+    made = await create(tenant, token=key, name="By key", channelId=gid("Channel", tenant.channel.id), body="Hi",
+                        contactIds=[gid("Contact", person.id)])  # fmt: skip
+    assert made["status"] == "SCHEDULED"
+    # Reading needs conversations:read, which this key lacks; cancelling does not.
+    assert (await tenant.api("query($id: ID!) { campaign(id: $id) { id } }", {"id": made["id"]}, token=key))["campaign"] is None
+    payload = (await tenant.api(CANCEL, {"i": {"id": made["id"]}}, token=key))["cancelCampaign"]
+    assert payload["userErrors"] == [] and payload["campaign"]["status"] == "CANCELLED"
