@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core import keys
+from jobs.delivery import deliver_message
 from jobs.segments import refresh_segment
 from models.attribution import Receipt
 from models.campaigns import Campaign, CampaignRecipient
@@ -84,6 +85,9 @@ async def test_a_list_campaign_by_email_skips_and_counts_each_reason(app: Any, t
     assert message.delivery_state.value == "pending"  # handed to deliver_message
     assert (await Conversation.get(id=message.conversation_id)).subject == "December news"
     assert not await Message.filter(conversation__contact_id__in=[no_address.id, blocked.id]).exists()
+    # Delivery fails (no mail server is configured here): the campaign counts it.
+    assert await deliver_message({}, message.id) == "failed"
+    assert (await read(tenant, campaign["id"]))["stats"]["failed"] == 1
 
 
 async def test_sms_waits_out_quiet_hours_in_the_contacts_time_zone(app: Any, tenant: Tenant) -> None:
