@@ -62,6 +62,8 @@ log = logging.getLogger("parley.jobs.campaigns")
 Clock = Callable[[], datetime]
 # Seconds one run may take (100,000 in-app recipients take seconds).
 CAMPAIGN_TIMEOUT = 3600
+# Runs of one campaign that may fail unexpectedly before it is FAILED.
+MAX_ATTEMPTS = 5
 OPEN = (RecipientStatus.PENDING.value, RecipientStatus.WAITING.value)
 
 
@@ -481,9 +483,16 @@ async def run_campaign(
         log.info("campaign %s cancelled", campaign_id)
         return None
     except Exception:
-        log.exception("campaign %s failed", campaign_id)
-        await _set_status(campaign_id, CampaignStatus.FAILED, clock())
+        log.exception("campaign %s: a run failed", campaign_id)
+        await Campaign.filter(id=campaign_id).update(failed_runs=F("failed_runs") + 1)
+        failures = await Campaign.filter(id=campaign_id).first().values_list("failed_runs", flat=True)
         try:
+            if failures is not None and failures < MAX_ATTEMPTS:
+                # Perhaps passing (a lost connection, a lock): the campaign stays RUNNING
+                # and the sweep queues it again once its heartbeat is stale.
+                await tracker.retry_later("A run failed unexpectedly (the error is logged); it will be retried.")
+                return None
+            await _set_status(campaign_id, CampaignStatus.FAILED, clock())
             await tracker.fail("The campaign failed unexpectedly (the error is logged).")
         except JobCancelled:
             pass

@@ -87,6 +87,8 @@ class Campaign(Model):
     # Written by every batch: a running campaign silent for CAMPAIGN_STALE_SECONDS lost
     # its worker, and the sweep queues it again.
     heartbeat_at = fields.DatetimeField(null=True)
+    # Runs that ended in an unexpected error; at MAX_ATTEMPTS the campaign is FAILED.
+    failed_runs = fields.IntField(default=0)
     finished_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)

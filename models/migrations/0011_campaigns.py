@@ -35,6 +35,7 @@ class Migration(migrations.Migration):
                 ("replied", fields.IntField(default=0)),
                 ("started_at", fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
                 ("heartbeat_at", fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ("failed_runs", fields.IntField(default=0)),
                 ("finished_at", fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
                 ("created_at", fields.DatetimeField(auto_now=False, auto_now_add=True)),
                 ("updated_at", fields.DatetimeField(auto_now=True, auto_now_add=False)),

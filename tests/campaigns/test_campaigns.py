@@ -245,3 +245,25 @@ async def test_an_api_key_with_campaigns_send_creates_and_cancels_without_readin
     assert (await tenant.api("query($id: ID!) { campaign(id: $id) { id } }", {"id": made["id"]}, token=key))["campaign"] is None
     payload = (await tenant.api(CANCEL, {"i": {"id": made["id"]}}, token=key))["cancelCampaign"]
     assert payload["userErrors"] == [] and payload["campaign"]["status"] == "CANCELLED"
+
+
+async def test_a_run_that_fails_is_retried_and_the_campaign_fails_after_five(app: Any, tenant: Tenant) -> None:
+    from tortoise import connections
+
+    from jobs.campaigns import MAX_ATTEMPTS
+
+    broken = await channel(tenant, "web_widget")
+    person = await contact(tenant, name="Unlucky")
+    campaign = await create(tenant, name="Broken", channelId=gid("Channel", broken.id), body="Hi", contactIds=[gid("Contact", person.id)])
+    # A channel row no code can read (an unknown kind): every run fails unexpectedly.
+    await connections.get("default").execute_query(f"UPDATE channels SET kind = 'fax' WHERE id = {broken.id}")
+    status = "query($id: ID!) { campaign(id: $id) { status job { status error } } }"
+    for attempt in range(1, MAX_ATTEMPTS):
+        assert await run(app, campaign["id"]) is None
+        shown = (await tenant.api(status, {"id": campaign["id"]}, token=tenant.owner_token))["campaign"]
+        assert (shown["status"], shown["job"]["status"]) == ("RUNNING", "QUEUED"), attempt
+        assert "will be retried" in shown["job"]["error"]
+    assert await run(app, campaign["id"]) is None
+    shown = (await tenant.api(status, {"id": campaign["id"]}, token=tenant.owner_token))["campaign"]
+    assert (shown["status"], shown["job"]["status"]) == ("FAILED", "FAILED")
+    assert not await Message.filter(conversation__contact_id=person.id).exists()
