@@ -9,7 +9,7 @@ from models.campaigns import CampaignStatus, RecipientStatus, SkipReason
 
 
 class Migration(migrations.Migration):
-    dependencies = [("models", "0009_attribution")]
+    dependencies = [("models", "0010_proactive")]
 
     initial = False
 
