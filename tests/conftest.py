@@ -3,6 +3,7 @@ tests never share rows), and a real uvicorn server for WebSocket tests."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -169,6 +170,26 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
     server = start_server(tmp_path)
     yield server
     server.stop()
+
+
+async def gql(server: LiveServer, query: str, variables: dict[str, Any], token: str) -> dict[str, Any]:
+    """The `data` of a request to a live server; fails on any GraphQL error."""
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        body = (await http.post("/graphql", json={"query": query, "variables": variables}, headers=headers)).json()
+    assert not body.get("errors"), body
+    return body["data"]  # type: ignore[no-any-return]
+
+
+async def hub_subscriptions(server: LiveServer, count: int) -> None:
+    """Wait until the live server's hub holds exactly `count` local subscriptions: no event
+    published from then on can be missed. (Redis's own count is per channel.)"""
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        for _ in range(400):
+            if f"parley_hub_subscribers {count}\n" in (await http.get("/metrics")).text:
+                return
+            await asyncio.sleep(0.025)
+    raise AssertionError(f"{server.url} never held {count} subscriptions")
 
 
 def start_worker(tmp_path: Path, env: dict[str, str] | None = None, name: str = "worker") -> subprocess.Popen[bytes]:

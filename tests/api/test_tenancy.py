@@ -832,14 +832,14 @@ SET_STATUS = "mutation($i: SetConversationStatusInput!) { setConversationStatus(
 async def test_conversation_events_never_carry_another_workspaces_events(api: Api, worlds: list[World], live_server: Any) -> None:
     """A's inbox hears A's events only, whatever filter (B's ids included) it asks for.
     B's event is published first: had it leaked, it would arrive before A's."""
-    from tests.conversations.test_realtime import subscribers
+    from tests.conftest import hub_subscriptions
     from tests.realtime.wsclient import GraphQLWs
 
     a, b = await intact(api, worlds)
     async with GraphQLWs.open(live_server.ws_url, a.owner) as ws:
         everything = await ws.subscribe(CONVERSATION_EVENTS, {})
         with_b_ids = await ws.subscribe(CONVERSATION_EVENTS, {"f": {"assigneeId": b.owner_agent, "channelId": b.ids["Channel"]}})
-        await subscribers(live_server, 2)
+        await hub_subscriptions(live_server, 2)
         for world in (b, a):
             for status in ("SNOOZED", "OPEN"):
                 extra = {"snoozePreset": "TOMORROW"} if status == "SNOOZED" else {}

@@ -10,10 +10,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 
 from models.conversations import Message
-from tests.conftest import LiveServer, Tenant, start_server, start_worker, stop_process
+from tests.conftest import Tenant, gql, hub_subscriptions, start_server, start_worker, stop_process
 from tests.realtime.wsclient import GraphQLWs
 
 CARD = "4111 1111 1111 1111"
@@ -22,25 +21,6 @@ MY_MESSAGES = "subscription { myMessages { cursor message { body senderKind send
 MESSAGE_ADDED = "subscription($id: ID!) { messageAdded(conversationId: $id) { cursor message { id body senderKind } } }"
 EVENTS = "subscription { conversationEvents { cursor kind conversationId conversation { status snoozedUntil } } }"
 UNREAD = "subscription { unreadCount }"
-
-
-async def gql(server: LiveServer, query: str, variables: dict[str, Any], token: str) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
-        headers = {"authorization": f"Bearer {token}"} if token else {}
-        body = (await http.post("/graphql", json={"query": query, "variables": variables}, headers=headers)).json()
-    assert not body.get("errors"), body
-    return body["data"]  # type: ignore[no-any-return]
-
-
-async def subscribers(server: LiveServer, count: int) -> None:
-    """The server's hub holds `count` local subscriptions: no event published from now on
-    can be missed. (Redis's own count is per channel, not per subscription.)"""
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
-        for _ in range(400):
-            if f"parley_hub_subscribers {count}" in (await http.get("/metrics")).text:
-                return
-            await asyncio.sleep(0.025)
-    raise AssertionError(f"{server.url} never held {count} subscriptions")
 
 
 def no_card(payload: Any) -> None:
@@ -63,8 +43,8 @@ async def test_a_contact_and_an_agent_talk_in_real_time_across_processes(tenant:
             assert (await unread.next_data())["unreadCount"] == 0
             events = await agent_ws.subscribe(EVENTS)
             mine = await contact_ws.subscribe(MY_MESSAGES)
-            await subscribers(agent_server, 2)
-            await subscribers(contact_server, 1)
+            await hub_subscriptions(agent_server, 2)
+            await hub_subscriptions(contact_server, 1)
 
             started = await gql(contact_server, "mutation($i: StartConversationInput!) { startConversation(input: $i) { conversation { id } userErrors { code } } }",
                                 {"i": {"body": "Hi, is anyone there?"}}, contact_token)  # fmt: skip
@@ -76,7 +56,7 @@ async def test_a_contact_and_an_agent_talk_in_real_time_across_processes(tenant:
             assert (own["body"], own["senderKind"]) == ("Hi, is anyone there?", "CONTACT")
 
             added = await agent_ws.subscribe(MESSAGE_ADDED, {"id": conversation_id})
-            await subscribers(agent_server, 3)
+            await hub_subscriptions(agent_server, 3)
 
             # The contact writes on its server; the agent hears it on the other.
             await gql(contact_server, "mutation($i: SendMessageInput!) { sendMessage(input: $i) { message { id } } }",

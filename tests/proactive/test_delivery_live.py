@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from models.proactive import Visit
-from tests.conftest import LiveServer, Tenant, start_server
+from tests.conftest import LiveServer, Tenant, gql, hub_subscriptions, start_server
 from tests.proactive.helpers import (
     ACTION,
     ANSWER,
@@ -47,32 +47,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     s.stop()
 
 
-async def gql(server: LiveServer, query: str, variables: dict[str, Any], token: str) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
-        headers = {"authorization": f"Bearer {token}"} if token else {}
-        body = (await http.post("/graphql", json={"query": query, "variables": variables}, headers=headers)).json()
-    assert not body.get("errors"), body
-    return body["data"]  # type: ignore[no-any-return]
-
-
 async def payload(server: LiveServer, query: str, variables: dict[str, Any], token: str, root: str, *, expect_errors: bool = False) -> dict[str, Any]:
     found = (await gql(server, query, variables, token))[root]
     if not expect_errors:
         assert found["userErrors"] == [], found["userErrors"]
     return found  # type: ignore[no-any-return]
-
-
-async def hub_subscriptions(server: LiveServer, count: int) -> None:
-    """Wait until the server's hub holds exactly `count` local subscriptions: its compiled
-    messages' listener and the sockets of this test (nothing published from then on can be
-    missed, and nothing left from an earlier test is counted)."""
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
-        for _ in range(400):
-            text = (await http.get("/metrics")).text
-            if f"parley_hub_subscribers {count}\n" in text:
-                return
-            await asyncio.sleep(0.025)
-    raise AssertionError(f"{server.url} never held {count} subscriptions")
 
 
 class Contact:

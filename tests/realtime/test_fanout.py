@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import Tenant, start_server
-from tests.conversations.test_realtime import gql, subscribers
+from tests.conftest import Tenant, gql, hub_subscriptions, start_server
 from tests.realtime.wsclient import GraphQLWs
 
 WITH_SECRET = "subscription { conversationEvents { kind conversation { id channel { id secret } } } }"
@@ -33,7 +32,7 @@ async def test_each_audience_sees_its_own_view_of_one_shared_event(tenant: Tenan
             first_status = await first_ws.subscribe(STATUS_ONLY)
             second = await second_ws.subscribe(WITH_SECRET)
             key = await key_ws.subscribe(WITH_SECRET)
-            await subscribers(server, 5)
+            await hub_subscriptions(server, 5)
 
             token = (await gql(server, SESSION, {"i": {"channelKey": tenant.channel.public_key, "externalId": "fan-1"}}, ""))["startContactSession"]["token"]
             conversation_id = (await gql(server, START, {"i": {"body": "Hello"}}, token))["startConversation"]["conversation"]["id"]
