@@ -85,6 +85,17 @@ def bind_datetime(value: datetime) -> Any:
     return str(value)
 
 
+async def allow_generic_plans(conn: Any) -> None:
+    """Inside a transaction of bulk writes on PostgreSQL: back to PostgreSQL's own plan
+    cache (`plan_cache_mode = auto`) until the commit. Every foreign-key check is a cached
+    query that the server runs once per written row; forced custom plans re-plan it each
+    time (20-30 us a check here, 6-9 us with its cached plan), which made a 100,000-row
+    INSERT with three foreign keys take 9 s instead of 3. For statements whose best plan
+    does not depend on their values (the campaign job's keyset reads, INSERTs from arrays)."""
+    if dialect() == "postgres":
+        await conn.execute_script("SET LOCAL plan_cache_mode = auto")
+
+
 class SqlBuilder:
     """Raw SQL with parameters in the dialect's placeholder style, built left to right.
 
