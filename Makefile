@@ -42,6 +42,7 @@ bench: install
 	$(PY) -m bench.readpath --postgres
 	$(PY) -m bench.conversations
 	$(PY) -m bench.conversations --subscribers 10000 --scenarios fanout --fanout-rates 1,max --messages 5
+	$(PY) -m bench.jobs
 
 clean:
 	rm -rf $(VENV) data .pytest_cache
