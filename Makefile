@@ -34,14 +34,15 @@ seed: install
 	$(PY) -m cli seed
 
 # The read path (GraphQL beside bare Starlette endpoints, wrk) on SQLite and PostgreSQL,
-# message delivery latency to 1,000 subscribers, and fan-out to 10,000 open sockets. Needs
-# wrk (apt-get install wrk) and, for PostgreSQL, BENCH_DATABASE_URL or a server at
-# 127.0.0.1:5432.
+# message delivery latency to 1,000 subscribers, fan-out to 10,000 open sockets, and short
+# arq jobs through the worker beside arq's default settings. Needs wrk (apt-get install
+# wrk) and, for PostgreSQL, BENCH_DATABASE_URL or a server at 127.0.0.1:5432.
 bench: install
 	$(PY) -m bench.readpath
 	$(PY) -m bench.readpath --postgres
 	$(PY) -m bench.conversations
 	$(PY) -m bench.conversations --subscribers 10000 --scenarios fanout --fanout-rates 1,max --messages 5
+	$(PY) -m bench.jobs
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

@@ -76,10 +76,13 @@ class WorkerSettings:
     redis_settings = RedisSettings.from_dsn(settings.redis_url or "redis://127.0.0.1:6379/0")
     queue_name = keys.arq_queue()
     # arq's defaults (0.5 s poll, hourly health check) are slow for short jobs and
-    # liveness probes. A 0.01 s poll gave ~2.5k short jobs/s per worker on this kind of
-    # machine against ~200/s at 0.5 s (shared/STACK_NOTES.md), for ~100 cheap Redis polls a
-    # second when idle. The health-check key (arq's `health-check`
-    # command reads it) is rewritten every 10 s: fresh enough for a liveness probe.
+    # liveness probes. arq takes at most queue_read_limit (100) jobs a poll, so a 0.5 s poll
+    # caps a worker near 200 jobs/s. With a 0.01 s poll one worker ran 610–820 no-op jobs/s
+    # on this kind of machine (`python -m bench.jobs`; then the worker's own CPU, ~1.2 ms a
+    # job in arq and redis-py, is the limit) and started a job ~10 ms after its enqueue
+    # (p50; ~300 ms at 0.5 s), for ~100 Redis commands/s and ~7% of a core when idle. The
+    # health-check key (`arq --check` reads it) is rewritten every 10 s with an 11 s TTL: a
+    # liveness probe fails within 11 s of the worker hanging (an hour with arq's default).
     poll_delay = 0.01
     health_check_interval = 10
     max_jobs = 20
