@@ -74,9 +74,9 @@ class Settings(BaseSettings):
     # Campaigns (jobs/campaigns.py): recipients per batch (one transaction each); a pause
     # between batches (seconds, a send-rate throttle; 0: none); how long a running
     # campaign may go without finishing a batch before the sweep hands it to another worker;
-    # batches written at once on PostgreSQL (each on its own connection: the foreign-key
-    # checks of a batch's INSERTs run in its server process, so two use two cores; SQLite
-    # has one writer and writes one at a time).
+    # batches in flight at once (on PostgreSQL each on its own connection: a batch's
+    # foreign-key checks run in its server process, so two use two cores; SQLite has one
+    # writer, and there one batch publishes while the next is written).
     campaign_batch_size: int = 2000
     campaign_concurrency: int = 2
     campaign_batch_pause: float = 0

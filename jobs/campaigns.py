@@ -12,11 +12,11 @@
   (resolvers/attribution.py) and the campaign's counters. A recipient is `sent` exactly
   when its message exists: a run killed mid-batch rolls the whole batch back, and a
   second run (arq's retry, the sweep, or a concurrent duplicate) finds it sent and
-  claims nothing — one message per contact and campaign. On PostgreSQL the batch's writes
-  are one statement, and CAMPAIGN_CONCURRENCY batches (2) are written at once, each on its
-  own connection, while the next is read; their transactions run with PostgreSQL's own
-  plan cache (core.db.allow_generic_plans), which makes each row's foreign-key checks
-  three times cheaper.
+  claims nothing — one message per contact and campaign. CAMPAIGN_CONCURRENCY batches (2)
+  are in flight at once while the next is read: on PostgreSQL each writes on its own
+  connection, in one statement, with PostgreSQL's own plan cache (core.db.
+  allow_generic_plans: each row's foreign-key checks three times cheaper); SQLite has one
+  writer, so there one batch's publishing overlaps the next one's transaction.
 - Each conversation is created RESOLVED with the campaign's message in it (from the agent
   who created the campaign, else the bot): the inbox is not flooded, and the contact's
   reply reopens it like any inbound message. Widget and SDK contacts hear it at once over
@@ -463,8 +463,7 @@ async def run_campaign(
         # Pending recipients first, then waiting ones that are due. Batches are read in
         # order and written by up to `width` tasks at once, each in its own transaction;
         # each publishes its messages once committed.
-        width = settings.campaign_concurrency if SqlBuilder().postgres else 1
-        writing = Writers(sender, hub, jobs, max(1, width))
+        writing = Writers(sender, hub, jobs, max(1, settings.campaign_concurrency))
         passes = [RecipientStatus.PENDING, RecipientStatus.WAITING]
         after = 0
         try:
