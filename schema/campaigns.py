@@ -103,7 +103,8 @@ class CreateCampaignInput:
     body: str
     subject: str | None = strawberry.field(default=None, description="E-mail campaigns: the subject line.")
     segment_id: relay.GlobalID | None = None
-    contact_ids: list[relay.GlobalID] | None = None
+    # Plain ids, decoded by the resolver: a malformed one is a userError naming its index.
+    contact_ids: list[strawberry.ID] | None = None
     scheduled_at: datetime | None = strawberry.field(default=None, description="With its offset; at most a year ahead.")
 
 

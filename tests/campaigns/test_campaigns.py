@@ -195,6 +195,8 @@ async def test_hostile_input_gets_user_errors_naming_the_field(tenant: Tenant, m
     assert await errors_of(tenant, **base, segmentId=their_segment) == [(["segmentId"], "NOT_FOUND")]
     assert await errors_of(tenant, **base, contactIds=[gid("Contact", mine.id), gid("Contact", theirs.id), gid("Segment", 1)]) == [
         (["contactIds", "1"], "NOT_FOUND"), (["contactIds", "2"], "NOT_FOUND")]  # fmt: skip
+    assert await errors_of(tenant, **base, contactIds=[gid("Contact", mine.id), "not-an-id", "%%%", ""]) == [
+        (["contactIds", "1"], "NOT_FOUND"), (["contactIds", "2"], "NOT_FOUND"), (["contactIds", "3"], "NOT_FOUND")]  # fmt: skip
     assert await errors_of(tenant, **{**base, "channelId": gid("Channel", other.channel.id)}, contactIds=[gid("Contact", mine.id)]) == [
         (["channelId"], "NOT_FOUND")]  # fmt: skip
     assert await errors_of(tenant, **base, contactIds=[gid("Contact", mine.id)] * 10_001) == [(["contactIds"], "INVALID")]
