@@ -91,6 +91,20 @@ class Context:
         self._authenticated_at = found[0]
         return self.principal
 
+    def fresh_principal(self) -> Principal | None:
+        """The principal if it is known as of now without waiting: checked within
+        REAUTHENTICATE_SECONDS, here or by another socket with the same credentials. None
+        when only `refresh_principal()` can tell (or when there is no principal)."""
+        now = time.monotonic()
+        if now - self._authenticated_at < self.REAUTHENTICATE_SECONDS or self._authenticate is None:
+            return self.principal
+        found = _recent_checks.get(self.authorization)
+        if found is None or now - found[0] >= self.REAUTHENTICATE_SECONDS or not found[1].done() or _failed(found[1]):
+            return None
+        self.principal = found[1].result()
+        self._authenticated_at = found[0]
+        return self.principal
+
     def reset_loaders(self) -> None:
         """Drop cached loads; a WebSocket context lives longer than its data stays fresh."""
         self._loaders.clear()
