@@ -389,7 +389,7 @@ def direct(
     document = executor.operation
     operation_key = _operation_key(executor)
     prefix = f'{{"id":{json.dumps(op_id)},"type":"next","payload":{{"data":'
-    seen: list[Any] = [None, None]  # the principal last seen, and its audience
+    seen: list[Any] = [None, None]  # the principal last seen, and its results' key
 
     def deliver(event: dict[str, Any]) -> bool:
         if operations.get(op_id) is not operation:
@@ -402,8 +402,8 @@ def direct(
         if results is None:
             return False
         if principal is not seen[0]:
-            seen[0], seen[1] = principal, audience(ctx)
-        key = (*operation_key, seen[1])
+            seen[0], seen[1] = principal, (*operation_key, audience(ctx))
+        key = seen[1]
         found = results.get(key)
         if found is None or found[0] is not document:
             ctx.reset_loaders()
