@@ -62,6 +62,8 @@ T = TypeVar("T")
 # Where an event keeps the payloads built from it, and a payload the results executed on it.
 _PAYLOADS = "\x00payloads"
 _RESULTS = "_fanout_results"
+# Among a payload's results: the frame text after `"data":` of each, once serialized.
+_TEXTS = "\x00texts"
 
 
 class Payload:
@@ -307,6 +309,21 @@ def _resumed(coro: Coroutine[Any, Any, None], waiting_on: Any) -> Generator[Any,
                 return
 
 
+# Where asgi.py leaves the server's ASGI `send` in a WebSocket's scope.
+SERVER_SEND = "parley.server_send"
+
+
+def _sender(send: Callable[[Mapping[str, Any]], Awaitable[None]]) -> Callable[[str], Coroutine[Any, Any, None]]:
+    """A text frame straight to the server's `send` (an accepted socket: Starlette's
+    WebSocket wrapper and the HTTP middlewares add nothing to it; the server itself refuses
+    a frame after the close, which the Outlet takes as the socket gone)."""
+
+    async def send_text(text: str) -> None:
+        await send({"type": "websocket.send", "text": text})
+
+    return send_text
+
+
 class SharedFrames(BaseGraphQLTransportWSHandler[Any, Any]):
     """graphql-transport-ws, sending a shared result's frame text to every subscriber, and
     every frame of the socket through one `Outlet`."""
@@ -318,7 +335,9 @@ class SharedFrames(BaseGraphQLTransportWSHandler[Any, Any]):
         outlet: Outlet | None = self.__dict__.get("_outlet")
         if outlet is None:
             ws = self.websocket.ws  # type: ignore[attr-defined]
-            outlet = self.__dict__["_outlet"] = Outlet(ws.send_text, self.outlet_limit)
+            server_send = ws.scope.get(SERVER_SEND)
+            send_text = ws.send_text if server_send is None else _sender(server_send)
+            outlet = self.__dict__["_outlet"] = Outlet(send_text, self.outlet_limit)
         return outlet
 
     async def run_operation(self, operation: Operation[Any, Any]) -> None:
@@ -404,19 +423,23 @@ def direct(
         if principal is not seen[0]:
             seen[0], seen[1] = principal, (*operation_key, audience(ctx))
         key = seen[1]
-        found = results.get(key)
-        if found is None or found[0] is not document:
-            ctx.reset_loaders()
-            result = executor.build_per_event_executor(root).execute_operation(False)
-            if executor.is_awaitable(result):
-                return False  # shared as a task now: the stream awaits it
+        texts = results.setdefault(_TEXTS, {})
+        text = texts.get(key)
+        if text is None or text[0] is not document:
             found = results.get(key)
             if found is None or found[0] is not document:
-                return False  # errors: the stream executes for itself and masks them
-        outcome = found[1]
-        if not isinstance(outcome, ExecutionResult) or outcome.errors:
-            return False
-        if not outlet.push(prefix + frames.text(outcome.data, encode) + "}}"):
+                ctx.reset_loaders()
+                result = executor.build_per_event_executor(root).execute_operation(False)
+                if executor.is_awaitable(result):
+                    return False  # shared as a task now: the stream awaits it
+                found = results.get(key)
+                if found is None or found[0] is not document:
+                    return False  # errors: the stream executes for itself and masks them
+            outcome = found[1]
+            if not isinstance(outcome, ExecutionResult) or outcome.errors:
+                return False
+            text = texts[key] = (document, frames.text(outcome.data, encode) + "}}")
+        if not outlet.push(prefix + text[1]):
             raise SubscriberTooSlow(events.channel)
         return True
 
