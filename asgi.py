@@ -192,6 +192,8 @@ async def metrics(request: Request) -> Response:
         f"parley_hub_reconnects_total {hub.reconnects}",
         "# TYPE parley_hub_dropped_subscribers_total counter",
         f"parley_hub_dropped_subscribers_total {hub.dropped_subscribers}",
+        "# TYPE parley_hub_direct_deliveries_total counter",
+        f"parley_hub_direct_deliveries_total {hub.direct_deliveries}",
     ]
     return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 

@@ -53,6 +53,7 @@ from strawberry.extensions import MaskErrors, SchemaExtension
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler, Operation
 
+from core.config import settings
 from core.hub import SubscriberTooSlow, Subscription
 
 log = logging.getLogger("parley.fanout")
@@ -328,7 +329,10 @@ class SharedFrames(BaseGraphQLTransportWSHandler[Any, Any]):
     """graphql-transport-ws, sending a shared result's frame text to every subscriber, and
     every frame of the socket through one `Outlet`."""
 
-    outlet_limit = 256
+    @property
+    def outlet_limit(self) -> int:
+        # As many frames waiting for a socket as events waiting for a subscriber (core/hub.py).
+        return settings.subscriber_queue_size
 
     @property
     def outlet(self) -> Outlet:

@@ -63,6 +63,7 @@ class Subscription:
         if direct is not None and not self._taken and self.queue.empty():
             try:
                 if direct(event):
+                    self.hub.direct_deliveries += 1
                     return True
             except SubscriberTooSlow:
                 self.drop()
@@ -109,6 +110,7 @@ class Hub:
         self.connected = asyncio.Event()
         self.reconnects = 0
         self.dropped_subscribers = 0
+        self.direct_deliveries = 0  # events subscribers took directly (Subscription.direct)
 
     # -- lifecycle -------------------------------------------------------------------
 
