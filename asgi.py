@@ -32,7 +32,7 @@ from core.config import settings
 from core.context import Context
 from core.db import tortoise_config
 from core.errors import new_request_id, request_id_var
-from core.fanout import SharedFrames
+from core.fanout import SERVER_SEND, SharedFrames
 from core.hub import Hub
 from core.queue import create_queue
 from resolvers.auth import authenticate
@@ -57,6 +57,10 @@ class RequestIdMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
+        if scope["type"] == "websocket":
+            # The server's own send, for frames core/fanout.py writes to an accepted socket:
+            # the wrappers between here and the endpoint only act on HTTP responses.
+            scope[SERVER_SEND] = send
         inbound = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
         request_id = inbound if _REQUEST_ID.match(inbound) else new_request_id()
         token = request_id_var.set(request_id)
@@ -188,6 +192,8 @@ async def metrics(request: Request) -> Response:
         f"parley_hub_reconnects_total {hub.reconnects}",
         "# TYPE parley_hub_dropped_subscribers_total counter",
         f"parley_hub_dropped_subscribers_total {hub.dropped_subscribers}",
+        "# TYPE parley_hub_direct_deliveries_total counter",
+        f"parley_hub_direct_deliveries_total {hub.direct_deliveries}",
     ]
     return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 

@@ -91,6 +91,39 @@ class Context:
         self._authenticated_at = found[0]
         return self.principal
 
+    def fresh_principal(self) -> Principal | None:
+        """The principal if it is known as of now without waiting: checked within
+        REAUTHENTICATE_SECONDS, here or by another socket with the same credentials. None
+        when only `refresh_principal()` can tell (or when there is no principal)."""
+        now = time.monotonic()
+        age = now - self._authenticated_at
+        if self._authenticate is None:
+            return self.principal
+        found = _recent_checks.get(self.authorization)
+        if found is not None and found[0] > self._authenticated_at and found[1].done() and not _failed(found[1]):
+            # Another socket's check, newer than ours.
+            self.principal = found[1].result()
+            self._authenticated_at = found[0]
+            return self.principal
+        if age < self.REAUTHENTICATE_SECONDS:
+            if age >= self.REAUTHENTICATE_SECONDS - self.CHECK_AHEAD_SECONDS and (found is None or found[0] <= self._authenticated_at):
+                # Check again a little ahead, in the background, so that sockets delivering
+                # without waiting find a fresh answer when theirs falls due.
+                self._check_ahead(now)
+            return self.principal
+        return None
+
+    # How long before a check falls due `fresh_principal` starts the next one.
+    CHECK_AHEAD_SECONDS = 1.0
+
+    def _check_ahead(self, now: float) -> None:
+        assert self._authenticate is not None
+        if len(_recent_checks) > 10_000:
+            _recent_checks.clear()
+        check = asyncio.ensure_future(self._authenticate(self.authorization))
+        check.add_done_callback(lambda done: done.cancelled() or done.exception())
+        _recent_checks[self.authorization] = (now, check)
+
     def reset_loaders(self) -> None:
         """Drop cached loads; a WebSocket context lives longer than its data stays fresh."""
         self._loaders.clear()

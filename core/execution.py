@@ -20,14 +20,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from graphql import GraphQLID, GraphQLList, GraphQLNonNull, GraphQLObjectType, GraphQLOutputType, GraphQLString, is_leaf_type
+from graphql import GraphQLID, OperationType, GraphQLList, GraphQLNonNull, GraphQLObjectType, GraphQLOutputType, GraphQLString, is_leaf_type
 from graphql.execution.collect_fields import FieldDetailsList, GroupedFieldSet
 from graphql.execution.executor import CollectedErrors
 from graphql.pyutils import Path, Undefined
 from strawberry import relay
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from core.fanout import execute_shared
+from core.fanout import execute_shared, subscription_executor
 
 
 class _Irregular(Exception):
@@ -164,6 +164,14 @@ def _node_id_reader(type_name: str) -> Callable[[Any], relay.GlobalID]:
 
 
 class Executor(StrawberryGraphQLCoreExecutionContext):
+    @classmethod
+    def build(cls, *args: Any, **kwargs: Any) -> Any:
+        executor = super().build(*args, **kwargs)
+        if isinstance(executor, Executor) and executor.operation.operation is OperationType.SUBSCRIPTION:
+            # For core/fanout.py's direct delivery: the resolver runs in this same task.
+            subscription_executor.set(executor)
+        return executor
+
     def build_per_event_executor(self, payload: Any) -> Any:
         # graphql-core's copy.copy() of the executor, without copy's generic protocol (8 %
         # of a fan-out delivery's CPU); caches of the subscription's executor are not

@@ -11,6 +11,12 @@
 - Each subscriber has a bounded queue. One that falls `queue_size` events behind is
   dropped and its iterator raises `SubscriberTooSlow`: memory never grows with a slow
   client, and the client reconnects and catches up with a query.
+- A subscriber may also take events directly (`sub.direct = deliver`): the hub calls
+  `deliver(event)` as it reads the event, and only what it declines (it returns False) goes
+  to the queue, in order: while anything sits in the queue, or has been taken from it and
+  not yet finished with, later events queue behind it. `deliver` raising
+  `SubscriberTooSlow` drops the subscriber like an overflow. core/fanout.py delivers this
+  way, without a task wake-up per subscriber and event.
 - When Redis goes away the reader reconnects with backoff and subscribes again to every
   channel that still has subscribers. Events published meanwhile are lost to pub/sub;
   their cursors let clients catch up.
@@ -22,7 +28,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 import redis.asyncio as redis
@@ -38,14 +44,32 @@ class SubscriberTooSlow(Exception):
     """The subscriber's queue overflowed; it has been dropped from the hub."""
 
 
+# Wakes a consumer waiting on an empty queue when its subscriber is dropped.
+_DROPPED: dict[str, Any] = {}
+
+
 class Subscription:
     def __init__(self, hub: Hub, channel: str, queue_size: int) -> None:
         self.hub = hub
         self.channel = channel
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=queue_size)
         self.overflowed = False
+        self.direct: Callable[[dict[str, Any]], bool] | None = None
+        # An event taken from the queue whose consumer has not asked for the next one yet.
+        self._taken = False
 
     def offer(self, event: dict[str, Any]) -> bool:
+        direct = self.direct
+        if direct is not None and not self._taken and self.queue.empty():
+            try:
+                if direct(event):
+                    self.hub.direct_deliveries += 1
+                    return True
+            except SubscriberTooSlow:
+                self.drop()
+                return False
+            except Exception:
+                log.exception("hub: direct delivery failed on %s; queueing the event", self.channel)
         try:
             self.queue.put_nowait(event)
             return True
@@ -53,13 +77,23 @@ class Subscription:
             self.overflowed = True
             return False
 
+    def drop(self) -> None:
+        self.overflowed = True
+        if self.queue.empty():
+            self.queue.put_nowait(_DROPPED)
+
     def __aiter__(self) -> Subscription:
         return self
 
     async def __anext__(self) -> dict[str, Any]:
+        self._taken = False
         if self.overflowed:
             raise SubscriberTooSlow(self.channel)
-        return await self.queue.get()
+        event = await self.queue.get()
+        if event is _DROPPED:
+            raise SubscriberTooSlow(self.channel)
+        self._taken = True
+        return event
 
 
 class Hub:
@@ -76,6 +110,7 @@ class Hub:
         self.connected = asyncio.Event()
         self.reconnects = 0
         self.dropped_subscribers = 0
+        self.direct_deliveries = 0  # events subscribers took directly (Subscription.direct)
 
     # -- lifecycle -------------------------------------------------------------------
 

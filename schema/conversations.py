@@ -16,7 +16,7 @@ from strawberry.types import Info
 from core import keys, presence
 from core.context import Context
 from core.errors import Code, PublicError
-from core.fanout import shared, shared_async
+from core.fanout import direct, shared, shared_async
 from core.hub import SubscriberTooSlow
 from core.permissions import Permission, PrincipalKind
 from domain import schedule
@@ -473,6 +473,14 @@ async def _listen(ctx: Context, channel: str, kind: str, member_id: int | None) 
             raise PublicError(TOO_SLOW, Code.CONFLICT) from None
 
 
+def _can_read(principal: Any) -> bool:
+    return principal.can(Permission.CONVERSATIONS_READ)  # type: ignore[no-any-return]
+
+
+def _message_event(event: dict[str, Any]) -> MessageEvent:
+    return shared(event, MessageEvent, lambda: MessageEvent.from_event(event))
+
+
 async def _still_allowed(ctx: Context, check: Any) -> None:
     principal = await ctx.refresh_principal()
     if principal is None or not check(principal):
@@ -490,10 +498,10 @@ class ConversationSubscription:
             raise PublicError("No conversation with this id.", Code.NOT_FOUND)
         channel = keys.conversation_channel(conversation.workspace_id, conversation.id)
         async with _listen(ctx, channel, "agent", ctx.principal.agent_id if ctx.principal else None) as events:
-            async for event in events:
-                await _still_allowed(ctx, lambda p: p.can(Permission.CONVERSATIONS_READ))
+            async for event in direct(info, events, allowed=_can_read, payload=_message_event):
+                await _still_allowed(ctx, _can_read)
                 ctx.reset_loaders()
-                yield shared(event, MessageEvent, lambda: MessageEvent.from_event(event))
+                yield _message_event(event)
 
     @strawberry.subscription(description="Conversations created, changing status, assigned or rated, optionally filtered (agents).")
     async def conversation_events(
@@ -531,9 +539,10 @@ class ConversationSubscription:
         assert principal.contact_id is not None
         channel = keys.contact_messages_channel(principal.workspace_id, principal.contact_id)
         async with _listen(ctx, channel, "contact", principal.contact_id) as events:
-            async for event in events:
-                await _still_allowed(ctx, lambda p: p.contact_id == principal.contact_id)
-                yield shared(event, MessageEvent, lambda: MessageEvent.from_event(event))
+            is_this_contact = lambda p: p.contact_id == principal.contact_id  # noqa: E731
+            async for event in direct(info, events, allowed=is_this_contact, payload=_message_event):
+                await _still_allowed(ctx, is_this_contact)
+                yield _message_event(event)
 
 
 def _event_filter(f: ConversationEventFilter | None) -> Any:
