@@ -34,6 +34,7 @@ from core.db import tortoise_config
 from core.errors import new_request_id, request_id_var
 from core.fanout import SERVER_SEND, SharedFrames
 from core.hub import Hub
+from core.principal_cache import principal_cache
 from core.queue import create_queue
 from resolvers.auth import authenticate
 from resolvers.exports import download_endpoint
@@ -209,6 +210,7 @@ def create_app() -> Starlette:
         async with RegisterTortoise(app, config=tortoise_config()):
             app.state.jobs = await create_queue(settings.redis_url or "")
             await hub.start()
+            await principal_cache.listen(hub)
             # What startup built lives as long as the process: the collector need not walk
             # it again and again; and a young generation of 700 objects (the default) made
             # the collector run every few deliveries: 9-15 % of a fan-out's CPU.
@@ -218,6 +220,7 @@ def create_app() -> Starlette:
             try:
                 yield
             finally:
+                principal_cache.stop()
                 await hub.stop()
                 await app.state.jobs.aclose()
 

@@ -106,6 +106,8 @@ class Hub:
         self.queue_size = queue_size
         self.redis: redis.Redis = redis.Redis.from_url(redis_url)
         self._subscribers: dict[str, set[Subscription]] = {}
+        # Process-wide listeners (caches), called in the reader; not counted as subscribers.
+        self._watchers: dict[str, list[Callable[[dict[str, Any]], None]]] = {}
         self._pubsub: Any = None  # redis.client.PubSub while connected
         self._command_lock = asyncio.Lock()
         self._has_channels = asyncio.Event()
@@ -157,6 +159,14 @@ class Hub:
         finally:
             self._remove(sub)
 
+    async def watch(self, channel: str, callback: Callable[[dict[str, Any]], None]) -> None:
+        """Call `callback(event)` for every event on `channel` for as long as the hub runs,
+        subscribed again after every reconnect (count `reconnects` to notice a gap)."""
+        self._watchers.setdefault(channel, []).append(callback)
+        self._has_channels.set()
+        if channel not in self._subscribers:
+            await self._send("subscribe", channel)
+
     def subscriber_count(self, channel: str | None = None) -> int:
         if channel is not None:
             return len(self._subscribers.get(channel, ()))
@@ -173,7 +183,7 @@ class Hub:
         subscribers.discard(sub)
         if not subscribers:
             del self._subscribers[sub.channel]
-            if not self._subscribers:
+            if not self._subscribers and not self._watchers:
                 self._has_channels.clear()
             # Not awaited by the leaving subscriber: a cancelled task must still unsubscribe.
             # The hub holds the task, so it is not garbage-collected half-way.
@@ -182,7 +192,7 @@ class Hub:
             task.add_done_callback(self._background.discard)
 
     async def _unsubscribe_if_unused(self, channel: str) -> None:
-        if channel not in self._subscribers:
+        if channel not in self._subscribers and channel not in self._watchers:
             await self._send("unsubscribe", channel)
 
     async def _send(self, command: str, channel: str) -> None:
@@ -201,7 +211,7 @@ class Hub:
     async def _connect(self) -> None:
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         async with self._command_lock:
-            wanted = list(self._subscribers)
+            wanted = list({**self._subscribers, **self._watchers})
             if wanted:
                 await pubsub.subscribe(*wanted)
             else:
@@ -256,12 +266,20 @@ class Hub:
     async def _dispatch(self, channel: bytes | str, data: bytes | str) -> None:
         name = channel.decode() if isinstance(channel, bytes) else channel
         subscribers = self._subscribers.get(name)
-        if not subscribers:
+        watchers = self._watchers.get(name)
+        if not subscribers and not watchers:
             return
         try:
             event = json.loads(data)
         except ValueError:
             log.warning("hub: dropped a malformed event on %s", name)
+            return
+        for watcher in watchers or ():
+            try:
+                watcher(event)
+            except Exception:
+                log.exception("hub: a watcher of %s failed", name)
+        if not subscribers:
             return
         # Direct deliveries write to sockets from here: yield to the event loop every
         # DISPATCH_SLICE subscribers, so one event to 10,000 sockets (~0.6 s of writes)

@@ -89,3 +89,9 @@ def proactive_changes() -> str:
     """Live proactive messages of some channels changed: every API process drops its
     compiled copy of them (resolvers/proactive.py)."""
     return _k("proactive", "changed")
+
+
+def auth_changes() -> str:
+    """A role, a grant, an API key or a contact changed: every API process drops the
+    principals it cached (resolvers/auth.py)."""
+    return _k("auth", "changed")

@@ -9,6 +9,7 @@ from typing import Any
 
 from core.auth import (
     DUMMY_PASSWORD_HASH,
+    Claims,
     TokenKind,
     api_key_matches,
     api_key_prefix,
@@ -25,6 +26,7 @@ from core.permissions import (
     agent_permissions,
     api_key_permissions,
 )
+from core.principal_cache import principal_cache
 from domain.identity import MESSENGER_PREFIX, verify_user_hash
 from models.channels import SESSION_KINDS, Channel
 from models.contacts import Contact
@@ -41,10 +43,14 @@ async def authenticate(authorization: str | None) -> Principal | None:
     if scheme.lower() != "bearer" or not credential:
         return None
     if api_key_prefix(credential):
-        return await _api_key_principal(credential)
-    claims = decode_token(credential)
+        return await principal_cache.get(credential, lambda: _api_key_principal(credential))
+    claims = decode_token(credential)  # signature and expiry, on every request
     if claims is None:
         return None
+    return await principal_cache.get(credential, lambda: _token_principal(claims))
+
+
+async def _token_principal(claims: Claims) -> Principal | None:
     if claims.kind is TokenKind.AGENT:
         # One query, no model object: this runs on every request.
         rows = await Agent.filter(id=claims.subject_id, workspace_id=claims.workspace_id).values(

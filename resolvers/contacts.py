@@ -19,6 +19,7 @@ from core.db import dialect
 from core.errors import Code, PublicError, UserError, UserFailure
 from core.events import Outbox, atomic
 from core.permissions import Permission, Principal, PrincipalKind
+from core.principal_cache import auth_changed
 from core.scoping import decode_global_id, encode_global_id
 from domain import contact_fields as cf
 from domain.masking import mask_email, mask_name, mask_phone
@@ -653,6 +654,7 @@ async def delete_contact(ctx: Context, gid: str) -> DeletedContact:
             deleted_by_name=who.name if who else f"API key {principal.api_key_id}",
         )
         await _delete_contact_rows(contact.id)
+        auth_changed(ctx.outbox)  # its session tokens stop working
         await record_change(ctx.outbox, contact, ChangeKind.DELETED)
     return record
 
@@ -696,6 +698,7 @@ async def merge_contacts(ctx: Context, primary_gid: str, secondary_gid: str) -> 
         primary.last_seen_at = max(primary.last_seen_at, secondary.last_seen_at)
         # The secondary goes first: the primary may take over its unique external id.
         await _delete_contact_rows(secondary.id)
+        auth_changed(ctx.outbox)
         await primary.save()
         await record_change(ctx.outbox, secondary, ChangeKind.DELETED, mergedInto=primary.id)
         await record_change(ctx.outbox, primary, ChangeKind.UPDATED)

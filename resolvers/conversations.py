@@ -633,10 +633,11 @@ async def list_messages(
 
 
 def by_id_loader(ctx: Context, model: type[Any]) -> Any:
-    """The request's DataLoader of `model` rows by primary key, within the workspace."""
+    """The request's DataLoader of `model` rows by primary key, within the workspace: plain
+    rows (`Scope.rows_by_id`), which the schema's `from_model` read like models."""
 
     async def batch(ids: list[int]) -> list[Any]:
-        found = await ctx.scope.get_many(model, ids)
+        found = await ctx.scope.rows_by_id(model, ids)
         return [found.get(i) for i in ids]
 
     return ctx.loader(f"by_id.{model.__name__}", batch)
@@ -681,7 +682,7 @@ async def prefetch(ctx: Context, conversations: list[dict[str, Any]], fields: se
         model, column = PREFETCHABLE[name]
         ids = sorted({c[column] for c in conversations} - {None})
         if ids:
-            found = await ctx.scope.get_many(model, ids)
+            found = await ctx.scope.rows_by_id(model, ids)
             by_id_loader(ctx, model).prime_many({i: found.get(i) for i in ids})
 
 

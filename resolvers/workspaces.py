@@ -17,6 +17,7 @@ from core.context import Context
 from core.errors import Code, UserError, UserFailure
 from core.events import atomic
 from core.permissions import API_KEY_SCOPES, Permission
+from core.principal_cache import auth_changed
 from domain import contact_fields as cf
 from domain.attribution import MAX_WINDOW_HOURS
 from domain.schedule import BusinessHours, ScheduleError
@@ -117,7 +118,9 @@ async def update_workspace(ctx: Context, values: dict[str, Any]) -> Workspace:
     for name, value in values.items():
         if value is not None or name == "matching_attribute_key":
             setattr(workspace, name, value)
-    await workspace.save()
+    async with atomic(ctx.outbox):
+        await workspace.save()
+        auth_changed(ctx.outbox)  # agents_can_edit_crm_attributes is in every agent's permissions
     return workspace
 
 
@@ -167,7 +170,9 @@ async def update_agent(ctx: Context, gid: str, values: dict[str, Any]) -> Agent:
     for name, value in values.items():
         if value is not None:
             setattr(agent, name, value)
-    await agent.save()
+    async with atomic(ctx.outbox):
+        await agent.save()
+        auth_changed(ctx.outbox)  # role and grants are in the agent's permissions
     return agent
 
 
@@ -259,7 +264,9 @@ async def revoke_api_key(ctx: Context, gid: str) -> ApiKey:
         raise UserFailure.of("id", Code.NOT_FOUND, "No API key with this id.")
     if key.revoked_at is None:
         key.revoked_at = datetime.now(UTC)
-        await key.save(update_fields=["revoked_at"])
+        async with atomic(ctx.outbox):
+            await key.save(update_fields=["revoked_at"])
+            auth_changed(ctx.outbox)  # a revoked key stops working in every process
     return key
 
 

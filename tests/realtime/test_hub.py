@@ -165,3 +165,28 @@ async def test_outbox_publishes_once_after_commit_and_never_on_rollback(app: Any
             assert received == [{"n": "inside"}, {"n": "committed"}, {"n": "second"}, {"n": "after"}]
     finally:
         await hub.stop()
+
+
+async def test_a_watcher_hears_every_event_and_is_no_subscriber(probe: aioredis.Redis) -> None:
+    hub = await start_hub()
+    channel = new_channel()
+    heard: list[dict[str, Any]] = []
+    try:
+        await hub.watch(channel, heard.append)
+        await until_numsub(probe, channel, 1)
+        assert hub.subscriber_count() == 0
+        # A subscriber of the same channel comes and goes: the watcher keeps it subscribed.
+        async with hub.subscribe(channel) as events:
+            await hub.publish([(channel, {"n": 1})])
+            assert await receive(events) == {"n": 1}
+        await hub.publish([(channel, {"n": 2})])
+
+        async def both() -> None:
+            while len(heard) < 2:
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(both(), TIMEOUT)
+        assert heard == [{"n": 1}, {"n": 2}]
+        assert await numsub(probe, channel) == 1
+    finally:
+        await hub.stop()
