@@ -20,8 +20,9 @@ migrates, seeds one workspace with N contacts in SQL and refreshes its "All user
   seconds and RSS are reported too. Every message is then counted in the database.
 - baseline: the same rows (recipients, resolved conversations, messages, last-message
   links, receipts) written by plain INSERT … SELECT / UPDATE statements in one
-  transaction, for a second campaign on a second widget channel: the floor for these
-  writes, with no batching, no decisions, no publishing and no job machinery.
+  transaction (with PostgreSQL's own plan cache, as the job's batches have), for a second
+  campaign on a second widget channel: the floor for these writes on one connection, with
+  no batching, no decisions, no publishing and no job machinery.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ async def run(sqlite: bool, recipients: int, batch: int) -> dict[str, Any]:
         from tortoise.transactions import in_transaction
 
         from core.auth import TokenKind, issue_token
-        from core.db import migrate, tortoise_config
+        from core.db import allow_generic_plans, migrate, tortoise_config
         from core.scoping import decode_global_id, encode_global_id
         from jobs.segments import refresh_segment
         from models.campaigns import Campaign
@@ -158,6 +159,7 @@ async def run(sqlite: bool, recipients: int, batch: int) -> dict[str, Any]:
                   "body": "Our winter sale starts today: 20% off everything.", "now": now}  # fmt: skip
         t0 = time.perf_counter()
         async with in_transaction() as tx:
+            await allow_generic_plans(tx)  # as the job's batches do: the fair floor
             for statement in BASELINE:
                 sql, params = _bind(statement, values, postgres)
                 await tx.execute_query(sql, params)
