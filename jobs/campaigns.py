@@ -501,13 +501,17 @@ async def run_campaign(
                           defer=max(earliest - utcnow(), timedelta(0)))  # fmt: skip
             log.info("campaign %s: %d recipients wait for quiet hours to end (first at %s)", campaign_id, count, earliest)
             return {"waiting": count, "next_attempt_at": earliest.isoformat()}
-        if not await Campaign.filter(id=campaign_id, status=CampaignStatus.RUNNING).update(
-            status=CampaignStatus.COMPLETED, finished_at=clock()
-        ):
-            raise JobCancelled(campaign.job_id)
-        await campaign.refresh_from_db()
-        result = {"recipients": campaign.recipients, "sent": campaign.sent, "skipped": campaign.skipped}
-        await tracker.succeed(result)
+        # The campaign and its job record finish together: a worker that dies here
+        # leaves both RUNNING (the sweep runs it again), never one of them behind.
+        async with in_transaction() as conn:
+            if not await Campaign.filter(id=campaign_id, status=CampaignStatus.RUNNING).using_db(conn).update(
+                status=CampaignStatus.COMPLETED, finished_at=clock()
+            ):
+                raise JobCancelled(campaign.job_id)
+            await campaign.refresh_from_db(using_db=conn)
+            result = {"recipients": campaign.recipients, "sent": campaign.sent, "skipped": campaign.skipped}
+            await tracker.succeed(result, using=conn)
+        await tracker.announce()
         log.info("campaign %s completed: %s", campaign_id, result)
         return result
     except JobCancelled:

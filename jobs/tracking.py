@@ -147,10 +147,16 @@ class JobTracker:
             return
         await self._write(JobStatus.RUNNING, processed=processed, total=self.job.total)
 
-    async def succeed(self, result: dict[str, Any] | None = None) -> None:
+    async def succeed(self, result: dict[str, Any] | None = None, *, using: Any = None) -> None:
+        """Mark the job SUCCEEDED. With `using` (an open transaction), the write joins it
+        and nothing is published: call `announce()` once it has committed."""
         processed = self.job.processed if self.job.total is None else max(self.job.processed, self.job.total)
         await self._write(JobStatus.SUCCEEDED, processed=processed, total=self.job.total, result=result,
-                          error=None, finished_at=datetime.now(UTC))  # fmt: skip
+                          error=None, finished_at=datetime.now(UTC), using=using)  # fmt: skip
+
+    async def announce(self) -> None:
+        """Publish the record as last written (after a write that joined a transaction)."""
+        await publish(self.hub, self.job)
 
     async def fail(self, error: str) -> None:
         await self._write(JobStatus.FAILED, error=error[:MAX_ERROR], finished_at=datetime.now(UTC))
@@ -158,8 +164,8 @@ class JobTracker:
     async def retry_later(self, error: str) -> None:
         await self._write(JobStatus.QUEUED, error=error[:MAX_ERROR])
 
-    async def _write(self, status: JobStatus, **values: Any) -> None:
-        changed = await Job.filter(id=self.job.id, status=JobStatus.RUNNING).update(
+    async def _write(self, status: JobStatus, *, using: Any = None, **values: Any) -> None:
+        changed = await Job.filter(id=self.job.id, status=JobStatus.RUNNING).using_db(using).update(
             status=status, seq=F("seq") + 1, **values
         )
         self._last_write = time.monotonic()
@@ -169,4 +175,5 @@ class JobTracker:
         self.job.seq += 1
         for name, value in values.items():
             setattr(self.job, name, value)
-        await publish(self.hub, self.job)
+        if using is None:
+            await publish(self.hub, self.job)
