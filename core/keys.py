@@ -29,6 +29,12 @@ def dirty_contacts(workspace_id: int) -> str:
     return _k("ws", workspace_id, "segments", "dirty")
 
 
+def dirty_conversations(workspace_id: int) -> str:
+    """Set of contact ids whose conversations (only) changed since the last
+    re-evaluation: only segments that count conversations need them."""
+    return _k("ws", workspace_id, "segments", "dirty-conversations")
+
+
 def conversation_channel(workspace_id: int, conversation_id: int) -> str:
     """`messageAdded`: the messages of one conversation."""
     return _k("ws", workspace_id, "conversation", conversation_id)

@@ -202,6 +202,18 @@ class Group:
     match: str  # "all" | "any"
     items: tuple[Condition | Group, ...]
 
+    def fields(self) -> set[str]:
+        """Every field a condition of this group or its groups tests."""
+        found: set[str] = set()
+        for item in self.items:
+            found |= item.fields() if isinstance(item, Group) else {item.field}
+        return found
+
+    @property
+    def counts_conversations(self) -> bool:
+        """Whether membership can change when only a contact's conversations do."""
+        return bool(self.fields() & {CONVERSATION_COUNT, LAST_CONVERSATION_AT})
+
 
 # -- parsing ---------------------------------------------------------------------------------
 

@@ -331,7 +331,7 @@ async def _after_commit(sender: Sender, batch: Batch, now: datetime, hub: Any, j
         except Exception:
             log.exception("campaign %s: could not queue deliveries; the next run queues them", sender.campaign.id)
     try:
-        await schedule_dirty_refresh(hub, jobs, sender.campaign.workspace_id, batch.contact_ids)
+        await schedule_dirty_refresh(hub, jobs, sender.campaign.workspace_id, batch.contact_ids, conversations_only=True)
     except Exception:
         log.exception("campaign %s: could not mark contacts for segment refresh", sender.campaign.id)
 

@@ -47,10 +47,16 @@ CHUNK = 1000
 FEW_MEMBERS = 10_000
 
 
-async def schedule_dirty_refresh(hub: Any, jobs: Any, workspace_id: int, contact_ids: list[int]) -> None:
+async def schedule_dirty_refresh(
+    hub: Any, jobs: Any, workspace_id: int, contact_ids: list[int], *, conversations_only: bool = False
+) -> None:
+    """Queue a debounced re-evaluation for these contacts: of every segment, or, when only
+    their conversations changed (`conversations_only`), of the segments that count
+    conversations (a campaign's 100,000 new conversations re-evaluate no other segment)."""
     if hub is None or not contact_ids:
         return
-    await hub.redis.sadd(keys.dirty_contacts(workspace_id), *contact_ids)
+    key = keys.dirty_conversations(workspace_id) if conversations_only else keys.dirty_contacts(workspace_id)
+    await hub.redis.sadd(key, *contact_ids)
     await enqueue(jobs, "refresh_dirty_contacts", workspace_id,
                   job_id=f"{keys.arq_queue()}:dirty:{workspace_id}", defer=DEBOUNCE)  # fmt: skip
 
@@ -178,10 +184,34 @@ async def refresh_segment(ctx: dict[str, Any], segment_id: int, job_id: int | No
 
 
 async def refresh_dirty_contacts(ctx: dict[str, Any], workspace_id: int) -> int:
+    """Re-evaluate the contacts marked since the last run: changed contacts against every
+    segment of the workspace, contacts whose conversations changed against the segments
+    that count conversations. The number of contact ids handled."""
     redis = ctx["redis"]
-    key = keys.dirty_contacts(workspace_id)
-    handled = 0
     segments = await Segment.filter(workspace_id=workspace_id)
+    counting = await _counting_conversations(segments)
+    handled = await _refresh_marked(redis, keys.dirty_contacts(workspace_id), segments)
+    return handled + await _refresh_marked(redis, keys.dirty_conversations(workspace_id), counting)
+
+
+async def _counting_conversations(segments: list[Segment]) -> list[Segment]:
+    if not segments:
+        return []
+    types = await attribute_types(segments[0].workspace_id)
+
+    def counts(segment: Segment) -> bool:
+        try:
+            return rules_lang.parse(segment.rules, types).counts_conversations
+        except rules_lang.RuleError:
+            return True  # refreshed as any other, which reports the rule's problem
+
+    return [segment for segment in segments if counts(segment)]
+
+
+async def _refresh_marked(redis: Any, key: str, segments: list[Segment]) -> int:
+    """Pop the set's ids a chunk at a time and refresh `segments` for them (with none to
+    refresh, the ids are only popped)."""
+    handled = 0
     while True:
         raw = await redis.spop(key, CHUNK)
         if not raw:

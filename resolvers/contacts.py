@@ -206,13 +206,14 @@ async def record_change(outbox: Outbox, contact: Contact, kind: ChangeKind, **ex
     mark_for_segments(outbox, contact.workspace_id, contact.id)
 
 
-def mark_for_segments(outbox: Outbox, workspace_id: int, contact_id: int) -> None:
+def mark_for_segments(outbox: Outbox, workspace_id: int, contact_id: int, *, conversations_only: bool = False) -> None:
     """After commit: remember the contact as changed and queue a debounced re-evaluation
-    of the workspace's segments for the changed contacts."""
+    of the workspace's segments for the changed contacts (only of those that count
+    conversations, when only the contact's conversations changed)."""
     from jobs.segments import schedule_dirty_refresh
 
     async def mark() -> None:
-        await schedule_dirty_refresh(outbox.hub, outbox.jobs, workspace_id, [contact_id])
+        await schedule_dirty_refresh(outbox.hub, outbox.jobs, workspace_id, [contact_id], conversations_only=conversations_only)
 
     outbox.after_commit(mark)
 

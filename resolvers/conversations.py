@@ -137,7 +137,7 @@ async def record_activity(
         await webhooks.conversation_status_changed(outbox, conversation, data.get("previous"), actor_agent_id, data.get("reason"))
     if kind in (ActivityKind.CREATED, ActivityKind.STATUS_CHANGED):
         # Segment rules count conversations by status: re-evaluate the contact.
-        mark_for_segments(outbox, conversation.workspace_id, conversation.contact_id)
+        mark_for_segments(outbox, conversation.workspace_id, conversation.contact_id, conversations_only=True)
     return activity
 
 
@@ -330,7 +330,7 @@ async def start_conversation(
                 agent_id=principal.agent_id, delivery_state=DeliveryState.PENDING,
             )  # fmt: skip
             queue_job(ctx.outbox, "deliver_message", message.id, job_id=keys.deliver_job(message.id))
-            mark_for_segments(ctx.outbox, contact.workspace_id, contact.id)
+            mark_for_segments(ctx.outbox, contact.workspace_id, contact.id, conversations_only=True)
     return Started(conversation, message)
 
 

@@ -10,9 +10,10 @@ from typing import Any
 
 from core import keys
 from jobs.delivery import deliver_message
-from jobs.segments import refresh_segment
+from jobs.segments import refresh_dirty_contacts, refresh_segment
 from models.attribution import Receipt
 from models.campaigns import Campaign, CampaignRecipient
+from models.contacts import Contact
 from models.conversations import Conversation, Message
 from tests.campaigns.helpers import CANCEL, channel, contact, create, errors_of, gid, pk, read, run
 from tests.conftest import Tenant
@@ -68,6 +69,31 @@ async def test_a_segment_campaign_reaches_each_member_once_in_a_resolved_convers
     # Run again (arq is at-least-once): nothing more is sent.
     assert await run(app, campaign["id"]) is None
     assert await messages_by_contact(pk(campaign["id"])) == sent
+
+
+async def test_a_campaign_re_evaluates_the_segments_that_count_conversations_only(app: Any, tenant: Tenant) -> None:
+    """The conversations a campaign starts change no contact: the debounced refresh it
+    queues re-evaluates the segments with conversation rules, and no other segment."""
+    lyonnais = [await contact(tenant, name=f"Lyonnais {i}", city="Lyon") for i in range(3)]
+    lyon = await lyon_segment(tenant)
+    rules = {"match": "ALL", "conditions": [{"field": "conversation_count", "operator": "AT_LEAST", "value": {"number": 1}}]}
+    made = await tenant.api(SEGMENT, {"i": {"name": "Talked", "visibility": "EVERYONE", "rules": rules}}, token=tenant.owner_token)
+    talked = made["createSegment"]["segment"]["id"]
+    await refresh_segment({}, pk(talked))
+    # Moved without a change record: only a re-evaluation of Lyon would notice.
+    await Contact.filter(id=lyonnais[0].id).update(city="Paris")
+
+    async def members(segment: str) -> int:
+        data = await tenant.api("query($id: ID!) { segment(id: $id) { memberCount } }", {"id": segment}, token=tenant.owner_token)
+        return data["segment"]["memberCount"]  # type: ignore[no-any-return]
+
+    assert (await members(lyon), await members(talked)) == (3, 0)
+    campaign = await create(tenant, name="Hello", channelId=gid("Channel", tenant.channel.id), body="Hello", segmentId=lyon)
+    assert await run(app, campaign["id"]) == {"recipients": 3, "sent": 3, "skipped": 0}
+    assert await refresh_dirty_contacts({"redis": app.state.hub.redis}, tenant.workspace.id) == 3
+    assert (await members(lyon), await members(talked)) == (3, 3)
+    await refresh_segment({}, pk(lyon))
+    assert await members(lyon) == 2
 
 
 async def test_a_list_campaign_by_email_skips_and_counts_each_reason(app: Any, tenant: Tenant) -> None:
