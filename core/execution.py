@@ -31,10 +31,10 @@ from core.fanout import execute_shared, subscription_executor
 
 
 class _Irregular(Exception):
-    """Not plain here: graphql-core's path takes the field."""
-
-
-_IRREGULAR = _Irregular()
+    """Not plain here: graphql-core's path takes the field. Raised as a new instance each
+    time: raising one shared instance again chains each raise's frames onto its
+    traceback, which then kept every request's whole execution alive (a conversations
+    page leaked ~270 KB)."""
 
 # How to complete a value of one GraphQL type: (executor, field details, value) -> result.
 _Completer = Callable[["Executor", FieldDetailsList, Any], Any]
@@ -80,7 +80,7 @@ def _completer(return_type: GraphQLOutputType) -> _Completer | None:
 
             def complete(ex: Executor, fields: FieldDetailsList, value: Any, inner: _Completer = inner) -> Any:
                 if value is None:
-                    raise _IRREGULAR
+                    raise _Irregular
                 return inner(ex, fields, value)
 
     elif return_type is GraphQLString or return_type is GraphQLID:
@@ -109,7 +109,7 @@ def _completer(return_type: GraphQLOutputType) -> _Completer | None:
                 if value is None:
                     return None
                 if not isinstance(value, list | tuple):
-                    raise _IRREGULAR
+                    raise _Irregular
                 if objects is not None:
                     ex._row_plan(objects, fields)  # not plain: irregular before any row is read
                 return [item(ex, fields, v) for v in value]
@@ -128,9 +128,9 @@ def _coerced(coerce: Callable[[Any], Any], value: Any) -> Any:
     try:
         coerced = coerce(value)
     except Exception:
-        raise _IRREGULAR from None
+        raise _Irregular from None
     if coerced is None or coerced is Undefined:
-        raise _IRREGULAR
+        raise _Irregular
     return coerced
 
 
@@ -154,10 +154,10 @@ def _node_id_reader(type_name: str) -> Callable[[Any], relay.GlobalID]:
             )
             attr = _id_attrs[cls] = cls.resolve_id_attr() if default else None
         if attr is None:
-            raise _IRREGULAR
+            raise _Irregular
         node_id = getattr(source, attr)
         if node_id is None:
-            raise _IRREGULAR
+            raise _Irregular
         return relay.GlobalID(type_name=type_name, node_id=str(node_id))
 
     return read
@@ -238,7 +238,7 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
             row_plan = None if new_defer_usages else _row_plan(object_type, grouped_field_set)
             plans[key] = row_plan
         if row_plan is None:
-            raise _IRREGULAR
+            raise _Irregular
         return row_plan
 
     def _complete_object(self, object_type: GraphQLObjectType, field_details_list: FieldDetailsList, value: Any) -> Any:
@@ -247,15 +247,15 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
                 # Strawberry's is_type_of is an isinstance check that ignores its info.
                 matches = object_type.is_type_of(value, None)  # type: ignore[arg-type]
             except Exception:
-                raise _IRREGULAR from None
+                raise _Irregular from None
             if matches is not True:
-                raise _IRREGULAR
+                raise _Irregular
         try:
             return {name: complete(self, sub, read(value)) for name, read, complete, sub in self._row_plan(object_type, field_details_list)}
         except _Irregular:
             raise
         except Exception:
-            raise _IRREGULAR from None
+            raise _Irregular from None
 
 
 def _row_plan(object_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet) -> list[tuple[str, Any, Any, Any]] | None:
