@@ -18,7 +18,17 @@ from resolvers.pagination import Page
 T = TypeVar("T")
 P = TypeVar("P")
 
-__all__ = ["JSON", "Connection", "UserError", "mutate", "provided", "to_connection"]
+__all__ = ["JSON", "Connection", "UserError", "build", "mutate", "provided", "to_connection"]
+
+
+def build(cls: type[T], values: dict[str, Any]) -> T:
+    """`cls(**values)` for a Strawberry type, without running its dataclass `__init__`: a
+    list page builds one object per row, and the generated `__init__` of a 25-field type
+    costs ~3 µs against ~0.5 µs here. `values` must hold exactly the type's init fields
+    (each caller's test checks it: `tests/api/test_rows.py`)."""
+    obj = object.__new__(cls)
+    obj.__dict__ = values
+    return obj
 
 
 @strawberry.type

@@ -18,7 +18,7 @@ from core.hub import SubscriberTooSlow
 from models import contacts as m
 from resolvers import contacts as r
 from resolvers.contacts import camel
-from schema.common import JSON, Connection, UserError, gid, mutate, node_id, provided, selected_names, to_connection
+from schema.common import JSON, Connection, UserError, build, gid, mutate, node_id, provided, selected_names, to_connection
 from schema.workspaces import Agent
 
 SmsConsent = strawberry.enum(m.SmsConsent, name="SmsConsent")
@@ -157,10 +157,11 @@ class Contact(relay.Node):
         """From a `.values()` row holding the columns of the selected fields (`columns_for`);
         the fields not selected stay empty and are never read."""
         consent = row.get("sms_consent")
-        return cls(
-            id=row["id"], **{f: row.get(f) for f in ROW_FIELDS}, _attributes=row.get("attributes") or {},
-            sms_consent=m.SmsConsent(consent) if consent is not None else None,
-        )  # fmt: skip
+        values = {f: row.get(f) for f in ROW_FIELDS}
+        values["id"] = row["id"]
+        values["sms_consent"] = m.SmsConsent(consent) if consent is not None else None
+        values["_attributes"] = row.get("attributes") or {}
+        return build(cls, values)
 
     @classmethod
     def from_model(cls, c: m.Contact) -> Contact:

@@ -26,7 +26,7 @@ from models.contacts import Contact as ContactRow
 from models.workspaces import Agent as AgentRow
 from models.workspaces import Team as TeamRow
 from resolvers import conversations as r
-from schema.common import Connection, UserError, gid, mutate, node_id, provided, selected_names, to_connection
+from schema.common import Connection, UserError, build, gid, mutate, node_id, provided, selected_names, to_connection
 from schema.contacts import Contact
 from schema.workspaces import Agent, Channel, Team
 
@@ -196,7 +196,7 @@ class Conversation(relay.Node):
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Conversation:
         """From a `.values(*CONVERSATION_COLUMNS)` row: no model object per conversation."""
-        return cls(**{_ARGUMENT.get(f, f): v for f, v in row.items()})
+        return build(cls, {_ARGUMENT.get(f, f): v for f, v in row.items()})
 
 
 # The foreign keys are private: the related fields load them.
