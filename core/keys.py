@@ -35,6 +35,12 @@ def dirty_conversations(workspace_id: int) -> str:
     return _k("ws", workspace_id, "segments", "dirty-conversations")
 
 
+def dirty_refresh_pending(workspace_id: int) -> str:
+    """Set while a debounced re-evaluation of the workspace is queued and not yet started:
+    marks made meanwhile ride on it; the run deletes it before it reads the sets."""
+    return _k("ws", workspace_id, "segments", "refresh-pending")
+
+
 def conversation_channel(workspace_id: int, conversation_id: int) -> str:
     """`messageAdded`: the messages of one conversation."""
     return _k("ws", workspace_id, "conversation", conversation_id)

@@ -39,6 +39,7 @@ from resolvers.webhooks import segment_membership_changed
 log = logging.getLogger("parley.jobs.segments")
 
 DEBOUNCE = timedelta(seconds=1)
+PENDING_EXPIRY = 300  # s: a queued run lost with its worker's Redis stops blocking new ones
 ANALYZE_AFTER = 10_000
 CHUNK = 1000
 # Below this many members, joins are inserted with ON CONFLICT DO NOTHING (at most this
@@ -57,8 +58,14 @@ async def schedule_dirty_refresh(
         return
     key = keys.dirty_conversations(workspace_id) if conversations_only else keys.dirty_contacts(workspace_id)
     await hub.redis.sadd(key, *contact_ids)
-    await enqueue(jobs, "refresh_dirty_contacts", workspace_id,
-                  job_id=f"{keys.arq_queue()}:dirty:{workspace_id}", defer=DEBOUNCE)  # fmt: skip
+    # One queued run per workspace absorbs a burst of marks. Not by arq job id: arq refuses
+    # a job id while that job is still running, so a mark made after the run had read the
+    # sets and before it ended would wait for the next change. The pending flag is cleared
+    # when the run starts, before it reads the sets; the expiry only covers a lost job.
+    pending = keys.dirty_refresh_pending(workspace_id)
+    if await hub.redis.set(pending, 1, nx=True, ex=PENDING_EXPIRY):
+        if not await enqueue(jobs, "refresh_dirty_contacts", workspace_id, defer=DEBOUNCE):
+            await hub.redis.delete(pending)
 
 
 async def refresh(segment: Segment, *, contact_ids: list[int] | None = None, publish: Any = None) -> dict[str, int]:
@@ -188,6 +195,7 @@ async def refresh_dirty_contacts(ctx: dict[str, Any], workspace_id: int) -> int:
     segment of the workspace, contacts whose conversations changed against the segments
     that count conversations. The number of contact ids handled."""
     redis = ctx["redis"]
+    await redis.delete(keys.dirty_refresh_pending(workspace_id))
     segments = await Segment.filter(workspace_id=workspace_id)
     counting = await _counting_conversations(segments)
     handled = await _refresh_marked(redis, keys.dirty_contacts(workspace_id), segments)

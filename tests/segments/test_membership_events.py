@@ -8,10 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from arq.constants import in_progress_key_prefix, job_key_prefix
 
+from core import keys
+from jobs.segments import refresh_dirty_contacts
 from tests.conftest import start_server, start_worker, stop_process
 from tests.realtime.wsclient import GraphQLWs
 
+CREATE_SEGMENT = "mutation($input: CreateSegmentInput!) { createSegment(input: $input) { segment { id } userErrors { message } } }"
+CREATE_CONTACT = "mutation($input: CreateContactInput!) { createContact(input: $input) { contact { id } } }"
 SUBSCRIBE = """subscription($id: ID!) { segmentMembershipChanged(segmentId: $id) {
   cursor segmentId joinedContactIds leftContactIds } }"""
 
@@ -67,3 +72,43 @@ async def test_join_and_leave_reach_a_subscriber(tenant: Any, tmp_path: Path) ->
     finally:
         stop_process(worker)
         server.stop()
+
+
+async def test_a_change_made_while_the_debounced_refresh_runs_is_refreshed_after_it(app: Any, tenant: Any) -> None:
+    """A worker has taken the queued refresh and read the changed contacts when a second
+    contact changes: that change gets a run of its own (it used to wait for the next change,
+    as arq refused a second job under the running job's id)."""
+    pool = app.state.jobs
+    await pool.delete(keys.arq_queue())
+
+    async def gql(query: str, variables: dict[str, Any]) -> dict[str, Any]:
+        return await tenant.api(query, variables, token=tenant.owner_token)  # type: ignore[no-any-return]
+
+    async def members(segment_id: str) -> list[str]:
+        data = await gql("query($id: ID!) { segment(id: $id) { contacts(first: 10) { edges { node { name } } } } }", {"id": segment_id})
+        return sorted(e["node"]["name"] for e in data["segment"]["contacts"]["edges"])
+
+    async def take_refreshes() -> list[Any]:
+        """What a worker does on taking a job: off the queue, marked in progress (arq's keys)."""
+        taken = [job for job in await pool.queued_jobs() if job.function == "refresh_dirty_contacts"]
+        for job in taken:
+            await pool.zrem(keys.arq_queue(), job.job_id)
+            await pool.set(in_progress_key_prefix + job.job_id, b"1")
+        return taken
+
+    made = await gql(CREATE_SEGMENT, {"input": {"name": "Pro plan", "rules": {"match": "ALL", "conditions": [
+        {"field": "tag", "operator": "EQUALS", "value": {"text": "pro"}}]}}})  # fmt: skip
+    segment_id = made["createSegment"]["segment"]["id"]
+    await gql(CREATE_CONTACT, {"input": {"name": "First", "tags": ["pro"]}})
+    [running] = await take_refreshes()
+    ctx = {"redis": pool}
+    assert await refresh_dirty_contacts(ctx, tenant.workspace.id) == 1
+    assert await members(segment_id) == ["First"]
+
+    # The run has read the sets and not yet ended when the second contact changes.
+    await gql(CREATE_CONTACT, {"input": {"name": "Second", "tags": ["pro"]}})
+    await pool.delete(job_key_prefix + running.job_id, in_progress_key_prefix + running.job_id)  # it ends
+    [queued] = await take_refreshes()
+    assert queued.args == (tenant.workspace.id,)
+    assert await refresh_dirty_contacts(ctx, tenant.workspace.id) == 1
+    assert await members(segment_id) == ["First", "Second"]
