@@ -8,7 +8,9 @@ same rows from the same database, in the same server process, in the same run.
 
 One uvicorn process (`bench.bare_app:app`: the real app plus /bare/* routes) pinned to
 CPU 0, wrk pinned to CPU 1 (`apt-get install wrk`). Each figure is printed beside its
-baseline and the ratio. Needs REDIS_URL or starts a private redis-server.
+baseline and the ratio, and the server's RSS before and after each GraphQL run (thousands
+of requests: a leak of a few hundred bytes a request shows). Needs REDIS_URL or starts a
+private redis-server.
 """
 
 from __future__ import annotations
@@ -173,6 +175,7 @@ def main() -> None:
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install wrk")
 
+    from bench.common import rss_bytes
     from core.embedded_redis import PrivateRedis, free_port
     from core.scratch_db import ScratchDatabase
 
@@ -204,8 +207,9 @@ def main() -> None:
         for query in (CONTACTS_QUERY, CONVERSATIONS_QUERY):
             check(url, token, query)
         print(f"\n{'PostgreSQL' if args.postgres else 'SQLite'}, {os.cpu_count()} CPUs, server on CPU 0, wrk on CPU 1, {args.duration} s per figure\n")
-        print("| query | connections | bare req/s | GraphQL req/s | ratio | GraphQL p50 / p99 ms | bare p50 / p99 ms |")
-        print("|---|---:|---:|---:|---:|---:|---:|")
+        print("| query | connections | bare req/s | GraphQL req/s | ratio | GraphQL p50 / p99 ms | bare p50 / p99 ms "
+              "| server RSS MiB before → after the GraphQL run |")
+        print("|---|---:|---:|---:|---:|---:|---:|---|")
         cases = [
             ("contacts(first: 50)", f"{url}/bare/contacts?workspace={workspace_id}", CONTACTS_QUERY),
             ("conversations(first: 25) + contact, assignee, last message", f"{url}/bare/conversations?workspace={workspace_id}", CONVERSATIONS_QUERY),
@@ -215,14 +219,16 @@ def main() -> None:
                 run_wrk(bare_url, connections, 2)  # warm up both
                 run_wrk(f"{url}/graphql", connections, 2, body=json.dumps({"query": query}), token=token)
                 bare = run_wrk(bare_url, connections, args.duration)
+                rss_before = rss_bytes(server.pid)
                 spy = profile(server.pid, args.profile, f"{label.split('(')[0]}-{connections}", args.duration) if args.profile else None
                 graphql = run_wrk(f"{url}/graphql", connections, args.duration, body=json.dumps({"query": query}), token=token)
                 if spy is not None:
                     spy.wait()
+                rss_after = rss_bytes(server.pid)
                 print(
                     f"| {label} | {connections} | {bare.requests_per_second:,.0f} | {graphql.requests_per_second:,.0f} | "
                     f"{graphql.requests_per_second / bare.requests_per_second:.2f}× | {graphql.p50_ms:.2f} / {graphql.p99_ms:.2f} | "
-                    f"{bare.p50_ms:.2f} / {bare.p99_ms:.2f} |",
+                    f"{bare.p50_ms:.2f} / {bare.p99_ms:.2f} | {rss_before / 2**20:.0f} → {rss_after / 2**20:.0f} |",
                     flush=True,
                 )
     finally:
