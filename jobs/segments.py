@@ -198,8 +198,9 @@ async def refresh_dirty_contacts(ctx: dict[str, Any], workspace_id: int) -> int:
     await redis.delete(keys.dirty_refresh_pending(workspace_id))
     segments = await Segment.filter(workspace_id=workspace_id)
     counting = await _counting_conversations(segments)
-    handled = await _refresh_marked(redis, keys.dirty_contacts(workspace_id), segments)
-    return handled + await _refresh_marked(redis, keys.dirty_conversations(workspace_id), counting)
+    conversations = keys.dirty_conversations(workspace_id)
+    handled = await _refresh_marked(redis, keys.dirty_contacts(workspace_id), segments, covers=conversations)
+    return handled + await _refresh_marked(redis, conversations, counting)
 
 
 async def _counting_conversations(segments: list[Segment]) -> list[Segment]:
@@ -216,14 +217,17 @@ async def _counting_conversations(segments: list[Segment]) -> list[Segment]:
     return [segment for segment in segments if counts(segment)]
 
 
-async def _refresh_marked(redis: Any, key: str, segments: list[Segment]) -> int:
+async def _refresh_marked(redis: Any, key: str, segments: list[Segment], *, covers: str | None = None) -> int:
     """Pop the set's ids a chunk at a time and refresh `segments` for them (with none to
-    refresh, the ids are only popped)."""
+    refresh, the ids are only popped). The ids are also taken out of `covers`, a set whose
+    re-evaluation this one includes (a change marked after that is still in it)."""
     handled = 0
     while True:
         raw = await redis.spop(key, CHUNK)
         if not raw:
             return handled
+        if covers is not None:
+            await redis.srem(covers, *raw)
         ids = sorted({int(x) for x in raw})
         handled += len(ids)
         for segment in segments:

@@ -4,6 +4,7 @@ join (and later the leave), and a WebSocket subscriber on a real server hears bo
 from __future__ import annotations
 
 import asyncio
+from base64 import b64decode
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import httpx
 from arq.constants import in_progress_key_prefix, job_key_prefix
 
 from core import keys
-from jobs.segments import refresh_dirty_contacts
+from jobs.segments import refresh_dirty_contacts, schedule_dirty_refresh
 from tests.conftest import start_server, start_worker, stop_process
 from tests.realtime.wsclient import GraphQLWs
 
@@ -112,3 +113,18 @@ async def test_a_change_made_while_the_debounced_refresh_runs_is_refreshed_after
     assert queued.args == (tenant.workspace.id,)
     assert await refresh_dirty_contacts(ctx, tenant.workspace.id) == 1
     assert await members(segment_id) == ["First", "Second"]
+
+
+async def test_a_contact_marked_as_changed_and_as_talked_to_is_re_evaluated_once(app: Any, tenant: Any) -> None:
+    """Changed contacts are re-evaluated against every segment, those that count
+    conversations included: a contact also marked for its conversations is not done twice."""
+    rules = {"match": "ALL", "conditions": [{"field": "conversation_count", "operator": "AT_LEAST", "value": {"number": 0}}]}
+    made = await tenant.api(CREATE_SEGMENT, {"input": {"name": "Any", "rules": rules}}, token=tenant.owner_token)
+    assert made["createSegment"]["userErrors"] == []
+    created = await tenant.api(CREATE_CONTACT, {"input": {"name": "Both"}}, token=tenant.owner_token)
+    ws, contact_id = tenant.workspace.id, int(b64decode(created["createContact"]["contact"]["id"]).decode().split(":")[1])
+    hub, pool = app.state.hub, app.state.jobs
+    # createContact marked it as changed; its conversations change too.
+    await schedule_dirty_refresh(hub, pool, ws, [contact_id], conversations_only=True)
+    assert await refresh_dirty_contacts({"redis": pool}, ws) == 1
+    assert await refresh_dirty_contacts({"redis": pool}, ws) == 0
