@@ -39,7 +39,7 @@ from resolvers.webhooks import segment_membership_changed
 log = logging.getLogger("parley.jobs.segments")
 
 DEBOUNCE = timedelta(seconds=1)
-PENDING_EXPIRY = 300  # s: a queued run lost with its worker's Redis stops blocking new ones
+PENDING_EXPIRY = 300  # s: should a queued run be lost, the next mark after this queues another
 ANALYZE_AFTER = 10_000
 CHUNK = 1000
 # Below this many members, joins are inserted with ON CONFLICT DO NOTHING (at most this
