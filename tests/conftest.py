@@ -15,11 +15,17 @@ from typing import Any
 
 import httpx
 import pytest
+from strawberry.relay import GlobalID
 
 from core.embedded_redis import free_port
 from tests.loopback import HttpSink, SmtpSink
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def pk(gid: str) -> int:
+    """The database id behind a GraphQL global id."""
+    return int(GlobalID.from_id(gid).node_id)
 
 
 @pytest.fixture(scope="session")

@@ -4,14 +4,13 @@ and running the real job in this process at a chosen time."""
 from __future__ import annotations
 
 import secrets
-from base64 import b64decode
 from datetime import UTC, datetime
 from typing import Any
 
 from jobs.campaigns import run_campaign
 from models.channels import Channel
 from models.contacts import Contact
-from tests.conftest import Tenant
+from tests.conftest import Tenant, pk
 
 CREATE = """mutation($i: CreateCampaignInput!) { createCampaign(input: $i) {
   campaign { id status scheduledAt job { id status } } userErrors { field code message } } }"""
@@ -20,10 +19,6 @@ CAMPAIGN = """query($id: ID!) { campaign(id: $id) {
   id name status body subject scheduledAt startedAt finishedAt
   stats { recipients sent skipped failed waiting replied } skipReasons { reason count }
   job { id status processed total } channel { id } segment { id } createdBy { id } } }"""
-
-
-def pk(gid: str) -> int:
-    return int(b64decode(gid).decode().split(":")[1])
 
 
 def gid(type_name: str, key: int) -> str:

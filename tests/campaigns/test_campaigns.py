@@ -15,8 +15,8 @@ from models.attribution import Receipt
 from models.campaigns import Campaign, CampaignRecipient
 from models.contacts import Contact
 from models.conversations import Conversation, Message
-from tests.campaigns.helpers import CANCEL, channel, contact, create, errors_of, gid, pk, read, run
-from tests.conftest import Tenant
+from tests.campaigns.helpers import CANCEL, channel, contact, create, errors_of, gid, read, run
+from tests.conftest import Tenant, pk
 
 SEGMENT = """mutation($i: CreateSegmentInput!) { createSegment(input: $i) { segment { id } userErrors { field code } } }"""
 

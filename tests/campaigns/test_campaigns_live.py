@@ -19,8 +19,8 @@ from models.attribution import Receipt
 from models.campaigns import Campaign, CampaignRecipient
 from models.conversations import Conversation, Message
 from models.jobs import Job
-from tests.campaigns.helpers import CREATE, contact, create, gid, pk, read
-from tests.conftest import Tenant, start_server, start_worker, stop_process
+from tests.campaigns.helpers import CREATE, contact, create, gid, read
+from tests.conftest import Tenant, pk, start_server, start_worker, stop_process
 from tests.realtime.wsclient import GraphQLWs
 
 PROGRESS = "subscription($id: ID!) { jobProgress(jobId: $id) { id status processed total cursor } }"

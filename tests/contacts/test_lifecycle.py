@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from models.contacts import Contact, ContactEvent, ContactNote, ContactTag
+from tests.conftest import pk
 
 MERGE = """mutation($input: MergeContactsInput!) { mergeContacts(input: $input) {
   contact { id name email phone externalId city tags vip attributes { key value } } userErrors { field code message } } }"""
@@ -13,12 +14,6 @@ DELETE = """mutation($input: ContactIdInput!) { deleteContact(input: $input) {
 TRACK = "mutation($input: TrackEventInput!) { trackEvent(input: $input) { event { id } userErrors { code } } }"
 NOTE = "mutation($input: AddContactNoteInput!) { addContactNote(input: $input) { note { id } userErrors { code } } }"
 NODE = "query($id: ID!) { node(id: $id) { id } }"
-
-
-def pk(gid: str) -> int:
-    import base64
-
-    return int(base64.b64decode(gid).decode().split(":")[1])
 
 
 async def test_merge_moves_everything_and_the_primary_wins(tenant: Any) -> None:

@@ -7,19 +7,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from strawberry import relay
 
 from models.proactive import ProactiveMessage
 from resolvers.attribution import record_receipts, source_key
-from tests.conftest import Tenant
+from tests.conftest import Tenant, pk
 from tests.conversations.test_conversations import ERRORS, ok, send, session, start
 
 ATTRIBUTED = "query($id: ID!) { conversation(id: $id) { attributedSource } }"
 WINDOW = f"mutation($i: UpdateWorkspaceInput!) {{ updateWorkspace(input: $i) {{ workspace {{ attributionWindowHours }} {ERRORS} }} }}"
-
-
-def pk(gid: str) -> int:
-    return int(relay.GlobalID.from_id(gid).node_id)
 
 
 async def received(tenant: Tenant, contact_gid: str, name: str, hours_ago: float) -> ProactiveMessage:

@@ -12,7 +12,7 @@ import pytest
 from strawberry import relay
 
 from models.conversations import Conversation, Message
-from tests.conftest import Api, Tenant
+from tests.conftest import Api, Tenant, pk
 
 ERRORS = "userErrors { field code message }"
 CONVERSATION = """id status snoozedUntil unreadCount contactUnreadCount vip rating subject websiteUrl ip
@@ -64,10 +64,6 @@ async def channel(tenant: Tenant, kind: str, **settings: Any) -> dict[str, Any]:
     doc = f"mutation($i: CreateChannelInput!) {{ createChannel(input: $i) {{ channel {{ id kind name secret publicKey }} {ERRORS} }} }}"
     data = await ok(tenant.api, doc, {"i": {"kind": kind, "name": f"{kind} channel", **settings}}, tenant.owner_token, "createChannel")
     return data["channel"]  # type: ignore[no-any-return]
-
-
-def pk(gid: str) -> int:
-    return int(relay.GlobalID.from_id(gid).node_id)
 
 
 # -- starting ------------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-from strawberry import relay
 
 from core import keys
 from domain import sms
@@ -24,7 +23,7 @@ from resolvers import inbound as inbound_module
 from core.signing import SIGNATURE_HEADER, signature
 from resolvers.inbound import MAX_WEBHOOK_BYTES
 from resolvers.workspaces import create_channel
-from tests.conftest import SmtpSettings, Tenant
+from tests.conftest import SmtpSettings, Tenant, pk
 
 PHONE = "+14155550100"
 CARD = "4111 1111 1111 1111"
@@ -73,10 +72,6 @@ async def inbound(client: httpx.AsyncClient, channel: Channel, payload: dict[str
     response = await post(client, channel, payload)
     assert response.status_code == 200, response.text
     return response.json()  # type: ignore[no-any-return]
-
-
-def pk(gid: str) -> int:
-    return int(relay.GlobalID.from_id(gid).node_id)
 
 
 async def messages_of(conversation_id: int) -> list[Message]:

@@ -17,7 +17,7 @@ from strawberry.relay import GlobalID
 from jobs.exports import export_contacts
 from jobs.segments import refresh_segment
 from resolvers.exports import signed_url
-from tests.conftest import Api, Tenant
+from tests.conftest import Api, Tenant, pk
 
 EXPORT = """mutation($i: ExportContactsInput!) { exportContacts(input: $i) {
   job { id kind status processed total downloadUrl startedBy { id } } userErrors { field code message } } }"""
@@ -26,10 +26,6 @@ REPORT = """mutation($i: ExportAttributeReportInput!) { exportAttributeReport(in
 JOB = """query($id: ID!) { job(id: $id) { id kind status processed total result error downloadUrl cursor
   startedAt finishedAt startedBy { id } } }"""
 CANCEL = "mutation($i: CancelJobInput!) { cancelJob(input: $i) { job { id status } userErrors { field code message } } }"
-
-
-def pk(gid: str) -> int:
-    return int(GlobalID.from_id(gid).node_id)
 
 
 async def define(tenant: Tenant, key: str, kind: str, options: list[str] | None = None) -> None:

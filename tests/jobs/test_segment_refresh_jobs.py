@@ -6,7 +6,7 @@ from typing import Any
 
 from jobs.segments import refresh_segment
 from tests.conftest import Tenant
-from tests.jobs.test_exports import pk
+from tests.conftest import pk
 
 CREATE = "mutation($i: CreateSegmentInput!) { createSegment(input: $i) { segment { id } userErrors { code } } }"
 UPDATE = "mutation($i: UpdateSegmentInput!) { updateSegment(input: $i) { segment { id } userErrors { code } } }"

@@ -4,7 +4,6 @@ join (and later the leave), and a WebSocket subscriber on a real server hears bo
 from __future__ import annotations
 
 import asyncio
-from base64 import b64decode
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ from arq.constants import in_progress_key_prefix, job_key_prefix
 
 from core import keys
 from jobs.segments import refresh_dirty_contacts, schedule_dirty_refresh
-from tests.conftest import start_server, start_worker, stop_process
+from tests.conftest import pk, start_server, start_worker, stop_process
 from tests.realtime.wsclient import GraphQLWs
 
 CREATE_SEGMENT = "mutation($input: CreateSegmentInput!) { createSegment(input: $input) { segment { id } userErrors { message } } }"
@@ -122,7 +121,7 @@ async def test_a_contact_marked_as_changed_and_as_talked_to_is_re_evaluated_once
     made = await tenant.api(CREATE_SEGMENT, {"input": {"name": "Any", "rules": rules}}, token=tenant.owner_token)
     assert made["createSegment"]["userErrors"] == []
     created = await tenant.api(CREATE_CONTACT, {"input": {"name": "Both"}}, token=tenant.owner_token)
-    ws, contact_id = tenant.workspace.id, int(b64decode(created["createContact"]["contact"]["id"]).decode().split(":")[1])
+    ws, contact_id = tenant.workspace.id, pk(created["createContact"]["contact"]["id"])
     hub, pool = app.state.hub, app.state.jobs
     # createContact marked it as changed; its conversations change too.
     await schedule_dirty_refresh(hub, pool, ws, [contact_id], conversations_only=True)

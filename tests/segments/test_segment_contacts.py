@@ -4,7 +4,6 @@ queues, or the periodic full one)."""
 
 from __future__ import annotations
 
-from base64 import b64decode
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,17 +12,13 @@ import pytest
 import jobs.segments
 from jobs.segments import refresh_dirty_contacts, refresh_segment
 from models.contacts import Contact
-from tests.conftest import Tenant
+from tests.conftest import Tenant, pk
 
 CREATE = "mutation($input: CreateSegmentInput!) { createSegment(input: $input) { segment { id } userErrors { message } } }"
 MEMBERS = """query($id: ID!, $first: Int, $after: String) { segment(id: $id) { memberCount contacts(first: $first, after: $after) {
   edges { cursor node { name lastSeenAt } } pageInfo { hasNextPage endCursor } } } }"""
 TRACK = "mutation($input: TrackEventInput!) { trackEvent(input: $input) { userErrors { code message } } }"
 NOW = datetime.now(UTC).replace(microsecond=0)
-
-
-def pk(gid: str) -> int:
-    return int(b64decode(gid).decode().split(":")[1])
 
 
 async def portugal(tenant: Tenant, seen_days_ago: dict[str, float]) -> tuple[str, dict[str, dict[str, Any]]]:
