@@ -8,7 +8,10 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from core import keys
+from core.db import dialect
 from jobs.delivery import deliver_message
 from jobs.segments import refresh_dirty_contacts, refresh_segment
 from models.attribution import Receipt
@@ -69,6 +72,32 @@ async def test_a_segment_campaign_reaches_each_member_once_in_a_resolved_convers
     # Run again (arq is at-least-once): nothing more is sent.
     assert await run(app, campaign["id"]) is None
     assert await messages_by_contact(pk(campaign["id"])) == sent
+
+
+async def test_a_large_audience_renews_postgresqls_statistics_before_the_batches(
+    app: Any, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the statistics of an empty recipients table, each batch's claim was planned
+    as a scan of the whole audience; the job ANALYZEs the table once it is frozen."""
+    from tortoise import connections
+
+    import jobs.campaigns
+
+    if dialect() != "postgres":
+        pytest.skip("SQLite plans the claim by primary key whatever its statistics")
+    monkeypatch.setattr(jobs.campaigns, "ANALYZE_AFTER", 3)
+    members = [await contact(tenant, name=f"Lyonnais {i}", city="Lyon") for i in range(4)]
+    segment = await lyon_segment(tenant)
+    conn = connections.get("default")
+    counted = "SELECT analyze_count AS n FROM pg_stat_user_tables WHERE relname = 'campaign_recipients'"
+    await conn.execute_query("SELECT pg_stat_clear_snapshot()")
+    before = (await conn.execute_query_dict(counted))[0]["n"]
+    campaign = await create(tenant, name="Lyon", channelId=gid("Channel", tenant.channel.id), body="Bonjour", segmentId=segment)
+
+    assert await run(app, campaign["id"], batch_size=2) == {"recipients": 4, "sent": 4, "skipped": 0}
+    await conn.execute_query("SELECT pg_stat_clear_snapshot()")
+    assert (await conn.execute_query_dict(counted))[0]["n"] == before + 1
+    assert await messages_by_contact(pk(campaign["id"])) == {m.id: ["Bonjour"] for m in members}
 
 
 async def test_a_campaign_re_evaluates_the_segments_that_count_conversations_only(app: Any, tenant: Tenant) -> None:
