@@ -13,12 +13,18 @@ a resolver of our own, arguments, abstract types, `@defer` — and every irregul
 null in a non-null field, a value the scalar refuses, a wrong object type) gives the field
 back to graphql-core's own path, which then produces exactly the data and errors it always
 would: plain reads have no side effects, so reading again is safe.
+
+A resolver of our own takes the short path too when it is marked `@plain`: it reads its
+object and `info.context` only, has no arguments, and answers at once when it can (a
+related row already loaded for the page) or with an awaitable when it cannot — which then
+goes back to graphql-core's path, which calls it again and awaits it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import inspect
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 from graphql import GraphQLID, OperationType, GraphQLList, GraphQLNonNull, GraphQLObjectType, GraphQLOutputType, GraphQLString, is_leaf_type
 from graphql.execution.collect_fields import FieldDetailsList, GroupedFieldSet
@@ -36,10 +42,24 @@ class _Irregular(Exception):
     traceback, which then kept every request's whole execution alive (a conversations
     page leaked ~270 KB)."""
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def plain(resolver: F) -> F:
+    """Marks a resolver `(self, info)` that reads only its object and `info.context`, has
+    no side effects, and returns its value at once when it has it (else an awaitable):
+    the executor then calls it in place, like an attribute read. Put it under
+    `@strawberry.field`. A resolver that reads anything else of `info` falls back to
+    graphql-core's path (the short path's info has the context only)."""
+    resolver._parley_plain = True  # type: ignore[attr-defined]
+    return resolver
+
+
 # How to complete a value of one GraphQL type: (executor, field details, value) -> result.
 _Completer = Callable[["Executor", FieldDetailsList, Any], Any]
-# How to read and complete a plain field, or None when it is not plain.
-_Plan = tuple[Callable[[Any], Any], _Completer] | None
+# How to read and complete a plain field, or None when it is not plain: (read, complete,
+# whether read takes the execution's info as well as the object).
+_Plan = tuple[Callable[..., Any], _Completer, bool] | None
 _plans: dict[tuple[GraphQLObjectType, str], _Plan] = {}
 _completers: dict[GraphQLOutputType, _Completer | None] = {}
 _NODE_ID = relay.Node.__dict__["_id"].__func__
@@ -62,11 +82,47 @@ def _plan(parent_type: GraphQLObjectType, field_name: str) -> _Plan:
             pass
         elif getattr(field.resolve, "_is_default", False):
             # Strawberry's plain-field resolver reads the attribute and ignores the rest.
-            plan = (field.resolve, complete)
-        elif _is_default_node_id(field.extensions.get("strawberry-definition")):
-            plan = (_node_id_reader(parent_type.name), complete)
+            plan = (field.resolve, complete, False)
+        elif _is_default_node_id(definition := field.extensions.get("strawberry-definition")):
+            plan = (_node_id_reader(parent_type.name), complete, False)
+        elif (read := _plain_reader(definition)) is not None:
+            plan = (read, complete, True)
     _plans[key] = plan
     return plan
+
+
+def _plain_reader(definition: Any) -> Callable[[Any, Any], Any] | None:
+    """A `@plain` resolver `(self, info)`, called in place; None for any other field, and
+    for one with extensions or permission classes, which graphql-core's path applies."""
+    resolver = getattr(definition, "base_resolver", None)
+    func = getattr(resolver, "wrapped_func", None)
+    if not getattr(func, "_parley_plain", False) or definition.extensions or definition.permission_classes:
+        return None
+    parameters = list(inspect.signature(func).parameters)
+    info = getattr(resolver, "info_parameter", None)
+    own = getattr(resolver, "self_parameter", None)
+    if info is None or own is None or parameters != [own.name, info.name]:
+        return None
+    name = info.name
+
+    def read(source: Any, info: _ContextOnly) -> Any:
+        value = func(source, **{name: info})
+        if isinstance(value, Coroutine):
+            value.close()  # not at hand: graphql-core's path calls it again and awaits it
+            raise _Irregular
+        return value
+
+    return read
+
+
+class _ContextOnly:
+    """What a `@plain` resolver gets for its info on the short path: the context, nothing
+    else (reading anything more raises, and graphql-core's path answers instead)."""
+
+    __slots__ = ("context",)
+
+    def __init__(self, context: Any) -> None:
+        self.context = context
 
 
 def _completer(return_type: GraphQLOutputType) -> _Completer | None:
@@ -205,7 +261,8 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
             plan = None if node.arguments else _plan(parent_type, node.name.value)
             if plan is not None:
                 try:
-                    results[response_name] = plan[1](self, field_details_list, plan[0](source_value))
+                    value = plan[0](source_value, self._plain_info()) if plan[2] else plan[0](source_value)
+                    results[response_name] = plan[1](self, field_details_list, value)
                     continue
                 except _Irregular:
                     pass
@@ -225,18 +282,27 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
             return merged()
         return _fill(results, slow, rest)
 
+    def _plain_info(self) -> _ContextOnly:
+        try:
+            return self.__dict__["_context_only"]  # type: ignore[no-any-return]
+        except KeyError:
+            info = self.__dict__["_context_only"] = _ContextOnly(self.context_value)
+            return info
+
     def _row_plan(self, object_type: GraphQLObjectType, field_details_list: FieldDetailsList) -> list[tuple[str, Any, Any, Any]]:
         """The plain fields of a selection on an object type, read and completed per row;
-        irregular when any of them is not plain. Kept per execution, by the grouped field
-        set (graphql-core keeps those alive as long as the executor: ids are not reused)."""
-        grouped_field_set, new_defer_usages, _ = self.collect_subfields(object_type, field_details_list)
-        plans: dict[int, Any] = self.__dict__.setdefault("_row_plans", {})
-        key = id(grouped_field_set)
-        try:
-            row_plan = plans[key]
-        except KeyError:
-            row_plan = None if new_defer_usages else _row_plan(object_type, grouped_field_set)
-            plans[key] = row_plan
+        irregular when any of them is not plain. Kept per execution, by the type and the
+        field details (the same list for every row of a list; kept beside its plan, so its
+        id is not reused while the plan is)."""
+        plans: dict[tuple[GraphQLObjectType, int], Any] = self.__dict__.setdefault("_row_plans", {})
+        key = (object_type, id(field_details_list))
+        found = plans.get(key)
+        if found is not None and found[0] is field_details_list:
+            row_plan = found[1]
+        else:
+            grouped_field_set, new_defer_usages, _ = self.collect_subfields(object_type, field_details_list)
+            row_plan = None if new_defer_usages else _row_plan(object_type, grouped_field_set, self._plain_info())
+            plans[key] = (field_details_list, row_plan)
         if row_plan is None:
             raise _Irregular
         return row_plan
@@ -258,15 +324,22 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
             raise _Irregular from None
 
 
-def _row_plan(object_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet) -> list[tuple[str, Any, Any, Any]] | None:
+def _row_plan(object_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet, info: _ContextOnly) -> list[tuple[str, Any, Any, Any]] | None:
     row_plan = []
     for name, sub in grouped_field_set.items():
         node = sub[0].node
         plan = None if node.arguments else _plan(object_type, node.name.value)
         if plan is None:
             return None
-        row_plan.append((name, plan[0], plan[1], sub))
+        read = plan[0]
+        if plan[2]:
+            read = _with_info(read, info)
+        row_plan.append((name, read, plan[1], sub))
     return row_plan
+
+
+def _with_info(read: Callable[[Any, Any], Any], info: _ContextOnly) -> Callable[[Any], Any]:
+    return lambda source: read(source, info)
 
 
 def _fill(results: dict[str, Any], slow: dict[str, Any], rest: dict[str, Any]) -> dict[str, Any]:

@@ -10,12 +10,17 @@ does not exist.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, TypeVar
 
 from strawberry.relay import GlobalID
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
+
+from core.db import dialect
 
 M = TypeVar("M", bound=Model)
 
@@ -31,6 +36,33 @@ def decode_global_id(value: str | GlobalID) -> tuple[str, int] | None:
 
 def encode_global_id(type_name: str, pk: int) -> str:
     return str(GlobalID(type_name, str(pk)))
+
+
+@dataclass(frozen=True)
+class _RowPlan:
+    sql: str
+    postgres: bool
+    converters: list[tuple[str, Callable[[Any], Any]]]
+
+
+_row_plans: dict[tuple[type[Model], str], _RowPlan] = {}
+
+
+def _row_plan(model: type[Model]) -> _RowPlan:
+    """`rows_by_id`'s SELECT of every column, and the conversions Tortoise's `.values()`
+    applies to them (none for the columns the driver returns as Python already)."""
+    meta = model._meta
+    postgres = dialect() == "postgres"
+    native = {name for _, name, _ in meta.db_native_fields}
+    columns = ", ".join(f'"{db}"' if db == name else f'"{db}" AS "{name}"' for name, db in meta.fields_db_projection.items())
+    scoped_by = "id" if model.__name__ == "Workspace" else "workspace_id"  # as Scope.all
+    if postgres:
+        where = f'"{scoped_by}" = $1 AND "id" = ANY($2::bigint[])'
+    else:
+        where = f'"{scoped_by}" = ? AND "id" IN (SELECT value FROM json_each(?))'
+    converters = [(name, meta.fields_map[name].to_python_value) for name in meta.fields_db_projection if name not in native]
+    plan = _row_plans[(model, dialect())] = _RowPlan(f'SELECT {columns} FROM "{meta.db_table}" WHERE {where}', postgres, converters)
+    return plan
 
 
 class Scope:
@@ -53,9 +85,17 @@ class Scope:
 
     async def rows_by_id(self, model: type[Model], pks: list[int]) -> dict[int, SimpleNamespace]:
         """Like get_many, as plain rows: every column as an attribute (enums, JSON and
-        datetimes converted as on a model), with no model object built. For reading only."""
-        columns = list(model._meta.fields_db_projection)
-        rows = await self.all(model).filter(id__in=pks).values(*columns)
+        datetimes converted as on a model), with no model object built. For reading only.
+        The SQL is built once per model (the ids are one parameter), not by the query
+        builder each time: a related load is a third of an inbox page's queries."""
+        plan = _row_plans.get((model, dialect())) or _row_plan(model)
+        params = [self.workspace_id, pks if plan.postgres else json.dumps(pks)]
+        rows = await model._meta.db.execute_query_dict(plan.sql, params)
+        converters = plan.converters
+        if converters:
+            for row in rows:
+                for name, convert in converters:
+                    row[name] = convert(row[name])
         return {row["id"]: SimpleNamespace(**row) for row in rows}
 
     async def by_global_id(

@@ -10,6 +10,7 @@ from strawberry import relay
 from strawberry.types import Info
 
 from core.context import Context
+from core.execution import plain
 from models import campaigns as m
 from models.channels import Channel as ChannelRow
 from models.jobs import Job as JobRow
@@ -55,6 +56,7 @@ class Campaign(relay.Node):
     _row: strawberry.Private[m.Campaign]
 
     @strawberry.field
+    @plain
     def channel(self, info: Info[Context, None]) -> Channel | None:
         return related(info.context, ChannelRow, self._row.channel_id, Channel.from_model)  # type: ignore[no-any-return]
 
@@ -69,6 +71,7 @@ class Campaign(relay.Node):
         return Segment.from_model(found) if found else None
 
     @strawberry.field(description="Who created it (null for an API key).")
+    @plain
     def created_by(self, info: Info[Context, None]) -> Agent | None:
         return related(info.context, AgentRow, self._row.created_by_id, Agent.from_model)  # type: ignore[no-any-return]
 

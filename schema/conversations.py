@@ -15,6 +15,7 @@ from strawberry.types import Info
 
 from core import keys, presence
 from core.context import Context
+from core.execution import plain
 from core.errors import Code, PublicError
 from core.fanout import direct, shared, shared_async
 from core.hub import SubscriberTooSlow
@@ -80,12 +81,14 @@ class Message(relay.Node):
         return node_id("Conversation", self._conversation_id)
 
     @strawberry.field(description="The agent who wrote it; null for contacts' sessions, bots and the system.")
+    @plain
     def agent(self, info: Info[Context, None]) -> Agent | None:
         if _is_contact(info):
             return None
         return r.related(info.context, AgentRow, self._agent_id, Agent.from_model)  # type: ignore[no-any-return]
 
     @strawberry.field(description="What the widget shows as the sender: the agent's name, or null.")
+    @plain
     def sender_name(self, info: Info[Context, None]) -> str | None:
         if self._sender_name is not None or self._agent_id is None:
             return self._sender_name
@@ -136,30 +139,36 @@ class Conversation(relay.Node):
     _last_message_id: strawberry.Private[int | None]
 
     @strawberry.field
+    @plain
     def contact(self, info: Info[Context, None]) -> Contact | None:
         return r.related(info.context, ContactRow, self._contact_id, Contact.from_model)  # type: ignore[no-any-return]
 
     @strawberry.field
+    @plain
     def channel(self, info: Info[Context, None]) -> Channel | None:
         return r.related(info.context, ChannelRow, self._channel_id, Channel.from_model)  # type: ignore[no-any-return]
 
     @strawberry.field
+    @plain
     def topic(self, info: Info[Context, None]) -> Topic | None:
         return r.related(info.context, m.Topic, self._topic_id, Topic.from_model)  # type: ignore[no-any-return]
 
     @strawberry.field(description="Null in a contact's session.")
+    @plain
     def assignee(self, info: Info[Context, None]) -> Agent | None:
         if _is_contact(info):
             return None
         return r.related(info.context, AgentRow, self._assignee_id, Agent.from_model)  # type: ignore[no-any-return]
 
     @strawberry.field(description="Null in a contact's session.")
+    @plain
     def team(self, info: Info[Context, None]) -> Team | None:
         if _is_contact(info):
             return None
         return r.related(info.context, TeamRow, self._team_id, Team.from_model)  # type: ignore[no-any-return]
 
     @strawberry.field
+    @plain
     def last_message(self, info: Info[Context, None]) -> Message | None:
         return r.related(info.context, m.Message, self._last_message_id, Message.from_model)  # type: ignore[no-any-return]
 
@@ -195,8 +204,11 @@ class Conversation(relay.Node):
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Conversation:
-        """From a `.values(*CONVERSATION_COLUMNS)` row: no model object per conversation."""
-        return build(cls, {_ARGUMENT.get(f, f): v for f, v in row.items()})
+        """From a `.values(*CONVERSATION_COLUMNS)` row, which becomes the object's own
+        attributes (the row is taken over): no model object per conversation."""
+        for column, argument in _ARGUMENT.items():
+            row[argument] = row.pop(column)
+        return build(cls, row)
 
 
 # The foreign keys are private: the related fields load them.

@@ -14,6 +14,7 @@ from strawberry.types import Info
 
 from core import keys
 from core.context import Context
+from core.execution import plain
 from models import proactive as m
 from models.channels import Channel as ChannelRow
 from models.workspaces import Team as TeamRow
@@ -156,6 +157,7 @@ class BotAnswer(relay.Node):
         return node_id("Bot", self._bot_id)
 
     @strawberry.field
+    @plain
     def channel(self, info: Info[Context, None]) -> Channel | None:
         return rc.related(info.context, ChannelRow, self._channel_id, Channel.from_model)  # type: ignore[no-any-return]
 
@@ -206,14 +208,17 @@ class ProactiveMessage(relay.Node):
     _bot_answer_id: strawberry.Private[int | None]
 
     @strawberry.field
+    @plain
     def channel(self, info: Info[Context, None]) -> Channel | None:
         return rc.related(info.context, ChannelRow, self._channel_id, Channel.from_model)  # type: ignore[no-any-return]
 
     @strawberry.field(description="Agent responses go to this team; null is the unassigned queue.")
+    @plain
     def route_team(self, info: Info[Context, None]) -> Team | None:
         return rc.related(info.context, TeamRow, self._route_team_id, Team.from_model)  # type: ignore[no-any-return]
 
     @strawberry.field
+    @plain
     def bot_answer(self, info: Info[Context, None]) -> BotAnswer | None:
         return rc.related(info.context, m.BotAnswer, self._bot_answer_id, BotAnswer.from_model)  # type: ignore[no-any-return]
 

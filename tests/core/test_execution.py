@@ -13,7 +13,7 @@ import pytest
 import strawberry
 from strawberry import relay
 
-from core.execution import Executor
+from core.execution import Executor, plain
 
 
 @strawberry.enum
@@ -37,6 +37,29 @@ class Row:
     @strawberry.field
     async def later(self) -> str:
         return f"later {self.required}"
+
+    @strawberry.field
+    @plain
+    def tag(self, info: strawberry.Info) -> str | None:
+        """At once for most rows; an awaitable for row "b", as a related row not loaded yet."""
+        if self.required == "b":
+
+            async def later() -> str:
+                return f"late {info.context}"
+
+            return later()
+        return None if self.name is None else f"#{self.name} {info.context}"
+
+    @strawberry.field
+    @plain
+    def partner(self, info: strawberry.Info) -> Row | None:
+        return ROWS[1] if self.count == 1 else None
+
+    @strawberry.field
+    @plain
+    def where(self, info: strawberry.Info) -> str:
+        """Breaks the promise (reads more than the context): graphql-core's path answers."""
+        return str(info.path.key)
 
 
 ROWS = [
@@ -132,18 +155,21 @@ QUERIES = [
     "{ wrong { things { label } } }",
     "{ wrong { things { id } } }",
     "{ wrong { named { name count } } }",
+    # @plain resolvers: at once, as an awaitable, returning an object, breaking the promise.
+    "{ rows(upto: 3) { tag name partner { name tag partner { count } } } }",
+    "{ nullableRows { tag required where } }",
+    "{ page { things { rows { tag where } } named { partner { tag } } } }",
 ]
 
 
 @pytest.mark.parametrize("query", QUERIES)
 async def test_same_answer_as_graphql_core(query: str) -> None:
-    plain = strawberry.Schema(query=Query)
-
+    graphql_core = strawberry.Schema(query=Query)
     ours = strawberry.Schema(query=Query, execution_context_class=Executor)
     variables = {"on": True}
-    expected = await plain.execute(query, variable_values=variables)
+    expected = await graphql_core.execute(query, variable_values=variables, context_value="ctx")
     assert all(e.path for e in expected.errors or []), expected.errors  # executed, not refused as invalid
-    got = await ours.execute(query, variable_values=variables)
+    got = await ours.execute(query, variable_values=variables, context_value="ctx")
     assert got.data == expected.data
     assert list(_keys(got.data)) == list(_keys(expected.data))
     assert [(e.message, e.path) for e in got.errors or []] == [(e.message, e.path) for e in expected.errors or []]
@@ -177,6 +203,17 @@ def test_plain_fields_take_the_short_path() -> None:
     row = schema._schema.type_map["Row"]
     assert execution._plans[(row, "name")] is not None
     assert execution._plans[(row, "shout")] is None
+
+
+async def test_plain_resolvers_answer_in_place_with_the_context() -> None:
+    from core import execution
+
+    schema = strawberry.Schema(query=Query, execution_context_class=Executor)
+    result = await schema.execute("{ rows { tag partner { name } } }", context_value="ctx")
+    assert result.errors is None
+    assert result.data == {"rows": [{"tag": "#Ada ctx", "partner": {"name": None}}, {"tag": "late ctx", "partner": None}]}
+    row = schema._schema.type_map["Row"]
+    assert execution._plans[(row, "tag")] is not None and execution._plans[(row, "tag")][2] is True
 
 
 class _Quiet(strawberry.Schema):
