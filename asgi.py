@@ -12,6 +12,7 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+import orjson
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -100,6 +101,14 @@ class ParleyGraphQL(GraphQL[Context, None]):
             allowed_origins=settings.allowed_origins,
             **kwargs,
         )
+
+    def encode_json(self, data: object) -> str:
+        """Responses and WebSocket frames (text: graphql-transport-ws clients expect text
+        frames) by orjson; what it refuses (an integer beyond 64 bits) by json."""
+        try:
+            return orjson.dumps(data).decode()
+        except TypeError:
+            return super().encode_json(data)  # type: ignore[return-value]
 
     async def render_graphql_ide(self, request: Request) -> Response:
         # GraphiQL sends its headers over HTTP only; hand the Authorization header it keeps

@@ -23,6 +23,8 @@ goes back to graphql-core's path, which calls it again and awaits it.
 from __future__ import annotations
 
 import inspect
+from base64 import b64encode
+from operator import attrgetter
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -81,8 +83,13 @@ def _plan(parent_type: GraphQLObjectType, field_name: str) -> _Plan:
         if complete is None:
             pass
         elif getattr(field.resolve, "_is_default", False):
-            # Strawberry's plain-field resolver reads the attribute and ignores the rest.
-            plan = (field.resolve, complete, False)
+            # Strawberry's plain-field resolver reads the attribute and ignores the rest:
+            # with the default `getattr`, the same read is one attrgetter call.
+            definition = field.extensions.get("strawberry-definition")
+            if getattr(definition, "default_resolver", None) is getattr and isinstance(definition.python_name, str):
+                plan = (attrgetter(definition.python_name), complete, False)
+            else:
+                plan = (field.resolve, complete, False)
         elif _is_default_node_id(definition := field.extensions.get("strawberry-definition")):
             plan = (_node_id_reader(parent_type.name), complete, False)
         elif (read := _plain_reader(definition)) is not None:
@@ -195,10 +202,12 @@ def _is_default_node_id(definition: Any) -> bool:
     return getattr(getattr(resolver, "wrapped_func", None), "__func__", None) is _NODE_ID
 
 
-def _node_id_reader(type_name: str) -> Callable[[Any], relay.GlobalID]:
-    """relay's `Node._id` for nodes that keep Strawberry's resolve_id and resolve_typename."""
+def _node_id_reader(type_name: str) -> Callable[[Any], str]:
+    """relay's `Node._id` for nodes that keep Strawberry's resolve_id and resolve_typename,
+    already as the ID it is sent as (`str(GlobalID)`: base64 of "Type:id")."""
+    prefix = f"{type_name}:"
 
-    def read(source: Any) -> relay.GlobalID:
+    def read(source: Any) -> str:
         cls = type(source)
         try:
             attr = _id_attrs[cls]
@@ -214,7 +223,7 @@ def _node_id_reader(type_name: str) -> Callable[[Any], relay.GlobalID]:
         node_id = getattr(source, attr)
         if node_id is None:
             raise _Irregular
-        return relay.GlobalID(type_name=type_name, node_id=str(node_id))
+        return b64encode(f"{prefix}{node_id}".encode()).decode()
 
     return read
 

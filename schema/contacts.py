@@ -156,11 +156,12 @@ class Contact(relay.Node):
     def from_row(cls, row: dict[str, Any]) -> Contact:
         """From a `.values()` row holding the columns of the selected fields (`columns_for`);
         the fields not selected stay empty and are never read."""
-        consent = row.get("sms_consent")
-        values = {f: row.get(f) for f in ROW_FIELDS}
-        values["id"] = row["id"]
-        values["sms_consent"] = m.SmsConsent(consent) if consent is not None else None
-        values["_attributes"] = row.get("attributes") or {}
+        values = _EMPTY_ROW.copy()
+        values.update(row)
+        values["_attributes"] = values.pop("attributes", None) or {}
+        consent = values["sms_consent"]
+        if consent is not None:
+            values["sms_consent"] = m.SmsConsent(consent)
         return build(cls, values)
 
     @classmethod
@@ -246,6 +247,8 @@ ROW_FIELDS = (
     "first_seen_at", "last_seen_at", "created_at", "updated_at",
 )  # fmt: skip
 _COLUMN_OF = {camel(f): f for f in (*ROW_FIELDS, "sms_consent", "attributes")}
+# A row's object before its columns are filled in: the fields not selected stay None.
+_EMPTY_ROW: dict[str, Any] = dict.fromkeys(("id", *ROW_FIELDS, "sms_consent"))
 
 
 def columns_for(selected: set[str]) -> tuple[str, ...]:

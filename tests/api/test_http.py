@@ -118,3 +118,19 @@ async def test_a_client_that_leaves_mid_request_is_not_an_error(live_server: Any
     async with httpx.AsyncClient(base_url=live_server.url) as http:  # the server is fine
         assert (await http.get("/healthz")).status_code == 200
     assert "Exception in ASGI application" not in live_server.log.read_text()
+
+
+def test_responses_encode_any_json_value_as_text() -> None:
+    """orjson encodes responses and WebSocket frames; an integer beyond 64 bits, which it
+    refuses, still gets through (by json). Text, not bytes: graphql-transport-ws clients
+    expect text frames."""
+    import json
+
+    from asgi import ParleyGraphQL
+
+    view = ParleyGraphQL()
+    for payload in ({"data": {"contact": {"name": "Zoë 東京", "score": 1e30, "tags": ["a", None]}}},
+                    {"data": {"attributes": {"huge": 2**70}}}):  # fmt: skip
+        encoded = view.encode_json(payload)
+        assert isinstance(encoded, str)
+        assert json.loads(encoded) == payload
