@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import inspect
 from base64 import b64encode
-from operator import attrgetter
 from collections.abc import Callable, Coroutine
+from operator import attrgetter
 from typing import Any, TypeVar
 
 from graphql import GraphQLID, OperationType, GraphQLList, GraphQLNonNull, GraphQLObjectType, GraphQLOutputType, GraphQLString, is_leaf_type
@@ -333,7 +333,9 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
             raise _Irregular from None
 
 
-def _row_plan(object_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet, info: _ContextOnly) -> list[tuple[str, Any, Any, Any]] | None:
+def _row_plan(
+    object_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet, info: _ContextOnly
+) -> list[tuple[str, Any, Any, Any]] | None:
     row_plan = []
     for name, sub in grouped_field_set.items():
         node = sub[0].node

@@ -54,14 +54,16 @@ def _row_plan(model: type[Model]) -> _RowPlan:
     meta = model._meta
     postgres = dialect() == "postgres"
     native = {name for _, name, _ in meta.db_native_fields}
-    columns = ", ".join(f'"{db}"' if db == name else f'"{db}" AS "{name}"' for name, db in meta.fields_db_projection.items())
+    projection = meta.fields_db_projection
+    columns = ", ".join(f'"{db}"' if db == name else f'"{db}" AS "{name}"' for name, db in projection.items())
     scoped_by = "id" if model.__name__ == "Workspace" else "workspace_id"  # as Scope.all
     if postgres:
         where = f'"{scoped_by}" = $1 AND "id" = ANY($2::bigint[])'
     else:
         where = f'"{scoped_by}" = ? AND "id" IN (SELECT value FROM json_each(?))'
-    converters = [(name, meta.fields_map[name].to_python_value) for name in meta.fields_db_projection if name not in native]
-    plan = _row_plans[(model, dialect())] = _RowPlan(f'SELECT {columns} FROM "{meta.db_table}" WHERE {where}', postgres, converters)
+    converters = [(name, meta.fields_map[name].to_python_value) for name in projection if name not in native]
+    sql = f'SELECT {columns} FROM "{meta.db_table}" WHERE {where}'
+    plan = _row_plans[(model, dialect())] = _RowPlan(sql, postgres, converters)
     return plan
 
 
