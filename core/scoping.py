@@ -48,22 +48,27 @@ class _RowPlan:
 _row_plans: dict[tuple[type[Model], str], _RowPlan] = {}
 
 
-def _row_plan(model: type[Model]) -> _RowPlan:
+def _scope_column(model: type[Model]) -> str:
+    """The column that holds a row's workspace (a workspace's own id)."""
+    return "id" if model.__name__ == "Workspace" else "workspace_id"
+
+
+def _row_plan(model: type[Model], sql_dialect: str) -> _RowPlan:
     """`rows_by_id`'s SELECT of every column, and the conversions Tortoise's `.values()`
     applies to them (none for the columns the driver returns as Python already)."""
     meta = model._meta
-    postgres = dialect() == "postgres"
+    postgres = sql_dialect == "postgres"
     native = {name for _, name, _ in meta.db_native_fields}
     projection = meta.fields_db_projection
     columns = ", ".join(f'"{db}"' if db == name else f'"{db}" AS "{name}"' for name, db in projection.items())
-    scoped_by = "id" if model.__name__ == "Workspace" else "workspace_id"  # as Scope.all
+    scoped_by = _scope_column(model)
     if postgres:
         where = f'"{scoped_by}" = $1 AND "id" = ANY($2::bigint[])'
     else:
         where = f'"{scoped_by}" = ? AND "id" IN (SELECT value FROM json_each(?))'
     converters = [(name, meta.fields_map[name].to_python_value) for name in projection if name not in native]
     sql = f'SELECT {columns} FROM "{meta.db_table}" WHERE {where}'
-    plan = _row_plans[(model, dialect())] = _RowPlan(sql, postgres, converters)
+    plan = _row_plans[(model, sql_dialect)] = _RowPlan(sql, postgres, converters)
     return plan
 
 
@@ -72,9 +77,7 @@ class Scope:
         self.workspace_id = workspace_id
 
     def all(self, model: type[M]) -> QuerySet[M]:
-        if model.__name__ == "Workspace":
-            return model.filter(id=self.workspace_id)
-        return model.filter(workspace_id=self.workspace_id)
+        return model.filter(**{_scope_column(model): self.workspace_id})
 
     async def get(self, model: type[M], pk: int | None) -> M | None:
         if pk is None:
@@ -90,7 +93,8 @@ class Scope:
         datetimes converted as on a model), with no model object built. For reading only.
         The SQL is built once per model (the ids are one parameter), not by the query
         builder each time: a related load is a third of an inbox page's queries."""
-        plan = _row_plans.get((model, dialect())) or _row_plan(model)
+        sql_dialect = dialect()
+        plan = _row_plans.get((model, sql_dialect)) or _row_plan(model, sql_dialect)
         params = [self.workspace_id, pks if plan.postgres else json.dumps(pks)]
         rows = await model._meta.db.execute_query_dict(plan.sql, params)
         converters = plan.converters
