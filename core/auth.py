@@ -76,17 +76,37 @@ def issue_token(
     return jwt.encode(payload, settings.secret_key, algorithm="HS256")
 
 
+# Tokens whose signature was verified, with their expiry: the same text has the same
+# signature, so a client's next request needs only the expiry checked (PyJWT's decode was
+# 6 % of a 50-contact page). Bounded; the oldest entry goes first.
+VERIFIED_TOKENS_MAX = 10_000
+_verified: dict[str, tuple[Claims, float]] = {}
+
+
 def decode_token(token: str) -> Claims | None:
+    """The claims of a valid token, or None: signature, audience and expiry checked (the
+    signature once per token text, the expiry on every call)."""
+    known = _verified.get(token)
+    if known is not None:
+        if time.time() < known[1]:
+            return known[0]
+        del _verified[token]
+        return None
     try:
         payload = jwt.decode(token, settings.secret_key, algorithms=["HS256"], audience=_AUDIENCE)
-        return Claims(
+        claims = Claims(
             kind=TokenKind(payload["typ"]),
             workspace_id=int(payload["ws"]),
             subject_id=int(payload["sub"]),
             channel_id=payload.get("ch"),
         )
+        expires = float(payload["exp"])
     except (jwt.PyJWTError, KeyError, ValueError, TypeError):
         return None
+    if len(_verified) >= VERIFIED_TOKENS_MAX:
+        del _verified[next(iter(_verified))]
+    _verified[token] = (claims, expires)
+    return claims
 
 
 @dataclass(frozen=True)

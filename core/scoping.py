@@ -11,7 +11,7 @@ does not exist.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, TypeVar
@@ -46,6 +46,7 @@ class _RowPlan:
 
 
 _row_plans: dict[tuple[type[Model], str], _RowPlan] = {}
+_page_plans: dict[tuple[type[Model], str, tuple[str, ...], tuple[str, ...]], _RowPlan | None] = {}
 
 
 def _scope_column(model: type[Model]) -> str:
@@ -53,23 +54,87 @@ def _scope_column(model: type[Model]) -> str:
     return "id" if model.__name__ == "Workspace" else "workspace_id"
 
 
-def _row_plan(model: type[Model], sql_dialect: str) -> _RowPlan:
-    """`rows_by_id`'s SELECT of every column, and the conversions Tortoise's `.values()`
-    applies to them (none for the columns the driver returns as Python already)."""
+def _selection(model: type[Model], names: Iterable[str]) -> tuple[str, list[tuple[str, Callable[[Any], Any]]]]:
+    """The SELECT list of these fields, and the conversions Tortoise's `.values()` applies
+    to them (none for the columns the driver returns as Python already)."""
     meta = model._meta
-    postgres = sql_dialect == "postgres"
     native = {name for _, name, _ in meta.db_native_fields}
     projection = meta.fields_db_projection
-    columns = ", ".join(f'"{db}"' if db == name else f'"{db}" AS "{name}"' for name, db in projection.items())
+    names = list(names)
+    columns = ", ".join(f'"{projection[n]}"' if projection[n] == n else f'"{projection[n]}" AS "{n}"' for n in names)
+    return columns, [(n, meta.fields_map[n].to_python_value) for n in names if n not in native]
+
+
+def _row_plan(model: type[Model], sql_dialect: str) -> _RowPlan:
+    """`rows_by_id`'s SELECT of every column."""
+    postgres = sql_dialect == "postgres"
+    columns, converters = _selection(model, model._meta.fields_db_projection)
     scoped_by = _scope_column(model)
     if postgres:
         where = f'"{scoped_by}" = $1 AND "id" = ANY($2::bigint[])'
     else:
         where = f'"{scoped_by}" = ? AND "id" IN (SELECT value FROM json_each(?))'
-    converters = [(name, meta.fields_map[name].to_python_value) for name in projection if name not in native]
-    sql = f'SELECT {columns} FROM "{meta.db_table}" WHERE {where}'
+    sql = f'SELECT {columns} FROM "{model._meta.db_table}" WHERE {where}'
     plan = _row_plans[(model, sql_dialect)] = _RowPlan(sql, postgres, converters)
     return plan
+
+
+def _page_plan(model: type[Model], sql_dialect: str, names: tuple[str, ...], sort: tuple[str, ...]) -> _RowPlan | None:
+    """`first_rows`'s SELECT … ORDER BY … LIMIT, or None when a name is not a column."""
+    key = (model, sql_dialect, names, sort)
+    if key in _page_plans:
+        return _page_plans[key]
+    projection = model._meta.fields_db_projection
+    plan = None
+    if all(n in projection for n in names) and all(c.lstrip("-") in projection for c in sort):
+        postgres = sql_dialect == "postgres"
+        columns, converters = _selection(model, names)
+        order = ", ".join(f'"{projection[c.lstrip("-")]}" {"DESC" if c.startswith("-") else "ASC"}' for c in sort)
+        where, limit = ("$1", "$2") if postgres else ("?", "?")
+        sql = f'SELECT {columns} FROM "{model._meta.db_table}" WHERE "{_scope_column(model)}" = {where} ORDER BY {order} LIMIT {limit}'
+        plan = _RowPlan(sql, postgres, converters)
+    _page_plans[key] = plan
+    return plan
+
+
+class _ScopedQuerySet(QuerySet[M]):
+    """What `Scope.all` returns: a queryset that knows it is exactly "this workspace's
+    rows". Every refinement (filter, order, limit…) is a clone, which does not carry the
+    mark, so only the unrefined queryset has it."""
+
+    __slots__ = ("unrefined_workspace_id",)
+
+
+def unrefined_workspace(query: QuerySet[Any]) -> int | None:
+    """The workspace of a `Scope.all(...)` queryset not refined since; None for any other."""
+    return getattr(query, "unrefined_workspace_id", None)
+
+
+async def first_rows(query: QuerySet[Any], names: tuple[str, ...], sort: tuple[str, ...], limit: int) -> list[dict[str, Any]] | None:
+    """`query.order_by(*sort).limit(limit).values(*names)` for an unrefined `Scope.all`
+    queryset, by SQL built once per shape rather than by the query builder per request
+    (the first page of a list is the request a client makes most); None for any other
+    queryset, or names that are not plain columns."""
+    workspace_id = unrefined_workspace(query)
+    if workspace_id is None:
+        return None
+    model = query.model
+    sql_dialect = dialect()
+    plan = _page_plans.get((model, sql_dialect, names, sort), False)
+    if plan is False:
+        plan = _page_plan(model, sql_dialect, names, sort)
+    if plan is None:
+        return None
+    rows = await model._meta.db.execute_query_dict(plan.sql, [workspace_id, limit])
+    _convert(rows, plan.converters)
+    return rows
+
+
+def _convert(rows: list[dict[str, Any]], converters: list[tuple[str, Callable[[Any], Any]]]) -> None:
+    if converters:
+        for row in rows:
+            for name, convert in converters:
+                row[name] = convert(row[name])
 
 
 class Scope:
@@ -77,7 +142,9 @@ class Scope:
         self.workspace_id = workspace_id
 
     def all(self, model: type[M]) -> QuerySet[M]:
-        return model.filter(**{_scope_column(model): self.workspace_id})
+        query: _ScopedQuerySet[M] = _ScopedQuerySet(model).filter(**{_scope_column(model): self.workspace_id})  # type: ignore[assignment]
+        query.unrefined_workspace_id = self.workspace_id
+        return query
 
     async def get(self, model: type[M], pk: int | None) -> M | None:
         if pk is None:
@@ -97,11 +164,7 @@ class Scope:
         plan = _row_plans.get((model, sql_dialect)) or _row_plan(model, sql_dialect)
         params = [self.workspace_id, pks if plan.postgres else json.dumps(pks)]
         rows = await model._meta.db.execute_query_dict(plan.sql, params)
-        converters = plan.converters
-        if converters:
-            for row in rows:
-                for name, convert in converters:
-                    row[name] = convert(row[name])
+        _convert(rows, plan.converters)
         return {row["id"]: SimpleNamespace(**row) for row in rows}
 
     async def by_global_id(

@@ -44,7 +44,7 @@ async def authenticate(authorization: str | None) -> Principal | None:
         return None
     if api_key_prefix(credential):
         return await principal_cache.get(credential, lambda: _api_key_principal(credential))
-    claims = decode_token(credential)  # signature and expiry, on every request
+    claims = decode_token(credential)  # expiry on every request, signature once per token
     if claims is None:
         return None
     return await principal_cache.get(credential, lambda: _token_principal(claims))

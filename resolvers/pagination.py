@@ -20,6 +20,7 @@ from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
 
 from core.config import settings
+from core.scoping import first_rows
 from core.errors import PublicError, Code
 
 T = TypeVar("T")
@@ -135,8 +136,12 @@ async def paginate(
         walk = walk.filter(_after(order, _decode(after, order), forward=True))
     if before:
         walk = walk.filter(_after(order, _decode(before, order), forward=False))
-    ordered = walk.order_by(*sort).limit(size + 1)
-    rows = list(await (ordered.values(*{*values, *order.columns}) if values else ordered))
+    rows: list[Any] | None = None
+    if values and not after and not before:
+        rows = await first_rows(query, tuple(dict.fromkeys((*values, *order.columns))), tuple(sort), size + 1)
+    if rows is None:
+        ordered = walk.order_by(*sort).limit(size + 1)
+        rows = list(await (ordered.values(*{*values, *order.columns}) if values else ordered))
     more = len(rows) > size
     rows = rows[:size]
     if not forward:

@@ -94,6 +94,27 @@ async def test_garbage_bearer_token_is_anonymous(api: Any) -> None:
     assert (await api("{ viewer { kind } }", token="not-a-token")) == {"viewer": None}
 
 
+async def test_a_token_stops_working_when_it_expires_though_it_was_accepted_before(tenant: Any) -> None:
+    """Verified tokens are remembered (core/auth.py), their expiry is not: the next
+    request after it is anonymous. A token with a bad signature never gets in."""
+    import asyncio
+    import time
+
+    import jwt
+
+    from core.config import settings
+
+    expires = int(time.time()) + 2
+    claims = {"aud": "parley", "iat": expires - 60, "exp": expires, "typ": "agent", "ws": tenant.workspace.id, "sub": str(tenant.owner.id)}
+    token = jwt.encode(claims, settings.secret_key, algorithm="HS256")
+    forged = jwt.encode({**claims, "exp": expires + 3600}, "x" * 64, algorithm="HS256")
+    assert (await tenant.api("{ viewer { kind } }", token=token)) == {"viewer": {"kind": "AGENT"}}
+    assert (await tenant.api("{ viewer { kind } }", token=token)) == {"viewer": {"kind": "AGENT"}}
+    assert (await tenant.api("{ viewer { kind } }", token=forged)) == {"viewer": None}
+    await asyncio.sleep(max(0.0, expires - time.time()) + 0.1)
+    assert (await tenant.api("{ viewer { kind } }", token=token)) == {"viewer": None}
+
+
 async def test_graphiql_in_dev_passes_the_authorization_header_to_subscriptions(client: httpx.AsyncClient) -> None:
     page = await client.get("/graphql", headers={"accept": "text/html"})
     assert page.status_code == 200

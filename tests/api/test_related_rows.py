@@ -1,14 +1,16 @@
 """`Scope.rows_by_id`, the plain rows behind every related field (a conversation's contact,
-assignee, last message): each column as the model has it, and only the caller's workspace."""
+assignee, last message), and `first_rows`, the first page of a list: each column as the
+model has it, and only the caller's workspace."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from core.scoping import Scope
+from core.scoping import Scope, first_rows
 from models.contacts import Contact, SmsConsent
 from models.conversations import Conversation, DeliveryState, Direction, Message, SenderKind
 from models.workspaces import Workspace
+from resolvers.conversations import CONVERSATION_COLUMNS
 from tests.conftest import Tenant, pk
 
 
@@ -40,3 +42,46 @@ async def test_rows_of_another_workspace_are_not_found(tenant: Tenant, make_tena
     assert list(await Scope(tenant.workspace.id).rows_by_id(Contact, [theirs, ours])) == [ours]
     assert await Scope(tenant.workspace.id).rows_by_id(Workspace, [other.workspace.id]) == {}
     assert list(await Scope(tenant.workspace.id).rows_by_id(Workspace, [tenant.workspace.id])) == [tenant.workspace.id]
+
+
+async def test_a_first_page_is_what_the_query_builder_would_read(tenant: Tenant, make_tenant: object) -> None:
+    """Ties, NULLs (a conversation without messages) and both directions, on each database: the same rows in the same order
+    with the same values as Tortoise's `.order_by().limit().values()`."""
+    other: Tenant = await make_tenant()  # type: ignore[operator]
+    await other.contact(name="Theirs")
+    seen = datetime(2026, 3, 4, 5, 6, 7, 890000, tzinfo=UTC)
+    ws = tenant.workspace.id
+    await Contact.bulk_create([
+        Contact(workspace_id=ws, name=f"C{i}", email=f"c{i}@example.com", vip=i % 3 == 0, attributes={"n": i},
+                last_seen_at=seen - timedelta(minutes=i // 3))  # fmt: skip
+        for i in range(30)
+    ])  # fmt: skip
+    contacts = await Contact.filter(workspace_id=ws).limit(5)
+    for i, contact in enumerate(contacts):
+        await Conversation.create(workspace_id=ws, contact_id=contact.id, channel_id=tenant.channel.id, vip=i % 2 == 0,
+                                  last_message_at=seen if i < 3 else None)  # fmt: skip
+    scope = Scope(ws)
+    cases = [
+        (Contact, ("id", "name", "email", "vip", "attributes", "last_seen_at"), ("-last_seen_at", "-id")),
+        (Contact, ("id", "last_seen_at"), ("last_seen_at", "id")),
+        (Conversation, CONVERSATION_COLUMNS, ("-vip", "-last_message_at", "-id")),
+    ]
+    for model, names, sort in cases:
+        for limit in (1, 7, 100):
+            found = await first_rows(scope.all(model), names, sort, limit)
+            expected = await model.filter(workspace_id=ws).order_by(*sort).limit(limit).values(*names)
+            assert found == expected, (model.__name__, sort, limit)
+            assert [list(row) for row in found] == [list(names)] * len(found)
+    assert len(await first_rows(scope.all(Contact), ("id",), ("-id",), 100) or []) == 30  # not the other workspace's
+
+
+async def test_only_an_unrefined_scope_is_read_by_first_rows(tenant: Tenant) -> None:
+    """A filter, an ordering or a limit makes another query: first_rows leaves it to the
+    query builder, and a name that is not a column too."""
+    only = pk((await tenant.contact(name="Only"))["id"])
+    scope = Scope(tenant.workspace.id)
+    assert await first_rows(scope.all(Contact), ("id", "name"), ("-id",), 5) == [{"id": only, "name": "Only"}]
+    for refined in (scope.all(Contact).filter(name="Someone else"), scope.all(Contact).filter(), scope.all(Contact).limit(1),
+                    scope.all(Contact).order_by("name"), Contact.filter(workspace_id=tenant.workspace.id)):  # fmt: skip
+        assert await first_rows(refined, ("id", "name"), ("-id",), 5) is None
+    assert await first_rows(scope.all(Contact), ("id", "workspace__name"), ("-id",), 5) is None
