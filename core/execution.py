@@ -23,12 +23,13 @@ goes back to graphql-core's path, which calls it again and awaits it.
 from __future__ import annotations
 
 import inspect
+import keyword
 from base64 import b64encode
 from collections.abc import Callable, Coroutine
 from operator import attrgetter
 from typing import Any, TypeVar
 
-from graphql import GraphQLID, OperationType, GraphQLList, GraphQLNonNull, GraphQLObjectType, GraphQLOutputType, GraphQLString, is_leaf_type
+from graphql import GraphQLBoolean, GraphQLID, OperationType, GraphQLList, GraphQLNonNull, GraphQLObjectType, GraphQLOutputType, GraphQLString, is_leaf_type
 from graphql.execution.collect_fields import FieldDetailsList, GroupedFieldSet
 from graphql.execution.executor import CollectedErrors
 from graphql.pyutils import Path, Undefined
@@ -60,8 +61,9 @@ def plain(resolver: F) -> F:
 # How to complete a value of one GraphQL type: (executor, field details, value) -> result.
 _Completer = Callable[["Executor", FieldDetailsList, Any], Any]
 # How to read and complete a plain field, or None when it is not plain: (read, complete,
-# whether read takes the execution's info as well as the object).
-_Plan = tuple[Callable[..., Any], _Completer, bool] | None
+# whether read takes the execution's info as well as the object, the attribute read when
+# the read is a plain attribute).
+_Plan = tuple[Callable[..., Any], _Completer, bool, str | None] | None
 _plans: dict[tuple[GraphQLObjectType, str], _Plan] = {}
 _completers: dict[GraphQLOutputType, _Completer | None] = {}
 _NODE_ID = relay.Node.__dict__["_id"].__func__
@@ -87,13 +89,13 @@ def _plan(parent_type: GraphQLObjectType, field_name: str) -> _Plan:
             # with the default `getattr`, the same read is one attrgetter call.
             definition = field.extensions.get("strawberry-definition")
             if getattr(definition, "default_resolver", None) is getattr and isinstance(definition.python_name, str):
-                plan = (attrgetter(definition.python_name), complete, False)
+                plan = (attrgetter(definition.python_name), complete, False, definition.python_name)
             else:
-                plan = (field.resolve, complete, False)
+                plan = (field.resolve, complete, False, None)
         elif _is_default_node_id(definition := field.extensions.get("strawberry-definition")):
-            plan = (_node_id_reader(parent_type.name), complete, False)
+            plan = (_node_id_reader(parent_type.name), complete, False, None)
         elif (read := _plain_reader(definition)) is not None:
-            plan = (read, complete, True)
+            plan = (read, complete, True, None)
     _plans[key] = plan
     return plan
 
@@ -164,7 +166,8 @@ def _completer(return_type: GraphQLOutputType) -> _Completer | None:
         item = _completer(return_type.of_type)
         if item is not None:
             item_type = return_type.of_type
-            if isinstance(item_type, GraphQLNonNull):
+            non_null_items = isinstance(item_type, GraphQLNonNull)
+            if non_null_items:
                 item_type = item_type.of_type
             objects = item_type if isinstance(item_type, GraphQLObjectType) else None
 
@@ -174,7 +177,9 @@ def _completer(return_type: GraphQLOutputType) -> _Completer | None:
                 if not isinstance(value, list | tuple):
                     raise _Irregular
                 if objects is not None:
-                    ex._row_plan(objects, fields)  # not plain: irregular before any row is read
+                    # Irregular here, before any row is read, when the rows are not plain.
+                    row = ex._row_plan(objects, fields)
+                    return [row(v) for v in value] if non_null_items else [None if v is None else row(v) for v in value]
                 return [item(ex, fields, v) for v in value]
 
     elif isinstance(return_type, GraphQLObjectType):
@@ -298,59 +303,97 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
             info = self.__dict__["_context_only"] = _ContextOnly(self.context_value)
             return info
 
-    def _row_plan(self, object_type: GraphQLObjectType, field_details_list: FieldDetailsList) -> list[tuple[str, Any, Any, Any]]:
-        """The plain fields of a selection on an object type, read and completed per row;
-        irregular when any of them is not plain. Kept per execution, by the type and the
-        field details (the same list for every row of a list; kept beside its plan, so its
-        id is not reused while the plan is)."""
+    def _row_plan(self, object_type: GraphQLObjectType, field_details_list: FieldDetailsList) -> Callable[[Any], dict[str, Any]]:
+        """The function that reads and completes a selection's plain fields on one object
+        (a row of a list); irregular when any of them is not plain. Kept per execution, by
+        the type and the field details (the same list for every row of a list; kept beside
+        its function, so its id is not reused while the function is)."""
         plans: dict[tuple[GraphQLObjectType, int], Any] = self.__dict__.setdefault("_row_plans", {})
         key = (object_type, id(field_details_list))
         found = plans.get(key)
         if found is not None and found[0] is field_details_list:
-            row_plan = found[1]
+            row = found[1]
         else:
             grouped_field_set, new_defer_usages, _ = self.collect_subfields(object_type, field_details_list)
-            row_plan = None if new_defer_usages else _row_plan(object_type, grouped_field_set, self._plain_info())
-            plans[key] = (field_details_list, row_plan)
-        if row_plan is None:
+            factory = None if new_defer_usages else _row_factory(object_type, grouped_field_set)
+            row = None if factory is None else factory(self, self._plain_info(), *grouped_field_set.values())
+            plans[key] = (field_details_list, row)
+        if row is None:
             raise _Irregular
-        return row_plan
+        return row  # type: ignore[no-any-return]
 
     def _complete_object(self, object_type: GraphQLObjectType, field_details_list: FieldDetailsList, value: Any) -> Any:
-        if object_type.is_type_of is not None:
-            try:
-                # Strawberry's is_type_of is an isinstance check that ignores its info.
-                matches = object_type.is_type_of(value, None)  # type: ignore[arg-type]
-            except Exception:
-                raise _Irregular from None
-            if matches is not True:
-                raise _Irregular
-        try:
-            return {name: complete(self, sub, read(value)) for name, read, complete, sub in self._row_plan(object_type, field_details_list)}
-        except _Irregular:
-            raise
-        except Exception:
-            raise _Irregular from None
+        return self._row_plan(object_type, field_details_list)(value)
 
 
-def _row_plan(
-    object_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet, info: _ContextOnly
-) -> list[tuple[str, Any, Any, Any]] | None:
-    row_plan = []
-    for name, sub in grouped_field_set.items():
-        node = sub[0].node
-        plan = None if node.arguments else _plan(object_type, node.name.value)
+# A row function's factory per object type and selection (response and field names):
+# generated once, called once per execution with what is the execution's own.
+_RowFactory = Callable[..., Callable[[Any], dict[str, Any]]]
+_row_factories: dict[tuple[GraphQLObjectType, tuple[tuple[str, str, bool], ...]], _RowFactory | None] = {}
+
+
+def _row_factory(object_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet) -> _RowFactory | None:
+    shape = tuple((name, sub[0].node.name.value, bool(sub[0].node.arguments)) for name, sub in grouped_field_set.items())
+    key = (object_type, shape)
+    if key not in _row_factories:
+        _row_factories[key] = _generate_row_factory(object_type, shape)
+    return _row_factories[key]
+
+
+def _generate_row_factory(object_type: GraphQLObjectType, shape: tuple[tuple[str, str, bool], ...]) -> _RowFactory | None:
+    """Python source for reading and completing one object's plain fields, compiled: a
+    row of a list page costs one call, not a call per field for its read and another
+    for its completion (the row is checked as a whole; any irregular value gives the
+    object back to graphql-core's path). None when a field is not plain."""
+    names: dict[str, Any] = {"Irregular": _Irregular, "coerced": _coerced, "is_type_of": object_type.is_type_of}
+    body = ["    def row(value):", "        try:"]
+    if object_type.is_type_of is not None:
+        # Strawberry's is_type_of is an isinstance check that ignores its info.
+        body.append("            if is_type_of(value, None) is not True: raise Irregular")
+    for i, (_, field_name, has_arguments) in enumerate(shape):
+        plan = None if has_arguments else _plan(object_type, field_name)
         if plan is None:
             return None
-        read = plan[0]
-        if plan[2]:
-            read = _with_info(read, info)
-        row_plan.append((name, read, plan[1], sub))
-    return row_plan
+        read, complete, with_info, attr = plan
+        v = f"v{i}"
+        if attr is not None and attr.isidentifier() and not keyword.iskeyword(attr):
+            body.append(f"            {v} = value.{attr}")
+        else:
+            names[f"r{i}"] = read
+            body.append(f"            {v} = r{i}(value, info)" if with_info else f"            {v} = r{i}(value)")
+        body.extend(_complete_source(object_type.fields[field_name].type, i, complete, names))
+    body += [
+        "        except Exception:",
+        "            raise Irregular from None",
+        "        return {" + ", ".join(f"{name!r}: v{i}" for i, (name, _, _) in enumerate(shape)) + "}",
+        "    return row",
+    ]
+    subs = "".join(f", s{i}" for i in range(len(shape)))
+    source = "\n".join([f"def factory(ex, info{subs}):", *body])
+    exec(compile(source, f"<row {object_type.name}>", "exec"), names)  # noqa: S102 — our own source, from the schema
+    return names["factory"]  # type: ignore[no-any-return]
 
 
-def _with_info(read: Callable[[Any, Any], Any], info: _ContextOnly) -> Callable[[Any], Any]:
-    return lambda source: read(source, info)
+_INLINE_TYPES: dict[Any, str] = {GraphQLString: "str", GraphQLID: "str", GraphQLBoolean: "bool"}
+
+
+def _complete_source(field_type: GraphQLOutputType, i: int, complete: _Completer, names: dict[str, Any]) -> list[str]:
+    """The lines that complete `v{i}` as `complete` would: leaves inline, the rest by a call."""
+    non_null = isinstance(field_type, GraphQLNonNull)
+    base = field_type.of_type if non_null else field_type
+    v, pad = f"v{i}", " " * 12
+    if not is_leaf_type(base):
+        names[f"c{i}"] = complete
+        return [f"{pad}{v} = c{i}(ex, s{i}, {v})"]
+    names[f"k{i}"] = base.coerce_output_value  # type: ignore[union-attr]
+    inline = _INLINE_TYPES.get(base)
+    if inline is not None and non_null:
+        return [f"{pad}if type({v}) is not {inline}:", f"{pad}    if {v} is None: raise Irregular", f"{pad}    {v} = coerced(k{i}, {v})"]
+    if inline is not None:
+        return [f"{pad}if {v} is not None and type({v}) is not {inline}: {v} = coerced(k{i}, {v})"]
+    if non_null:
+        return [f"{pad}if {v} is None: raise Irregular", f"{pad}{v} = coerced(k{i}, {v})"]
+    return [f"{pad}if {v} is not None: {v} = coerced(k{i}, {v})"]
 
 
 def _fill(results: dict[str, Any], slow: dict[str, Any], rest: dict[str, Any]) -> dict[str, Any]:

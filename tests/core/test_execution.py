@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 import gc
+import json
 import weakref
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +30,8 @@ class Row:
     count: int
     mood: Mood
     seen_at: datetime | None
+    flag: bool = True
+    maybe: bool | None = None
 
     @strawberry.field
     def shout(self, loud: bool = False) -> str:
@@ -67,6 +70,8 @@ ROWS = [
     Row(name=None, required="b", count=2, mood=Mood.GRUMPY, seen_at=None),
     Row(name="Bad", required=None, count=3, mood=Mood.HAPPY, seen_at=None),  # type: ignore[arg-type]
     Row(name="Worse", required="d", count="many", mood=Mood.HAPPY, seen_at=None),  # type: ignore[arg-type]
+    Row(name="Flags", required="e", count=5, mood=Mood.HAPPY, seen_at=None, flag=1, maybe=0),  # type: ignore[arg-type]
+    Row(name="Odd", required="f", count=6, mood=Mood.HAPPY, seen_at=None, flag=None, maybe="yes"),  # type: ignore[arg-type]
 ]
 
 
@@ -89,6 +94,8 @@ THINGS = [
     Thing(id=1, label="one", rows=ROWS[:2], grid=[[1, None], []], strict=[1, 2]),
     Thing(id=2, label="two", rows=[], grid=[], strict=[3, None]),  # type: ignore[list-item]
     Thing(id=None, label="three", rows=[], grid=[], strict=[]),  # type: ignore[arg-type]
+    Thing(id=4, label="four", rows=[ROWS[4]], grid=[], strict=[]),
+    Thing(id=5, label="five", rows=[ROWS[5]], grid=[], strict=[]),
 ]
 
 
@@ -147,6 +154,12 @@ QUERIES = [
     "{ nullableRows { name required count } }",
     "{ nullableRows { later count name } }",
     "{ rows(upto: 3) { name required } }",
+    # Booleans: true ones, numbers graphql-core coerces, a null where required, a string.
+    "{ nullableRows(upto: 5) { flag maybe name } }",
+    "{ nullableRows(upto: 6) { flag maybe name } }",
+    "{ page(upto: 4) { things { rows { flag maybe name } } } }",
+    "{ page(upto: 5) { things { rows { flag maybe } } } }",
+    "{ nullableRows(upto: 6) { maybe } }",
     # Nested plain objects and lists, relay ids, lists of lists.
     "{ page { things { id label rows { name mood } grid } named { name count } } }",
     "{ page(upto: 2) { things { id label strict } } }",
@@ -171,6 +184,8 @@ async def test_same_answer_as_graphql_core(query: str) -> None:
     assert all(e.path for e in expected.errors or []), expected.errors  # executed, not refused as invalid
     got = await ours.execute(query, variable_values=variables, context_value="ctx")
     assert got.data == expected.data
+    # As sent: 1 and true are equal in Python, not in JSON.
+    assert json.dumps(got.data) == json.dumps(expected.data)
     assert list(_keys(got.data)) == list(_keys(expected.data))
     assert [(e.message, e.path) for e in got.errors or []] == [(e.message, e.path) for e in expected.errors or []]
 
