@@ -327,17 +327,24 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
 
 
 # A row function's factory per object type and selection (response and field names):
-# generated once, called once per execution with what is the execution's own.
+# generated once, called once per execution with what is the execution's own. Bounded:
+# aliases let a client make any number of selections; the oldest goes first.
 _RowFactory = Callable[..., Callable[[Any], dict[str, Any]]]
 _row_factories: dict[tuple[GraphQLObjectType, tuple[tuple[str, str, bool], ...]], _RowFactory | None] = {}
+ROW_FACTORIES_MAX = 2_000
 
 
 def _row_factory(object_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet) -> _RowFactory | None:
     shape = tuple((name, sub[0].node.name.value, bool(sub[0].node.arguments)) for name, sub in grouped_field_set.items())
     key = (object_type, shape)
-    if key not in _row_factories:
-        _row_factories[key] = _generate_row_factory(object_type, shape)
-    return _row_factories[key]
+    try:
+        return _row_factories[key]
+    except KeyError:
+        pass
+    while len(_row_factories) >= ROW_FACTORIES_MAX:
+        del _row_factories[next(iter(_row_factories))]
+    factory = _row_factories[key] = _generate_row_factory(object_type, shape)
+    return factory
 
 
 def _generate_row_factory(object_type: GraphQLObjectType, shape: tuple[tuple[str, str, bool], ...]) -> _RowFactory | None:

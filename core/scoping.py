@@ -46,7 +46,10 @@ class _RowPlan:
 
 
 _row_plans: dict[tuple[type[Model], str], _RowPlan] = {}
+# Per model, dialect, columns and order: the columns follow a query's selection, so
+# bounded (the oldest goes first).
 _page_plans: dict[tuple[type[Model], str, tuple[str, ...], tuple[str, ...]], _RowPlan | None] = {}
+PAGE_PLANS_MAX = 1_000
 
 
 def _scope_column(model: type[Model]) -> str:
@@ -93,6 +96,8 @@ def _page_plan(model: type[Model], sql_dialect: str, names: tuple[str, ...], sor
         where, limit = ("$1", "$2") if postgres else ("?", "?")
         sql = f'SELECT {columns} FROM "{model._meta.db_table}" WHERE "{_scope_column(model)}" = {where} ORDER BY {order} LIMIT {limit}'
         plan = _RowPlan(sql, postgres, converters)
+    while len(_page_plans) >= PAGE_PLANS_MAX:
+        del _page_plans[next(iter(_page_plans))]
     _page_plans[key] = plan
     return plan
 

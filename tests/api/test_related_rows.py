@@ -85,3 +85,17 @@ async def test_only_an_unrefined_scope_is_read_by_first_rows(tenant: Tenant) -> 
                     scope.all(Contact).order_by("name"), Contact.filter(workspace_id=tenant.workspace.id)):  # fmt: skip
         assert await first_rows(refined, ("id", "name"), ("-id",), 5) is None
     assert await first_rows(scope.all(Contact), ("id", "workspace__name"), ("-id",), 5) is None
+
+
+async def test_first_page_plans_are_bounded(tenant: Tenant, monkeypatch: object) -> None:
+    """The columns follow each query's selection: the plans kept stay at the bound."""
+    from core import scoping
+
+    monkeypatch.setattr(scoping, "PAGE_PLANS_MAX", 2)  # type: ignore[attr-defined]
+    monkeypatch.setattr(scoping, "_page_plans", {})  # type: ignore[attr-defined]
+    only = pk((await tenant.contact(name="Only", email="only@example.com"))["id"])
+    scope = Scope(tenant.workspace.id)
+    for names in (("id",), ("id", "name"), ("id", "email"), ("name", "id"), ("id", "name", "email")):
+        rows = await first_rows(scope.all(Contact), names, ("-id",), 5)
+        assert rows == [{n: {"id": only, "name": "Only", "email": "only@example.com"}[n] for n in names}]
+        assert len(scoping._page_plans) <= 2

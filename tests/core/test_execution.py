@@ -252,3 +252,17 @@ async def test_an_execution_keeps_nothing_alive_after_it() -> None:
     gc.collect()
     assert len(MADE) == 60
     assert [ref for ref in MADE if ref() is not None] == []
+
+
+async def test_generated_rows_are_bounded_however_many_selections_clients_make(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Aliases let a client make any number of distinct selections: the generated row
+    functions kept stay at the bound, and every answer is still right."""
+    from core import execution
+
+    monkeypatch.setattr(execution, "ROW_FACTORIES_MAX", 3)
+    monkeypatch.setattr(execution, "_row_factories", {})
+    ours = strawberry.Schema(query=Query, execution_context_class=Executor)
+    for i in range(8):
+        result = await ours.execute(f"{{ page {{ named {{ n{i}: name count }} }} }}")
+        assert result.data == {"page": {"named": {f"n{i}": "Ada", "count": 1}}}, result.errors
+        assert len(execution._row_factories) <= 3
