@@ -83,10 +83,8 @@ def _row_plan(model: type[Model], sql_dialect: str) -> _RowPlan:
 
 
 def _page_plan(model: type[Model], sql_dialect: str, names: tuple[str, ...], sort: tuple[str, ...]) -> _RowPlan | None:
-    """`first_rows`'s SELECT … ORDER BY … LIMIT, or None when a name is not a column."""
-    key = (model, sql_dialect, names, sort)
-    if key in _page_plans:
-        return _page_plans[key]
+    """`first_rows`'s SELECT … ORDER BY … LIMIT, or None when a name is not a column;
+    built on a miss of `_page_plans` and kept there."""
     projection = model._meta.fields_db_projection
     plan = None
     if all(n in projection for n in names) and all(c.lstrip("-") in projection for c in sort):
@@ -98,7 +96,7 @@ def _page_plan(model: type[Model], sql_dialect: str, names: tuple[str, ...], sor
         plan = _RowPlan(sql, postgres, converters)
     while len(_page_plans) >= PAGE_PLANS_MAX:
         del _page_plans[next(iter(_page_plans))]
-    _page_plans[key] = plan
+    _page_plans[(model, sql_dialect, names, sort)] = plan
     return plan
 
 
