@@ -107,6 +107,10 @@ class MaskUnexpectedErrors(MaskErrors):
         if errors:
             result.errors = self._process_errors(errors)  # type: ignore[attr-defined]
 
+    def mask(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        """The errors as this extension lets them out (for asgi.py's plain path)."""
+        return self._process_errors(errors)
+
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         request_id = request_id_var.get()
         log.error(

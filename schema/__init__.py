@@ -3,8 +3,14 @@ request goes through."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
 import strawberry
-from graphql.validation import NoSchemaIntrospectionCustomRule
+from graphql import DocumentNode, GraphQLError, OperationDefinitionNode, OperationType, parse, specified_rules
+from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
+from strawberry.schema.schema import validate_document
 from strawberry.extensions import (
     AddValidationRules,
     MaxAliasesLimiter,
@@ -49,7 +55,60 @@ class Subscription(ContactSubscription, SegmentSubscription, ConversationSubscri
     pass
 
 
-def build_schema(*, introspection: bool | None = None) -> strawberry.Schema:
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A query text parsed and validated without errors: its document and what each of
+    its operations is (by name; None for the one anonymous operation)."""
+
+    document: DocumentNode
+    operations: dict[str | None, OperationType]
+
+    def operation(self, name: str | None) -> OperationType | None:
+        """The operation a request with this operationName runs; None when it names none
+        (graphql-core's path then says why)."""
+        if name is None:
+            return next(iter(self.operations.values())) if len(self.operations) == 1 else None
+        return self.operations.get(name)
+
+
+class ParleySchema(strawberry.Schema):
+    """Strawberry's schema, plus prepared documents for the HTTP view's plain path
+    (asgi.py): a query text parsed and validated once, under the same limits and rules
+    as Strawberry's own path (`prepare`)."""
+
+    PREPARED_MAX = 1_000
+
+    def __init__(self, *args: Any, validation_rules: Sequence[type[ASTValidationRule]], max_tokens: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.document_rules = (*specified_rules, *validation_rules)
+        self.max_tokens = max_tokens
+        self._prepared: dict[str, Prepared] = {}  # query text -> its Prepared, least recent first
+
+    def prepare(self, query: str) -> Prepared | None:
+        """The query text's Prepared, or None when it has errors (not kept: a client's
+        malformed texts would crowd out the valid ones; Strawberry's path reports them)."""
+        found = self._prepared.pop(query, None)
+        if found is None:
+            found = self._prepare(query)
+            if found is None:
+                return None
+            while len(self._prepared) >= self.PREPARED_MAX:
+                del self._prepared[next(iter(self._prepared))]
+        self._prepared[query] = found  # the most recent last: the oldest goes first
+        return found
+
+    def _prepare(self, query: str) -> Prepared | None:
+        try:
+            document = parse(query, max_tokens=self.max_tokens)
+        except GraphQLError:
+            return None
+        if validate_document(self._schema, document, self.document_rules):
+            return None
+        operations = {d.name.value if d.name else None: d.operation for d in document.definitions if isinstance(d, OperationDefinitionNode)}
+        return Prepared(document, operations)
+
+
+def build_schema(*, introspection: bool | None = None) -> ParleySchema:
     graphql_patches.apply()
     allow_introspection = settings.is_dev if introspection is None else introspection
     # The limiters' rule classes are built once: ValidationCache keys on the rule tuple,
@@ -67,8 +126,9 @@ def build_schema(*, introspection: bool | None = None) -> strawberry.Schema:
         lambda: ParserCache(maxsize=1000),
         lambda: ValidationCache(maxsize=1000),
     ]
-    return strawberry.Schema(
-        query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions, execution_context_class=Executor
+    return ParleySchema(
+        query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions, execution_context_class=Executor,
+        validation_rules=rules, max_tokens=settings.max_tokens,
     )
 
 

@@ -6,6 +6,8 @@ from typing import Any
 
 import httpx
 
+from tests.conftest import pk
+
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 
 
@@ -155,3 +157,76 @@ def test_responses_encode_any_json_value_as_text() -> None:
         encoded = view.encode_json(payload)
         assert isinstance(encoded, str)
         assert json.loads(encoded) == payload
+
+
+async def test_the_plain_path_answers_as_strawberrys_path_does(app: Any, client: httpx.AsyncClient, tenant: Any, make_tenant: Any,
+                                                               monkeypatch: Any) -> None:  # fmt: skip
+    """asgi.py runs a JSON POST of a valid query or mutation itself, without Strawberry's
+    view and extension hooks: the same status, content type and body as Strawberry's own
+    path for data, field errors, masked unexpected errors, request errors and mutations;
+    and every other request goes to Strawberry's path."""
+    from tortoise import connections
+
+    from asgi import ParleyGraphQL
+    from models.contacts import Contact
+    from schema import schema
+
+    await tenant.contact(name="Ada", email="ada@example.com")
+    await tenant.contact(name="Bo", email="bo@example.com")
+    other = await make_tenant("Other")
+    theirs = await other.contact(name="Theirs")
+    broken = await make_tenant("Broken")
+    unreadable = await broken.contact(name="Unreadable")
+    # A row no code can read (an unknown consent value): an unexpected error, which is masked.
+    db = connections.get("default")
+    marker = "$1" if db.capabilities.dialect == "postgres" else "?"
+    await db.execute_query(f"UPDATE contacts SET sms_consent = 'bogus' WHERE id = {marker}", [int(pk(unreadable["id"]))])
+    assert await Contact.filter(workspace_id=broken.workspace.id).count() == 1
+
+    agent, viewer = f"Bearer {tenant.owner_token}", f"Bearer {broken.owner_token}"
+    page = "query($n: Int) { contacts(first: $n) { edges { cursor node { id name email smsConsent lastSeenAt } } pageInfo { hasNextPage endCursor } totalCount } }"
+    plain = [
+        ({"query": page, "variables": {"n": 1}}, agent, "application/json"),
+        ({"query": page, "variables": {"n": 5}}, viewer, "application/json"),
+        ({"query": "{ workspace { name } }"}, None, GRAPHQL_RESPONSE),
+        ({"query": page, "variables": {"n": "one"}}, agent, GRAPHQL_RESPONSE),
+        ({"query": page, "variables": {"n": "one"}}, agent, "application/json"),
+        ({"query": "query($id: ID!) { node(id: $id) { id } }", "variables": {"id": theirs["id"]}}, agent, "application/json"),
+        ({"query": "mutation { createContact(input: {email: \"nope\"}) { contact { id } userErrors { field code } } }"}, agent, "*/*"),
+        ({"query": "mutation { updateWorkspace(input: {name: \"Acme\"}) { workspace { name } userErrors { code } } }"}, agent, "*/*"),
+        ({"query": "query A { viewer { kind } } query B { workspace { name } }", "operationName": "B"}, agent, GRAPHQL_RESPONSE),
+    ]
+    strawberrys = [
+        ({"query": "query A { viewer { kind } } query B { workspace { name } }", "operationName": "C"}, agent, GRAPHQL_RESPONSE),
+        ({"query": "query A { viewer { kind } } query B { workspace { name } }"}, agent, "application/json"),
+        ({"query": "{ contacts { "}, agent, GRAPHQL_RESPONSE),
+        ({"query": "{ workspace { name } }", "extensions": {"trace": True}}, agent, "application/json"),
+        ({"query": "subscription { conversationEvents { kind } }"}, agent, GRAPHQL_RESPONSE),
+    ]
+    view = next(route.app for route in app.routes if getattr(route, "path", None) == "/graphql" and isinstance(route.app, ParleyGraphQL))
+    executed = []
+    execute = schema.execute
+    monkeypatch.setattr(schema, "execute", lambda *args, **kwargs: executed.append(1) or execute(*args, **kwargs))
+
+    async def answer(body: dict[str, Any], authorization: str | None, accept: str, *, plain_path: bool) -> tuple[Any, ...]:
+        monkeypatch.setattr(view, "plain_path", plain_path)
+        headers = {"accept": accept, "x-request-id": "equivalence-1", **({"authorization": authorization} if authorization else {})}
+        executed.clear()
+        response = await client.post("/graphql", json=body, headers=headers)
+        body = response.json() if "json" in response.headers["content-type"] else response.text
+        return response.status_code, response.headers["content-type"], body, len(executed)
+
+    for case in plain + strawberrys:
+        *ours, by_strawberry = await answer(*case, plain_path=True)
+        *theirs_, strawberry_ran = await answer(*case, plain_path=False)
+        assert ours == theirs_, case
+        assert strawberry_ran == 1 and by_strawberry == (0 if case in plain else 1), case
+    # What the cases cover, as the client sees it.
+    first = (await answer(*plain[0], plain_path=True))[2]["data"]["contacts"]
+    assert len(first["edges"]) == 1 and first["pageInfo"]["hasNextPage"] is True and first["totalCount"] == 2
+    masked = (await answer(*plain[1], plain_path=True))[2]
+    assert masked["data"] is None and masked["errors"][0]["message"] == "Internal server error (request id equivalence-1)."
+    status, _, refused, _ = await answer(*plain[3], plain_path=True)
+    assert status == 400 and "data" not in refused and "Int cannot represent" in refused["errors"][0]["message"]
+    assert (await answer(*plain[5], plain_path=True))[2] == {"data": {"node": None}}
+    assert (await answer(*plain[6], plain_path=True))[2]["data"]["createContact"]["userErrors"][0]["field"] == ["email"]
