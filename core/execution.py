@@ -25,6 +25,8 @@ from __future__ import annotations
 import inspect
 import keyword
 from base64 import b64encode
+from binascii import b2a_base64
+from datetime import datetime
 from collections.abc import Callable, Coroutine
 from operator import attrgetter
 from typing import Any, TypeVar
@@ -35,6 +37,7 @@ from graphql.execution.executor import CollectedErrors
 from graphql.pyutils import Path, Undefined
 from strawberry import relay
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.schema.types.base_scalars import isoformat as _ISOFORMAT
 
 from core.fanout import execute_shared, subscription_executor
 
@@ -352,8 +355,10 @@ def _generate_row_factory(object_type: GraphQLObjectType, shape: tuple[tuple[str
     row of a list page costs one call, not a call per field for its read and another
     for its completion (the row is checked as a whole; any irregular value gives the
     object back to graphql-core's path). None when a field is not plain."""
-    names: dict[str, Any] = {"Irregular": _Irregular, "coerced": _coerced, "is_type_of": object_type.is_type_of}
+    names: dict[str, Any] = {"Irregular": _Irregular, "coerced": _coerced, "is_type_of": object_type.is_type_of,
+                             "b2a": b2a_base64, "datetime": datetime}  # fmt: skip
     body = ["    def row(value):", "        try:"]
+    head: list[str] = []  # the factory's own lines, before `row`
     if object_type.is_type_of is not None:
         # Strawberry's is_type_of is an isinstance check that ignores its info.
         body.append("            if is_type_of(value, None) is not True: raise Irregular")
@@ -363,12 +368,38 @@ def _generate_row_factory(object_type: GraphQLObjectType, shape: tuple[tuple[str
             return None
         read, complete, with_info, attr = plan
         v = f"v{i}"
+        names[f"r{i}"] = read
         if attr is not None and attr.isidentifier() and not keyword.iskeyword(attr):
             body.append(f"            {v} = value.{attr}")
+        elif (id_attr := _default_node_id_attr(object_type, field_name)) is not None:
+            # relay's id, as `_node_id_reader` reads it, for the type's own class.
+            names[f"t{i}"], names[f"p{i}"], _ = id_attr
+            body += [
+                f"            if type(value) is t{i}:",
+                f"                {v} = value.{id_attr[2]}",
+                f"                if {v} is None: raise Irregular",
+                f'                {v} = b2a(f"{{p{i}}}{{{v}}}".encode(), newline=False).decode()',
+                f"            else:",
+                f"                {v} = r{i}(value)",
+            ]
         else:
-            names[f"r{i}"] = read
             body.append(f"            {v} = r{i}(value, info)" if with_info else f"            {v} = r{i}(value)")
-        body.extend(_complete_source(object_type.fields[field_name].type, i, complete, names))
+        field_type = object_type.fields[field_name].type
+        inner = field_type.of_type if isinstance(field_type, GraphQLNonNull) else field_type
+        if isinstance(inner, GraphQLObjectType):
+            # The object's own row function, looked up on its first value, not per row.
+            names[f"o{i}"] = inner
+            head.append(f"    sub{i} = None")
+            body.insert(1, f"        nonlocal sub{i}")
+            pad = "            "
+            if inner is not field_type:
+                body.append(f"{pad}if {v} is None: raise Irregular")
+            else:
+                body.append(f"{pad}if {v} is not None:")
+                pad += "    "
+            body += [f"{pad}if sub{i} is None: sub{i} = ex._row_plan(o{i}, s{i})", f"{pad}{v} = sub{i}({v})"]
+        else:
+            body.extend(_complete_source(field_type, i, complete, names))
     body += [
         "        except Exception:",
         "            raise Irregular from None",
@@ -376,9 +407,25 @@ def _generate_row_factory(object_type: GraphQLObjectType, shape: tuple[tuple[str
         "    return row",
     ]
     subs = "".join(f", s{i}" for i in range(len(shape)))
-    source = "\n".join([f"def factory(ex, info{subs}):", *body])
+    source = "\n".join([f"def factory(ex, info{subs}):", *head, *body])
     exec(compile(source, f"<row {object_type.name}>", "exec"), names)  # noqa: S102 — our own source, from the schema
     return names["factory"]  # type: ignore[no-any-return]
+
+
+def _default_node_id_attr(object_type: GraphQLObjectType, field_name: str) -> tuple[type, str, str] | None:
+    """(class, "Type:" prefix, attribute) when the field is relay's default `id` and the
+    type's class keeps Strawberry's resolve_id and resolve_typename."""
+    field = object_type.fields[field_name]
+    definition = object_type.extensions.get("strawberry-definition")
+    cls = getattr(definition, "origin", None)
+    if not _is_default_node_id(field.extensions.get("strawberry-definition")) or not isinstance(cls, type) or not issubclass(cls, relay.Node):
+        return None
+    if cls.resolve_id.__func__ is not _NODE_RESOLVE_ID or cls.resolve_typename.__func__ is not _NODE_RESOLVE_TYPENAME:  # type: ignore[attr-defined]
+        return None
+    attr = cls.resolve_id_attr()
+    if not attr.isidentifier() or keyword.iskeyword(attr):
+        return None
+    return cls, f"{object_type.name}:", attr
 
 
 _INLINE_TYPES: dict[Any, str] = {GraphQLString: "str", GraphQLID: "str", GraphQLBoolean: "bool"}
@@ -398,6 +445,12 @@ def _complete_source(field_type: GraphQLOutputType, i: int, complete: _Completer
         return [f"{pad}if type({v}) is not {inline}:", f"{pad}    if {v} is None: raise Irregular", f"{pad}    {v} = coerced(k{i}, {v})"]
     if inline is not None:
         return [f"{pad}if {v} is not None and type({v}) is not {inline}: {v} = coerced(k{i}, {v})"]
+    if base.coerce_output_value is _ISOFORMAT:  # type: ignore[union-attr]
+        # Strawberry's DateTime (and Date, Time): `value.isoformat()`, here for a datetime.
+        coerce = f"{v} = {v}.isoformat() if type({v}) is datetime else coerced(k{i}, {v})"
+        if non_null:
+            return [f"{pad}if {v} is None: raise Irregular", f"{pad}{coerce}"]
+        return [f"{pad}if {v} is not None: {coerce}"]
     if non_null:
         return [f"{pad}if {v} is None: raise Irregular", f"{pad}{v} = coerced(k{i}, {v})"]
     return [f"{pad}if {v} is not None: {v} = coerced(k{i}, {v})"]
