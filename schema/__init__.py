@@ -76,13 +76,19 @@ class ParleySchema(strawberry.Schema):
     (asgi.py): a query text parsed and validated once, under the same limits and rules
     as Strawberry's own path (`prepare`)."""
 
+    # Kept: 1,000 texts and 4 million characters at most, the least recently used out
+    # first; a longer text than PREPARED_TEXT_MAX is prepared each time. (A string literal
+    # is one token: the token limit alone does not bound a text.)
     PREPARED_MAX = 1_000
+    PREPARED_CHARS_MAX = 4_000_000
+    PREPARED_TEXT_MAX = 400_000
 
     def __init__(self, *args: Any, validation_rules: Sequence[type[ASTValidationRule]], max_tokens: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.document_rules = (*specified_rules, *validation_rules)
         self.max_tokens = max_tokens
         self._prepared: dict[str, Prepared] = {}  # query text -> its Prepared, least recent first
+        self._prepared_chars = 0
 
     def prepare(self, query: str) -> Prepared | None:
         """The query text's Prepared, or None when it has errors (not kept: a client's
@@ -90,11 +96,13 @@ class ParleySchema(strawberry.Schema):
         found = self._prepared.pop(query, None)
         if found is None:
             found = self._prepare(query)
-            if found is None:
-                return None
-            while len(self._prepared) >= self.PREPARED_MAX:
-                del self._prepared[next(iter(self._prepared))]
-        self._prepared[query] = found  # the most recent last: the oldest goes first
+            if found is None or len(query) > self.PREPARED_TEXT_MAX:
+                return found
+            self._prepared_chars += len(query)
+            while len(self._prepared) >= self.PREPARED_MAX or self._prepared_chars > self.PREPARED_CHARS_MAX:
+                self._prepared_chars -= len(oldest := next(iter(self._prepared)))
+                del self._prepared[oldest]
+        self._prepared[query] = found  # the most recent last
         return found
 
     def _prepare(self, query: str) -> Prepared | None:

@@ -230,3 +230,26 @@ async def test_the_plain_path_answers_as_strawberrys_path_does(app: Any, client:
     assert status == 400 and "data" not in refused and "Int cannot represent" in refused["errors"][0]["message"]
     assert (await answer(*plain[5], plain_path=True))[2] == {"data": {"node": None}}
     assert (await answer(*plain[6], plain_path=True))[2]["data"]["createContact"]["userErrors"][0]["field"] == ["email"]
+
+
+def test_prepared_documents_are_bounded_in_number_and_in_characters(monkeypatch: Any) -> None:
+    """Clients choose their query texts (and a string literal is one token whatever its
+    length): the plain path keeps a bounded number of texts and characters, and prepares
+    a longer text each time rather than keep it."""
+    from schema import ParleySchema, build_schema
+
+    monkeypatch.setattr(ParleySchema, "PREPARED_MAX", 3)
+    monkeypatch.setattr(ParleySchema, "PREPARED_CHARS_MAX", 400)
+    monkeypatch.setattr(ParleySchema, "PREPARED_TEXT_MAX", 150)
+    built = build_schema()
+    texts = [f'{{ contacts(search: "{"x" * n}") {{ totalCount }} }}' for n in (10, 20, 30, 40, 100, 102, 104)]  # 49-143 characters
+    for text in texts:
+        prepared = built.prepare(text)
+        assert prepared is not None and prepared.operation(None) is not None
+        kept = built._prepared
+        assert len(kept) <= 3 and sum(map(len, kept)) <= 400 and built._prepared_chars == sum(map(len, kept))
+    assert list(built._prepared) == texts[-2:]  # the most recent: a third would pass 400 characters
+    long_text = f'{{ contacts(search: "{"y" * 200}") {{ totalCount }} }}'
+    assert built.prepare(long_text) is not None and long_text not in built._prepared
+    assert built.prepare(texts[-2]) is not None and list(built._prepared) == [texts[-1], texts[-2]]  # used again: the most recent
+    assert built.prepare("{ contacts { ") is None and built.prepare("{ nope }") is None and len(built._prepared) == 2
