@@ -42,7 +42,7 @@ def encode_global_id(type_name: str, pk: int) -> str:
 class _RowPlan:
     sql: str
     postgres: bool
-    converters: list[tuple[str, Callable[[Any], Any]]]
+    convert: Callable[[list[dict[str, Any]]], None] | None  # the rows' conversions, in place
 
 
 _row_plans: dict[tuple[type[Model], str], _RowPlan] = {}
@@ -78,7 +78,7 @@ def _row_plan(model: type[Model], sql_dialect: str) -> _RowPlan:
     else:
         where = f'"{scoped_by}" = ? AND "id" IN (SELECT value FROM json_each(?))'
     sql = f'SELECT {columns} FROM "{model._meta.db_table}" WHERE {where}'
-    plan = _row_plans[(model, sql_dialect)] = _RowPlan(sql, postgres, converters)
+    plan = _row_plans[(model, sql_dialect)] = _RowPlan(sql, postgres, _rows_converter(converters))
     return plan
 
 
@@ -93,7 +93,7 @@ def _page_plan(model: type[Model], sql_dialect: str, names: tuple[str, ...], sor
         order = ", ".join(f'"{projection[c.lstrip("-")]}" {"DESC" if c.startswith("-") else "ASC"}' for c in sort)
         where, limit = ("$1", "$2") if postgres else ("?", "?")
         sql = f'SELECT {columns} FROM "{model._meta.db_table}" WHERE "{_scope_column(model)}" = {where} ORDER BY {order} LIMIT {limit}'
-        plan = _RowPlan(sql, postgres, converters)
+        plan = _RowPlan(sql, postgres, _rows_converter(converters))
     while len(_page_plans) >= PAGE_PLANS_MAX:
         del _page_plans[next(iter(_page_plans))]
     _page_plans[(model, sql_dialect, names, sort)] = plan
@@ -129,15 +129,28 @@ async def first_rows(query: QuerySet[Any], names: tuple[str, ...], sort: tuple[s
     if plan is None:
         return None
     rows = await model._meta.db.execute_query_dict(plan.sql, [workspace_id, limit])
-    _convert(rows, plan.converters)
+    if plan.convert is not None:
+        plan.convert(rows)
     return rows
 
 
-def _convert(rows: list[dict[str, Any]], converters: list[tuple[str, Callable[[Any], Any]]]) -> None:
-    if converters:
-        for row in rows:
-            for name, convert in converters:
-                row[name] = convert(row[name])
+def _rows_converter(converters: list[tuple[str, Callable[[Any], Any]]]) -> Callable[[list[dict[str, Any]]], None] | None:
+    """One function that converts the rows' columns in place, generated per plan: no loop
+    over the columns per row, and a column's converter is called for its non-null values
+    only when it answers None for None (every Tortoise field does: checked here). About
+    370 values an inbox page, half of them nulls."""
+    if not converters:
+        return None
+    names: dict[str, Any] = {}
+    lines = ["def convert(rows):", "    for row in rows:"]
+    for i, (name, convert) in enumerate(converters):
+        names[f"c{i}"] = convert
+        if convert(None) is None:
+            lines += [f"        v = row[{name!r}]", f"        if v is not None: row[{name!r}] = c{i}(v)"]
+        else:
+            lines.append(f"        row[{name!r}] = c{i}(row[{name!r}])")
+    exec(compile("\n".join(lines), "<convert rows>", "exec"), names)  # noqa: S102 — our own source, from the models
+    return names["convert"]  # type: ignore[no-any-return]
 
 
 class Scope:
@@ -167,7 +180,8 @@ class Scope:
         plan = _row_plans.get((model, sql_dialect)) or _row_plan(model, sql_dialect)
         params = [self.workspace_id, pks if plan.postgres else json.dumps(pks)]
         rows = await model._meta.db.execute_query_dict(plan.sql, params)
-        _convert(rows, plan.converters)
+        if plan.convert is not None:
+            plan.convert(rows)
         return {row["id"]: SimpleNamespace(**row) for row in rows}
 
     async def by_global_id(
