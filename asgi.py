@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import orjson
+from graphql import ExecutionResult as GraphQLExecutionResult
+from graphql import GraphQLError, OperationType, execute
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -21,8 +23,6 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
-from graphql import ExecutionResult as GraphQLExecutionResult
-from graphql import GraphQLError, OperationType, execute
 from strawberry.asgi import GraphQL
 from strawberry.execution.is_awaitable import optimized_is_awaitable
 from strawberry.exceptions import ConnectionRejectionError

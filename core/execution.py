@@ -26,8 +26,8 @@ import inspect
 import keyword
 from base64 import b64encode
 from binascii import b2a_base64
-from datetime import datetime
 from collections.abc import Callable, Coroutine
+from datetime import datetime
 from operator import attrgetter
 from typing import Any, TypeVar
 
