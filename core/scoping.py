@@ -45,9 +45,10 @@ class _RowPlan:
     convert: Callable[[list[dict[str, Any]]], None] | None  # the rows' conversions, in place
 
 
-_row_plans: dict[tuple[type[Model], str], _RowPlan] = {}
-# Per model, dialect, columns and order: the columns follow a query's selection, so
-# bounded (the oldest goes first).
+# Per model, dialect and columns (every column, or those a selection reads): bounded,
+# the oldest goes first.
+_row_plans: dict[tuple[type[Model], str, tuple[str, ...]], _RowPlan] = {}
+ROW_PLANS_MAX = 1_000
 _page_plans: dict[tuple[type[Model], str, tuple[str, ...], tuple[str, ...]], _RowPlan | None] = {}
 PAGE_PLANS_MAX = 1_000
 
@@ -68,17 +69,19 @@ def _selection(model: type[Model], names: Iterable[str]) -> tuple[str, list[tupl
     return columns, [(n, meta.fields_map[n].to_python_value) for n in names if n not in native]
 
 
-def _row_plan(model: type[Model], sql_dialect: str) -> _RowPlan:
-    """`rows_by_id`'s SELECT of every column."""
+def _row_plan(model: type[Model], sql_dialect: str, names: tuple[str, ...]) -> _RowPlan:
+    """`rows_by_id`'s and `columns_by_id`'s SELECT of these columns by id."""
     postgres = sql_dialect == "postgres"
-    columns, converters = _selection(model, model._meta.fields_db_projection)
+    columns, converters = _selection(model, names)
     scoped_by = _scope_column(model)
     if postgres:
         where = f'"{scoped_by}" = $1 AND "id" = ANY($2::bigint[])'
     else:
         where = f'"{scoped_by}" = ? AND "id" IN (SELECT value FROM json_each(?))'
     sql = f'SELECT {columns} FROM "{model._meta.db_table}" WHERE {where}'
-    plan = _row_plans[(model, sql_dialect)] = _RowPlan(sql, postgres, _rows_converter(converters))
+    while len(_row_plans) >= ROW_PLANS_MAX:
+        del _row_plans[next(iter(_row_plans))]
+    plan = _row_plans[(model, sql_dialect, names)] = _RowPlan(sql, postgres, _rows_converter(converters))
     return plan
 
 
@@ -176,13 +179,23 @@ class Scope:
         datetimes converted as on a model), with no model object built. For reading only.
         The SQL is built once per model (the ids are one parameter), not by the query
         builder each time: a related load is a third of an inbox page's queries."""
+        rows = await self._by_id(model, pks, tuple(model._meta.fields_db_projection))
+        return {row["id"]: SimpleNamespace(**row) for row in rows}
+
+    async def columns_by_id(self, model: type[Model], pks: list[int], names: tuple[str, ...]) -> dict[int, dict[str, Any]]:
+        """`rows_by_id` as dicts of these columns only (the id among them): for a
+        selection that reads a few of a wide row's columns, the rest are neither read
+        nor converted."""
+        return {row["id"]: row for row in await self._by_id(model, pks, names)}
+
+    async def _by_id(self, model: type[Model], pks: list[int], names: tuple[str, ...]) -> list[dict[str, Any]]:
         sql_dialect = dialect()
-        plan = _row_plans.get((model, sql_dialect)) or _row_plan(model, sql_dialect)
+        plan = _row_plans.get((model, sql_dialect, names)) or _row_plan(model, sql_dialect, names)
         params = [self.workspace_id, pks if plan.postgres else json.dumps(pks)]
         rows = await model._meta.db.execute_query_dict(plan.sql, params)
         if plan.convert is not None:
             plan.convert(rows)
-        return {row["id"]: SimpleNamespace(**row) for row in rows}
+        return rows
 
     async def by_global_id(
         self, value: str | GlobalID, type_name: str, model: type[M]

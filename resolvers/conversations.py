@@ -675,13 +675,22 @@ PREFETCHABLE = {
 }  # fmt: skip
 
 
-async def prefetch(ctx: Context, conversations: list[dict[str, Any]], fields: set[str]) -> None:
+async def prefetch(ctx: Context, conversations: list[dict[str, Any]], fields: set[str], *, contact_columns: tuple[str, ...] | None = None) -> None:
     """Load the related rows a page's selection asks for, one query per table, and prime
-    the request's loaders with them."""
+    the request's loaders with them. With `contact_columns` (what the selection reads of
+    the contact), each conversation row gets its contact's row of those columns instead
+    (`_contact_row`): a contact row is the widest of them, and the rest of its columns
+    would be converted for nothing."""
     for name in fields & PREFETCHABLE.keys():
         model, column = PREFETCHABLE[name]
         ids = sorted({c[column] for c in conversations} - {None})
-        if ids:
+        if not ids:
+            continue
+        if name == "contact" and contact_columns is not None:
+            rows = await ctx.scope.columns_by_id(model, ids, contact_columns)
+            for c in conversations:
+                c["_contact_row"] = rows.get(c[column])
+        else:
             found = await ctx.scope.rows_by_id(model, ids)
             by_id_loader(ctx, model).prime_many({i: found.get(i) for i in ids})
 

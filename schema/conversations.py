@@ -28,7 +28,7 @@ from models.workspaces import Agent as AgentRow
 from models.workspaces import Team as TeamRow
 from resolvers import conversations as r
 from schema.common import Connection, UserError, build, gid, mutate, node_id, provided, selected_names, to_connection
-from schema.contacts import Contact
+from schema.contacts import Contact, columns_for
 from schema.workspaces import Agent, Channel, Team
 
 ConversationStatus = strawberry.enum(m.ConversationStatus, name="ConversationStatus")
@@ -137,10 +137,15 @@ class Conversation(relay.Node):
     _assignee_id: strawberry.Private[int | None]
     _team_id: strawberry.Private[int | None]
     _last_message_id: strawberry.Private[int | None]
+    # The contact's row as a list page read it: the columns its selection reads (None:
+    # not read with the page; the loader has it).
+    _contact_row: strawberry.Private[dict[str, Any] | None] = None
 
     @strawberry.field
     @plain
     def contact(self, info: Info[Context, None]) -> Contact | None:
+        if self._contact_row is not None:
+            return Contact.from_row(self._contact_row)
         return r.related(info.context, ContactRow, self._contact_id, Contact.from_model)  # type: ignore[no-any-return]
 
     @strawberry.field
@@ -208,6 +213,7 @@ class Conversation(relay.Node):
         attributes (the row is taken over): no model object per conversation."""
         for column, argument in _ARGUMENT.items():
             row[argument] = row.pop(column)
+        row.setdefault("_contact_row", None)
         return build(cls, row)
 
 
@@ -388,7 +394,9 @@ class ConversationQuery:
     ) -> Connection[Conversation]:  # fmt: skip
         where = filter.to_domain() if filter else r.ConversationFilter()
         page = await r.list_conversations(info.context, view=view.value, where=where, first=first, after=after, last=last, before=before)
-        await r.prefetch(info.context, page.items, selected_names(info, "edges", "node"))
+        selected = selected_names(info, "edges", "node")
+        contact_columns = columns_for(selected_names(info, "edges", "node", "contact")) if "contact" in selected else None
+        await r.prefetch(info.context, page.items, selected, contact_columns=contact_columns)
         return to_connection(page, Conversation.from_row)
 
     @strawberry.field

@@ -99,3 +99,27 @@ async def test_first_page_plans_are_bounded(tenant: Tenant, monkeypatch: object)
         rows = await first_rows(scope.all(Contact), names, ("-id",), 5)
         assert rows == [{n: {"id": only, "name": "Only", "email": "only@example.com"}[n] for n in names}]
         assert len(scoping._page_plans) <= 2
+
+
+async def test_rows_by_id_of_some_columns_hold_those_columns_and_their_plans_are_bounded(tenant: Tenant, make_tenant: object,
+                                                                                         monkeypatch: object) -> None:  # fmt: skip
+    """`columns_by_id` (an inbox page's contacts): the columns asked for, converted as the
+    model has them, of this workspace only; the plans follow selections, so are bounded."""
+    from core import scoping
+
+    monkeypatch.setattr(scoping, "ROW_PLANS_MAX", 2)  # type: ignore[attr-defined]
+    monkeypatch.setattr(scoping, "_row_plans", {})  # type: ignore[attr-defined]
+    other: Tenant = await make_tenant()  # type: ignore[operator]
+    theirs = pk((await other.contact(name="Theirs"))["id"])
+    seen = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
+    ours = await Contact.create(workspace_id=tenant.workspace.id, name="Ours", vip=True, sms_consent=SmsConsent.SUBSCRIBED,
+                                attributes={"plan": "pro"}, last_seen_at=seen)  # fmt: skip
+    stored = columns_of(await Contact.get(id=ours.id))
+    scope = Scope(tenant.workspace.id)
+    for names in (("id",), ("id", "name", "vip"), ("id", "sms_consent", "attributes", "last_seen_at"), ("id", "name", "vip")):
+        found = await scope.columns_by_id(Contact, [ours.id, theirs], names)
+        assert found == {ours.id: {n: stored[n] for n in names}}
+        assert len(scoping._row_plans) <= 2
+    assert found[ours.id]["vip"] is True
+    rows = await scope.columns_by_id(Contact, [ours.id], ("id", "sms_consent", "attributes", "last_seen_at"))
+    assert rows[ours.id]["sms_consent"] is SmsConsent.SUBSCRIBED and rows[ours.id]["last_seen_at"] == seen

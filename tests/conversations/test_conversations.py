@@ -447,3 +447,55 @@ async def test_the_inbox_costs_the_same_number_of_queries_whatever_the_page_size
     # Auth (2), the page, then one batch per related table; agents load twice (assignees,
     # then the last messages' senders one level deeper).
     assert large <= 11
+
+
+async def test_an_inbox_contact_reads_as_the_contact_itself_field_by_field(tenant: Tenant) -> None:
+    """The inbox reads only the contact columns its selection asks for: every field of
+    Contact, alone, all together, and through an alias and a fragment, reads in the inbox
+    as `contact(id:)` answers it (a column the selection needs and the page left out would
+    read as null here)."""
+    from graphql import GraphQLList, GraphQLNonNull, GraphQLObjectType
+
+    from schema import schema
+
+    definition = "mutation($i: CreateAttributeDefinitionInput!) { createAttributeDefinition(input: $i) { userErrors { code } } }"
+    assert (await tenant.api(definition, {"i": {"key": "plan", "label": "Plan", "type": "TEXT"}}, token=tenant.owner_token))[
+        "createAttributeDefinition"]["userErrors"] == []  # fmt: skip
+    text = {f: f"{f}-value" for f in ("name", "externalId", "city", "os", "browser", "referrer")} | {
+        "country": "PT", "locale": "pt-PT", "browserLanguage": "pt-BR"}  # fmt: skip
+    contact = await tenant.contact(**text, email="ada@example.com", phone="+14155550100", timeZone="Europe/Paris", ip="203.0.113.9",
+                                   vip=True, gdprConsent=True, smsConsent="SUBSCRIBED", tags=["gold"],
+                                   attributes=[{"key": "plan", "value": "pro"}])  # fmt: skip
+    await Conversation.create(workspace_id=tenant.workspace.id, contact_id=pk(contact["id"]), channel_id=tenant.channel.id)
+    await tenant.contact(name="Someone else")  # another contact, not in the inbox
+
+    def selection(field: Any) -> str | None:
+        if any(isinstance(arg.type, GraphQLNonNull) for arg in field.args.values()):
+            return None
+        inner = field.type
+        while isinstance(inner, (GraphQLNonNull, GraphQLList)):
+            inner = inner.of_type
+        if not isinstance(inner, GraphQLObjectType):
+            return ""
+        leaves = [n for n, f in inner.fields.items() if not f.args and not isinstance(_unwrapped(f.type), GraphQLObjectType)]
+        return "{ " + " ".join(leaves) + " }"
+
+    contact_type = schema._schema.type_map["Contact"]
+    fields = {name: sub for name, f in contact_type.fields.items() if (sub := selection(f)) is not None}
+    assert {"email", "smsConsent", "lastSeenAt", "tags", "attributes", "notes"} <= fields.keys()
+    selections = [f"{name} {sub}" for name, sub in fields.items()]
+    selections += [" ".join(selections), "n: name ... on Contact { email vip }"]
+    for chosen in selections:
+        inbox = await tenant.api(f"{{ conversations(first: 5) {{ edges {{ node {{ contact {{ id {chosen} }} }} }} }} }}", token=tenant.owner_token)
+        direct = await tenant.api(f"query($id: ID!) {{ contact(id: $id) {{ id {chosen} }} }}", {"id": contact["id"]}, token=tenant.owner_token)
+        [seen] = [e["node"]["contact"] for e in inbox["conversations"]["edges"]]
+        assert seen == direct["contact"], chosen
+    assert seen["n"] == "name-value" and seen["email"] == "ada@example.com" and seen["vip"] is True
+
+
+def _unwrapped(field_type: Any) -> Any:
+    from graphql import GraphQLList, GraphQLNonNull
+
+    while isinstance(field_type, (GraphQLNonNull, GraphQLList)):
+        field_type = field_type.of_type
+    return field_type
