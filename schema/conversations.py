@@ -138,7 +138,7 @@ class Conversation(relay.Node):
     _team_id: strawberry.Private[int | None]
     _last_message_id: strawberry.Private[int | None]
     # The contact's row as a list page read it: the columns its selection reads (None:
-    # not read with the page; the loader has it).
+    # not read with the page, or not found; the loader answers then).
     _contact_row: strawberry.Private[dict[str, Any] | None] = None
 
     @strawberry.field

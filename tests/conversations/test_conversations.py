@@ -454,7 +454,7 @@ async def test_an_inbox_contact_reads_as_the_contact_itself_field_by_field(tenan
     Contact, alone, all together, and through an alias and a fragment, reads in the inbox
     as `contact(id:)` answers it (a column the selection needs and the page left out would
     read as null here)."""
-    from graphql import GraphQLList, GraphQLNonNull, GraphQLObjectType
+    from graphql import GraphQLNonNull, GraphQLObjectType
 
     from schema import schema
 
@@ -472,9 +472,7 @@ async def test_an_inbox_contact_reads_as_the_contact_itself_field_by_field(tenan
     def selection(field: Any) -> str | None:
         if any(isinstance(arg.type, GraphQLNonNull) for arg in field.args.values()):
             return None
-        inner = field.type
-        while isinstance(inner, (GraphQLNonNull, GraphQLList)):
-            inner = inner.of_type
+        inner = _unwrapped(field.type)
         if not isinstance(inner, GraphQLObjectType):
             return ""
         leaves = [n for n, f in inner.fields.items() if not f.args and not isinstance(_unwrapped(f.type), GraphQLObjectType)]
