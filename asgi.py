@@ -163,6 +163,10 @@ class ParleyGraphQL(GraphQL[Context, None]):
                 result = await result
         except Exception as exc:  # noqa: BLE001 - as Strawberry's path answers it: an error, masked
             result = GraphQLExecutionResult(None, [GraphQLError(str(exc), original_error=exc)])
+        finally:
+            # Loaders' batch functions keep the context: a reference cycle, which would
+            # leave every request's context and loads to the garbage collector.
+            context.reset_loaders()
         if result.errors:
             schema.process_errors(result.errors)
             result.errors = _MASK.mask(result.errors)

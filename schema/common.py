@@ -113,20 +113,22 @@ def provided(input_obj: object, fields: Iterable[str]) -> dict[str, Any]:
 def selected_names(info: Any, *path: str) -> set[str]:
     """Names of the fields selected under `path` of the current field, through fragments:
     `selected_names(info, "edges", "node")` on a connection field."""
-
-    def fields(selections: list[Any]) -> list[Any]:
-        found = []
-        for s in selections:
-            if isinstance(s, SelectedField):
-                found.append(s)
-            else:  # inline fragment or fragment spread
-                found.extend(fields(s.selections))
-        return found
-
-    level = [child for f in fields(info.selected_fields) for child in fields(f.selections)]
+    level = [child for f in _fields(info.selected_fields) for child in _fields(f.selections)]
     for name in path:
-        level = [child for f in level if f.name == name for child in fields(f.selections)]
+        level = [child for f in level if f.name == name for child in _fields(f.selections)]
     return {f.name for f in level}
+
+
+def _fields(selections: list[Any]) -> list[Any]:
+    """The fields of selections, through fragments (a module function: a recursive closure
+    is a reference cycle, left for the garbage collector on every request)."""
+    found = []
+    for s in selections:
+        if isinstance(s, SelectedField):
+            found.append(s)
+        else:  # inline fragment or fragment spread
+            found.extend(_fields(s.selections))
+    return found
 
 
 def gid(value: relay.GlobalID | None) -> str | None:
