@@ -36,7 +36,7 @@ from tortoise.contrib.starlette import RegisterTortoise
 from core.config import settings
 from core.context import Context
 from core.db import tortoise_config
-from core.errors import MaskUnexpectedErrors, new_request_id, request_id_var
+from core.errors import Code, DatabaseBusy, MaskUnexpectedErrors, new_request_id, request_id_var
 from core.fanout import SERVER_SEND, SharedFrames
 from core.hub import Hub
 from core.principal_cache import principal_cache
@@ -229,7 +229,26 @@ class ParleyGraphQL(GraphQL[Context, None]):
         response.headers["content-type"] = f"{media_type}; charset=utf-8" if media_type == GRAPHQL_RESPONSE else media_type
         if isinstance(response_data, dict) and "data" not in response_data and media_type == GRAPHQL_RESPONSE:
             response.status_code = 400
+        if isinstance(response_data, dict) and _is_busy(response_data):
+            # Nothing was written (core/sqlite.py): a client or a proxy may simply retry.
+            response.status_code = 503
+            response.headers["retry-after"] = str(DatabaseBusy.retry_after_seconds)
         return response
+
+
+def _is_busy(response_data: dict[str, Any]) -> bool:
+    errors = response_data.get("errors")
+    return bool(errors) and any((e.get("extensions") or {}).get("code") == Code.BUSY for e in errors)
+
+
+async def database_busy(request: Request, exc: Exception) -> Response:
+    """Routes other than /graphql (inbound hooks, downloads): 503 rather than 500."""
+    log.warning("%s (%s %s, request %s)", exc, request.method, request.url.path, request_id_var.get())
+    return JSONResponse(
+        {"error": "The database is busy and nothing was written; try again in a moment.", "code": Code.BUSY.value},
+        status_code=503,
+        headers={"retry-after": str(DatabaseBusy.retry_after_seconds)},
+    )
 
 
 async def healthz(_: Request) -> Response:
@@ -311,6 +330,7 @@ def create_app() -> Starlette:
             Middleware(CORSMiddleware, allow_origins=settings.allowed_origins, allow_methods=["GET", "POST"],
                        allow_headers=["authorization", "content-type", "x-request-id"]),
         ],
+        exception_handlers={DatabaseBusy: database_busy},
         lifespan=lifespan,
     )
 

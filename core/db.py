@@ -23,14 +23,19 @@ MODEL_MODULES = [
 
 
 def _connection(url: str) -> str | dict[str, Any]:
-    """PostgreSQL connections plan every statement for its parameters: asyncpg prepares
+    """SQLite through core/sqlite.py, set up for several processes writing at once.
+
+    PostgreSQL connections plan every statement for its parameters: asyncpg prepares
     statements, and after five runs PostgreSQL may switch to a generic plan that cannot see
     the values (a segment's `attributes @> …` then walks the whole last-seen index: 1 s
     instead of 1 ms)."""
-    if not url.startswith(("postgres://", "postgresql://", "asyncpg://", "psycopg://")):
-        return url
     from tortoise.backends.base.config_generator import expand_db_url
 
+    if url.startswith("sqlite://"):
+        # Set up for several processes writing at once (core/sqlite.py).
+        return {**expand_db_url(url), "engine": "core.sqlite"}
+    if not url.startswith(("postgres://", "postgresql://", "asyncpg://", "psycopg://")):
+        return url
     config = expand_db_url(url)
     config["credentials"].setdefault("server_settings", {})["plan_cache_mode"] = "force_custom_plan"
     return config

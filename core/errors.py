@@ -52,6 +52,18 @@ class Code(StrEnum):
     INVALID_TRANSITION = "INVALID_TRANSITION"
     # CRM sync: the change log was pruned past the cursor; resync in full.
     CURSOR_EXPIRED = "CURSOR_EXPIRED"
+    # The embedded database stayed locked by another process: nothing was written; retry.
+    BUSY = "BUSY"
+
+
+class DatabaseBusy(Exception):
+    """Another process held SQLite's write lock longer than we wait (core/sqlite.py).
+    Nothing was written: a request answers BUSY (HTTP 503, Retry-After), a job is retried."""
+
+    retry_after_seconds = 1
+
+    def __init__(self, waited: float) -> None:
+        super().__init__(f"the database stayed locked by another process for {waited:.1f} s; nothing was written")
 
 
 @dataclass(frozen=True)
@@ -113,6 +125,16 @@ class MaskUnexpectedErrors(MaskErrors):
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         request_id = request_id_var.get()
+        if isinstance(error.original_error, DatabaseBusy):
+            log.warning("%s in %s (request %s)", error.original_error, ".".join(map(str, error.path or [])), request_id)
+            return GraphQLError(
+                message="The database is busy and nothing was written; try again in a moment.",
+                nodes=error.nodes,
+                source=error.source,
+                positions=error.positions,
+                path=error.path,
+                extensions={"code": Code.BUSY.value, "requestId": request_id},
+            )
         log.error(
             "unexpected error in %s (request %s)",
             ".".join(map(str, error.path or [])) or "operation",

@@ -3,14 +3,21 @@ the environment)."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from arq import cron, func
+from arq import Retry, cron, func
+from arq.cron import CronJob
+from arq.worker import Function
 from arq.connections import RedisSettings
 from tortoise import Tortoise
 
 from core import keys
 from core.config import settings
+from core.errors import DatabaseBusy
 from core.db import tortoise_config
 from core.hub import Hub
 from jobs.campaigns import CAMPAIGN_TIMEOUT, resume_campaigns, send_campaign
@@ -20,6 +27,36 @@ from jobs.delivery import DELIVERY_TRIES, check_missed_chat, deliver_message, no
 from jobs.exports import EXPORT_TIMEOUT, export_contacts, prune_exports
 from jobs.segments import refresh_all_segments, refresh_dirty_contacts, refresh_segment
 from jobs.webhooks import ARQ_TRIES, deliver_webhook, dispatch_webhooks, prune_webhook_deliveries
+
+
+log = logging.getLogger("parley.jobs")
+
+Task = Callable[..., Awaitable[Any]]
+
+
+def retry_when_busy(task: Task) -> Task:
+    """A job that found the embedded database locked too long wrote nothing: run it again
+    a little later (arq's Retry, within the function's max_tries) rather than fail it."""
+
+    @functools.wraps(task)
+    async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await task(ctx, *args, **kwargs)
+        except DatabaseBusy as exc:
+            defer = min(2 * ctx.get("job_try", 1), 30)
+            log.warning("%s: %s; retrying in %d s", task.__name__, exc, defer)
+            raise Retry(defer=defer) from exc
+
+    return run
+
+
+def _retrying_when_busy(jobs: list[Any]) -> list[Any]:
+    return [
+        dataclasses.replace(job, coroutine=retry_when_busy(job.coroutine))
+        if isinstance(job, Function | CronJob)
+        else func(retry_when_busy(job))
+        for job in jobs
+    ]
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -71,6 +108,8 @@ class WorkerSettings:
         # Scheduled campaigns due, SMS recipients whose quiet hours ended, runs whose worker died.
         cron(resume_campaigns, second=set(range(5, 60, 10)), run_at_startup=True),
     ]
+    functions = _retrying_when_busy(functions)
+    cron_jobs = _retrying_when_busy(cron_jobs)
     on_startup = startup
     on_shutdown = shutdown
     redis_settings = RedisSettings.from_dsn(settings.redis_url or "redis://127.0.0.1:6379/0")
