@@ -76,11 +76,17 @@ class Settings(BaseSettings):
     # campaign may go without finishing a batch before the sweep hands it to another worker;
     # batches in flight at once (on PostgreSQL each on its own connection: a batch's
     # foreign-key checks run in its server process, so two use two cores; SQLite has one
-    # writer, and there one batch publishes while the next is written).
-    campaign_batch_size: int = 2000
+    # writer, and there one batch publishes while the next is written). Unset batch size:
+    # 2,000 on PostgreSQL; 500 on SQLite, whose one write lock every request waits for (a
+    # batch of 500 holds it ~35 ms, of 2,000 ~140 ms).
+    campaign_batch_size: int | None = None
     campaign_concurrency: int = 2
     campaign_batch_pause: float = 0
     campaign_stale_seconds: float = 120
+
+    # SQLite (core/sqlite.py): how long a write waits for another process's write lock
+    # before it gives up (a request answers BUSY, a job is retried).
+    sqlite_write_wait_seconds: float = 15
 
     log_level: str = "INFO"
 

@@ -10,7 +10,7 @@ writing then fail each other's requests with "database is locked", for two reaso
   write lock first, waiting for it, and then nothing inside it can be refused.
 - A write that waits longer than the busy timeout is refused. Here a refusal at BEGIN (or
   of a statement on its own, which is its own transaction) is retried with backoff, this
-  process's connection free for its other tasks meanwhile, until `WAIT_SECONDS`; then
+  process's connection free for its other tasks meanwhile, for SQLITE_WRITE_WAIT_SECONDS; then
   `DatabaseBusy` says nothing was written (a request answers BUSY, HTTP 503 with
   Retry-After; a worker job is retried). A transaction is never retried halfway: the
   lock is all it waits for, and it waits before its first statement.
@@ -40,16 +40,16 @@ from tortoise.backends.sqlite.client import SqliteClient, SqliteTransactionConte
 from tortoise.connection import get_connections
 from tortoise.exceptions import OperationalError, TransactionManagementError
 
+from core.config import settings
 from core.errors import DatabaseBusy
 
 log = logging.getLogger("parley.sqlite")
 
 T = TypeVar("T")
 
-# How long one attempt waits inside SQLite, holding this process's only connection; and
-# how long a write waits in all before it gives up. Both can be set for tests.
+# How long one attempt waits inside SQLite, holding this process's only connection (in all,
+# a write waits SQLITE_WRITE_WAIT_SECONDS).
 BUSY_TIMEOUT_MS = 200
-WAIT_SECONDS = 15.0
 
 
 def _is_busy(exc: BaseException) -> bool:
@@ -61,7 +61,7 @@ def _is_busy(exc: BaseException) -> bool:
 
 
 class _Backoff:
-    """Sleeps between attempts: 10 ms doubling to 250 ms, until WAIT_SECONDS have gone."""
+    """Sleeps between attempts: 10 ms doubling to 250 ms, until SQLITE_WRITE_WAIT_SECONDS."""
 
     def __init__(self) -> None:
         self.started = time.monotonic()
@@ -69,7 +69,7 @@ class _Backoff:
 
     async def wait_or_give_up(self) -> None:
         waited = time.monotonic() - self.started
-        if waited >= WAIT_SECONDS:
+        if waited >= settings.sqlite_write_wait_seconds:
             log.warning("gave up on the write lock after %.1f s", waited)
             raise DatabaseBusy(waited)
         await asyncio.sleep(self.delay)

@@ -53,6 +53,7 @@ from tortoise.transactions import in_transaction
 from core import keys
 from core.config import settings
 from core.db import SqlBuilder, allow_generic_plans, bind_datetime, dialect
+from core.errors import DatabaseBusy
 from core.queue import enqueue
 from domain.attribution import source_key
 from domain.campaigns import Reach, decide
@@ -469,7 +470,7 @@ async def run_campaign(
         await tracker.progress(done, total=total, force=True)
         if not sender.in_app:
             await requeue_deliveries(campaign, jobs)
-        size = batch_size or settings.campaign_batch_size
+        size = batch_size or settings.campaign_batch_size or (500 if dialect() == "sqlite" else 2000)
         wait = settings.campaign_batch_pause if pause is None else pause
         # Pending recipients first, then waiting ones that are due. Batches are read in
         # order and written by up to `width` tasks at once, each in its own transaction;
@@ -529,6 +530,8 @@ async def run_campaign(
         await _set_status(campaign_id, CampaignStatus.CANCELLED, clock())
         log.info("campaign %s cancelled", campaign_id)
         return None
+    except DatabaseBusy:
+        raise  # not a failed run: arq runs it again shortly (jobs/worker.py)
     except Exception:
         log.exception("campaign %s: a run failed", campaign_id)
         await Campaign.filter(id=campaign_id).update(failed_runs=F("failed_runs") + 1)

@@ -31,6 +31,7 @@ from tortoise.expressions import F
 
 from core.config import settings
 from core.db import SqlBuilder
+from core.errors import DatabaseBusy
 from core.mail import MailError, MailNotConfigured, send_mail
 from domain import exports as ex
 from jobs.tracking import JobCancelled, JobTracker
@@ -206,6 +207,8 @@ async def export_contacts(ctx: dict[str, Any], job_id: int) -> dict[str, Any] | 
     except JobCancelled:
         log.info("export %s cancelled", job_id)
         return None
+    except DatabaseBusy:
+        raise  # arq runs it again: the job record stays RUNNING, the file starts afresh
     except Exception:
         log.exception("export %s failed", job_id)
         await tracker.fail("The export failed unexpectedly (the error is logged); try again.")

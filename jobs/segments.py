@@ -30,6 +30,7 @@ from tortoise.transactions import in_transaction
 
 from core import keys
 from core.db import SqlBuilder, bind_datetime, dialect
+from core.errors import DatabaseBusy
 from core.queue import enqueue
 from domain import segments as rules_lang
 from models.segments import Segment, SegmentMembership
@@ -42,6 +43,8 @@ DEBOUNCE = timedelta(seconds=1)
 PENDING_EXPIRY = 300  # s: should a queued run be lost, the next mark after this queues another
 ANALYZE_AFTER = 10_000
 CHUNK = 1000
+# A full refresh on SQLite: contacts re-evaluated per transaction (see refresh_whole).
+WINDOW = 5000
 # Below this many members, joins are inserted with ON CONFLICT DO NOTHING (at most this
 # many conflicts, a few milliseconds); from it on, segment_memberships is large enough
 # that the planner probes it by index or hash, and NOT EXISTS is the cheaper statement.
@@ -68,8 +71,12 @@ async def schedule_dirty_refresh(
             await hub.redis.delete(pending)
 
 
-async def refresh(segment: Segment, *, contact_ids: list[int] | None = None, publish: Any = None) -> dict[str, int]:
-    """Bring the segment's membership up to date, for every contact or only `contact_ids`."""
+async def refresh(
+    segment: Segment, *, contact_ids: list[int] | None = None, window: tuple[int, int | None] | None = None,
+    publish: Any = None,
+) -> dict[str, int]:  # fmt: skip
+    """Bring the segment's membership up to date, for every contact, only `contact_ids`, or
+    only the contacts whose id is in `window` (low, exclusive; high, inclusive or None)."""
     now = datetime.now(UTC)
     group = rules_lang.parse(segment.rules, await attribute_types(segment.workspace_id))
     async with in_transaction() as tx:
@@ -84,7 +91,7 @@ async def refresh(segment: Segment, *, contact_ids: list[int] | None = None, pub
         )
         where, params = matching_sql(group, segment.workspace_id, now=now, param_start=q.next_index)
         q.extend(params)
-        restrict = f" AND c.id IN {q.in_list(contact_ids)}" if contact_ids else ""
+        restrict = f" AND c.id IN {q.in_list(contact_ids)}" if contact_ids else _in_window(q, "c.id", window)
         if locked.member_count < FEW_MEMBERS:
             tail = " ON CONFLICT (segment_id, contact_id) DO NOTHING"
         else:
@@ -93,7 +100,7 @@ async def refresh(segment: Segment, *, contact_ids: list[int] | None = None, pub
 
         q = SqlBuilder()
         head = f"UPDATE segment_memberships SET left_seq = {q.param(seq)} WHERE segment_id = {q.param(segment.id)}"
-        restrict = f" AND contact_id IN {q.in_list(contact_ids)}" if contact_ids else ""
+        restrict = f" AND contact_id IN {q.in_list(contact_ids)}" if contact_ids else _in_window(q, "contact_id", window)
         where, params = matching_sql(group, segment.workspace_id, now=now, param_start=q.next_index)
         sub = f" AND NOT EXISTS (SELECT 1 FROM contacts c WHERE c.id = segment_memberships.contact_id AND {where})"
         q.extend(params)
@@ -106,7 +113,7 @@ async def refresh(segment: Segment, *, contact_ids: list[int] | None = None, pub
             "UPDATE segment_memberships AS m SET last_seen_at = c.last_seen_at FROM contacts AS c "
             f"WHERE m.segment_id = {q.param(segment.id)} AND m.left_seq IS NULL"
         )
-        restrict = f" AND m.contact_id IN {q.in_list(contact_ids)}" if contact_ids else ""
+        restrict = f" AND m.contact_id IN {q.in_list(contact_ids)}" if contact_ids else _in_window(q, "m.contact_id", window)
         await tx.execute_query(head + restrict + " AND c.id = m.contact_id AND c.last_seen_at <> m.last_seen_at", q.params)
 
         joined = await _stream(segment, seq, "joined_seq", publish)
@@ -120,6 +127,40 @@ async def refresh(segment: Segment, *, contact_ids: list[int] | None = None, pub
         # at 1M contacts) instead of walking the index (under 1 ms): see BENCHMARKS.md.
         await connections.get("default").execute_script("ANALYZE segment_memberships")
     return {"joined": joined, "left": left, "members": count, "seq": seq}
+
+
+def _in_window(q: SqlBuilder, column: str, window: tuple[int, int | None] | None) -> str:
+    if window is None:
+        return ""
+    low, high = window
+    return f" AND {column} > {q.param(low)}" + ("" if high is None else f" AND {column} <= {q.param(high)}")
+
+
+async def refresh_whole(segment: Segment, publish: _Publisher) -> dict[str, int]:
+    """A full refresh. On SQLite, whose one writer every process waits for, a window of
+    WINDOW contacts at a time, each in a transaction of its own and published after it
+    (a request waits behind one window, tens of milliseconds, not the whole workspace);
+    PostgreSQL writes concurrently and refreshes in one transaction."""
+    if dialect() != "sqlite":
+        result = await refresh(segment, publish=publish)
+        await publish.flush()
+        return result
+    totals = {"joined": 0, "left": 0, "members": 0, "seq": 0}
+    low = 0
+    while True:
+        # The window's last contact id, WINDOW of the workspace's contacts on.
+        edge = await connections.get("default").execute_query_dict(
+            "SELECT id FROM contacts WHERE workspace_id = ? AND id > ? ORDER BY id LIMIT 1 OFFSET ?",
+            [segment.workspace_id, low, WINDOW - 1],
+        )
+        high = edge[0]["id"] if edge else None  # the last window is open: it takes every id after
+        result = await refresh(segment, window=(low, high), publish=publish)
+        await publish.flush()
+        totals = {"joined": totals["joined"] + result["joined"], "left": totals["left"] + result["left"],
+                  "members": result["members"], "seq": result["seq"]}  # fmt: skip
+        if high is None:
+            return totals
+        low = high
 
 
 async def _stream(segment: Segment, seq: int, column: str, publish: Any) -> int:
@@ -176,14 +217,14 @@ async def refresh_segment(ctx: dict[str, Any], segment_id: int, job_id: int | No
         if tracker is not None:
             await tracker.fail("The segment was deleted.")
         return None
-    publisher = _Publisher(ctx.get("redis"))
     try:
-        result = await refresh(segment, publish=publisher)
+        result = await refresh_whole(segment, _Publisher(ctx.get("redis")))
+    except DatabaseBusy:
+        raise  # retried whole: what committed is consistent, the rest is done again
     except Exception:
         if tracker is not None:
             await tracker.fail("The refresh failed unexpectedly (the error is logged).")
         raise
-    await publisher.flush()
     if tracker is not None:
         await tracker.succeed(dict(result))
     log.info("segment %s refreshed: %s", segment_id, result)

@@ -89,7 +89,10 @@ async def test_a_contact_seen_again_moves_up_at_the_next_refresh(app: Any, tenan
     )
 
 
-async def test_a_cursor_stays_valid_while_members_join_and_leave(tenant: Tenant) -> None:
+@pytest.mark.parametrize("window", [5000, 2], ids=["one window", "windows of two contacts"])
+async def test_a_cursor_stays_valid_while_members_join_and_leave(tenant: Tenant, monkeypatch: Any, window: int) -> None:
+    # On SQLite a full refresh goes a window of contacts per transaction (jobs.segments.WINDOW).
+    monkeypatch.setattr(jobs.segments, "WINDOW", window)
     segment, contacts = await portugal(tenant, {"d50": 50, "d40": 40, "d30": 30, "d20": 20, "d10": 10})
     await refresh_segment({}, pk(segment))
     first = await page(tenant, segment, first=2)
@@ -104,3 +107,11 @@ async def test_a_cursor_stays_valid_while_members_join_and_leave(tenant: Tenant)
     assert result is not None and (result["joined"], result["left"], result["members"]) == (1, 1, 5)
     assert await walk(tenant, segment, first=2, after=cursor) == ["d30", "d50"]
     assert await walk(tenant, segment, first=2) == ["new", "d10", "d20", "d30", "d50"]
+
+    # Written without change records, in the first window and after the last: the next
+    # full refresh finds both.
+    await Contact.filter(id=pk(contacts["d10"]["id"])).update(country="ES")
+    await tenant.contact(name="newest", country="PT")
+    result = await refresh_segment({}, pk(segment))
+    assert result is not None and (result["joined"], result["left"], result["members"]) == (1, 1, 5)
+    assert await walk(tenant, segment, first=50) == ["newest", "new", "d20", "d30", "d50"]

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from core.db import dialect
+import jobs.contacts
 from jobs.contacts import prune_contact_changes
 from models.contacts import ContactChange
 from tests.conftest import Tenant
@@ -83,7 +84,8 @@ async def test_another_workspaces_changes_are_never_listed(tenant: Tenant, make_
     assert all(e["node"]["contactId"] != theirs["id"] for e in (await feed(tenant, str(int(their_cursor) - 1)))["edges"])
 
 
-async def test_a_pruned_cursor_asks_for_a_full_resync(tenant: Tenant, make_tenant: Any) -> None:
+async def test_a_pruned_cursor_asks_for_a_full_resync(tenant: Tenant, make_tenant: Any, monkeypatch: Any) -> None:
+    monkeypatch.setattr(jobs.contacts, "PRUNE_BATCH", 1)  # each row in a statement of its own
     ada = await tenant.contact(name="Ada")
     old_cursor = (await feed(tenant))["edges"][0]["cursor"]
     await tenant.api(UPDATE, {"i": {"id": ada["id"], "name": "Ada 2"}}, token=tenant.owner_token)
@@ -93,6 +95,7 @@ async def test_a_pruned_cursor_asks_for_a_full_resync(tenant: Tenant, make_tenan
     # Age this workspace's log past the retention window, then run the real pruning job.
     await ContactChange.filter(workspace_id=tenant.workspace.id).update(at=datetime.now(UTC) - timedelta(days=91))
     assert await prune_contact_changes({}) >= 2
+    assert not await ContactChange.filter(workspace_id=tenant.workspace.id).exists()
     errors = await tenant.api.errors(FEED, {"cursor": old_cursor}, token=tenant.api_key)
     assert [e["extensions"]["code"] for e in errors] == ["CURSOR_EXPIRED"]
     assert "Resync in full" in errors[0]["message"]
