@@ -3,6 +3,7 @@
 
     headers = signed_headers(secret, body)              # what Parley sends
     problem = signature_problem(secret, body, header)   # None when `header` signs `body`
+    same_secret(expected, given)                        # every comparison of secrets
 
 docs/webhooks.md documents it for integrators, with a verification example.
 """
@@ -15,6 +16,18 @@ import time
 
 SIGNATURE_HEADER = "X-Parley-Signature"
 SIGNATURE_TOLERANCE = 300  # seconds either side of now
+
+
+def same_secret(expected: str, given: str) -> bool:
+    """Whether `given` is `expected`, in constant time. Compared as UTF-8 bytes:
+    hmac.compare_digest raises TypeError for text with non-ASCII characters, which would
+    turn a stranger's odd value into an HTTP 500 instead of a refusal. (surrogatepass: a
+    lone surrogate, which JSON can carry, encodes too.)
+
+    >>> same_secret("c0ffee", "c0ffee"), same_secret("c0ffee", "cöffee"), same_secret("c0ffee", "\\ud800")
+    (True, False, False)
+    """
+    return hmac.compare_digest(expected.encode("utf-8", "surrogatepass"), given.encode("utf-8", "surrogatepass"))
 
 
 def signature(secret: str, body: bytes, timestamp: int) -> str:
@@ -53,10 +66,9 @@ def signature_problem(secret: str, body: bytes, header: str | None, at: float | 
         return f"{SIGNATURE_HEADER} must look like t=<unix seconds>,v1=<hex HMAC-SHA256>."
     if abs((time.time() if at is None else at) - timestamp) > SIGNATURE_TOLERANCE:
         return f"{SIGNATURE_HEADER} is too old (or too far in the future): sign each delivery when you send it."
-    expected = signature(secret, body, timestamp).partition(",v1=")[2].encode()
-    # No short cut: every candidate is compared, in constant time each (as bytes: a str
-    # with non-ASCII characters would make compare_digest raise).
+    expected = signature(secret, body, timestamp).partition(",v1=")[2]
+    # No short cut: every candidate is compared, in constant time each.
     matched = False
     for candidate in candidates:
-        matched |= hmac.compare_digest(expected, candidate.encode())
+        matched |= same_secret(expected, candidate)
     return None if matched else f"{SIGNATURE_HEADER} does not match the body and the secret."
