@@ -54,14 +54,7 @@ def signature_problem(secret: str, body: bytes, header: str | None, at: float | 
     """
     if not header:
         return f"{SIGNATURE_HEADER} is missing."
-    timestamp: int | None = None
-    candidates: list[str] = []
-    for part in header.split(","):
-        name, _, value = part.strip().partition("=")
-        if name == "t" and value.isdigit() and len(value) <= 12:
-            timestamp = int(value)
-        elif name == "v1":
-            candidates.append(value.strip().lower())
+    timestamp, candidates = _parse(header)
     if timestamp is None or not candidates:
         return f"{SIGNATURE_HEADER} must look like t=<unix seconds>,v1=<hex HMAC-SHA256>."
     if abs((time.time() if at is None else at) - timestamp) > SIGNATURE_TOLERANCE:
@@ -72,3 +65,24 @@ def signature_problem(secret: str, body: bytes, header: str | None, at: float | 
     for candidate in candidates:
         matched |= same_secret(expected, candidate)
     return None if matched else f"{SIGNATURE_HEADER} does not match the body and the secret."
+
+
+def signed_at(header: str) -> int | None:
+    """The unix time a header says it was signed at (checked by signature_problem).
+
+    >>> signed_at("t=1767225600,v1=14c9d6c0")
+    1767225600
+    """
+    return _parse(header)[0]
+
+
+def _parse(header: str) -> tuple[int | None, list[str]]:
+    timestamp: int | None = None
+    candidates: list[str] = []
+    for part in header.split(","):
+        name, _, value = part.strip().partition("=")
+        if name == "t" and value.isdigit() and len(value) <= 12:
+            timestamp = int(value)
+        elif name == "v1":
+            candidates.append(value.strip().lower())
+    return timestamp, candidates
