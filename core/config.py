@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     campaign_batch_pause: float = 0
     campaign_stale_seconds: float = 120
 
+    # GET /metrics wants `Authorization: Bearer <METRICS_TOKEN>` when set; unset, it is
+    # open in dev and answers 404 in prod.
+    metrics_token: str | None = None
+
     log_level: str = "INFO"
 
     @model_validator(mode="after")
