@@ -41,6 +41,7 @@ from core.fanout import SERVER_SEND, SharedFrames
 from core.hub import Hub
 from core.principal_cache import principal_cache
 from core.queue import create_queue
+from core.signing import same_secret
 from resolvers.auth import authenticate
 from resolvers.exports import download_endpoint
 from resolvers.inbound import webhook_endpoint
@@ -272,7 +273,22 @@ async def readyz(request: Request) -> Response:
     return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
 
 
+def metrics_refusal(authorization: str | None) -> Response | None:
+    """Why a scrape of /metrics is refused, or None: with METRICS_TOKEN set, its bearer
+    token is required (401 otherwise); unset, /metrics is open in dev and absent in prod."""
+    token = settings.metrics_token
+    if not token:
+        return None if settings.is_dev else PlainTextResponse("Not Found", status_code=404)
+    scheme, _, credential = (authorization or "").strip().partition(" ")
+    if scheme.lower() == "bearer" and same_secret(token, credential.strip()):
+        return None
+    return PlainTextResponse("Unauthorized", status_code=401, headers={"www-authenticate": "Bearer"})
+
+
 async def metrics(request: Request) -> Response:
+    refused = metrics_refusal(request.headers.get("authorization"))
+    if refused is not None:
+        return refused
     hub: Hub = request.app.state.hub
     lines = [
         "# TYPE parley_hub_subscribers gauge",

@@ -259,6 +259,7 @@ async def scratch_stack(*, sqlite: bool, database_url: str | None, redis_url: st
         env = {
             "DATABASE_URL": url, "REDIS_URL": redis_url, "REDIS_PREFIX": prefix,
             "ENV": "prod", "SECRET_KEY": secrets.token_urlsafe(48), "LOG_LEVEL": "WARNING",
+            "METRICS_TOKEN": secrets.token_urlsafe(24),
         }  # fmt: skip
         os.environ.update(env)
         yield Stack(url, redis_url, prefix, described, workdir, env)
@@ -334,13 +335,19 @@ async def start_server(
         probe.close()
 
 
+async def metrics_text(http: HttpPool) -> str:
+    """The server's /metrics: in prod it wants the run's METRICS_TOKEN."""
+    headers = {"Authorization": f"Bearer {os.environ['METRICS_TOKEN']}"} if os.environ.get("METRICS_TOKEN") else None
+    return (await http.request("GET", "/metrics", headers=headers)).body.decode()
+
+
 async def wait_for_subscribers(http: HttpPool, count: int, timeout: float = 120) -> None:
     """Until the server's hub holds exactly `count` subscriptions (its /metrics gauge)."""
     wanted = f"parley_hub_subscribers {count}\n"
     deadline = time.monotonic() + timeout
     text = ""
     while time.monotonic() < deadline:
-        text = (await http.get("/metrics")).body.decode()
+        text = await metrics_text(http)
         if wanted in text:
             return
         await asyncio.sleep(0.1)

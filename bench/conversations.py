@@ -70,6 +70,7 @@ from bench.common import (
     load_average,
     machine_facts,
     markdown_table,
+    metrics_text,
     raise_open_files,
     rss_bytes,
     scratch_stack,
@@ -413,7 +414,7 @@ class Bench:
         async with self.profiling(server, name):
             for load in loads:
                 rows.append(await drive(http, token, targets, load, per_message, deliveries, server, core, timeout))
-        metrics = (await http.get("/metrics")).body.decode()
+        metrics = await metrics_text(http)
         dropped = re.search(r"parley_hub_dropped_subscribers_total (\d+)", metrics)
         table = []
         by_label = {row.label: row for row in baseline}

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 import time
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
 
 from core.config import settings
+from core.signing import same_secret
 
 _hasher = PasswordHasher()
 _AUDIENCE = "parley"
@@ -124,7 +124,7 @@ def new_api_key() -> NewApiKey:
 
 def hash_api_key(plaintext: str) -> str:
     # API keys carry 256 bits of entropy: a fast hash is enough, unlike passwords.
-    return hashlib.sha256(plaintext.encode()).hexdigest()
+    return hashlib.sha256(plaintext.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def api_key_prefix(plaintext: str) -> str | None:
@@ -135,4 +135,4 @@ def api_key_prefix(plaintext: str) -> str | None:
 
 
 def api_key_matches(plaintext: str, key_hash: str) -> bool:
-    return hmac.compare_digest(hash_api_key(plaintext), key_hash)
+    return same_secret(hash_api_key(plaintext), key_hash)

@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     # before it gives up (a request answers BUSY, a job is retried).
     sqlite_write_wait_seconds: float = 15
 
+    # GET /metrics wants `Authorization: Bearer <METRICS_TOKEN>` when set; unset, it is
+    # open in dev and answers 404 in prod.
+    metrics_token: str | None = None
+
     log_level: str = "INFO"
 
     @model_validator(mode="after")

@@ -71,6 +71,12 @@ def inbound_sender_lock(channel_id: int, sender_digest: str) -> str:
     return _k("channel", channel_id, "inbound", sender_digest)
 
 
+def inbound_signature(channel_id: int, digest: str) -> str:
+    """Set while a signed inbound delivery without a provider message id could be replayed
+    (its signature's window); holds the ids of the message it stored (resolvers/inbound.py)."""
+    return _k("channel", channel_id, "inbound-signature", digest)
+
+
 def notification_sent(message_id: int, kind: str) -> str:
     """Set once a notification e-mail about a message went out; a retried job skips it."""
     return _k("notified", message_id, kind)

@@ -3,6 +3,7 @@
 
     headers = signed_headers(secret, body)              # what Parley sends
     problem = signature_problem(secret, body, header)   # None when `header` signs `body`
+    same_secret(expected, given)                        # every comparison of secrets
 
 docs/webhooks.md documents it for integrators, with a verification example.
 """
@@ -15,6 +16,18 @@ import time
 
 SIGNATURE_HEADER = "X-Parley-Signature"
 SIGNATURE_TOLERANCE = 300  # seconds either side of now
+
+
+def same_secret(expected: str, given: str) -> bool:
+    """Whether `given` is `expected`, in constant time. Compared as UTF-8 bytes:
+    hmac.compare_digest raises TypeError for text with non-ASCII characters, which would
+    turn a stranger's odd value into an HTTP 500 instead of a refusal. (surrogatepass: a
+    lone surrogate, which JSON can carry, encodes too.)
+
+    >>> same_secret("c0ffee", "c0ffee"), same_secret("c0ffee", "cöffee"), same_secret("c0ffee", "\\ud800")
+    (True, False, False)
+    """
+    return hmac.compare_digest(expected.encode("utf-8", "surrogatepass"), given.encode("utf-8", "surrogatepass"))
 
 
 def signature(secret: str, body: bytes, timestamp: int) -> str:
@@ -41,6 +54,29 @@ def signature_problem(secret: str, body: bytes, header: str | None, at: float | 
     """
     if not header:
         return f"{SIGNATURE_HEADER} is missing."
+    timestamp, candidates = _parse(header)
+    if timestamp is None or not candidates:
+        return f"{SIGNATURE_HEADER} must look like t=<unix seconds>,v1=<hex HMAC-SHA256>."
+    if abs((time.time() if at is None else at) - timestamp) > SIGNATURE_TOLERANCE:
+        return f"{SIGNATURE_HEADER} is too old (or too far in the future): sign each delivery when you send it."
+    expected = signature(secret, body, timestamp).partition(",v1=")[2]
+    # No short cut: every candidate is compared, in constant time each.
+    matched = False
+    for candidate in candidates:
+        matched |= same_secret(expected, candidate)
+    return None if matched else f"{SIGNATURE_HEADER} does not match the body and the secret."
+
+
+def signed_at(header: str) -> int | None:
+    """The unix time a header says it was signed at (checked by signature_problem).
+
+    >>> signed_at("t=1767225600,v1=14c9d6c0")
+    1767225600
+    """
+    return _parse(header)[0]
+
+
+def _parse(header: str) -> tuple[int | None, list[str]]:
     timestamp: int | None = None
     candidates: list[str] = []
     for part in header.split(","):
@@ -49,14 +85,4 @@ def signature_problem(secret: str, body: bytes, header: str | None, at: float | 
             timestamp = int(value)
         elif name == "v1":
             candidates.append(value.strip().lower())
-    if timestamp is None or not candidates:
-        return f"{SIGNATURE_HEADER} must look like t=<unix seconds>,v1=<hex HMAC-SHA256>."
-    if abs((time.time() if at is None else at) - timestamp) > SIGNATURE_TOLERANCE:
-        return f"{SIGNATURE_HEADER} is too old (or too far in the future): sign each delivery when you send it."
-    expected = signature(secret, body, timestamp).partition(",v1=")[2].encode()
-    # No short cut: every candidate is compared, in constant time each (as bytes: a str
-    # with non-ASCII characters would make compare_digest raise).
-    matched = False
-    for candidate in candidates:
-        matched |= hmac.compare_digest(expected, candidate.encode())
-    return None if matched else f"{SIGNATURE_HEADER} does not match the body and the secret."
+    return timestamp, candidates

@@ -20,6 +20,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from core.signing import same_secret
+
 MAX_COLUMNS = 200
 ATTRIBUTE_PREFIX = "attribute."
 
@@ -129,4 +131,4 @@ def download_signature(secret: str, *, workspace_id: int, job_id: int, expires: 
 def signature_valid(secret: str, *, workspace_id: int, job_id: int, expires: int, signature: str, now: float) -> bool:
     """The signature is ours for exactly these values, and the link has not expired."""
     expected = download_signature(secret, workspace_id=workspace_id, job_id=job_id, expires=expires)
-    return hmac.compare_digest(expected, signature) and now < expires
+    return same_secret(expected, signature) and now < expires

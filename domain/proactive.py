@@ -17,7 +17,7 @@ NOT_IN):
 
 - page_url, page_title, referrer (text): equals, not_equals, contains, not_contains,
   starts_with, ends_with, matches (a wildcard: `*` is any run of characters, the whole
-  URL must match), is_set, is_not_set; text compares case-insensitively.
+  URL must match; at most MAX_WILDCARDS stars, matched in linear time), is_set, is_not_set; text compares case-insensitively.
 - time_on_page (seconds), visit_count (number): equals, greater_than, greater_or_equal,
   less_than, less_or_equal.
 - visitor: equals "new" (first visit) or "returning".
@@ -41,7 +41,8 @@ from typing import Any
 MAX_DEPTH = 3  # the root and two levels of groups
 MAX_CONDITIONS = 30
 MAX_VALUES = 50
-MAX_VALUE_LENGTH = 500
+MAX_VALUE_LENGTH = 500  # MATCHES patterns included
+MAX_WILDCARDS = 10  # `*` in one MATCHES pattern
 # Page views further apart than this start a new visit.
 VISIT_TIMEOUT = timedelta(minutes=30)
 
@@ -196,6 +197,8 @@ def _value(name: str, op: str, v: Any, path: list[str]) -> Any:
     if not isinstance(v, str):
         raise RuleError(path, "INVALID_VALUE", f"{name} compares with text.")
     text = _text(v, path).lower()
+    if op == "matches" and text.count("*") > MAX_WILDCARDS:
+        raise RuleError(path, "INVALID_VALUE", f"A MATCHES pattern has at most {MAX_WILDCARDS} * wildcards.")
     if name == "visitor" and text not in ("new", "returning"):
         raise RuleError(path, "INVALID_VALUE", 'visitor is "new" or "returning".')
     if name == "device" and text not in DEVICES:
@@ -227,9 +230,39 @@ def segment_ids(rules: dict[str, Any]) -> set[int]:
 # -- compilation --------------------------------------------------------------------------
 
 
-def wildcard(pattern: str) -> re.Pattern[str]:
-    """`https://shop.example/*/checkout` as a case-insensitive full match."""
-    return re.compile("".join(".*" if part == "*" else re.escape(part) for part in re.split(r"(\*)", pattern)), re.IGNORECASE | re.DOTALL)
+def wildcard(pattern: str) -> Callable[[str], bool]:
+    """A test of whole texts against `pattern`, where `*` is any run of characters (none
+    included) and everything else is literal. Callers fold case on both sides first.
+
+    Linear in the text, whatever the pattern: the parts between the stars are looked for
+    in order with str.find, leftmost first, and never retried (a regex would backtrack,
+    and `*a*a*a…b` over a long URL took seconds).
+
+    >>> checkout = wildcard("https://shop.example/*/checkout*")
+    >>> checkout("https://shop.example/fr/checkout?step=2"), checkout("https://shop.example/fr/cart")
+    (True, False)
+    >>> wildcard("*.example/fr")("https://shop.example/fr/checkout")  # the whole text must match
+    False
+    >>> wildcard("a*a")("a"), wildcard("a*a")("aa"), wildcard("**")("")
+    (False, True, True)
+    """
+    if "*" not in pattern:
+        return lambda text: text == pattern
+    first, *middle, last = pattern.split("*")
+    shortest = len(first) + len(last)
+
+    def matches(text: str) -> bool:
+        if len(text) < shortest or not text.startswith(first) or not text.endswith(last):
+            return False
+        at, end = len(first), len(text) - len(last)
+        for part in middle:
+            found = text.find(part, at, end)
+            if found < 0:
+                return False
+            at = found + len(part)
+        return True
+
+    return matches
 
 
 def compile_rules(rules: dict[str, Any]) -> Check:
@@ -295,8 +328,8 @@ def _text_check(read: Callable[[Visitor], str], op: str, value: str | None) -> C
     assert value is not None
     w = value.lower()
     if op == "matches":
-        pattern = wildcard(w)
-        return lambda v: pattern.fullmatch(read(v)) is not None
+        test = wildcard(w)
+        return lambda v: test(read(v))
     return {
         "equals": lambda v: read(v) == w,
         "not_equals": lambda v: read(v) != w,

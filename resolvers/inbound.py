@@ -8,7 +8,9 @@ store the text masked, the SMS keywords STOP / START / HELP, the auto-responder)
     {"from": "+14155550100", "text": "STOP", "messageId": "SM8f2c"}
 
 The contract (shapes per channel kind, answers, signing examples) is docs/webhooks.md.
-A retried webhook with the same `messageId` stores nothing twice; deliveries from one
+A retried webhook with the same `messageId` stores nothing twice, and one without a
+`messageId` is stored once per signature (a replay inside the signature's window answers
+like a retry); deliveries from one
 sender on one channel are handled one at a time (a short Redis lock), so two concurrent
 first messages from a new number make one contact, not two.
 """
@@ -35,7 +37,7 @@ from core import keys
 from core.errors import Code, DatabaseBusy, UserFailure, request_id_var
 from core.events import Outbox, atomic
 from core.scoping import encode_global_id
-from core.signing import SIGNATURE_HEADER, signature_problem
+from core.signing import SIGNATURE_HEADER, SIGNATURE_TOLERANCE, signature, signature_problem, signed_at
 from domain import contact_fields as cf
 from domain import sms
 from domain.identity import MESSENGER_PREFIX
@@ -326,6 +328,41 @@ class _Busy(Exception):
     pass
 
 
+def replay_key(channel: Channel, body: bytes, header: str) -> tuple[str, int]:
+    """The Redis key naming a verified delivery by its signature, and how many seconds it
+    has to live: until the signature's timestamp is too old to be accepted again."""
+    stamp = signed_at(header)
+    assert stamp is not None  # signature_problem checked it
+    digest = signature(channel.secret, body, stamp).partition(",v1=")[2]
+    return keys.inbound_signature(channel.id, digest[:32]), max(1, stamp + SIGNATURE_TOLERANCE - int(time.time()) + 1)
+
+
+async def receive_once(
+    redis: Any, key: tuple[str, int], outbox: Outbox, channel: Channel, inbound: InboundMessage
+) -> Received:
+    """`receive`, at most once per signature (for deliveries without a provider message id).
+    The key holds the stored message's id; a replay answers as a retried messageId does."""
+    name, ttl = key
+    if not await redis.set(name, "", nx=True, ex=ttl):
+        stored = await redis.get(name)
+        earlier = None
+        if stored and stored.isdigit():
+            earlier = await Message.get_or_none(id=int(stored), workspace_id=channel.workspace_id)
+        if earlier is None:
+            # Another request stored it and did not live to say which message it was.
+            raise WebhookError(
+                409, Code.CONFLICT, "This signed delivery was received already; send a messageId to make retries safe."
+            )
+        return Received(earlier, earlier.conversation_id, duplicate=True)
+    try:
+        received = await receive(outbox, channel, inbound)
+    except BaseException:
+        await redis.delete(name)  # nothing was stored: the provider may retry
+        raise
+    await redis.set(name, str(received.message.id), xx=True, keepttl=True)
+    return received
+
+
 @contextlib.asynccontextmanager
 async def sender_lock(redis: Any, key: str) -> AsyncIterator[None]:
     """Hold `key` (SET NX with expiry); _Busy after waiting LOCK_WAIT for it."""
@@ -365,15 +402,20 @@ async def _handle(request: Request) -> Response:
         # Widget and SDK channels have sessions, not webhooks: to a provider they do not exist.
         raise WebhookError(404, Code.NOT_FOUND, "No e-mail, SMS or messenger channel has this key.")
     body = await _read_body(request)
-    problem = signature_problem(channel.secret, body, request.headers.get(SIGNATURE_HEADER))
+    header = request.headers.get(SIGNATURE_HEADER)
+    problem = signature_problem(channel.secret, body, header)
     if problem is not None:
         raise WebhookError(401, Code.UNAUTHENTICATED, problem)
+    assert header is not None
     inbound = parse_payload(channel.kind, body)
     hub = request.app.state.hub
     outbox = Outbox(hub, getattr(request.app.state, "jobs", None))
     try:
         async with sender_lock(hub.redis, sender_lock_key(channel.id, inbound.sender)):
-            received = await receive(outbox, channel, inbound)
+            if inbound.message_id is None:
+                received = await receive_once(hub.redis, replay_key(channel, body, header), outbox, channel, inbound)
+            else:
+                received = await receive(outbox, channel, inbound)
     except _Busy:
         raise WebhookError(
             503, Code.CONFLICT, "Another message from this sender is being stored: retry in a few seconds."

@@ -95,9 +95,10 @@ class VisitorDevice(Enum):
 
 
 @strawberry.input(description="""One condition on the visitor. PAGE_URL, PAGE_TITLE, REFERRER: text operators and MATCHES
-(a wildcard, `*` any characters). TIME_ON_PAGE (seconds), VISIT_COUNT: numbers. VISITOR: EQUALS "new" or
-"returning". LANGUAGE, COUNTRY, DEVICE: EQUALS, NOT_EQUALS, IN, NOT_IN. EVENT: the custom event reported with
-the page view. SEGMENT: MEMBER_OF / NOT_MEMBER_OF with segmentId. ATTRIBUTE: the contact's custom attribute `key`.""")
+(a wildcard over the whole text, `*` any characters, at most 10 of them). TIME_ON_PAGE (seconds), VISIT_COUNT:
+numbers. VISITOR: EQUALS "new" or "returning". LANGUAGE, COUNTRY, DEVICE: EQUALS, NOT_EQUALS, IN, NOT_IN.
+EVENT: the custom event reported with the page view. SEGMENT: MEMBER_OF / NOT_MEMBER_OF with segmentId.
+ATTRIBUTE: the contact's custom attribute `key`.""")
 class ProactiveRuleConditionInput:
     field: ProactiveRuleField
     operator: ProactiveRuleOperator
