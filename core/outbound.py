@@ -117,10 +117,10 @@ def refusal(address: IPAddress) -> str | None:
     """
     inner = embedded_ipv4(address)
     if inner is not None:
+        # The IPv4 decides: it is where a mapping, NAT64 or 6to4 relay takes the packets.
         why = refusal(inner)
-        if why is not None:
-            return f"{why.split(' (')[0]} (embeds {inner})"
-    # Order matters: ipaddress calls multicast and fec0::/10 "global".
+        return None if why is None else f"{why} (embeds {inner})"
+    # Order matters: ipaddress calls multicast and fec0::/10 "global", 240/4 "private".
     if address.is_unspecified:
         return "unspecified"
     if address.is_loopback:
@@ -130,13 +130,13 @@ def refusal(address: IPAddress) -> str | None:
     if address.is_multicast:
         return "multicast"
     if isinstance(address, ipaddress.IPv4Address) and address in _SHARED:
-        return "shared (CGNAT)"
+        return "carrier-grade NAT"
     if isinstance(address, ipaddress.IPv6Address) and (address.is_site_local or address in _NAT64_LOCAL):
-        return "private"
-    if address.is_private:
         return "private"
     if address.is_reserved:
         return "reserved"
+    if address.is_private:
+        return "private"
     if not address.is_global:
         return "not global"
     return None
