@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import ipaddress
 import shutil
+import socket
 import ssl
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -205,6 +207,35 @@ async def test_a_slow_answer_ends_at_the_deadline(http_sink: HttpSink) -> None:
     http_sink.respond_with(delay_seconds=1)
     with pytest.raises(OutboundError, match=r"^no answer within 0\.2 s$"):
         await outbound.post(f"{http_sink.url}/slow", timeout=0.2)
+
+
+async def test_an_answer_trickling_in_ends_at_the_deadline_too() -> None:
+    """A byte every 0.05 s never trips a per-read timeout: the deadline covers it all."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def trickle() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n")
+            try:
+                for _ in range(40):
+                    time.sleep(0.05)
+                    connection.sendall(b"x")
+            except OSError:
+                pass  # the client hung up, as it should
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(OutboundError, match=r"^no answer within 0\.5 s$"):
+            await outbound.request("GET", f"http://127.0.0.1:{port}/", timeout=0.5)
+        assert time.monotonic() - started < 1.5
+    finally:
+        thread.join()
+        listener.close()
 
 
 async def test_a_closed_port_is_connection_refused() -> None:
