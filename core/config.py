@@ -10,7 +10,7 @@ import secrets
 from functools import cached_property
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET = "dev-only-secret-change-me-before-production"
@@ -61,15 +61,23 @@ class Settings(BaseSettings):
     # Export files are deleted this long after their job finished.
     export_retention_days: int = 7
 
+    # Every request to a URL a user wrote (core/outbound.py: webhooks, SMS and messenger
+    # gateways): whether it may reach loopback, private, link-local and other non-global
+    # addresses (unset: only in dev; WEBHOOK_ALLOW_PRIVATE_NETWORKS is its old name, still
+    # read), and the whole exchange's deadline where the caller sets none.
+    outbound_allow_private_networks: bool | None = Field(
+        default=None,
+        validation_alias=AliasChoices("outbound_allow_private_networks", "webhook_allow_private_networks"),
+    )
+    outbound_timeout_seconds: float = 10
+
     # Outbound webhooks (jobs/webhooks.py): each POST's timeout; attempts per delivery,
     # the first retry's delay (doubling after each failure, at most an hour); failed
-    # attempts in a row after which an endpoint is disabled; whether endpoints may point
-    # at loopback and private addresses (unset: only in dev).
+    # attempts in a row after which an endpoint is disabled.
     webhook_timeout_seconds: float = 10
     webhook_max_attempts: int = 8
     webhook_retry_base_seconds: float = 30
     webhook_disable_after: int = 20
-    webhook_allow_private_networks: bool | None = None
 
     # Campaigns (jobs/campaigns.py): recipients per batch (one transaction each); a pause
     # between batches (seconds, a send-rate throttle; 0: none); how long a running

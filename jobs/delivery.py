@@ -30,12 +30,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import httpx
 from arq import Retry
 
-from core import keys
+from core import keys, outbound
 from core.config import settings
 from core.mail import MailError, MailNotConfigured, send_mail
+from core.outbound import OutboundError
 from core.presence import is_online, online_ids
 from core.queue import enqueue
 from core.scoping import encode_global_id
@@ -258,19 +258,18 @@ async def _post_to_gateway(thread: Thread) -> None:
     payload = {"to": to, "from": channel.default_sender, "text": message.body, "messageId": str(message.id)}
     body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
     try:
-        async with httpx.AsyncClient(timeout=GATEWAY_TIMEOUT, follow_redirects=False) as client:
-            response = await client.post(
-                channel.gateway_url, content=body, headers=signed_headers(channel.secret, body)
-            )
-    except httpx.HTTPError as exc:
-        raise Transient(f"The gateway could not be reached: {type(exc).__name__}") from exc
-    status = response.status_code
-    if 200 <= status < 300:
+        response = await outbound.post(
+            channel.gateway_url, content=body, headers=signed_headers(channel.secret, body), timeout=GATEWAY_TIMEOUT
+        )
+    except OutboundError as exc:
+        reason = f"The gateway could not be reached: {exc.reason}."
+        raise (Transient(reason) if exc.retryable else Permanent(reason)) from exc
+    # The status only, never the gateway's body: it is not ours to show.
+    if response.ok:
         return None
-    if status in (408, 425, 429) or status >= 500:
-        retry_after = response.headers.get("retry-after", "")
-        raise Transient(f"The gateway answered {status}.", float(retry_after) if retry_after.isdigit() else None)
-    raise Permanent(f"The gateway answered {status}: {response.text[:200]}")
+    if response.status in (408, 425, 429) or response.status >= 500:
+        raise Transient(f"The gateway answered {response.summary}.", response.retry_after)
+    raise Permanent(f"The gateway answered {response.summary}.")
 
 
 # -- notifications ---------------------------------------------------------------------------

@@ -18,31 +18,29 @@ by the event id (body `id`, header X-Parley-Event-Id).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import random
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
-import httpx
 from arq import Retry
 from tortoise.expressions import F, Subquery
 
+from core import outbound
 from core.config import settings
+from core.outbound import OutboundError
 from core.queue import enqueue
 from core.signing import signed_headers
 from jobs.tracking import JobCancelled, JobTracker, cancel_job, create_job
 from models.jobs import Job, JobKind, JobStatus
 from models.webhooks import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEventType
-from resolvers.webhooks import deliver_job_id, is_private_address, private_networks_allowed
+from resolvers.webhooks import deliver_job_id
 
 log = logging.getLogger("parley.jobs.webhooks")
 
 MAX_BACKOFF = 3600.0
-MAX_ERROR = 500
 MAX_RESPONSE_READ = 1024
 USER_AGENT = "Parley-Webhooks/1"
 DISPATCH_CHUNK = 500
@@ -85,43 +83,17 @@ async def _post(endpoint: WebhookEndpoint, delivery: WebhookDelivery, attempt: i
     def elapsed() -> int:
         return int((time.monotonic() - started) * 1000)
 
-    refused = await _refused_address(endpoint.url)
-    if refused:
-        return Outcome(None, refused, elapsed())
     try:
-        async with httpx.AsyncClient(timeout=settings.webhook_timeout_seconds, follow_redirects=False) as client:
-            async with client.stream("POST", endpoint.url, content=body, headers=headers) as response:
-                text = b""
-                async for chunk in response.aiter_bytes():
-                    text += chunk
-                    if len(text) >= MAX_RESPONSE_READ:
-                        break
-    except httpx.TimeoutException:
-        return Outcome(None, f"No answer within {settings.webhook_timeout_seconds:g} s.", elapsed())
-    except httpx.HTTPError as exc:
-        return Outcome(None, f"Could not connect: {type(exc).__name__}: {exc}"[:MAX_ERROR], elapsed())
-    status = response.status_code
-    if 200 <= status < 300:
-        return Outcome(status, None, elapsed())
-    retry_after = response.headers.get("retry-after", "")
-    snippet = text[:200].decode(errors="replace").strip()
-    error = f"HTTP {status}" + (f": {snippet}" if snippet else "")
-    return Outcome(status, error[:MAX_ERROR], elapsed(), float(retry_after) if retry_after.isdigit() else None)
-
-
-async def _refused_address(url: str) -> str | None:
-    """Endpoints may not reach loopback or private addresses unless the deployment allows
-    it (checked at creation too; here again, as DNS may have changed since)."""
-    if private_networks_allowed():
-        return None
-    host = urlsplit(url).hostname or ""
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, None)
-    except OSError as exc:
-        return f"Could not resolve {host}: {exc}"[:MAX_ERROR]
-    if any(is_private_address(str(info[4][0])) for info in infos) or is_private_address(host):
-        return f"{host} resolves to a private or loopback address: refused."
-    return None
+        response = await outbound.post(
+            endpoint.url, content=body, headers=headers, timeout=settings.webhook_timeout_seconds, max_bytes=MAX_RESPONSE_READ
+        )
+    except OutboundError as exc:
+        return Outcome(None, exc.reason, elapsed())
+    if response.ok:
+        return Outcome(response.status, None, elapsed())
+    # The status only: the receiver's body is not ours to show (it may be an internal
+    # service's answer).
+    return Outcome(response.status, response.summary, elapsed(), response.retry_after)
 
 
 async def _tracker(ctx: dict[str, Any], delivery: WebhookDelivery) -> JobTracker | None:

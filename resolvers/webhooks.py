@@ -16,7 +16,6 @@ The body every endpoint receives:
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import secrets
 from collections.abc import Iterable
@@ -26,8 +25,8 @@ from urllib.parse import urlsplit
 
 from tortoise import connections
 
+from core import outbound
 from core.bulk import update_many
-from core.config import settings
 from core.context import Context
 from core.db import SqlBuilder, bind_datetime
 from core.errors import Code, UserError, UserFailure
@@ -82,35 +81,19 @@ def deliver_job_id(delivery_id: int) -> str:
 # -- endpoints -----------------------------------------------------------------------------
 
 
-def private_networks_allowed() -> bool:
-    allowed = settings.webhook_allow_private_networks
-    return settings.is_dev if allowed is None else allowed
-
-
-def is_private_address(host: str) -> bool:
-    try:
-        address = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return host.lower() == "localhost" or host.lower().endswith(".localhost")
-    return not address.is_global
-
-
 def _clean_url(value: str | None, errors: list[UserError]) -> str | None:
     url = (value or "").strip()
     parts = urlsplit(url)
-    if not url or len(url) > MAX_URL or parts.scheme not in ("http", "https") or not parts.hostname:
+    if not url or len(url) > MAX_URL:
         errors.append(UserError(["url"], Code.INVALID, "url must be an http(s) URL of at most 2048 characters."))
+        return None
+    problem = outbound.url_problem(url)
+    if problem is not None:
+        errors.append(UserError(["url"], Code.INVALID, f"url {problem}"))
         return None
     if parts.username or parts.password:
         errors.append(UserError(["url"], Code.INVALID, "url must not carry credentials: check the signature instead."))
         return None
-    if not private_networks_allowed():
-        if parts.scheme != "https":
-            errors.append(UserError(["url"], Code.INVALID, "url must use https."))
-            return None
-        if is_private_address(parts.hostname):
-            errors.append(UserError(["url"], Code.INVALID, "url must not point at a private or loopback address."))
-            return None
     return url
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from tortoise.expressions import Subquery
 from tortoise.transactions import in_transaction
 
+from core import outbound
 from core.auth import hash_password, new_api_key
 from core.context import Context
 from core.errors import Code, UserError, UserFailure
@@ -325,8 +326,9 @@ def _clean_channel_settings(kind: ChannelKind, values: dict[str, Any]) -> dict[s
                 fail([camel(key)], Code.TOO_LONG, f"{camel(key)} may be at most 1000 characters.")
             clean[key] = text or None
         elif key == "gateway_url" and value:
-            if not re.match(r"^https?://[^\s/$.?#][^\s]*$", value) or len(value) > 2048:
-                fail(["gatewayUrl"], Code.INVALID, "gatewayUrl must be an http(s) URL.")
+            problem = "must be an http(s) URL of at most 2048 characters." if len(value) > 2048 else outbound.url_problem(value)
+            if problem is not None:
+                fail(["gatewayUrl"], Code.INVALID, f"gatewayUrl {problem}")
             clean[key] = value
         elif key == "notify_emails":
             addresses = []

@@ -94,8 +94,8 @@ async def test_a_receiver_that_fails_first_gets_retries_with_backoff(tenant: Ten
     [delivery] = (await delivery_log(tenant, endpoint))["deliveries"]
     assert delivery["status"] == "SUCCEEDED" and delivery["attempts"] == 3 and delivery["lastError"] is None
     assert [(a["attempt"], a["statusCode"], a["error"]) for a in delivery["attemptLog"]] == [
-        (1, 500, "HTTP 500: database is down"), (2, 503, "HTTP 503: database is down"), (3, 200, None),
-    ]  # fmt: skip
+        (1, 500, "HTTP 500"), (2, 503, "HTTP 503"), (3, 200, None),
+    ]  # fmt: skip  (the receiver's body is never shown: tests/security/test_outbound.py)
     assert all(a["durationMs"] >= 0 for a in delivery["attemptLog"])
     assert delivery["job"]["status"] == "SUCCEEDED"
     log = await delivery_log(tenant, endpoint)
@@ -165,7 +165,7 @@ async def test_a_receiver_that_does_not_answer_in_time(tenant: Tenant, http_sink
     assert await drain(tenant.workspace.id) == ["failed"]
     [delivery] = (await delivery_log(tenant, endpoint))["deliveries"]
     [attempt] = delivery["attemptLog"]
-    assert attempt["statusCode"] is None and attempt["error"] == "No answer within 0.3 s."
+    assert attempt["statusCode"] is None and attempt["error"] == "no answer within 0.3 s"
     assert 250 <= attempt["durationMs"] < 1000
 
 

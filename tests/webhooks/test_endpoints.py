@@ -68,7 +68,8 @@ async def test_invalid_endpoints_are_refused(tenant: Tenant, fields: dict[str, A
 async def test_production_refuses_plain_http_and_private_addresses(tenant: Tenant, monkeypatch: pytest.MonkeyPatch) -> None:
     from core.config import settings
 
-    monkeypatch.setattr(settings, "webhook_allow_private_networks", False)
+    monkeypatch.setattr(settings, "env", "prod")  # https only; private networks refused when not allowed
+    monkeypatch.setattr(settings, "outbound_allow_private_networks", None)
     for url in ("http://crm.example.com/hook", "https://127.0.0.1/hook", "https://10.0.0.8/hook", "https://[::1]/hook",
                 "https://169.254.169.254/latest", "https://localhost/hook"):  # fmt: skip
         payload = (await tenant.api(CREATE_ENDPOINT, {"i": {"url": url, "eventTypes": ["CONTACT_CREATED"]}}, token=tenant.owner_token))
