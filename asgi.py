@@ -36,10 +36,12 @@ from tortoise.contrib.starlette import RegisterTortoise
 from core.config import settings
 from core.context import Context
 from core.db import tortoise_config
-from core.errors import Code, DatabaseBusy, MaskUnexpectedErrors, new_request_id, request_id_var
+from core.client_ip import client_ip
+from core.errors import Code, DatabaseBusy, MaskUnexpectedErrors, RateLimited, new_request_id, request_id_var
 from core.fanout import SERVER_SEND, SharedFrames
 from core.hub import Hub
 from core.principal_cache import principal_cache
+from core.ratelimit import rate_limits
 from core.queue import create_queue
 from core.signing import same_secret
 from resolvers.auth import authenticate
@@ -120,11 +122,22 @@ class ParleyGraphQL(GraphQL[Context, None]):
             return super().encode_json(data)  # type: ignore[return-value]
 
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
-        if self.plain_path and context is UNSET and root_value is UNSET and type(request) is Request and request.method == "POST":
-            response = await self._run_plain(request)
-            if response is not None:
-                return response
-        return await super().run(request, context, root_value)
+        try:
+            if self.plain_path and context is UNSET and root_value is UNSET and type(request) is Request and request.method == "POST":
+                response = await self._run_plain(request)
+                if response is not None:
+                    return response
+            return await super().run(request, context, root_value)
+        except RateLimited as refused:  # by get_context: the whole request, before anything ran
+            return self._refused(request, refused)
+
+    def _refused(self, request: Request, refused: RateLimited) -> Response:
+        media_type = GRAPHQL_RESPONSE if _accepts_graphql_response(request) else "application/json"
+        return Response(
+            self.encode_json({"errors": [refused.formatted]}), status_code=429,
+            media_type=f"{media_type}; charset=utf-8" if media_type == GRAPHQL_RESPONSE else media_type,
+            headers={"retry-after": str(refused.retry_after)},
+        )  # fmt: skip
 
     async def _run_plain(self, request: Request) -> Response | None:
         """A JSON POST of one query or mutation whose document is valid, executed without
@@ -192,6 +205,9 @@ class ParleyGraphQL(GraphQL[Context, None]):
         is_ws = request.scope["type"] == "websocket"
         authorization = None if is_ws else request.headers.get("authorization")
         principal = None if is_ws else await authenticate(authorization)
+        address = client_ip(request)
+        if not is_ws:
+            await rate_limits.hit_request(principal, address)
         if not is_ws and response is not None:
             response.parley_media_type = GRAPHQL_RESPONSE if _accepts_graphql_response(request) else "application/json"
         return Context(
@@ -202,7 +218,7 @@ class ParleyGraphQL(GraphQL[Context, None]):
             request_id=request_id_var.get(),
             authorization=authorization,
             authenticate=authenticate,
-            client_ip=request.client.host if request.client else None,
+            client_ip=address,
             jobs=getattr(request.app.state, "jobs", None),
         )
 
@@ -230,16 +246,30 @@ class ParleyGraphQL(GraphQL[Context, None]):
         response.headers["content-type"] = f"{media_type}; charset=utf-8" if media_type == GRAPHQL_RESPONSE else media_type
         if isinstance(response_data, dict) and "data" not in response_data and media_type == GRAPHQL_RESPONSE:
             response.status_code = 400
-        if isinstance(response_data, dict) and _is_busy(response_data):
-            # Nothing was written (core/sqlite.py): a client or a proxy may simply retry.
-            response.status_code = 503
-            response.headers["retry-after"] = str(DatabaseBusy.retry_after_seconds)
+        retry = _retry_later(response_data) if isinstance(response_data, dict) else None
+        if retry is not None:
+            response.status_code, seconds = retry
+            response.headers["retry-after"] = str(seconds)
         return response
 
 
-def _is_busy(response_data: dict[str, Any]) -> bool:
+def _retry_later(response_data: dict[str, Any]) -> tuple[int, int] | None:
+    """(HTTP status, Retry-After seconds) of a response that asks the client to come back:
+    503 when the database was busy (one such error is enough: nothing was written, and a
+    client or a proxy may simply retry), 429 when every error is RATE_LIMITED (a response
+    with other errors too says more than "later"). The wait is the longest of theirs."""
     errors = response_data.get("errors")
-    return bool(errors) and any((e.get("extensions") or {}).get("code") == Code.BUSY for e in errors)
+    if not errors:
+        return None
+    extensions = [e.get("extensions") or {} for e in errors]
+    if any(x.get("code") == Code.BUSY for x in extensions):
+        status, codes = 503, {Code.BUSY}
+    elif all(x.get("code") == Code.RATE_LIMITED for x in extensions):
+        status, codes = 429, {Code.RATE_LIMITED}
+    else:
+        return None
+    waits = [x.get("retryAfter") for x in extensions if x.get("code") in codes]
+    return status, max((w for w in waits if isinstance(w, int)), default=DatabaseBusy.retry_after_seconds)
 
 
 async def database_busy(request: Request, exc: Exception) -> Response:
@@ -316,6 +346,7 @@ def create_app() -> Starlette:
         async with RegisterTortoise(app, config=tortoise_config()):
             app.state.jobs = await create_queue(settings.redis_url or "")
             await hub.start()
+            rate_limits.use(hub.redis)
             await principal_cache.listen(hub)
             # What startup built lives as long as the process: the collector need not walk
             # it again and again; and a young generation of 700 objects (the default) made

@@ -77,7 +77,7 @@ def _run(host: str, port: int) -> int:
     asyncio.run(_seed(only_if_empty=True))
     python = sys.executable
     children = [
-        subprocess.Popen([python, "-m", "uvicorn", "asgi:app", "--host", host, "--port", str(port)], cwd=ROOT, env=env),
+        subprocess.Popen([python, "-m", "uvicorn", "asgi:app", "--host", host, "--port", str(port), "--no-proxy-headers"], cwd=ROOT, env=env),
         subprocess.Popen([python, "-m", "arq", "jobs.worker.WorkerSettings"], cwd=ROOT, env=env),
     ]
     print(f"Parley on http://{host}:{port}/graphql  (Ctrl-C stops)")

@@ -6,11 +6,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from functools import cached_property
 from typing import Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from limits import parse_many
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET = "dev-only-secret-change-me-before-production"
@@ -99,8 +101,52 @@ class Settings(BaseSettings):
     # GET /metrics wants `Authorization: Bearer <METRICS_TOKEN>` when set; unset, it is
     # open in dev and answers 404 in prod.
     metrics_token: str | None = None
+    # Addresses (or CIDR networks) of the proxies in front of the API: only from these is
+    # X-Forwarded-For believed (core/client_ip.py). Empty: the peer is the client.
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    # Rate limits (core/ratelimit.py), shared by every API process through Redis. Each is
+    # `limits` notation, several separated by `;` ("30/minute; 300/hour"); empty: no limit.
+    # `login`: attempts per client address (a success counts too), and failed attempts per
+    # account (e-mail) before the account is locked: for LOGIN_LOCKOUT_SECONDS, doubled at
+    # each further lockout up to LOGIN_LOCKOUT_MAX_SECONDS; the doubling is forgotten after
+    # LOGIN_LOCKOUT_MEMORY_SECONDS without a lockout, or at a successful login.
+    rate_limit_login_per_ip: str = "30/minute"
+    rate_limit_login_failures_per_account: str = "5/15 minutes"
+    login_lockout_seconds: int = 60
+    login_lockout_max_seconds: int = 3600
+    login_lockout_memory_seconds: int = 24 * 3600
+    # What anybody holding a widget or SDK key can call: `startContactSession` per channel
+    # key and per address; `reportPageView` and `trackEvent` of contact sessions per
+    # channel and per address (one budget for both).
+    rate_limit_contact_session_per_channel: str = "1200/minute"
+    rate_limit_contact_session_per_ip: str = "60/minute"
+    rate_limit_widget_events_per_channel: str = "12000/minute"
+    rate_limit_widget_events_per_ip: str = "300/minute"
+    # POST /hooks/channels/{key}/inbound, per channel key.
+    rate_limit_inbound_hook_per_channel: str = "1200/minute"
+    # Every GraphQL request over HTTP, per agent, API key or contact (anonymous: per address).
+    rate_limit_graphql_per_principal: str = "6000/minute"
 
     log_level: str = "INFO"
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)  # ValueError names the bad one
+        return value
+
+    @field_validator(
+        "rate_limit_login_per_ip", "rate_limit_login_failures_per_account", "rate_limit_contact_session_per_channel",
+        "rate_limit_contact_session_per_ip", "rate_limit_widget_events_per_channel", "rate_limit_widget_events_per_ip",
+        "rate_limit_inbound_hook_per_channel", "rate_limit_graphql_per_principal",
+    )
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        if value.strip():
+            parse_many(value)  # ValueError on a typo, at startup rather than at the first request
+        return value
 
     @model_validator(mode="after")
     def _production_needs_a_secret(self) -> Settings:

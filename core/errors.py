@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -54,6 +55,8 @@ class Code(StrEnum):
     CURSOR_EXPIRED = "CURSOR_EXPIRED"
     # The embedded database stayed locked by another process: nothing was written; retry.
     BUSY = "BUSY"
+    # Too many requests (core/ratelimit.py): nothing was done; retry after `retryAfter` seconds.
+    RATE_LIMITED = "RATE_LIMITED"
 
 
 class DatabaseBusy(Exception):
@@ -91,6 +94,19 @@ class PublicError(GraphQLError):
 
     def __init__(self, message: str, code: Code) -> None:
         super().__init__(message, extensions={"code": code.value})
+
+
+class RateLimited(PublicError):
+    """A rate limit refused the request (core/ratelimit.py): nothing was done. The error
+    carries the wait, `extensions: {"code": "RATE_LIMITED", "retryAfter": 12}`; a response
+    whose only errors are these answers HTTP 429 with Retry-After."""
+
+    def __init__(self, what: str, retry_after: float) -> None:
+        self.retry_after = max(1, math.ceil(retry_after))
+        unit = "second" if self.retry_after == 1 else "seconds"
+        super().__init__(f"{what}: try again in {self.retry_after} {unit}.", Code.RATE_LIMITED)
+        assert self.extensions is not None
+        self.extensions["retryAfter"] = self.retry_after
 
 
 def forbidden(message: str = "You are not allowed to do this.") -> PublicError:
@@ -133,7 +149,7 @@ class MaskUnexpectedErrors(MaskErrors):
                 source=error.source,
                 positions=error.positions,
                 path=error.path,
-                extensions={"code": Code.BUSY.value, "requestId": request_id},
+                extensions={"code": Code.BUSY.value, "retryAfter": DatabaseBusy.retry_after_seconds, "requestId": request_id},
             )
         log.error(
             "unexpected error in %s (request %s)",

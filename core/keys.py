@@ -113,3 +113,18 @@ def auth_changes() -> str:
     """A role, a grant, an API key or a contact changed: every API process drops the
     principals it cached (resolvers/auth.py)."""
     return _k("auth", "changed")
+
+
+def rate_limits() -> str:
+    """Prefix of the `limits` library's counters (core/ratelimit.py)."""
+    return _k("ratelimit")
+
+
+def login_lockout(account: str) -> str:
+    """Set while an account (a digest of its e-mail) is locked out of `login`; expires with the lockout."""
+    return _k("ratelimit", "lockout", account)
+
+
+def login_lockouts(account: str) -> str:
+    """How many lockouts in a row an account has had: each lasts twice as long as the last."""
+    return _k("ratelimit", "lockouts", account)

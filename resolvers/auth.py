@@ -27,6 +27,7 @@ from core.permissions import (
     api_key_permissions,
 )
 from core.principal_cache import principal_cache
+from core.ratelimit import rate_limits
 from domain.identity import MESSENGER_PREFIX, verify_user_hash
 from models.channels import SESSION_KINDS, Channel
 from models.contacts import Contact
@@ -120,6 +121,8 @@ class LoginResult:
 
 
 async def login(ctx: Context, email: str, password: str, workspace_slug: str | None) -> LoginResult:
+    # Before any password is checked: a locked account is refused even the right one.
+    await rate_limits.check_login(email, ctx.client_ip)
     candidates = Agent.filter(email=email.strip().lower())
     if workspace_slug:
         candidates = candidates.filter(workspace__slug=workspace_slug)
@@ -133,7 +136,9 @@ async def login(ctx: Context, email: str, password: str, workspace_slug: str | N
         verify_password(DUMMY_PASSWORD_HASH, password)
         ok = False
     if not ok:
+        await rate_limits.login_failed(email, ctx.client_ip)
         raise UserFailure.of(None, Code.INVALID_CREDENTIALS, "Wrong e-mail or password.")
+    await rate_limits.login_succeeded(email)
     if len(agents) > 1:
         raise UserFailure.of(
             "workspace", Code.REQUIRED, "This e-mail belongs to several workspaces: name one."
@@ -177,6 +182,7 @@ async def start_contact_session(
     - Otherwise the workspace's matching attribute (e-mail, phone, …) joins this channel's
       identity to an existing contact.
     """
+    await rate_limits.hit_widget("contact-session", channel_key, ctx.client_ip)
     if platform_attributes is not None and not isinstance(platform_attributes, dict):
         raise UserFailure.of("platformAttributes", Code.INVALID, "platformAttributes must be a JSON object.")
     channel = await Channel.get_or_none(public_key=channel_key)

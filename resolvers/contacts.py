@@ -20,6 +20,7 @@ from core.errors import Code, PublicError, UserError, UserFailure
 from core.events import Outbox, atomic
 from core.permissions import Permission, Principal, PrincipalKind
 from core.principal_cache import auth_changed
+from core.ratelimit import rate_limits
 from core.scoping import decode_global_id, encode_global_id
 from domain import contact_fields as cf
 from domain.masking import mask_email, mask_name, mask_phone
@@ -568,6 +569,7 @@ async def track_event(
 ) -> ContactEvent:
     principal = ctx.require_principal()
     if principal.kind is PrincipalKind.CONTACT:
+        await rate_limits.hit_widget("widget-events", str(principal.channel_id), ctx.client_ip)
         if contact_gid is not None:
             decoded = decode_global_id(contact_gid)
             if decoded != ("Contact", principal.contact_id):

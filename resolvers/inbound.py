@@ -34,8 +34,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from core import keys
-from core.errors import Code, DatabaseBusy, UserFailure, request_id_var
+from core.config import settings
+from core.errors import Code, DatabaseBusy, RateLimited, UserFailure, request_id_var
 from core.events import Outbox, atomic
+from core.ratelimit import rate_limits
 from core.scoping import encode_global_id
 from core.signing import SIGNATURE_HEADER, SIGNATURE_TOLERANCE, signature, signature_problem, signed_at
 from domain import contact_fields as cf
@@ -90,15 +92,21 @@ def now() -> datetime:
 class WebhookError(Exception):
     """An answer other than 200: status, code and message, naming the field if there is one."""
 
-    def __init__(self, status: int, code: Code | str, message: str, field: str | None = None) -> None:
+    def __init__(
+        self, status: int, code: Code | str, message: str, field: str | None = None, retry_after: int | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.field = status, str(code), message, field
+        self.retry_after = retry_after
 
     def response(self) -> JSONResponse:
-        error = {"code": self.code, "message": self.message}
+        error: dict[str, object] = {"code": self.code, "message": self.message}
         if self.field is not None:
             error["field"] = self.field
-        headers = {"Retry-After": "5"} if self.status == 503 else None
+        headers = None
+        if self.retry_after is not None:
+            error["retryAfter"] = self.retry_after
+            headers = {"Retry-After": str(self.retry_after)}
         return JSONResponse({"error": error}, status_code=self.status, headers=headers)
 
 
@@ -382,7 +390,11 @@ async def webhook_endpoint(request: Request) -> Response:
     """POST /hooks/channels/{public_key}/inbound (see docs/webhooks.md)."""
     key = request.path_params.get("public_key")
     try:
+        # Before anything is read: a flood costs one Redis call a request, not a query.
+        await rate_limits.hit("inbound-hook", settings.rate_limit_inbound_hook_per_channel, str(key), what="Too many messages on this channel")
         return await _handle(request)
+    except RateLimited as exc:
+        return WebhookError(429, Code.RATE_LIMITED, exc.message, retry_after=exc.retry_after).response()
     except WebhookError as exc:
         if exc.status >= 500 or exc.status == 401:
             log.warning("inbound webhook %s: %s %s", key, exc.status, exc.message)
@@ -418,7 +430,7 @@ async def _handle(request: Request) -> Response:
                 received = await receive(outbox, channel, inbound)
     except _Busy:
         raise WebhookError(
-            503, Code.CONFLICT, "Another message from this sender is being stored: retry in a few seconds."
+            503, Code.CONFLICT, "Another message from this sender is being stored: retry in a few seconds.", retry_after=5
         ) from None
     log.info(
         "inbound %s message %s on channel %s%s", channel.kind.value, received.message.id, channel.id,

@@ -26,6 +26,7 @@ from core.errors import Code, UserError, UserFailure
 from core.events import Outbox, atomic
 from core.hub import Hub
 from core.permissions import Permission, PrincipalKind
+from core.ratelimit import rate_limits
 from domain import contact_fields as cf
 from domain import proactive as rules_domain
 from domain.schedule import BusinessHours, ScheduleError
@@ -653,6 +654,7 @@ async def report_page_view(ctx: Context, view: PageView) -> Report:
     and frequency allow it."""
     principal = ctx.require_contact()
     assert principal.contact_id is not None and principal.channel_id is not None
+    await rate_limits.hit_widget("widget-events", str(principal.channel_id), ctx.client_ip)
     _check_page_view(view)
     at = now()
     contact = await Contact.get(id=principal.contact_id)
