@@ -33,6 +33,7 @@ from starlette.responses import JSONResponse, Response
 
 from core import keys
 from core.errors import Code, UserFailure, request_id_var
+from core.limits import BodyTooLarge
 from core.events import Outbox, atomic
 from core.scoping import encode_global_id
 from core.signing import SIGNATURE_HEADER, signature_problem
@@ -350,6 +351,8 @@ async def webhook_endpoint(request: Request) -> Response:
         if exc.status >= 500 or exc.status == 401:
             log.warning("inbound webhook %s: %s %s", key, exc.status, exc.message)
         return exc.response()
+    except BodyTooLarge:
+        raise  # answered 413 by core/limits.py's middleware, which counts the bytes
     except Exception:
         # Ours, not the provider's: logged with the request id, masked, and retried by them.
         request_id = request_id_var.get()
