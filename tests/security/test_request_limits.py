@@ -39,10 +39,13 @@ async def _raw_request(server: LiveServer, head: str, body_parts: list[bytes]) -
     parts = urlsplit(server.url)
     reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
     try:
-        writer.write(head.encode() + b"\r\n")
-        for part in body_parts:
-            writer.write(part)
+        # The head with the first part in one write: a part arriving after the server
+        # answered and closed would be answered with a reset, which can beat the answer.
+        writer.write(head.encode() + b"\r\n" + body_parts[0])
+        for part in body_parts[1:]:
             await writer.drain()
+            writer.write(part)
+        await writer.drain()
         raw = await asyncio.wait_for(reader.read(), timeout=5)  # answered with Connection: close
     finally:
         writer.close()
