@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import logging
 import re
 from collections.abc import AsyncIterator, Mapping
@@ -40,6 +41,17 @@ from core.client_ip import client_ip
 from core.errors import Code, DatabaseBusy, MaskUnexpectedErrors, RateLimited, new_request_id, request_id_var
 from core.fanout import SERVER_SEND, SharedFrames
 from core.hub import Hub
+from core.limits import (
+    BodyLimitMiddleware,
+    BodyTooLarge,
+    RequestRejected,
+    TooManySockets,
+    WebSocketMessageLimitMiddleware,
+    check_document,
+    decode_json_body,
+    principal_key,
+    sockets,
+)
 from core.principal_cache import principal_cache
 from core.ratelimit import rate_limits
 from core.queue import create_queue
@@ -110,6 +122,7 @@ class ParleyGraphQL(GraphQL[Context, None]):
             graphql_ide="graphiql" if settings.is_dev else None,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
             allowed_origins=settings.allowed_origins,
+            max_subscriptions_per_connection=settings.max_subscriptions_per_socket,
             **kwargs,
         )
 
@@ -121,6 +134,24 @@ class ParleyGraphQL(GraphQL[Context, None]):
         except TypeError:
             return super().encode_json(data)  # type: ignore[return-value]
 
+    def parse_json(self, data: str | bytes) -> Any:
+        """A request's JSON (an HTTP body, or the `variables` of a GET), checked
+        (core/limits.py): RequestRejected names what is wrong with it."""
+        return decode_json_body(data)
+
+    def decode_json(self, data: str | bytes) -> object:
+        """A WebSocket message, checked the same way; graphql-transport-ws closes the
+        socket (4400) on a message that is not JSON, and so on one refused here."""
+        try:
+            return decode_json_body(data)
+        except RequestRejected as exc:
+            raise json.JSONDecodeError(exc.message, "", 0) from None
+
+    async def parse_http_body(self, request: Any) -> Any:
+        data = await super().parse_http_body(request)
+        check_document(getattr(data, "query", None))
+        return data
+
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
         try:
             if self.plain_path and context is UNSET and root_value is UNSET and type(request) is Request and request.method == "POST":
@@ -130,6 +161,11 @@ class ParleyGraphQL(GraphQL[Context, None]):
             return await super().run(request, context, root_value)
         except RateLimited as refused:  # by get_context: the whole request, before anything ran
             return self._refused(request, refused)
+        except BodyTooLarge:
+            raise  # answered by BodyLimitMiddleware, which closes the connection: the rest is never read
+        except RequestRejected as exc:
+            media_type = GRAPHQL_RESPONSE if _accepts_graphql_response(request) else "application/json"
+            return JSONResponse(exc.body(), status_code=exc.status, media_type=media_type)
 
     def _refused(self, request: Request, refused: RateLimited) -> Response:
         media_type = GRAPHQL_RESPONSE if _accepts_graphql_response(request) else "application/json"
@@ -151,10 +187,7 @@ class ParleyGraphQL(GraphQL[Context, None]):
         accept = headers.get("accept", "")
         if "multipart/mixed" in accept or "text/event-stream" in accept:
             return None
-        try:
-            data = orjson.loads(await request.body())
-        except orjson.JSONDecodeError:
-            return None
+        data = decode_json_body(await request.body())  # RequestRejected: answered as Strawberry's path does
         if type(data) is not dict:
             return None
         query, variables, name = data.get("query"), data.get("variables"), data.get("operationName")
@@ -162,6 +195,7 @@ class ParleyGraphQL(GraphQL[Context, None]):
             return None
         if data.get("extensions") is not None:
             return None
+        check_document(query)
         prepared = schema.prepare(query)
         operation = None if prepared is None else prepared.operation(name)
         if operation is None or operation is OperationType.SUBSCRIPTION:
@@ -231,6 +265,10 @@ class ParleyGraphQL(GraphQL[Context, None]):
         principal = await context.set_credentials(authorization)
         if principal is None:
             raise ConnectionRejectionError({"message": "Invalid or missing credentials"})
+        holder = principal_key(principal)
+        if not sockets.acquire(holder, limit=settings.max_sockets_per_principal):
+            raise TooManySockets(f"At most {settings.max_sockets_per_principal} sockets per user")
+        context.socket_holder = holder  # released when the socket closes (core/fanout.py)
         return None
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
@@ -376,6 +414,8 @@ def create_app() -> Starlette:
             Middleware(RequestIdMiddleware),
             Middleware(CORSMiddleware, allow_origins=settings.allowed_origins, allow_methods=["GET", "POST"],
                        allow_headers=["authorization", "content-type", "x-request-id"]),
+            Middleware(BodyLimitMiddleware),
+            Middleware(WebSocketMessageLimitMiddleware),
         ],
         exception_handlers={DatabaseBusy: database_busy},
         lifespan=lifespan,

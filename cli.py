@@ -76,8 +76,14 @@ def _run(host: str, port: int) -> int:
     asyncio.run(_migrate())
     asyncio.run(_seed(only_if_empty=True))
     python = sys.executable
+    from core.config import settings
+
+    # uvicorn then refuses larger WebSocket frames before assembling them (the app closes
+    # larger messages with 1009 whatever the server was started with).
+    ws_max = str(settings.ws_max_message_bytes)
     children = [
-        subprocess.Popen([python, "-m", "uvicorn", "asgi:app", "--host", host, "--port", str(port), "--no-proxy-headers"], cwd=ROOT, env=env),
+        subprocess.Popen([python, "-m", "uvicorn", "asgi:app", "--host", host, "--port", str(port), "--no-proxy-headers",
+                          "--ws-max-size", ws_max], cwd=ROOT, env=env),
         subprocess.Popen([python, "-m", "arq", "jobs.worker.WorkerSettings"], cwd=ROOT, env=env),
     ]
     print(f"Parley on http://{host}:{port}/graphql  (Ctrl-C stops)")

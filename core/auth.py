@@ -7,11 +7,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import time
+import weakref
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from collections.abc import Callable
 from enum import StrEnum
+from typing import TypeVar
 
 import jwt
 from argon2 import PasswordHasher
@@ -19,6 +24,8 @@ from argon2.exceptions import InvalidHashError, VerifyMismatchError
 
 from core.config import settings
 from core.signing import same_secret
+
+T = TypeVar("T")
 
 _hasher = PasswordHasher()
 _AUDIENCE = "parley"
@@ -39,11 +46,32 @@ class Claims:
     channel_id: int | None = None
 
 
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+# argon2 keeps a core busy for tens of milliseconds a call: on the event loop, a few
+# logins at once would stall every other request. So hashes run in threads of their own
+# (argon2-cffi releases the GIL), at most PASSWORD_HASH_CONCURRENCY at once; a caller
+# waiting for its turn waits on a semaphore, so a client that leaves costs nothing more.
+_threads = ThreadPoolExecutor(max_workers=settings.password_hash_concurrency, thread_name_prefix="argon2")
+_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
 
 
-def verify_password(password_hash: str, password: str) -> bool:
+async def _off_the_loop(work: Callable[[], T]) -> T:
+    loop = asyncio.get_running_loop()
+    turn = _turns.get(loop)
+    if turn is None:
+        turn = _turns[loop] = asyncio.Semaphore(settings.password_hash_concurrency)
+    async with turn:
+        return await loop.run_in_executor(_threads, work)
+
+
+async def hash_password(password: str) -> str:
+    return await _off_the_loop(lambda: _hasher.hash(password))
+
+
+async def verify_password(password_hash: str, password: str) -> bool:
+    return await _off_the_loop(lambda: _verify(password_hash, password))
+
+
+def _verify(password_hash: str, password: str) -> bool:
     try:
         return _hasher.verify(password_hash, password)
     except (VerifyMismatchError, InvalidHashError):
@@ -51,7 +79,7 @@ def verify_password(password_hash: str, password: str) -> bool:
 
 
 # A hash checked when no agent matched, so a wrong e-mail costs as long as a wrong password.
-DUMMY_PASSWORD_HASH = hash_password(secrets.token_urlsafe(16))
+DUMMY_PASSWORD_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 
 def issue_token(

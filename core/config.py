@@ -38,6 +38,23 @@ class Settings(BaseSettings):
     max_aliases: int = 30
     max_tokens: int = 4000
     max_page_size: int = 100
+    # What one request may hold (core/limits.py), refused before any work is done on it.
+    # A 1,000-row syncContacts (its maximum) with every contact field, 10 attributes and 5
+    # tags a row measured 1.09 MB of JSON (1.17 MB indented; bench/sync.py's rows 0.56 MB):
+    # 4 MiB leaves room for 20 attributes and 10 tags a row (1.9 MB) twice over.
+    max_body_bytes: int = 4 * 1024 * 1024
+    # JSON values in a body: that 1,000-row sync holds 54,000 (89,000 with 20 attributes).
+    max_json_values: int = 200_000
+    max_json_depth: int = 32
+    max_document_chars: int = 100_000
+    # WebSockets (asgi.py, core/fanout.py): a message's size, the sockets one principal
+    # holds open on one API process, the operations running on one socket.
+    ws_max_message_bytes: int = 256 * 1024
+    max_sockets_per_principal: int = 20
+    max_subscriptions_per_socket: int = 50
+    # argon2 hashes and verifications running at once (threads, off the event loop): each
+    # keeps a core busy for a while, so more than the cores would only queue in the OS.
+    password_hash_concurrency: int = 2
     # A subscriber whose queue holds this many undelivered events is disconnected.
     subscriber_queue_size: int = 256
 

@@ -54,6 +54,8 @@ class Context:
         self._authenticate = authenticate
         self._authenticated_at = time.monotonic()
         self._loaders: dict[str, DataLoader[Any, Any]] = {}
+        # A WebSocket's holder in core/limits.py's socket quota, once connection_init passed.
+        self.socket_holder: Any = None
 
     @property
     def outbox(self) -> Outbox:

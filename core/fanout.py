@@ -55,6 +55,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import Bas
 
 from core.config import settings
 from core.hub import SubscriberTooSlow, Subscription
+from core.limits import RequestRejected, TooManySockets, check_document, sockets
 
 log = logging.getLogger("parley.fanout")
 
@@ -343,6 +344,30 @@ class SharedFrames(BaseGraphQLTransportWSHandler[Any, Any]):
             send_text = ws.send_text if server_send is None else _sender(server_send)
             outlet = self.__dict__["_outlet"] = Outlet(send_text, self.outlet_limit)
         return outlet
+
+    async def handle_connection_init(self, message: Any) -> None:
+        try:
+            await super().handle_connection_init(message)
+        except TooManySockets as exc:
+            await self.websocket.close(code=4429, reason=str(exc))
+
+    async def handle_subscribe(self, message: Any) -> None:
+        try:
+            if self.connection_acknowledged and message["id"] not in self.operations:
+                check_document(message["payload"].get("query"))
+        except RequestRejected as exc:
+            error = {"message": exc.message, "extensions": {"code": exc.code}}
+            await self.send_message({"id": message["id"], "type": "error", "payload": [error]})
+            return
+        await super().handle_subscribe(message)
+
+    async def shutdown(self) -> None:
+        try:
+            await super().shutdown()
+        finally:
+            holder, self.context.socket_holder = self.context.socket_holder, None
+            if holder is not None:
+                sockets.release(holder)
 
     async def run_operation(self, operation: Operation[Any, Any]) -> None:
         _operation.set(operation)  # this task's own context: seen by its resolver only

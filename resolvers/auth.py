@@ -131,9 +131,9 @@ async def login(ctx: Context, email: str, password: str, workspace_slug: str | N
     # unknown e-mail, a wrong password and an e-mail of several workspaces look the same.
     # A dummy hash is verified when nobody matched, so timing does not reveal accounts.
     if agents:
-        ok = any([verify_password(a.password_hash, password) for a in agents])
+        ok = any([await verify_password(a.password_hash, password) for a in agents])
     else:
-        verify_password(DUMMY_PASSWORD_HASH, password)
+        await verify_password(DUMMY_PASSWORD_HASH, password)
         ok = False
     if not ok:
         await rate_limits.login_failed(email, ctx.client_ip)

@@ -36,6 +36,7 @@ from starlette.responses import JSONResponse, Response
 from core import keys
 from core.config import settings
 from core.errors import Code, DatabaseBusy, RateLimited, UserFailure, request_id_var
+from core.limits import BodyTooLarge
 from core.events import Outbox, atomic
 from core.ratelimit import rate_limits
 from core.scoping import encode_global_id
@@ -401,6 +402,8 @@ async def webhook_endpoint(request: Request) -> Response:
         return exc.response()
     except DatabaseBusy:
         raise  # 503 with Retry-After (asgi.py): the provider retries, nothing was stored
+    except BodyTooLarge:
+        raise  # answered 413 by core/limits.py's middleware, which counts the bytes
     except Exception:
         # Ours, not the provider's: logged with the request id, masked, and retried by them.
         request_id = request_id_var.get()

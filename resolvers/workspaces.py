@@ -58,11 +58,12 @@ def _slugify(name: str) -> str:
 async def create_workspace(name: str, owner_email: str, owner_password: str, owner_name: str = "Owner") -> Bootstrap:
     """A new workspace with its owner, an API key, a web widget channel and the platform
     attribute definitions. Used by `python -m cli seed` and the tests."""
+    password_hash = await hash_password(owner_password)  # before the transaction: it takes a while
     async with in_transaction():
         workspace = await Workspace.create(name=name, slug=f"{_slugify(name)}-{secrets.token_hex(3)}")
         owner = await Agent.create(
             workspace=workspace, email=cf.normalize_email(owner_email), name=owner_name,
-            password_hash=hash_password(owner_password), role=Role.OWNER,
+            password_hash=password_hash, role=Role.OWNER,
         )  # fmt: skip
         key = new_api_key()
         await ApiKey.create(workspace=workspace, name="Default", prefix=key.prefix, key_hash=key.key_hash, scopes=sorted(API_KEY_SCOPES))
@@ -152,7 +153,7 @@ async def create_agent(ctx: Context, *, email: str, name: str, password: str, ro
         raise UserFailure(*errors)
     return await Agent.create(
         workspace_id=ctx.scope.workspace_id, email=email, name=name.strip(),
-        password_hash=hash_password(password), role=role,
+        password_hash=await hash_password(password), role=role,
         can_edit_contact_identity=can_edit_contact_identity,
     )  # fmt: skip
 

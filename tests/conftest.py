@@ -94,7 +94,7 @@ class Tenant:
         self._n[0] += 1
         agent = await Agent.create(
             workspace_id=self.workspace.id, email=f"agent{self._n[0]}@example.com", name=f"Agent {self._n[0]}",
-            password_hash=hash_password("correct horse battery"), role=role, **extra,
+            password_hash=await hash_password("correct horse battery"), role=role, **extra,
         )  # fmt: skip
         return agent, issue_token(TokenKind.AGENT, workspace_id=self.workspace.id, subject_id=agent.id)
 
