@@ -327,17 +327,27 @@ def report(outcomes: list[Outcome], args: argparse.Namespace) -> str:
 
 
 async def main(args: argparse.Namespace) -> list[Outcome]:
+    async with scratch_stack(sqlite=not args.postgres_only, database_url=None, redis_url=None) as stack:
+        outcome = await run(stack, contacts=args.contacts, sessions=args.sessions, replies=args.replies,
+                            concurrency=args.concurrency, sync_calls=args.sync_calls, logs=args.logs)  # fmt: skip
+    print(f"{outcome.database}: {outcome.requests} requests, {len(outcome.errors)} errors, "
+          f"{len(outcome.failed_jobs)} failed jobs, campaign {outcome.campaign}", file=sys.stderr, flush=True)  # fmt: skip
+    for line in (outcome.errors + outcome.failed_jobs + outcome.server_errors + outcome.lost_writes)[:20]:
+        print("  " + line[:300], file=sys.stderr)
+    return [outcome]
+
+
+def each_database(argv: list[str]) -> list[dict[str, Any]]:
+    """Each database in a process of its own: the app reads its settings once a process."""
+    import subprocess
+    import tempfile
+
     outcomes = []
-    databases = [True] if args.sqlite_only else [False] if args.postgres_only else [True, False]
-    for sqlite in databases:
-        async with scratch_stack(sqlite=sqlite, database_url=None, redis_url=None) as stack:
-            outcome = await run(stack, contacts=args.contacts, sessions=args.sessions, replies=args.replies,
-                                concurrency=args.concurrency, sync_calls=args.sync_calls, logs=args.logs)  # fmt: skip
-        outcomes.append(outcome)
-        print(f"{outcome.database}: {outcome.requests} requests, {len(outcome.errors)} errors, "
-              f"{len(outcome.failed_jobs)} failed jobs, campaign {outcome.campaign}", file=sys.stderr, flush=True)  # fmt: skip
-        for line in (outcome.errors + outcome.failed_jobs + outcome.server_errors + outcome.lost_writes)[:20]:
-            print("  " + line[:300], file=sys.stderr)
+    for which in ("--sqlite-only", "--postgres-only"):
+        with tempfile.NamedTemporaryFile(suffix=".json") as out:
+            subprocess.run([sys.executable, "-m", "bench.embedded", *argv, which, "--json", out.name],
+                           stdout=subprocess.DEVNULL, check=False)
+            outcomes.extend(json.loads(open(out.name).read() or "[]"))
     return outcomes
 
 
@@ -355,9 +365,20 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _outcome(data: dict[str, Any]) -> Outcome:
+    return Outcome(**{k: v for k, v in data.items() if k != "summary"})
+
+
 if __name__ == "__main__":
     arguments = parser().parse_args()
-    results = asyncio.run(main(arguments))
+    if arguments.sqlite_only or arguments.postgres_only:
+        results = asyncio.run(main(arguments))
+    else:
+        passed = [f"--contacts={arguments.contacts}", f"--sessions={arguments.sessions}", f"--replies={arguments.replies}",
+                  f"--concurrency={arguments.concurrency}", f"--sync-calls={arguments.sync_calls}"]  # fmt: skip
+        if arguments.logs:
+            passed.append(f"--logs={arguments.logs}")
+        results = [_outcome(d) for d in each_database(passed)]
     print(report(results, arguments))
     if arguments.json:
         with open(arguments.json, "w") as f:
