@@ -85,7 +85,7 @@ def rate_limited(response: httpx.Response) -> int:
 
 async def agent(tenant: Tenant) -> str:
     email = f"agent-{secrets.token_hex(4)}@example.com"
-    await Agent.create(workspace_id=tenant.workspace.id, email=email, name="A", password_hash=hash_password(PASSWORD), role="agent")
+    await Agent.create(workspace_id=tenant.workspace.id, email=email, name="A", password_hash=await hash_password(PASSWORD), role="agent")
     return email
 
 
