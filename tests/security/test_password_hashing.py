@@ -60,9 +60,12 @@ async def test_24_logins_at_once_never_delay_healthz(server: LiveServer, tenant:
     assert all(a["userErrors"][0]["code"] == "INVALID_CREDENTIALS" for a in answers[12:])
     assert len(waits) >= 5, (took, waits)  # the logins took a while: healthz was asked all along
     waits.sort()
-    # Each within 200 ms, and nearly all at once: argon2 on the event loop (one hash is
-    # ~130 ms here) makes almost every poll wait for the hash in progress.
-    assert waits[-1] < 0.2 and waits[len(waits) * 9 // 10] < 0.05, (took, len(waits), waits[len(waits) // 2], waits[-5:])
+    # Nearly all within 200 ms and most at once: argon2 on the event loop (one hash is
+    # ~130 ms here) makes almost every poll wait for the hash in progress (median 110-150
+    # ms). Not every poll: on a loaded 2-core machine (CI) the scheduler alone may hold
+    # one back.
+    median, p90 = waits[len(waits) // 2], waits[len(waits) * 9 // 10]
+    assert median < 0.05 and p90 < 0.2, (took, len(waits), median, p90, waits[-5:])
 
 
 async def test_at_most_the_configured_number_of_hashes_run_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
