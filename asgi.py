@@ -64,6 +64,9 @@ from schema import schema
 log = logging.getLogger("parley")
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
+# A request with `X-Parley-Cost: 1` gets its operation's cost in the response's
+# extensions: {"cost": {"requested": 123, "budget": 10000}} (core/cost.py).
+COST_HEADER = "x-parley-cost"
 GC_YOUNG_THRESHOLD = 20_000
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -242,9 +245,7 @@ class ParleyGraphQL(GraphQL[Context, None]):
         address = client_ip(request)
         if not is_ws:
             await rate_limits.hit_request(principal, address)
-        if not is_ws and response is not None:
-            response.parley_media_type = GRAPHQL_RESPONSE if _accepts_graphql_response(request) else "application/json"
-        return Context(
+        context = Context(
             request=request,
             response=response,
             hub=hub,
@@ -255,6 +256,12 @@ class ParleyGraphQL(GraphQL[Context, None]):
             client_ip=address,
             jobs=getattr(request.app.state, "jobs", None),
         )
+        if not is_ws and response is not None:
+            response.parley_media_type = GRAPHQL_RESPONSE if _accepts_graphql_response(request) else "application/json"
+            if request.headers.get(COST_HEADER) == "1":
+                # The executor fills it (core/execution.py), create_response reports it.
+                context.cost_report = response.parley_cost_report = {}
+        return context
 
     async def on_ws_connect(self, context: Context) -> dict[str, object] | None:
         """graphql-transport-ws `connection_init`: {"authorization": "Bearer …"}."""
@@ -279,6 +286,9 @@ class ParleyGraphQL(GraphQL[Context, None]):
         return data
 
     def create_response(self, response_data: Any, sub_response: Response) -> Response:
+        report = getattr(sub_response, "parley_cost_report", None)
+        if report and isinstance(response_data, dict):
+            response_data.setdefault("extensions", {})["cost"] = report
         response = super().create_response(response_data, sub_response)
         media_type = getattr(sub_response, "parley_media_type", "application/json")
         response.headers["content-type"] = f"{media_type}; charset=utf-8" if media_type == GRAPHQL_RESPONSE else media_type

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     max_aliases: int = 30
     max_tokens: int = 4000
     max_page_size: int = 100
+    # What one operation may cost (core/cost.py): a field 1, page sizes multiply, heavy
+    # fields weigh more. The heaviest screens cost ~2,000 (the inbox at first: 100).
+    max_query_cost: int = 10_000
     # What one request may hold (core/limits.py), refused before any work is done on it.
     # A 1,000-row syncContacts (its maximum) with every contact field, 10 attributes and 5
     # tags a row measured 1.09 MB of JSON (1.17 MB indented; bench/sync.py's rows 0.56 MB):

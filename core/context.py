@@ -56,6 +56,8 @@ class Context:
         self._loaders: dict[str, DataLoader[Any, Any]] = {}
         # A WebSocket's holder in core/limits.py's socket quota, once connection_init passed.
         self.socket_holder: Any = None
+        # Filled with the operation's cost when the client asked for it (X-Parley-Cost: 1).
+        self.cost_report: dict[str, int] | None = None
 
     @property
     def outbox(self) -> Outbox:

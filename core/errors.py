@@ -57,6 +57,8 @@ class Code(StrEnum):
     BUSY = "BUSY"
     # Too many requests (core/ratelimit.py): nothing was done; retry after `retryAfter` seconds.
     RATE_LIMITED = "RATE_LIMITED"
+    # The operation costs more than MAX_QUERY_COST (core/cost.py): nothing ran.
+    QUERY_TOO_COSTLY = "QUERY_TOO_COSTLY"
 
 
 class DatabaseBusy(Exception):
@@ -107,6 +109,16 @@ class RateLimited(PublicError):
         super().__init__(f"{what}: try again in {self.retry_after} {unit}.", Code.RATE_LIMITED)
         assert self.extensions is not None
         self.extensions["retryAfter"] = self.retry_after
+
+
+class QueryTooCostly(PublicError):
+    """An operation over the budget (core/cost.py), refused before anything ran:
+    `extensions: {"code": "QUERY_TOO_COSTLY", "cost": 31200, "budget": 10000}`."""
+
+    def __init__(self, cost: int, budget: int) -> None:
+        super().__init__(f"This query costs {cost:,}; the budget is {budget:,} a request.", Code.QUERY_TOO_COSTLY)
+        assert self.extensions is not None
+        self.extensions.update(cost=cost, budget=budget)
 
 
 def forbidden(message: str = "You are not allowed to do this.") -> PublicError:

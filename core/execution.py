@@ -32,7 +32,7 @@ from datetime import datetime
 from operator import attrgetter
 from typing import Any, TypeVar
 
-from graphql import GraphQLBoolean, GraphQLID, GraphQLList, GraphQLNonNull, GraphQLObjectType, GraphQLOutputType, GraphQLResolveInfoHelpers, GraphQLString, OperationType, is_leaf_type
+from graphql import GraphQLBoolean, GraphQLError, GraphQLID, GraphQLList, GraphQLNonNull, GraphQLObjectType, GraphQLOutputType, GraphQLResolveInfoHelpers, GraphQLString, OperationType, is_leaf_type
 from graphql.execution.collect_fields import FieldDetailsList, GroupedFieldSet
 from graphql.execution.executor import CollectedErrors
 from graphql.pyutils import Path, Undefined
@@ -40,6 +40,9 @@ from strawberry import relay
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.types.base_scalars import isoformat as _ISOFORMAT
 
+from core.config import settings
+from core.cost import TooComplex, operation_cost
+from core.errors import Code, PublicError, QueryTooCostly
 from core.fanout import execute_shared, subscription_executor
 
 
@@ -254,10 +257,32 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
     @classmethod
     def build(cls, *args: Any, **kwargs: Any) -> Any:
         executor = super().build(*args, **kwargs)
-        if isinstance(executor, Executor) and executor.operation.operation is OperationType.SUBSCRIPTION:
+        if not isinstance(executor, Executor):
+            return executor  # errors: an unknown operation, variables that do not coerce
+        # Every operation, over HTTP (both paths) and WebSocket, is costed here: after
+        # validation and variable coercion, before anything runs.
+        refused = executor._over_budget()
+        if refused is not None:
+            return [refused]
+        if executor.operation.operation is OperationType.SUBSCRIPTION:
             # For core/fanout.py's direct delivery: the resolver runs in this same task.
             subscription_executor.set(executor)
         return executor
+
+    def _over_budget(self) -> GraphQLError | None:
+        """The refusal of an operation over MAX_QUERY_COST, else None; the cost goes to
+        the context's `cost_report` when the client asked for it (asgi.py)."""
+        budget = settings.max_query_cost
+        try:
+            cost = operation_cost(self.schema, self.operation, self.fragment_definitions, self.variable_values.coerced)
+        except TooComplex:
+            return PublicError("This query is nested too deeply to be costed.", Code.QUERY_TOO_COSTLY)
+        if cost > budget:
+            return QueryTooCostly(cost, budget)
+        report = getattr(self.context_value, "cost_report", None)
+        if report is not None:
+            report["requested"], report["budget"] = cost, budget
+        return None
 
     def build_per_event_executor(self, payload: Any) -> Any:
         # graphql-core's copy.copy() of the executor, without copy's generic protocol (8 %

@@ -195,6 +195,9 @@ async def test_the_plain_path_answers_as_strawberrys_path_does(app: Any, client:
         ({"query": "mutation { createContact(input: {email: \"nope\"}) { contact { id } userErrors { field code } } }"}, agent, "*/*"),
         ({"query": "mutation { updateWorkspace(input: {name: \"Acme\"}) { workspace { name } userErrors { code } } }"}, agent, "*/*"),
         ({"query": "query A { viewer { kind } } query B { workspace { name } }", "operationName": "B"}, agent, GRAPHQL_RESPONSE),
+        # Over the query cost budget (core/cost.py): refused before it runs, a request error.
+        ({"query": page.replace("node {", "node { events(first: 100) { edges { node { id } } }"), "variables": {"n": 100}}, agent, GRAPHQL_RESPONSE),
+        ({"query": page.replace("node {", "node { events(first: 100) { edges { node { id } } }"), "variables": {"n": 100}}, agent, "application/json"),
     ]
     strawberrys = [
         ({"query": "query A { viewer { kind } } query B { workspace { name } }", "operationName": "C"}, agent, GRAPHQL_RESPONSE),
@@ -230,6 +233,10 @@ async def test_the_plain_path_answers_as_strawberrys_path_does(app: Any, client:
     assert status == 400 and "data" not in refused and "Int cannot represent" in refused["errors"][0]["message"]
     assert (await answer(*plain[5], plain_path=True))[2] == {"data": {"node": None}}
     assert (await answer(*plain[6], plain_path=True))[2]["data"]["createContact"]["userErrors"][0]["field"] == ["email"]
+    status, _, costly, _ = await answer(*plain[9], plain_path=True)
+    assert status == 400 and "data" not in costly and costly["errors"][0]["extensions"]["code"] == "QUERY_TOO_COSTLY"
+    status, _, costly, _ = await answer(*plain[10], plain_path=True)
+    assert status == 200 and costly["data"] is None and costly["errors"][0]["extensions"]["code"] == "QUERY_TOO_COSTLY"
 
 
 def test_prepared_documents_are_bounded_in_number_and_in_characters(monkeypatch: Any) -> None:
