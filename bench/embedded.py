@@ -72,7 +72,7 @@ SEGMENTS = [
 ]  # fmt: skip
 
 # arq's log lines for a job that raised, and for one it will run again.
-FAILED_JOB = re.compile(r"\d+\.\d+s ! \S+ failed")
+FAILED_JOB = re.compile(r"\d+\.\d+s ! \S+ (failed|max retries)")
 RETRIED_JOB = re.compile(r"\d+\.\d+s ↻ ")
 
 

@@ -51,12 +51,17 @@ def retry_when_busy(task: Task) -> Task:
 
 
 def _retrying_when_busy(jobs: list[Any]) -> list[Any]:
-    return [
-        dataclasses.replace(job, coroutine=retry_when_busy(job.coroutine))
-        if isinstance(job, Function | CronJob)
-        else func(retry_when_busy(job))
-        for job in jobs
-    ]
+    """Each job wrapped by retry_when_busy. Cron jobs get tries for it too: arq gives them
+    one, and a retry past a job's tries is a failure ("max retries exceeded")."""
+    wrapped = []
+    for job in jobs:
+        if isinstance(job, CronJob):
+            wrapped.append(dataclasses.replace(job, coroutine=retry_when_busy(job.coroutine), max_tries=max(job.max_tries or 1, 5)))
+        elif isinstance(job, Function):
+            wrapped.append(dataclasses.replace(job, coroutine=retry_when_busy(job.coroutine)))
+        else:
+            wrapped.append(func(retry_when_busy(job)))
+    return wrapped
 
 
 async def startup(ctx: dict[str, Any]) -> None:

@@ -165,7 +165,10 @@ async def test_a_job_that_finds_the_database_locked_is_retried_not_failed(tenant
             await asyncio.sleep(0.1)
         assert job.status == "succeeded", (job.status, job.error)
         text = (tmp_path / "worker.log").read_text(errors="replace")
-        assert "refresh_segment" in text and " failed" not in text, text
+        # Other tests' queued jobs may run (and fail for their own reasons) in this worker:
+        # what matters is that nothing failed on the lock.
+        failed = [line for line in text.splitlines() if " ! " in line and ("refresh_" in line or "cron:" in line or "locked" in line)]
+        assert "refresh_segment" in text and failed == [], failed
         assert job.result is not None and job.params.get("segment_id", segment_id) == segment_id
     finally:
         if worker is not None:
