@@ -102,3 +102,26 @@ async def test_no_operation_answers_an_internal_error(server: LiveServer, tenant
     print(f"fuzz as {principal}: {sent} requests; not reached in {BUDGET_SECONDS} s: {skipped or 'none'}")
     assert sent > 200
     assert not failures, "\n".join(failures)
+
+
+# -- what the fuzzer found ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("node_id", [2**31, 2**63, 2**64])
+async def test_an_id_beyond_any_column_finds_nothing(tenant: Tenant, node_id: int) -> None:
+    """Contact ids are 32-bit on PostgreSQL; no id is beyond 64 bits. Both answered INTERNAL."""
+    gid = to_base64("Contact", node_id)
+    data = await tenant.api("query($id: ID!) { contact(id: $id) { id } }", {"id": gid}, token=tenant.api_key)
+    assert data == {"contact": None}
+    body = (await tenant.api.raw(
+        "mutation($id: ID!) { deleteSegment(input: {id: $id}) { deletedId } }", {"id": to_base64("Segment", node_id)},
+        token=tenant.owner_token,
+    )).json()  # fmt: skip
+    assert [e["extensions"]["code"] for e in body.get("errors", [])] in ([], ["NOT_FOUND"]), body
+
+
+async def test_a_login_with_values_longer_than_their_columns_is_only_wrong(tenant: Tenant) -> None:
+    query = "mutation($e: String!, $w: String) { login(input: {email: $e, password: \"x\", workspace: $w}) { token userErrors { code } } }"
+    for email, workspace in [("owner@example.com", "w" * 65), ("o" * 255 + "@example.com", None)]:
+        data = await tenant.api(query, {"e": email, "w": workspace})
+        assert data["login"] == {"token": None, "userErrors": [{"code": "INVALID_CREDENTIALS"}]}
