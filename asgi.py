@@ -38,7 +38,16 @@ from core.config import settings
 from core.context import Context
 from core.db import tortoise_config
 from core.client_ip import client_ip
-from core.errors import Code, DatabaseBusy, MaskUnexpectedErrors, RateLimited, new_request_id, request_id_var
+from core.errors import (
+    Code,
+    DatabaseBusy,
+    MaskUnexpectedErrors,
+    RateLimited,
+    is_statement_timeout,
+    new_request_id,
+    request_id_var,
+    statement_timeout_message,
+)
 from core.fanout import SERVER_SEND, SharedFrames
 from core.hub import Hub
 from core.limits import (
@@ -330,6 +339,16 @@ async def database_busy(request: Request, exc: Exception) -> Response:
     )
 
 
+async def server_error(request: Request, exc: Exception) -> Response:
+    """What escaped everything else (outside a resolver: authentication, the inbound hooks,
+    downloads): a statement stopped by the statement timeout says so (503, code TIMEOUT);
+    anything else is the plain 500 (logged by uvicorn)."""
+    if is_statement_timeout(exc):
+        log.warning("statement timeout (%s %s, request %s)", request.method, request.url.path, request_id_var.get())
+        return JSONResponse({"error": statement_timeout_message(), "code": Code.TIMEOUT.value}, status_code=503)
+    return PlainTextResponse("Internal Server Error", status_code=500)
+
+
 async def healthz(_: Request) -> Response:
     return PlainTextResponse("ok")
 
@@ -427,7 +446,7 @@ def create_app() -> Starlette:
             Middleware(BodyLimitMiddleware),
             Middleware(WebSocketMessageLimitMiddleware),
         ],
-        exception_handlers={DatabaseBusy: database_busy},
+        exception_handlers={DatabaseBusy: database_busy, Exception: server_error},
         lifespan=lifespan,
     )
 

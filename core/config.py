@@ -114,6 +114,15 @@ class Settings(BaseSettings):
     campaign_batch_pause: float = 0
     campaign_stale_seconds: float = 120
 
+    # The longest one SQL statement may run before the database stops it (PostgreSQL's
+    # statement_timeout; on SQLite a progress handler, core/sqlite.py); 0: no limit. The API
+    # and the CLI's seeding use DATABASE_STATEMENT_TIMEOUT_SECONDS: a request that runs into
+    # it answers code TIMEOUT. The worker and migrations use WORKER_STATEMENT_TIMEOUT_SECONDS:
+    # their statements are batched, but a full segment refresh or an index build over a large
+    # table may take minutes, and a job is nobody's hostile request.
+    database_statement_timeout_seconds: float = 30
+    worker_statement_timeout_seconds: float = 600
+
     # SQLite (core/sqlite.py): how long a write waits for another process's write lock
     # before it gives up (a request answers BUSY, a job is retried).
     sqlite_write_wait_seconds: float = 15

@@ -22,29 +22,40 @@ MODEL_MODULES = [
 ]
 
 
-def _connection(url: str) -> str | dict[str, Any]:
+def _connection(url: str, statement_timeout: float) -> str | dict[str, Any]:
     """SQLite through core/sqlite.py, set up for several processes writing at once.
 
     PostgreSQL connections plan every statement for its parameters: asyncpg prepares
     statements, and after five runs PostgreSQL may switch to a generic plan that cannot see
     the values (a segment's `attributes @> …` then walks the whole last-seen index: 1 s
-    instead of 1 ms)."""
+    instead of 1 ms).
+
+    On both, a statement that runs longer than `statement_timeout` seconds (0: no limit) is
+    stopped by the database (core/errors.py answers TIMEOUT)."""
     from tortoise.backends.base.config_generator import expand_db_url
 
     if url.startswith("sqlite://"):
         # Set up for several processes writing at once (core/sqlite.py).
-        return {**expand_db_url(url), "engine": "core.sqlite"}
+        config = {**expand_db_url(url), "engine": "core.sqlite"}
+        config["credentials"]["statement_timeout"] = statement_timeout
+        return config
     if not url.startswith(("postgres://", "postgresql://", "asyncpg://", "psycopg://")):
         return url
     config = expand_db_url(url)
-    config["credentials"].setdefault("server_settings", {})["plan_cache_mode"] = "force_custom_plan"
+    server_settings = config["credentials"].setdefault("server_settings", {})
+    server_settings["plan_cache_mode"] = "force_custom_plan"
+    server_settings["statement_timeout"] = str(round(statement_timeout * 1000))
     return config
 
 
-def tortoise_config(database_url: str | None = None) -> dict[str, Any]:
+def tortoise_config(database_url: str | None = None, *, statement_timeout: float | None = None) -> dict[str, Any]:
+    """The API's configuration; the worker and migrations pass their own, longer
+    `statement_timeout` (WORKER_STATEMENT_TIMEOUT_SECONDS)."""
     url = database_url or settings.database_url
+    if statement_timeout is None:
+        statement_timeout = settings.database_statement_timeout_seconds
     return {
-        "connections": {"default": _connection(url)},
+        "connections": {"default": _connection(url, statement_timeout)},
         "apps": {
             "models": {
                 "models": MODEL_MODULES,
@@ -57,8 +68,9 @@ def tortoise_config(database_url: str | None = None) -> dict[str, Any]:
     }
 
 
-# What `tortoise -c core.db.TORTOISE_ORM makemigrations|migrate` reads.
-TORTOISE_ORM = tortoise_config()
+# What `tortoise -c core.db.TORTOISE_ORM makemigrations|migrate` reads: migrations, with
+# the worker's statement timeout.
+TORTOISE_ORM = tortoise_config(statement_timeout=settings.worker_statement_timeout_seconds)
 
 
 def dialect() -> str:
@@ -74,7 +86,7 @@ async def migrate(database_url: str | None = None) -> None:
     from tortoise.migrations.api.migrate import migrate as run_migrations
 
     try:
-        await run_migrations(config=tortoise_config(database_url))
+        await run_migrations(config=tortoise_config(database_url, statement_timeout=settings.worker_statement_timeout_seconds))
     finally:
         await Tortoise.close_connections()
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 import logging
 import math
 import secrets
+import sqlite3
 from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import StrEnum
 
+from asyncpg.exceptions import QueryCanceledError
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors
 
@@ -59,6 +61,8 @@ class Code(StrEnum):
     RATE_LIMITED = "RATE_LIMITED"
     # The operation costs more than MAX_QUERY_COST (core/cost.py): nothing ran.
     QUERY_TOO_COSTLY = "QUERY_TOO_COSTLY"
+    # A statement ran longer than DATABASE_STATEMENT_TIMEOUT_SECONDS and the database stopped it.
+    TIMEOUT = "TIMEOUT"
 
 
 class DatabaseBusy(Exception):
@@ -69,6 +73,29 @@ class DatabaseBusy(Exception):
 
     def __init__(self, waited: float) -> None:
         super().__init__(f"the database stayed locked by another process for {waited:.1f} s; nothing was written")
+
+
+def is_statement_timeout(exc: BaseException | None) -> bool:
+    """Whether the database stopped a statement that ran too long: asyncpg's
+    QueryCanceledError (PostgreSQL's statement_timeout) or sqlite3's "interrupted" (the
+    progress handler of core/sqlite.py), however Tortoise or a resolver wrapped it."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, QueryCanceledError):
+            return True
+        if isinstance(exc, sqlite3.OperationalError) and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_INTERRUPT:
+            return True
+        # Tortoise wraps the driver's exception as its first argument (and raises from it).
+        inner = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else None
+        exc = inner or exc.__cause__ or exc.__context__
+    return False
+
+
+def statement_timeout_message() -> str:
+    from core.config import settings
+
+    return f"The query took longer than {settings.database_statement_timeout_seconds:g} s and was stopped; narrow it."
 
 
 @dataclass(frozen=True)
@@ -162,6 +189,16 @@ class MaskUnexpectedErrors(MaskErrors):
                 positions=error.positions,
                 path=error.path,
                 extensions={"code": Code.BUSY.value, "retryAfter": DatabaseBusy.retry_after_seconds, "requestId": request_id},
+            )
+        if is_statement_timeout(error.original_error):
+            log.warning("statement timeout in %s (request %s)", ".".join(map(str, error.path or [])), request_id)
+            return GraphQLError(
+                message=statement_timeout_message(),
+                nodes=error.nodes,
+                source=error.source,
+                positions=error.positions,
+                path=error.path,
+                extensions={"code": Code.TIMEOUT.value, "requestId": request_id},
             )
         log.error(
             "unexpected error in %s (request %s)",

@@ -25,13 +25,25 @@ from core.db import dialect
 M = TypeVar("M", bound=Model)
 
 
+# No row has an id outside a 64-bit integer: SQLite and asyncpg refuse such a parameter
+# with an error of their own (an INTERNAL error, found by tests/security/test_fuzz.py).
+MAX_ID = 2**63 - 1
+
+
 def decode_global_id(value: str | GlobalID) -> tuple[str, int] | None:
     """('Contact', 42) for a well-formed global id, else None."""
     try:
         gid = value if isinstance(value, GlobalID) else GlobalID.from_id(value)
-        return gid.type_name, int(gid.node_id)
+        pk = int(gid.node_id)
     except (ValueError, TypeError):
         return None
+    return (gid.type_name, pk) if 0 < pk <= MAX_ID else None
+
+
+def fits_pk(model: type[Model], pk: int) -> bool:
+    """Whether `pk` can be an id of `model`: an id beyond its column's integer (32 bits for
+    most tables) finds nothing, rather than failing the query on PostgreSQL."""
+    return 0 < pk <= int(model._meta.pk.constraints.get("le", MAX_ID))
 
 
 def encode_global_id(type_name: str, pk: int) -> str:
@@ -166,12 +178,12 @@ class Scope:
         return query
 
     async def get(self, model: type[M], pk: int | None) -> M | None:
-        if pk is None:
+        if pk is None or not fits_pk(model, pk):
             return None
         return await self.all(model).get_or_none(id=pk)
 
     async def get_many(self, model: type[M], pks: list[int]) -> dict[int, M]:
-        rows = await self.all(model).filter(id__in=pks)
+        rows = await self.all(model).filter(id__in=[pk for pk in pks if fits_pk(model, pk)])
         return {row.pk: row for row in rows}
 
     async def rows_by_id(self, model: type[Model], pks: list[int]) -> dict[int, SimpleNamespace]:
@@ -179,7 +191,7 @@ class Scope:
         datetimes converted as on a model), with no model object built. For reading only.
         The SQL is built once per model (the ids are one parameter), not by the query
         builder each time: a related load is a third of an inbox page's queries."""
-        rows = await self._by_id(model, pks, tuple(model._meta.fields_db_projection))
+        rows = await self._by_id(model, [pk for pk in pks if fits_pk(model, pk)], tuple(model._meta.fields_db_projection))
         return {row["id"]: SimpleNamespace(**row) for row in rows}
 
     async def columns_by_id(self, model: type[Model], pks: list[int], names: tuple[str, ...]) -> dict[int, dict[str, Any]]:

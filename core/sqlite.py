@@ -19,6 +19,11 @@ Each connection also sets `synchronous=NORMAL`: in WAL mode a commit then no lon
 for the disk; a power cut (not a crash of the process) can lose the last transactions
 committed before it, never corrupt the file.
 
+A statement that runs longer than its process's statement timeout
+(DATABASE_STATEMENT_TIMEOUT_SECONDS for the API, WORKER_STATEMENT_TIMEOUT_SECONDS for jobs
+and migrations) is interrupted by a progress handler: sqlite3.OperationalError
+"interrupted", which a request answers as code TIMEOUT (core/errors.py).
+
 Within one process there is one connection: Tortoise's lock keeps one task's transaction
 from running another task's statements, and this module waits for the write lock without
 holding it.
@@ -30,11 +35,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+import aiosqlite
 from tortoise.backends.base.client import TransactionalDBClient
 from tortoise.backends.sqlite.client import SqliteClient, SqliteTransactionContext, SqliteTransactionWrapper
 from tortoise.connection import get_connections
@@ -89,11 +96,55 @@ async def _retried(attempt: Callable[[], Awaitable[T]]) -> T:
         await backoff.wait_or_give_up()
 
 
+class _Deadline:
+    """Stops a statement that runs longer than `seconds`: SQLite calls this progress handler
+    every PROGRESS_STEPS virtual-machine instructions, and a non-zero answer interrupts
+    the statement (sqlite3.OperationalError "interrupted"; core/errors.py answers TIMEOUT).
+    The clock starts when aiosqlite's thread takes up a call (Tortoise runs a statement
+    and fetches its rows in one), not while the call waits in the queue."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at = math.inf
+
+    def __call__(self) -> int:
+        return time.monotonic() > self.at
+
+    def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        self.at = time.monotonic() + self.seconds
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.at = math.inf
+
+
+# Between two checks of the clock: a few tens of microseconds of work.
+PROGRESS_STEPS = 1000
+
+
+async def _limit_statements(connection: aiosqlite.Connection, seconds: float) -> None:
+    deadline = _Deadline(seconds)
+    queue = connection._execute
+
+    async def execute(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await queue(deadline.run, fn, *args, **kwargs)
+
+    await queue(connection._conn.set_progress_handler, deadline, PROGRESS_STEPS)
+    connection._execute = execute  # type: ignore[method-assign]
+
+
 class Client(SqliteClient):
-    def __init__(self, file_path: str, **kwargs: Any) -> None:
+    def __init__(self, file_path: str, statement_timeout: float = 0, **kwargs: Any) -> None:
         # Order matters: the busy timeout first, so that switching to WAL waits too.
         pragmas = {"busy_timeout": BUSY_TIMEOUT_MS, "journal_mode": "WAL", "synchronous": "NORMAL", "foreign_keys": "ON"}
         super().__init__(file_path, **{**pragmas, **kwargs})
+        self.statement_timeout = float(statement_timeout)
+
+    async def create_connection(self, with_db: bool) -> None:
+        fresh = self._connection is None
+        await super().create_connection(with_db)
+        if fresh and self._connection is not None and self.statement_timeout > 0:
+            await _limit_statements(self._connection, self.statement_timeout)
 
     def _in_transaction(self) -> SqliteTransactionContext:
         return _TransactionContext(_Transaction(self), self._lock)

@@ -65,7 +65,9 @@ def _retrying_when_busy(jobs: list[Any]) -> list[Any]:
 
 
 async def startup(ctx: dict[str, Any]) -> None:
-    await Tortoise.init(config=tortoise_config(), _enable_global_fallback=True)
+    # Jobs run longer statements than requests (WORKER_STATEMENT_TIMEOUT_SECONDS).
+    config = tortoise_config(statement_timeout=settings.worker_statement_timeout_seconds)
+    await Tortoise.init(config=config, _enable_global_fallback=True)
     # Publishing only (jobs never subscribe): events reach every API process's sockets.
     ctx["hub"] = Hub(settings.redis_url or "redis://127.0.0.1:6379/0")
 
