@@ -28,7 +28,6 @@ import asyncio
 import json
 import random
 import re
-import statistics
 import sys
 import time
 from collections import Counter

@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.common import BENCH_RATE_LIMITS
+
 ROOT = Path(__file__).resolve().parent.parent
 
 CONTACTS_QUERY = "{ contacts(first: 50) { edges { node { id name email phone lastSeenAt } } } }"
@@ -194,7 +196,7 @@ def main() -> None:
         redis_url = redis.url
     env = {
         **os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "REDIS_PREFIX": f"bench{secrets.token_hex(3)}",
-        "ENV": "prod", "SECRET_KEY": secrets.token_hex(32), "LOG_LEVEL": "WARNING",
+        "ENV": "prod", "SECRET_KEY": secrets.token_hex(32), "LOG_LEVEL": "WARNING", **BENCH_RATE_LIMITS,
     }  # fmt: skip
     os.environ.update(env)
     server = None

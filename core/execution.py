@@ -420,7 +420,7 @@ def _generate_row_factory(object_type: GraphQLObjectType, shape: tuple[tuple[str
                 f"                {v} = value.{id_attr[2]}",
                 f"                if {v} is None: raise Irregular",
                 f'                {v} = b2a(f"{{p{i}}}{{{v}}}".encode(), newline=False).decode()',
-                f"            else:",
+                "            else:",
                 f"                {v} = r{i}(value)",
             ]
         else:

@@ -172,6 +172,16 @@ def start_server(tmp_path: Path, env: dict[str, str] | None = None, name: str = 
         time.sleep(0.1)
 
 
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[LiveServer]:
+    """One live server for a test module whose tests need only one; they use fresh tenants.
+    Its log is `<module>.log` in a folder of its own."""
+    name = request.module.__name__.rsplit(".", 1)[-1]
+    live = start_server(tmp_path_factory.mktemp(name), name=name)
+    yield live
+    live.stop()
+
+
 @pytest.fixture
 def live_server(tmp_path: Path) -> Iterator[LiveServer]:
     server = start_server(tmp_path)

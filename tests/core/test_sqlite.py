@@ -13,7 +13,6 @@ import time
 from datetime import UTC, datetime
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest

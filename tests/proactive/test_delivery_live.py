@@ -7,7 +7,7 @@ compiled messages."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,12 +39,6 @@ from tests.realtime.wsclient import GraphQLWs
 
 EVENTS = "subscription { conversationEvents { kind conversationId conversation { id tags team { id } attributedSource } } }"
 
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    s = start_server(tmp_path_factory.mktemp("proactive"), name="proactive-server")
-    yield s
-    s.stop()
 
 
 async def payload(server: LiveServer, query: str, variables: dict[str, Any], token: str, root: str, *, expect_errors: bool = False) -> dict[str, Any]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,13 +43,6 @@ mutation($input: StartContactSessionInput!) {
 
 # -- helpers ---------------------------------------------------------------------------------
 
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """One live server for the tests that need only one; they use fresh tenants."""
-    live = start_server(tmp_path_factory.mktemp("live"))
-    yield live
-    live.stop()
 
 
 async def graphql(server: LiveServer, query: str, variables: dict[str, Any], token: str) -> dict[str, Any]:

@@ -6,24 +6,17 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from core.config import settings
-from tests.conftest import LiveServer, Tenant, start_server
+from tests.conftest import LiveServer, Tenant
 
 LOGIN = """
 mutation($input: LoginInput!) { login(input: $input) { token userErrors { code message } } }"""
 
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    live = start_server(tmp_path_factory.mktemp("passwords"))
-    yield live
-    live.stop()
 
 
 async def test_24_logins_at_once_never_delay_healthz(server: LiveServer, tenant: Tenant) -> None:

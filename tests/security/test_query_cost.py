@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 
 from core.config import settings
 from core.cost import operation_cost
-from tests.conftest import Api, LiveServer, Tenant, start_server
+from tests.conftest import Api, LiveServer, Tenant
 from tests.realtime.wsclient import GraphQLWs
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -166,12 +164,6 @@ def test_costing_a_hostile_document_is_bounded() -> None:
 
 # -- WebSocket ---------------------------------------------------------------------------------
 
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    live = start_server(tmp_path_factory.mktemp("cost"))
-    yield live
-    live.stop()
 
 
 async def test_a_subscription_over_budget_is_refused_at_subscribe(server: LiveServer, tenant: Tenant) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -15,18 +14,12 @@ import pytest
 from core.signing import SIGNATURE_HEADER, signature
 from domain.identity import user_hash
 from models.channels import Channel
-from tests.conftest import LiveServer, Tenant, start_server
+from tests.conftest import LiveServer, Tenant
 
 SESSION = "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { token userErrors { field code } } }"
 # Text that is not ASCII.
 HOSTILE = ["é" * 64, "日本語", "0" * 63 + "é"]
 
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    s = start_server(tmp_path_factory.mktemp("signatures"), name="signatures-server")
-    yield s
-    s.stop()
 
 
 async def post_graphql(server: LiveServer, query: str, variables: dict[str, Any], headers: dict[str, Any] | None = None) -> httpx.Response:
