@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_left
 from collections.abc import Iterator
+from typing import Any
 
 
 def mask_email(email: str | None) -> str | None:
@@ -112,6 +113,22 @@ def mask_card_numbers(text: str) -> str:
         last = end
     out.append(text[last:])
     return "".join(out)
+
+
+def mask_card_numbers_in(value: Any) -> Any:
+    """`value` (JSON: text, numbers, lists, objects) with every card number masked, in
+    keys and in text values alike; numbers and booleans are kept as they are.
+
+        >>> mask_card_numbers_in({"note": "4111-1111-1111-1111", "qty": 2, "tags": ["a"]})
+        {'note': '**** **** **** 1111', 'qty': 2, 'tags': ['a']}
+    """
+    if isinstance(value, str):
+        return mask_card_numbers(value)
+    if isinstance(value, dict):
+        return {mask_card_numbers(str(k)): mask_card_numbers_in(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_card_numbers_in(v) for v in value]
+    return value
 
 
 def contains_card_number(text: str) -> bool:

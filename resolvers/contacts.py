@@ -23,7 +23,7 @@ from core.principal_cache import auth_changed
 from core.ratelimit import rate_limits
 from core.scoping import decode_global_id, encode_global_id
 from domain import contact_fields as cf
-from domain.masking import mask_email, mask_name, mask_phone
+from domain.masking import mask_card_numbers, mask_card_numbers_in, mask_email, mask_name, mask_phone
 from models.channels import Channel
 from models.contacts import (
     AttributeDefinition,
@@ -56,19 +56,19 @@ EVENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.:/-]{0,119}$")
 
 # Built-in fields: (normaliser, max length or None). Values arrive already typed by GraphQL.
 _TEXT_FIELDS: dict[str, Callable[[str], str]] = {
-    "name": lambda v: cf.normalize_text(v, 200),
+    "name": lambda v: cf.normalize_free_text(v, 200),
     "email": cf.normalize_email,
     "phone": cf.normalize_phone,
     "external_id": lambda v: cf.normalize_text(v, 128),
     "country": cf.normalize_country,
-    "city": lambda v: cf.normalize_text(v, 120),
+    "city": lambda v: cf.normalize_free_text(v, 120),
     "time_zone": cf.normalize_time_zone,
     "locale": cf.normalize_locale,
     "browser_language": cf.normalize_locale,
-    "os": lambda v: cf.normalize_text(v, 64),
-    "browser": lambda v: cf.normalize_text(v, 64),
+    "os": lambda v: cf.normalize_free_text(v, 64),
+    "browser": lambda v: cf.normalize_free_text(v, 64),
     "ip": cf.normalize_ip,
-    "referrer": lambda v: cf.normalize_text(v, 2048),
+    "referrer": lambda v: cf.normalize_free_text(v, 2048),
 }
 IDENTITY_FIELDS = {"name", "email"}
 BUILT_IN_FIELDS = set(_TEXT_FIELDS) | {"vip", "gdpr_consent", "sms_consent", "tags", "blocked"}
@@ -538,7 +538,8 @@ async def add_note(ctx: Context, gid: str, body: str) -> ContactNote:
         raise UserFailure.of("body", Code.REQUIRED, "A note needs some text.")
     if len(text) > MAX_NOTE:
         raise UserFailure.of("body", Code.TOO_LONG, f"A note has at most {MAX_NOTE} characters.")
-    return await ContactNote.create(workspace_id=contact.workspace_id, contact_id=contact.id, author_id=principal.agent_id, body=text)
+    return await ContactNote.create(workspace_id=contact.workspace_id, contact_id=contact.id, author_id=principal.agent_id,
+                                    body=mask_card_numbers(text))  # fmt: skip
 
 
 async def delete_note(ctx: Context, gid: str) -> str:
@@ -609,8 +610,9 @@ async def track_event(
         raise UserFailure(*errors)
     async with atomic(ctx.outbox):
         event = await ContactEvent.create(
-            workspace_id=contact.workspace_id, contact_id=contact.id, kind=kind, name=name,
-            url=url, title=title, properties=props, occurred_at=when,
+            workspace_id=contact.workspace_id, contact_id=contact.id, kind=kind, name=mask_card_numbers(name),
+            url=url and mask_card_numbers(url), title=title and mask_card_numbers(title),
+            properties=mask_card_numbers_in(props), occurred_at=when,
         )  # fmt: skip
         await Contact.filter(id=contact.id, last_seen_at__lt=when).update(last_seen_at=when)
         mark_for_segments(ctx.outbox, contact.workspace_id, contact.id)

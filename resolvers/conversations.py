@@ -270,7 +270,7 @@ async def open_conversation(
     shown to no one."""
     conversation = await Conversation.create(
         workspace_id=contact.workspace_id, contact_id=contact.id, channel_id=channel.id, topic_id=topic_id,
-        subject=subject, vip=contact.vip,
+        subject=subject and mask_card_numbers(subject), vip=contact.vip,
         status=ConversationStatus.RESOLVED if contact.blocked else ConversationStatus.OPEN,
         website_url=(website_url or None) and website_url[:2048], ip=ip, last_message_at=now(),
     )  # fmt: skip
