@@ -35,6 +35,8 @@ class Code(StrEnum):
     REQUIRED = "REQUIRED"
     TOO_LONG = "TOO_LONG"
     NOT_FOUND = "NOT_FOUND"
+    # Removed for good (an export file erased with a contact in it).
+    GONE = "GONE"
     FORBIDDEN = "FORBIDDEN"
     UNAUTHENTICATED = "UNAUTHENTICATED"
     TAKEN = "TAKEN"

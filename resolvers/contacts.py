@@ -13,7 +13,7 @@ from typing import Any
 from tortoise.expressions import Q, Subquery
 from tortoise.transactions import in_transaction
 
-from core import keys
+from core import keys, presence
 from core.context import Context
 from core.db import dialect
 from core.errors import Code, PublicError, UserError, UserFailure
@@ -42,6 +42,7 @@ from models.contacts import (
 from models.conversations import Conversation, ConversationActivity, ConversationStatus, Message
 from models.workspaces import Agent, MatchingAttribute, Workspace
 from resolvers import webhooks
+from resolvers.exports import remove_erased_exports
 from resolvers.pagination import Order, Page, paginate
 
 CONTACT_ORDER = Order(("last_seen_at", "id"), descending=True)
@@ -645,6 +646,11 @@ async def _close_conversations(ctx: Context, contact: Contact) -> None:
 
 
 async def delete_contact(ctx: Context, gid: str) -> DeletedContact:
+    """Erase a contact: its rows, the webhook deliveries about it (in one transaction),
+    then the export files that may hold it and its presence in Redis. The audit record
+    keeps masked hints and counts what was removed. A process dying after the commit
+    leaves export files whose links already answer 410, removed by the next
+    `prune_exports`, and presence entries that expire within a minute."""
     principal = ctx.require(Permission.CONTACTS_DELETE)
     contact = await _resolve_contact_for_write(ctx, gid)
     who = await ctx.scope.get(Agent, principal.agent_id) if principal.agent_id else None
@@ -658,21 +664,32 @@ async def delete_contact(ctx: Context, gid: str) -> DeletedContact:
             deleted_by_id=who.id if who else None,
             deleted_by_name=who.name if who else f"API key {principal.api_key_id}",
         )
-        await _delete_contact_rows(contact.id)
+        erased = await _delete_contact_rows(contact.id)
+        erased["webhookDeliveries"] = await webhooks.erase_deliveries(contact.id)
         auth_changed(ctx.outbox)  # its session tokens stop working
         await record_change(ctx.outbox, contact, ChangeKind.DELETED)
+        record.erased = erased
+        await record.save(update_fields=["erased"])
+    # After the commit: the deletion is recorded, so the files' links already answer 410.
+    erased["exportFiles"] = await remove_erased_exports(contact.workspace_id, record.deleted_at)
+    if ctx.hub is not None:
+        erased["presence"] = await presence.forget(ctx.hub.redis, contact.workspace_id, "contact", contact.id)
+    record.erased = erased
+    await DeletedContact.filter(id=record.id).update(erased=erased)
     return record
 
 
-async def _delete_contact_rows(contact_id: int) -> None:
+async def _delete_contact_rows(contact_id: int) -> dict[str, int]:
+    """Delete a contact and everything hanging on it; how many rows of each kind."""
     # Explicit, child tables first: correct whether or not the database enforces cascades.
     conversations = Subquery(Conversation.filter(contact_id=contact_id).values("id"))
-    await Message.filter(conversation_id__in=conversations).delete()
+    counts = {"messages": await Message.filter(conversation_id__in=conversations).delete()}
     await ConversationActivity.filter(conversation_id__in=conversations).delete()
-    await Conversation.filter(contact_id=contact_id).delete()
-    for model in (ContactEvent, ContactNote, ContactTag):
-        await model.filter(contact_id=contact_id).delete()
+    counts["conversations"] = await Conversation.filter(contact_id=contact_id).delete()
+    for kind, model in (("events", ContactEvent), ("notes", ContactNote), ("tags", ContactTag)):
+        counts[kind] = await model.filter(contact_id=contact_id).delete()
     await Contact.filter(id=contact_id).delete()
+    return counts
 
 
 async def merge_contacts(ctx: Context, primary_gid: str, secondary_gid: str) -> Contact:
