@@ -48,7 +48,7 @@ async def present(redis: Any, workspace_id: int, kind: str, member_id: int) -> A
 async def forget(redis: Any, workspace_id: int, kind: str, member_id: int) -> int:
     """Drop every presence entry of one person (a deleted contact); how many there were."""
     key = keys.presence(workspace_id, kind)
-    members = [m async for m in redis.zscan_iter(key, match=f"{member_id}:*")]
+    members = [m async for m, _ in redis.zscan_iter(key, match=f"{member_id}:*")]
     return int(await redis.zrem(key, *members)) if members else 0
 
 

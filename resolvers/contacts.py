@@ -3,6 +3,7 @@ record; tags, notes, events; attribute definitions."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections import defaultdict
@@ -10,6 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from redis.exceptions import RedisError
 from tortoise.expressions import Q, Subquery
 from tortoise.transactions import in_transaction
 
@@ -673,7 +675,9 @@ async def delete_contact(ctx: Context, gid: str) -> DeletedContact:
     # After the commit: the deletion is recorded, so the files' links already answer 410.
     erased["exportFiles"] = await remove_erased_exports(contact.workspace_id, record.deleted_at)
     if ctx.hub is not None:
-        erased["presence"] = await presence.forget(ctx.hub.redis, contact.workspace_id, "contact", contact.id)
+        # Redis away: the entries expire within presence.TTL anyway.
+        with contextlib.suppress(RedisError):
+            erased["presence"] = await presence.forget(ctx.hub.redis, contact.workspace_id, "contact", contact.id)
     record.erased = erased
     await DeletedContact.filter(id=record.id).update(erased=erased)
     return record
