@@ -488,13 +488,14 @@ async def identify_contact(
 
 
 def clean_tags(tags: list[str], errors: list[UserError], *, limit: int = MAX_TAGS_PER_CALL) -> list[str]:
-    """Tags as stored: white space folded, lower case, no duplicates; problems go to `errors`."""
+    """Tags as stored: white space folded, lower case, card numbers masked, no duplicates;
+    problems go to `errors`."""
     if len(tags) > limit:
         errors.append(UserError(["tags"], Code.TOO_LONG, f"At most {limit} tags at a time."))
         return []
     clean: list[str] = []
     for i, tag in enumerate(tags):
-        name = " ".join(tag.split()).lower()
+        name = mask_card_numbers(" ".join(tag.split()).lower())
         if not name or len(name) > 64:
             errors.append(UserError(["tags", str(i)], Code.INVALID, "A tag has 1 to 64 characters."))
         elif name not in clean:

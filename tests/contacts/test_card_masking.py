@@ -13,7 +13,7 @@ WRAPPED = "5555 5555\n5555 4444"
 VISA, MASTERCARD = "**** **** **** 1111", "**** **** **** 4444"
 
 READ = """query($id: ID!) { node(id: $id) { ... on Contact {
-  name city referrer attributes { key value }
+  name city referrer tags attributes { key value }
   notes { edges { node { body } } }
   events { edges { node { name url title properties } } }
 } } }"""
@@ -37,7 +37,7 @@ async def _contact(tenant: Tenant, contact_id: str) -> dict[str, Any]:
 async def test_contact_fields_attributes_notes_and_events_are_masked(tenant: Tenant) -> None:
     await tenant.api(DEFINE, {"i": {"key": "remark", "label": "Remark", "type": "TEXT"}}, token=tenant.owner_token)
     contact = await tenant.contact(name=f"Jo {DOTTED}", city=WRAPPED, referrer=f"https://ex.com/?c={DOTTED}",
-                                   attributes=[{"key": "remark", "value": f"card {WRAPPED}"}])  # fmt: skip
+                                   attributes=[{"key": "remark", "value": f"card {WRAPPED}"}], tags=[f"paid {DOTTED}"])  # fmt: skip
     assert contact["name"] == f"Jo {VISA}"
     await tenant.api(NOTE, {"i": {"contactId": contact["id"], "body": f"paid with {DOTTED}\n{NO_CARD}"}}, token=tenant.owner_token)
     tracked = await tenant.api(TRACK, {"i": {
@@ -49,6 +49,7 @@ async def test_contact_fields_attributes_notes_and_events_are_masked(tenant: Ten
     read = await _contact(tenant, contact["id"])
     assert (read["name"], read["city"], read["referrer"]) == (f"Jo {VISA}", MASTERCARD, f"https://ex.com/?c={VISA}")
     assert read["attributes"] == [{"key": "remark", "value": f"card {MASTERCARD}"}]
+    assert read["tags"] == [f"paid {VISA}"]
     assert read["notes"]["edges"][0]["node"]["body"] == f"paid with {VISA}\n{NO_CARD}"
     event = read["events"]["edges"][0]["node"]
     assert (event["url"], event["title"]) == (f"https://shop.example/pay?card={VISA}", f"Pay {MASTERCARD}")
@@ -68,7 +69,9 @@ async def test_synced_rows_are_masked(tenant: Tenant) -> None:
 
 
 async def test_a_contact_sessions_subject_message_and_page_views_are_masked(tenant: Tenant) -> None:
-    session = (await tenant.api(SESSION, {"i": {"channelKey": tenant.channel.public_key}}))["startContactSession"]
+    session = (await tenant.api(SESSION, {"i": {"channelKey": tenant.channel.public_key, "name": f"Sam {DOTTED}",
+                                                "device": {"browser": f"Web {WRAPPED}"}}}))["startContactSession"]  # fmt: skip
+    assert session["userErrors"] == []
     token = session["token"]
     started = (await tenant.api(START, {"i": {"body": f"my card {WRAPPED}", "subject": f"Refund {DOTTED}"}}, token=token))["startConversation"]
     assert started["userErrors"] == []
@@ -76,5 +79,9 @@ async def test_a_contact_sessions_subject_message_and_page_views_are_masked(tena
     assert started["message"]["body"] == f"my card {MASTERCARD}"
     viewed = await tenant.api(PAGE_VIEW, {"i": {"url": f"https://shop.example/?n={DOTTED}", "title": f"Checkout {WRAPPED}"}}, token=token)
     assert viewed["reportPageView"]["userErrors"] == []
-    event = (await _contact(tenant, session["contact"]["id"]))["events"]["edges"][0]["node"]
+    read = await _contact(tenant, session["contact"]["id"])
+    assert read["name"] == f"Sam {VISA}"
+    assert (await tenant.api("query($id: ID!) { node(id: $id) { ... on Contact { browser } } }", {"id": session["contact"]["id"]},
+                             token=tenant.owner_token))["node"]["browser"] == f"Web {MASTERCARD}"  # fmt: skip
+    event = read["events"]["edges"][0]["node"]
     assert (event["url"], event["title"]) == (f"https://shop.example/?n={VISA}", f"Checkout {MASTERCARD}")
