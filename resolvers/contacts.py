@@ -542,8 +542,9 @@ async def add_note(ctx: Context, gid: str, body: str) -> ContactNote:
         raise UserFailure.of("body", Code.REQUIRED, "A note needs some text.")
     if len(text) > MAX_NOTE:
         raise UserFailure.of("body", Code.TOO_LONG, f"A note has at most {MAX_NOTE} characters.")
-    return await ContactNote.create(workspace_id=contact.workspace_id, contact_id=contact.id, author_id=principal.agent_id,
-                                    body=mask_card_numbers(text))  # fmt: skip
+    return await ContactNote.create(
+        workspace_id=contact.workspace_id, contact_id=contact.id, author_id=principal.agent_id, body=mask_card_numbers(text)
+    )
 
 
 async def delete_note(ctx: Context, gid: str) -> str:

@@ -298,8 +298,9 @@ async def _insert_deliveries(workspace_id: int, events: list[tuple[WebhookEventT
     sql = (
         f"WITH v(event_id, event_type, payload, contact_id) AS (VALUES {', '.join(rows)}) "
         "INSERT INTO webhook_deliveries "
-        "(workspace_id, endpoint_id, event_id, event_type, payload, contact_id, status, attempts, next_attempt_at, created_at) "
-        f"SELECT e.workspace_id, e.id, v.event_id, v.event_type, v.payload, v.contact_id, {q.param(DeliveryStatus.PENDING.value)}, 0, "
+        "(workspace_id, endpoint_id, event_id, event_type, payload, contact_id, status, attempts, next_attempt_at, "
+        "created_at) SELECT e.workspace_id, e.id, v.event_id, v.event_type, v.payload, v.contact_id, "
+        f"{q.param(DeliveryStatus.PENDING.value)}, 0, "
         f"{q.param(bind_datetime(stamp))}, {q.param(bind_datetime(stamp))} "
         f"FROM webhook_endpoints e JOIN v ON {_type_match(q.postgres)} "
         f"WHERE e.workspace_id = {q.param(workspace_id)} AND e.enabled "

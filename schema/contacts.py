@@ -179,7 +179,9 @@ class Contact(relay.Node):
 class ErasedCount:
     """How many of one kind of thing a contact's deletion removed."""
 
-    kind: str = strawberry.field(description="messages, conversations, notes, events, tags, webhookDeliveries, exportFiles or presence.")
+    kind: str = strawberry.field(
+        description="messages, conversations, notes, events, tags, webhookDeliveries, exportFiles or presence."
+    )
     count: int
 
 
@@ -194,7 +196,9 @@ class DeletedContact(relay.Node):
     platform: str | None
     deleted_by_name: str
     deleted_at: datetime
-    erased: list[ErasedCount] = strawberry.field(description="What the deletion removed, by kind (empty for deletions before this was recorded).")
+    erased: list[ErasedCount] = strawberry.field(
+        description="What the deletion removed, by kind (empty for deletions before this was recorded)."
+    )
 
     @classmethod
     def from_model(cls, d: m.DeletedContact) -> DeletedContact:
