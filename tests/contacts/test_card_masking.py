@@ -85,3 +85,13 @@ async def test_a_contact_sessions_subject_message_and_page_views_are_masked(tena
                              token=tenant.owner_token))["node"]["browser"] == f"Web {MASTERCARD}"  # fmt: skip
     event = read["events"]["edges"][0]["node"]
     assert (event["url"], event["title"]) == (f"https://shop.example/?n={VISA}", f"Checkout {MASTERCARD}")
+
+
+async def test_a_campaigns_subject_and_body_are_masked(tenant: Tenant) -> None:
+    from tests.campaigns.helpers import contact, create, gid, read
+
+    someone = await contact(tenant, name="Someone")
+    campaign = await create(tenant, name="Sale", channelId=gid("Channel", tenant.channel.id), body=f"Test card {WRAPPED}",
+                            subject=f"Use {DOTTED}", contactIds=[gid("Contact", someone.id)])  # fmt: skip
+    stored = await read(tenant, campaign["id"])
+    assert (stored["subject"], stored["body"]) == (f"Use {VISA}", f"Test card {MASTERCARD}")
