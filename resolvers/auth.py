@@ -377,27 +377,28 @@ async def _send_reset_mail(address: str, name: str, workspace: str, token: str) 
         log.warning("password reset mail to agent not sent: %s", exc)
 
 
+USED_RESET_TOKEN = "This reset token is invalid, expired or already used."
+
+
 async def reset_password(ctx: Context, token: str, new_password: str) -> LoginResult:
     """A new password with a reset token from the e-mail: once, before it expires, and only
     while the agent's token version is the one it was issued with (any logout, password
     change or other reset since voids it). Every older token of the agent stops working."""
     claims = decode_reset_token(token)
-    agent = None
-    if claims is not None:
-        agent = await Agent.get_or_none(
-            id=claims.subject_id, workspace_id=claims.workspace_id, token_version=claims.version, deactivated_at=None
-        )
-    if agent is None:
-        raise UserFailure.of("token", Code.INVALID, "This reset token is invalid, expired or already used.")
+    agent = None if claims is None else await Agent.get_or_none(
+        id=claims.subject_id, workspace_id=claims.workspace_id, token_version=claims.version, deactivated_at=None
+    )  # fmt: skip
+    if claims is None or agent is None:
+        raise UserFailure.of("token", Code.INVALID, USED_RESET_TOKEN)
     _check_new_password("newPassword", new_password)
     password_hash = await hash_password(new_password)
     async with atomic(ctx.outbox):
         # Only if nothing used the token meanwhile: two concurrent resets, one wins.
-        changed = await Agent.filter(id=agent.id, token_version=claims.version).update(  # type: ignore[union-attr]
+        changed = await Agent.filter(id=agent.id, token_version=claims.version).update(
             token_version=F("token_version") + 1, password_hash=password_hash
         )
         if not changed:
-            raise UserFailure.of("token", Code.INVALID, "This reset token is invalid, expired or already used.")
+            raise UserFailure.of("token", Code.INVALID, USED_RESET_TOKEN)
         auth_changed(ctx.outbox)
     await rate_limits.login_succeeded(agent.email)  # a reset ends the account's lockout too
     await agent.refresh_from_db(fields=["token_version", "password_hash"])
