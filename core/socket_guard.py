@@ -33,7 +33,8 @@ class SocketGuard:
     def __init__(self) -> None:
         self.handlers: weakref.WeakSet[Any] = weakref.WeakSet()
         self._wake = asyncio.Event()
-        self.closed_sockets = 0
+        self._closing: set[asyncio.Task[None]] = set()
+        self.closed_sockets = 0  # GET /metrics: parley_sockets_revoked_total
 
     def add(self, handler: Any) -> None:
         self.handlers.add(handler)
@@ -64,19 +65,20 @@ class SocketGuard:
         by_credential: dict[str | None, list[Any]] = {}
         for handler in list(self.handlers):
             context = handler.context
-            if context.socket_holder is not None and context._authenticate is not None:
+            if context.socket_holder is not None:
                 by_credential.setdefault(context.authorization, []).append(handler)
-        for authorization, handlers in by_credential.items():
-            principal = await handlers[0].context._authenticate(authorization)
+        for handlers in by_credential.values():
+            principal = await handlers[0].context.check_credentials()
             checked = time.monotonic()
             for handler in handlers:
                 if principal is None:
                     self.discard(handler)
                     self.closed_sockets += 1
-                    asyncio.get_running_loop().create_task(_close(handler))
+                    closing = asyncio.get_running_loop().create_task(_close(handler))
+                    self._closing.add(closing)
+                    closing.add_done_callback(self._closing.discard)
                 else:
-                    handler.context.principal = principal
-                    handler.context._authenticated_at = checked
+                    handler.context.checked(principal, checked)
 
 
 async def _close(handler: Any) -> None:

@@ -141,6 +141,7 @@ async def test_a_revoked_keys_socket_is_closed_while_others_keep_receiving(tenan
             with pytest.raises(Closed) as closed:
                 await key.receive()
             assert (closed.value.code, closed.value.reason) == (4403, "Credentials revoked or expired")
+            assert await _metric(server, "parley_sockets_revoked_total") == 1
             await _send(server, tenant.owner_token, conversation_id, "after")
             assert (await owner.next_data())["messageAdded"]["message"]["body"] == "after"
             await hub_subscriptions(server, 1)
