@@ -195,10 +195,14 @@ async def set_agent_active(ctx: Context, gid: str, *, active: bool) -> Agent:
         return agent
     if agent.role is Role.OWNER and principal.role is not Role.OWNER:
         raise UserFailure.of("id", Code.FORBIDDEN, "Only an owner can deactivate or reactivate an owner.")
-    if not active and agent.role is Role.OWNER and not await _another_active_owner(ctx, agent.id):
-        raise UserFailure.of("id", Code.CONFLICT, "A workspace keeps at least one active owner.")
     agent.deactivated_at = None if active else datetime.now(UTC)
     async with atomic(ctx.outbox):
+        if not active and agent.role is Role.OWNER:
+            # The active owners locked (PostgreSQL; SQLite's transactions take the write
+            # lock at once): two owners deactivating each other cannot leave none.
+            owners = await ctx.scope.all(Agent).filter(role=Role.OWNER, deactivated_at=None).select_for_update()
+            if not {owner.id for owner in owners} - {agent.id}:
+                raise UserFailure.of("id", Code.CONFLICT, "A workspace keeps at least one active owner.")
         await revoke_agent_tokens(ctx.outbox, agent.id, deactivated_at=agent.deactivated_at)
     await agent.refresh_from_db(fields=["token_version"])
     return agent
