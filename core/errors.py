@@ -44,6 +44,8 @@ class Code(StrEnum):
     CONFLICT = "CONFLICT"
     INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
     IDENTITY_VERIFICATION_FAILED = "IDENTITY_VERIFICATION_FAILED"
+    # A deactivated agent tried to log in (with the right password).
+    DEACTIVATED = "DEACTIVATED"
     # Segment rules.
     UNKNOWN_FIELD = "UNKNOWN_FIELD"
     INVALID_OPERATOR = "INVALID_OPERATOR"
