@@ -140,7 +140,10 @@ async def test_a_deleted_contact_is_gone_from_every_table_file_and_redis_key(ten
     assert (record["emailHint"], record["nameHint"], record["phoneHint"]) == ("e***@e***.org", "E*** F***", "+44*******042")
     erased = {e["kind"]: e["count"] for e in record["erased"]}
     assert erased["conversations"] == 1 and erased["messages"] >= 2 and erased["notes"] == 1 and erased["events"] >= 1
-    assert erased["webhookDeliveries"] >= 3 and erased["exportFiles"] == 1 and erased["presence"] == 1
+    assert erased["webhookDeliveries"] >= 3 and erased["exportFiles"] == 1
+    # The revoked session's socket is closed at the commit (core/socket_guard.py), which may
+    # remove its presence before deleteContact does: either way it is gone (checked above).
+    assert erased["presence"] in (0, 1)
 
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
         after = await http.get(f"{url.path}?{url.query}")
