@@ -806,8 +806,8 @@ async def answer_delivery(ctx: Context, gid: str, *, body: str | None, name: str
     async with atomic(ctx.outbox):
         # What the contact says about itself fills empty fields only, through the one
         # change path (change log, contactUpdated, webhooks, segments).
-        if fill_from_session(contact, changes):
-            await contact.save()
+        if filled := fill_from_session(contact, changes):
+            await contact.save(update_fields=[*filled, "updated_at"])
             await record_change(ctx.outbox, contact, ChangeKind.UPDATED)
         conversation = await open_conversation(ctx.outbox, contact, channel, website_url=website_url, ip=ctx.client_ip)
         if message.tags:
