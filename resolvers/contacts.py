@@ -398,7 +398,7 @@ async def update_contact(ctx: Context, gid: str, values: dict[str, Any], attribu
 #   without a known external id, an inbound e-mail or SMS) finds TRUSTED contacts only.
 # - A trusted writer (createContact, updateContact, syncContacts) wins an external id that
 #   an unverified session claimed: the claim is released (release_session_claims).
-# - A session resumes a contact by external id only as identify_contact says.
+# - A session resumes a contact by external id only as _session_contact says.
 
 # Built-in fields that identify a contact: a session never writes them on a trusted one.
 TRUSTED_IDENTITY_FIELDS = frozenset({"external_id", "email", "phone"})
@@ -487,8 +487,8 @@ async def _session_contact(
 
     - No external id: the visitor's own anonymous contact (its session token), else new.
     - A proven external id: its contact, unless only an unverified session claimed it (the
-      claim is released); else the visitor's anonymous contact logs in and keeps its
-      history.
+      claim is released, unless the claimant is this visitor's own contact); else the
+      visitor's anonymous contact logs in and keeps its history.
     - An unproven external id, in a workspace where any channel verifies: not attached; the
       visitor gets its own anonymous contact. Elsewhere: a contact that a session claimed
       the id for is resumed; one a trusted writer or a verified session set is not (the
@@ -503,6 +503,9 @@ async def _session_contact(
     holder = await Contact.get_or_none(workspace_id=workspace_id, external_id=external_id)
     if holder is not None:
         if verified and holder.identity_source is IdentitySource.SESSION:
+            if previous is not None and previous.id == holder.id:
+                holder.identity_source = IdentitySource.VERIFIED_SESSION  # its own claim, now proven
+                return holder, None
             await release_session_claims(outbox, workspace_id, [external_id])
         elif verified or holder.identity_source is IdentitySource.SESSION:
             return holder, None

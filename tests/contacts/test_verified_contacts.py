@@ -13,8 +13,10 @@ from core import keys
 from domain.identity import user_hash
 from models.channels import ChannelKind
 from models.contacts import ContactChange
-from resolvers.workspaces import create_channel
+from models.conversations import Conversation
+from resolvers.workspaces import create_channel, create_workspace
 from tests.conftest import LiveServer, Tenant, gql, pk
+from tests.conversations.test_inbound import inbound, make_channel
 from tests.loopback import HttpSink
 from tests.proactive.helpers import ANSWER, REPORT, live_message
 from tests.realtime.test_subscriptions import channel_of, until_subscribed
@@ -144,3 +146,67 @@ async def test_answering_a_proactive_message_fills_only_empty_fields_through_the
     bodies = [r.json() for r in await http_sink.wait_for(1)]
     updates = [b["data"]["contact"] for b in bodies if b["data"]["contact"]["id"] == visitor["contact"]["id"]]
     assert updates and updates[-1]["email"] == "vic@example.com" and updates[-1]["name"] == "Vic"
+
+
+# -- the other paths, in process ---------------------------------------------------------------
+
+ASGI_SESSION = "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { token contact { id externalId email } userErrors { field code } } }"
+CREATE = "mutation($i: CreateContactInput!) { createContact(input: $i) { contact { id externalId } userErrors { field code message } } }"
+CHANNEL = "mutation($i: CreateChannelInput!) { createChannel(input: $i) { channel { identityVerification } userErrors { code } } }"
+
+
+async def asgi_session(tenant: Tenant, **fields: Any) -> dict[str, Any]:
+    return (await tenant.api(ASGI_SESSION, {"i": {"channelKey": tenant.channel.public_key, **fields}}))["startContactSession"]  # type: ignore[no-any-return]
+
+
+async def test_a_verified_login_and_an_integrator_each_win_a_claimed_external_id(tenant: Tenant) -> None:
+    claim = await asgi_session(tenant, externalId="u-1")
+    real = await asgi_session(tenant, externalId="u-1", userHash=user_hash(tenant.channel.secret, "u-1"))
+    assert real["contact"]["id"] != claim["contact"]["id"] and real["contact"]["externalId"] == "u-1"
+    assert (await tenant.api(VIEWER, token=claim["token"]))["viewer"]["contact"]["externalId"] is None
+    # The visitor who claimed an id and then proves it keeps its own contact.
+    mine = await asgi_session(tenant, externalId="u-2")
+    proven = await asgi_session(tenant, externalId="u-2", sessionToken=mine["token"], userHash=user_hash(tenant.channel.secret, "u-2"))
+    assert proven["contact"]["id"] == mine["contact"]["id"]
+    # An API key creating the contact of a claimed id gets it; the claimant loses it.
+    squatter = await asgi_session(tenant, externalId="crm-5")
+    created = (await tenant.api(CREATE, {"i": {"externalId": "crm-5", "name": "Real"}}, token=tenant.api_key))["createContact"]
+    assert created["userErrors"] == [] and created["contact"]["id"] != squatter["contact"]["id"]
+    assert (await tenant.api(VIEWER, token=squatter["token"]))["viewer"]["contact"]["externalId"] is None
+    # …but an id a trusted writer holds is TAKEN, and no session takes it over.
+    taken = (await tenant.api(CREATE, {"i": {"externalId": "crm-5"}}, token=tenant.api_key))["createContact"]["userErrors"]
+    assert [(e["field"], e["code"]) for e in taken] == [(["externalId"], "TAKEN")]
+    assert (await asgi_session(tenant, externalId="crm-5"))["contact"]["externalId"] is None
+
+
+async def test_an_address_a_visitor_typed_links_nothing(tenant: Tenant, client: Any) -> None:
+    visitor = await asgi_session(tenant, email="ceo@example.com")
+    assert visitor["contact"]["email"] == "ceo@example.com"
+    created = (await tenant.api(CREATE, {"i": {"email": "CEO@example.com", "name": "The CEO"}}, token=tenant.api_key))["createContact"]
+    assert created["userErrors"] == []  # not TAKEN by the visitor's say-so
+    mail = await make_channel(tenant, ChannelKind.EMAIL)
+    await inbound(client, mail, {"from": "ceo@example.com", "subject": "Board pack", "text": "Confidential", "messageId": "<b1@mail.example.com>"})
+    assert (await gql_mine(tenant, visitor["token"])) == []
+    assert await Conversation.filter(contact_id=pk(created["contact"]["id"])).count() == 1
+
+
+async def gql_mine(tenant: Tenant, token: str) -> list[Any]:
+    return (await tenant.api(MINE, token=token))["myConversations"]["edges"]  # type: ignore[no-any-return]
+
+
+async def test_widget_and_sdk_channels_verify_by_default(make_tenant: Any) -> None:
+    boot = await create_workspace("Fresh", "owner@example.com", "correct horse battery")
+    assert boot.channel.identity_verification
+    tenant = await make_tenant()
+    made = {}
+    for kind, extra in (("WEB_WIDGET", {}), ("MOBILE_SDK", {}), ("EMAIL", {}), ("MOBILE_SDK", {"identityVerification": False})):
+        payload = (await tenant.api(CHANNEL, {"i": {"kind": kind, "name": f"{kind} {len(made)}", **extra}}, token=tenant.owner_token))["createChannel"]
+        made[f"{kind}{extra}"] = payload["channel"]["identityVerification"]
+    assert made == {"WEB_WIDGET{}": True, "MOBILE_SDK{}": True, "EMAIL{}": False, "MOBILE_SDK{'identityVerification': False}": False}
+    # A verifying channel refuses an unproven id and a wrong hash; an anonymous visitor is welcome.
+    sdk = await create_channel(tenant.workspace.id, ChannelKind.MOBILE_SDK, "App")
+    for fields in ({"externalId": "u-9"}, {"externalId": "u-9", "userHash": "00"}):
+        errors = (await tenant.api(ASGI_SESSION, {"i": {"channelKey": sdk.public_key, **fields}}))["startContactSession"]["userErrors"]
+        assert [e["code"] for e in errors] == ["IDENTITY_VERIFICATION_FAILED"]
+    anonymous = (await tenant.api(ASGI_SESSION, {"i": {"channelKey": sdk.public_key}}))["startContactSession"]
+    assert anonymous["userErrors"] == [] and anonymous["token"]
