@@ -572,7 +572,7 @@ def fill_from_session(contact: Contact, values: dict[str, Any]) -> set[str]:
     or answerProactiveMessage): it fills empty fields only, and never the identity of a
     trusted contact (TRUSTED_IDENTITY_FIELDS). Returns the fields set; the caller saves
     and records the change (record_change), as every contact write does."""
-    filled = set()
+    filled: set[str] = set()
     for field_name, value in values.items():
         if value is None or getattr(contact, field_name):
             continue
