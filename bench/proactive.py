@@ -124,7 +124,7 @@ async def bench_mutation(database_url: str, redis_url: str, messages: int, calls
         from models.proactive import ProactiveMessage, ProactiveStatus
         from resolvers.workspaces import create_workspace
 
-        boot = await create_workspace("Bench", "owner@example.com", "correct horse battery")
+        boot = await create_workspace("Bench", "owner@example.com", "correct horse battery", identity_verification=False)
         await ProactiveMessage.bulk_create([
             ProactiveMessage(workspace_id=boot.workspace.id, channel_id=boot.channel.id, name=f"m{i}", text="Can we help?",
                              status=ProactiveStatus.LIVE, rules=rules_for(i), frequency="every_time")

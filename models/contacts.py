@@ -44,6 +44,20 @@ class ChangeKind(StrEnum):
     DELETED = "deleted"
 
 
+class IdentitySource(StrEnum):
+    """Who set a contact's identity (resolvers/contacts.py, "identity across channels")."""
+
+    # An agent, an API key, a CRM sync or an inbound e-mail/SMS/messenger channel: its
+    # external id is resumed only with a userHash, its matching value links contacts.
+    TRUSTED = "trusted"
+    # A widget/SDK session that proved its external id (valid userHash). Only the external
+    # id is proven: the e-mail or phone the session reports never links contacts.
+    VERIFIED_SESSION = "verified_session"
+    # A widget/SDK session without a userHash: an anonymous visitor, whatever it claims.
+    # Its external id gives way to a trusted writer's, its values never link contacts.
+    SESSION = "session"
+
+
 class Contact(Model):
     id = fields.IntField(primary_key=True)
     workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
@@ -54,6 +68,10 @@ class Contact(Model):
     email = fields.CharField(max_length=254, null=True)
     phone = fields.CharField(max_length=20, null=True)  # E.164
     external_id = fields.CharField(max_length=128, null=True)
+    # Who set the contact's identity (its external id and the workspace's matching
+    # attribute value): see IdentitySource. A write path that does not say is TRUSTED,
+    # which no unverified session can resume; only widget/SDK sessions say otherwise.
+    identity_source = fields.CharEnumField(IdentitySource, default=IdentitySource.TRUSTED)
 
     country = fields.CharField(max_length=2, null=True)  # ISO 3166-1 alpha-2
     city = fields.CharField(max_length=120, null=True)

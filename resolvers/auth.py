@@ -213,10 +213,14 @@ async def start_contact_session(
 
     - Anonymous visitors get a new contact, or keep theirs by passing back the session
       token they were given.
-    - Identified users (external id) are found by external id; when the channel requires
-      identity verification, `user_hash` must be HMAC-SHA256(channel secret, external id).
-    - Otherwise the workspace's matching attribute (e-mail, phone, …) joins this channel's
-      identity to an existing contact.
+    - Identified users pass an external id and, to prove it, `user_hash` =
+      HMAC-SHA256(channel secret, external id): required on a channel that verifies
+      identities, checked wherever it is given. Which contact an external id reaches, with
+      or without proof, is resolvers.contacts._session_contact: an unproven one never
+      reaches a contact that a trusted writer or a verified session identified, nor any
+      contact once a channel of the workspace verifies identities.
+    - The e-mail and name fill the contact's empty fields only (contacts.fill_from_session)
+      and never join this session to another contact.
     """
     await rate_limits.hit_widget("contact-session", channel_key, ctx.client_ip)
     if platform_attributes is not None and not isinstance(platform_attributes, dict):
@@ -224,15 +228,15 @@ async def start_contact_session(
     channel = await Channel.get_or_none(public_key=channel_key)
     if channel is None or channel.kind not in SESSION_KINDS:
         raise UserFailure.of("channelKey", Code.NOT_FOUND, "No widget or SDK channel has this key.")
+    verified = False
     if external_id is not None:
         external_id = external_id.strip()
         if not external_id:
             raise UserFailure.of("externalId", Code.INVALID, "externalId must not be blank.")
         if external_id.startswith(MESSENGER_PREFIX):
             raise UserFailure.of("externalId", Code.INVALID, f"externalId may not start with {MESSENGER_PREFIX!r} (reserved).")
-        if channel.identity_verification and not verify_user_hash(
-            channel.secret, external_id, user_hash
-        ):
+        verified = verify_user_hash(channel.secret, external_id, user_hash)
+        if not verified and (channel.identity_verification or user_hash):
             raise UserFailure.of(
                 "userHash",
                 Code.IDENTITY_VERIFICATION_FAILED,
@@ -262,6 +266,7 @@ async def start_contact_session(
             channel=channel,
             previous=previous,
             external_id=external_id,
+            verified=verified,
             email=email,
             name=name,
             device=device,

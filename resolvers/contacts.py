@@ -39,6 +39,7 @@ from models.contacts import (
     ContactTag,
     DeletedContact,
     EventKind,
+    IdentitySource,
     SmsConsent,
 )
 from models.conversations import Conversation, ConversationActivity, ConversationStatus, Message
@@ -320,9 +321,11 @@ def _apply_attributes(contact: Contact, values: dict[str, Any]) -> None:
 
 
 async def _check_unique_external_id(scope_ws: int, external_id: str | None, exclude: int | None, errors: list[UserError]) -> None:
+    """An external id is taken by a contact that holds it, unless an unverified session
+    merely claimed it: the trusted writer wins (release_session_claims)."""
     if not external_id:
         return
-    clash = Contact.filter(workspace_id=scope_ws, external_id=external_id)
+    clash = Contact.filter(workspace_id=scope_ws, external_id=external_id).exclude(identity_source=IdentitySource.SESSION)
     if exclude is not None:
         clash = clash.exclude(id=exclude)
     if await clash.exists():
@@ -342,6 +345,7 @@ async def create_contact(ctx: Context, values: dict[str, Any], attributes: list[
     if errors:
         raise UserFailure(*errors)
     async with atomic(ctx.outbox):
+        await release_session_claims(ctx.outbox, ws, [clean["external_id"]] if clean.get("external_id") else [])
         stamp = now()
         contact = Contact(workspace_id=ws, first_seen_at=stamp, last_seen_at=stamp, **clean)
         _apply_consent_times(contact, clean, stamp)
@@ -370,6 +374,8 @@ async def update_contact(ctx: Context, gid: str, values: dict[str, Any], attribu
     if errors:
         raise UserFailure(*errors)
     async with atomic(ctx.outbox):
+        if clean.get("external_id"):
+            await release_session_claims(ctx.outbox, contact.workspace_id, [clean["external_id"]], keep=contact.id)
         contact = await Contact.select_for_update().get(id=contact.id)
         stamp = now()
         changed_consent = {k: v for k, v in clean.items() if k in ("gdpr_consent", "sms_consent") and getattr(contact, k) != v}
@@ -377,6 +383,9 @@ async def update_contact(ctx: Context, gid: str, values: dict[str, Any], attribu
             setattr(contact, name, value)
         _apply_consent_times(contact, changed_consent, stamp)
         _apply_attributes(contact, attrs)
+        if await _writes_identity(contact.workspace_id, clean, attrs):
+            # An agent or API key wrote the identity: it vouches for it from now on.
+            contact.identity_source = IdentitySource.TRUSTED
         await contact.save()
         await webhooks.note_crm_edits(principal, contact, attrs)
         if "vip" in clean:
@@ -386,6 +395,43 @@ async def update_contact(ctx: Context, gid: str, values: dict[str, Any], attribu
 
 
 # -- identity across channels ----------------------------------------------------------------
+#
+# Who set a contact's identity is models.contacts.IdentitySource. The rules:
+# - Only trusted values link: the matching attribute (createContact's TAKEN, a sync row
+#   without a known external id, an inbound e-mail or SMS) finds TRUSTED contacts only.
+# - A trusted writer (createContact, updateContact, syncContacts) wins an external id that
+#   an unverified session claimed: the claim is released (release_session_claims).
+# - A session resumes a contact by external id only as _session_contact says.
+
+# Built-in fields that identify a contact: a session never writes them on a trusted one.
+TRUSTED_IDENTITY_FIELDS = frozenset({"external_id", "email", "phone"})
+
+
+async def _writes_identity(workspace_id: int, clean: dict[str, Any], attributes: dict[str, Any]) -> bool:
+    if clean.keys() & TRUSTED_IDENTITY_FIELDS:
+        return True
+    if not attributes:
+        return False
+    key = await Workspace.filter(id=workspace_id, matching_attribute=MatchingAttribute.CUSTOM).values_list("matching_attribute_key", flat=True)
+    return bool(key) and key[0] in attributes
+
+
+async def release_session_claims(outbox: Outbox, workspace_id: int, external_ids: list[str], *, keep: int | None = None) -> None:
+    """A trusted writer is about to set these external ids: contacts whose unverified
+    session claimed one of them lose it (and keep the rest of what they are), so the real
+    user's data never lands in the claimant's contact."""
+    if not external_ids:
+        return
+    claims = Contact.filter(workspace_id=workspace_id, external_id__in=external_ids, identity_source=IdentitySource.SESSION)
+    if keep is not None:
+        claims = claims.exclude(id=keep)
+    claimants = await claims.select_for_update()
+    if not claimants:
+        return
+    await Contact.filter(id__in=[c.id for c in claimants]).update(external_id=None, updated_at=now())
+    for contact in claimants:
+        contact.external_id = None
+        await record_change(outbox, contact, ChangeKind.UPDATED)
 
 
 async def _check_matching_attribute(workspace_id: int, values: dict[str, Any], attributes: dict[str, Any], errors: list[UserError]) -> None:
@@ -402,9 +448,9 @@ async def _check_matching_attribute(workspace_id: int, values: dict[str, Any], a
 
 
 async def find_matching_contact(workspace: Workspace, values: dict[str, Any], attributes: dict[str, Any]) -> Contact | None:
-    """The contact that has the workspace's matching attribute value, if any."""
+    """The trusted contact that has the workspace's matching attribute value, if any: a
+    value a session reported links nothing."""
     kind = workspace.matching_attribute
-    query = Contact.filter(workspace_id=workspace.id)
     if kind is MatchingAttribute.CUSTOM:
         key = workspace.matching_attribute_key
         value = attributes.get(key) if key else None
@@ -414,19 +460,66 @@ async def find_matching_contact(workspace: Workspace, values: dict[str, Any], at
     value = values.get(kind.value)
     if not value:
         return None
+    query = Contact.filter(workspace_id=workspace.id, identity_source=IdentitySource.TRUSTED)
     return await query.filter(**{kind.value: value}).order_by("id").first()
 
 
 async def _find_by_attribute(workspace_id: int, key: str, value: Any) -> Contact | None:
     # Tortoise's JSON lookups do not work on SQLite: emit each dialect's JSON expression.
     if dialect() == "postgres":
-        sql = 'SELECT id FROM contacts WHERE workspace_id = $1 AND attributes->>$2 = $3 ORDER BY id LIMIT 1'
+        sql = "SELECT id FROM contacts WHERE workspace_id = $1 AND identity_source = 'trusted' AND attributes->>$2 = $3 ORDER BY id LIMIT 1"
     else:
-        sql = "SELECT id FROM contacts WHERE workspace_id = ? AND json_extract(attributes, '$.' || ?) = ? ORDER BY id LIMIT 1"
+        sql = "SELECT id FROM contacts WHERE workspace_id = ? AND identity_source = 'trusted' AND json_extract(attributes, '$.' || ?) = ? ORDER BY id LIMIT 1"
     from tortoise import connections
 
     rows = await connections.get("default").execute_query_dict(sql, [workspace_id, key, str(value) if dialect() == "postgres" else value])
     return await Contact.get(id=rows[0]["id"]) if rows else None
+
+
+async def workspace_verifies(workspace_id: int) -> bool:
+    """Whether any channel of the workspace verifies identities."""
+    return await Channel.filter(workspace_id=workspace_id, identity_verification=True).exists()
+
+
+async def _session_contact(
+    outbox: Outbox, workspace_id: int, previous: Contact | None, external_id: str | None, verified: bool
+) -> tuple[Contact | None, str | None]:
+    """The existing contact a session resumes (with `external_id` set on it when it takes
+    one), or None and the external id a new contact carries. `verified`: the session
+    proved `external_id` with a userHash.
+
+    - No external id: the visitor's own anonymous contact (its session token), else new.
+    - A proven external id: its contact, unless only an unverified session claimed it (the
+      claim is released, unless the claimant is this visitor's own contact); else the
+      visitor's anonymous contact logs in and keeps its history.
+    - An unproven external id, in a workspace where any channel verifies: not attached; the
+      visitor gets its own anonymous contact. Elsewhere: a contact that a session claimed
+      the id for is resumed; one a trusted writer or a verified session set is not (the
+      visitor gets its own anonymous contact); an id nobody has is claimed, untrusted.
+    """
+    anonymous = previous if previous is not None and previous.external_id is None else None
+    if external_id is None:
+        return anonymous, None
+    own = anonymous if anonymous is not None and anonymous.identity_source is IdentitySource.SESSION else None
+    if not verified and await workspace_verifies(workspace_id):
+        return own, None
+    holder = await Contact.get_or_none(workspace_id=workspace_id, external_id=external_id)
+    if holder is not None:
+        if verified and holder.identity_source is IdentitySource.SESSION:
+            if previous is not None and previous.id == holder.id:
+                holder.identity_source = IdentitySource.VERIFIED_SESSION  # its own claim, now proven
+                return holder, None
+            await release_session_claims(outbox, workspace_id, [external_id])
+        elif verified or holder.identity_source is IdentitySource.SESSION:
+            return holder, None
+        else:
+            return own, None
+    if anonymous is not None and (verified or own is not None):
+        anonymous.external_id = external_id
+        if verified:
+            anonymous.identity_source = IdentitySource.VERIFIED_SESSION
+        return anonymous, None
+    return None, external_id
 
 
 async def identify_contact(
@@ -436,52 +529,61 @@ async def identify_contact(
     channel: Channel,
     previous: Contact | None,
     external_id: str | None,
+    verified: bool,
     email: str | None,
     name: str | None,
     device: dict[str, Any],
     platform_attributes: dict[str, Any],
 ) -> Contact:
-    """Find or create the contact behind a widget/SDK session (see start_contact_session)."""
+    """Find or create the contact behind a widget/SDK session (see start_contact_session
+    and _session_contact)."""
     errors: list[UserError] = []
     clean = _validate_fields({k: v for k, v in {"email": email, "name": name}.items() if v is not None}, None, errors)
     device_clean = _validate_fields({k: v for k, v in device.items() if v is not None}, None, errors)
     attrs = await _validate_attributes(workspace_id, list(platform_attributes.items()), None, errors)
     if errors:
         raise UserFailure(*errors)
-    # A session finds its contact by external id only. The e-mail, phone or platform
-    # values a widget or SDK reports are not verified (identity verification signs the
-    # external id alone), so they never join the session to an existing contact: that
-    # would let anyone who types an address read that person's conversations. Contacts
-    # created by integrators carry the external id that the SDK then presents.
-    contact: Contact | None = None
-    created = False
-    if external_id is not None:
-        contact = await Contact.get_or_none(workspace_id=workspace_id, external_id=external_id)
-        if contact is None and previous is not None and previous.external_id is None:
-            contact = previous  # the anonymous visitor just logged in
-            contact.external_id = external_id
-    elif previous is not None and previous.external_id is None:
-        contact = previous
+    # The e-mail, phone or platform values a widget or SDK reports are not verified
+    # (identity verification signs the external id alone), so they never join the session
+    # to an existing contact: that would let anyone who types an address read that
+    # person's conversations.
+    contact, claim = await _session_contact(outbox, workspace_id, previous, external_id, verified)
     stamp = now()
+    created = contact is None
     if contact is None:
-        created = True
         contact = Contact(
             workspace_id=workspace_id,
-            external_id=external_id,
+            external_id=claim,
+            identity_source=IdentitySource.VERIFIED_SESSION if verified else IdentitySource.SESSION,
             platform=channel.kind.value,
             first_seen_at=stamp,
             last_seen_at=stamp,
         )
-    for field_name, value in clean.items():
-        if value is not None and not getattr(contact, field_name):
-            setattr(contact, field_name, value)
+    # The device and its platform attributes describe this session: the latest wins.
     for field_name, value in device_clean.items():
         setattr(contact, field_name, value)
     _apply_attributes(contact, attrs)
     contact.last_seen_at = stamp
+    fill_from_session(contact, clean)
     await contact.save()
     await record_change(outbox, contact, ChangeKind.CREATED if created else ChangeKind.UPDATED)
     return contact
+
+
+def fill_from_session(contact: Contact, values: dict[str, Any]) -> set[str]:
+    """What a contact session says about itself (its e-mail and name at startContactSession
+    or answerProactiveMessage): it fills empty fields only, and never the identity of a
+    trusted contact (TRUSTED_IDENTITY_FIELDS). Returns the fields set; the caller saves
+    and records the change (record_change), as every contact write does."""
+    filled: set[str] = set()
+    for field_name, value in values.items():
+        if value is None or getattr(contact, field_name):
+            continue
+        if contact.identity_source is IdentitySource.TRUSTED and field_name in TRUSTED_IDENTITY_FIELDS:
+            continue
+        setattr(contact, field_name, value)
+        filled.add(field_name)
+    return filled
 
 
 # -- tags ------------------------------------------------------------------------------------
@@ -717,6 +819,10 @@ async def merge_contacts(ctx: Context, primary_gid: str, secondary_gid: str) -> 
                 setattr(primary, field_name, getattr(secondary, field_name))
         primary.attributes = {**(secondary.attributes or {}), **(primary.attributes or {})}
         primary.vip = primary.vip or secondary.vip
+        if IdentitySource.TRUSTED in (primary.identity_source, secondary.identity_source):
+            primary.identity_source = IdentitySource.TRUSTED  # an agent or API key merged them
+        elif IdentitySource.VERIFIED_SESSION in (primary.identity_source, secondary.identity_source) and primary.external_id:
+            primary.identity_source = IdentitySource.VERIFIED_SESSION
         primary.blocked = primary.blocked or secondary.blocked
         if not primary.gdpr_consent and secondary.gdpr_consent:
             primary.gdpr_consent, primary.gdpr_consent_at = True, secondary.gdpr_consent_at

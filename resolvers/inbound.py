@@ -46,7 +46,7 @@ from domain import sms
 from domain.identity import MESSENGER_PREFIX
 from domain.masking import mask_card_numbers
 from models.channels import WEBHOOK_KINDS, AutoResponderAudience, Channel, ChannelKind
-from models.contacts import ChangeKind, Contact, SmsConsent
+from models.contacts import ChangeKind, Contact, IdentitySource, SmsConsent
 from models.conversations import (
     Conversation,
     DeliveryState,
@@ -235,14 +235,16 @@ async def _already_received(channel: Channel, message_id: str) -> Message | None
 
 async def _sender_contact(outbox: Outbox, channel: Channel, inbound: InboundMessage) -> Contact:
     """The contact behind the sender: by phone (SMS), e-mail address, or messenger user id
-    (kept as the external id `messenger:<id>`); created when there is none."""
+    (kept as the external id `messenger:<id>`); created when there is none. Only a trusted
+    contact is found so: an address a widget visitor typed never receives this mail."""
     if channel.kind is ChannelKind.SMS:
         identity = {"phone": inbound.sender}
     elif channel.kind is ChannelKind.EMAIL:
         identity = {"email": inbound.sender}
     else:
         identity = {"external_id": MESSENGER_PREFIX + inbound.sender}
-    contact = await Contact.filter(workspace_id=channel.workspace_id, **identity).order_by("id").first()
+    trusted = Contact.filter(workspace_id=channel.workspace_id, identity_source=IdentitySource.TRUSTED, **identity)
+    contact = await trusted.order_by("id").first()
     if contact is None:
         stamp = now()
         contact = await Contact.create(

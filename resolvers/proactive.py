@@ -32,7 +32,7 @@ from domain import proactive as rules_domain
 from domain.masking import mask_card_numbers
 from domain.schedule import BusinessHours, ScheduleError
 from models.channels import SESSION_KINDS, Channel
-from models.contacts import Contact, ContactEvent, EventKind
+from models.contacts import ChangeKind, Contact, ContactEvent, EventKind
 from models.conversations import ActivityKind, ConversationTag, SenderKind
 from models.proactive import (
     Bot,
@@ -48,7 +48,7 @@ from models.proactive import (
 from models.segments import Segment, SegmentMembership
 from models.workspaces import Team
 from resolvers import attribution
-from resolvers.contacts import EVENT_NAME, clean_tags, mark_for_segments
+from resolvers.contacts import EVENT_NAME, clean_tags, fill_from_session, mark_for_segments, record_change
 from resolvers.conversations import add_message, clean_body, open_conversation, receive_inbound, record_activity
 from resolvers.pagination import Order, Page, paginate
 
@@ -768,7 +768,8 @@ class Answered:
 
 async def answer_delivery(ctx: Context, gid: str, *, body: str | None, name: str | None, email: str | None, website_url: str | None) -> Answered:
     """The contact answers: a conversation starts on the message's channel with its tags,
-    the requested name and e-mail land on the contact, and the conversation goes to the
+    the requested name and e-mail fill the contact's empty fields (never a trusted
+    contact's e-mail: contacts.fill_from_session) and go in the reply's text, and the conversation goes to the
     agents (the message's team, or the unassigned queue) or to its bot answer."""
     delivery = await _own_delivery(ctx, gid)
     principal = ctx.require_contact()
@@ -808,10 +809,11 @@ async def answer_delivery(ctx: Context, gid: str, *, body: str | None, name: str
     answer = await BotAnswer.get_or_none(id=message.bot_answer_id, published=True) if message.bot_answer_id else None
     to_bot = message.response_type is ResponseType.BOT and answer is not None
     async with atomic(ctx.outbox):
-        if changes:
-            await Contact.filter(id=contact.id).update(**changes)
-            for key, value in changes.items():
-                setattr(contact, key, value)
+        # What the contact says about itself fills empty fields only, through the one
+        # change path (change log, contactUpdated, webhooks, segments).
+        if filled := fill_from_session(contact, changes):
+            await contact.save(update_fields=[*filled, "updated_at"])
+            await record_change(ctx.outbox, contact, ChangeKind.UPDATED)
         conversation = await open_conversation(ctx.outbox, contact, channel, website_url=website_url, ip=ctx.client_ip)
         if message.tags:
             await ConversationTag.bulk_create(
@@ -833,8 +835,6 @@ async def answer_delivery(ctx: Context, gid: str, *, body: str | None, name: str
         stamp = now()
         await ProactiveDelivery.filter(id=delivery.id).update(replied_at=stamp, conversation_id=conversation.id)
         delivery.replied_at, delivery.conversation_id = stamp, conversation.id
-        if changes:
-            mark_for_segments(ctx.outbox, contact.workspace_id, contact.id)
     return Answered(delivery, conversation)
 
 

@@ -35,13 +35,21 @@ from core.errors import Code, PublicError, UserError, UserFailure
 from core.events import Outbox, atomic
 from core.permissions import Permission, Principal, PrincipalKind
 from domain import contact_fields as cf
-from models.contacts import AttributeDefinition, ChangeKind, Contact, ContactChange, ContactTag
+from models.contacts import AttributeDefinition, ChangeKind, Contact, ContactChange, ContactTag, IdentitySource
 from models.conversations import Conversation
 from models.sync import ContactChangeHorizon, ContactSyncRequest
 from models.webhooks import WebhookEventType
 from models.workspaces import MatchingAttribute, Workspace
 from resolvers import webhooks
-from resolvers.contacts import _apply_attributes, _apply_consent_times, _validate_attributes, _validate_fields, camel, clean_tags
+from resolvers.contacts import (
+    _apply_attributes,
+    _apply_consent_times,
+    _validate_attributes,
+    _validate_fields,
+    camel,
+    clean_tags,
+    release_session_claims,
+)
 
 MAX_ROWS = 1000
 MAX_IDEMPOTENCY_KEY = 200
@@ -261,7 +269,8 @@ def _match_sql(workspace: Workspace) -> str | None:
 
 
 async def _existing(workspace: Workspace, plans: list[_Plan]) -> tuple[dict[str, Contact], dict[Any, Contact]]:
-    """The contacts the batch names, by external id and by matching value: one query, rows
+    """The contacts the batch names, by external id and by matching value (trusted
+    contacts only: a value a widget session reported links nothing): one query, rows
     locked until the commit (PostgreSQL).
 
     On PostgreSQL each list is one array parameter (`= ANY($2::text[])`), planned afresh
@@ -282,10 +291,11 @@ async def _existing(workspace: Workspace, plans: list[_Plan]) -> tuple[dict[str,
     branches = []
     for column, values in lookups:
         ws = q.param(workspace.id)
+        trusted = "" if column == "external_id" else " AND identity_source = 'trusted'"
         if q.postgres:
-            branches.append(f"SELECT id FROM contacts WHERE workspace_id = {ws} AND {column} = ANY({q.param([str(v) for v in values])}::text[])")
+            branches.append(f"SELECT id FROM contacts WHERE workspace_id = {ws}{trusted} AND {column} = ANY({q.param([str(v) for v in values])}::text[])")
         else:
-            branches.append(f"SELECT id FROM contacts WHERE workspace_id = {ws} AND {column} IN {q.in_list(values)}")
+            branches.append(f"SELECT id FROM contacts WHERE workspace_id = {ws}{trusted} AND {column} IN {q.in_list(values)}")
     sql = f"SELECT * FROM contacts WHERE id IN ({' UNION ALL '.join(branches)}) ORDER BY id"
     if q.postgres:
         await conn.execute_script("SET LOCAL plan_cache_mode = force_custom_plan")
@@ -297,7 +307,7 @@ async def _existing(workspace: Workspace, plans: list[_Plan]) -> tuple[dict[str,
         if contact.external_id is not None:
             by_external.setdefault(contact.external_id, contact)
         value = _contact_match(workspace, contact)
-        if value is not None:
+        if value is not None and contact.identity_source is IdentitySource.TRUSTED:
             by_match_value.setdefault(value, contact)  # the oldest, as find_matching_contact
     return by_external, by_match_value
 
@@ -310,6 +320,8 @@ def _contact_match(workspace: Workspace, contact: Contact) -> Any:
 
 
 async def _apply(outbox: Outbox, workspace: Workspace, plans: list[_Plan], results: dict[int, SyncResult]) -> SyncOutcome:
+    # The CRM wins an external id that an unverified session claimed (contacts.py).
+    await release_session_claims(outbox, workspace.id, sorted({p.external_id for p in plans if p.external_id is not None}))
     by_external, by_match = await _existing(workspace, plans)
     match_path = _match_path(workspace)
     kind = workspace.matching_attribute.value.replace("_", " ")
@@ -386,6 +398,10 @@ def _change(plan: _Plan, stamp: datetime) -> None:
     """Apply the row to its existing contact in memory, noting the fields that change."""
     contact = plan.contact
     assert contact is not None
+    if contact.identity_source is not IdentitySource.TRUSTED:
+        # The CRM names this contact by its external id: it vouches for it from now on.
+        contact.identity_source = IdentitySource.TRUSTED
+        plan.changed.add("identity_source")
     changed_consent = {}
     for name, value in plan.clean.items():
         if getattr(contact, name) != value:

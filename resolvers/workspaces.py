@@ -22,7 +22,7 @@ from core.principal_cache import auth_changed
 from domain import contact_fields as cf
 from domain.attribution import MAX_WINDOW_HOURS
 from domain.schedule import BusinessHours, ScheduleError
-from models.channels import Channel, ChannelKind
+from models.channels import SESSION_KINDS, Channel, ChannelKind
 from models.contacts import AttributeDefinition, AttributeSource, AttributeType
 from models.conversations import Conversation, Message
 from models.workspaces import Agent, ApiKey, MatchingAttribute, Role, Team, Workspace
@@ -55,9 +55,12 @@ def _slugify(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40] or "workspace"
 
 
-async def create_workspace(name: str, owner_email: str, owner_password: str, owner_name: str = "Owner") -> Bootstrap:
-    """A new workspace with its owner, an API key, a web widget channel and the platform
-    attribute definitions. Used by `python -m cli seed` and the tests."""
+async def create_workspace(
+    name: str, owner_email: str, owner_password: str, owner_name: str = "Owner", *, identity_verification: bool = True
+) -> Bootstrap:
+    """A new workspace with its owner, an API key, a web widget channel (verifying
+    identities unless told otherwise) and the platform attribute definitions. Used by
+    `python -m cli seed` and the tests."""
     password_hash = await hash_password(owner_password)  # before the transaction: it takes a while
     async with in_transaction():
         workspace = await Workspace.create(name=name, slug=f"{_slugify(name)}-{secrets.token_hex(3)}")
@@ -67,7 +70,7 @@ async def create_workspace(name: str, owner_email: str, owner_password: str, own
         )  # fmt: skip
         key = new_api_key()
         await ApiKey.create(workspace=workspace, name="Default", prefix=key.prefix, key_hash=key.key_hash, scopes=sorted(API_KEY_SCOPES))
-        channel = await create_channel(workspace.id, ChannelKind.WEB_WIDGET, "Website")
+        channel = await create_channel(workspace.id, ChannelKind.WEB_WIDGET, "Website", identity_verification=identity_verification)
         await AttributeDefinition.bulk_create(
             [
                 AttributeDefinition(workspace=workspace, key=k, label=label, type=t, source=AttributeSource.PLATFORM, position=i)
@@ -79,7 +82,12 @@ async def create_workspace(name: str, owner_email: str, owner_password: str, own
     return Bootstrap(workspace=workspace, owner=owner, api_key=key.plaintext, channel=channel)
 
 
-async def create_channel(workspace_id: int, kind: ChannelKind, name: str, *, identity_verification: bool = False) -> Channel:
+async def create_channel(workspace_id: int, kind: ChannelKind, name: str, *, identity_verification: bool | None = None) -> Channel:
+    """A channel with new keys. Widget and SDK channels verify identities unless told
+    otherwise: their public key sits in web pages and apps, and without a userHash anyone
+    could name any external id (README, "Identity verification")."""
+    if identity_verification is None:
+        identity_verification = kind in SESSION_KINDS
     return await Channel.create(
         workspace_id=workspace_id, kind=kind, name=name,
         public_key=f"ch_{secrets.token_urlsafe(18)}", secret=secrets.token_hex(32),
@@ -387,7 +395,8 @@ def _clean_channel_settings(kind: ChannelKind, values: dict[str, Any]) -> dict[s
 async def add_channel(ctx: Context, kind: ChannelKind, values: dict[str, Any]) -> Channel:
     ctx.require(Permission.WORKSPACE_MANAGE)
     clean = _clean_channel_settings(kind, {"name": values.pop("name", ""), **values})
-    channel = await create_channel(ctx.scope.workspace_id, kind, clean.pop("name"))
+    # Widget and SDK channels verify identities unless the input turns it off.
+    channel = await create_channel(ctx.scope.workspace_id, kind, clean.pop("name"), identity_verification=clean.pop("identity_verification", None))
     if clean:
         await Channel.filter(id=channel.id).update(**clean)
         await channel.refresh_from_db()

@@ -114,8 +114,11 @@ async def make_tenant(api: Api) -> Any:
     from core.auth import TokenKind, issue_token
     from resolvers.workspaces import create_workspace
 
-    async def make(name: str = "Acme") -> Tenant:
-        boot = await create_workspace(name, "owner@example.com", "correct horse battery", owner_name="Olive Owner")
+    async def make(name: str = "Acme", *, identity_verification: bool = False) -> Tenant:
+        # The widget verifies identities only when asked: most tests open sessions without a
+        # userHash. (A new workspace's widget verifies by default: tests/contacts/test_verified_contacts.py.)
+        boot = await create_workspace(name, "owner@example.com", "correct horse battery", owner_name="Olive Owner",
+                                      identity_verification=identity_verification)  # fmt: skip
         token = issue_token(TokenKind.AGENT, workspace_id=boot.workspace.id, subject_id=boot.owner.id)
         return Tenant(api=api, workspace=boot.workspace, owner=boot.owner, owner_token=token, api_key=boot.api_key, channel=boot.channel)
 

@@ -32,6 +32,7 @@ from graphql import (
 from websockets.asyncio.client import connect
 
 from core.config import settings
+from domain.identity import user_hash
 from resolvers.workspaces import PLATFORM_ATTRIBUTES
 from tests.conftest import Api, Tenant
 
@@ -158,7 +159,8 @@ async def build_world(api: Api, name: str) -> World:
     ids["WebhookDelivery"] = ping["delivery"]["id"]
 
     session = await _ok(api, "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { token contact { id } userErrors { field code } } }",
-        {"i": {"channelKey": tenant.channel.public_key, "externalId": f"{tag}-user-1"}}, "", "startContactSession")  # fmt: skip
+        {"i": {"channelKey": tenant.channel.public_key, "externalId": f"{tag}-user-1",
+               "userHash": user_hash(tenant.channel.secret, f"{tag}-user-1")}}, "", "startContactSession")  # fmt: skip
     world.session_token = session["token"]
     world.session_contact = session["contact"]["id"]
 

@@ -14,6 +14,7 @@ import pytest
 
 from core import keys
 from core.signing import SIGNATURE_HEADER, signature_problem
+from domain.identity import user_hash
 from jobs.segments import refresh_segment
 from jobs.webhooks import backoff, dispatch_webhooks
 from models.webhooks import DeliveryStatus, WebhookDelivery
@@ -186,9 +187,11 @@ async def test_ping_reaches_even_a_disabled_endpoint(tenant: Tenant, http_sink: 
 
 
 async def _conversation(tenant: Tenant, external_id: str) -> tuple[str, str]:
+    # The session proves its external id: a CRM sync of an id that a session merely
+    # claimed goes to a contact of its own (tests/contacts/test_verified_contacts.py).
     session = (await tenant.api(
         "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { token contact { id } } }",
-        {"i": {"channelKey": tenant.channel.public_key, "externalId": external_id}},
+        {"i": {"channelKey": tenant.channel.public_key, "externalId": external_id, "userHash": user_hash(tenant.channel.secret, external_id)}},
     ))["startContactSession"]  # fmt: skip
     started = (await tenant.api(
         "mutation($i: StartConversationInput!) { startConversation(input: $i) { conversation { id } userErrors { code } } }",
