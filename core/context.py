@@ -58,6 +58,9 @@ class Context:
         self.socket_holder: Any = None
         # Filled with the operation's cost when the client asked for it (X-Parley-Cost: 1).
         self.cost_report: dict[str, int] | None = None
+        # The contact whose session this request just opened (startContactSession): the
+        # payload is read as that contact, though the request came without credentials.
+        self.opened_contact_id: int | None = None
 
     @property
     def outbox(self) -> Outbox:
@@ -156,6 +159,23 @@ class Context:
         if principal.kind is not PrincipalKind.CONTACT:
             raise forbidden("Only a contact session can do this.")
         return principal
+
+    @property
+    def viewing_contact_id(self) -> int | None:
+        """The contact whose narrow view this request gets: a contact session's own contact
+        (or the one startContactSession opened); None for agents and API keys."""
+        principal = self.principal
+        if principal is None:
+            return self.opened_contact_id
+        return principal.contact_id if principal.kind is PrincipalKind.CONTACT else None
+
+    def lacks(self, permission: Permission) -> str | None:
+        """None when the caller holds the permission, else the refusal's message (for
+        core/guards.py): as cheap as an attribute read."""
+        principal = self.principal
+        if principal is not None and permission in principal.permissions:
+            return None
+        return f"This needs the {permission.value} permission."
 
     @property
     def scope(self) -> Scope:
