@@ -58,9 +58,6 @@ class Context:
         self.socket_holder: Any = None
         # Filled with the operation's cost when the client asked for it (X-Parley-Cost: 1).
         self.cost_report: dict[str, int] | None = None
-        # The contact whose session this request just opened (startContactSession): the
-        # payload is read as that contact, though the request came without credentials.
-        self.opened_contact_id: int | None = None
 
     @property
     def outbox(self) -> Outbox:
@@ -163,11 +160,9 @@ class Context:
     @property
     def viewing_contact_id(self) -> int | None:
         """The contact whose narrow view this request gets: a contact session's own contact
-        (or the one startContactSession opened); None for agents and API keys."""
+        (startContactSession makes its request that session); None for anyone else."""
         principal = self.principal
-        if principal is None:
-            return self.opened_contact_id
-        return principal.contact_id if principal.kind is PrincipalKind.CONTACT else None
+        return principal.contact_id if principal is not None and principal.kind is PrincipalKind.CONTACT else None
 
     def lacks(self, permission: Permission) -> str | None:
         """None when the caller holds the permission, else the refusal's message (for

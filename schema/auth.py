@@ -90,12 +90,6 @@ class AuthQuery:
         )
 
 
-def _session_payload(ctx: Context, session: r.ContactSession) -> dict[str, object]:
-    # The payload is the new session's own view of its contact and channel (core/guards.py).
-    ctx.opened_contact_id = session.contact.id
-    return {"token": session.token, "contact": Contact.from_model(session.contact), "channel": Channel.from_model(session.channel)}
-
-
 @strawberry.type
 class AuthMutation:
     @strawberry.mutation
@@ -120,4 +114,7 @@ class AuthMutation:
             session_token=input.session_token, device=device_values,
             platform_attributes=input.platform_attributes,
         )  # fmt: skip
-        return await mutate(StartContactSessionPayload, work, lambda s: _session_payload(info.context, s))
+        return await mutate(
+            StartContactSessionPayload, work,
+            lambda s: {"token": s.token, "contact": Contact.from_model(s.contact), "channel": Channel.from_model(s.channel)},
+        )  # fmt: skip
