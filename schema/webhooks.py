@@ -10,6 +10,7 @@ from strawberry.types import Info
 
 from core.context import Context
 from core.errors import forbidden
+from core.execution import plain
 from core.guards import guard
 from core.permissions import Permission
 from models import webhooks as m
@@ -67,6 +68,7 @@ class WebhookDelivery(relay.Node):
     _job_id: strawberry.Private[int | None]
 
     @strawberry.field(description="The JSON body, as posted. Contact events need contacts:read as well, conversation events conversations:read too: without them, null and a FORBIDDEN error.")
+    @plain
     def payload(self, info: Info[Context, None]) -> JSON | None:
         refusal = payload_refusal(info.context, self.event_type)
         if refusal is not None:

@@ -9,6 +9,7 @@ from strawberry import relay
 from strawberry.types import Info
 
 from core.context import Context
+from core.execution import plain
 from models import channels as mc
 from models import workspaces as m
 from resolvers import workspaces as r
@@ -90,14 +91,17 @@ class Channel(relay.Node):
     _notify_emails: strawberry.Private[list[str]]
 
     @strawberry.field(description="From address (e-mail) or sender number (SMS) of outbound messages; null in a contact session.")
+    @plain
     def default_sender(self, info: Info[Context, None]) -> str | None:
         return None if info.context.viewing_contact_id is not None else self._default_sender
 
     @strawberry.field(description="SMS and messenger: outbound messages are POSTed here as signed JSON; null in a contact session.")
+    @plain
     def gateway_url(self, info: Info[Context, None]) -> str | None:
         return None if info.context.viewing_contact_id is not None else self._gateway_url
 
     @strawberry.field(description="Told by e-mail of every new inbound message (none by default); empty in a contact session.")
+    @plain
     def notify_emails(self, info: Info[Context, None]) -> list[str]:
         return [] if info.context.viewing_contact_id is not None else self._notify_emails
 
