@@ -141,8 +141,9 @@ class Context:
 
     def require(self, permission: Permission) -> Principal:
         principal = self.require_principal()
-        if not principal.can(permission):
-            raise forbidden(f"This needs the {permission.value} permission.")
+        refusal = self.lacks(permission)
+        if refusal is not None:
+            raise forbidden(refusal)
         return principal
 
     def require_agent(self) -> Principal:

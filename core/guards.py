@@ -2,9 +2,9 @@
 
 A type that carries personal data declares its guard once, on the type:
 
-    @guard(lambda ctx, contact: None if ctx.can_read_contact(contact.id) else "...")
+    @guard(lambda ctx, note: ctx.lacks(Permission.CONTACTS_READ))
     @strawberry.type
-    class Contact(relay.Node): ...
+    class ContactNote(relay.Node): ...
 
 `install(schema)` makes each guarded GraphQL type's `is_type_of` ask its guard. graphql-core
 asks `is_type_of` once per object it completes, and so does core/execution.py's short path

@@ -130,10 +130,9 @@ def can_see_contact(principal: Principal, contact_id: int) -> bool:
 def contact_refusal(ctx: Context, contact_id: int) -> str | None:
     """Why the caller may not see this contact (or anything of it), None when it may: the
     guard of Contact and ContactEvent (core/guards.py), wherever they are reached."""
-    if ctx.lacks(Permission.CONTACTS_READ) is None or ctx.viewing_contact_id == contact_id:
-        return None
-    if ctx.viewing_contact_id is not None:
-        return "A contact session sees its own contact only."
+    viewing = ctx.viewing_contact_id
+    if viewing is not None:
+        return None if viewing == contact_id else "A contact session sees its own contact only."
     return ctx.lacks(Permission.CONTACTS_READ)
 
 
