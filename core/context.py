@@ -151,8 +151,9 @@ class Context:
 
     def require(self, permission: Permission) -> Principal:
         principal = self.require_principal()
-        if not principal.can(permission):
-            raise forbidden(f"This needs the {permission.value} permission.")
+        refusal = self.lacks(permission)
+        if refusal is not None:
+            raise forbidden(refusal)
         return principal
 
     def require_agent(self) -> Principal:
@@ -166,6 +167,21 @@ class Context:
         if principal.kind is not PrincipalKind.CONTACT:
             raise forbidden("Only a contact session can do this.")
         return principal
+
+    @property
+    def viewing_contact_id(self) -> int | None:
+        """The contact whose narrow view this request gets: a contact session's own contact
+        (startContactSession makes its request that session); None for anyone else."""
+        principal = self.principal
+        return principal.contact_id if principal is not None and principal.kind is PrincipalKind.CONTACT else None
+
+    def lacks(self, permission: Permission) -> str | None:
+        """None when the caller holds the permission, else the refusal's message (for
+        core/guards.py): as cheap as an attribute read."""
+        principal = self.principal
+        if principal is not None and permission in principal.permissions:
+            return None
+        return f"This needs the {permission.value} permission."
 
     @property
     def scope(self) -> Scope:

@@ -401,8 +401,9 @@ def _generate_row_factory(object_type: GraphQLObjectType, shape: tuple[tuple[str
     body = ["    def row(value):", "        try:"]
     head: list[str] = []  # the factory's own lines, before `row`
     if object_type.is_type_of is not None:
-        # Strawberry's is_type_of is an isinstance check that ignores its info.
-        body.append("            if is_type_of(value, None) is not True: raise Irregular")
+        # Strawberry's is_type_of is an isinstance check that ignores its info; a guarded
+        # type's (core/guards.py) reads the context, which the short path's info holds.
+        body.append("            if is_type_of(value, info) is not True: raise Irregular")
     for i, (_, field_name, has_arguments) in enumerate(shape):
         plan = None if has_arguments else _plan(object_type, field_name)
         if plan is None:

@@ -18,7 +18,7 @@ from tortoise.transactions import in_transaction
 from core import keys, presence
 from core.context import Context
 from core.db import dialect
-from core.errors import Code, PublicError, UserError, UserFailure
+from core.errors import Code, PublicError, UserError, UserFailure, forbidden
 from core.events import Outbox, atomic
 from core.permissions import Permission, Principal, PrincipalKind
 from core.principal_cache import auth_changed
@@ -131,6 +131,15 @@ def can_see_contact(principal: Principal, contact_id: int) -> bool:
     return principal.can(Permission.CONTACTS_READ)
 
 
+def contact_refusal(ctx: Context, contact_id: int) -> str | None:
+    """Why the caller may not see this contact (or anything of it), None when it may: the
+    guard of Contact and ContactEvent (core/guards.py), wherever they are reached."""
+    viewing = ctx.viewing_contact_id
+    if viewing is not None:
+        return None if viewing == contact_id else "A contact session sees its own contact only."
+    return ctx.lacks(Permission.CONTACTS_READ)
+
+
 async def load_tags(ctx: Context, contact_id: int) -> list[str]:
     async def batch(ids: list[int]) -> list[list[str]]:
         rows = await ContactTag.filter(contact_id__in=ids).order_by("name").values_list(
@@ -191,7 +200,8 @@ async def list_deleted(ctx: Context, *, first: int | None, after: str | None) ->
 
 
 async def list_definitions(ctx: Context, *, first: int | None, after: str | None) -> Page[AttributeDefinition]:
-    ctx.require_principal()
+    if ctx.require_principal().kind is PrincipalKind.CONTACT:
+        raise forbidden("Contact sessions cannot read attribute definitions.")
     order = Order(("position", "id"), descending=False)
     return await paginate(ctx.scope.all(AttributeDefinition), order, first=first, after=after, default_size=100)
 

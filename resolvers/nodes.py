@@ -46,7 +46,7 @@ NODES: dict[str, tuple[type[Model], Callable[[Principal, Any], bool]]] = {
     "Contact": (Contact, lambda p, row: can_see_contact(p, row.id)),
     "ContactNote": (ContactNote, _with(Permission.CONTACTS_READ)),
     "ContactEvent": (ContactEvent, lambda p, row: can_see_contact(p, row.contact_id)),
-    "AttributeDefinition": (AttributeDefinition, _anyone),
+    "AttributeDefinition": (AttributeDefinition, lambda p, _: p.kind is not PrincipalKind.CONTACT),
     "DeletedContact": (DeletedContact, _with(Permission.AUDIT_READ)),
     "Conversation": (Conversation, can_see_conversation),
     "Message": (Message, _with(Permission.CONVERSATIONS_READ)),

@@ -21,7 +21,7 @@ from strawberry.extensions import (
 )
 
 from core.config import settings
-from core import graphql_patches
+from core import graphql_patches, guards
 from core.execution import Executor
 from core.errors import MaskUnexpectedErrors
 from schema.auth import AuthMutation, AuthQuery
@@ -134,10 +134,12 @@ def build_schema(*, introspection: bool | None = None) -> ParleySchema:
         lambda: ParserCache(maxsize=1000),
         lambda: ValidationCache(maxsize=1000),
     ]
-    return ParleySchema(
+    built = ParleySchema(
         query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions, execution_context_class=Executor,
         validation_rules=rules, max_tokens=settings.max_tokens,
     )
+    guards.install(built._schema)
+    return built
 
 
 schema = build_schema()

@@ -13,6 +13,8 @@ from strawberry.types import Info
 
 from core import keys
 from core.context import Context
+from core.guards import guard
+from core.permissions import Permission
 from core.errors import PublicError, Code
 from core.hub import SubscriberTooSlow
 from models import contacts as m
@@ -33,6 +35,18 @@ CONTACT_FIELDS = (
 )  # fmt: skip
 
 
+def _contact_view_refusal(ctx: Context, d: AttributeDefinition) -> str | None:
+    # A contact session sees the definitions of the values it is shown, and no others.
+    if ctx.viewing_contact_id is not None and not shown_to_contacts(d):
+        return "Contact sessions see visible attributes that are not CRM-managed only."
+    return None
+
+
+def shown_to_contacts(d: AttributeDefinition | m.AttributeDefinition) -> bool:
+    return d.visible and not d.crm_managed
+
+
+@guard(_contact_view_refusal)
 @strawberry.type
 class AttributeDefinition(relay.Node):
     id: relay.NodeID[int]
@@ -62,6 +76,7 @@ class AttributeValue:
     definition: AttributeDefinition
 
 
+@guard(lambda ctx, _: ctx.lacks(Permission.CONTACTS_READ))
 @strawberry.type
 class ContactNote(relay.Node):
     id: relay.NodeID[int]
@@ -79,6 +94,7 @@ class ContactNote(relay.Node):
         return cls(id=n.id, body=n.body, created_at=n.created_at, _author_id=n.author_id)
 
 
+@guard(lambda ctx, e: r.contact_refusal(ctx, e._contact_id))
 @strawberry.type
 class ContactEvent(relay.Node):
     """A page view or a named event on a contact's timeline."""
@@ -90,13 +106,18 @@ class ContactEvent(relay.Node):
     title: str | None
     properties: JSON
     occurred_at: datetime
+    _contact_id: strawberry.Private[int]
 
     @classmethod
     def from_model(cls, e: m.ContactEvent) -> ContactEvent:
-        return cls(id=e.id, kind=e.kind, name=e.name, url=e.url, title=e.title, properties=e.properties, occurred_at=e.occurred_at)
+        return cls(
+            id=e.id, kind=e.kind, name=e.name, url=e.url, title=e.title, properties=e.properties, occurred_at=e.occurred_at,
+            _contact_id=e.contact_id,
+        )  # fmt: skip
 
 
-@strawberry.type
+@guard(lambda ctx, c: r.contact_refusal(ctx, c.id))
+@strawberry.type(description="Agents and API keys with contacts:read see every contact of the workspace; a contact session sees itself only, without tags and with its visible attributes that are not CRM-managed.")
 class Contact(relay.Node):
     id: relay.NodeID[int]
     name: str | None
@@ -125,17 +146,20 @@ class Contact(relay.Node):
     updated_at: datetime
     _attributes: strawberry.Private[dict[str, object]]
 
-    @strawberry.field
+    @strawberry.field(description="Agents' tags: empty in a contact session.")
     async def tags(self, info: Info[Context, None]) -> list[str]:
+        if info.context.viewing_contact_id is not None:
+            return []
         return await r.load_tags(info.context, self.id)
 
-    @strawberry.field(description="Values of the workspace's attribute definitions, in their order.")
+    @strawberry.field(description="Values of the workspace's attribute definitions, in their order (in a contact session, the visible ones that are not CRM-managed).")
     async def attributes(self, info: Info[Context, None]) -> list[AttributeValue]:
         definitions = await r.load_definitions(info.context)
+        narrow = info.context.viewing_contact_id is not None
         return [
             AttributeValue(key=d.key, value=self._attributes[d.key], definition=AttributeDefinition.from_model(d))
             for d in definitions
-            if d.key in self._attributes
+            if d.key in self._attributes and not (narrow and not shown_to_contacts(d))
         ]
 
     @strawberry.field

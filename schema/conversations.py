@@ -17,6 +17,7 @@ from core import keys, presence
 from core.context import Context
 from core.execution import plain
 from core.errors import Code, PublicError
+from core.guards import guard
 from core.fanout import direct, shared, shared_async
 from core.hub import SubscriberTooSlow
 from core.permissions import Permission, PrincipalKind
@@ -63,6 +64,17 @@ class Topic(relay.Node):
         return cls(id=t.id, name=t.name, created_at=t.created_at)
 
 
+def _conversation_refusal(ctx: Context, contact_id: int | None) -> str | None:
+    """Agents and keys need conversations:read; a contact session reads its own
+    conversations (and, through them, their messages: every way a session reaches a
+    message passes through its conversation, checked there or at the root field)."""
+    viewing = ctx.viewing_contact_id
+    if viewing is not None and (contact_id is None or viewing == contact_id):
+        return None
+    return ctx.lacks(Permission.CONVERSATIONS_READ)
+
+
+@guard(lambda ctx, _: _conversation_refusal(ctx, None))
 @strawberry.type
 class Message(relay.Node):
     id: relay.NodeID[int]
@@ -112,6 +124,7 @@ class Message(relay.Node):
         )  # fmt: skip
 
 
+@guard(lambda ctx, c: _conversation_refusal(ctx, c._contact_id))
 @strawberry.type
 class Conversation(relay.Node):
     id: relay.NodeID[int]

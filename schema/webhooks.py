@@ -9,6 +9,10 @@ from strawberry import relay
 from strawberry.types import Info
 
 from core.context import Context
+from core.errors import forbidden
+from core.execution import plain
+from core.guards import guard
+from core.permissions import Permission
 from models import webhooks as m
 from resolvers import webhooks as r
 from schema.common import JSON, Connection, UserError, mutate, provided, to_connection
@@ -33,6 +37,18 @@ class WebhookAttempt:
         return cls(attempt=a.attempt, status_code=a.status_code, error=a.error, duration_ms=a.duration_ms, at=a.at)
 
 
+def payload_refusal(ctx: Context, event_type: str) -> str | None:
+    """A payload carries what its event is about: contact details need contacts:read as
+    well, a conversation's event conversations:read too; a ping carries nothing personal."""
+    if event_type == m.WebhookEventType.PING.value:
+        return None
+    refusal = ctx.lacks(Permission.CONTACTS_READ)
+    if refusal is None and event_type.startswith("conversation."):
+        refusal = ctx.lacks(Permission.CONVERSATIONS_READ)
+    return refusal
+
+
+@guard(lambda ctx, _: ctx.lacks(Permission.WEBHOOKS_MANAGE))
 @strawberry.type
 class WebhookDelivery(relay.Node):
     """One event sent to one endpoint, with every attempt."""
@@ -45,11 +61,19 @@ class WebhookDelivery(relay.Node):
     next_attempt_at: datetime | None
     last_status_code: int | None
     last_error: str | None
-    payload: JSON = strawberry.field(description="The JSON body, as posted.")
     created_at: datetime
     completed_at: datetime | None
+    _payload: strawberry.Private[object]
     _endpoint_id: strawberry.Private[int]
     _job_id: strawberry.Private[int | None]
+
+    @strawberry.field(description="The JSON body, as posted. Contact events need contacts:read as well, conversation events conversations:read too: without them, null and a FORBIDDEN error.")
+    @plain
+    def payload(self, info: Info[Context, None]) -> JSON | None:
+        refusal = payload_refusal(info.context, self.event_type)
+        if refusal is not None:
+            raise forbidden(refusal)
+        return self._payload
 
     @strawberry.field(description="Its job record (kind WEBHOOK_DELIVERY), made at the first attempt.")
     async def job(self, info: Info[Context, None]) -> Job | None:
@@ -70,7 +94,7 @@ class WebhookDelivery(relay.Node):
         return cls(
             id=d.id, event_id=d.event_id, event_type=d.event_type, status=d.status, attempts=d.attempts,
             next_attempt_at=d.next_attempt_at if d.status is m.DeliveryStatus.PENDING else None,
-            last_status_code=d.last_status_code, last_error=d.last_error, payload=d.payload, created_at=d.created_at,
+            last_status_code=d.last_status_code, last_error=d.last_error, _payload=d.payload, created_at=d.created_at,
             completed_at=d.completed_at, _endpoint_id=d.endpoint_id, _job_id=d.job_id,
         )  # fmt: skip
 

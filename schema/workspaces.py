@@ -9,6 +9,7 @@ from strawberry import relay
 from strawberry.types import Info
 
 from core.context import Context
+from core.execution import plain
 from models import channels as mc
 from models import workspaces as m
 from resolvers import workspaces as r
@@ -79,18 +80,34 @@ class Channel(relay.Node):
     business_hours: JSON | None = strawberry.field(
         description='Weekly schedule: {"timeZone": "Europe/Paris", "days": {"mon": [["09:00", "17:00"]], …}}; null means always open.'
     )
-    default_sender: str | None = strawberry.field(description="From address (e-mail) or sender number (SMS) of outbound messages.")
     auto_responder_enabled: bool
     auto_responder_text: str | None
     auto_responder_audience: AutoResponderAudience  # type: ignore[valid-type]
     help_reply: str | None = strawberry.field(description="The reply to an inbound HELP text; null uses the built-in text.")
-    gateway_url: str | None = strawberry.field(description="SMS and messenger: outbound messages are POSTed here as signed JSON.")
-    notify_emails: list[str] = strawberry.field(description="Told by e-mail of every new inbound message (none by default).")
     offline_notifications: bool = strawberry.field(description="E-mail agents about offline messages and missed chats when no agent is online.")
     missed_chat_minutes: int
     created_at: datetime
     updated_at: datetime
     _secret: strawberry.Private[str]
+    # Settings a contact session is not shown (the widget's narrow view): null or empty there.
+    _default_sender: strawberry.Private[str | None]
+    _gateway_url: strawberry.Private[str | None]
+    _notify_emails: strawberry.Private[list[str]]
+
+    @strawberry.field(description="From address (e-mail) or sender number (SMS) of outbound messages; null in a contact session.")
+    @plain
+    def default_sender(self, info: Info[Context, None]) -> str | None:
+        return None if info.context.viewing_contact_id is not None else self._default_sender
+
+    @strawberry.field(description="SMS and messenger: outbound messages are POSTed here as signed JSON; null in a contact session.")
+    @plain
+    def gateway_url(self, info: Info[Context, None]) -> str | None:
+        return None if info.context.viewing_contact_id is not None else self._gateway_url
+
+    @strawberry.field(description="Told by e-mail of every new inbound message (none by default); empty in a contact session.")
+    @plain
+    def notify_emails(self, info: Info[Context, None]) -> list[str]:
+        return [] if info.context.viewing_contact_id is not None else self._notify_emails
 
     @strawberry.field(description="Signs identity hashes and inbound webhooks. Owners and admins only; null for others.")
     def secret(self, info: Info[Context, None]) -> str | None:
@@ -101,10 +118,10 @@ class Channel(relay.Node):
     def from_model(cls, c: mc.Channel) -> Channel:
         return cls(
             id=c.id, kind=c.kind, name=c.name, public_key=c.public_key, identity_verification=c.identity_verification,
-            business_hours=c.business_hours, default_sender=c.default_sender,
+            business_hours=c.business_hours, _default_sender=c.default_sender,
             auto_responder_enabled=c.auto_responder_enabled, auto_responder_text=c.auto_responder_text,
-            auto_responder_audience=c.auto_responder_audience, help_reply=c.help_reply, gateway_url=c.gateway_url,
-            notify_emails=list(c.notify_emails or []), offline_notifications=c.offline_notifications,
+            auto_responder_audience=c.auto_responder_audience, help_reply=c.help_reply, _gateway_url=c.gateway_url,
+            _notify_emails=list(c.notify_emails or []), offline_notifications=c.offline_notifications,
             missed_chat_minutes=c.missed_chat_minutes, created_at=c.created_at, updated_at=c.updated_at, _secret=c.secret,
         )  # fmt: skip
 
