@@ -785,7 +785,7 @@ async def answer_delivery(ctx: Context, gid: str, *, body: str | None, name: str
         elif len(clean_name) > 200:
             errors.append(UserError(["name"], Code.TOO_LONG, "name has at most 200 characters."))
         else:
-            changes["name"] = clean_name
+            changes["name"] = mask_card_numbers(clean_name)
     if email is not None or message.ask_email:
         try:
             changes["email"] = cf.normalize_email(email or "")

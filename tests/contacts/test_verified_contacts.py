@@ -137,7 +137,7 @@ async def test_answering_a_proactive_message_fills_only_empty_fields_through_the
     async with GraphQLWs.open(server.ws_url, tenant.owner_token) as ws:
         sub = await ws.subscribe(CONTACT_UPDATED, {"id": visitor["contact"]["id"]})
         await until_subscribed(channel_of(tenant, visitor["contact"]["id"]))
-        await payload(server, ANSWER, {"i": {"deliveryId": delivery["id"], "name": "Vic", "email": "vic@example.com"}}, visitor["token"],
+        await payload(server, ANSWER, {"i": {"deliveryId": delivery["id"], "name": "Vic 4111.1111.1111.1111", "email": "vic@example.com"}}, visitor["token"],
                       "answerProactiveMessage")  # fmt: skip
         event = (await sub.next_data())["contactUpdated"]
     assert event == {"kind": "UPDATED", "contactId": visitor["contact"]["id"], "contact": {"email": "vic@example.com"}}
@@ -145,7 +145,7 @@ async def test_answering_a_proactive_message_fills_only_empty_fields_through_the
     assert "succeeded" in await drain(tenant.workspace.id)
     bodies = [r.json() for r in await http_sink.wait_for(1)]
     updates = [b["data"]["contact"] for b in bodies if b["data"]["contact"]["id"] == visitor["contact"]["id"]]
-    assert updates and updates[-1]["email"] == "vic@example.com" and updates[-1]["name"] == "Vic"
+    assert updates and updates[-1]["email"] == "vic@example.com" and updates[-1]["name"] == "Vic **** **** **** 1111"  # masked
 
 
 # -- the other paths, in process ---------------------------------------------------------------
