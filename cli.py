@@ -196,40 +196,46 @@ def sdl() -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="parley", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # No abbreviations: `--password SECRET` must not pass for --password-stdin.
+    parser = argparse.ArgumentParser(prog="parley", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="private Redis (unless REDIS_URL), migrate, demo if empty, serve API and worker")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, allow_abbrev=False)
+
+    run = command("run", "private Redis (unless REDIS_URL), migrate, demo if empty, serve API and worker")
     run.add_argument("--host", default="127.0.0.1")
     run.add_argument("--port", type=int, default=8000)
-    api = sub.add_parser("api", help="one API process (uvicorn); needs REDIS_URL")
+    api = command("api", "one API process (uvicorn); needs REDIS_URL")
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8000)
-    sub.add_parser("worker", help="one job worker (arq); needs REDIS_URL")
-    sub.add_parser("migrate", help="apply migrations")
-    seed = sub.add_parser("seed", help="a demo workspace with contents (a known password: not for production)")
+    command("worker", "one job worker (arq); needs REDIS_URL")
+    command("migrate", "apply migrations")
+    seed = command("seed", "a demo workspace with contents (a known password: not for production)")
     seed.add_argument("--demo", action="store_true", required=True, help="say it: the owner's password is known")
-    sub.add_parser("schema", help="print the GraphQL SDL (what schema.graphql holds)")
+    command("schema", "print the GraphQL SDL (what schema.graphql holds)")
 
     def password_flag(p: argparse.ArgumentParser) -> None:
         p.add_argument("--password-stdin", action="store_true", help="read the password from standard input's first line")
 
-    ws = sub.add_parser("create-workspace", help="a workspace, its owner, a Default API key and a web widget channel")
+    ws = command("create-workspace", "a workspace, its owner, a Default API key and a web widget channel")
     ws.add_argument("--name", required=True)
     ws.add_argument("--owner-email", required=True)
     ws.add_argument("--owner-name", default="Owner")
     password_flag(ws)
-    agent = sub.add_parser("create-agent", help="an agent of a workspace")
+    agent = command("create-agent", "an agent of a workspace")
     agent.add_argument("--workspace", required=True, metavar="SLUG")
     agent.add_argument("--email", required=True)
     agent.add_argument("--name", required=True)
     agent.add_argument("--role", choices=["owner", "admin", "agent"], default="agent")
     password_flag(agent)
-    key = sub.add_parser("create-api-key", help="an API key with scopes; prints the key once")
+    key = command("create-api-key", "an API key with scopes; prints the key once")
     key.add_argument("--workspace", required=True, metavar="SLUG")
     key.add_argument("--name", required=True)
     key.add_argument("--scope", action="append", default=[], dest="scopes", metavar="SCOPE", help="repeat for several")
     key.add_argument("--all-scopes", action="store_true", help="every scope an API key may have")
-    reset = sub.add_parser("reset-password", help="set an agent's password")
+    reset = command("reset-password", "set an agent's password")
     reset.add_argument("--email", required=True)
     reset.add_argument("--workspace", metavar="SLUG", help="needed when the e-mail is an agent of several workspaces")
     password_flag(reset)
