@@ -129,13 +129,13 @@ def _private_redis(env: dict[str, str]) -> Any:
     return private
 
 
-def api_command(host: str, port: int) -> list[str]:
+def api_command(host: str, port: int, workers: int = 1) -> list[str]:
     from core.config import settings
 
     # uvicorn then refuses larger WebSocket frames before assembling them (the app closes
     # larger messages with 1009 whatever the server was started with).
     return [sys.executable, "-m", "uvicorn", "asgi:app", "--host", host, "--port", str(port), "--no-proxy-headers",
-            "--ws-max-size", str(settings.ws_max_message_bytes)]  # fmt: skip
+            "--ws-max-size", str(settings.ws_max_message_bytes), "--workers", str(workers)]  # fmt: skip
 
 
 WORKER_COMMAND = [sys.executable, "-m", "arq", "jobs.worker.WorkerSettings"]
@@ -210,6 +210,7 @@ def _parser() -> argparse.ArgumentParser:
     api = command("api", "one API process (uvicorn); needs REDIS_URL")
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8000)
+    api.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     command("worker", "one job worker (arq); needs REDIS_URL")
     command("migrate", "apply migrations")
     seed = command("seed", "a demo workspace with contents (a known password: not for production)")
@@ -252,7 +253,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif command == "run":
         return _run(args.host, args.port)
     elif command == "api":
-        return _serve(api_command(args.host, args.port))
+        return _serve(api_command(args.host, args.port, args.workers))
     elif command == "worker":
         return _serve(WORKER_COMMAND)
     elif command == "seed":

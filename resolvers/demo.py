@@ -6,7 +6,6 @@ rows are exactly what the API makes, with its events and jobs."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,6 @@ import httpx
 from resolvers.operators import OperatorError, create_workspace
 
 OWNER_EMAIL = "owner@example.com"
-DEFAULT_PASSWORD = "parley-demo-password"
 CREDENTIALS_FILE = Path("data") / "demo-credentials.txt"
 
 ATTRIBUTES = [("plan", "Plan", "LIST", ["free", "pro", "enterprise"]), ("seats", "Seats", "NUMBER", None)]
@@ -76,8 +74,9 @@ E = "userErrors { field code message }"
 async def seed_demo(password: str | None = None) -> Demo:
     """A new demo workspace with its contents. Needs the database migrated and REDIS_URL."""
     from asgi import app
+    from core.config import settings
 
-    password = password or os.environ.get("PARLEY_DEMO_PASSWORD") or DEFAULT_PASSWORD
+    password = password or settings.parley_demo_password
     boot = await create_workspace("Demo", OWNER_EMAIL, password, "Demo Owner")
     demo = Demo(slug=boot.workspace.slug, password=password, api_key=boot.api_key, channel_key=boot.channel.public_key)
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))

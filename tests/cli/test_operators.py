@@ -207,3 +207,39 @@ def test_run_prints_the_demo_credentials_every_time(tmp_path: Path) -> None:
     assert first == second and first["key"].startswith("pk_")
     assert "Demo workspace" in outputs[0] and "Demo workspace" in outputs[1]
     assert not (tmp_path / "data" / "redis" / "dump.rdb").exists()
+
+
+def test_api_and_worker_commands_serve(tmp_path: Path) -> None:
+    """What the containers run: `parley api` answers, `parley worker` runs; neither starts a
+    Redis of its own."""
+    from core.embedded_redis import free_port
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    port = free_port()
+    api = subprocess.Popen([*PARLEY, "api", "--port", str(port), "--workers", "2"], cwd=tmp_path, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    log = tmp_path / "worker.log"
+    with log.open("w") as out:
+        worker = subprocess.Popen([*PARLEY, "worker"], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert api.poll() is None
+            time.sleep(0.1)
+        else:
+            raise AssertionError("parley api never answered /readyz")
+        assert worker.poll() is None
+    finally:
+        for process in (api, worker):
+            process.terminate()
+            process.wait(timeout=30)
+    assert "Starting worker" in log.read_text()
+
+    no_redis = {k: v for k, v in env.items() if k != "REDIS_URL"}
+    for command in ("api", "worker"):
+        result = subprocess.run([*PARLEY, command], cwd=tmp_path, env=no_redis, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 1 and "REDIS_URL is not set" in result.stderr
