@@ -88,10 +88,10 @@ def svg() -> str:
 
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_w + bar_w + 70}" height="{height}" '
-        f'font-family="sans-serif" font-size="12">',
-        f'<rect width="100%" height="100%" fill="white"/>',
-        f'<text x="10" y="20" font-size="14" font-weight="bold">Parley\'s speed ÷ its baseline\'s, same run '
-        f"(log scale; 1× = as fast)</text>",
+        'font-family="sans-serif" font-size="12">',
+        '<rect width="100%" height="100%" fill="white"/>',
+        '<text x="10" y="20" font-size="14" font-weight="bold">Parley\'s speed ÷ its baseline\'s, same run '
+        "(log scale; 1× = as fast)</text>",
     ]
     for tick in (0.01, 0.1, 1, 10):
         tx = x(tick)

@@ -57,7 +57,7 @@ def _slugify(name: str) -> str:
 
 async def create_workspace(name: str, owner_email: str, owner_password: str, owner_name: str = "Owner") -> Bootstrap:
     """A new workspace with its owner, an API key, a web widget channel and the platform
-    attribute definitions. Used by `python -m cli seed` and the tests."""
+    attribute definitions. Used by `parley create-workspace`, `parley seed --demo` and the tests."""
     password_hash = await hash_password(owner_password)  # before the transaction: it takes a while
     async with in_transaction():
         workspace = await Workspace.create(name=name, slug=f"{_slugify(name)}-{secrets.token_hex(3)}")
