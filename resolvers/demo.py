@@ -19,7 +19,8 @@ CREDENTIALS_FILE = Path("data") / "demo-credentials.txt"
 
 ATTRIBUTES = [("plan", "Plan", "LIST", ["free", "pro", "enterprise"]), ("seats", "Seats", "NUMBER", None)]
 CONTACTS = [
-    {"name": "Ada Lovelace", "email": "ada@example.com", "phone": "+442071838750", "country": "GB", "city": "London",
+    # Not the README's Ada Lovelace (ada@example.com, +442071838750): its createContact must not meet a TAKEN.
+    {"name": "Ada Byron", "email": "ada.byron@example.com", "phone": "+442079460000", "country": "GB", "city": "London",
      "tags": ["vip", "beta"], "plan": "enterprise", "seats": 40},
     {"name": "Grace Hopper", "email": "grace@example.com", "country": "US", "city": "Arlington", "tags": ["vip"],
      "plan": "pro", "seats": 12},
@@ -32,7 +33,7 @@ CONTACTS = [
 ]  # fmt: skip
 # (contact index, the contact's message, the owner's reply)
 CONVERSATIONS = [
-    (0, "Hello! Can we add ten more seats to our plan?", "Of course, Ada: I have added them; the invoice follows."),
+    (0, "Hello! Can we add ten more seats to our plan?", "Of course: I have added them; the invoice follows."),
     (1, "The export of my contacts is taking a while.", "It runs in the background: you get a link when it is ready."),
     (2, "Is there an API for events?", "Yes: trackEvent, with an API key that has events:write."),
 ]
