@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import json
@@ -62,6 +63,7 @@ from core.limits import (
     sockets,
 )
 from core.principal_cache import principal_cache
+from core.socket_guard import socket_guard
 from core.ratelimit import rate_limits
 from core.queue import create_queue
 from core.signing import same_secret
@@ -398,6 +400,8 @@ async def metrics(request: Request) -> Response:
         f"parley_hub_dropped_subscribers_total {hub.dropped_subscribers}",
         "# TYPE parley_hub_direct_deliveries_total counter",
         f"parley_hub_direct_deliveries_total {hub.direct_deliveries}",
+        "# TYPE parley_sockets_revoked_total counter",
+        f"parley_sockets_revoked_total {socket_guard.closed_sockets}",
     ]
     return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
@@ -415,6 +419,8 @@ def create_app() -> Starlette:
             await hub.start()
             rate_limits.use(hub.redis)
             await principal_cache.listen(hub)
+            principal_cache.watchers.append(socket_guard.changed)
+            guard = asyncio.get_running_loop().create_task(socket_guard.run())
             # What startup built lives as long as the process: the collector need not walk
             # it again and again; and a young generation of 700 objects (the default) made
             # the collector run every few deliveries: 9-15 % of a fan-out's CPU.
@@ -424,6 +430,8 @@ def create_app() -> Starlette:
             try:
                 yield
             finally:
+                guard.cancel()
+                principal_cache.watchers.remove(socket_guard.changed)
                 principal_cache.stop()
                 await hub.stop()
                 await app.state.jobs.aclose()

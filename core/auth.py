@@ -44,6 +44,9 @@ class Claims:
     subject_id: int
     # For contact sessions: the channel the session was opened on.
     channel_id: int | None = None
+    # The agent's token version, or the channel's session version, when it was issued: a
+    # token whose version is no longer current is refused (resolvers/auth.py).
+    version: int = 0
 
 
 # argon2 keeps a core busy for tens of milliseconds a call: on the event loop, a few
@@ -83,7 +86,7 @@ DUMMY_PASSWORD_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 
 def issue_token(
-    kind: TokenKind, *, workspace_id: int, subject_id: int, channel_id: int | None = None
+    kind: TokenKind, *, workspace_id: int, subject_id: int, channel_id: int | None = None, version: int = 0
 ) -> str:
     ttl = (
         settings.agent_token_ttl_seconds
@@ -98,6 +101,7 @@ def issue_token(
         "typ": kind.value,
         "ws": workspace_id,
         "sub": str(subject_id),
+        "ver": version,
     }
     if channel_id is not None:
         payload["ch"] = channel_id
@@ -127,6 +131,7 @@ def decode_token(token: str) -> Claims | None:
             workspace_id=int(payload["ws"]),
             subject_id=int(payload["sub"]),
             channel_id=payload.get("ch"),
+            version=int(payload.get("ver", 0)),
         )
         expires = float(payload["exp"])
     except (jwt.PyJWTError, KeyError, ValueError, TypeError):
@@ -135,6 +140,29 @@ def decode_token(token: str) -> Claims | None:
         del _verified[next(iter(_verified))]
     _verified[token] = (claims, expires)
     return claims
+
+
+# Password reset tokens: signed like session tokens but of their own type (never accepted
+# as a bearer token), carrying the agent's token version, which the reset bumps: so a
+# reset token works once, and not after a logout, a password change or another reset.
+_RESET_TYPE = "password-reset"
+
+
+def issue_reset_token(*, workspace_id: int, agent_id: int, version: int, ttl_seconds: int) -> str:
+    now = int(time.time())
+    payload = {"aud": _AUDIENCE, "iat": now, "exp": now + ttl_seconds, "typ": _RESET_TYPE, "ws": workspace_id, "sub": str(agent_id), "ver": version}
+    return jwt.encode(payload, settings.secret_key, algorithm="HS256")
+
+
+def decode_reset_token(token: str) -> Claims | None:
+    """The claims of a valid, unexpired reset token (kind AGENT), or None."""
+    try:
+        payload = jwt.decode(token, settings.secret_key, algorithms=["HS256"], audience=_AUDIENCE)
+        if payload["typ"] != _RESET_TYPE:
+            return None
+        return Claims(kind=TokenKind.AGENT, workspace_id=int(payload["ws"]), subject_id=int(payload["sub"]), version=int(payload["ver"]))
+    except (jwt.PyJWTError, KeyError, ValueError, TypeError):
+        return None
 
 
 @dataclass(frozen=True)

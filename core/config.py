@@ -7,15 +7,21 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import secrets
 from functools import cached_property
+from pathlib import Path
 from typing import Literal
 
 from limits import parse_many
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEV_SECRET = "dev-only-secret-change-me-before-production"
+# SECRET_KEY values published in Parley's source (the old built-in default): anybody could
+# sign tokens with them, so no server starts with one, whatever ENV says.
+PUBLISHED_SECRETS = frozenset({"dev-only-secret-change-me-before-production"})
+# Where a dev run keeps the random secret it made (under DATA_DIR), readable by its owner only.
+DEV_SECRET_FILE = "secret_key"
 
 
 class Settings(BaseSettings):
@@ -28,10 +34,18 @@ class Settings(BaseSettings):
     # Every Redis key and channel starts with this, so several deployments (or test runs)
     # can share one Redis server without hearing each other.
     redis_prefix: str = "parley"
-    secret_key: str = DEV_SECRET
+    # Signs tokens and download links. Required when ENV=prod; unset in dev, a random one is
+    # made once and kept in DATA_DIR/secret_key (mode 0600), so tokens survive restarts.
+    secret_key: str = ""
+    # Files this deployment keeps for itself (the dev secret).
+    data_dir: str = "data"
     allowed_origins: list[str] = Field(default_factory=list)
 
     agent_token_ttl_seconds: int = 12 * 3600
+    # A password reset token (e-mailed by requestPasswordReset) works once, this long.
+    password_reset_ttl_seconds: int = 3600
+    # Set: the reset e-mail links to this page with `?token=…` (your front end's reset form).
+    password_reset_url: str | None = None
     contact_token_ttl_seconds: int = 30 * 24 * 3600
 
     max_query_depth: int = 12
@@ -142,6 +156,9 @@ class Settings(BaseSettings):
     # LOGIN_LOCKOUT_MEMORY_SECONDS without a lockout, or at a successful login.
     rate_limit_login_per_ip: str = "30/minute"
     rate_limit_login_failures_per_account: str = "5/15 minutes"
+    # requestPasswordReset per client address and per e-mail (known or not).
+    rate_limit_password_reset_per_ip: str = "10/hour"
+    rate_limit_password_reset_per_account: str = "3/hour"
     login_lockout_seconds: int = 60
     login_lockout_max_seconds: int = 3600
     login_lockout_memory_seconds: int = 24 * 3600
@@ -173,6 +190,7 @@ class Settings(BaseSettings):
         "rate_limit_login_per_ip", "rate_limit_login_failures_per_account", "rate_limit_contact_session_per_channel",
         "rate_limit_contact_session_per_ip", "rate_limit_widget_events_per_channel", "rate_limit_widget_events_per_ip",
         "rate_limit_inbound_hook_per_channel", "rate_limit_graphql_per_principal",
+        "rate_limit_password_reset_per_ip", "rate_limit_password_reset_per_account",
     )
     @classmethod
     def _rate_limit(cls, value: str) -> str:
@@ -182,8 +200,16 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _production_needs_a_secret(self) -> Settings:
-        if self.env == "prod" and self.secret_key == DEV_SECRET:
-            raise ValueError("SECRET_KEY must be set when ENV=prod")
+        if self.secret_key in PUBLISHED_SECRETS:
+            raise ValueError(
+                "SECRET_KEY is the example value published in Parley's source: anybody could sign tokens with it. "
+                "Set a random one (python -c 'import secrets; print(secrets.token_urlsafe(48))'), or, in dev, unset it "
+                "to use a random one kept in DATA_DIR/secret_key."
+            )
+        if not self.secret_key:
+            if self.env == "prod":
+                raise ValueError("SECRET_KEY must be set when ENV=prod")
+            self.secret_key = kept_dev_secret(Path(self.data_dir))
         if self.env == "prod" and len(self.secret_key) < 32:
             raise ValueError("SECRET_KEY must be at least 32 characters when ENV=prod")
         return self
@@ -196,6 +222,28 @@ class Settings(BaseSettings):
     def instance_id(self) -> str:
         """Names this process in logs and in presence keys."""
         return secrets.token_hex(4)
+
+
+def kept_dev_secret(data_dir: Path) -> str:
+    """The random secret of a dev run: made the first time (mode 0600), read afterwards.
+    Processes starting at once (the API and the worker) agree: the file appears whole."""
+    path = data_dir / DEV_SECRET_FILE
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        draft = data_dir / f".{DEV_SECRET_FILE}.{os.getpid()}"
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(48) + "\n")
+        try:
+            os.link(draft, path)  # fails when another process made it first: theirs is kept
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    secret = path.read_text().strip()
+    if len(secret) < 32:
+        raise ValueError(f"{path} holds no usable secret: delete it (a new one is made) or set SECRET_KEY")
+    return secret
 
 
 settings = Settings()

@@ -128,6 +128,16 @@ class Context:
         check.add_done_callback(lambda done: done.cancelled() or done.exception())
         _recent_checks[self.authorization] = (now, check)
 
+    async def check_credentials(self) -> Principal | None:
+        """These credentials' principal as of now, for core/socket_guard.py, which checks
+        each credential once for all the sockets holding it and hands the answer to each
+        (`checked`). The principal is None without an authenticator."""
+        return await self._authenticate(self.authorization) if self._authenticate else None
+
+    def checked(self, principal: Principal | None, at: float) -> None:
+        self.principal = principal
+        self._authenticated_at = at
+
     def reset_loaders(self) -> None:
         """Drop cached loads; a WebSocket context lives longer than its data stays fresh."""
         self._loaders.clear()

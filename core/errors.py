@@ -35,6 +35,8 @@ class Code(StrEnum):
     REQUIRED = "REQUIRED"
     TOO_LONG = "TOO_LONG"
     NOT_FOUND = "NOT_FOUND"
+    # Removed for good (an export file erased with a contact in it).
+    GONE = "GONE"
     FORBIDDEN = "FORBIDDEN"
     UNAUTHENTICATED = "UNAUTHENTICATED"
     TAKEN = "TAKEN"
@@ -42,6 +44,8 @@ class Code(StrEnum):
     CONFLICT = "CONFLICT"
     INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
     IDENTITY_VERIFICATION_FAILED = "IDENTITY_VERIFICATION_FAILED"
+    # A deactivated agent tried to log in (with the right password).
+    DEACTIVATED = "DEACTIVATED"
     # Segment rules.
     UNKNOWN_FIELD = "UNKNOWN_FIELD"
     INVALID_OPERATOR = "INVALID_OPERATOR"

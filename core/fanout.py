@@ -56,6 +56,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import Bas
 from core.config import settings
 from core.hub import SubscriberTooSlow, Subscription
 from core.limits import RequestRejected, TooManySockets, check_document, sockets
+from core.socket_guard import socket_guard
 
 log = logging.getLogger("parley.fanout")
 
@@ -350,6 +351,9 @@ class SharedFrames(BaseGraphQLTransportWSHandler[Any, Any]):
             await super().handle_connection_init(message)
         except TooManySockets as exc:
             await self.websocket.close(code=4429, reason=str(exc))
+            return
+        if self.connection_acknowledged and self.context.socket_holder is not None:
+            socket_guard.add(self)  # closed when its credentials stop working
 
     async def handle_subscribe(self, message: Any) -> None:
         try:
@@ -362,6 +366,7 @@ class SharedFrames(BaseGraphQLTransportWSHandler[Any, Any]):
         await super().handle_subscribe(message)
 
     async def shutdown(self) -> None:
+        socket_guard.discard(self)
         try:
             await super().shutdown()
         finally:

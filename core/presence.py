@@ -45,6 +45,13 @@ async def present(redis: Any, workspace_id: int, kind: str, member_id: int) -> A
             await redis.zrem(key, member)
 
 
+async def forget(redis: Any, workspace_id: int, kind: str, member_id: int) -> int:
+    """Drop every presence entry of one person (a deleted contact); how many there were."""
+    key = keys.presence(workspace_id, kind)
+    members = [m async for m, _ in redis.zscan_iter(key, match=f"{member_id}:*")]
+    return int(await redis.zrem(key, *members)) if members else 0
+
+
 async def online_ids(redis: Any, workspace_id: int, kind: str) -> set[int]:
     key = keys.presence(workspace_id, kind)
     now = time.time()

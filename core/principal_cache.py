@@ -32,10 +32,14 @@ class PrincipalCache:
         self.entries: dict[str, tuple[Principal, float, int]] = {}
         self.generation = 0
         self.listening: Hub | None = None
+        # Told of every invalidation (core/socket_guard.py re-checks open sockets).
+        self.watchers: list[Callable[[], None]] = []
 
     def invalidate(self, _event: object = None) -> None:
         self.entries.clear()
         self.generation += 1
+        for watcher in self.watchers:
+            watcher()
 
     async def listen(self, hub: Hub) -> None:
         self.invalidate()

@@ -22,6 +22,8 @@ from zoneinfo import ZoneInfo, available_timezones
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
+from domain.masking import mask_card_numbers
+
 _TIME_ZONES = available_timezones()
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
 ATTRIBUTE_KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -80,6 +82,11 @@ def normalize_text(value: str, max_length: int) -> str:
     return text
 
 
+def normalize_free_text(value: str, max_length: int) -> str:
+    """Text a person typed (a name, a city): trimmed, bounded, card numbers masked."""
+    return mask_card_numbers(normalize_text(value, max_length))
+
+
 def coerce_attribute(kind: str, options: list[str], value: Any) -> Any:
     """A custom attribute value, checked against its definition's type. None clears it."""
     if value is None:
@@ -89,7 +96,7 @@ def coerce_attribute(kind: str, options: list[str], value: Any) -> Any:
             raise ValueError(f"expected text, got {type_name(value)}")
         if len(value) > MAX_TEXT:
             raise ValueError(f"at most {MAX_TEXT} characters")
-        return value
+        return mask_card_numbers(value)
     if kind == "number":
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"expected a number, got {type_name(value)}")

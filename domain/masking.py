@@ -10,7 +10,9 @@ recover its data.
     >>> mask_name("Jane Doe")
     'J*** D***'
 
-Card numbers in message text, masked before the text is stored: each becomes
+Card numbers in every free text a contact, an agent or an integrator writes (messages,
+subjects, notes, attribute values, event properties, page titles and URLs, synced rows),
+masked before the text is stored, published or logged: each becomes
 `CARD_MASK` followed by its last four digits, whatever its length and spacing.
 
     >>> mask_card_numbers("My card is 4111 1111 1111 1111, order 1234567890123.")
@@ -22,6 +24,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_left
 from collections.abc import Iterator
+from typing import Any
 
 
 def mask_email(email: str | None) -> str | None:
@@ -55,12 +58,19 @@ CARD_MASK = "**** **** **** "
 """What replaces a card number, before its last four digits: always these 15 characters,
 so the mask tells nothing of the card's length or how it was written."""
 
-# Groups of digits joined by one space, no-break space or dash: the ways people write a
-# card number ("4111 1111 1111 1111", "4111-1111-1111-1111"). Each repetition must start
-# with a separator and end with a digit, so there is one way to match and no backtracking.
-_DIGIT_RUN = re.compile("[0-9]+(?:[ \u00a0-][0-9]+)*")
+# Groups of digits joined by one space, no-break space, dash or dot, or by a line break
+# (a number wrapped over two lines): the ways people write a card number
+# ("4111 1111 1111 1111", "4111-1111-1111-1111", "4111.1111.1111.1111"). Each repetition
+# starts with a separator and ends with a digit, so there is one way to match and no
+# backtracking: the scan is linear in the text's length.
+_SEPARATOR = "(?:[ \u00a0.-]|[ \u00a0]?\r?\n)"
+_DIGIT_RUN = re.compile(f"[0-9]+(?:{_SEPARATOR}[0-9]+)*")
 _GROUP = re.compile("[0-9]+")
 _MIN_DIGITS, _MAX_DIGITS = 13, 19
+# A phone number in E.164 ("+" then at most 15 digits) is not a card.
+_E164_MAX_DIGITS = 15
+_MONTHS = frozenset(f"{m:02}" for m in range(1, 13))
+_DAYS = frozenset(f"{d:02}" for d in range(1, 32))
 # Luhn doubles every second digit from the right and adds the digits of the product.
 _DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
 
@@ -69,12 +79,16 @@ def mask_card_numbers(text: str) -> str:
     """Replace every card number in `text` by `CARD_MASK` and its last four digits.
 
     A card number is 13 to 19 digits that pass the Luhn check, written together or in
-    groups joined by single spaces, no-break spaces or dashes, anywhere in the text
-    ("card:4111111111111111." is found). Everything else is left as it is:
+    groups joined by single spaces, no-break spaces, dashes or dots, or by a line break
+    (a number wrapped over two lines), anywhere in the text ("card:4111111111111111." is
+    found). Everything else is left as it is:
 
-    * digits that fail the Luhn check (order numbers, most phone numbers; a phone number
-      of 13 to 15 digits that happens to pass it is masked: we would rather hide a phone
-      number than show a card);
+    * digits that fail the Luhn check (order numbers, most phone numbers);
+    * a phone number in E.164 ("+" then at most 15 digits), even one passing Luhn; a
+      phone number written otherwise that passes it is masked: we would rather hide a
+      phone number than show a card;
+    * dates (2026-03-29, 29.03.2026): digits holding one are never a card, so two dates
+      side by side are not masked;
     * a run of more than 19 digits written together (an IBAN, a tracking number) is not a
       card and is left whole: masking part of it could not tell where a card would start,
       and might leave a real number half visible;
@@ -87,6 +101,8 @@ def mask_card_numbers(text: str) -> str:
         'Amex **** **** **** 0005 and Visa **** **** **** 1881!'
         >>> mask_card_numbers("Call +1 415 555 0100 about order 4111111111111112")
         'Call +1 415 555 0100 about order 4111111111111112'
+        >>> mask_card_numbers("4111.1111.1111.1111, or 4111 1111\\n1111 1111")
+        '**** **** **** 1111, or **** **** **** 1111'
     """
     spans = list(_card_spans(text))
     if not spans:
@@ -97,6 +113,22 @@ def mask_card_numbers(text: str) -> str:
         last = end
     out.append(text[last:])
     return "".join(out)
+
+
+def mask_card_numbers_in(value: Any) -> Any:
+    """`value` (JSON: text, numbers, lists, objects) with every card number masked, in
+    keys and in text values alike; numbers and booleans are kept as they are.
+
+        >>> mask_card_numbers_in({"note": "4111-1111-1111-1111", "qty": 2, "tags": ["a"]})
+        {'note': '**** **** **** 1111', 'qty': 2, 'tags': ['a']}
+    """
+    if isinstance(value, str):
+        return mask_card_numbers(value)
+    if isinstance(value, dict):
+        return {mask_card_numbers(str(k)): mask_card_numbers_in(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_card_numbers_in(v) for v in value]
+    return value
 
 
 def contains_card_number(text: str) -> bool:
@@ -119,6 +151,11 @@ def _card_spans(text: str) -> Iterator[tuple[int, int, str]]:
         bounds = [0]
         for s, e in groups:
             bounds.append(bounds[-1] + e - s)
+        # dates[k]: how many dates start before group k (a window holding one is no card).
+        dates = [0]
+        for k in range(len(groups)):
+            dates.append(dates[-1] + _is_date(text, groups, k))
+        phone = run.start() > 0 and text[run.start() - 1] == "+"
         luhn = _LuhnSums(digits)
         merged: tuple[int, int] | None = None  # first and last group of the stretch
         for first in range(len(groups)):
@@ -128,12 +165,30 @@ def _card_spans(text: str) -> Iterator[tuple[int, int, str]]:
             # Windows of whole groups, first..last, holding 13 to 19 digits.
             after = bisect_left(bounds, bounds[first] + _MIN_DIGITS)
             while after < len(bounds) and bounds[after] - bounds[first] <= _MAX_DIGITS:
-                if luhn.valid(bounds[first], bounds[after]):
+                # A date starting at group k spans groups k..k+2.
+                if dates[max(first, after - 2)] > dates[first]:
+                    break  # every longer window holds the date too
+                e164 = first == 0 and phone and bounds[after] <= _E164_MAX_DIGITS
+                if not e164 and luhn.valid(bounds[first], bounds[after]):
                     last = after - 1
                     merged = (first, last) if merged is None else (merged[0], max(merged[1], last))
                 after += 1
         if merged is not None:
             yield _span(text, groups, digits, bounds, *merged)
+
+
+def _is_date(text: str, groups: list[tuple[int, int]], k: int) -> bool:
+    """Whether groups k, k+1, k+2 are a date: 2026-03-29, 29.03.2026 (one separator, twice)."""
+    if k + 2 >= len(groups):
+        return False
+    (s0, e0), (s1, e1), (s2, e2) = groups[k : k + 3]
+    sep = text[e0:s1]
+    if sep not in ("-", ".") or text[e1:s2] != sep:
+        return False
+    a, b, c = text[s0:e0], text[s1:e1], text[s2:e2]
+    if len(a) == 4 and b in _MONTHS and c in _DAYS:
+        return True
+    return len(c) == 4 and b in _MONTHS and a in _DAYS
 
 
 def _span(

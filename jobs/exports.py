@@ -28,6 +28,7 @@ from typing import Any
 
 from tortoise import connections
 from tortoise.expressions import F
+from tortoise.functions import Max
 
 from core.config import settings
 from core.db import SqlBuilder
@@ -35,8 +36,9 @@ from core.errors import DatabaseBusy
 from core.mail import MailError, MailNotConfigured, send_mail
 from domain import exports as ex
 from jobs.tracking import JobCancelled, JobTracker
+from models.contacts import DeletedContact
 from models.jobs import Job, JobKind, JobStatus
-from resolvers.exports import EXPORT_KINDS, export_path, signed_url
+from resolvers.exports import ERASED_MESSAGE, EXPORT_KINDS, erased_since, export_path, remove_erased_exports, signed_url
 
 log = logging.getLogger("parley.jobs.exports")
 
@@ -201,8 +203,13 @@ async def export_contacts(ctx: dict[str, Any], job_id: int) -> dict[str, Any] | 
     path = export_path(job.workspace_id, job.id)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f"{path.name}.{os.getpid()}.part")
+    started_at = (await Job.get(id=job_id)).started_at  # this run's, set by begin()
     try:
         rows = await write_csv(partial, columns, job.workspace_id, segment_id, tracker)
+        if await erased_since(job.workspace_id, started_at):
+            # A contact deleted meanwhile may be in the rows already written.
+            await tracker.fail(ERASED_MESSAGE)
+            return None
         os.replace(partial, path)
     except JobCancelled:
         log.info("export %s cancelled", job_id)
@@ -231,7 +238,9 @@ async def export_contacts(ctx: dict[str, Any], job_id: int) -> dict[str, Any] | 
 
 async def prune_exports(ctx: dict[str, Any]) -> int:
     """Hourly: delete export files EXPORT_RETENTION_DAYS after their job finished, and
-    fail exports whose worker died for good (RUNNING far longer than any retry could)."""
+    fail exports whose worker died for good (RUNNING far longer than any retry could).
+    Also removes the files deleteContact left behind when its process died before it
+    could (its link answers 410 meanwhile)."""
     now = datetime.now(UTC)
     await Job.filter(kind__in=list(EXPORT_KINDS), status=JobStatus.RUNNING,
                      started_at__lt=now - timedelta(seconds=3 * EXPORT_TIMEOUT)).update(
@@ -239,7 +248,15 @@ async def prune_exports(ctx: dict[str, Any]) -> int:
         seq=F("seq") + 1,
     )  # fmt: skip
     cutoff = now - timedelta(days=settings.export_retention_days)
-    removed, after = 0, 0
+    recent = now - timedelta(hours=2)  # this sweep runs hourly
+    removed = 0
+    latest = await (
+        DeletedContact.filter(deleted_at__gte=recent).annotate(last=Max("deleted_at"))
+        .group_by("workspace_id").values("workspace_id", "last")
+    )  # fmt: skip
+    for row in latest:
+        removed += await remove_erased_exports(row["workspace_id"], row["last"])
+    after = 0
     while True:
         rows = await Job.filter(kind__in=list(EXPORT_KINDS), finished_at__lt=cutoff, id__gt=after).order_by("id").limit(500).values_list("id", "workspace_id")
         if not rows:

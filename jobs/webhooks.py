@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from arq import Retry
+from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F, Subquery
 
 from core import outbound
@@ -150,10 +151,15 @@ async def deliver_webhook(ctx: dict[str, Any], delivery_id: int) -> str:
 
     outcome = await _post(endpoint, delivery, attempt)
     done = now()
-    await WebhookAttempt.create(
-        workspace_id=delivery.workspace_id, delivery_id=delivery.id, attempt=attempt,
-        status_code=outcome.status_code, error=outcome.error, duration_ms=outcome.duration_ms, at=done,
-    )  # fmt: skip
+    try:
+        await WebhookAttempt.create(
+            workspace_id=delivery.workspace_id, delivery_id=delivery.id, attempt=attempt,
+            status_code=outcome.status_code, error=outcome.error, duration_ms=outcome.duration_ms, at=done,
+        )  # fmt: skip
+    except IntegrityError:
+        # deleteContact erased the delivery while it was in flight: nothing left to record.
+        await _finish_job(tracker, "succeed", {"statusCode": outcome.status_code, "attempts": attempt, "erased": True})
+        return "erased"
     if outcome.ok:
         await WebhookDelivery.filter(id=delivery.id).update(
             status=DeliveryStatus.SUCCEEDED, completed_at=done, next_attempt_at=None,

@@ -45,6 +45,9 @@ class Channel(Model):
     secret = fields.CharField(max_length=64)
     # When set, a session for an identified contact needs a valid user hash.
     identity_verification = fields.BooleanField(default=False)
+    # Carried in the channel's contact session tokens: bumped by rotateChannelSecret and by
+    # turning identity verification on, which ends every session opened before.
+    session_version = fields.IntField(default=0)
     # Weekly schedule and time zone, as domain.schedule.BusinessHours.to_dict() writes it.
     business_hours: dict[str, Any] | None = fields.JSONField(null=True)  # type: ignore[assignment]
     # E-mail From address or SMS sender number of outbound messages.

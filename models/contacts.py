@@ -205,6 +205,8 @@ class DeletedContact(Model):
     # Kept apart from the foreign key so the record survives the agent's removal.
     deleted_by_name = fields.CharField(max_length=120)
     deleted_at = fields.DatetimeField(auto_now_add=True)
+    # What the deletion removed, counts by kind: {"messages": 12, "webhookDeliveries": 3, …}.
+    erased: dict[str, int] | None = fields.JSONField(null=True)  # type: ignore[assignment]
 
     class Meta:
         table = "deleted_contacts"

@@ -79,6 +79,9 @@ class WebhookDelivery(Model):
     event_type = fields.CharField(max_length=64)
     # The JSON body, posted as is.
     payload: dict[str, Any] = fields.JSONField(default=dict)  # type: ignore[assignment]
+    # The contact the event is about, if one (not a foreign key: the contact.deleted event
+    # outlives its contact): deleteContact finds the contact's deliveries by it.
+    contact_id = fields.IntField(null=True)
     status = fields.CharEnumField(DeliveryStatus, default=DeliveryStatus.PENDING)
     attempts = fields.IntField(default=0)
     next_attempt_at = fields.DatetimeField(null=True)
@@ -97,6 +100,7 @@ class WebhookDelivery(Model):
         indexes = (
             Index(fields=("endpoint_id", "id")),
             Index(fields=("status", "next_attempt_at")),
+            Index(fields=("contact_id",)),
         )
 
 

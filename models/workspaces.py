@@ -57,6 +57,11 @@ class Agent(Model):
     time_zone = fields.CharField(max_length=64, default="UTC")
     created_at = fields.DatetimeField(auto_now_add=True)
     last_login_at = fields.DatetimeField(null=True)
+    # Carried in the agent's tokens: bumped by logout, a password change or reset and
+    # deactivation, which ends every token issued before (resolvers/auth.py).
+    token_version = fields.IntField(default=0)
+    # Set: the agent cannot log in and its tokens are refused; owners and admins reactivate.
+    deactivated_at = fields.DatetimeField(null=True)
 
     teams: fields.ManyToManyRelation[Team]
 

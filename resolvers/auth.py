@@ -3,10 +3,13 @@ integrators; `login` and `startContactSession`."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from tortoise.expressions import F, Subquery
 from tortoise.models import Model
 
 from core.auth import (
@@ -15,26 +18,33 @@ from core.auth import (
     TokenKind,
     api_key_matches,
     api_key_prefix,
+    decode_reset_token,
     decode_token,
+    hash_password,
+    issue_reset_token,
     issue_token,
     verify_password,
 )
+from core.config import settings
 from core.context import Context
 from core.errors import Code, UserFailure
-from core.events import atomic
+from core.events import Outbox, atomic
+from core.mail import MailError, MailNotConfigured, send_mail
 from core.permissions import (
     Principal,
     PrincipalKind,
     agent_permissions,
     api_key_permissions,
 )
-from core.principal_cache import principal_cache
-from core.ratelimit import rate_limits
+from core.principal_cache import auth_changed, principal_cache
+from core.ratelimit import account_key, address_key, rate_limits
 from domain.identity import MESSENGER_PREFIX, verify_user_hash
 from models.channels import SESSION_KINDS, Channel
 from models.contacts import Contact
 from models.workspaces import Agent, ApiKey, Role, Workspace
 from resolvers import contacts as contact_logic
+
+log = logging.getLogger("parley.auth")
 
 
 async def authenticate(authorization: str | None) -> Principal | None:
@@ -54,11 +64,12 @@ async def authenticate(authorization: str | None) -> Principal | None:
 
 
 async def _token_principal(claims: Claims) -> Principal | None:
+    """The principal of a token whose version is current: one query, no model object (this
+    runs on every request whose credential is not cached)."""
     if claims.kind is TokenKind.AGENT:
-        # One query, no model object: this runs on every request.
-        rows = await Agent.filter(id=claims.subject_id, workspace_id=claims.workspace_id).values(
-            "role", "can_edit_contact_identity", "workspace__agents_can_edit_crm_attributes"
-        )
+        rows = await Agent.filter(
+            id=claims.subject_id, workspace_id=claims.workspace_id, token_version=claims.version, deactivated_at=None
+        ).values("role", "can_edit_contact_identity", "workspace__agents_can_edit_crm_attributes")
         if not rows:
             return None
         row = rows[0]
@@ -66,12 +77,21 @@ async def _token_principal(claims: Claims) -> Principal | None:
             claims.workspace_id, claims.subject_id, Role(row["role"]), row["can_edit_contact_identity"],
             bool(row["workspace__agents_can_edit_crm_attributes"]),
         )  # fmt: skip
-    contact_exists = await Contact.filter(
-        id=claims.subject_id, workspace_id=claims.workspace_id
-    ).exists()
-    if not contact_exists:
+    if not await _session_current(claims):
         return None
     return contact_principal(claims.workspace_id, claims.subject_id, claims.channel_id)
+
+
+async def _session_current(claims: Claims) -> bool:
+    """A contact session token whose contact exists and whose channel's session version is
+    the token's (rotateChannelSecret and turning verification on bump it): one query."""
+    if claims.kind is not TokenKind.CONTACT or claims.channel_id is None:
+        return False
+    contact = Contact.filter(id=claims.subject_id, workspace_id=claims.workspace_id).values("workspace_id")
+    return await Channel.filter(
+        id=claims.channel_id, workspace_id=claims.workspace_id, session_version=claims.version,
+        workspace_id__in=Subquery(contact),
+    ).exists()  # fmt: skip
 
 
 def contact_principal(workspace_id: int, contact_id: int, channel_id: int | None) -> Principal:
@@ -154,11 +174,17 @@ async def login(ctx: Context, email: str, password: str, workspace_slug: str | N
             "workspace", Code.REQUIRED, "This e-mail belongs to several workspaces: name one."
         )
     agent = agents[0]
+    if agent.deactivated_at is not None:
+        # Said only to whoever knows the password: an owner or admin can reactivate it.
+        raise UserFailure.of(None, Code.DEACTIVATED, "This account is deactivated: ask an owner or admin of the workspace.")
     agent.last_login_at = datetime.now(UTC)
     await agent.save(update_fields=["last_login_at"])
-    token = issue_token(TokenKind.AGENT, workspace_id=agent.workspace_id, subject_id=agent.id)
     ctx.principal = await agent_principal(agent)
-    return LoginResult(token=token, agent=agent)
+    return LoginResult(token=agent_token(agent), agent=agent)
+
+
+def agent_token(agent: Agent) -> str:
+    return issue_token(TokenKind.AGENT, workspace_id=agent.workspace_id, subject_id=agent.id, version=agent.token_version)
 
 
 @dataclass
@@ -225,6 +251,7 @@ async def start_contact_session(
             claims is not None
             and claims.kind is TokenKind.CONTACT
             and claims.workspace_id == channel.workspace_id
+            and await _session_current(claims)  # a revoked session resumes nothing
         ):
             previous = await Contact.get_or_none(id=claims.subject_id, workspace_id=channel.workspace_id)
 
@@ -245,7 +272,135 @@ async def start_contact_session(
         workspace_id=channel.workspace_id,
         subject_id=contact.id,
         channel_id=channel.id,
+        version=channel.session_version,
     )
     # The rest of this response is read as the contact (its tags, attributes, …).
     ctx.principal = contact_principal(channel.workspace_id, contact.id, channel.id)
     return ContactSession(token=token, contact=contact, channel=channel)
+
+
+# -- lifecycle: logout, passwords ----------------------------------------------------------
+
+MIN_PASSWORD = 10
+
+
+def _check_new_password(field: str, password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise UserFailure.of(field, Code.INVALID, f"A password has at least {MIN_PASSWORD} characters.")
+    if len(password) > 1024:
+        raise UserFailure.of(field, Code.TOO_LONG, "A password has at most 1024 characters.")
+
+
+async def revoke_agent_tokens(outbox: Outbox, agent_id: int, **changes: Any) -> None:
+    """Every token of the agent stops working, in every process, with its open sockets
+    (core/socket_guard.py): its token version goes up. Call it inside the transaction
+    (`atomic(outbox)`); `changes` are written in the same UPDATE."""
+    await Agent.filter(id=agent_id).update(token_version=F("token_version") + 1, **changes)
+    auth_changed(outbox)
+
+
+async def set_password(outbox: Outbox, agent_id: int, password: str) -> None:
+    """Set an agent's password and end every token it holds (`changePassword`,
+    `resetPassword`, and the `parley reset-password` command). UserFailure (field
+    "newPassword") for a password that is too short or too long."""
+    _check_new_password("newPassword", password)
+    password_hash = await hash_password(password)  # before the transaction: it takes a while
+    async with atomic(outbox):
+        await revoke_agent_tokens(outbox, agent_id, password_hash=password_hash)
+
+
+async def logout(ctx: Context) -> None:
+    """Ends every session of the calling agent (all its tokens, on every device)."""
+    principal = ctx.require_agent()
+    assert principal.agent_id is not None
+    async with atomic(ctx.outbox):
+        await revoke_agent_tokens(ctx.outbox, principal.agent_id)
+
+
+async def change_password(ctx: Context, current_password: str, new_password: str) -> LoginResult:
+    """The calling agent's password, given the current one; every older token stops working
+    and the answer holds a new one for this session."""
+    principal = ctx.require_agent()
+    agent = await ctx.scope.get(Agent, principal.agent_id)
+    if agent is None:
+        raise UserFailure.of(None, Code.NOT_FOUND, "This agent no longer exists.")
+    # Guessing the current password through here is limited like logging in.
+    await rate_limits.check_login(agent.email, ctx.client_ip)
+    if not await verify_password(agent.password_hash, current_password):
+        await rate_limits.login_failed(agent.email, ctx.client_ip)
+        raise UserFailure.of("currentPassword", Code.INVALID_CREDENTIALS, "The current password is wrong.")
+    await set_password(ctx.outbox, agent.id, new_password)
+    await agent.refresh_from_db(fields=["token_version", "password_hash"])
+    return LoginResult(token=agent_token(agent), agent=agent)
+
+
+_mails: set[asyncio.Task[None]] = set()
+
+
+async def request_password_reset(ctx: Context, email: str, workspace_slug: str | None) -> None:
+    """E-mails a single-use reset token (valid PASSWORD_RESET_TTL_SECONDS) to the active
+    agent(s) with this e-mail. The answer is the same whether or not anybody has it: the
+    mail is sent after the response, in the background."""
+    address = email.strip().lower()
+    if ctx.client_ip:
+        await rate_limits.hit("password-reset-ip", settings.rate_limit_password_reset_per_ip, address_key(ctx.client_ip),
+                              what="Too many password resets from this address")  # fmt: skip
+    await rate_limits.hit("password-reset-account", settings.rate_limit_password_reset_per_account, account_key(address),
+                          what="Too many password resets for this e-mail")  # fmt: skip
+    if len(address) > _max_length(Agent, "email") or len(workspace_slug or "") > _max_length(Workspace, "slug"):
+        return
+    candidates = Agent.filter(email=address, deactivated_at=None)
+    if workspace_slug:
+        candidates = candidates.filter(workspace__slug=workspace_slug)
+    rows = await candidates.limit(10).values("id", "workspace_id", "token_version", "name", "workspace__name")
+    for row in rows:
+        token = issue_reset_token(
+            workspace_id=row["workspace_id"], agent_id=row["id"], version=row["token_version"],
+            ttl_seconds=settings.password_reset_ttl_seconds,
+        )  # fmt: skip
+        task = asyncio.get_running_loop().create_task(_send_reset_mail(address, row["name"], row["workspace__name"], token))
+        _mails.add(task)
+        task.add_done_callback(_mails.discard)
+
+
+async def _send_reset_mail(address: str, name: str, workspace: str, token: str) -> None:
+    minutes = settings.password_reset_ttl_seconds // 60
+    link = f"{settings.password_reset_url}{'&' if '?' in settings.password_reset_url else '?'}token={token}\n\n" if settings.password_reset_url else ""
+    text = (
+        f"Hello {name},\n\nSomebody (we hope you) asked to reset your password for the workspace {workspace}.\n\n"
+        f"{link}Your reset token (resetPassword mutation, valid {minutes} minutes, once):\n\n{token}\n\n"
+        "If you did not ask for it, ignore this e-mail: your password stays as it is.\n"
+    )
+    try:
+        await send_mail(to=[address], subject="Reset your Parley password", text=text)
+    except (MailError, MailNotConfigured, ValueError) as exc:
+        log.warning("password reset mail to agent not sent: %s", exc)
+
+
+USED_RESET_TOKEN = "This reset token is invalid, expired or already used."
+
+
+async def reset_password(ctx: Context, token: str, new_password: str) -> LoginResult:
+    """A new password with a reset token from the e-mail: once, before it expires, and only
+    while the agent's token version is the one it was issued with (any logout, password
+    change or other reset since voids it). Every older token of the agent stops working."""
+    claims = decode_reset_token(token)
+    agent = None if claims is None else await Agent.get_or_none(
+        id=claims.subject_id, workspace_id=claims.workspace_id, token_version=claims.version, deactivated_at=None
+    )  # fmt: skip
+    if claims is None or agent is None:
+        raise UserFailure.of("token", Code.INVALID, USED_RESET_TOKEN)
+    _check_new_password("newPassword", new_password)
+    password_hash = await hash_password(new_password)
+    async with atomic(ctx.outbox):
+        # Only if nothing used the token meanwhile: two concurrent resets, one wins.
+        changed = await Agent.filter(id=agent.id, token_version=claims.version).update(
+            token_version=F("token_version") + 1, password_hash=password_hash
+        )
+        if not changed:
+            raise UserFailure.of("token", Code.INVALID, USED_RESET_TOKEN)
+        auth_changed(ctx.outbox)
+    await rate_limits.login_succeeded(agent.email)  # a reset ends the account's lockout too
+    await agent.refresh_from_db(fields=["token_version", "password_hash"])
+    ctx.principal = await agent_principal(agent)
+    return LoginResult(token=agent_token(agent), agent=agent)

@@ -20,6 +20,7 @@ from core.permissions import Permission
 from core.queue import enqueue
 from core.scoping import decode_global_id
 from jobs.tracking import arq_job_id, cancel_job, create_job
+from domain.masking import mask_card_numbers
 from models.campaigns import Campaign, CampaignRecipient, CampaignStatus, RecipientStatus
 from models.channels import Channel
 from models.contacts import Contact
@@ -70,7 +71,7 @@ async def create_campaign(ctx: Context, data: CampaignInput) -> Campaign:
         body = clean_body(data.body)
     except UserFailure as failure:
         errors.extend(failure.errors)
-    subject = " ".join((data.subject or "").split()) or None
+    subject = mask_card_numbers(" ".join((data.subject or "").split())) or None
     if subject is not None and len(subject) > MAX_SUBJECT:
         errors.append(UserError(["subject"], Code.TOO_LONG, f"A subject may be at most {MAX_SUBJECT} characters."))
 

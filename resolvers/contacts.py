@@ -3,6 +3,7 @@ record; tags, notes, events; attribute definitions."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections import defaultdict
@@ -10,10 +11,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from redis.exceptions import RedisError
 from tortoise.expressions import Q, Subquery
 from tortoise.transactions import in_transaction
 
-from core import keys
+from core import keys, presence
 from core.context import Context
 from core.db import dialect
 from core.errors import Code, PublicError, UserError, UserFailure
@@ -23,7 +25,7 @@ from core.principal_cache import auth_changed
 from core.ratelimit import rate_limits
 from core.scoping import decode_global_id, encode_global_id
 from domain import contact_fields as cf
-from domain.masking import mask_email, mask_name, mask_phone
+from domain.masking import mask_card_numbers, mask_card_numbers_in, mask_email, mask_name, mask_phone
 from models.channels import Channel
 from models.contacts import (
     AttributeDefinition,
@@ -42,6 +44,7 @@ from models.contacts import (
 from models.conversations import Conversation, ConversationActivity, ConversationStatus, Message
 from models.workspaces import Agent, MatchingAttribute, Workspace
 from resolvers import webhooks
+from resolvers.exports import remove_erased_exports
 from resolvers.pagination import Order, Page, paginate
 
 CONTACT_ORDER = Order(("last_seen_at", "id"), descending=True)
@@ -56,19 +59,19 @@ EVENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.:/-]{0,119}$")
 
 # Built-in fields: (normaliser, max length or None). Values arrive already typed by GraphQL.
 _TEXT_FIELDS: dict[str, Callable[[str], str]] = {
-    "name": lambda v: cf.normalize_text(v, 200),
+    "name": lambda v: cf.normalize_free_text(v, 200),
     "email": cf.normalize_email,
     "phone": cf.normalize_phone,
     "external_id": lambda v: cf.normalize_text(v, 128),
     "country": cf.normalize_country,
-    "city": lambda v: cf.normalize_text(v, 120),
+    "city": lambda v: cf.normalize_free_text(v, 120),
     "time_zone": cf.normalize_time_zone,
     "locale": cf.normalize_locale,
     "browser_language": cf.normalize_locale,
-    "os": lambda v: cf.normalize_text(v, 64),
-    "browser": lambda v: cf.normalize_text(v, 64),
+    "os": lambda v: cf.normalize_free_text(v, 64),
+    "browser": lambda v: cf.normalize_free_text(v, 64),
     "ip": cf.normalize_ip,
-    "referrer": lambda v: cf.normalize_text(v, 2048),
+    "referrer": lambda v: cf.normalize_free_text(v, 2048),
 }
 IDENTITY_FIELDS = {"name", "email"}
 BUILT_IN_FIELDS = set(_TEXT_FIELDS) | {"vip", "gdpr_consent", "sms_consent", "tags", "blocked"}
@@ -485,13 +488,14 @@ async def identify_contact(
 
 
 def clean_tags(tags: list[str], errors: list[UserError], *, limit: int = MAX_TAGS_PER_CALL) -> list[str]:
-    """Tags as stored: white space folded, lower case, no duplicates; problems go to `errors`."""
+    """Tags as stored: white space folded, lower case, card numbers masked, no duplicates;
+    problems go to `errors`."""
     if len(tags) > limit:
         errors.append(UserError(["tags"], Code.TOO_LONG, f"At most {limit} tags at a time."))
         return []
     clean: list[str] = []
     for i, tag in enumerate(tags):
-        name = " ".join(tag.split()).lower()
+        name = mask_card_numbers(" ".join(tag.split()).lower())
         if not name or len(name) > 64:
             errors.append(UserError(["tags", str(i)], Code.INVALID, "A tag has 1 to 64 characters."))
         elif name not in clean:
@@ -538,7 +542,9 @@ async def add_note(ctx: Context, gid: str, body: str) -> ContactNote:
         raise UserFailure.of("body", Code.REQUIRED, "A note needs some text.")
     if len(text) > MAX_NOTE:
         raise UserFailure.of("body", Code.TOO_LONG, f"A note has at most {MAX_NOTE} characters.")
-    return await ContactNote.create(workspace_id=contact.workspace_id, contact_id=contact.id, author_id=principal.agent_id, body=text)
+    return await ContactNote.create(
+        workspace_id=contact.workspace_id, contact_id=contact.id, author_id=principal.agent_id, body=mask_card_numbers(text)
+    )
 
 
 async def delete_note(ctx: Context, gid: str) -> str:
@@ -609,8 +615,9 @@ async def track_event(
         raise UserFailure(*errors)
     async with atomic(ctx.outbox):
         event = await ContactEvent.create(
-            workspace_id=contact.workspace_id, contact_id=contact.id, kind=kind, name=name,
-            url=url, title=title, properties=props, occurred_at=when,
+            workspace_id=contact.workspace_id, contact_id=contact.id, kind=kind, name=mask_card_numbers(name),
+            url=url and mask_card_numbers(url), title=title and mask_card_numbers(title),
+            properties=mask_card_numbers_in(props), occurred_at=when,
         )  # fmt: skip
         await Contact.filter(id=contact.id, last_seen_at__lt=when).update(last_seen_at=when)
         mark_for_segments(ctx.outbox, contact.workspace_id, contact.id)
@@ -643,6 +650,11 @@ async def _close_conversations(ctx: Context, contact: Contact) -> None:
 
 
 async def delete_contact(ctx: Context, gid: str) -> DeletedContact:
+    """Erase a contact: its rows, the webhook deliveries about it (in one transaction),
+    then the export files that may hold it and its presence in Redis. The audit record
+    keeps masked hints and counts what was removed. A process dying after the commit
+    leaves export files whose links already answer 410, removed by the next
+    `prune_exports`, and presence entries that expire within a minute."""
     principal = ctx.require(Permission.CONTACTS_DELETE)
     contact = await _resolve_contact_for_write(ctx, gid)
     who = await ctx.scope.get(Agent, principal.agent_id) if principal.agent_id else None
@@ -656,21 +668,34 @@ async def delete_contact(ctx: Context, gid: str) -> DeletedContact:
             deleted_by_id=who.id if who else None,
             deleted_by_name=who.name if who else f"API key {principal.api_key_id}",
         )
-        await _delete_contact_rows(contact.id)
+        erased = await _delete_contact_rows(contact.id)
+        erased["webhookDeliveries"] = await webhooks.erase_deliveries(contact.id)
         auth_changed(ctx.outbox)  # its session tokens stop working
         await record_change(ctx.outbox, contact, ChangeKind.DELETED)
+        record.erased = erased
+        await record.save(update_fields=["erased"])
+    # After the commit: the deletion is recorded, so the files' links already answer 410.
+    erased["exportFiles"] = await remove_erased_exports(contact.workspace_id, record.deleted_at)
+    if ctx.hub is not None:
+        # Redis away: the entries expire within presence.TTL anyway.
+        with contextlib.suppress(RedisError):
+            erased["presence"] = await presence.forget(ctx.hub.redis, contact.workspace_id, "contact", contact.id)
+    record.erased = erased
+    await DeletedContact.filter(id=record.id).update(erased=erased)
     return record
 
 
-async def _delete_contact_rows(contact_id: int) -> None:
+async def _delete_contact_rows(contact_id: int) -> dict[str, int]:
+    """Delete a contact and everything hanging on it; how many rows of each kind."""
     # Explicit, child tables first: correct whether or not the database enforces cascades.
     conversations = Subquery(Conversation.filter(contact_id=contact_id).values("id"))
-    await Message.filter(conversation_id__in=conversations).delete()
+    counts = {"messages": await Message.filter(conversation_id__in=conversations).delete()}
     await ConversationActivity.filter(conversation_id__in=conversations).delete()
-    await Conversation.filter(contact_id=contact_id).delete()
-    for model in (ContactEvent, ContactNote, ContactTag):
-        await model.filter(contact_id=contact_id).delete()
+    counts["conversations"] = await Conversation.filter(contact_id=contact_id).delete()
+    for kind, model in (("events", ContactEvent), ("notes", ContactNote), ("tags", ContactTag)):
+        counts[kind] = await model.filter(contact_id=contact_id).delete()
     await Contact.filter(id=contact_id).delete()
+    return counts
 
 
 async def merge_contacts(ctx: Context, primary_gid: str, secondary_gid: str) -> Contact:

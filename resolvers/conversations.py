@@ -270,7 +270,7 @@ async def open_conversation(
     shown to no one."""
     conversation = await Conversation.create(
         workspace_id=contact.workspace_id, contact_id=contact.id, channel_id=channel.id, topic_id=topic_id,
-        subject=subject, vip=contact.vip,
+        subject=subject and mask_card_numbers(subject), vip=contact.vip,
         status=ConversationStatus.RESOLVED if contact.blocked else ConversationStatus.OPEN,
         website_url=(website_url or None) and website_url[:2048], ip=ip, last_message_at=now(),
     )  # fmt: skip
@@ -438,6 +438,8 @@ async def assign(ctx: Context, gid: str, changes: dict[str, str | None]) -> Conv
             row = await ctx.scope.by_global_id(changes[key], type_name, model) if changes[key] else None
             if changes[key] and row is None:
                 errors.append(UserError([field], Code.NOT_FOUND, f"No {type_name.lower()} with this id."))
+            elif isinstance(row, Agent) and row.deactivated_at is not None:
+                errors.append(UserError([field], Code.CONFLICT, "This agent is deactivated."))
             chosen[key] = row.id if row else None
     assignee_id, team_id = chosen["assignee_id"], chosen["team_id"]
     if errors:

@@ -9,13 +9,17 @@ Download links are bearer URLs, so that the link in an e-mail opens in a browser
   authenticate, and a principal of another workspace gets 404: to it the export does not
   exist, as with `node(id:)`; one of the same workspace needs contacts:export (403);
 - a valid link to an export that is gone (never finished, cancelled, its file removed)
-  is 404.
+  is 404;
+- an export that began before a contact of its workspace was deleted may hold that
+  contact: deleteContact removes its file (`remove_erased_exports`; the hourly
+  `prune_exports` finishes what a dead process left) and its link answers 410 Gone.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -33,7 +37,7 @@ from core.scoping import Scope
 from domain import contact_fields as cf
 from domain import exports as ex
 from jobs.tracking import arq_job_id, create_job
-from models.contacts import AttributeDefinition
+from models.contacts import AttributeDefinition, DeletedContact
 from models.jobs import Job, JobKind, JobStatus
 
 log = logging.getLogger("parley.exports")
@@ -129,6 +133,42 @@ def signed_url(workspace_id: int, job_id: int, *, now: float | None = None) -> s
     return f"{settings.public_url.rstrip('/')}/exports/{workspace_id}/{job_id}?{query}"
 
 
+# -- erasure -------------------------------------------------------------------------------------
+
+ERASED_MESSAGE = "A contact in this export has since been deleted, so the file was removed: run the export again."
+_ERASE_BATCH = 500
+
+
+async def erased_since(workspace_id: int, started_at: datetime | None) -> bool:
+    """Whether a contact of the workspace was deleted after an export began (on the
+    (workspace_id, deleted_at) index): the export may hold it."""
+    if started_at is None:
+        return False
+    return await DeletedContact.filter(workspace_id=workspace_id, deleted_at__gte=started_at).exists()
+
+
+async def remove_erased_exports(workspace_id: int, deleted_at: datetime) -> int:
+    """Remove the files of the workspace's exports that began before `deleted_at` (a
+    contact's deletion) and are still kept; the number of files removed. Keyset batches:
+    bounded memory whatever the number of exports."""
+    cutoff = deleted_at - timedelta(days=settings.export_retention_days)
+    removed, after = 0, 0
+    while True:
+        ids = await (
+            Job.filter(workspace_id=workspace_id, kind__in=list(EXPORT_KINDS), status=JobStatus.SUCCEEDED,
+                       started_at__lt=deleted_at, finished_at__gte=cutoff, id__gt=after)
+            .order_by("id").limit(_ERASE_BATCH).values_list("id", flat=True)
+        )  # fmt: skip
+        for job_id in ids:
+            path = export_path(workspace_id, job_id)
+            if path.exists():
+                path.unlink(missing_ok=True)
+                removed += 1
+        if len(ids) < _ERASE_BATCH:
+            return removed
+        after = ids[-1]
+
+
 def _error(status: int, code: Code, message: str) -> Response:
     return JSONResponse({"error": {"code": code.value, "message": message}}, status_code=status,
                         headers={"cache-control": "no-store"})  # fmt: skip
@@ -159,7 +199,11 @@ async def download_endpoint(request: Request) -> Response:
             return _error(403, Code.FORBIDDEN, "This needs the contacts:export permission.")
     job = await Scope(workspace_id).get(Job, job_id)
     path = export_path(workspace_id, job_id)
-    if job is None or job.kind not in EXPORT_KINDS or job.status is not JobStatus.SUCCEEDED or not path.is_file():
+    if job is None or job.kind not in EXPORT_KINDS or job.status is not JobStatus.SUCCEEDED:
+        return _error(404, Code.NOT_FOUND, "No such export.")
+    if await erased_since(workspace_id, job.started_at):
+        return _error(410, Code.GONE, ERASED_MESSAGE)
+    if not path.is_file():
         return _error(404, Code.NOT_FOUND, "No such export.")
     log.info("export %s of workspace %s downloaded", job_id, workspace_id)
     name = "attribute-report" if job.kind is JobKind.ATTRIBUTE_REPORT else "contacts"

@@ -168,6 +168,8 @@ def parse_payload(kind: ChannelKind, raw: bytes) -> InboundMessage:
     text = _body(mask_card_numbers(raw_text)[:MAX_BODY])
     name = text_field(_NAME_FIELD[kind]) if kind in _NAME_FIELD else None
     subject = text_field("subject") if kind is ChannelKind.EMAIL else None
+    # The sender's name and the subject are free text too (masked before they are cut).
+    name, subject = (value and mask_card_numbers(value) for value in (name, subject))
     return InboundMessage(
         sender=sender, text=text, name=_one_line(name, MAX_NAME), subject=_one_line(subject, MAX_SUBJECT),
         message_id=text_field("messageId", required=kind is ChannelKind.EMAIL, max_length=MAX_ID),

@@ -29,6 +29,7 @@ from core.permissions import Permission, PrincipalKind
 from core.ratelimit import rate_limits
 from domain import contact_fields as cf
 from domain import proactive as rules_domain
+from domain.masking import mask_card_numbers
 from domain.schedule import BusinessHours, ScheduleError
 from models.channels import SESSION_KINDS, Channel
 from models.contacts import Contact, ContactEvent, EventKind
@@ -615,6 +616,10 @@ def _check_page_view(view: PageView) -> None:
         errors.append(UserError(["title"], Code.TOO_LONG, "title has at most 500 characters."))
     if view.referrer is not None and len(view.referrer) > MAX_URL:
         errors.append(UserError(["referrer"], Code.TOO_LONG, f"referrer has at most {MAX_URL} characters."))
+    # What the visitor's browser reports is free text too: stored and matched masked.
+    view.url = mask_card_numbers(view.url)
+    view.title = view.title and mask_card_numbers(view.title)
+    view.referrer = view.referrer and mask_card_numbers(view.referrer)
     if view.language is not None:
         try:
             view.language = cf.normalize_locale(view.language)

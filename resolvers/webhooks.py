@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tortoise import connections
+from tortoise.expressions import Subquery
 
 from core import outbound
 from core.bulk import update_many
@@ -33,7 +34,7 @@ from core.errors import Code, UserError, UserFailure
 from core.events import Outbox
 from core.permissions import Permission, Principal, PrincipalKind
 from core.queue import enqueue
-from core.scoping import encode_global_id
+from core.scoping import decode_global_id, encode_global_id
 from models.contacts import AttributeDefinition, ChangeKind, Contact
 from models.jobs import Job
 from models.conversations import Conversation
@@ -291,12 +292,15 @@ async def _insert_deliveries(workspace_id: int, events: list[tuple[WebhookEventT
         body = json.dumps(envelope(event_id, kind, workspace_id, stamp, data), separators=(",", ":"))
         # Parameters in the order they appear: SQLite's ? are positional.
         head = f"({q.param(event_id)}, {q.param(kind.value)}, "
-        rows.append(head + (f"{q.param(body)}::jsonb)" if q.postgres else f"{q.param(body)})"))
+        payload = f"{q.param(body)}::jsonb" if q.postgres else q.param(body)
+        contact = f"{q.param(_about_contact(data))}::integer" if q.postgres else q.param(_about_contact(data))
+        rows.append(f"{head}{payload}, {contact})")
     sql = (
-        f"WITH v(event_id, event_type, payload) AS (VALUES {', '.join(rows)}) "
+        f"WITH v(event_id, event_type, payload, contact_id) AS (VALUES {', '.join(rows)}) "
         "INSERT INTO webhook_deliveries "
-        "(workspace_id, endpoint_id, event_id, event_type, payload, status, attempts, next_attempt_at, created_at) "
-        f"SELECT e.workspace_id, e.id, v.event_id, v.event_type, v.payload, {q.param(DeliveryStatus.PENDING.value)}, 0, "
+        "(workspace_id, endpoint_id, event_id, event_type, payload, contact_id, status, attempts, next_attempt_at, "
+        "created_at) SELECT e.workspace_id, e.id, v.event_id, v.event_type, v.payload, v.contact_id, "
+        f"{q.param(DeliveryStatus.PENDING.value)}, 0, "
         f"{q.param(bind_datetime(stamp))}, {q.param(bind_datetime(stamp))} "
         f"FROM webhook_endpoints e JOIN v ON {_type_match(q.postgres)} "
         f"WHERE e.workspace_id = {q.param(workspace_id)} AND e.enabled "
@@ -304,6 +308,23 @@ async def _insert_deliveries(workspace_id: int, events: list[tuple[WebhookEventT
     )
     found = await connections.get("default").execute_query_dict(sql, q.params)
     return [int(row["id"]) for row in found]
+
+
+def _about_contact(data: dict[str, Any]) -> int | None:
+    """The contact an event's data is about (its `contact`, or its conversation's)."""
+    contact = data.get("contact") or {}
+    gid = contact.get("id") or (data.get("conversation") or {}).get("contactId")
+    decoded = decode_global_id(gid) if gid else None
+    return decoded[1] if decoded is not None and decoded[0] == "Contact" else None
+
+
+async def erase_deliveries(contact_id: int) -> int:
+    """deleteContact: remove every delivery about the contact (with its attempts), sent or
+    not; the contact.deleted event emitted after it is kept. Two statements on the index,
+    in the caller's transaction. Returns how many deliveries were removed."""
+    about = Subquery(WebhookDelivery.filter(contact_id=contact_id).values("id"))
+    await WebhookAttempt.filter(delivery_id__in=about).delete()
+    return int(await WebhookDelivery.filter(contact_id=contact_id).delete())
 
 
 def _queue_after_commit(outbox: Outbox, delivery_ids: list[int]) -> None:

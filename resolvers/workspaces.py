@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from tortoise.expressions import Subquery
+from tortoise.expressions import F, Subquery
 from tortoise.transactions import in_transaction
 
 from core import outbound
@@ -26,13 +26,13 @@ from models.channels import Channel, ChannelKind
 from models.contacts import AttributeDefinition, AttributeSource, AttributeType
 from models.conversations import Conversation, Message
 from models.workspaces import Agent, ApiKey, MatchingAttribute, Role, Team, Workspace
+from resolvers.auth import MIN_PASSWORD, revoke_agent_tokens
 from resolvers.contacts import camel
 from resolvers.pagination import Order, Page, paginate
 from resolvers import proactive
 from resolvers.segments import create_predefined, resolve_ids
 
 BY_ID = Order(("id",), descending=False)
-MIN_PASSWORD = 10
 
 # Filled by the widget and SDKs from the platform; read-only to agents and integrators.
 PLATFORM_ATTRIBUTES = [
@@ -165,16 +165,46 @@ async def update_agent(ctx: Context, gid: str, values: dict[str, Any]) -> Agent:
         raise UserFailure.of("id", Code.NOT_FOUND, "No agent with this id.")
     if (values.get("role") is Role.OWNER or agent.role is Role.OWNER) and principal.role is not Role.OWNER:
         raise UserFailure.of("role", Code.FORBIDDEN, "Only an owner can change an owner or make one.")
-    if agent.role is Role.OWNER and values.get("role") not in (None, Role.OWNER):
-        owners = await ctx.scope.all(Agent).filter(role=Role.OWNER).count()
-        if owners == 1:
-            raise UserFailure.of("role", Code.CONFLICT, "A workspace keeps at least one owner.")
+    if agent.role is Role.OWNER and agent.deactivated_at is None and values.get("role") not in (None, Role.OWNER):
+        if not await _another_active_owner(ctx, agent.id):
+            raise UserFailure.of("role", Code.CONFLICT, "A workspace keeps at least one active owner.")
     for name, value in values.items():
         if value is not None:
             setattr(agent, name, value)
     async with atomic(ctx.outbox):
         await agent.save()
         auth_changed(ctx.outbox)  # role and grants are in the agent's permissions
+    return agent
+
+
+async def _another_active_owner(ctx: Context, agent_id: int) -> bool:
+    return await ctx.scope.all(Agent).filter(role=Role.OWNER, deactivated_at=None).exclude(id=agent_id).exists()
+
+
+async def set_agent_active(ctx: Context, gid: str, *, active: bool) -> Agent:
+    """Owners and admins deactivate an agent (it cannot log in; every token it holds stops
+    working at once, open sockets included) or reactivate it (it logs in again; its old
+    tokens stay void). An admin cannot deactivate an owner; the last active owner stays.
+    The agent's conversations stay assigned to it (their history names it): reassign them;
+    nothing new can be assigned to it while it is deactivated."""
+    principal = ctx.require(Permission.WORKSPACE_MANAGE)
+    agent = await ctx.scope.by_global_id(gid, "Agent", Agent)
+    if agent is None:
+        raise UserFailure.of("id", Code.NOT_FOUND, "No agent with this id.")
+    if (agent.deactivated_at is None) is active:
+        return agent
+    if agent.role is Role.OWNER and principal.role is not Role.OWNER:
+        raise UserFailure.of("id", Code.FORBIDDEN, "Only an owner can deactivate or reactivate an owner.")
+    agent.deactivated_at = None if active else datetime.now(UTC)
+    async with atomic(ctx.outbox):
+        if not active and agent.role is Role.OWNER:
+            # The active owners locked (PostgreSQL; SQLite's transactions take the write
+            # lock at once): two owners deactivating each other cannot leave none.
+            owners = await ctx.scope.all(Agent).filter(role=Role.OWNER, deactivated_at=None).select_for_update()
+            if not {owner.id for owner in owners} - {agent.id}:
+                raise UserFailure.of("id", Code.CONFLICT, "A workspace keeps at least one active owner.")
+        await revoke_agent_tokens(ctx.outbox, agent.id, deactivated_at=agent.deactivated_at)
+    await agent.refresh_from_db(fields=["token_version"])
     return agent
 
 
@@ -380,19 +410,33 @@ async def update_channel(ctx: Context, gid: str, values: dict[str, Any]) -> Chan
     clean = _clean_channel_settings(kind, values)
     if kind is not channel.kind:
         clean["kind"] = kind
+    # Turning verification on ends every session opened without it (unverified ones).
+    verifies_now = clean.get("identity_verification") is True and not channel.identity_verification
     for key, value in clean.items():
         setattr(channel, key, value)
     if clean:
         async with atomic(ctx.outbox):
             await channel.save(update_fields=[*clean, "updated_at"])
             await proactive.channel_changed(ctx.outbox, channel.id)
+            if verifies_now:
+                await _end_sessions(ctx, channel)
     return channel
+
+
+async def _end_sessions(ctx: Context, channel: Channel) -> None:
+    """Every contact session token of the channel stops working, in every process (its
+    session version goes up). Inside the transaction."""
+    await Channel.filter(id=channel.id).update(session_version=F("session_version") + 1)
+    channel.session_version += 1
+    auth_changed(ctx.outbox)
 
 
 async def rotate_channel_secret(ctx: Context, gid: str) -> Channel:
     channel = await _channel_to_manage(ctx, gid)
     channel.secret = secrets.token_hex(32)
-    await channel.save(update_fields=["secret", "updated_at"])
+    async with atomic(ctx.outbox):
+        await channel.save(update_fields=["secret", "updated_at"])
+        await _end_sessions(ctx, channel)  # sessions opened with the old secret's hashes end
     return channel
 
 

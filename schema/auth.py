@@ -31,6 +31,30 @@ class LoginPayload:
 
 
 @strawberry.input
+class ChangePasswordInput:
+    current_password: str
+    new_password: str
+
+
+@strawberry.input
+class RequestPasswordResetInput:
+    email: str
+    workspace: str | None = strawberry.field(default=None, description="Workspace slug; unset: every workspace where this e-mail is an agent.")
+
+
+@strawberry.input
+class ResetPasswordInput:
+    token: str = strawberry.field(description="The token from the reset e-mail.")
+    new_password: str
+
+
+@strawberry.type
+class OkPayload:
+    ok: bool = False
+    user_errors: list[UserError]
+
+
+@strawberry.input
 class DeviceInput:
     """What the widget or SDK knows of the visitor's device and page."""
 
@@ -96,6 +120,30 @@ class AuthMutation:
     async def login(self, info: Info[Context, None], input: LoginInput) -> LoginPayload:
         return await mutate(
             LoginPayload, r.login(info.context, input.email, input.password, input.workspace),
+            lambda res: {"token": res.token, "agent": Agent.from_model(res.agent)},
+        )  # fmt: skip
+
+    @strawberry.mutation(description="Ends every session of the calling agent: all its tokens stop working, on every device.")
+    async def logout(self, info: Info[Context, None]) -> OkPayload:
+        return await mutate(OkPayload, r.logout(info.context), lambda _: {"ok": True})
+
+    @strawberry.mutation(description="The calling agent's password; every older token stops working, `token` is this session's new one.")
+    async def change_password(self, info: Info[Context, None], input: ChangePasswordInput) -> LoginPayload:
+        return await mutate(
+            LoginPayload, r.change_password(info.context, input.current_password, input.new_password),
+            lambda res: {"token": res.token, "agent": Agent.from_model(res.agent)},
+        )  # fmt: skip
+
+    @strawberry.mutation(
+        description="E-mails a single-use reset token to the agent with this e-mail. Answers `ok` whether or not the e-mail is known."
+    )
+    async def request_password_reset(self, info: Info[Context, None], input: RequestPasswordResetInput) -> OkPayload:
+        return await mutate(OkPayload, r.request_password_reset(info.context, input.email, input.workspace), lambda _: {"ok": True})
+
+    @strawberry.mutation(description="A new password with the e-mailed token (once, before it expires); every older token stops working.")
+    async def reset_password(self, info: Info[Context, None], input: ResetPasswordInput) -> LoginPayload:
+        return await mutate(
+            LoginPayload, r.reset_password(info.context, input.token, input.new_password),
             lambda res: {"token": res.token, "agent": Agent.from_model(res.agent)},
         )  # fmt: skip
 

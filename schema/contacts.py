@@ -176,6 +176,16 @@ class Contact(relay.Node):
 
 
 @strawberry.type
+class ErasedCount:
+    """How many of one kind of thing a contact's deletion removed."""
+
+    kind: str = strawberry.field(
+        description="messages, conversations, notes, events, tags, webhookDeliveries, exportFiles or presence."
+    )
+    count: int
+
+
+@strawberry.type
 class DeletedContact(relay.Node):
     """The audit record of a deleted contact: masked hints, platform, date and who."""
 
@@ -186,12 +196,16 @@ class DeletedContact(relay.Node):
     platform: str | None
     deleted_by_name: str
     deleted_at: datetime
+    erased: list[ErasedCount] = strawberry.field(
+        description="What the deletion removed, by kind (empty for deletions before this was recorded)."
+    )
 
     @classmethod
     def from_model(cls, d: m.DeletedContact) -> DeletedContact:
         return cls(
             id=d.id, name_hint=d.name_hint, email_hint=d.email_hint, phone_hint=d.phone_hint,
             platform=d.platform, deleted_by_name=d.deleted_by_name, deleted_at=d.deleted_at,
+            erased=[ErasedCount(kind=k, count=int(n)) for k, n in (d.erased or {}).items()],
         )  # fmt: skip
 
 

@@ -29,10 +29,14 @@ class Agent(relay.Node):
     role: Role  # type: ignore[valid-type]
     can_edit_contact_identity: bool
     time_zone: str
+    deactivated_at: datetime | None = strawberry.field(description="Set while the agent is deactivated: it cannot log in, its tokens are refused.")
 
     @classmethod
     def from_model(cls, a: m.Agent) -> Agent:
-        return cls(id=a.id, name=a.name, email=a.email, role=a.role, can_edit_contact_identity=a.can_edit_contact_identity, time_zone=a.time_zone)
+        return cls(
+            id=a.id, name=a.name, email=a.email, role=a.role, can_edit_contact_identity=a.can_edit_contact_identity,
+            time_zone=a.time_zone, deactivated_at=a.deactivated_at,
+        )  # fmt: skip
 
 
 @strawberry.type
@@ -157,6 +161,11 @@ class UpdateAgentInput:
     can_edit_contact_identity: bool | None = strawberry.UNSET
     name: str | None = strawberry.UNSET
     time_zone: str | None = strawberry.UNSET
+
+
+@strawberry.input
+class AgentIdInput:
+    id: relay.GlobalID
 
 
 @strawberry.input
@@ -318,6 +327,17 @@ class WorkspaceMutation:
     async def update_agent(self, info: Info[Context, None], input: UpdateAgentInput) -> AgentPayload:
         values = provided(input, ("role", "can_edit_contact_identity", "name", "time_zone"))
         return await mutate(AgentPayload, r.update_agent(info.context, str(input.id), values), lambda a: {"agent": Agent.from_model(a)})
+
+    @strawberry.mutation(
+        description="Owners and admins (an owner only by an owner; never the last active owner): the agent cannot log in and "
+        "every token it holds stops working at once, open sockets included. Its conversations stay assigned to it."
+    )
+    async def deactivate_agent(self, info: Info[Context, None], input: AgentIdInput) -> AgentPayload:
+        return await mutate(AgentPayload, r.set_agent_active(info.context, str(input.id), active=False), lambda a: {"agent": Agent.from_model(a)})
+
+    @strawberry.mutation(description="Owners and admins (an owner only by an owner): the agent can log in again; its old tokens stay void.")
+    async def reactivate_agent(self, info: Info[Context, None], input: AgentIdInput) -> AgentPayload:
+        return await mutate(AgentPayload, r.set_agent_active(info.context, str(input.id), active=True), lambda a: {"agent": Agent.from_model(a)})
 
     @strawberry.mutation
     async def create_team(self, info: Info[Context, None], input: CreateTeamInput) -> TeamPayload:

@@ -1,6 +1,8 @@
-"""Token versions and agent lifecycle (issue 22, part 4): filled by that change. Written by hand."""
+"""Token versions and agent lifecycle (issue 22, part 4): agents' token version and
+deactivation, channels' contact session version. Written by hand."""
 
-from tortoise import migrations
+from tortoise import fields, migrations
+from tortoise.migrations import operations as ops
 
 
 class Migration(migrations.Migration):
@@ -8,4 +10,8 @@ class Migration(migrations.Migration):
 
     initial = False
 
-    operations: list = []
+    operations = [
+        ops.AddField(model_name="Agent", name="token_version", field=fields.IntField(default=0)),
+        ops.AddField(model_name="Agent", name="deactivated_at", field=fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+        ops.AddField(model_name="Channel", name="session_version", field=fields.IntField(default=0)),
+    ]  # fmt: skip

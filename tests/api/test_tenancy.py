@@ -594,6 +594,8 @@ MUTATION_CASES = [
     Case("removeTeamMembers", "TeamMembersInput", lambda a, b: {"teamId": a.ids["Team"], "agentIds": [a.ids["Agent"], b.ids["Agent"]]},
          ["agentIds", "1"], "B-agent", principals=("owner",)),
     Case("revokeApiKey", "RevokeApiKeyInput", lambda a, b: {"id": b.ids["ApiKey"]}, ["id"], principals=("owner",)),
+    Case("deactivateAgent", "AgentIdInput", lambda a, b: {"id": b.ids["Agent"]}, ["id"], principals=("owner",)),
+    Case("reactivateAgent", "AgentIdInput", lambda a, b: {"id": b.ids["Agent"]}, ["id"], principals=("owner",)),
     Case("createSegment", "CreateSegmentInput",
          lambda a, b: {"name": "Shared", "visibility": "SHARED", "rules": {"match": "ALL"}, "teamIds": [b.ids["Team"]]},
          ["teamIds", "0"], "B-team", principals=("owner",)),

@@ -328,3 +328,54 @@ async def test_old_files_are_pruned_and_dead_runs_failed(app: Any, client: httpx
     assert (await job_of(tenant, fresh["id"]))["downloadUrl"] is not None
     dead = await job_of(tenant, stuck["id"])
     assert dead["status"] == "FAILED" and "stopped" in dead["error"]
+
+
+# -- erasure -------------------------------------------------------------------------------------
+
+
+async def test_an_export_older_than_a_deletion_is_gone_even_if_the_deleting_process_died(app: Any, tenant: Tenant, client: httpx.AsyncClient) -> None:
+    """deleteContact removes the files after its commit; had its process died there, the
+    link already answers 410 and the hourly prune_exports removes the file."""
+    from jobs.exports import prune_exports
+    from models.contacts import DeletedContact
+    from resolvers.exports import export_path
+
+    await tenant.contact(name="Kept", email="kept@example.com")
+    job = await start(tenant, columns=["email"])
+    await run(app, job["id"])
+    link = (await job_of(tenant, job["id"]))["downloadUrl"]
+    assert (await download(client, link)).status_code == 200
+    # What a deletion that died right after its commit leaves: the record, and the file.
+    await DeletedContact.create(workspace_id=tenant.workspace.id, deleted_by_name="Olive Owner")
+    gone = await download(client, link)
+    assert gone.status_code == 410 and gone.json()["error"]["code"] == "GONE"
+    assert export_path(tenant.workspace.id, pk(job["id"])).is_file()
+    await prune_exports({})
+    assert not export_path(tenant.workspace.id, pk(job["id"])).is_file()
+    # An export made after the deletion is served, and the sweep leaves it alone.
+    later = await start(tenant, columns=["email"])
+    await run(app, later["id"])
+    await prune_exports({})
+    fresh = await download(client, (await job_of(tenant, later["id"]))["downloadUrl"])
+    assert fresh.status_code == 200 and "kept@example.com" in fresh.text
+
+
+async def test_an_export_running_while_a_contact_is_deleted_fails_and_keeps_no_file(app: Any, tenant: Tenant, monkeypatch: Any) -> None:
+    import jobs.exports as export_job
+    from models.contacts import DeletedContact
+    from resolvers.exports import ERASED_MESSAGE, export_path
+
+    await tenant.contact(name="Gone soon", email="gone@example.com")
+    job = await start(tenant, columns=["email"])
+    write_csv = export_job.write_csv
+
+    async def deleted_meanwhile(*args: Any, **kwargs: Any) -> int:
+        rows = await write_csv(*args, **kwargs)
+        await DeletedContact.create(workspace_id=tenant.workspace.id, deleted_by_name="Olive Owner")
+        return rows
+
+    monkeypatch.setattr(export_job, "write_csv", deleted_meanwhile)
+    await run(app, job["id"])
+    state = await job_of(tenant, job["id"])
+    assert (state["status"], state["error"], state["downloadUrl"]) == ("FAILED", ERASED_MESSAGE, None)
+    assert not any(export_path(tenant.workspace.id, pk(job["id"])).parent.glob(f"{pk(job['id'])}.csv*"))
