@@ -6,10 +6,16 @@ person at a terminal."""
 from __future__ import annotations
 
 from core.auth import hash_password, new_api_key
+from core.config import settings
+from core.events import Outbox
+from core.hub import Hub
 from core.permissions import API_KEY_SCOPES
 from domain import contact_fields as cf
 from models.workspaces import Agent, ApiKey, Role, Workspace
+from resolvers import auth
 from resolvers.workspaces import MIN_PASSWORD, Bootstrap, create_workspace as bootstrap_workspace
+
+MAX_PASSWORD = 1024
 
 
 class OperatorError(Exception):
@@ -26,6 +32,8 @@ def _email(value: str) -> str:
 def _check_password(password: str) -> None:
     if len(password) < MIN_PASSWORD:
         raise OperatorError(f"a password has at least {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:
+        raise OperatorError(f"a password has at most {MAX_PASSWORD} characters")
 
 
 def _name(value: str, what: str) -> str:
@@ -74,13 +82,6 @@ async def create_api_key(slug: str, name: str, scopes: list[str]) -> tuple[ApiKe
     return row, key.plaintext
 
 
-async def set_password(agent: Agent, password: str) -> None:
-    """Every change of an agent's password goes through here."""
-    _check_password(password)
-    agent.password_hash = await hash_password(password)
-    await agent.save(update_fields=["password_hash"])
-
-
 async def reset_password(email: str, password: str, slug: str | None = None) -> Agent:
     email = _email(email)
     agents = Agent.filter(email=email)
@@ -91,5 +92,13 @@ async def reset_password(email: str, password: str, slug: str | None = None) -> 
         raise OperatorError(f"no agent {email}" + (f" in workspace {slug!r}" if slug else ""))
     if len(found) > 1:
         raise OperatorError(f"{email} is an agent of several workspaces: name one with --workspace")
-    await set_password(found[0], password)
+    _check_password(password)
+    # Like changePassword: every token the agent holds stops working; with REDIS_URL set,
+    # running API processes hear it at once (else within their principal cache's seconds).
+    hub = Hub(settings.redis_url) if settings.redis_url else None
+    try:
+        await auth.set_password(Outbox(hub), found[0].id, password)
+    finally:
+        if hub is not None:
+            await hub.redis.aclose()
     return found[0]

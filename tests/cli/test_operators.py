@@ -93,7 +93,8 @@ async def test_a_fresh_database_to_a_working_api_key(fresh_db: str, tmp_path: Pa
                                        headers={"authorization": f"Bearer {key}"})).json()  # fmt: skip
         assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
 
-        assert (await _login(server, "boss@acme.example", PASSWORD))["token"]
+        before_reset = (await _login(server, "boss@acme.example", PASSWORD))["token"]
+        assert (await gql(server, "{ viewer { agent { email } } }", {}, before_reset))["viewer"]["agent"]["email"] == "boss@acme.example"
         assert (await _login(server, "ann@acme.example", "ann's long password"))["token"]
 
         changed = parley("reset-password", "--email", "boss@acme.example", "--password-stdin", db=fresh_db, cwd=tmp_path,
@@ -101,6 +102,11 @@ async def test_a_fresh_database_to_a_working_api_key(fresh_db: str, tmp_path: Pa
         assert "Password of boss@acme.example changed." in ok(changed)
         assert (await _login(server, "boss@acme.example", "a brand new password"))["token"]
         assert (await _login(server, "boss@acme.example", PASSWORD))["token"] is None
+        # Every token from before the reset stopped working.
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            stale = (await http.post("/graphql", json={"query": "{ viewer { agent { email } } }"},
+                                     headers={"authorization": f"Bearer {before_reset}"})).json()  # fmt: skip
+        assert stale.get("errors") or stale["data"]["viewer"] is None, stale
     finally:
         server.stop()
 
