@@ -8,7 +8,7 @@
     parley create-agent --workspace SLUG --email them@acme.example --name "Them" --role admin
     parley create-api-key --workspace SLUG --name CRM --scope contacts:read --scope contacts:write
     parley reset-password --email you@acme.example
-    parley seed --demo         # a demo workspace with contents; its credentials in data/demo-credentials.txt
+    parley seed --demo         # a demo workspace with contents; its credentials in DATA_DIR/demo-credentials.txt
     parley schema              # print the SDL checked in as schema.graphql
 
 Passwords are asked at the terminal, or read from the first line of standard input with
@@ -29,9 +29,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-# Where `run` keeps the private Redis's files and the demo credentials: ./data, beside the
-# default SQLite database (relative to the working directory, like DATABASE_URL's path).
-DATA = Path("data")
+
+def _data_dir() -> Path:
+    """DATA_DIR (./data unless set), read before the settings are: the private Redis's URL
+    must be in the environment before anything loads them."""
+    return Path(os.environ.get("DATA_DIR") or "data")
 
 
 class CommandError(Exception):
@@ -87,17 +89,18 @@ def _password(args: argparse.Namespace, prompt: str = "Password: ") -> str:
 
 
 def _print_credentials() -> None:
-    from resolvers.demo import CREDENTIALS_FILE
+    from resolvers.demo import credentials_file
 
-    if CREDENTIALS_FILE.exists():
-        print(f"\n{CREDENTIALS_FILE.read_text()}(from {CREDENTIALS_FILE})\n")
+    path = credentials_file()
+    if path.exists():
+        print(f"\n{path.read_text()}(from {path})\n")
 
 
 async def _seed_demo() -> None:
-    from resolvers.demo import CREDENTIALS_FILE, seed_demo
+    from resolvers.demo import credentials_file, seed_demo
 
     demo = await _with_db(seed_demo)
-    print(f"\n{demo.text()}(also in {CREDENTIALS_FILE})\n")
+    print(f"\n{demo.text()}(also in {credentials_file()})\n")
 
 
 async def _seed_if_empty() -> None:
@@ -113,15 +116,16 @@ async def _seed_if_empty() -> None:
 
 
 def _private_redis(env: dict[str, str]) -> Any:
-    """A private redis-server under ./data/redis when REDIS_URL is unset (its URL put into
+    """A private redis-server under DATA_DIR/redis when REDIS_URL is unset (its URL put into
     `env` and os.environ); None when REDIS_URL is set."""
     if env.get("REDIS_URL"):
         return None
     from core.embedded_redis import PrivateRedis
 
-    (DATA / "redis").mkdir(parents=True, exist_ok=True)
+    workdir = _data_dir() / "redis"
+    workdir.mkdir(parents=True, exist_ok=True)
     try:
-        private = PrivateRedis(workdir=str(DATA / "redis")).start()
+        private = PrivateRedis(workdir=str(workdir)).start()
     except RuntimeError as exc:
         raise CommandError(str(exc)) from None
     env["REDIS_URL"] = os.environ["REDIS_URL"] = private.url

@@ -15,7 +15,6 @@ import httpx
 from resolvers.operators import OperatorError, create_workspace
 
 OWNER_EMAIL = "owner@example.com"
-CREDENTIALS_FILE = Path("data") / "demo-credentials.txt"
 
 ATTRIBUTES = [("plan", "Plan", "LIST", ["free", "pro", "enterprise"]), ("seats", "Seats", "NUMBER", None)]
 CONTACTS = [
@@ -126,7 +125,15 @@ async def seed_demo(password: str | None = None) -> Demo:
     return demo
 
 
+def credentials_file() -> Path:
+    """DATA_DIR/demo-credentials.txt: what `parley run` prints every time."""
+    from core.config import settings
+
+    return Path(settings.data_dir) / "demo-credentials.txt"
+
+
 def write_credentials(demo: Demo) -> None:
-    CREDENTIALS_FILE.parent.mkdir(parents=True, exist_ok=True)
-    CREDENTIALS_FILE.touch(mode=0o600)
-    CREDENTIALS_FILE.write_text(demo.text())
+    path = credentials_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(demo.text())

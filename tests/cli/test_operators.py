@@ -154,10 +154,10 @@ def _credentials(text: str) -> dict[str, str]:
 async def test_seed_demo_fills_the_workspace_the_readme_queries(tmp_path: Path) -> None:
     db = f"sqlite://{tmp_path}/demo.sqlite3"
     ok(parley("migrate", db=db, cwd=tmp_path))
-    printed = ok(parley("seed", "--demo", db=db, cwd=tmp_path))
-    saved = (tmp_path / "data" / "demo-credentials.txt").read_text()
+    printed = ok(parley("seed", "--demo", db=db, cwd=tmp_path, env={"DATA_DIR": str(tmp_path / "state")}))
+    saved = (tmp_path / "state" / "demo-credentials.txt").read_text()
     assert _credentials(saved) == _credentials(printed)
-    assert (tmp_path / "data" / "demo-credentials.txt").stat().st_mode & 0o077 == 0
+    assert (tmp_path / "state" / "demo-credentials.txt").stat().st_mode & 0o077 == 0
 
     server = start_server(tmp_path, env={"DATABASE_URL": db})
     try:
