@@ -2,19 +2,35 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+# Both locks are compiled for every platform and for Python 3.11-3.13 at once (uv's
+# universal resolution), with hashes; pip installs them with --require-hashes.
+LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --custom-compile-command "make lock" -q
 
-.PHONY: install run test test-postgres schema migrate seed bench clean
+.PHONY: install python-version lock run test test-postgres schema migrate seed bench clean
 
-$(VENV)/.installed: requirements.lock
+python-version:
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 11) <= v <= (3, 13) else "Parley needs Python 3.11, 3.12 or 3.13; $(PYTHON) is %d.%d. Run make with PYTHON=python3.12 (or another supported one)." % v)'
+
+# The venv holds the test dependencies too (requirements-dev.lock, a superset of
+# requirements.lock) and Parley itself, editable, for the `parley` command.
+$(VENV)/.installed: requirements.lock requirements-dev.lock pyproject.toml
+	@$(MAKE) --no-print-directory python-version
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --require-hashes -r requirements-dev.lock
+	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
 install: $(VENV)/.installed
 
+# Regenerates both locks from pyproject.toml, keeping every pin that still fits (add
+# `--upgrade` by hand to move them): after editing dependencies, run this and commit both.
+lock: install
+	$(VENV)/bin/uv pip compile pyproject.toml $(LOCK_FLAGS) -o requirements.lock
+	$(VENV)/bin/uv pip compile pyproject.toml --extra test -c requirements.lock $(LOCK_FLAGS) -o requirements-dev.lock
+
 run: install
-	$(PY) -m cli run
+	$(VENV)/bin/parley run
 
 # SQLite and a private Redis by default; TEST_DATABASE_URL=postgres://… runs on PostgreSQL,
 # REDIS_URL=redis://… uses an existing Redis.
@@ -28,10 +44,10 @@ schema: install
 	$(PY) -m cli schema > schema.graphql
 
 migrate: install
-	$(PY) -m cli migrate
+	$(VENV)/bin/parley migrate
 
 seed: install
-	$(PY) -m cli seed
+	$(VENV)/bin/parley seed --demo
 
 # The read path (GraphQL beside bare Starlette endpoints, wrk) on SQLite and PostgreSQL,
 # message delivery latency to 1,000 subscribers, fan-out to 10,000 open sockets, and short

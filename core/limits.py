@@ -156,7 +156,7 @@ async def _no_receive() -> Message:
 class WebSocketMessageLimitMiddleware:
     """A WebSocket message over WS_MAX_MESSAGE_BYTES closes the socket with 1009 (message
     too big) before the app reads it. uvicorn refuses frames over its own `--ws-max-size`
-    (16 MiB unless set; `python -m cli run` sets it to this limit) before assembling them;
+    (16 MiB unless set; `parley run` and `parley api` set it to this limit) before assembling them;
     this holds whatever the server was started with."""
 
     def __init__(self, app: ASGIApp) -> None:

@@ -60,7 +60,7 @@ async def create_workspace(
 ) -> Bootstrap:
     """A new workspace with its owner, an API key, a web widget channel (verifying
     identities unless told otherwise) and the platform attribute definitions. Used by
-    `python -m cli seed` and the tests."""
+    `parley create-workspace`, `parley seed --demo` and the tests."""
     password_hash = await hash_password(owner_password)  # before the transaction: it takes a while
     async with in_transaction():
         workspace = await Workspace.create(name=name, slug=f"{_slugify(name)}-{secrets.token_hex(3)}")
