@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from domain.identity import user_hash
 from resolvers.operators import OperatorError, create_workspace
 
 OWNER_EMAIL = "owner@example.com"
@@ -103,6 +104,8 @@ async def seed_demo(password: str | None = None) -> Demo:
         for index, question, answer in CONVERSATIONS:
             session = await api(f"mutation($i: StartContactSessionInput!) {{ startContactSession(input: $i) {{ token {E} }} }}",
                                 {"i": {"channelKey": demo.channel_key, "externalId": f"demo-{index + 1}",
+                                       # The demo widget verifies identities, as every new one does.
+                                       "userHash": user_hash(boot.channel.secret, f"demo-{index + 1}"),
                                        "device": {"os": "macOS", "browser": "Firefox"}}}, "", "startContactSession")  # fmt: skip
             started = await api(f"mutation($i: StartConversationInput!) {{ startConversation(input: $i) {{ conversation {{ id }} {E} }} }}",
                                 {"i": {"body": question, "websiteUrl": "https://shop.example/pricing"}}, session["token"],
