@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from strawberry import relay
+
 from tests.conftest import Tenant
 
 # Written the ways the masker once missed: dots, and broken over two lines.
@@ -95,3 +97,31 @@ async def test_a_campaigns_subject_and_body_are_masked(tenant: Tenant) -> None:
                             subject=f"Use {DOTTED}", contactIds=[gid("Contact", someone.id)])  # fmt: skip
     stored = await read(tenant, campaign["id"])
     assert (stored["subject"], stored["body"]) == (f"Use {VISA}", f"Test card {MASTERCARD}")
+
+
+ADMIN_TEXTS = {
+    "proactive": """mutation($i: CreateProactiveMessageInput!) { createProactiveMessage(input: $i) {
+      proactiveMessage { text followUpText } userErrors { field code } } }""",
+    "bot": "mutation($i: CreateBotInput!) { createBot(input: $i) { bot { id } userErrors { code } } }",
+    "answer": "mutation($i: CreateBotAnswerInput!) { createBotAnswer(input: $i) { botAnswer { body } userErrors { field code } } }",
+    "channel": """mutation($i: UpdateChannelInput!) { updateChannel(input: $i) {
+      channel { autoResponderText helpReply } userErrors { field code } } }""",
+}
+
+
+async def test_what_admins_write_for_contacts_to_read_is_masked_too(tenant: Tenant) -> None:
+    """Proactive texts, bot answers, auto-responder and help replies: free text an agent
+    writes, stored and shown to contacts, masked like every other."""
+    owner = tenant.owner_token
+    channel_id = str(relay.GlobalID("Channel", str(tenant.channel.id)))
+    made = (await tenant.api(ADMIN_TEXTS["proactive"], {"i": {"name": "Pay", "channelId": channel_id, "text": f"Card {DOTTED}?",
+                                                               "followUpText": f"Thanks {WRAPPED}"}}, token=owner))["createProactiveMessage"]  # fmt: skip
+    assert made["userErrors"] == []
+    assert made["proactiveMessage"] == {"text": f"Card {VISA}?", "followUpText": f"Thanks {MASTERCARD}"}
+    bot = (await tenant.api(ADMIN_TEXTS["bot"], {"i": {"name": "Helper"}}, token=owner))["createBot"]["bot"]["id"]
+    answer = (await tenant.api(ADMIN_TEXTS["answer"], {"i": {"botId": bot, "channelId": channel_id, "name": "Refunds",
+                                                             "body": f"Refund to {DOTTED}"}}, token=owner))["createBotAnswer"]  # fmt: skip
+    assert (answer["userErrors"], answer["botAnswer"]["body"]) == ([], f"Refund to {VISA}")
+    updated = (await tenant.api(ADMIN_TEXTS["channel"], {"i": {"id": channel_id, "autoResponderText": f"Away {DOTTED}",
+                                                               "helpReply": f"Help {WRAPPED}"}}, token=owner))["updateChannel"]  # fmt: skip
+    assert (updated["userErrors"], updated["channel"]) == ([], {"autoResponderText": f"Away {VISA}", "helpReply": f"Help {MASTERCARD}"})
