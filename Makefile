@@ -49,16 +49,17 @@ test-postgres: install
 # subscription events through the per-event executor. Failures are listed at the end.
 UPGRADE_VENV  ?= .venv-upgrade
 UPGRADE_TESTS ?= tests/runtime tests/realtime/test_event_memory.py
+UPGRADE_PACKAGES := (strawberry-graphql|graphql-core)
 check-upgrade:
 	@$(MAKE) --no-print-directory python-version
 	rm -rf $(UPGRADE_VENV)
 	$(PYTHON) -m venv $(UPGRADE_VENV)
 	$(UPGRADE_VENV)/bin/python -m pip install -q --upgrade pip
 	grep -E '^[A-Za-z0-9]' requirements-dev.lock | sed -e 's/ *\\$$//' \
-		| grep -vE '^(strawberry-graphql|graphql-core)==' > $(UPGRADE_VENV)/pins.txt
+		| grep -vE '^$(UPGRADE_PACKAGES)==' > $(UPGRADE_VENV)/pins.txt
 	$(UPGRADE_VENV)/bin/python -m pip install -q -r $(UPGRADE_VENV)/pins.txt --upgrade strawberry-graphql graphql-core
-	@echo "locked:  $$(grep -hoE '^(strawberry-graphql|graphql-core)==[^ ]+' requirements-dev.lock | tr '\n' ' ')"
-	@echo "testing: $$($(UPGRADE_VENV)/bin/python -m pip list --format=freeze 2>/dev/null | grep -E '^(strawberry-graphql|graphql-core)==' | tr '\n' ' ')"
+	@echo "locked:  $$(grep -hoE '^$(UPGRADE_PACKAGES)==[^ ]+' requirements-dev.lock | tr '\n' ' ')"
+	@echo "testing: $$($(UPGRADE_VENV)/bin/python -m pip freeze | grep -E '^$(UPGRADE_PACKAGES)==' | tr '\n' ' ')"
 	$(UPGRADE_VENV)/bin/python -m pytest -p no:cacheprovider -q -rfE --tb=short $(UPGRADE_TESTS)
 
 schema: install

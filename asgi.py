@@ -28,7 +28,14 @@ from tortoise.contrib.starlette import RegisterTortoise
 
 from core.config import settings
 from core.db import tortoise_config
-from core.errors import Code, DatabaseBusy, is_statement_timeout, new_request_id, request_id_var, statement_timeout_message
+from core.errors import (
+    Code,
+    DatabaseBusy,
+    is_statement_timeout,
+    new_request_id,
+    request_id_var,
+    statement_timeout_message,
+)
 from core.hub import Hub
 from core.limits import BodyLimitMiddleware, WebSocketMessageLimitMiddleware
 from core.principal_cache import principal_cache

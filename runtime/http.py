@@ -2,14 +2,15 @@
 view, with Parley's context, limits, errors and responses, and a plain path for the
 common request.
 
-`ParleyGraphQL(schema)` is mounted by asgi.py on /graphql for GET, POST and WebSocket.
+    graphql = ParleyGraphQL(schema)    # asgi.py: Route and WebSocketRoute "/graphql"
+
 It builds each request's `Context` (authentication, the per-principal rate limit), checks
-bodies and documents against the request limits (core/limits.py), answers refusals
-(429 with Retry-After; a rejected body or document with the status its rejection names), authenticates graphql-transport-ws's
-`connection_init`, hands WebSockets to runtime/websocket.py's handler, and shapes every
-response: GraphQL-over-HTTP's media type and 4xx for request errors, the operation's cost
-in `extensions` on request (`X-Parley-Cost: 1`), 503/429 with Retry-After for a busy
-database or a rate limit.
+bodies and documents against the request limits (core/limits.py), answers refusals (429
+with Retry-After; a rejected body or document with the status its rejection names),
+authenticates graphql-transport-ws's `connection_init`, hands WebSockets to
+runtime/websocket.py's handler, and shapes every response: GraphQL-over-HTTP's media type
+and 4xx for request errors, the operation's cost in `extensions` on request
+(`X-Parley-Cost: 1`), 503/429 with Retry-After for a busy database or a rate limit.
 
 A JSON POST of one query or mutation whose document is valid takes the plain path
 (`_run_plain`): prepared once (runtime/prepared.py), executed by graphql-core's `execute`
@@ -51,7 +52,15 @@ from core.config import settings
 from core.context import Context
 from core.errors import Code, DatabaseBusy, MaskUnexpectedErrors, RateLimited, request_id_var
 from core.hub import Hub
-from core.limits import BodyTooLarge, RequestRejected, TooManySockets, check_document, decode_json_body, principal_key, sockets
+from core.limits import (
+    BodyTooLarge,
+    RequestRejected,
+    TooManySockets,
+    check_document,
+    decode_json_body,
+    principal_key,
+    sockets,
+)
 from core.ratelimit import rate_limits
 from resolvers.auth import authenticate
 from runtime.prepared import ParleySchema
