@@ -18,6 +18,7 @@ COPY domain domain
 COPY jobs jobs
 COPY models models
 COPY resolvers resolvers
+COPY runtime runtime
 COPY schema schema
 RUN /opt/parley/bin/pip install --no-deps . && /opt/parley/bin/python -m compileall -q /opt/parley
 

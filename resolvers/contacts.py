@@ -133,7 +133,7 @@ def can_see_contact(principal: Principal, contact_id: int) -> bool:
 
 def contact_refusal(ctx: Context, contact_id: int) -> str | None:
     """Why the caller may not see this contact (or anything of it), None when it may: the
-    guard of Contact and ContactEvent (core/guards.py), wherever they are reached."""
+    guard of Contact and ContactEvent (runtime/guards.py), wherever they are reached."""
     viewing = ctx.viewing_contact_id
     if viewing is not None:
         return None if viewing == contact_id else "A contact session sees its own contact only."

@@ -13,7 +13,7 @@ from strawberry.types import Info
 
 from core import keys
 from core.context import Context
-from core.guards import guard
+from runtime.guards import guard
 from core.permissions import Permission
 from core.errors import PublicError, Code
 from core.hub import SubscriberTooSlow

@@ -15,10 +15,10 @@ from strawberry.types import Info
 
 from core import keys, presence
 from core.context import Context
-from core.execution import plain
+from runtime.execution import plain
 from core.errors import Code, PublicError
-from core.guards import guard
-from core.fanout import direct, shared, shared_async
+from runtime.guards import guard
+from runtime.fanout import direct, shared, shared_async
 from core.hub import SubscriberTooSlow
 from core.permissions import Permission, PrincipalKind
 from domain import schedule

@@ -10,8 +10,8 @@ from strawberry.types import Info
 
 from core.context import Context
 from core.errors import forbidden
-from core.execution import plain
-from core.guards import guard
+from runtime.execution import plain
+from runtime.guards import guard
 from core.permissions import Permission
 from models import webhooks as m
 from resolvers import webhooks as r

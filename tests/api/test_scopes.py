@@ -1,7 +1,7 @@
 """Scopes on every path (issue 22): personal data is checked wherever it is reached, not
 only at the root field, and a contact session gets its own narrow view.
 
-The types that carry personal data (`PROTECTED`) each have a guard (core/guards.py).
+The types that carry personal data (`PROTECTED`) each have a guard (runtime/guards.py).
 `test_every_path_to_personal_data_has_a_case` walks the GraphQL type graph from Query,
 Mutation and Subscription and lists every field by which each protected type is reached
 (looking through connections and the Node interface); each one must have a case below, so
@@ -284,7 +284,7 @@ def _entry_names() -> set[str]:
 
 
 def test_every_protected_type_has_a_guard() -> None:
-    from core.guards import guarded_types
+    from runtime.guards import guarded_types
     from schema import build_schema
 
     assert set(PROTECTED) <= set(guarded_types(build_schema(introspection=True)._schema))

@@ -141,7 +141,7 @@ async def test_a_deleted_contact_is_gone_from_every_table_file_and_redis_key(ten
     erased = {e["kind"]: e["count"] for e in record["erased"]}
     assert erased["conversations"] == 1 and erased["messages"] >= 2 and erased["notes"] == 1 and erased["events"] >= 1
     assert erased["webhookDeliveries"] >= 3 and erased["exportFiles"] == 1
-    # The revoked session's socket is closed at the commit (core/socket_guard.py), which may
+    # The revoked session's socket is closed at the commit (runtime/socket_guard.py), which may
     # remove its presence before deleteContact does: either way it is gone (checked above).
     assert erased["presence"] in (0, 1)
 
