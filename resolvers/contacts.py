@@ -822,6 +822,7 @@ async def merge_contacts(ctx: Context, primary_gid: str, secondary_gid: str) -> 
         for model in (ContactEvent, ContactNote):
             await model.filter(contact_id=secondary.id).update(contact_id=primary.id)
         await Conversation.filter(contact_id=secondary.id).update(contact_id=primary.id, vip=primary.vip or secondary.vip)
+        await webhooks.move_deliveries(secondary.id, primary.id)  # so erasing the primary erases them too
         secondary_tags = await ContactTag.filter(contact_id=secondary.id).values_list("name", flat=True)
         await _add_tags(primary, list(secondary_tags))
         for field_name in (*_TEXT_FIELDS, "platform"):
