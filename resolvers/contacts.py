@@ -798,8 +798,9 @@ async def delete_contact(ctx: Context, gid: str) -> DeletedContact:
         erased["webhookDeliveries"] = await webhooks.erase_deliveries(contact.id)
         auth_changed(ctx.outbox)  # its session tokens stop working
         await record_change(ctx.outbox, contact, ChangeKind.DELETED)
-        record.erased = erased
-        await record.save(update_fields=["erased"])
+        # Stamped last, as close to the commit as it gets (see ERASURE_MARGIN, resolvers/exports.py).
+        record.erased, record.deleted_at = erased, now()
+        await record.save(update_fields=["erased", "deleted_at"])
     # After the commit: the deletion is recorded, so the files' links already answer 410.
     erased["exportFiles"] = await remove_erased_exports(contact.workspace_id, record.deleted_at)
     if ctx.hub is not None:
