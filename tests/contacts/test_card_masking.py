@@ -27,7 +27,7 @@ SYNC = """mutation($i: SyncContactsInput!) { syncContacts(input: $i) {
   results { status contact { name city attributes { key value } } errors { code } } userErrors { code } } }"""
 SESSION = "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { token contact { id } userErrors { code } } }"
 START = """mutation($i: StartConversationInput!) { startConversation(input: $i) {
-  conversation { id subject } message { body } userErrors { field code } } }"""
+  conversation { id subject websiteUrl } message { body } userErrors { field code } } }"""
 PAGE_VIEW = "mutation($i: ReportPageViewInput!) { reportPageView(input: $i) { visitNumber userErrors { field code } } }"
 NO_CARD = "order 4111111111111112 on 2026-03-29 2026-04-15, call +4222222222222"
 
@@ -75,9 +75,14 @@ async def test_a_contact_sessions_subject_message_and_page_views_are_masked(tena
                                                 "device": {"browser": f"Web {WRAPPED}"}}}))["startContactSession"]  # fmt: skip
     assert session["userErrors"] == []
     token = session["token"]
-    started = (await tenant.api(START, {"i": {"body": f"my card {WRAPPED}", "subject": f"Refund {DOTTED}"}}, token=token))["startConversation"]
+    started = (await tenant.api(START, {"i": {"body": f"my card {WRAPPED}", "subject": f"Refund {DOTTED}",
+                                              "websiteUrl": "https://shop.example/pay?card=4111111111111111"}}, token=token))["startConversation"]  # fmt: skip
     assert started["userErrors"] == []
     assert started["conversation"]["subject"] == f"Refund {VISA}"
+    # The page the conversation started on, as agents see it (answerProactiveMessage opens it the same way).
+    website_url = (await tenant.api("query($id: ID!) { node(id: $id) { ... on Conversation { websiteUrl } } }",
+                                    {"id": started["conversation"]["id"]}, token=tenant.owner_token))["node"]["websiteUrl"]  # fmt: skip
+    assert website_url == started["conversation"]["websiteUrl"] == f"https://shop.example/pay?card={VISA}"
     assert started["message"]["body"] == f"my card {MASTERCARD}"
     viewed = await tenant.api(PAGE_VIEW, {"i": {"url": f"https://shop.example/?n={DOTTED}", "title": f"Checkout {WRAPPED}"}}, token=token)
     assert viewed["reportPageView"]["userErrors"] == []
