@@ -142,10 +142,12 @@ _ERASE_BATCH = 500
 # an export's `started_at` runs on another clock. An export that started a little after
 # the stamp may still have read the contact before the commit: so every export started up
 # to ERASURE_MARGIN after a deletion counts as possibly holding it (its file is removed,
-# its link answers 410). The margin covers the commit and the clocks' skew, with room to
-# spare (ids would not do: PostgreSQL hands out sequence values in no commit order).
-# What it costs: an export started within the margin after a deletion is run again.
-ERASURE_MARGIN = timedelta(seconds=60)
+# its link answers 410). The margin covers the commit (it follows the stamp at once) and
+# the skew of clocks kept by NTP (well under a second), with room to spare (ids would not
+# do: PostgreSQL hands out sequence values in no commit order). What it costs: an export
+# started within the margin after a deletion is run again; kept short, so that a workspace
+# deleting contacts often still gets its exports.
+ERASURE_MARGIN = timedelta(seconds=10)
 
 
 async def erased_since(workspace_id: int, started_at: datetime | None) -> bool:
