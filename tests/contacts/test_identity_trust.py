@@ -66,6 +66,10 @@ async def test_a_typed_address_links_nothing_after_the_crm_syncs_the_contact_by_
     # The mail went to a contact of its own, and the address is not TAKEN by the typed one.
     assert await Conversation.filter(workspace_id=tenant.workspace.id).exclude(contact_id=pk(attacker["contact"]["id"])).count() == 1
     assert (await tenant.api(VIEWER, token=attacker["token"]))["viewer"]["contact"]["externalId"] == "u-1"  # the session goes on
+    # A CRM row naming the address (no external id) finds the mail's contact, not the typed one.
+    mailed = await Conversation.filter(workspace_id=tenant.workspace.id).values_list("contact_id", flat=True)
+    real = (await tenant.api(SYNC, {"i": {"contacts": [{"email": "ceo@bigcorp.example", "name": "The CEO"}]}}, token=tenant.api_key))["syncContacts"]
+    assert [(r["status"], pk(r["contactId"])) for r in real["results"]] == [("UPDATED", mailed[0])]
 
 
 async def test_a_typed_address_links_nothing_after_an_agent_writes_another_identity_field(tenant: Tenant, client: Any) -> None:
