@@ -443,11 +443,18 @@ def vouch_for(contact: Contact, clean: dict[str, Any], attributes: dict[str, Any
     return changed
 
 
+def session_bit(column: str) -> int:
+    """The SessionField bit of a matching column: email, phone, the custom matching
+    attribute's expression; none for the external id (a session's claim of one is the
+    identity_source, and gives way: release_session_claims)."""
+    if column == "external_id":
+        return 0
+    return int(SESSION_FIELD_BITS.get(column, SessionField.MATCHING))
+
+
 def trusted_value(column: str) -> str:
-    """SQL: the contact's `column` value (email, phone, or the custom matching attribute's
-    expression) was set by a trusted writer."""
-    bit = SESSION_FIELD_BITS.get(column, SessionField.MATCHING)
-    return f"identity_source = 'trusted' AND (session_fields & {int(bit)}) = 0"
+    """SQL: the contact's `column` value (see session_bit) was set by a trusted writer."""
+    return f"identity_source = 'trusted' AND (session_fields & {session_bit(column)}) = 0"
 
 
 async def _matching_key(workspace_id: int) -> str | None:
@@ -525,8 +532,10 @@ async def find_matching_contact(workspace: Workspace, values: dict[str, Any], at
 
 
 def trusted_only(query: QuerySet[Contact], column: str) -> QuerySet[Contact]:
-    """Contacts whose `column` (email or phone) a trusted writer set, not a session."""
-    bit = int(SESSION_FIELD_BITS[column])
+    """Contacts whose `column` (email, phone, external_id) a trusted writer set, not a session."""
+    bit = session_bit(column)
+    if not bit:
+        return query
     return query.annotate(session_bit=RawSQL(f"session_fields & {bit}")).filter(session_bit=0)
 
 

@@ -35,14 +35,13 @@ from core.errors import Code, PublicError, UserError, UserFailure
 from core.events import Outbox, atomic
 from core.permissions import Permission, Principal, PrincipalKind
 from domain import contact_fields as cf
-from models.contacts import AttributeDefinition, ChangeKind, Contact, ContactChange, ContactTag, IdentitySource, SessionField
+from models.contacts import AttributeDefinition, ChangeKind, Contact, ContactChange, ContactTag, IdentitySource
 from models.conversations import Conversation
 from models.sync import ContactChangeHorizon, ContactSyncRequest
 from models.webhooks import WebhookEventType
 from models.workspaces import MatchingAttribute, Workspace
 from resolvers import webhooks
 from resolvers.contacts import (
-    SESSION_FIELD_BITS,
     _apply_attributes,
     _apply_consent_times,
     _validate_attributes,
@@ -51,6 +50,7 @@ from resolvers.contacts import (
     clean_tags,
     contact_named,
     release_session_claims,
+    session_bit,
     trusted_value,
     vouch_for,
 )
@@ -311,14 +311,9 @@ async def _existing(workspace: Workspace, plans: list[_Plan]) -> tuple[dict[str,
         if contact.external_id is not None:
             by_external.setdefault(contact.external_id, contact)
         value = _contact_match(workspace, contact)
-        if value is not None and contact.identity_source is IdentitySource.TRUSTED and not contact.session_fields & _match_bit(workspace):
+        if value is not None and contact.identity_source is IdentitySource.TRUSTED and not contact.session_fields & session_bit(_match_kind(workspace)[0].value):
             by_match_value.setdefault(value, contact)  # the oldest, as find_matching_contact
     return by_external, by_match_value
-
-
-def _match_bit(workspace: Workspace) -> int:
-    kind, _ = _match_kind(workspace)
-    return int(SESSION_FIELD_BITS.get(kind.value, SessionField.MATCHING))
 
 
 def _contact_match(workspace: Workspace, contact: Contact) -> Any:

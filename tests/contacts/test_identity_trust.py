@@ -196,3 +196,12 @@ async def test_the_custom_matching_attribute_cannot_be_deleted(tenant: Tenant) -
     assert [(e["field"], e["code"]) for e in refused] == [(["id"], "CONFLICT")] and "matching attribute" in refused[0]["message"]
     assert (await tenant.api(WORKSPACE, {"i": {"matchingAttribute": "EMAIL"}}, token=tenant.owner_token))["updateWorkspace"]["userErrors"] == []
     assert (await tenant.api(UNDEFINE, {"i": {"id": gid}}, token=tenant.owner_token))["deleteAttributeDefinition"]["userErrors"] == []
+
+
+async def test_matching_by_external_id_still_creates_and_syncs(tenant: Tenant) -> None:
+    switched = await tenant.api(WORKSPACE, {"i": {"matchingAttribute": "EXTERNAL_ID"}}, token=tenant.owner_token)
+    assert switched["updateWorkspace"]["userErrors"] == []
+    created = (await tenant.api(CREATE, {"i": {"externalId": "x-1", "email": "x@example.com"}}, token=tenant.api_key))["createContact"]
+    assert created["userErrors"] == []
+    synced = (await tenant.api(SYNC, {"i": {"contacts": [{"externalId": "x-1", "name": "X"}]}}, token=tenant.api_key))["syncContacts"]
+    assert [(r["status"], r["contactId"]) for r in synced["results"]] == [("UPDATED", created["contact"]["id"])]
