@@ -47,6 +47,9 @@ class Claims:
     # The agent's token version, or the channel's session version, when it was issued: a
     # token whose version is no longer current is refused (resolvers/auth.py).
     version: int = 0
+    # For contact sessions: the contact's session version when it was issued (bumped by
+    # endContactSession, a merge, an identity upgrade: resolvers/contacts.py).
+    contact_version: int = 0
 
 
 # argon2 keeps a core busy for tens of milliseconds a call: on the event loop, a few
@@ -86,7 +89,8 @@ DUMMY_PASSWORD_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 
 def issue_token(
-    kind: TokenKind, *, workspace_id: int, subject_id: int, channel_id: int | None = None, version: int = 0
+    kind: TokenKind, *, workspace_id: int, subject_id: int, channel_id: int | None = None, version: int = 0,
+    contact_version: int | None = None,
 ) -> str:
     ttl = (
         settings.agent_token_ttl_seconds
@@ -105,6 +109,8 @@ def issue_token(
     }
     if channel_id is not None:
         payload["ch"] = channel_id
+    if contact_version is not None:
+        payload["cver"] = contact_version
     return jwt.encode(payload, settings.secret_key, algorithm="HS256")
 
 
@@ -132,6 +138,7 @@ def decode_token(token: str) -> Claims | None:
             subject_id=int(payload["sub"]),
             channel_id=payload.get("ch"),
             version=int(payload.get("ver", 0)),
+            contact_version=int(payload.get("cver", 0)),
         )
         expires = float(payload["exp"])
     except (jwt.PyJWTError, KeyError, ValueError, TypeError):

@@ -3,7 +3,7 @@ audit trail of deletions and the ordered log of changes."""
 
 from __future__ import annotations
 
-from enum import StrEnum
+from enum import IntFlag, StrEnum
 from typing import Any
 
 from tortoise import fields
@@ -58,6 +58,16 @@ class IdentitySource(StrEnum):
     SESSION = "session"
 
 
+class SessionField(IntFlag):
+    """Identifying values of a contact that a widget/SDK session supplied and no trusted
+    writer has set since (Contact.session_fields): on a TRUSTED contact too, such a value
+    never links (inbound routing, the matching attribute, TAKEN)."""
+
+    EMAIL = 1
+    PHONE = 2
+    MATCHING = 4  # the value of the workspace's custom matching attribute
+
+
 class Contact(Model):
     id = fields.IntField(primary_key=True)
     workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
@@ -72,6 +82,12 @@ class Contact(Model):
     # attribute value): see IdentitySource. A write path that does not say is TRUSTED,
     # which no unverified session can resume; only widget/SDK sessions say otherwise.
     identity_source = fields.CharEnumField(IdentitySource, default=IdentitySource.TRUSTED)
+    # Which of its identifying values a session supplied (SessionField bits): trust is per
+    # value, so a trusted writer upgrading the contact vouches only for what it writes.
+    session_fields = fields.SmallIntField(default=0)
+    # A contact session token carries this; bumping it ends every session of the contact
+    # (endContactSession, a merge, an anonymous contact a trusted writer identifies).
+    session_version = fields.IntField(default=0)
 
     country = fields.CharField(max_length=2, null=True)  # ISO 3166-1 alpha-2
     city = fields.CharField(max_length=120, null=True)

@@ -27,7 +27,7 @@ from core.auth import (
 )
 from core.config import settings
 from core.context import Context
-from core.errors import Code, UserFailure
+from core.errors import Code, UserFailure, forbidden
 from core.events import Outbox, atomic
 from core.mail import MailError, MailNotConfigured, send_mail
 from core.permissions import (
@@ -83,11 +83,15 @@ async def _token_principal(claims: Claims) -> Principal | None:
 
 
 async def _session_current(claims: Claims) -> bool:
-    """A contact session token whose contact exists and whose channel's session version is
-    the token's (rotateChannelSecret and turning verification on bump it): one query."""
+    """A contact session token whose contact exists with the token's session version
+    (endContactSession, a merge and an identity upgrade bump it) and whose channel's
+    session version is the token's (rotateChannelSecret and turning verification on bump
+    it): one query."""
     if claims.kind is not TokenKind.CONTACT or claims.channel_id is None:
         return False
-    contact = Contact.filter(id=claims.subject_id, workspace_id=claims.workspace_id).values("workspace_id")
+    contact = Contact.filter(
+        id=claims.subject_id, workspace_id=claims.workspace_id, session_version=claims.contact_version
+    ).values("workspace_id")
     return await Channel.filter(
         id=claims.channel_id, workspace_id=claims.workspace_id, session_version=claims.version,
         workspace_id__in=Subquery(contact),
@@ -278,6 +282,7 @@ async def start_contact_session(
         subject_id=contact.id,
         channel_id=channel.id,
         version=channel.session_version,
+        contact_version=contact.session_version,
     )
     # The rest of this response is read as the contact (its tags, attributes, …).
     ctx.principal = contact_principal(channel.workspace_id, contact.id, channel.id)
@@ -320,6 +325,17 @@ async def logout(ctx: Context) -> None:
     assert principal.agent_id is not None
     async with atomic(ctx.outbox):
         await revoke_agent_tokens(ctx.outbox, principal.agent_id)
+
+
+async def end_contact_session(ctx: Context) -> None:
+    """endContactSession: every session of the calling contact ends, on every device, with
+    its open sockets (the host app's user logged out: the widget's shutdown)."""
+    principal = ctx.principal
+    if principal is None or principal.kind is not PrincipalKind.CONTACT or principal.contact_id is None:
+        raise forbidden("Only a contact session can end itself.")
+    async with atomic(ctx.outbox):
+        await Contact.filter(id=principal.contact_id).update(session_version=F("session_version") + 1)
+        auth_changed(ctx.outbox)
 
 
 async def change_password(ctx: Context, current_password: str, new_password: str) -> LoginResult:

@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis.exceptions import RedisError
-from tortoise.expressions import Q, Subquery
+from tortoise.expressions import Q, RawSQL, Subquery
+from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from core import keys, presence
@@ -40,6 +41,7 @@ from models.contacts import (
     DeletedContact,
     EventKind,
     IdentitySource,
+    SessionField,
     SmsConsent,
 )
 from models.conversations import Conversation, ConversationActivity, ConversationStatus, Message
@@ -365,7 +367,7 @@ async def create_contact(ctx: Context, values: dict[str, Any], attributes: list[
     cleaned_tags = clean_tags(tags, errors)
     await _check_unique_external_id(ws, clean.get("external_id"), None, errors)
     if not errors:
-        await _check_matching_attribute(ws, clean, attrs, errors)
+        await _check_matching_attribute(ws, clean, attrs, errors, principal)
     if errors:
         raise UserFailure(*errors)
     async with atomic(ctx.outbox):
@@ -407,9 +409,14 @@ async def update_contact(ctx: Context, gid: str, values: dict[str, Any], attribu
             setattr(contact, name, value)
         _apply_consent_times(contact, changed_consent, stamp)
         _apply_attributes(contact, attrs)
-        if await _writes_identity(contact.workspace_id, clean, attrs):
-            # An agent or API key wrote the identity: it vouches for it from now on.
+        matching_key = await _matching_key(contact.workspace_id) if attrs else None
+        if _writes_identity(clean, attrs, matching_key):
+            # An agent or API key wrote the identity: it vouches for what it wrote from now
+            # on (vouch_for); an anonymous visitor's sessions end (its contact is someone now).
+            if contact.identity_source is IdentitySource.SESSION:
+                end_contact_sessions(ctx.outbox, contact)
             contact.identity_source = IdentitySource.TRUSTED
+            vouch_for(contact, clean, attrs, matching_key)
         await contact.save()
         await webhooks.note_crm_edits(principal, contact, attrs)
         if "vip" in clean:
@@ -429,15 +436,56 @@ async def update_contact(ctx: Context, gid: str, values: dict[str, Any], attribu
 
 # Built-in fields that identify a contact: a session never writes them on a trusted one.
 TRUSTED_IDENTITY_FIELDS = frozenset({"external_id", "email", "phone"})
+# Which built-in values a session may supply: their SessionField bit. A session-supplied
+# value never links, even once the contact is TRUSTED: a trusted writer that names the
+# contact (by external id, say) vouches for the values it writes, not for what the
+# session typed (vouch_for).
+SESSION_FIELD_BITS = {"email": SessionField.EMAIL, "phone": SessionField.PHONE}
 
 
-async def _writes_identity(workspace_id: int, clean: dict[str, Any], attributes: dict[str, Any]) -> bool:
-    if clean.keys() & TRUSTED_IDENTITY_FIELDS:
-        return True
-    if not attributes:
-        return False
+def vouch_for(contact: Contact, clean: dict[str, Any], attributes: dict[str, Any], matching_key: str | None) -> bool:
+    """A trusted writer wrote these values: the ones a session had supplied are its own
+    now (their SessionField bits clear). Whether session_fields changed."""
+    bits = contact.session_fields
+    for field_name, bit in SESSION_FIELD_BITS.items():
+        if field_name in clean:
+            bits &= ~bit
+    if matching_key is not None and matching_key in attributes:
+        bits &= ~SessionField.MATCHING
+    changed = bits != contact.session_fields
+    contact.session_fields = bits
+    return changed
+
+
+def session_bit(column: str) -> int:
+    """The SessionField bit of a matching column: email, phone, the custom matching
+    attribute's expression; none for the external id (a session's claim of one is the
+    identity_source, and gives way: release_session_claims)."""
+    if column == "external_id":
+        return 0
+    return int(SESSION_FIELD_BITS.get(column, SessionField.MATCHING))
+
+
+def trusted_value(column: str) -> str:
+    """SQL: the contact's `column` value (see session_bit) was set by a trusted writer."""
+    return f"identity_source = 'trusted' AND (session_fields & {session_bit(column)}) = 0"
+
+
+async def _matching_key(workspace_id: int) -> str | None:
     key = await Workspace.filter(id=workspace_id, matching_attribute=MatchingAttribute.CUSTOM).values_list("matching_attribute_key", flat=True)
-    return bool(key) and key[0] in attributes
+    return key[0] if key else None
+
+
+def _writes_identity(clean: dict[str, Any], attributes: dict[str, Any], matching_key: str | None) -> bool:
+    return bool(clean.keys() & TRUSTED_IDENTITY_FIELDS) or (matching_key is not None and matching_key in attributes)
+
+
+def end_contact_sessions(outbox: Outbox, contact: Contact) -> None:
+    """Every session token of the contact stops working, with its open sockets (core/
+    socket_guard.py), once the caller saves the contact in its transaction: its session
+    version goes up."""
+    contact.session_version += 1
+    auth_changed(outbox)
 
 
 async def release_session_claims(outbox: Outbox, workspace_id: int, external_ids: list[str], *, keep: int | None = None) -> None:
@@ -458,7 +506,16 @@ async def release_session_claims(outbox: Outbox, workspace_id: int, external_ids
         await record_change(outbox, contact, ChangeKind.UPDATED)
 
 
-async def _check_matching_attribute(workspace_id: int, values: dict[str, Any], attributes: dict[str, Any], errors: list[UserError]) -> None:
+def contact_named(principal: Principal, contact_id: int) -> str:
+    """How an error names another contact: by id to a caller that may read contacts; to a
+    write-only key only as "Another contact" (that the value exists is what a uniqueness
+    check tells anyway)."""
+    return f"Contact {encode_global_id('Contact', contact_id)}" if principal.can(Permission.CONTACTS_READ) else "Another contact"
+
+
+async def _check_matching_attribute(
+    workspace_id: int, values: dict[str, Any], attributes: dict[str, Any], errors: list[UserError], principal: Principal
+) -> None:
     """One contact per value of the workspace's matching attribute: a second contact with
     the same e-mail (or phone, or key) would split one person's history in two."""
     workspace = await Workspace.get(id=workspace_id)
@@ -467,7 +524,7 @@ async def _check_matching_attribute(workspace_id: int, values: dict[str, Any], a
         return
     kind = workspace.matching_attribute
     path = ["attributes"] if kind is MatchingAttribute.CUSTOM else [camel(kind.value)]
-    errors.append(UserError(path, Code.TAKEN, f"Contact {encode_global_id('Contact', existing.id)} already has this {kind.value.replace('_', ' ')}, "
+    errors.append(UserError(path, Code.TAKEN, f"{contact_named(principal, existing.id)} already has this {kind.value.replace('_', ' ')}, "
                                               "the workspace's matching attribute: update or merge it instead."))  # fmt: skip
 
 
@@ -484,16 +541,24 @@ async def find_matching_contact(workspace: Workspace, values: dict[str, Any], at
     value = values.get(kind.value)
     if not value:
         return None
-    query = Contact.filter(workspace_id=workspace.id, identity_source=IdentitySource.TRUSTED)
-    return await query.filter(**{kind.value: value}).order_by("id").first()
+    query = Contact.filter(workspace_id=workspace.id, identity_source=IdentitySource.TRUSTED, **{kind.value: value})
+    return await trusted_only(query, kind.value).order_by("id").first()
+
+
+def trusted_only(query: QuerySet[Contact], column: str) -> QuerySet[Contact]:
+    """Contacts whose `column` (email, phone, external_id) a trusted writer set, not a session."""
+    bit = session_bit(column)
+    if not bit:
+        return query
+    return query.annotate(session_bit=RawSQL(f"session_fields & {bit}")).filter(session_bit=0)
 
 
 async def _find_by_attribute(workspace_id: int, key: str, value: Any) -> Contact | None:
     # Tortoise's JSON lookups do not work on SQLite: emit each dialect's JSON expression.
     if dialect() == "postgres":
-        sql = "SELECT id FROM contacts WHERE workspace_id = $1 AND identity_source = 'trusted' AND attributes->>$2 = $3 ORDER BY id LIMIT 1"
+        sql = f"SELECT id FROM contacts WHERE workspace_id = $1 AND {trusted_value('attributes')} AND attributes->>$2 = $3 ORDER BY id LIMIT 1"
     else:
-        sql = "SELECT id FROM contacts WHERE workspace_id = ? AND identity_source = 'trusted' AND json_extract(attributes, '$.' || ?) = ? ORDER BY id LIMIT 1"
+        sql = f"SELECT id FROM contacts WHERE workspace_id = ? AND {trusted_value('attributes')} AND json_extract(attributes, '$.' || ?) = ? ORDER BY id LIMIT 1"
     from tortoise import connections
 
     rows = await connections.get("default").execute_query_dict(sql, [workspace_id, key, str(value) if dialect() == "postgres" else value])
@@ -587,6 +652,8 @@ async def identify_contact(
     for field_name, value in device_clean.items():
         setattr(contact, field_name, value)
     _apply_attributes(contact, attrs)
+    if attrs and (key := await _matching_key(workspace_id)) in attrs:
+        contact.session_fields |= SessionField.MATCHING  # a session's value links nothing
     contact.last_seen_at = stamp
     fill_from_session(contact, clean)
     await contact.save()
@@ -607,6 +674,9 @@ def fill_from_session(contact: Contact, values: dict[str, Any]) -> set[str]:
             continue
         setattr(contact, field_name, value)
         filled.add(field_name)
+        if field_name in SESSION_FIELD_BITS:
+            contact.session_fields |= SESSION_FIELD_BITS[field_name]
+            filled.add("session_fields")
     return filled
 
 
@@ -827,12 +897,26 @@ async def _delete_contact_rows(contact_id: int) -> dict[str, int]:
 
 async def merge_contacts(ctx: Context, primary_gid: str, secondary_gid: str) -> Contact:
     """Fold the secondary contact into the primary: its events, notes and tags move, the
-    primary's values win where both have one, and the secondary is removed."""
-    ctx.require(Permission.CONTACTS_WRITE)
+    primary's values win where both have one, and the secondary is removed.
+
+    The primary takes the secondary's identity (external id, e-mail, phone), so merging
+    needs contacts:identity, and contacts:crm when CRM-managed values move. A primary that
+    no trusted writer had identified (a widget visitor) loses its sessions: whoever holds
+    its token proved nothing about the secondary."""
+    principal = ctx.require(Permission.CONTACTS_WRITE)
+    if not principal.can(Permission.CONTACTS_IDENTITY):
+        raise forbidden("Merging contacts moves their identity: it needs the contacts:identity permission.")
     primary = await _resolve_contact_for_write(ctx, primary_gid, "primaryId")
     secondary = await _resolve_contact_for_write(ctx, secondary_gid, "secondaryId")
     if primary.id == secondary.id:
         raise UserFailure.of("secondaryId", Code.INVALID, "A contact cannot be merged into itself.")
+    moving = [k for k in (secondary.attributes or {}) if k not in (primary.attributes or {})]
+    if moving and not principal.can(Permission.CONTACTS_CRM) and await AttributeDefinition.filter(
+        workspace_id=primary.workspace_id, key__in=moving, crm_managed=True
+    ).exists():
+        raise forbidden("The secondary contact has CRM-managed values: merging needs the contacts:crm permission.")
+    matching_key = await _matching_key(primary.workspace_id)
+    session_fields = _merged_session_fields(primary, secondary, matching_key)
     async with atomic(ctx.outbox):
         for model in (ContactEvent, ContactNote):
             await model.filter(contact_id=secondary.id).update(contact_id=primary.id)
@@ -845,6 +929,9 @@ async def merge_contacts(ctx: Context, primary_gid: str, secondary_gid: str) -> 
                 setattr(primary, field_name, getattr(secondary, field_name))
         primary.attributes = {**(secondary.attributes or {}), **(primary.attributes or {})}
         primary.vip = primary.vip or secondary.vip
+        if primary.identity_source is not IdentitySource.TRUSTED:
+            end_contact_sessions(ctx.outbox, primary)
+        primary.session_fields = session_fields
         if IdentitySource.TRUSTED in (primary.identity_source, secondary.identity_source):
             primary.identity_source = IdentitySource.TRUSTED  # an agent or API key merged them
         elif IdentitySource.VERIFIED_SESSION in (primary.identity_source, secondary.identity_source) and primary.external_id:
@@ -863,6 +950,20 @@ async def merge_contacts(ctx: Context, primary_gid: str, secondary_gid: str) -> 
         await record_change(ctx.outbox, secondary, ChangeKind.DELETED, mergedInto=primary.id)
         await record_change(ctx.outbox, primary, ChangeKind.UPDATED)
     return primary
+
+
+def _merged_session_fields(primary: Contact, secondary: Contact, matching_key: str | None) -> int:
+    """The merged contact's SessionField bits: each value keeps the trust it had on the
+    contact it comes from (a value of a contact no trusted writer identified is a
+    session's)."""
+    bits = 0
+    values = [(bit, primary if getattr(primary, name) else secondary) for name, bit in SESSION_FIELD_BITS.items()]
+    if matching_key is not None:
+        values.append((SessionField.MATCHING, primary if matching_key in (primary.attributes or {}) else secondary))
+    for bit, source in values:
+        if source.identity_source is not IdentitySource.TRUSTED or source.session_fields & bit:
+            bits |= bit
+    return bits
 
 
 # -- attribute definitions -------------------------------------------------------------------
@@ -938,6 +1039,9 @@ async def delete_definition(ctx: Context, gid: str) -> str:
         raise UserFailure.of("id", Code.NOT_FOUND, "No attribute definition with this id.")
     if definition.source is AttributeSource.PLATFORM:
         raise UserFailure.of("id", Code.READ_ONLY, "Platform attributes cannot be deleted.")
+    if await _matching_key(definition.workspace_id) == definition.key:
+        raise UserFailure.of("id", Code.CONFLICT, f"{definition.key} is the workspace's matching attribute: choose another "
+                                                "matching attribute (updateWorkspace) before deleting it.")  # fmt: skip
     async with in_transaction() as conn:
         # Strip the values too, in the database: no contact is loaded into Python.
         if dialect() == "postgres":

@@ -54,7 +54,7 @@ from models.conversations import (
     Message,
     SenderKind,
 )
-from resolvers.contacts import record_change
+from resolvers.contacts import record_change, trusted_only
 from resolvers.conversations import (
     MAX_BODY,
     MAX_SUBJECT,
@@ -244,6 +244,8 @@ async def _sender_contact(outbox: Outbox, channel: Channel, inbound: InboundMess
     else:
         identity = {"external_id": MESSENGER_PREFIX + inbound.sender}
     trusted = Contact.filter(workspace_id=channel.workspace_id, identity_source=IdentitySource.TRUSTED, **identity)
+    if channel.kind in (ChannelKind.SMS, ChannelKind.EMAIL):
+        trusted = trusted_only(trusted, next(iter(identity)))  # not an address a session typed
     contact = await trusted.order_by("id").first()
     if contact is None:
         stamp = now()

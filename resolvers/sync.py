@@ -48,7 +48,11 @@ from resolvers.contacts import (
     _validate_fields,
     camel,
     clean_tags,
+    contact_named,
     release_session_claims,
+    session_bit,
+    trusted_value,
+    vouch_for,
 )
 
 MAX_ROWS = 1000
@@ -168,7 +172,7 @@ async def sync_contacts(ctx: Context, rows: Sequence[SyncRow], idempotency_key: 
                     await connections.get("default").execute_query("SELECT pg_advisory_xact_lock($1, $2)", [SYNC_LOCK, ws])
                 if key is not None and (replay := await _replay(ws, key, digest)) is not None:
                     return replay
-                outcome = await _apply(ctx.outbox, workspace, plans, dict(results))
+                outcome = await _apply(ctx.outbox, principal, workspace, plans, dict(results))
                 await _note_agent_crm_edits(principal, workspace.id, plans, definitions, outcome)
                 if key is not None:
                     await ContactSyncRequest.create(
@@ -291,7 +295,7 @@ async def _existing(workspace: Workspace, plans: list[_Plan]) -> tuple[dict[str,
     branches = []
     for column, values in lookups:
         ws = q.param(workspace.id)
-        trusted = "" if column == "external_id" else " AND identity_source = 'trusted'"
+        trusted = "" if column == "external_id" else f" AND {trusted_value(column)}"
         if q.postgres:
             branches.append(f"SELECT id FROM contacts WHERE workspace_id = {ws}{trusted} AND {column} = ANY({q.param([str(v) for v in values])}::text[])")
         else:
@@ -307,7 +311,7 @@ async def _existing(workspace: Workspace, plans: list[_Plan]) -> tuple[dict[str,
         if contact.external_id is not None:
             by_external.setdefault(contact.external_id, contact)
         value = _contact_match(workspace, contact)
-        if value is not None and contact.identity_source is IdentitySource.TRUSTED:
+        if value is not None and contact.identity_source is IdentitySource.TRUSTED and not contact.session_fields & session_bit(_match_kind(workspace)[0].value):
             by_match_value.setdefault(value, contact)  # the oldest, as find_matching_contact
     return by_external, by_match_value
 
@@ -319,7 +323,9 @@ def _contact_match(workspace: Workspace, contact: Contact) -> Any:
     return getattr(contact, kind.value) or None
 
 
-async def _apply(outbox: Outbox, workspace: Workspace, plans: list[_Plan], results: dict[int, SyncResult]) -> SyncOutcome:
+async def _apply(
+    outbox: Outbox, principal: Principal, workspace: Workspace, plans: list[_Plan], results: dict[int, SyncResult]
+) -> SyncOutcome:
     # The CRM wins an external id that an unverified session claimed (contacts.py).
     await release_session_claims(outbox, workspace.id, sorted({p.external_id for p in plans if p.external_id is not None}))
     by_external, by_match = await _existing(workspace, plans)
@@ -337,12 +343,12 @@ async def _apply(outbox: Outbox, workspace: Workspace, plans: list[_Plan], resul
         if target is None and by_value is not None:
             if plan.external_id is not None and by_value.external_id not in (None, plan.external_id):
                 error = UserError([*path, *match_path], Code.TAKEN,
-                                  f"Contact {webhooks.encode_global_id('Contact', by_value.id)} has this {kind} (the workspace's matching "
+                                  f"{contact_named(principal, by_value.id)} has this {kind} (the workspace's matching "
                                   f"attribute) and another externalId.")  # fmt: skip
             target = by_value
         elif target is not None and by_value is not None and by_value.id != target.id:
             error = UserError([*path, *match_path], Code.TAKEN,
-                              f"Contact {webhooks.encode_global_id('Contact', by_value.id)} already has this {kind}, the workspace's "
+                              f"{contact_named(principal, by_value.id)} already has this {kind}, the workspace's "
                               "matching attribute: merge the two contacts first.")  # fmt: skip
         if error is None and target is not None and target.id in claimed:
             error = UserError(path, Code.CONFLICT, f"Row {claimed[target.id]} updates the same contact: send each contact once per call.")
@@ -358,7 +364,7 @@ async def _apply(outbox: Outbox, workspace: Workspace, plans: list[_Plan], resul
         else:
             claimed[target.id] = plan.index
             plan.contact = target
-            _change(plan, stamp)
+            _change(plan, stamp, _match_kind(workspace)[1])
             updates.append(plan)
 
     await _new_tags(updates)
@@ -394,14 +400,17 @@ async def _note_agent_crm_edits(
     })  # fmt: skip
 
 
-def _change(plan: _Plan, stamp: datetime) -> None:
+def _change(plan: _Plan, stamp: datetime, matching_key: str | None) -> None:
     """Apply the row to its existing contact in memory, noting the fields that change."""
     contact = plan.contact
     assert contact is not None
     if contact.identity_source is not IdentitySource.TRUSTED:
-        # The CRM names this contact by its external id: it vouches for it from now on.
+        # The CRM names this contact by its external id: it vouches for it from now on,
+        # and for the values this row writes, not for an e-mail its session typed.
         contact.identity_source = IdentitySource.TRUSTED
         plan.changed.add("identity_source")
+    if vouch_for(contact, plan.clean, plan.attributes, matching_key):
+        plan.changed.add("session_fields")
     changed_consent = {}
     for name, value in plan.clean.items():
         if getattr(contact, name) != value:

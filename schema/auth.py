@@ -127,6 +127,11 @@ class AuthMutation:
     async def logout(self, info: Info[Context, None]) -> OkPayload:
         return await mutate(OkPayload, r.logout(info.context), lambda _: {"ok": True})
 
+    @strawberry.mutation(description="Ends every session of the calling contact (widget or SDK): its tokens stop working and its "
+                                     "open sockets close. Call it when your app's user logs out.")
+    async def end_contact_session(self, info: Info[Context, None]) -> OkPayload:
+        return await mutate(OkPayload, r.end_contact_session(info.context), lambda _: {"ok": True})
+
     @strawberry.mutation(description="The calling agent's password; every older token stops working, `token` is this session's new one.")
     async def change_password(self, info: Info[Context, None], input: ChangePasswordInput) -> LoginPayload:
         return await mutate(

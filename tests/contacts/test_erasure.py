@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 from core import presence
 from core.config import settings
 from core.db import dialect
+from domain.identity import user_hash
 from jobs.exports import export_contacts
 from core.scoping import encode_global_id
 from models.webhooks import WebhookDelivery, WebhookEventType
@@ -100,7 +101,9 @@ def found(text: str) -> list[str]:
 async def test_a_deleted_contact_is_gone_from_every_table_file_and_redis_key(tenant: Tenant, server: LiveServer, http_sink: HttpSink) -> None:
     endpoint = await register(tenant, f"{http_sink.url}/crm", ["CONTACT_CREATED", "CONTACT_UPDATED", "CONTACT_DELETED",
                                                               "CONVERSATION_STATUS_CHANGED"])  # fmt: skip
-    session = (await gql(server, SESSION, {"i": {"channelKey": tenant.channel.public_key}}, ""))["startContactSession"]
+    # A signed-in user of the customer's app (an anonymous visitor's sessions would end when the agent identifies it).
+    proof = {"externalId": "erasmus-1", "userHash": user_hash(tenant.channel.secret, "erasmus-1")}
+    session = (await gql(server, SESSION, {"i": {"channelKey": tenant.channel.public_key, **proof}}, ""))["startContactSession"]
     contact_id, contact_token = session["contact"]["id"], session["token"]
     cid = pk(contact_id)
     owner = tenant.owner_token
