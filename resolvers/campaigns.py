@@ -19,7 +19,6 @@ from core.events import atomic
 from core.permissions import Permission
 from core.queue import enqueue
 from core.scoping import decode_global_id
-from jobs.tracking import arq_job_id, cancel_job, create_job
 from domain.masking import mask_card_numbers
 from models.campaigns import Campaign, CampaignRecipient, CampaignStatus, RecipientStatus
 from models.channels import Channel
@@ -27,6 +26,7 @@ from models.contacts import Contact
 from models.jobs import Job, JobKind
 from resolvers.conversations import MAX_SUBJECT, clean_body
 from resolvers.pagination import Order, Page, paginate
+from services.job_records import arq_job_id, cancel_job, create_job
 
 NEWEST_FIRST = Order(("id",), descending=True)
 MAX_NAME = 200

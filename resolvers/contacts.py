@@ -44,9 +44,11 @@ from models.contacts import (
 )
 from models.conversations import Conversation, ConversationActivity, ConversationStatus, Message
 from models.workspaces import Agent, MatchingAttribute, Workspace
-from resolvers import webhooks
-from resolvers.exports import remove_erased_exports
 from resolvers.pagination import Order, Page, paginate
+from services import webhooks
+from services.conversations import close_conversation
+from services.exports import remove_erased_exports
+from services.segments import mark_for_segments
 
 CONTACT_ORDER = Order(("last_seen_at", "id"), descending=True)
 NEWEST_FIRST = Order(("id",), descending=True)
@@ -112,6 +114,12 @@ async def list_contacts(
     if search and search.strip():
         query = query.filter(search_filter(search))
     return await paginate(query, CONTACT_ORDER, first=first, after=after, last=last, before=before, values=columns)
+
+
+async def contact_by_id(ctx: Context, pk: int | None) -> Contact | None:
+    """The contact with this id in the caller's workspace (as it is now), else None: for
+    a field of a contact already shown, or an event about one already authorised."""
+    return await ctx.scope.get(Contact, pk)
 
 
 async def get_contact(ctx: Context, gid: str) -> Contact | None:
@@ -219,18 +227,6 @@ async def record_change(outbox: Outbox, contact: Contact, kind: ChangeKind, **ex
         {"type": "contact", "kind": kind.value, "contactId": contact.id, "cursor": str(change.id), **extra},
     )
     mark_for_segments(outbox, contact.workspace_id, contact.id)
-
-
-def mark_for_segments(outbox: Outbox, workspace_id: int, contact_id: int, *, conversations_only: bool = False) -> None:
-    """After commit: remember the contact as changed and queue a debounced re-evaluation
-    of the workspace's segments for the changed contacts (only of those that count
-    conversations, when only the contact's conversations changed)."""
-    from jobs.segments import schedule_dirty_refresh
-
-    async def mark() -> None:
-        await schedule_dirty_refresh(outbox.hub, outbox.jobs, workspace_id, [contact_id], conversations_only=conversations_only)
-
-    outbox.after_commit(mark)
 
 
 # -- writing fields ------------------------------------------------------------------------
@@ -754,7 +750,6 @@ async def set_blocked(ctx: Context, gid: str, blocked: bool) -> Contact:
 async def _close_conversations(ctx: Context, contact: Contact) -> None:
     """Blocking resolves the contact's open and snoozed conversations."""
     # Imported here: resolvers.conversations builds on this module.
-    from resolvers.conversations import close_conversation
 
     open_ones = await Conversation.filter(contact_id=contact.id).exclude(status=ConversationStatus.RESOLVED)
     for conversation in open_ones:

@@ -47,10 +47,12 @@ from models.proactive import (
 )
 from models.segments import Segment, SegmentMembership
 from models.workspaces import Team
-from resolvers import attribution
-from resolvers.contacts import EVENT_NAME, clean_tags, fill_from_session, mark_for_segments, record_change
-from resolvers.conversations import add_message, clean_body, open_conversation, receive_inbound, record_activity
+from resolvers.contacts import EVENT_NAME, clean_tags, fill_from_session, record_change
+from resolvers.conversations import add_message, clean_body, open_conversation, receive_inbound
 from resolvers.pagination import Order, Page, paginate
+from services import attribution
+from services.conversations import record_activity
+from services.segments import mark_for_segments
 
 log = logging.getLogger("parley.proactive")
 
@@ -79,6 +81,12 @@ async def list_messages(ctx: Context, *, column: str, descending: bool, first: i
     ctx.require(Permission.CONVERSATIONS_READ)
     order = Order((ORDER_COLUMNS[column], "id"), descending=descending)
     return await paginate(ctx.scope.all(ProactiveMessage), order, first=first, after=after, default_size=25)
+
+
+async def message_by_id(ctx: Context, pk: int | None) -> ProactiveMessage | None:
+    """The proactive message with this id in the caller's workspace, else None: for a
+    delivery already authorised, or a field of a message already shown."""
+    return await ctx.scope.get(ProactiveMessage, pk)
 
 
 async def find_message(ctx: Context, gid: str) -> ProactiveMessage | None:
