@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from tortoise import connections
 
+from core.clock import now
 from core.context import Context
 from core.db import SqlBuilder
 from core.errors import Code, UserError, UserFailure
@@ -37,10 +38,6 @@ MAX_ID_ERRORS = 20
 MAX_SCHEDULE_AHEAD = timedelta(days=366)
 # A scheduledAt this far in the past is a mistake, not "now".
 SCHEDULE_GRACE = timedelta(minutes=5)
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass

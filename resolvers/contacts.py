@@ -8,7 +8,7 @@ import json
 import re
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -16,6 +16,7 @@ from tortoise.expressions import Q, Subquery
 from tortoise.transactions import in_transaction
 
 from core import keys, presence
+from core.clock import now
 from core.context import Context
 from core.db import dialect
 from core.errors import Code, PublicError, UserError, UserFailure, forbidden
@@ -83,10 +84,6 @@ BUILT_IN_FIELDS = set(_TEXT_FIELDS) | {"vip", "gdpr_consent", "sms_consent", "ta
 def camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(p.title() for p in rest)
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 # -- reading ------------------------------------------------------------------------------
@@ -749,8 +746,6 @@ async def set_blocked(ctx: Context, gid: str, blocked: bool) -> Contact:
 
 async def _close_conversations(ctx: Context, contact: Contact) -> None:
     """Blocking resolves the contact's open and snoozed conversations."""
-    # Imported here: resolvers.conversations builds on this module.
-
     open_ones = await Conversation.filter(contact_id=contact.id).exclude(status=ConversationStatus.RESOLVED)
     for conversation in open_ones:
         await close_conversation(ctx.outbox, conversation, ctx.principal.agent_id if ctx.principal else None, reason="contact_blocked")

@@ -18,12 +18,13 @@ from tortoise import connections
 from tortoise.expressions import F, Subquery
 
 from core import keys
+from core.clock import now
 from core.context import Context
 from core.db import SqlBuilder
 from core.errors import Code, PublicError, UserError, UserFailure
 from core.events import Outbox, atomic
 from core.permissions import Permission, Principal, PrincipalKind
-from core.queue import enqueue
+from core.queue import queue_job
 from core.scoping import decode_global_id
 from domain import schedule
 from domain.masking import mask_card_numbers
@@ -53,10 +54,6 @@ TOPIC_ORDER = Order(("name", "id"), descending=False)
 MAX_BODY = 20_000
 MAX_SUBJECT = 255
 DEFAULT_MESSAGES = 50
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 # -- who may see and do what ---------------------------------------------------------------
@@ -142,13 +139,6 @@ def _publish_unread(outbox: Outbox, workspace_id: int) -> None:
             await outbox.hub.publish([(keys.inbox_channel(workspace_id), {"type": "unread", "count": count})])
 
     outbox.after_commit(publish)
-
-
-def queue_job(outbox: Outbox, function: str, *args: Any, job_id: str | None = None, defer: timedelta | None = None) -> None:
-    async def run() -> None:
-        await enqueue(outbox.jobs, function, *args, job_id=job_id, defer=defer)
-
-    outbox.after_commit(run)
 
 
 # -- messages -------------------------------------------------------------------------------

@@ -14,13 +14,14 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
 
 from core import keys
+from core.clock import now
 from core.context import Context
 from core.errors import Code, UserError, UserFailure
 from core.events import Outbox, atomic
@@ -68,10 +69,6 @@ ORDER_COLUMNS = {
     "name": "name", "status": "status", "sent": "sent", "opened": "opened", "replied": "replied",
     "updated_at": "updated_at", "created_at": "created_at", "channel": "channel_id", "frequency": "frequency",
 }  # fmt: skip
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 # -- reading --------------------------------------------------------------------------------

@@ -4,18 +4,14 @@ brings), closing a conversation, and waking snoozed ones (jobs/conversations.py)
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from core import keys
+from core.clock import now
 from core.events import Outbox, atomic
 from models.conversations import ActivityKind, Conversation, ConversationActivity, ConversationStatus
 from services import webhooks
 from services.segments import mark_for_segments
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 async def record_activity(

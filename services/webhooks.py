@@ -19,13 +19,14 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from tortoise import connections
 from tortoise.expressions import Subquery
 
 from core.bulk import update_many
+from core.clock import now
 from core.db import SqlBuilder, bind_datetime
 from core.events import Outbox
 from core.permissions import Principal, PrincipalKind
@@ -51,10 +52,6 @@ _CHANGE_TYPES = {
     ChangeKind.UPDATED: WebhookEventType.CONTACT_UPDATED,
     ChangeKind.DELETED: WebhookEventType.CONTACT_DELETED,
 }
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def deliver_job_id(delivery_id: int) -> str:
