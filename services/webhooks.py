@@ -201,7 +201,7 @@ async def contact_changed(outbox: Outbox, contact: Contact, kind: ChangeKind, cu
 
 
 async def conversation_status_changed(outbox: Outbox, conversation: Conversation, previous: str | None, actor_agent_id: int | None, reason: str | None) -> None:
-    """The record_activity hook (resolvers/conversations.py), for status changes: the
+    """The record_activity hook (services/conversations.py), for status changes: the
     conversation.status_changed event, then the CRM-managed attributes agents edited on
     its contact since the last push (contact.crm_attributes_changed)."""
     ws = conversation.workspace_id
