@@ -201,13 +201,22 @@ def test_schema_does_not_touch_the_database() -> None:
                         found.append(f"{name}:{node.lineno} imports {alias.name}")
                     if _top(alias.name) == "models":
                         model_names.add(alias.asname or _top(alias.name))
+        # Names bound to the workspace Scope (`scope = info.context.scope`); an ASGI scope
+        # (`websocket.scope`) is a dict, not the database.
+        scopes = {
+            target.id
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Assign) and _is_workspace_scope(node.value)
+            for target in node.targets
+            if isinstance(target, ast.Name)
+        }
         for node in ast.walk(tree):
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
                 continue
             receiver, method = node.func.value, node.func.attr
             if method in QUERY_API and _root(receiver) in model_names:
                 found.append(f"{name}:{node.lineno} calls {ast.unparse(node.func)}() on a model")
-            if (isinstance(receiver, ast.Attribute) and receiver.attr == "scope") or _root(receiver) == "scope":
+            if _is_workspace_scope(receiver) or (isinstance(receiver, ast.Name) and receiver.id in scopes):
                 found.append(f"{name}:{node.lineno} calls {ast.unparse(node.func)}() on the Scope")
     assert not found, "schema/ reads through resolvers (inside the workspace scope), never the database:\n" + "\n".join(found)
 
@@ -216,3 +225,13 @@ def _root(node: ast.expr) -> str | None:
     while isinstance(node, ast.Attribute | ast.Subscript | ast.Call):
         node = node.func if isinstance(node, ast.Call) else node.value
     return node.id if isinstance(node, ast.Name) else None
+
+
+def _is_workspace_scope(node: ast.expr) -> bool:
+    """`ctx.scope`, `context.scope` or `info.context.scope`: the request's workspace Scope."""
+    if not (isinstance(node, ast.Attribute) and node.attr == "scope"):
+        return False
+    base = node.value
+    return (isinstance(base, ast.Name) and base.id in ("ctx", "context")) or (
+        isinstance(base, ast.Attribute) and base.attr == "context"
+    )
