@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 # universal resolution), with hashes; pip installs them with --require-hashes.
 LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --custom-compile-command "make lock" -q
 
-.PHONY: install python-version lock run test test-postgres schema migrate seed bench clean
+.PHONY: install python-version lock run test test-postgres check-upgrade schema migrate seed bench clean
 
 python-version:
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 11) <= v <= (3, 13) else "Parley needs Python 3.11, 3.12 or 3.13; $(PYTHON) is %d.%d. Run make with PYTHON=python3.12 (or another supported one)." % v)'
@@ -40,6 +40,28 @@ test: install
 test-postgres: install
 	TEST_DATABASE_URL=$${TEST_DATABASE_URL:-postgres://root@127.0.0.1:5432/test} $(PY) -m pytest
 
+# What upgrading the two exactly pinned GraphQL libraries would break: runtime/ relies on
+# their internals (each runtime/ module's docstring names which). A scratch venv
+# ($(UPGRADE_VENV), rebuilt each time, ignored by git) gets the newest strawberry-graphql
+# and graphql-core releases on PyPI and every other package as requirements-dev.lock pins
+# it (versions only: the two new ones have no hashes in the lock), then the executor
+# comparison suite runs there: the short path against graphql-core's own executor, and
+# subscription events through the per-event executor. Failures are listed at the end.
+UPGRADE_VENV  ?= .venv-upgrade
+UPGRADE_TESTS ?= tests/runtime tests/realtime/test_event_memory.py
+UPGRADE_PACKAGES := (strawberry-graphql|graphql-core)
+check-upgrade:
+	@$(MAKE) --no-print-directory python-version
+	rm -rf $(UPGRADE_VENV)
+	$(PYTHON) -m venv $(UPGRADE_VENV)
+	$(UPGRADE_VENV)/bin/python -m pip install -q --upgrade pip
+	grep -E '^[A-Za-z0-9]' requirements-dev.lock | sed -e 's/ *\\$$//' \
+		| grep -vE '^$(UPGRADE_PACKAGES)==' > $(UPGRADE_VENV)/pins.txt
+	$(UPGRADE_VENV)/bin/python -m pip install -q -r $(UPGRADE_VENV)/pins.txt --upgrade strawberry-graphql graphql-core
+	@echo "locked:  $$(grep -hoE '^$(UPGRADE_PACKAGES)==[^ ]+' requirements-dev.lock | tr '\n' ' ')"
+	@echo "testing: $$($(UPGRADE_VENV)/bin/python -m pip freeze | grep -E '^$(UPGRADE_PACKAGES)==' | tr '\n' ' ')"
+	$(UPGRADE_VENV)/bin/python -m pytest -p no:cacheprovider -q -rfE --tb=short $(UPGRADE_TESTS)
+
 schema: install
 	$(PY) -m cli schema > schema.graphql
 
@@ -61,4 +83,4 @@ bench: install
 	$(PY) -m bench.jobs
 
 clean:
-	rm -rf $(VENV) data .pytest_cache
+	rm -rf $(VENV) $(UPGRADE_VENV) data .pytest_cache

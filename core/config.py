@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     max_json_values: int = 200_000
     max_json_depth: int = 32
     max_document_chars: int = 100_000
-    # WebSockets (asgi.py, core/fanout.py): a message's size, the sockets one principal
+    # WebSockets (runtime/http.py, runtime/websocket.py): a message's size, the sockets one principal
     # holds open on one API process, the operations running on one socket.
     ws_max_message_bytes: int = 256 * 1024
     max_sockets_per_principal: int = 20

@@ -129,7 +129,7 @@ class Context:
         _recent_checks[self.authorization] = (now, check)
 
     async def check_credentials(self) -> Principal | None:
-        """These credentials' principal as of now, for core/socket_guard.py, which checks
+        """These credentials' principal as of now, for runtime/socket_guard.py, which checks
         each credential once for all the sockets holding it and hands the answer to each
         (`checked`). The principal is None without an authenticator."""
         return await self._authenticate(self.authorization) if self._authenticate else None
@@ -177,7 +177,7 @@ class Context:
 
     def lacks(self, permission: Permission) -> str | None:
         """None when the caller holds the permission, else the refusal's message (for
-        core/guards.py): as cheap as an attribute read."""
+        runtime/guards.py): as cheap as an attribute read."""
         principal = self.principal
         if principal is not None and permission in principal.permissions:
             return None

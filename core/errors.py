@@ -179,7 +179,7 @@ class MaskUnexpectedErrors(MaskErrors):
             result.errors = self._process_errors(errors)  # type: ignore[attr-defined]
 
     def mask(self, errors: list[GraphQLError]) -> list[GraphQLError]:
-        """The errors as this extension lets them out (for asgi.py's plain path)."""
+        """The errors as this extension lets them out (for runtime/http.py's plain path)."""
         return self._process_errors(errors)
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:

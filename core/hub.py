@@ -15,7 +15,7 @@
   `deliver(event)` as it reads the event, and only what it declines (it returns False) goes
   to the queue, in order: while anything sits in the queue, or has been taken from it and
   not yet finished with, later events queue behind it. `deliver` raising
-  `SubscriberTooSlow` drops the subscriber like an overflow. core/fanout.py delivers this
+  `SubscriberTooSlow` drops the subscriber like an overflow. runtime/fanout.py delivers this
   way, without a task wake-up per subscriber and event.
 - When Redis goes away the reader reconnects with backoff and subscribes again to every
   channel that still has subscribers. Events published meanwhile are lost to pub/sub;

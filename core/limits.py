@@ -183,7 +183,7 @@ class WebSocketMessageLimitMiddleware:
 
 class TooManySockets(Exception):
     """A principal's connection_init past MAX_SOCKETS_PER_PRINCIPAL: the socket is closed
-    with 4429 (core/fanout.py)."""
+    with 4429 (runtime/websocket.py)."""
 
 
 class SocketQuota:

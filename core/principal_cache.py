@@ -32,7 +32,7 @@ class PrincipalCache:
         self.entries: dict[str, tuple[Principal, float, int]] = {}
         self.generation = 0
         self.listening: Hub | None = None
-        # Told of every invalidation (core/socket_guard.py re-checks open sockets).
+        # Told of every invalidation (runtime/socket_guard.py re-checks open sockets).
         self.watchers: list[Callable[[], None]] = []
 
     def invalidate(self, _event: object = None) -> None:

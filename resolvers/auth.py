@@ -307,7 +307,7 @@ def _check_new_password(field: str, password: str) -> None:
 
 async def revoke_agent_tokens(outbox: Outbox, agent_id: int, **changes: Any) -> None:
     """Every token of the agent stops working, in every process, with its open sockets
-    (core/socket_guard.py): its token version goes up. Call it inside the transaction
+    (runtime/socket_guard.py): its token version goes up. Call it inside the transaction
     (`atomic(outbox)`); `changes` are written in the same UPDATE."""
     await Agent.filter(id=agent_id).update(token_version=F("token_version") + 1, **changes)
     auth_changed(outbox)

@@ -138,11 +138,21 @@ def can_see_contact(principal: Principal, contact_id: int) -> bool:
 
 def contact_refusal(ctx: Context, contact_id: int) -> str | None:
     """Why the caller may not see this contact (or anything of it), None when it may: the
-    guard of Contact and ContactEvent (core/guards.py), wherever they are reached."""
+    guard of Contact and ContactEvent (runtime/guards.py), wherever they are reached."""
     viewing = ctx.viewing_contact_id
     if viewing is not None:
         return None if viewing == contact_id else "A contact session sees its own contact only."
     return ctx.lacks(Permission.CONTACTS_READ)
+
+
+def event_refusal(ctx: Context, contact_id: int, kind: EventKind, just_written: bool) -> str | None:
+    """The guard of ContactEvent: a contact session sees its page views, not the named
+    events on its timeline (an API key may track those server-side, with properties meant
+    for the team), except the one its own trackEvent returns."""
+    refusal = contact_refusal(ctx, contact_id)
+    if refusal is None and ctx.viewing_contact_id is not None and kind is not EventKind.PAGE_VIEW and not just_written:
+        return "A contact session sees its own page views only."
+    return refusal
 
 
 async def load_tags(ctx: Context, contact_id: int) -> list[str]:
@@ -194,6 +204,10 @@ async def list_events(
     if not can_see_contact(principal, contact.id):
         raise PublicError("You cannot see this contact's timeline.", Code.FORBIDDEN)
     query = ctx.scope.all(ContactEvent).filter(contact_id=contact.id)
+    if principal.kind is PrincipalKind.CONTACT:
+        # A session sees its page views only: named events may be tracked server-side by an
+        # API key, with properties meant for the team (plan, revenue, scores).
+        query = query.filter(kind=EventKind.PAGE_VIEW)
     if kind is not None:
         query = query.filter(kind=kind)
     return await paginate(query, EVENT_ORDER, first=first, after=after)
@@ -774,8 +788,9 @@ async def delete_contact(ctx: Context, gid: str) -> DeletedContact:
         erased["webhookDeliveries"] = await webhooks.erase_deliveries(contact.id)
         auth_changed(ctx.outbox)  # its session tokens stop working
         await record_change(ctx.outbox, contact, ChangeKind.DELETED)
-        record.erased = erased
-        await record.save(update_fields=["erased"])
+        # Stamped last, as close to the commit as it gets (see ERASURE_MARGIN, services/exports.py).
+        record.erased, record.deleted_at = erased, now()
+        await record.save(update_fields=["erased", "deleted_at"])
     # After the commit: the deletion is recorded, so the files' links already answer 410.
     erased["exportFiles"] = await remove_erased_exports(contact.workspace_id, record.deleted_at)
     if ctx.hub is not None:
@@ -812,6 +827,7 @@ async def merge_contacts(ctx: Context, primary_gid: str, secondary_gid: str) -> 
         for model in (ContactEvent, ContactNote):
             await model.filter(contact_id=secondary.id).update(contact_id=primary.id)
         await Conversation.filter(contact_id=secondary.id).update(contact_id=primary.id, vip=primary.vip or secondary.vip)
+        await webhooks.move_deliveries(secondary.id, primary.id)  # so erasing the primary erases them too
         secondary_tags = await ContactTag.filter(contact_id=secondary.id).values_list("name", flat=True)
         await _add_tags(primary, list(secondary_tags))
         for field_name in (*_TEXT_FIELDS, "platform"):

@@ -243,7 +243,7 @@ async def open_conversation(
         workspace_id=contact.workspace_id, contact_id=contact.id, channel_id=channel.id, topic_id=topic_id,
         subject=subject and mask_card_numbers(subject), vip=contact.vip,
         status=ConversationStatus.RESOLVED if contact.blocked else ConversationStatus.OPEN,
-        website_url=(website_url or None) and website_url[:2048], ip=ip, last_message_at=now(),
+        website_url=(website_url or None) and mask_card_numbers(website_url)[:2048], ip=ip, last_message_at=now(),
     )  # fmt: skip
     if not contact.blocked:
         await record_activity(outbox, conversation, ActivityKind.CREATED, actor_agent_id)

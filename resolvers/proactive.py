@@ -137,7 +137,7 @@ def _short_text(value: str | None, field: str, limit: int, errors: list[UserErro
         errors.append(UserError([field], Code.TOO_LONG, f"{field} has at most {limit} characters."))
     elif not emoji and (found := rules_domain.find_emoji(text)) is not None:
         errors.append(UserError([field], Code.INVALID, f"{field} cannot contain emoji (found {found!r}): agent responses are plain text."))
-    return text
+    return mask_card_numbers(text)
 
 
 async def _clean_rules(ctx: Context, rules: Any, errors: list[UserError]) -> dict[str, Any] | None:
@@ -523,7 +523,7 @@ async def _answer_values(ctx: Context, values: dict[str, Any], errors: list[User
             errors.append(UserError(["body"], Code.REQUIRED, "A bot answer needs its text."))
         elif len(body) > MAX_BOT_ANSWER:
             errors.append(UserError(["body"], Code.TOO_LONG, f"body has at most {MAX_BOT_ANSWER} characters."))
-        clean["body"] = body
+        clean["body"] = mask_card_numbers(body)
     if "channel_id" in values:
         channel = await _by_gid(ctx, values["channel_id"], "Channel", Channel, "channelId", errors)
         if channel is not None and channel.kind not in SESSION_KINDS:

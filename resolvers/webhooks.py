@@ -80,6 +80,34 @@ def _clean_description(value: str | None, errors: list[UserError]) -> str | None
     return text or None
 
 
+def payload_refusal(ctx: Context, event_type: str) -> str | None:
+    """A payload carries what its event is about: every event but a ping names contacts
+    (their details, or their ids), so it needs contacts:read as well; a conversation's
+    event conversations:read too. Reading a delivery's payload and subscribing an endpoint
+    to its type need the same."""
+    if event_type == WebhookEventType.PING.value:
+        return None
+    refusal = ctx.lacks(Permission.CONTACTS_READ)
+    if refusal is None and event_type.startswith("conversation."):
+        refusal = ctx.lacks(Permission.CONVERSATIONS_READ)
+    return refusal
+
+
+def _check_subscription(ctx: Context, event_types: list[str], errors: list[UserError]) -> None:
+    """Whoever points an endpoint at a URL receives its events' payloads there: creating an
+    endpoint, changing its URL or its event types needs the scopes those payloads need (a
+    key with webhooks:manage alone could otherwise read contacts through its own URL, or
+    re-point an owner's endpoint to it)."""
+    refused: dict[str, list[str]] = {}
+    for event_type in event_types:
+        refusal = payload_refusal(ctx, event_type)
+        if refusal is not None:
+            refused.setdefault(refusal, []).append(event_type)
+    for refusal, types in refused.items():
+        names = ", ".join(WebhookEventType(t).name for t in types)
+        errors.append(UserError(["eventTypes"], Code.FORBIDDEN, f"Subscribing to {names}: {refusal[0].lower()}{refusal[1:]}"))
+
+
 async def list_endpoints(ctx: Context, *, first: int | None, after: str | None) -> Page[WebhookEndpoint]:
     ctx.require(Permission.WEBHOOKS_MANAGE)
     return await paginate(ctx.scope.all(WebhookEndpoint), BY_ID, first=first, after=after)
@@ -101,6 +129,7 @@ async def create_endpoint(
     errors: list[UserError] = []
     clean_url = _clean_url(url, errors)
     types = _clean_event_types(event_types, errors)
+    _check_subscription(ctx, types, errors)
     text = _clean_description(description, errors)
     if await ctx.scope.all(WebhookEndpoint).count() >= MAX_ENDPOINTS:
         errors.append(UserError(None, Code.NOT_ALLOWED, f"A workspace has at most {MAX_ENDPOINTS} webhook endpoints."))
@@ -122,6 +151,8 @@ async def update_endpoint(ctx: Context, gid: str, values: dict[str, Any]) -> Web
         endpoint.url = _clean_url(values["url"], errors) or endpoint.url
     if "event_types" in values:
         endpoint.event_types = _clean_event_types(values["event_types"], errors)
+    if "url" in values or "event_types" in values:
+        _check_subscription(ctx, endpoint.event_types, errors)
     if "description" in values:
         endpoint.description = _clean_description(values["description"], errors)
     if "enabled" in values:

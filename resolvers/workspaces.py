@@ -20,6 +20,7 @@ from core.events import atomic
 from core.permissions import API_KEY_SCOPES, Permission
 from core.principal_cache import auth_changed
 from domain import contact_fields as cf
+from domain.masking import mask_card_numbers
 from domain.attribution import MAX_WINDOW_HOURS
 from domain.schedule import BusinessHours, ScheduleError
 from models.channels import SESSION_KINDS, Channel, ChannelKind
@@ -363,7 +364,7 @@ def _clean_channel_settings(kind: ChannelKind, values: dict[str, Any]) -> dict[s
             text = value.strip()
             if len(text) > 1_000:
                 fail([camel(key)], Code.TOO_LONG, f"{camel(key)} may be at most 1000 characters.")
-            clean[key] = text or None
+            clean[key] = mask_card_numbers(text) or None
         elif key == "gateway_url" and value:
             problem = "must be an http(s) URL of at most 2048 characters." if len(value) > 2048 else outbound.url_problem(value)
             if problem is not None:

@@ -10,7 +10,7 @@ from strawberry import relay
 from strawberry.types import Info
 
 from core.context import Context
-from core.execution import plain
+from runtime.execution import plain
 from models import campaigns as m
 from models.channels import Channel as ChannelRow
 from models.workspaces import Agent as AgentRow

@@ -13,7 +13,7 @@ from strawberry.types import Info
 
 from core import keys
 from core.context import Context
-from core.guards import guard
+from runtime.guards import guard
 from core.permissions import Permission
 from core.errors import PublicError, Code
 from core.hub import SubscriberTooSlow
@@ -94,10 +94,11 @@ class ContactNote(relay.Node):
         return cls(id=n.id, body=n.body, created_at=n.created_at, _author_id=n.author_id)
 
 
-@guard(lambda ctx, e: r.contact_refusal(ctx, e._contact_id))
+@guard(lambda ctx, e: r.event_refusal(ctx, e._contact_id, e.kind, e._just_written))
 @strawberry.type
 class ContactEvent(relay.Node):
-    """A page view or a named event on a contact's timeline."""
+    """A page view or a named event on a contact's timeline. A contact session sees its
+    own page views only (and the event its trackEvent just wrote)."""
 
     id: relay.NodeID[int]
     kind: EventKind  # type: ignore[valid-type]
@@ -107,12 +108,13 @@ class ContactEvent(relay.Node):
     properties: JSON
     occurred_at: datetime
     _contact_id: strawberry.Private[int]
+    _just_written: strawberry.Private[bool] = False
 
     @classmethod
-    def from_model(cls, e: m.ContactEvent) -> ContactEvent:
+    def from_model(cls, e: m.ContactEvent, *, just_written: bool = False) -> ContactEvent:
         return cls(
             id=e.id, kind=e.kind, name=e.name, url=e.url, title=e.title, properties=e.properties, occurred_at=e.occurred_at,
-            _contact_id=e.contact_id,
+            _contact_id=e.contact_id, _just_written=just_written,
         )  # fmt: skip
 
 
@@ -506,7 +508,7 @@ class ContactMutation:
             info.context, contact_gid=gid(input.contact_id), kind=input.kind, name=input.name,
             url=input.url, title=input.title, properties=input.properties, occurred_at=input.occurred_at,
         )  # fmt: skip
-        return await mutate(TrackEventPayload, work, lambda e: {"event": ContactEvent.from_model(e)})
+        return await mutate(TrackEventPayload, work, lambda e: {"event": ContactEvent.from_model(e, just_written=True)})
 
     @strawberry.mutation
     async def create_attribute_definition(

@@ -15,10 +15,10 @@ from strawberry.types import Info
 
 from core import keys, presence
 from core.context import Context
-from core.execution import plain
+from runtime.execution import plain
 from core.errors import Code, PublicError
-from core.guards import guard
-from core.fanout import direct, shared, shared_async
+from runtime.guards import guard
+from runtime.fanout import direct, shared, shared_async
 from core.hub import SubscriberTooSlow
 from core.permissions import Permission, PrincipalKind
 from domain import schedule
@@ -138,7 +138,6 @@ class Conversation(relay.Node):
     rated_at: datetime | None
     website_url: str | None
     ip: str | None
-    attributed_source: str | None = strawberry.field(description="The proactive message or campaign it is attributed to.")
     last_message_at: datetime | None
     first_response_at: datetime | None
     resolved_at: datetime | None
@@ -150,6 +149,7 @@ class Conversation(relay.Node):
     _assignee_id: strawberry.Private[int | None]
     _team_id: strawberry.Private[int | None]
     _last_message_id: strawberry.Private[int | None]
+    _attributed_source: strawberry.Private[str | None]
     # The contact's row as a list page read it: the columns its selection reads (None:
     # not read with the page, or not found; the loader answers then).
     _contact_row: strawberry.Private[dict[str, Any] | None] = None
@@ -190,10 +190,17 @@ class Conversation(relay.Node):
     def last_message(self, info: Info[Context, None]) -> Message | None:
         return r.related(info.context, m.Message, self._last_message_id, Message.from_model)  # type: ignore[no-any-return]
 
-    @strawberry.field(description="The conversation's own tags (e.g. from the proactive message that started it).")
+    @strawberry.field(description="The proactive message or campaign it is attributed to; null in a contact's session.")
+    @plain
+    def attributed_source(self, info: Info[Context, None]) -> str | None:
+        return None if _is_contact(info) else self._attributed_source
+
+    @strawberry.field(description="The conversation's own tags (e.g. from the proactive message that started it); empty in a contact's session.")
     async def tags(self, info: Info[Context, None]) -> list[str]:
         from resolvers.proactive import conversation_tags
 
+        if _is_contact(info):
+            return []
         return await conversation_tags(info.context, self.id)
 
     @strawberry.field(description="Seconds from the start to the first agent reply.")
@@ -230,8 +237,9 @@ class Conversation(relay.Node):
         return build(cls, row)
 
 
-# The foreign keys are private: the related fields load them.
-_ARGUMENT = {f: f"_{f}" for f in ("contact_id", "channel_id", "topic_id", "assignee_id", "team_id", "last_message_id")}
+# The foreign keys are private: the related fields load them; so is what a contact's
+# session is not shown.
+_ARGUMENT = {f: f"_{f}" for f in ("contact_id", "channel_id", "topic_id", "assignee_id", "team_id", "last_message_id", "attributed_source")}
 
 
 # -- events ------------------------------------------------------------------------------------

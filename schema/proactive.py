@@ -14,7 +14,7 @@ from strawberry.types import Info
 
 from core import keys
 from core.context import Context
-from core.execution import plain
+from runtime.execution import plain
 from models import proactive as m
 from models.channels import Channel as ChannelRow
 from models.workspaces import Team as TeamRow

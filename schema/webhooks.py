@@ -10,8 +10,8 @@ from strawberry.types import Info
 
 from core.context import Context
 from core.errors import forbidden
-from core.execution import plain
-from core.guards import guard
+from runtime.execution import plain
+from runtime.guards import guard
 from core.permissions import Permission
 from models import webhooks as m
 from resolvers import webhooks as r
@@ -37,17 +37,6 @@ class WebhookAttempt:
         return cls(attempt=a.attempt, status_code=a.status_code, error=a.error, duration_ms=a.duration_ms, at=a.at)
 
 
-def payload_refusal(ctx: Context, event_type: str) -> str | None:
-    """A payload carries what its event is about: contact details need contacts:read as
-    well, a conversation's event conversations:read too; a ping carries nothing personal."""
-    if event_type == m.WebhookEventType.PING.value:
-        return None
-    refusal = ctx.lacks(Permission.CONTACTS_READ)
-    if refusal is None and event_type.startswith("conversation."):
-        refusal = ctx.lacks(Permission.CONVERSATIONS_READ)
-    return refusal
-
-
 @guard(lambda ctx, _: ctx.lacks(Permission.WEBHOOKS_MANAGE))
 @strawberry.type
 class WebhookDelivery(relay.Node):
@@ -70,7 +59,7 @@ class WebhookDelivery(relay.Node):
     @strawberry.field(description="The JSON body, as posted. Contact events need contacts:read as well, conversation events conversations:read too: without them, null and a FORBIDDEN error.")
     @plain
     def payload(self, info: Info[Context, None]) -> JSON | None:
-        refusal = payload_refusal(info.context, self.event_type)
+        refusal = r.payload_refusal(info.context, self.event_type)
         if refusal is not None:
             raise forbidden(refusal)
         return self._payload

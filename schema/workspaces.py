@@ -9,7 +9,7 @@ from strawberry import relay
 from strawberry.types import Info
 
 from core.context import Context
-from core.execution import plain
+from runtime.execution import plain
 from models import channels as mc
 from models import workspaces as m
 from resolvers import workspaces as r

@@ -144,6 +144,12 @@ async def erase_deliveries(contact_id: int) -> int:
     return int(await WebhookDelivery.filter(contact_id=contact_id).delete())
 
 
+async def move_deliveries(from_contact_id: int, to_contact_id: int) -> None:
+    """mergeContacts: the secondary's deliveries become the primary's, so that deleting
+    the primary erases them as well. One UPDATE on the index, in the caller's transaction."""
+    await WebhookDelivery.filter(contact_id=from_contact_id).update(contact_id=to_contact_id)
+
+
 def _queue_after_commit(outbox: Outbox, delivery_ids: list[int]) -> None:
     async def run() -> None:
         if len(delivery_ids) > DIRECT_ENQUEUE:

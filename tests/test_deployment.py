@@ -49,7 +49,7 @@ def test_the_dockerfile_runs_a_parley_command() -> None:
     assert re.search(r"^USER parley$", text, re.M), "the image runs as root"
     assert "--require-hashes -r requirements.lock" in text
     # Every package the project installs is copied into the image.
-    for package in ("core", "domain", "jobs", "models", "resolvers", "schema"):
+    for package in ("core", "domain", "jobs", "models", "resolvers", "runtime", "schema"):
         assert f"COPY {package} {package}" in text
 
 

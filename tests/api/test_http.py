@@ -149,9 +149,10 @@ def test_responses_encode_any_json_value_as_text() -> None:
     expect text frames."""
     import json
 
-    from asgi import ParleyGraphQL
+    from runtime.http import ParleyGraphQL
+    from schema import schema
 
-    view = ParleyGraphQL()
+    view = ParleyGraphQL(schema)
     for payload in ({"data": {"contact": {"name": "Zoë 東京", "score": 1e30, "tags": ["a", None]}}},
                     {"data": {"attributes": {"huge": 2**70}}}):  # fmt: skip
         encoded = view.encode_json(payload)
@@ -161,13 +162,13 @@ def test_responses_encode_any_json_value_as_text() -> None:
 
 async def test_the_plain_path_answers_as_strawberrys_path_does(app: Any, client: httpx.AsyncClient, tenant: Any, make_tenant: Any,
                                                                monkeypatch: Any) -> None:  # fmt: skip
-    """asgi.py runs a JSON POST of a valid query or mutation itself, without Strawberry's
+    """runtime/http.py runs a JSON POST of a valid query or mutation itself, without Strawberry's
     view and extension hooks: the same status, content type and body as Strawberry's own
     path for data, field errors, masked unexpected errors, request errors and mutations;
     and every other request goes to Strawberry's path."""
     from tortoise import connections
 
-    from asgi import ParleyGraphQL
+    from runtime.http import ParleyGraphQL
     from models.contacts import Contact
     from schema import schema
 
@@ -243,7 +244,8 @@ def test_prepared_documents_are_bounded_in_number_and_in_characters(monkeypatch:
     """Clients choose their query texts (and a string literal is one token whatever its
     length): the plain path keeps a bounded number of texts and characters, and prepares
     a longer text each time rather than keep it."""
-    from schema import ParleySchema, build_schema
+    from runtime.prepared import ParleySchema
+    from schema import build_schema
 
     monkeypatch.setattr(ParleySchema, "PREPARED_MAX", 3)
     monkeypatch.setattr(ParleySchema, "PREPARED_CHARS_MAX", 400)

@@ -1,7 +1,7 @@
 """Scopes on every path (issue 22): personal data is checked wherever it is reached, not
 only at the root field, and a contact session gets its own narrow view.
 
-The types that carry personal data (`PROTECTED`) each have a guard (core/guards.py).
+The types that carry personal data (`PROTECTED`) each have a guard (runtime/guards.py).
 `test_every_path_to_personal_data_has_a_case` walks the GraphQL type graph from Query,
 Mutation and Subscription and lists every field by which each protected type is reached
 (looking through connections and the Node interface); each one must have a case below, so
@@ -23,6 +23,7 @@ from graphql import GraphQLInterfaceType, GraphQLList, GraphQLNonNull, GraphQLOb
 from websockets.asyncio.client import connect
 
 from jobs.segments import refresh_segment
+from models.conversations import Conversation as ConversationRow, ConversationTag
 from tests.conftest import Api, Tenant, pk
 
 # Protected type -> the scope an agent or API key needs to see it.
@@ -284,7 +285,7 @@ def _entry_names() -> set[str]:
 
 
 def test_every_protected_type_has_a_guard() -> None:
-    from core.guards import guarded_types
+    from runtime.guards import guarded_types
     from schema import build_schema
 
     assert set(PROTECTED) <= set(guarded_types(build_schema(introspection=True)._schema))
@@ -419,10 +420,32 @@ async def test_a_contact_session_sees_its_own_narrow_view(api: Api, world: World
         {"i": {"body": "Hello there"}}, token, "startConversation")  # fmt: skip
     assert started["conversation"]["contact"] == mine and started["conversation"]["channel"] == channel
     assert started["message"] == {"body": "Hello there"}
-    listed = await api("{ myConversations { edges { node { id contact { " + NARROW + "} lastMessage { body } } } } }", token=token)
+    # The team's tags and attribution of the conversation are not the contact's to see.
+    await ConversationTag.create(workspace_id=world.tenant.workspace.id, conversation_id=pk(started["conversation"]["id"]), name="churn-risk")
+    await ConversationRow.filter(id=pk(started["conversation"]["id"])).update(attributed_source="campaign:12")
+    internals = "tags attributedSource"
+    seen = await api("query($id: ID!) { node(id: $id) { ... on Conversation { " + internals + " } } }", {"id": started["conversation"]["id"]}, token=owner)
+    assert seen["node"] == {"tags": ["churn-risk"], "attributedSource": "campaign:12"}  # the control
+    listed = await api("{ myConversations { edges { node { id contact { " + NARROW + "} lastMessage { body } " + internals + " } } } }", token=token)
     assert [e["node"] for e in listed["myConversations"]["edges"]] == [
-        {"id": started["conversation"]["id"], "contact": mine, "lastMessage": {"body": "Hello there"}}
+        {"id": started["conversation"]["id"], "contact": mine, "lastMessage": {"body": "Hello there"}, "tags": [], "attributedSource": None}
     ]
+    # Its timeline: its page views, not the events an API key tracked on it (nor their properties).
+    await _ok(api, "mutation($i: ReportPageViewInput!) { reportPageView(input: $i) { userErrors { code } } }",
+              {"i": {"url": "https://shop.example/pricing", "title": "Pricing"}}, token, "reportPageView")  # fmt: skip
+    tracked = await _ok(api, "mutation($i: TrackEventInput!) { trackEvent(input: $i) { event { id } userErrors { code } } }",
+                        {"i": {"contactId": me, "name": "churn_risk_scored", "properties": {"score": 91}}}, world.tenant.api_key, "trackEvent")  # fmt: skip
+    timeline = "query($id: ID!) { contact(id: $id) { events { edges { node { kind name properties } } } } }"
+    assert {e["node"]["name"] for e in (await api(timeline, {"id": me}, token=owner))["contact"]["events"]["edges"]} >= {"churn_risk_scored"}
+    assert [e["node"] for e in (await api(timeline, {"id": me}, token=token))["contact"]["events"]["edges"]] == [
+        {"kind": "PAGE_VIEW", "name": "page_view", "properties": {}}
+    ]
+    body = (await api.raw("query($id: ID!) { node(id: $id) { ... on ContactEvent { properties } } }", {"id": tracked["event"]["id"]}, token=token)).json()
+    assert body["data"]["node"] is None and [e["extensions"]["code"] for e in body["errors"]] == ["FORBIDDEN"]
+    # The event its own trackEvent writes, it sees in the payload.
+    own = await _ok(api, "mutation($i: TrackEventInput!) { trackEvent(input: $i) { event { name } userErrors { code } } }",
+                    {"i": {"name": "clicked_help"}}, token, "trackEvent")  # fmt: skip
+    assert own["event"] == {"name": "clicked_help"}
     # What it may not read at all: FORBIDDEN, or null for an object by id.
     for refused in ("{ attributeDefinitions { edges { node { key } } } }",
                     "query($id: ID!) { contact(id: $id) { notes { edges { node { body } } } } }"):  # fmt: skip

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from strawberry import relay
+
 from tests.conftest import Tenant
 
 # Written the ways the masker once missed: dots, and broken over two lines.
@@ -25,7 +27,7 @@ SYNC = """mutation($i: SyncContactsInput!) { syncContacts(input: $i) {
   results { status contact { name city attributes { key value } } errors { code } } userErrors { code } } }"""
 SESSION = "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { token contact { id } userErrors { code } } }"
 START = """mutation($i: StartConversationInput!) { startConversation(input: $i) {
-  conversation { id subject } message { body } userErrors { field code } } }"""
+  conversation { id subject websiteUrl } message { body } userErrors { field code } } }"""
 PAGE_VIEW = "mutation($i: ReportPageViewInput!) { reportPageView(input: $i) { visitNumber userErrors { field code } } }"
 NO_CARD = "order 4111111111111112 on 2026-03-29 2026-04-15, call +4222222222222"
 
@@ -73,9 +75,14 @@ async def test_a_contact_sessions_subject_message_and_page_views_are_masked(tena
                                                 "device": {"browser": f"Web {WRAPPED}"}}}))["startContactSession"]  # fmt: skip
     assert session["userErrors"] == []
     token = session["token"]
-    started = (await tenant.api(START, {"i": {"body": f"my card {WRAPPED}", "subject": f"Refund {DOTTED}"}}, token=token))["startConversation"]
+    started = (await tenant.api(START, {"i": {"body": f"my card {WRAPPED}", "subject": f"Refund {DOTTED}",
+                                              "websiteUrl": "https://shop.example/pay?card=4111111111111111"}}, token=token))["startConversation"]  # fmt: skip
     assert started["userErrors"] == []
     assert started["conversation"]["subject"] == f"Refund {VISA}"
+    # The page the conversation started on, as agents see it (answerProactiveMessage opens it the same way).
+    website_url = (await tenant.api("query($id: ID!) { node(id: $id) { ... on Conversation { websiteUrl } } }",
+                                    {"id": started["conversation"]["id"]}, token=tenant.owner_token))["node"]["websiteUrl"]  # fmt: skip
+    assert website_url == started["conversation"]["websiteUrl"] == f"https://shop.example/pay?card={VISA}"
     assert started["message"]["body"] == f"my card {MASTERCARD}"
     viewed = await tenant.api(PAGE_VIEW, {"i": {"url": f"https://shop.example/?n={DOTTED}", "title": f"Checkout {WRAPPED}"}}, token=token)
     assert viewed["reportPageView"]["userErrors"] == []
@@ -95,3 +102,31 @@ async def test_a_campaigns_subject_and_body_are_masked(tenant: Tenant) -> None:
                             subject=f"Use {DOTTED}", contactIds=[gid("Contact", someone.id)])  # fmt: skip
     stored = await read(tenant, campaign["id"])
     assert (stored["subject"], stored["body"]) == (f"Use {VISA}", f"Test card {MASTERCARD}")
+
+
+ADMIN_TEXTS = {
+    "proactive": """mutation($i: CreateProactiveMessageInput!) { createProactiveMessage(input: $i) {
+      proactiveMessage { text followUpText } userErrors { field code } } }""",
+    "bot": "mutation($i: CreateBotInput!) { createBot(input: $i) { bot { id } userErrors { code } } }",
+    "answer": "mutation($i: CreateBotAnswerInput!) { createBotAnswer(input: $i) { botAnswer { body } userErrors { field code } } }",
+    "channel": """mutation($i: UpdateChannelInput!) { updateChannel(input: $i) {
+      channel { autoResponderText helpReply } userErrors { field code } } }""",
+}
+
+
+async def test_what_admins_write_for_contacts_to_read_is_masked_too(tenant: Tenant) -> None:
+    """Proactive texts, bot answers, auto-responder and help replies: free text an agent
+    writes, stored and shown to contacts, masked like every other."""
+    owner = tenant.owner_token
+    channel_id = str(relay.GlobalID("Channel", str(tenant.channel.id)))
+    made = (await tenant.api(ADMIN_TEXTS["proactive"], {"i": {"name": "Pay", "channelId": channel_id, "text": f"Card {DOTTED}?",
+                                                               "followUpText": f"Thanks {WRAPPED}"}}, token=owner))["createProactiveMessage"]  # fmt: skip
+    assert made["userErrors"] == []
+    assert made["proactiveMessage"] == {"text": f"Card {VISA}?", "followUpText": f"Thanks {MASTERCARD}"}
+    bot = (await tenant.api(ADMIN_TEXTS["bot"], {"i": {"name": "Helper"}}, token=owner))["createBot"]["bot"]["id"]
+    answer = (await tenant.api(ADMIN_TEXTS["answer"], {"i": {"botId": bot, "channelId": channel_id, "name": "Refunds",
+                                                             "body": f"Refund to {DOTTED}"}}, token=owner))["createBotAnswer"]  # fmt: skip
+    assert (answer["userErrors"], answer["botAnswer"]["body"]) == ([], f"Refund to {VISA}")
+    updated = (await tenant.api(ADMIN_TEXTS["channel"], {"i": {"id": channel_id, "autoResponderText": f"Away {DOTTED}",
+                                                               "helpReply": f"Help {WRAPPED}"}}, token=owner))["updateChannel"]  # fmt: skip
+    assert (updated["userErrors"], updated["channel"]) == ([], {"autoResponderText": f"Away {VISA}", "helpReply": f"Help {MASTERCARD}"})

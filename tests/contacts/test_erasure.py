@@ -7,19 +7,23 @@ hints of the audit record."""
 
 from __future__ import annotations
 
+import importlib
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 import redis.asyncio as aioredis
 
 from core import presence
 from core.config import settings
 from core.db import dialect
 from jobs.exports import export_contacts
-from models.webhooks import WebhookDelivery
+from core.scoping import encode_global_id
+from models.webhooks import WebhookDelivery, WebhookEventType
 from tests.conftest import LiveServer, Tenant, gql, hub_subscriptions, pk
 from tests.loopback import HttpSink
 from tests.realtime.wsclient import GraphQLWs
@@ -141,7 +145,7 @@ async def test_a_deleted_contact_is_gone_from_every_table_file_and_redis_key(ten
     erased = {e["kind"]: e["count"] for e in record["erased"]}
     assert erased["conversations"] == 1 and erased["messages"] >= 2 and erased["notes"] == 1 and erased["events"] >= 1
     assert erased["webhookDeliveries"] >= 3 and erased["exportFiles"] == 1
-    # The revoked session's socket is closed at the commit (core/socket_guard.py), which may
+    # The revoked session's socket is closed at the commit (runtime/socket_guard.py), which may
     # remove its presence before deleteContact does: either way it is gone (checked above).
     assert erased["presence"] in (0, 1)
 
@@ -153,3 +157,48 @@ async def test_a_deleted_contact_is_gone_from_every_table_file_and_redis_key(ten
     [left] = await WebhookDelivery.filter(contact_id=cid).values_list("event_type", flat=True)
     assert left == "contact.deleted"
     assert endpoint.id
+
+
+MERGE = "mutation($i: MergeContactsInput!) { mergeContacts(input: $i) { userErrors { code message } } }"
+
+
+async def test_erasing_a_merged_contact_erases_what_its_secondary_sent(tenant: Tenant) -> None:
+    """Merging hands the secondary's webhook deliveries to the primary: deleting the
+    primary then leaves none of the secondary's data behind."""
+    await register(tenant, "https://crm.example.com/hook", ["CONTACT_CREATED", "CONTACT_UPDATED", "CONTACT_DELETED"])
+    primary = await tenant.contact(name="Ada Work", email="ada.work@example.com")
+    secondary = await tenant.contact(name=NAME, email=EMAIL, phone=PHONE)
+    assert found(await database_dump())
+    merged = (await tenant.api(MERGE, {"i": {"primaryId": primary["id"], "secondaryId": secondary["id"]}}, token=tenant.owner_token))
+    assert merged["mergeContacts"]["userErrors"] == []
+    deleted = (await tenant.api(DELETE, {"i": {"id": primary["id"]}}, token=tenant.owner_token))["deleteContact"]
+    assert deleted["userErrors"] == []
+    assert found(await database_dump()) == []
+
+
+async def test_the_migration_names_the_contact_of_deliveries_written_before_it(tenant: Tenant, monkeypatch: pytest.MonkeyPatch) -> None:
+    """0014_erasure fills contact_id from each payload as emit does, a few rows per
+    statement; a ping, a conversation's id or a malformed id names no contact."""
+    from tortoise import connections
+
+    from models.webhooks import DeliveryStatus
+    from services.webhooks import envelope
+
+    migration = importlib.import_module("models.migrations.0014_erasure")
+    monkeypatch.setattr(migration, "FILL_CHUNK", 2)
+    endpoint = await register(tenant, "https://crm.example.com/hook", ["CONTACT_CREATED", "CONVERSATION_STATUS_CHANGED"])
+    ada, bob = await tenant.contact(name="Ada"), await tenant.contact(name="Bob")
+    ws, stamp = tenant.workspace.id, datetime.now(UTC)
+    for data in ({"conversation": {"id": encode_global_id("Conversation", 7), "contactId": bob["id"]}},
+                 {"contact": {"id": encode_global_id("Conversation", pk(ada["id"]))}},
+                 {"contact": {"id": "not base64!"}}, {"contact": {"id": "Q29udGFjdDp4"}},  # "Contact:x"
+                 {"endpointId": endpoint.id}):  # fmt: skip
+        await WebhookDelivery.create(workspace_id=ws, endpoint_id=pk(endpoint.id), event_id="evt_old", event_type="contact.created",
+                                     payload=envelope("evt_old", WebhookEventType.CONTACT_CREATED, ws, stamp, data),
+                                     status=DeliveryStatus.PENDING, created_at=stamp)  # fmt: skip
+    expected = [pk(ada["id"]), pk(bob["id"]), pk(bob["id"]), None, None, None, None]
+    rows = WebhookDelivery.filter(workspace_id=ws).order_by("id")
+    assert await rows.values_list("contact_id", flat=True) == expected[:2] + [None] * 5
+    await WebhookDelivery.filter(workspace_id=ws).update(contact_id=None)
+    await migration.fill_contact_ids(connections.get("default"))
+    assert await rows.values_list("contact_id", flat=True) == expected

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -338,7 +339,7 @@ async def test_an_export_older_than_a_deletion_is_gone_even_if_the_deleting_proc
     link already answers 410 and the hourly prune_exports removes the file."""
     from jobs.exports import prune_exports
     from models.contacts import DeletedContact
-    from services.exports import export_path
+    from services.exports import ERASURE_MARGIN, export_path
 
     await tenant.contact(name="Kept", email="kept@example.com")
     job = await start(tenant, columns=["email"])
@@ -352,7 +353,8 @@ async def test_an_export_older_than_a_deletion_is_gone_even_if_the_deleting_proc
     assert export_path(tenant.workspace.id, pk(job["id"])).is_file()
     await prune_exports({})
     assert not export_path(tenant.workspace.id, pk(job["id"])).is_file()
-    # An export made after the deletion is served, and the sweep leaves it alone.
+    # An export made after the deletion (more than ERASURE_MARGIN after it) is served, and the sweep leaves it alone.
+    await DeletedContact.filter(workspace_id=tenant.workspace.id).update(deleted_at=datetime.now(UTC) - ERASURE_MARGIN - timedelta(seconds=1))
     later = await start(tenant, columns=["email"])
     await run(app, later["id"])
     await prune_exports({})
@@ -379,3 +381,31 @@ async def test_an_export_running_while_a_contact_is_deleted_fails_and_keeps_no_f
     state = await job_of(tenant, job["id"])
     assert (state["status"], state["error"], state["downloadUrl"]) == ("FAILED", ERASED_MESSAGE, None)
     assert not any(export_path(tenant.workspace.id, pk(job["id"])).parent.glob(f"{pk(job['id'])}.csv*"))
+
+
+async def test_an_export_that_read_a_contact_before_its_deletion_committed_is_gone(
+    app: Any, tenant: Tenant, client: httpx.AsyncClient, monkeypatch: Any
+) -> None:
+    """deleteContact stamps its record before its commit, on its own clock: an export that
+    started after that stamp may still have read the contact. Here the deleting process's
+    clock is 5 seconds behind the worker's (the same as a commit landing 5 seconds after
+    the stamp): the export holds the contact, its file is removed, its link answers 410."""
+    import resolvers.contacts as contacts
+    from models.jobs import Job
+    from services.exports import export_path
+
+    doomed = await tenant.contact(name="Late Commit", email="late@example.com")
+    job = await start(tenant, columns=["email"])
+    await run(app, job["id"])
+    link = (await job_of(tenant, job["id"]))["downloadUrl"]
+    assert "late@example.com" in (await download(client, link)).text
+    started_at = (await Job.get(id=pk(job["id"]))).started_at
+    assert started_at is not None
+    monkeypatch.setattr(contacts, "now", lambda: started_at - timedelta(seconds=5))
+    deleted = await tenant.api("mutation($i: ContactIdInput!) { deleteContact(input: $i) { auditRecord { erased { kind count } } userErrors { code } } }",
+                               {"i": {"id": doomed["id"]}}, token=tenant.owner_token)  # fmt: skip
+    erased = {e["kind"]: e["count"] for e in deleted["deleteContact"]["auditRecord"]["erased"]}
+    assert erased["exportFiles"] == 1
+    assert not export_path(tenant.workspace.id, pk(job["id"])).is_file()
+    gone = await download(client, link)
+    assert gone.status_code == 410 and "late@example.com" not in gone.text

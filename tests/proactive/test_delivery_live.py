@@ -133,7 +133,7 @@ async def test_page_view_push_open_answer_and_the_agents_see_a_tagged_routed_con
             contact.token, "answerProactiveMessage",
         )  # fmt: skip
         conversation = answered["conversation"]
-        assert conversation["tags"] == ["checkout", "proactive"]
+        assert conversation["tags"] == []  # the team's tags: the agents see them (below), the contact does not
         assert answered["delivery"]["repliedAt"] is not None and answered["delivery"]["conversationId"] == conversation["id"]
 
         created = (await events.next_data())["conversationEvents"]

@@ -1,12 +1,12 @@
 """Subscription events keep nothing once delivered: graphql-core 3.3.2's per-event
 executor shares a cache with the subscription's executor, keyed by per-event objects that
-are never removed; Parley's executor (core/execution.py) gives each event its own."""
+are never removed; Parley's executor (runtime/execution.py) gives each event its own."""
 
 from __future__ import annotations
 
 from graphql import build_schema, parse
 
-from core.execution import Executor
+from runtime.execution import Executor
 
 
 def test_each_event_leaves_the_subscriptions_executor_as_it_was() -> None:

@@ -1,4 +1,4 @@
-"""Shared fan-out (core/fanout.py): an event's selection is executed once per audience and
+"""Shared fan-out (runtime/fanout.py): an event's selection is executed once per audience and
 its frame serialized once, yet every subscriber still sees exactly what it may see — an
 owner the channel's secret, an agent or an API key null — in the shape its own operation
 asked for."""
@@ -136,7 +136,7 @@ async def test_a_revoked_keys_socket_is_closed_while_others_keep_receiving(tenan
 
             revoked = (await gql(server, REVOKE_API_KEY, {"i": {"id": made["apiKey"]["id"]}}, tenant.owner_token))["revokeApiKey"]
             assert revoked["userErrors"] == []
-            # The revocation closes the key's socket at once (core/socket_guard.py), before
+            # The revocation closes the key's socket at once (runtime/socket_guard.py), before
             # any event; the owner hears every message.
             with pytest.raises(Closed) as closed:
                 await key.receive()

@@ -122,7 +122,7 @@ async def test_the_inbox_at_its_largest_page_passes_with_its_cost(api: Api, tena
 
 
 async def test_both_http_paths_answer_alike(app: Any, client: httpx.AsyncClient, tenant: Tenant, monkeypatch: Any) -> None:
-    from asgi import ParleyGraphQL
+    from runtime.http import ParleyGraphQL
 
     view = next(route.app for route in app.routes if getattr(route, "path", None) == "/graphql" and isinstance(route.app, ParleyGraphQL))
     cases = [

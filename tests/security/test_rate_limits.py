@@ -241,7 +241,7 @@ def test_the_client_address_comes_from_x_forwarded_for_only_through_trusted_prox
 
 
 def test_errors_that_ask_to_come_back_later_set_the_http_status() -> None:
-    from asgi import _retry_later
+    from runtime.http import _retry_later
 
     def errors(*extensions: dict[str, Any]) -> dict[str, Any]:
         return {"data": None, "errors": [{"message": "m", "extensions": x} for x in extensions]}

@@ -137,8 +137,8 @@ HOSTILE_BODIES = [
 @pytest.mark.parametrize("accept", ["application/json", GRAPHQL_RESPONSE])
 async def test_hostile_bodies_are_a_clear_400_on_both_paths(app: Any, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch,
                                                             body: bytes, message: str, accept: str) -> None:  # fmt: skip
-    """Never a 500: the same answer from the plain path (asgi.py) and Strawberry's."""
-    from asgi import ParleyGraphQL
+    """Never a 500: the same answer from the plain path (runtime/http.py) and Strawberry's."""
+    from runtime.http import ParleyGraphQL
 
     view = next(route.app for route in app.routes if getattr(route, "path", None) == "/graphql" and isinstance(route.app, ParleyGraphQL))
     answers = []

@@ -96,3 +96,51 @@ async def test_a_workspace_has_at_most_twenty_endpoints(tenant: Tenant) -> None:
     payload = (await tenant.api(CREATE_ENDPOINT, {"i": {"url": "https://crm.example.com/21", "eventTypes": ["CONTACT_CREATED"]}},
                                 token=tenant.owner_token))["createWebhookEndpoint"]  # fmt: skip
     assert [e["code"] for e in payload["userErrors"]] == ["NOT_ALLOWED"]
+
+
+async def _key(tenant: Tenant, *scopes: str) -> str:
+    made = await tenant.api("mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) { secret } }",
+                            {"i": {"name": "+".join(scopes), "scopes": list(scopes)}}, token=tenant.owner_token)  # fmt: skip
+    return str(made["createApiKey"]["secret"])
+
+
+async def test_subscribing_needs_the_scopes_the_payloads_need(tenant: Tenant) -> None:
+    """A key with webhooks:manage alone cannot read contacts: it cannot have their data
+    posted to a URL of its choosing either, by a new endpoint or by re-pointing one."""
+    from models.webhooks import WebhookDelivery
+
+    hooks_only = await _key(tenant, "webhooks:manage")
+    made = (await tenant.api(CREATE_ENDPOINT, {"i": {"url": "https://attacker.example/hook", "eventTypes": [
+        "CONTACT_CREATED", "CONTACT_UPDATED", "SEGMENT_JOINED", "CONVERSATION_STATUS_CHANGED"]}}, token=hooks_only))["createWebhookEndpoint"]  # fmt: skip
+    assert made["endpoint"] is None and made["secret"] is None
+    assert made["userErrors"] == [{"field": ["eventTypes"], "code": "FORBIDDEN", "message":
+        "Subscribing to CONTACT_CREATED, CONTACT_UPDATED, CONVERSATION_STATUS_CHANGED, SEGMENT_JOINED: "
+        "this needs the contacts:read permission."}]  # fmt: skip
+    # contacts:read is not enough for a conversation's events.
+    readers = await _key(tenant, "webhooks:manage", "contacts:read")
+    made = (await tenant.api(CREATE_ENDPOINT, {"i": {"url": "https://attacker.example/hook", "eventTypes": [
+        "CONTACT_CREATED", "CONVERSATION_STATUS_CHANGED"]}}, token=readers))["createWebhookEndpoint"]  # fmt: skip
+    assert made["userErrors"] == [{"field": ["eventTypes"], "code": "FORBIDDEN", "message":
+        "Subscribing to CONVERSATION_STATUS_CHANGED: this needs the conversations:read permission."}]  # fmt: skip
+    full = await _key(tenant, "webhooks:manage", "contacts:read", "conversations:read")
+    await register(tenant, "https://crm.example.com/own", ["CONTACT_CREATED", "CONVERSATION_STATUS_CHANGED"], token=full)
+
+    # An owner's endpoint: the narrow key may neither re-point it nor widen what it receives.
+    owners = await register(tenant, "https://crm.example.com/owner", ["CONTACT_CREATED"])
+    for change in ({"url": "https://attacker.example/hook"}, {"eventTypes": ["CONTACT_CREATED", "CONTACT_UPDATED"]}):
+        updated = (await tenant.api(UPDATE, {"i": {"id": owners.id, **change}}, token=hooks_only))["updateWebhookEndpoint"]
+        assert updated["endpoint"] is None
+        assert [(e["field"], e["code"]) for e in updated["userErrors"]] == [(["eventTypes"], "FORBIDDEN")]
+        assert "contacts:read" in updated["userErrors"][0]["message"]
+    listed = {e["node"]["url"]: e["node"]["eventTypes"] for e in (await tenant.api(ENDPOINTS, token=tenant.owner_token))["webhookEndpoints"]["edges"]}
+    assert listed["https://crm.example.com/owner"] == ["CONTACT_CREATED"]
+    assert "https://attacker.example/hook" not in listed
+    # What it may still do: describe, disable and enable it, rotate its secret.
+    updated = (await tenant.api(UPDATE, {"i": {"id": owners.id, "description": "CRM", "enabled": False}}, token=hooks_only))["updateWebhookEndpoint"]
+    assert updated["userErrors"] == [] and updated["endpoint"]["enabled"] is False
+    rotated = (await tenant.api(ROTATE, {"i": {"id": owners.id}}, token=hooks_only))["rotateWebhookEndpointSecret"]
+    assert rotated["userErrors"] == []
+    # No contact data went anywhere the narrow key chose.
+    await tenant.contact(name="Grace Hopper", email="grace@example.com")
+    urls = await WebhookDelivery.filter(workspace_id=tenant.workspace.id).values_list("endpoint__url", flat=True)
+    assert "https://attacker.example/hook" not in urls

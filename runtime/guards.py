@@ -7,7 +7,7 @@ A type that carries personal data declares its guard once, on the type:
     class ContactNote(relay.Node): ...
 
 `install(schema)` makes each guarded GraphQL type's `is_type_of` ask its guard. graphql-core
-asks `is_type_of` once per object it completes, and so does core/execution.py's short path
+asks `is_type_of` once per object it completes, and so does runtime/execution.py's short path
 (with the request's context), whichever field reached the object: a root field, a nested
 field (`conversations { contact }`), a mutation's payload, a subscription's event or
 `node(id:)`. So a new field returning a Contact is checked without anyone remembering to,
@@ -16,6 +16,12 @@ at the cost of one call per object, not one per field.
 A guard returns None to let the caller see the object, or the message of the refusal: the
 field that reached the object is then null, with a FORBIDDEN error carrying that message
 at its path (the rest of the response is unaffected).
+
+Library internals it relies on: graphql-core 3.3.2's `GraphQLObjectType.is_type_of`
+(replaced on the built schema's types; called with the value and the resolve info) and
+strawberry-graphql 0.341.2's `strawberry-definition` extension of a GraphQL type, whose
+`origin` is the decorated class. runtime/execution.py's short path calls `is_type_of`
+the same way.
 """
 
 from __future__ import annotations

@@ -6,8 +6,13 @@ each subscription, `on_stream_result`'s generator is wrapped in a new
 A hook depends only on its extension instance and the hook's name, and extensions are made
 per operation, so each extension keeps the hooks it was asked for here.
 
+Library internals it relies on: strawberry-graphql 0.341.2's
+`strawberry.extensions.context.ExtensionContextManagerBase.get_hook` and its `HOOK_NAME`
+(replaced on the class). Check after an upgrade that the method still exists with that
+signature, and whether the new release still rebuilds hooks per result.
+
 (graphql-core 3.3.2's per-event executor leak — a cache shared with the subscription's
-executor — is avoided where core/execution.py builds per-event executors.)
+executor — is avoided where runtime/execution.py builds per-event executors.)
 """
 
 from __future__ import annotations

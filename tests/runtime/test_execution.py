@@ -14,7 +14,7 @@ import pytest
 import strawberry
 from strawberry import relay
 
-from core.execution import Executor, plain
+from runtime.execution import Executor, plain
 
 
 @strawberry.enum
@@ -215,7 +215,7 @@ def _keys(value: object) -> list[object]:
 
 
 def test_plain_fields_take_the_short_path() -> None:
-    from core import execution
+    from runtime import execution
 
     schema = strawberry.Schema(query=Query, execution_context_class=Executor)
     schema.execute_sync("{ rows { name shout } }")
@@ -227,7 +227,7 @@ def test_plain_fields_take_the_short_path() -> None:
 async def test_lists_of_objects_are_completed_by_generated_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     """The comparisons above pass on graphql-core's path too: here the rows of each type
     were answered by generated functions (ids, dates, nested objects and lists)."""
-    from core import execution
+    from runtime import execution
 
     monkeypatch.setattr(execution, "_row_factories", {})
     schema = strawberry.Schema(query=Query, execution_context_class=Executor)
@@ -240,7 +240,7 @@ async def test_lists_of_objects_are_completed_by_generated_rows(monkeypatch: pyt
 
 
 async def test_plain_resolvers_answer_in_place_with_the_context() -> None:
-    from core import execution
+    from runtime import execution
 
     schema = strawberry.Schema(query=Query, execution_context_class=Executor)
     result = await schema.execute("{ rows { tag partner { name } } }", context_value="ctx")
@@ -276,7 +276,7 @@ async def test_an_execution_keeps_nothing_alive_after_it() -> None:
 async def test_generated_rows_are_bounded_however_many_selections_clients_make(monkeypatch: pytest.MonkeyPatch) -> None:
     """Aliases let a client make any number of distinct selections: the generated row
     functions kept stay at the bound, and every answer is still right."""
-    from core import execution
+    from runtime import execution
 
     monkeypatch.setattr(execution, "ROW_FACTORIES_MAX", 3)
     monkeypatch.setattr(execution, "_row_factories", {})

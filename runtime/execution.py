@@ -18,6 +18,28 @@ A resolver of our own takes the short path too when it is marked `@plain`: it re
 object and `info.context` only, has no arguments, and answers at once when it can (a
 related row already loaded for the page) or with an awaitable when it cannot — which then
 goes back to graphql-core's path, which calls it again and awaits it.
+
+Every operation is costed here too (core/cost.py, MAX_QUERY_COST) before anything runs,
+and a subscription's events go through runtime/fanout.py's `execute_shared`.
+
+Library internals it relies on — the most of any module here; an upgrade looks here first:
+
+- graphql-core 3.3.2: the execution context's `build`, `execute_operation(serially)`,
+  `execute_fields(parent_type, source_value, path, grouped_field_set, position_context)`,
+  `collect_subfields` (returning grouped fields, new defer usages and more),
+  `build_per_event_executor`, its attributes `collected_errors`, `_relevant_sub_fields`,
+  `middleware_manager`, `async_helpers` (`GraphQLResolveInfoHelpers` with `gather_async_work`
+  and `track_async_work`), `variable_values.coerced`, `fragment_definitions`,
+  `is_awaitable`; `graphql.execution.collect_fields.FieldDetailsList` and
+  `GroupedFieldSet` (a field's `node`); `graphql.execution.executor.CollectedErrors`;
+  `GraphQLObjectType.is_type_of` as graphql-core calls it (value, info).
+- strawberry-graphql 0.341.2: `StrawberryGraphQLCoreExecutionContext`; the
+  `strawberry-definition` extension of a GraphQL field and its `python_name`,
+  `default_resolver`, `base_resolver` (`wrapped_func`, `info_parameter`,
+  `self_parameter`), `extensions` and `permission_classes`; the `_is_default` mark on the
+  resolvers of plain fields; `relay.Node.__dict__["_id"]`, `["resolve_id"]` and
+  `["resolve_typename"]` (relay's default id, recognised and written in place);
+  `strawberry.schema.types.base_scalars.isoformat` (DateTime's serializer).
 """
 
 from __future__ import annotations
@@ -43,7 +65,7 @@ from strawberry.schema.types.base_scalars import isoformat as _ISOFORMAT
 from core.config import settings
 from core.cost import TooComplex, operation_cost
 from core.errors import Code, PublicError, QueryTooCostly
-from core.fanout import execute_shared, subscription_executor
+from runtime.fanout import execute_shared, subscription_executor
 
 
 class _Irregular(Exception):
@@ -265,13 +287,13 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
         if refused is not None:
             return [refused]
         if executor.operation.operation is OperationType.SUBSCRIPTION:
-            # For core/fanout.py's direct delivery: the resolver runs in this same task.
+            # For runtime/fanout.py's direct delivery: the resolver runs in this same task.
             subscription_executor.set(executor)
         return executor
 
     def _over_budget(self) -> GraphQLError | None:
         """The refusal of an operation over MAX_QUERY_COST, else None; the cost goes to
-        the context's `cost_report` when the client asked for it (asgi.py)."""
+        the context's `cost_report` when the client asked for it (runtime/http.py)."""
         budget = settings.max_query_cost
         try:
             cost = operation_cost(self.schema, self.operation, self.fragment_definitions, self.variable_values.coerced)
@@ -287,7 +309,7 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
     def build_per_event_executor(self, payload: Any) -> Any:
         # graphql-core's copy.copy() of the executor, without copy's generic protocol (8 %
         # of a fan-out delivery's CPU); caches of the subscription's executor are not
-        # shared with the event's (core/graphql_patches.py).
+        # shared with the event's (runtime/patches.py).
         executor = object.__new__(type(self))
         executor.__dict__.update(self.__dict__)
         executor.root_value = payload
@@ -297,7 +319,7 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
         return executor
 
     def execute_operation(self, serially: bool | None = None) -> Any:
-        # A subscription event's selection runs once per audience (core/fanout.py).
+        # A subscription event's selection runs once per audience (runtime/fanout.py).
         return execute_shared(self, serially, super().execute_operation)
 
     def execute_fields(
@@ -402,7 +424,7 @@ def _generate_row_factory(object_type: GraphQLObjectType, shape: tuple[tuple[str
     head: list[str] = []  # the factory's own lines, before `row`
     if object_type.is_type_of is not None:
         # Strawberry's is_type_of is an isinstance check that ignores its info; a guarded
-        # type's (core/guards.py) reads the context, which the short path's info holds.
+        # type's (runtime/guards.py) reads the context, which the short path's info holds.
         body.append("            if is_type_of(value, info) is not True: raise Irregular")
     for i, (_, field_name, has_arguments) in enumerate(shape):
         plan = None if has_arguments else _plan(object_type, field_name)

@@ -2,7 +2,7 @@
 event reaches them: a logout, a password change, a deactivated agent, a revoked API key,
 a deleted contact, an ended contact session (resolvers/auth.py), or an expired token.
 
-    socket_guard.add(handler)        # core/fanout.py, once connection_init is accepted
+    socket_guard.add(handler)        # runtime/websocket.py, once connection_init is accepted
     socket_guard.discard(handler)    # when the socket closes
     await socket_guard.run()         # in the lifespan, as a task
 
@@ -11,6 +11,10 @@ which checks again the credentials of this process's sockets, each credential on
 thousand sockets of one agent cost one check), and closes the sockets of the ones that no
 longer authenticate with 4403. Without a change it still checks every SWEEP_SECONDS, for
 tokens that expired. A socket whose principal changed (a new role) gets the new one.
+
+Library internals it relies on: the handler objects of runtime/websocket.py (Strawberry
+0.341.2's graphql-transport-ws handler): their `context` and `websocket.close(code,
+reason)`.
 """
 
 from __future__ import annotations
