@@ -17,8 +17,10 @@ COPY core core
 COPY domain domain
 COPY jobs jobs
 COPY models models
+COPY ops ops
 COPY resolvers resolvers
 COPY runtime runtime
+COPY services services
 COPY schema schema
 RUN /opt/parley/bin/pip install --no-deps . && /opt/parley/bin/python -m compileall -q /opt/parley
 

@@ -62,7 +62,7 @@ async def _with_db(work: Callable[[], Awaitable[Any]]) -> Any:
     from tortoise import Tortoise
 
     from core.db import tortoise_config
-    from resolvers.operators import OperatorError
+    from ops.operators import OperatorError
 
     _ensure_sqlite_dir()
     await Tortoise.init(config=tortoise_config())
@@ -89,7 +89,7 @@ def _password(args: argparse.Namespace, prompt: str = "Password: ") -> str:
 
 
 def _print_credentials() -> None:
-    from resolvers.demo import credentials_file
+    from ops.demo import credentials_file
 
     path = credentials_file()
     if path.exists():
@@ -97,7 +97,7 @@ def _print_credentials() -> None:
 
 
 async def _seed_demo() -> None:
-    from resolvers.demo import credentials_file, seed_demo
+    from ops.demo import credentials_file, seed_demo
 
     demo = await _with_db(seed_demo)
     print(f"\n{demo.text()}(also in {credentials_file()})\n")
@@ -269,7 +269,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             if private:
                 private.close()
     elif command == "create-workspace":
-        from resolvers import operators
+        from ops import operators
 
         password = _password(args)
         boot = asyncio.run(_with_db(lambda: operators.create_workspace(args.name, args.owner_email, password, args.owner_name)))
@@ -281,7 +281,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             f"  widget channel   {boot.channel.public_key}"
         )
     elif command == "create-agent":
-        from resolvers import operators
+        from ops import operators
 
         from models.workspaces import Role
 
@@ -289,7 +289,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         made = asyncio.run(_with_db(lambda: operators.create_agent(args.workspace, args.email, args.name, password, Role(args.role))))
         print(f"Agent {made.email} ({made.role.value}) created in {args.workspace}.")
     elif command == "create-api-key":
-        from resolvers import operators
+        from ops import operators
 
         from core.permissions import API_KEY_SCOPES
 
@@ -298,7 +298,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"API key {row.name!r} ({', '.join(row.scopes)}), shown once:")
         print(secret)
     elif command == "reset-password":
-        from resolvers import operators
+        from ops import operators
 
         password = _password(args, "New password: ")
         agent = asyncio.run(_with_db(lambda: operators.reset_password(args.email, password, args.workspace)))

@@ -109,10 +109,10 @@ async def _run(contacts: int, sqlite: bool, url: str, workdir: Path, repeat: int
     from core.db import migrate, tortoise_config
     from domain import exports as ex
     from jobs.exports import batch_query, export_contacts
-    from jobs.tracking import create_job
+    from services.job_records import create_job
     from models.contacts import AttributeDefinition
     from models.jobs import Job, JobKind
-    from resolvers.exports import export_path
+    from services.exports import export_path
     from resolvers.workspaces import create_workspace
 
     await migrate()

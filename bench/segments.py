@@ -203,7 +203,7 @@ async def _measure(conn: Any, ws: int, sqlite: bool, repeat: int, now: datetime,
     from domain import segments as rules_lang
     from jobs.segments import refresh
     from models.segments import Segment
-    from resolvers.segments import matching_sql
+    from services.segments import matching_sql
 
     types = {"plan": "text", "seats": "number", "account": "number"}
     rows = ["| segment | members | count: compiled | count: hand SQL | ratio | first page: compiled | first page: hand SQL | ratio |",

@@ -62,7 +62,7 @@ def presence(workspace_id: int, kind: str) -> str:
 
 
 def job_channel(workspace_id: int, job_id: int) -> str:
-    """`jobProgress`: status and progress of one job record (jobs/tracking.py)."""
+    """`jobProgress`: status and progress of one job record (services/job_records.py)."""
     return _k("ws", workspace_id, "job", job_id)
 
 
@@ -94,7 +94,7 @@ def wake_job(conversation_id: int, at: int) -> str:
 
 def campaign_job(campaign_id: int, at: int) -> str:
     """The arq job id of a later run of a campaign (quiet hours over, or resumed) at unix
-    time `at`; its first run goes under jobs.tracking.arq_job_id of its job record."""
+    time `at`; its first run goes under services.job_records.arq_job_id of its job record."""
     return f"{arq_queue()}:campaign:{campaign_id}:{at}"
 
 

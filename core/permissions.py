@@ -9,7 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from models.workspaces import Role
+
+
+class Role(StrEnum):
+    """An agent's role in its workspace (stored on models.workspaces.Agent)."""
+
+    OWNER = "owner"
+    ADMIN = "admin"
+    AGENT = "agent"
 
 
 class Permission(StrEnum):

@@ -1,6 +1,9 @@
 """The arq job queue, as the API process uses it: enqueue, debounced.
 
     await enqueue(ctx.jobs, "refresh_segment", segment_id, job_id=f"segment:{segment_id}")
+    queue_job(ctx.outbox, "deliver_message", message.id)   # once the transaction commits
+
+The only module of the API side that talks to arq (tests/test_architecture.py).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
 
 from core import keys
+from core.events import Outbox
 
 
 async def create_queue(redis_url: str) -> ArqRedis:
@@ -27,3 +31,12 @@ async def enqueue(
         return False
     job = await pool.enqueue_job(function, *args, _job_id=job_id, _defer_by=defer)
     return job is not None
+
+
+def queue_job(outbox: Outbox, function: str, *args: Any, job_id: str | None = None, defer: timedelta | None = None) -> None:
+    """`enqueue` after the outbox's transaction commits (nothing if it rolls back)."""
+
+    async def run() -> None:
+        await enqueue(outbox.jobs, function, *args, job_id=job_id, defer=defer)
+
+    outbox.after_commit(run)

@@ -12,7 +12,7 @@
   wait out SMS quiet hours, or send) and written in ONE transaction per batch: the
   recipients claimed by a conditional UPDATE (… WHERE status IN ('pending', 'waiting')
   RETURNING), a conversation and a message for each claimed one, the outreach receipts
-  (resolvers/attribution.py) and the campaign's counters. A recipient is `sent` exactly
+  (services/attribution.py) and the campaign's counters. A recipient is `sent` exactly
   when its message exists: a run killed mid-batch rolls the whole batch back, and a
   second run (arq's retry, the sweep, or a concurrent duplicate) finds it sent and
   claims nothing — one message per contact and campaign. CAMPAIGN_CONCURRENCY batches (2)
@@ -31,7 +31,7 @@
   sweep, also at worker start-up) catches what is due or lost: campaigns whose time has
   come, waiting recipients due, and running campaigns whose worker stopped writing
   batches (no heartbeat for CAMPAIGN_STALE_SECONDS).
-- Progress goes to the campaign's job record (jobs/tracking.py): processed is sent +
+- Progress goes to the campaign's job record (services/job_records.py): processed is sent +
   skipped, total the recipients. cancelCampaign stops the run between batches.
 
 Time is a parameter (`clock`), so tests run the real job at a chosen time.
@@ -57,14 +57,15 @@ from core.errors import DatabaseBusy
 from core.queue import enqueue
 from domain.attribution import source_key
 from domain.campaigns import Reach, decide
-from jobs.tracking import JobCancelled, JobTracker, arq_job_id
 from models.attribution import Receipt
 from models.campaigns import Campaign, CampaignRecipient, CampaignStatus, RecipientStatus
 from models.channels import SESSION_KINDS, Channel, ChannelKind
 from models.conversations import DeliveryState, SenderKind
 from models.jobs import Job, JobStatus
 from models.workspaces import Agent
-from resolvers.attribution import record_receipts
+from services.attribution import record_receipts
+from services.job_records import JobCancelled, JobTracker, arq_job_id
+from services.segments import schedule_dirty_refresh
 
 log = logging.getLogger("parley.jobs.campaigns")
 
@@ -329,8 +330,6 @@ async def _after_commit(sender: Sender, batch: Batch, now: datetime, hub: Any, j
     queued again by the next run (requeue_deliveries)."""
     if not batch.messages:
         return
-    from jobs.segments import schedule_dirty_refresh
-
     if hub is not None:
         try:
             await publish_many(hub.redis, sender.events(batch, now))

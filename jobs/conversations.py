@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from core.events import Outbox
-from resolvers.conversations import wake_due
+from services.conversations import wake_due
 
 log = logging.getLogger("parley.jobs.conversations")
 

@@ -8,7 +8,7 @@ columns; or the attribute report) to a CSV file, in bounded memory.
   ids, neutralises formula cells and hands each batch to the csv writer.
 - The file is written beside its final name and renamed when complete: a download never
   sees half a file, and a retried run (arq is at-least-once) simply writes it again.
-- Progress goes to the job record (jobs/tracking.py); cancelJob stops the run at its next
+- Progress goes to the job record (services/job_records.py); cancelJob stops the run at its next
   batch and removes the partial file.
 - The export is not a snapshot: contacts created while it runs may be included, contacts
   deleted meanwhile are left out.
@@ -35,10 +35,10 @@ from core.db import SqlBuilder
 from core.errors import DatabaseBusy
 from core.mail import MailError, MailNotConfigured, send_mail
 from domain import exports as ex
-from jobs.tracking import JobCancelled, JobTracker
 from models.contacts import DeletedContact
 from models.jobs import Job, JobKind, JobStatus
-from resolvers.exports import ERASED_MESSAGE, EXPORT_KINDS, erased_since, export_path, remove_erased_exports, signed_url
+from services.exports import ERASED_MESSAGE, EXPORT_KINDS, erased_since, export_path, remove_erased_exports, signed_url
+from services.job_records import JobCancelled, JobTracker
 
 log = logging.getLogger("parley.jobs.exports")
 

@@ -22,7 +22,7 @@ help (the table really is empty). See BENCHMARKS.md.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from tortoise import connections
@@ -31,16 +31,14 @@ from tortoise.transactions import in_transaction
 from core import keys
 from core.db import SqlBuilder, bind_datetime, dialect
 from core.errors import DatabaseBusy
-from core.queue import enqueue
 from domain import segments as rules_lang
 from models.segments import Segment, SegmentMembership
-from resolvers.segments import attribute_types, matching_sql
-from resolvers.webhooks import segment_membership_changed
+from services.job_records import JobTracker
+from services.segments import attribute_types, matching_sql
+from services.webhooks import segment_membership_changed
 
 log = logging.getLogger("parley.jobs.segments")
 
-DEBOUNCE = timedelta(seconds=1)
-PENDING_EXPIRY = 300  # s: should a queued run be lost, the next mark after this queues another
 ANALYZE_AFTER = 10_000
 CHUNK = 1000
 # A full refresh on SQLite: contacts re-evaluated per transaction (see refresh_whole).
@@ -49,26 +47,6 @@ WINDOW = 5000
 # many conflicts, a few milliseconds); from it on, segment_memberships is large enough
 # that the planner probes it by index or hash, and NOT EXISTS is the cheaper statement.
 FEW_MEMBERS = 10_000
-
-
-async def schedule_dirty_refresh(
-    hub: Any, jobs: Any, workspace_id: int, contact_ids: list[int], *, conversations_only: bool = False
-) -> None:
-    """Queue a debounced re-evaluation for these contacts: of every segment, or, when only
-    their conversations changed (`conversations_only`), of the segments that count
-    conversations (a campaign's 100,000 new conversations re-evaluate no other segment)."""
-    if hub is None or not contact_ids:
-        return
-    key = keys.dirty_conversations(workspace_id) if conversations_only else keys.dirty_contacts(workspace_id)
-    await hub.redis.sadd(key, *contact_ids)
-    # One queued run per workspace absorbs a burst of marks. Not by arq job id: arq refuses
-    # a job id while that job is still running, so a mark made after the run had read the
-    # sets and before it ended would wait for the next change. The pending flag is cleared
-    # when the run starts, before it reads the sets; the expiry only covers a lost job.
-    pending = keys.dirty_refresh_pending(workspace_id)
-    if await hub.redis.set(pending, 1, nx=True, ex=PENDING_EXPIRY):
-        if not await enqueue(jobs, "refresh_dirty_contacts", workspace_id, defer=DEBOUNCE):
-            await hub.redis.delete(pending)
 
 
 async def refresh(
@@ -209,8 +187,6 @@ class _Publisher:
 
 async def refresh_segment(ctx: dict[str, Any], segment_id: int, job_id: int | None = None) -> dict[str, int] | None:
     """A full refresh; `job_id` is its job record when a rule change queued it."""
-    from jobs.tracking import JobTracker
-
     tracker = await JobTracker.begin(job_id, ctx.get("hub")) if job_id is not None else None
     segment = await Segment.get_or_none(id=segment_id)
     if segment is None:

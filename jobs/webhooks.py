@@ -22,7 +22,7 @@ import json
 import logging
 import random
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from arq import Retry
@@ -30,14 +30,15 @@ from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F, Subquery
 
 from core import outbound
+from core.clock import now
 from core.config import settings
 from core.outbound import OutboundError
 from core.queue import enqueue
 from core.signing import signed_headers
-from jobs.tracking import JobCancelled, JobTracker, cancel_job, create_job
 from models.jobs import Job, JobKind, JobStatus
 from models.webhooks import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEventType
-from resolvers.webhooks import deliver_job_id
+from services.job_records import JobCancelled, JobTracker, cancel_job, create_job
+from services.webhooks import deliver_job_id
 
 log = logging.getLogger("parley.jobs.webhooks")
 
@@ -48,10 +49,6 @@ DISPATCH_CHUNK = 500
 # arq's own retry count: the database decides when a delivery stops, this only bounds a
 # job that keeps being deferred.
 ARQ_TRIES = 1000
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def backoff(attempt: int, retry_after: float | None = None) -> float:

@@ -81,7 +81,7 @@ class Campaign(Model):
     recipients = fields.IntField(default=0)
     sent = fields.IntField(default=0)
     skipped = fields.IntField(default=0)
-    # Counted by resolvers/attribution.py when a reply is credited to the campaign.
+    # Counted by services/attribution.py when a reply is credited to the campaign.
     replied = fields.IntField(default=0)
     started_at = fields.DatetimeField(null=True)
     # Written by every batch: a running campaign silent for CAMPAIGN_STALE_SECONDS lost

@@ -1,6 +1,6 @@
 """Job records: every background job (export, segment refresh, webhook delivery, campaign,
 CRM sync) leaves one row with its kind, status, progress, result and error, so the API can
-show it. jobs/tracking.py is the only writer."""
+show it. services/job_records.py is the only writer."""
 
 from __future__ import annotations
 

@@ -118,7 +118,7 @@ class ProactiveMessage(Model):
     template_key = fields.CharField(max_length=32, null=True)
     sent = fields.IntField(default=0)
     opened = fields.IntField(default=0)
-    # Incremented by attribution (resolvers/attribution.py), never here.
+    # Incremented by attribution (services/attribution.py), never here.
     replied = fields.IntField(default=0)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)

@@ -7,6 +7,8 @@ from enum import StrEnum
 from tortoise import fields
 from tortoise.models import Model
 
+# Defined with the permissions it grants (core/permissions.py); models and migrations import it from here.
+from core.permissions import Role as Role
 from domain.attribution import DEFAULT_WINDOW_HOURS
 
 
@@ -17,12 +19,6 @@ class MatchingAttribute(StrEnum):
     PHONE = "phone"
     EXTERNAL_ID = "external_id"
     CUSTOM = "custom"
-
-
-class Role(StrEnum):
-    OWNER = "owner"
-    ADMIN = "admin"
-    AGENT = "agent"
 
 
 class Workspace(Model):

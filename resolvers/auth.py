@@ -150,6 +150,15 @@ def _max_length(model: type[Model], field: str) -> int:
     return int(model._meta.fields_map[field].max_length)  # type: ignore[attr-defined]
 
 
+async def viewer(ctx: Context, principal: Principal) -> tuple[Agent | None, Contact | None]:
+    """`viewer`: the agent or the contact the credentials belong to (None for the other
+    kind, an API key, or a row gone meanwhile)."""
+    scope = ctx.scope
+    agent = await scope.get(Agent, principal.agent_id) if principal.kind is PrincipalKind.AGENT else None
+    contact = await scope.get(Contact, principal.contact_id) if principal.kind is PrincipalKind.CONTACT else None
+    return agent, contact
+
+
 async def login(ctx: Context, email: str, password: str, workspace_slug: str | None) -> LoginResult:
     # Before any password is checked: a locked account is refused even the right one.
     await rate_limits.check_login(email, ctx.client_ip)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from tortoise import connections
 
+from core.clock import now
 from core.context import Context
 from core.db import SqlBuilder
 from core.errors import Code, UserError, UserFailure
@@ -19,7 +20,6 @@ from core.events import atomic
 from core.permissions import Permission
 from core.queue import enqueue
 from core.scoping import decode_global_id
-from jobs.tracking import arq_job_id, cancel_job, create_job
 from domain.masking import mask_card_numbers
 from models.campaigns import Campaign, CampaignRecipient, CampaignStatus, RecipientStatus
 from models.channels import Channel
@@ -27,6 +27,7 @@ from models.contacts import Contact
 from models.jobs import Job, JobKind
 from resolvers.conversations import MAX_SUBJECT, clean_body
 from resolvers.pagination import Order, Page, paginate
+from services.job_records import arq_job_id, cancel_job, create_job
 
 NEWEST_FIRST = Order(("id",), descending=True)
 MAX_NAME = 200
@@ -37,10 +38,6 @@ MAX_ID_ERRORS = 20
 MAX_SCHEDULE_AHEAD = timedelta(days=366)
 # A scheduledAt this far in the past is a mistake, not "now".
 SCHEDULE_GRACE = timedelta(minutes=5)
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass

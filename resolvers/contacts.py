@@ -8,7 +8,7 @@ import json
 import re
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -17,6 +17,7 @@ from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from core import keys, presence
+from core.clock import now
 from core.context import Context
 from core.db import dialect
 from core.errors import Code, PublicError, UserError, UserFailure, forbidden
@@ -46,9 +47,11 @@ from models.contacts import (
 )
 from models.conversations import Conversation, ConversationActivity, ConversationStatus, Message
 from models.workspaces import Agent, MatchingAttribute, Workspace
-from resolvers import webhooks
-from resolvers.exports import remove_erased_exports
 from resolvers.pagination import Order, Page, paginate
+from services import webhooks
+from services.conversations import close_conversation
+from services.exports import remove_erased_exports
+from services.segments import mark_for_segments
 
 CONTACT_ORDER = Order(("last_seen_at", "id"), descending=True)
 NEWEST_FIRST = Order(("id",), descending=True)
@@ -85,10 +88,6 @@ def camel(name: str) -> str:
     return head + "".join(p.title() for p in rest)
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
 # -- reading ------------------------------------------------------------------------------
 
 
@@ -114,6 +113,12 @@ async def list_contacts(
     if search and search.strip():
         query = query.filter(search_filter(search))
     return await paginate(query, CONTACT_ORDER, first=first, after=after, last=last, before=before, values=columns)
+
+
+async def contact_by_id(ctx: Context, pk: int | None) -> Contact | None:
+    """The contact with this id in the caller's workspace (as it is now), else None: for
+    a field of a contact already shown, or an event about one already authorised."""
+    return await ctx.scope.get(Contact, pk)
 
 
 async def get_contact(ctx: Context, gid: str) -> Contact | None:
@@ -235,18 +240,6 @@ async def record_change(outbox: Outbox, contact: Contact, kind: ChangeKind, **ex
         {"type": "contact", "kind": kind.value, "contactId": contact.id, "cursor": str(change.id), **extra},
     )
     mark_for_segments(outbox, contact.workspace_id, contact.id)
-
-
-def mark_for_segments(outbox: Outbox, workspace_id: int, contact_id: int, *, conversations_only: bool = False) -> None:
-    """After commit: remember the contact as changed and queue a debounced re-evaluation
-    of the workspace's segments for the changed contacts (only of those that count
-    conversations, when only the contact's conversations changed)."""
-    from jobs.segments import schedule_dirty_refresh
-
-    async def mark() -> None:
-        await schedule_dirty_refresh(outbox.hub, outbox.jobs, workspace_id, [contact_id], conversations_only=conversations_only)
-
-    outbox.after_commit(mark)
 
 
 # -- writing fields ------------------------------------------------------------------------
@@ -837,9 +830,6 @@ async def set_blocked(ctx: Context, gid: str, blocked: bool) -> Contact:
 
 async def _close_conversations(ctx: Context, contact: Contact) -> None:
     """Blocking resolves the contact's open and snoozed conversations."""
-    # Imported here: resolvers.conversations builds on this module.
-    from resolvers.conversations import close_conversation
-
     open_ones = await Conversation.filter(contact_id=contact.id).exclude(status=ConversationStatus.RESOLVED)
     for conversation in open_ones:
         await close_conversation(ctx.outbox, conversation, ctx.principal.agent_id if ctx.principal else None, reason="contact_blocked")
@@ -868,7 +858,7 @@ async def delete_contact(ctx: Context, gid: str) -> DeletedContact:
         erased["webhookDeliveries"] = await webhooks.erase_deliveries(contact.id)
         auth_changed(ctx.outbox)  # its session tokens stop working
         await record_change(ctx.outbox, contact, ChangeKind.DELETED)
-        # Stamped last, as close to the commit as it gets (see ERASURE_MARGIN, resolvers/exports.py).
+        # Stamped last, as close to the commit as it gets (see ERASURE_MARGIN, services/exports.py).
         record.erased, record.deleted_at = erased, now()
         await record.save(update_fields=["erased", "deleted_at"])
     # After the commit: the deletion is recorded, so the files' links already answer 410.

@@ -18,12 +18,13 @@ from tortoise import connections
 from tortoise.expressions import F, Subquery
 
 from core import keys
+from core.clock import now
 from core.context import Context
 from core.db import SqlBuilder
 from core.errors import Code, PublicError, UserError, UserFailure
 from core.events import Outbox, atomic
 from core.permissions import Permission, Principal, PrincipalKind
-from core.queue import enqueue
+from core.queue import queue_job
 from core.scoping import decode_global_id
 from domain import schedule
 from domain.masking import mask_card_numbers
@@ -42,10 +43,10 @@ from models.conversations import (
     Topic,
 )
 from models.workspaces import Agent, Team, Workspace
-from resolvers import webhooks
-from resolvers.attribution import attribute_reply
-from resolvers.contacts import mark_for_segments
 from resolvers.pagination import Order, Page, paginate
+from services.attribution import attribute_reply
+from services.conversations import record_activity
+from services.segments import mark_for_segments
 
 CONVERSATION_ORDER = Order(("vip", "last_message_at", "id"), descending=True)
 MESSAGE_ORDER = Order(("id",), descending=False)
@@ -55,10 +56,6 @@ MAX_SUBJECT = 255
 DEFAULT_MESSAGES = 50
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
 # -- who may see and do what ---------------------------------------------------------------
 
 
@@ -66,6 +63,11 @@ def can_see_conversation(principal: Principal, conversation: Conversation) -> bo
     if principal.kind is PrincipalKind.CONTACT:
         return principal.contact_id == conversation.contact_id
     return principal.can(Permission.CONVERSATIONS_READ)
+
+
+async def conversation_by_id(ctx: Context, pk: int | None) -> Conversation | None:
+    """The conversation with this id in the caller's workspace (as it is now), else None."""
+    return await ctx.scope.get(Conversation, pk)
 
 
 async def find_conversation(ctx: Context, gid: str) -> Conversation | None:
@@ -117,30 +119,6 @@ async def _publish_message(outbox: Outbox, conversation: Conversation, message: 
     outbox.add(keys.contact_messages_channel(conversation.workspace_id, conversation.contact_id), event)
 
 
-async def record_activity(
-    outbox: Outbox, conversation: Conversation, kind: ActivityKind, actor_agent_id: int | None = None, **data: Any
-) -> ConversationActivity:
-    activity = await ConversationActivity.create(
-        workspace_id=conversation.workspace_id, conversation_id=conversation.id, kind=kind,
-        actor_agent_id=actor_agent_id, data=data,
-    )  # fmt: skip
-    outbox.add(
-        keys.inbox_channel(conversation.workspace_id),
-        {
-            "type": "activity", "kind": kind.value, "cursor": str(activity.id),
-            "conversationId": conversation.id, "status": conversation.status.value,
-            "assigneeId": conversation.assignee_id, "teamId": conversation.team_id,
-            "channelId": conversation.channel_id, "data": data,
-        },
-    )  # fmt: skip
-    if kind is ActivityKind.STATUS_CHANGED:
-        await webhooks.conversation_status_changed(outbox, conversation, data.get("previous"), actor_agent_id, data.get("reason"))
-    if kind in (ActivityKind.CREATED, ActivityKind.STATUS_CHANGED):
-        # Segment rules count conversations by status: re-evaluate the contact.
-        mark_for_segments(outbox, conversation.workspace_id, conversation.contact_id, conversations_only=True)
-    return activity
-
-
 async def unread_contacts(workspace_id: int) -> int:
     """The workspace's unread indicator: contacts with unread messages, not messages."""
     q = SqlBuilder()
@@ -161,13 +139,6 @@ def _publish_unread(outbox: Outbox, workspace_id: int) -> None:
             await outbox.hub.publish([(keys.inbox_channel(workspace_id), {"type": "unread", "count": count})])
 
     outbox.after_commit(publish)
-
-
-def queue_job(outbox: Outbox, function: str, *args: Any, job_id: str | None = None, defer: timedelta | None = None) -> None:
-    async def run() -> None:
-        await enqueue(outbox.jobs, function, *args, job_id=job_id, defer=defer)
-
-    outbox.after_commit(run)
 
 
 # -- messages -------------------------------------------------------------------------------
@@ -390,38 +361,6 @@ async def _snooze_time(
     if until > now() + timedelta(days=366):
         raise UserFailure.of("snoozedUntil", Code.INVALID, "A conversation can be snoozed for a year at most.")
     return until.astimezone(UTC)
-
-
-async def close_conversation(outbox: Outbox, conversation: Conversation, actor_agent_id: int | None, *, reason: str) -> None:
-    previous = conversation.status
-    conversation.status, conversation.snoozed_until, conversation.resolved_at = ConversationStatus.RESOLVED, None, now()
-    await conversation.save(update_fields=["status", "snoozed_until", "resolved_at", "updated_at"])
-    await record_activity(outbox, conversation, ActivityKind.STATUS_CHANGED, actor_agent_id, previous=previous.value, reason=reason)
-
-
-async def wake_due(outbox: Outbox, conversation_id: int | None = None, *, batch: int = 500) -> int:
-    """Reopen snoozed conversations whose time has come. Idempotent: a conversation that
-    is no longer snoozed, or was snoozed again for later, is left alone."""
-    woken = 0
-    while True:
-        stamp = now()
-        query = Conversation.filter(status=ConversationStatus.SNOOZED, snoozed_until__lte=stamp)
-        if conversation_id is not None:
-            query = query.filter(id=conversation_id)
-        due = await query.order_by("snoozed_until").limit(batch)
-        if not due:
-            return woken
-        for conversation in due:
-            async with atomic(outbox):
-                changed = await Conversation.filter(
-                    id=conversation.id, status=ConversationStatus.SNOOZED, snoozed_until__lte=stamp
-                ).update(status=ConversationStatus.OPEN, snoozed_until=None, updated_at=stamp)
-                if changed:
-                    conversation.status, conversation.snoozed_until = ConversationStatus.OPEN, None
-                    await record_activity(outbox, conversation, ActivityKind.STATUS_CHANGED, previous="snoozed", reason="snooze_ended")
-                    woken += 1
-        if conversation_id is not None or len(due) < batch:
-            return woken
 
 
 async def assign(ctx: Context, gid: str, changes: dict[str, str | None]) -> Conversation:

@@ -27,17 +27,19 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from core import keys
+from core.clock import now
 from core.config import settings
 from core.errors import Code, DatabaseBusy, RateLimited, UserFailure, request_id_var
-from core.limits import BodyTooLarge
 from core.events import Outbox, atomic
+from core.limits import BodyTooLarge
+from core.queue import queue_job
 from core.ratelimit import rate_limits
 from core.scoping import encode_global_id
 from core.signing import SIGNATURE_HEADER, SIGNATURE_TOLERANCE, signature, signature_problem, signed_at
@@ -61,7 +63,6 @@ from resolvers.conversations import (
     add_message,
     clean_body,
     open_conversation,
-    queue_job,
     receive_inbound,
 )
 
@@ -81,10 +82,6 @@ _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del
 # The auto-responder answers a conversation at most once in this long: two auto-responders
 # (ours and an e-mail vacation reply, say) cannot keep answering each other.
 AUTO_REPLY_INTERVAL = timedelta(hours=1)
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 # -- the payload -----------------------------------------------------------------------------

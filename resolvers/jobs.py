@@ -10,9 +10,10 @@ from __future__ import annotations
 from core.context import Context
 from core.errors import Code, UserFailure, forbidden
 from core.permissions import Permission, Principal, PrincipalKind
-from jobs.tracking import cancel_job
 from models.jobs import Job, JobKind, JobStatus
+from models.workspaces import ApiKey
 from resolvers.pagination import Order, Page, paginate
+from services.job_records import cancel_job
 
 NEWEST_FIRST = Order(("id",), descending=True)
 
@@ -43,6 +44,16 @@ async def get_job(ctx: Context, gid: str) -> Job | None:
     principal = ctx.require_principal()
     job = await ctx.scope.by_global_id(gid, "Job", Job)
     return job if job is not None and can_see_job(principal, job) else None
+
+
+async def job_by_id(ctx: Context, pk: int | None) -> Job | None:
+    """The job record with this id in the caller's workspace (as it is now), else None."""
+    return await ctx.scope.get(Job, pk)
+
+
+async def api_key_by_id(ctx: Context, pk: int | None) -> ApiKey | None:
+    """The API key with this id in the caller's workspace, else None."""
+    return await ctx.scope.get(ApiKey, pk)
 
 
 async def list_jobs(

@@ -14,13 +14,14 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
 
 from core import keys
+from core.clock import now
 from core.context import Context
 from core.errors import Code, UserError, UserFailure
 from core.events import Outbox, atomic
@@ -47,10 +48,12 @@ from models.proactive import (
 )
 from models.segments import Segment, SegmentMembership
 from models.workspaces import Team
-from resolvers import attribution
-from resolvers.contacts import EVENT_NAME, clean_tags, fill_from_session, mark_for_segments, record_change
-from resolvers.conversations import add_message, clean_body, open_conversation, receive_inbound, record_activity
+from resolvers.contacts import EVENT_NAME, clean_tags, fill_from_session, record_change
+from resolvers.conversations import add_message, clean_body, open_conversation, receive_inbound
 from resolvers.pagination import Order, Page, paginate
+from services import attribution
+from services.conversations import record_activity
+from services.segments import mark_for_segments
 
 log = logging.getLogger("parley.proactive")
 
@@ -68,10 +71,6 @@ ORDER_COLUMNS = {
 }  # fmt: skip
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
 # -- reading --------------------------------------------------------------------------------
 
 
@@ -79,6 +78,12 @@ async def list_messages(ctx: Context, *, column: str, descending: bool, first: i
     ctx.require(Permission.CONVERSATIONS_READ)
     order = Order((ORDER_COLUMNS[column], "id"), descending=descending)
     return await paginate(ctx.scope.all(ProactiveMessage), order, first=first, after=after, default_size=25)
+
+
+async def message_by_id(ctx: Context, pk: int | None) -> ProactiveMessage | None:
+    """The proactive message with this id in the caller's workspace, else None: for a
+    delivery already authorised, or a field of a message already shown."""
+    return await ctx.scope.get(ProactiveMessage, pk)
 
 
 async def find_message(ctx: Context, gid: str) -> ProactiveMessage | None:

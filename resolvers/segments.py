@@ -12,15 +12,16 @@ from tortoise.transactions import in_transaction
 
 from core import keys
 from core.context import Context
-from core.db import dialect
 from core.errors import Code, UserError, UserFailure
 from core.permissions import Permission, Principal, PrincipalKind
 from core.queue import enqueue
 from domain import segments as rules_lang
-from models.contacts import AttributeDefinition, Contact
+from models.contacts import Contact
 from models.segments import Segment, SegmentMembership, SegmentShare, SegmentVisibility
 from models.workspaces import Agent, Team
 from resolvers.pagination import Cursors, Order, Page, paginate
+from services.job_records import cancel_job, create_job
+from services.segments import attribute_types, matching_sql
 
 BY_NAME = Order(("name", "id"), descending=False)
 MAX_PREVIEW = 50
@@ -84,6 +85,12 @@ async def get_visible(ctx: Context, gid: str, field: str = "id") -> Segment:
     if segment is None or not await ctx.scope.all(Segment).filter(await visible_filter(principal), id=segment.id).exists():
         raise UserFailure.of(field, Code.NOT_FOUND, "No segment with this id.")
     return segment
+
+
+async def segment_by_id(ctx: Context, pk: int | None) -> Segment | None:
+    """The segment with this id in the caller's workspace, else None: for a field of a
+    segment already shown."""
+    return await ctx.scope.get(Segment, pk)
 
 
 async def find_segment(ctx: Context, gid: str) -> Segment | None:
@@ -152,25 +159,12 @@ async def list_members(ctx: Context, segment: Segment, *, first: int | None, aft
 # -- rules -----------------------------------------------------------------------------------
 
 
-async def attribute_types(workspace_id: int) -> dict[str, str]:
-    rows = await AttributeDefinition.filter(workspace_id=workspace_id).values_list("key", "type")
-    return {key: str(kind) for key, kind in rows}
-
-
 async def parse_rules(workspace_id: int, rules: dict[str, Any], path: str = "rules") -> rules_lang.Group:
     try:
         return rules_lang.parse(rules, await attribute_types(workspace_id))
     except rules_lang.RuleError as exc:
         code = Code(exc.code) if exc.code in Code.__members__ else Code.INVALID
         raise UserFailure(UserError([path, *exc.path], code, str(exc))) from None
-
-
-def matching_sql(group: rules_lang.Group, workspace_id: int, *, now: datetime, param_start: int = 1) -> tuple[str, list[Any]]:
-    """`c.workspace_id = … AND (rules)`: the contacts a rule tree matches, as SQL."""
-    d = dialect()
-    placeholder = "?" if d == "sqlite" else f"${param_start}"
-    where, params = rules_lang.compile_where(group, d, now=now, param_start=param_start + 1)
-    return f"c.workspace_id = {placeholder} AND ({where})", [workspace_id, *params]
 
 
 async def _matching(ctx: Context, rules: dict[str, Any]) -> tuple[str, list[Any]]:
@@ -263,7 +257,6 @@ async def _save_shares(segment: Segment, shared: tuple[list[int], list[int]] | N
 
 async def schedule_refresh(ctx: Context, segment: Segment) -> None:
     """Queue a full refresh, with a job record (kind SEGMENT_REFRESH) that follows it."""
-    from jobs.tracking import cancel_job, create_job
     from models.jobs import JobKind
 
     job = await create_job(segment.workspace_id, JobKind.SEGMENT_REFRESH, principal=ctx.principal, params={"segment_id": segment.id})

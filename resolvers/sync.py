@@ -40,7 +40,6 @@ from models.conversations import Conversation
 from models.sync import ContactChangeHorizon, ContactSyncRequest
 from models.webhooks import WebhookEventType
 from models.workspaces import MatchingAttribute, Workspace
-from resolvers import webhooks
 from resolvers.contacts import (
     _apply_attributes,
     _apply_consent_times,
@@ -54,6 +53,8 @@ from resolvers.contacts import (
     trusted_value,
     vouch_for,
 )
+from services import webhooks
+from services.segments import schedule_dirty_refresh
 
 MAX_ROWS = 1000
 MAX_IDEMPOTENCY_KEY = 200
@@ -500,8 +501,6 @@ async def _record_changes(outbox: Outbox, workspace_id: int, creates: list[_Plan
     ids = [c.id for c, _ in written if c is not None]
 
     async def mark() -> None:
-        from jobs.segments import schedule_dirty_refresh
-
         await schedule_dirty_refresh(outbox.hub, outbox.jobs, workspace_id, ids)
 
     outbox.after_commit(mark)

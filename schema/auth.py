@@ -7,9 +7,6 @@ import strawberry
 from strawberry.types import Info
 
 from core.context import Context
-from core.permissions import PrincipalKind
-from models import contacts as mcontacts
-from models import workspaces as mworkspaces
 from resolvers import auth as r
 from schema.common import JSON, UserError, mutate
 from schema.contacts import Contact
@@ -103,9 +100,7 @@ class AuthQuery:
         principal = info.context.principal
         if principal is None:
             return None
-        scope = info.context.scope
-        agent = await scope.get(mworkspaces.Agent, principal.agent_id) if principal.kind is PrincipalKind.AGENT else None
-        contact = await scope.get(mcontacts.Contact, principal.contact_id) if principal.kind is PrincipalKind.CONTACT else None
+        agent, contact = await r.viewer(info.context, principal)
         return Viewer(
             kind=principal.kind.value.upper(),
             agent=Agent.from_model(agent) if agent else None,

@@ -13,10 +13,10 @@ from core.context import Context
 from runtime.execution import plain
 from models import campaigns as m
 from models.channels import Channel as ChannelRow
-from models.jobs import Job as JobRow
 from models.workspaces import Agent as AgentRow
 from resolvers import campaigns as r
 from resolvers.conversations import related
+from resolvers.jobs import job_by_id
 from schema.common import Connection, UserError, gid, mutate, to_connection
 from schema.jobs import Job
 from schema.segments import Segment
@@ -77,7 +77,7 @@ class Campaign(relay.Node):
 
     @strawberry.field(description="The job sending it: its progress is the campaign's (jobProgress).")
     async def job(self, info: Info[Context, None]) -> Job | None:
-        job = await info.context.scope.get(JobRow, self._row.job_id)
+        job = await job_by_id(info.context, self._row.job_id)
         return Job.from_model(job) if job else None
 
     @strawberry.field

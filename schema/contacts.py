@@ -166,7 +166,7 @@ class Contact(relay.Node):
 
     @strawberry.field
     async def notes(self, info: Info[Context, None], first: int | None = None, after: str | None = None) -> Connection[ContactNote]:
-        contact = await info.context.scope.get(m.Contact, self.id)
+        contact = await r.contact_by_id(info.context, self.id)
         assert contact is not None
         return to_connection(await r.list_notes(info.context, contact, first=first, after=after), ContactNote.from_model)
 
@@ -174,7 +174,7 @@ class Contact(relay.Node):
     async def events(
         self, info: Info[Context, None], kind: EventKind | None = None, first: int | None = None, after: str | None = None  # type: ignore[valid-type]
     ) -> Connection[ContactEvent]:
-        contact = await info.context.scope.get(m.Contact, self.id)
+        contact = await r.contact_by_id(info.context, self.id)
         assert contact is not None
         return to_connection(await r.list_events(info.context, contact, kind=kind, first=first, after=after), ContactEvent.from_model)
 
@@ -563,7 +563,7 @@ class ContactSubscription:
                     principal = await ctx.refresh_principal()
                     if principal is None or not r.can_see_contact(principal, contact.id):
                         raise PublicError("You can no longer see this contact.", Code.FORBIDDEN)
-                    current = await ctx.scope.get(m.Contact, contact.id)
+                    current = await r.contact_by_id(ctx, contact.id)
                     merged = event.get("mergedInto")
                     yield ContactUpdate(
                         cursor=event["cursor"],

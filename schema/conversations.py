@@ -265,7 +265,7 @@ class ConversationEvent:
     @classmethod
     async def read(cls, ctx: Context, event: dict[str, Any]) -> ConversationEvent:
         """The event with the conversation as it is now."""
-        current = await ctx.scope.get(m.Conversation, event["conversationId"])
+        current = await r.conversation_by_id(ctx, event["conversationId"])
         return cls(
             cursor=event["cursor"], kind=m.ActivityKind(event["kind"]),
             conversation_id=node_id("Conversation", event["conversationId"]),

@@ -16,7 +16,6 @@ from core.errors import Code, PublicError
 from core.hub import SubscriberTooSlow
 from core.permissions import Permission
 from models import jobs as m
-from models.workspaces import ApiKey as ApiKeyModel
 from resolvers import jobs as r
 from resolvers.contacts import load_agent
 from resolvers.exports import download_url
@@ -52,7 +51,7 @@ class Job(relay.Node):
         ctx = info.context
         if self._row.api_key_id is None or not ctx.require_principal().can(Permission.WORKSPACE_MANAGE):
             return None
-        key = await ctx.scope.get(ApiKeyModel, self._row.api_key_id)
+        key = await r.api_key_by_id(ctx, self._row.api_key_id)
         return ApiKey.from_model(key) if key else None
 
     @strawberry.field(description="""Finished exports: a signed link to the CSV, valid for a limited time
@@ -117,7 +116,7 @@ class JobSubscription:
         try:
             async with ctx.hub.subscribe(keys.job_channel(job.workspace_id, job.id)) as events:
                 # Read after subscribing: a change made in between is both read and heard.
-                current = await ctx.scope.get(m.Job, job.id)
+                current = await r.job_by_id(ctx, job.id)
                 if current is None:
                     return
                 yield Job.from_model(current)
@@ -134,7 +133,7 @@ class JobSubscription:
                     status = m.JobStatus(event["status"])
                     if status.finished:
                         # The final state in full (result, error), from the database.
-                        final = await ctx.scope.get(m.Job, job.id)
+                        final = await r.job_by_id(ctx, job.id)
                         if final is not None:
                             yield Job.from_model(final)
                         return

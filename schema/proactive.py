@@ -226,7 +226,7 @@ class ProactiveMessage(relay.Node):
     @strawberry.field(description="Who it was pushed to, newest first.")
     async def deliveries(self, info: Info[Context, None], first: int | None = None, after: str | None = None) -> Connection[ProactiveDelivery]:
         page = await r.list_deliveries(info.context, self.id, first=first, after=after)
-        message = await info.context.scope.get(m.ProactiveMessage, self.id)
+        message = await r.message_by_id(info.context, self.id)
         return to_connection(page, lambda d: ProactiveDelivery.from_model(d, message))
 
     @classmethod
@@ -283,8 +283,8 @@ class ProactiveDelivery(relay.Node):
         )  # fmt: skip
 
 
-async def delivery_node(d: m.ProactiveDelivery) -> ProactiveDelivery:
-    return ProactiveDelivery.from_model(d, await m.ProactiveMessage.get_or_none(id=d.message_id))
+async def delivery_node(ctx: Context, d: m.ProactiveDelivery) -> ProactiveDelivery:
+    return ProactiveDelivery.from_model(d, await r.message_by_id(ctx, d.message_id))
 
 
 @strawberry.type
@@ -451,9 +451,9 @@ def _values(input: Any, fields: tuple[str, ...]) -> dict[str, Any]:
     return values
 
 
-async def _with_delivery(work: Any) -> Any:
+async def _with_delivery(ctx: Context, work: Any) -> Any:
     d = await work
-    return await delivery_node(d)
+    return await delivery_node(ctx, d)
 
 
 # -- root fields -------------------------------------------------------------------------------
@@ -547,18 +547,18 @@ class ProactiveMutation:
 
         async def work() -> dict[str, Any]:
             report = await r.report_page_view(info.context, view)
-            return {"delivery": await delivery_node(report.delivery) if report.delivery else None, "visit_number": report.visit.number}
+            return {"delivery": await delivery_node(info.context, report.delivery) if report.delivery else None, "visit_number": report.visit.number}
 
         return await mutate(ReportPageViewPayload, work(), lambda x: x)
 
     @strawberry.mutation(description="A contact's session: the visitor clicked the message.")
     async def open_proactive_message(self, info: Info[Context, None], input: ProactiveDeliveryIdInput) -> ProactiveDeliveryPayload:
-        work = _with_delivery(r.open_delivery(info.context, str(input.delivery_id)))
+        work = _with_delivery(info.context, r.open_delivery(info.context, str(input.delivery_id)))
         return await mutate(ProactiveDeliveryPayload, work, lambda d: {"delivery": d})
 
     @strawberry.mutation(description="A contact's session: closed it; it may come back as its frequency allows.")
     async def dismiss_proactive_message(self, info: Info[Context, None], input: ProactiveDeliveryIdInput) -> ProactiveDeliveryPayload:
-        work = _with_delivery(r.dismiss_delivery(info.context, str(input.delivery_id)))
+        work = _with_delivery(info.context, r.dismiss_delivery(info.context, str(input.delivery_id)))
         return await mutate(ProactiveDeliveryPayload, work, lambda d: {"delivery": d})
 
     @strawberry.mutation(description="A contact's session: answer it, starting a conversation (tagged, routed to agents or the bot).")
@@ -567,7 +567,7 @@ class ProactiveMutation:
             done = await r.answer_delivery(
                 info.context, str(input.delivery_id), body=input.body, name=input.name, email=input.email, website_url=input.website_url
             )
-            return {"delivery": await delivery_node(done.delivery), "conversation": Conversation.from_model(done.conversation)}
+            return {"delivery": await delivery_node(info.context, done.delivery), "conversation": Conversation.from_model(done.conversation)}
 
         return await mutate(AnswerProactiveMessagePayload, work(), lambda x: x)
 

@@ -159,13 +159,13 @@ class Segment(relay.Node):
 
     @strawberry.field(description="Members as of the last refresh, most recently seen first: by lastSeenAt as that refresh found it. A contact seen again moves up at the next refresh, which its change queues (debounced, about a second).")
     async def contacts(self, info: Info[Context, None], first: int | None = None, after: str | None = None) -> Connection[Contact]:
-        segment = await info.context.scope.get(m.Segment, self.id)
+        segment = await r.segment_by_id(info.context, self.id)
         assert segment is not None
         return to_connection(await r.list_members(info.context, segment, first=first, after=after), Contact.from_model)
 
     @strawberry.field(description="Contacts matching the rules right now (a live COUNT in the database).")
     async def count(self, info: Info[Context, None]) -> int:
-        segment = await info.context.scope.get(m.Segment, self.id)
+        segment = await r.segment_by_id(info.context, self.id)
         assert segment is not None
         return await r.count_matching(info.context, segment.rules)
 

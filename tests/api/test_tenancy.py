@@ -447,7 +447,7 @@ async def test_jobs_and_exports_of_another_workspace_are_invisible(api: Api, wor
 
     from jobs.exports import export_contacts
     from models.contacts import DeletedContact
-    from resolvers.exports import ERASURE_MARGIN
+    from services.exports import ERASURE_MARGIN
     from strawberry.relay import GlobalID
 
     a, b = await intact(api, worlds)

@@ -185,7 +185,7 @@ async def test_the_migration_names_the_contact_of_deliveries_written_before_it(t
     from tortoise import connections
 
     from models.webhooks import DeliveryStatus
-    from resolvers.webhooks import envelope
+    from services.webhooks import envelope
 
     migration = importlib.import_module("models.migrations.0014_erasure")
     monkeypatch.setattr(migration, "FILL_CHUNK", 2)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 
 from models.proactive import ProactiveMessage
-from resolvers.attribution import record_receipts, source_key
+from services.attribution import record_receipts, source_key
 from tests.conftest import Tenant, pk
 from tests.conversations.test_conversations import ERRORS, ok, send, session, start
 

@@ -224,6 +224,22 @@ async def test_an_inbound_message_reopens_a_resolved_or_snoozed_conversation(ten
     assert (await get(tenant.api, tenant.owner_token, conversation_id))["status"] == "RESOLVED"
 
 
+async def test_a_snoozed_conversation_wakes_when_the_clock_reaches_its_time(tenant: Tenant) -> None:
+    from core.clock import frozen
+    from jobs.conversations import wake_snoozed
+
+    token, _ = await session(tenant, "dozy")
+    conversation_id = (await start(tenant, token))["conversation"]["id"]
+    until = datetime.now(UTC) + timedelta(hours=1)
+    await ok(tenant.api, STATUS, {"i": {"id": conversation_id, "status": "SNOOZED", "snoozedUntil": until.isoformat()}}, tenant.owner_token, "setConversationStatus")
+    with frozen(until - timedelta(seconds=1)):
+        assert await wake_snoozed({}) == 0
+    assert (await get(tenant.api, tenant.owner_token, conversation_id))["status"] == "SNOOZED"
+    with frozen(until + timedelta(seconds=1)):
+        await wake_snoozed({})
+    assert (await get(tenant.api, tenant.owner_token, conversation_id))["status"] == "OPEN"
+
+
 async def test_snooze_presets_are_computed_in_the_agents_time_zone(tenant: Tenant) -> None:
     from domain.schedule import SnoozePreset, snooze_until
 

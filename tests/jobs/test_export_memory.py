@@ -14,7 +14,7 @@ from strawberry.relay import GlobalID
 
 from core.config import settings
 from models.contacts import AttributeDefinition, Contact, ContactTag
-from resolvers.exports import export_path
+from services.exports import export_path
 from tests.conftest import Tenant
 from tests.jobs.test_exports import job_of, pk, run, start
 

@@ -17,7 +17,7 @@ from strawberry.relay import GlobalID
 
 from jobs.exports import export_contacts
 from jobs.segments import refresh_segment
-from resolvers.exports import signed_url
+from services.exports import signed_url
 from tests.conftest import Api, Tenant, pk
 
 EXPORT = """mutation($i: ExportContactsInput!) { exportContacts(input: $i) {
@@ -310,7 +310,7 @@ async def test_old_files_are_pruned_and_dead_runs_failed(app: Any, client: httpx
     from datetime import UTC, datetime, timedelta
 
     from jobs.exports import EXPORT_TIMEOUT, prune_exports
-    from jobs.tracking import JobTracker
+    from services.job_records import JobTracker
     from models.jobs import Job
 
     await tenant.contact(name="Ada")
@@ -339,7 +339,7 @@ async def test_an_export_older_than_a_deletion_is_gone_even_if_the_deleting_proc
     link already answers 410 and the hourly prune_exports removes the file."""
     from jobs.exports import prune_exports
     from models.contacts import DeletedContact
-    from resolvers.exports import ERASURE_MARGIN, export_path
+    from services.exports import ERASURE_MARGIN, export_path
 
     await tenant.contact(name="Kept", email="kept@example.com")
     job = await start(tenant, columns=["email"])
@@ -365,7 +365,7 @@ async def test_an_export_older_than_a_deletion_is_gone_even_if_the_deleting_proc
 async def test_an_export_running_while_a_contact_is_deleted_fails_and_keeps_no_file(app: Any, tenant: Tenant, monkeypatch: Any) -> None:
     import jobs.exports as export_job
     from models.contacts import DeletedContact
-    from resolvers.exports import ERASED_MESSAGE, export_path
+    from services.exports import ERASED_MESSAGE, export_path
 
     await tenant.contact(name="Gone soon", email="gone@example.com")
     job = await start(tenant, columns=["email"])
@@ -392,7 +392,7 @@ async def test_an_export_that_read_a_contact_before_its_deletion_committed_is_go
     the stamp): the export holds the contact, its file is removed, its link answers 410."""
     import resolvers.contacts as contacts
     from models.jobs import Job
-    from resolvers.exports import export_path
+    from services.exports import export_path
 
     doomed = await tenant.contact(name="Late Commit", email="late@example.com")
     job = await start(tenant, columns=["email"])

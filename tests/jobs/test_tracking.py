@@ -1,4 +1,4 @@
-"""jobs/tracking.py against the real database and Redis: each write is committed, then
+"""services/job_records.py against the real database and Redis: each write is committed, then
 published on the job's channel; progress is throttled; cancelled jobs stop their task."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from core import keys
-from jobs.tracking import JobCancelled, JobTracker, cancel_job, create_job
 from models.jobs import Job, JobKind, JobStatus
+from services.job_records import JobCancelled, JobTracker, cancel_job, create_job
 
 
 class Listener:

@@ -11,7 +11,8 @@ import httpx
 from arq.constants import in_progress_key_prefix, job_key_prefix
 
 from core import keys
-from jobs.segments import refresh_dirty_contacts, schedule_dirty_refresh
+from jobs.segments import refresh_dirty_contacts
+from services.segments import schedule_dirty_refresh
 from tests.conftest import pk, start_server, start_worker, stop_process
 from tests.realtime.wsclient import GraphQLWs
 

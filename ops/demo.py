@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from domain.identity import user_hash
-from resolvers.operators import OperatorError, create_workspace
+from ops.operators import OperatorError, create_workspace
 
 OWNER_EMAIL = "owner@example.com"
 
