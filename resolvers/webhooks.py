@@ -1,17 +1,5 @@
 """Outbound webhooks: endpoints (owners, admins and keys with webhooks:manage) and their
 delivery log. The events the rest of the code emits are services/webhooks.py.
-
-Emitting is one INSERT … SELECT inside the caller's transaction: a delivery row for every
-enabled endpoint of the workspace subscribed to the event's type, written by the database
-without loading endpoints or events into Python. After the commit the delivery jobs are
-queued (jobs/webhooks.py); a delivery whose job was never queued (the emitter had no
-queue, or Redis was away) is picked up by the `dispatch_webhooks` sweep.
-
-    await emit(ctx.outbox, workspace_id, [(WebhookEventType.CONTACT_UPDATED, {"contact": {...}})])
-
-The body every endpoint receives:
-
-    {"id": "evt_…", "type": "contact.updated", "createdAt": "…", "workspaceId": "…", "data": {…}}
 """
 
 from __future__ import annotations
