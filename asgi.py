@@ -158,6 +158,8 @@ async def metrics(request: Request) -> Response:
         f"parley_hub_direct_deliveries_total {hub.direct_deliveries}",
         "# TYPE parley_sockets_revoked_total counter",
         f"parley_sockets_revoked_total {socket_guard.closed_sockets}",
+        "# TYPE parley_socket_credential_checks_total counter",
+        f"parley_socket_credential_checks_total {socket_guard.checks}",
     ]
     return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 

@@ -111,7 +111,7 @@ def proactive_changes() -> str:
 
 def auth_changes() -> str:
     """A role, a grant, an API key or a contact changed: every API process drops the
-    principals it cached (resolvers/auth.py)."""
+    principals it cached for the subject the message names (core/principal_cache.py)."""
     return _k("auth", "changed")
 
 

@@ -315,7 +315,7 @@ async def revoke_agent_tokens(outbox: Outbox, agent_id: int, **changes: Any) -> 
     (runtime/socket_guard.py): its token version goes up. Call it inside the transaction
     (`atomic(outbox)`); `changes` are written in the same UPDATE."""
     await Agent.filter(id=agent_id).update(token_version=F("token_version") + 1, **changes)
-    auth_changed(outbox)
+    auth_changed(outbox, agent_id=agent_id)
 
 
 async def set_password(outbox: Outbox, agent_id: int, password: str) -> None:
@@ -344,7 +344,7 @@ async def end_contact_session(ctx: Context) -> None:
         raise forbidden("Only a contact session can end itself.")
     async with atomic(ctx.outbox):
         await Contact.filter(id=principal.contact_id).update(session_version=F("session_version") + 1)
-        auth_changed(ctx.outbox)
+        auth_changed(ctx.outbox, contact_id=principal.contact_id)
 
 
 async def change_password(ctx: Context, current_password: str, new_password: str) -> LoginResult:
@@ -429,7 +429,7 @@ async def reset_password(ctx: Context, token: str, new_password: str) -> LoginRe
         )
         if not changed:
             raise UserFailure.of("token", Code.INVALID, USED_RESET_TOKEN)
-        auth_changed(ctx.outbox)
+        auth_changed(ctx.outbox, agent_id=agent.id)
     await rate_limits.login_succeeded(agent.email)  # a reset ends the account's lockout too
     await agent.refresh_from_db(fields=["token_version", "password_hash"])
     ctx.principal = await agent_principal(agent)

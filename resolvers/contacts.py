@@ -478,7 +478,7 @@ def end_contact_sessions(outbox: Outbox, contact: Contact) -> None:
     socket_guard.py), once the caller saves the contact in its transaction: its session
     version goes up."""
     contact.session_version += 1
-    auth_changed(outbox)
+    auth_changed(outbox, contact_id=contact.id)
 
 
 async def release_session_claims(outbox: Outbox, workspace_id: int, external_ids: list[str], *, keep: int | None = None) -> None:
@@ -856,7 +856,7 @@ async def delete_contact(ctx: Context, gid: str) -> DeletedContact:
         )
         erased = await _delete_contact_rows(contact.id)
         erased["webhookDeliveries"] = await webhooks.erase_deliveries(contact.id)
-        auth_changed(ctx.outbox)  # its session tokens stop working
+        auth_changed(ctx.outbox, contact_id=contact.id)  # its session tokens stop working
         await record_change(ctx.outbox, contact, ChangeKind.DELETED)
         # Stamped last, as close to the commit as it gets (see ERASURE_MARGIN, services/exports.py).
         record.erased, record.deleted_at = erased, now()
@@ -935,7 +935,7 @@ async def merge_contacts(ctx: Context, primary_gid: str, secondary_gid: str) -> 
         primary.last_seen_at = max(primary.last_seen_at, secondary.last_seen_at)
         # The secondary goes first: the primary may take over its unique external id.
         await _delete_contact_rows(secondary.id)
-        auth_changed(ctx.outbox)
+        auth_changed(ctx.outbox, contact_id=secondary.id)
         await primary.save()
         await record_change(ctx.outbox, secondary, ChangeKind.DELETED, mergedInto=primary.id)
         await record_change(ctx.outbox, primary, ChangeKind.UPDATED)

@@ -131,7 +131,7 @@ async def update_workspace(ctx: Context, values: dict[str, Any]) -> Workspace:
             setattr(workspace, name, value)
     async with atomic(ctx.outbox):
         await workspace.save()
-        auth_changed(ctx.outbox)  # agents_can_edit_crm_attributes is in every agent's permissions
+        auth_changed(ctx.outbox, workspace_id=workspace.id)  # agents_can_edit_crm_attributes is in every agent's permissions
     return workspace
 
 
@@ -182,7 +182,7 @@ async def update_agent(ctx: Context, gid: str, values: dict[str, Any]) -> Agent:
             setattr(agent, name, value)
     async with atomic(ctx.outbox):
         await agent.save()
-        auth_changed(ctx.outbox)  # role and grants are in the agent's permissions
+        auth_changed(ctx.outbox, agent_id=agent.id)  # role and grants are in the agent's permissions
     return agent
 
 
@@ -307,7 +307,7 @@ async def revoke_api_key(ctx: Context, gid: str) -> ApiKey:
         key.revoked_at = datetime.now(UTC)
         async with atomic(ctx.outbox):
             await key.save(update_fields=["revoked_at"])
-            auth_changed(ctx.outbox)  # a revoked key stops working in every process
+            auth_changed(ctx.outbox, api_key_id=key.id)  # a revoked key stops working in every process
     return key
 
 
@@ -438,7 +438,7 @@ async def _end_sessions(ctx: Context, channel: Channel) -> None:
     session version goes up). Inside the transaction."""
     await Channel.filter(id=channel.id).update(session_version=F("session_version") + 1)
     channel.session_version += 1
-    auth_changed(ctx.outbox)
+    auth_changed(ctx.outbox, channel_id=channel.id)
 
 
 async def rotate_channel_secret(ctx: Context, gid: str) -> Channel:

@@ -109,14 +109,16 @@ class AuthQuery:
         )
 
 
+def _signed_in(result: r.LoginResult) -> dict[str, object]:
+    """login, changePassword and resetPassword answer alike: the new token and its agent."""
+    return {"token": result.token, "agent": Agent.from_model(result.agent)}
+
+
 @strawberry.type
 class AuthMutation:
     @strawberry.mutation
     async def login(self, info: Info[Context, None], input: LoginInput) -> LoginPayload:
-        return await mutate(
-            LoginPayload, r.login(info.context, input.email, input.password, input.workspace),
-            lambda res: {"token": res.token, "agent": Agent.from_model(res.agent)},
-        )  # fmt: skip
+        return await mutate(LoginPayload, r.login(info.context, input.email, input.password, input.workspace), _signed_in)
 
     @strawberry.mutation(description="Ends every session of the calling agent: all its tokens stop working, on every device.")
     async def logout(self, info: Info[Context, None]) -> OkPayload:
@@ -129,10 +131,7 @@ class AuthMutation:
 
     @strawberry.mutation(description="The calling agent's password; every older token stops working, `token` is this session's new one.")
     async def change_password(self, info: Info[Context, None], input: ChangePasswordInput) -> LoginPayload:
-        return await mutate(
-            LoginPayload, r.change_password(info.context, input.current_password, input.new_password),
-            lambda res: {"token": res.token, "agent": Agent.from_model(res.agent)},
-        )  # fmt: skip
+        return await mutate(LoginPayload, r.change_password(info.context, input.current_password, input.new_password), _signed_in)
 
     @strawberry.mutation(
         description="E-mails a single-use reset token to the agent with this e-mail. Answers `ok` whether or not the e-mail is known."
@@ -142,10 +141,7 @@ class AuthMutation:
 
     @strawberry.mutation(description="A new password with the e-mailed token (once, before it expires); every older token stops working.")
     async def reset_password(self, info: Info[Context, None], input: ResetPasswordInput) -> LoginPayload:
-        return await mutate(
-            LoginPayload, r.reset_password(info.context, input.token, input.new_password),
-            lambda res: {"token": res.token, "agent": Agent.from_model(res.agent)},
-        )  # fmt: skip
+        return await mutate(LoginPayload, r.reset_password(info.context, input.token, input.new_password), _signed_in)
 
     @strawberry.mutation(description="The widget or SDK opens the session of its user (see DESIGN.md, identity verification).")
     async def start_contact_session(self, info: Info[Context, None], input: StartContactSessionInput) -> StartContactSessionPayload:

@@ -87,3 +87,24 @@ async def _eventually(url: str, token: str, check: Any, attempts: int = 40) -> b
             return True
         await asyncio.sleep(0.01)
     return False
+
+
+END_SESSION = "mutation { endContactSession { ok } }"
+
+
+async def test_a_stranger_ending_its_sessions_keeps_everyone_elses_cached(api: Api, tenant: Tenant) -> None:
+    """An ended session drops its own contact's cached principal, in every process, and
+    nobody else's: a stranger with the public widget key cannot empty the cache (each
+    request after it would cost an authentication query) by ending sessions in a loop."""
+    from core.principal_cache import principal_cache
+
+    visitor = (await api(SESSION, {"i": {"channelKey": tenant.channel.public_key, "externalId": "u-2"}}))["startContactSession"]["token"]
+    stranger = (await api(SESSION, {"i": {"channelKey": tenant.channel.public_key}}))["startContactSession"]["token"]
+    for token in (tenant.owner_token, tenant.api_key, visitor, stranger):
+        assert (await api(VIEWER, token=token))["viewer"] is not None
+        assert token in principal_cache.entries
+    assert (await api(END_SESSION, token=stranger))["endContactSession"]["ok"] is True
+    assert stranger not in principal_cache.entries
+    assert all(token in principal_cache.entries for token in (tenant.owner_token, tenant.api_key, visitor))
+    assert (await api(VIEWER, token=stranger))["viewer"] is None
+    assert (await api(VIEWER, token=visitor))["viewer"]["kind"] == "CONTACT"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -123,3 +124,29 @@ async def test_a_deactivated_agent_gets_no_reset(mail_server: LiveServer, sink: 
     await data(mail_server, REQUEST, {"input": {"email": other}})
     assert [m.envelope_to for m in await sink.wait_for(1)] == [[other]]  # the marker mail, and nothing before it
 
+
+
+async def test_requests_are_limited_per_address_whatever_the_email(tmp_path: Path, sink: SmtpSink) -> None:
+    """One address asking for resets of many e-mails (an enumeration, or mail-bombing many
+    inboxes) is stopped by the per-address limit; another address still gets through."""
+    env = {**sink.env, "RATE_LIMIT_PASSWORD_RESET_PER_IP": "4/hour", "TRUSTED_PROXIES": '["127.0.0.1"]'}
+    server = start_server(tmp_path, env=env, name="reset_per_ip")
+
+    async def ask(http: httpx.AsyncClient, n: int, address: str) -> httpx.Response:
+        variables = {"input": {"email": f"nobody-{n}-{secrets.token_hex(3)}@example.com"}}
+        return await http.post("/graphql", json={"query": REQUEST, "variables": variables}, headers={"x-forwarded-for": address})
+
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+            for n in range(4):
+                answered = await ask(http, n, "198.51.100.1")
+                assert answered.status_code == 200 and answered.json()["data"]["requestPasswordReset"]["ok"] is True
+            refused = await ask(http, 4, "198.51.100.1")
+            assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
+            [error] = refused.json()["errors"]
+            assert error["extensions"]["code"] == "RATE_LIMITED"
+            assert error["message"].startswith("Too many password resets from this address:")
+            other = await ask(http, 5, "198.51.100.2")
+            assert other.status_code == 200 and other.json()["data"]["requestPasswordReset"]["ok"] is True
+    finally:
+        server.stop()

@@ -261,3 +261,54 @@ async def test_turning_verification_on_ends_the_channels_sessions_and_only_then(
     again = (await data(server, UPDATE_CHANNEL, {"input": {"id": channel, "identityVerification": True}}, tenant.owner_token))["updateChannel"]
     assert again["userErrors"] == []
     await assert_accepted(server, later)  # verification already on: nothing ended
+
+
+# -- what a change costs others --------------------------------------------------------------
+
+END_SESSION = f"mutation {{ endContactSession {{ ok {ERRORS} }} }}"
+
+
+async def _socket_checks(server: LiveServer) -> int:
+    import re
+
+    async with httpx.AsyncClient(base_url=server.url, timeout=TIMEOUT) as http:
+        found = re.search(r"^parley_socket_credential_checks_total (\d+)$", (await http.get("/metrics")).text, re.M)
+    assert found
+    return int(found.group(1))
+
+
+async def test_a_stranger_ending_sessions_in_a_loop_re_checks_nobody_elses_socket(server: LiveServer, tenant: Tenant) -> None:
+    """The widget key is public: anyone may start sessions and end them as fast as the rate
+    limit allows. Each end names its own contact, so the process re-checks that contact's
+    sockets only; an agent's and another visitor's sockets are left alone (before, every
+    end re-checked every socket of every process)."""
+    contact = await tenant.contact(name="Watched")
+    visitor, visitor_contact = await _session(server, tenant)
+    agent_manager, agent_ws = await listening(server, tenant.owner_token, contact["id"])
+    visitor_manager, visitor_ws = await listening(server, visitor, visitor_contact)
+    try:
+
+        async def stranger_starts_and_ends() -> None:
+            token, _ = await _session(server, tenant)
+            assert (await data(server, END_SESSION, token=token))["endContactSession"] == {"ok": True, "userErrors": []}
+
+        # A first change resets the guard's periodic sweep (60 s), which would check every
+        # socket; the rest of the test takes far less.
+        await stranger_starts_and_ends()
+        await asyncio.sleep(0.3)
+        before = await _socket_checks(server)
+        for _ in range(15):
+            await stranger_starts_and_ends()
+        await asyncio.sleep(0.3)
+        assert await _socket_checks(server) == before, "a stranger's ended sessions re-checked other sockets"
+        assert await still_open(agent_ws, 0.2) and await still_open(visitor_ws, 0.2)
+
+        # The visitor ending its own session checks exactly its one credential and closes it.
+        assert (await data(server, END_SESSION, token=visitor))["endContactSession"]["ok"] is True
+        code, _, took = await closed_soon(visitor_ws)
+        assert code == 4403 and took < CLOSED_WITHIN
+        assert await _socket_checks(server) == before + 1
+        assert await still_open(agent_ws, 0.2)
+    finally:
+        await agent_manager.__aexit__(None, None, None)
+        await visitor_manager.__aexit__(None, None, None)
