@@ -21,7 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # sign tokens with them, so no server starts with one, whatever ENV says.
 PUBLISHED_SECRETS = frozenset({"dev-only-secret-change-me-before-production"})
 # Where a dev run keeps the random secret it made (under DATA_DIR), readable by its owner only.
-DEV_SECRET_FILE = "secret_key"
+DEV_SECRET_FILE = "secret_key"  # noqa: S105 - a file name, not a secret
 
 
 class Settings(BaseSettings):

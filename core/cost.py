@@ -29,10 +29,10 @@ from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
+    GraphQLInterfaceType,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
-    GraphQLInterfaceType,
     GraphQLSchema,
     InlineFragmentNode,
     IntValueNode,
@@ -139,7 +139,8 @@ def _evaluate(expr: Expr, variables: Mapping[str, Any], memo: dict[int, int]) ->
     if isinstance(expr, _Sum):
         value = expr.constant + sum(_evaluate(p, variables, memo) for p in expr.parts)
     else:
-        size = expr.size if type(expr.size) is int else expr.size.value(variables)  # type: ignore[union-attr]
+        assert isinstance(expr, _Scaled)
+        size = expr.size if isinstance(expr.size, int) else expr.size.value(variables)
         value = size * _evaluate(expr.expr, variables, memo)
     memo[id(expr)] = value
     return value

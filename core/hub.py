@@ -215,7 +215,7 @@ class Hub:
             if wanted:
                 await pubsub.subscribe(*wanted)
             else:
-                await pubsub.connect()
+                await pubsub.connect()  # type: ignore[no-untyped-call]
             self._pubsub = pubsub
         self.connected.set()
 

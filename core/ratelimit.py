@@ -19,6 +19,7 @@ import hashlib
 import ipaddress
 import logging
 import time
+from collections.abc import Awaitable
 from functools import lru_cache
 
 from limits import RateLimitItem, parse_many
@@ -98,7 +99,7 @@ class RateLimits:
         if self._limiter is None:
             storage = RedisStorage(
                 f"async+{settings.redis_url}", implementation="redispy", key_prefix=keys.rate_limits(),
-                connection_pool=self.redis.connection_pool,
+                connection_pool=self.redis.connection_pool,  # type: ignore[arg-type]  # limits types **options narrowly
             )  # fmt: skip
             self._limiter = SlidingWindowCounterRateLimiter(storage)
         return self._limiter
@@ -160,11 +161,12 @@ class RateLimits:
                 await self.limiter.hit(item, "login-failures", account)
                 if await self.limiter.test(item, "login-failures", account):
                     continue
-                ms, count = await self.redis.eval(
+                milliseconds = (settings.login_lockout_seconds * 1000, settings.login_lockout_max_seconds * 1000)
+                locked: Awaitable[list[int]] = self.redis.eval(  # type: ignore[assignment]  # redis-py types sync and async alike
                     _LOCK, 2, keys.login_lockout(account), keys.login_lockouts(account),
-                    settings.login_lockout_seconds * 1000, settings.login_lockout_max_seconds * 1000,
-                    settings.login_lockout_memory_seconds,
+                    str(milliseconds[0]), str(milliseconds[1]), str(settings.login_lockout_memory_seconds),
                 )  # fmt: skip
+                ms, count = await locked
                 # The next lockout needs as many failures again (and lasts twice as long).
                 await self.limiter.clear(item, "login-failures", account)
                 if ms:

@@ -121,6 +121,7 @@ class _ScopedQuerySet(QuerySet[M]):
     mark, so only the unrefined queryset has it."""
 
     __slots__ = ("unrefined_workspace_id",)
+    unrefined_workspace_id: int
 
 
 def unrefined_workspace(query: QuerySet[Any]) -> int | None:
@@ -138,12 +139,11 @@ async def first_rows(query: QuerySet[Any], names: tuple[str, ...], sort: tuple[s
         return None
     model = query.model
     sql_dialect = dialect()
-    plan = _page_plans.get((model, sql_dialect, names, sort), False)
-    if plan is False:
-        plan = _page_plan(model, sql_dialect, names, sort)
+    key = (model, sql_dialect, names, sort)
+    plan = _page_plans[key] if key in _page_plans else _page_plan(model, sql_dialect, names, sort)
     if plan is None:
         return None
-    rows = await model._meta.db.execute_query_dict(plan.sql, [workspace_id, limit])
+    rows: list[dict[str, Any]] = await model._meta.db.execute_query_dict(plan.sql, [workspace_id, limit])
     if plan.convert is not None:
         plan.convert(rows)
     return rows

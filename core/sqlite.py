@@ -124,7 +124,7 @@ PROGRESS_STEPS = 1000
 
 async def _limit_statements(connection: aiosqlite.Connection, seconds: float) -> None:
     deadline = _Deadline(seconds)
-    queue = connection._execute
+    queue: Callable[..., Awaitable[Any]] = connection._execute
 
     async def execute(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await queue(deadline.run, fn, *args, **kwargs)
@@ -188,7 +188,8 @@ class _TransactionContext(SqliteTransactionContext):
             backoff = backoff or _Backoff()
             await backoff.wait_or_give_up()
         self.token = get_connections().set(self.connection_name, self.connection)
-        return self.connection
+        connection: TransactionalDBClient = self.connection
+        return connection
 
 
 client_class = Client

@@ -300,7 +300,11 @@ def _compile_condition(c: dict[str, Any]) -> Check:
         return _number(read, op, c["value"])
     if name == "language":
         langs = c.get("values") or [c["value"]]
-        hit = lambda v: any((lang := v.language.lower()) == w or lang.startswith(w + "-") for w in langs)  # noqa: E731
+
+        def hit(v: Visitor) -> bool:
+            lang = v.language.lower()
+            return any(lang == w or lang.startswith(w + "-") for w in langs)
+
         return hit if op in ("equals", "in") else (lambda v: not hit(v))
     if name in ("country", "device", "event", "visitor"):
         choices = frozenset(str(x).lower() for x in (c.get("values") or [c["value"]]))
@@ -353,7 +357,7 @@ def _attribute(key: str, op: str, value: Any) -> Check:
             got = get(v)
             if isinstance(got, bool) or not isinstance(got, int | float):
                 return False
-            return got > value if op == "greater_than" else got < value
+            return bool(got > value if op == "greater_than" else got < value)
 
         return compare
     if op == "contains":

@@ -633,7 +633,8 @@ class _Compiler:
             if len(filters) > 1 and item in filters:
                 if item is filters[0]:
                     ordered = sorted(filters, key=lambda f: _filter_rank(f) or 0)
-                    parts.append(f"COALESCE({' AND '.join(self.pg_attribute(f)[0] for f in ordered)}, FALSE)")
+                    conditions = [f for f in ordered if isinstance(f, Condition)]  # what _filter_rank ranks
+                    parts.append(f"COALESCE({' AND '.join(self.pg_attribute(f)[0] for f in conditions)}, FALSE)")
             else:
                 parts.append(self.group(item) if isinstance(item, Group) else self.condition(item))
         if len(parts) == 1:

@@ -18,6 +18,7 @@ by the event id (body `id`, header X-Parley-Event-Id).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -54,7 +55,7 @@ ARQ_TRIES = 1000
 def backoff(attempt: int, retry_after: float | None = None) -> float:
     """Seconds before the attempt after `attempt` (1-based): base · 2^(attempt-1), ±10 %,
     at most an hour; a receiver's longer Retry-After wins (within the hour)."""
-    delay = settings.webhook_retry_base_seconds * 2 ** (attempt - 1) * random.uniform(0.9, 1.1)
+    delay = settings.webhook_retry_base_seconds * 2 ** (attempt - 1) * random.uniform(0.9, 1.1)  # noqa: S311 - jitter, not a secret
     if retry_after is not None:
         delay = max(delay, retry_after)
     return min(delay, MAX_BACKOFF)
@@ -115,10 +116,8 @@ async def _tracker(ctx: dict[str, Any], delivery: WebhookDelivery) -> JobTracker
 async def _finish_job(tracker: JobTracker | None, action: str, value: Any = None) -> None:
     if tracker is None:
         return
-    try:
+    with contextlib.suppress(JobCancelled):
         await getattr(tracker, action)(value)
-    except JobCancelled:
-        pass
 
 
 async def deliver_webhook(ctx: dict[str, Any], delivery_id: int) -> str:

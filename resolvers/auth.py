@@ -407,7 +407,7 @@ async def _send_reset_mail(address: str, name: str, workspace: str, token: str) 
         log.warning("password reset mail to agent not sent: %s", exc)
 
 
-USED_RESET_TOKEN = "This reset token is invalid, expired or already used."
+USED_RESET_TOKEN = "This reset token is invalid, expired or already used."  # noqa: S105 - a message
 
 
 async def reset_password(ctx: Context, token: str, new_password: str) -> LoginResult:

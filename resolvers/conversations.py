@@ -33,7 +33,6 @@ from models.contacts import Contact, ContactTag, SmsConsent
 from models.conversations import (
     ActivityKind,
     Conversation,
-    ConversationActivity,
     ConversationStatus,
     ConversationTag,
     DeliveryState,
@@ -315,9 +314,9 @@ async def set_status(
     if principal.kind is PrincipalKind.CONTACT:
         raise PublicError("Only agents change a conversation's status.", Code.FORBIDDEN)
     conversation = await _conversation_for_write(ctx, gid, "id")
-    if status is ConversationStatus.RESOLVED and principal.kind is PrincipalKind.AGENT:
-        if not principal.is_admin and conversation.assignee_id != principal.agent_id:
-            raise UserFailure.of("status", Code.NOT_ALLOWED, "Only the assignee or an owner or admin may resolve this conversation.")
+    resolving = status is ConversationStatus.RESOLVED and principal.kind is PrincipalKind.AGENT
+    if resolving and not principal.is_admin and conversation.assignee_id != principal.agent_id:
+        raise UserFailure.of("status", Code.NOT_ALLOWED, "Only the assignee or an owner or admin may resolve this conversation.")
     snoozed_until = None
     if status is ConversationStatus.SNOOZED:
         snoozed_until = await _snooze_time(ctx, principal, until, preset)

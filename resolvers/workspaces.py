@@ -20,17 +20,17 @@ from core.events import atomic
 from core.permissions import API_KEY_SCOPES, Permission
 from core.principal_cache import auth_changed
 from domain import contact_fields as cf
-from domain.masking import mask_card_numbers
 from domain.attribution import MAX_WINDOW_HOURS
+from domain.masking import mask_card_numbers
 from domain.schedule import BusinessHours, ScheduleError
 from models.channels import SESSION_KINDS, Channel, ChannelKind
 from models.contacts import AttributeDefinition, AttributeSource, AttributeType
 from models.conversations import Conversation, Message
 from models.workspaces import Agent, ApiKey, MatchingAttribute, Role, Team, Workspace
+from resolvers import proactive
 from resolvers.auth import MIN_PASSWORD, revoke_agent_tokens
 from resolvers.contacts import camel
 from resolvers.pagination import Order, Page, paginate
-from resolvers import proactive
 from resolvers.segments import create_predefined, resolve_ids
 
 BY_ID = Order(("id",), descending=False)
@@ -174,9 +174,9 @@ async def update_agent(ctx: Context, gid: str, values: dict[str, Any]) -> Agent:
         raise UserFailure.of("id", Code.NOT_FOUND, "No agent with this id.")
     if (values.get("role") is Role.OWNER or agent.role is Role.OWNER) and principal.role is not Role.OWNER:
         raise UserFailure.of("role", Code.FORBIDDEN, "Only an owner can change an owner or make one.")
-    if agent.role is Role.OWNER and agent.deactivated_at is None and values.get("role") not in (None, Role.OWNER):
-        if not await _another_active_owner(ctx, agent.id):
-            raise UserFailure.of("role", Code.CONFLICT, "A workspace keeps at least one active owner.")
+    demoting_owner = agent.role is Role.OWNER and agent.deactivated_at is None and values.get("role") not in (None, Role.OWNER)
+    if demoting_owner and not await _another_active_owner(ctx, agent.id):
+        raise UserFailure.of("role", Code.CONFLICT, "A workspace keeps at least one active owner.")
     for name, value in values.items():
         if value is not None:
             setattr(agent, name, value)

@@ -47,6 +47,7 @@ the handler and operation of runtime/websocket.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import json
 import logging
@@ -75,10 +76,8 @@ class Payload:
 
 
 def _mark(payload: T) -> T:
-    try:
+    with contextlib.suppress(AttributeError):  # a scalar payload: nothing to execute, nothing to share
         payload.__dict__[_RESULTS] = {}
-    except AttributeError:  # a scalar payload: nothing to execute, nothing to share
-        pass
     return payload
 
 

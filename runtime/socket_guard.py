@@ -23,6 +23,7 @@ reason)`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import weakref
@@ -100,10 +101,8 @@ class SocketGuard:
 
 
 async def _close(handler: Any) -> None:
-    try:
+    with contextlib.suppress(Exception):  # gone already
         await handler.websocket.close(code=CLOSE_CODE, reason=CLOSE_REASON)
-    except Exception:  # noqa: BLE001 - gone already
-        pass
 
 
 socket_guard = SocketGuard()

@@ -15,10 +15,7 @@ from strawberry.types import Info
 
 from core import keys, presence
 from core.context import Context
-from runtime.execution import plain
 from core.errors import Code, PublicError
-from runtime.guards import guard
-from runtime.fanout import direct, shared, shared_async
 from core.hub import SubscriberTooSlow
 from core.permissions import Permission, PrincipalKind
 from domain import schedule
@@ -28,6 +25,9 @@ from models.contacts import Contact as ContactRow
 from models.workspaces import Agent as AgentRow
 from models.workspaces import Team as TeamRow
 from resolvers import conversations as r
+from runtime.execution import plain
+from runtime.fanout import direct, shared, shared_async
+from runtime.guards import guard
 from schema.common import Connection, UserError, build, gid, mutate, node_id, provided, selected_names, to_connection
 from schema.contacts import Contact, columns_for
 from schema.workspaces import Agent, Channel, Team
@@ -557,7 +557,7 @@ class ConversationSubscription:
                     continue
                 await _still_allowed(ctx, lambda p: p.can(Permission.CONVERSATIONS_READ))
                 ctx.reset_loaders()
-                yield await shared_async(event, ConversationEvent, lambda: ConversationEvent.read(ctx, event))
+                yield await shared_async(event, ConversationEvent, lambda event=event: ConversationEvent.read(ctx, event))
 
     @strawberry.subscription(description="The unread indicator (contacts with unread messages): now, then whenever it changes (agents).")
     async def unread_count(self, info: Info[Context, None]) -> AsyncGenerator[int, None]:

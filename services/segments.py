@@ -48,9 +48,9 @@ async def schedule_dirty_refresh(
     # sets and before it ended would wait for the next change. The pending flag is cleared
     # when the run starts, before it reads the sets; the expiry only covers a lost job.
     pending = keys.dirty_refresh_pending(workspace_id)
-    if await hub.redis.set(pending, 1, nx=True, ex=PENDING_EXPIRY):
-        if not await enqueue(jobs, "refresh_dirty_contacts", workspace_id, defer=DEBOUNCE):
-            await hub.redis.delete(pending)
+    claimed = await hub.redis.set(pending, 1, nx=True, ex=PENDING_EXPIRY)
+    if claimed and not await enqueue(jobs, "refresh_dirty_contacts", workspace_id, defer=DEBOUNCE):
+        await hub.redis.delete(pending)
 
 
 

@@ -226,12 +226,11 @@ async def conversation_status_changed(outbox: Outbox, conversation: Conversation
     }  # fmt: skip
     events: list[tuple[WebhookEventType, dict[str, Any]]] = [(WebhookEventType.CONVERSATION_STATUS_CHANGED, data)]
     push = await CrmPendingPush.filter(contact_id=conversation.contact_id).first()
-    if push is not None:
-        # Deleted first: a concurrent status change pushes these edits once, not twice.
-        if await CrmPendingPush.filter(id=push.id).delete():
-            contact = await Contact.get_or_none(id=conversation.contact_id)
-            if contact is not None:
-                events.append((WebhookEventType.CONTACT_CRM_ATTRIBUTES_CHANGED, _crm_push(contact, push, conversation, data["conversation"])))
+    # Deleted first: a concurrent status change pushes these edits once, not twice.
+    if push is not None and await CrmPendingPush.filter(id=push.id).delete():
+        contact = await Contact.get_or_none(id=conversation.contact_id)
+        if contact is not None:
+            events.append((WebhookEventType.CONTACT_CRM_ATTRIBUTES_CHANGED, _crm_push(contact, push, conversation, data["conversation"])))
     await emit(outbox, ws, events)
 
 
