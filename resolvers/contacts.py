@@ -854,9 +854,10 @@ async def delete_contact(ctx: Context, gid: str) -> DeletedContact:
             deleted_by_id=who.id if who else None,
             deleted_by_name=who.name if who else f"API key {principal.api_key_id}",
         )
+        devices = await push.erase_devices(contact.id)  # before the contact row, which they hang on
         erased = await _delete_contact_rows(contact.id)
         erased["webhookDeliveries"] = await webhooks.erase_deliveries(contact.id)
-        erased["pushDevices"] = await push.erase_devices(contact.id)
+        erased["pushDevices"] = devices
         auth_changed(ctx.outbox, contact_id=contact.id)  # its session tokens stop working
         await record_change(ctx.outbox, contact, ChangeKind.DELETED)
         # Stamped last, as close to the commit as it gets (see ERASURE_MARGIN, services/exports.py).
