@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import random
 import socket
 import ssl
 from dataclasses import dataclass
@@ -78,6 +79,16 @@ class OutboundResponse:
     def retry_after(self) -> float | None:
         value = self.headers.get("retry-after", "").strip()
         return float(value) if value.isdigit() else None
+
+
+def retry_delay(base: float, attempt: int, retry_after: float | None = None, cap: float = 3600.0) -> float:
+    """Seconds before the try after `attempt` (1-based) of a failed request: base ·
+    2^(attempt-1), ±10 %, at most `cap`; a receiver's longer Retry-After wins (within it).
+    Webhooks and push notifications back off alike."""
+    delay = base * 2 ** (attempt - 1) * random.uniform(0.9, 1.1)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return min(delay, cap)
 
 
 # -- which addresses -------------------------------------------------------------------------

@@ -20,7 +20,6 @@ the second replace the first on the phone.
 from __future__ import annotations
 
 import logging
-import random
 import time
 from datetime import timedelta
 from typing import Any
@@ -30,6 +29,7 @@ from arq import Retry
 from core import keys
 from core.clock import now
 from core.config import settings
+from core.outbound import retry_delay
 from core.presence import is_online
 from core.queue import enqueue
 from core.scoping import encode_global_id
@@ -47,7 +47,6 @@ REPLIERS = (SenderKind.AGENT, SenderKind.BOT)
 # Devices of one contact on one channel pushed at most (registerDevice keeps as many).
 MAX_DEVICES = 10
 SENT_TTL = 7 * 24 * 3600
-MAX_BACKOFF = 3600.0
 MAX_TEXT = 180
 # arq's own tries: quiet hours and late replies defer push_conversation; attempts at a
 # device are counted by push_max_attempts.
@@ -88,7 +87,10 @@ async def push_conversation(ctx: dict[str, Any], conversation_id: int) -> str:
         wait = next_quiet_hours_end(stamp, contact.time_zone) - stamp
         log.info("conversation %s: push waits %s for quiet hours to end", conversation.id, wait)
         raise Retry(defer=wait)
-    devices = await Device.filter(contact_id=contact.id, channel_id=conversation.channel_id).order_by("-updated_at").limit(MAX_DEVICES).values_list("id", flat=True)
+    devices = await (
+        Device.filter(contact_id=contact.id, channel_id=conversation.channel_id)
+        .order_by("-updated_at").limit(MAX_DEVICES).values_list("id", flat=True)
+    )
     for device_id in devices:
         await enqueue(redis, "deliver_push", device_id, reply.id, job_id=keys.push_delivery_job(device_id, reply.id))
     await redis.set(sent_key, reply.id, ex=SENT_TTL)
@@ -96,15 +98,6 @@ async def push_conversation(ctx: dict[str, Any], conversation_id: int) -> str:
     if await Message.filter(conversation_id=conversation.id, sender_kind__in=REPLIERS, id__gt=reply.id).exists():
         raise Retry(defer=timedelta(seconds=settings.push_grace_seconds))
     return f"queued {len(devices)}"
-
-
-def backoff(attempt: int, retry_after: float | None = None) -> float:
-    """Seconds before the attempt after `attempt` (1-based): base · 2^(attempt-1), ±10 %,
-    at most an hour; a provider's longer Retry-After wins (within the hour)."""
-    delay = settings.push_retry_base_seconds * 2 ** (attempt - 1) * random.uniform(0.9, 1.1)
-    if retry_after is not None:
-        delay = max(delay, retry_after)
-    return min(delay, MAX_BACKOFF)
 
 
 async def _notification(conversation: Conversation, message: Message, config: PushConfig) -> Notification:
@@ -157,7 +150,7 @@ async def deliver_push(ctx: dict[str, Any], device_id: int, message_id: int) -> 
         # Unless the app registered the token again since this attempt read it.
         await Device.filter(id=device.id, updated_at__lte=device.updated_at).delete()
     elif outcome is PushOutcome.RETRYING:
-        raise Retry(defer=timedelta(seconds=backoff(attempt, answer.retry_after)))
+        raise Retry(defer=timedelta(seconds=retry_delay(settings.push_retry_base_seconds, attempt, answer.retry_after)))
     elif outcome is PushOutcome.FAILED:
         log.warning("push to device %s failed after %d attempts: %s", device.id, attempt, answer.reason)
     return outcome.value

@@ -40,12 +40,16 @@ APPLE_ID = re.compile(r"[A-Z0-9]{10}")
 def _clean_device(platform: DevicePlatform, token: str, app_id: str, locale: str | None) -> tuple[str, str, str | None]:
     errors: list[UserError] = []
     token = token.strip()
-    pattern, what = (APNS_TOKEN, "an APNs device token (hex)") if platform is DevicePlatform.IOS else (FCM_TOKEN, "an FCM registration token")
+    if platform is DevicePlatform.IOS:
+        pattern, what = APNS_TOKEN, "an APNs device token (hex)"
+    else:
+        pattern, what = FCM_TOKEN, "an FCM registration token"
     if not pattern.fullmatch(token):
         errors.append(UserError(["token"], Code.INVALID, f"token must be {what}."))
     app_id = app_id.strip()
     if not APP_ID.fullmatch(app_id):
-        errors.append(UserError(["appId"], Code.INVALID, "appId must be the app's bundle id or package name (letters, digits, '.', '_', '-')."))
+        errors.append(UserError(["appId"], Code.INVALID,
+                                "appId must be the app's bundle id or package name (letters, digits, '.', '_', '-')."))  # fmt: skip
     clean_locale = (locale or "").strip() or None
     if clean_locale is not None and not LOCALE.fullmatch(clean_locale):
         errors.append(UserError(["locale"], Code.INVALID, "locale must be a language tag such as en, fr-CA or pt_BR."))
@@ -83,7 +87,8 @@ async def register_device(ctx: Context, *, platform: DevicePlatform, token: str,
 async def unregister_device(ctx: Context, token: str) -> None:
     """The contact signed out on this phone: it stops receiving their notifications."""
     principal = ctx.require_contact()
-    removed = await Device.filter(workspace_id=principal.workspace_id, contact_id=principal.contact_id, token__in=[token.strip(), token.strip().lower()]).delete()
+    tokens = [token.strip(), token.strip().lower()]  # APNs tokens are kept in lowercase
+    removed = await Device.filter(workspace_id=principal.workspace_id, contact_id=principal.contact_id, token__in=tokens).delete()
     if not removed:
         raise UserFailure.of("token", Code.NOT_FOUND, "No device of yours has this token.")
 

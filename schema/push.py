@@ -63,7 +63,9 @@ class PushSettings:
     apns: ApnsSettings | None = strawberry.field(description="Null until APNs credentials are set.")
     fcm: FcmSettings | None = strawberry.field(description="Null until FCM credentials are set.")
     show_message_text: bool = strawberry.field(description="Notifications carry the reply's text; off: only that there is one.")
-    respect_quiet_hours: bool = strawberry.field(description="Nothing is pushed 20:00–08:00 in the contact's time zone (when known): it waits.")
+    respect_quiet_hours: bool = strawberry.field(
+        description="Nothing is pushed 20:00–08:00 in the contact's time zone (when known): it waits."
+    )
     updated_at: datetime | None
 
     @classmethod
@@ -198,9 +200,14 @@ class PushQuery:
 
 @strawberry.type
 class PushMutation:
-    @strawberry.mutation(description="From a mobile SDK session: this phone receives the contact's notifications. A token another contact registered moves to this one.")
+    @strawberry.mutation(
+        description="From a mobile SDK session: this phone receives the contact's notifications. "
+        "A token another contact registered moves to this one."
+    )
     async def register_device(self, info: Info[Context, None], input: RegisterDeviceInput) -> RegisterDevicePayload:
-        work = r.register_device(info.context, platform=m.DevicePlatform(input.platform), token=input.token, app_id=input.app_id, locale=input.locale)
+        work = r.register_device(
+            info.context, platform=m.DevicePlatform(input.platform), token=input.token, app_id=input.app_id, locale=input.locale
+        )
         return await mutate(RegisterDevicePayload, work, lambda d: {"device": PushDevice.from_model(d)})
 
     @strawberry.mutation(description="From a contact session: this phone stops receiving the contact's notifications (sign-out).")

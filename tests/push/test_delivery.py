@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from arq import Retry
 
-from core import keys, presence
+from core import presence
 from core.config import settings
 from jobs.push import deliver_push, push_conversation
 from models.contacts import Contact
