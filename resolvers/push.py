@@ -13,7 +13,7 @@ from tortoise.exceptions import IntegrityError
 
 from core.clock import now
 from core.context import Context
-from core.errors import Code, UserError, UserFailure
+from core.errors import Code, PublicError, UserError, UserFailure
 from core.permissions import Permission
 from core.sealed import seal
 from models.channels import Channel, ChannelKind
@@ -199,6 +199,8 @@ async def list_attempts(ctx: Context, *, channel_gid: str | None, first: int | N
     ctx.require(Permission.WORKSPACE_MANAGE)
     query = ctx.scope.all(PushAttempt)
     if channel_gid is not None:
-        channel = await _sdk_channel(ctx, channel_gid)
+        channel = await ctx.scope.by_global_id(channel_gid, "Channel", Channel)
+        if channel is None:
+            raise PublicError("No channel with this id.", Code.NOT_FOUND)
         query = query.filter(channel_id=channel.id)
     return await paginate(query, NEWEST_FIRST, first=first, after=after)
