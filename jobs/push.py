@@ -8,6 +8,7 @@
   contact's quiet hours (20:00 to 08:00 in their time zone, when known and the channel
   respects them) it waits until 08:00. Otherwise it queues `deliver_push` for each of the
   contact's devices on the channel.
+- `prune_push_attempts()`: daily, drops delivery-log lines older than ATTEMPT_RETENTION.
 - `deliver_push(device_id, message_id)`: one request to APNs or FCM (services/push.py),
   one row in the delivery log. 429, 5xx and no answer retry with backoff
   (settings.push_retry_base_seconds, doubling, a longer Retry-After wins) up to
@@ -48,6 +49,9 @@ REPLIERS = (SenderKind.AGENT, SenderKind.BOT)
 MAX_DEVICES = 10
 SENT_TTL = 7 * 24 * 3600
 MAX_TEXT = 180
+# The delivery log keeps this long; pruned daily, in batches.
+ATTEMPT_RETENTION = timedelta(days=30)
+PRUNE_BATCH = 1000
 # arq's own tries: quiet hours and late replies defer push_conversation; attempts at a
 # device are counted by push_max_attempts.
 ARQ_TRIES = 1000
@@ -154,3 +158,14 @@ async def deliver_push(ctx: dict[str, Any], device_id: int, message_id: int) -> 
     elif outcome is PushOutcome.FAILED:
         log.warning("push to device %s failed after %d attempts: %s", device.id, attempt, answer.reason)
     return outcome.value
+
+
+async def prune_push_attempts(ctx: dict[str, Any]) -> int:
+    """Delete delivery-log lines older than ATTEMPT_RETENTION, a batch at a time."""
+    cutoff = now() - ATTEMPT_RETENTION
+    deleted = 0
+    while True:
+        ids = await PushAttempt.filter(at__lt=cutoff).order_by("id").limit(PRUNE_BATCH).values_list("id", flat=True)
+        if not ids:
+            return deleted
+        deleted += await PushAttempt.filter(id__in=list(ids)).delete()

@@ -321,3 +321,20 @@ async def test_a_real_worker_pushes_after_the_grace_period(
     finally:
         stop_process(worker)
     assert [a["outcome"] for a in await delivery_log(tenant)] == ["SENT", "RETRYING"]
+
+
+async def test_the_delivery_log_keeps_thirty_days(tenant: Tenant, app: Any, providers: Providers) -> None:
+    from jobs.push import prune_push_attempts
+    from models.push import PushAttempt
+
+    sdk = await configured(tenant, providers)
+    token, _ = await session(sdk)
+    device = await register(sdk, token, "IOS", APNS_TOKEN)
+    conversation_id, message_id = await conversation_with_reply(sdk, token)
+    providers.apns.answer(500)
+    assert await run_deliveries(app, pk(device["id"]), message_id) == ["retry", "sent"]
+    old = await PushAttempt.filter(workspace_id=tenant.workspace.id).order_by("id").first()
+    assert old is not None
+    await PushAttempt.filter(id=old.id).update(at=datetime.now(UTC) - timedelta(days=31))
+    assert await prune_push_attempts({}) >= 1
+    assert [a["outcome"] for a in await delivery_log(tenant)] == ["SENT"]
