@@ -63,8 +63,8 @@ async def register_device(ctx: Context, *, platform: DevicePlatform, token: str,
     another contact of the workspace (someone else signed in on the phone) moves here."""
     principal = ctx.require_contact()
     assert principal.contact_id is not None and principal.channel_id is not None
-    channel = await Channel.get(id=principal.channel_id)
-    if channel.kind is not ChannelKind.MOBILE_SDK:
+    channel = await Channel.get_or_none(id=principal.channel_id)
+    if channel is None or channel.kind is not ChannelKind.MOBILE_SDK:
         raise UserFailure.of("platform", Code.NOT_ALLOWED, "Devices register from a mobile SDK channel's session.")
     token, app_id, locale = _clean_device(platform, token, app_id, locale)
     values = {"contact_id": principal.contact_id, "channel_id": channel.id, "platform": platform, "app_id": app_id,

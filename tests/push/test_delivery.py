@@ -338,3 +338,16 @@ async def test_the_delivery_log_keeps_thirty_days(tenant: Tenant, app: Any, prov
     await PushAttempt.filter(id=old.id).update(at=datetime.now(UTC) - timedelta(days=31))
     assert await prune_push_attempts({}) >= 1
     assert [a["outcome"] for a in await delivery_log(tenant)] == ["SENT"]
+
+
+async def test_a_revoked_fcm_access_token_is_replaced_on_the_retry(tenant: Tenant, app: Any, providers: Providers) -> None:
+    sdk = await configured(tenant, providers)
+    token, _ = await session(sdk)
+    device = await register(sdk, token, "ANDROID", FCM_TOKEN)
+    conversation_id, first = await conversation_with_reply(sdk, token)
+    assert await run_deliveries(app, pk(device["id"]), first) == ["sent"]
+    providers.issued.clear()  # Google no longer accepts the token Parley keeps
+    second = await reply(tenant, conversation_id, "One more thing")
+    assert await run_deliveries(app, pk(device["id"]), second) == ["retry", "sent"]
+    assert len(providers.oauth.requests) == 2
+    assert [(a["outcome"], a["statusCode"]) for a in await delivery_log(tenant)][:2] == [("SENT", 200), ("RETRYING", 401)]
