@@ -128,6 +128,20 @@ class Settings(BaseSettings):
     campaign_batch_pause: float = 0
     campaign_stale_seconds: float = 120
 
+    # Mobile push notifications (jobs/push.py, docs/push.md). Where APNs and FCM are (tests
+    # point these at loopback servers); how long after an agent's or bot's reply a contact
+    # with no live subscription is pushed (later replies within it ride on the same
+    # notification); each request's timeout; the first retry's delay after a 429, a 5xx
+    # or no answer (doubling; a longer Retry-After wins), and attempts per device.
+    push_apns_url: str = "https://api.push.apple.com"
+    push_apns_sandbox_url: str = "https://api.sandbox.push.apple.com"
+    push_fcm_url: str = "https://fcm.googleapis.com"
+    push_fcm_token_url: str = "https://oauth2.googleapis.com/token"
+    push_grace_seconds: float = 30
+    push_timeout_seconds: float = 10
+    push_retry_base_seconds: float = 5
+    push_max_attempts: int = 5
+
     # The longest one SQL statement may run before the database stops it (PostgreSQL's
     # statement_timeout; on SQLite a progress handler, core/sqlite.py); 0: no limit. The API
     # and the CLI's seeding use DATABASE_STATEMENT_TIMEOUT_SECONDS: a request that runs into

@@ -19,6 +19,7 @@ MODEL_MODULES = [
     "models.campaigns",
     "models.proactive",
     "models.attribution",
+    "models.push",
 ]
 
 

@@ -98,6 +98,22 @@ def campaign_job(campaign_id: int, at: int) -> str:
     return f"{arq_queue()}:campaign:{campaign_id}:{at}"
 
 
+def push_job(conversation_id: int) -> str:
+    """The arq job id of a conversation's next push notification: replies queued while it
+    waits out its grace period ride on it (jobs/push.py)."""
+    return f"{arq_queue()}:push:{conversation_id}"
+
+
+def push_delivery_job(device_id: int, message_id: int) -> str:
+    """The arq job id sending one notification to one device."""
+    return f"{arq_queue()}:push-device:{device_id}:{message_id}"
+
+
+def push_sent(conversation_id: int) -> str:
+    """The newest reply of a conversation that was pushed (or seen live): not pushed again."""
+    return _k("push", "sent", conversation_id)
+
+
 def contact_proactive_channel(workspace_id: int, contact_id: int) -> str:
     """`proactiveMessages`: the proactive messages pushed to a contact's widget or SDK."""
     return _k("ws", workspace_id, "contact", contact_id, "proactive")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import time
 from datetime import datetime, timedelta
 from typing import Any
@@ -52,12 +51,9 @@ ARQ_TRIES = 1000
 
 
 def backoff(attempt: int, retry_after: float | None = None) -> float:
-    """Seconds before the attempt after `attempt` (1-based): base · 2^(attempt-1), ±10 %,
-    at most an hour; a receiver's longer Retry-After wins (within the hour)."""
-    delay = settings.webhook_retry_base_seconds * 2 ** (attempt - 1) * random.uniform(0.9, 1.1)
-    if retry_after is not None:
-        delay = max(delay, retry_after)
-    return min(delay, MAX_BACKOFF)
+    """Seconds before the attempt after `attempt` (1-based): WEBHOOK_RETRY_BASE_SECONDS
+    doubling, at most an hour (core/outbound.py's retry_delay)."""
+    return outbound.retry_delay(settings.webhook_retry_base_seconds, attempt, retry_after, MAX_BACKOFF)
 
 
 class Outcome:

@@ -24,6 +24,7 @@ from jobs.campaigns import CAMPAIGN_TIMEOUT, resume_campaigns, send_campaign
 from jobs.contacts import prune_contact_changes, prune_sync_requests
 from jobs.conversations import wake_conversation, wake_snoozed
 from jobs.delivery import DELIVERY_TRIES, check_missed_chat, deliver_message, notify_new_message
+from jobs.push import ARQ_TRIES as PUSH_TRIES, deliver_push, prune_push_attempts, push_conversation
 from jobs.exports import EXPORT_TIMEOUT, export_contacts, prune_exports
 from jobs.segments import refresh_all_segments, refresh_dirty_contacts, refresh_segment
 from jobs.webhooks import ARQ_TRIES, deliver_webhook, dispatch_webhooks, prune_webhook_deliveries
@@ -100,6 +101,11 @@ class WorkerSettings:
         # Runs are idempotent and keyed; a lost or dead one is queued again by the sweep.
         func(send_campaign, timeout=CAMPAIGN_TIMEOUT, max_tries=3),
         func(resume_campaigns, keep_result=0),
+        # Keyed per conversation and deferred (the grace period, quiet hours): no result
+        # kept, or the next reply's job would be refused for an hour.
+        func(push_conversation, max_tries=PUSH_TRIES, keep_result=0),
+        func(deliver_push, max_tries=PUSH_TRIES, keep_result=0),
+        prune_push_attempts,
     ]
     cron_jobs = [
         cron(prune_contact_changes, hour={3}, minute={17}, run_at_startup=False),
@@ -114,6 +120,7 @@ class WorkerSettings:
         cron(prune_sync_requests, hour={3}, minute={37}, run_at_startup=False),
         # Scheduled campaigns due, SMS recipients whose quiet hours ended, runs whose worker died.
         cron(resume_campaigns, second=set(range(5, 60, 10)), run_at_startup=True),
+        cron(prune_push_attempts, hour={3}, minute={47}, run_at_startup=False),
     ]
     functions = _retrying_when_busy(functions)
     cron_jobs = _retrying_when_busy(cron_jobs)

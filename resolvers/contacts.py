@@ -48,7 +48,7 @@ from models.contacts import (
 from models.conversations import Conversation, ConversationActivity, ConversationStatus, Message
 from models.workspaces import Agent, MatchingAttribute, Workspace
 from resolvers.pagination import Order, Page, paginate
-from services import webhooks
+from services import push, webhooks
 from services.conversations import close_conversation
 from services.exports import remove_erased_exports
 from services.segments import mark_for_segments
@@ -854,8 +854,10 @@ async def delete_contact(ctx: Context, gid: str) -> DeletedContact:
             deleted_by_id=who.id if who else None,
             deleted_by_name=who.name if who else f"API key {principal.api_key_id}",
         )
+        devices = await push.erase_devices(contact.id)  # before the contact row, which they hang on
         erased = await _delete_contact_rows(contact.id)
         erased["webhookDeliveries"] = await webhooks.erase_deliveries(contact.id)
+        erased["pushDevices"] = devices
         auth_changed(ctx.outbox, contact_id=contact.id)  # its session tokens stop working
         await record_change(ctx.outbox, contact, ChangeKind.DELETED)
         # Stamped last, as close to the commit as it gets (see ERASURE_MARGIN, services/exports.py).
@@ -912,6 +914,7 @@ async def merge_contacts(ctx: Context, primary_gid: str, secondary_gid: str) -> 
             await model.filter(contact_id=secondary.id).update(contact_id=primary.id)
         await Conversation.filter(contact_id=secondary.id).update(contact_id=primary.id, vip=primary.vip or secondary.vip)
         await webhooks.move_deliveries(secondary.id, primary.id)  # so erasing the primary erases them too
+        await push.move_devices(secondary.id, primary.id)  # the same person's phones
         secondary_tags = await ContactTag.filter(contact_id=secondary.id).values_list("name", flat=True)
         await _add_tags(primary, list(secondary_tags))
         for field_name in (*_TEXT_FIELDS, "platform"):

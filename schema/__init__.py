@@ -25,6 +25,7 @@ from schema.exports import ExportMutation, ExportQuery
 from schema.jobs import JobMutation, JobQuery, JobSubscription
 from schema.nodes import NodeQuery
 from schema.proactive import ProactiveMutation, ProactiveQuery, ProactiveSubscription
+from schema.push import PushMutation, PushQuery
 from schema.segments import SegmentMutation, SegmentQuery, SegmentSubscription
 from schema.sync import SyncMutation, SyncQuery
 from schema.webhooks import WebhookMutation, WebhookQuery
@@ -33,13 +34,13 @@ from schema.workspaces import WorkspaceMutation, WorkspaceQuery
 
 @strawberry.type
 class Query(NodeQuery, AuthQuery, WorkspaceQuery, ContactQuery, SegmentQuery, ConversationQuery, JobQuery, ExportQuery,
-            SyncQuery, WebhookQuery, CampaignQuery, ProactiveQuery):
+            SyncQuery, WebhookQuery, CampaignQuery, ProactiveQuery, PushQuery):
     pass
 
 
 @strawberry.type
 class Mutation(AuthMutation, WorkspaceMutation, ContactMutation, SegmentMutation, ConversationMutation, JobMutation, ExportMutation,
-               SyncMutation, WebhookMutation, CampaignMutation, ProactiveMutation):
+               SyncMutation, WebhookMutation, CampaignMutation, ProactiveMutation, PushMutation):
     pass
 
 

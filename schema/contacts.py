@@ -206,7 +206,7 @@ class ErasedCount:
     """How many of one kind of thing a contact's deletion removed."""
 
     kind: str = strawberry.field(
-        description="messages, conversations, notes, events, tags, webhookDeliveries, exportFiles or presence."
+        description="messages, conversations, notes, events, tags, webhookDeliveries, pushDevices, exportFiles or presence."
     )
     count: int
 
