@@ -37,6 +37,7 @@ from core.errors import (
     statement_timeout_message,
 )
 from core.hub import Hub
+from core.logs import setup_logging, start_log_fields
 from core.limits import BodyLimitMiddleware, WebSocketMessageLimitMiddleware
 from core.principal_cache import principal_cache
 from core.queue import create_queue
@@ -56,7 +57,8 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 class RequestIdMiddleware:
-    """Takes a sane inbound X-Request-Id or makes one; logs and masked errors carry it."""
+    """Takes a sane inbound X-Request-Id or makes one: every log line of the request
+    (core/logs.py) and its masked errors carry it, and the response echoes it."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -72,6 +74,7 @@ class RequestIdMiddleware:
         inbound = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
         request_id = inbound if _REQUEST_ID.match(inbound) else new_request_id()
         token = request_id_var.set(request_id)
+        start_log_fields()
 
         async def send_with_id(message: Mapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
@@ -165,6 +168,7 @@ async def metrics(request: Request) -> Response:
 
 
 def create_app() -> Starlette:
+    setup_logging()
     if not settings.redis_url:
         raise RuntimeError("REDIS_URL is not set: run `make run`, which starts a private Redis, or point it at yours.")
 
@@ -208,7 +212,7 @@ def create_app() -> Starlette:
         middleware=[
             Middleware(RequestIdMiddleware),
             Middleware(CORSMiddleware, allow_origins=settings.allowed_origins, allow_methods=["GET", "POST"],
-                       allow_headers=["authorization", "content-type", "x-request-id"]),
+                       allow_headers=["authorization", "content-type", "x-request-id"], expose_headers=["x-request-id"]),
             Middleware(BodyLimitMiddleware),
             Middleware(WebSocketMessageLimitMiddleware),
         ],

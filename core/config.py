@@ -174,7 +174,10 @@ class Settings(BaseSettings):
     # Every GraphQL request over HTTP, per agent, API key or contact (anonymous: per address).
     rate_limit_graphql_per_principal: str = "6000/minute"
 
-    log_level: str = "INFO"
+    # Logging (core/logs.py): the root level, and one JSON object a line or readable text
+    # (unset: JSON when ENV=prod, text in dev).
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["json", "text"] | None = None
 
     # The demo owner's password (`parley seed --demo`, and `parley run` on an empty database).
     parley_demo_password: str = "parley-demo-password"
@@ -213,6 +216,16 @@ class Settings(BaseSettings):
         if self.env == "prod" and len(self.secret_key) < 32:
             raise ValueError("SECRET_KEY must be at least 32 characters when ENV=prod")
         return self
+
+    @property
+    def log_style(self) -> str:
+        """LOG_FORMAT, or what it means unset: JSON in prod, text in dev."""
+        return self.log_format or ("json" if self.env == "prod" else "text")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @property
     def is_dev(self) -> bool:

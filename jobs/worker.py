@@ -20,6 +20,7 @@ from core.config import settings
 from core.errors import DatabaseBusy
 from core.db import tortoise_config
 from core.hub import Hub
+from core.logs import setup_logging, start_log_fields
 from jobs.campaigns import CAMPAIGN_TIMEOUT, resume_campaigns, send_campaign
 from jobs.contacts import prune_contact_changes, prune_sync_requests
 from jobs.conversations import wake_conversation, wake_snoozed
@@ -40,6 +41,8 @@ def retry_when_busy(task: Task) -> Task:
 
     @functools.wraps(task)
     async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        # Each job runs in a task of its own: its log lines name it (core/logs.py).
+        start_log_fields().update(job=task.__name__, job_id=ctx.get("job_id"))
         try:
             return await task(ctx, *args, **kwargs)
         except DatabaseBusy as exc:
@@ -65,6 +68,8 @@ def _retrying_when_busy(jobs: list[Any]) -> list[Any]:
 
 
 async def startup(ctx: dict[str, Any]) -> None:
+    # arq configured its own logger after importing these settings: hand it to ours.
+    setup_logging()
     # Jobs run longer statements than requests (WORKER_STATEMENT_TIMEOUT_SECONDS).
     config = tortoise_config(statement_timeout=settings.worker_statement_timeout_seconds)
     await Tortoise.init(config=config, _enable_global_fallback=True)

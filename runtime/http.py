@@ -52,6 +52,7 @@ from core.config import settings
 from core.context import Context
 from core.errors import Code, DatabaseBusy, MaskUnexpectedErrors, RateLimited, request_id_var
 from core.hub import Hub
+from core.logs import log_fields
 from core.limits import (
     BodyTooLarge,
     RequestRejected,
@@ -122,6 +123,8 @@ class ParleyGraphQL(GraphQL[Context, None]):
     async def parse_http_body(self, request: Any) -> Any:
         data = await super().parse_http_body(request)
         check_document(getattr(data, "query", None))
+        if isinstance(getattr(data, "operation_name", None), str):
+            log_fields()["operation"] = data.operation_name
         return data
 
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
@@ -168,6 +171,8 @@ class ParleyGraphQL(GraphQL[Context, None]):
         if data.get("extensions") is not None:
             return None
         check_document(query)
+        if name is not None:
+            log_fields()["operation"] = name
         schema: ParleySchema = self.schema  # type: ignore[assignment]
         prepared = schema.prepare(query)
         operation = None if prepared is None else prepared.operation(name)
@@ -213,6 +218,9 @@ class ParleyGraphQL(GraphQL[Context, None]):
         authorization = None if is_ws else request.headers.get("authorization")
         principal = None if is_ws else await authenticate(authorization)
         address = client_ip(request)
+        if principal is not None:
+            fields = log_fields()
+            fields["principal"], fields["workspace"] = principal.kind.value, principal.workspace_id
         if not is_ws:
             await rate_limits.hit_request(principal, address)
         context = Context(
