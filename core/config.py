@@ -179,6 +179,12 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["json", "text"] | None = None
 
+    # Apollo's automatic persisted queries (runtime/persisted.py): how long a registered
+    # document is kept in Redis after its registration, and at most how many are kept
+    # (the oldest registrations go first).
+    persisted_query_ttl_seconds: int = 7 * 24 * 3600
+    persisted_query_max_documents: int = 10_000
+
     # The demo owner's password (`parley seed --demo`, and `parley run` on an empty database).
     parley_demo_password: str = "parley-demo-password"
 

@@ -12,6 +12,11 @@ runtime/websocket.py's handler, and shapes every response: GraphQL-over-HTTP's m
 and 4xx for request errors, the operation's cost in `extensions` on request
 (`X-Parley-Cost: 1`), 503/429 with Retry-After for a busy database or a rate limit.
 
+A request may name its document by hash, as Apollo's automatic persisted queries do
+(runtime/persisted.py, on both paths below). A subscription over HTTP is refused
+(`execute_single`): subscriptions are served over WebSocket only, where the socket guard
+watches them.
+
 A JSON POST of one query or mutation whose document is valid takes the plain path
 (`_run_plain`): prepared once (runtime/prepared.py), executed by graphql-core's `execute`
 with runtime/execution.py's executor, without Strawberry's per-request machinery; the same
@@ -20,7 +25,8 @@ data, errors and response as Strawberry's path, which takes every other request
 
 Library internals it relies on (strawberry-graphql 0.341.2): `strawberry.asgi.GraphQL`
 and the methods overridden here (`run`, `parse_http_body`, `parse_json`, `decode_json`,
-`encode_json`, `get_context`, `get_sub_response`, `on_ws_connect`, `process_result`,
+`encode_json`, `get_context`, `get_sub_response`, `execute_single`, the request adapter's
+`_request` (the Starlette request behind `parse_http_body`'s argument), `on_ws_connect`, `process_result`,
 `create_response`, `render_graphql_ide` and the `graphql_ide_html` text it patches,
 `graphql_transport_ws_handler_class`), `strawberry.http.process_result`,
 `strawberry.execution.is_awaitable.optimized_is_awaitable`, the schema's
@@ -42,7 +48,7 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.execution.is_awaitable import optimized_is_awaitable
-from strawberry.http import GraphQLHTTPResponse, process_result
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, process_result
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
@@ -50,7 +56,7 @@ from strawberry.types.unset import UNSET
 from core.client_ip import client_ip
 from core.config import settings
 from core.context import Context
-from core.errors import Code, DatabaseBusy, MaskUnexpectedErrors, RateLimited, request_id_var
+from core.errors import Code, DatabaseBusy, MaskUnexpectedErrors, PublicError, RateLimited, request_id_var
 from core.hub import Hub
 from core.logs import log_fields
 from core.limits import (
@@ -64,6 +70,7 @@ from core.limits import (
 )
 from core.ratelimit import rate_limits
 from resolvers.auth import authenticate
+from runtime.persisted import persisted_hash, persisted_query, register
 from runtime.prepared import ParleySchema
 from runtime.websocket import SharedFrames
 
@@ -71,6 +78,10 @@ GRAPHQL_RESPONSE = "application/graphql-response+json"
 # A request with `X-Parley-Cost: 1` gets its operation's cost in the response's
 # extensions: {"cost": {"requested": 123, "budget": 10000}} (core/cost.py).
 COST_HEADER = "x-parley-cost"
+SUBSCRIPTIONS_OVER_WEBSOCKET = (
+    "Subscriptions are served over WebSocket only (graphql-transport-ws at /graphql), not over HTTP: "
+    "multipart/mixed and text/event-stream streams are not offered."
+)
 
 
 def _accepts_graphql_response(request: Request | WebSocket) -> bool:
@@ -122,6 +133,8 @@ class ParleyGraphQL(GraphQL[Context, None]):
 
     async def parse_http_body(self, request: Any) -> Any:
         data = await super().parse_http_body(request)
+        if isinstance(data, GraphQLRequestData):  # a batch: Strawberry refused it (batching is off)
+            data.query = await self._document(request._request, data.extensions, data.query)
         check_document(getattr(data, "query", None))
         if isinstance(getattr(data, "operation_name", None), str):
             log_fields()["operation"] = data.operation_name
@@ -140,7 +153,7 @@ class ParleyGraphQL(GraphQL[Context, None]):
             raise  # answered by BodyLimitMiddleware, which closes the connection: the rest is never read
         except RequestRejected as exc:
             media_type = GRAPHQL_RESPONSE if _accepts_graphql_response(request) else "application/json"
-            return JSONResponse(exc.body(), status_code=exc.status, media_type=media_type)
+            return JSONResponse(exc.body(), status_code=exc.status, media_type=media_type, headers=exc.headers)
 
     def _refused(self, request: Request, refused: RateLimited) -> Response:
         media_type = GRAPHQL_RESPONSE if _accepts_graphql_response(request) else "application/json"
@@ -159,16 +172,16 @@ class ParleyGraphQL(GraphQL[Context, None]):
         headers = request.headers
         if headers.get("content-type", "").partition(";")[0].strip().lower() != "application/json":
             return None
-        accept = headers.get("accept", "")
-        if "multipart/mixed" in accept or "text/event-stream" in accept:
-            return None
         data = decode_json_body(await request.body())  # RequestRejected: answered as Strawberry's path does
         if type(data) is not dict:
             return None
-        query, variables, name = data.get("query"), data.get("variables"), data.get("operationName")
-        if type(query) is not str or (variables is not None and type(variables) is not dict) or (name is not None and type(name) is not str):
+        extensions = data.get("extensions")
+        if extensions is not None and (type(extensions) is not dict or extensions.keys() != {"persistedQuery"}):
             return None
-        if data.get("extensions") is not None:
+        query, variables, name = data.get("query"), data.get("variables"), data.get("operationName")
+        if extensions is not None:
+            query = await self._document(request, extensions, query)
+        if type(query) is not str or (variables is not None and type(variables) is not dict) or (name is not None and type(name) is not str):
             return None
         check_document(query)
         if name is not None:
@@ -197,6 +210,34 @@ class ParleyGraphQL(GraphQL[Context, None]):
             schema.process_errors(result.errors)
             result.errors = _MASK.mask(result.errors)
         return self.create_response(await self.process_result(request, result), sub_response)
+
+    async def execute_single(self, request: Request, request_adapter: Any, sub_response: Any, context: Context,
+                             root_value: Any, request_data: GraphQLRequestData) -> ExecutionResult:  # fmt: skip
+        """Strawberry's, but a subscription over HTTP is refused (a request error, code
+        NOT_ALLOWED): subscriptions are served over WebSocket only, where the socket guard
+        (runtime/socket_guard.py) closes them when their credentials change. (Strawberry
+        would run it as a query; HTTP streams, multipart/mixed or text/event-stream, are
+        not offered: no subscription protocol but graphql-transport-ws is enabled.)"""
+        query = request_data.query
+        schema: ParleySchema = self.schema  # type: ignore[assignment]
+        prepared = schema.prepare(query) if isinstance(query, str) else None
+        if prepared is not None and prepared.operation(request_data.operation_name) is OperationType.SUBSCRIPTION:
+            return ExecutionResult(data=None, errors=[PublicError(SUBSCRIPTIONS_OVER_WEBSOCKET, Code.NOT_ALLOWED)])
+        return await super().execute_single(request, request_adapter, sub_response, context, root_value, request_data)  # type: ignore[no-any-return]
+
+    async def _document(self, request: Request, extensions: object, query: object) -> Any:
+        """The document a request runs: its `query`, or the automatic persisted query its
+        extensions name (runtime/persisted.py); a valid document sent with its hash is kept."""
+        if persisted_hash(extensions) is None:
+            return query
+        redis = request.app.state.hub.redis
+        document = await persisted_query(redis, extensions, query)
+        if isinstance(query, str):
+            check_document(query)
+            schema: ParleySchema = self.schema  # type: ignore[assignment]
+            if schema.prepare(query) is not None:
+                await register(redis, extensions, query)
+        return document
 
     async def render_graphql_ide(self, request: Request) -> Response:
         # GraphiQL sends its headers over HTTP only; hand the Authorization header it keeps
