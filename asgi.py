@@ -37,7 +37,9 @@ from core.errors import (
     statement_timeout_message,
 )
 from core.hub import Hub
+from core import keys
 from core.logs import setup_logging, start_log_fields
+from core.metrics import exposition
 from core.limits import BodyLimitMiddleware, WebSocketMessageLimitMiddleware
 from core.principal_cache import principal_cache
 from core.queue import create_queue
@@ -148,7 +150,13 @@ async def metrics(request: Request) -> Response:
     if refused is not None:
         return refused
     hub: Hub = request.app.state.hub
+    # prometheus_client's: request latency, errors, jobs (every process's with a shared
+    # PROMETHEUS_MULTIPROC_DIR). Then this process's hub and socket guard, and the queue.
+    text, content_type = exposition()
     lines = [
+        "# HELP parley_job_queue_depth Jobs waiting in the queue (queued and deferred).",
+        "# TYPE parley_job_queue_depth gauge",
+        f"parley_job_queue_depth {await hub.redis.zcard(keys.arq_queue())}",
         "# TYPE parley_hub_subscribers gauge",
         f"parley_hub_subscribers {hub.subscriber_count()}",
         "# TYPE parley_hub_channels gauge",
@@ -164,7 +172,7 @@ async def metrics(request: Request) -> Response:
         "# TYPE parley_socket_credential_checks_total counter",
         f"parley_socket_credential_checks_total {socket_guard.checks}",
     ]
-    return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+    return PlainTextResponse(text + "\n".join(lines) + "\n", media_type=content_type)
 
 
 def create_app() -> Starlette:

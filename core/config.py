@@ -144,6 +144,10 @@ class Settings(BaseSettings):
     # GET /metrics wants `Authorization: Bearer <METRICS_TOKEN>` when set; unset, it is
     # open in dev and answers 404 in prod.
     metrics_token: str | None = None
+    # Set: the worker serves its metrics (jobs run, failed and their duration) on this port,
+    # all addresses, at any path (core/metrics.py). A worker sharing PROMETHEUS_MULTIPROC_DIR
+    # with the API (`parley run` does) needs none: the API's /metrics has them too.
+    worker_metrics_port: int | None = None
     # Addresses (or CIDR networks) of the proxies in front of the API: only from these is
     # X-Forwarded-For believed (core/client_ip.py). Empty: the peer is the client.
     trusted_proxies: list[str] = Field(default_factory=list)

@@ -37,6 +37,7 @@ and the methods overridden here (`run`, `parse_http_body`, `parse_json`, `decode
 from __future__ import annotations
 
 import json
+from time import perf_counter
 from typing import Any
 
 import orjson
@@ -59,6 +60,7 @@ from core.context import Context
 from core.errors import Code, DatabaseBusy, MaskUnexpectedErrors, PublicError, RateLimited, request_id_var
 from core.hub import Hub
 from core.logs import log_fields
+from core.metrics import count_errors, observe_request
 from core.limits import (
     BodyTooLarge,
     RequestRejected,
@@ -141,6 +143,17 @@ class ParleyGraphQL(GraphQL[Context, None]):
         return data
 
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
+        if type(request) is not Request:  # a WebSocket, for as long as it is open
+            return await self._answer(request, context, root_value)
+        started, outcome = perf_counter(), "refused"
+        try:
+            response = await self._answer(request, context, root_value)
+            outcome = _outcome(response)
+            return response
+        finally:
+            observe_request(log_fields().get("operation_type"), outcome, perf_counter() - started)
+
+    async def _answer(self, request: Any, context: Any, root_value: Any) -> Any:
         try:
             if self.plain_path and context is UNSET and root_value is UNSET and type(request) is Request and request.method == "POST":
                 response = await self._run_plain(request)
@@ -148,10 +161,12 @@ class ParleyGraphQL(GraphQL[Context, None]):
                     return response
             return await super().run(request, context, root_value)
         except RateLimited as refused:  # by get_context: the whole request, before anything ran
+            count_errors([refused.formatted])
             return self._refused(request, refused)
         except BodyTooLarge:
             raise  # answered by BodyLimitMiddleware, which closes the connection: the rest is never read
         except RequestRejected as exc:
+            count_errors(exc.body()["errors"])
             media_type = GRAPHQL_RESPONSE if _accepts_graphql_response(request) else "application/json"
             return JSONResponse(exc.body(), status_code=exc.status, media_type=media_type, headers=exc.headers)
 
@@ -191,6 +206,7 @@ class ParleyGraphQL(GraphQL[Context, None]):
         operation = None if prepared is None else prepared.operation(name)
         if operation is None or operation is OperationType.SUBSCRIPTION:
             return None
+        log_fields()["operation_type"] = operation.value
         sub_response = await self.get_sub_response(request)
         context = await self.get_context(request, response=sub_response)
         try:
@@ -221,7 +237,10 @@ class ParleyGraphQL(GraphQL[Context, None]):
         query = request_data.query
         schema: ParleySchema = self.schema  # type: ignore[assignment]
         prepared = schema.prepare(query) if isinstance(query, str) else None
-        if prepared is not None and prepared.operation(request_data.operation_name) is OperationType.SUBSCRIPTION:
+        operation = None if prepared is None else prepared.operation(request_data.operation_name)
+        if operation is not None:
+            log_fields()["operation_type"] = operation.value
+        if operation is OperationType.SUBSCRIPTION:
             return ExecutionResult(data=None, errors=[PublicError(SUBSCRIPTIONS_OVER_WEBSOCKET, Code.NOT_ALLOWED)])
         return await super().execute_single(request, request_adapter, sub_response, context, root_value, request_data)  # type: ignore[no-any-return]
 
@@ -309,6 +328,10 @@ class ParleyGraphQL(GraphQL[Context, None]):
         if report and isinstance(response_data, dict):
             response_data.setdefault("extensions", {})["cost"] = report
         response = super().create_response(response_data, sub_response)
+        errors = response_data.get("errors") if isinstance(response_data, dict) else None
+        if errors:
+            count_errors(errors)
+            response.parley_errors = True  # type: ignore[attr-defined]
         media_type = getattr(sub_response, "parley_media_type", "application/json")
         response.headers["content-type"] = f"{media_type}; charset=utf-8" if media_type == GRAPHQL_RESPONSE else media_type
         if isinstance(response_data, dict) and "data" not in response_data and media_type == GRAPHQL_RESPONSE:
@@ -318,6 +341,13 @@ class ParleyGraphQL(GraphQL[Context, None]):
             response.status_code, seconds = retry
             response.headers["retry-after"] = str(seconds)
         return response
+
+
+def _outcome(response: Response) -> str:
+    """ok; error: GraphQL errors in a 2xx response; refused: a 4xx or 5xx response."""
+    if response.status_code >= 400:
+        return "refused"
+    return "error" if getattr(response, "parley_errors", False) else "ok"
 
 
 def _retry_later(response_data: dict[str, Any]) -> tuple[int, int] | None:
