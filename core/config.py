@@ -144,6 +144,11 @@ class Settings(BaseSettings):
     # GET /metrics wants `Authorization: Bearer <METRICS_TOKEN>` when set; unset, it is
     # open in dev and answers 404 in prod.
     metrics_token: str | None = None
+    # OpenTelemetry traces (core/tracing.py): unset, none are made; set (http://collector:4318),
+    # spans of requests, GraphQL operations and jobs go to <endpoint>/v1/traces (OTLP/HTTP),
+    # as this service name.
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_service_name: str = "parley"
     # Set: the worker serves its metrics (jobs run, failed and their duration) on this port,
     # all addresses, at any path (core/metrics.py). A worker sharing PROMETHEUS_MULTIPROC_DIR
     # with the API (`parley run` does) needs none: the API's /metrics has them too.

@@ -61,6 +61,7 @@ from core.errors import Code, DatabaseBusy, MaskUnexpectedErrors, PublicError, R
 from core.hub import Hub
 from core.logs import log_fields
 from core.metrics import count_errors, observe_request
+from core.tracing import span
 from core.limits import (
     BodyTooLarge,
     RequestRejected,
@@ -146,12 +147,16 @@ class ParleyGraphQL(GraphQL[Context, None]):
         if type(request) is not Request:  # a WebSocket, for as long as it is open
             return await self._answer(request, context, root_value)
         started, outcome = perf_counter(), "refused"
-        try:
-            response = await self._answer(request, context, root_value)
-            outcome = _outcome(response)
-            return response
-        finally:
-            observe_request(log_fields().get("operation_type"), outcome, perf_counter() - started)
+        with span("GraphQL") as traced:
+            try:
+                response = await self._answer(request, context, root_value)
+                outcome = _outcome(response)
+                return response
+            finally:
+                fields = log_fields()
+                observe_request(fields.get("operation_type"), outcome, perf_counter() - started)
+                if traced is not None:
+                    _describe(traced, fields, outcome)
 
     async def _answer(self, request: Any, context: Any, root_value: Any) -> Any:
         try:
@@ -341,6 +346,17 @@ class ParleyGraphQL(GraphQL[Context, None]):
             response.status_code, seconds = retry
             response.headers["retry-after"] = str(seconds)
         return response
+
+
+def _describe(traced: Any, fields: dict[str, Any], outcome: str) -> None:
+    """The GraphQL operation's span, named and described once the operation is known."""
+    kind, name = fields.get("operation_type"), fields.get("operation")
+    traced.update_name(" ".join(str(part) for part in (kind or "GraphQL", name) if part))
+    traced.set_attribute("parley.outcome", outcome)
+    if kind:
+        traced.set_attribute("graphql.operation.type", kind)
+    if name:
+        traced.set_attribute("graphql.operation.name", name)
 
 
 def _outcome(response: Response) -> str:
