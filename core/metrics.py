@@ -32,6 +32,10 @@ from prometheus_client.registry import REGISTRY
 from core.errors import Code
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+if os.environ.get(MULTIPROC_ENV):
+    # prometheus_client writes there at a metric's first sample: a directory named but not
+    # made would fail that request.
+    os.makedirs(os.environ[MULTIPROC_ENV], exist_ok=True)
 OPERATION_TYPES = frozenset({"query", "mutation", "subscription"})
 # Codes of errors that are not in `Code`: the request's own (core/limits.py) and masked ones.
 _OTHER_CODES = frozenset({"BAD_REQUEST", "INTERNAL"})
