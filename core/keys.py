@@ -144,3 +144,14 @@ def login_lockout(account: str) -> str:
 def login_lockouts(account: str) -> str:
     """How many lockouts in a row an account has had: each lasts twice as long as the last."""
     return _k("ratelimit", "lockouts", account)
+
+
+def persisted_query(sha256: str) -> str:
+    """An automatic persisted query's document, by its SHA-256 (runtime/persisted.py)."""
+    return _k("apq", sha256)
+
+
+def persisted_queries() -> str:
+    """Sorted set of the persisted queries' hashes by registration time: the oldest go
+    first when there are more than PERSISTED_QUERY_MAX_DOCUMENTS."""
+    return _k("apq", "index")

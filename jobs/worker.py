@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,6 +21,9 @@ from core.config import settings
 from core.errors import DatabaseBusy
 from core.db import tortoise_config
 from core.hub import Hub
+from core.logs import setup_logging, start_log_fields
+from core.metrics import observe_job, serve
+from core.tracing import SpanKind, setup_tracing, shutdown_tracing, span
 from jobs.campaigns import CAMPAIGN_TIMEOUT, resume_campaigns, send_campaign
 from jobs.contacts import prune_contact_changes, prune_sync_requests
 from jobs.conversations import wake_conversation, wake_snoozed
@@ -37,16 +41,33 @@ Task = Callable[..., Awaitable[Any]]
 
 def retry_when_busy(task: Task) -> Task:
     """A job that found the embedded database locked too long wrote nothing: run it again
-    a little later (arq's Retry, within the function's max_tries) rather than fail it."""
+    a little later (arq's Retry, within the function's max_tries) rather than fail it.
+    Each run is counted and timed by function and outcome (core/metrics.py), and its log
+    lines name it (core/logs.py)."""
 
     @functools.wraps(task)
     async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await task(ctx, *args, **kwargs)
-        except DatabaseBusy as exc:
-            defer = min(2 * ctx.get("job_try", 1), 30)
-            log.warning("%s: %s; retrying in %d s", task.__name__, exc, defer)
-            raise Retry(defer=defer) from exc
+        # Each job runs in a task of its own: the fields are its alone.
+        start_log_fields().update(job=task.__name__, job_id=ctx.get("job_id"))
+        started, outcome = time.perf_counter(), "failed"
+        attributes = {"parley.job.function": task.__name__, "parley.job.id": str(ctx.get("job_id")), "parley.job.try": ctx.get("job_try", 1)}
+        with span(f"job {task.__name__}", kind=SpanKind.CONSUMER, **attributes) as traced:
+            try:
+                result = await task(ctx, *args, **kwargs)
+                outcome = "ok"
+                return result
+            except DatabaseBusy as exc:
+                outcome = "retried"
+                defer = min(2 * ctx.get("job_try", 1), 30)
+                log.warning("%s: %s; retrying in %d s", task.__name__, exc, defer)
+                raise Retry(defer=defer) from exc
+            except Retry:
+                outcome = "retried"
+                raise
+            finally:
+                observe_job(task.__name__, outcome, time.perf_counter() - started)
+                if traced is not None:
+                    traced.set_attribute("parley.outcome", outcome)
 
     return run
 
@@ -66,6 +87,11 @@ def _retrying_when_busy(jobs: list[Any]) -> list[Any]:
 
 
 async def startup(ctx: dict[str, Any]) -> None:
+    # arq configured its own logger after importing these settings: hand it to ours.
+    setup_logging()
+    setup_tracing()
+    if settings.worker_metrics_port:
+        serve(settings.worker_metrics_port)
     # Jobs run longer statements than requests (WORKER_STATEMENT_TIMEOUT_SECONDS).
     config = tortoise_config(statement_timeout=settings.worker_statement_timeout_seconds)
     await Tortoise.init(config=config, _enable_global_fallback=True)
@@ -74,6 +100,7 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    shutdown_tracing()
     await Tortoise.close_connections()
     if "hub" in ctx:
         await ctx["hub"].stop()
