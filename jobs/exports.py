@@ -36,7 +36,7 @@ from core.errors import DatabaseBusy
 from core.mail import MailError, MailNotConfigured, send_mail
 from domain import exports as ex
 from models.contacts import DeletedContact
-from models.jobs import Job, JobKind, JobStatus
+from models.job_records import Job, JobKind, JobStatus
 from services.exports import ERASED_MESSAGE, EXPORT_KINDS, erased_since, export_path, remove_erased_exports, signed_url
 from services.job_records import JobCancelled, JobTracker
 

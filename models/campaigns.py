@@ -11,7 +11,7 @@ from tortoise.models import Model
 
 from models.channels import Channel
 from models.contacts import Contact
-from models.jobs import Job
+from models.job_records import Job
 from models.segments import Segment
 from models.workspaces import Agent, Workspace
 

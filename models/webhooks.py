@@ -10,7 +10,7 @@ from tortoise import fields
 from tortoise.indexes import Index
 from tortoise.models import Model
 
-from models.jobs import Job
+from models.job_records import Job
 from models.workspaces import Workspace
 
 

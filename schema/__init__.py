@@ -22,7 +22,7 @@ from schema.campaigns import CampaignMutation, CampaignQuery
 from schema.contacts import ContactMutation, ContactQuery, ContactSubscription
 from schema.conversations import ConversationMutation, ConversationQuery, ConversationSubscription
 from schema.exports import ExportMutation, ExportQuery
-from schema.jobs import JobMutation, JobQuery, JobSubscription
+from schema.job_records import JobMutation, JobQuery, JobSubscription
 from schema.nodes import NodeQuery
 from schema.proactive import ProactiveMutation, ProactiveQuery, ProactiveSubscription
 from schema.segments import SegmentMutation, SegmentQuery, SegmentSubscription

@@ -15,8 +15,8 @@ from core.context import Context
 from core.errors import Code, PublicError
 from core.hub import SubscriberTooSlow
 from core.permissions import Permission
-from models import jobs as m
-from resolvers import jobs as r
+from models import job_records as m
+from resolvers import job_records as r
 from resolvers.contacts import load_agent
 from resolvers.exports import download_url
 from schema.common import JSON, Connection, UserError, mutate, to_connection
