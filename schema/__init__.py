@@ -19,6 +19,7 @@ from core.errors import MaskUnexpectedErrors
 from runtime.prepared import ParleySchema
 from schema.auth import AuthMutation, AuthQuery
 from schema.campaigns import CampaignMutation, CampaignQuery
+from schema.channels import ChannelMutation, ChannelQuery
 from schema.contacts import ContactMutation, ContactQuery, ContactSubscription
 from schema.conversations import ConversationMutation, ConversationQuery, ConversationSubscription
 from schema.exports import ExportMutation, ExportQuery
@@ -32,13 +33,13 @@ from schema.workspaces import WorkspaceMutation, WorkspaceQuery
 
 
 @strawberry.type
-class Query(NodeQuery, AuthQuery, WorkspaceQuery, ContactQuery, SegmentQuery, ConversationQuery, JobQuery, ExportQuery,
+class Query(NodeQuery, AuthQuery, WorkspaceQuery, ChannelQuery, ContactQuery, SegmentQuery, ConversationQuery, JobQuery, ExportQuery,
             SyncQuery, WebhookQuery, CampaignQuery, ProactiveQuery):
     pass
 
 
 @strawberry.type
-class Mutation(AuthMutation, WorkspaceMutation, ContactMutation, SegmentMutation, ConversationMutation, JobMutation, ExportMutation,
+class Mutation(AuthMutation, ChannelMutation, WorkspaceMutation, ContactMutation, SegmentMutation, ConversationMutation, JobMutation, ExportMutation,
                SyncMutation, WebhookMutation, CampaignMutation, ProactiveMutation):
     pass
 

@@ -30,7 +30,8 @@ from models.workspaces import Team as TeamRow
 from resolvers import conversations as r
 from schema.common import Connection, UserError, build, gid, mutate, node_id, provided, selected_names, to_connection
 from schema.contacts import Contact, columns_for
-from schema.workspaces import Agent, Channel, Team
+from schema.channels import Channel
+from schema.workspaces import Agent, Team
 
 ConversationStatus = strawberry.enum(m.ConversationStatus, name="ConversationStatus")
 SenderKind = strawberry.enum(m.SenderKind, name="SenderKind")

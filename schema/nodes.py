@@ -20,7 +20,8 @@ from schema.job_records import Job
 from schema.proactive import Bot, BotAnswer, ProactiveDelivery, ProactiveMessage
 from schema.segments import Segment
 from schema.webhooks import WebhookDelivery, WebhookEndpoint
-from schema.workspaces import Agent, ApiKey, Channel, Team, Workspace
+from schema.channels import Channel
+from schema.workspaces import Agent, ApiKey, Team, Workspace
 
 CONVERT: dict[str, Callable[[Any], relay.Node]] = {
     t.__name__: t.from_model

@@ -23,7 +23,8 @@ from resolvers import proactive as r
 from schema.common import JSON, Connection, UserError, gid, mutate, node_id, provided, to_connection
 from schema.conversations import Conversation, _listen, _still_allowed
 from schema.segments import RuleMatch, RuleValueInput, _value
-from schema.workspaces import Channel, Team
+from schema.channels import Channel
+from schema.workspaces import Team
 
 ProactiveStatus = strawberry.enum(m.ProactiveStatus, name="ProactiveStatus")
 ProactiveResponseType = strawberry.enum(m.ResponseType, name="ProactiveResponseType")

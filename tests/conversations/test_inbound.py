@@ -22,7 +22,7 @@ from models.conversations import Conversation, ConversationStatus, DeliveryState
 from resolvers import inbound as inbound_module
 from core.signing import SIGNATURE_HEADER, signature
 from resolvers.inbound import MAX_WEBHOOK_BYTES
-from resolvers.workspaces import create_channel
+from resolvers.channels import create_channel
 from tests.conftest import SmtpSettings, Tenant, pk
 
 PHONE = "+14155550100"
