@@ -14,7 +14,6 @@ from typing import Any
 from redis.exceptions import RedisError
 from tortoise.expressions import Q, RawSQL, Subquery
 from tortoise.queryset import QuerySet
-from tortoise.transactions import in_transaction
 
 from core import keys, presence
 from core.clock import now
@@ -32,7 +31,6 @@ from models.channels import Channel
 from models.contacts import (
     AttributeDefinition,
     AttributeSource,
-    AttributeType,
     ChangeKind,
     Contact,
     ContactChange,
@@ -220,13 +218,6 @@ async def list_deleted(ctx: Context, *, first: int | None, after: str | None) ->
     return await paginate(ctx.scope.all(DeletedContact), NEWEST_FIRST, first=first, after=after)
 
 
-async def list_definitions(ctx: Context, *, first: int | None, after: str | None) -> Page[AttributeDefinition]:
-    if ctx.require_principal().kind is PrincipalKind.CONTACT:
-        raise forbidden("Contact sessions cannot read attribute definitions.")
-    order = Order(("position", "id"), descending=False)
-    return await paginate(ctx.scope.all(AttributeDefinition), order, first=first, after=after, default_size=100)
-
-
 # -- change log and events -----------------------------------------------------------------
 
 
@@ -402,7 +393,7 @@ async def update_contact(ctx: Context, gid: str, values: dict[str, Any], attribu
             setattr(contact, name, value)
         _apply_consent_times(contact, changed_consent, stamp)
         _apply_attributes(contact, attrs)
-        matching_key = await _matching_key(contact.workspace_id) if attrs else None
+        matching_key = await workspace_matching_key(contact.workspace_id) if attrs else None
         if _writes_identity(clean, attrs, matching_key):
             # An agent or API key wrote the identity: it vouches for what it wrote from now
             # on (vouch_for); an anonymous visitor's sessions end (its contact is someone now).
@@ -464,7 +455,7 @@ def trusted_value(column: str) -> str:
     return f"identity_source = 'trusted' AND (session_fields & {session_bit(column)}) = 0"
 
 
-async def _matching_key(workspace_id: int) -> str | None:
+async def workspace_matching_key(workspace_id: int) -> str | None:
     key = await Workspace.filter(id=workspace_id, matching_attribute=MatchingAttribute.CUSTOM).values_list("matching_attribute_key", flat=True)
     return key[0] if key else None
 
@@ -645,7 +636,7 @@ async def identify_contact(
     for field_name, value in device_clean.items():
         setattr(contact, field_name, value)
     _apply_attributes(contact, attrs)
-    if attrs and (key := await _matching_key(workspace_id)) in attrs:
+    if attrs and (key := await workspace_matching_key(workspace_id)) in attrs:
         contact.session_fields |= SessionField.MATCHING  # a session's value links nothing
     contact.last_seen_at = stamp
     fill_from_session(contact, clean)
@@ -905,7 +896,7 @@ async def merge_contacts(ctx: Context, primary_gid: str, secondary_gid: str) -> 
         workspace_id=primary.workspace_id, key__in=moving, crm_managed=True
     ).exists():
         raise forbidden("The secondary contact has CRM-managed values: merging needs the contacts:crm permission.")
-    matching_key = await _matching_key(primary.workspace_id)
+    matching_key = await workspace_matching_key(primary.workspace_id)
     session_fields = _merged_session_fields(primary, secondary, matching_key)
     async with atomic(ctx.outbox):
         for model in (ContactEvent, ContactNote):
@@ -954,118 +945,3 @@ def _merged_session_fields(primary: Contact, secondary: Contact, matching_key: s
         if source.identity_source is not IdentitySource.TRUSTED or source.session_fields & bit:
             bits |= bit
     return bits
-
-
-# -- attribute definitions -------------------------------------------------------------------
-
-
-async def create_definition(
-    ctx: Context, *, key: str, label: str, type: AttributeType, options: list[str],
-    crm_managed: bool, searchable: bool, visible: bool,
-) -> AttributeDefinition:  # fmt: skip
-    ctx.require(Permission.ATTRIBUTES_MANAGE)
-    ws = ctx.scope.workspace_id
-    errors: list[UserError] = []
-    if not cf.ATTRIBUTE_KEY.match(key):
-        errors.append(UserError(["key"], Code.INVALID, "key: lowercase letters, digits and _, starting with a letter, at most 64."))
-    elif key in BUILT_IN_FIELDS:
-        errors.append(UserError(["key"], Code.TAKEN, f"{key} is a built-in contact field."))
-    elif await AttributeDefinition.filter(workspace_id=ws, key=key).exists():
-        errors.append(UserError(["key"], Code.TAKEN, "An attribute with this key exists."))
-    clean_label = label.strip()
-    if not clean_label or len(clean_label) > 120:
-        errors.append(UserError(["label"], Code.INVALID, "label has 1 to 120 characters."))
-    clean_options = _validate_options(type, options, errors)
-    if errors:
-        raise UserFailure(*errors)
-    last = await AttributeDefinition.filter(workspace_id=ws).order_by("-position").first()
-    return await AttributeDefinition.create(
-        workspace_id=ws, key=key, label=clean_label, type=type, options=clean_options,
-        source=AttributeSource.CUSTOM, crm_managed=crm_managed, searchable=searchable,
-        visible=visible, position=(last.position + 1) if last else 0,
-    )  # fmt: skip
-
-
-def _validate_options(kind: AttributeType, options: list[str], errors: list[UserError]) -> list[str]:
-    if kind is not AttributeType.LIST:
-        if options:
-            errors.append(UserError(["options"], Code.INVALID, "Only list attributes have options."))
-        return []
-    clean = [o.strip() for o in options]
-    if not clean or any(not o or len(o) > 120 for o in clean) or len(set(clean)) != len(clean) or len(clean) > 200:
-        errors.append(UserError(["options"], Code.INVALID, "A list attribute needs 1 to 200 distinct options of 1 to 120 characters."))
-    return clean
-
-
-async def update_definition(ctx: Context, gid: str, values: dict[str, Any]) -> AttributeDefinition:
-    ctx.require(Permission.ATTRIBUTES_MANAGE)
-    definition = await ctx.scope.by_global_id(gid, "AttributeDefinition", AttributeDefinition)
-    if definition is None:
-        raise UserFailure.of("id", Code.NOT_FOUND, "No attribute definition with this id.")
-    errors: list[UserError] = []
-    if definition.source is AttributeSource.PLATFORM and set(values) - {"visible", "searchable", "label"}:
-        errors.append(UserError(["id"], Code.READ_ONLY, "Platform attributes can only be relabelled, shown or hidden."))
-    if "label" in values:
-        label = (values["label"] or "").strip()
-        if not label or len(label) > 120:
-            errors.append(UserError(["label"], Code.INVALID, "label has 1 to 120 characters."))
-        values["label"] = label
-    if "options" in values:
-        values["options"] = _validate_options(definition.type, values["options"] or [], errors)
-    if errors:
-        raise UserFailure(*errors)
-    for name, value in values.items():
-        if value is None and name in ("crm_managed", "searchable", "visible"):
-            continue
-        setattr(definition, name, value)
-    await definition.save()
-    return definition
-
-
-async def delete_definition(ctx: Context, gid: str) -> str:
-    ctx.require(Permission.ATTRIBUTES_MANAGE)
-    definition = await ctx.scope.by_global_id(gid, "AttributeDefinition", AttributeDefinition)
-    if definition is None:
-        raise UserFailure.of("id", Code.NOT_FOUND, "No attribute definition with this id.")
-    if definition.source is AttributeSource.PLATFORM:
-        raise UserFailure.of("id", Code.READ_ONLY, "Platform attributes cannot be deleted.")
-    if await _matching_key(definition.workspace_id) == definition.key:
-        raise UserFailure.of("id", Code.CONFLICT, f"{definition.key} is the workspace's matching attribute: choose another "
-                                                "matching attribute (updateWorkspace) before deleting it.")  # fmt: skip
-    async with in_transaction() as conn:
-        # Strip the values too, in the database: no contact is loaded into Python.
-        if dialect() == "postgres":
-            await conn.execute_query(
-                "UPDATE contacts SET attributes = attributes - $1::text "
-                "WHERE workspace_id = $2 AND attributes ? $1::text",
-                [definition.key, definition.workspace_id],
-            )
-        else:
-            await conn.execute_query(
-                "UPDATE contacts SET attributes = json_remove(attributes, '$.' || ?) "
-                "WHERE workspace_id = ? AND json_type(attributes, '$.' || ?) IS NOT NULL",
-                [definition.key, definition.workspace_id, definition.key],
-            )
-        await definition.delete()
-    return gid
-
-
-async def reorder_definitions(ctx: Context, gids: list[str]) -> list[AttributeDefinition]:
-    ctx.require(Permission.ATTRIBUTES_MANAGE)
-    scope = ctx.scope
-    all_defs = {d.id: d for d in await scope.all(AttributeDefinition)}
-    ids: list[int] = []
-    for i, gid in enumerate(gids):
-        decoded = decode_global_id(gid)
-        if decoded is None or decoded[0] != "AttributeDefinition" or decoded[1] not in all_defs:
-            raise UserFailure.of(["ids", str(i)], Code.NOT_FOUND, "No attribute definition with this id.")
-        ids.append(decoded[1])
-    if sorted(ids) != sorted(all_defs):
-        raise UserFailure.of("ids", Code.INVALID, "List every attribute definition exactly once.")
-    async with in_transaction():
-        for position, pk in enumerate(ids):
-            if all_defs[pk].position != position:
-                all_defs[pk].position = position
-                await all_defs[pk].save(update_fields=["position"])
-    return [all_defs[pk] for pk in ids]
-

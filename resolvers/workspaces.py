@@ -21,8 +21,9 @@ from core.principal_cache import auth_changed
 from domain import contact_fields as cf
 from domain.attribution import MAX_WINDOW_HOURS
 from models.channels import Channel, ChannelKind
-from models.contacts import AttributeDefinition, AttributeSource, AttributeType
+from models.contacts import AttributeDefinition, AttributeSource
 from models.workspaces import Agent, ApiKey, MatchingAttribute, Role, Team, Workspace
+from resolvers.attributes import PLATFORM_ATTRIBUTES
 from resolvers.auth import MIN_PASSWORD, revoke_agent_tokens
 from resolvers.channels import create_channel
 from resolvers.pagination import Order, Page, paginate
@@ -30,15 +31,6 @@ from resolvers import proactive
 from resolvers.segments import create_predefined, resolve_ids
 
 BY_ID = Order(("id",), descending=False)
-
-# Filled by the widget and SDKs from the platform; read-only to agents and integrators.
-PLATFORM_ATTRIBUTES = [
-    ("app_version", "App version", AttributeType.TEXT),
-    ("sdk_version", "SDK version", AttributeType.TEXT),
-    ("device_model", "Device model", AttributeType.TEXT),
-    ("session_count", "Sessions", AttributeType.NUMBER),
-]
-
 
 @dataclass
 class Bootstrap:

@@ -17,6 +17,7 @@ from strawberry.extensions import (
 from core.config import settings
 from core.errors import MaskUnexpectedErrors
 from runtime.prepared import ParleySchema
+from schema.attributes import AttributeMutation
 from schema.auth import AuthMutation, AuthQuery
 from schema.campaigns import CampaignMutation, CampaignQuery
 from schema.channels import ChannelMutation, ChannelQuery
@@ -39,7 +40,7 @@ class Query(NodeQuery, AuthQuery, WorkspaceQuery, ChannelQuery, ContactQuery, Se
 
 
 @strawberry.type
-class Mutation(AuthMutation, ChannelMutation, WorkspaceMutation, ContactMutation, SegmentMutation, ConversationMutation, JobMutation, ExportMutation,
+class Mutation(AuthMutation, ChannelMutation, WorkspaceMutation, ContactMutation, AttributeMutation, SegmentMutation, ConversationMutation, JobMutation, ExportMutation,
                SyncMutation, WebhookMutation, CampaignMutation, ProactiveMutation):
     pass
 
