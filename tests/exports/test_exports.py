@@ -1,7 +1,7 @@
 """Contact exports through the API: validation, permissions, the CSV itself (columns,
 UTF-8, formula injection), segments, the attribute report, the signed download link and
 the e-mail with it. The task runs in this process here (jobs/exports.export_contacts);
-tests/jobs/test_exports_live.py runs it in a real worker."""
+tests/exports/test_exports_live.py runs it in a real worker."""
 
 from __future__ import annotations
 
