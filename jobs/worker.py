@@ -21,7 +21,7 @@ from core.errors import DatabaseBusy
 from core.db import tortoise_config
 from core.hub import Hub
 from jobs.campaigns import CAMPAIGN_TIMEOUT, resume_campaigns, send_campaign
-from jobs.contacts import prune_contact_changes, prune_sync_requests
+from jobs.sync import prune_contact_changes, prune_sync_requests
 from jobs.conversations import wake_conversation, wake_snoozed
 from jobs.sending import DELIVERY_TRIES, check_missed_chat, deliver_message, notify_new_message
 from jobs.exports import EXPORT_TIMEOUT, export_contacts, prune_exports

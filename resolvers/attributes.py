@@ -15,8 +15,9 @@ from core.permissions import Permission, PrincipalKind
 from core.scoping import decode_global_id
 from domain import contact_fields as cf
 from models.contacts import AttributeDefinition, AttributeSource, AttributeType
-from resolvers.contacts import BUILT_IN_FIELDS, workspace_matching_key
+from resolvers.contacts import workspace_matching_key
 from resolvers.pagination import Order, Page, paginate
+from services.contacts import BUILT_IN_FIELDS
 
 # Filled by the widget and SDKs from the platform; read-only to agents and integrators.
 PLATFORM_ATTRIBUTES = [

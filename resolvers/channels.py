@@ -21,7 +21,6 @@ from domain.schedule import BusinessHours, ScheduleError
 from models.channels import SESSION_KINDS, Channel, ChannelKind
 from models.conversations import Conversation, Message
 from resolvers import proactive
-from resolvers.contacts import camel
 from resolvers.pagination import Order, Page, paginate
 
 BY_ID = Order(("id",), descending=False)
@@ -90,7 +89,7 @@ def _clean_channel_settings(kind: ChannelKind, values: dict[str, Any]) -> dict[s
         elif key in ("auto_responder_text", "help_reply") and value is not None:
             text = value.strip()
             if len(text) > 1_000:
-                fail([camel(key)], Code.TOO_LONG, f"{camel(key)} may be at most 1000 characters.")
+                fail([cf.camel(key)], Code.TOO_LONG, f"{cf.camel(key)} may be at most 1000 characters.")
             clean[key] = mask_card_numbers(text) or None
         elif key == "gateway_url" and value:
             problem = "must be an http(s) URL of at most 2048 characters." if len(value) > 2048 else outbound.url_problem(value)
@@ -112,7 +111,7 @@ def _clean_channel_settings(kind: ChannelKind, values: dict[str, Any]) -> dict[s
                 fail(["missedChatMinutes"], Code.INVALID, "missedChatMinutes must be between 1 and 1440.")
             clean[key] = value
         elif value is None and key in ("identity_verification", "auto_responder_enabled", "offline_notifications", "auto_responder_audience"):
-            fail([camel(key)], Code.REQUIRED, f"{camel(key)} cannot be null.")
+            fail([cf.camel(key)], Code.REQUIRED, f"{cf.camel(key)} cannot be null.")
         else:
             clean[key] = value
     if errors:

@@ -19,7 +19,7 @@ from core.errors import PublicError, Code
 from core.hub import SubscriberTooSlow
 from models import contacts as m
 from resolvers import contacts as r
-from resolvers.contacts import camel
+from domain.contact_fields import camel
 from schema.attributes import AttributeDefinition, attribute_definitions, shown_to_contacts
 from schema.common import JSON, Connection, ContactIdInput, DeletePayload, UserError, build, gid, mutate, node_id, provided, selected_names, to_connection
 from schema.workspaces import Agent
