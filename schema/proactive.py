@@ -14,6 +14,7 @@ from strawberry.types import Info
 
 from core import keys
 from core.context import Context
+from domain.operators import PROACTIVE_OPERATORS
 from runtime.execution import plain
 from models import proactive as m
 from models.channels import Channel as ChannelRow
@@ -22,7 +23,7 @@ from resolvers import conversations as rc
 from resolvers import proactive as r
 from schema.common import JSON, Connection, UserError, gid, mutate, node_id, provided, to_connection
 from schema.conversations import Conversation, _listen, _still_allowed
-from schema.segments import RuleMatch, RuleValueInput, _value
+from schema.segments import RuleMatch, RuleValueInput, _value, operator_enum
 from schema.channels import Channel
 from schema.workspaces import Team
 
@@ -67,25 +68,7 @@ class ProactiveRuleField(Enum):
     ATTRIBUTE = "attribute"
 
 
-@strawberry.enum
-class ProactiveRuleOperator(Enum):
-    EQUALS = "equals"
-    NOT_EQUALS = "not_equals"
-    CONTAINS = "contains"
-    NOT_CONTAINS = "not_contains"
-    STARTS_WITH = "starts_with"
-    ENDS_WITH = "ends_with"
-    MATCHES = "matches"
-    IS_SET = "is_set"
-    IS_NOT_SET = "is_not_set"
-    GREATER_THAN = "greater_than"
-    GREATER_OR_EQUAL = "greater_or_equal"
-    LESS_THAN = "less_than"
-    LESS_OR_EQUAL = "less_or_equal"
-    IN = "in"
-    NOT_IN = "not_in"
-    MEMBER_OF = "member_of"
-    NOT_MEMBER_OF = "not_member_of"
+ProactiveRuleOperator = operator_enum("ProactiveRuleOperator", PROACTIVE_OPERATORS)
 
 
 @strawberry.enum

@@ -15,6 +15,7 @@ from core import keys
 from core.context import Context
 from core.errors import Code, PublicError
 from core.hub import SubscriberTooSlow
+from domain.operators import SEGMENT_OPERATORS, Operator
 from models import segments as m
 from resolvers import segments as r
 from resolvers.contacts import load_agent
@@ -32,31 +33,12 @@ class RuleMatch(Enum):
     ANY = "any"
 
 
-@strawberry.enum
-class RuleOperator(Enum):
-    EQUALS = "equals"
-    NOT_EQUALS = "not_equals"
-    CONTAINS = "contains"
-    NOT_CONTAINS = "not_contains"
-    STARTS_WITH = "starts_with"
-    ENDS_WITH = "ends_with"
-    IS_SET = "is_set"
-    IS_NOT_SET = "is_not_set"
-    GREATER_THAN = "greater_than"
-    GREATER_OR_EQUAL = "greater_or_equal"
-    LESS_THAN = "less_than"
-    LESS_OR_EQUAL = "less_or_equal"
-    BETWEEN = "between"
-    IN = "in"
-    NOT_IN = "not_in"
-    BEFORE = "before"
-    AFTER = "after"
-    WITHIN_LAST_DAYS = "within_last_days"
-    MORE_THAN_DAYS_AGO = "more_than_days_ago"
-    # For event.<name> and conversation_count: how many.
-    AT_LEAST = "at_least"
-    AT_MOST = "at_most"
-    EXACTLY = "exactly"
+def operator_enum(name: str, operators: frozenset[Operator]) -> Any:
+    """A GraphQL enum of the rule operators a kind of rule takes, in Operator's order."""
+    return strawberry.enum(Enum(name, [(o.name, o.value) for o in Operator if o in operators]))
+
+
+RuleOperator = operator_enum("RuleOperator", SEGMENT_OPERATORS)
 
 
 EVENT_COUNT_OPERATORS = {"at_least", "at_most", "exactly"}
