@@ -14,9 +14,9 @@ from strawberry.types import Info
 from core import keys
 from core.context import Context
 from runtime.guards import guard
+from runtime.subscriptions import listen, still_allowed
 from core.permissions import Permission
 from core.errors import PublicError, Code
-from core.hub import SubscriberTooSlow
 from models import contacts as m
 from resolvers import contacts as r
 from domain.contact_fields import camel
@@ -431,26 +431,19 @@ class ContactSubscription:
         contact = await r.get_contact(ctx, str(id))
         if contact is None:
             raise PublicError("No contact with this id.", Code.NOT_FOUND)
-        if ctx.hub is None:
-            raise PublicError("Subscriptions are unavailable.", Code.INVALID)
-        workspace_id = contact.workspace_id
-        try:
-            async with ctx.hub.subscribe(keys.contact_channel(workspace_id, contact.id)) as events:
-                async for event in events:
-                    # The socket's context outlives its data: read related rows afresh.
-                    ctx.reset_loaders()
-                    # Authorisation again at send time: the principal may have lost access.
-                    principal = await ctx.refresh_principal()
-                    if principal is None or not r.can_see_contact(principal, contact.id):
-                        raise PublicError("You can no longer see this contact.", Code.FORBIDDEN)
-                    current = await r.contact_by_id(ctx, contact.id)
-                    merged = event.get("mergedInto")
-                    yield ContactUpdate(
-                        cursor=event["cursor"],
-                        kind=m.ChangeKind(event["kind"]),
-                        contact_id=node_id("Contact", contact.id),
-                        contact=Contact.from_model(current) if current else None,
-                        merged_into_id=node_id("Contact", merged) if merged else None,
-                    )
-        except SubscriberTooSlow:
-            raise PublicError("This subscription fell too far behind and was closed; resubscribe and catch up by cursor.", Code.CONFLICT) from None
+        channel = keys.contact_channel(contact.workspace_id, contact.id)
+        async with listen(ctx, channel) as events:
+            async for event in events:
+                # The socket's context outlives its data: read related rows afresh.
+                ctx.reset_loaders()
+                # Authorisation again at send time: the principal may have lost access.
+                await still_allowed(ctx, lambda p: r.can_see_contact(p, contact.id), "You can no longer see this contact.")
+                current = await r.contact_by_id(ctx, contact.id)
+                merged = event.get("mergedInto")
+                yield ContactUpdate(
+                    cursor=event["cursor"],
+                    kind=m.ChangeKind(event["kind"]),
+                    contact_id=node_id("Contact", contact.id),
+                    contact=Contact.from_model(current) if current else None,
+                    merged_into_id=node_id("Contact", merged) if merged else None,
+                )

@@ -16,13 +16,14 @@ from core import keys
 from core.context import Context
 from domain.operators import PROACTIVE_OPERATORS
 from runtime.execution import plain
+from runtime.subscriptions import listen, still_allowed
 from models import proactive as m
 from models.channels import Channel as ChannelRow
 from models.workspaces import Team as TeamRow
 from resolvers import conversations as rc
 from resolvers import proactive as r
 from schema.common import JSON, Connection, UserError, gid, mutate, node_id, provided, to_connection
-from schema.conversations import Conversation, _listen, _still_allowed
+from schema.conversations import Conversation
 from schema.segments import RuleMatch, RuleValueInput, _value, operator_enum
 from schema.channels import Channel
 from schema.workspaces import Team
@@ -564,8 +565,8 @@ class ProactiveSubscription:
         principal = ctx.require_contact()
         assert principal.contact_id is not None
         channel = keys.contact_proactive_channel(principal.workspace_id, principal.contact_id)
-        async with _listen(ctx, channel, "contact", None) as events:
+        async with listen(ctx, channel) as events:
             async for event in events:
-                await _still_allowed(ctx, lambda p: p.contact_id == principal.contact_id)
+                await still_allowed(ctx, lambda p: p.contact_id == principal.contact_id)
                 yield ProactiveMessageEvent(cursor=event["cursor"], delivery=ProactiveDelivery.from_row(event["delivery"]))
 

@@ -14,10 +14,10 @@ from strawberry.types import Info
 from core import keys
 from core.context import Context
 from core.errors import Code, PublicError
-from core.hub import SubscriberTooSlow
 from domain.operators import SEGMENT_OPERATORS, Operator
 from models import segments as m
 from resolvers import segments as r
+from runtime.subscriptions import listen, still_allowed
 from resolvers.contacts import load_agent
 from schema.common import JSON, Connection, UserError, mutate, node_id, provided, to_connection
 from schema.contacts import Contact
@@ -278,19 +278,19 @@ class SegmentSubscription:
         segment = await r.find_segment(ctx, str(segment_id))
         if segment is None:
             raise PublicError("No segment with this id.", Code.NOT_FOUND)
-        if ctx.hub is None:
-            raise PublicError("Subscriptions are unavailable.", Code.INVALID)
-        try:
-            async with ctx.hub.subscribe(keys.segment_channel(segment.workspace_id, segment.id)) as events:
-                async for event in events:
-                    ctx.reset_loaders()
-                    if await ctx.refresh_principal() is None or await r.find_segment(ctx, str(segment_id)) is None:
-                        raise PublicError("You can no longer see this segment.", Code.FORBIDDEN)
-                    yield SegmentMembershipChange(
-                        cursor=event["cursor"],
-                        segment_id=segment_id,
-                        joined_contact_ids=[node_id("Contact", i) for i in event.get("joined", [])],
-                        left_contact_ids=[node_id("Contact", i) for i in event.get("left", [])],
-                    )
-        except SubscriberTooSlow:
-            raise PublicError("This subscription fell too far behind and was closed; resubscribe and catch up.", Code.CONFLICT) from None
+        channel = keys.segment_channel(segment.workspace_id, segment.id)
+        too_slow = "This subscription fell too far behind and was closed; resubscribe and catch up."
+        async with listen(ctx, channel, too_slow=too_slow) as events:
+            async for event in events:
+                ctx.reset_loaders()
+                await still_allowed(ctx, lambda _: _still_visible(ctx, segment_id), "You can no longer see this segment.")
+                yield SegmentMembershipChange(
+                    cursor=event["cursor"],
+                    segment_id=segment_id,
+                    joined_contact_ids=[node_id("Contact", i) for i in event.get("joined", [])],
+                    left_contact_ids=[node_id("Contact", i) for i in event.get("left", [])],
+                )
+
+
+async def _still_visible(ctx: Context, segment_id: relay.GlobalID) -> bool:
+    return await r.find_segment(ctx, str(segment_id)) is not None
