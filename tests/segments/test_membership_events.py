@@ -75,6 +75,47 @@ async def test_join_and_leave_reach_a_subscriber(tenant: Any, tmp_path: Path) ->
         server.stop()
 
 
+async def test_an_agent_who_can_no_longer_see_the_segment_is_refused_at_the_next_event(tenant: Any, tmp_path: Path) -> None:
+    """The subscription checks again at each event (runtime/subscriptions.py, still_allowed):
+    the owner makes the segment personal, and the agent's next event is a FORBIDDEN error."""
+    _, agent_token = await tenant.agent(role="agent")
+    server = start_server(tmp_path)
+    worker = start_worker(tmp_path)
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+
+            async def gql(query: str, variables: dict[str, Any]) -> dict[str, Any]:
+                body = (await http.post("/graphql", json={"query": query, "variables": variables},
+                                        headers={"authorization": f"Bearer {tenant.owner_token}"})).json()  # fmt: skip
+                assert not body.get("errors"), body
+                return body["data"]  # type: ignore[no-any-return]
+
+            made = await gql(CREATE_SEGMENT, {"input": {"name": "VIPs", "visibility": "EVERYONE", "rules": {"match": "ALL", "conditions": [
+                {"field": "tag", "operator": "EQUALS", "value": {"text": "vip"}}]}}})  # fmt: skip
+            segment_id = made["createSegment"]["segment"]["id"]
+            async with GraphQLWs.open(server.ws_url, agent_token) as ws:
+                sub = await ws.subscribe(SUBSCRIBE, {"id": segment_id})
+                await wait_for_subscribers(http, 1)
+                await gql(CREATE_CONTACT, {"input": {"name": "First", "tags": ["vip"]}})
+                assert (await sub.next_data(timeout=20))["segmentMembershipChanged"]["joinedContactIds"]
+
+                hidden = await gql(
+                    "mutation($input: UpdateSegmentInput!) { updateSegment(input: $input) { userErrors { message } } }",
+                    {"input": {"id": segment_id, "visibility": "PERSONAL"}},
+                )
+                assert hidden["updateSegment"]["userErrors"] == []
+                await gql(CREATE_CONTACT, {"input": {"name": "Second", "tags": ["vip"]}})
+                refused = await sub.receive(timeout=20)
+                assert refused["type"] == "next", refused
+                [error] = refused["payload"]["errors"]
+                assert error["extensions"]["code"] == "FORBIDDEN"
+                assert error["message"] == "You can no longer see this segment."
+                assert refused["payload"].get("data") is None
+    finally:
+        stop_process(worker)
+        server.stop()
+
+
 async def test_a_change_made_while_the_debounced_refresh_runs_is_refreshed_after_it(app: Any, tenant: Any) -> None:
     """A worker has taken the queued refresh and read the changed contacts when a second
     contact changes: that change gets a run of its own (it used to wait for the next change,
