@@ -4,6 +4,7 @@ join (and later the leave), and a WebSocket subscriber on a real server hears bo
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +33,24 @@ async def wait_for_subscribers(http: httpx.AsyncClient, count: int) -> None:
     raise AssertionError(f"no subscriber registered: {metrics}")
 
 
+def owner_api(http: httpx.AsyncClient, tenant: Any) -> Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]:
+    """The owner's requests to a live server: the data, or the test fails on errors."""
+
+    async def gql(query: str, variables: dict[str, Any]) -> dict[str, Any]:
+        body = (await http.post("/graphql", json={"query": query, "variables": variables},
+                                headers={"authorization": f"Bearer {tenant.owner_token}"})).json()  # fmt: skip
+        assert not body.get("errors"), body
+        return body["data"]  # type: ignore[no-any-return]
+
+    return gql
+
+
 async def test_join_and_leave_reach_a_subscriber(tenant: Any, tmp_path: Path) -> None:
     server = start_server(tmp_path)
     worker = start_worker(tmp_path)
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
-
-            async def gql(query: str, variables: dict[str, Any]) -> dict[str, Any]:
-                body = (await http.post("/graphql", json={"query": query, "variables": variables},
-                                        headers={"authorization": f"Bearer {tenant.owner_token}"})).json()  # fmt: skip
-                assert not body.get("errors"), body
-                return body["data"]  # type: ignore[no-any-return]
+            gql = owner_api(http, tenant)
 
             made = await gql(
                 "mutation($input: CreateSegmentInput!) { createSegment(input: $input) { segment { id } userErrors { message } } }",
@@ -83,12 +91,7 @@ async def test_an_agent_who_can_no_longer_see_the_segment_is_refused_at_the_next
     worker = start_worker(tmp_path)
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
-
-            async def gql(query: str, variables: dict[str, Any]) -> dict[str, Any]:
-                body = (await http.post("/graphql", json={"query": query, "variables": variables},
-                                        headers={"authorization": f"Bearer {tenant.owner_token}"})).json()  # fmt: skip
-                assert not body.get("errors"), body
-                return body["data"]  # type: ignore[no-any-return]
+            gql = owner_api(http, tenant)
 
             made = await gql(CREATE_SEGMENT, {"input": {"name": "VIPs", "visibility": "EVERYONE", "rules": {"match": "ALL", "conditions": [
                 {"field": "tag", "operator": "EQUALS", "value": {"text": "vip"}}]}}})  # fmt: skip
