@@ -13,7 +13,7 @@ MODEL_MODULES = [
     "models.contacts",
     "models.segments",
     "models.conversations",
-    "models.jobs",
+    "models.job_records",
     "models.sync",
     "models.webhooks",
     "models.campaigns",

@@ -34,7 +34,7 @@ from core.config import settings
 from core.outbound import OutboundError
 from core.queue import enqueue
 from core.signing import signed_headers
-from models.jobs import Job, JobKind, JobStatus
+from models.job_records import Job, JobKind, JobStatus
 from models.webhooks import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEventType
 from services.job_records import JobCancelled, JobTracker, cancel_job, create_job
 from services.webhooks import deliver_job_id

@@ -25,10 +25,10 @@ from core.logs import setup_logging, start_log_fields
 from core.metrics import observe_job, serve
 from core.tracing import SpanKind, setup_tracing, shutdown_tracing, span
 from jobs.campaigns import CAMPAIGN_TIMEOUT, resume_campaigns, send_campaign
-from jobs.contacts import prune_contact_changes, prune_sync_requests
+from jobs.sync import prune_contact_changes, prune_sync_requests
 from jobs.conversations import wake_conversation, wake_snoozed
-from jobs.delivery import DELIVERY_TRIES, check_missed_chat, deliver_message, notify_new_message
 from jobs.push import ARQ_TRIES as PUSH_TRIES, deliver_push, prune_push_attempts, push_conversation
+from jobs.sending import DELIVERY_TRIES, check_missed_chat, deliver_message, notify_new_message
 from jobs.exports import EXPORT_TIMEOUT, export_contacts, prune_exports
 from jobs.segments import refresh_all_segments, refresh_dirty_contacts, refresh_segment
 from jobs.webhooks import ARQ_TRIES, deliver_webhook, dispatch_webhooks, prune_webhook_deliveries

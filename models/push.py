@@ -7,11 +7,10 @@ from enum import StrEnum
 
 from tortoise import fields
 from tortoise.indexes import Index
-from tortoise.models import Model
 
 from models.channels import Channel
 from models.contacts import Contact
-from models.workspaces import Workspace
+from models.workspaces import WorkspaceScoped
 
 
 class DevicePlatform(StrEnum):
@@ -31,15 +30,10 @@ class PushOutcome(StrEnum):
     TOKEN_REMOVED = "token_removed"  # the provider said the token is gone: the device was removed
 
 
-class Device(Model):
+class Device(WorkspaceScoped):
     """A phone (an app install) that receives a contact's notifications. One token is one
     device: when someone else signs in on the phone the row moves to their contact."""
 
-    id = fields.IntField(primary_key=True)
-    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
-        "models.Workspace", related_name=False, on_delete=fields.CASCADE
-    )
-    workspace_id: int
     channel: fields.ForeignKeyRelation[Channel] = fields.ForeignKeyField(
         "models.Channel", related_name=False, on_delete=fields.CASCADE
     )
@@ -63,16 +57,11 @@ class Device(Model):
         indexes = (Index(fields=("contact_id", "id")),)
 
 
-class PushConfig(Model):
+class PushConfig(WorkspaceScoped):
     """A mobile SDK channel's push providers. The private parts (the .p8 key, the service
     account JSON) are sealed (core/sealed.py) and never leave the server; the ids beside
     them are not secret and are shown to admins."""
 
-    id = fields.IntField(primary_key=True)
-    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
-        "models.Workspace", related_name=False, on_delete=fields.CASCADE
-    )
-    workspace_id: int
     channel: fields.OneToOneRelation[Channel] = fields.OneToOneField(
         "models.Channel", related_name=False, on_delete=fields.CASCADE
     )
@@ -97,14 +86,10 @@ class PushConfig(Model):
         table = "push_configs"
 
 
-class PushAttempt(Model):
+class PushAttempt(WorkspaceScoped):
     """One request to APNs or FCM for one device: what it answered (the delivery log)."""
 
     id = fields.BigIntField(primary_key=True)
-    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
-        "models.Workspace", related_name=False, on_delete=fields.CASCADE
-    )
-    workspace_id: int
     channel_id = fields.IntField()
     # Plain ids, not foreign keys: the log outlives a removed device; erasing the contact
     # erases its attempts (services/push.py).

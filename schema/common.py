@@ -18,7 +18,9 @@ from resolvers.pagination import Page
 T = TypeVar("T")
 P = TypeVar("P")
 
-__all__ = ["JSON", "Connection", "UserError", "UserErrorCode", "build", "mutate", "provided", "to_connection"]
+__all__ = [
+    "JSON", "Connection", "ContactIdInput", "DeletePayload", "UserError", "UserErrorCode", "build", "mutate", "provided", "to_connection",
+]
 
 
 def build(cls: type[T], values: dict[str, Any]) -> T:
@@ -143,3 +145,16 @@ def gid(value: relay.GlobalID | None) -> str | None:
 
 def node_id(type_name: str, pk: int) -> relay.GlobalID:
     return relay.GlobalID(type_name, str(pk))
+
+
+# Shared by two areas' mutations (contacts and attribute definitions), whose schema names
+# they keep.
+@strawberry.input
+class ContactIdInput:
+    id: relay.GlobalID
+
+
+@strawberry.type
+class DeletePayload:
+    deleted_id: relay.GlobalID | None = None
+    user_errors: list[UserError]

@@ -33,7 +33,7 @@ from websockets.asyncio.client import connect
 
 from core.config import settings
 from domain.identity import user_hash
-from resolvers.workspaces import PLATFORM_ATTRIBUTES
+from resolvers.attributes import PLATFORM_ATTRIBUTES
 from tests.conftest import Api, Tenant
 
 # Every object type implementing Node, with the case that creates one in a workspace.
