@@ -37,6 +37,11 @@ from core.errors import (
     statement_timeout_message,
 )
 from core.hub import Hub
+from core import keys
+from core.logs import setup_logging, start_log_fields
+from core.metrics import exposition
+from core.tracing import SpanKind, setup_tracing, shutdown_tracing, span
+from core.tracing import enabled as tracing_enabled
 from core.limits import BodyLimitMiddleware, WebSocketMessageLimitMiddleware
 from core.principal_cache import principal_cache
 from core.queue import create_queue
@@ -56,7 +61,8 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 class RequestIdMiddleware:
-    """Takes a sane inbound X-Request-Id or makes one; logs and masked errors carry it."""
+    """Takes a sane inbound X-Request-Id or makes one: every log line of the request
+    (core/logs.py) and its masked errors carry it, and the response echoes it."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -69,22 +75,34 @@ class RequestIdMiddleware:
             # The server's own send, for frames runtime/websocket.py writes to an accepted socket:
             # the wrappers between here and the endpoint only act on HTTP responses.
             scope[SERVER_SEND] = send
-        inbound = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+        headers = dict(scope.get("headers") or [])
+        inbound = headers.get(b"x-request-id", b"").decode("latin-1")
         request_id = inbound if _REQUEST_ID.match(inbound) else new_request_id()
         token = request_id_var.set(request_id)
+        start_log_fields()
+        # An HTTP request's span (when tracing is on), continuing the caller's traceparent.
+        traced = span(
+            f"HTTP {scope['method']}", kind=SpanKind.SERVER,
+            carrier={k.decode("latin-1"): v.decode("latin-1") for k, v in headers.items()},
+            **{"http.request.method": scope["method"], "url.path": scope["path"], "parley.request_id": request_id},
+        ) if scope["type"] == "http" and tracing_enabled() else contextlib.nullcontext()  # fmt: skip
 
-        async def send_with_id(message: Mapping[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", request_id.encode())]}
-            await send(message)
+        with traced as current:
 
-        try:
-            await self.app(scope, receive, send_with_id)
-        except ClientDisconnect:
-            # The client went away before its request body arrived: nobody to answer.
-            log.info("client disconnected before sending its request (request %s)", request_id)
-        finally:
-            request_id_var.reset(token)
+            async def send_with_id(message: Mapping[str, Any]) -> None:
+                if message["type"] == "http.response.start":
+                    message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", request_id.encode())]}
+                    if current is not None:
+                        current.set_attribute("http.response.status_code", message["status"])
+                await send(message)
+
+            try:
+                await self.app(scope, receive, send_with_id)
+            except ClientDisconnect:
+                # The client went away before its request body arrived: nobody to answer.
+                log.info("client disconnected before sending its request (request %s)", request_id)
+            finally:
+                request_id_var.reset(token)
 
 
 async def database_busy(request: Request, exc: Exception) -> Response:
@@ -145,7 +163,13 @@ async def metrics(request: Request) -> Response:
     if refused is not None:
         return refused
     hub: Hub = request.app.state.hub
+    # prometheus_client's: request latency, errors, jobs (every process's with a shared
+    # PROMETHEUS_MULTIPROC_DIR). Then this process's hub and socket guard, and the queue.
+    text, content_type = exposition()
     lines = [
+        "# HELP parley_job_queue_depth Jobs waiting in the queue (queued and deferred).",
+        "# TYPE parley_job_queue_depth gauge",
+        f"parley_job_queue_depth {await hub.redis.zcard(keys.arq_queue())}",
         "# TYPE parley_hub_subscribers gauge",
         f"parley_hub_subscribers {hub.subscriber_count()}",
         "# TYPE parley_hub_channels gauge",
@@ -161,10 +185,12 @@ async def metrics(request: Request) -> Response:
         "# TYPE parley_socket_credential_checks_total counter",
         f"parley_socket_credential_checks_total {socket_guard.checks}",
     ]
-    return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+    return PlainTextResponse(text + "\n".join(lines) + "\n", media_type=content_type)
 
 
 def create_app() -> Starlette:
+    setup_logging()
+    setup_tracing()
     if not settings.redis_url:
         raise RuntimeError("REDIS_URL is not set: run `make run`, which starts a private Redis, or point it at yours.")
 
@@ -193,6 +219,7 @@ def create_app() -> Starlette:
                 principal_cache.stop()
                 await hub.stop()
                 await app.state.jobs.aclose()
+                shutdown_tracing()
 
     graphql = ParleyGraphQL(schema)
     return Starlette(
@@ -208,7 +235,7 @@ def create_app() -> Starlette:
         middleware=[
             Middleware(RequestIdMiddleware),
             Middleware(CORSMiddleware, allow_origins=settings.allowed_origins, allow_methods=["GET", "POST"],
-                       allow_headers=["authorization", "content-type", "x-request-id"]),
+                       allow_headers=["authorization", "content-type", "x-request-id"], expose_headers=["x-request-id"]),
             Middleware(BodyLimitMiddleware),
             Middleware(WebSocketMessageLimitMiddleware),
         ],

@@ -171,24 +171,39 @@ def _supervise(children: list[subprocess.Popen[bytes]], on_exit: Callable[[], No
 
 
 def _run(host: str, port: int) -> int:
+    from core.metrics import multiprocess_env, remove_multiprocess_dir
+
     env = dict(os.environ)
     private = _private_redis(env)
+    # The API's /metrics then has the worker's job metrics too (core/metrics.py).
+    metrics_dir = multiprocess_env(env)
+
+    def stop() -> None:
+        if private:
+            private.stop()
+        remove_multiprocess_dir(metrics_dir)
+
     try:
         asyncio.run(_migrate())
         asyncio.run(_seed_if_empty())
         children = [subprocess.Popen(api_command(host, port), env=env), subprocess.Popen(WORKER_COMMAND, env=env)]
     except BaseException:
-        if private:
-            private.stop()
+        stop()
         raise
     print(f"Parley on http://{host}:{port}/graphql  (Ctrl-C stops)")
-    return _supervise(children, private.stop if private else lambda: None)
+    return _supervise(children, stop)
 
 
-def _serve(command: list[str]) -> int:
-    """One API process or one worker (what a container runs): REDIS_URL is required."""
+def _serve(command: list[str], workers: int = 1) -> int:
+    """One API process or one worker (what a container runs): REDIS_URL is required.
+    Several API worker processes share a metrics directory (a fresh one unless
+    PROMETHEUS_MULTIPROC_DIR names one): any of them answers /metrics for all."""
     if not os.environ.get("REDIS_URL"):
         raise CommandError("REDIS_URL is not set (only `parley run` starts a private Redis)")
+    if workers > 1:
+        from core.metrics import multiprocess_env
+
+        multiprocess_env(os.environ)  # type: ignore[arg-type]
     os.execv(command[0], command)
     return 0  # pragma: no cover - execv does not return
 
@@ -257,7 +272,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif command == "run":
         return _run(args.host, args.port)
     elif command == "api":
-        return _serve(api_command(args.host, args.port, args.workers))
+        return _serve(api_command(args.host, args.port, args.workers), args.workers)
     elif command == "worker":
         return _serve(WORKER_COMMAND)
     elif command == "seed":

@@ -111,7 +111,7 @@ async def _run(contacts: int, sqlite: bool, url: str, workdir: Path, repeat: int
     from jobs.exports import batch_query, export_contacts
     from services.job_records import create_job
     from models.contacts import AttributeDefinition
-    from models.jobs import Job, JobKind
+    from models.job_records import Job, JobKind
     from services.exports import export_path
     from resolvers.workspaces import create_workspace
 

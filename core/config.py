@@ -128,6 +128,20 @@ class Settings(BaseSettings):
     campaign_batch_pause: float = 0
     campaign_stale_seconds: float = 120
 
+    # Mobile push notifications (jobs/push.py, docs/push.md). Where APNs and FCM are (tests
+    # point these at loopback servers); how long after an agent's or bot's reply a contact
+    # with no live subscription is pushed (later replies within it ride on the same
+    # notification); each request's timeout; the first retry's delay after a 429, a 5xx
+    # or no answer (doubling; a longer Retry-After wins), and attempts per device.
+    push_apns_url: str = "https://api.push.apple.com"
+    push_apns_sandbox_url: str = "https://api.sandbox.push.apple.com"
+    push_fcm_url: str = "https://fcm.googleapis.com"
+    push_fcm_token_url: str = "https://oauth2.googleapis.com/token"
+    push_grace_seconds: float = 30
+    push_timeout_seconds: float = 10
+    push_retry_base_seconds: float = 5
+    push_max_attempts: int = 5
+
     # The longest one SQL statement may run before the database stops it (PostgreSQL's
     # statement_timeout; on SQLite a progress handler, core/sqlite.py); 0: no limit. The API
     # and the CLI's seeding use DATABASE_STATEMENT_TIMEOUT_SECONDS: a request that runs into
@@ -144,6 +158,15 @@ class Settings(BaseSettings):
     # GET /metrics wants `Authorization: Bearer <METRICS_TOKEN>` when set; unset, it is
     # open in dev and answers 404 in prod.
     metrics_token: str | None = None
+    # OpenTelemetry traces (core/tracing.py): unset, none are made; set (http://collector:4318),
+    # spans of requests, GraphQL operations and jobs go to <endpoint>/v1/traces (OTLP/HTTP),
+    # as this service name.
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_service_name: str = "parley"
+    # Set: the worker serves its metrics (jobs run, failed and their duration) on this port,
+    # all addresses, at any path (core/metrics.py). A worker sharing PROMETHEUS_MULTIPROC_DIR
+    # with the API (`parley run` does) needs none: the API's /metrics has them too.
+    worker_metrics_port: int | None = None
     # Addresses (or CIDR networks) of the proxies in front of the API: only from these is
     # X-Forwarded-For believed (core/client_ip.py). Empty: the peer is the client.
     trusted_proxies: list[str] = Field(default_factory=list)
@@ -174,7 +197,16 @@ class Settings(BaseSettings):
     # Every GraphQL request over HTTP, per agent, API key or contact (anonymous: per address).
     rate_limit_graphql_per_principal: str = "6000/minute"
 
-    log_level: str = "INFO"
+    # Logging (core/logs.py): the root level, and one JSON object a line or readable text
+    # (unset: JSON when ENV=prod, text in dev).
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["json", "text"] | None = None
+
+    # Apollo's automatic persisted queries (runtime/persisted.py): how long a registered
+    # document is kept in Redis after its registration, and at most how many are kept
+    # (the oldest registrations go first).
+    persisted_query_ttl_seconds: int = 7 * 24 * 3600
+    persisted_query_max_documents: int = 10_000
 
     # The demo owner's password (`parley seed --demo`, and `parley run` on an empty database).
     parley_demo_password: str = "parley-demo-password"
@@ -213,6 +245,16 @@ class Settings(BaseSettings):
         if self.env == "prod" and len(self.secret_key) < 32:
             raise ValueError("SECRET_KEY must be at least 32 characters when ENV=prod")
         return self
+
+    @property
+    def log_style(self) -> str:
+        """LOG_FORMAT, or what it means unset: JSON in prod, text in dev."""
+        return self.log_format or ("json" if self.env == "prod" else "text")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @property
     def is_dev(self) -> bool:

@@ -13,12 +13,13 @@ MODEL_MODULES = [
     "models.contacts",
     "models.segments",
     "models.conversations",
-    "models.jobs",
+    "models.job_records",
     "models.sync",
     "models.webhooks",
     "models.campaigns",
     "models.proactive",
     "models.attribution",
+    "models.push",
 ]
 
 

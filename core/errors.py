@@ -67,6 +67,10 @@ class Code(StrEnum):
     QUERY_TOO_COSTLY = "QUERY_TOO_COSTLY"
     # A statement ran longer than DATABASE_STATEMENT_TIMEOUT_SECONDS and the database stopped it.
     TIMEOUT = "TIMEOUT"
+    # Apollo's automatic persisted queries (runtime/persisted.py): the hash is unknown (send
+    # the query with it), or this server keeps none (send queries in full).
+    PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
+    PERSISTED_QUERY_NOT_SUPPORTED = "PERSISTED_QUERY_NOT_SUPPORTED"
 
 
 class DatabaseBusy(Exception):

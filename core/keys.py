@@ -98,6 +98,22 @@ def campaign_job(campaign_id: int, at: int) -> str:
     return f"{arq_queue()}:campaign:{campaign_id}:{at}"
 
 
+def push_job(conversation_id: int) -> str:
+    """The arq job id of a conversation's next push notification: replies queued while it
+    waits out its grace period ride on it (jobs/push.py)."""
+    return f"{arq_queue()}:push:{conversation_id}"
+
+
+def push_delivery_job(device_id: int, message_id: int) -> str:
+    """The arq job id sending one notification to one device."""
+    return f"{arq_queue()}:push-device:{device_id}:{message_id}"
+
+
+def push_sent(conversation_id: int) -> str:
+    """The newest reply of a conversation that was pushed (or seen live): not pushed again."""
+    return _k("push", "sent", conversation_id)
+
+
 def contact_proactive_channel(workspace_id: int, contact_id: int) -> str:
     """`proactiveMessages`: the proactive messages pushed to a contact's widget or SDK."""
     return _k("ws", workspace_id, "contact", contact_id, "proactive")
@@ -128,3 +144,14 @@ def login_lockout(account: str) -> str:
 def login_lockouts(account: str) -> str:
     """How many lockouts in a row an account has had: each lasts twice as long as the last."""
     return _k("ratelimit", "lockouts", account)
+
+
+def persisted_query(sha256: str) -> str:
+    """An automatic persisted query's document, by its SHA-256 (runtime/persisted.py)."""
+    return _k("apq", sha256)
+
+
+def persisted_queries() -> str:
+    """Sorted set of the persisted queries' hashes by registration time: the oldest go
+    first when there are more than PERSISTED_QUERY_MAX_DOCUMENTS."""
+    return _k("apq", "index")

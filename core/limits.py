@@ -31,9 +31,10 @@ class RequestRejected(Exception):
     """A request refused for what it is, before it runs: answered `status` with a
     GraphQL-style body, `{"errors": [{"message": …, "extensions": {"code": …}}]}`."""
 
-    def __init__(self, message: str, *, status: int = 400, code: str = BAD_REQUEST) -> None:
+    def __init__(self, message: str, *, status: int = 400, code: str = BAD_REQUEST, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.message, self.status, self.code = message, status, code
+        self.headers = dict(headers or {})
 
     def body(self) -> dict[str, Any]:
         return {"errors": [{"message": self.message, "extensions": {"code": self.code}}]}

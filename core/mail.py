@@ -1,6 +1,6 @@
 """Outbound e-mail over SMTP, with the server from the settings (SMTP_HOST, SMTP_PORT, …).
 
-    message_id = await send_mail(to=["ada@example.com"], subject="New reply", text="Hi Ada,\\n…")
+    message_id = await send_mail(Mail(to=["ada@example.com"], subject="New reply", text="Hi Ada,\\n…"))
     # '<173...@parley.localhost>': keep it to thread the replies (in_reply_to=, references=)
 
 Every caller-supplied header (subject, addresses, Message-IDs, extra headers) is checked
@@ -12,6 +12,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 
@@ -45,17 +46,23 @@ class MailError(Exception):
     """The SMTP server could not be reached, or refused the message."""
 
 
-async def send_mail(
-    *,
-    to: list[str],
-    subject: str,
-    text: str,
-    from_addr: str | None = None,
-    reply_to: str | None = None,
-    in_reply_to: str | None = None,
-    references: list[str] | None = None,
-    headers: dict[str, str] | None = None,
-) -> str:
+@dataclass(frozen=True, kw_only=True)
+class Mail:
+    """A plain-text UTF-8 message: `from_addr` defaults to MAIL_FROM; `in_reply_to` and
+    `references` thread it under earlier Message-IDs; `headers` adds others (not those
+    send_mail writes itself)."""
+
+    to: list[str]
+    subject: str
+    text: str
+    from_addr: str | None = None
+    reply_to: str | None = None
+    in_reply_to: str | None = None
+    references: list[str] | None = None
+    headers: dict[str, str] | None = None
+
+
+async def send_mail(mail: Mail) -> str:
     """Send a plain-text UTF-8 message and return its Message-ID (with the angle brackets).
 
     Raises ValueError (naming the field) for a header value with a line break or an
@@ -64,10 +71,7 @@ async def send_mail(
     refused while others were accepted are logged, not raised: the message went out, and
     a retry would send it twice to the others.
     """
-    message, sender, recipients = build_message(
-        to=to, subject=subject, text=text, from_addr=from_addr, reply_to=reply_to,
-        in_reply_to=in_reply_to, references=references, headers=headers,
-    )  # fmt: skip
+    message, sender, recipients = build_message(mail)
     if not settings.smtp_host:
         raise MailNotConfigured("outbound mail is disabled: set SMTP_HOST to send mail")
     host, port = settings.smtp_host, settings.smtp_port
@@ -96,44 +100,34 @@ async def send_mail(
     return str(message_id)
 
 
-def build_message(
-    *,
-    to: list[str],
-    subject: str,
-    text: str,
-    from_addr: str | None = None,
-    reply_to: str | None = None,
-    in_reply_to: str | None = None,
-    references: list[str] | None = None,
-    headers: dict[str, str] | None = None,
-) -> tuple[EmailMessage, str, list[str]]:
+def build_message(mail: Mail) -> tuple[EmailMessage, str, list[str]]:
     """The message send_mail would send, with its envelope sender and recipients."""
-    from_header = from_addr if from_addr is not None else settings.mail_from
+    from_header = mail.from_addr if mail.from_addr is not None else settings.mail_from
     sender = _mailbox("from_addr", from_header)
-    if not to:
+    if not mail.to:
         raise ValueError("to: at least one recipient is required")
-    recipients = [_mailbox("to", address) for address in to]
+    recipients = [_mailbox("to", address) for address in mail.to]
 
     message = EmailMessage()
     message["From"] = from_header
-    message["To"] = ", ".join(to)
-    message["Subject"] = _header_value("subject", subject)
+    message["To"] = ", ".join(mail.to)
+    message["Subject"] = _header_value("subject", mail.subject)
     message["Date"] = email.utils.format_datetime(datetime.now(UTC))
     message["Message-ID"] = email.utils.make_msgid(domain=sender.rpartition("@")[2])
-    if reply_to is not None:
-        _mailbox("reply_to", reply_to)
-        message["Reply-To"] = reply_to
-    if in_reply_to is not None:
-        message["In-Reply-To"] = _header_value("in_reply_to", in_reply_to)
-    if references:
-        message["References"] = " ".join(_header_value("references", ref) for ref in references)
-    for name, value in (headers or {}).items():
+    if mail.reply_to is not None:
+        _mailbox("reply_to", mail.reply_to)
+        message["Reply-To"] = mail.reply_to
+    if mail.in_reply_to is not None:
+        message["In-Reply-To"] = _header_value("in_reply_to", mail.in_reply_to)
+    if mail.references:
+        message["References"] = " ".join(_header_value("references", ref) for ref in mail.references)
+    for name, value in (mail.headers or {}).items():
         if not _FIELD_NAME.fullmatch(name):
             raise ValueError(f"headers: {name!r} is not a valid header name")
         if name.lower() in _MANAGED:
             raise ValueError(f"headers: {name} is set by send_mail; use its own argument")
         message[name] = _header_value(f"headers[{name!r}]", value)
-    message.set_content(text, charset="utf-8")
+    message.set_content(mail.text, charset="utf-8")
     return message, sender, recipients
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import random
 import socket
 import ssl
 from dataclasses import dataclass
@@ -78,6 +79,16 @@ class OutboundResponse:
     def retry_after(self) -> float | None:
         value = self.headers.get("retry-after", "").strip()
         return float(value) if value.isdigit() else None
+
+
+def retry_delay(base: float, attempt: int, retry_after: float | None = None, cap: float = 3600.0) -> float:
+    """Seconds before the try after `attempt` (1-based) of a failed request: base ·
+    2^(attempt-1), ±10 %, at most `cap`; a receiver's longer Retry-After wins (within it).
+    Webhooks and push notifications back off alike."""
+    delay = base * 2 ** (attempt - 1) * random.uniform(0.9, 1.1)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return min(delay, cap)
 
 
 # -- which addresses -------------------------------------------------------------------------
@@ -241,9 +252,13 @@ async def request(
     timeout: float | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     verify: ssl.SSLContext | bool = True,
+    http2: bool = False,
 ) -> OutboundResponse:
     """One request to a URL a user gave us, with every check in the module docstring.
-    Raises OutboundError when there is no HTTP answer (any status is an answer)."""
+    Raises OutboundError when there is no HTTP answer (any status is an answer).
+
+    http2=True speaks HTTP/2 only (APNs accepts nothing else): negotiated by ALPN over
+    TLS, with prior knowledge over plain http (a loopback test server)."""
     timeout = settings.outbound_timeout_seconds if timeout is None else timeout
     try:
         target = httpx.URL(url)
@@ -257,13 +272,13 @@ async def request(
     port = target.port or (443 if target.scheme == "https" else 80)
     sent = {"user-agent": USER_AGENT, **(headers or {})}
     # The name the server expects, whichever address we connect to.
-    sent["host"] = target.netloc.decode("ascii")
+    sent["host"] = target.netloc.decode("ascii")  # HTTP/2's :authority is made from it
     sent["accept-encoding"] = "identity"  # max_bytes counts what we read, not an inflated body
     try:
         async with asyncio.timeout(timeout):
             addresses = await _addresses(host, port)
             async with httpx.AsyncClient(
-                timeout=timeout, follow_redirects=False, trust_env=False, verify=verify
+                timeout=timeout, follow_redirects=False, trust_env=False, verify=verify, http1=not http2, http2=http2
             ) as client:
                 return await _first_answer(client, method, target, addresses, content, sent, max_bytes)
     except TimeoutError as exc:

@@ -30,6 +30,16 @@ ATTRIBUTE_KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 MAX_TEXT = 1000
 
 
+def camel(name: str) -> str:
+    """A column's name as the API spells it.
+
+    >>> camel("gdpr_consent_at")
+    'gdprConsentAt'
+    """
+    head, *rest = name.split("_")
+    return head + "".join(p.title() for p in rest)
+
+
 def normalize_email(value: str) -> str:
     try:
         result = validate_email(value.strip(), check_deliverability=False)

@@ -61,7 +61,7 @@ from models.attribution import Receipt
 from models.campaigns import Campaign, CampaignRecipient, CampaignStatus, RecipientStatus
 from models.channels import SESSION_KINDS, Channel, ChannelKind
 from models.conversations import DeliveryState, SenderKind
-from models.jobs import Job, JobStatus
+from models.job_records import Job, JobStatus
 from models.workspaces import Agent
 from services.attribution import record_receipts
 from services.job_records import JobCancelled, JobTracker, arq_job_id

@@ -33,10 +33,10 @@ from tortoise.functions import Max
 from core.config import settings
 from core.db import SqlBuilder
 from core.errors import DatabaseBusy
-from core.mail import MailError, MailNotConfigured, send_mail
+from core.mail import Mail, MailError, MailNotConfigured, send_mail
 from domain import exports as ex
 from models.contacts import DeletedContact
-from models.jobs import Job, JobKind, JobStatus
+from models.job_records import Job, JobKind, JobStatus
 from services.exports import ERASED_MESSAGE, EXPORT_KINDS, erased_since, export_path, remove_erased_exports, signed_url
 from services.job_records import JobCancelled, JobTracker
 
@@ -170,7 +170,7 @@ async def _email(job: Job, recipients: list[str], rows: int) -> dict[str, Any]:
     text = (f"Your {what} is ready: {rows} contacts.\n\nDownload it within {hours} hours:\n{url}\n\n"
             "Anyone with this link can download the file until it expires: do not forward it.\n")  # fmt: skip
     try:
-        await send_mail(to=recipients, subject=f"Your {what} is ready", text=text)
+        await send_mail(Mail(to=recipients, subject=f"Your {what} is ready", text=text))
     except MailNotConfigured:
         log.warning("export %s: cannot e-mail the link, SMTP_HOST is not set", job.id)
         return {"emailed": False, "emailError": "Outbound mail is not configured on this server."}

@@ -18,10 +18,8 @@ by the event id (body `id`, header X-Parley-Event-Id).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import random
 import time
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,7 +34,7 @@ from core.config import settings
 from core.outbound import OutboundError
 from core.queue import enqueue
 from core.signing import signed_headers
-from models.jobs import Job, JobKind, JobStatus
+from models.job_records import Job, JobKind, JobStatus
 from models.webhooks import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEventType
 from services.job_records import JobCancelled, JobTracker, cancel_job, create_job
 from services.webhooks import deliver_job_id
@@ -53,12 +51,9 @@ ARQ_TRIES = 1000
 
 
 def backoff(attempt: int, retry_after: float | None = None) -> float:
-    """Seconds before the attempt after `attempt` (1-based): base · 2^(attempt-1), ±10 %,
-    at most an hour; a receiver's longer Retry-After wins (within the hour)."""
-    delay = settings.webhook_retry_base_seconds * 2 ** (attempt - 1) * random.uniform(0.9, 1.1)  # noqa: S311 - jitter, not a secret
-    if retry_after is not None:
-        delay = max(delay, retry_after)
-    return min(delay, MAX_BACKOFF)
+    """Seconds before the attempt after `attempt` (1-based): WEBHOOK_RETRY_BASE_SECONDS
+    doubling, at most an hour (core/outbound.py's retry_delay)."""
+    return outbound.retry_delay(settings.webhook_retry_base_seconds, attempt, retry_after, MAX_BACKOFF)
 
 
 class Outcome:
@@ -116,8 +111,10 @@ async def _tracker(ctx: dict[str, Any], delivery: WebhookDelivery) -> JobTracker
 async def _finish_job(tracker: JobTracker | None, action: str, value: Any = None) -> None:
     if tracker is None:
         return
-    with contextlib.suppress(JobCancelled):
+    try:
         await getattr(tracker, action)(value)
+    except JobCancelled:
+        pass
 
 
 async def deliver_webhook(ctx: dict[str, Any], delivery_id: int) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,10 +21,14 @@ from core.config import settings
 from core.errors import DatabaseBusy
 from core.db import tortoise_config
 from core.hub import Hub
+from core.logs import setup_logging, start_log_fields
+from core.metrics import observe_job, serve
+from core.tracing import SpanKind, setup_tracing, shutdown_tracing, span
 from jobs.campaigns import CAMPAIGN_TIMEOUT, resume_campaigns, send_campaign
-from jobs.contacts import prune_contact_changes, prune_sync_requests
+from jobs.sync import prune_contact_changes, prune_sync_requests
 from jobs.conversations import wake_conversation, wake_snoozed
-from jobs.delivery import DELIVERY_TRIES, check_missed_chat, deliver_message, notify_new_message
+from jobs.push import ARQ_TRIES as PUSH_TRIES, deliver_push, prune_push_attempts, push_conversation
+from jobs.sending import DELIVERY_TRIES, check_missed_chat, deliver_message, notify_new_message
 from jobs.exports import EXPORT_TIMEOUT, export_contacts, prune_exports
 from jobs.segments import refresh_all_segments, refresh_dirty_contacts, refresh_segment
 from jobs.webhooks import ARQ_TRIES, deliver_webhook, dispatch_webhooks, prune_webhook_deliveries
@@ -36,16 +41,33 @@ Task = Callable[..., Awaitable[Any]]
 
 def retry_when_busy(task: Task) -> Task:
     """A job that found the embedded database locked too long wrote nothing: run it again
-    a little later (arq's Retry, within the function's max_tries) rather than fail it."""
+    a little later (arq's Retry, within the function's max_tries) rather than fail it.
+    Each run is counted and timed by function and outcome (core/metrics.py), and its log
+    lines name it (core/logs.py)."""
 
     @functools.wraps(task)
     async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await task(ctx, *args, **kwargs)
-        except DatabaseBusy as exc:
-            defer = min(2 * ctx.get("job_try", 1), 30)
-            log.warning("%s: %s; retrying in %d s", task.__name__, exc, defer)
-            raise Retry(defer=defer) from exc
+        # Each job runs in a task of its own: the fields are its alone.
+        start_log_fields().update(job=task.__name__, job_id=ctx.get("job_id"))
+        started, outcome = time.perf_counter(), "failed"
+        attributes = {"parley.job.function": task.__name__, "parley.job.id": str(ctx.get("job_id")), "parley.job.try": ctx.get("job_try", 1)}
+        with span(f"job {task.__name__}", kind=SpanKind.CONSUMER, **attributes) as traced:
+            try:
+                result = await task(ctx, *args, **kwargs)
+                outcome = "ok"
+                return result
+            except DatabaseBusy as exc:
+                outcome = "retried"
+                defer = min(2 * ctx.get("job_try", 1), 30)
+                log.warning("%s: %s; retrying in %d s", task.__name__, exc, defer)
+                raise Retry(defer=defer) from exc
+            except Retry:
+                outcome = "retried"
+                raise
+            finally:
+                observe_job(task.__name__, outcome, time.perf_counter() - started)
+                if traced is not None:
+                    traced.set_attribute("parley.outcome", outcome)
 
     return run
 
@@ -65,6 +87,11 @@ def _retrying_when_busy(jobs: list[Any]) -> list[Any]:
 
 
 async def startup(ctx: dict[str, Any]) -> None:
+    # arq configured its own logger after importing these settings: hand it to ours.
+    setup_logging()
+    setup_tracing()
+    if settings.worker_metrics_port:
+        serve(settings.worker_metrics_port)
     # Jobs run longer statements than requests (WORKER_STATEMENT_TIMEOUT_SECONDS).
     config = tortoise_config(statement_timeout=settings.worker_statement_timeout_seconds)
     await Tortoise.init(config=config, _enable_global_fallback=True)
@@ -73,6 +100,7 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    shutdown_tracing()
     await Tortoise.close_connections()
     if "hub" in ctx:
         await ctx["hub"].stop()
@@ -100,6 +128,11 @@ class WorkerSettings:
         # Runs are idempotent and keyed; a lost or dead one is queued again by the sweep.
         func(send_campaign, timeout=CAMPAIGN_TIMEOUT, max_tries=3),
         func(resume_campaigns, keep_result=0),
+        # Keyed per conversation and deferred (the grace period, quiet hours): no result
+        # kept, or the next reply's job would be refused for an hour.
+        func(push_conversation, max_tries=PUSH_TRIES, keep_result=0),
+        func(deliver_push, max_tries=PUSH_TRIES, keep_result=0),
+        prune_push_attempts,
     ]
     cron_jobs = [
         cron(prune_contact_changes, hour={3}, minute={17}, run_at_startup=False),
@@ -114,6 +147,7 @@ class WorkerSettings:
         cron(prune_sync_requests, hour={3}, minute={37}, run_at_startup=False),
         # Scheduled campaigns due, SMS recipients whose quiet hours ended, runs whose worker died.
         cron(resume_campaigns, second=set(range(5, 60, 10)), run_at_startup=True),
+        cron(prune_push_attempts, hour={3}, minute={47}, run_at_startup=False),
     ]
     functions = _retrying_when_busy(functions)
     cron_jobs = _retrying_when_busy(cron_jobs)

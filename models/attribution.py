@@ -6,18 +6,13 @@ from __future__ import annotations
 
 from tortoise import fields
 from tortoise.indexes import Index
-from tortoise.models import Model
 
 from models.contacts import Contact
-from models.workspaces import Workspace
+from models.workspaces import WorkspaceScoped
 
 
-class Receipt(Model):
+class Receipt(WorkspaceScoped):
     id = fields.BigIntField(primary_key=True)
-    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
-        "models.Workspace", related_name=False, on_delete=fields.CASCADE
-    )
-    workspace_id: int
     contact: fields.ForeignKeyRelation[Contact] = fields.ForeignKeyField(
         "models.Contact", related_name=False, on_delete=fields.CASCADE
     )

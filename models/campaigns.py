@@ -7,13 +7,12 @@ from enum import StrEnum
 
 from tortoise import fields
 from tortoise.indexes import Index
-from tortoise.models import Model
 
 from models.channels import Channel
 from models.contacts import Contact
-from models.jobs import Job
+from models.job_records import Job
 from models.segments import Segment
-from models.workspaces import Agent, Workspace
+from models.workspaces import Agent, WorkspaceScoped
 
 
 class CampaignStatus(StrEnum):
@@ -44,12 +43,7 @@ class SkipReason(StrEnum):
     NO_MESSENGER_ID = "no_messenger_id"
 
 
-class Campaign(Model):
-    id = fields.IntField(primary_key=True)
-    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
-        "models.Workspace", related_name=False, on_delete=fields.CASCADE
-    )
-    workspace_id: int
+class Campaign(WorkspaceScoped):
     name = fields.CharField(max_length=200)
     channel: fields.ForeignKeyRelation[Channel] = fields.ForeignKeyField(
         "models.Channel", related_name=False, on_delete=fields.CASCADE
@@ -98,12 +92,8 @@ class Campaign(Model):
         indexes = (Index(fields=("workspace_id", "id")), Index(fields=("status", "scheduled_at")))
 
 
-class CampaignRecipient(Model):
+class CampaignRecipient(WorkspaceScoped):
     id = fields.BigIntField(primary_key=True)
-    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
-        "models.Workspace", related_name=False, on_delete=fields.CASCADE
-    )
-    workspace_id: int
     campaign: fields.ForeignKeyRelation[Campaign] = fields.ForeignKeyField(
         "models.Campaign", related_name=False, on_delete=fields.CASCADE
     )

@@ -6,9 +6,8 @@ from enum import StrEnum
 from typing import Any
 
 from tortoise import fields
-from tortoise.models import Model
 
-from models.workspaces import Workspace
+from models.workspaces import Workspace, WorkspaceScoped, workspace_key
 
 
 class ChannelKind(StrEnum):
@@ -31,12 +30,8 @@ SESSION_KINDS = frozenset({ChannelKind.WEB_WIDGET, ChannelKind.MOBILE_SDK})
 WEBHOOK_KINDS = frozenset({ChannelKind.EMAIL, ChannelKind.SMS, ChannelKind.MESSENGER})
 
 
-class Channel(Model):
-    id = fields.IntField(primary_key=True)
-    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
-        "models.Workspace", related_name="channels", on_delete=fields.CASCADE
-    )
-    workspace_id: int
+class Channel(WorkspaceScoped):
+    workspace: fields.ForeignKeyRelation[Workspace] = workspace_key("channels")
     kind = fields.CharEnumField(ChannelKind)
     name = fields.CharField(max_length=120)
     # Public: embedded in the widget or app, it names the channel.

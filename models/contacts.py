@@ -8,9 +8,8 @@ from typing import Any
 
 from tortoise import fields
 from tortoise.indexes import Index
-from tortoise.models import Model
 
-from models.workspaces import Agent, Workspace
+from models.workspaces import Agent, Workspace, WorkspaceScoped, workspace_key
 
 
 class SmsConsent(StrEnum):
@@ -68,12 +67,8 @@ class SessionField(IntFlag):
     MATCHING = 4  # the value of the workspace's custom matching attribute
 
 
-class Contact(Model):
-    id = fields.IntField(primary_key=True)
-    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
-        "models.Workspace", related_name="contacts", on_delete=fields.CASCADE
-    )
-    workspace_id: int
+class Contact(WorkspaceScoped):
+    workspace: fields.ForeignKeyRelation[Workspace] = workspace_key("contacts")
     name = fields.CharField(max_length=200, null=True)
     email = fields.CharField(max_length=254, null=True)
     phone = fields.CharField(max_length=20, null=True)  # E.164
@@ -128,12 +123,8 @@ class Contact(Model):
         )
 
 
-class AttributeDefinition(Model):
-    id = fields.IntField(primary_key=True)
-    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
-        "models.Workspace", related_name="attribute_definitions", on_delete=fields.CASCADE
-    )
-    workspace_id: int
+class AttributeDefinition(WorkspaceScoped):
+    workspace: fields.ForeignKeyRelation[Workspace] = workspace_key("attribute_definitions")
     key = fields.CharField(max_length=64)
     label = fields.CharField(max_length=120)
     type = fields.CharEnumField(AttributeType)
@@ -151,12 +142,7 @@ class AttributeDefinition(Model):
         ordering = ["position", "id"]
 
 
-class ContactTag(Model):
-    id = fields.IntField(primary_key=True)
-    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
-        "models.Workspace", related_name=False, on_delete=fields.CASCADE
-    )
-    workspace_id: int
+class ContactTag(WorkspaceScoped):
     contact: fields.ForeignKeyRelation[Contact] = fields.ForeignKeyField(
         "models.Contact", related_name="tags", on_delete=fields.CASCADE
     )
@@ -170,12 +156,7 @@ class ContactTag(Model):
         indexes = (Index(fields=("workspace_id", "name")),)
 
 
-class ContactNote(Model):
-    id = fields.IntField(primary_key=True)
-    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
-        "models.Workspace", related_name=False, on_delete=fields.CASCADE
-    )
-    workspace_id: int
+class ContactNote(WorkspaceScoped):
     contact: fields.ForeignKeyRelation[Contact] = fields.ForeignKeyField(
         "models.Contact", related_name="notes", on_delete=fields.CASCADE
     )
@@ -192,14 +173,10 @@ class ContactNote(Model):
         indexes = (Index(fields=("contact_id", "created_at")),)
 
 
-class ContactEvent(Model):
+class ContactEvent(WorkspaceScoped):
     """A page view or a named event on the timeline of a contact."""
 
     id = fields.BigIntField(primary_key=True)
-    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
-        "models.Workspace", related_name=False, on_delete=fields.CASCADE
-    )
-    workspace_id: int
     contact: fields.ForeignKeyRelation[Contact] = fields.ForeignKeyField(
         "models.Contact", related_name="events", on_delete=fields.CASCADE
     )
@@ -220,14 +197,9 @@ class ContactEvent(Model):
         )
 
 
-class DeletedContact(Model):
+class DeletedContact(WorkspaceScoped):
     """The audit record a deletion leaves behind: masked hints only, never the data."""
 
-    id = fields.IntField(primary_key=True)
-    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
-        "models.Workspace", related_name=False, on_delete=fields.CASCADE
-    )
-    workspace_id: int
     name_hint = fields.CharField(max_length=64, null=True)
     email_hint = fields.CharField(max_length=64, null=True)
     phone_hint = fields.CharField(max_length=32, null=True)
@@ -247,14 +219,10 @@ class DeletedContact(Model):
         indexes = (Index(fields=("workspace_id", "deleted_at")),)
 
 
-class ContactChange(Model):
+class ContactChange(WorkspaceScoped):
     """Ordered log of contact changes, its id is the cursor events and sync reads carry."""
 
     id = fields.BigIntField(primary_key=True)
-    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
-        "models.Workspace", related_name=False, on_delete=fields.CASCADE
-    )
-    workspace_id: int
     # Not a foreign key: the log outlives deleted contacts.
     contact_id = fields.IntField()
     kind = fields.CharEnumField(ChangeKind)

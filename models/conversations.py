@@ -7,11 +7,10 @@ from typing import Any
 
 from tortoise import fields
 from tortoise.indexes import Index
-from tortoise.models import Model
 
 from models.channels import Channel
 from models.contacts import Contact
-from models.workspaces import Agent, Team, Workspace
+from models.workspaces import Agent, Team, Workspace, WorkspaceScoped, workspace_key
 
 
 class ConversationStatus(StrEnum):
@@ -48,12 +47,8 @@ class ActivityKind(StrEnum):
     RATED = "rated"
 
 
-class Topic(Model):
-    id = fields.IntField(primary_key=True)
-    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
-        "models.Workspace", related_name="topics", on_delete=fields.CASCADE
-    )
-    workspace_id: int
+class Topic(WorkspaceScoped):
+    workspace: fields.ForeignKeyRelation[Workspace] = workspace_key("topics")
     name = fields.CharField(max_length=120)
     created_at = fields.DatetimeField(auto_now_add=True)
 
@@ -62,12 +57,7 @@ class Topic(Model):
         unique_together = (("workspace", "name"),)
 
 
-class Conversation(Model):
-    id = fields.IntField(primary_key=True)
-    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
-        "models.Workspace", related_name=False, on_delete=fields.CASCADE
-    )
-    workspace_id: int
+class Conversation(WorkspaceScoped):
     contact: fields.ForeignKeyRelation[Contact] = fields.ForeignKeyField(
         "models.Contact", related_name="conversations", on_delete=fields.CASCADE
     )
@@ -122,12 +112,8 @@ class Conversation(Model):
         ]
 
 
-class Message(Model):
+class Message(WorkspaceScoped):
     id = fields.BigIntField(primary_key=True)
-    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
-        "models.Workspace", related_name=False, on_delete=fields.CASCADE
-    )
-    workspace_id: int
     conversation: fields.ForeignKeyRelation[Conversation] = fields.ForeignKeyField(
         "models.Conversation", related_name="messages", on_delete=fields.CASCADE
     )
@@ -152,14 +138,10 @@ class Message(Model):
         indexes = [Index(fields=["conversation_id", "id"]), Index(fields=["external_message_id"])]
 
 
-class ConversationActivity(Model):
+class ConversationActivity(WorkspaceScoped):
     """What happened to a conversation besides messages: the cursor of conversationEvents."""
 
     id = fields.BigIntField(primary_key=True)
-    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
-        "models.Workspace", related_name=False, on_delete=fields.CASCADE
-    )
-    workspace_id: int
     conversation: fields.ForeignKeyRelation[Conversation] = fields.ForeignKeyField(
         "models.Conversation", related_name="activity", on_delete=fields.CASCADE
     )
@@ -177,14 +159,9 @@ class ConversationActivity(Model):
         indexes = [Index(fields=["workspace_id", "id"])]
 
 
-class ConversationTag(Model):
+class ConversationTag(WorkspaceScoped):
     """A tag of a conversation (proactive messages tag the conversations they start)."""
 
-    id = fields.IntField(primary_key=True)
-    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
-        "models.Workspace", related_name=False, on_delete=fields.CASCADE
-    )
-    workspace_id: int
     conversation: fields.ForeignKeyRelation[Conversation] = fields.ForeignKeyField(
         "models.Conversation", related_name="tags", on_delete=fields.CASCADE
     )

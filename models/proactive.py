@@ -9,11 +9,10 @@ from typing import Any
 
 from tortoise import fields
 from tortoise.indexes import Index
-from tortoise.models import Model
 
 from models.channels import Channel
 from models.contacts import Contact
-from models.workspaces import Team, Workspace
+from models.workspaces import Team, WorkspaceScoped
 
 
 class ProactiveStatus(StrEnum):
@@ -41,12 +40,7 @@ class Frequency(StrEnum):
     EVERY_TIME = "every_time"
 
 
-class Bot(Model):
-    id = fields.IntField(primary_key=True)
-    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
-        "models.Workspace", related_name=False, on_delete=fields.CASCADE
-    )
-    workspace_id: int
+class Bot(WorkspaceScoped):
     name = fields.CharField(max_length=120)
     created_at = fields.DatetimeField(auto_now_add=True)
 
@@ -54,14 +48,9 @@ class Bot(Model):
         table = "bots"
 
 
-class BotAnswer(Model):
+class BotAnswer(WorkspaceScoped):
     """One answer of a bot on one channel: the text the bot posts when it takes over."""
 
-    id = fields.IntField(primary_key=True)
-    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
-        "models.Workspace", related_name=False, on_delete=fields.CASCADE
-    )
-    workspace_id: int
     bot: fields.ForeignKeyRelation[Bot] = fields.ForeignKeyField("models.Bot", related_name="answers", on_delete=fields.CASCADE)
     bot_id: int
     channel: fields.ForeignKeyNullableRelation[Channel] = fields.ForeignKeyField(
@@ -78,12 +67,7 @@ class BotAnswer(Model):
         table = "bot_answers"
 
 
-class ProactiveMessage(Model):
-    id = fields.IntField(primary_key=True)
-    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
-        "models.Workspace", related_name=False, on_delete=fields.CASCADE
-    )
-    workspace_id: int
+class ProactiveMessage(WorkspaceScoped):
     name = fields.CharField(max_length=120)
     status = fields.CharEnumField(ProactiveStatus, default=ProactiveStatus.DRAFT)
     # Why it has errors (or what publishing would need), for the admin page.
@@ -128,15 +112,11 @@ class ProactiveMessage(Model):
         indexes = (Index(fields=("workspace_id", "id")), Index(fields=("channel_id", "status")))
 
 
-class Visit(Model):
+class Visit(WorkspaceScoped):
     """A contact's visit on a widget or SDK channel: page views with less than
     VISIT_TIMEOUT between them (domain/proactive.py)."""
 
     id = fields.BigIntField(primary_key=True)
-    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
-        "models.Workspace", related_name=False, on_delete=fields.CASCADE
-    )
-    workspace_id: int
     contact: fields.ForeignKeyRelation[Contact] = fields.ForeignKeyField("models.Contact", related_name=False, on_delete=fields.CASCADE)
     contact_id: int
     channel: fields.ForeignKeyRelation[Channel] = fields.ForeignKeyField("models.Channel", related_name=False, on_delete=fields.CASCADE)
@@ -152,14 +132,10 @@ class Visit(Model):
         indexes = (Index(fields=("contact_id", "channel_id", "last_seen_at")),)
 
 
-class ProactiveDelivery(Model):
+class ProactiveDelivery(WorkspaceScoped):
     """One proactive message pushed to one contact, and what the contact did with it."""
 
     id = fields.BigIntField(primary_key=True)
-    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
-        "models.Workspace", related_name=False, on_delete=fields.CASCADE
-    )
-    workspace_id: int
     message: fields.ForeignKeyRelation[ProactiveMessage] = fields.ForeignKeyField(
         "models.ProactiveMessage", related_name="deliveries", on_delete=fields.CASCADE
     )

@@ -11,7 +11,7 @@ from tortoise.indexes import Index
 from tortoise.models import Model
 
 from models.contacts import Contact
-from models.workspaces import Agent, Team, Workspace
+from models.workspaces import Agent, Team, Workspace, WorkspaceScoped, workspace_key
 
 
 class SegmentVisibility(StrEnum):
@@ -20,12 +20,8 @@ class SegmentVisibility(StrEnum):
     EVERYONE = "everyone"
 
 
-class Segment(Model):
-    id = fields.IntField(primary_key=True)
-    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
-        "models.Workspace", related_name="segments", on_delete=fields.CASCADE
-    )
-    workspace_id: int
+class Segment(WorkspaceScoped):
+    workspace: fields.ForeignKeyRelation[Workspace] = workspace_key("segments")
     name = fields.CharField(max_length=120)
     description = fields.CharField(max_length=500, default="")
     # None for the predefined segments, which belong to the workspace.
@@ -71,12 +67,8 @@ class SegmentShare(Model):
         table = "segment_shares"
 
 
-class SegmentMembership(Model):
+class SegmentMembership(WorkspaceScoped):
     id = fields.BigIntField(primary_key=True)
-    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
-        "models.Workspace", related_name=False, on_delete=fields.CASCADE
-    )
-    workspace_id: int
     segment: fields.ForeignKeyRelation[Segment] = fields.ForeignKeyField(
         "models.Segment", related_name="memberships", on_delete=fields.CASCADE
     )

@@ -10,17 +10,13 @@ from tortoise.indexes import Index
 from tortoise.models import Model
 
 from models.contacts import Contact
-from models.workspaces import Agent, Workspace
+from models.workspaces import Agent, Workspace, WorkspaceScoped
 
 
-class ContactSyncRequest(Model):
+class ContactSyncRequest(WorkspaceScoped):
     """A syncContacts call made with an idempotency key, and the results it answered."""
 
     id = fields.BigIntField(primary_key=True)
-    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
-        "models.Workspace", related_name=False, on_delete=fields.CASCADE
-    )
-    workspace_id: int
     idempotency_key = fields.CharField(max_length=200)
     # SHA-256 of the rows as sent: the same key with other rows is refused.
     request_hash = fields.CharField(max_length=64)
@@ -49,15 +45,10 @@ class ContactChangeHorizon(Model):
         table = "contact_change_horizons"
 
 
-class CrmPendingPush(Model):
+class CrmPendingPush(WorkspaceScoped):
     """CRM-managed attributes of a contact that an agent edited, pushed to the CRM webhook
     when one of the contact conversations next changes status."""
 
-    id = fields.IntField(primary_key=True)
-    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
-        "models.Workspace", related_name=False, on_delete=fields.CASCADE
-    )
-    workspace_id: int
     contact: fields.OneToOneRelation[Contact] = fields.OneToOneField(
         "models.Contact", related_name=False, on_delete=fields.CASCADE
     )

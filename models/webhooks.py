@@ -8,10 +8,9 @@ from typing import Any
 
 from tortoise import fields
 from tortoise.indexes import Index
-from tortoise.models import Model
 
-from models.jobs import Job
-from models.workspaces import Workspace
+from models.job_records import Job
+from models.workspaces import WorkspaceScoped
 
 
 class WebhookEventType(StrEnum):
@@ -34,12 +33,7 @@ class DeliveryStatus(StrEnum):
     CANCELLED = "cancelled"  # its endpoint was disabled before it succeeded
 
 
-class WebhookEndpoint(Model):
-    id = fields.IntField(primary_key=True)
-    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
-        "models.Workspace", related_name=False, on_delete=fields.CASCADE
-    )
-    workspace_id: int
+class WebhookEndpoint(WorkspaceScoped):
     url = fields.CharField(max_length=2048)
     description = fields.CharField(max_length=200, null=True)
     # WebhookEventType values this endpoint receives.
@@ -62,14 +56,10 @@ class WebhookEndpoint(Model):
         indexes = (Index(fields=("workspace_id", "enabled")),)
 
 
-class WebhookDelivery(Model):
+class WebhookDelivery(WorkspaceScoped):
     """One event for one endpoint, with its retries."""
 
     id = fields.BigIntField(primary_key=True)
-    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
-        "models.Workspace", related_name=False, on_delete=fields.CASCADE
-    )
-    workspace_id: int
     endpoint: fields.ForeignKeyRelation[WebhookEndpoint] = fields.ForeignKeyField(
         "models.WebhookEndpoint", related_name="deliveries", on_delete=fields.CASCADE
     )
@@ -104,14 +94,10 @@ class WebhookDelivery(Model):
         )
 
 
-class WebhookAttempt(Model):
+class WebhookAttempt(WorkspaceScoped):
     """One POST of a delivery: what the receiver answered and how long it took."""
 
     id = fields.BigIntField(primary_key=True)
-    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
-        "models.Workspace", related_name=False, on_delete=fields.CASCADE
-    )
-    workspace_id: int
     delivery: fields.ForeignKeyRelation[WebhookDelivery] = fields.ForeignKeyField(
         "models.WebhookDelivery", related_name="attempt_log", on_delete=fields.CASCADE
     )

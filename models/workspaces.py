@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
 from tortoise import fields
 from tortoise.models import Model
@@ -38,12 +39,28 @@ class Workspace(Model):
         table = "workspaces"
 
 
-class Agent(Model):
+def workspace_key(related_name: str | Literal[False] = False) -> fields.ForeignKeyRelation[Workspace]:
+    """The foreign key to the workspace a row belongs to; deleting the workspace deletes
+    the row. `related_name` names the reverse relation on Workspace, if any."""
+    return fields.ForeignKeyField("models.Workspace", related_name=related_name, on_delete=fields.CASCADE)
+
+
+class WorkspaceScoped(Model):
+    """A table whose every row belongs to one workspace: an integer primary key (a subclass
+    may declare a BigIntField `id` instead) and the `workspace` foreign key, with no reverse
+    relation unless the subclass redeclares it with `workspace_key("name")`. Every read of
+    such a table goes through the caller's workspace scope (core/scoping.py)."""
+
     id = fields.IntField(primary_key=True)
-    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
-        "models.Workspace", related_name="agents", on_delete=fields.CASCADE
-    )
+    workspace: fields.ForeignKeyRelation[Workspace] = workspace_key()
     workspace_id: int
+
+    class Meta:
+        abstract = True
+
+
+class Agent(WorkspaceScoped):
+    workspace: fields.ForeignKeyRelation[Workspace] = workspace_key("agents")
     email = fields.CharField(max_length=254)
     name = fields.CharField(max_length=120)
     password_hash = fields.CharField(max_length=255)
@@ -66,12 +83,8 @@ class Agent(Model):
         unique_together = (("workspace", "email"),)
 
 
-class Team(Model):
-    id = fields.IntField(primary_key=True)
-    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
-        "models.Workspace", related_name="teams", on_delete=fields.CASCADE
-    )
-    workspace_id: int
+class Team(WorkspaceScoped):
+    workspace: fields.ForeignKeyRelation[Workspace] = workspace_key("teams")
     name = fields.CharField(max_length=120)
     members: fields.ManyToManyRelation[Agent] = fields.ManyToManyField(
         "models.Agent", related_name="teams", through="team_members"
@@ -83,14 +96,10 @@ class Team(Model):
         unique_together = (("workspace", "name"),)
 
 
-class ApiKey(Model):
+class ApiKey(WorkspaceScoped):
     """A key for integrators. Only a SHA-256 of the secret is kept, the prefix finds the row."""
 
-    id = fields.IntField(primary_key=True)
-    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
-        "models.Workspace", related_name="api_keys", on_delete=fields.CASCADE
-    )
-    workspace_id: int
+    workspace: fields.ForeignKeyRelation[Workspace] = workspace_key("api_keys")
     name = fields.CharField(max_length=120)
     prefix = fields.CharField(max_length=16, unique=True)
     key_hash = fields.CharField(max_length=64)

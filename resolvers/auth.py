@@ -29,7 +29,7 @@ from core.config import settings
 from core.context import Context
 from core.errors import Code, UserFailure, forbidden
 from core.events import Outbox, atomic
-from core.mail import MailError, MailNotConfigured, send_mail
+from core.mail import Mail, MailError, MailNotConfigured, send_mail
 from core.permissions import (
     Principal,
     PrincipalKind,
@@ -402,7 +402,7 @@ async def _send_reset_mail(address: str, name: str, workspace: str, token: str) 
         "If you did not ask for it, ignore this e-mail: your password stays as it is.\n"
     )
     try:
-        await send_mail(to=[address], subject="Reset your Parley password", text=text)
+        await send_mail(Mail(to=[address], subject="Reset your Parley password", text=text))
     except (MailError, MailNotConfigured, ValueError) as exc:
         log.warning("password reset mail to agent not sent: %s", exc)
 

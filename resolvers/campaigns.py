@@ -24,7 +24,7 @@ from domain.masking import mask_card_numbers
 from models.campaigns import Campaign, CampaignRecipient, CampaignStatus, RecipientStatus
 from models.channels import Channel
 from models.contacts import Contact
-from models.jobs import Job, JobKind
+from models.job_records import Job, JobKind
 from resolvers.conversations import MAX_SUBJECT, clean_body
 from resolvers.pagination import Order, Page, paginate
 from services.job_records import arq_job_id, cancel_job, create_job

@@ -7,14 +7,12 @@ import contextlib
 import json
 import re
 from collections import defaultdict
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from redis.exceptions import RedisError
 from tortoise.expressions import Q, RawSQL, Subquery
 from tortoise.queryset import QuerySet
-from tortoise.transactions import in_transaction
 
 from core import keys, presence
 from core.clock import now
@@ -31,8 +29,6 @@ from domain.masking import mask_card_numbers, mask_card_numbers_in, mask_email, 
 from models.channels import Channel
 from models.contacts import (
     AttributeDefinition,
-    AttributeSource,
-    AttributeType,
     ChangeKind,
     Contact,
     ContactChange,
@@ -48,7 +44,8 @@ from models.contacts import (
 from models.conversations import Conversation, ConversationActivity, ConversationStatus, Message
 from models.workspaces import Agent, MatchingAttribute, Workspace
 from resolvers.pagination import Order, Page, paginate
-from services import webhooks
+from services import push, webhooks
+from services.contacts import TEXT_FIELDS, apply_attributes, apply_consent_times, validate_attributes, validate_fields
 from services.conversations import close_conversation
 from services.exports import remove_erased_exports
 from services.segments import mark_for_segments
@@ -58,34 +55,9 @@ NEWEST_FIRST = Order(("id",), descending=True)
 EVENT_ORDER = Order(("occurred_at", "id"), descending=True)
 
 MAX_TAGS_PER_CALL = 50
-MAX_ATTRIBUTES_PER_CALL = 100
 MAX_NOTE = 10_000
 MAX_EVENT_PROPERTIES_BYTES = 16_384
 EVENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.:/-]{0,119}$")
-
-# Built-in fields: (normaliser, max length or None). Values arrive already typed by GraphQL.
-_TEXT_FIELDS: dict[str, Callable[[str], str]] = {
-    "name": lambda v: cf.normalize_free_text(v, 200),
-    "email": cf.normalize_email,
-    "phone": cf.normalize_phone,
-    "external_id": lambda v: cf.normalize_text(v, 128),
-    "country": cf.normalize_country,
-    "city": lambda v: cf.normalize_free_text(v, 120),
-    "time_zone": cf.normalize_time_zone,
-    "locale": cf.normalize_locale,
-    "browser_language": cf.normalize_locale,
-    "os": lambda v: cf.normalize_free_text(v, 64),
-    "browser": lambda v: cf.normalize_free_text(v, 64),
-    "ip": cf.normalize_ip,
-    "referrer": lambda v: cf.normalize_free_text(v, 2048),
-}
-IDENTITY_FIELDS = {"name", "email"}
-BUILT_IN_FIELDS = set(_TEXT_FIELDS) | {"vip", "gdpr_consent", "sms_consent", "tags", "blocked"}
-
-
-def camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(p.title() for p in rest)
 
 
 # -- reading ------------------------------------------------------------------------------
@@ -220,13 +192,6 @@ async def list_deleted(ctx: Context, *, first: int | None, after: str | None) ->
     return await paginate(ctx.scope.all(DeletedContact), NEWEST_FIRST, first=first, after=after)
 
 
-async def list_definitions(ctx: Context, *, first: int | None, after: str | None) -> Page[AttributeDefinition]:
-    if ctx.require_principal().kind is PrincipalKind.CONTACT:
-        raise forbidden("Contact sessions cannot read attribute definitions.")
-    order = Order(("position", "id"), descending=False)
-    return await paginate(ctx.scope.all(AttributeDefinition), order, first=first, after=after, default_size=100)
-
-
 # -- change log and events -----------------------------------------------------------------
 
 
@@ -252,93 +217,6 @@ async def _resolve_contact_for_write(ctx: Context, gid: str, field: str = "id") 
     return contact
 
 
-def _validate_fields(values: dict[str, Any], principal: Principal | None, errors: list[UserError]) -> dict[str, Any]:
-    """Normalised built-in field values; errors appended with the field's camelCase path."""
-    clean: dict[str, Any] = {}
-    for name, value in values.items():
-        path = [camel(name)]
-        if name in IDENTITY_FIELDS and principal is not None and not principal.can(Permission.CONTACTS_IDENTITY):
-            errors.append(UserError(path, Code.FORBIDDEN, f"Editing a contact's {name} needs the contacts:identity permission."))
-            continue
-        if name in _TEXT_FIELDS:
-            if value is None or (isinstance(value, str) and not value.strip()):
-                clean[name] = None
-                continue
-            try:
-                clean[name] = _TEXT_FIELDS[name](value)
-            except ValueError as exc:
-                errors.append(UserError(path, Code.INVALID, f"{camel(name)}: {exc}."))
-        elif name in ("vip", "gdpr_consent"):
-            if value is None:
-                errors.append(UserError(path, Code.INVALID, f"{camel(name)} cannot be null."))
-            else:
-                clean[name] = bool(value)
-        elif name == "sms_consent":
-            if value is None:
-                errors.append(UserError(path, Code.INVALID, "smsConsent cannot be null."))
-            else:
-                clean[name] = SmsConsent(value)
-        else:
-            errors.append(UserError(path, Code.INVALID, f"{camel(name)} cannot be set here."))
-    return clean
-
-
-async def _validate_attributes(
-    ctx_workspace: int,
-    items: list[tuple[str, Any]],
-    principal: Principal | None,
-    errors: list[UserError],
-    definitions: dict[str, AttributeDefinition] | None = None,
-) -> dict[str, Any]:
-    """Custom attribute values checked against their definitions.
-
-    `principal` None means the system itself (platform metadata), which alone writes
-    platform attributes. `definitions` (by key), when the caller has them, spare the read:
-    a bulk sync validates a thousand rows against one read."""
-    if len(items) > MAX_ATTRIBUTES_PER_CALL:
-        errors.append(UserError(["attributes"], Code.INVALID, f"At most {MAX_ATTRIBUTES_PER_CALL} attributes per call."))
-        return {}
-    if definitions is None:
-        keys_wanted = {k for k, _ in items}
-        definitions = {
-            d.key: d
-            for d in await AttributeDefinition.filter(workspace_id=ctx_workspace, key__in=list(keys_wanted))
-        }
-    clean: dict[str, Any] = {}
-    for i, (key, value) in enumerate(items):
-        path = ["attributes", str(i), "value"]
-        definition = definitions.get(key)
-        if definition is None:
-            errors.append(UserError(["attributes", str(i), "key"], Code.NOT_FOUND, f"No attribute is defined with key {key!r}."))
-            continue
-        if principal is None and definition.source is not AttributeSource.PLATFORM:
-            # The widget or SDK (no principal) sets platform attributes only: its user must
-            # not write custom or CRM-managed values on themselves.
-            errors.append(UserError(["platformAttributes", key], Code.FORBIDDEN, f"{key} is not a platform attribute."))
-            continue
-        if principal is not None and definition.source is AttributeSource.PLATFORM:
-            errors.append(UserError(path, Code.READ_ONLY, f"{key} is a platform attribute: only the channel sets it."))
-            continue
-        if principal is not None and definition.crm_managed and not principal.can(Permission.CONTACTS_CRM):
-            errors.append(UserError(path, Code.FORBIDDEN, f"{key} is managed by the CRM: this workspace does not let agents edit it."))
-            continue
-        try:
-            clean[key] = cf.coerce_attribute(definition.type.value, definition.options, value)
-        except ValueError as exc:
-            errors.append(UserError(path, Code.INVALID, f"{key}: {exc}."))
-    return clean
-
-
-def _apply_attributes(contact: Contact, values: dict[str, Any]) -> None:
-    merged = dict(contact.attributes or {})
-    for key, value in values.items():
-        if value is None:
-            merged.pop(key, None)
-        else:
-            merged[key] = value
-    contact.attributes = merged
-
-
 async def _check_unique_external_id(scope_ws: int, external_id: str | None, exclude: int | None, errors: list[UserError]) -> None:
     """An external id is taken by a contact that holds it, unless an unverified session
     merely claimed it: the trusted writer wins (release_session_claims)."""
@@ -355,8 +233,8 @@ async def create_contact(ctx: Context, values: dict[str, Any], attributes: list[
     principal = ctx.require(Permission.CONTACTS_WRITE)
     ws = ctx.scope.workspace_id
     errors: list[UserError] = []
-    clean = _validate_fields(values, principal, errors)
-    attrs = await _validate_attributes(ws, attributes, principal, errors)
+    clean = validate_fields(values, principal, errors)
+    attrs = await validate_attributes(ws, attributes, principal, errors)
     cleaned_tags = clean_tags(tags, errors)
     await _check_unique_external_id(ws, clean.get("external_id"), None, errors)
     if not errors:
@@ -367,27 +245,20 @@ async def create_contact(ctx: Context, values: dict[str, Any], attributes: list[
         await release_session_claims(ctx.outbox, ws, [clean["external_id"]] if clean.get("external_id") else [])
         stamp = now()
         contact = Contact(workspace_id=ws, first_seen_at=stamp, last_seen_at=stamp, **clean)
-        _apply_consent_times(contact, clean, stamp)
-        _apply_attributes(contact, attrs)
+        apply_consent_times(contact, clean, stamp)
+        apply_attributes(contact, attrs)
         await contact.save()
         await _add_tags(contact, cleaned_tags)
         await record_change(ctx.outbox, contact, ChangeKind.CREATED)
     return contact
 
 
-def _apply_consent_times(contact: Contact, clean: dict[str, Any], stamp: datetime) -> None:
-    if "gdpr_consent" in clean:
-        contact.gdpr_consent_at = stamp if clean["gdpr_consent"] else None
-    if "sms_consent" in clean:
-        contact.sms_consent_at = stamp
-
-
 async def update_contact(ctx: Context, gid: str, values: dict[str, Any], attributes: list[tuple[str, Any]]) -> Contact:
     principal = ctx.require(Permission.CONTACTS_WRITE)
     contact = await _resolve_contact_for_write(ctx, gid)
     errors: list[UserError] = []
-    clean = _validate_fields(values, principal, errors)
-    attrs = await _validate_attributes(contact.workspace_id, attributes, principal, errors)
+    clean = validate_fields(values, principal, errors)
+    attrs = await validate_attributes(contact.workspace_id, attributes, principal, errors)
     if "external_id" in clean:
         await _check_unique_external_id(contact.workspace_id, clean["external_id"], contact.id, errors)
     if errors:
@@ -400,9 +271,9 @@ async def update_contact(ctx: Context, gid: str, values: dict[str, Any], attribu
         changed_consent = {k: v for k, v in clean.items() if k in ("gdpr_consent", "sms_consent") and getattr(contact, k) != v}
         for name, value in clean.items():
             setattr(contact, name, value)
-        _apply_consent_times(contact, changed_consent, stamp)
-        _apply_attributes(contact, attrs)
-        matching_key = await _matching_key(contact.workspace_id) if attrs else None
+        apply_consent_times(contact, changed_consent, stamp)
+        apply_attributes(contact, attrs)
+        matching_key = await workspace_matching_key(contact.workspace_id) if attrs else None
         if _writes_identity(clean, attrs, matching_key):
             # An agent or API key wrote the identity: it vouches for what it wrote from now
             # on (vouch_for); an anonymous visitor's sessions end (its contact is someone now).
@@ -464,7 +335,7 @@ def trusted_value(column: str) -> str:
     return f"identity_source = 'trusted' AND (session_fields & {session_bit(column)}) = 0"
 
 
-async def _matching_key(workspace_id: int) -> str | None:
+async def workspace_matching_key(workspace_id: int) -> str | None:
     key = await Workspace.filter(id=workspace_id, matching_attribute=MatchingAttribute.CUSTOM).values_list("matching_attribute_key", flat=True)
     return key[0] if key else None
 
@@ -516,7 +387,7 @@ async def _check_matching_attribute(
     if existing is None:
         return
     kind = workspace.matching_attribute
-    path = ["attributes"] if kind is MatchingAttribute.CUSTOM else [camel(kind.value)]
+    path = ["attributes"] if kind is MatchingAttribute.CUSTOM else [cf.camel(kind.value)]
     errors.append(UserError(path, Code.TAKEN, f"{contact_named(principal, existing.id)} already has this {kind.value.replace('_', ' ')}, "
                                               "the workspace's matching attribute: update or merge it instead."))  # fmt: skip
 
@@ -620,9 +491,9 @@ async def identify_contact(
     """Find or create the contact behind a widget/SDK session (see start_contact_session
     and _session_contact)."""
     errors: list[UserError] = []
-    clean = _validate_fields({k: v for k, v in {"email": email, "name": name}.items() if v is not None}, None, errors)
-    device_clean = _validate_fields({k: v for k, v in device.items() if v is not None}, None, errors)
-    attrs = await _validate_attributes(workspace_id, list(platform_attributes.items()), None, errors)
+    clean = validate_fields({k: v for k, v in {"email": email, "name": name}.items() if v is not None}, None, errors)
+    device_clean = validate_fields({k: v for k, v in device.items() if v is not None}, None, errors)
+    attrs = await validate_attributes(workspace_id, list(platform_attributes.items()), None, errors)
     if errors:
         raise UserFailure(*errors)
     # The e-mail, phone or platform values a widget or SDK reports are not verified
@@ -644,8 +515,8 @@ async def identify_contact(
     # The device and its platform attributes describe this session: the latest wins.
     for field_name, value in device_clean.items():
         setattr(contact, field_name, value)
-    _apply_attributes(contact, attrs)
-    if attrs and await _matching_key(workspace_id) in attrs:
+    apply_attributes(contact, attrs)
+    if attrs and (key := await workspace_matching_key(workspace_id)) in attrs:
         contact.session_fields |= SessionField.MATCHING  # a session's value links nothing
     contact.last_seen_at = stamp
     fill_from_session(contact, clean)
@@ -854,8 +725,10 @@ async def delete_contact(ctx: Context, gid: str) -> DeletedContact:
             deleted_by_id=who.id if who else None,
             deleted_by_name=who.name if who else f"API key {principal.api_key_id}",
         )
+        devices = await push.erase_devices(contact.id)  # before the contact row, which they hang on
         erased = await _delete_contact_rows(contact.id)
         erased["webhookDeliveries"] = await webhooks.erase_deliveries(contact.id)
+        erased["pushDevices"] = devices
         auth_changed(ctx.outbox, contact_id=contact.id)  # its session tokens stop working
         await record_change(ctx.outbox, contact, ChangeKind.DELETED)
         # Stamped last, as close to the commit as it gets (see ERASURE_MARGIN, services/exports.py).
@@ -905,16 +778,17 @@ async def merge_contacts(ctx: Context, primary_gid: str, secondary_gid: str) -> 
         workspace_id=primary.workspace_id, key__in=moving, crm_managed=True
     ).exists():
         raise forbidden("The secondary contact has CRM-managed values: merging needs the contacts:crm permission.")
-    matching_key = await _matching_key(primary.workspace_id)
+    matching_key = await workspace_matching_key(primary.workspace_id)
     session_fields = _merged_session_fields(primary, secondary, matching_key)
     async with atomic(ctx.outbox):
         for model in (ContactEvent, ContactNote):
             await model.filter(contact_id=secondary.id).update(contact_id=primary.id)
         await Conversation.filter(contact_id=secondary.id).update(contact_id=primary.id, vip=primary.vip or secondary.vip)
         await webhooks.move_deliveries(secondary.id, primary.id)  # so erasing the primary erases them too
+        await push.move_devices(secondary.id, primary.id)  # the same person's phones
         secondary_tags = await ContactTag.filter(contact_id=secondary.id).values_list("name", flat=True)
         await _add_tags(primary, list(secondary_tags))
-        for field_name in (*_TEXT_FIELDS, "platform"):
+        for field_name in (*TEXT_FIELDS, "platform"):
             if getattr(primary, field_name) in (None, "") and getattr(secondary, field_name) not in (None, ""):
                 setattr(primary, field_name, getattr(secondary, field_name))
         primary.attributes = {**(secondary.attributes or {}), **(primary.attributes or {})}
@@ -954,118 +828,3 @@ def _merged_session_fields(primary: Contact, secondary: Contact, matching_key: s
         if source.identity_source is not IdentitySource.TRUSTED or source.session_fields & bit:
             bits |= bit
     return bits
-
-
-# -- attribute definitions -------------------------------------------------------------------
-
-
-async def create_definition(
-    ctx: Context, *, key: str, label: str, type: AttributeType, options: list[str],
-    crm_managed: bool, searchable: bool, visible: bool,
-) -> AttributeDefinition:  # fmt: skip
-    ctx.require(Permission.ATTRIBUTES_MANAGE)
-    ws = ctx.scope.workspace_id
-    errors: list[UserError] = []
-    if not cf.ATTRIBUTE_KEY.match(key):
-        errors.append(UserError(["key"], Code.INVALID, "key: lowercase letters, digits and _, starting with a letter, at most 64."))
-    elif key in BUILT_IN_FIELDS:
-        errors.append(UserError(["key"], Code.TAKEN, f"{key} is a built-in contact field."))
-    elif await AttributeDefinition.filter(workspace_id=ws, key=key).exists():
-        errors.append(UserError(["key"], Code.TAKEN, "An attribute with this key exists."))
-    clean_label = label.strip()
-    if not clean_label or len(clean_label) > 120:
-        errors.append(UserError(["label"], Code.INVALID, "label has 1 to 120 characters."))
-    clean_options = _validate_options(type, options, errors)
-    if errors:
-        raise UserFailure(*errors)
-    last = await AttributeDefinition.filter(workspace_id=ws).order_by("-position").first()
-    return await AttributeDefinition.create(
-        workspace_id=ws, key=key, label=clean_label, type=type, options=clean_options,
-        source=AttributeSource.CUSTOM, crm_managed=crm_managed, searchable=searchable,
-        visible=visible, position=(last.position + 1) if last else 0,
-    )  # fmt: skip
-
-
-def _validate_options(kind: AttributeType, options: list[str], errors: list[UserError]) -> list[str]:
-    if kind is not AttributeType.LIST:
-        if options:
-            errors.append(UserError(["options"], Code.INVALID, "Only list attributes have options."))
-        return []
-    clean = [o.strip() for o in options]
-    if not clean or any(not o or len(o) > 120 for o in clean) or len(set(clean)) != len(clean) or len(clean) > 200:
-        errors.append(UserError(["options"], Code.INVALID, "A list attribute needs 1 to 200 distinct options of 1 to 120 characters."))
-    return clean
-
-
-async def update_definition(ctx: Context, gid: str, values: dict[str, Any]) -> AttributeDefinition:
-    ctx.require(Permission.ATTRIBUTES_MANAGE)
-    definition = await ctx.scope.by_global_id(gid, "AttributeDefinition", AttributeDefinition)
-    if definition is None:
-        raise UserFailure.of("id", Code.NOT_FOUND, "No attribute definition with this id.")
-    errors: list[UserError] = []
-    if definition.source is AttributeSource.PLATFORM and set(values) - {"visible", "searchable", "label"}:
-        errors.append(UserError(["id"], Code.READ_ONLY, "Platform attributes can only be relabelled, shown or hidden."))
-    if "label" in values:
-        label = (values["label"] or "").strip()
-        if not label or len(label) > 120:
-            errors.append(UserError(["label"], Code.INVALID, "label has 1 to 120 characters."))
-        values["label"] = label
-    if "options" in values:
-        values["options"] = _validate_options(definition.type, values["options"] or [], errors)
-    if errors:
-        raise UserFailure(*errors)
-    for name, value in values.items():
-        if value is None and name in ("crm_managed", "searchable", "visible"):
-            continue
-        setattr(definition, name, value)
-    await definition.save()
-    return definition
-
-
-async def delete_definition(ctx: Context, gid: str) -> str:
-    ctx.require(Permission.ATTRIBUTES_MANAGE)
-    definition = await ctx.scope.by_global_id(gid, "AttributeDefinition", AttributeDefinition)
-    if definition is None:
-        raise UserFailure.of("id", Code.NOT_FOUND, "No attribute definition with this id.")
-    if definition.source is AttributeSource.PLATFORM:
-        raise UserFailure.of("id", Code.READ_ONLY, "Platform attributes cannot be deleted.")
-    if await _matching_key(definition.workspace_id) == definition.key:
-        raise UserFailure.of("id", Code.CONFLICT, f"{definition.key} is the workspace's matching attribute: choose another "
-                                                "matching attribute (updateWorkspace) before deleting it.")  # fmt: skip
-    async with in_transaction() as conn:
-        # Strip the values too, in the database: no contact is loaded into Python.
-        if dialect() == "postgres":
-            await conn.execute_query(
-                "UPDATE contacts SET attributes = attributes - $1::text "
-                "WHERE workspace_id = $2 AND attributes ? $1::text",
-                [definition.key, definition.workspace_id],
-            )
-        else:
-            await conn.execute_query(
-                "UPDATE contacts SET attributes = json_remove(attributes, '$.' || ?) "
-                "WHERE workspace_id = ? AND json_type(attributes, '$.' || ?) IS NOT NULL",
-                [definition.key, definition.workspace_id, definition.key],
-            )
-        await definition.delete()
-    return gid
-
-
-async def reorder_definitions(ctx: Context, gids: list[str]) -> list[AttributeDefinition]:
-    ctx.require(Permission.ATTRIBUTES_MANAGE)
-    scope = ctx.scope
-    all_defs = {d.id: d for d in await scope.all(AttributeDefinition)}
-    ids: list[int] = []
-    for i, gid in enumerate(gids):
-        decoded = decode_global_id(gid)
-        if decoded is None or decoded[0] != "AttributeDefinition" or decoded[1] not in all_defs:
-            raise UserFailure.of(["ids", str(i)], Code.NOT_FOUND, "No attribute definition with this id.")
-        ids.append(decoded[1])
-    if sorted(ids) != sorted(all_defs):
-        raise UserFailure.of("ids", Code.INVALID, "List every attribute definition exactly once.")
-    async with in_transaction():
-        for position, pk in enumerate(ids):
-            if all_defs[pk].position != position:
-                all_defs[pk].position = position
-                await all_defs[pk].save(update_fields=["position"])
-    return [all_defs[pk] for pk in ids]
-

@@ -45,6 +45,7 @@ from models.workspaces import Agent, Team, Workspace
 from resolvers.pagination import Order, Page, paginate
 from services.attribution import attribute_reply
 from services.conversations import record_activity
+from services.push import schedule_push
 from services.segments import mark_for_segments
 
 CONVERSATION_ORDER = Order(("vip", "last_message_at", "id"), descending=True)
@@ -229,6 +230,8 @@ async def send_message(ctx: Context, conversation_gid: str, body: str) -> Messag
         kind = SenderKind.AGENT if principal.kind is PrincipalKind.AGENT else SenderKind.BOT
         message = await add_message(ctx.outbox, conversation, sender_kind=kind, body=text, agent_id=principal.agent_id, delivery_state=state)
         queue_job(ctx.outbox, "deliver_message", message.id, job_id=keys.deliver_job(message.id))
+        if not contact.blocked:
+            await schedule_push(ctx.outbox, conversation, channel)
         return message
 
 

@@ -34,7 +34,7 @@ from core.scoping import Scope
 from domain import contact_fields as cf
 from domain import exports as ex
 from models.contacts import AttributeDefinition
-from models.jobs import Job, JobKind, JobStatus
+from models.job_records import Job, JobKind, JobStatus
 from services.exports import ERASED_MESSAGE, EXPORT_KINDS, erased_since, export_path, signed_url
 from services.job_records import arq_job_id, create_job
 

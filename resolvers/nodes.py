@@ -14,13 +14,13 @@ from models.campaigns import Campaign
 from models.channels import Channel
 from models.contacts import AttributeDefinition, Contact, ContactEvent, ContactNote, DeletedContact
 from models.conversations import Conversation, Message, Topic
-from models.jobs import Job
+from models.job_records import Job
 from models.proactive import Bot, BotAnswer, ProactiveDelivery, ProactiveMessage
 from models.webhooks import WebhookDelivery, WebhookEndpoint
 from models.workspaces import Agent, ApiKey, Team, Workspace
 from resolvers.contacts import can_see_contact
 from resolvers.conversations import can_see_conversation
-from resolvers.jobs import can_see_job
+from resolvers.job_records import can_see_job
 from resolvers.proactive import can_see_delivery
 
 

@@ -257,7 +257,7 @@ async def _save_shares(segment: Segment, shared: tuple[list[int], list[int]] | N
 
 async def schedule_refresh(ctx: Context, segment: Segment) -> None:
     """Queue a full refresh, with a job record (kind SEGMENT_REFRESH) that follows it."""
-    from models.jobs import JobKind
+    from models.job_records import JobKind
 
     job = await create_job(segment.workspace_id, JobKind.SEGMENT_REFRESH, principal=ctx.principal, params={"segment_id": segment.id})
     if not await enqueue(ctx.jobs, "refresh_segment", segment.id, job.id, job_id=f"{keys.arq_queue()}:segment:{segment.id}"):

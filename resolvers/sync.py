@@ -40,20 +40,9 @@ from models.conversations import Conversation
 from models.sync import ContactChangeHorizon, ContactSyncRequest
 from models.webhooks import WebhookEventType
 from models.workspaces import MatchingAttribute, Workspace
-from resolvers.contacts import (
-    _apply_attributes,
-    _apply_consent_times,
-    _validate_attributes,
-    _validate_fields,
-    camel,
-    clean_tags,
-    contact_named,
-    release_session_claims,
-    session_bit,
-    trusted_value,
-    vouch_for,
-)
+from resolvers.contacts import clean_tags, contact_named, release_session_claims, session_bit, trusted_value, vouch_for
 from services import webhooks
+from services.contacts import apply_attributes, apply_consent_times, validate_attributes, validate_fields
 from services.segments import schedule_dirty_refresh
 
 MAX_ROWS = 1000
@@ -157,8 +146,8 @@ async def sync_contacts(ctx: Context, rows: Sequence[SyncRow], idempotency_key: 
     plans: list[_Plan] = []
     for index, row in enumerate(rows):
         errors: list[UserError] = []
-        clean = _validate_fields(row.values, principal, errors)
-        attrs = await _validate_attributes(ws, row.attributes, principal, errors, definitions)
+        clean = validate_fields(row.values, principal, errors)
+        attrs = await validate_attributes(ws, row.attributes, principal, errors, definitions)
         tags = clean_tags(row.tags, errors)
         if errors:
             results[index] = SyncResult(index, RowStatus.ERROR, errors=[_at(index, e) for e in errors])
@@ -228,7 +217,7 @@ def _comparable(value: Any) -> Any:
 
 def _match_path(workspace: Workspace) -> list[str]:
     kind, key = _match_kind(workspace)
-    return ["attributes"] if kind is MatchingAttribute.CUSTOM else [camel(kind.value)]
+    return ["attributes"] if kind is MatchingAttribute.CUSTOM else [cf.camel(kind.value)]
 
 
 def _without_duplicates(workspace: Workspace, plans: list[_Plan], results: dict[int, SyncResult]) -> list[_Plan]:
@@ -358,8 +347,8 @@ async def _apply(
             continue
         if target is None:
             plan.contact = Contact(workspace_id=workspace.id, first_seen_at=stamp, last_seen_at=stamp, **plan.clean)
-            _apply_consent_times(plan.contact, plan.clean, stamp)
-            _apply_attributes(plan.contact, plan.attributes)
+            apply_consent_times(plan.contact, plan.clean, stamp)
+            apply_attributes(plan.contact, plan.attributes)
             plan.new_tags = plan.tags
             creates.append(plan)
         else:
@@ -420,11 +409,11 @@ def _change(plan: _Plan, stamp: datetime, matching_key: str | None) -> None:
             setattr(contact, name, value)
             plan.changed.add(name)
     if changed_consent:
-        _apply_consent_times(contact, changed_consent, stamp)
+        apply_consent_times(contact, changed_consent, stamp)
         plan.changed |= {f"{name}_at" for name in changed_consent}
     if plan.attributes:
         before = dict(contact.attributes or {})
-        _apply_attributes(contact, plan.attributes)
+        apply_attributes(contact, plan.attributes)
         if contact.attributes != before:
             plan.changed.add("attributes")
 

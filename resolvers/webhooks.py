@@ -14,9 +14,9 @@ from core.errors import Code, UserError, UserFailure
 from core.permissions import Permission, Principal
 from core.queue import enqueue
 from core.scoping import encode_global_id
-from models.jobs import Job
+from models.job_records import Job
 from models.webhooks import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEventType
-from resolvers.jobs import can_see_job
+from resolvers.job_records import can_see_job
 from resolvers.pagination import Order, Page, paginate
 from services.webhooks import deliver_job_id, envelope, new_event_id, now
 

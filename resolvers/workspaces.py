@@ -1,4 +1,5 @@
-"""Workspaces and their people: bootstrap a workspace, agents, teams, API keys, settings."""
+"""Workspaces and their people: bootstrap a workspace, agents, teams, API keys, settings
+(channels: resolvers/channels.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from tortoise.expressions import F, Subquery
 from tortoise.transactions import in_transaction
 
-from core import outbound
 from core.auth import hash_password, new_api_key
 from core.context import Context
 from core.errors import Code, UserError, UserFailure
@@ -21,28 +20,17 @@ from core.permissions import API_KEY_SCOPES, Permission
 from core.principal_cache import auth_changed
 from domain import contact_fields as cf
 from domain.attribution import MAX_WINDOW_HOURS
-from domain.masking import mask_card_numbers
-from domain.schedule import BusinessHours, ScheduleError
-from models.channels import SESSION_KINDS, Channel, ChannelKind
-from models.contacts import AttributeDefinition, AttributeSource, AttributeType
-from models.conversations import Conversation, Message
+from models.channels import Channel, ChannelKind
+from models.contacts import AttributeDefinition, AttributeSource
 from models.workspaces import Agent, ApiKey, MatchingAttribute, Role, Team, Workspace
-from resolvers import proactive
+from resolvers.attributes import PLATFORM_ATTRIBUTES
 from resolvers.auth import MIN_PASSWORD, revoke_agent_tokens
-from resolvers.contacts import camel
+from resolvers.channels import create_channel
 from resolvers.pagination import Order, Page, paginate
+from resolvers import proactive
 from resolvers.segments import create_predefined, resolve_ids
 
 BY_ID = Order(("id",), descending=False)
-
-# Filled by the widget and SDKs from the platform; read-only to agents and integrators.
-PLATFORM_ATTRIBUTES = [
-    ("app_version", "App version", AttributeType.TEXT),
-    ("sdk_version", "SDK version", AttributeType.TEXT),
-    ("device_model", "Device model", AttributeType.TEXT),
-    ("session_count", "Sessions", AttributeType.NUMBER),
-]
-
 
 @dataclass
 class Bootstrap:
@@ -81,19 +69,6 @@ async def create_workspace(
         await create_predefined(workspace.id)
         await proactive.create_templates(workspace.id, channel.id)
     return Bootstrap(workspace=workspace, owner=owner, api_key=key.plaintext, channel=channel)
-
-
-async def create_channel(workspace_id: int, kind: ChannelKind, name: str, *, identity_verification: bool | None = None) -> Channel:
-    """A channel with new keys. Widget and SDK channels verify identities unless told
-    otherwise: their public key sits in web pages and apps, and without a userHash anyone
-    could name any external id (README, "Identity verification")."""
-    if identity_verification is None:
-        identity_verification = kind in SESSION_KINDS
-    return await Channel.create(
-        workspace_id=workspace_id, kind=kind, name=name,
-        public_key=f"ch_{secrets.token_urlsafe(18)}", secret=secrets.token_hex(32),
-        identity_verification=identity_verification,
-    )  # fmt: skip
 
 
 async def get_workspace(ctx: Context) -> Workspace:
@@ -174,9 +149,9 @@ async def update_agent(ctx: Context, gid: str, values: dict[str, Any]) -> Agent:
         raise UserFailure.of("id", Code.NOT_FOUND, "No agent with this id.")
     if (values.get("role") is Role.OWNER or agent.role is Role.OWNER) and principal.role is not Role.OWNER:
         raise UserFailure.of("role", Code.FORBIDDEN, "Only an owner can change an owner or make one.")
-    demoting_owner = agent.role is Role.OWNER and agent.deactivated_at is None and values.get("role") not in (None, Role.OWNER)
-    if demoting_owner and not await _another_active_owner(ctx, agent.id):
-        raise UserFailure.of("role", Code.CONFLICT, "A workspace keeps at least one active owner.")
+    if agent.role is Role.OWNER and agent.deactivated_at is None and values.get("role") not in (None, Role.OWNER):
+        if not await _another_active_owner(ctx, agent.id):
+            raise UserFailure.of("role", Code.CONFLICT, "A workspace keeps at least one active owner.")
     for name, value in values.items():
         if value is not None:
             setattr(agent, name, value)
@@ -309,153 +284,3 @@ async def revoke_api_key(ctx: Context, gid: str) -> ApiKey:
             await key.save(update_fields=["revoked_at"])
             auth_changed(ctx.outbox, api_key_id=key.id)  # a revoked key stops working in every process
     return key
-
-
-async def list_channels(ctx: Context, *, first: int | None, after: str | None) -> Page[Channel]:
-    ctx.require_agent()
-    return await paginate(ctx.scope.all(Channel), BY_ID, first=first, after=after)
-
-
-# -- channels --------------------------------------------------------------------------------
-
-CHANNEL_SETTINGS = (
-    "name", "identity_verification", "business_hours", "default_sender", "auto_responder_enabled",
-    "auto_responder_text", "auto_responder_audience", "help_reply", "gateway_url", "notify_emails",
-    "offline_notifications", "missed_chat_minutes",
-)  # fmt: skip
-MAX_NOTIFY_EMAILS = 20
-
-
-def _clean_channel_settings(kind: ChannelKind, values: dict[str, Any]) -> dict[str, Any]:
-    """Validate channel settings; every problem names its field."""
-    errors: list[UserError] = []
-    clean: dict[str, Any] = {}
-
-    def fail(field: list[str], code: Code, message: str) -> None:
-        errors.append(UserError(field, code, message))
-
-    for key, value in values.items():
-        if key == "name":
-            name = " ".join((value or "").split())
-            if not name:
-                fail(["name"], Code.REQUIRED, "A channel needs a name.")
-            elif len(name) > 120:
-                fail(["name"], Code.TOO_LONG, "A channel name may be at most 120 characters.")
-            clean[key] = name
-        elif key == "business_hours":
-            if value is None:
-                clean[key] = None
-                continue
-            try:
-                clean[key] = BusinessHours.parse(value).to_dict()
-            except ScheduleError as exc:
-                fail(["businessHours", *exc.path], Code.INVALID, exc.message)
-        elif key == "default_sender" and value:
-            try:
-                if kind is ChannelKind.EMAIL:
-                    clean[key] = cf.normalize_email(value)
-                elif kind is ChannelKind.SMS:
-                    clean[key] = cf.normalize_phone(value)
-                else:
-                    clean[key] = cf.normalize_text(value, 254)
-            except ValueError as exc:
-                fail(["defaultSender"], Code.INVALID, f"defaultSender is {exc}.")
-        elif key in ("auto_responder_text", "help_reply") and value is not None:
-            text = value.strip()
-            if len(text) > 1_000:
-                fail([camel(key)], Code.TOO_LONG, f"{camel(key)} may be at most 1000 characters.")
-            clean[key] = mask_card_numbers(text) or None
-        elif key == "gateway_url" and value:
-            problem = "must be an http(s) URL of at most 2048 characters." if len(value) > 2048 else outbound.url_problem(value)
-            if problem is not None:
-                fail(["gatewayUrl"], Code.INVALID, f"gatewayUrl {problem}")
-            clean[key] = value
-        elif key == "notify_emails":
-            addresses = []
-            for i, address in enumerate((value or [])[: MAX_NOTIFY_EMAILS + 1]):
-                try:
-                    addresses.append(cf.normalize_email(address))
-                except ValueError as exc:
-                    fail(["notifyEmails", str(i)], Code.INVALID, f"notifyEmails[{i}] is {exc}.")
-            if len(value or []) > MAX_NOTIFY_EMAILS:
-                fail(["notifyEmails"], Code.TOO_LONG, f"At most {MAX_NOTIFY_EMAILS} notification addresses.")
-            clean[key] = addresses
-        elif key == "missed_chat_minutes":
-            if value is None or not 1 <= value <= 1440:
-                fail(["missedChatMinutes"], Code.INVALID, "missedChatMinutes must be between 1 and 1440.")
-            clean[key] = value
-        elif value is None and key in ("identity_verification", "auto_responder_enabled", "offline_notifications", "auto_responder_audience"):
-            fail([camel(key)], Code.REQUIRED, f"{camel(key)} cannot be null.")
-        else:
-            clean[key] = value
-    if errors:
-        raise UserFailure(*errors)
-    return clean
-
-
-async def add_channel(ctx: Context, kind: ChannelKind, values: dict[str, Any]) -> Channel:
-    ctx.require(Permission.WORKSPACE_MANAGE)
-    clean = _clean_channel_settings(kind, {"name": values.pop("name", ""), **values})
-    # Widget and SDK channels verify identities unless the input turns it off.
-    channel = await create_channel(ctx.scope.workspace_id, kind, clean.pop("name"), identity_verification=clean.pop("identity_verification", None))
-    if clean:
-        await Channel.filter(id=channel.id).update(**clean)
-        await channel.refresh_from_db()
-    return channel
-
-
-async def _channel_to_manage(ctx: Context, gid: str) -> Channel:
-    ctx.require(Permission.WORKSPACE_MANAGE)
-    channel = await ctx.scope.by_global_id(gid, "Channel", Channel)
-    if channel is None:
-        raise UserFailure.of("id", Code.NOT_FOUND, "No channel with this id.")
-    return channel
-
-
-async def update_channel(ctx: Context, gid: str, values: dict[str, Any]) -> Channel:
-    """Settings, and the kind: a channel turned into one that cannot show proactive
-    messages leaves its live ones with errors."""
-    channel = await _channel_to_manage(ctx, gid)
-    kind = values.pop("kind", None) or channel.kind
-    clean = _clean_channel_settings(kind, values)
-    if kind is not channel.kind:
-        clean["kind"] = kind
-    # Turning verification on ends every session opened without it (unverified ones).
-    verifies_now = clean.get("identity_verification") is True and not channel.identity_verification
-    for key, value in clean.items():
-        setattr(channel, key, value)
-    if clean:
-        async with atomic(ctx.outbox):
-            await channel.save(update_fields=[*clean, "updated_at"])
-            await proactive.channel_changed(ctx.outbox, channel.id)
-            if verifies_now:
-                await _end_sessions(ctx, channel)
-    return channel
-
-
-async def _end_sessions(ctx: Context, channel: Channel) -> None:
-    """Every contact session token of the channel stops working, in every process (its
-    session version goes up). Inside the transaction."""
-    await Channel.filter(id=channel.id).update(session_version=F("session_version") + 1)
-    channel.session_version += 1
-    auth_changed(ctx.outbox, channel_id=channel.id)
-
-
-async def rotate_channel_secret(ctx: Context, gid: str) -> Channel:
-    channel = await _channel_to_manage(ctx, gid)
-    channel.secret = secrets.token_hex(32)
-    async with atomic(ctx.outbox):
-        await channel.save(update_fields=["secret", "updated_at"])
-        await _end_sessions(ctx, channel)  # sessions opened with the old secret's hashes end
-    return channel
-
-
-async def delete_channel(ctx: Context, gid: str) -> None:
-    """Removes the channel with its conversations and messages."""
-    channel = await _channel_to_manage(ctx, gid)
-    async with atomic(ctx.outbox):
-        await proactive.channel_deleted(ctx.outbox, channel.id)
-        conversation_ids = Conversation.filter(channel_id=channel.id).values("id")
-        await Message.filter(conversation_id__in=Subquery(conversation_ids)).delete()
-        await Conversation.filter(channel_id=channel.id).delete()
-        await channel.delete()

@@ -12,6 +12,11 @@ runtime/websocket.py's handler, and shapes every response: GraphQL-over-HTTP's m
 and 4xx for request errors, the operation's cost in `extensions` on request
 (`X-Parley-Cost: 1`), 503/429 with Retry-After for a busy database or a rate limit.
 
+A request may name its document by hash, as Apollo's automatic persisted queries do
+(runtime/persisted.py, on both paths below). A subscription over HTTP is refused
+(`execute_single`): subscriptions are served over WebSocket only, where the socket guard
+watches them.
+
 A JSON POST of one query or mutation whose document is valid takes the plain path
 (`_run_plain`): prepared once (runtime/prepared.py), executed by graphql-core's `execute`
 with runtime/execution.py's executor, without Strawberry's per-request machinery; the same
@@ -20,7 +25,8 @@ data, errors and response as Strawberry's path, which takes every other request
 
 Library internals it relies on (strawberry-graphql 0.341.2): `strawberry.asgi.GraphQL`
 and the methods overridden here (`run`, `parse_http_body`, `parse_json`, `decode_json`,
-`encode_json`, `get_context`, `get_sub_response`, `on_ws_connect`, `process_result`,
+`encode_json`, `get_context`, `get_sub_response`, `execute_single`, the request adapter's
+`_request` (the Starlette request behind `parse_http_body`'s argument), `on_ws_connect`, `process_result`,
 `create_response`, `render_graphql_ide` and the `graphql_ide_html` text it patches,
 `graphql_transport_ws_handler_class`), `strawberry.http.process_result`,
 `strawberry.execution.is_awaitable.optimized_is_awaitable`, the schema's
@@ -31,6 +37,7 @@ and the methods overridden here (`run`, `parse_http_body`, `parse_json`, `decode
 from __future__ import annotations
 
 import json
+from time import perf_counter
 from typing import Any
 
 import orjson
@@ -42,7 +49,7 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.execution.is_awaitable import optimized_is_awaitable
-from strawberry.http import GraphQLHTTPResponse, process_result
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, process_result
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
@@ -50,8 +57,11 @@ from strawberry.types.unset import UNSET
 from core.client_ip import client_ip
 from core.config import settings
 from core.context import Context
-from core.errors import Code, DatabaseBusy, MaskUnexpectedErrors, RateLimited, request_id_var
+from core.errors import Code, DatabaseBusy, MaskUnexpectedErrors, PublicError, RateLimited, request_id_var
 from core.hub import Hub
+from core.logs import log_fields
+from core.metrics import count_errors, observe_request
+from core.tracing import span
 from core.limits import (
     BodyTooLarge,
     RequestRejected,
@@ -63,6 +73,7 @@ from core.limits import (
 )
 from core.ratelimit import rate_limits
 from resolvers.auth import authenticate
+from runtime.persisted import persisted_hash, persisted_query, register
 from runtime.prepared import ParleySchema
 from runtime.websocket import SharedFrames
 
@@ -70,6 +81,10 @@ GRAPHQL_RESPONSE = "application/graphql-response+json"
 # A request with `X-Parley-Cost: 1` gets its operation's cost in the response's
 # extensions: {"cost": {"requested": 123, "budget": 10000}} (core/cost.py).
 COST_HEADER = "x-parley-cost"
+SUBSCRIPTIONS_OVER_WEBSOCKET = (
+    "Subscriptions are served over WebSocket only (graphql-transport-ws at /graphql), not over HTTP: "
+    "multipart/mixed and text/event-stream streams are not offered."
+)
 
 
 def _accepts_graphql_response(request: Request | WebSocket) -> bool:
@@ -121,10 +136,29 @@ class ParleyGraphQL(GraphQL[Context, None]):
 
     async def parse_http_body(self, request: Any) -> Any:
         data = await super().parse_http_body(request)
+        if isinstance(data, GraphQLRequestData):  # a batch: Strawberry refused it (batching is off)
+            data.query = await self._document(request._request, data.extensions, data.query)
         check_document(getattr(data, "query", None))
+        if isinstance(getattr(data, "operation_name", None), str):
+            log_fields()["operation"] = data.operation_name
         return data
 
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
+        if type(request) is not Request:  # a WebSocket, for as long as it is open
+            return await self._answer(request, context, root_value)
+        started, outcome = perf_counter(), "refused"
+        with span("GraphQL") as traced:
+            try:
+                response = await self._answer(request, context, root_value)
+                outcome = _outcome(response)
+                return response
+            finally:
+                fields = log_fields()
+                observe_request(fields.get("operation_type"), outcome, perf_counter() - started)
+                if traced is not None:
+                    _describe(traced, fields, outcome)
+
+    async def _answer(self, request: Any, context: Any, root_value: Any) -> Any:
         try:
             if self.plain_path and context is UNSET and root_value is UNSET and type(request) is Request and request.method == "POST":
                 response = await self._run_plain(request)
@@ -132,12 +166,14 @@ class ParleyGraphQL(GraphQL[Context, None]):
                     return response
             return await super().run(request, context, root_value)
         except RateLimited as refused:  # by get_context: the whole request, before anything ran
+            count_errors([refused.formatted])
             return self._refused(request, refused)
         except BodyTooLarge:
             raise  # answered by BodyLimitMiddleware, which closes the connection: the rest is never read
         except RequestRejected as exc:
+            count_errors(exc.body()["errors"])
             media_type = GRAPHQL_RESPONSE if _accepts_graphql_response(request) else "application/json"
-            return JSONResponse(exc.body(), status_code=exc.status, media_type=media_type)
+            return JSONResponse(exc.body(), status_code=exc.status, media_type=media_type, headers=exc.headers)
 
     def _refused(self, request: Request, refused: RateLimited) -> Response:
         media_type = GRAPHQL_RESPONSE if _accepts_graphql_response(request) else "application/json"
@@ -156,23 +192,26 @@ class ParleyGraphQL(GraphQL[Context, None]):
         headers = request.headers
         if headers.get("content-type", "").partition(";")[0].strip().lower() != "application/json":
             return None
-        accept = headers.get("accept", "")
-        if "multipart/mixed" in accept or "text/event-stream" in accept:
-            return None
         data = decode_json_body(await request.body())  # RequestRejected: answered as Strawberry's path does
         if type(data) is not dict:
             return None
+        extensions = data.get("extensions")
+        if extensions is not None and (type(extensions) is not dict or extensions.keys() != {"persistedQuery"}):
+            return None
         query, variables, name = data.get("query"), data.get("variables"), data.get("operationName")
+        if extensions is not None:
+            query = await self._document(request, extensions, query)
         if type(query) is not str or (variables is not None and type(variables) is not dict) or (name is not None and type(name) is not str):
             return None
-        if data.get("extensions") is not None:
-            return None
         check_document(query)
+        if name is not None:
+            log_fields()["operation"] = name
         schema: ParleySchema = self.schema  # type: ignore[assignment]
         prepared = schema.prepare(query)
         operation = None if prepared is None else prepared.operation(name)
         if operation is None or operation is OperationType.SUBSCRIPTION:
             return None
+        log_fields()["operation_type"] = operation.value
         sub_response = await self.get_sub_response(request)
         context = await self.get_context(request, response=sub_response)
         try:
@@ -192,6 +231,37 @@ class ParleyGraphQL(GraphQL[Context, None]):
             schema.process_errors(result.errors)
             result.errors = _MASK.mask(result.errors)
         return self.create_response(await self.process_result(request, result), sub_response)
+
+    async def execute_single(self, request: Request, request_adapter: Any, sub_response: Any, context: Context,
+                             root_value: Any, request_data: GraphQLRequestData) -> ExecutionResult:  # fmt: skip
+        """Strawberry's, but a subscription over HTTP is refused (a request error, code
+        NOT_ALLOWED): subscriptions are served over WebSocket only, where the socket guard
+        (runtime/socket_guard.py) closes them when their credentials change. (Strawberry
+        would run it as a query; HTTP streams, multipart/mixed or text/event-stream, are
+        not offered: no subscription protocol but graphql-transport-ws is enabled.)"""
+        query = request_data.query
+        schema: ParleySchema = self.schema  # type: ignore[assignment]
+        prepared = schema.prepare(query) if isinstance(query, str) else None
+        operation = None if prepared is None else prepared.operation(request_data.operation_name)
+        if operation is not None:
+            log_fields()["operation_type"] = operation.value
+        if operation is OperationType.SUBSCRIPTION:
+            return ExecutionResult(data=None, errors=[PublicError(SUBSCRIPTIONS_OVER_WEBSOCKET, Code.NOT_ALLOWED)])
+        return await super().execute_single(request, request_adapter, sub_response, context, root_value, request_data)  # type: ignore[no-any-return]
+
+    async def _document(self, request: Request, extensions: object, query: object) -> Any:
+        """The document a request runs: its `query`, or the automatic persisted query its
+        extensions name (runtime/persisted.py); a valid document sent with its hash is kept."""
+        if persisted_hash(extensions) is None:
+            return query
+        redis = request.app.state.hub.redis
+        document = await persisted_query(redis, extensions, query)
+        if isinstance(query, str):
+            check_document(query)
+            schema: ParleySchema = self.schema  # type: ignore[assignment]
+            if schema.prepare(query) is not None:
+                await register(redis, extensions, query)
+        return document
 
     async def render_graphql_ide(self, request: Request) -> Response:
         # GraphiQL sends its headers over HTTP only; hand the Authorization header it keeps
@@ -213,6 +283,9 @@ class ParleyGraphQL(GraphQL[Context, None]):
         authorization = None if is_ws else request.headers.get("authorization")
         principal = None if is_ws else await authenticate(authorization)
         address = client_ip(request)
+        if principal is not None:
+            fields = log_fields()
+            fields["principal"], fields["workspace"] = principal.kind.value, principal.workspace_id
         if not is_ws:
             await rate_limits.hit_request(principal, address)
         context = Context(
@@ -260,6 +333,10 @@ class ParleyGraphQL(GraphQL[Context, None]):
         if report and isinstance(response_data, dict):
             response_data.setdefault("extensions", {})["cost"] = report
         response = super().create_response(response_data, sub_response)
+        errors = response_data.get("errors") if isinstance(response_data, dict) else None
+        if errors:
+            count_errors(errors)
+            response.parley_errors = True  # type: ignore[attr-defined]
         media_type = getattr(sub_response, "parley_media_type", "application/json")
         response.headers["content-type"] = f"{media_type}; charset=utf-8" if media_type == GRAPHQL_RESPONSE else media_type
         if isinstance(response_data, dict) and "data" not in response_data and media_type == GRAPHQL_RESPONSE:
@@ -269,6 +346,24 @@ class ParleyGraphQL(GraphQL[Context, None]):
             response.status_code, seconds = retry
             response.headers["retry-after"] = str(seconds)
         return response
+
+
+def _describe(traced: Any, fields: dict[str, Any], outcome: str) -> None:
+    """The GraphQL operation's span, named and described once the operation is known."""
+    kind, name = fields.get("operation_type"), fields.get("operation")
+    traced.update_name(" ".join(str(part) for part in (kind or "GraphQL", name) if part))
+    traced.set_attribute("parley.outcome", outcome)
+    if kind:
+        traced.set_attribute("graphql.operation.type", kind)
+    if name:
+        traced.set_attribute("graphql.operation.name", name)
+
+
+def _outcome(response: Response) -> str:
+    """ok; error: GraphQL errors in a 2xx response; refused: a 4xx or 5xx response."""
+    if response.status_code >= 400:
+        return "refused"
+    return "error" if getattr(response, "parley_errors", False) else "ok"
 
 
 def _retry_later(response_data: dict[str, Any]) -> tuple[int, int] | None:

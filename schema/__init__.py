@@ -17,14 +17,17 @@ from strawberry.extensions import (
 from core.config import settings
 from core.errors import MaskUnexpectedErrors
 from runtime.prepared import ParleySchema
+from schema.attributes import AttributeMutation
 from schema.auth import AuthMutation, AuthQuery
 from schema.campaigns import CampaignMutation, CampaignQuery
+from schema.channels import ChannelMutation, ChannelQuery
 from schema.contacts import ContactMutation, ContactQuery, ContactSubscription
 from schema.conversations import ConversationMutation, ConversationQuery, ConversationSubscription
 from schema.exports import ExportMutation, ExportQuery
-from schema.jobs import JobMutation, JobQuery, JobSubscription
+from schema.job_records import JobMutation, JobQuery, JobSubscription
 from schema.nodes import NodeQuery
 from schema.proactive import ProactiveMutation, ProactiveQuery, ProactiveSubscription
+from schema.push import PushMutation, PushQuery
 from schema.segments import SegmentMutation, SegmentQuery, SegmentSubscription
 from schema.sync import SyncMutation, SyncQuery
 from schema.webhooks import WebhookMutation, WebhookQuery
@@ -32,14 +35,14 @@ from schema.workspaces import WorkspaceMutation, WorkspaceQuery
 
 
 @strawberry.type
-class Query(NodeQuery, AuthQuery, WorkspaceQuery, ContactQuery, SegmentQuery, ConversationQuery, JobQuery, ExportQuery,
-            SyncQuery, WebhookQuery, CampaignQuery, ProactiveQuery):
+class Query(NodeQuery, AuthQuery, WorkspaceQuery, ChannelQuery, ContactQuery, SegmentQuery, ConversationQuery, JobQuery, ExportQuery,
+            SyncQuery, WebhookQuery, CampaignQuery, ProactiveQuery, PushQuery):
     pass
 
 
 @strawberry.type
-class Mutation(AuthMutation, WorkspaceMutation, ContactMutation, SegmentMutation, ConversationMutation, JobMutation, ExportMutation,
-               SyncMutation, WebhookMutation, CampaignMutation, ProactiveMutation):
+class Mutation(AuthMutation, ChannelMutation, WorkspaceMutation, ContactMutation, AttributeMutation, SegmentMutation, ConversationMutation, JobMutation, ExportMutation,
+               SyncMutation, WebhookMutation, CampaignMutation, ProactiveMutation, PushMutation):
     pass
 
 

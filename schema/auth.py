@@ -10,7 +10,8 @@ from core.context import Context
 from resolvers import auth as r
 from schema.common import JSON, UserError, mutate
 from schema.contacts import Contact
-from schema.workspaces import Agent, Channel
+from schema.channels import Channel
+from schema.workspaces import Agent
 
 
 @strawberry.input

@@ -16,11 +16,12 @@ from models.channels import Channel as ChannelRow
 from models.workspaces import Agent as AgentRow
 from resolvers import campaigns as r
 from resolvers.conversations import related
-from resolvers.jobs import job_by_id
+from resolvers.job_records import job_by_id
 from schema.common import Connection, UserError, gid, mutate, to_connection
-from schema.jobs import Job
+from schema.job_records import Job
 from schema.segments import Segment
-from schema.workspaces import Agent, Channel
+from schema.channels import Channel
+from schema.workspaces import Agent
 
 CampaignStatus = strawberry.enum(m.CampaignStatus, name="CampaignStatus")
 CampaignSkipReason = strawberry.enum(m.SkipReason, name="CampaignSkipReason")

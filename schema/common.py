@@ -12,13 +12,15 @@ from strawberry.scalars import JSON
 from strawberry.types.nodes import SelectedField
 from strawberry.types.unset import UNSET
 
-from core.errors import UserFailure
+from core.errors import Code, UserFailure
 from resolvers.pagination import Page
 
 T = TypeVar("T")
 P = TypeVar("P")
 
-__all__ = ["JSON", "Connection", "UserError", "build", "mutate", "provided", "to_connection"]
+__all__ = [
+    "JSON", "Connection", "ContactIdInput", "DeletePayload", "UserError", "UserErrorCode", "build", "mutate", "provided", "to_connection",
+]
 
 
 def build(cls: type[T], values: dict[str, Any]) -> T:
@@ -31,12 +33,17 @@ def build(cls: type[T], values: dict[str, Any]) -> T:
     return obj
 
 
+# Every code Parley answers with, in `userErrors` and in errors' `extensions.code` (except
+# INTERNAL, a masked unexpected error). docs/clients.md lists what each means.
+UserErrorCode = strawberry.enum(Code, name="UserErrorCode", description="What went wrong, stably: switch on it, show `message`.")
+
+
 @strawberry.type
 class UserError:
     """An expected failure the user can fix: which input field, a stable code, a message."""
 
     field: list[str] | None
-    code: str
+    code: UserErrorCode
     message: str
 
 
@@ -101,7 +108,7 @@ async def mutate(payload: Callable[..., P], work: Awaitable[Any], build: Callabl
     try:
         result = await work
     except UserFailure as failure:
-        return payload(user_errors=[UserError(field=e.field, code=e.code.value, message=e.message) for e in failure.errors])
+        return payload(user_errors=[UserError(field=e.field, code=e.code, message=e.message) for e in failure.errors])
     return payload(**build(result), user_errors=[])
 
 
@@ -138,3 +145,16 @@ def gid(value: relay.GlobalID | None) -> str | None:
 
 def node_id(type_name: str, pk: int) -> relay.GlobalID:
     return relay.GlobalID(type_name, str(pk))
+
+
+# Shared by two areas' mutations (contacts and attribute definitions), whose schema names
+# they keep.
+@strawberry.input
+class ContactIdInput:
+    id: relay.GlobalID
+
+
+@strawberry.type
+class DeletePayload:
+    deleted_id: relay.GlobalID | None = None
+    user_errors: list[UserError]

@@ -1,5 +1,5 @@
-"""Contacts, their attributes, tags, notes and timeline; attribute definitions; the
-deletion audit; `contactUpdated`."""
+"""Contacts, their attributes, tags, notes and timeline; the deletion audit;
+`contactUpdated` (attribute definitions: schema/attributes.py)."""
 
 from __future__ import annotations
 
@@ -14,18 +14,17 @@ from strawberry.types import Info
 from core import keys
 from core.context import Context
 from runtime.guards import guard
+from runtime.subscriptions import listen, still_allowed
 from core.permissions import Permission
 from core.errors import PublicError, Code
-from core.hub import SubscriberTooSlow
 from models import contacts as m
 from resolvers import contacts as r
-from resolvers.contacts import camel
-from schema.common import JSON, Connection, UserError, build, gid, mutate, node_id, provided, selected_names, to_connection
+from domain.contact_fields import camel
+from schema.attributes import AttributeDefinition, attribute_definitions, shown_to_contacts
+from schema.common import JSON, Connection, ContactIdInput, DeletePayload, UserError, build, gid, mutate, node_id, provided, selected_names, to_connection
 from schema.workspaces import Agent
 
 SmsConsent = strawberry.enum(m.SmsConsent, name="SmsConsent")
-AttributeType = strawberry.enum(m.AttributeType, name="AttributeType")
-AttributeSource = strawberry.enum(m.AttributeSource, name="AttributeSource")
 EventKind = strawberry.enum(m.EventKind, name="EventKind")
 ContactChangeKind = strawberry.enum(m.ChangeKind, name="ContactChangeKind")
 
@@ -33,40 +32,6 @@ CONTACT_FIELDS = (
     "name", "email", "phone", "external_id", "country", "city", "time_zone", "locale",
     "browser_language", "os", "browser", "ip", "referrer",
 )  # fmt: skip
-
-
-def _contact_view_refusal(ctx: Context, d: AttributeDefinition) -> str | None:
-    # A contact session sees the definitions of the values it is shown, and no others.
-    if ctx.viewing_contact_id is not None and not shown_to_contacts(d):
-        return "Contact sessions see visible attributes that are not CRM-managed only."
-    return None
-
-
-def shown_to_contacts(d: AttributeDefinition | m.AttributeDefinition) -> bool:
-    return d.visible and not d.crm_managed
-
-
-@guard(_contact_view_refusal)
-@strawberry.type
-class AttributeDefinition(relay.Node):
-    id: relay.NodeID[int]
-    key: str
-    label: str
-    type: AttributeType  # type: ignore[valid-type]
-    options: list[str]
-    source: AttributeSource  # type: ignore[valid-type]
-    crm_managed: bool
-    searchable: bool
-    visible: bool
-    position: int
-
-    @classmethod
-    def from_model(cls, d: m.AttributeDefinition) -> AttributeDefinition:
-        return cls(
-            id=d.id, key=d.key, label=d.label, type=d.type, options=list(d.options or []),
-            source=d.source, crm_managed=d.crm_managed, searchable=d.searchable,
-            visible=d.visible, position=d.position,
-        )  # fmt: skip
 
 
 @strawberry.type
@@ -206,7 +171,7 @@ class ErasedCount:
     """How many of one kind of thing a contact's deletion removed."""
 
     kind: str = strawberry.field(
-        description="messages, conversations, notes, events, tags, webhookDeliveries, exportFiles or presence."
+        description="messages, conversations, notes, events, tags, webhookDeliveries, pushDevices, exportFiles or presence."
     )
     count: int
 
@@ -309,11 +274,6 @@ class UpdateContactInput(ContactFieldsInput):
 
 
 @strawberry.input
-class ContactIdInput:
-    id: relay.GlobalID
-
-
-@strawberry.input
 class TagContactInput:
     contact_id: relay.GlobalID
     tags: list[str]
@@ -342,32 +302,6 @@ class TrackEventInput:
     occurred_at: datetime | None = None
 
 
-@strawberry.input
-class CreateAttributeDefinitionInput:
-    key: str
-    label: str
-    type: AttributeType  # type: ignore[valid-type]
-    options: list[str] | None = None
-    crm_managed: bool = False
-    searchable: bool = False
-    visible: bool = True
-
-
-@strawberry.input
-class UpdateAttributeDefinitionInput:
-    id: relay.GlobalID
-    label: str | None = strawberry.UNSET
-    options: list[str] | None = strawberry.UNSET
-    crm_managed: bool | None = strawberry.UNSET
-    searchable: bool | None = strawberry.UNSET
-    visible: bool | None = strawberry.UNSET
-
-
-@strawberry.input
-class ReorderAttributeDefinitionsInput:
-    ids: list[relay.GlobalID] = strawberry.field(description="Every definition, in the new order.")
-
-
 # -- payloads --------------------------------------------------------------------------------
 
 
@@ -391,32 +325,13 @@ class ContactNotePayload:
 
 
 @strawberry.type
-class DeletePayload:
-    deleted_id: relay.GlobalID | None = None
-    user_errors: list[UserError]
-
-
-@strawberry.type
 class TrackEventPayload:
     event: ContactEvent | None = None
     user_errors: list[UserError]
 
 
-@strawberry.type
-class AttributeDefinitionPayload:
-    attribute_definition: AttributeDefinition | None = None
-    user_errors: list[UserError]
-
-
-@strawberry.type
-class ReorderAttributeDefinitionsPayload:
-    attribute_definitions: list[AttributeDefinition] | None = None
-    user_errors: list[UserError]
-
-
 def _contact(c: m.Contact) -> dict[str, object]:
     return {"contact": Contact.from_model(c)}
-
 
 
 # -- root fields -----------------------------------------------------------------------------
@@ -441,11 +356,9 @@ class ContactQuery:
         found = await r.get_contact(info.context, str(id))
         return Contact.from_model(found) if found else None
 
-    @strawberry.field
-    async def attribute_definitions(
-        self, info: Info[Context, None], first: int | None = None, after: str | None = None
-    ) -> Connection[AttributeDefinition]:
-        return to_connection(await r.list_definitions(info.context, first=first, after=after), AttributeDefinition.from_model)
+    # schema/attributes.py's field, mounted here: the schema has always listed it between
+    # `contact` and `deletedContacts`.
+    attribute_definitions = strawberry.field(resolver=attribute_definitions)
 
     @strawberry.field(description="Audit records of deleted contacts (owners and admins).")
     async def deleted_contacts(
@@ -510,39 +423,6 @@ class ContactMutation:
         )  # fmt: skip
         return await mutate(TrackEventPayload, work, lambda e: {"event": ContactEvent.from_model(e, just_written=True)})
 
-    @strawberry.mutation
-    async def create_attribute_definition(
-        self, info: Info[Context, None], input: CreateAttributeDefinitionInput
-    ) -> AttributeDefinitionPayload:
-        work = r.create_definition(
-            info.context, key=input.key, label=input.label, type=input.type, options=input.options or [],
-            crm_managed=input.crm_managed, searchable=input.searchable, visible=input.visible,
-        )  # fmt: skip
-        return await mutate(AttributeDefinitionPayload, work, lambda d: {"attribute_definition": AttributeDefinition.from_model(d)})
-
-    @strawberry.mutation(description="Relabel, change options, or toggle crmManaged, searchable and visible.")
-    async def update_attribute_definition(
-        self, info: Info[Context, None], input: UpdateAttributeDefinitionInput
-    ) -> AttributeDefinitionPayload:
-        values = provided(input, ("label", "options", "crm_managed", "searchable", "visible"))
-        work = r.update_definition(info.context, str(input.id), values)
-        return await mutate(AttributeDefinitionPayload, work, lambda d: {"attribute_definition": AttributeDefinition.from_model(d)})
-
-    @strawberry.mutation(description="Removes a custom attribute and its value from every contact.")
-    async def delete_attribute_definition(self, info: Info[Context, None], input: ContactIdInput) -> DeletePayload:
-        return await mutate(DeletePayload, r.delete_definition(info.context, str(input.id)), lambda _: {"deleted_id": input.id})
-
-    @strawberry.mutation
-    async def reorder_attribute_definitions(
-        self, info: Info[Context, None], input: ReorderAttributeDefinitionsInput
-    ) -> ReorderAttributeDefinitionsPayload:
-        work = r.reorder_definitions(info.context, [str(i) for i in input.ids])
-        return await mutate(
-            ReorderAttributeDefinitionsPayload, work,
-            lambda defs: {"attribute_definitions": [AttributeDefinition.from_model(d) for d in defs]},
-        )  # fmt: skip
-
-
 @strawberry.type
 class ContactSubscription:
     @strawberry.subscription(description="Changes to one contact: agents and keys with contacts:read, or the contact itself.")
@@ -551,26 +431,19 @@ class ContactSubscription:
         contact = await r.get_contact(ctx, str(id))
         if contact is None:
             raise PublicError("No contact with this id.", Code.NOT_FOUND)
-        if ctx.hub is None:
-            raise PublicError("Subscriptions are unavailable.", Code.INVALID)
-        workspace_id = contact.workspace_id
-        try:
-            async with ctx.hub.subscribe(keys.contact_channel(workspace_id, contact.id)) as events:
-                async for event in events:
-                    # The socket's context outlives its data: read related rows afresh.
-                    ctx.reset_loaders()
-                    # Authorisation again at send time: the principal may have lost access.
-                    principal = await ctx.refresh_principal()
-                    if principal is None or not r.can_see_contact(principal, contact.id):
-                        raise PublicError("You can no longer see this contact.", Code.FORBIDDEN)
-                    current = await r.contact_by_id(ctx, contact.id)
-                    merged = event.get("mergedInto")
-                    yield ContactUpdate(
-                        cursor=event["cursor"],
-                        kind=m.ChangeKind(event["kind"]),
-                        contact_id=node_id("Contact", contact.id),
-                        contact=Contact.from_model(current) if current else None,
-                        merged_into_id=node_id("Contact", merged) if merged else None,
-                    )
-        except SubscriberTooSlow:
-            raise PublicError("This subscription fell too far behind and was closed; resubscribe and catch up by cursor.", Code.CONFLICT) from None
+        channel = keys.contact_channel(contact.workspace_id, contact.id)
+        async with listen(ctx, channel) as events:
+            async for event in events:
+                # The socket's context outlives its data: read related rows afresh.
+                ctx.reset_loaders()
+                # Authorisation again at send time: the principal may have lost access.
+                await still_allowed(ctx, lambda p: r.can_see_contact(p, contact.id), "You can no longer see this contact.")
+                current = await r.contact_by_id(ctx, contact.id)
+                merged = event.get("mergedInto")
+                yield ContactUpdate(
+                    cursor=event["cursor"],
+                    kind=m.ChangeKind(event["kind"]),
+                    contact_id=node_id("Contact", contact.id),
+                    contact=Contact.from_model(current) if current else None,
+                    merged_into_id=node_id("Contact", merged) if merged else None,
+                )

@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -13,10 +12,13 @@ import strawberry
 from strawberry import relay
 from strawberry.types import Info
 
-from core import keys, presence
+from core import keys
 from core.context import Context
+from runtime.execution import plain
 from core.errors import Code, PublicError
-from core.hub import SubscriberTooSlow
+from runtime.guards import guard
+from runtime.subscriptions import listen, still_allowed
+from runtime.fanout import direct, shared, shared_async
 from core.permissions import Permission, PrincipalKind
 from domain import schedule
 from models import conversations as m
@@ -25,12 +27,10 @@ from models.contacts import Contact as ContactRow
 from models.workspaces import Agent as AgentRow
 from models.workspaces import Team as TeamRow
 from resolvers import conversations as r
-from runtime.execution import plain
-from runtime.fanout import direct, shared, shared_async
-from runtime.guards import guard
 from schema.common import Connection, UserError, build, gid, mutate, node_id, provided, selected_names, to_connection
 from schema.contacts import Contact, columns_for
-from schema.workspaces import Agent, Channel, Team
+from schema.channels import Channel
+from schema.workspaces import Agent, Team
 
 ConversationStatus = strawberry.enum(m.ConversationStatus, name="ConversationStatus")
 SenderKind = strawberry.enum(m.SenderKind, name="SenderKind")
@@ -496,36 +496,12 @@ class ConversationMutation:
 # -- subscriptions -----------------------------------------------------------------------------
 
 
-TOO_SLOW = "This subscription fell too far behind and was closed; resubscribe and catch up by cursor."
-
-
-@contextlib.asynccontextmanager
-async def _listen(ctx: Context, channel: str, kind: str, member_id: int | None) -> AsyncIterator[Any]:
-    """Subscribe to a hub channel, and count as present (agent or contact) meanwhile."""
-    if ctx.hub is None:
-        raise PublicError("Subscriptions are unavailable.", Code.INVALID)
-    workspace_id = ctx.scope.workspace_id
-    async with contextlib.AsyncExitStack() as stack:
-        if member_id is not None:
-            await stack.enter_async_context(presence.present(ctx.hub.redis, workspace_id, kind, member_id))
-        try:
-            yield await stack.enter_async_context(ctx.hub.subscribe(channel))
-        except SubscriberTooSlow:
-            raise PublicError(TOO_SLOW, Code.CONFLICT) from None
-
-
 def _can_read(principal: Any) -> bool:
     return principal.can(Permission.CONVERSATIONS_READ)  # type: ignore[no-any-return]
 
 
 def _message_event(event: dict[str, Any]) -> MessageEvent:
     return shared(event, MessageEvent, lambda: MessageEvent.from_event(event))
-
-
-async def _still_allowed(ctx: Context, check: Any) -> None:
-    principal = await ctx.refresh_principal()
-    if principal is None or not check(principal):
-        raise PublicError("You can no longer see this.", Code.FORBIDDEN)
 
 
 @strawberry.type
@@ -538,9 +514,9 @@ class ConversationSubscription:
         if conversation is None:
             raise PublicError("No conversation with this id.", Code.NOT_FOUND)
         channel = keys.conversation_channel(conversation.workspace_id, conversation.id)
-        async with _listen(ctx, channel, "agent", ctx.principal.agent_id if ctx.principal else None) as events:
+        async with listen(ctx, channel, present_as=("agent", ctx.principal.agent_id if ctx.principal else None)) as events:
             async for event in direct(info, events, allowed=_can_read, payload=_message_event):
-                await _still_allowed(ctx, _can_read)
+                await still_allowed(ctx, _can_read)
                 ctx.reset_loaders()
                 yield _message_event(event)
 
@@ -551,25 +527,25 @@ class ConversationSubscription:
         ctx = info.context
         principal = ctx.require(Permission.CONVERSATIONS_READ)
         wanted = _event_filter(filter)
-        async with _listen(ctx, keys.inbox_channel(principal.workspace_id), "agent", principal.agent_id) as events:
+        async with listen(ctx, keys.inbox_channel(principal.workspace_id), present_as=("agent", principal.agent_id)) as events:
             async for event in events:
                 if event.get("type") != "activity" or not wanted(event):
                     continue
-                await _still_allowed(ctx, lambda p: p.can(Permission.CONVERSATIONS_READ))
+                await still_allowed(ctx, lambda p: p.can(Permission.CONVERSATIONS_READ))
                 ctx.reset_loaders()
-                yield await shared_async(event, ConversationEvent, lambda event=event: ConversationEvent.read(ctx, event))
+                yield await shared_async(event, ConversationEvent, lambda: ConversationEvent.read(ctx, event))
 
     @strawberry.subscription(description="The unread indicator (contacts with unread messages): now, then whenever it changes (agents).")
     async def unread_count(self, info: Info[Context, None]) -> AsyncGenerator[int, None]:
         ctx = info.context
         principal = ctx.require(Permission.CONVERSATIONS_READ)
-        async with _listen(ctx, keys.inbox_channel(principal.workspace_id), "agent", principal.agent_id) as events:
+        async with listen(ctx, keys.inbox_channel(principal.workspace_id), present_as=("agent", principal.agent_id)) as events:
             last = await r.unread_contacts(principal.workspace_id)
             yield last
             async for event in events:
                 if event.get("type") != "unread" or event["count"] == last:
                     continue
-                await _still_allowed(ctx, lambda p: p.can(Permission.CONVERSATIONS_READ))
+                await still_allowed(ctx, lambda p: p.can(Permission.CONVERSATIONS_READ))
                 last = event["count"]
                 yield last
 
@@ -579,10 +555,10 @@ class ConversationSubscription:
         principal = ctx.require_contact()
         assert principal.contact_id is not None
         channel = keys.contact_messages_channel(principal.workspace_id, principal.contact_id)
-        async with _listen(ctx, channel, "contact", principal.contact_id) as events:
+        async with listen(ctx, channel, present_as=("contact", principal.contact_id)) as events:
             is_this_contact = lambda p: p.contact_id == principal.contact_id  # noqa: E731
             async for event in direct(info, events, allowed=is_this_contact, payload=_message_event):
-                await _still_allowed(ctx, is_this_contact)
+                await still_allowed(ctx, is_this_contact)
                 yield _message_event(event)
 
 

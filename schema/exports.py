@@ -11,10 +11,10 @@ from strawberry.types import Info
 from core.context import Context
 from core.permissions import Permission
 from domain import exports as ex
-from models.jobs import JobKind
+from models.job_records import JobKind
 from resolvers import exports as r
 from schema.common import UserError, gid, mutate
-from schema.jobs import Job
+from schema.job_records import Job
 
 
 @strawberry.enum

@@ -16,11 +16,12 @@ from resolvers.nodes import load_node
 from schema.campaigns import Campaign
 from schema.contacts import AttributeDefinition, Contact, ContactEvent, ContactNote, DeletedContact
 from schema.conversations import Conversation, Message, Topic
-from schema.jobs import Job
+from schema.job_records import Job
 from schema.proactive import Bot, BotAnswer, ProactiveDelivery, ProactiveMessage
 from schema.segments import Segment
 from schema.webhooks import WebhookDelivery, WebhookEndpoint
-from schema.workspaces import Agent, ApiKey, Channel, Team, Workspace
+from schema.channels import Channel
+from schema.workspaces import Agent, ApiKey, Team, Workspace
 
 CONVERT: dict[str, Callable[[Any], relay.Node]] = {
     t.__name__: t.from_model

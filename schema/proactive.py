@@ -14,16 +14,19 @@ from strawberry.types import Info
 
 from core import keys
 from core.context import Context
+from domain.operators import PROACTIVE_OPERATORS
 from runtime.execution import plain
+from runtime.subscriptions import listen, still_allowed
 from models import proactive as m
 from models.channels import Channel as ChannelRow
 from models.workspaces import Team as TeamRow
 from resolvers import conversations as rc
 from resolvers import proactive as r
 from schema.common import JSON, Connection, UserError, gid, mutate, node_id, provided, to_connection
-from schema.conversations import Conversation, _listen, _still_allowed
-from schema.segments import RuleMatch, RuleValueInput, _value
-from schema.workspaces import Channel, Team
+from schema.conversations import Conversation
+from schema.segments import RuleMatch, RuleValueInput, _value, operator_enum
+from schema.channels import Channel
+from schema.workspaces import Team
 
 ProactiveStatus = strawberry.enum(m.ProactiveStatus, name="ProactiveStatus")
 ProactiveResponseType = strawberry.enum(m.ResponseType, name="ProactiveResponseType")
@@ -66,25 +69,7 @@ class ProactiveRuleField(Enum):
     ATTRIBUTE = "attribute"
 
 
-@strawberry.enum
-class ProactiveRuleOperator(Enum):
-    EQUALS = "equals"
-    NOT_EQUALS = "not_equals"
-    CONTAINS = "contains"
-    NOT_CONTAINS = "not_contains"
-    STARTS_WITH = "starts_with"
-    ENDS_WITH = "ends_with"
-    MATCHES = "matches"
-    IS_SET = "is_set"
-    IS_NOT_SET = "is_not_set"
-    GREATER_THAN = "greater_than"
-    GREATER_OR_EQUAL = "greater_or_equal"
-    LESS_THAN = "less_than"
-    LESS_OR_EQUAL = "less_or_equal"
-    IN = "in"
-    NOT_IN = "not_in"
-    MEMBER_OF = "member_of"
-    NOT_MEMBER_OF = "not_member_of"
+ProactiveRuleOperator = operator_enum("ProactiveRuleOperator", PROACTIVE_OPERATORS)
 
 
 @strawberry.enum
@@ -580,8 +565,8 @@ class ProactiveSubscription:
         principal = ctx.require_contact()
         assert principal.contact_id is not None
         channel = keys.contact_proactive_channel(principal.workspace_id, principal.contact_id)
-        async with _listen(ctx, channel, "contact", None) as events:
+        async with listen(ctx, channel) as events:
             async for event in events:
-                await _still_allowed(ctx, lambda p: p.contact_id == principal.contact_id)
+                await still_allowed(ctx, lambda p: p.contact_id == principal.contact_id)
                 yield ProactiveMessageEvent(cursor=event["cursor"], delivery=ProactiveDelivery.from_row(event["delivery"]))
 

@@ -14,9 +14,10 @@ from strawberry.types import Info
 from core import keys
 from core.context import Context
 from core.errors import Code, PublicError
-from core.hub import SubscriberTooSlow
+from domain.operators import SEGMENT_OPERATORS, Operator
 from models import segments as m
 from resolvers import segments as r
+from runtime.subscriptions import listen, still_allowed
 from resolvers.contacts import load_agent
 from schema.common import JSON, Connection, UserError, mutate, node_id, provided, to_connection
 from schema.contacts import Contact
@@ -32,31 +33,12 @@ class RuleMatch(Enum):
     ANY = "any"
 
 
-@strawberry.enum
-class RuleOperator(Enum):
-    EQUALS = "equals"
-    NOT_EQUALS = "not_equals"
-    CONTAINS = "contains"
-    NOT_CONTAINS = "not_contains"
-    STARTS_WITH = "starts_with"
-    ENDS_WITH = "ends_with"
-    IS_SET = "is_set"
-    IS_NOT_SET = "is_not_set"
-    GREATER_THAN = "greater_than"
-    GREATER_OR_EQUAL = "greater_or_equal"
-    LESS_THAN = "less_than"
-    LESS_OR_EQUAL = "less_or_equal"
-    BETWEEN = "between"
-    IN = "in"
-    NOT_IN = "not_in"
-    BEFORE = "before"
-    AFTER = "after"
-    WITHIN_LAST_DAYS = "within_last_days"
-    MORE_THAN_DAYS_AGO = "more_than_days_ago"
-    # For event.<name> and conversation_count: how many.
-    AT_LEAST = "at_least"
-    AT_MOST = "at_most"
-    EXACTLY = "exactly"
+def operator_enum(name: str, operators: frozenset[Operator]) -> Any:
+    """A GraphQL enum of the rule operators a kind of rule takes, in Operator's order."""
+    return strawberry.enum(Enum(name, [(o.name, o.value) for o in Operator if o in operators]))
+
+
+RuleOperator = operator_enum("RuleOperator", SEGMENT_OPERATORS)
 
 
 EVENT_COUNT_OPERATORS = {"at_least", "at_most", "exactly"}
@@ -296,19 +278,19 @@ class SegmentSubscription:
         segment = await r.find_segment(ctx, str(segment_id))
         if segment is None:
             raise PublicError("No segment with this id.", Code.NOT_FOUND)
-        if ctx.hub is None:
-            raise PublicError("Subscriptions are unavailable.", Code.INVALID)
-        try:
-            async with ctx.hub.subscribe(keys.segment_channel(segment.workspace_id, segment.id)) as events:
-                async for event in events:
-                    ctx.reset_loaders()
-                    if await ctx.refresh_principal() is None or await r.find_segment(ctx, str(segment_id)) is None:
-                        raise PublicError("You can no longer see this segment.", Code.FORBIDDEN)
-                    yield SegmentMembershipChange(
-                        cursor=event["cursor"],
-                        segment_id=segment_id,
-                        joined_contact_ids=[node_id("Contact", i) for i in event.get("joined", [])],
-                        left_contact_ids=[node_id("Contact", i) for i in event.get("left", [])],
-                    )
-        except SubscriberTooSlow:
-            raise PublicError("This subscription fell too far behind and was closed; resubscribe and catch up.", Code.CONFLICT) from None
+        channel = keys.segment_channel(segment.workspace_id, segment.id)
+        too_slow = "This subscription fell too far behind and was closed; resubscribe and catch up."
+        async with listen(ctx, channel, too_slow=too_slow) as events:
+            async for event in events:
+                ctx.reset_loaders()
+                await still_allowed(ctx, lambda _: _still_visible(ctx, segment_id), "You can no longer see this segment.")
+                yield SegmentMembershipChange(
+                    cursor=event["cursor"],
+                    segment_id=segment_id,
+                    joined_contact_ids=[node_id("Contact", i) for i in event.get("joined", [])],
+                    left_contact_ids=[node_id("Contact", i) for i in event.get("left", [])],
+                )
+
+
+async def _still_visible(ctx: Context, segment_id: relay.GlobalID) -> bool:
+    return await r.find_segment(ctx, str(segment_id)) is not None

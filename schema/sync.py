@@ -73,7 +73,7 @@ def _payload(outcome: r.SyncOutcome) -> dict[str, object]:
             SyncContactResult(
                 index=x.index, status=SyncContactStatus(x.status),
                 contact_id=node_id("Contact", x.contact_id) if x.contact_id is not None else None,
-                errors=[UserError(field=e.field, code=e.code.value, message=e.message) for e in x.errors],
+                errors=[UserError(field=e.field, code=e.code, message=e.message) for e in x.errors],
             )
             for x in outcome.results
         ],

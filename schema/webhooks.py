@@ -16,7 +16,7 @@ from core.permissions import Permission
 from models import webhooks as m
 from resolvers import webhooks as r
 from schema.common import JSON, Connection, UserError, mutate, provided, to_connection
-from schema.jobs import Job
+from schema.job_records import Job
 
 WebhookEventType = strawberry.enum(m.WebhookEventType, name="WebhookEventType")
 WebhookDeliveryStatus = strawberry.enum(m.DeliveryStatus, name="WebhookDeliveryStatus")

@@ -1,4 +1,4 @@
-"""The workspace and its people: agents, teams, API keys, channels, settings."""
+"""The workspace and its people: agents, teams, API keys, settings (channels: schema/channels.py)."""
 
 from __future__ import annotations
 
@@ -9,17 +9,12 @@ from strawberry import relay
 from strawberry.types import Info
 
 from core.context import Context
-from runtime.execution import plain
-from models import channels as mc
 from models import workspaces as m
 from resolvers import workspaces as r
-from core.permissions import Permission
-from schema.common import JSON, Connection, UserError, mutate, provided, to_connection
+from schema.common import Connection, UserError, mutate, provided, to_connection
 
 Role = strawberry.enum(m.Role, name="Role")
 MatchingAttribute = strawberry.enum(m.MatchingAttribute, name="MatchingAttribute")
-ChannelKind = strawberry.enum(mc.ChannelKind, name="ChannelKind")
-AutoResponderAudience = strawberry.enum(mc.AutoResponderAudience, name="AutoResponderAudience")
 
 
 @strawberry.type
@@ -68,62 +63,6 @@ class ApiKey(relay.Node):
     @classmethod
     def from_model(cls, k: m.ApiKey) -> ApiKey:
         return cls(id=k.id, name=k.name, prefix=k.prefix, scopes=list(k.scopes), created_at=k.created_at, last_used_at=k.last_used_at, revoked_at=k.revoked_at)
-
-
-@strawberry.type
-class Channel(relay.Node):
-    id: relay.NodeID[int]
-    kind: ChannelKind  # type: ignore[valid-type]
-    name: str
-    public_key: str = strawberry.field(description="Embedded in the widget or app to open contact sessions.")
-    identity_verification: bool
-    business_hours: JSON | None = strawberry.field(
-        description='Weekly schedule: {"timeZone": "Europe/Paris", "days": {"mon": [["09:00", "17:00"]], …}}; null means always open.'
-    )
-    auto_responder_enabled: bool
-    auto_responder_text: str | None
-    auto_responder_audience: AutoResponderAudience  # type: ignore[valid-type]
-    help_reply: str | None = strawberry.field(description="The reply to an inbound HELP text; null uses the built-in text.")
-    offline_notifications: bool = strawberry.field(description="E-mail agents about offline messages and missed chats when no agent is online.")
-    missed_chat_minutes: int
-    created_at: datetime
-    updated_at: datetime
-    _secret: strawberry.Private[str]
-    # Settings a contact session is not shown (the widget's narrow view): null or empty there.
-    _default_sender: strawberry.Private[str | None]
-    _gateway_url: strawberry.Private[str | None]
-    _notify_emails: strawberry.Private[list[str]]
-
-    @strawberry.field(description="From address (e-mail) or sender number (SMS) of outbound messages; null in a contact session.")
-    @plain
-    def default_sender(self, info: Info[Context, None]) -> str | None:
-        return None if info.context.viewing_contact_id is not None else self._default_sender
-
-    @strawberry.field(description="SMS and messenger: outbound messages are POSTed here as signed JSON; null in a contact session.")
-    @plain
-    def gateway_url(self, info: Info[Context, None]) -> str | None:
-        return None if info.context.viewing_contact_id is not None else self._gateway_url
-
-    @strawberry.field(description="Told by e-mail of every new inbound message (none by default); empty in a contact session.")
-    @plain
-    def notify_emails(self, info: Info[Context, None]) -> list[str]:
-        return [] if info.context.viewing_contact_id is not None else self._notify_emails
-
-    @strawberry.field(description="Signs identity hashes and inbound webhooks. Owners and admins only; null for others.")
-    def secret(self, info: Info[Context, None]) -> str | None:
-        principal = info.context.principal
-        return self._secret if principal is not None and principal.can(Permission.WORKSPACE_MANAGE) else None
-
-    @classmethod
-    def from_model(cls, c: mc.Channel) -> Channel:
-        return cls(
-            id=c.id, kind=c.kind, name=c.name, public_key=c.public_key, identity_verification=c.identity_verification,
-            business_hours=c.business_hours, _default_sender=c.default_sender,
-            auto_responder_enabled=c.auto_responder_enabled, auto_responder_text=c.auto_responder_text,
-            auto_responder_audience=c.auto_responder_audience, help_reply=c.help_reply, _gateway_url=c.gateway_url,
-            _notify_emails=list(c.notify_emails or []), offline_notifications=c.offline_notifications,
-            missed_chat_minutes=c.missed_chat_minutes, created_at=c.created_at, updated_at=c.updated_at, _secret=c.secret,
-        )  # fmt: skip
 
 
 @strawberry.type
@@ -250,81 +189,9 @@ class WorkspaceQuery:
     async def api_keys(self, info: Info[Context, None], first: int | None = None, after: str | None = None) -> Connection[ApiKey]:
         return to_connection(await r.list_api_keys(info.context, first=first, after=after), ApiKey.from_model)
 
-    @strawberry.field
-    async def channels(self, info: Info[Context, None], first: int | None = None, after: str | None = None) -> Connection[Channel]:
-        return to_connection(await r.list_channels(info.context, first=first, after=after), Channel.from_model)
-
-
-@strawberry.input
-class ChannelSettingsInput:
-    name: str | None = strawberry.UNSET
-    identity_verification: bool | None = strawberry.UNSET
-    business_hours: JSON | None = strawberry.UNSET
-    default_sender: str | None = strawberry.UNSET
-    auto_responder_enabled: bool | None = strawberry.UNSET
-    auto_responder_text: str | None = strawberry.UNSET
-    auto_responder_audience: AutoResponderAudience | None = strawberry.UNSET  # type: ignore[valid-type]
-    help_reply: str | None = strawberry.UNSET
-    gateway_url: str | None = strawberry.UNSET
-    notify_emails: list[str] | None = strawberry.UNSET
-    offline_notifications: bool | None = strawberry.UNSET
-    missed_chat_minutes: int | None = strawberry.UNSET
-
-
-@strawberry.input
-class CreateChannelInput(ChannelSettingsInput):
-    kind: ChannelKind  # type: ignore[valid-type]
-
-
-@strawberry.input
-class UpdateChannelInput(ChannelSettingsInput):
-    id: relay.GlobalID
-    kind: ChannelKind | None = strawberry.field(  # type: ignore[valid-type]
-        default=strawberry.UNSET, description="Change the kind; live proactive messages of a channel that can no longer show them get errors."
-    )
-
-
-@strawberry.input
-class ChannelIdInput:
-    id: relay.GlobalID
-
-
-@strawberry.type
-class ChannelPayload:
-    channel: Channel | None = None
-    user_errors: list[UserError]
-
-
-@strawberry.type
-class DeleteChannelPayload:
-    deleted_id: relay.GlobalID | None = None
-    user_errors: list[UserError]
-
-
-def _channel(c: mc.Channel) -> dict[str, object]:
-    return {"channel": Channel.from_model(c)}
-
 
 @strawberry.type
 class WorkspaceMutation:
-    @strawberry.mutation(description="Owners and admins: a new channel of any kind, with its settings.")
-    async def create_channel(self, info: Info[Context, None], input: CreateChannelInput) -> ChannelPayload:
-        values = provided(input, r.CHANNEL_SETTINGS)
-        return await mutate(ChannelPayload, r.add_channel(info.context, input.kind, values), _channel)
-
-    @strawberry.mutation(description="Owners and admins: change a channel's settings; omitted fields stay.")
-    async def update_channel(self, info: Info[Context, None], input: UpdateChannelInput) -> ChannelPayload:
-        values = provided(input, (*r.CHANNEL_SETTINGS, "kind"))
-        return await mutate(ChannelPayload, r.update_channel(info.context, str(input.id), values), _channel)
-
-    @strawberry.mutation(description="Owners and admins: a new secret; identity hashes and webhooks signed with the old one stop working.")
-    async def rotate_channel_secret(self, info: Info[Context, None], input: ChannelIdInput) -> ChannelPayload:
-        return await mutate(ChannelPayload, r.rotate_channel_secret(info.context, str(input.id)), _channel)
-
-    @strawberry.mutation(description="Owners and admins: removes the channel with its conversations and messages.")
-    async def delete_channel(self, info: Info[Context, None], input: ChannelIdInput) -> DeleteChannelPayload:
-        return await mutate(DeleteChannelPayload, r.delete_channel(info.context, str(input.id)), lambda _: {"deleted_id": input.id})
-
     @strawberry.mutation(description="Owners and admins: name, time zone, identity matching, CRM edit rights, attribution window.")
     async def update_workspace(self, info: Info[Context, None], input: UpdateWorkspaceInput) -> WorkspacePayload:
         values = provided(

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 from core.config import settings
 from domain import exports as ex
 from models.contacts import DeletedContact
-from models.jobs import Job, JobKind, JobStatus
+from models.job_records import Job, JobKind, JobStatus
 
 EXPORT_KINDS = (JobKind.EXPORT, JobKind.ATTRIBUTE_REPORT)
 

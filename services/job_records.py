@@ -43,7 +43,7 @@ from tortoise.expressions import F
 
 from core import keys
 from core.permissions import Principal, PrincipalKind
-from models.jobs import Job, JobKind, JobStatus
+from models.job_records import Job, JobKind, JobStatus
 
 log = logging.getLogger("parley.jobs.tracking")
 

@@ -150,15 +150,17 @@ class LiveServer:
                 self.process.wait()
 
 
-def start_server(tmp_path: Path, env: dict[str, str] | None = None, name: str = "server") -> LiveServer:
-    """uvicorn asgi:app on a free port, with this test run's database and Redis."""
+def start_server(tmp_path: Path, env: dict[str, str] | None = None, name: str = "server", log_level: str = "warning",
+                 workers: int = 1) -> LiveServer:  # fmt: skip
+    """uvicorn asgi:app on a free port, with this test run's database and Redis (uvicorn's
+    `--log-level`: "info" writes an access line a request; `--workers`)."""
     port = free_port()
     log = tmp_path / f"{name}.log"
     full_env = {**os.environ, **(env or {})}
     with log.open("wb") as out:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "asgi:app", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-             "--no-proxy-headers"],  # the app reads X-Forwarded-For itself (core/client_ip.py)
+            [sys.executable, "-m", "uvicorn", "asgi:app", "--host", "127.0.0.1", "--port", str(port), "--log-level", log_level,
+             "--no-proxy-headers", "--workers", str(workers)],  # the app reads X-Forwarded-For itself (core/client_ip.py)
             cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     server = LiveServer(url=f"http://127.0.0.1:{port}", ws_url=f"ws://127.0.0.1:{port}/graphql", process=process, log=log)

@@ -2,7 +2,7 @@
 it receives, and an HTTP server that records requests and answers as told.
 
     with SmtpSink() as sink:                       # or the `smtp_sink` fixture
-        await send_mail(...)                       # with SMTP_HOST/SMTP_PORT pointing at it
+        await send_mail(Mail(...))                 # with SMTP_HOST/SMTP_PORT pointing at it
         [mail] = await sink.wait_for(1)
         mail.message["Subject"], mail.text, mail.envelope_to
 

@@ -2,7 +2,7 @@ from tortoise import migrations
 from tortoise.migrations import operations as ops
 import functools
 from json import dumps, loads
-from models.jobs import JobKind, JobStatus
+from models.job_records import JobKind, JobStatus
 from tortoise.fields.base import OnDelete
 from tortoise import fields
 from tortoise.indexes import Index

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import httpx
@@ -199,13 +200,15 @@ async def test_the_plain_path_answers_as_strawberrys_path_does(app: Any, client:
         # Over the query cost budget (core/cost.py): refused before it runs, a request error.
         ({"query": page.replace("node {", "node { events(first: 100) { edges { node { id } } }"), "variables": {"n": 100}}, agent, GRAPHQL_RESPONSE),
         ({"query": page.replace("node {", "node { events(first: 100) { edges { node { id } } }"), "variables": {"n": 100}}, agent, "application/json"),
+        # An automatic persisted query sent with its document (runtime/persisted.py).
+        ({"query": "{ workspace { name } }", "extensions": {"persistedQuery": {"version": 1, "sha256Hash": hashlib.sha256(b"{ workspace { name } }").hexdigest()}}},
+         agent, "application/json"),
     ]
     strawberrys = [
         ({"query": "query A { viewer { kind } } query B { workspace { name } }", "operationName": "C"}, agent, GRAPHQL_RESPONSE),
         ({"query": "query A { viewer { kind } } query B { workspace { name } }"}, agent, "application/json"),
         ({"query": "{ contacts { "}, agent, GRAPHQL_RESPONSE),
         ({"query": "{ workspace { name } }", "extensions": {"trace": True}}, agent, "application/json"),
-        ({"query": "subscription { conversationEvents { kind } }"}, agent, GRAPHQL_RESPONSE),
     ]
     view = next(route.app for route in app.routes if getattr(route, "path", None) == "/graphql" and isinstance(route.app, ParleyGraphQL))
     executed = []
@@ -319,3 +322,19 @@ async def test_list_pages_leave_nothing_for_the_garbage_collector(app: Any, tena
     inbox = answers[1]["data"]["conversations"]["edges"]
     assert len(inbox) == 3 and all(e["node"]["assignee"]["id"] and e["node"]["lastMessage"]["body"] for e in inbox)
     assert unreachable == 0
+
+
+async def test_subscriptions_over_http_are_refused_saying_where_they_are_served(client: httpx.AsyncClient) -> None:
+    """multipart/mixed (Apollo's HTTP subscriptions) and text/event-stream are not offered:
+    such streams would escape the socket guard that closes sockets whose credentials end."""
+    subscription = "subscription { unreadCount }"
+    for accept in ("multipart/mixed;subscriptionSpec=1.0, application/json", "text/event-stream", GRAPHQL_RESPONSE):
+        for response in (
+            await client.post("/graphql", json={"query": subscription}, headers={"accept": accept}),
+            await client.get("/graphql", params={"query": subscription}, headers={"accept": accept}),
+        ):
+            assert response.headers["content-type"].startswith(("application/json", GRAPHQL_RESPONSE)), accept
+            [error] = response.json()["errors"]
+            assert error["extensions"]["code"] == "NOT_ALLOWED"
+            assert "over WebSocket only" in error["message"]
+            assert response.status_code == (400 if accept == GRAPHQL_RESPONSE else 200)

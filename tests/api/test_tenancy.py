@@ -33,7 +33,7 @@ from websockets.asyncio.client import connect
 
 from core.config import settings
 from domain.identity import user_hash
-from resolvers.workspaces import PLATFORM_ATTRIBUTES
+from resolvers.attributes import PLATFORM_ATTRIBUTES
 from tests.conftest import Api, Tenant
 
 # Every object type implementing Node, with the case that creates one in a workspace.
@@ -306,6 +306,8 @@ ROOT_FIELDS_WITH_IDS = {
         "job": "test_jobs_and_exports_of_another_workspace_are_invisible",
         "campaign": "test_campaigns_of_another_workspace_are_invisible",
         "proactiveMessage": "test_proactive_messages_of_another_workspace_are_invisible",
+        "pushSettings": "test_push_settings_and_log_of_another_workspace_are_out_of_reach",
+        "pushAttempts": "test_push_settings_and_log_of_another_workspace_are_out_of_reach",
     },
     "Subscription": {
         "contactUpdated": "test_subscriptions_do_not_cross_workspaces",
@@ -492,6 +494,25 @@ async def test_campaigns_of_another_workspace_are_invisible(api: Api, worlds: li
             assert listed == {a.ids["Campaign"]}, who
 
 
+PUSH_SETTINGS_Q = "query($c: ID!) { pushSettings(channelId: $c) { showMessageText } }"
+PUSH_LOG_Q = "query($c: ID) { pushAttempts(channelId: $c) { totalCount } }"
+
+
+async def test_push_settings_and_log_of_another_workspace_are_out_of_reach(api: Api, worlds: list[World]) -> None:
+    a, b = await intact(api, worlds)
+    # B's channel is a web widget: B's owner gets null (no push there), A's owner the same.
+    assert (await api(PUSH_SETTINGS_Q, {"c": b.ids["Channel"]}, token=b.owner))["pushSettings"] is None
+    assert (await api(PUSH_SETTINGS_Q, {"c": b.ids["Channel"]}, token=a.owner))["pushSettings"] is None
+    errors = await api.errors(PUSH_LOG_Q, {"c": b.ids["Channel"]}, token=a.owner)
+    assert [e["extensions"]["code"] for e in errors] == ["NOT_FOUND"]
+    assert (await api(PUSH_LOG_Q, {"c": None}, token=a.owner))["pushAttempts"]["totalCount"] == 0
+    # Keys and contact sessions read neither.
+    for token in (a.key, a.session_token):
+        for query in (PUSH_SETTINGS_Q, PUSH_LOG_Q):
+            errors = await api.errors(query, {"c": a.ids["Channel"]}, token=token)
+            assert [e["extensions"]["code"] for e in errors] == ["FORBIDDEN"]
+
+
 PROACTIVE_Q = "query($id: ID!) { proactiveMessage(id: $id) { id status } }"
 PROACTIVE_LIST = "{ proactiveMessages(first: 100) { edges { node { id } } } bots { edges { node { id answers { id } } } } }"
 
@@ -625,6 +646,15 @@ MUTATION_CASES = [
          ["id"], principals=("owner",)),
     Case("rotateChannelSecret", "ChannelIdInput", lambda a, b: {"id": b.ids["Channel"]}, ["id"], principals=("owner",)),
     Case("deleteChannel", "ChannelIdInput", lambda a, b: {"id": b.ids["Channel"]}, ["id"], principals=("owner",)),
+    Case("setApnsCredentials", "SetApnsCredentialsInput",
+         lambda a, b: {"channelId": b.ids["Channel"], "privateKey": "k", "keyId": "ABC123DEFG", "teamId": "TEAM123456",
+                       "bundleId": "com.evil.app"}, ["channelId"], principals=("owner",)),
+    Case("setFcmCredentials", "SetFcmCredentialsInput", lambda a, b: {"channelId": b.ids["Channel"], "serviceAccountJson": "{}"},
+         ["channelId"], principals=("owner",)),
+    Case("removePushCredentials", "RemovePushCredentialsInput", lambda a, b: {"channelId": b.ids["Channel"], "platform": "IOS"},
+         ["channelId"], principals=("owner",)),
+    Case("setPushOptions", "SetPushOptionsInput", lambda a, b: {"channelId": b.ids["Channel"], "showMessageText": True},
+         ["channelId"], principals=("owner",)),
     Case("deleteTopic", "TopicIdInput", lambda a, b: {"id": b.ids["Topic"]}, ["id"], principals=("owner",)),
     Case("startConversation", "StartConversationInput",
          lambda a, b: {"body": "pwned", "contactId": b.ids["Contact"], "channelId": a.ids["Channel"]}, ["contactId"], "B-contact"),

@@ -12,7 +12,7 @@ import pytest
 
 from core import keys
 from core.db import dialect
-from jobs.delivery import deliver_message
+from jobs.sending import deliver_message
 from jobs.segments import refresh_dirty_contacts, refresh_segment
 from models.attribution import Receipt
 from models.campaigns import Campaign, CampaignRecipient

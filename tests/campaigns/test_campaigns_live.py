@@ -18,7 +18,7 @@ import httpx
 from models.attribution import Receipt
 from models.campaigns import Campaign, CampaignRecipient
 from models.conversations import Conversation, Message
-from models.jobs import Job
+from models.job_records import Job
 from tests.campaigns.helpers import CREATE, contact, create, gid, read
 from tests.conftest import Tenant, pk, start_server, start_worker, stop_process
 from tests.realtime.wsclient import GraphQLWs

@@ -1,4 +1,4 @@
-"""Contacts through the API: fields, validation, attributes, tags, notes, the list."""
+"""Contacts through the API: fields, validation, attribute values, tags, notes, the list."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from models.contacts import Contact
+from tests.attributes.test_attributes import define
 
 CREATE = """mutation($input: CreateContactInput!) { createContact(input: $input) {
   contact { id name email phone country externalId vip smsConsent tags attributes { key value } }
@@ -14,14 +15,6 @@ CREATE = """mutation($input: CreateContactInput!) { createContact(input: $input)
 UPDATE = """mutation($input: UpdateContactInput!) { updateContact(input: $input) {
   contact { id name email phone city attributes { key value definition { type } } }
   userErrors { field code message } } }"""
-DEFINE = """mutation($input: CreateAttributeDefinitionInput!) { createAttributeDefinition(input: $input) {
-  attributeDefinition { id key type options position source } userErrors { field code message } } }"""
-
-
-async def define(tenant: Any, key: str, type_: str, **extra: Any) -> dict[str, Any]:
-    data = await tenant.api(DEFINE, {"input": {"key": key, "label": key.title(), "type": type_, **extra}}, token=tenant.owner_token)
-    assert data["createAttributeDefinition"]["userErrors"] == []
-    return data["createAttributeDefinition"]["attributeDefinition"]  # type: ignore[no-any-return]
 
 
 async def test_create_normalises_fields(tenant: Any) -> None:
@@ -89,41 +82,6 @@ async def test_custom_attributes_are_typed_by_their_definition(tenant: Any) -> N
 
     cleared = await tenant.api(UPDATE, {"input": {"id": contact["id"], "attributes": [{"key": "seats", "value": None}]}}, token=tenant.owner_token)
     assert {a["key"] for a in cleared["updateContact"]["contact"]["attributes"]} == {"plan", "renews_on", "churned"}
-
-
-async def test_attribute_definitions_crud_reorder_and_delete_strips_values(tenant: Any) -> None:
-    a = await define(tenant, "tier", "TEXT")
-    b = await define(tenant, "score", "NUMBER")
-    assert b["position"] == a["position"] + 1
-    bad = await tenant.api(DEFINE, {"input": {"key": "Bad Key", "label": "", "type": "LIST", "options": []}}, token=tenant.owner_token)
-    assert {tuple(e["field"]) for e in bad["createAttributeDefinition"]["userErrors"]} == {("key",), ("label",), ("options",)}
-    taken = await tenant.api(DEFINE, {"input": {"key": "email", "label": "E", "type": "TEXT"}}, token=tenant.owner_token)
-    assert taken["createAttributeDefinition"]["userErrors"][0]["code"] == "TAKEN"
-
-    listing = await tenant.api("{ attributeDefinitions { edges { node { id key } } } }", token=tenant.owner_token)
-    ids = [e["node"]["id"] for e in listing["attributeDefinitions"]["edges"]]
-    reordered = await tenant.api(
-        "mutation($input: ReorderAttributeDefinitionsInput!) { reorderAttributeDefinitions(input: $input) { attributeDefinitions { key position } userErrors { code } } }",
-        {"input": {"ids": list(reversed(ids))}}, token=tenant.owner_token,
-    )  # fmt: skip
-    assert [d["position"] for d in reordered["reorderAttributeDefinitions"]["attributeDefinitions"]] == list(range(len(ids)))
-    assert reordered["reorderAttributeDefinitions"]["attributeDefinitions"][0]["key"] == "score"
-
-    hidden = await tenant.api(
-        "mutation($input: UpdateAttributeDefinitionInput!) { updateAttributeDefinition(input: $input) { attributeDefinition { visible label } userErrors { code } } }",
-        {"input": {"id": a["id"], "visible": False, "label": "Tier (legacy)"}}, token=tenant.owner_token,
-    )  # fmt: skip
-    assert hidden["updateAttributeDefinition"]["attributeDefinition"] == {"visible": False, "label": "Tier (legacy)"}
-
-    contact = await tenant.contact(name="Ken", attributes=[{"key": "tier", "value": "gold"}, {"key": "score", "value": 3}])
-    deleted = await tenant.api(
-        "mutation($input: ContactIdInput!) { deleteAttributeDefinition(input: $input) { deletedId userErrors { code } } }",
-        {"input": {"id": a["id"]}}, token=tenant.owner_token,
-    )  # fmt: skip
-    assert deleted["deleteAttributeDefinition"]["deletedId"] == a["id"]
-    row = await Contact.get(workspace_id=tenant.workspace.id, name="Ken")
-    assert row.attributes == {"score": 3}
-    assert contact["id"]
 
 
 async def test_tags_add_and_remove(tenant: Any) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 from domain.identity import user_hash
 from models.channels import ChannelKind
 from models.contacts import Contact
-from resolvers.workspaces import create_channel
+from resolvers.channels import create_channel
 
 SESSION = """mutation($input: StartContactSessionInput!) { startContactSession(input: $input) {
   token contact { id email name externalId platform ip os attributes { key value } } userErrors { field code message } } }"""

@@ -14,7 +14,8 @@ from domain.identity import user_hash
 from models.channels import ChannelKind
 from models.contacts import ContactChange
 from models.conversations import Conversation
-from resolvers.workspaces import create_channel, create_workspace
+from resolvers.channels import create_channel
+from resolvers.workspaces import create_workspace
 from tests.conftest import LiveServer, Tenant, gql, pk
 from tests.conversations.test_inbound import inbound, make_channel
 from tests.loopback import HttpSink

@@ -22,14 +22,14 @@ from models.conversations import Conversation, ConversationStatus, DeliveryState
 from resolvers import inbound as inbound_module
 from core.signing import SIGNATURE_HEADER, signature
 from resolvers.inbound import MAX_WEBHOOK_BYTES
-from resolvers.workspaces import create_channel
+from resolvers.channels import create_channel
 from tests.conftest import SmtpSettings, Tenant, pk
 
 PHONE = "+14155550100"
 CARD = "4111 1111 1111 1111"
 
 
-# -- helpers (test_delivery.py uses them too) ------------------------------------------------
+# -- helpers (test_sending.py uses them too) ------------------------------------------------
 
 
 @pytest.fixture(autouse=True)
@@ -430,7 +430,7 @@ async def test_messenger_users_are_contacts_by_their_page_scoped_id(client: http
 async def test_card_numbers_are_masked_before_anything_keeps_them(
     client: httpx.AsyncClient, tenant: Tenant, app: Any, smtp_settings: SmtpSettings
 ) -> None:
-    from jobs.delivery import notify_new_message
+    from jobs.sending import notify_new_message
 
     channel = await make_channel(tenant, ChannelKind.SMS, notify_emails=["support@acme.test"])
     answer = await inbound(

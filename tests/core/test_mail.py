@@ -14,7 +14,7 @@ import pytest
 
 from core.config import settings
 from core.embedded_redis import free_port
-from core.mail import MailError, MailNotConfigured, send_mail
+from core.mail import Mail, MailError, MailNotConfigured, send_mail
 from tests.conftest import ROOT, SmtpSettings
 from tests.loopback import HttpSink, SmtpSink
 
@@ -22,7 +22,7 @@ TEXT = "Bonjour Ada,\n\nÇa marche — 你好, naïve café ✓.\n"
 
 
 async def test_send_mail_delivers_a_utf8_message(smtp_settings: SmtpSettings) -> None:
-    message_id = await send_mail(
+    message_id = await send_mail(Mail(
         to=["Ada Lovelace <ada@example.com>", "bob@example.com"],
         subject="Réponse à votre question ✓",
         text=TEXT,
@@ -30,7 +30,7 @@ async def test_send_mail_delivers_a_utf8_message(smtp_settings: SmtpSettings) ->
         in_reply_to="<original@example.com>",
         references=["<first@example.com>", "<original@example.com>"],
         headers={"X-Parley-Conversation": "c_42", "Auto-Submitted": "auto-generated"},
-    )
+    ))
 
     [mail] = await smtp_settings.sink.wait_for(1)
     assert mail.envelope_from == "no-reply@parley.localhost"
@@ -53,9 +53,9 @@ async def test_send_mail_delivers_a_utf8_message(smtp_settings: SmtpSettings) ->
 
 
 async def test_from_addr_sets_the_sender_and_the_message_id_domain(smtp_settings: SmtpSettings) -> None:
-    message_id = await send_mail(
+    message_id = await send_mail(Mail(
         to=["ada@example.com"], subject="Hi", text="Hi", from_addr="Acme Support <help@acme.example>"
-    )
+    ))
 
     [mail] = await smtp_settings.sink.wait_for(1)
     assert mail.envelope_from == "help@acme.example"
@@ -84,14 +84,14 @@ async def test_from_addr_sets_the_sender_and_the_message_id_domain(smtp_settings
 async def test_header_injection_is_refused(smtp_settings: SmtpSettings, field: str, override: dict[str, Any]) -> None:
     args: dict[str, Any] = {"to": ["ada@example.com"], "subject": "Hello", "text": "Hi", **override}
     with pytest.raises(ValueError, match=rf"^{field}\b"):
-        await send_mail(**args)
+        await send_mail(Mail(**args))
     assert smtp_settings.sink.messages == []
 
 
 async def test_no_smtp_host_means_mail_not_configured(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(settings, "smtp_host", None)
     with pytest.raises(MailNotConfigured, match="SMTP_HOST"):
-        await send_mail(to=["ada@example.com"], subject="Hi", text="Hi")
+        await send_mail(Mail(to=["ada@example.com"], subject="Hi", text="Hi"))
 
 
 async def test_unreachable_server_is_a_mail_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -100,14 +100,14 @@ async def test_unreachable_server_is_a_mail_error(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(settings, "smtp_port", port)
     monkeypatch.setattr(settings, "smtp_tls", "none")
     with pytest.raises(MailError, match=f"127.0.0.1:{port}"):
-        await send_mail(to=["ada@example.com"], subject="Hi", text="Hi")
+        await send_mail(Mail(to=["ada@example.com"], subject="Hi", text="Hi"))
 
 
 async def test_a_refused_message_is_a_mail_error(smtp_settings: SmtpSettings) -> None:
     smtp_settings.sink.fail_next(1)
     with pytest.raises(MailError, match="Try again later"):
-        await send_mail(to=["ada@example.com"], subject="Hi", text="first")
-    await send_mail(to=["ada@example.com"], subject="Hi", text="second")
+        await send_mail(Mail(to=["ada@example.com"], subject="Hi", text="first"))
+    await send_mail(Mail(to=["ada@example.com"], subject="Hi", text="second"))
 
     [mail] = await smtp_settings.sink.wait_for(1)
     assert mail.text == "second\n"
@@ -115,7 +115,7 @@ async def test_a_refused_message_is_a_mail_error(smtp_settings: SmtpSettings) ->
 
 async def test_a_subprocess_sends_to_the_sink_through_env(smtp_settings: SmtpSettings) -> None:
     # The test blocks its own loop here; the sink answers from its thread all the same.
-    code = "import asyncio; from core.mail import send_mail; print(asyncio.run(send_mail(to=['ada@example.com'], subject='From afar', text='hi')))"
+    code = "import asyncio; from core.mail import Mail, send_mail; print(asyncio.run(send_mail(Mail(to=['ada@example.com'], subject='From afar', text='hi'))))"
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env={**os.environ, **smtp_settings.env},
         capture_output=True, text=True, timeout=60,

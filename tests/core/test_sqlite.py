@@ -19,7 +19,7 @@ import pytest
 from tortoise.transactions import in_transaction
 
 from models.contacts import Contact
-from models.jobs import Job
+from models.job_records import Job
 from tests.conftest import Tenant, pk, start_server, start_worker, stop_process
 
 sqlite_only = pytest.mark.skipif(

@@ -216,7 +216,9 @@ async def test_a_socket_that_stops_reading_is_dropped_without_holding_up_the_oth
                 body = "x" * 16_000
                 sent = 0
                 while await _metric(server, "parley_hub_dropped_subscribers_total") == 0:
-                    assert sent < 400, "the socket that stopped reading was never dropped"
+                    # Dropped once the kernel's buffers (up to 4 MB of send buffer here) and the
+                    # small backlog are full: about 300 frames, more on a busy machine.
+                    assert sent < 1_000, "the socket that stopped reading was never dropped"
                     await _send(server, tenant.owner_token, conversation_id, f"{sent} {body}")
                     # The reading socket is not held up: it has each message before the next is sent.
                     assert (await fast.next_data())["messageAdded"]["message"]["body"] == f"{sent} {body}"

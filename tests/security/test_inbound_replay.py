@@ -15,7 +15,7 @@ from core.config import settings
 from core.signing import SIGNATURE_HEADER, SIGNATURE_TOLERANCE, signature
 from models.channels import Channel, ChannelKind
 from models.conversations import Direction, Message
-from resolvers.workspaces import create_channel
+from resolvers.channels import create_channel
 from tests.conftest import Tenant
 
 PHONE = "+14155550100"

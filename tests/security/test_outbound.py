@@ -23,10 +23,10 @@ import pytest
 from core import outbound
 from core.config import Settings, settings
 from core.outbound import OutboundError, literal_address, refusal, url_problem
-from jobs.delivery import deliver_message
+from jobs.sending import deliver_message
 from models.conversations import DeliveryState, Message
 from tests.conftest import Tenant
-from tests.conversations.test_delivery import reply, subscribed_sms_conversation
+from tests.conversations.test_sending import reply, subscribed_sms_conversation
 from tests.conversations.test_inbound import empty_queue  # noqa: F401 - the autouse fixture, here too
 from tests.conversations.test_inbound import job_ctx
 from tests.loopback import HttpSink

@@ -27,7 +27,7 @@ from core.auth import hash_password
 from core.signing import SIGNATURE_HEADER, signature
 from models.channels import ChannelKind
 from models.workspaces import Agent
-from resolvers.workspaces import create_channel
+from resolvers.channels import create_channel
 from tests.conftest import LiveServer, Tenant, start_server
 
 LOGIN = "mutation($e: String!, $p: String!) { login(input: {email: $e, password: $p}) { token userErrors { code } } }"

@@ -56,7 +56,7 @@ async def _raw_request(server: LiveServer, head: str, body_parts: list[bytes]) -
 
 async def _paths(tenant: Tenant) -> dict[str, str]:
     from models.channels import ChannelKind
-    from resolvers.workspaces import create_channel
+    from resolvers.channels import create_channel
 
     sms = await create_channel(tenant.workspace.id, ChannelKind.SMS, "SMS")
     return {"graphql": "/graphql", "hooks": f"/hooks/channels/{sms.public_key}/inbound"}

@@ -4,6 +4,7 @@ join (and later the leave), and a WebSocket subscriber on a real server hears bo
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +33,24 @@ async def wait_for_subscribers(http: httpx.AsyncClient, count: int) -> None:
     raise AssertionError(f"no subscriber registered: {metrics}")
 
 
+def owner_api(http: httpx.AsyncClient, tenant: Any) -> Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]:
+    """The owner's requests to a live server: the data, or the test fails on errors."""
+
+    async def gql(query: str, variables: dict[str, Any]) -> dict[str, Any]:
+        body = (await http.post("/graphql", json={"query": query, "variables": variables},
+                                headers={"authorization": f"Bearer {tenant.owner_token}"})).json()  # fmt: skip
+        assert not body.get("errors"), body
+        return body["data"]  # type: ignore[no-any-return]
+
+    return gql
+
+
 async def test_join_and_leave_reach_a_subscriber(tenant: Any, tmp_path: Path) -> None:
     server = start_server(tmp_path)
     worker = start_worker(tmp_path)
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
-
-            async def gql(query: str, variables: dict[str, Any]) -> dict[str, Any]:
-                body = (await http.post("/graphql", json={"query": query, "variables": variables},
-                                        headers={"authorization": f"Bearer {tenant.owner_token}"})).json()  # fmt: skip
-                assert not body.get("errors"), body
-                return body["data"]  # type: ignore[no-any-return]
+            gql = owner_api(http, tenant)
 
             made = await gql(
                 "mutation($input: CreateSegmentInput!) { createSegment(input: $input) { segment { id } userErrors { message } } }",
@@ -70,6 +78,42 @@ async def test_join_and_leave_reach_a_subscriber(tenant: Any, tmp_path: Path) ->
                 assert int(left["cursor"]) > int(joined["cursor"])
             members = await gql("query($id: ID!) { segment(id: $id) { memberCount } }", {"id": segment_id})
             assert members["segment"]["memberCount"] == 0
+    finally:
+        stop_process(worker)
+        server.stop()
+
+
+async def test_an_agent_who_can_no_longer_see_the_segment_is_refused_at_the_next_event(tenant: Any, tmp_path: Path) -> None:
+    """The subscription checks again at each event (runtime/subscriptions.py, still_allowed):
+    the owner makes the segment personal, and the agent's next event is a FORBIDDEN error."""
+    _, agent_token = await tenant.agent(role="agent")
+    server = start_server(tmp_path)
+    worker = start_worker(tmp_path)
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+            gql = owner_api(http, tenant)
+
+            made = await gql(CREATE_SEGMENT, {"input": {"name": "VIPs", "visibility": "EVERYONE", "rules": {"match": "ALL", "conditions": [
+                {"field": "tag", "operator": "EQUALS", "value": {"text": "vip"}}]}}})  # fmt: skip
+            segment_id = made["createSegment"]["segment"]["id"]
+            async with GraphQLWs.open(server.ws_url, agent_token) as ws:
+                sub = await ws.subscribe(SUBSCRIBE, {"id": segment_id})
+                await wait_for_subscribers(http, 1)
+                await gql(CREATE_CONTACT, {"input": {"name": "First", "tags": ["vip"]}})
+                assert (await sub.next_data(timeout=20))["segmentMembershipChanged"]["joinedContactIds"]
+
+                hidden = await gql(
+                    "mutation($input: UpdateSegmentInput!) { updateSegment(input: $input) { userErrors { message } } }",
+                    {"input": {"id": segment_id, "visibility": "PERSONAL"}},
+                )
+                assert hidden["updateSegment"]["userErrors"] == []
+                await gql(CREATE_CONTACT, {"input": {"name": "Second", "tags": ["vip"]}})
+                refused = await sub.receive(timeout=20)
+                assert refused["type"] == "next", refused
+                [error] = refused["payload"]["errors"]
+                assert error["extensions"]["code"] == "FORBIDDEN"
+                assert error["message"] == "You can no longer see this segment."
+                assert refused["payload"].get("data") is None
     finally:
         stop_process(worker)
         server.stop()

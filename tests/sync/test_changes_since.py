@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from core.db import dialect
-import jobs.contacts
-from jobs.contacts import prune_contact_changes
+import jobs.sync
+from jobs.sync import prune_contact_changes
 from models.contacts import ContactChange
 from tests.conftest import Tenant
 
@@ -85,7 +85,7 @@ async def test_another_workspaces_changes_are_never_listed(tenant: Tenant, make_
 
 
 async def test_a_pruned_cursor_asks_for_a_full_resync(tenant: Tenant, make_tenant: Any, monkeypatch: Any) -> None:
-    monkeypatch.setattr(jobs.contacts, "PRUNE_BATCH", 1)  # each row in a statement of its own
+    monkeypatch.setattr(jobs.sync, "PRUNE_BATCH", 1)  # each row in a statement of its own
     ada = await tenant.contact(name="Ada")
     old_cursor = (await feed(tenant))["edges"][0]["cursor"]
     await tenant.api(UPDATE, {"i": {"id": ada["id"], "name": "Ada 2"}}, token=tenant.owner_token)

@@ -18,7 +18,7 @@ from arq import Retry
 
 from core import presence
 from core.config import settings
-from jobs.delivery import (
+from jobs.sending import (
     DELIVERY_TRIES,
     RETRY_DELAYS,
     check_missed_chat,

@@ -16,7 +16,7 @@ from core.config import settings
 from models.contacts import AttributeDefinition, Contact, ContactTag
 from services.exports import export_path
 from tests.conftest import Tenant
-from tests.jobs.test_exports import job_of, pk, run, start
+from tests.exports.test_exports import job_of, pk, run, start
 
 ROWS = 50_000
 BUDGET = 3_000_000  # bytes of Python memory the export may hold at its peak

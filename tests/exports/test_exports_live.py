@@ -73,7 +73,7 @@ async def test_an_export_runs_in_the_worker_and_a_subscriber_follows_it(tenant: 
 
 
 async def test_a_subscriber_to_a_finished_job_gets_its_state_and_completes(app: Any, tenant: Tenant, live_server: Any) -> None:
-    from tests.jobs.test_exports import run, start
+    from tests.exports.test_exports import run, start
 
     job = await start(tenant, columns=["email"])
     await run(app, job["id"])

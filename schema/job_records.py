@@ -13,12 +13,12 @@ from strawberry.types import Info
 from core import keys
 from core.context import Context
 from core.errors import Code, PublicError
-from core.hub import SubscriberTooSlow
 from core.permissions import Permission
-from models import jobs as m
-from resolvers import jobs as r
+from models import job_records as m
+from resolvers import job_records as r
 from resolvers.contacts import load_agent
 from resolvers.exports import download_url
+from runtime.subscriptions import listen, still_allowed
 from schema.common import JSON, Connection, UserError, mutate, to_connection
 from schema.workspaces import Agent, ApiKey
 
@@ -111,36 +111,30 @@ class JobSubscription:
         job = await r.get_job(ctx, str(job_id))
         if job is None:
             raise PublicError("No job with this id.", Code.NOT_FOUND)
-        if ctx.hub is None:
-            raise PublicError("Subscriptions are unavailable.", Code.INVALID)
-        try:
-            async with ctx.hub.subscribe(keys.job_channel(job.workspace_id, job.id)) as events:
-                # Read after subscribing: a change made in between is both read and heard.
-                current = await r.job_by_id(ctx, job.id)
-                if current is None:
+        too_slow = "This subscription fell too far behind and was closed; resubscribe."
+        async with listen(ctx, keys.job_channel(job.workspace_id, job.id), too_slow=too_slow) as events:
+            # Read after subscribing: a change made in between is both read and heard.
+            current = await r.job_by_id(ctx, job.id)
+            if current is None:
+                return
+            yield Job.from_model(current)
+            seen = current.seq
+            if current.status.finished:
+                return
+            async for event in events:
+                if int(event["cursor"]) <= seen:
+                    continue  # already delivered: the state read above included it
+                # Authorisation again at send time: the principal may have lost access.
+                await still_allowed(ctx, lambda p: r.can_see_job(p, current), "You can no longer see this job.")
+                status = m.JobStatus(event["status"])
+                if status.finished:
+                    # The final state in full (result, error), from the database.
+                    final = await r.job_by_id(ctx, job.id)
+                    if final is not None:
+                        yield Job.from_model(final)
                     return
+                # Progress as the event tells it: each one is delivered, none coalesced.
+                current = copy.copy(current)
+                current.status, current.processed, current.total = status, event["processed"], event["total"]
+                current.seq = seen = int(event["cursor"])
                 yield Job.from_model(current)
-                seen = current.seq
-                if current.status.finished:
-                    return
-                async for event in events:
-                    if int(event["cursor"]) <= seen:
-                        continue  # already delivered: the state read above included it
-                    # Authorisation again at send time: the principal may have lost access.
-                    principal = await ctx.refresh_principal()
-                    if principal is None or not r.can_see_job(principal, current):
-                        raise PublicError("You can no longer see this job.", Code.FORBIDDEN)
-                    status = m.JobStatus(event["status"])
-                    if status.finished:
-                        # The final state in full (result, error), from the database.
-                        final = await r.job_by_id(ctx, job.id)
-                        if final is not None:
-                            yield Job.from_model(final)
-                        return
-                    # Progress as the event tells it: each one is delivered, none coalesced.
-                    current = copy.copy(current)
-                    current.status, current.processed, current.total = status, event["processed"], event["total"]
-                    current.seq = seen = int(event["cursor"])
-                    yield Job.from_model(current)
-        except SubscriberTooSlow:
-            raise PublicError("This subscription fell too far behind and was closed; resubscribe.", Code.CONFLICT) from None

@@ -1,4 +1,5 @@
-"""Contact housekeeping jobs."""
+"""Housekeeping of what CRM sync keeps: the contact change log that `contactsChangedSince`
+pages through, and the idempotency keys of `syncContacts`."""
 
 from __future__ import annotations
 

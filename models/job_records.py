@@ -9,9 +9,8 @@ from typing import Any
 
 from tortoise import fields
 from tortoise.indexes import Index
-from tortoise.models import Model
 
-from models.workspaces import Agent, ApiKey, Workspace
+from models.workspaces import Agent, ApiKey, WorkspaceScoped
 
 
 class JobKind(StrEnum):
@@ -35,12 +34,8 @@ class JobStatus(StrEnum):
         return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
-class Job(Model):
+class Job(WorkspaceScoped):
     id = fields.BigIntField(primary_key=True)
-    workspace: fields.ForeignKeyRelation[Workspace] = fields.ForeignKeyField(
-        "models.Workspace", related_name=False, on_delete=fields.CASCADE
-    )
-    workspace_id: int
     kind = fields.CharEnumField(JobKind, max_length=32)
     status = fields.CharEnumField(JobStatus, max_length=16, default=JobStatus.QUEUED)
     # What the job was asked to do (columns, segment id, endpoint id), as plain data.

@@ -10,7 +10,7 @@ from __future__ import annotations
 from core.context import Context
 from core.errors import Code, UserFailure, forbidden
 from core.permissions import Permission, Principal, PrincipalKind
-from models.jobs import Job, JobKind, JobStatus
+from models.job_records import Job, JobKind, JobStatus
 from models.workspaces import ApiKey
 from resolvers.pagination import Order, Page, paginate
 from services.job_records import cancel_job

@@ -13,7 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from core import keys
-from models.jobs import Job, JobKind, JobStatus
+from models.job_records import Job, JobKind, JobStatus
 from services.job_records import JobCancelled, JobTracker, cancel_job, create_job
 
 

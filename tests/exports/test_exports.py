@@ -1,7 +1,7 @@
 """Contact exports through the API: validation, permissions, the CSV itself (columns,
 UTF-8, formula injection), segments, the attribute report, the signed download link and
 the e-mail with it. The task runs in this process here (jobs/exports.export_contacts);
-tests/jobs/test_exports_live.py runs it in a real worker."""
+tests/exports/test_exports_live.py runs it in a real worker."""
 
 from __future__ import annotations
 
@@ -311,7 +311,7 @@ async def test_old_files_are_pruned_and_dead_runs_failed(app: Any, client: httpx
 
     from jobs.exports import EXPORT_TIMEOUT, prune_exports
     from services.job_records import JobTracker
-    from models.jobs import Job
+    from models.job_records import Job
 
     await tenant.contact(name="Ada")
     old, fresh, stuck = [await start(tenant, columns=["name"]) for _ in range(3)]
@@ -391,7 +391,7 @@ async def test_an_export_that_read_a_contact_before_its_deletion_committed_is_go
     clock is 5 seconds behind the worker's (the same as a commit landing 5 seconds after
     the stamp): the export holds the contact, its file is removed, its link answers 410."""
     import resolvers.contacts as contacts
-    from models.jobs import Job
+    from models.job_records import Job
     from services.exports import export_path
 
     doomed = await tenant.contact(name="Late Commit", email="late@example.com")

@@ -34,7 +34,7 @@ from arq import Retry
 
 from core import keys, outbound
 from core.config import settings
-from core.mail import MailError, MailNotConfigured, send_mail
+from core.mail import Mail, MailError, MailNotConfigured, send_mail
 from core.outbound import OutboundError
 from core.presence import is_online, online_ids
 from core.queue import enqueue
@@ -184,10 +184,10 @@ async def _mail(thread: Thread, *, to: str, subject: str, text: str) -> str:
     if thread.message.sender_kind is SenderKind.SYSTEM:
         headers["Auto-Submitted"] = "auto-replied"  # RFC 3834: no auto-reply to this
     try:
-        return await send_mail(
+        return await send_mail(Mail(
             to=[to], subject=subject, text=text, from_addr=_from_address(thread),
             in_reply_to=in_reply_to, references=references or None, headers=headers,
-        )  # fmt: skip
+        ))  # fmt: skip
     except (MailNotConfigured, ValueError) as exc:
         raise Permanent(str(exc)) from exc
     except MailError as exc:
@@ -379,10 +379,10 @@ async def _notify_once(ctx: dict[str, Any], thread: Thread, kind: str, to: list[
         f"Conversation {conversation_gid} in {thread.workspace.name}.\n"
     )
     try:
-        await send_mail(
+        await send_mail(Mail(
             to=to, subject=_SUBJECTS[kind].format(who=who), text=text,
             headers={"Auto-Submitted": "auto-generated", "X-Parley-Conversation": conversation_gid},
-        )  # fmt: skip
+        ))  # fmt: skip
     except (MailNotConfigured, ValueError) as exc:
         log.warning("no %s notification for message %s: %s", kind, thread.message.id, exc)
         return

@@ -1,0 +1,83 @@
+"""Traces, as an OpenTelemetry collector receives them: a loopback OTLP/HTTP receiver
+decodes what the API and the worker send when OTEL_EXPORTER_OTLP_ENDPOINT is set."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from tests.conftest import Tenant, start_server, start_worker, stop_process
+from tests.loopback import HttpSink
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+CALLER_SPAN = "00f067aa0ba902b7"
+
+
+def _spans(sink: HttpSink) -> list[dict[str, Any]]:
+    spans = []
+    for request in sink.requests:
+        assert request.path == "/v1/traces" and request.headers["content-type"] == "application/x-protobuf"
+        export = ExportTraceServiceRequest.FromString(request.body)
+        for resource in export.resource_spans:
+            service = {a.key: a.value.string_value for a in resource.resource.attributes}["service.name"]
+            for scope in resource.scope_spans:
+                for s in scope.spans:
+                    attributes = {a.key: (a.value.string_value or a.value.int_value) for a in s.attributes}
+                    spans.append({"service": service, "name": s.name, "kind": s.kind, "trace_id": s.trace_id.hex(),
+                                  "span_id": s.span_id.hex(), "parent": s.parent_span_id.hex(), **attributes})  # fmt: skip
+    return spans
+
+
+async def _until(sink: HttpSink, found: Any, timeout: float = 20) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while not found(spans := _spans(sink)):
+        assert time.monotonic() < deadline, spans
+        await asyncio.sleep(0.1)
+    return spans
+
+
+async def test_a_request_and_its_operation_and_a_job_reach_the_collector(tmp_path: Path, tenant: Tenant) -> None:
+    with HttpSink() as sink:
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.url, "OTEL_BSP_SCHEDULE_DELAY": "100", "OTEL_SERVICE_NAME": "parley-test"}
+        server = start_server(tmp_path, env=env)
+        worker = start_worker(tmp_path, env=env)
+        try:
+            async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+                answer = await http.post(
+                    "/graphql", json={"query": "query Workspace { workspace { name } }", "operationName": "Workspace"},
+                    headers={"authorization": f"Bearer {tenant.api_key}", "x-request-id": "traced-1",
+                             "traceparent": f"00-{TRACE_ID}-{CALLER_SPAN}-01"},
+                )  # fmt: skip
+            assert answer.json()["data"]["workspace"]["name"] == "Acme"
+            spans = await _until(sink, lambda spans: any(s["name"] == "query Workspace" for s in spans)
+                                 and any(s["name"] == "job wake_snoozed" for s in spans))  # fmt: skip
+        finally:
+            stop_process(worker)
+            server.stop()
+
+    request = next(s for s in spans if s.get("parley.request_id") == "traced-1")
+    # The caller's trace goes on: same trace id, its span the parent.
+    assert request["trace_id"] == TRACE_ID and request["parent"] == CALLER_SPAN
+    assert request["name"] == "HTTP POST" and request["kind"] == 2  # SERVER
+    assert request["http.request.method"] == "POST" and request["url.path"] == "/graphql"
+    assert request["http.response.status_code"] == 200
+    assert request["service"] == "parley-test"
+    operation = next(s for s in spans if s["name"] == "query Workspace")
+    assert operation["trace_id"] == TRACE_ID and operation["parent"] == request["span_id"]
+    assert operation["graphql.operation.type"] == "query" and operation["graphql.operation.name"] == "Workspace"
+    assert operation["parley.outcome"] == "ok"
+    job = next(s for s in spans if s["name"] == "job wake_snoozed")
+    assert job["kind"] == 5 and job["parley.job.function"] == "wake_snoozed" and job["parley.outcome"] == "ok"  # CONSUMER
+
+
+async def test_no_endpoint_no_spans(tmp_path: Path, tenant: Tenant) -> None:
+    from core import tracing
+
+    assert not tracing.enabled()  # this test process has no OTEL_EXPORTER_OTLP_ENDPOINT
+    with tracing.span("anything") as current:
+        assert current is None
