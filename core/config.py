@@ -136,7 +136,7 @@ class Settings(BaseSettings):
     push_apns_url: str = "https://api.push.apple.com"
     push_apns_sandbox_url: str = "https://api.sandbox.push.apple.com"
     push_fcm_url: str = "https://fcm.googleapis.com"
-    push_fcm_token_url: str = "https://oauth2.googleapis.com/token"
+    push_fcm_token_url: str = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL
     push_grace_seconds: float = 30
     push_timeout_seconds: float = 10
     push_retry_base_seconds: float = 5
@@ -180,8 +180,8 @@ class Settings(BaseSettings):
     rate_limit_login_per_ip: str = "30/minute"
     rate_limit_login_failures_per_account: str = "5/15 minutes"
     # requestPasswordReset per client address and per e-mail (known or not).
-    rate_limit_password_reset_per_ip: str = "10/hour"
-    rate_limit_password_reset_per_account: str = "3/hour"
+    rate_limit_password_reset_per_ip: str = "10/hour"  # noqa: S105 - a rate
+    rate_limit_password_reset_per_account: str = "3/hour"  # noqa: S105 - a rate
     login_lockout_seconds: int = 60
     login_lockout_max_seconds: int = 3600
     login_lockout_memory_seconds: int = 24 * 3600
@@ -209,7 +209,7 @@ class Settings(BaseSettings):
     persisted_query_max_documents: int = 10_000
 
     # The demo owner's password (`parley seed --demo`, and `parley run` on an empty database).
-    parley_demo_password: str = "parley-demo-password"
+    parley_demo_password: str = "parley-demo-password"  # noqa: S105 - the demo's, documented; set it for a shared demo
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -79,7 +79,7 @@ def observe_job(function: str, outcome: str, seconds: float) -> None:
 def _registry() -> CollectorRegistry:
     if os.environ.get(MULTIPROC_ENV):
         registry = CollectorRegistry()
-        MultiProcessCollector(registry)
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return registry
     return REGISTRY
 

@@ -85,7 +85,7 @@ def retry_delay(base: float, attempt: int, retry_after: float | None = None, cap
     """Seconds before the try after `attempt` (1-based) of a failed request: base ·
     2^(attempt-1), ±10 %, at most `cap`; a receiver's longer Retry-After wins (within it).
     Webhooks and push notifications back off alike."""
-    delay = base * 2 ** (attempt - 1) * random.uniform(0.9, 1.1)
+    delay = base * 2.0 ** (attempt - 1) * random.uniform(0.9, 1.1)  # noqa: S311 - jitter, not a secret
     if retry_after is not None:
         delay = max(delay, retry_after)
     return min(delay, cap)

@@ -18,6 +18,7 @@ by the event id (body `id`, header X-Parley-Event-Id).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -111,10 +112,8 @@ async def _tracker(ctx: dict[str, Any], delivery: WebhookDelivery) -> JobTracker
 async def _finish_job(tracker: JobTracker | None, action: str, value: Any = None) -> None:
     if tracker is None:
         return
-    try:
+    with contextlib.suppress(JobCancelled):
         await getattr(tracker, action)(value)
-    except JobCancelled:
-        pass
 
 
 async def deliver_webhook(ctx: dict[str, Any], delivery_id: int) -> str:

@@ -27,7 +27,7 @@ class PushOutcome(StrEnum):
     SENT = "sent"  # the provider accepted it
     RETRYING = "retrying"  # 429, 5xx or no answer: tried again later
     FAILED = "failed"  # refused, or out of attempts
-    TOKEN_REMOVED = "token_removed"  # the provider said the token is gone: the device was removed
+    TOKEN_REMOVED = "token_removed"  # noqa: S105 - an outcome, not a secret; the provider said the token is gone: the device was removed
 
 
 class Device(WorkspaceScoped):

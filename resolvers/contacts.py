@@ -516,7 +516,7 @@ async def identify_contact(
     for field_name, value in device_clean.items():
         setattr(contact, field_name, value)
     apply_attributes(contact, attrs)
-    if attrs and (key := await workspace_matching_key(workspace_id)) in attrs:
+    if attrs and await workspace_matching_key(workspace_id) in attrs:
         contact.session_fields |= SessionField.MATCHING  # a session's value links nothing
     contact.last_seen_at = stamp
     fill_from_session(contact, clean)

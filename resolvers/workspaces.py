@@ -149,9 +149,9 @@ async def update_agent(ctx: Context, gid: str, values: dict[str, Any]) -> Agent:
         raise UserFailure.of("id", Code.NOT_FOUND, "No agent with this id.")
     if (values.get("role") is Role.OWNER or agent.role is Role.OWNER) and principal.role is not Role.OWNER:
         raise UserFailure.of("role", Code.FORBIDDEN, "Only an owner can change an owner or make one.")
-    if agent.role is Role.OWNER and agent.deactivated_at is None and values.get("role") not in (None, Role.OWNER):
-        if not await _another_active_owner(ctx, agent.id):
-            raise UserFailure.of("role", Code.CONFLICT, "A workspace keeps at least one active owner.")
+    demoting_owner = agent.role is Role.OWNER and agent.deactivated_at is None and values.get("role") not in (None, Role.OWNER)
+    if demoting_owner and not await _another_active_owner(ctx, agent.id):
+        raise UserFailure.of("role", Code.CONFLICT, "A workspace keeps at least one active owner.")
     for name, value in values.items():
         if value is not None:
             setattr(agent, name, value)

@@ -533,7 +533,7 @@ class ConversationSubscription:
                     continue
                 await still_allowed(ctx, lambda p: p.can(Permission.CONVERSATIONS_READ))
                 ctx.reset_loaders()
-                yield await shared_async(event, ConversationEvent, lambda: ConversationEvent.read(ctx, event))
+                yield await shared_async(event, ConversationEvent, lambda event=event: ConversationEvent.read(ctx, event))
 
     @strawberry.subscription(description="The unread indicator (contacts with unread messages): now, then whenever it changes (agents).")
     async def unread_count(self, info: Info[Context, None]) -> AsyncGenerator[int, None]:

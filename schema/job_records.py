@@ -125,7 +125,7 @@ class JobSubscription:
                 if int(event["cursor"]) <= seen:
                     continue  # already delivered: the state read above included it
                 # Authorisation again at send time: the principal may have lost access.
-                await still_allowed(ctx, lambda p: r.can_see_job(p, current), "You can no longer see this job.")
+                await still_allowed(ctx, lambda p, current=current: r.can_see_job(p, current), "You can no longer see this job.")
                 status = m.JobStatus(event["status"])
                 if status.finished:
                     # The final state in full (result, error), from the database.

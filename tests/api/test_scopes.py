@@ -332,9 +332,9 @@ async def test_every_path_refuses_a_caller_without_the_scope(api: Api, world: Wo
                 failures.append(f"{entry} as {who}: unexpected errors {body['errors']}")
             # A refusal below the root names the missing scope.
             for error in body.get("errors") or []:
-                if error["extensions"]["code"] == "FORBIDDEN" and len(error.get("path") or []) > 1 and who.startswith("key"):
-                    if "permission" not in error["message"]:
-                        failures.append(f"{entry} as {who}: {error['message']!r} does not name the permission")
+                below_root = error["extensions"]["code"] == "FORBIDDEN" and len(error.get("path") or []) > 1
+                if below_root and who.startswith("key") and "permission" not in error["message"]:
+                    failures.append(f"{entry} as {who}: {error['message']!r} does not name the permission")
     assert failures == [], "\n".join(failures)
 
 

@@ -79,10 +79,7 @@ def condition(c: Condition, row: Row, now: datetime, attribute_types: dict[str, 
     op = c.operator
     if c.field == "tag":
         wanted = {c.value} if op in ("equals", "not_equals") else set(c.values)
-        if op in ("is_set", "is_not_set"):
-            found = bool(row.tags)
-        else:
-            found = bool(row.tags & wanted)
+        found = bool(row.tags) if op in ("is_set", "is_not_set") else bool(row.tags & wanted)
         return found if op in ("equals", "in", "is_set") else not found
     if c.field.startswith("event."):
         return event(c, row, now)
