@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from tortoise import connections
 from tortoise.contrib.starlette import RegisterTortoise
 
+from core import keys
 from core.config import settings
 from core.db import tortoise_config
 from core.errors import (
@@ -37,16 +38,15 @@ from core.errors import (
     statement_timeout_message,
 )
 from core.hub import Hub
-from core import keys
+from core.limits import BodyLimitMiddleware, WebSocketMessageLimitMiddleware
 from core.logs import setup_logging, start_log_fields
 from core.metrics import exposition
-from core.tracing import SpanKind, setup_tracing, shutdown_tracing, span
-from core.tracing import enabled as tracing_enabled
-from core.limits import BodyLimitMiddleware, WebSocketMessageLimitMiddleware
 from core.principal_cache import principal_cache
 from core.queue import create_queue
 from core.ratelimit import rate_limits
 from core.signing import same_secret
+from core.tracing import SpanKind, setup_tracing, shutdown_tracing, span
+from core.tracing import enabled as tracing_enabled
 from resolvers.exports import download_endpoint
 from resolvers.inbound import webhook_endpoint
 from runtime.http import ParleyGraphQL
@@ -81,17 +81,25 @@ class RequestIdMiddleware:
         token = request_id_var.set(request_id)
         start_log_fields()
         # An HTTP request's span (when tracing is on), continuing the caller's traceparent.
-        traced = span(
-            f"HTTP {scope['method']}", kind=SpanKind.SERVER,
-            carrier={k.decode("latin-1"): v.decode("latin-1") for k, v in headers.items()},
-            **{"http.request.method": scope["method"], "url.path": scope["path"], "parley.request_id": request_id},
-        ) if scope["type"] == "http" and tracing_enabled() else contextlib.nullcontext()  # fmt: skip
+        traced = (
+            span(
+                f"HTTP {scope['method']}",
+                kind=SpanKind.SERVER,
+                carrier={k.decode("latin-1"): v.decode("latin-1") for k, v in headers.items()},
+                **{"http.request.method": scope["method"], "url.path": scope["path"], "parley.request_id": request_id},
+            )
+            if scope["type"] == "http" and tracing_enabled()
+            else contextlib.nullcontext()
+        )
 
         with traced as current:
 
             async def send_with_id(message: Mapping[str, Any]) -> None:
                 if message["type"] == "http.response.start":
-                    message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", request_id.encode())]}
+                    message = {
+                        **message,
+                        "headers": [*message.get("headers", []), (b"x-request-id", request_id.encode())],
+                    }
                     if current is not None:
                         current.set_attribute("http.response.status_code", message["status"])
                 await send(message)
@@ -234,8 +242,13 @@ def create_app() -> Starlette:
         ],
         middleware=[
             Middleware(RequestIdMiddleware),
-            Middleware(CORSMiddleware, allow_origins=settings.allowed_origins, allow_methods=["GET", "POST"],
-                       allow_headers=["authorization", "content-type", "x-request-id"], expose_headers=["x-request-id"]),
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.allowed_origins,
+                allow_methods=["GET", "POST"],
+                allow_headers=["authorization", "content-type", "x-request-id"],
+                expose_headers=["x-request-id"],
+            ),
             Middleware(BodyLimitMiddleware),
             Middleware(WebSocketMessageLimitMiddleware),
         ],

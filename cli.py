@@ -138,8 +138,21 @@ def api_command(host: str, port: int, workers: int = 1) -> list[str]:
 
     # uvicorn then refuses larger WebSocket frames before assembling them (the app closes
     # larger messages with 1009 whatever the server was started with).
-    return [sys.executable, "-m", "uvicorn", "asgi:app", "--host", host, "--port", str(port), "--no-proxy-headers",
-            "--ws-max-size", str(settings.ws_max_message_bytes), "--workers", str(workers)]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "asgi:app",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--no-proxy-headers",
+        "--ws-max-size",
+        str(settings.ws_max_message_bytes),
+        "--workers",
+        str(workers),
+    ]
 
 
 WORKER_COMMAND = [sys.executable, "-m", "arq", "jobs.worker.WorkerSettings"]
@@ -186,7 +199,8 @@ def _run(host: str, port: int) -> int:
     try:
         asyncio.run(_migrate())
         asyncio.run(_seed_if_empty())
-        children = [subprocess.Popen(api_command(host, port), env=env), subprocess.Popen(WORKER_COMMAND, env=env)]
+        # Our own commands (sys.executable -m ...), no shell.
+        children = [subprocess.Popen(api_command(host, port), env=env), subprocess.Popen(WORKER_COMMAND, env=env)]  # noqa: S603
     except BaseException:
         stop()
         raise
@@ -204,7 +218,7 @@ def _serve(command: list[str], workers: int = 1) -> int:
         from core.metrics import multiprocess_env
 
         multiprocess_env(os.environ)  # type: ignore[arg-type]
-    os.execv(command[0], command)
+    os.execv(command[0], command)  # noqa: S606 - our own command, no shell
     return 0  # pragma: no cover - execv does not return
 
 
@@ -216,8 +230,9 @@ def sdl() -> str:
 
 def _parser() -> argparse.ArgumentParser:
     # No abbreviations: `--password SECRET` must not pass for --password-stdin.
-    parser = argparse.ArgumentParser(prog="parley", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     allow_abbrev=False)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="parley", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
@@ -237,7 +252,9 @@ def _parser() -> argparse.ArgumentParser:
     command("schema", "print the GraphQL SDL (what schema.graphql holds)")
 
     def password_flag(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--password-stdin", action="store_true", help="read the password from standard input's first line")
+        p.add_argument(
+            "--password-stdin", action="store_true", help="read the password from standard input's first line"
+        )
 
     ws = command("create-workspace", "a workspace, its owner, a Default API key and a web widget channel")
     ws.add_argument("--name", required=True)
@@ -287,7 +304,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         from ops import operators
 
         password = _password(args)
-        boot = asyncio.run(_with_db(lambda: operators.create_workspace(args.name, args.owner_email, password, args.owner_name)))
+        boot = asyncio.run(
+            _with_db(lambda: operators.create_workspace(args.name, args.owner_email, password, args.owner_name))
+        )
         print(
             f"Workspace {boot.workspace.name!r} created\n"
             f"  workspace slug   {boot.workspace.slug}\n"
@@ -296,17 +315,17 @@ def _dispatch(args: argparse.Namespace) -> int:
             f"  widget channel   {boot.channel.public_key}"
         )
     elif command == "create-agent":
-        from ops import operators
-
         from models.workspaces import Role
+        from ops import operators
 
         password = _password(args)
-        made = asyncio.run(_with_db(lambda: operators.create_agent(args.workspace, args.email, args.name, password, Role(args.role))))
+        made = asyncio.run(
+            _with_db(lambda: operators.create_agent(args.workspace, args.email, args.name, password, Role(args.role)))
+        )
         print(f"Agent {made.email} ({made.role.value}) created in {args.workspace}.")
     elif command == "create-api-key":
-        from ops import operators
-
         from core.permissions import API_KEY_SCOPES
+        from ops import operators
 
         scopes = sorted(API_KEY_SCOPES) if args.all_scopes else args.scopes
         row, secret = asyncio.run(_with_db(lambda: operators.create_api_key(args.workspace, args.name, scopes)))

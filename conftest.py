@@ -46,9 +46,18 @@ def pytest_configure(config: pytest.Config) -> None:
     # The suite logs in, opens sessions and sends requests from one address far faster than
     # anybody should: limits far above the defaults, still enforced (tests/security/ starts
     # servers with small ones).
-    for name in ("LOGIN_PER_IP", "LOGIN_FAILURES_PER_ACCOUNT", "CONTACT_SESSION_PER_CHANNEL", "CONTACT_SESSION_PER_IP",
-                 "WIDGET_EVENTS_PER_CHANNEL", "WIDGET_EVENTS_PER_IP", "INBOUND_HOOK_PER_CHANNEL", "GRAPHQL_PER_PRINCIPAL",
-                 "PASSWORD_RESET_PER_IP", "PASSWORD_RESET_PER_ACCOUNT"):
+    for name in (
+        "LOGIN_PER_IP",
+        "LOGIN_FAILURES_PER_ACCOUNT",
+        "CONTACT_SESSION_PER_CHANNEL",
+        "CONTACT_SESSION_PER_IP",
+        "WIDGET_EVENTS_PER_CHANNEL",
+        "WIDGET_EVENTS_PER_IP",
+        "INBOUND_HOOK_PER_CHANNEL",
+        "GRAPHQL_PER_PRINCIPAL",
+        "PASSWORD_RESET_PER_IP",
+        "PASSWORD_RESET_PER_ACCOUNT",
+    ):
         os.environ[f"RATE_LIMIT_{name}"] = "1000000/minute"
 
     from core.db import migrate

@@ -29,7 +29,12 @@ def _json(payload: Any) -> Response:
 async def bare_contacts(request: Request) -> Response:
     """The 50 most recent contacts of a workspace, straight from Tortoise."""
     workspace_id = int(request.query_params["workspace"])
-    rows = await Contact.filter(workspace_id=workspace_id).order_by("-last_seen_at", "-id").limit(50).values(*CONTACT_FIELDS)
+    rows = (
+        await Contact.filter(workspace_id=workspace_id)
+        .order_by("-last_seen_at", "-id")
+        .limit(50)
+        .values(*CONTACT_FIELDS)
+    )
     return _json({"contacts": rows})
 
 
@@ -43,8 +48,16 @@ async def bare_conversations(request: Request) -> Response:
         .values("id", "status", "contact_id", "assignee_id", "last_message_id")
     )
     contacts = {c["id"]: c for c in await Contact.filter(id__in=[r["contact_id"] for r in rows]).values("id", "name")}
-    agents = {a["id"]: a for a in await Agent.filter(id__in=[r["assignee_id"] for r in rows if r["assignee_id"]]).values("id", "name")}
-    messages = {m["id"]: m for m in await Message.filter(id__in=[r["last_message_id"] for r in rows if r["last_message_id"]]).values("id", "body")}
+    agents = {
+        a["id"]: a
+        for a in await Agent.filter(id__in=[r["assignee_id"] for r in rows if r["assignee_id"]]).values("id", "name")
+    }
+    messages = {
+        m["id"]: m
+        for m in await Message.filter(id__in=[r["last_message_id"] for r in rows if r["last_message_id"]]).values(
+            "id", "body"
+        )
+    }
     for r in rows:
         r["contact"] = contacts.get(r.pop("contact_id"))
         r["assignee"] = agents.get(r.pop("assignee_id"))

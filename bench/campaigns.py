@@ -37,7 +37,17 @@ from typing import Any
 
 import httpx
 
-from bench.common import cpu_seconds, load_average, machine_facts, markdown_table, rss_bytes, scratch_stack, spawn, start_server, stop_process
+from bench.common import (
+    cpu_seconds,
+    load_average,
+    machine_facts,
+    markdown_table,
+    rss_bytes,
+    scratch_stack,
+    spawn,
+    start_server,
+    stop_process,
+)
 
 CREATE = """mutation($i: CreateCampaignInput!) { createCampaign(input: $i) { campaign { id } userErrors { field code message } } }"""
 POLL = "query($id: ID!) { campaign(id: $id) { status startedAt finishedAt stats { recipients sent skipped } } }"
@@ -112,24 +122,37 @@ async def run(sqlite: bool, recipients: int, batch: int) -> dict[str, Any]:
         token = issue_token(TokenKind.AGENT, workspace_id=ws, subject_id=boot.owner.id)
 
         server = await start_server(stack.env, core=None, log_dir=stack.workdir)
-        worker = spawn([sys.executable, "-m", "arq", "jobs.worker.WorkerSettings"], env=stack.env, core=None,
-                       log=stack.workdir / "worker.log")  # fmt: skip
+        worker = spawn(
+            [sys.executable, "-m", "arq", "jobs.worker.WorkerSettings"],
+            env=stack.env,
+            core=None,
+            log=stack.workdir / "worker.log",
+        )
         try:
             await asyncio.sleep(2)  # the worker connects and runs its start-up sweeps
             load_before = load_average()
             worker_cpu = cpu_seconds(worker.pid)
             headers = {"authorization": f"Bearer {token}"}
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=30, headers=headers) as http:
-                variables = {"i": {"name": "Bench", "channelId": encode_global_id("Channel", boot.channel.id),
-                                   "body": "Our winter sale starts today: 20% off everything.",
-                                   "segmentId": encode_global_id("Segment", segment.id)}}  # fmt: skip
+            async with httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{server.port}", timeout=30, headers=headers
+            ) as http:
+                variables = {
+                    "i": {
+                        "name": "Bench",
+                        "channelId": encode_global_id("Channel", boot.channel.id),
+                        "body": "Our winter sale starts today: 20% off everything.",
+                        "segmentId": encode_global_id("Segment", segment.id),
+                    }
+                }
                 t0 = time.perf_counter()
                 body = (await http.post("/graphql", json={"query": CREATE, "variables": variables})).json()
                 payload = body["data"]["createCampaign"]
                 assert payload["userErrors"] == [], payload
                 gid = payload["campaign"]["id"]
                 while True:
-                    shown = (await http.post("/graphql", json={"query": POLL, "variables": {"id": gid}})).json()["data"]["campaign"]
+                    shown = (await http.post("/graphql", json={"query": POLL, "variables": {"id": gid}})).json()[
+                        "data"
+                    ]["campaign"]
                     if shown["status"] in ("COMPLETED", "FAILED", "CANCELLED"):
                         break
                     await asyncio.sleep(0.05)
@@ -141,22 +164,40 @@ async def run(sqlite: bool, recipients: int, batch: int) -> dict[str, Any]:
             stop_process(worker)
             server.stop()
         assert shown["status"] == "COMPLETED", shown
-        job_seconds = (datetime.fromisoformat(shown["finishedAt"]) - datetime.fromisoformat(shown["startedAt"])).total_seconds()
+        job_seconds = (
+            datetime.fromisoformat(shown["finishedAt"]) - datetime.fromisoformat(shown["startedAt"])
+        ).total_seconds()
         campaign_id = decode_global_id(gid)[1]  # type: ignore[index]
         count_sql, count_params = _bind(
             "SELECT count(*) AS n FROM campaign_recipients r JOIN messages m ON m.id = r.message_id WHERE r.campaign_id = :c",
-            {"c": campaign_id}, postgres,
-        )  # fmt: skip
+            {"c": campaign_id},
+            postgres,
+        )
         messages = (await conn.execute_query_dict(count_sql, count_params))[0]["n"]
         assert messages == recipients, (messages, recipients)
 
         # Baseline: the same rows, plain SQL, one transaction.
-        second = await Channel.create(workspace_id=ws, kind=ChannelKind.WEB_WIDGET, name="Baseline", public_key="bench-baseline",
-                                      secret="x" * 32)  # fmt: skip
-        other = await Campaign.create(workspace_id=ws, name="Baseline", channel_id=second.id, body="b", scheduled_at=now,
-                                      status="completed", segment_id=segment.id)  # fmt: skip
-        values = {"ws": ws, "campaign": other.id, "segment": segment.id, "channel": second.id, "agent": boot.owner.id,
-                  "body": "Our winter sale starts today: 20% off everything.", "now": now}  # fmt: skip
+        second = await Channel.create(
+            workspace_id=ws, kind=ChannelKind.WEB_WIDGET, name="Baseline", public_key="bench-baseline", secret="x" * 32
+        )
+        other = await Campaign.create(
+            workspace_id=ws,
+            name="Baseline",
+            channel_id=second.id,
+            body="b",
+            scheduled_at=now,
+            status="completed",
+            segment_id=segment.id,
+        )
+        values = {
+            "ws": ws,
+            "campaign": other.id,
+            "segment": segment.id,
+            "channel": second.id,
+            "agent": boot.owner.id,
+            "body": "Our winter sale starts today: 20% off everything.",
+            "now": now,
+        }
         t0 = time.perf_counter()
         async with in_transaction() as tx:
             await allow_generic_plans(tx)  # as the job's batches do: the fair floor
@@ -166,11 +207,18 @@ async def run(sqlite: bool, recipients: int, batch: int) -> dict[str, Any]:
         baseline = time.perf_counter() - t0
         await Tortoise.close_connections()
         return {
-            "database": "SQLite" if stack.sqlite else "PostgreSQL", "recipients": recipients, "batch": batch,
-            "seed_s": seeded, "end_to_end_s": end_to_end, "job_s": job_seconds, "baseline_s": baseline,
-            "worker_cpu_s": worker_cpu, "worker_rss_mib": worker_rss / 2**20, "load": f"{load_before} → {load_after}",
+            "database": "SQLite" if stack.sqlite else "PostgreSQL",
+            "recipients": recipients,
+            "batch": batch,
+            "seed_s": seeded,
+            "end_to_end_s": end_to_end,
+            "job_s": job_seconds,
+            "baseline_s": baseline,
+            "worker_cpu_s": worker_cpu,
+            "worker_rss_mib": worker_rss / 2**20,
+            "load": f"{load_before} → {load_after}",
             "messages": messages,
-        }  # fmt: skip
+        }
 
 
 def main() -> None:
@@ -184,15 +232,37 @@ def main() -> None:
     print(f"machine: {facts['cpus']} CPUs ({facts['cpu model']}), {facts['memory']}, Python {facts['python']}")
     print(f"load average (1/5/15 min) before → after the campaign: {result['load']}")
     print(f"seeded {result['recipients']:,} contacts and the segment in {result['seed_s']:.1f} s")
-    rows = [[
-        result["database"], f"{result['recipients']:,}", str(result["batch"]), f"{result['end_to_end_s']:.2f}",
-        f"{result['job_s']:.2f}", f"{result['recipients'] / result['end_to_end_s']:,.0f}", f"{result['worker_cpu_s']:.1f}",
-        f"{result['worker_rss_mib']:.0f}", f"{result['baseline_s']:.2f}", f"{result['end_to_end_s'] / result['baseline_s']:.1f}×",
-    ]]  # fmt: skip
-    print(markdown_table(
-        ["database", "recipients", "batch", "end to end s", "job s", "recipients/s", "worker CPU s", "worker RSS MiB",
-         "baseline INSERT…SELECT s", "vs baseline"], rows,
-    ))  # fmt: skip
+    rows = [
+        [
+            result["database"],
+            f"{result['recipients']:,}",
+            str(result["batch"]),
+            f"{result['end_to_end_s']:.2f}",
+            f"{result['job_s']:.2f}",
+            f"{result['recipients'] / result['end_to_end_s']:,.0f}",
+            f"{result['worker_cpu_s']:.1f}",
+            f"{result['worker_rss_mib']:.0f}",
+            f"{result['baseline_s']:.2f}",
+            f"{result['end_to_end_s'] / result['baseline_s']:.1f}×",
+        ]
+    ]
+    print(
+        markdown_table(
+            [
+                "database",
+                "recipients",
+                "batch",
+                "end to end s",
+                "job s",
+                "recipients/s",
+                "worker CPU s",
+                "worker RSS MiB",
+                "baseline INSERT…SELECT s",
+                "vs baseline",
+            ],
+            rows,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -93,8 +93,13 @@ def machine_facts() -> dict[str, str]:
     mem = ""
     with contextlib.suppress(OSError), open("/proc/meminfo") as f:
         mem = f"{int(f.readline().split()[1]) / 1024 / 1024:.0f} GiB"
-    return {"cpus": str(os.cpu_count()), "cpu model": model, "memory": mem,
-            "python": platform.python_version(), "kernel": platform.release()}  # fmt: skip
+    return {
+        "cpus": str(os.cpu_count()),
+        "cpu model": model,
+        "memory": mem,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+    }
 
 
 # -- processes ---------------------------------------------------------------------------------
@@ -158,9 +163,13 @@ def spawn(
 
     with log.open("wb") as out:  # the child keeps its own descriptor
         return subprocess.Popen(
-            argv, cwd=ROOT, env={**os.environ, **env}, preexec_fn=preexec,
-            stdout=subprocess.PIPE if capture else out, stderr=out if capture else subprocess.STDOUT,
-        )  # fmt: skip
+            argv,
+            cwd=ROOT,
+            env={**os.environ, **env},
+            preexec_fn=preexec,
+            stdout=subprocess.PIPE if capture else out,
+            stderr=out if capture else subprocess.STDOUT,
+        )
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 10) -> None:
@@ -181,10 +190,16 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 10) -> None:
 BENCH_RATE_LIMITS = {
     f"RATE_LIMIT_{name}": "100000000/minute"
     for name in (
-        "LOGIN_PER_IP", "LOGIN_FAILURES_PER_ACCOUNT", "CONTACT_SESSION_PER_CHANNEL", "CONTACT_SESSION_PER_IP",
-        "WIDGET_EVENTS_PER_CHANNEL", "WIDGET_EVENTS_PER_IP", "INBOUND_HOOK_PER_CHANNEL", "GRAPHQL_PER_PRINCIPAL",
+        "LOGIN_PER_IP",
+        "LOGIN_FAILURES_PER_ACCOUNT",
+        "CONTACT_SESSION_PER_CHANNEL",
+        "CONTACT_SESSION_PER_IP",
+        "WIDGET_EVENTS_PER_CHANNEL",
+        "WIDGET_EVENTS_PER_IP",
+        "INBOUND_HOOK_PER_CHANNEL",
+        "GRAPHQL_PER_PRINCIPAL",
     )
-}  # fmt: skip
+}
 
 LOCK_PATH = Path(tempfile.gettempdir()) / "parley-bench.lock"
 
@@ -267,10 +282,15 @@ async def scratch_stack(*, sqlite: bool, database_url: str | None, redis_url: st
             stack.push_async_callback(forget_keys, redis_url, prefix)
             described = f"{redis_url}, keys under {prefix}:"
         env = {
-            "DATABASE_URL": url, "REDIS_URL": redis_url, "REDIS_PREFIX": prefix,
-            "ENV": "prod", "SECRET_KEY": secrets.token_urlsafe(48), "LOG_LEVEL": "WARNING",
-            "METRICS_TOKEN": secrets.token_urlsafe(24), **BENCH_RATE_LIMITS,
-        }  # fmt: skip
+            "DATABASE_URL": url,
+            "REDIS_URL": redis_url,
+            "REDIS_PREFIX": prefix,
+            "ENV": "prod",
+            "SECRET_KEY": secrets.token_urlsafe(48),
+            "LOG_LEVEL": "WARNING",
+            "METRICS_TOKEN": secrets.token_urlsafe(24),
+            **BENCH_RATE_LIMITS,
+        }
         os.environ.update(env)
         yield Stack(url, redis_url, prefix, described, workdir, env)
 
@@ -327,8 +347,19 @@ async def start_server(
 
     port = free_port()
     log = log_dir / f"{name}.log"
-    argv = [sys.executable, "-m", "uvicorn", "asgi:app", "--host", "127.0.0.1", "--port", str(port),
-            "--log-level", "warning", "--no-access-log"]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "asgi:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
     server = Server(spawn(argv, env=env, core=core, log=log), port, log)
     probe = HttpPool("127.0.0.1", port, size=1)
     deadline = time.monotonic() + timeout
@@ -515,8 +546,9 @@ class Subscriber(asyncio.Protocol):
 
     PROTOCOL = Subprotocol("graphql-transport-ws")
 
-    def __init__(self, url: str, token: str, query: str, variables: dict[str, Any],
-                 on_next: Callable[[bytes, float], None]) -> None:  # fmt: skip
+    def __init__(
+        self, url: str, token: str, query: str, variables: dict[str, Any], on_next: Callable[[bytes, float], None]
+    ) -> None:
         self.url = url
         self.init = {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
         self.subscribe = {"id": "1", "type": "subscribe", "payload": {"query": query, "variables": variables}}
@@ -529,8 +561,16 @@ class Subscriber(asyncio.Protocol):
         self.ws = ClientProtocol(parse_uri(url), subprotocols=[self.PROTOCOL], max_size=None)
 
     @classmethod
-    async def open(cls, port: int, url: str, token: str, query: str, variables: dict[str, Any],
-                   on_next: Callable[[bytes, float], None], timeout: float = 30) -> Subscriber:  # fmt: skip
+    async def open(
+        cls,
+        port: int,
+        url: str,
+        token: str,
+        query: str,
+        variables: dict[str, Any],
+        on_next: Callable[[bytes, float], None],
+        timeout: float = 30,
+    ) -> Subscriber:
         loop = asyncio.get_running_loop()
         _, sub = await loop.create_connection(lambda: cls(url, token, query, variables, on_next), "127.0.0.1", port)
         try:
@@ -629,9 +669,11 @@ class Latencies:
     def summary(self) -> dict[str, float]:
         ordered = sorted(self.samples)
         return {
-            "p50": percentile(ordered, 50) * 1000, "p95": percentile(ordered, 95) * 1000,
-            "p99": percentile(ordered, 99) * 1000, "max": (ordered[-1] * 1000 if ordered else float("nan")),
-        }  # fmt: skip
+            "p50": percentile(ordered, 50) * 1000,
+            "p95": percentile(ordered, 95) * 1000,
+            "p99": percentile(ordered, 99) * 1000,
+            "max": (ordered[-1] * 1000 if ordered else float("nan")),
+        }
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]], right_from: int = 1) -> str:

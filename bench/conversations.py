@@ -126,21 +126,41 @@ class Row:
     def cells(self, who: str) -> list[str]:
         lat, mut = self.latency, self.mutation
         return [
-            f"{self.label}: {who}", self.offered, f"{self.sent_per_s:,.0f}",
+            f"{self.label}: {who}",
+            self.offered,
+            f"{self.sent_per_s:,.0f}",
             f"{self.received:,}" + ("" if self.received == self.expected else f" of {self.expected:,}"),
             f"{self.deliveries_per_s:,.0f}",
-            f"{lat['p50']:.1f}", f"{lat['p95']:.1f}", f"{lat['p99']:.1f}", f"{lat['max']:.1f}",
+            f"{lat['p50']:.1f}",
+            f"{lat['p95']:.1f}",
+            f"{lat['p99']:.1f}",
+            f"{lat['max']:.1f}",
             f"{mut['p50']:.1f} / {mut['p99']:.1f}" if mut else "–",
-            f"{self.cpu_share * 100:.0f} %", f"{self.cpu_per_delivery_us:,.0f}",
+            f"{self.cpu_share * 100:.0f} %",
+            f"{self.cpu_per_delivery_us:,.0f}",
             f"{self.loadgen_cpu_share * 100:.0f} %" if self.loadgen_cpu_share is not None else "–",
             f"{self.other_share * 100:.0f} %" if self.other_share is not None else "–",
             f"{self.rss_mib:.0f}" if self.rss_mib is not None else "–",
-        ]  # fmt: skip
+        ]
 
 
-HEADERS = ["load", "offered", "sent msg/s", "deliveries", "deliveries/s", "p50 ms", "p95 ms", "p99 ms", "max ms",
-           "sendMessage p50 / p99 ms", "server CPU (1 core)", "CPU µs / delivery", "load-gen CPU",
-           "other load on the server's core", "server RSS MiB after"]  # fmt: skip
+HEADERS = [
+    "load",
+    "offered",
+    "sent msg/s",
+    "deliveries",
+    "deliveries/s",
+    "p50 ms",
+    "p95 ms",
+    "p99 ms",
+    "max ms",
+    "sendMessage p50 / p99 ms",
+    "server CPU (1 core)",
+    "CPU µs / delivery",
+    "load-gen CPU",
+    "other load on the server's core",
+    "server RSS MiB after",
+]
 
 
 class Deliveries:
@@ -196,8 +216,17 @@ async def paced(count: int, rate: float | None, fire: Callable[[int], Awaitable[
     await asyncio.gather(*tasks)
 
 
-async def drive(http: HttpPool, token: str, targets: Sequence[str], load: Load, per_message: int,
-                deliveries: Deliveries, server: Server, core: int | None, drain_timeout: float) -> Row:  # fmt: skip
+async def drive(
+    http: HttpPool,
+    token: str,
+    targets: Sequence[str],
+    load: Load,
+    per_message: int,
+    deliveries: Deliveries,
+    server: Server,
+    core: int | None,
+    drain_timeout: float,
+) -> Row:
     """Send `load` through sendMessage, wait for every delivery (or the timeout), measure."""
     first = deliveries.begin(load.messages, per_message)
     mutation = Latencies()
@@ -231,16 +260,22 @@ async def drive(http: HttpPool, token: str, targets: Sequence[str], load: Load, 
     last = max((a for _, a in deliveries.arrivals), default=ended)
     span = (max(written) - min(written)) if len(written) > 1 else 0.0
     return Row(
-        label=load.label, offered=load.offered, messages=load.messages,
+        label=load.label,
+        offered=load.offered,
+        messages=load.messages,
         sent_per_s=(len(written) - 1) / span if span else float(len(written)),
-        expected=deliveries.expected, received=received,
+        expected=deliveries.expected,
+        received=received,
         deliveries_per_s=received / (last - min(written)) if written and last > min(written) else 0.0,
-        latency=deliveries.latencies().summary(), mutation=mutation.summary(),
-        cpu_share=server_cpu / (ended - started), cpu_per_delivery_us=server_cpu / max(received, 1) * 1e6,
-        loadgen_cpu_share=own_cpu / (ended - started), failures=len(failures),
+        latency=deliveries.latencies().summary(),
+        mutation=mutation.summary(),
+        cpu_share=server_cpu / (ended - started),
+        cpu_per_delivery_us=server_cpu / max(received, 1) * 1e6,
+        loadgen_cpu_share=own_cpu / (ended - started),
+        failures=len(failures),
         other_share=max(core_busy - server_cpu, 0.0) / (ended - started) if core is not None else None,
         rss_mib=rss_bytes(server.pid) / 2**20,
-    )  # fmt: skip
+    )
 
 
 # -- the baseline: core.hub.Hub on its own ---------------------------------------------------
@@ -296,9 +331,20 @@ async def _baseline_loads(hub: Any, spec: dict[str, Any]) -> None:
 
             async def publish(i: int, first: int = first) -> None:
                 seq = first + i
-                event = {"type": "message", "cursor": seq, "message": {
-                    "id": seq, "conversationId": 1, "senderKind": "agent", "agentId": 1, "direction": "outbound",
-                    "body": f"bench seq={seq}", "deliveryState": "received", "createdAt": "2026-11-30T12:00:00.000000+00:00"}}  # fmt: skip
+                event = {
+                    "type": "message",
+                    "cursor": seq,
+                    "message": {
+                        "id": seq,
+                        "conversationId": 1,
+                        "senderKind": "agent",
+                        "agentId": 1,
+                        "direction": "outbound",
+                        "body": f"bench seq={seq}",
+                        "deliveryState": "received",
+                        "createdAt": "2026-11-30T12:00:00.000000+00:00",
+                    },
+                }
                 sent[seq] = time.monotonic()
                 await hub.publish([(channels[i % len(channels)], event), (silent, event)])
 
@@ -314,24 +360,36 @@ async def _baseline_loads(hub: Any, spec: dict[str, Any]) -> None:
             first_sent = min(sent[s] for s in range(first, first + messages))
             last_sent = max(sent[s] for s in range(first, first + messages))
             row = Row(
-                label=label, offered=Load(label, rate, messages).offered, messages=messages,
+                label=label,
+                offered=Load(label, rate, messages).offered,
+                messages=messages,
                 sent_per_s=(messages - 1) / (last_sent - first_sent) if last_sent > first_sent else float(messages),
-                expected=state["expected"], received=len(arrivals),
+                expected=state["expected"],
+                received=len(arrivals),
                 deliveries_per_s=len(arrivals) / (last - first_sent) if last > first_sent else 0.0,
-                latency=Latencies([a - sent[s] for s, a in arrivals]).summary(), mutation=None,
-                cpu_share=cpu / (ended - started), cpu_per_delivery_us=cpu / max(len(arrivals), 1) * 1e6,
+                latency=Latencies([a - sent[s] for s, a in arrivals]).summary(),
+                mutation=None,
+                cpu_share=cpu / (ended - started),
+                cpu_per_delivery_us=cpu / max(len(arrivals), 1) * 1e6,
                 other_share=max(core_busy - cpu, 0.0) / (ended - started) if spec["core"] is not None else None,
-            )  # fmt: skip
+            )
             print(json.dumps(row.__dict__), flush=True)
         for task in consumers:
             task.cancel()
 
 
-async def run_baseline(stack: Stack, layout: CoreLayout, *, channels: int, per_channel: int, loads: Sequence[Load],
-                       drain_timeout: float) -> list[Row]:  # fmt: skip
-    spec = {"redis_url": stack.redis_url, "prefix": stack.redis_prefix, "channels": channels, "per_channel": per_channel,
-            "loads": [(load.label, load.rate, load.messages) for load in loads], "drain_timeout": drain_timeout,
-            "core": layout.server_core}  # fmt: skip
+async def run_baseline(
+    stack: Stack, layout: CoreLayout, *, channels: int, per_channel: int, loads: Sequence[Load], drain_timeout: float
+) -> list[Row]:
+    spec = {
+        "redis_url": stack.redis_url,
+        "prefix": stack.redis_prefix,
+        "channels": channels,
+        "per_channel": per_channel,
+        "loads": [(load.label, load.rate, load.messages) for load in loads],
+        "drain_timeout": drain_timeout,
+        "core": layout.server_core,
+    }
     argv = [sys.executable, "-m", "bench.conversations", "--baseline-worker", json.dumps(spec)]
     process = spawn(argv, env=stack.env, core=layout.server_core, log=stack.workdir / "baseline.log", capture=True)
     try:
@@ -368,8 +426,13 @@ class Bench:
             http.close()
             server.stop()
 
-    async def subscribe_all(self, server: Server, specs: Sequence[tuple[str, str, dict[str, Any]]],
-                            deliveries: Deliveries, opened: list[Subscriber]) -> None:  # fmt: skip
+    async def subscribe_all(
+        self,
+        server: Server,
+        specs: Sequence[tuple[str, str, dict[str, Any]]],
+        deliveries: Deliveries,
+        opened: list[Subscriber],
+    ) -> None:
         limit = asyncio.Semaphore(64)
 
         async def one(token: str, query: str, variables: dict[str, Any]) -> None:
@@ -390,9 +453,23 @@ class Bench:
         py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         out = Path(self.args.profile) / f"{name}.txt"
         out.parent.mkdir(parents=True, exist_ok=True)
-        process = subprocess.Popen([py_spy, "record", "--pid", str(server.pid), "--rate", "100", "--native",
-                                    "--format", "raw", "--output", str(out)],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        process = subprocess.Popen(
+            [
+                py_spy,
+                "record",
+                "--pid",
+                str(server.pid),
+                "--rate",
+                "100",
+                "--native",
+                "--format",
+                "raw",
+                "--output",
+                str(out),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             yield
         finally:
@@ -404,9 +481,22 @@ class Bench:
                 process.wait()
             self.notes.append(f"py-spy profile of {name}: {out}")
 
-    async def run(self, name: str, title: str, server: Server, http: HttpPool, token: str, targets: Sequence[str],
-                  per_message: int, loads: Sequence[Load], warmup: Load, deliveries: Deliveries,
-                  baseline: Sequence[Row], subscribers: list[Subscriber], rss_before: int) -> None:  # fmt: skip
+    async def run(
+        self,
+        name: str,
+        title: str,
+        server: Server,
+        http: HttpPool,
+        token: str,
+        targets: Sequence[str],
+        per_message: int,
+        loads: Sequence[Load],
+        warmup: Load,
+        deliveries: Deliveries,
+        baseline: Sequence[Row],
+        subscribers: list[Subscriber],
+        rss_before: int,
+    ) -> None:
         rss_connected, load_before = rss_bytes(server.pid), load_average()
         core, timeout = self.layout.server_core, self.args.drain_timeout
         await drive(http, token, targets, warmup, per_message, deliveries, server, core, timeout)
@@ -460,17 +550,35 @@ class Bench:
                     server, [(self.owner_token, MESSAGE_ADDED, {"id": conversation})] * n, deliveries, subscribers
                 )
                 await wait_for_subscribers(http, n)
-                await self.run("fanout", f"Fan-out: {n:,} agent sockets on messageAdded of one conversation, {args.messages} messages a load",
-                               server, http, self.owner_token, [conversation], n, loads, Load("warm-up", 2, 3), deliveries,
-                               baseline, subscribers, rss_before)  # fmt: skip
+                await self.run(
+                    "fanout",
+                    f"Fan-out: {n:,} agent sockets on messageAdded of one conversation, {args.messages} messages a load",
+                    server,
+                    http,
+                    self.owner_token,
+                    [conversation],
+                    n,
+                    loads,
+                    Load("warm-up", 2, 3),
+                    deliveries,
+                    baseline,
+                    subscribers,
+                    rss_before,
+                )
             finally:
                 for sub in subscribers:
                     sub.close()
 
     async def one_to_one(self) -> None:
         n, args = self.args.subscribers, self.args
-        loads = [Load(f"1:1 {rate}", None if rate == "max" else float(rate),
-                      args.max_messages if rate == "max" else int(float(rate) * args.seconds)) for rate in args.rates.split(",")]  # fmt: skip
+        loads = [
+            Load(
+                f"1:1 {rate}",
+                None if rate == "max" else float(rate),
+                args.max_messages if rate == "max" else int(float(rate) * args.seconds),
+            )
+            for rate in args.rates.split(",")
+        ]
         baseline = await run_baseline(
             self.stack, self.layout, channels=n, per_channel=1, loads=loads, drain_timeout=args.drain_timeout
         )
@@ -501,9 +609,21 @@ class Bench:
                     server, [(token, MY_MESSAGES, {}) for token, _ in sessions], deliveries, subscribers
                 )
                 await wait_for_subscribers(http, n)
-                await self.run("one_to_one", f"One-to-one: {n:,} contact sockets on myMessages, the agent replying round-robin",
-                               server, http, self.owner_token, [c for _, c in sessions], 1, loads, Load("warm-up", 100, 100),
-                               deliveries, baseline, subscribers, rss_before)  # fmt: skip
+                await self.run(
+                    "one_to_one",
+                    f"One-to-one: {n:,} contact sockets on myMessages, the agent replying round-robin",
+                    server,
+                    http,
+                    self.owner_token,
+                    [c for _, c in sessions],
+                    1,
+                    loads,
+                    Load("warm-up", 100, 100),
+                    deliveries,
+                    baseline,
+                    subscribers,
+                    rss_before,
+                )
             finally:
                 for sub in subscribers:
                     sub.close()
@@ -520,7 +640,9 @@ async def seed_workspace() -> tuple[str, str]:
     await migrate()
     await Tortoise.init(config=tortoise_config(), _enable_global_fallback=True)
     try:
-        boot = await create_workspace("Bench", "owner@example.com", "correct horse battery", owner_name="Bench Owner", identity_verification=False)
+        boot = await create_workspace(
+            "Bench", "owner@example.com", "correct horse battery", owner_name="Bench Owner", identity_verification=False
+        )
         token = issue_token(TokenKind.AGENT, workspace_id=boot.workspace.id, subject_id=boot.owner.id)
         return token, boot.channel.public_key
     finally:
@@ -584,8 +706,9 @@ async def cancelled_by_signals(job: Awaitable[None]) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.conversations", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.conversations", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--subscribers", type=int, default=1000, help="sockets per scenario (default 1000)")
     parser.add_argument("--scenarios", default="fanout,one-to-one", help="fanout, one-to-one or both (default)")
     parser.add_argument("--messages", type=int, default=30, help="messages per fan-out load (default 30)")
@@ -602,8 +725,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--drain-timeout", type=float, default=60, help="seconds to wait for deliveries after the last send"
     )
     db = parser.add_mutually_exclusive_group()
-    db.add_argument("--database-url", help="a PostgreSQL URL the scratch database is created beside "
-                    "(default $BENCH_DATABASE_URL or postgres://root@127.0.0.1:5432/test)")  # fmt: skip
+    db.add_argument(
+        "--database-url",
+        help="a PostgreSQL URL the scratch database is created beside "
+        "(default $BENCH_DATABASE_URL or postgres://root@127.0.0.1:5432/test)",
+    )
     db.add_argument("--sqlite", action="store_true", help="a temporary SQLite file instead of PostgreSQL")
     parser.add_argument("--redis-url", help="an existing Redis (default: a private redis-server)")
     parser.add_argument(

@@ -59,16 +59,35 @@ CAMPAIGN_STATUS = "query($id: ID!) { campaign(id: $id) { status stats { recipien
 CAMPAIGN_BODY = "Welcome aboard: here is what is new this week."
 
 SEGMENTS = [
-    {"name": "Example addresses", "rules": {"match": "ALL", "conditions": [
-        {"field": "email", "operator": "ENDS_WITH", "value": {"text": "@example.com"}}]}},
-    {"name": "Sevens", "rules": {"match": "ANY", "conditions": [
-        {"field": "name", "operator": "CONTAINS", "value": {"text": "7"}},
-        {"field": "email", "operator": "STARTS_WITH", "value": {"text": "c7"}}]}},
-    {"name": "Imported", "rules": {"match": "ALL", "conditions": [
-        {"field": "tag", "operator": "EQUALS", "value": {"text": "imported"}}]}},
-    {"name": "Seen this week", "rules": {"match": "ALL", "conditions": [
-        {"field": "last_seen_at", "operator": "WITHIN_LAST_DAYS", "days": 7}]}},
-]  # fmt: skip
+    {
+        "name": "Example addresses",
+        "rules": {
+            "match": "ALL",
+            "conditions": [{"field": "email", "operator": "ENDS_WITH", "value": {"text": "@example.com"}}],
+        },
+    },
+    {
+        "name": "Sevens",
+        "rules": {
+            "match": "ANY",
+            "conditions": [
+                {"field": "name", "operator": "CONTAINS", "value": {"text": "7"}},
+                {"field": "email", "operator": "STARTS_WITH", "value": {"text": "c7"}},
+            ],
+        },
+    },
+    {
+        "name": "Imported",
+        "rules": {
+            "match": "ALL",
+            "conditions": [{"field": "tag", "operator": "EQUALS", "value": {"text": "imported"}}],
+        },
+    },
+    {
+        "name": "Seen this week",
+        "rules": {"match": "ALL", "conditions": [{"field": "last_seen_at", "operator": "WITHIN_LAST_DAYS", "days": 7}]},
+    },
+]
 
 # arq's log lines for a job that raised, and for one it will run again.
 FAILED_JOB = re.compile(r"\d+\.\d+s ! \S+ (failed|max retries)")
@@ -141,7 +160,9 @@ async def seed(stack: Stack, contacts: int) -> tuple[Any, str]:
     from core.db import bind_datetime
     from resolvers.workspaces import create_workspace
 
-    boot = await create_workspace("First week", "owner@example.com", "correct horse battery", identity_verification=False)
+    boot = await create_workspace(
+        "First week", "owner@example.com", "correct horse battery", identity_verification=False
+    )
     sql, params = _bind(
         seed_sql(not stack.sqlite, contacts),
         {"ws": boot.workspace.id, "n": contacts, "now": bind_datetime(datetime.now(UTC))},
@@ -154,9 +175,16 @@ async def seed(stack: Stack, contacts: int) -> tuple[Any, str]:
 
 
 async def run(
-    stack: Stack, *, contacts: int, sessions: int, replies: int, concurrency: int, sync_calls: int,
-    conversations: int = 40, logs: str | None = None,
-) -> Outcome:  # fmt: skip
+    stack: Stack,
+    *,
+    contacts: int,
+    sessions: int,
+    replies: int,
+    concurrency: int,
+    sync_calls: int,
+    conversations: int = 40,
+    logs: str | None = None,
+) -> Outcome:
     from tortoise import Tortoise
 
     from core.db import migrate, tortoise_config
@@ -168,8 +196,12 @@ async def run(
     try:
         boot, token = await seed(stack, contacts)
         server = await start_server(stack.env, core=None, log_dir=stack.workdir)
-        worker = spawn([sys.executable, "-m", "arq", "jobs.worker.WorkerSettings"], env=stack.env, core=None,
-                       log=stack.workdir / "worker.log")  # fmt: skip
+        worker = spawn(
+            [sys.executable, "-m", "arq", "jobs.worker.WorkerSettings"],
+            env=stack.env,
+            core=None,
+            log=stack.workdir / "worker.log",
+        )
         http = HttpPool("127.0.0.1", server.port, size=concurrency + 4)
         client = Client(http, outcome)
         try:
@@ -178,9 +210,13 @@ async def run(
             # Conversations for the agents to answer, each opened by a visitor in the widget.
             threads = []
             for i in range(conversations):
-                session = await client.call("startContactSession", SESSION, {"i": {"channelKey": boot.channel.public_key}}, None)
+                session = await client.call(
+                    "startContactSession", SESSION, {"i": {"channelKey": boot.channel.public_key}}, None
+                )
                 if session:
-                    started = await client.call("startConversation", START, {"i": {"body": f"Hello, I am visitor {i}"}}, session["token"])
+                    started = await client.call(
+                        "startConversation", START, {"i": {"body": f"Hello, I am visitor {i}"}}, session["token"]
+                    )
                     if started:
                         threads.append(started["conversation"]["id"])
             if not threads:
@@ -190,8 +226,12 @@ async def run(
             started_at = time.perf_counter()
             acknowledged: dict[str, list[int]] = {"message": [], "contact": [], "imported": []}
             await asyncio.gather(
-                mixed_load(client, boot.channel.public_key, token, threads, sessions, replies, concurrency, acknowledged),
-                import_and_campaign(client, token, encode_global_id("Channel", boot.channel.id), sync_calls, acknowledged, outcome),
+                mixed_load(
+                    client, boot.channel.public_key, token, threads, sessions, replies, concurrency, acknowledged
+                ),
+                import_and_campaign(
+                    client, token, encode_global_id("Channel", boot.channel.id), sync_calls, acknowledged, outcome
+                ),
             )
             outcome.seconds = time.perf_counter() - started_at
             await asyncio.sleep(2)  # the worker's last debounced refreshes
@@ -209,16 +249,24 @@ async def run(
             for path in (server.log, stack.workdir / "worker.log"):
                 shutil.copy(path, f"{logs}/{outcome.database.lower()}-{path.name}")
         server_log = server.log.read_text(errors="replace").splitlines()
-        outcome.server_errors = [line.strip() for line in server_log if "unexpected error" in line or "database is locked" in line]
+        outcome.server_errors = [
+            line.strip() for line in server_log if "unexpected error" in line or "database is locked" in line
+        ]
         return outcome
     finally:
         await Tortoise.close_connections()
 
 
 async def mixed_load(
-    client: Client, channel_key: str, token: str, threads: list[str], sessions: int, replies: int, concurrency: int,
+    client: Client,
+    channel_key: str,
+    token: str,
+    threads: list[str],
+    sessions: int,
+    replies: int,
+    concurrency: int,
     acknowledged: dict[str, list[int]],
-) -> None:  # fmt: skip
+) -> None:
     ops = ["session"] * sessions + ["reply"] * replies
     random.Random(7).shuffle(ops)
     queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
@@ -230,13 +278,28 @@ async def mixed_load(
             i, op = queue.get_nowait()
             if op == "session":
                 device = {"os": "iOS", "browser": "Safari", "locale": "en-GB"}
-                got = await client.call("startContactSession", SESSION, {"i": {
-                    "channelKey": channel_key, "name": f"Visitor {i}", "email": f"visitor{i}@example.org", "device": device}}, None)  # fmt: skip
+                got = await client.call(
+                    "startContactSession",
+                    SESSION,
+                    {
+                        "i": {
+                            "channelKey": channel_key,
+                            "name": f"Visitor {i}",
+                            "email": f"visitor{i}@example.org",
+                            "device": device,
+                        }
+                    },
+                    None,
+                )
                 if got:
                     acknowledged["contact"].append(_pk(got["contact"]["id"]))
             else:
-                got = await client.call("sendMessage", REPLY, {"i": {"conversationId": threads[i % len(threads)],
-                                                                     "body": f"Reply {i}"}}, token)  # fmt: skip
+                got = await client.call(
+                    "sendMessage",
+                    REPLY,
+                    {"i": {"conversationId": threads[i % len(threads)], "body": f"Reply {i}"}},
+                    token,
+                )
                 if got:
                     acknowledged["message"].append(_pk(got["message"]["id"]))
 
@@ -248,17 +311,31 @@ async def import_and_campaign(
 ) -> None:
     imported: list[str] = []
     for call in range(sync_calls):
-        rows = [{"externalId": f"crm-{call}-{i}", "name": f"Imported {call}-{i}", "email": f"imported{call}-{i}@example.net",
-                 "city": "Lisbon", "tags": ["imported"]} for i in range(1000)]  # fmt: skip
-        got = await client.call("syncContacts", SYNC, {"i": {"contacts": rows, "idempotencyKey": f"import-{call}"}}, token)
+        rows = [
+            {
+                "externalId": f"crm-{call}-{i}",
+                "name": f"Imported {call}-{i}",
+                "email": f"imported{call}-{i}@example.net",
+                "city": "Lisbon",
+                "tags": ["imported"],
+            }
+            for i in range(1000)
+        ]
+        got = await client.call(
+            "syncContacts", SYNC, {"i": {"contacts": rows, "idempotencyKey": f"import-{call}"}}, token
+        )
         if got:
             ids = [r["contactId"] for r in got["results"] if r["contactId"]]
             imported.extend(ids)
             acknowledged["imported"].extend(_pk(g) for g in ids)
     if not imported:
         return
-    got = await client.call("createCampaign", CAMPAIGN, {"i": {
-        "name": "Welcome", "channelId": channel_gid, "body": CAMPAIGN_BODY, "contactIds": imported}}, token)  # fmt: skip
+    got = await client.call(
+        "createCampaign",
+        CAMPAIGN,
+        {"i": {"name": "Welcome", "channelId": channel_gid, "body": CAMPAIGN_BODY, "contactIds": imported}},
+        token,
+    )
     if not got:
         return
     campaign_id = got["campaign"]["id"]
@@ -316,21 +393,55 @@ def report(outcomes: list[Outcome], args: argparse.Namespace) -> str:
     lines.append("")
     rows = []
     for o in outcomes:
-        rows.append([o.database, f"{o.requests:,}", f"{o.seconds:.1f}", f"{o.requests / o.seconds:,.0f}" if o.seconds else "-",
-                     str(len(o.errors)), str(len(o.failed_jobs)), str(o.retried_jobs), str(len(o.lost_writes)),
-                     f"{o.campaign.get('status', '-')}, {o.campaign.get('messages_per_recipient', {})}"])  # fmt: skip
-    lines.append(markdown_table(
-        ["database", "requests", "seconds", "requests/s", "request errors", "failed jobs", "jobs retried", "lost writes",
-         "campaign, messages per recipient"], rows))  # fmt: skip
+        rows.append(
+            [
+                o.database,
+                f"{o.requests:,}",
+                f"{o.seconds:.1f}",
+                f"{o.requests / o.seconds:,.0f}" if o.seconds else "-",
+                str(len(o.errors)),
+                str(len(o.failed_jobs)),
+                str(o.retried_jobs),
+                str(len(o.lost_writes)),
+                f"{o.campaign.get('status', '-')}, {o.campaign.get('messages_per_recipient', {})}",
+            ]
+        )
+    lines.append(
+        markdown_table(
+            [
+                "database",
+                "requests",
+                "seconds",
+                "requests/s",
+                "request errors",
+                "failed jobs",
+                "jobs retried",
+                "lost writes",
+                "campaign, messages per recipient",
+            ],
+            rows,
+        )
+    )
     return "\n".join(lines)
 
 
 async def main(args: argparse.Namespace) -> list[Outcome]:
     async with scratch_stack(sqlite=not args.postgres_only, database_url=None, redis_url=None) as stack:
-        outcome = await run(stack, contacts=args.contacts, sessions=args.sessions, replies=args.replies,
-                            concurrency=args.concurrency, sync_calls=args.sync_calls, logs=args.logs)  # fmt: skip
-    print(f"{outcome.database}: {outcome.requests} requests, {len(outcome.errors)} errors, "
-          f"{len(outcome.failed_jobs)} failed jobs, campaign {outcome.campaign}", file=sys.stderr, flush=True)  # fmt: skip
+        outcome = await run(
+            stack,
+            contacts=args.contacts,
+            sessions=args.sessions,
+            replies=args.replies,
+            concurrency=args.concurrency,
+            sync_calls=args.sync_calls,
+            logs=args.logs,
+        )
+    print(
+        f"{outcome.database}: {outcome.requests} requests, {len(outcome.errors)} errors, "
+        f"{len(outcome.failed_jobs)} failed jobs, campaign {outcome.campaign}",
+        file=sys.stderr,
+        flush=True,
+    )
     for line in (outcome.errors + outcome.failed_jobs + outcome.server_errors + outcome.lost_writes)[:20]:
         print("  " + line[:300], file=sys.stderr)
     return [outcome]
@@ -344,8 +455,11 @@ def each_database(argv: list[str]) -> list[dict[str, Any]]:
     outcomes = []
     for which in ("--sqlite-only", "--postgres-only"):
         with tempfile.NamedTemporaryFile(suffix=".json") as out:
-            subprocess.run([sys.executable, "-m", "bench.embedded", *argv, which, "--json", out.name],
-                           stdout=subprocess.DEVNULL, check=False)
+            subprocess.run(
+                [sys.executable, "-m", "bench.embedded", *argv, which, "--json", out.name],
+                stdout=subprocess.DEVNULL,
+                check=False,
+            )
             outcomes.extend(json.loads(open(out.name).read() or "[]"))
     return outcomes
 
@@ -373,8 +487,13 @@ if __name__ == "__main__":
     if arguments.sqlite_only or arguments.postgres_only:
         results = asyncio.run(main(arguments))
     else:
-        passed = [f"--contacts={arguments.contacts}", f"--sessions={arguments.sessions}", f"--replies={arguments.replies}",
-                  f"--concurrency={arguments.concurrency}", f"--sync-calls={arguments.sync_calls}"]  # fmt: skip
+        passed = [
+            f"--contacts={arguments.contacts}",
+            f"--sessions={arguments.sessions}",
+            f"--replies={arguments.replies}",
+            f"--concurrency={arguments.concurrency}",
+            f"--sync-calls={arguments.sync_calls}",
+        ]
         if arguments.logs:
             passed.append(f"--logs={arguments.logs}")
         results = [_outcome(d) for d in each_database(passed)]

@@ -28,17 +28,29 @@ import os
 import platform
 import resource
 import shutil
+import statistics
 import tempfile
 import time
-import statistics
 import tracemalloc
 from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.segments import _bind, _sqlite_seed
 
-COLUMNS = ["id", "name", "email", "phone", "country", "city", "vip", "tags", "last_seen_at", "created_at",
-           "attribute.plan", "attribute.seats"]  # fmt: skip
+COLUMNS = [
+    "id",
+    "name",
+    "email",
+    "phone",
+    "country",
+    "city",
+    "vip",
+    "tags",
+    "last_seen_at",
+    "created_at",
+    "attribute.plan",
+    "attribute.seats",
+]
 
 SEED_SQL = [
     """INSERT INTO contacts (workspace_id, name, email, phone, country, city, vip, blocked, gdpr_consent, sms_consent,
@@ -61,7 +73,9 @@ def _sqlite(statement: str) -> str | None:
     s = _sqlite_seed(statement)
     if s is None:
         return None
-    return s.replace("'+3361234' || lpad((g % 10000)::text, 4, '0')", "'+3361234' || substr('0000' || (g % 10000), -4, 4)")
+    return s.replace(
+        "'+3361234' || lpad((g % 10000)::text, 4, '0')", "'+3361234' || substr('0000' || (g % 10000), -4, 4)"
+    )
 
 
 def machine() -> str:
@@ -73,7 +87,9 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    return (
+        f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    )
 
 
 async def main(contacts: int, sqlite: bool, batch: int, keep: bool, repeat: int) -> None:
@@ -109,11 +125,11 @@ async def _run(contacts: int, sqlite: bool, url: str, workdir: Path, repeat: int
     from core.db import migrate, tortoise_config
     from domain import exports as ex
     from jobs.exports import batch_query, export_contacts
-    from services.job_records import create_job
     from models.contacts import AttributeDefinition
     from models.job_records import Job, JobKind
-    from services.exports import export_path
     from resolvers.workspaces import create_workspace
+    from services.exports import export_path
+    from services.job_records import create_job
 
     await migrate()
     await Tortoise.init(config=tortoise_config(), _enable_global_fallback=True)
@@ -133,8 +149,10 @@ async def _run(contacts: int, sqlite: bool, url: str, workdir: Path, repeat: int
         sql, params = _bind(statement, values, not sqlite)
         await conn.execute_query(sql, params)
     database = "SQLite" if sqlite else "PostgreSQL"
-    print(f"seeded {contacts:,} contacts in {time.perf_counter() - started:.1f} s ({database}); "
-          f"export batch {settings.export_batch_size:,}\n")  # fmt: skip
+    print(
+        f"seeded {contacts:,} contacts in {time.perf_counter() - started:.1f} s ({database}); "
+        f"export batch {settings.export_batch_size:,}\n"
+    )
 
     async def job_run(traced: bool) -> tuple[float, int, int]:
         job = await create_job(ws, JobKind.EXPORT, params={"columns": COLUMNS, "segment_id": None, "email_to": []})
@@ -200,13 +218,17 @@ async def _run(contacts: int, sqlite: bool, url: str, workdir: Path, repeat: int
         med, best = statistics.median(times), min(times)
         return f"{contacts / med:,.0f} (best {contacts / best:,.0f}) | {med:.2f} s"
 
-    print(f"machine: {machine()}; load average {load_before:.1f} before, {load_after:.1f} after; "
-          f"median of {repeat} interleaved runs\n")  # fmt: skip
+    print(
+        f"machine: {machine()}; load average {load_before:.1f} before, {load_after:.1f} after; "
+        f"median of {repeat} interleaved runs\n"
+    )
     print(f"| {database}, {contacts:,} contacts, {len(COLUMNS)} columns | rows/s | time | file | peak memory |")
     print("| --- | ---: | ---: | ---: | ---: |")
-    print(f"| export job (exportContacts' task) | {figures(job_times)} | {job_bytes / 1e6:.0f} MB "
-          f"| {traced_peak / 1e6:.1f} MB traced by tracemalloc (that run: {traced_s:.0f} s); "
-          f"max RSS grew {max(0, rss_after - rss_before) / 1024:.0f} MB |")  # fmt: skip
+    print(
+        f"| export job (exportContacts' task) | {figures(job_times)} | {job_bytes / 1e6:.0f} MB "
+        f"| {traced_peak / 1e6:.1f} MB traced by tracemalloc (that run: {traced_s:.0f} s); "
+        f"max RSS grew {max(0, rss_after - rss_before) / 1024:.0f} MB |"
+    )
     print(f"| baseline: {baseline} | {figures(base_times)} | {base_bytes / 1e6:.0f} MB | – |")
     print(f"\njob / baseline time (medians): {statistics.median(job_times) / statistics.median(base_times):.2f}×")
     await Tortoise.close_connections()

@@ -111,8 +111,12 @@ class Bench:
         await self.redis.flushdb()
         pool = await self._create_queue(self.stack.redis_url)
         load_before = load_average()
-        worker = spawn([sys.executable, "-m", "arq", f"bench.jobs_worker.{settings_name}"], env=self.stack.env,
-                       core=self.layout.server_core, log=self.stack.workdir / f"worker-{name}.log")  # fmt: skip
+        worker = spawn(
+            [sys.executable, "-m", "arq", f"bench.jobs_worker.{settings_name}"],
+            env=self.stack.env,
+            core=self.layout.server_core,
+            log=self.stack.workdir / f"worker-{name}.log",
+        )
         started = time.monotonic()
         samples: list[tuple[float, int]] = []
         sampler: asyncio.Task[None] | None = None
@@ -203,8 +207,12 @@ class Bench:
         await self._wait_empty(timeout=count / 50 + 60)
         results = await self._results(list(enqueued))
         waits = Latencies([r.result - enqueued[r.job_id] for r in results])
-        return {"rate": rate, "jobs": count, "sent_per_s": count / sent_for if sent_for > 0 else float("inf"),
-                **waits.summary()}  # fmt: skip
+        return {
+            "rate": rate,
+            "jobs": count,
+            "sent_per_s": count / sent_for if sent_for > 0 else float("inf"),
+            **waits.summary(),
+        }
 
     async def _backlog(self, pool: Any, pid: int) -> dict[str, Any]:
         n = self.args.jobs
@@ -232,19 +240,27 @@ class Bench:
         last_finish = max(r.finish_time.timestamp() for r in results)
         span = last_finish - due
         return {
-            "jobs": n, "enqueue_per_s": n / (enqueued_at - t0), "overran": overran, "jobs_per_s": n / span,
-            "first_start_ms": (starts[0] - due) * 1000, **Latencies([s - due for s in starts]).summary(),
-            "worker_cpu_us_per_job": (cpu1 - cpu0) / n * 1e6, "worker_core_share": (cpu1 - cpu0) / span,
+            "jobs": n,
+            "enqueue_per_s": n / (enqueued_at - t0),
+            "overran": overran,
+            "jobs_per_s": n / span,
+            "first_start_ms": (starts[0] - due) * 1000,
+            **Latencies([s - due for s in starts]).summary(),
+            "worker_cpu_us_per_job": (cpu1 - cpu0) / n * 1e6,
+            "worker_core_share": (cpu1 - cpu0) / span,
             "redis_commands_per_job": (commands1 - commands0) / n,
-        }  # fmt: skip
+        }
 
     async def _idle(self, pid: int, seconds: float) -> dict[str, Any]:
         calls0, cpu0, commands0, t0 = self.sampler_calls, cpu_seconds(pid), await self._commands(), time.monotonic()
         await asyncio.sleep(seconds)
         commands1, cpu1, elapsed = await self._commands(), cpu_seconds(pid), time.monotonic() - t0
         ours = (self.sampler_calls - calls0) + 2  # the sampler's PTTLs and the two INFOs
-        return {"seconds": elapsed, "worker_cpu_share": (cpu1 - cpu0) / elapsed,
-                "redis_commands_per_s": (commands1 - commands0 - ours) / elapsed}  # fmt: skip
+        return {
+            "seconds": elapsed,
+            "worker_cpu_share": (cpu1 - cpu0) / elapsed,
+            "redis_commands_per_s": (commands1 - commands0 - ours) / elapsed,
+        }
 
     async def _commands(self) -> int:
         return int((await self.redis.info("stats"))["total_commands_processed"])
@@ -265,10 +281,17 @@ class Bench:
         # A rewrite shows as the remaining TTL jumping back up.
         rewrites = [t for (t, p), (_, before) in zip(samples[1:], samples) if p > before + 200]
         gaps = [b - a for a, b in zip(rewrites, rewrites[1:])]
-        return {"interval": interval, "ttl_s": ttl_ms / 1000, "window_s": samples[-1][0] - samples[0][0],
-                "samples": len(samples), "missing": sum(p < 0 for _, p in samples), "max_age_s": max(ages),
-                "rewrites": len(rewrites), "gap_min_s": min(gaps) if gaps else None,
-                "gap_max_s": max(gaps) if gaps else None}  # fmt: skip
+        return {
+            "interval": interval,
+            "ttl_s": ttl_ms / 1000,
+            "window_s": samples[-1][0] - samples[0][0],
+            "samples": len(samples),
+            "missing": sum(p < 0 for _, p in samples),
+            "max_age_s": max(ages),
+            "rewrites": len(rewrites),
+            "gap_min_s": min(gaps) if gaps else None,
+            "gap_max_s": max(gaps) if gaps else None,
+        }
 
     async def _probe(self, worker: subprocess.Popen[bytes]) -> dict[str, Any]:
         """`arq --check jobs.worker.WorkerSettings` against a running worker, then against
@@ -285,14 +308,25 @@ class Bench:
             expired_after = time.monotonic() - frozen_at
             after = await self._arq_check()
         os.kill(worker.pid, signal.SIGCONT)
-        return {"probe_running": running, "remaining_at_freeze_s": remaining, "expired_after_s": expired_after,
-                "probe_frozen": after}  # fmt: skip
+        return {
+            "probe_running": running,
+            "remaining_at_freeze_s": remaining,
+            "expired_after_s": expired_after,
+            "probe_frozen": after,
+        }
 
     async def _arq_check(self) -> tuple[int, str]:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "arq", "--check", "jobs.worker.WorkerSettings", cwd=ROOT,
-            env={**os.environ, **self.stack.env}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
+            sys.executable,
+            "-m",
+            "arq",
+            "--check",
+            "jobs.worker.WorkerSettings",
+            cwd=ROOT,
+            env={**os.environ, **self.stack.env},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
         out, _ = await process.communicate()
         lines = [line for line in out.decode(errors="replace").splitlines() if "Health check" in line]
         return process.returncode or 0, (lines[-1] if lines else out.decode(errors="replace").strip()[-200:])
@@ -308,7 +342,6 @@ class Bench:
 
     async def _check_redis_after(self, outcome: Outcome) -> None:
         from arq.constants import result_key_prefix
-
         from arq.jobs import deserialize_result
 
         results = [k async for k in self.redis.scan_iter(match=result_key_prefix + "*", count=1000)]
@@ -327,7 +360,9 @@ class Bench:
             for start in range(0, len(results), 500):
                 hits += await r.exists(*results[start : start + 500])
             if prefixed or hits:
-                raise RuntimeError(f"the system Redis holds {len(prefixed)} keys under the run's prefix and {hits} results")
+                raise RuntimeError(
+                    f"the system Redis holds {len(prefixed)} keys under the run's prefix and {hits} results"
+                )
             return "no key under the run's prefix, none of the results"
 
         outcome.checks.append(f"system Redis at {SYSTEM_REDIS}: {await self._system(system_view)}")
@@ -357,11 +392,18 @@ def report(outcomes: list[Outcome], stack: Stack, layout: CoreLayout, args: argp
     with redis_sync.Redis.from_url(stack.redis_url) as client:
         version = client.info("server")["redis_version"]
 
-    print(f"Machine: {facts['cpus']} CPUs ({facts['cpu model']}), {facts['memory']}, Linux {facts['kernel']}, "
-          f"Python {facts['python']}, arq {arq.version.VERSION}.")  # fmt: skip
-    print(f"Redis {version}: {stack.redis_description}, queue under {stack.redis_prefix}:. Database: SQLite (temporary).")
-    print(f"Pinning: worker on core {layout.server_core}, bench and Redis on {sorted(layout.load_cores)}."
-          if layout.server_core is not None else "Pinning: none (one core).")  # fmt: skip
+    print(
+        f"Machine: {facts['cpus']} CPUs ({facts['cpu model']}), {facts['memory']}, Linux {facts['kernel']}, "
+        f"Python {facts['python']}, arq {arq.version.VERSION}."
+    )
+    print(
+        f"Redis {version}: {stack.redis_description}, queue under {stack.redis_prefix}:. Database: SQLite (temporary)."
+    )
+    print(
+        f"Pinning: worker on core {layout.server_core}, bench and Redis on {sorted(layout.load_cores)}."
+        if layout.server_core is not None
+        else "Pinning: none (one core)."
+    )
     for o in outcomes:
         print(f"Load average (1/5/15 min) during {o.name}: {o.load}.")
     base = next((o for o in outcomes if o.name == "arq-defaults"), None)
@@ -374,17 +416,55 @@ def report(outcomes: list[Outcome], stack: Stack, layout: CoreLayout, args: argp
     for o in outcomes:
         b = o.backlog
         ratio = f"{b['jobs_per_s'] / base.backlog['jobs_per_s']:.1f}×" if base else "–"
-        rows.append([o.name, f"{b['jobs']:,}", f"{b['jobs_per_s']:,.0f}", ratio, _ms(b["first_start_ms"]),
-                     _ms(b["p50"]), _ms(b["p99"]), f"{b['worker_cpu_us_per_job']:,.0f}",
-                     f"{b['worker_core_share']:.0%}", f"{b['redis_commands_per_job']:.1f}",
-                     f"{b['enqueue_per_s']:,.0f}" + (" (overran the due time)" if b["overran"] else "")])  # fmt: skip
-    print(markdown_table(["worker", "jobs", "jobs/s", "vs arq defaults", "first start ms", "wait p50 ms",
-                          "wait p99 ms", "worker CPU µs/job", "worker core busy", "Redis cmds/job",
-                          "enqueued/s"], rows))  # fmt: skip
+        rows.append(
+            [
+                o.name,
+                f"{b['jobs']:,}",
+                f"{b['jobs_per_s']:,.0f}",
+                ratio,
+                _ms(b["first_start_ms"]),
+                _ms(b["p50"]),
+                _ms(b["p99"]),
+                f"{b['worker_cpu_us_per_job']:,.0f}",
+                f"{b['worker_core_share']:.0%}",
+                f"{b['redis_commands_per_job']:.1f}",
+                f"{b['enqueue_per_s']:,.0f}" + (" (overran the due time)" if b["overran"] else ""),
+            ]
+        )
+    print(
+        markdown_table(
+            [
+                "worker",
+                "jobs",
+                "jobs/s",
+                "vs arq defaults",
+                "first start ms",
+                "wait p50 ms",
+                "wait p99 ms",
+                "worker CPU µs/job",
+                "worker core busy",
+                "Redis cmds/job",
+                "enqueued/s",
+            ],
+            rows,
+        )
+    )
 
     print(f"\nPaced: enqueue → start latency, jobs enqueued one at a time for {args.paced_seconds:g} s:\n")
-    rows = [[o.name, f"{p['rate']:g}", f"{p['jobs']:,}", f"{p['sent_per_s']:,.0f}", _ms(p["p50"]), _ms(p["p95"]),
-             _ms(p["p99"]), _ms(p["max"])] for o in outcomes for p in o.paced]  # fmt: skip
+    rows = [
+        [
+            o.name,
+            f"{p['rate']:g}",
+            f"{p['jobs']:,}",
+            f"{p['sent_per_s']:,.0f}",
+            _ms(p["p50"]),
+            _ms(p["p95"]),
+            _ms(p["p99"]),
+            _ms(p["max"]),
+        ]
+        for o in outcomes
+        for p in o.paced
+    ]
     print(markdown_table(["worker", "rate/s", "jobs", "sent/s", "p50 ms", "p95 ms", "p99 ms", "max ms"], rows))
 
     print("\nHealth-check key and liveness probe (`arq --check jobs.worker.WorkerSettings`):\n")
@@ -397,12 +477,39 @@ def report(outcomes: list[Outcome], stack: Stack, layout: CoreLayout, args: argp
             frozen = f"fails (exit {rc}) {h['expired_after_s']:.1f} s after the freeze"
         else:
             frozen = f"still passes: key expires in {h['remaining_at_freeze_s']:,.0f} s"
-        rows.append([o.name, f"{h['interval']:g}", f"{h['ttl_s']:g}", f"{h['window_s']:.0f}", str(h["rewrites"]), gaps,
-                     f"{h['max_age_s']:.2f}", f"exit {h['probe_running'][0]}", frozen,
-                     f"{i['worker_cpu_share']:.1%}", f"{i['redis_commands_per_s']:.0f}"])  # fmt: skip
-    print(markdown_table(["worker", "interval s", "key TTL s", "watched s", "rewrites seen", "between rewrites s",
-                          "max key age s", "probe, running", "probe, worker frozen (SIGSTOP)", "idle worker CPU",
-                          "idle Redis cmds/s"], rows))  # fmt: skip
+        rows.append(
+            [
+                o.name,
+                f"{h['interval']:g}",
+                f"{h['ttl_s']:g}",
+                f"{h['window_s']:.0f}",
+                str(h["rewrites"]),
+                gaps,
+                f"{h['max_age_s']:.2f}",
+                f"exit {h['probe_running'][0]}",
+                frozen,
+                f"{i['worker_cpu_share']:.1%}",
+                f"{i['redis_commands_per_s']:.0f}",
+            ]
+        )
+    print(
+        markdown_table(
+            [
+                "worker",
+                "interval s",
+                "key TTL s",
+                "watched s",
+                "rewrites seen",
+                "between rewrites s",
+                "max key age s",
+                "probe, running",
+                "probe, worker frozen (SIGSTOP)",
+                "idle worker CPU",
+                "idle Redis cmds/s",
+            ],
+            rows,
+        )
+    )
     print()
     for o in outcomes:
         for check in o.checks:
@@ -429,17 +536,26 @@ async def main(args: argparse.Namespace) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.jobs", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.jobs", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--jobs", type=int, default=5000, help="jobs in the backlog (default 5000)")
     parser.add_argument("--rates", default="100", help="paced enqueue rates, jobs/s, comma-separated (default 100)")
     parser.add_argument("--paced-seconds", type=float, default=5, help="length of each paced load (default 5)")
     parser.add_argument("--configs", default="tuned,arq-defaults", help="tuned, arq-defaults or both, in this order")
-    parser.add_argument("--health-window", type=float, default=25,
-                        help="watch the health-check key at least this long from the worker's start (default 25)")  # fmt: skip
+    parser.add_argument(
+        "--health-window",
+        type=float,
+        default=25,
+        help="watch the health-check key at least this long from the worker's start (default 25)",
+    )
     parser.add_argument("--idle-seconds", type=float, default=3, help="idle measurement, at least (default 3)")
-    parser.add_argument("--probe-wait", type=float, default=15,
-                        help="wait this long at most for a frozen worker's key to expire (default 15)")  # fmt: skip
+    parser.add_argument(
+        "--probe-wait",
+        type=float,
+        default=15,
+        help="wait this long at most for a frozen worker's key to expire (default 15)",
+    )
     args = parser.parse_args(argv)
     args.rates = [float(r) for r in args.rates.split(",")]
     args.configs = args.configs.split(",")

@@ -43,22 +43,36 @@ def rules_for(i: int) -> dict[str, Any]:
     n = i % 10
     c = [
         [{"field": "page_url", "operator": "matches", "value": f"https://shop.example/*/product-{i}*"}],
-        [{"field": "page_url", "operator": "contains", "value": f"/section-{i}/"},
-         {"field": "time_on_page", "operator": "greater_or_equal", "value": 30}],
-        [{"field": "visitor", "operator": "equals", "value": "returning"},
-         {"field": "page_url", "operator": "starts_with", "value": f"https://shop.example/pricing/{i}"}],
-        [{"field": "language", "operator": "in", "values": ["fr", "de", "pt"]},
-         {"field": "country", "operator": "in", "values": ["FR", "DE", "PT", "BR"]},
-         {"field": "page_title", "operator": "contains", "value": f"offer {i}"}],
-        [{"field": "device", "operator": "equals", "value": "mobile"},
-         {"field": "referrer", "operator": "contains", "value": f"campaign-{i}"}],
-        [{"field": "segment", "operator": "member_of", "value": 1000 + i},
-         {"field": "page_url", "operator": "contains", "value": "/checkout"}],
-        [{"field": "attribute.plan", "operator": "equals", "value": f"plan-{i}"},
-         {"field": "visit_count", "operator": "greater_than", "value": 3}],
+        [
+            {"field": "page_url", "operator": "contains", "value": f"/section-{i}/"},
+            {"field": "time_on_page", "operator": "greater_or_equal", "value": 30},
+        ],
+        [
+            {"field": "visitor", "operator": "equals", "value": "returning"},
+            {"field": "page_url", "operator": "starts_with", "value": f"https://shop.example/pricing/{i}"},
+        ],
+        [
+            {"field": "language", "operator": "in", "values": ["fr", "de", "pt"]},
+            {"field": "country", "operator": "in", "values": ["FR", "DE", "PT", "BR"]},
+            {"field": "page_title", "operator": "contains", "value": f"offer {i}"},
+        ],
+        [
+            {"field": "device", "operator": "equals", "value": "mobile"},
+            {"field": "referrer", "operator": "contains", "value": f"campaign-{i}"},
+        ],
+        [
+            {"field": "segment", "operator": "member_of", "value": 1000 + i},
+            {"field": "page_url", "operator": "contains", "value": "/checkout"},
+        ],
+        [
+            {"field": "attribute.plan", "operator": "equals", "value": f"plan-{i}"},
+            {"field": "visit_count", "operator": "greater_than", "value": 3},
+        ],
         [{"field": "event", "operator": "equals", "value": f"event_{i}"}],
-        [{"field": "page_url", "operator": "matches", "value": f"*/blog/*-{i}"},
-         {"field": "attribute.seats", "operator": "greater_than", "value": 50}],
+        [
+            {"field": "page_url", "operator": "matches", "value": f"*/blog/*-{i}"},
+            {"field": "attribute.seats", "operator": "greater_than", "value": 50},
+        ],
         [{"field": "time_on_page", "operator": "greater_than", "value": 120}],
     ][n]
     if n == 3:  # nested: title AND (language any of … OR country any of …)
@@ -73,15 +87,29 @@ def visitors(messages: int) -> list[Any]:
     found = []
     for k in range(64):
         i = rng.randrange(messages)
-        found.append(Visitor(
-            url=rng.choice([f"https://shop.example/fr/product-{i}?ref=x", f"https://shop.example/section-{i}/page",
-                            "https://shop.example/", f"https://shop.example/blog/post-{i}", "https://shop.example/fr/checkout"]),
-            title=rng.choice(["Home", f"Special offer {i}", "Checkout"]), referrer=rng.choice(["", f"https://ads.example/campaign-{i}"]),
-            time_on_page=rng.choice([0, 10, 45, 200]), visit_count=rng.choice([1, 2, 5]), language=rng.choice(["en-US", "fr-FR", "pt-BR"]),
-            country=rng.choice(["US", "FR", "BR"]), device=rng.choice(["desktop", "mobile"]),
-            event=rng.choice([None, f"event_{i}"]), segment_ids=frozenset(rng.sample(range(1000, 1000 + messages), 3)),
-            attributes={"plan": f"plan-{rng.randrange(messages)}", "seats": rng.choice([5, 80])},
-        ))  # fmt: skip
+        found.append(
+            Visitor(
+                url=rng.choice(
+                    [
+                        f"https://shop.example/fr/product-{i}?ref=x",
+                        f"https://shop.example/section-{i}/page",
+                        "https://shop.example/",
+                        f"https://shop.example/blog/post-{i}",
+                        "https://shop.example/fr/checkout",
+                    ]
+                ),
+                title=rng.choice(["Home", f"Special offer {i}", "Checkout"]),
+                referrer=rng.choice(["", f"https://ads.example/campaign-{i}"]),
+                time_on_page=rng.choice([0, 10, 45, 200]),
+                visit_count=rng.choice([1, 2, 5]),
+                language=rng.choice(["en-US", "fr-FR", "pt-BR"]),
+                country=rng.choice(["US", "FR", "BR"]),
+                device=rng.choice(["desktop", "mobile"]),
+                event=rng.choice([None, f"event_{i}"]),
+                segment_ids=frozenset(rng.sample(range(1000, 1000 + messages), 3)),
+                attributes={"plan": f"plan-{rng.randrange(messages)}", "seats": rng.choice([5, 80])},
+            )
+        )
     return found
 
 
@@ -90,9 +118,17 @@ def bench_evaluation(messages: int, views: int) -> dict[str, float]:
     from domain.schedule import BusinessHours
 
     started = time.perf_counter()
-    compiled = [compile_message(i, rules_for(i), "every_time", "business_hours" if i % 2 else "any_time", {"messageId": i}) for i in range(messages)]
+    compiled = [
+        compile_message(i, rules_for(i), "every_time", "business_hours" if i % 2 else "any_time", {"messageId": i})
+        for i in range(messages)
+    ]
     compile_ms = (time.perf_counter() - started) * 1000
-    hours = BusinessHours.parse({"timeZone": "Europe/Paris", "days": {d: [["00:00", "24:00"]] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}})
+    hours = BusinessHours.parse(
+        {
+            "timeZone": "Europe/Paris",
+            "days": {d: [["00:00", "24:00"]] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")},
+        }
+    )
     people = visitors(messages)
     at = datetime.now(UTC)
     hits = 0
@@ -106,8 +142,12 @@ def bench_evaluation(messages: int, views: int) -> dict[str, float]:
         hits += len(matching(compiled, v, at, hours))
         samples.append(time.perf_counter_ns() - t)
     samples.sort()
-    return {"compile_ms": compile_ms, "median_us": samples[len(samples) // 2] / 1000, "p99_us": samples[int(len(samples) * 0.99)] / 1000,
-            "mean_matches": hits / views}  # fmt: skip
+    return {
+        "compile_ms": compile_ms,
+        "median_us": samples[len(samples) // 2] / 1000,
+        "p99_us": samples[int(len(samples) * 0.99)] / 1000,
+        "mean_matches": hits / views,
+    }
 
 
 async def bench_mutation(database_url: str, redis_url: str, messages: int, calls: int) -> dict[str, dict[str, float]]:
@@ -124,27 +164,60 @@ async def bench_mutation(database_url: str, redis_url: str, messages: int, calls
         from models.proactive import ProactiveMessage, ProactiveStatus
         from resolvers.workspaces import create_workspace
 
-        boot = await create_workspace("Bench", "owner@example.com", "correct horse battery", identity_verification=False)
-        await ProactiveMessage.bulk_create([
-            ProactiveMessage(workspace_id=boot.workspace.id, channel_id=boot.channel.id, name=f"m{i}", text="Can we help?",
-                             status=ProactiveStatus.LIVE, rules=rules_for(i), frequency="every_time")
-            for i in range(messages)
-        ])  # fmt: skip
-        await ProactiveMessage.create(workspace_id=boot.workspace.id, channel_id=boot.channel.id, name="hit", text="Hello",
-                                      status=ProactiveStatus.LIVE, frequency="every_time",
-                                      rules={"match": "all", "conditions": [{"field": "page_url", "operator": "contains", "value": "/deliver-here"}]})  # fmt: skip
+        boot = await create_workspace(
+            "Bench", "owner@example.com", "correct horse battery", identity_verification=False
+        )
+        await ProactiveMessage.bulk_create(
+            [
+                ProactiveMessage(
+                    workspace_id=boot.workspace.id,
+                    channel_id=boot.channel.id,
+                    name=f"m{i}",
+                    text="Can we help?",
+                    status=ProactiveStatus.LIVE,
+                    rules=rules_for(i),
+                    frequency="every_time",
+                )
+                for i in range(messages)
+            ]
+        )
+        await ProactiveMessage.create(
+            workspace_id=boot.workspace.id,
+            channel_id=boot.channel.id,
+            name="hit",
+            text="Hello",
+            status=ProactiveStatus.LIVE,
+            frequency="every_time",
+            rules={
+                "match": "all",
+                "conditions": [{"field": "page_url", "operator": "contains", "value": "/deliver-here"}],
+            },
+        )
         transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 51000))
         async with httpx.AsyncClient(transport=transport, base_url="http://parley.bench") as http:
-            started = await http.post("/graphql", json={"query": "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { token } }",
-                                                        "variables": {"i": {"channelKey": boot.channel.public_key, "externalId": "bench"}}})  # fmt: skip
+            started = await http.post(
+                "/graphql",
+                json={
+                    "query": "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { token } }",
+                    "variables": {"i": {"channelKey": boot.channel.public_key, "externalId": "bench"}},
+                },
+            )
             token = started.json()["data"]["startContactSession"]["token"]
             doc = "mutation($i: ReportPageViewInput!) { reportPageView(input: $i) { delivery { id } userErrors { code } } }"
-            for label, url in (("no message matches", "https://shop.example/nothing"), ("one message delivered", "https://shop.example/deliver-here")):
+            for label, url in (
+                ("no message matches", "https://shop.example/nothing"),
+                ("one message delivered", "https://shop.example/deliver-here"),
+            ):
                 samples = []
                 for k in range(calls + 50):
                     t = time.perf_counter()
-                    body = (await http.post("/graphql", json={"query": doc, "variables": {"i": {"url": url}}},
-                                            headers={"authorization": f"Bearer {token}"})).json()  # fmt: skip
+                    body = (
+                        await http.post(
+                            "/graphql",
+                            json={"query": doc, "variables": {"i": {"url": url}}},
+                            headers={"authorization": f"Bearer {token}"},
+                        )
+                    ).json()
                     elapsed = time.perf_counter() - t
                     assert not body.get("errors") and body["data"]["reportPageView"]["userErrors"] == [], body
                     delivered = body["data"]["reportPageView"]["delivery"] is not None
@@ -179,8 +252,13 @@ def main() -> None:
         database_url = scratch.url
     else:
         database_url = f"sqlite://{tmp}/bench.sqlite3"
-    os.environ.update(DATABASE_URL=database_url, REDIS_URL=redis.url, REDIS_PREFIX=f"parley-bench-{secrets.token_hex(4)}",
-                      SECRET_KEY=os.environ.get("SECRET_KEY", secrets.token_hex(32)), ENV="prod")  # fmt: skip
+    os.environ.update(
+        DATABASE_URL=database_url,
+        REDIS_URL=redis.url,
+        REDIS_PREFIX=f"parley-bench-{secrets.token_hex(4)}",
+        SECRET_KEY=os.environ.get("SECRET_KEY", secrets.token_hex(32)),
+        ENV="prod",
+    )
     try:
         mutation = asyncio.run(bench_mutation(database_url, redis.url, args.messages, args.calls))
     finally:
@@ -188,19 +266,25 @@ def main() -> None:
         if scratch is not None:
             asyncio.run(scratch.drop())
     facts = machine_facts()
-    print(f"Machine: {facts['cpus']} CPUs ({facts['cpu model']}), {facts['memory']}, Python {facts['python']}; "
-          f"database {'PostgreSQL' if args.postgres else 'SQLite'}.\n")  # fmt: skip
+    print(
+        f"Machine: {facts['cpus']} CPUs ({facts['cpu model']}), {facts['memory']}, Python {facts['python']}; "
+        f"database {'PostgreSQL' if args.postgres else 'SQLite'}.\n"
+    )
     print(f"| {args.messages} live messages, one page view | median | p99 |")
     print("| --- | ---: | ---: |")
     print(f"| evaluation (compiled rules, window) | {ev['median_us']:.1f} µs | {ev['p99_us']:.1f} µs |")
-    print(f"\nCompiling the {args.messages} messages (a cache miss): {ev['compile_ms']:.1f} ms; "
-          f"{ev['mean_matches']:.2f} messages matched per page view on average.\n")
+    print(
+        f"\nCompiling the {args.messages} messages (a cache miss): {ev['compile_ms']:.1f} ms; "
+        f"{ev['mean_matches']:.2f} messages matched per page view on average.\n"
+    )
     print("| reportPageView, in process, sequential | median | p95 |")
     print("| --- | ---: | ---: |")
     for label, figures in mutation.items():
         if label != "cache":
             print(f"| {label} | {figures['median_ms']:.2f} ms | {figures['p95_ms']:.2f} ms |")
-    print(f"\nCompilations during the run: {int(mutation['cache']['compilations'])} (the first page view; then the cache).")
+    print(
+        f"\nCompilations during the run: {int(mutation['cache']['compilations'])} (the first page view; then the cache)."
+    )
 
 
 if __name__ == "__main__":

@@ -34,9 +34,7 @@ from bench.common import BENCH_RATE_LIMITS
 ROOT = Path(__file__).resolve().parent.parent
 
 CONTACTS_QUERY = "{ contacts(first: 50) { edges { node { id name email phone lastSeenAt } } } }"
-CONVERSATIONS_QUERY = (
-    "{ conversations(first: 25) { edges { node { id status contact { id name } assignee { id name } lastMessage { id body } } } } }"
-)
+CONVERSATIONS_QUERY = "{ conversations(first: 25) { edges { node { id status contact { id name } assignee { id name } lastMessage { id body } } } } }"
 
 
 @dataclass
@@ -88,7 +86,7 @@ async def seed(contacts: int, conversations: int) -> tuple[int, str]:
     from core.auth import TokenKind, issue_token
     from core.db import migrate, tortoise_config
     from models.contacts import Contact
-    from models.conversations import Conversation, Message, SenderKind, Direction
+    from models.conversations import Conversation, Direction, Message, SenderKind
     from models.workspaces import Agent
     from resolvers.workspaces import create_workspace
 
@@ -100,23 +98,39 @@ async def seed(contacts: int, conversations: int) -> tuple[int, str]:
         now = datetime.now(UTC)
         await Contact.bulk_create(
             [
-                Contact(workspace_id=ws, name=f"Contact {i}", email=f"c{i}@example.com", phone=f"+1415555{i:04d}",
-                        last_seen_at=now - timedelta(minutes=i))  # fmt: skip
+                Contact(
+                    workspace_id=ws,
+                    name=f"Contact {i}",
+                    email=f"c{i}@example.com",
+                    phone=f"+1415555{i:04d}",
+                    last_seen_at=now - timedelta(minutes=i),
+                )
                 for i in range(contacts)
             ],
             batch_size=1000,
         )
-        agents = [await Agent.create(workspace_id=ws, email=f"a{i}@example.com", name=f"Agent {i}", password_hash="x") for i in range(5)]
-        contact_ids = await Contact.filter(workspace_id=ws).order_by("id").limit(conversations).values_list("id", flat=True)
+        agents = [
+            await Agent.create(workspace_id=ws, email=f"a{i}@example.com", name=f"Agent {i}", password_hash="x")
+            for i in range(5)
+        ]
+        contact_ids = (
+            await Contact.filter(workspace_id=ws).order_by("id").limit(conversations).values_list("id", flat=True)
+        )
         for i, contact_id in enumerate(contact_ids):
             conversation = await Conversation.create(
-                workspace_id=ws, contact_id=contact_id, channel_id=boot.channel.id, assignee_id=agents[i % 5].id,
+                workspace_id=ws,
+                contact_id=contact_id,
+                channel_id=boot.channel.id,
+                assignee_id=agents[i % 5].id,
                 last_message_at=now - timedelta(minutes=i),
-            )  # fmt: skip
+            )
             message = await Message.create(
-                workspace_id=ws, conversation_id=conversation.id, sender_kind=SenderKind.CONTACT,
-                direction=Direction.INBOUND, body=f"Question number {i} about my order",
-            )  # fmt: skip
+                workspace_id=ws,
+                conversation_id=conversation.id,
+                sender_kind=SenderKind.CONTACT,
+                direction=Direction.INBOUND,
+                body=f"Question number {i} about my order",
+            )
             await Conversation.filter(id=conversation.id).update(last_message_id=message.id)
         token = issue_token(TokenKind.AGENT, workspace_id=ws, subject_id=boot.owner.id)
         return ws, token
@@ -125,8 +139,19 @@ async def seed(contacts: int, conversations: int) -> tuple[int, str]:
 
 
 def start_server(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--host", "127.0.0.1", "--port", str(port),
-           "--log-level", "warning", "--no-access-log"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "bench.bare_app:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
     if shutil.which("taskset"):
         cmd = ["taskset", "-c", "0", *cmd]
     return subprocess.Popen(cmd, cwd=ROOT, env=env)
@@ -153,8 +178,25 @@ def profile(pid: int, directory: str, name: str, seconds: int) -> subprocess.Pop
     os.makedirs(directory, exist_ok=True)
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     out = os.path.join(directory, f"{name}.txt")
-    return subprocess.Popen([spy, "record", "--pid", str(pid), "--duration", str(seconds), "--format", "raw", "--rate", "500",
-                             "--nonblocking", "-o", out], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    return subprocess.Popen(
+        [
+            spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(seconds),
+            "--format",
+            "raw",
+            "--rate",
+            "500",
+            "--nonblocking",
+            "-o",
+            out,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def check(url: str, token: str, query: str) -> None:
@@ -167,12 +209,16 @@ def check(url: str, token: str, query: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--postgres", action="store_true", help="PostgreSQL (BENCH_DATABASE_URL or 127.0.0.1:5432/test's server)")
+    parser.add_argument(
+        "--postgres", action="store_true", help="PostgreSQL (BENCH_DATABASE_URL or 127.0.0.1:5432/test's server)"
+    )
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", default="1,32")
     parser.add_argument("--contacts", type=int, default=2000)
     parser.add_argument("--conversations", type=int, default=200)
-    parser.add_argument("--profile", metavar="DIR", help="record the server with py-spy during each GraphQL run (raw stacks)")
+    parser.add_argument(
+        "--profile", metavar="DIR", help="record the server with py-spy during each GraphQL run (raw stacks)"
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install wrk")
@@ -184,7 +230,9 @@ def main() -> None:
     scratch = None
     tmp = tempfile.mkdtemp(prefix="parley-bench-")
     if args.postgres:
-        scratch = ScratchDatabase.beside(os.environ.get("BENCH_DATABASE_URL", "postgres://root@127.0.0.1:5432/test"), prefix="parley_bench")
+        scratch = ScratchDatabase.beside(
+            os.environ.get("BENCH_DATABASE_URL", "postgres://root@127.0.0.1:5432/test"), prefix="parley_bench"
+        )
         asyncio.run(scratch.create())
         database_url = scratch.url
     else:
@@ -195,9 +243,15 @@ def main() -> None:
         redis = PrivateRedis(workdir=tmp).start()
         redis_url = redis.url
     env = {
-        **os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "REDIS_PREFIX": f"bench{secrets.token_hex(3)}",
-        "ENV": "prod", "SECRET_KEY": secrets.token_hex(32), "LOG_LEVEL": "WARNING", **BENCH_RATE_LIMITS,
-    }  # fmt: skip
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "REDIS_PREFIX": f"bench{secrets.token_hex(3)}",
+        "ENV": "prod",
+        "SECRET_KEY": secrets.token_hex(32),
+        "LOG_LEVEL": "WARNING",
+        **BENCH_RATE_LIMITS,
+    }
     os.environ.update(env)
     server = None
     try:
@@ -208,13 +262,21 @@ def main() -> None:
         wait_ready(url, server)
         for query in (CONTACTS_QUERY, CONVERSATIONS_QUERY):
             check(url, token, query)
-        print(f"\n{'PostgreSQL' if args.postgres else 'SQLite'}, {os.cpu_count()} CPUs, server on CPU 0, wrk on CPU 1, {args.duration} s per figure\n")
-        print("| query | connections | bare req/s | GraphQL req/s | ratio | GraphQL p50 / p99 ms | bare p50 / p99 ms "
-              "| server RSS MiB before → after the GraphQL run |")
+        print(
+            f"\n{'PostgreSQL' if args.postgres else 'SQLite'}, {os.cpu_count()} CPUs, server on CPU 0, wrk on CPU 1, {args.duration} s per figure\n"
+        )
+        print(
+            "| query | connections | bare req/s | GraphQL req/s | ratio | GraphQL p50 / p99 ms | bare p50 / p99 ms "
+            "| server RSS MiB before → after the GraphQL run |"
+        )
         print("|---|---:|---:|---:|---:|---:|---:|---|")
         cases = [
             ("contacts(first: 50)", f"{url}/bare/contacts?workspace={workspace_id}", CONTACTS_QUERY),
-            ("conversations(first: 25) + contact, assignee, last message", f"{url}/bare/conversations?workspace={workspace_id}", CONVERSATIONS_QUERY),
+            (
+                "conversations(first: 25) + contact, assignee, last message",
+                f"{url}/bare/conversations?workspace={workspace_id}",
+                CONVERSATIONS_QUERY,
+            ),
         ]
         for label, bare_url, query in cases:
             for connections in (int(c) for c in args.connections.split(",")):
@@ -222,8 +284,14 @@ def main() -> None:
                 run_wrk(f"{url}/graphql", connections, 2, body=json.dumps({"query": query}), token=token)
                 bare = run_wrk(bare_url, connections, args.duration)
                 rss_before = rss_bytes(server.pid)
-                spy = profile(server.pid, args.profile, f"{label.split('(')[0]}-{connections}", args.duration) if args.profile else None
-                graphql = run_wrk(f"{url}/graphql", connections, args.duration, body=json.dumps({"query": query}), token=token)
+                spy = (
+                    profile(server.pid, args.profile, f"{label.split('(')[0]}-{connections}", args.duration)
+                    if args.profile
+                    else None
+                )
+                graphql = run_wrk(
+                    f"{url}/graphql", connections, args.duration, body=json.dumps({"query": query}), token=token
+                )
                 if spy is not None:
                     spy.wait()
                 rss_after = rss_bytes(server.pid)

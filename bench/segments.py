@@ -39,15 +39,30 @@ SEGMENTS: list[tuple[str, dict[str, Any], str]] = [
     ),
     (
         "nested: PT or ES, or (VIP and seen in 30 days)",
-        {"match": "any", "conditions": [{"field": "country", "operator": "in", "values": ["PT", "ES"]}],
-         "groups": [{"match": "all", "conditions": [{"field": "vip", "operator": "equals", "value": True},
-                                                     {"field": "last_seen_at", "operator": "within_last_days", "days": 30}]}]},
+        {
+            "match": "any",
+            "conditions": [{"field": "country", "operator": "in", "values": ["PT", "ES"]}],
+            "groups": [
+                {
+                    "match": "all",
+                    "conditions": [
+                        {"field": "vip", "operator": "equals", "value": True},
+                        {"field": "last_seen_at", "operator": "within_last_days", "days": 30},
+                    ],
+                }
+            ],
+        },
         "(lower(c.country) IN ('pt', 'es') OR (c.vip AND c.last_seen_at >= :now - interval '30 days'))",
     ),
     (
         "custom attribute: plan = pro and seats >= 10",
-        {"match": "all", "conditions": [{"field": "attribute.plan", "operator": "equals", "value": "pro"},
-                                        {"field": "attribute.seats", "operator": "greater_or_equal", "value": 10}]},
+        {
+            "match": "all",
+            "conditions": [
+                {"field": "attribute.plan", "operator": "equals", "value": "pro"},
+                {"field": "attribute.seats", "operator": "greater_or_equal", "value": 10},
+            ],
+        },
         "c.attributes->>'plan' = 'pro' AND (c.attributes->>'seats')::numeric >= 10",
     ),
     (
@@ -59,18 +74,26 @@ SEGMENTS: list[tuple[str, dict[str, Any], str]] = [
     ),
     (
         "events: purchase at least 2 times in 90 days",
-        {"match": "all", "conditions": [{"field": "event.purchase", "event_count_op": "at_least", "count": 2, "days": 90}]},
+        {
+            "match": "all",
+            "conditions": [{"field": "event.purchase", "event_count_op": "at_least", "count": 2, "days": 90}],
+        },
         "(SELECT count(*) FROM contact_events e WHERE e.contact_id = c.id AND e.name = 'purchase' "
         "AND e.occurred_at >= :now - interval '90 days') >= 2",
     ),
     (
         "tag: trial, not seen for 60 days",
-        {"match": "all", "conditions": [{"field": "tag", "operator": "equals", "value": "trial"},
-                                        {"field": "last_seen_at", "operator": "more_than_days_ago", "days": 60}]},
+        {
+            "match": "all",
+            "conditions": [
+                {"field": "tag", "operator": "equals", "value": "trial"},
+                {"field": "last_seen_at", "operator": "more_than_days_ago", "days": 60},
+            ],
+        },
         "EXISTS (SELECT 1 FROM contact_tags t WHERE t.contact_id = c.id AND t.name = 'trial') "
         "AND c.last_seen_at < :now - interval '60 days'",
     ),
-]  # fmt: skip
+]
 
 SEED_SQL = [
     # Contacts: countries, VIPs, a year of last-seen times, plan, seats and account attributes.
@@ -130,8 +153,9 @@ async def _timed_side_by_side(conn: Any, queries: list[tuple[str, list[Any]]], r
     return [statistics.median(times) for times in samples]
 
 
-async def main(contacts: int, sqlite: bool, repeat: int, keep: bool = False, reuse: str | None = None,
-               refresh: bool = True) -> None:  # fmt: skip
+async def main(
+    contacts: int, sqlite: bool, repeat: int, keep: bool = False, reuse: str | None = None, refresh: bool = True
+) -> None:
     from core.scratch_db import ScratchDatabase
 
     scratch = None
@@ -171,7 +195,9 @@ async def _run(contacts: int, sqlite: bool, repeat: int, seed: bool = True, refr
         bench = await Workspace.filter(name="Bench").order_by("id").first()
         assert bench is not None, "no Bench workspace in this database: keep one with --keep"
         ws = bench.id
-        print(f"reusing {await Contact.filter(workspace_id=ws).count():,} contacts ({'SQLite' if sqlite else 'PostgreSQL'})\n")
+        print(
+            f"reusing {await Contact.filter(workspace_id=ws).count():,} contacts ({'SQLite' if sqlite else 'PostgreSQL'})\n"
+        )
     else:
         ws = await _seed(conn, contacts, sqlite, now)
     await _measure(conn, ws, sqlite, repeat, now, refresh)
@@ -193,9 +219,15 @@ async def _seed(conn: Any, contacts: int, sqlite: bool, now: datetime) -> int:
             statement = _sqlite_seed(statement)
             if statement is None:
                 continue
-        sql, params = _bind(statement, {"ws": ws, "now": now if not sqlite else now.isoformat(" ", timespec="microseconds"), "n": contacts}, not sqlite)
+        sql, params = _bind(
+            statement,
+            {"ws": ws, "now": now if not sqlite else now.isoformat(" ", timespec="microseconds"), "n": contacts},
+            not sqlite,
+        )
         await conn.execute_query(sql, params)
-    print(f"seeded {contacts:,} contacts in {time.perf_counter() - started:.1f} s ({'SQLite' if sqlite else 'PostgreSQL'})\n")
+    print(
+        f"seeded {contacts:,} contacts in {time.perf_counter() - started:.1f} s ({'SQLite' if sqlite else 'PostgreSQL'})\n"
+    )
     return int(ws)
 
 
@@ -206,24 +238,38 @@ async def _measure(conn: Any, ws: int, sqlite: bool, repeat: int, now: datetime,
     from services.segments import matching_sql
 
     types = {"plan": "text", "seats": "number", "account": "number"}
-    rows = ["| segment | members | count: compiled | count: hand SQL | ratio | first page: compiled | first page: hand SQL | ratio |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    rows = [
+        "| segment | members | count: compiled | count: hand SQL | ratio | first page: compiled | first page: hand SQL | ratio |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for label, rules, hand in SEGMENTS:
         group = rules_lang.parse(rules, types)
         where, params = matching_sql(group, ws, now=now)
-        hand_where, hand_params = _bind(f"c.workspace_id = :ws AND ({hand})", {"ws": ws, "now": now}, not sqlite) if not sqlite else (None, None)
+        hand_where, hand_params = (
+            _bind(f"c.workspace_id = :ws AND ({hand})", {"ws": ws, "now": now}, not sqlite)
+            if not sqlite
+            else (None, None)
+        )
         count_sql = f"SELECT count(*) AS n FROM contacts c WHERE {where}"
         page_sql = f"SELECT c.id FROM contacts c WHERE {where} ORDER BY c.last_seen_at DESC, c.id DESC LIMIT 50"
         members = (await conn.execute_query_dict(count_sql, params))[0]["n"]
         if hand_where is not None:
             hand_count = f"SELECT count(*) AS n FROM contacts c WHERE {hand_where}"
-            hand_page = f"SELECT c.id FROM contacts c WHERE {hand_where} ORDER BY c.last_seen_at DESC, c.id DESC LIMIT 50"
+            hand_page = (
+                f"SELECT c.id FROM contacts c WHERE {hand_where} ORDER BY c.last_seen_at DESC, c.id DESC LIMIT 50"
+            )
             hand_members = (await conn.execute_query_dict(hand_count, hand_params))[0]["n"]
             assert hand_members == members, (label, hand_members, members, where, params)
-            count_ms, hand_count_ms = await _timed_side_by_side(conn, [(count_sql, params), (hand_count, hand_params)], repeat)
-            page_ms, hand_page_ms = await _timed_side_by_side(conn, [(page_sql, params), (hand_page, hand_params)], repeat)
-            rows.append(f"| {label} | {members:,} | {count_ms:.1f} ms | {hand_count_ms:.1f} ms | {count_ms / hand_count_ms:.2f}× "
-                        f"| {page_ms:.1f} ms | {hand_page_ms:.1f} ms | {page_ms / hand_page_ms:.2f}× |")  # fmt: skip
+            count_ms, hand_count_ms = await _timed_side_by_side(
+                conn, [(count_sql, params), (hand_count, hand_params)], repeat
+            )
+            page_ms, hand_page_ms = await _timed_side_by_side(
+                conn, [(page_sql, params), (hand_page, hand_params)], repeat
+            )
+            rows.append(
+                f"| {label} | {members:,} | {count_ms:.1f} ms | {hand_count_ms:.1f} ms | {count_ms / hand_count_ms:.2f}× "
+                f"| {page_ms:.1f} ms | {hand_page_ms:.1f} ms | {page_ms / hand_page_ms:.2f}× |"
+            )
         else:
             count_ms = await _timed(conn, count_sql, params, repeat)
             page_ms = await _timed(conn, page_sql, params, repeat)
@@ -232,9 +278,11 @@ async def _measure(conn: Any, ws: int, sqlite: bool, repeat: int, now: datetime,
     if not with_refresh:
         return
 
-    print("\n| full refresh, then Segment.contacts | members | first refresh (all join) | second (no change) "
-          "| first page (50) | page 50 from the middle | hand SQL, first page | before: walk the contacts |\n"
-          "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")  # fmt: skip
+    print(
+        "\n| full refresh, then Segment.contacts | members | first refresh (all join) | second (no change) "
+        "| first page (50) | page 50 from the middle | hand SQL, first page | before: walk the contacts |\n"
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    )
     ctx = _bench_context(ws)
     for label, rules, _ in SEGMENTS:
         segment = await Segment.create(workspace_id=ws, name=label, rules=rules)
@@ -245,8 +293,11 @@ async def _measure(conn: Any, ws: int, sqlite: bool, repeat: int, now: datetime,
         await refresh(segment)
         second_s = time.perf_counter() - start
         segment = await Segment.get(id=segment.id)
-        print(f"| {label} | {first['members']:,} | {first_s:.2f} s | {second_s:.2f} s | "
-              + " | ".join(f"{ms:.1f} ms" for ms in await _member_pages(conn, ctx, segment, repeat)) + " |")  # fmt: skip
+        print(
+            f"| {label} | {first['members']:,} | {first_s:.2f} s | {second_s:.2f} s | "
+            + " | ".join(f"{ms:.1f} ms" for ms in await _member_pages(conn, ctx, segment, repeat))
+            + " |"
+        )
 
 
 def _bench_context(ws: int) -> Any:
@@ -272,11 +323,15 @@ async def _member_pages(conn: Any, ctx: Any, segment: Any, repeat: int) -> list[
     q = SqlBuilder()
     middle = await conn.execute_query_dict(
         f"SELECT last_seen_at, contact_id FROM segment_memberships WHERE segment_id = {q.param(segment.id)} "
-        f"ORDER BY last_seen_at DESC, contact_id DESC LIMIT 1 OFFSET {segment.member_count // 2}", q.params)  # fmt: skip
+        f"ORDER BY last_seen_at DESC, contact_id DESC LIMIT 1 OFFSET {segment.member_count // 2}",
+        q.params,
+    )
     cursor = _encode([middle[0]["last_seen_at"], middle[0]["contact_id"]]) if middle else None
     h = SqlBuilder()
-    hand = (f"SELECT c.* FROM segment_memberships m JOIN contacts c ON c.id = m.contact_id WHERE m.segment_id = {h.param(segment.id)} "
-            "ORDER BY m.last_seen_at DESC, m.contact_id DESC LIMIT 50")  # fmt: skip
+    hand = (
+        f"SELECT c.* FROM segment_memberships m JOIN contacts c ON c.id = m.contact_id WHERE m.segment_id = {h.param(segment.id)} "
+        "ORDER BY m.last_seen_at DESC, m.contact_id DESC LIMIT 50"
+    )
 
     async def before() -> Any:
         return await paginate(await members_query(ctx, segment), CONTACT_ORDER, first=50)
@@ -301,17 +356,36 @@ def _sqlite_seed(statement: str) -> str | None:
     if statement == "ANALYZE":
         return "ANALYZE"
     s = statement.replace("jsonb_build_object", "json_object").replace("'{}'::jsonb", "'{}'")
-    s = s.replace("FROM generate_series(1, :n) AS g", "FROM (WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < :n) SELECT g FROM s)")
+    s = s.replace(
+        "FROM generate_series(1, :n) AS g",
+        "FROM (WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < :n) SELECT g FROM s)",
+    )
     s = s.replace("generate_series(1, 3) AS k", "(SELECT 1 AS k UNION ALL SELECT 2 UNION ALL SELECT 3)")
-    s = s.replace("(ARRAY['PT','ES','FR','DE','GB','US','BR','IN','JP','HU'])[1 + g % 10]",
-                  "substr('PTESFRDEGBUSBRINJPHU', 1 + 2 * (g % 10), 2)")
-    s = s.replace("(ARRAY['free','pro','enterprise'])[1 + g % 3]", "CASE g % 3 WHEN 0 THEN 'free' WHEN 1 THEN 'pro' ELSE 'enterprise' END")
-    s = s.replace("(ARRAY['login','purchase','purchase'])[1 + (c.id + k) % 3]", "CASE (c.id + k) % 3 WHEN 0 THEN 'login' ELSE 'purchase' END")
+    s = s.replace(
+        "(ARRAY['PT','ES','FR','DE','GB','US','BR','IN','JP','HU'])[1 + g % 10]",
+        "substr('PTESFRDEGBUSBRINJPHU', 1 + 2 * (g % 10), 2)",
+    )
+    s = s.replace(
+        "(ARRAY['free','pro','enterprise'])[1 + g % 3]",
+        "CASE g % 3 WHEN 0 THEN 'free' WHEN 1 THEN 'pro' ELSE 'enterprise' END",
+    )
+    s = s.replace(
+        "(ARRAY['login','purchase','purchase'])[1 + (c.id + k) % 3]",
+        "CASE (c.id + k) % 3 WHEN 0 THEN 'login' ELSE 'purchase' END",
+    )
     s = s.replace("g % 20 = 0", "(g % 20 = 0)").replace("g % 3 = 0", "(g % 3 = 0)")
-    s = s.replace(":now - (g % 365) * interval '1 day' - interval '400 days'", "strftime('%Y-%m-%d %H:%M:%f000+00:00', :now, '-' || (g % 365 + 400) || ' days')")
-    s = s.replace(":now - (g % 365) * interval '1 day' - (g % 86400) * interval '1 second'",
-                  "strftime('%Y-%m-%d %H:%M:%f000+00:00', :now, '-' || (g % 365) || ' days', '-' || (g % 86400) || ' seconds')")
-    s = s.replace(":now - ((c.id * 7 + k * 13) % 180) * interval '1 day'", "strftime('%Y-%m-%d %H:%M:%f000+00:00', :now, '-' || ((c.id * 7 + k * 13) % 180) || ' days')")
+    s = s.replace(
+        ":now - (g % 365) * interval '1 day' - interval '400 days'",
+        "strftime('%Y-%m-%d %H:%M:%f000+00:00', :now, '-' || (g % 365 + 400) || ' days')",
+    )
+    s = s.replace(
+        ":now - (g % 365) * interval '1 day' - (g % 86400) * interval '1 second'",
+        "strftime('%Y-%m-%d %H:%M:%f000+00:00', :now, '-' || (g % 365) || ' days', '-' || (g % 86400) || ' seconds')",
+    )
+    s = s.replace(
+        ":now - ((c.id * 7 + k * 13) % 180) * interval '1 day'",
+        "strftime('%Y-%m-%d %H:%M:%f000+00:00', :now, '-' || ((c.id * 7 + k * 13) % 180) || ' days')",
+    )
     return s
 
 

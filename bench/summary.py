@@ -37,29 +37,106 @@ class Figure:
 
 
 FIGURES = [
-    Figure("Contacts page, GraphQL, 32 connections (SQLite)", 0.74, 1, "× bare req/s", True, "a bare Starlette endpoint, same query",
-           "Read path after the hostile-client limits (2026-12-07)"),
-    Figure("Inbox page, GraphQL, 32 connections (SQLite)", 0.85, 1, "× bare req/s", True, "a bare Starlette endpoint, same query",
-           "Read path after the hostile-client limits (2026-12-07)"),
-    Figure("Fan-out to 1,000 sockets at 40 msg/s, deliveries/s", 40_013, 40_114, "deliveries/s", True, "the bare pub/sub hub",
-           "Fan-out and the read path re-measured after the leak fix (2026-12-04)"),
-    Figure("Fan-out to 10,000 sockets at 4 msg/s, deliveries/s", 38_295, 41_664, "deliveries/s", True, "the bare pub/sub hub",
-           "Fan-out and the read path re-measured after the leak fix (2026-12-04)"),
-    Figure("Short jobs through the worker, backlog jobs/s", 611, 199, "jobs/s", True, "arq's default settings",
-           "Jobs: short arq jobs through a real worker (2026-12-03)"),
-    Figure("Export 1,000,000 contacts to CSV (PostgreSQL)", 8.42, 8.42 / 1.98, "s", False, "COPY … TO STDOUT",
-           "CSV export and CRM sync (2026-11-22)"),
-    Figure("Export 1,000,000 contacts to CSV (SQLite)", 17.66, 17.66 / 1.62, "s", False, "sqlite3 cursor → csv.writer",
-           "CSV export and CRM sync (2026-11-22)"),
-    Figure("100,000-recipient campaign (PostgreSQL)", 56.6, 28.9, "s", False, "the same rows by bulk SQL",
-           "A 100,000-recipient in-app campaign end to end (2026-12-03)"),
-    Figure("100,000-recipient campaign (SQLite)", 7.26, 1.25, "s", False, "the same rows by bulk SQL",
-           "A 100,000-recipient in-app campaign end to end (2026-12-03)"),
-    Figure("syncContacts, creating 100,000 contacts (PostgreSQL)", 2_599, 20_266, "rows/s", True, "raw INSERT … ON CONFLICT",
-           "CSV export and CRM sync (2026-11-22)"),
-    Figure("syncContacts, creating 100,000 contacts (SQLite)", 2_075, 61_285, "rows/s", True, "raw INSERT … ON CONFLICT",
-           "CSV export and CRM sync (2026-11-22)"),
-]  # fmt: skip
+    Figure(
+        "Contacts page, GraphQL, 32 connections (SQLite)",
+        0.74,
+        1,
+        "× bare req/s",
+        True,
+        "a bare Starlette endpoint, same query",
+        "Read path after the hostile-client limits (2026-12-07)",
+    ),
+    Figure(
+        "Inbox page, GraphQL, 32 connections (SQLite)",
+        0.85,
+        1,
+        "× bare req/s",
+        True,
+        "a bare Starlette endpoint, same query",
+        "Read path after the hostile-client limits (2026-12-07)",
+    ),
+    Figure(
+        "Fan-out to 1,000 sockets at 40 msg/s, deliveries/s",
+        40_013,
+        40_114,
+        "deliveries/s",
+        True,
+        "the bare pub/sub hub",
+        "Fan-out and the read path re-measured after the leak fix (2026-12-04)",
+    ),
+    Figure(
+        "Fan-out to 10,000 sockets at 4 msg/s, deliveries/s",
+        38_295,
+        41_664,
+        "deliveries/s",
+        True,
+        "the bare pub/sub hub",
+        "Fan-out and the read path re-measured after the leak fix (2026-12-04)",
+    ),
+    Figure(
+        "Short jobs through the worker, backlog jobs/s",
+        611,
+        199,
+        "jobs/s",
+        True,
+        "arq's default settings",
+        "Jobs: short arq jobs through a real worker (2026-12-03)",
+    ),
+    Figure(
+        "Export 1,000,000 contacts to CSV (PostgreSQL)",
+        8.42,
+        8.42 / 1.98,
+        "s",
+        False,
+        "COPY … TO STDOUT",
+        "CSV export and CRM sync (2026-11-22)",
+    ),
+    Figure(
+        "Export 1,000,000 contacts to CSV (SQLite)",
+        17.66,
+        17.66 / 1.62,
+        "s",
+        False,
+        "sqlite3 cursor → csv.writer",
+        "CSV export and CRM sync (2026-11-22)",
+    ),
+    Figure(
+        "100,000-recipient campaign (PostgreSQL)",
+        56.6,
+        28.9,
+        "s",
+        False,
+        "the same rows by bulk SQL",
+        "A 100,000-recipient in-app campaign end to end (2026-12-03)",
+    ),
+    Figure(
+        "100,000-recipient campaign (SQLite)",
+        7.26,
+        1.25,
+        "s",
+        False,
+        "the same rows by bulk SQL",
+        "A 100,000-recipient in-app campaign end to end (2026-12-03)",
+    ),
+    Figure(
+        "syncContacts, creating 100,000 contacts (PostgreSQL)",
+        2_599,
+        20_266,
+        "rows/s",
+        True,
+        "raw INSERT … ON CONFLICT",
+        "CSV export and CRM sync (2026-11-22)",
+    ),
+    Figure(
+        "syncContacts, creating 100,000 contacts (SQLite)",
+        2_075,
+        61_285,
+        "rows/s",
+        True,
+        "raw INSERT … ON CONFLICT",
+        "CSV export and CRM sync (2026-11-22)",
+    ),
+]
 
 
 def _number(value: float) -> str:
@@ -95,7 +172,9 @@ def svg() -> str:
     ]
     for tick in (0.01, 0.1, 1, 10):
         tx = x(tick)
-        out.append(f'<line x1="{tx:.1f}" y1="{top - 8}" x2="{tx:.1f}" y2="{height - 28}" stroke="{"#333" if tick == 1 else "#ccc"}"/>')
+        out.append(
+            f'<line x1="{tx:.1f}" y1="{top - 8}" x2="{tx:.1f}" y2="{height - 28}" stroke="{"#333" if tick == 1 else "#ccc"}"/>'
+        )
         out.append(f'<text x="{tx:.1f}" y="{height - 12}" text-anchor="middle">{_number(tick)}×</text>')
     for i, f in enumerate(FIGURES):
         y = top + i * row_h
@@ -104,7 +183,9 @@ def svg() -> str:
         start = x(1)
         left, width = min(start, end), abs(end - start)
         out.append(f'<text x="{label_w - 8}" y="{y + 15}" text-anchor="end">{escape(f.what)}</text>')
-        out.append(f'<rect x="{left:.1f}" y="{y + 3}" width="{max(width, 1):.1f}" height="{row_h - 8}" fill="{colour}"/>')
+        out.append(
+            f'<rect x="{left:.1f}" y="{y + 3}" width="{max(width, 1):.1f}" height="{row_h - 8}" fill="{colour}"/>'
+        )
         out.append(f'<text x="{max(start, end) + 4:.1f}" y="{y + 15}">{f.ratio:.2f}×</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"

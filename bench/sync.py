@@ -45,13 +45,18 @@ PLANS = ["free", "pro", "team"]
 
 def row(i: int, round_: int) -> dict[str, Any]:
     return {
-        "externalId": f"crm-{i:07d}", "name": f"Contact {i}", "email": f"contact{i}@example.com",
-        "city": CITIES[(i + round_) % len(CITIES)], "country": COUNTRIES[i % len(COUNTRIES)],
+        "externalId": f"crm-{i:07d}",
+        "name": f"Contact {i}",
+        "email": f"contact{i}@example.com",
+        "city": CITIES[(i + round_) % len(CITIES)],
+        "country": COUNTRIES[i % len(COUNTRIES)],
         "attributes": [{"key": "plan", "value": PLANS[i % 3]}, {"key": "seats", "value": (i + round_) % 50}],
-    }  # fmt: skip
+    }
 
 
-async def run_sync(http: HttpPool, token: str, contacts: int, batch: int, round_: int, label: str, server_pid: int) -> dict[str, Any]:
+async def run_sync(
+    http: HttpPool, token: str, contacts: int, batch: int, round_: int, label: str, server_pid: int
+) -> dict[str, Any]:
     expected = {"create": "created", "update": "updated", "unchanged": "unchanged"}[label]
     latencies: list[float] = []
     cpu_before = cpu_seconds(server_pid)
@@ -66,8 +71,11 @@ async def run_sync(http: HttpPool, token: str, contacts: int, batch: int, round_
             raise RuntimeError(f"{label}: unexpected answer {payload}")
     elapsed = time.perf_counter() - started
     return {
-        "label": f"syncContacts, {label}", "seconds": elapsed, "rows_per_s": contacts / elapsed,
-        "p50_ms": statistics.median(latencies) * 1000, "max_ms": max(latencies) * 1000,
+        "label": f"syncContacts, {label}",
+        "seconds": elapsed,
+        "rows_per_s": contacts / elapsed,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "max_ms": max(latencies) * 1000,
         "server_cpu_s": cpu_seconds(server_pid) - cpu_before,
     }
 
@@ -78,8 +86,23 @@ async def run_baseline(workspace_id: int, contacts: int, batch: int, round_: int
     from core.db import SqlBuilder, bind_datetime
 
     conn = connections.get("default")
-    columns = ["workspace_id", "external_id", "name", "email", "city", "country", "attributes", "gdpr_consent",
-               "sms_consent", "vip", "blocked", "first_seen_at", "last_seen_at", "created_at", "updated_at"]  # fmt: skip
+    columns = [
+        "workspace_id",
+        "external_id",
+        "name",
+        "email",
+        "city",
+        "country",
+        "attributes",
+        "gdpr_consent",
+        "sms_consent",
+        "vip",
+        "blocked",
+        "first_seen_at",
+        "last_seen_at",
+        "created_at",
+        "updated_at",
+    ]
     latencies: list[float] = []
     started = time.perf_counter()
     for start in range(0, contacts, batch):
@@ -89,8 +112,23 @@ async def run_baseline(workspace_id: int, contacts: int, batch: int, round_: int
         for i in range(start, min(start + batch, contacts)):
             r = row(i, round_)
             attributes = json.dumps({a["key"]: a["value"] for a in r["attributes"]}, separators=(",", ":"))
-            cells = [workspace_id, r["externalId"], r["name"], r["email"], r["city"], r["country"], attributes,
-                     False, "never", False, False, stamp, stamp, stamp, stamp]  # fmt: skip
+            cells = [
+                workspace_id,
+                r["externalId"],
+                r["name"],
+                r["email"],
+                r["city"],
+                r["country"],
+                attributes,
+                False,
+                "never",
+                False,
+                False,
+                stamp,
+                stamp,
+                stamp,
+                stamp,
+            ]
             values.append("(" + ", ".join(q.param(c) for c in cells) + ")")
         sql = (
             f"INSERT INTO contacts ({', '.join(columns)}) VALUES {', '.join(values)} "
@@ -102,8 +140,12 @@ async def run_baseline(workspace_id: int, contacts: int, batch: int, round_: int
         latencies.append(time.perf_counter() - t)
     elapsed = time.perf_counter() - started
     return {
-        "label": f"raw INSERT … ON CONFLICT, {label}", "seconds": elapsed, "rows_per_s": contacts / elapsed,
-        "p50_ms": statistics.median(latencies) * 1000, "max_ms": max(latencies) * 1000, "server_cpu_s": None,
+        "label": f"raw INSERT … ON CONFLICT, {label}",
+        "seconds": elapsed,
+        "rows_per_s": contacts / elapsed,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "max_ms": max(latencies) * 1000,
+        "server_cpu_s": None,
     }
 
 
@@ -148,8 +190,12 @@ async def main(contacts: int, batch: int, sqlite: bool) -> None:
         workspaces = []
         for name in ("Sync bench", "Baseline"):
             boot = await create_workspace(name, "owner@example.com", "correct horse battery")
-            await AttributeDefinition.create(workspace_id=boot.workspace.id, key="plan", label="Plan", type=AttributeType.TEXT)
-            await AttributeDefinition.create(workspace_id=boot.workspace.id, key="seats", label="Seats", type=AttributeType.NUMBER)
+            await AttributeDefinition.create(
+                workspace_id=boot.workspace.id, key="plan", label="Plan", type=AttributeType.TEXT
+            )
+            await AttributeDefinition.create(
+                workspace_id=boot.workspace.id, key="seats", label="Seats", type=AttributeType.NUMBER
+            )
             workspaces.append(boot)
         synced, baseline = workspaces
         server = await start_server(stack.env, core=layout.server_core, log_dir=stack.workdir)
@@ -175,12 +221,31 @@ async def main(contacts: int, batch: int, sqlite: bool) -> None:
         # Rows per second of the server's own CPU: what one core would sustain with nothing
         # else on it (on a busy machine the wall-clock figure also counts time the server
         # was runnable but not running).
-        print(markdown_table(
-            ["what", "rows/s", "total s", "p50 per call ms", "max per call ms", "server CPU s", "rows per server CPU s"],
-            [[r["label"], f"{r['rows_per_s']:,.0f}", f"{r['seconds']:.1f}", f"{r['p50_ms']:.0f}", f"{r['max_ms']:.0f}",
-              "" if r["server_cpu_s"] is None else f"{r['server_cpu_s']:.1f}",
-              "" if r["server_cpu_s"] is None else f"{contacts / r['server_cpu_s']:,.0f}"] for r in results],
-        ))  # fmt: skip
+        print(
+            markdown_table(
+                [
+                    "what",
+                    "rows/s",
+                    "total s",
+                    "p50 per call ms",
+                    "max per call ms",
+                    "server CPU s",
+                    "rows per server CPU s",
+                ],
+                [
+                    [
+                        r["label"],
+                        f"{r['rows_per_s']:,.0f}",
+                        f"{r['seconds']:.1f}",
+                        f"{r['p50_ms']:.0f}",
+                        f"{r['max_ms']:.0f}",
+                        "" if r["server_cpu_s"] is None else f"{r['server_cpu_s']:.1f}",
+                        "" if r["server_cpu_s"] is None else f"{contacts / r['server_cpu_s']:,.0f}",
+                    ]
+                    for r in results
+                ],
+            )
+        )
         print(f"load average at the end: {os.getloadavg()[0]:.2f}")
         by_label = {r["label"]: r["rows_per_s"] for r in results}
         for label in ("create", "update"):

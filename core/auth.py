@@ -1,8 +1,8 @@
 """Credentials: argon2 password hashes, signed bearer tokens, API keys.
 
-    >>> token = issue_token(TokenKind.AGENT, workspace_id=1, subject_id=7)
-    >>> decode_token(token).subject_id
-    7
+>>> token = issue_token(TokenKind.AGENT, workspace_id=1, subject_id=7)
+>>> decode_token(token).subject_id
+7
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import hashlib
 import secrets
 import time
 import weakref
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from collections.abc import Callable
 from enum import StrEnum
 from typing import TypeVar
 
@@ -89,14 +89,15 @@ DUMMY_PASSWORD_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 
 def issue_token(
-    kind: TokenKind, *, workspace_id: int, subject_id: int, channel_id: int | None = None, version: int = 0,
+    kind: TokenKind,
+    *,
+    workspace_id: int,
+    subject_id: int,
+    channel_id: int | None = None,
+    version: int = 0,
     contact_version: int | None = None,
 ) -> str:
-    ttl = (
-        settings.agent_token_ttl_seconds
-        if kind is TokenKind.AGENT
-        else settings.contact_token_ttl_seconds
-    )
+    ttl = settings.agent_token_ttl_seconds if kind is TokenKind.AGENT else settings.contact_token_ttl_seconds
     now = int(time.time())
     payload = {
         "aud": _AUDIENCE,
@@ -157,7 +158,15 @@ _RESET_TYPE = "password-reset"
 
 def issue_reset_token(*, workspace_id: int, agent_id: int, version: int, ttl_seconds: int) -> str:
     now = int(time.time())
-    payload = {"aud": _AUDIENCE, "iat": now, "exp": now + ttl_seconds, "typ": _RESET_TYPE, "ws": workspace_id, "sub": str(agent_id), "ver": version}
+    payload = {
+        "aud": _AUDIENCE,
+        "iat": now,
+        "exp": now + ttl_seconds,
+        "typ": _RESET_TYPE,
+        "ws": workspace_id,
+        "sub": str(agent_id),
+        "ver": version,
+    }
     return jwt.encode(payload, settings.secret_key, algorithm="HS256")
 
 
@@ -167,7 +176,12 @@ def decode_reset_token(token: str) -> Claims | None:
         payload = jwt.decode(token, settings.secret_key, algorithms=["HS256"], audience=_AUDIENCE)
         if payload["typ"] != _RESET_TYPE:
             return None
-        return Claims(kind=TokenKind.AGENT, workspace_id=int(payload["ws"]), subject_id=int(payload["sub"]), version=int(payload["ver"]))
+        return Claims(
+            kind=TokenKind.AGENT,
+            workspace_id=int(payload["ws"]),
+            subject_id=int(payload["sub"]),
+            version=int(payload["ver"]),
+        )
     except (jwt.PyJWTError, KeyError, ValueError, TypeError):
         return None
 

@@ -62,9 +62,10 @@ async def insert_returning(model: type[M], objs: Sequence[M], returning: list[st
     for start in range(0, len(objs), per_statement):
         q = SqlBuilder()
         values = ", ".join(
-            "(" + ", ".join(q.param(_value(obj, c)) for c in columns) + ")" for obj in objs[start : start + per_statement]
+            "(" + ", ".join(q.param(_value(obj, c)) for c in columns) + ")"
+            for obj in objs[start : start + per_statement]
         )
-        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values} RETURNING {', '.join(returning)}"
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values} RETURNING {', '.join(returning)}"  # noqa: S608
         # execute_query_dict fetches: asyncpg's execute_query drops an INSERT's rows.
         found.extend(await tortoise.connections.get("default").execute_query_dict(sql, q.params))
     return found
@@ -84,10 +85,12 @@ async def update_many(model: type[M], objs: Sequence[M], fields: list[str]) -> i
         q = SqlBuilder()
         rows = []
         for obj in objs[start : start + per_statement]:
-            rows.append("(" + ", ".join(f"{q.param(_value(obj, c))}{_cast(model, c, q.postgres)}" for c in columns) + ")")
+            rows.append(
+                "(" + ", ".join(f"{q.param(_value(obj, c))}{_cast(model, c, q.postgres)}" for c in columns) + ")"
+            )
         assignments = ", ".join(f"{c} = v.{c}" for c in fields)
         sql = (
-            f"WITH v({', '.join(columns)}) AS (VALUES {', '.join(rows)}) "
+            f"WITH v({', '.join(columns)}) AS (VALUES {', '.join(rows)}) "  # noqa: S608
             f"UPDATE {table} SET {assignments} FROM v WHERE {table}.{pk} = v.{pk}"
         )
         await tortoise.connections.get("default").execute_query(sql, q.params)

@@ -1,7 +1,7 @@
 """Settings, read once from the environment (and an optional `.env` file).
 
-    from core.config import settings
-    settings.database_url      # 'sqlite://data/parley.sqlite3' unless DATABASE_URL is set
+from core.config import settings
+settings.database_url      # 'sqlite://data/parley.sqlite3' unless DATABASE_URL is set
 """
 
 from __future__ import annotations
@@ -219,10 +219,16 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "rate_limit_login_per_ip", "rate_limit_login_failures_per_account", "rate_limit_contact_session_per_channel",
-        "rate_limit_contact_session_per_ip", "rate_limit_widget_events_per_channel", "rate_limit_widget_events_per_ip",
-        "rate_limit_inbound_hook_per_channel", "rate_limit_graphql_per_principal",
-        "rate_limit_password_reset_per_ip", "rate_limit_password_reset_per_account",
+        "rate_limit_login_per_ip",
+        "rate_limit_login_failures_per_account",
+        "rate_limit_contact_session_per_channel",
+        "rate_limit_contact_session_per_ip",
+        "rate_limit_widget_events_per_channel",
+        "rate_limit_widget_events_per_ip",
+        "rate_limit_inbound_hook_per_channel",
+        "rate_limit_graphql_per_principal",
+        "rate_limit_password_reset_per_ip",
+        "rate_limit_password_reset_per_account",
     )
     @classmethod
     def _rate_limit(cls, value: str) -> str:

@@ -16,7 +16,6 @@ from core.hub import Hub
 from core.permissions import Permission, Principal, PrincipalKind
 from core.scoping import Scope
 
-
 # authorization value -> (when checked, the check), shared by the process's sockets.
 _recent_checks: dict[str | None, tuple[float, asyncio.Future[Principal | None]]] = {}
 
@@ -90,7 +89,10 @@ class Context:
         if found is None or now - found[0] >= self.REAUTHENTICATE_SECONDS or _failed(found[1]):
             if len(_recent_checks) > 10_000:
                 _recent_checks.clear()
-            found = _recent_checks[self.authorization] = (now, asyncio.ensure_future(self._authenticate(self.authorization)))
+            found = _recent_checks[self.authorization] = (
+                now,
+                asyncio.ensure_future(self._authenticate(self.authorization)),
+            )
         self.principal = await asyncio.shield(found[1])
         self._authenticated_at = found[0]
         return self.principal
@@ -110,7 +112,9 @@ class Context:
             self._authenticated_at = found[0]
             return self.principal
         if age < self.REAUTHENTICATE_SECONDS:
-            if age >= self.REAUTHENTICATE_SECONDS - self.CHECK_AHEAD_SECONDS and (found is None or found[0] <= self._authenticated_at):
+            if age >= self.REAUTHENTICATE_SECONDS - self.CHECK_AHEAD_SECONDS and (
+                found is None or found[0] <= self._authenticated_at
+            ):
                 # Check again a little ahead, in the background, so that sockets delivering
                 # without waiting find a fresh answer when theirs falls due.
                 self._check_ahead(now)

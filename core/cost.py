@@ -175,7 +175,11 @@ class _Compiler:
                 cost, is_list = self.field(selection, parent)
                 (lists if is_list else rest).append(cost)
             elif isinstance(selection, InlineFragmentNode):
-                on = parent if selection.type_condition is None else self.schema.get_type(selection.type_condition.name.value)
+                on = (
+                    parent
+                    if selection.type_condition is None
+                    else self.schema.get_type(selection.type_condition.name.value)
+                )
                 inner = self.selections(selection.selection_set, on)
                 lists.append(inner[0])
                 rest.append(inner[1])
@@ -189,7 +193,9 @@ class _Compiler:
         found = self.compiled.get(name)
         if found is None:
             definition = self.fragments[name]
-            found = self.compiled[name] = self.selections(definition.selection_set, self.schema.get_type(definition.type_condition.name.value))
+            found = self.compiled[name] = self.selections(
+                definition.selection_set, self.schema.get_type(definition.type_condition.name.value)
+            )
         return found
 
     def field(self, node: FieldNode, parent: Any) -> tuple[Expr, bool]:

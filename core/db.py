@@ -87,7 +87,9 @@ async def migrate(database_url: str | None = None) -> None:
     from tortoise.migrations.api.migrate import migrate as run_migrations
 
     try:
-        await run_migrations(config=tortoise_config(database_url, statement_timeout=settings.worker_statement_timeout_seconds))
+        await run_migrations(
+            config=tortoise_config(database_url, statement_timeout=settings.worker_statement_timeout_seconds)
+        )
     finally:
         await Tortoise.close_connections()
 
@@ -117,9 +119,9 @@ async def allow_generic_plans(conn: Any) -> None:
 class SqlBuilder:
     """Raw SQL with parameters in the dialect's placeholder style, built left to right.
 
-        q = SqlBuilder()
-        sql = f"SELECT id FROM contacts WHERE workspace_id = {q.param(7)}"
-        await conn.execute_query_dict(sql, q.params)
+    q = SqlBuilder()
+    sql = f"SELECT id FROM contacts WHERE workspace_id = {q.param(7)}"
+    await conn.execute_query_dict(sql, q.params)
     """
 
     def __init__(self) -> None:

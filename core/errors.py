@@ -92,7 +92,10 @@ def is_statement_timeout(exc: BaseException | None) -> bool:
         seen.add(id(exc))
         if isinstance(exc, QueryCanceledError):
             return True
-        if isinstance(exc, sqlite3.OperationalError) and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_INTERRUPT:
+        if (
+            isinstance(exc, sqlite3.OperationalError)
+            and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_INTERRUPT
+        ):
             return True
         # Tortoise wraps the driver's exception as its first argument (and raises from it).
         inner = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else None
@@ -196,7 +199,11 @@ class MaskUnexpectedErrors(MaskErrors):
                 source=error.source,
                 positions=error.positions,
                 path=error.path,
-                extensions={"code": Code.BUSY.value, "retryAfter": DatabaseBusy.retry_after_seconds, "requestId": request_id},
+                extensions={
+                    "code": Code.BUSY.value,
+                    "retryAfter": DatabaseBusy.retry_after_seconds,
+                    "requestId": request_id,
+                },
             )
         if is_statement_timeout(error.original_error):
             log.warning("statement timeout in %s (request %s)", ".".join(map(str, error.path or [])), request_id)

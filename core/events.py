@@ -1,10 +1,10 @@
 """Events leave the process only after the transaction that caused them commits.
 
-    async with atomic(ctx.outbox):
-        contact.name = "Ada"
-        await contact.save()
-        ctx.outbox.add(keys.contact_channel(ws, contact.id), {...})
-    # published here, once, after COMMIT; nothing is published on rollback
+async with atomic(ctx.outbox):
+    contact.name = "Ada"
+    await contact.save()
+    ctx.outbox.add(keys.contact_channel(ws, contact.id), {...})
+# published here, once, after COMMIT; nothing is published on rollback
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Every Redis key and pub/sub channel name, in one place.
 
-    contact_channel(3, 42)     # 'parley:ws:3:contact:42' with the default REDIS_PREFIX
+contact_channel(3, 42)     # 'parley:ws:3:contact:42' with the default REDIS_PREFIX
 """
 
 from __future__ import annotations

@@ -31,7 +31,9 @@ class RequestRejected(Exception):
     """A request refused for what it is, before it runs: answered `status` with a
     GraphQL-style body, `{"errors": [{"message": …, "extensions": {"code": …}}]}`."""
 
-    def __init__(self, message: str, *, status: int = 400, code: str = BAD_REQUEST, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int = 400, code: str = BAD_REQUEST, headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.message, self.status, self.code = message, status, code
         self.headers = dict(headers or {})
@@ -175,7 +177,9 @@ class WebSocketMessageLimitMiddleware:
                 text = message.get("text") or ""
                 size = len(message.get("bytes") or b"") + (len(text) if len(text) * 4 <= limit else len(text.encode()))
                 if size > limit:
-                    await send({"type": "websocket.close", "code": 1009, "reason": f"Message larger than {limit} bytes"})
+                    await send(
+                        {"type": "websocket.close", "code": 1009, "reason": f"Message larger than {limit} bytes"}
+                    )
                     return {"type": "websocket.disconnect", "code": 1009}
             return message
 

@@ -31,11 +31,23 @@ _FIELD_NAME = re.compile(r"[!-9;-~]+")
 _MANAGED = frozenset(
     name.lower()
     for name in (
-        "From", "To", "Cc", "Bcc", "Reply-To", "Sender", "Subject", "Date", "Message-ID",
-        "In-Reply-To", "References", "MIME-Version", "Content-Type", "Content-Transfer-Encoding",
+        "From",
+        "To",
+        "Cc",
+        "Bcc",
+        "Reply-To",
+        "Sender",
+        "Subject",
+        "Date",
+        "Message-ID",
+        "In-Reply-To",
+        "References",
+        "MIME-Version",
+        "Content-Type",
+        "Content-Transfer-Encoding",
         "Content-Disposition",
     )
-)  # fmt: skip
+)
 
 
 class MailNotConfigured(Exception):

@@ -49,7 +49,9 @@ REQUEST_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 ERRORS = Counter("parley_graphql_errors_total", "GraphQL errors answered, by extensions.code.", ["code"])
-JOBS = Counter("parley_jobs_total", "Jobs the worker ran, by function and outcome (ok, retried, failed).", ["function", "outcome"])
+JOBS = Counter(
+    "parley_jobs_total", "Jobs the worker ran, by function and outcome (ok, retried, failed).", ["function", "outcome"]
+)
 JOB_SECONDS = Histogram(
     "parley_job_duration_seconds",
     "How long jobs ran, by function.",

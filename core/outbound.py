@@ -249,7 +249,7 @@ async def request(
     *,
     content: bytes | None = None,
     headers: dict[str, str] | None = None,
-    timeout: float | None = None,
+    timeout: float | None = None,  # noqa: ASYNC109 - httpx's per-phase timeout, not one for the call
     max_bytes: int = DEFAULT_MAX_BYTES,
     verify: ssl.SSLContext | bool = True,
     http2: bool = False,
@@ -290,9 +290,14 @@ async def request(
 
 
 async def _first_answer(
-    client: httpx.AsyncClient, method: str, target: httpx.URL, addresses: list[IPAddress],
-    content: bytes | None, headers: dict[str, str], max_bytes: int,
-) -> OutboundResponse:  # fmt: skip
+    client: httpx.AsyncClient,
+    method: str,
+    target: httpx.URL,
+    addresses: list[IPAddress],
+    content: bytes | None,
+    headers: dict[str, str],
+    max_bytes: int,
+) -> OutboundResponse:
     extensions: dict[str, Any] = {}
     if target.scheme == "https" and literal_address(target.host) is None:
         extensions["sni_hostname"] = target.host

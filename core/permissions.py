@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 
-
 class Role(StrEnum):
     """An agent's role in its workspace (stored on models.workspaces.Agent)."""
 
@@ -76,9 +75,12 @@ def agent_permissions(
     if role in (Role.OWNER, Role.ADMIN):
         return frozenset(Permission)
     granted = {
-        Permission.CONTACTS_READ, Permission.CONTACTS_WRITE, Permission.EVENTS_WRITE,
-        Permission.CONVERSATIONS_READ, Permission.CONVERSATIONS_WRITE,
-    }  # fmt: skip
+        Permission.CONTACTS_READ,
+        Permission.CONTACTS_WRITE,
+        Permission.EVENTS_WRITE,
+        Permission.CONVERSATIONS_READ,
+        Permission.CONVERSATIONS_WRITE,
+    }
     if can_edit_contact_identity:
         granted.add(Permission.CONTACTS_IDENTITY)
     if agents_can_edit_crm_attributes:

@@ -143,7 +143,13 @@ def auth_changed(
     credential is or what it may do, naming exactly one subject: the agent, API key or
     contact whose credentials changed, the channel whose sessions ended, or the workspace
     when the change reaches all its principals (a setting in every agent's permissions)."""
-    given = {"workspace": workspace_id, "agent": agent_id, "api_key": api_key_id, "contact": contact_id, "channel": channel_id}
+    given = {
+        "workspace": workspace_id,
+        "agent": agent_id,
+        "api_key": api_key_id,
+        "contact": contact_id,
+        "channel": channel_id,
+    }
     named = [f"{kind}:{value}" for kind, value in given.items() if value is not None]
     if len(named) != 1:
         raise TypeError(f"auth_changed names exactly one subject, not {named or 'none'}")

@@ -33,7 +33,9 @@ async def enqueue(
     return job is not None
 
 
-def queue_job(outbox: Outbox, function: str, *args: Any, job_id: str | None = None, defer: timedelta | None = None) -> None:
+def queue_job(
+    outbox: Outbox, function: str, *args: Any, job_id: str | None = None, defer: timedelta | None = None
+) -> None:
     """`enqueue` after the outbox's transaction commits (nothing if it rolls back)."""
 
     async def run() -> None:

@@ -51,8 +51,16 @@ return {ms, count}
 
 # Each widget call's limits (the settings: per channel, per address) and what a refusal says.
 _WIDGET_RULES = {
-    "contact-session": ("rate_limit_contact_session_per_channel", "rate_limit_contact_session_per_ip", "Too many contact sessions"),
-    "widget-events": ("rate_limit_widget_events_per_channel", "rate_limit_widget_events_per_ip", "Too many page views and events"),
+    "contact-session": (
+        "rate_limit_contact_session_per_channel",
+        "rate_limit_contact_session_per_ip",
+        "Too many contact sessions",
+    ),
+    "widget-events": (
+        "rate_limit_widget_events_per_channel",
+        "rate_limit_widget_events_per_ip",
+        "Too many page views and events",
+    ),
 }
 
 
@@ -98,9 +106,11 @@ class RateLimits:
     def limiter(self) -> SlidingWindowCounterRateLimiter:
         if self._limiter is None:
             storage = RedisStorage(
-                f"async+{settings.redis_url}", implementation="redispy", key_prefix=keys.rate_limits(),
+                f"async+{settings.redis_url}",
+                implementation="redispy",
+                key_prefix=keys.rate_limits(),
                 connection_pool=self.redis.connection_pool,  # type: ignore[arg-type]  # limits types **options narrowly
-            )  # fmt: skip
+            )
             self._limiter = SlidingWindowCounterRateLimiter(storage)
         return self._limiter
 
@@ -142,7 +152,9 @@ class RateLimits:
         """Before a password is checked: the address's budget (a success spends it too),
         then the account's lockout."""
         if ip:
-            await self.hit("login-ip", settings.rate_limit_login_per_ip, address_key(ip), what="Too many logins from this address")
+            await self.hit(
+                "login-ip", settings.rate_limit_login_per_ip, address_key(ip), what="Too many logins from this address"
+            )
         try:
             locked_ms = await self.redis.pttl(keys.login_lockout(account_key(email)))
         except RedisError as exc:
@@ -163,17 +175,27 @@ class RateLimits:
                     continue
                 milliseconds = (settings.login_lockout_seconds * 1000, settings.login_lockout_max_seconds * 1000)
                 locked: Awaitable[list[int]] = self.redis.eval(  # type: ignore[assignment]  # redis-py types sync and async alike
-                    _LOCK, 2, keys.login_lockout(account), keys.login_lockouts(account),
-                    str(milliseconds[0]), str(milliseconds[1]), str(settings.login_lockout_memory_seconds),
-                )  # fmt: skip
+                    _LOCK,
+                    2,
+                    keys.login_lockout(account),
+                    keys.login_lockouts(account),
+                    str(milliseconds[0]),
+                    str(milliseconds[1]),
+                    str(settings.login_lockout_memory_seconds),
+                )
                 ms, count = await locked
                 # The next lockout needs as many failures again (and lasts twice as long).
                 await self.limiter.clear(item, "login-failures", account)
                 if ms:
                     log.warning(
                         "login locked for account %r for %d s after %d failed attempts in %s (lockout %d in a row; last attempt from %s)",
-                        email.strip().lower(), ms // 1000, item.amount, f"{item.get_expiry()} s", count, ip or "an unknown address",
-                    )  # fmt: skip
+                        email.strip().lower(),
+                        ms // 1000,
+                        item.amount,
+                        f"{item.get_expiry()} s",
+                        count,
+                        ip or "an unknown address",
+                    )
                 return
         except RedisError as exc:
             log.warning("login failure not counted: Redis unreachable (%s)", exc)

@@ -89,8 +89,8 @@ def _row_plan(model: type[Model], sql_dialect: str, names: tuple[str, ...]) -> _
     if postgres:
         where = f'"{scoped_by}" = $1 AND "id" = ANY($2::bigint[])'
     else:
-        where = f'"{scoped_by}" = ? AND "id" IN (SELECT value FROM json_each(?))'
-    sql = f'SELECT {columns} FROM "{model._meta.db_table}" WHERE {where}'
+        where = f'"{scoped_by}" = ? AND "id" IN (SELECT value FROM json_each(?))'  # noqa: S608
+    sql = f'SELECT {columns} FROM "{model._meta.db_table}" WHERE {where}'  # noqa: S608
     while len(_row_plans) >= ROW_PLANS_MAX:
         del _row_plans[next(iter(_row_plans))]
     plan = _row_plans[(model, sql_dialect, names)] = _RowPlan(sql, postgres, _rows_converter(converters))
@@ -107,7 +107,7 @@ def _page_plan(model: type[Model], sql_dialect: str, names: tuple[str, ...], sor
         columns, converters = _selection(model, names)
         order = ", ".join(f'"{projection[c.lstrip("-")]}" {"DESC" if c.startswith("-") else "ASC"}' for c in sort)
         where, limit = ("$1", "$2") if postgres else ("?", "?")
-        sql = f'SELECT {columns} FROM "{model._meta.db_table}" WHERE "{_scope_column(model)}" = {where} ORDER BY {order} LIMIT {limit}'
+        sql = f'SELECT {columns} FROM "{model._meta.db_table}" WHERE "{_scope_column(model)}" = {where} ORDER BY {order} LIMIT {limit}'  # noqa: S608
         plan = _RowPlan(sql, postgres, _rows_converter(converters))
     while len(_page_plans) >= PAGE_PLANS_MAX:
         del _page_plans[next(iter(_page_plans))]
@@ -129,7 +129,9 @@ def unrefined_workspace(query: QuerySet[Any]) -> int | None:
     return getattr(query, "unrefined_workspace_id", None)
 
 
-async def first_rows(query: QuerySet[Any], names: tuple[str, ...], sort: tuple[str, ...], limit: int) -> list[dict[str, Any]] | None:
+async def first_rows(
+    query: QuerySet[Any], names: tuple[str, ...], sort: tuple[str, ...], limit: int
+) -> list[dict[str, Any]] | None:
     """`query.order_by(*sort).limit(limit).values(*names)` for an unrefined `Scope.all`
     queryset, by SQL built once per shape rather than by the query builder per request
     (the first page of a list is the request a client makes most); None for any other
@@ -149,7 +151,9 @@ async def first_rows(query: QuerySet[Any], names: tuple[str, ...], sort: tuple[s
     return rows
 
 
-def _rows_converter(converters: list[tuple[str, Callable[[Any], Any]]]) -> Callable[[list[dict[str, Any]]], None] | None:
+def _rows_converter(
+    converters: list[tuple[str, Callable[[Any], Any]]],
+) -> Callable[[list[dict[str, Any]]], None] | None:
     """One function that converts the rows' columns in place, generated per plan: no loop
     over the columns per row, and a column's converter is called for its non-null values
     only when it answers None for None (every Tortoise field does: checked here). About
@@ -191,10 +195,14 @@ class Scope:
         datetimes converted as on a model), with no model object built. For reading only.
         The SQL is built once per model (the ids are one parameter), not by the query
         builder each time: a related load is a third of an inbox page's queries."""
-        rows = await self._by_id(model, [pk for pk in pks if fits_pk(model, pk)], tuple(model._meta.fields_db_projection))
+        rows = await self._by_id(
+            model, [pk for pk in pks if fits_pk(model, pk)], tuple(model._meta.fields_db_projection)
+        )
         return {row["id"]: SimpleNamespace(**row) for row in rows}
 
-    async def columns_by_id(self, model: type[Model], pks: list[int], names: tuple[str, ...]) -> dict[int, dict[str, Any]]:
+    async def columns_by_id(
+        self, model: type[Model], pks: list[int], names: tuple[str, ...]
+    ) -> dict[int, dict[str, Any]]:
         """`rows_by_id` as dicts of these columns only (the id among them): for a
         selection that reads a few of a wide row's columns, the rest are neither read
         nor converted."""
@@ -209,9 +217,7 @@ class Scope:
             plan.convert(rows)
         return rows
 
-    async def by_global_id(
-        self, value: str | GlobalID, type_name: str, model: type[M]
-    ) -> M | None:
+    async def by_global_id(self, value: str | GlobalID, type_name: str, model: type[M]) -> M | None:
         decoded = decode_global_id(value)
         if decoded is None or decoded[0] != type_name:
             return None

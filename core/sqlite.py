@@ -136,7 +136,12 @@ async def _limit_statements(connection: aiosqlite.Connection, seconds: float) ->
 class Client(SqliteClient):
     def __init__(self, file_path: str, statement_timeout: float = 0, **kwargs: Any) -> None:
         # Order matters: the busy timeout first, so that switching to WAL waits too.
-        pragmas = {"busy_timeout": BUSY_TIMEOUT_MS, "journal_mode": "WAL", "synchronous": "NORMAL", "foreign_keys": "ON"}
+        pragmas = {
+            "busy_timeout": BUSY_TIMEOUT_MS,
+            "journal_mode": "WAL",
+            "synchronous": "NORMAL",
+            "foreign_keys": "ON",
+        }
         super().__init__(file_path, **{**pragmas, **kwargs})
         self.statement_timeout = float(statement_timeout)
 
@@ -193,4 +198,3 @@ class _TransactionContext(SqliteTransactionContext):
 
 
 client_class = Client
-

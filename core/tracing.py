@@ -41,7 +41,9 @@ def setup_tracing() -> None:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    resource = Resource.create({"service.name": settings.otel_service_name, "service.instance.id": settings.instance_id})
+    resource = Resource.create(
+        {"service.name": settings.otel_service_name, "service.instance.id": settings.instance_id}
+    )
     provider = TracerProvider(resource=resource)
     endpoint = settings.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces"
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
@@ -57,8 +59,9 @@ def shutdown_tracing() -> None:
 
 
 @contextlib.contextmanager
-def span(name: str, *, kind: SpanKind = SpanKind.INTERNAL, carrier: Mapping[str, str] | None = None,
-         **attributes: Any) -> Iterator[Span | None]:  # fmt: skip
+def span(
+    name: str, *, kind: SpanKind = SpanKind.INTERNAL, carrier: Mapping[str, str] | None = None, **attributes: Any
+) -> Iterator[Span | None]:
     """A span around the block (a child of the current one, or of the `traceparent` in
     `carrier`: an incoming request's headers), or nothing when tracing is off."""
     if _provider is None:

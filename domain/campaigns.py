@@ -1,13 +1,13 @@
 """Who a campaign reaches, and when, as plain functions over plain data.
 
-    >>> from datetime import UTC, datetime
-    >>> at = datetime(2026, 6, 1, 20, 0, tzinfo=UTC)
-    >>> decide("sms", Reach(phone="+33612345678", sms_consent="subscribed", time_zone="Europe/Paris"), at)
-    Decision(action='wait', reason=None, at=datetime.datetime(2026, 6, 2, 6, 0, tzinfo=datetime.timezone.utc))
-    >>> decide("email", Reach(email=None), at)
-    Decision(action='skip', reason='no_email', at=None)
-    >>> decide("web_widget", Reach(), at).action
-    'send'
+>>> from datetime import UTC, datetime
+>>> at = datetime(2026, 6, 1, 20, 0, tzinfo=UTC)
+>>> decide("sms", Reach(phone="+33612345678", sms_consent="subscribed", time_zone="Europe/Paris"), at)
+Decision(action='wait', reason=None, at=datetime.datetime(2026, 6, 2, 6, 0, tzinfo=datetime.timezone.utc))
+>>> decide("email", Reach(email=None), at)
+Decision(action='skip', reason='no_email', at=None)
+>>> decide("web_widget", Reach(), at).action
+'send'
 """
 
 from __future__ import annotations

@@ -26,16 +26,40 @@ MAX_COLUMNS = 200
 ATTRIBUTE_PREFIX = "attribute."
 
 TEXT_COLUMNS = (
-    "name", "email", "phone", "external_id", "country", "city", "time_zone", "locale",
-    "browser_language", "os", "browser", "ip", "referrer", "platform", "sms_consent",
-)  # fmt: skip
+    "name",
+    "email",
+    "phone",
+    "external_id",
+    "country",
+    "city",
+    "time_zone",
+    "locale",
+    "browser_language",
+    "os",
+    "browser",
+    "ip",
+    "referrer",
+    "platform",
+    "sms_consent",
+)
 BOOLEAN_COLUMNS = ("gdpr_consent", "vip", "blocked")
 DATETIME_COLUMNS = ("gdpr_consent_at", "sms_consent_at", "first_seen_at", "last_seen_at", "created_at", "updated_at")
 BUILT_IN_COLUMNS = ("id", *TEXT_COLUMNS, *BOOLEAN_COLUMNS, *DATETIME_COLUMNS, "tags")
 
 # The attribute report: who the contact is, then every attribute definition in order.
 ATTRIBUTE_REPORT_IDENTITY = ("id", "external_id", "name", "email")
-DEFAULT_COLUMNS = ("id", "name", "email", "phone", "external_id", "country", "city", "tags", "last_seen_at", "created_at")
+DEFAULT_COLUMNS = (
+    "id",
+    "name",
+    "email",
+    "phone",
+    "external_id",
+    "country",
+    "city",
+    "tags",
+    "last_seen_at",
+    "created_at",
+)
 
 
 @dataclass(frozen=True)
@@ -82,9 +106,10 @@ def parse_columns(names: Sequence[str], attribute_keys: Iterable[str]) -> tuple[
         column = _column(name, keys)
         if column is None:
             hint = (
-                "no attribute is defined with this key" if name.startswith(ATTRIBUTE_PREFIX)
+                "no attribute is defined with this key"
+                if name.startswith(ATTRIBUTE_PREFIX)
                 else f"a built-in field ({', '.join(BUILT_IN_COLUMNS)}) or attribute.<key>"
-            )  # fmt: skip
+            )
             errors.append(ColumnError(i, "UNKNOWN_FIELD", f"Unknown column {name[:80]!r}: {hint}."))
         elif name in seen:
             errors.append(ColumnError(i, "INVALID", f"Column {name!r} is named twice."))

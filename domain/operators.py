@@ -48,6 +48,12 @@ class Operator(StrEnum):
 SEGMENT_OPERATORS = frozenset(Operator) - {Operator.MATCHES, Operator.MEMBER_OF, Operator.NOT_MEMBER_OF}
 # Ranges, dates and counts are segment rules' own.
 PROACTIVE_OPERATORS = frozenset(Operator) - {
-    Operator.BETWEEN, Operator.BEFORE, Operator.AFTER, Operator.WITHIN_LAST_DAYS, Operator.MORE_THAN_DAYS_AGO,
-    Operator.AT_LEAST, Operator.AT_MOST, Operator.EXACTLY,
-}  # fmt: skip
+    Operator.BETWEEN,
+    Operator.BEFORE,
+    Operator.AFTER,
+    Operator.WITHIN_LAST_DAYS,
+    Operator.MORE_THAN_DAYS_AGO,
+    Operator.AT_LEAST,
+    Operator.AT_MOST,
+    Operator.EXACTLY,
+}

@@ -46,20 +46,35 @@ MAX_WILDCARDS = 10  # `*` in one MATCHES pattern
 # Page views further apart than this start a new visit.
 VISIT_TIMEOUT = timedelta(minutes=30)
 
-TEXT_OPS = {"equals", "not_equals", "contains", "not_contains", "starts_with", "ends_with", "matches", "is_set", "is_not_set"}
+TEXT_OPS = {
+    "equals",
+    "not_equals",
+    "contains",
+    "not_contains",
+    "starts_with",
+    "ends_with",
+    "matches",
+    "is_set",
+    "is_not_set",
+}
 NUMBER_OPS = {"equals", "greater_than", "greater_or_equal", "less_than", "less_or_equal"}
 CHOICE_OPS = {"equals", "not_equals", "in", "not_in"}
 ATTRIBUTE_OPS = {"equals", "not_equals", "contains", "greater_than", "less_than", "is_set", "is_not_set"}
 DEVICES = ("desktop", "mobile", "tablet")
 
 FIELDS: dict[str, set[str]] = {
-    "page_url": TEXT_OPS, "page_title": TEXT_OPS, "referrer": TEXT_OPS,
-    "time_on_page": NUMBER_OPS, "visit_count": NUMBER_OPS,
+    "page_url": TEXT_OPS,
+    "page_title": TEXT_OPS,
+    "referrer": TEXT_OPS,
+    "time_on_page": NUMBER_OPS,
+    "visit_count": NUMBER_OPS,
     "visitor": {"equals"},
-    "language": CHOICE_OPS, "country": CHOICE_OPS, "device": CHOICE_OPS,
+    "language": CHOICE_OPS,
+    "country": CHOICE_OPS,
+    "device": CHOICE_OPS,
     "event": {"equals", "in"},
     "segment": {"member_of", "not_member_of"},
-}  # fmt: skip
+}
 NO_VALUE = {"is_set", "is_not_set"}
 LIST_OPS = {"in", "not_in"}
 
@@ -98,7 +113,9 @@ Check = Callable[[Visitor], bool]
 
 
 def count_conditions(rules: dict[str, Any]) -> int:
-    return len(rules.get("conditions") or []) + sum(count_conditions(g) for g in rules.get("groups") or [] if isinstance(g, dict))
+    return len(rules.get("conditions") or []) + sum(
+        count_conditions(g) for g in rules.get("groups") or [] if isinstance(g, dict)
+    )
 
 
 def validate_rules(rules: Any) -> dict[str, Any]:
@@ -107,7 +124,11 @@ def validate_rules(rules: Any) -> dict[str, Any]:
         raise RuleError([], "INVALID", "Rules are an object: {match, conditions, groups}.")
     total = _count_bounded(rules, 1)
     if rules.get("groups") and total <= 2:
-        raise RuleError(["groups"], "INVALID", "Nested groups need more than two conditions in all; with one or two, use match ALL or ANY.")
+        raise RuleError(
+            ["groups"],
+            "INVALID",
+            "Nested groups need more than two conditions in all; with one or two, use match ALL or ANY.",
+        )
     return _validate_group(rules, [], 1)
 
 
@@ -133,7 +154,9 @@ def _validate_group(rules: dict[str, Any], path: list[str], depth: int) -> dict[
     match = rules.get("match", "all")
     if match not in ("all", "any"):
         raise RuleError([*path, "match"], "INVALID", "match is ALL or ANY.")
-    conditions = [_validate_condition(c, [*path, "conditions", str(i)]) for i, c in enumerate(rules.get("conditions") or [])]
+    conditions = [
+        _validate_condition(c, [*path, "conditions", str(i)]) for i, c in enumerate(rules.get("conditions") or [])
+    ]
     groups = []
     for i, g in enumerate(rules.get("groups") or []):
         if not isinstance(g, dict):
@@ -154,14 +177,20 @@ def _validate_condition(c: Any, path: list[str]) -> dict[str, Any]:
     if name.startswith("attribute."):
         key = name[len("attribute.") :]
         if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", key):
-            raise RuleError([*path, "field"], "UNKNOWN_FIELD", f"{name!r}: an attribute key has lower-case letters, digits and _.")
+            raise RuleError(
+                [*path, "field"], "UNKNOWN_FIELD", f"{name!r}: an attribute key has lower-case letters, digits and _."
+            )
         ops = ATTRIBUTE_OPS
     elif name in FIELDS:
         ops = FIELDS[name]
     else:
-        raise RuleError([*path, "field"], "UNKNOWN_FIELD", f"Unknown field {name!r}; one of {', '.join(FIELDS)} or attribute.<key>.")
+        raise RuleError(
+            [*path, "field"], "UNKNOWN_FIELD", f"Unknown field {name!r}; one of {', '.join(FIELDS)} or attribute.<key>."
+        )
     if op not in ops:
-        raise RuleError([*path, "operator"], "INVALID_OPERATOR", f"{name} takes {', '.join(sorted(o.upper() for o in ops))}.")
+        raise RuleError(
+            [*path, "operator"], "INVALID_OPERATOR", f"{name} takes {', '.join(sorted(o.upper() for o in ops))}."
+        )
     out: dict[str, Any] = {"field": name, "operator": op}
     if op in NO_VALUE:
         return out
@@ -178,7 +207,11 @@ def _validate_condition(c: Any, path: list[str]) -> dict[str, Any]:
 def _value(name: str, op: str, v: Any, path: list[str]) -> Any:
     if name in ("time_on_page", "visit_count"):
         if isinstance(v, bool) or not isinstance(v, int | float) or v < 0 or v > 10**9:
-            raise RuleError(path, "INVALID_VALUE", f"{name} compares with a number of {'seconds' if name == 'time_on_page' else 'visits'} (0 or more).")
+            raise RuleError(
+                path,
+                "INVALID_VALUE",
+                f"{name} compares with a number of {'seconds' if name == 'time_on_page' else 'visits'} (0 or more).",
+            )
         return v
     if name == "segment":
         if isinstance(v, bool) or not isinstance(v, int):
@@ -267,7 +300,9 @@ def wildcard(pattern: str) -> Callable[[str], bool]:
 
 def compile_rules(rules: dict[str, Any]) -> Check:
     """A predicate over a Visitor, from validated rules. No conditions match everyone."""
-    parts = [_compile_condition(c) for c in rules.get("conditions", [])] + [compile_rules(g) for g in rules.get("groups", [])]
+    parts = [_compile_condition(c) for c in rules.get("conditions", [])] + [
+        compile_rules(g) for g in rules.get("groups", [])
+    ]
     if not parts:
         return lambda v: True
     if len(parts) == 1:
@@ -278,12 +313,17 @@ def compile_rules(rules: dict[str, Any]) -> Check:
 
 
 _READ: dict[str, Callable[[Visitor], Any]] = {
-    "page_url": lambda v: v.url, "page_title": lambda v: v.title, "referrer": lambda v: v.referrer,
-    "time_on_page": lambda v: v.time_on_page, "visit_count": lambda v: v.visit_count,
+    "page_url": lambda v: v.url,
+    "page_title": lambda v: v.title,
+    "referrer": lambda v: v.referrer,
+    "time_on_page": lambda v: v.time_on_page,
+    "visit_count": lambda v: v.visit_count,
     "visitor": lambda v: "new" if v.visit_count <= 1 else "returning",
-    "language": lambda v: v.language, "country": lambda v: v.country, "device": lambda v: v.device,
+    "language": lambda v: v.language,
+    "country": lambda v: v.country,
+    "device": lambda v: v.device,
     "event": lambda v: v.event,
-}  # fmt: skip
+}
 
 
 def _compile_condition(c: dict[str, Any]) -> Check:
@@ -353,6 +393,7 @@ def _attribute(key: str, op: str, value: Any) -> Check:
     if op == "is_not_set":
         return lambda v: get(v) in (None, "", [])
     if op in ("greater_than", "less_than"):
+
         def compare(v: Visitor) -> bool:
             got = get(v)
             if isinstance(got, bool) or not isinstance(got, int | float):
@@ -430,7 +471,9 @@ class LiveMessage:
     push: dict[str, Any]
 
 
-def compile_message(message_id: int, rules: dict[str, Any], frequency: str, window: str, push: dict[str, Any]) -> LiveMessage:
+def compile_message(
+    message_id: int, rules: dict[str, Any], frequency: str, window: str, push: dict[str, Any]
+) -> LiveMessage:
     clean = validate_rules(rules)
     return LiveMessage(message_id, frequency, window, compile_rules(clean), bool(segment_ids(clean)), push)
 

@@ -111,9 +111,20 @@ MAX_INT = 2**63 - 1
 MIN_YEAR, MAX_YEAR = 1000, 9998
 
 TEXT_FIELDS = (
-    "name", "email", "phone", "external_id", "country", "city", "time_zone", "locale",
-    "browser_language", "os", "browser", "platform", "referrer",
-)  # fmt: skip
+    "name",
+    "email",
+    "phone",
+    "external_id",
+    "country",
+    "city",
+    "time_zone",
+    "locale",
+    "browser_language",
+    "os",
+    "browser",
+    "platform",
+    "referrer",
+)
 BOOLEAN_FIELDS = ("vip", "blocked", "gdpr_consent")
 DATETIME_FIELDS = ("first_seen_at", "last_seen_at", "created_at")
 SMS_CONSENT = ("subscribed", "unsubscribed", "never")
@@ -122,8 +133,18 @@ NOT_NULL = frozenset({"vip", "blocked", "gdpr_consent", "sms_consent", "last_see
 
 _PRESENCE = ("is_set", "is_not_set")
 _TEXT_OPS = ("equals", "not_equals", "contains", "not_contains", "starts_with", "ends_with", *_PRESENCE, "in", "not_in")
-_NUMBER_OPS = ("equals", "not_equals", "greater_than", "greater_or_equal", "less_than", "less_or_equal", "between",
-               *_PRESENCE, "in", "not_in")  # fmt: skip
+_NUMBER_OPS = (
+    "equals",
+    "not_equals",
+    "greater_than",
+    "greater_or_equal",
+    "less_than",
+    "less_or_equal",
+    "between",
+    *_PRESENCE,
+    "in",
+    "not_in",
+)
 OPERATORS: dict[str, tuple[str, ...]] = {
     "text": _TEXT_OPS,
     "number": _NUMBER_OPS,
@@ -139,8 +160,22 @@ CONVERSATION_STATUSES = ("open", "snoozed", "resolved")
 PROPERTY_OPERATORS = ("equals", "not_equals", "greater_than", "less_than", "contains")
 ATTRIBUTE_TYPES = ("text", "number", "boolean", "date", "list")
 
-_VALUE_OPS = frozenset({"equals", "not_equals", "contains", "not_contains", "starts_with", "ends_with", "greater_than",
-                        "greater_or_equal", "less_than", "less_or_equal", "before", "after"})  # fmt: skip
+_VALUE_OPS = frozenset(
+    {
+        "equals",
+        "not_equals",
+        "contains",
+        "not_contains",
+        "starts_with",
+        "ends_with",
+        "greater_than",
+        "greater_or_equal",
+        "less_than",
+        "less_or_equal",
+        "before",
+        "after",
+    }
+)
 _VALUES_OPS = frozenset({"in", "not_in", "between"})
 _DAYS_OPS = frozenset({"within_last_days", "more_than_days_ago"})
 
@@ -154,14 +189,25 @@ _EVENT_KEYS = ("event_count_op", "count", "property", "property_operator", "prop
 _COUNT_KEYS = ("event_count_op", "count", "status")  # conversation_count
 _CONDITION_KEYS = frozenset({"field", "operator", "value", "values", "days", *_EVENT_KEYS, *_COUNT_KEYS})
 
-_KIND_NAMES = {"text": "a text", "number": "a number", "boolean": "a boolean", "date": "a date",
-               "datetime": "a date and time", "list": "a list", "enum": "an enum", "tag": "the tag"}  # fmt: skip
+_KIND_NAMES = {
+    "text": "a text",
+    "number": "a number",
+    "boolean": "a boolean",
+    "date": "a date",
+    "datetime": "a date and time",
+    "list": "a list",
+    "enum": "an enum",
+    "tag": "the tag",
+}
 
 # Conversation fields: how many conversations a contact has, and when the newest started.
 CONVERSATION_COUNT = "conversation_count"
 LAST_CONVERSATION_AT = "last_conversation_at"
-_APPLIES_TO = {"event_count_op": f"event.<name> and {CONVERSATION_COUNT}", "count": f"event.<name> and {CONVERSATION_COUNT}",
-               "status": CONVERSATION_COUNT}  # fmt: skip
+_APPLIES_TO = {
+    "event_count_op": f"event.<name> and {CONVERSATION_COUNT}",
+    "count": f"event.<name> and {CONVERSATION_COUNT}",
+    "status": CONVERSATION_COUNT,
+}
 
 
 class RuleError(ValueError):
@@ -260,8 +306,11 @@ class _Parser:
             cpath = [*path, "conditions", str(i)]
             self.count += 1
             if self.count > MAX_CONDITIONS:
-                raise RuleError(f"{_condition_name(cpath, raw)}: at most {MAX_CONDITIONS} conditions in all.", cpath,
-                                "TOO_MANY_CONDITIONS")  # fmt: skip
+                raise RuleError(
+                    f"{_condition_name(cpath, raw)}: at most {MAX_CONDITIONS} conditions in all.",
+                    cpath,
+                    "TOO_MANY_CONDITIONS",
+                )
             try:
                 items.append(self.condition(raw))
             except _Bad as bad:
@@ -294,8 +343,11 @@ class _Parser:
         if operator not in allowed:
             shown = operator if isinstance(operator, str) else "the operator"
             verb = "is required" if operator is None else f"does not apply to {_KIND_NAMES[kind]} field"
-            raise _Bad("operator", f"{'operator' if operator is None else shown} {verb}; use {', '.join(allowed)}.",
-                       "INVALID_OPERATOR")  # fmt: skip
+            raise _Bad(
+                "operator",
+                f"{'operator' if operator is None else shown} {verb}; use {', '.join(allowed)}.",
+                "INVALID_OPERATOR",
+            )
         value, values, days = raw.get("value"), raw.get("values"), raw.get("days")
         if values is not None and not isinstance(values, list | tuple):
             raise _Bad("values", "values must be a list.")
@@ -356,8 +408,12 @@ class _Parser:
             if not EVENT_NAME.match(field[len("event.") :]):
                 raise _Bad("field", "an event name has 1 to 120 letters, digits, spaces or _ . : / -.", "UNKNOWN_FIELD")
             return "event"
-        raise _Bad("field", f"unknown field {field!r}; use a contact field, tag, attribute.<key>, event.<name>, "
-                            f"{CONVERSATION_COUNT} or {LAST_CONVERSATION_AT}.", "UNKNOWN_FIELD")  # fmt: skip
+        raise _Bad(
+            "field",
+            f"unknown field {field!r}; use a contact field, tag, attribute.<key>, event.<name>, "
+            f"{CONVERSATION_COUNT} or {LAST_CONVERSATION_AT}.",
+            "UNKNOWN_FIELD",
+        )
 
 
 def _list(raw: Any, path: list[str], where: str) -> list[Any]:
@@ -494,11 +550,15 @@ def _tag(value: Any) -> str:
 
 # How a condition's values are checked and normalised, by the field's kind.
 _CHECKS: dict[str, Callable[[Any], Any]] = {
-    "text": _text, "number": _number, "boolean": _boolean, "date": _date, "datetime": _date_or_datetime,
-    "list": _text, "enum": _sms_consent, "tag": _tag,
-}  # fmt: skip
-
-
+    "text": _text,
+    "number": _number,
+    "boolean": _boolean,
+    "date": _date,
+    "datetime": _date_or_datetime,
+    "list": _text,
+    "enum": _sms_consent,
+    "tag": _tag,
+}
 
 
 def _bound_key(value: Any, *, start: bool) -> Any:
@@ -541,8 +601,15 @@ def _conversation_count_condition(raw: dict[str, Any]) -> Condition:
         if not isinstance(status, str) or status.lower() not in CONVERSATION_STATUSES:
             raise _Bad("status", f"status is one of {', '.join(CONVERSATION_STATUSES)}.")
         status = status.lower()
-    return Condition(field=CONVERSATION_COUNT, operator=op, days=days, event_count_op=op, count=count, status=status,
-                     kind=CONVERSATION_COUNT)  # fmt: skip
+    return Condition(
+        field=CONVERSATION_COUNT,
+        operator=op,
+        days=days,
+        event_count_op=op,
+        count=count,
+        status=status,
+        kind=CONVERSATION_COUNT,
+    )
 
 
 def _event_condition(raw: dict[str, Any], field: str) -> Condition:
@@ -553,8 +620,9 @@ def _event_condition(raw: dict[str, Any], field: str) -> Condition:
     if not isinstance(prop, str) or not PROPERTY_NAME.match(prop):
         raise _Bad("property", "property names a top-level event property: 1 to 64 letters, digits, _ or -.")
     if prop_op not in PROPERTY_OPERATORS:
-        raise _Bad("property_operator", f"property_operator is one of {', '.join(PROPERTY_OPERATORS)}.",
-                   "INVALID_OPERATOR")  # fmt: skip
+        raise _Bad(
+            "property_operator", f"property_operator is one of {', '.join(PROPERTY_OPERATORS)}.", "INVALID_OPERATOR"
+        )
     try:
         if prop_op in ("greater_than", "less_than"):
             prop_value = _number(prop_value)
@@ -566,8 +634,17 @@ def _event_condition(raw: dict[str, Any], field: str) -> Condition:
             raise ValueError(f"expected text, a number or a boolean, got {type_name(prop_value)}.")
     except ValueError as exc:
         raise _Bad("property_value", str(exc)) from None
-    return Condition(field=field, operator=op, days=days, event_count_op=op, count=count, property=prop,
-                     property_operator=prop_op, property_value=prop_value, kind="event")  # fmt: skip
+    return Condition(
+        field=field,
+        operator=op,
+        days=days,
+        event_count_op=op,
+        count=count,
+        property=prop,
+        property_operator=prop_op,
+        property_value=prop_value,
+        kind="event",
+    )
 
 
 # -- compiling -------------------------------------------------------------------------------
@@ -698,8 +775,12 @@ class _Compiler:
             listed = ", ".join(self.p(fold(x), "text") for x in values)
             return f"{lhs} {'IN' if op == 'in' else 'NOT IN'} ({listed})"
         escaped = like_escape(fold(value))
-        pattern = {"contains": f"%{escaped}%", "not_contains": f"%{escaped}%", "starts_with": f"{escaped}%",
-                   "ends_with": f"%{escaped}"}[op]  # fmt: skip
+        pattern = {
+            "contains": f"%{escaped}%",
+            "not_contains": f"%{escaped}%",
+            "starts_with": f"{escaped}%",
+            "ends_with": f"%{escaped}",
+        }[op]
         like = "NOT LIKE" if op == "not_contains" else "LIKE"
         return f"{self.lower(v)} {like} {self.p(pattern, 'text')} ESCAPE '\\'"
 
@@ -743,8 +824,9 @@ class _Compiler:
     def pg_attribute(self, c: Condition) -> tuple[str, bool]:
         return self.pg_json("c.attributes", c.field[len("attribute.") :], c.kind, c.operator, c.value, c.values, c.days)
 
-    def pg_json(self, column: str, key: str, kind: str, op: str, value: Any, values: tuple[Any, ...],
-                days: int | None) -> tuple[str, bool]:  # fmt: skip
+    def pg_json(
+        self, column: str, key: str, kind: str, op: str, value: Any, values: tuple[Any, ...], days: int | None
+    ) -> tuple[str, bool]:
         """(SQL, whether it may be NULL) for a condition on one top-level key of a JSON object
         column, true only for a value of the kind's JSON type (see the module docstring).
 
@@ -771,7 +853,10 @@ class _Compiler:
         text = _const(f"({column} ->> {self.p(key, 'text')})")
         if kind == "date":
             sql = self.date_predicate(text, Condition(field=key, operator=op, value=value, values=values, days=days))
-            return f"CASE WHEN {sql} THEN ({column} ->> {self.p(key, 'text')}) ~ '{_PG_DATE_SHAPE}' ELSE FALSE END", False
+            return (
+                f"CASE WHEN {sql} THEN ({column} ->> {self.p(key, 'text')}) ~ '{_PG_DATE_SHAPE}' ELSE FALSE END",
+                False,
+            )
         if kind == "text":
             sql = self.text_predicate(text, op, value, values)
         else:  # list: exact
@@ -839,9 +924,9 @@ class _Compiler:
         assert c.count is not None and c.event_count_op is not None
         op, n = c.event_count_op, c.count
         if (op == "at_least" and n == 1) or (op in ("at_most", "exactly") and n == 0):
-            exists = f"EXISTS (SELECT 1 FROM {source} WHERE {where})"
+            exists = f"EXISTS (SELECT 1 FROM {source} WHERE {where})"  # noqa: S608
             return exists if op == "at_least" else f"NOT {exists}"
-        counted = f"(SELECT count(*) FROM {source} WHERE {where})"
+        counted = f"(SELECT count(*) FROM {source} WHERE {where})"  # noqa: S608
         return f"{counted} {_COUNT_OP[op]} {self.p(n, 'bigint')}"
 
     # conversations
@@ -862,7 +947,7 @@ class _Compiler:
 
         def since(bound: datetime | None) -> str:
             where = "cv.contact_id = c.id" + ("" if bound is None else f" AND cv.created_at >= {self.moment(bound)}")
-            return f"EXISTS (SELECT 1 FROM conversations cv WHERE {where})"
+            return f"EXISTS (SELECT 1 FROM conversations cv WHERE {where})"  # noqa: S608
 
         op = c.operator
         if op in ("is_set", "is_not_set"):
@@ -892,8 +977,14 @@ class _Compiler:
         return f"COALESCE({sql}, FALSE)"
 
 
-_SQL_OP = {"equals": "=", "not_equals": "<>", "greater_than": ">", "greater_or_equal": ">=", "less_than": "<",
-           "less_or_equal": "<="}  # fmt: skip
+_SQL_OP = {
+    "equals": "=",
+    "not_equals": "<>",
+    "greater_than": ">",
+    "greater_or_equal": ">=",
+    "less_than": "<",
+    "less_or_equal": "<=",
+}
 _COUNT_OP = {"at_least": ">=", "at_most": "<=", "exactly": "="}
 _JSON_TYPES = {"text": "string", "list": "string", "number": "number", "boolean": "boolean"}
 _PG_DATE_SHAPE = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"

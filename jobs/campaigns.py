@@ -112,7 +112,7 @@ async def freeze_audience(campaign: Campaign, now: datetime) -> int:
             if locked.segment_id is not None:
                 q = SqlBuilder()
                 sql = (
-                    "INSERT INTO campaign_recipients (workspace_id, campaign_id, contact_id, status) "
+                    "INSERT INTO campaign_recipients (workspace_id, campaign_id, contact_id, status) "  # noqa: S608
                     f"SELECT {_typed(q, campaign.workspace_id, 'int')}, {_typed(q, campaign.id, 'int')}, m.contact_id, 'pending' "
                     f"FROM segment_memberships m WHERE m.segment_id = {q.param(locked.segment_id)} "
                     "ON CONFLICT (campaign_id, contact_id) DO NOTHING"
@@ -152,7 +152,7 @@ class Sender:
         in id order: one range of the (campaign_id, status, id) index."""
         q = SqlBuilder()  # parameters in the order they appear: SQLite's are positional
         sql = (
-            "SELECT r.id, r.contact_id, c.blocked, c.email, c.phone, c.sms_consent, c.time_zone, c.external_id "
+            "SELECT r.id, r.contact_id, c.blocked, c.email, c.phone, c.sms_consent, c.time_zone, c.external_id "  # noqa: S608
             "FROM campaign_recipients r JOIN contacts c ON c.id = r.contact_id "
             f"WHERE r.campaign_id = {q.param(self.campaign.id)} AND r.status = {q.param(status.value)} "
         )
@@ -167,9 +167,13 @@ class Sender:
         waits: dict[datetime, list[int]] = {}
         for row in rows:
             reach = Reach(
-                blocked=bool(row["blocked"]), email=row["email"], phone=row["phone"],
-                sms_consent=row["sms_consent"], time_zone=row["time_zone"], external_id=row["external_id"],
-            )  # fmt: skip
+                blocked=bool(row["blocked"]),
+                email=row["email"],
+                phone=row["phone"],
+                sms_consent=row["sms_consent"],
+                time_zone=row["time_zone"],
+                external_id=row["external_id"],
+            )
             decision = decide(self.kind.value, reach, now)
             if decision.action == "send":
                 sends.append(row["id"])
@@ -184,13 +188,17 @@ class Sender:
             stamp = bind_datetime(now)
             for reason, ids in skips.items():
                 q = SqlBuilder()
-                sql = (f"UPDATE campaign_recipients SET status = 'skipped', skip_reason = {q.param(reason)} "
-                       f"WHERE id {_ids(q, ids)} AND status IN ('pending', 'waiting') RETURNING id")  # fmt: skip
+                sql = (
+                    f"UPDATE campaign_recipients SET status = 'skipped', skip_reason = {q.param(reason)} "  # noqa: S608
+                    f"WHERE id {_ids(q, ids)} AND status IN ('pending', 'waiting') RETURNING id"
+                )
                 batch.skipped += len(await conn.execute_query_dict(sql, q.params))
             for at, ids in waits.items():
                 q = SqlBuilder()
-                sql = (f"UPDATE campaign_recipients SET status = 'waiting', next_attempt_at = {q.param(bind_datetime(at))} "
-                       f"WHERE id {_ids(q, ids)} AND status IN ('pending', 'waiting') RETURNING id")  # fmt: skip
+                sql = (
+                    f"UPDATE campaign_recipients SET status = 'waiting', next_attempt_at = {q.param(bind_datetime(at))} "  # noqa: S608
+                    f"WHERE id {_ids(q, ids)} AND status IN ('pending', 'waiting') RETURNING id"
+                )
                 batch.waiting += len(await conn.execute_query_dict(sql, q.params))
             if sends:
                 await self._send(conn, sends, now, stamp, batch)
@@ -207,8 +215,10 @@ class Sender:
         q = SqlBuilder()
         if q.postgres:
             return await self._send_postgres(conn, ids, now, stamp, batch)
-        sql = (f"UPDATE campaign_recipients SET status = 'sent', sent_at = {q.param(stamp)} "
-               f"WHERE id {_ids(q, ids)} AND status IN ('pending', 'waiting') RETURNING id, contact_id")  # fmt: skip
+        sql = (
+            f"UPDATE campaign_recipients SET status = 'sent', sent_at = {q.param(stamp)} "  # noqa: S608
+            f"WHERE id {_ids(q, ids)} AND status IN ('pending', 'waiting') RETURNING id, contact_id"
+        )
         claimed = await conn.execute_query_dict(sql, q.params)
         contact_ids = [r["contact_id"] for r in claimed]
         if not contact_ids:
@@ -228,7 +238,7 @@ class Sender:
         state = DeliveryState.RECEIVED if self.in_app else DeliveryState.PENDING
         q = SqlBuilder()
         sql = (
-            "INSERT INTO messages (workspace_id, conversation_id, sender_kind, agent_id, direction, body, delivery_state, created_at) "
+            "INSERT INTO messages (workspace_id, conversation_id, sender_kind, agent_id, direction, body, delivery_state, created_at) "  # noqa: S608
             f"SELECT workspace_id, id, {_typed(q, self.sender_kind.value, 'text')}, {_typed(q, self.agent_id, 'int')}, 'outbound', "
             f"{_typed(q, campaign.body, 'text')}, {_typed(q, state.value, 'text')}, {_typed(q, stamp, 'timestamptz')} "
             f"FROM conversations WHERE id {_ids(q, conversation_ids)} RETURNING id, conversation_id"
@@ -237,7 +247,9 @@ class Sender:
         await _set_by_id(conn, "conversations", "last_message_id", [(m["conversation_id"], m["id"]) for m in messages])
         contact_of = {r["id"]: r["contact_id"] for r in conversations}
         message_of = {contact_of[m["conversation_id"]]: m["id"] for m in messages}
-        await _set_by_id(conn, "campaign_recipients", "message_id", [(r["id"], message_of[r["contact_id"]]) for r in claimed])
+        await _set_by_id(
+            conn, "campaign_recipients", "message_id", [(r["id"], message_of[r["contact_id"]]) for r in claimed]
+        )
         await record_receipts(campaign.workspace_id, self.source, contact_ids, now)
         batch.sent += len(contact_ids)
         batch.contact_ids.extend(contact_ids)
@@ -257,7 +269,7 @@ class Sender:
         subject = campaign.subject if self.kind is ChannelKind.EMAIL else None
         state = DeliveryState.RECEIVED if self.in_app else DeliveryState.PENDING
         sql = (
-            "WITH claimed AS ("
+            "WITH claimed AS ("  # noqa: S608
             f"  UPDATE campaign_recipients r SET status = 'sent', sent_at = {at}, "
             "     message_id = nextval(pg_get_serial_sequence('messages', 'id')) "
             f"  WHERE r.id BETWEEN {q.param(min(ids))}::bigint AND {q.param(max(ids))}::bigint "
@@ -288,16 +300,26 @@ class Sender:
         """`myMessages` events of the batch's messages, as add_message publishes them
         (message_row), already as JSON: only the ids differ, so the rest is encoded once."""
         state = (DeliveryState.RECEIVED if self.in_app else DeliveryState.PENDING).value
-        rest = json.dumps({
-            "senderKind": self.sender_kind.value, "agentId": self.agent_id, "senderName": self.sender_name,
-            "direction": "outbound", "body": self.campaign.body, "deliveryState": state, "createdAt": now.isoformat(),
-        }, separators=(",", ":"))[1:]  # fmt: skip
+        rest = json.dumps(
+            {
+                "senderKind": self.sender_kind.value,
+                "agentId": self.agent_id,
+                "senderName": self.sender_name,
+                "direction": "outbound",
+                "body": self.campaign.body,
+                "deliveryState": state,
+                "createdAt": now.isoformat(),
+            },
+            separators=(",", ":"),
+        )[1:]
         ws = self.campaign.workspace_id
         return [
-            (keys.contact_messages_channel(ws, contact),
-             f'{{"type":"message","cursor":"{message}","message":{{"id":{message},"conversationId":{conversation},{rest}}}')
+            (
+                keys.contact_messages_channel(ws, contact),
+                f'{{"type":"message","cursor":"{message}","message":{{"id":{message},"conversationId":{conversation},{rest}}}',
+            )
             for message, conversation, contact in batch.messages
-        ]  # fmt: skip
+        ]
 
 
 async def _set_by_id(conn: Any, table: str, column: str, pairs: list[tuple[int, int]]) -> None:
@@ -306,12 +328,14 @@ async def _set_by_id(conn: Any, table: str, column: str, pairs: list[tuple[int, 
     planned as scans of tables a campaign is growing, whose statistics lag behind.)"""
     q = SqlBuilder()
     if q.postgres:
-        pairs_sql = (f"(SELECT unnest({q.param([p[0] for p in pairs])}::bigint[]) AS id, "
-                     f"unnest({q.param([p[1] for p in pairs])}::bigint[]) AS value)")  # fmt: skip
-        sql = f"UPDATE {table} SET {column} = v.value FROM {pairs_sql} v WHERE {table}.id = v.id"
+        pairs_sql = (
+            f"(SELECT unnest({q.param([p[0] for p in pairs])}::bigint[]) AS id, "
+            f"unnest({q.param([p[1] for p in pairs])}::bigint[]) AS value)"
+        )
+        sql = f"UPDATE {table} SET {column} = v.value FROM {pairs_sql} v WHERE {table}.id = v.id"  # noqa: S608
     else:
         values = ", ".join(f"({q.param(i)}, {q.param(v)})" for i, v in pairs)
-        sql = f"WITH v(id, value) AS (VALUES {values}) UPDATE {table} SET {column} = v.value FROM v WHERE {table}.id = v.id"
+        sql = f"WITH v(id, value) AS (VALUES {values}) UPDATE {table} SET {column} = v.value FROM v WHERE {table}.id = v.id"  # noqa: S608
     await conn.execute_query(sql, q.params)
 
 
@@ -342,7 +366,9 @@ async def _after_commit(sender: Sender, batch: Batch, now: datetime, hub: Any, j
         except Exception:
             log.exception("campaign %s: could not queue deliveries; the next run queues them", sender.campaign.id)
     try:
-        await schedule_dirty_refresh(hub, jobs, sender.campaign.workspace_id, batch.contact_ids, conversations_only=True)
+        await schedule_dirty_refresh(
+            hub, jobs, sender.campaign.workspace_id, batch.contact_ids, conversations_only=True
+        )
     except Exception:
         log.exception("campaign %s: could not mark contacts for segment refresh", sender.campaign.id)
 
@@ -374,7 +400,7 @@ async def requeue_deliveries(campaign: Campaign, jobs: Any, batch_size: int = 10
     while True:
         q = SqlBuilder()
         sql = (
-            "SELECT m.id FROM campaign_recipients r JOIN messages m ON m.id = r.message_id "
+            "SELECT m.id FROM campaign_recipients r JOIN messages m ON m.id = r.message_id "  # noqa: S608
             f"WHERE r.campaign_id = {q.param(campaign.id)} AND r.status = 'sent' AND m.delivery_state = 'pending' "
             f"AND m.id > {q.param(after)} ORDER BY m.id LIMIT {q.param(batch_size)}"
         )
@@ -425,16 +451,21 @@ class Writers:
 
 
 async def _set_status(campaign_id: int, status: CampaignStatus, now: datetime) -> bool:
-    changed = await Campaign.filter(id=campaign_id, status__in=[CampaignStatus.SCHEDULED, CampaignStatus.RUNNING]).update(
-        status=status, finished_at=now
-    )
+    changed = await Campaign.filter(
+        id=campaign_id, status__in=[CampaignStatus.SCHEDULED, CampaignStatus.RUNNING]
+    ).update(status=status, finished_at=now)
     return bool(changed)
 
 
 async def run_campaign(
-    campaign_id: int, hub: Any = None, jobs: Any = None, *, clock: Clock = utcnow,
-    batch_size: int | None = None, pause: float | None = None,
-) -> dict[str, Any] | None:  # fmt: skip
+    campaign_id: int,
+    hub: Any = None,
+    jobs: Any = None,
+    *,
+    clock: Clock = utcnow,
+    batch_size: int | None = None,
+    pause: float | None = None,
+) -> dict[str, Any] | None:
     """One run: freeze the audience, send what is due, then complete, or queue the next
     run for the earliest waiting recipient. Idempotent; safe beside another run."""
     campaign = await Campaign.get_or_none(id=campaign_id)
@@ -444,8 +475,13 @@ async def run_campaign(
     if campaign.status is CampaignStatus.SCHEDULED and campaign.scheduled_at > now:
         # Too early (a clock ahead of ours, or a sweep): the deferred run comes later.
         at = campaign.scheduled_at
-        await enqueue(jobs, "send_campaign", campaign_id, job_id=keys.campaign_job(campaign_id, int(at.timestamp())),
-                      defer=at - now)  # fmt: skip
+        await enqueue(
+            jobs,
+            "send_campaign",
+            campaign_id,
+            job_id=keys.campaign_job(campaign_id, int(at.timestamp())),
+            defer=at - now,
+        )
         return None
     tracker = await JobTracker.begin(campaign.job_id, hub)
     if tracker is None:
@@ -454,9 +490,9 @@ async def run_campaign(
             await _set_status(campaign_id, CampaignStatus.CANCELLED, now)
         return None
     try:
-        started = await Campaign.filter(id=campaign_id, status__in=[CampaignStatus.SCHEDULED, CampaignStatus.RUNNING]).update(
-            status=CampaignStatus.RUNNING, heartbeat_at=now
-        )
+        started = await Campaign.filter(
+            id=campaign_id, status__in=[CampaignStatus.SCHEDULED, CampaignStatus.RUNNING]
+        ).update(status=CampaignStatus.RUNNING, heartbeat_at=now)
         if not started:
             raise JobCancelled(campaign.job_id)
         await Campaign.filter(id=campaign_id, started_at__isnull=True).update(started_at=now)
@@ -508,15 +544,24 @@ async def run_campaign(
         earliest = await waiting.order_by("next_attempt_at").first().values_list("next_attempt_at", flat=True)
         if earliest is not None:
             count = await waiting.count()
-            await enqueue(jobs, "send_campaign", campaign_id, job_id=keys.campaign_job(campaign_id, int(earliest.timestamp())),
-                          defer=max(earliest - utcnow(), timedelta(0)))  # fmt: skip
-            log.info("campaign %s: %d recipients wait for quiet hours to end (first at %s)", campaign_id, count, earliest)
+            await enqueue(
+                jobs,
+                "send_campaign",
+                campaign_id,
+                job_id=keys.campaign_job(campaign_id, int(earliest.timestamp())),
+                defer=max(earliest - utcnow(), timedelta(0)),
+            )
+            log.info(
+                "campaign %s: %d recipients wait for quiet hours to end (first at %s)", campaign_id, count, earliest
+            )
             return {"waiting": count, "next_attempt_at": earliest.isoformat()}
         # The campaign and its job record finish together: a worker that dies here
         # leaves both RUNNING (the sweep runs it again), never one of them behind.
         async with in_transaction() as conn:
-            if not await Campaign.filter(id=campaign_id, status=CampaignStatus.RUNNING).using_db(conn).update(
-                status=CampaignStatus.COMPLETED, finished_at=clock()
+            if (
+                not await Campaign.filter(id=campaign_id, status=CampaignStatus.RUNNING)
+                .using_db(conn)
+                .update(status=CampaignStatus.COMPLETED, finished_at=clock())
             ):
                 raise JobCancelled(campaign.job_id)
             await campaign.refresh_from_db(using_db=conn)
@@ -563,7 +608,9 @@ async def resume_campaigns(ctx: dict[str, Any], *, clock: Clock = utcnow) -> int
     now = clock()
     jobs = ctx.get("redis")
     queued = 0
-    due = await Campaign.filter(status=CampaignStatus.SCHEDULED, scheduled_at__lte=now, job_id__isnull=False).values_list("id", "job_id")
+    due = await Campaign.filter(
+        status=CampaignStatus.SCHEDULED, scheduled_at__lte=now, job_id__isnull=False
+    ).values_list("id", "job_id")
     for campaign_id, job_id in due:
         queued += await enqueue(jobs, "send_campaign", campaign_id, job_id=arq_job_id(job_id))
     stale = now - timedelta(seconds=settings.campaign_stale_seconds)
@@ -572,9 +619,13 @@ async def resume_campaigns(ctx: dict[str, Any], *, clock: Clock = utcnow) -> int
         recipients = CampaignRecipient.filter(campaign_id=campaign_id)
         if await recipients.filter(status=RecipientStatus.WAITING, next_attempt_at__lte=now).exists():
             at = int(now.timestamp()) // 60 * 60
-        elif (heartbeat is None or heartbeat < stale) and await recipients.filter(status=RecipientStatus.PENDING).exists():
+        elif (heartbeat is None or heartbeat < stale) and await recipients.filter(
+            status=RecipientStatus.PENDING
+        ).exists():
             at = int(heartbeat.timestamp()) if heartbeat else 0
-        elif heartbeat is not None and heartbeat < stale and not await recipients.filter(status__in=list(OPEN)).exists():
+        elif (
+            heartbeat is not None and heartbeat < stale and not await recipients.filter(status__in=list(OPEN)).exists()
+        ):
             at = int(heartbeat.timestamp())  # died between its last batch and completing
         else:
             continue

@@ -59,47 +59,57 @@ def _expressions(columns: list[ex.Column], q: SqlBuilder) -> list[str]:
             out.append(f"CASE WHEN c.{column.key} THEN 'true' ELSE 'false' END")
         elif column.kind == "datetime":
             out.append(
-                f"""to_char(c.{column.key} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')""" if pg
+                f"""to_char(c.{column.key} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')"""
+                if pg
                 else f"strftime('%Y-%m-%dT%H:%M:%SZ', c.{column.key})"
-            )  # fmt: skip
+            )
         elif column.kind == "tags":
             out.append(
-                "(SELECT string_agg(t.name, ', ' ORDER BY t.name) FROM contact_tags t WHERE t.contact_id = c.id)" if pg
+                "(SELECT string_agg(t.name, ', ' ORDER BY t.name) FROM contact_tags t WHERE t.contact_id = c.id)"
+                if pg
                 else "(SELECT group_concat(name, ', ') FROM (SELECT t.name FROM contact_tags t WHERE t.contact_id = c.id ORDER BY t.name))"
-            )  # fmt: skip
+            )
         elif column.kind == "attribute":
             if pg:
                 out.append(f"c.attributes ->> {q.param(column.key)}::text")
             else:
                 path = f'$."{column.key}"'
                 # JSON true/false read back as 1/0 in SQLite: spell them as PostgreSQL does.
-                out.append(f"CASE json_type(c.attributes, {q.param(path)}) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' "
-                           f"ELSE json_extract(c.attributes, {q.param(path)}) END")  # fmt: skip
+                out.append(
+                    f"CASE json_type(c.attributes, {q.param(path)}) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' "
+                    f"ELSE json_extract(c.attributes, {q.param(path)}) END"
+                )
         else:  # pragma: no cover - parse_columns knows no other kind
             raise ValueError(column.kind)
     return out
 
 
-def batch_query(columns: list[ex.Column], workspace_id: int, segment_id: int | None, after: int, limit: int) -> tuple[str, list[Any]]:
+def batch_query(
+    columns: list[ex.Column], workspace_id: int, segment_id: int | None, after: int, limit: int
+) -> tuple[str, list[Any]]:
     """The next `limit` contacts with id > `after`: their id, then one value per column."""
     q = SqlBuilder()
     select = ", ".join(["c.id", *_expressions(columns, q)])
     if segment_id is None:
-        sql = (f"SELECT {select} FROM contacts c WHERE c.workspace_id = {q.param(workspace_id)} "
-               f"AND c.id > {q.param(after)} ORDER BY c.id LIMIT {q.param(limit)}")  # fmt: skip
+        sql = (
+            f"SELECT {select} FROM contacts c WHERE c.workspace_id = {q.param(workspace_id)} "  # noqa: S608
+            f"AND c.id > {q.param(after)} ORDER BY c.id LIMIT {q.param(limit)}"
+        )
     else:
-        sql = (f"SELECT {select} FROM segment_memberships m JOIN contacts c ON c.id = m.contact_id "
-               f"WHERE m.segment_id = {q.param(segment_id)} AND m.contact_id > {q.param(after)} "
-               f"AND c.workspace_id = {q.param(workspace_id)} ORDER BY m.contact_id LIMIT {q.param(limit)}")  # fmt: skip
+        sql = (
+            f"SELECT {select} FROM segment_memberships m JOIN contacts c ON c.id = m.contact_id "  # noqa: S608
+            f"WHERE m.segment_id = {q.param(segment_id)} AND m.contact_id > {q.param(after)} "
+            f"AND c.workspace_id = {q.param(workspace_id)} ORDER BY m.contact_id LIMIT {q.param(limit)}"
+        )
     return sql, q.params
 
 
 async def count_rows(workspace_id: int, segment_id: int | None) -> int:
     q = SqlBuilder()
     if segment_id is None:
-        sql = f"SELECT count(*) AS n FROM contacts WHERE workspace_id = {q.param(workspace_id)}"
+        sql = f"SELECT count(*) AS n FROM contacts WHERE workspace_id = {q.param(workspace_id)}"  # noqa: S608
     else:
-        sql = f"SELECT count(*) AS n FROM segment_memberships WHERE segment_id = {q.param(segment_id)}"
+        sql = f"SELECT count(*) AS n FROM segment_memberships WHERE segment_id = {q.param(segment_id)}"  # noqa: S608
     rows = await connections.get("default").execute_query_dict(sql, q.params)
     return int(rows[0]["n"])
 
@@ -110,9 +120,13 @@ def _contact_gid(pk: int) -> str:
 
 
 async def write_csv(
-    path: Path, columns: list[ex.Column], workspace_id: int, segment_id: int | None,
-    tracker: JobTracker | None = None, batch_size: int | None = None,
-) -> int:  # fmt: skip
+    path: Path,
+    columns: list[ex.Column],
+    workspace_id: int,
+    segment_id: int | None,
+    tracker: JobTracker | None = None,
+    batch_size: int | None = None,
+) -> int:
     """Stream the contacts to `path` (UTF-8, header first); the number of rows written.
 
     The next batch is read while this one is formatted and written: the database works
@@ -167,8 +181,10 @@ async def _email(job: Job, recipients: list[str], rows: int) -> dict[str, Any]:
     url = signed_url(job.workspace_id, job.id)
     what = "attribute report" if job.kind is JobKind.ATTRIBUTE_REPORT else "contact export"
     hours = max(1, settings.export_link_ttl_seconds // 3600)
-    text = (f"Your {what} is ready: {rows} contacts.\n\nDownload it within {hours} hours:\n{url}\n\n"
-            "Anyone with this link can download the file until it expires: do not forward it.\n")  # fmt: skip
+    text = (
+        f"Your {what} is ready: {rows} contacts.\n\nDownload it within {hours} hours:\n{url}\n\n"
+        "Anyone with this link can download the file until it expires: do not forward it.\n"
+    )
     try:
         await send_mail(Mail(to=recipients, subject=f"Your {what} is ready", text=text))
     except MailNotConfigured:
@@ -242,23 +258,35 @@ async def prune_exports(ctx: dict[str, Any]) -> int:
     Also removes the files deleteContact left behind when its process died before it
     could (its link answers 410 meanwhile)."""
     now = datetime.now(UTC)
-    await Job.filter(kind__in=list(EXPORT_KINDS), status=JobStatus.RUNNING,
-                     started_at__lt=now - timedelta(seconds=3 * EXPORT_TIMEOUT)).update(
-        status=JobStatus.FAILED, error="The worker running this export stopped; try again.", finished_at=now,
+    await Job.filter(
+        kind__in=list(EXPORT_KINDS),
+        status=JobStatus.RUNNING,
+        started_at__lt=now - timedelta(seconds=3 * EXPORT_TIMEOUT),
+    ).update(
+        status=JobStatus.FAILED,
+        error="The worker running this export stopped; try again.",
+        finished_at=now,
         seq=F("seq") + 1,
-    )  # fmt: skip
+    )
     cutoff = now - timedelta(days=settings.export_retention_days)
     recent = now - timedelta(hours=2)  # this sweep runs hourly
     removed = 0
     latest = await (
-        DeletedContact.filter(deleted_at__gte=recent).annotate(last=Max("deleted_at"))
-        .group_by("workspace_id").values("workspace_id", "last")
-    )  # fmt: skip
+        DeletedContact.filter(deleted_at__gte=recent)
+        .annotate(last=Max("deleted_at"))
+        .group_by("workspace_id")
+        .values("workspace_id", "last")
+    )
     for row in latest:
         removed += await remove_erased_exports(row["workspace_id"], row["last"])
     after = 0
     while True:
-        rows = await Job.filter(kind__in=list(EXPORT_KINDS), finished_at__lt=cutoff, id__gt=after).order_by("id").limit(500).values_list("id", "workspace_id")
+        rows = (
+            await Job.filter(kind__in=list(EXPORT_KINDS), finished_at__lt=cutoff, id__gt=after)
+            .order_by("id")
+            .limit(500)
+            .values_list("id", "workspace_id")
+        )
         if not rows:
             return removed
         for job_id, workspace_id in rows:

@@ -93,7 +93,9 @@ async def push_conversation(ctx: dict[str, Any], conversation_id: int) -> str:
         raise Retry(defer=wait)
     devices = await (
         Device.filter(contact_id=contact.id, channel_id=conversation.channel_id)
-        .order_by("-updated_at").limit(MAX_DEVICES).values_list("id", flat=True)
+        .order_by("-updated_at")
+        .limit(MAX_DEVICES)
+        .values_list("id", flat=True)
     )
     for device_id in devices:
         await enqueue(redis, "deliver_push", device_id, reply.id, job_id=keys.push_delivery_job(device_id, reply.id))
@@ -111,9 +113,12 @@ async def _notification(conversation: Conversation, message: Message, config: Pu
         text = text[: MAX_TEXT - 1] + "…"
     badge = await Conversation.filter(contact_id=conversation.contact_id, contact_unread_count__gt=0).count()
     return Notification(
-        conversation_id=encode_global_id("Conversation", conversation.id), message_id=encode_global_id("Message", message.id),
-        title=str(workspace_name or "New reply"), body=text if config.show_message_text else "You have a new reply.", badge=badge,
-    )  # fmt: skip
+        conversation_id=encode_global_id("Conversation", conversation.id),
+        message_id=encode_global_id("Message", message.id),
+        title=str(workspace_name or "New reply"),
+        body=text if config.show_message_text else "You have a new reply.",
+        badge=badge,
+    )
 
 
 async def deliver_push(ctx: dict[str, Any], device_id: int, message_id: int) -> str:
@@ -145,11 +150,21 @@ async def deliver_push(ctx: dict[str, Any], device_id: int, message_id: int) -> 
     else:
         outcome = PushOutcome.FAILED
     await PushAttempt.create(
-        workspace_id=device.workspace_id, channel_id=device.channel_id, device_id=device.id, contact_id=device.contact_id,
-        conversation_id=conversation.id, message_id=message.id, platform=device.platform, token_hint=device.token[-8:],
-        attempt=attempt, outcome=outcome, status_code=answer.status, error=(answer.reason or None) and answer.reason[:300],
-        duration_ms=int((time.monotonic() - started) * 1000), at=now(),
-    )  # fmt: skip
+        workspace_id=device.workspace_id,
+        channel_id=device.channel_id,
+        device_id=device.id,
+        contact_id=device.contact_id,
+        conversation_id=conversation.id,
+        message_id=message.id,
+        platform=device.platform,
+        token_hint=device.token[-8:],
+        attempt=attempt,
+        outcome=outcome,
+        status_code=answer.status,
+        error=(answer.reason or None) and answer.reason[:300],
+        duration_ms=int((time.monotonic() - started) * 1000),
+        at=now(),
+    )
     if outcome is PushOutcome.TOKEN_REMOVED:
         # Unless the app registered the token again since this attempt read it.
         await Device.filter(id=device.id, updated_at__lte=device.updated_at).delete()

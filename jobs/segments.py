@@ -50,9 +50,12 @@ FEW_MEMBERS = 10_000
 
 
 async def refresh(
-    segment: Segment, *, contact_ids: list[int] | None = None, window: tuple[int, int | None] | None = None,
+    segment: Segment,
+    *,
+    contact_ids: list[int] | None = None,
+    window: tuple[int, int | None] | None = None,
     publish: Any = None,
-) -> dict[str, int]:  # fmt: skip
+) -> dict[str, int]:
     """Bring the segment's membership up to date, for every contact, only `contact_ids`, or
     only the contacts whose id is in `window` (low, exclusive; high, inclusive or None)."""
     now = datetime.now(UTC)
@@ -63,7 +66,7 @@ async def refresh(
 
         q = SqlBuilder()
         head = (
-            "INSERT INTO segment_memberships (workspace_id, segment_id, contact_id, joined_at, joined_seq, last_seen_at) "
+            "INSERT INTO segment_memberships (workspace_id, segment_id, contact_id, joined_at, joined_seq, last_seen_at) "  # noqa: S608
             f"SELECT {q.param(segment.workspace_id)}, {q.param(segment.id)}, c.id, {q.param(bind_datetime(now))}, {q.param(seq)}, c.last_seen_at "
             "FROM contacts c WHERE "
         )
@@ -73,14 +76,16 @@ async def refresh(
         if locked.member_count < FEW_MEMBERS:
             tail = " ON CONFLICT (segment_id, contact_id) DO NOTHING"
         else:
-            tail = f" AND NOT EXISTS (SELECT 1 FROM segment_memberships m WHERE m.segment_id = {q.param(segment.id)} AND m.contact_id = c.id)"
+            tail = f" AND NOT EXISTS (SELECT 1 FROM segment_memberships m WHERE m.segment_id = {q.param(segment.id)} AND m.contact_id = c.id)"  # noqa: S608
         await tx.execute_query(head + where + restrict + tail, q.params)
 
         q = SqlBuilder()
-        head = f"UPDATE segment_memberships SET left_seq = {q.param(seq)} WHERE segment_id = {q.param(segment.id)}"
-        restrict = f" AND contact_id IN {q.in_list(contact_ids)}" if contact_ids else _in_window(q, "contact_id", window)
+        head = f"UPDATE segment_memberships SET left_seq = {q.param(seq)} WHERE segment_id = {q.param(segment.id)}"  # noqa: S608
+        restrict = (
+            f" AND contact_id IN {q.in_list(contact_ids)}" if contact_ids else _in_window(q, "contact_id", window)
+        )
         where, params = matching_sql(group, segment.workspace_id, now=now, param_start=q.next_index)
-        sub = f" AND NOT EXISTS (SELECT 1 FROM contacts c WHERE c.id = segment_memberships.contact_id AND {where})"
+        sub = f" AND NOT EXISTS (SELECT 1 FROM contacts c WHERE c.id = segment_memberships.contact_id AND {where})"  # noqa: S608
         q.extend(params)
         await tx.execute_query(head + restrict + sub, q.params)
 
@@ -88,11 +93,15 @@ async def refresh(
         # pages by: a contact seen since moves up the member order with this refresh.
         q = SqlBuilder()
         head = (
-            "UPDATE segment_memberships AS m SET last_seen_at = c.last_seen_at FROM contacts AS c "
+            "UPDATE segment_memberships AS m SET last_seen_at = c.last_seen_at FROM contacts AS c "  # noqa: S608
             f"WHERE m.segment_id = {q.param(segment.id)} AND m.left_seq IS NULL"
         )
-        restrict = f" AND m.contact_id IN {q.in_list(contact_ids)}" if contact_ids else _in_window(q, "m.contact_id", window)
-        await tx.execute_query(head + restrict + " AND c.id = m.contact_id AND c.last_seen_at <> m.last_seen_at", q.params)
+        restrict = (
+            f" AND m.contact_id IN {q.in_list(contact_ids)}" if contact_ids else _in_window(q, "m.contact_id", window)
+        )
+        await tx.execute_query(
+            head + restrict + " AND c.id = m.contact_id AND c.last_seen_at <> m.last_seen_at", q.params
+        )
 
         joined = await _stream(segment, seq, "joined_seq", publish)
         left = await _stream(segment, seq, "left_seq", publish)
@@ -134,8 +143,12 @@ async def refresh_whole(segment: Segment, publish: _Publisher) -> dict[str, int]
         high = edge[0]["id"] if edge else None  # the last window is open: it takes every id after
         result = await refresh(segment, window=(low, high), publish=publish)
         await publish.flush()
-        totals = {"joined": totals["joined"] + result["joined"], "left": totals["left"] + result["left"],
-                  "members": result["members"], "seq": result["seq"]}  # fmt: skip
+        totals = {
+            "joined": totals["joined"] + result["joined"],
+            "left": totals["left"] + result["left"],
+            "members": result["members"],
+            "seq": result["seq"],
+        }
         if high is None:
             return totals
         low = high
@@ -145,17 +158,22 @@ async def _stream(segment: Segment, seq: int, column: str, publish: Any) -> int:
     """Publish the contact ids stamped with this refresh, CHUNK at a time, by keyset."""
     total, after = 0, 0
     while True:
-        ids = await SegmentMembership.filter(
-            segment_id=segment.id, **{column: seq}, contact_id__gt=after
-        ).order_by("contact_id").limit(CHUNK).values_list("contact_id", flat=True)
+        ids = (
+            await SegmentMembership.filter(segment_id=segment.id, **{column: seq}, contact_id__gt=after)
+            .order_by("contact_id")
+            .limit(CHUNK)
+            .values_list("contact_id", flat=True)
+        )
         if not ids:
             return total
         total += len(ids)
         after = ids[-1]
         if publish is not None:
             kind = "joined" if column == "joined_seq" else "left"
-            publish(keys.segment_channel(segment.workspace_id, segment.id),
-                    {"type": "segment", "segmentId": segment.id, "cursor": str(seq), kind: list(ids)})  # fmt: skip
+            publish(
+                keys.segment_channel(segment.workspace_id, segment.id),
+                {"type": "segment", "segmentId": segment.id, "cursor": str(seq), kind: list(ids)},
+            )
         # segment.joined / segment.left webhooks, written in this refresh's transaction.
         await segment_membership_changed(segment, "joined" if column == "joined_seq" else "left", list(ids))
 

@@ -39,12 +39,12 @@ from core.outbound import OutboundError
 from core.presence import is_online, online_ids
 from core.queue import enqueue
 from core.scoping import encode_global_id
+from core.signing import signed_headers
+from domain.identity import MESSENGER_PREFIX
 from models.channels import SESSION_KINDS, Channel, ChannelKind
 from models.contacts import Contact, SmsConsent
 from models.conversations import Conversation, ConversationStatus, DeliveryState, Direction, Message, SenderKind
 from models.workspaces import Agent, Role, Workspace
-from core.signing import signed_headers
-from domain.identity import MESSENGER_PREFIX
 
 log = logging.getLogger("parley.jobs.delivery")
 
@@ -87,9 +87,12 @@ class Thread:
             return None
         conversation = await Conversation.get(id=message.conversation_id)
         return cls(
-            message, conversation, await Channel.get(id=conversation.channel_id),
-            await Contact.get(id=conversation.contact_id), await Workspace.get(id=conversation.workspace_id),
-        )  # fmt: skip
+            message,
+            conversation,
+            await Channel.get(id=conversation.channel_id),
+            await Contact.get(id=conversation.contact_id),
+            await Workspace.get(id=conversation.workspace_id),
+        )
 
 
 def backoff(job_try: int, retry_after: float | None = None) -> float:
@@ -184,10 +187,17 @@ async def _mail(thread: Thread, *, to: str, subject: str, text: str) -> str:
     if thread.message.sender_kind is SenderKind.SYSTEM:
         headers["Auto-Submitted"] = "auto-replied"  # RFC 3834: no auto-reply to this
     try:
-        return await send_mail(Mail(
-            to=[to], subject=subject, text=text, from_addr=_from_address(thread),
-            in_reply_to=in_reply_to, references=references or None, headers=headers,
-        ))  # fmt: skip
+        return await send_mail(
+            Mail(
+                to=[to],
+                subject=subject,
+                text=text,
+                from_addr=_from_address(thread),
+                in_reply_to=in_reply_to,
+                references=references or None,
+                headers=headers,
+            )
+        )
     except (MailNotConfigured, ValueError) as exc:
         raise Permanent(str(exc)) from exc
     except MailError as exc:
@@ -300,9 +310,13 @@ async def notify_new_message(ctx: dict[str, Any], message_id: int) -> list[str]:
         await _notify_once(ctx, thread, "offline", await recipients(thread.conversation), sent)
     else:
         await enqueue(
-            ctx["redis"], "check_missed_chat", thread.conversation.id, message_id,
-            job_id=missed_chat_job_id(message_id), defer=timedelta(minutes=channel.missed_chat_minutes),
-        )  # fmt: skip
+            ctx["redis"],
+            "check_missed_chat",
+            thread.conversation.id,
+            message_id,
+            job_id=missed_chat_job_id(message_id),
+            defer=timedelta(minutes=channel.missed_chat_minutes),
+        )
     return sent
 
 
@@ -379,10 +393,14 @@ async def _notify_once(ctx: dict[str, Any], thread: Thread, kind: str, to: list[
         f"Conversation {conversation_gid} in {thread.workspace.name}.\n"
     )
     try:
-        await send_mail(Mail(
-            to=to, subject=_SUBJECTS[kind].format(who=who), text=text,
-            headers={"Auto-Submitted": "auto-generated", "X-Parley-Conversation": conversation_gid},
-        ))  # fmt: skip
+        await send_mail(
+            Mail(
+                to=to,
+                subject=_SUBJECTS[kind].format(who=who),
+                text=text,
+                headers={"Auto-Submitted": "auto-generated", "X-Parley-Conversation": conversation_gid},
+            )
+        )
     except (MailNotConfigured, ValueError) as exc:
         log.warning("no %s notification for message %s: %s", kind, thread.message.id, exc)
         return

@@ -30,12 +30,18 @@ async def prune_contact_changes(ctx: dict[str, Any], *, older_than: timedelta = 
     never held long); a run that dies halfway leaves rows the horizon already refuses."""
     cutoff = datetime.now(UTC) - older_than
     horizons = (
-        await ContactChange.filter(at__lt=cutoff).group_by("workspace_id").annotate(last=Max("id")).values("workspace_id", "last")
+        await ContactChange.filter(at__lt=cutoff)
+        .group_by("workspace_id")
+        .annotate(last=Max("id"))
+        .values("workspace_id", "last")
     )
     if not horizons:
         return 0
     await ContactChangeHorizon.bulk_create(
-        [ContactChangeHorizon(workspace_id=h["workspace_id"], pruned_through=h["last"], pruned_at=datetime.now(UTC)) for h in horizons],
+        [
+            ContactChangeHorizon(workspace_id=h["workspace_id"], pruned_through=h["last"], pruned_at=datetime.now(UTC))
+            for h in horizons
+        ],
         on_conflict=["workspace_id"],
         update_fields=["pruned_through", "pruned_at"],
     )

@@ -58,7 +58,9 @@ def backoff(attempt: int, retry_after: float | None = None) -> float:
 
 
 class Outcome:
-    def __init__(self, status_code: int | None, error: str | None, duration_ms: int, retry_after: float | None = None) -> None:
+    def __init__(
+        self, status_code: int | None, error: str | None, duration_ms: int, retry_after: float | None = None
+    ) -> None:
         self.status_code, self.error, self.duration_ms, self.retry_after = status_code, error, duration_ms, retry_after
 
     @property
@@ -69,10 +71,13 @@ class Outcome:
 async def _post(endpoint: WebhookEndpoint, delivery: WebhookDelivery, attempt: int) -> Outcome:
     body = json.dumps(delivery.payload, separators=(",", ":")).encode()
     headers = {
-        **signed_headers(endpoint.secret, body), "user-agent": USER_AGENT,
-        "x-parley-event-id": delivery.event_id, "x-parley-event-type": delivery.event_type,
-        "x-parley-delivery-id": str(delivery.id), "x-parley-attempt": str(attempt),
-    }  # fmt: skip
+        **signed_headers(endpoint.secret, body),
+        "user-agent": USER_AGENT,
+        "x-parley-event-id": delivery.event_id,
+        "x-parley-event-type": delivery.event_type,
+        "x-parley-delivery-id": str(delivery.id),
+        "x-parley-attempt": str(attempt),
+    }
     started = time.monotonic()
 
     def elapsed() -> int:
@@ -80,7 +85,11 @@ async def _post(endpoint: WebhookEndpoint, delivery: WebhookDelivery, attempt: i
 
     try:
         response = await outbound.post(
-            endpoint.url, content=body, headers=headers, timeout=settings.webhook_timeout_seconds, max_bytes=MAX_RESPONSE_READ
+            endpoint.url,
+            content=body,
+            headers=headers,
+            timeout=settings.webhook_timeout_seconds,
+            max_bytes=MAX_RESPONSE_READ,
         )
     except OutboundError as exc:
         return Outcome(None, exc.reason, elapsed())
@@ -96,10 +105,15 @@ async def _tracker(ctx: dict[str, Any], delivery: WebhookDelivery) -> JobTracker
     job_id = delivery.job_id
     if job_id is None:
         job = await create_job(
-            delivery.workspace_id, JobKind.WEBHOOK_DELIVERY,
-            params={"deliveryId": delivery.id, "endpointId": delivery.endpoint_id, "eventType": delivery.event_type,
-                    "eventId": delivery.event_id},
-        )  # fmt: skip
+            delivery.workspace_id,
+            JobKind.WEBHOOK_DELIVERY,
+            params={
+                "deliveryId": delivery.id,
+                "endpointId": delivery.endpoint_id,
+                "eventType": delivery.event_type,
+                "eventId": delivery.event_id,
+            },
+        )
         if not await WebhookDelivery.filter(id=delivery.id, job_id=None).update(job_id=job.id):
             await job.delete()  # another run made one first
             job_id = (await WebhookDelivery.get(id=delivery.id)).job_id
@@ -128,9 +142,9 @@ async def deliver_webhook(ctx: dict[str, Any], delivery_id: int) -> str:
     attempt = delivery.attempts + 1
     # Claim the attempt; the lease keeps the sweep away while the POST is in flight.
     lease = stamp + timedelta(seconds=settings.webhook_timeout_seconds + 60)
-    claimed = await WebhookDelivery.filter(id=delivery.id, status=DeliveryStatus.PENDING, attempts=delivery.attempts).update(
-        attempts=attempt, next_attempt_at=lease
-    )
+    claimed = await WebhookDelivery.filter(
+        id=delivery.id, status=DeliveryStatus.PENDING, attempts=delivery.attempts
+    ).update(attempts=attempt, next_attempt_at=lease)
     if not claimed:
         return "claimed elsewhere"
     endpoint = await WebhookEndpoint.get_or_none(id=delivery.endpoint_id)
@@ -145,18 +159,26 @@ async def deliver_webhook(ctx: dict[str, Any], delivery_id: int) -> str:
     done = now()
     try:
         await WebhookAttempt.create(
-            workspace_id=delivery.workspace_id, delivery_id=delivery.id, attempt=attempt,
-            status_code=outcome.status_code, error=outcome.error, duration_ms=outcome.duration_ms, at=done,
-        )  # fmt: skip
+            workspace_id=delivery.workspace_id,
+            delivery_id=delivery.id,
+            attempt=attempt,
+            status_code=outcome.status_code,
+            error=outcome.error,
+            duration_ms=outcome.duration_ms,
+            at=done,
+        )
     except IntegrityError:
         # deleteContact erased the delivery while it was in flight: nothing left to record.
         await _finish_job(tracker, "succeed", {"statusCode": outcome.status_code, "attempts": attempt, "erased": True})
         return "erased"
     if outcome.ok:
         await WebhookDelivery.filter(id=delivery.id).update(
-            status=DeliveryStatus.SUCCEEDED, completed_at=done, next_attempt_at=None,
-            last_status_code=outcome.status_code, last_error=None,
-        )  # fmt: skip
+            status=DeliveryStatus.SUCCEEDED,
+            completed_at=done,
+            next_attempt_at=None,
+            last_status_code=outcome.status_code,
+            last_error=None,
+        )
         await WebhookEndpoint.filter(id=endpoint.id).update(consecutive_failures=0, last_success_at=done)
         await _finish_job(tracker, "succeed", {"statusCode": outcome.status_code, "attempts": attempt})
         return "succeeded"
@@ -164,9 +186,12 @@ async def deliver_webhook(ctx: dict[str, Any], delivery_id: int) -> str:
     disabled = await _count_failure(endpoint, outcome, done)
     if disabled or attempt >= settings.webhook_max_attempts:
         await WebhookDelivery.filter(id=delivery.id).update(
-            status=DeliveryStatus.FAILED, completed_at=done, next_attempt_at=None,
-            last_status_code=outcome.status_code, last_error=outcome.error,
-        )  # fmt: skip
+            status=DeliveryStatus.FAILED,
+            completed_at=done,
+            next_attempt_at=None,
+            last_status_code=outcome.status_code,
+            last_error=outcome.error,
+        )
         await _finish_job(tracker, "fail", f"Attempt {attempt}: {outcome.error}")
         if disabled:
             await _cancel_waiting(endpoint.id, ctx)
@@ -181,7 +206,9 @@ async def deliver_webhook(ctx: dict[str, Any], delivery_id: int) -> str:
 
 async def _count_failure(endpoint: WebhookEndpoint, outcome: Outcome, at: datetime) -> bool:
     """One more failure in a row; True when this one disabled the endpoint."""
-    await WebhookEndpoint.filter(id=endpoint.id).update(consecutive_failures=F("consecutive_failures") + 1, last_failure_at=at)
+    await WebhookEndpoint.filter(id=endpoint.id).update(
+        consecutive_failures=F("consecutive_failures") + 1, last_failure_at=at
+    )
     failures = await WebhookEndpoint.filter(id=endpoint.id).first().values_list("consecutive_failures", flat=True)
     if outcome.status_code == 410:
         reason = "The receiver answered 410 Gone."
@@ -189,7 +216,9 @@ async def _count_failure(endpoint: WebhookEndpoint, outcome: Outcome, at: dateti
         reason = f"{failures} failed attempts in a row; the last: {outcome.error}"[:300]
     else:
         return False
-    disabled = await WebhookEndpoint.filter(id=endpoint.id, enabled=True).update(enabled=False, disabled_reason=reason, disabled_at=at)
+    disabled = await WebhookEndpoint.filter(id=endpoint.id, enabled=True).update(
+        enabled=False, disabled_reason=reason, disabled_at=at
+    )
     if disabled:
         log.warning("webhook endpoint %s disabled: %s", endpoint.id, reason)
     return bool(disabled)
@@ -208,15 +237,30 @@ async def _cancel(delivery: WebhookDelivery, reason: str, ctx: dict[str, Any]) -
 async def _cancel_waiting(endpoint_id: int, ctx: dict[str, Any]) -> None:
     """A disabled endpoint's waiting deliveries are cancelled, and their job records."""
     stamp = now()
-    await WebhookDelivery.filter(endpoint_id=endpoint_id, status=DeliveryStatus.PENDING).exclude(
-        event_type=WebhookEventType.PING.value
-    ).update(status=DeliveryStatus.CANCELLED, completed_at=stamp, next_attempt_at=None, last_error="The endpoint was disabled.")
+    await (
+        WebhookDelivery.filter(endpoint_id=endpoint_id, status=DeliveryStatus.PENDING)
+        .exclude(event_type=WebhookEventType.PING.value)
+        .update(
+            status=DeliveryStatus.CANCELLED,
+            completed_at=stamp,
+            next_attempt_at=None,
+            last_error="The endpoint was disabled.",
+        )
+    )
     after = 0
     while True:
-        jobs = await Job.filter(
-            kind=JobKind.WEBHOOK_DELIVERY, status__in=[JobStatus.QUEUED, JobStatus.RUNNING], id__gt=after,
-            id__in=Subquery(WebhookDelivery.filter(endpoint_id=endpoint_id, status=DeliveryStatus.CANCELLED).values("job_id")),
-        ).order_by("id").limit(DISPATCH_CHUNK)  # fmt: skip
+        jobs = (
+            await Job.filter(
+                kind=JobKind.WEBHOOK_DELIVERY,
+                status__in=[JobStatus.QUEUED, JobStatus.RUNNING],
+                id__gt=after,
+                id__in=Subquery(
+                    WebhookDelivery.filter(endpoint_id=endpoint_id, status=DeliveryStatus.CANCELLED).values("job_id")
+                ),
+            )
+            .order_by("id")
+            .limit(DISPATCH_CHUNK)
+        )
         if not jobs:
             return
         for job in jobs:
@@ -229,9 +273,12 @@ async def dispatch_webhooks(ctx: dict[str, Any]) -> int:
     stamp = now()
     queued, after = 0, 0
     while True:
-        ids = await WebhookDelivery.filter(
-            status=DeliveryStatus.PENDING, next_attempt_at__lte=stamp, id__gt=after
-        ).order_by("id").limit(DISPATCH_CHUNK).values_list("id", flat=True)
+        ids = (
+            await WebhookDelivery.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=stamp, id__gt=after)
+            .order_by("id")
+            .limit(DISPATCH_CHUNK)
+            .values_list("id", flat=True)
+        )
         if not ids:
             return queued
         for delivery_id in ids:
@@ -248,9 +295,14 @@ async def prune_webhook_deliveries(ctx: dict[str, Any]) -> int:
     cutoff = now() - DELIVERY_RETENTION
     deleted = 0
     while True:
-        ids = await WebhookDelivery.filter(
-            status__in=[DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED, DeliveryStatus.CANCELLED], completed_at__lt=cutoff
-        ).limit(DISPATCH_CHUNK).values_list("id", flat=True)
+        ids = (
+            await WebhookDelivery.filter(
+                status__in=[DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED, DeliveryStatus.CANCELLED],
+                completed_at__lt=cutoff,
+            )
+            .limit(DISPATCH_CHUNK)
+            .values_list("id", flat=True)
+        )
         if not ids:
             log.info("pruned %d webhook deliveries finished before %s", deleted, cutoff.isoformat())
             return deleted

@@ -11,28 +11,28 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from arq import Retry, cron, func
+from arq.connections import RedisSettings
 from arq.cron import CronJob
 from arq.worker import Function
-from arq.connections import RedisSettings
 from tortoise import Tortoise
 
 from core import keys
 from core.config import settings
-from core.errors import DatabaseBusy
 from core.db import tortoise_config
+from core.errors import DatabaseBusy
 from core.hub import Hub
 from core.logs import setup_logging, start_log_fields
 from core.metrics import observe_job, serve
 from core.tracing import SpanKind, setup_tracing, shutdown_tracing, span
 from jobs.campaigns import CAMPAIGN_TIMEOUT, resume_campaigns, send_campaign
-from jobs.sync import prune_contact_changes, prune_sync_requests
 from jobs.conversations import wake_conversation, wake_snoozed
-from jobs.push import ARQ_TRIES as PUSH_TRIES, deliver_push, prune_push_attempts, push_conversation
-from jobs.sending import DELIVERY_TRIES, check_missed_chat, deliver_message, notify_new_message
 from jobs.exports import EXPORT_TIMEOUT, export_contacts, prune_exports
+from jobs.push import ARQ_TRIES as PUSH_TRIES
+from jobs.push import deliver_push, prune_push_attempts, push_conversation
 from jobs.segments import refresh_all_segments, refresh_dirty_contacts, refresh_segment
+from jobs.sending import DELIVERY_TRIES, check_missed_chat, deliver_message, notify_new_message
+from jobs.sync import prune_contact_changes, prune_sync_requests
 from jobs.webhooks import ARQ_TRIES, deliver_webhook, dispatch_webhooks, prune_webhook_deliveries
-
 
 log = logging.getLogger("parley.jobs")
 
@@ -50,7 +50,11 @@ def retry_when_busy(task: Task) -> Task:
         # Each job runs in a task of its own: the fields are its alone.
         start_log_fields().update(job=task.__name__, job_id=ctx.get("job_id"))
         started, outcome = time.perf_counter(), "failed"
-        attributes = {"parley.job.function": task.__name__, "parley.job.id": str(ctx.get("job_id")), "parley.job.try": ctx.get("job_try", 1)}
+        attributes = {
+            "parley.job.function": task.__name__,
+            "parley.job.id": str(ctx.get("job_id")),
+            "parley.job.try": ctx.get("job_try", 1),
+        }
         with span(f"job {task.__name__}", kind=SpanKind.CONSUMER, **attributes) as traced:
             try:
                 result = await task(ctx, *args, **kwargs)
@@ -78,7 +82,9 @@ def _retrying_when_busy(jobs: list[Any]) -> list[Any]:
     wrapped = []
     for job in jobs:
         if isinstance(job, CronJob):
-            wrapped.append(dataclasses.replace(job, coroutine=retry_when_busy(job.coroutine), max_tries=max(job.max_tries or 1, 5)))
+            wrapped.append(
+                dataclasses.replace(job, coroutine=retry_when_busy(job.coroutine), max_tries=max(job.max_tries or 1, 5))
+            )
         elif isinstance(job, Function):
             wrapped.append(dataclasses.replace(job, coroutine=retry_when_busy(job.coroutine)))
         else:

@@ -51,7 +51,9 @@ class Bot(WorkspaceScoped):
 class BotAnswer(WorkspaceScoped):
     """One answer of a bot on one channel: the text the bot posts when it takes over."""
 
-    bot: fields.ForeignKeyRelation[Bot] = fields.ForeignKeyField("models.Bot", related_name="answers", on_delete=fields.CASCADE)
+    bot: fields.ForeignKeyRelation[Bot] = fields.ForeignKeyField(
+        "models.Bot", related_name="answers", on_delete=fields.CASCADE
+    )
     bot_id: int
     channel: fields.ForeignKeyNullableRelation[Channel] = fields.ForeignKeyField(
         "models.Channel", related_name=False, null=True, on_delete=fields.SET_NULL
@@ -117,9 +119,13 @@ class Visit(WorkspaceScoped):
     VISIT_TIMEOUT between them (domain/proactive.py)."""
 
     id = fields.BigIntField(primary_key=True)
-    contact: fields.ForeignKeyRelation[Contact] = fields.ForeignKeyField("models.Contact", related_name=False, on_delete=fields.CASCADE)
+    contact: fields.ForeignKeyRelation[Contact] = fields.ForeignKeyField(
+        "models.Contact", related_name=False, on_delete=fields.CASCADE
+    )
     contact_id: int
-    channel: fields.ForeignKeyRelation[Channel] = fields.ForeignKeyField("models.Channel", related_name=False, on_delete=fields.CASCADE)
+    channel: fields.ForeignKeyRelation[Channel] = fields.ForeignKeyField(
+        "models.Channel", related_name=False, on_delete=fields.CASCADE
+    )
     channel_id: int
     # The contact's how-manyth visit (1 for a new visitor).
     number = fields.IntField(default=1)
@@ -140,7 +146,9 @@ class ProactiveDelivery(WorkspaceScoped):
         "models.ProactiveMessage", related_name="deliveries", on_delete=fields.CASCADE
     )
     message_id: int
-    contact: fields.ForeignKeyRelation[Contact] = fields.ForeignKeyField("models.Contact", related_name=False, on_delete=fields.CASCADE)
+    contact: fields.ForeignKeyRelation[Contact] = fields.ForeignKeyField(
+        "models.Contact", related_name=False, on_delete=fields.CASCADE
+    )
     contact_id: int
     visit: fields.ForeignKeyNullableRelation[Visit] = fields.ForeignKeyField(
         "models.Visit", related_name=False, null=True, on_delete=fields.SET_NULL

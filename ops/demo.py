@@ -20,17 +20,53 @@ OWNER_EMAIL = "owner@example.com"
 ATTRIBUTES = [("plan", "Plan", "LIST", ["free", "pro", "enterprise"]), ("seats", "Seats", "NUMBER", None)]
 CONTACTS = [
     # Not the README's Ada Lovelace (ada@example.com, +442071838750): its createContact must not meet a TAKEN.
-    {"name": "Ada Byron", "email": "ada.byron@example.com", "phone": "+442079460000", "country": "GB", "city": "London",
-     "tags": ["vip", "beta"], "plan": "enterprise", "seats": 40},
-    {"name": "Grace Hopper", "email": "grace@example.com", "country": "US", "city": "Arlington", "tags": ["vip"],
-     "plan": "pro", "seats": 12},
-    {"name": "Alan Turing", "email": "alan@example.com", "country": "GB", "city": "Manchester", "tags": ["beta"],
-     "plan": "pro", "seats": 3},
-    {"name": "Katherine Johnson", "email": "katherine@example.com", "country": "US", "city": "Hampton", "tags": [],
-     "plan": "free", "seats": 1},
-    {"name": "Linus Torvalds", "email": "linus@example.com", "country": "FI", "city": "Helsinki", "tags": ["beta"],
-     "plan": "free", "seats": 1},
-]  # fmt: skip
+    {
+        "name": "Ada Byron",
+        "email": "ada.byron@example.com",
+        "phone": "+442079460000",
+        "country": "GB",
+        "city": "London",
+        "tags": ["vip", "beta"],
+        "plan": "enterprise",
+        "seats": 40,
+    },
+    {
+        "name": "Grace Hopper",
+        "email": "grace@example.com",
+        "country": "US",
+        "city": "Arlington",
+        "tags": ["vip"],
+        "plan": "pro",
+        "seats": 12,
+    },
+    {
+        "name": "Alan Turing",
+        "email": "alan@example.com",
+        "country": "GB",
+        "city": "Manchester",
+        "tags": ["beta"],
+        "plan": "pro",
+        "seats": 3,
+    },
+    {
+        "name": "Katherine Johnson",
+        "email": "katherine@example.com",
+        "country": "US",
+        "city": "Hampton",
+        "tags": [],
+        "plan": "free",
+        "seats": 1,
+    },
+    {
+        "name": "Linus Torvalds",
+        "email": "linus@example.com",
+        "country": "FI",
+        "city": "Helsinki",
+        "tags": ["beta"],
+        "plan": "free",
+        "seats": 1,
+    },
+]
 # (contact index, the contact's message, the owner's reply)
 CONVERSATIONS = [
     (0, "Hello! Can we add ten more seats to our plan?", "Of course: I have added them; the invoice follows."),
@@ -81,49 +117,120 @@ async def seed_demo(password: str | None = None) -> Demo:
     boot = await create_workspace("Demo", OWNER_EMAIL, password, "Demo Owner")
     demo = Demo(slug=boot.workspace.slug, password=password, api_key=boot.api_key, channel_key=boot.channel.public_key)
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
-    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://parley.demo") as http:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://parley.demo") as http,
+    ):
         api = _Client(http)
-        login = await api(f"mutation($i: LoginInput!) {{ login(input: $i) {{ token {E} }} }}",
-                          {"i": {"email": OWNER_EMAIL, "password": password, "workspace": demo.slug}}, "", "login")  # fmt: skip
+        login = await api(
+            f"mutation($i: LoginInput!) {{ login(input: $i) {{ token {E} }} }}",
+            {"i": {"email": OWNER_EMAIL, "password": password, "workspace": demo.slug}},
+            "",
+            "login",
+        )
         owner = login["token"]
         for key, label, kind, options in ATTRIBUTES:
-            await api(f"mutation($i: CreateAttributeDefinitionInput!) {{ createAttributeDefinition(input: $i) {{ {E} }} }}",
-                      {"i": {"key": key, "label": label, "type": kind, "options": options}}, owner, "createAttributeDefinition")  # fmt: skip
+            await api(
+                f"mutation($i: CreateAttributeDefinitionInput!) {{ createAttributeDefinition(input: $i) {{ {E} }} }}",
+                {"i": {"key": key, "label": label, "type": kind, "options": options}},
+                owner,
+                "createAttributeDefinition",
+            )
         contact_ids = []
         for i, person in enumerate(CONTACTS):
             values = {k: v for k, v in person.items() if k not in ("plan", "seats")}
             values["externalId"] = f"demo-{i + 1}"
-            values["attributes"] = [{"key": "plan", "value": person["plan"]}, {"key": "seats", "value": person["seats"]}]
-            made = await api(f"mutation($i: CreateContactInput!) {{ createContact(input: $i) {{ contact {{ id }} {E} }} }}",
-                             {"i": values}, demo.api_key, "createContact")  # fmt: skip
+            values["attributes"] = [
+                {"key": "plan", "value": person["plan"]},
+                {"key": "seats", "value": person["seats"]},
+            ]
+            made = await api(
+                f"mutation($i: CreateContactInput!) {{ createContact(input: $i) {{ contact {{ id }} {E} }} }}",
+                {"i": values},
+                demo.api_key,
+                "createContact",
+            )
             contact_ids.append(made["contact"]["id"])
-            for name, properties in (("signed_up", {"plan": person["plan"]}), ("invited_teammate", {"seats": person["seats"]})):
-                await api(f"mutation($i: TrackEventInput!) {{ trackEvent(input: $i) {{ {E} }} }}",
-                          {"i": {"contactId": made["contact"]["id"], "name": name, "properties": properties}}, demo.api_key,
-                          "trackEvent")  # fmt: skip
+            for name, properties in (
+                ("signed_up", {"plan": person["plan"]}),
+                ("invited_teammate", {"seats": person["seats"]}),
+            ):
+                await api(
+                    f"mutation($i: TrackEventInput!) {{ trackEvent(input: $i) {{ {E} }} }}",
+                    {"i": {"contactId": made["contact"]["id"], "name": name, "properties": properties}},
+                    demo.api_key,
+                    "trackEvent",
+                )
         for index, question, answer in CONVERSATIONS:
-            session = await api(f"mutation($i: StartContactSessionInput!) {{ startContactSession(input: $i) {{ token {E} }} }}",
-                                {"i": {"channelKey": demo.channel_key, "externalId": f"demo-{index + 1}",
-                                       # The demo widget verifies identities, as every new one does.
-                                       "userHash": user_hash(boot.channel.secret, f"demo-{index + 1}"),
-                                       "device": {"os": "macOS", "browser": "Firefox"}}}, "", "startContactSession")  # fmt: skip
-            started = await api(f"mutation($i: StartConversationInput!) {{ startConversation(input: $i) {{ conversation {{ id }} {E} }} }}",
-                                {"i": {"body": question, "websiteUrl": "https://shop.example/pricing"}}, session["token"],
-                                "startConversation")  # fmt: skip
-            await api(f"mutation($i: SendMessageInput!) {{ sendMessage(input: $i) {{ {E} }} }}",
-                      {"i": {"conversationId": started["conversation"]["id"], "body": answer}}, owner, "sendMessage")  # fmt: skip
-        await api(f"mutation($i: CreateSegmentInput!) {{ createSegment(input: $i) {{ {E} }} }}",
-                  {"i": {"name": "VIP customers", "rules": {"match": "ALL", "conditions": [
-                      {"field": "tag", "operator": "EQUALS", "value": {"text": "vip"}}]}}}, owner, "createSegment")  # fmt: skip
-        channels = await http.post("/graphql", json={"query": "{ channels { edges { node { id kind } } } }"},
-                                   headers={"authorization": f"Bearer {owner}"})  # fmt: skip
-        channel_id = next(e["node"]["id"] for e in channels.json()["data"]["channels"]["edges"] if e["node"]["kind"] == "WEB_WIDGET")
-        made = await api(f"mutation($i: CreateProactiveMessageInput!) {{ createProactiveMessage(input: $i) {{ proactiveMessage {{ id }} {E} }} }}",
-                         {"i": {"name": "Pricing help", "text": "Questions about our plans? We answer in minutes.",
-                                "channelId": channel_id, "rules": {"match": "ALL", "conditions": []},
-                                "sendWindow": "ANY_TIME", "frequency": "EVERY_TIME"}}, owner, "createProactiveMessage")  # fmt: skip
-        await api(f"mutation($i: ProactiveMessageIdInput!) {{ publishProactiveMessage(input: $i) {{ {E} }} }}",
-                  {"i": {"id": made["proactiveMessage"]["id"]}}, owner, "publishProactiveMessage")  # fmt: skip
+            session = await api(
+                f"mutation($i: StartContactSessionInput!) {{ startContactSession(input: $i) {{ token {E} }} }}",
+                {
+                    "i": {
+                        "channelKey": demo.channel_key,
+                        "externalId": f"demo-{index + 1}",
+                        # The demo widget verifies identities, as every new one does.
+                        "userHash": user_hash(boot.channel.secret, f"demo-{index + 1}"),
+                        "device": {"os": "macOS", "browser": "Firefox"},
+                    }
+                },
+                "",
+                "startContactSession",
+            )
+            started = await api(
+                f"mutation($i: StartConversationInput!) {{ startConversation(input: $i) {{ conversation {{ id }} {E} }} }}",
+                {"i": {"body": question, "websiteUrl": "https://shop.example/pricing"}},
+                session["token"],
+                "startConversation",
+            )
+            await api(
+                f"mutation($i: SendMessageInput!) {{ sendMessage(input: $i) {{ {E} }} }}",
+                {"i": {"conversationId": started["conversation"]["id"], "body": answer}},
+                owner,
+                "sendMessage",
+            )
+        await api(
+            f"mutation($i: CreateSegmentInput!) {{ createSegment(input: $i) {{ {E} }} }}",
+            {
+                "i": {
+                    "name": "VIP customers",
+                    "rules": {
+                        "match": "ALL",
+                        "conditions": [{"field": "tag", "operator": "EQUALS", "value": {"text": "vip"}}],
+                    },
+                }
+            },
+            owner,
+            "createSegment",
+        )
+        channels = await http.post(
+            "/graphql",
+            json={"query": "{ channels { edges { node { id kind } } } }"},
+            headers={"authorization": f"Bearer {owner}"},
+        )
+        channel_id = next(
+            e["node"]["id"] for e in channels.json()["data"]["channels"]["edges"] if e["node"]["kind"] == "WEB_WIDGET"
+        )
+        made = await api(
+            f"mutation($i: CreateProactiveMessageInput!) {{ createProactiveMessage(input: $i) {{ proactiveMessage {{ id }} {E} }} }}",
+            {
+                "i": {
+                    "name": "Pricing help",
+                    "text": "Questions about our plans? We answer in minutes.",
+                    "channelId": channel_id,
+                    "rules": {"match": "ALL", "conditions": []},
+                    "sendWindow": "ANY_TIME",
+                    "frequency": "EVERY_TIME",
+                }
+            },
+            owner,
+            "createProactiveMessage",
+        )
+        await api(
+            f"mutation($i: ProactiveMessageIdInput!) {{ publishProactiveMessage(input: $i) {{ {E} }} }}",
+            {"i": {"id": made["proactiveMessage"]["id"]}},
+            owner,
+            "publishProactiveMessage",
+        )
     write_credentials(demo)
     return demo
 

@@ -13,7 +13,8 @@ from core.permissions import API_KEY_SCOPES
 from domain import contact_fields as cf
 from models.workspaces import Agent, ApiKey, Role, Workspace
 from resolvers import auth
-from resolvers.workspaces import MIN_PASSWORD, Bootstrap, create_workspace as bootstrap_workspace
+from resolvers.workspaces import MIN_PASSWORD, Bootstrap
+from resolvers.workspaces import create_workspace as bootstrap_workspace
 
 MAX_PASSWORD = 1024
 
@@ -53,7 +54,9 @@ async def create_workspace(name: str, owner_email: str, password: str, owner_nam
     """A workspace with its owner, a Default API key (every scope), a web widget channel."""
     email = _email(owner_email)
     _check_password(password)
-    return await bootstrap_workspace(_name(name, "a workspace name"), email, password, owner_name=_name(owner_name, "a name"))
+    return await bootstrap_workspace(
+        _name(name, "a workspace name"), email, password, owner_name=_name(owner_name, "a name")
+    )
 
 
 async def create_agent(slug: str, email: str, name: str, password: str, role: Role) -> Agent:
@@ -63,7 +66,11 @@ async def create_agent(slug: str, email: str, name: str, password: str, role: Ro
     if await Agent.filter(workspace_id=workspace.id, email=email).exists():
         raise OperatorError(f"workspace {slug!r} already has an agent {email}")
     return await Agent.create(
-        workspace_id=workspace.id, email=email, name=_name(name, "a name"), password_hash=await hash_password(password), role=role
+        workspace_id=workspace.id,
+        email=email,
+        name=_name(name, "a name"),
+        password_hash=await hash_password(password),
+        role=role,
     )
 
 
@@ -77,7 +84,11 @@ async def create_api_key(slug: str, name: str, scopes: list[str]) -> tuple[ApiKe
         raise OperatorError("give at least one --scope (or --all-scopes)")
     key = new_api_key()
     row = await ApiKey.create(
-        workspace_id=workspace.id, name=_name(name, "a key name"), prefix=key.prefix, key_hash=key.key_hash, scopes=sorted(set(scopes))
+        workspace_id=workspace.id,
+        name=_name(name, "a key name"),
+        prefix=key.prefix,
+        key_hash=key.key_hash,
+        scopes=sorted(set(scopes)),
     )
     return row, key.plaintext
 

@@ -36,14 +36,25 @@ async def list_definitions(ctx: Context, *, first: int | None, after: str | None
 
 
 async def create_definition(
-    ctx: Context, *, key: str, label: str, type: AttributeType, options: list[str],
-    crm_managed: bool, searchable: bool, visible: bool,
-) -> AttributeDefinition:  # fmt: skip
+    ctx: Context,
+    *,
+    key: str,
+    label: str,
+    type: AttributeType,
+    options: list[str],
+    crm_managed: bool,
+    searchable: bool,
+    visible: bool,
+) -> AttributeDefinition:
     ctx.require(Permission.ATTRIBUTES_MANAGE)
     ws = ctx.scope.workspace_id
     errors: list[UserError] = []
     if not cf.ATTRIBUTE_KEY.match(key):
-        errors.append(UserError(["key"], Code.INVALID, "key: lowercase letters, digits and _, starting with a letter, at most 64."))
+        errors.append(
+            UserError(
+                ["key"], Code.INVALID, "key: lowercase letters, digits and _, starting with a letter, at most 64."
+            )
+        )
     elif key in BUILT_IN_FIELDS:
         errors.append(UserError(["key"], Code.TAKEN, f"{key} is a built-in contact field."))
     elif await AttributeDefinition.filter(workspace_id=ws, key=key).exists():
@@ -56,10 +67,17 @@ async def create_definition(
         raise UserFailure(*errors)
     last = await AttributeDefinition.filter(workspace_id=ws).order_by("-position").first()
     return await AttributeDefinition.create(
-        workspace_id=ws, key=key, label=clean_label, type=type, options=clean_options,
-        source=AttributeSource.CUSTOM, crm_managed=crm_managed, searchable=searchable,
-        visible=visible, position=(last.position + 1) if last else 0,
-    )  # fmt: skip
+        workspace_id=ws,
+        key=key,
+        label=clean_label,
+        type=type,
+        options=clean_options,
+        source=AttributeSource.CUSTOM,
+        crm_managed=crm_managed,
+        searchable=searchable,
+        visible=visible,
+        position=(last.position + 1) if last else 0,
+    )
 
 
 def _validate_options(kind: AttributeType, options: list[str], errors: list[UserError]) -> list[str]:
@@ -69,7 +87,11 @@ def _validate_options(kind: AttributeType, options: list[str], errors: list[User
         return []
     clean = [o.strip() for o in options]
     if not clean or any(not o or len(o) > 120 for o in clean) or len(set(clean)) != len(clean) or len(clean) > 200:
-        errors.append(UserError(["options"], Code.INVALID, "A list attribute needs 1 to 200 distinct options of 1 to 120 characters."))
+        errors.append(
+            UserError(
+                ["options"], Code.INVALID, "A list attribute needs 1 to 200 distinct options of 1 to 120 characters."
+            )
+        )
     return clean
 
 
@@ -106,8 +128,12 @@ async def delete_definition(ctx: Context, gid: str) -> str:
     if definition.source is AttributeSource.PLATFORM:
         raise UserFailure.of("id", Code.READ_ONLY, "Platform attributes cannot be deleted.")
     if await workspace_matching_key(definition.workspace_id) == definition.key:
-        raise UserFailure.of("id", Code.CONFLICT, f"{definition.key} is the workspace's matching attribute: choose another "
-                                                "matching attribute (updateWorkspace) before deleting it.")  # fmt: skip
+        raise UserFailure.of(
+            "id",
+            Code.CONFLICT,
+            f"{definition.key} is the workspace's matching attribute: choose another "
+            "matching attribute (updateWorkspace) before deleting it.",
+        )
     async with in_transaction() as conn:
         # Strip the values too, in the database: no contact is loaded into Python.
         if dialect() == "postgres":
@@ -144,4 +170,3 @@ async def reorder_definitions(ctx: Context, gids: list[str]) -> list[AttributeDe
                 all_defs[pk].position = position
                 await all_defs[pk].save(update_fields=["position"])
     return [all_defs[pk] for pk in ids]
-

@@ -74,9 +74,12 @@ async def _token_principal(claims: Claims) -> Principal | None:
             return None
         row = rows[0]
         return _agent_principal(
-            claims.workspace_id, claims.subject_id, Role(row["role"]), row["can_edit_contact_identity"],
+            claims.workspace_id,
+            claims.subject_id,
+            Role(row["role"]),
+            row["can_edit_contact_identity"],
             bool(row["workspace__agents_can_edit_crm_attributes"]),
-        )  # fmt: skip
+        )
     if not await _session_current(claims):
         return None
     return contact_principal(claims.workspace_id, claims.subject_id, claims.channel_id)
@@ -93,9 +96,11 @@ async def _session_current(claims: Claims) -> bool:
         id=claims.subject_id, workspace_id=claims.workspace_id, session_version=claims.contact_version
     ).values("workspace_id")
     return await Channel.filter(
-        id=claims.channel_id, workspace_id=claims.workspace_id, session_version=claims.version,
+        id=claims.channel_id,
+        workspace_id=claims.workspace_id,
+        session_version=claims.version,
         workspace_id__in=Subquery(contact),
-    ).exists()  # fmt: skip
+    ).exists()
 
 
 def contact_principal(workspace_id: int, contact_id: int, channel_id: int | None) -> Principal:
@@ -108,10 +113,10 @@ def contact_principal(workspace_id: int, contact_id: int, channel_id: int | None
 
 
 async def agent_principal(agent: Agent) -> Principal:
-    crm = await Workspace.filter(id=agent.workspace_id).values_list(
-        "agents_can_edit_crm_attributes", flat=True
+    crm = await Workspace.filter(id=agent.workspace_id).values_list("agents_can_edit_crm_attributes", flat=True)
+    return _agent_principal(
+        agent.workspace_id, agent.id, agent.role, agent.can_edit_contact_identity, bool(crm and crm[0])
     )
-    return _agent_principal(agent.workspace_id, agent.id, agent.role, agent.can_edit_contact_identity, bool(crm and crm[0]))
 
 
 def _agent_principal(workspace_id: int, agent_id: int, role: Role, can_edit_identity: bool, crm: bool) -> Principal:
@@ -120,7 +125,9 @@ def _agent_principal(workspace_id: int, agent_id: int, role: Role, can_edit_iden
         workspace_id=workspace_id,
         agent_id=agent_id,
         role=role,
-        permissions=agent_permissions(role, can_edit_contact_identity=can_edit_identity, agents_can_edit_crm_attributes=crm),
+        permissions=agent_permissions(
+            role, can_edit_contact_identity=can_edit_identity, agents_can_edit_crm_attributes=crm
+        ),
     )
 
 
@@ -183,13 +190,13 @@ async def login(ctx: Context, email: str, password: str, workspace_slug: str | N
         raise UserFailure.of(None, Code.INVALID_CREDENTIALS, "Wrong e-mail or password.")
     await rate_limits.login_succeeded(email)
     if len(agents) > 1:
-        raise UserFailure.of(
-            "workspace", Code.REQUIRED, "This e-mail belongs to several workspaces: name one."
-        )
+        raise UserFailure.of("workspace", Code.REQUIRED, "This e-mail belongs to several workspaces: name one.")
     agent = agents[0]
     if agent.deactivated_at is not None:
         # Said only to whoever knows the password: an owner or admin can reactivate it.
-        raise UserFailure.of(None, Code.DEACTIVATED, "This account is deactivated: ask an owner or admin of the workspace.")
+        raise UserFailure.of(
+            None, Code.DEACTIVATED, "This account is deactivated: ask an owner or admin of the workspace."
+        )
     agent.last_login_at = datetime.now(UTC)
     await agent.save(update_fields=["last_login_at"])
     ctx.principal = await agent_principal(agent)
@@ -197,7 +204,9 @@ async def login(ctx: Context, email: str, password: str, workspace_slug: str | N
 
 
 def agent_token(agent: Agent) -> str:
-    return issue_token(TokenKind.AGENT, workspace_id=agent.workspace_id, subject_id=agent.id, version=agent.token_version)
+    return issue_token(
+        TokenKind.AGENT, workspace_id=agent.workspace_id, subject_id=agent.id, version=agent.token_version
+    )
 
 
 @dataclass
@@ -247,7 +256,9 @@ async def start_contact_session(
         if not external_id:
             raise UserFailure.of("externalId", Code.INVALID, "externalId must not be blank.")
         if external_id.startswith(MESSENGER_PREFIX):
-            raise UserFailure.of("externalId", Code.INVALID, f"externalId may not start with {MESSENGER_PREFIX!r} (reserved).")
+            raise UserFailure.of(
+                "externalId", Code.INVALID, f"externalId may not start with {MESSENGER_PREFIX!r} (reserved)."
+            )
         verified = verify_user_hash(channel.secret, external_id, user_hash)
         if not verified and (channel.identity_verification or user_hash):
             raise UserFailure.of(
@@ -373,10 +384,18 @@ async def request_password_reset(ctx: Context, email: str, workspace_slug: str |
     mail is sent after the response, in the background."""
     address = email.strip().lower()
     if ctx.client_ip:
-        await rate_limits.hit("password-reset-ip", settings.rate_limit_password_reset_per_ip, address_key(ctx.client_ip),
-                              what="Too many password resets from this address")  # fmt: skip
-    await rate_limits.hit("password-reset-account", settings.rate_limit_password_reset_per_account, account_key(address),
-                          what="Too many password resets for this e-mail")  # fmt: skip
+        await rate_limits.hit(
+            "password-reset-ip",
+            settings.rate_limit_password_reset_per_ip,
+            address_key(ctx.client_ip),
+            what="Too many password resets from this address",
+        )
+    await rate_limits.hit(
+        "password-reset-account",
+        settings.rate_limit_password_reset_per_account,
+        account_key(address),
+        what="Too many password resets for this e-mail",
+    )
     if len(address) > _max_length(Agent, "email") or len(workspace_slug or "") > _max_length(Workspace, "slug"):
         return
     candidates = Agent.filter(email=address, deactivated_at=None)
@@ -385,17 +404,25 @@ async def request_password_reset(ctx: Context, email: str, workspace_slug: str |
     rows = await candidates.limit(10).values("id", "workspace_id", "token_version", "name", "workspace__name")
     for row in rows:
         token = issue_reset_token(
-            workspace_id=row["workspace_id"], agent_id=row["id"], version=row["token_version"],
+            workspace_id=row["workspace_id"],
+            agent_id=row["id"],
+            version=row["token_version"],
             ttl_seconds=settings.password_reset_ttl_seconds,
-        )  # fmt: skip
-        task = asyncio.get_running_loop().create_task(_send_reset_mail(address, row["name"], row["workspace__name"], token))
+        )
+        task = asyncio.get_running_loop().create_task(
+            _send_reset_mail(address, row["name"], row["workspace__name"], token)
+        )
         _mails.add(task)
         task.add_done_callback(_mails.discard)
 
 
 async def _send_reset_mail(address: str, name: str, workspace: str, token: str) -> None:
     minutes = settings.password_reset_ttl_seconds // 60
-    link = f"{settings.password_reset_url}{'&' if '?' in settings.password_reset_url else '?'}token={token}\n\n" if settings.password_reset_url else ""
+    link = (
+        f"{settings.password_reset_url}{'&' if '?' in settings.password_reset_url else '?'}token={token}\n\n"
+        if settings.password_reset_url
+        else ""
+    )
     text = (
         f"Hello {name},\n\nSomebody (we hope you) asked to reset your password for the workspace {workspace}.\n\n"
         f"{link}Your reset token (resetPassword mutation, valid {minutes} minutes, once):\n\n{token}\n\n"
@@ -415,9 +442,13 @@ async def reset_password(ctx: Context, token: str, new_password: str) -> LoginRe
     while the agent's token version is the one it was issued with (any logout, password
     change or other reset since voids it). Every older token of the agent stops working."""
     claims = decode_reset_token(token)
-    agent = None if claims is None else await Agent.get_or_none(
-        id=claims.subject_id, workspace_id=claims.workspace_id, token_version=claims.version, deactivated_at=None
-    )  # fmt: skip
+    agent = (
+        None
+        if claims is None
+        else await Agent.get_or_none(
+            id=claims.subject_id, workspace_id=claims.workspace_id, token_version=claims.version, deactivated_at=None
+        )
+    )
     if claims is None or agent is None:
         raise UserFailure.of("token", Code.INVALID, USED_RESET_TOKEN)
     _check_new_password("newPassword", new_password)

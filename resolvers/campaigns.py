@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+
 from tortoise import connections
 
 from core.clock import now
@@ -95,9 +96,15 @@ async def create_campaign(ctx: Context, data: CampaignInput) -> Campaign:
     scheduled_at = at
     if data.scheduled_at is not None:
         if data.scheduled_at.tzinfo is None:
-            errors.append(UserError(["scheduledAt"], Code.INVALID, "Give the time with its offset, e.g. 2026-11-23T09:00:00+01:00."))
+            errors.append(
+                UserError(
+                    ["scheduledAt"], Code.INVALID, "Give the time with its offset, e.g. 2026-11-23T09:00:00+01:00."
+                )
+            )
         elif data.scheduled_at < at - SCHEDULE_GRACE:
-            errors.append(UserError(["scheduledAt"], Code.INVALID, "This time has passed; omit scheduledAt to send now."))
+            errors.append(
+                UserError(["scheduledAt"], Code.INVALID, "This time has passed; omit scheduledAt to send now.")
+            )
         elif data.scheduled_at > at + MAX_SCHEDULE_AHEAD:
             errors.append(UserError(["scheduledAt"], Code.INVALID, "A campaign can be scheduled a year ahead at most."))
         else:
@@ -108,9 +115,16 @@ async def create_campaign(ctx: Context, data: CampaignInput) -> Campaign:
 
     async with atomic(ctx.outbox):
         campaign = await Campaign.create(
-            workspace_id=workspace_id, name=name, channel_id=channel.id, body=body, subject=subject, segment_id=segment_id,
-            status=CampaignStatus.SCHEDULED, scheduled_at=scheduled_at, created_by_id=principal.agent_id,
-        )  # fmt: skip
+            workspace_id=workspace_id,
+            name=name,
+            channel_id=channel.id,
+            body=body,
+            subject=subject,
+            segment_id=segment_id,
+            status=CampaignStatus.SCHEDULED,
+            scheduled_at=scheduled_at,
+            created_by_id=principal.agent_id,
+        )
         job = await create_job(workspace_id, JobKind.CAMPAIGN, principal=principal, params={"campaign_id": campaign.id})
         campaign.job_id = job.id
         if segment_id is None:
@@ -120,7 +134,13 @@ async def create_campaign(ctx: Context, data: CampaignInput) -> Campaign:
         pool, delay = ctx.jobs, scheduled_at - at
 
         async def queue() -> None:
-            await enqueue(pool, "send_campaign", campaign.id, job_id=arq_job_id(job.id), defer=delay if delay > timedelta(0) else None)
+            await enqueue(
+                pool,
+                "send_campaign",
+                campaign.id,
+                job_id=arq_job_id(job.id),
+                defer=delay if delay > timedelta(0) else None,
+            )
 
         ctx.outbox.after_commit(queue)
     return campaign
@@ -133,7 +153,9 @@ async def _contact_ids(workspace_id: int, gids: list[str], errors: list[UserErro
         errors.append(UserError(["contactIds"], Code.REQUIRED, "List at least one contact."))
         return []
     if len(gids) > MAX_CONTACT_IDS:
-        errors.append(UserError(["contactIds"], Code.INVALID, f"At most {MAX_CONTACT_IDS} contacts; send to a segment instead."))
+        errors.append(
+            UserError(["contactIds"], Code.INVALID, f"At most {MAX_CONTACT_IDS} contacts; send to a segment instead.")
+        )
         return []
     wanted: list[tuple[int, int]] = []
     bad: list[int] = []
@@ -179,7 +201,7 @@ async def counts(campaign: Campaign) -> dict[str, int]:
     waiting = await CampaignRecipient.filter(campaign_id=campaign.id, status=RecipientStatus.WAITING).count()
     q = SqlBuilder()
     sql = (
-        "SELECT count(*) AS n FROM campaign_recipients r JOIN messages m ON m.id = r.message_id "
+        "SELECT count(*) AS n FROM campaign_recipients r JOIN messages m ON m.id = r.message_id "  # noqa: S608
         f"WHERE r.campaign_id = {q.param(campaign.id)} AND r.status = 'sent' AND m.delivery_state = 'failed'"
     )
     failed = (await connections.get("default").execute_query_dict(sql, q.params))[0]["n"]
@@ -189,7 +211,7 @@ async def counts(campaign: Campaign) -> dict[str, int]:
 async def skip_reasons(campaign: Campaign) -> list[tuple[str, int]]:
     q = SqlBuilder()
     sql = (
-        "SELECT skip_reason, count(*) AS n FROM campaign_recipients "
+        "SELECT skip_reason, count(*) AS n FROM campaign_recipients "  # noqa: S608
         f"WHERE campaign_id = {q.param(campaign.id)} AND status = 'skipped' GROUP BY skip_reason ORDER BY skip_reason"
     )
     rows = await connections.get("default").execute_query_dict(sql, q.params)
@@ -207,9 +229,9 @@ async def cancel_campaign(ctx: Context, gid: str) -> Campaign:
     if campaign is None:
         raise UserFailure.of("id", Code.NOT_FOUND, "No campaign with this id.")
     stamp = now()
-    changed = await Campaign.filter(id=campaign.id, status__in=[CampaignStatus.SCHEDULED, CampaignStatus.RUNNING]).update(
-        status=CampaignStatus.CANCELLED, finished_at=stamp
-    )
+    changed = await Campaign.filter(
+        id=campaign.id, status__in=[CampaignStatus.SCHEDULED, CampaignStatus.RUNNING]
+    ).update(status=CampaignStatus.CANCELLED, finished_at=stamp)
     if not changed:
         raise UserFailure.of("id", Code.NOT_ALLOWED, f"This campaign has finished ({campaign.status.value}).")
     job = await Job.get_or_none(id=campaign.job_id) if campaign.job_id else None

@@ -26,17 +26,22 @@ from resolvers.pagination import Order, Page, paginate
 BY_ID = Order(("id",), descending=False)
 
 
-async def create_channel(workspace_id: int, kind: ChannelKind, name: str, *, identity_verification: bool | None = None) -> Channel:
+async def create_channel(
+    workspace_id: int, kind: ChannelKind, name: str, *, identity_verification: bool | None = None
+) -> Channel:
     """A channel with new keys. Widget and SDK channels verify identities unless told
     otherwise: their public key sits in web pages and apps, and without a userHash anyone
     could name any external id (README, "Identity verification")."""
     if identity_verification is None:
         identity_verification = kind in SESSION_KINDS
     return await Channel.create(
-        workspace_id=workspace_id, kind=kind, name=name,
-        public_key=f"ch_{secrets.token_urlsafe(18)}", secret=secrets.token_hex(32),
+        workspace_id=workspace_id,
+        kind=kind,
+        name=name,
+        public_key=f"ch_{secrets.token_urlsafe(18)}",
+        secret=secrets.token_hex(32),
         identity_verification=identity_verification,
-    )  # fmt: skip
+    )
 
 
 async def list_channels(ctx: Context, *, first: int | None, after: str | None) -> Page[Channel]:
@@ -45,10 +50,19 @@ async def list_channels(ctx: Context, *, first: int | None, after: str | None) -
 
 
 CHANNEL_SETTINGS = (
-    "name", "identity_verification", "business_hours", "default_sender", "auto_responder_enabled",
-    "auto_responder_text", "auto_responder_audience", "help_reply", "gateway_url", "notify_emails",
-    "offline_notifications", "missed_chat_minutes",
-)  # fmt: skip
+    "name",
+    "identity_verification",
+    "business_hours",
+    "default_sender",
+    "auto_responder_enabled",
+    "auto_responder_text",
+    "auto_responder_audience",
+    "help_reply",
+    "gateway_url",
+    "notify_emails",
+    "offline_notifications",
+    "missed_chat_minutes",
+)
 MAX_NOTIFY_EMAILS = 20
 
 
@@ -92,7 +106,11 @@ def _clean_channel_settings(kind: ChannelKind, values: dict[str, Any]) -> dict[s
                 fail([cf.camel(key)], Code.TOO_LONG, f"{cf.camel(key)} may be at most 1000 characters.")
             clean[key] = mask_card_numbers(text) or None
         elif key == "gateway_url" and value:
-            problem = "must be an http(s) URL of at most 2048 characters." if len(value) > 2048 else outbound.url_problem(value)
+            problem = (
+                "must be an http(s) URL of at most 2048 characters."
+                if len(value) > 2048
+                else outbound.url_problem(value)
+            )
             if problem is not None:
                 fail(["gatewayUrl"], Code.INVALID, f"gatewayUrl {problem}")
             clean[key] = value
@@ -110,7 +128,12 @@ def _clean_channel_settings(kind: ChannelKind, values: dict[str, Any]) -> dict[s
             if value is None or not 1 <= value <= 1440:
                 fail(["missedChatMinutes"], Code.INVALID, "missedChatMinutes must be between 1 and 1440.")
             clean[key] = value
-        elif value is None and key in ("identity_verification", "auto_responder_enabled", "offline_notifications", "auto_responder_audience"):
+        elif value is None and key in (
+            "identity_verification",
+            "auto_responder_enabled",
+            "offline_notifications",
+            "auto_responder_audience",
+        ):
             fail([cf.camel(key)], Code.REQUIRED, f"{cf.camel(key)} cannot be null.")
         else:
             clean[key] = value
@@ -123,7 +146,9 @@ async def add_channel(ctx: Context, kind: ChannelKind, values: dict[str, Any]) -
     ctx.require(Permission.WORKSPACE_MANAGE)
     clean = _clean_channel_settings(kind, {"name": values.pop("name", ""), **values})
     # Widget and SDK channels verify identities unless the input turns it off.
-    channel = await create_channel(ctx.scope.workspace_id, kind, clean.pop("name"), identity_verification=clean.pop("identity_verification", None))
+    channel = await create_channel(
+        ctx.scope.workspace_id, kind, clean.pop("name"), identity_verification=clean.pop("identity_verification", None)
+    )
     if clean:
         await Channel.filter(id=channel.id).update(**clean)
         await channel.refresh_from_db()

@@ -69,9 +69,16 @@ def search_filter(search: str) -> Q:
 
 
 async def list_contacts(
-    ctx: Context, *, search: str | None, first: int | None, after: str | None,
-    last: int | None, before: str | None, segment_gid: str | None = None, columns: tuple[str, ...] | None = None,
-) -> Page[Contact]:  # fmt: skip
+    ctx: Context,
+    *,
+    search: str | None,
+    first: int | None,
+    after: str | None,
+    last: int | None,
+    before: str | None,
+    segment_gid: str | None = None,
+    columns: tuple[str, ...] | None = None,
+) -> Page[Contact]:
     """With `columns`, the page holds dicts of those columns rather than Contact objects."""
     ctx.require(Permission.CONTACTS_READ)
     query = ctx.scope.all(Contact)
@@ -131,9 +138,7 @@ def event_refusal(ctx: Context, contact_id: int, kind: EventKind, just_written: 
 
 async def load_tags(ctx: Context, contact_id: int) -> list[str]:
     async def batch(ids: list[int]) -> list[list[str]]:
-        rows = await ContactTag.filter(contact_id__in=ids).order_by("name").values_list(
-            "contact_id", "name"
-        )
+        rows = await ContactTag.filter(contact_id__in=ids).order_by("name").values_list("contact_id", "name")
         by_contact: dict[int, list[str]] = defaultdict(list)
         for cid, name in rows:
             by_contact[cid].append(name)
@@ -217,19 +222,25 @@ async def _resolve_contact_for_write(ctx: Context, gid: str, field: str = "id") 
     return contact
 
 
-async def _check_unique_external_id(scope_ws: int, external_id: str | None, exclude: int | None, errors: list[UserError]) -> None:
+async def _check_unique_external_id(
+    scope_ws: int, external_id: str | None, exclude: int | None, errors: list[UserError]
+) -> None:
     """An external id is taken by a contact that holds it, unless an unverified session
     merely claimed it: the trusted writer wins (release_session_claims)."""
     if not external_id:
         return
-    clash = Contact.filter(workspace_id=scope_ws, external_id=external_id).exclude(identity_source=IdentitySource.SESSION)
+    clash = Contact.filter(workspace_id=scope_ws, external_id=external_id).exclude(
+        identity_source=IdentitySource.SESSION
+    )
     if exclude is not None:
         clash = clash.exclude(id=exclude)
     if await clash.exists():
         errors.append(UserError(["externalId"], Code.TAKEN, "Another contact has this externalId."))
 
 
-async def create_contact(ctx: Context, values: dict[str, Any], attributes: list[tuple[str, Any]], tags: list[str]) -> Contact:
+async def create_contact(
+    ctx: Context, values: dict[str, Any], attributes: list[tuple[str, Any]], tags: list[str]
+) -> Contact:
     principal = ctx.require(Permission.CONTACTS_WRITE)
     ws = ctx.scope.workspace_id
     errors: list[UserError] = []
@@ -268,7 +279,9 @@ async def update_contact(ctx: Context, gid: str, values: dict[str, Any], attribu
             await release_session_claims(ctx.outbox, contact.workspace_id, [clean["external_id"]], keep=contact.id)
         contact = await Contact.select_for_update().get(id=contact.id)
         stamp = now()
-        changed_consent = {k: v for k, v in clean.items() if k in ("gdpr_consent", "sms_consent") and getattr(contact, k) != v}
+        changed_consent = {
+            k: v for k, v in clean.items() if k in ("gdpr_consent", "sms_consent") and getattr(contact, k) != v
+        }
         for name, value in clean.items():
             setattr(contact, name, value)
         apply_consent_times(contact, changed_consent, stamp)
@@ -336,7 +349,9 @@ def trusted_value(column: str) -> str:
 
 
 async def workspace_matching_key(workspace_id: int) -> str | None:
-    key = await Workspace.filter(id=workspace_id, matching_attribute=MatchingAttribute.CUSTOM).values_list("matching_attribute_key", flat=True)
+    key = await Workspace.filter(id=workspace_id, matching_attribute=MatchingAttribute.CUSTOM).values_list(
+        "matching_attribute_key", flat=True
+    )
     return key[0] if key else None
 
 
@@ -352,13 +367,17 @@ def end_contact_sessions(outbox: Outbox, contact: Contact) -> None:
     auth_changed(outbox, contact_id=contact.id)
 
 
-async def release_session_claims(outbox: Outbox, workspace_id: int, external_ids: list[str], *, keep: int | None = None) -> None:
+async def release_session_claims(
+    outbox: Outbox, workspace_id: int, external_ids: list[str], *, keep: int | None = None
+) -> None:
     """A trusted writer is about to set these external ids: contacts whose unverified
     session claimed one of them lose it (and keep the rest of what they are), so the real
     user's data never lands in the claimant's contact."""
     if not external_ids:
         return
-    claims = Contact.filter(workspace_id=workspace_id, external_id__in=external_ids, identity_source=IdentitySource.SESSION)
+    claims = Contact.filter(
+        workspace_id=workspace_id, external_id__in=external_ids, identity_source=IdentitySource.SESSION
+    )
     if keep is not None:
         claims = claims.exclude(id=keep)
     claimants = await claims.select_for_update()
@@ -374,7 +393,11 @@ def contact_named(principal: Principal, contact_id: int) -> str:
     """How an error names another contact: by id to a caller that may read contacts; to a
     write-only key only as "Another contact" (that the value exists is what a uniqueness
     check tells anyway)."""
-    return f"Contact {encode_global_id('Contact', contact_id)}" if principal.can(Permission.CONTACTS_READ) else "Another contact"
+    return (
+        f"Contact {encode_global_id('Contact', contact_id)}"
+        if principal.can(Permission.CONTACTS_READ)
+        else "Another contact"
+    )
 
 
 async def _check_matching_attribute(
@@ -388,11 +411,19 @@ async def _check_matching_attribute(
         return
     kind = workspace.matching_attribute
     path = ["attributes"] if kind is MatchingAttribute.CUSTOM else [cf.camel(kind.value)]
-    errors.append(UserError(path, Code.TAKEN, f"{contact_named(principal, existing.id)} already has this {kind.value.replace('_', ' ')}, "
-                                              "the workspace's matching attribute: update or merge it instead."))  # fmt: skip
+    errors.append(
+        UserError(
+            path,
+            Code.TAKEN,
+            f"{contact_named(principal, existing.id)} already has this {kind.value.replace('_', ' ')}, "
+            "the workspace's matching attribute: update or merge it instead.",
+        )
+    )
 
 
-async def find_matching_contact(workspace: Workspace, values: dict[str, Any], attributes: dict[str, Any]) -> Contact | None:
+async def find_matching_contact(
+    workspace: Workspace, values: dict[str, Any], attributes: dict[str, Any]
+) -> Contact | None:
     """The trusted contact that has the workspace's matching attribute value, if any: a
     value a session reported links nothing."""
     kind = workspace.matching_attribute
@@ -420,12 +451,14 @@ def trusted_only(query: QuerySet[Contact], column: str) -> QuerySet[Contact]:
 async def _find_by_attribute(workspace_id: int, key: str, value: Any) -> Contact | None:
     # Tortoise's JSON lookups do not work on SQLite: emit each dialect's JSON expression.
     if dialect() == "postgres":
-        sql = f"SELECT id FROM contacts WHERE workspace_id = $1 AND {trusted_value('attributes')} AND attributes->>$2 = $3 ORDER BY id LIMIT 1"
+        sql = f"SELECT id FROM contacts WHERE workspace_id = $1 AND {trusted_value('attributes')} AND attributes->>$2 = $3 ORDER BY id LIMIT 1"  # noqa: S608
     else:
-        sql = f"SELECT id FROM contacts WHERE workspace_id = ? AND {trusted_value('attributes')} AND json_extract(attributes, '$.' || ?) = ? ORDER BY id LIMIT 1"
+        sql = f"SELECT id FROM contacts WHERE workspace_id = ? AND {trusted_value('attributes')} AND json_extract(attributes, '$.' || ?) = ? ORDER BY id LIMIT 1"  # noqa: S608
     from tortoise import connections
 
-    rows = await connections.get("default").execute_query_dict(sql, [workspace_id, key, str(value) if dialect() == "postgres" else value])
+    rows = await connections.get("default").execute_query_dict(
+        sql, [workspace_id, key, str(value) if dialect() == "postgres" else value]
+    )
     return await Contact.get(id=rows[0]["id"]) if rows else None
 
 
@@ -567,7 +600,9 @@ async def _add_tags(contact: Contact, names: list[str]) -> None:
     if not names:
         return
     existing = set(await ContactTag.filter(contact_id=contact.id).values_list("name", flat=True))
-    fresh = [ContactTag(workspace_id=contact.workspace_id, contact_id=contact.id, name=n) for n in names if n not in existing]
+    fresh = [
+        ContactTag(workspace_id=contact.workspace_id, contact_id=contact.id, name=n) for n in names if n not in existing
+    ]
     if fresh:
         await ContactTag.bulk_create(fresh)
 
@@ -603,7 +638,10 @@ async def add_note(ctx: Context, gid: str, body: str) -> ContactNote:
     if len(text) > MAX_NOTE:
         raise UserFailure.of("body", Code.TOO_LONG, f"A note has at most {MAX_NOTE} characters.")
     return await ContactNote.create(
-        workspace_id=contact.workspace_id, contact_id=contact.id, author_id=principal.agent_id, body=mask_card_numbers(text)
+        workspace_id=contact.workspace_id,
+        contact_id=contact.id,
+        author_id=principal.agent_id,
+        body=mask_card_numbers(text),
     )
 
 
@@ -655,7 +693,9 @@ async def track_event(
         if not url:
             errors.append(UserError(["url"], Code.REQUIRED, "A page view needs the page URL."))
     if not name or not EVENT_NAME.match(name):
-        errors.append(UserError(["name"], Code.INVALID, "An event name has 1 to 120 letters, digits, spaces or _ . : / -."))
+        errors.append(
+            UserError(["name"], Code.INVALID, "An event name has 1 to 120 letters, digits, spaces or _ . : / -.")
+        )
     if url is not None and (len(url) > 2048 or not url.startswith(("http://", "https://"))):
         errors.append(UserError(["url"], Code.INVALID, "url must be an http(s) URL of at most 2048 characters."))
     if title is not None and len(title) > 500:
@@ -664,7 +704,11 @@ async def track_event(
     if not isinstance(props, dict):
         errors.append(UserError(["properties"], Code.INVALID, "properties must be a JSON object."))
     elif len(json.dumps(props)) > MAX_EVENT_PROPERTIES_BYTES:
-        errors.append(UserError(["properties"], Code.TOO_LONG, f"properties take at most {MAX_EVENT_PROPERTIES_BYTES} bytes of JSON."))
+        errors.append(
+            UserError(
+                ["properties"], Code.TOO_LONG, f"properties take at most {MAX_EVENT_PROPERTIES_BYTES} bytes of JSON."
+            )
+        )
     stamp = now()
     when = occurred_at or stamp
     if when.tzinfo is None:
@@ -675,10 +719,15 @@ async def track_event(
         raise UserFailure(*errors)
     async with atomic(ctx.outbox):
         event = await ContactEvent.create(
-            workspace_id=contact.workspace_id, contact_id=contact.id, kind=kind, name=mask_card_numbers(name),
-            url=url and mask_card_numbers(url), title=title and mask_card_numbers(title),
-            properties=mask_card_numbers_in(props), occurred_at=when,
-        )  # fmt: skip
+            workspace_id=contact.workspace_id,
+            contact_id=contact.id,
+            kind=kind,
+            name=mask_card_numbers(name),
+            url=url and mask_card_numbers(url),
+            title=title and mask_card_numbers(title),
+            properties=mask_card_numbers_in(props),
+            occurred_at=when,
+        )
         await Contact.filter(id=contact.id, last_seen_at__lt=when).update(last_seen_at=when)
         mark_for_segments(ctx.outbox, contact.workspace_id, contact.id)
     return event
@@ -703,7 +752,9 @@ async def _close_conversations(ctx: Context, contact: Contact) -> None:
     """Blocking resolves the contact's open and snoozed conversations."""
     open_ones = await Conversation.filter(contact_id=contact.id).exclude(status=ConversationStatus.RESOLVED)
     for conversation in open_ones:
-        await close_conversation(ctx.outbox, conversation, ctx.principal.agent_id if ctx.principal else None, reason="contact_blocked")
+        await close_conversation(
+            ctx.outbox, conversation, ctx.principal.agent_id if ctx.principal else None, reason="contact_blocked"
+        )
 
 
 async def delete_contact(ctx: Context, gid: str) -> DeletedContact:
@@ -774,16 +825,22 @@ async def merge_contacts(ctx: Context, primary_gid: str, secondary_gid: str) -> 
     if primary.id == secondary.id:
         raise UserFailure.of("secondaryId", Code.INVALID, "A contact cannot be merged into itself.")
     moving = [k for k in (secondary.attributes or {}) if k not in (primary.attributes or {})]
-    if moving and not principal.can(Permission.CONTACTS_CRM) and await AttributeDefinition.filter(
-        workspace_id=primary.workspace_id, key__in=moving, crm_managed=True
-    ).exists():
+    if (
+        moving
+        and not principal.can(Permission.CONTACTS_CRM)
+        and await AttributeDefinition.filter(
+            workspace_id=primary.workspace_id, key__in=moving, crm_managed=True
+        ).exists()
+    ):
         raise forbidden("The secondary contact has CRM-managed values: merging needs the contacts:crm permission.")
     matching_key = await workspace_matching_key(primary.workspace_id)
     session_fields = _merged_session_fields(primary, secondary, matching_key)
     async with atomic(ctx.outbox):
         for model in (ContactEvent, ContactNote):
             await model.filter(contact_id=secondary.id).update(contact_id=primary.id)
-        await Conversation.filter(contact_id=secondary.id).update(contact_id=primary.id, vip=primary.vip or secondary.vip)
+        await Conversation.filter(contact_id=secondary.id).update(
+            contact_id=primary.id, vip=primary.vip or secondary.vip
+        )
         await webhooks.move_deliveries(secondary.id, primary.id)  # so erasing the primary erases them too
         await push.move_devices(secondary.id, primary.id)  # the same person's phones
         secondary_tags = await ContactTag.filter(contact_id=secondary.id).values_list("name", flat=True)
@@ -798,14 +855,21 @@ async def merge_contacts(ctx: Context, primary_gid: str, secondary_gid: str) -> 
         primary.session_fields = session_fields
         if IdentitySource.TRUSTED in (primary.identity_source, secondary.identity_source):
             primary.identity_source = IdentitySource.TRUSTED  # an agent or API key merged them
-        elif IdentitySource.VERIFIED_SESSION in (primary.identity_source, secondary.identity_source) and primary.external_id:
+        elif (
+            IdentitySource.VERIFIED_SESSION in (primary.identity_source, secondary.identity_source)
+            and primary.external_id
+        ):
             primary.identity_source = IdentitySource.VERIFIED_SESSION
         primary.blocked = primary.blocked or secondary.blocked
         if not primary.gdpr_consent and secondary.gdpr_consent:
             primary.gdpr_consent, primary.gdpr_consent_at = True, secondary.gdpr_consent_at
         if primary.sms_consent is SmsConsent.NEVER:
             primary.sms_consent, primary.sms_consent_at = secondary.sms_consent, secondary.sms_consent_at
-        primary.first_seen_at = min(d for d in (primary.first_seen_at, secondary.first_seen_at) if d) if (primary.first_seen_at or secondary.first_seen_at) else None
+        primary.first_seen_at = (
+            min(d for d in (primary.first_seen_at, secondary.first_seen_at) if d)
+            if (primary.first_seen_at or secondary.first_seen_at)
+            else None
+        )
         primary.last_seen_at = max(primary.last_seen_at, secondary.last_seen_at)
         # The secondary goes first: the primary may take over its unique external id.
         await _delete_contact_rows(secondary.id)

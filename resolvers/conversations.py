@@ -104,10 +104,16 @@ def message_row(m: Message, sender_name: str | None) -> dict[str, Any]:
     """A message as events carry it: subscribers build the GraphQL object from this alone,
     with no read per subscriber (the sender's name included)."""
     return {
-        "id": m.id, "conversationId": m.conversation_id, "senderKind": m.sender_kind.value,
-        "agentId": m.agent_id, "senderName": sender_name, "direction": m.direction.value, "body": m.body,
-        "deliveryState": m.delivery_state.value, "createdAt": m.created_at.isoformat(),
-    }  # fmt: skip
+        "id": m.id,
+        "conversationId": m.conversation_id,
+        "senderKind": m.sender_kind.value,
+        "agentId": m.agent_id,
+        "senderName": sender_name,
+        "direction": m.direction.value,
+        "body": m.body,
+        "deliveryState": m.delivery_state.value,
+        "createdAt": m.created_at.isoformat(),
+    }
 
 
 async def _publish_message(outbox: Outbox, conversation: Conversation, message: Message) -> None:
@@ -123,7 +129,7 @@ async def unread_contacts(workspace_id: int) -> int:
     """The workspace's unread indicator: contacts with unread messages, not messages."""
     q = SqlBuilder()
     sql = (
-        "SELECT COUNT(DISTINCT contact_id) AS n FROM conversations "
+        "SELECT COUNT(DISTINCT contact_id) AS n FROM conversations "  # noqa: S608
         f"WHERE workspace_id = {q.param(workspace_id)} AND unread_count > 0"
     )
     rows = await connections.get("default").execute_query_dict(sql, q.params)
@@ -145,19 +151,34 @@ def _publish_unread(outbox: Outbox, workspace_id: int) -> None:
 
 
 async def add_message(
-    outbox: Outbox, conversation: Conversation, *, sender_kind: SenderKind, body: str,
-    agent_id: int | None = None, delivery_state: DeliveryState = DeliveryState.RECEIVED,
-    external_message_id: str | None = None, notify: bool = True,
-) -> Message:  # fmt: skip
+    outbox: Outbox,
+    conversation: Conversation,
+    *,
+    sender_kind: SenderKind,
+    body: str,
+    agent_id: int | None = None,
+    delivery_state: DeliveryState = DeliveryState.RECEIVED,
+    external_message_id: str | None = None,
+    notify: bool = True,
+) -> Message:
     """Store a message (body already masked) and move the conversation's counters. Messages
     of blocked contacts pass notify=False: kept, counted nowhere, published to no one."""
     direction = Direction.INBOUND if sender_kind is SenderKind.CONTACT else Direction.OUTBOUND
     message = await Message.create(
-        workspace_id=conversation.workspace_id, conversation_id=conversation.id, sender_kind=sender_kind,
-        agent_id=agent_id, direction=direction, body=body, delivery_state=delivery_state,
+        workspace_id=conversation.workspace_id,
+        conversation_id=conversation.id,
+        sender_kind=sender_kind,
+        agent_id=agent_id,
+        direction=direction,
+        body=body,
+        delivery_state=delivery_state,
         external_message_id=external_message_id,
-    )  # fmt: skip
-    changes: dict[str, Any] = {"last_message_id": message.id, "last_message_at": message.created_at, "updated_at": message.created_at}
+    )
+    changes: dict[str, Any] = {
+        "last_message_id": message.id,
+        "last_message_at": message.created_at,
+        "updated_at": message.created_at,
+    }
     if notify and direction is Direction.INBOUND:
         changes["unread_count"] = F("unread_count") + 1
         conversation.unread_count += 1
@@ -182,7 +203,12 @@ async def receive_inbound(
     conversation and tells the agents, unless the contact is blocked."""
     live = not contact.blocked
     message = await add_message(
-        outbox, conversation, sender_kind=SenderKind.CONTACT, body=body, external_message_id=external_message_id, notify=live
+        outbox,
+        conversation,
+        sender_kind=SenderKind.CONTACT,
+        body=body,
+        external_message_id=external_message_id,
+        notify=live,
     )
     stamp = message.created_at
     await Contact.filter(id=contact.id).update(last_seen_at=stamp)
@@ -190,7 +216,9 @@ async def receive_inbound(
         previous = conversation.status
         conversation.status, conversation.snoozed_until = ConversationStatus.OPEN, None
         await Conversation.filter(id=conversation.id).update(status=ConversationStatus.OPEN, snoozed_until=None)
-        await record_activity(outbox, conversation, ActivityKind.STATUS_CHANGED, previous=previous.value, reason="inbound_message")
+        await record_activity(
+            outbox, conversation, ActivityKind.STATUS_CHANGED, previous=previous.value, reason="inbound_message"
+        )
     if live:
         await attribute_reply(conversation, contact.id, stamp)
         queue_job(outbox, "notify_new_message", message.id)
@@ -202,8 +230,11 @@ async def _outbound_state(conversation: Conversation, channel: Channel, contact:
     """Check that this channel can reach the contact now; what the message's state starts as."""
     if channel.kind is ChannelKind.SMS:
         if contact.sms_consent is not SmsConsent.SUBSCRIBED:
-            raise UserFailure.of("conversationId", Code.CONSENT_REQUIRED,
-                                 "This contact has not subscribed to SMS: replies by SMS need their consent.")  # fmt: skip
+            raise UserFailure.of(
+                "conversationId",
+                Code.CONSENT_REQUIRED,
+                "This contact has not subscribed to SMS: replies by SMS need their consent.",
+            )
         if not contact.phone:
             raise UserFailure.of("conversationId", Code.REQUIRED, "This contact has no phone number.")
         return DeliveryState.PENDING
@@ -228,7 +259,9 @@ async def send_message(ctx: Context, conversation_gid: str, body: str) -> Messag
         channel = await Channel.get(id=conversation.channel_id)
         state = await _outbound_state(conversation, channel, contact)
         kind = SenderKind.AGENT if principal.kind is PrincipalKind.AGENT else SenderKind.BOT
-        message = await add_message(ctx.outbox, conversation, sender_kind=kind, body=text, agent_id=principal.agent_id, delivery_state=state)
+        message = await add_message(
+            ctx.outbox, conversation, sender_kind=kind, body=text, agent_id=principal.agent_id, delivery_state=state
+        )
         queue_job(ctx.outbox, "deliver_message", message.id, job_id=keys.deliver_job(message.id))
         if not contact.blocked:
             await schedule_push(ctx.outbox, conversation, channel)
@@ -236,17 +269,30 @@ async def send_message(ctx: Context, conversation_gid: str, body: str) -> Messag
 
 
 async def open_conversation(
-    outbox: Outbox, contact: Contact, channel: Channel, *, subject: str | None = None, topic_id: int | None = None,
-    website_url: str | None = None, ip: str | None = None, actor_agent_id: int | None = None,
-) -> Conversation:  # fmt: skip
+    outbox: Outbox,
+    contact: Contact,
+    channel: Channel,
+    *,
+    subject: str | None = None,
+    topic_id: int | None = None,
+    website_url: str | None = None,
+    ip: str | None = None,
+    actor_agent_id: int | None = None,
+) -> Conversation:
     """A new conversation, announced to the inbox. A blocked contact's is kept, closed, and
     shown to no one."""
     conversation = await Conversation.create(
-        workspace_id=contact.workspace_id, contact_id=contact.id, channel_id=channel.id, topic_id=topic_id,
-        subject=subject and mask_card_numbers(subject), vip=contact.vip,
+        workspace_id=contact.workspace_id,
+        contact_id=contact.id,
+        channel_id=channel.id,
+        topic_id=topic_id,
+        subject=subject and mask_card_numbers(subject),
+        vip=contact.vip,
         status=ConversationStatus.RESOLVED if contact.blocked else ConversationStatus.OPEN,
-        website_url=(website_url or None) and mask_card_numbers(website_url)[:2048], ip=ip, last_message_at=now(),
-    )  # fmt: skip
+        website_url=(website_url or None) and mask_card_numbers(website_url)[:2048],
+        ip=ip,
+        last_message_at=now(),
+    )
     if not contact.blocked:
         await record_activity(outbox, conversation, ActivityKind.CREATED, actor_agent_id)
     return conversation
@@ -259,9 +305,15 @@ class Started:
 
 
 async def start_conversation(
-    ctx: Context, *, body: str, contact_gid: str | None, channel_gid: str | None, subject: str | None,
-    topic_gid: str | None, website_url: str | None,
-) -> Started:  # fmt: skip
+    ctx: Context,
+    *,
+    body: str,
+    contact_gid: str | None,
+    channel_gid: str | None,
+    subject: str | None,
+    topic_gid: str | None,
+    website_url: str | None,
+) -> Started:
     """Contacts start conversations from the widget or SDK; agents only by e-mail, to a
     contact with an address; nobody opens an SMS conversation (the contact texts first)."""
     principal = ctx.require_principal()
@@ -275,8 +327,11 @@ async def start_conversation(
     else:
         ctx.require(Permission.CONVERSATIONS_WRITE)
         if contact_gid is None or channel_gid is None:
-            raise UserFailure.of("contactId" if contact_gid is None else "channelId", Code.REQUIRED,
-                                 "Agents start a conversation with a contact on an e-mail channel.")  # fmt: skip
+            raise UserFailure.of(
+                "contactId" if contact_gid is None else "channelId",
+                Code.REQUIRED,
+                "Agents start a conversation with a contact on an e-mail channel.",
+            )
         found_contact = await ctx.scope.by_global_id(contact_gid, "Contact", Contact)
         if found_contact is None:
             raise UserFailure.of("contactId", Code.NOT_FOUND, "No contact with this id.")
@@ -285,23 +340,41 @@ async def start_conversation(
             raise UserFailure.of("channelId", Code.NOT_FOUND, "No channel with this id.")
         contact, channel = found_contact, found_channel
         if channel.kind is ChannelKind.SMS:
-            raise UserFailure.of("channelId", Code.NOT_ALLOWED, "A business cannot open an SMS conversation: the contact must text first.")
+            raise UserFailure.of(
+                "channelId",
+                Code.NOT_ALLOWED,
+                "A business cannot open an SMS conversation: the contact must text first.",
+            )
         if channel.kind is not ChannelKind.EMAIL:
-            raise UserFailure.of("channelId", Code.NOT_ALLOWED, "Agents start conversations by e-mail; contacts start them from the widget or app.")
+            raise UserFailure.of(
+                "channelId",
+                Code.NOT_ALLOWED,
+                "Agents start conversations by e-mail; contacts start them from the widget or app.",
+            )
         if not contact.email:
             raise UserFailure.of("contactId", Code.REQUIRED, "This contact has no e-mail address.")
     async with atomic(ctx.outbox):
         conversation = await open_conversation(
-            ctx.outbox, contact, channel, subject=subject, topic_id=topic.id if topic else None, website_url=website_url,
-            ip=ctx.client_ip if principal.kind is PrincipalKind.CONTACT else None, actor_agent_id=principal.agent_id,
-        )  # fmt: skip
+            ctx.outbox,
+            contact,
+            channel,
+            subject=subject,
+            topic_id=topic.id if topic else None,
+            website_url=website_url,
+            ip=ctx.client_ip if principal.kind is PrincipalKind.CONTACT else None,
+            actor_agent_id=principal.agent_id,
+        )
         if principal.kind is PrincipalKind.CONTACT:
             message = await receive_inbound(ctx.outbox, conversation, contact, text)
         else:
             message = await add_message(
-                ctx.outbox, conversation, sender_kind=SenderKind.AGENT, body=text,
-                agent_id=principal.agent_id, delivery_state=DeliveryState.PENDING,
-            )  # fmt: skip
+                ctx.outbox,
+                conversation,
+                sender_kind=SenderKind.AGENT,
+                body=text,
+                agent_id=principal.agent_id,
+                delivery_state=DeliveryState.PENDING,
+            )
             queue_job(ctx.outbox, "deliver_message", message.id, job_id=keys.deliver_job(message.id))
             mark_for_segments(ctx.outbox, contact.workspace_id, contact.id, conversations_only=True)
     return Started(conversation, message)
@@ -319,7 +392,9 @@ async def set_status(
     conversation = await _conversation_for_write(ctx, gid, "id")
     resolving = status is ConversationStatus.RESOLVED and principal.kind is PrincipalKind.AGENT
     if resolving and not principal.is_admin and conversation.assignee_id != principal.agent_id:
-        raise UserFailure.of("status", Code.NOT_ALLOWED, "Only the assignee or an owner or admin may resolve this conversation.")
+        raise UserFailure.of(
+            "status", Code.NOT_ALLOWED, "Only the assignee or an owner or admin may resolve this conversation."
+        )
     snoozed_until = None
     if status is ConversationStatus.SNOOZED:
         snoozed_until = await _snooze_time(ctx, principal, until, preset)
@@ -333,15 +408,21 @@ async def set_status(
         conversation.resolved_at = now() if status is ConversationStatus.RESOLVED else None
         await conversation.save(update_fields=["status", "snoozed_until", "resolved_at", "updated_at"])
         await record_activity(
-            ctx.outbox, conversation, ActivityKind.STATUS_CHANGED, principal.agent_id, previous=previous.value,
+            ctx.outbox,
+            conversation,
+            ActivityKind.STATUS_CHANGED,
+            principal.agent_id,
+            previous=previous.value,
             snoozedUntil=snoozed_until.isoformat() if snoozed_until else None,
-        )  # fmt: skip
+        )
         if snoozed_until is not None:
             queue_job(
-                ctx.outbox, "wake_conversation", conversation.id,
+                ctx.outbox,
+                "wake_conversation",
+                conversation.id,
                 job_id=keys.wake_job(conversation.id, int(snoozed_until.timestamp())),
                 defer=max(snoozed_until - now(), timedelta(0)),
-            )  # fmt: skip
+            )
     return conversation
 
 
@@ -357,7 +438,9 @@ async def _snooze_time(
         return schedule.snooze_until(preset, now(), zone)
     assert until is not None
     if until.tzinfo is None:
-        raise UserFailure.of("snoozedUntil", Code.INVALID, "Give the time with its offset, e.g. 2026-11-23T09:00:00+01:00.")
+        raise UserFailure.of(
+            "snoozedUntil", Code.INVALID, "Give the time with its offset, e.g. 2026-11-23T09:00:00+01:00."
+        )
     if until <= now():
         raise UserFailure.of("snoozedUntil", Code.INVALID, "The wake-up time must be in the future.")
     if until > now() + timedelta(days=366):
@@ -374,7 +457,10 @@ async def assign(ctx: Context, gid: str, changes: dict[str, str | None]) -> Conv
     conversation = await _conversation_for_write(ctx, gid, "id")
     errors: list[UserError] = []
     chosen = {"assignee_id": conversation.assignee_id, "team_id": conversation.team_id}
-    for key, model, type_name, field in (("assignee_id", Agent, "Agent", "assigneeId"), ("team_id", Team, "Team", "teamId")):
+    for key, model, type_name, field in (
+        ("assignee_id", Agent, "Agent", "assigneeId"),
+        ("team_id", Team, "Team", "teamId"),
+    ):
         if key in changes:
             row = await ctx.scope.by_global_id(changes[key], type_name, model) if changes[key] else None
             if changes[key] and row is None:
@@ -404,9 +490,10 @@ async def mark_read(ctx: Context, gid: str) -> Conversation:
             if conversation.contact_unread_count:
                 await Conversation.filter(id=conversation.id).update(contact_unread_count=0)
                 await Message.filter(
-                    conversation_id=conversation.id, direction=Direction.OUTBOUND,
+                    conversation_id=conversation.id,
+                    direction=Direction.OUTBOUND,
                     delivery_state__in=[DeliveryState.RECEIVED, DeliveryState.SENT],
-                ).update(delivery_state=DeliveryState.READ)  # fmt: skip
+                ).update(delivery_state=DeliveryState.READ)
             conversation.contact_unread_count = 0
         else:
             if conversation.unread_count:
@@ -507,9 +594,15 @@ def _pk(gid: str, type_name: str, field: str) -> int:
 
 
 async def list_conversations(
-    ctx: Context, *, view: str, where: ConversationFilter, first: int | None, after: str | None,
-    last: int | None, before: str | None,
-) -> Page[dict[str, Any]]:  # fmt: skip
+    ctx: Context,
+    *,
+    view: str,
+    where: ConversationFilter,
+    first: int | None,
+    after: str | None,
+    last: int | None,
+    before: str | None,
+) -> Page[dict[str, Any]]:
     """The queue: VIP contacts first, then the most recent activity. Views: mine,
     unassigned, team (the caller's teams), all."""
     principal = ctx.require(Permission.CONVERSATIONS_READ)
@@ -519,7 +612,9 @@ async def list_conversations(
     elif view == "unassigned":
         query = query.filter(assignee_id__isnull=True)
     elif view == "team":
-        team_ids = await Team.filter(workspace_id=principal.workspace_id, members__id=principal.agent_id or -1).values_list("id", flat=True)
+        team_ids = await Team.filter(
+            workspace_id=principal.workspace_id, members__id=principal.agent_id or -1
+        ).values_list("id", flat=True)
         query = query.filter(team_id__in=list(team_ids) or [-1])
     if where.status is not None:
         query = query.filter(status=where.status)
@@ -534,7 +629,9 @@ async def list_conversations(
     if where.contact_gid is not None:
         query = query.filter(contact_id=_pk(where.contact_gid, "Contact", "contactId"))
     if where.tags:
-        tagged = ContactTag.filter(workspace_id=principal.workspace_id, name__in=[t.strip().lower() for t in where.tags]).values("contact_id")
+        tagged = ContactTag.filter(
+            workspace_id=principal.workspace_id, name__in=[t.strip().lower() for t in where.tags]
+        ).values("contact_id")
         query = query.filter(contact_id__in=Subquery(tagged))
     if where.conversation_tags:
         names = [t.strip().lower() for t in where.conversation_tags[:50]]
@@ -551,14 +648,23 @@ async def list_conversations(
     if where.vip is not None:
         query = query.filter(vip=where.vip)
     return await paginate(
-        query, CONVERSATION_ORDER, first=first, after=after, last=last, before=before, default_size=25, values=CONVERSATION_COLUMNS
+        query,
+        CONVERSATION_ORDER,
+        first=first,
+        after=after,
+        last=last,
+        before=before,
+        default_size=25,
+        values=CONVERSATION_COLUMNS,
     )
 
 
 async def list_my_conversations(ctx: Context, *, first: int | None, after: str | None) -> Page[Conversation]:
     principal = ctx.require_contact()
     query = ctx.scope.all(Conversation).filter(contact_id=principal.contact_id)
-    return await paginate(query, Order(("last_message_at", "id"), descending=True), first=first, after=after, default_size=25)
+    return await paginate(
+        query, Order(("last_message_at", "id"), descending=True), first=first, after=after, default_size=25
+    )
 
 
 async def list_messages(
@@ -569,7 +675,9 @@ async def list_messages(
     if first is None and last is None and after is None:
         last = DEFAULT_MESSAGES
     query = Message.filter(conversation_id=conversation_id)
-    return await paginate(query, MESSAGE_ORDER, first=first, after=after, last=last, before=before, default_size=DEFAULT_MESSAGES)
+    return await paginate(
+        query, MESSAGE_ORDER, first=first, after=after, last=last, before=before, default_size=DEFAULT_MESSAGES
+    )
 
 
 # -- batched loads ----------------------------------------------------------------------------
@@ -607,18 +715,48 @@ def related(ctx: Context, model: type[Any], pk: int | None, convert: Any) -> Any
 
 # What the Conversation type reads: a page is read as plain rows of these columns.
 CONVERSATION_COLUMNS = (
-    "id", "status", "snoozed_until", "subject", "vip", "unread_count", "contact_unread_count", "rating", "rated_at",
-    "website_url", "ip", "attributed_source", "last_message_at", "first_response_at", "resolved_at", "created_at",
-    "updated_at", "contact_id", "channel_id", "topic_id", "assignee_id", "team_id", "last_message_id",
-)  # fmt: skip
+    "id",
+    "status",
+    "snoozed_until",
+    "subject",
+    "vip",
+    "unread_count",
+    "contact_unread_count",
+    "rating",
+    "rated_at",
+    "website_url",
+    "ip",
+    "attributed_source",
+    "last_message_at",
+    "first_response_at",
+    "resolved_at",
+    "created_at",
+    "updated_at",
+    "contact_id",
+    "channel_id",
+    "topic_id",
+    "assignee_id",
+    "team_id",
+    "last_message_id",
+)
 
 PREFETCHABLE = {
-    "contact": (Contact, "contact_id"), "channel": (Channel, "channel_id"), "assignee": (Agent, "assignee_id"),
-    "team": (Team, "team_id"), "topic": (Topic, "topic_id"), "lastMessage": (Message, "last_message_id"),
-}  # fmt: skip
+    "contact": (Contact, "contact_id"),
+    "channel": (Channel, "channel_id"),
+    "assignee": (Agent, "assignee_id"),
+    "team": (Team, "team_id"),
+    "topic": (Topic, "topic_id"),
+    "lastMessage": (Message, "last_message_id"),
+}
 
 
-async def prefetch(ctx: Context, conversations: list[dict[str, Any]], fields: set[str], *, contact_columns: tuple[str, ...] | None = None) -> None:
+async def prefetch(
+    ctx: Context,
+    conversations: list[dict[str, Any]],
+    fields: set[str],
+    *,
+    contact_columns: tuple[str, ...] | None = None,
+) -> None:
     """Load the related rows a page's selection asks for, one query per table, and prime
     the request's loaders with them. With `contact_columns` (what the selection reads of
     the contact), each conversation row gets its contact's row of those columns instead
@@ -641,4 +779,3 @@ async def prefetch(ctx: Context, conversations: list[dict[str, Any]], fields: se
 async def sync_vip(contact_id: int, vip: bool) -> None:
     """Keep the queue's VIP copy in step with the contact."""
     await Conversation.filter(contact_id=contact_id).exclude(vip=vip).update(vip=vip)
-

@@ -48,7 +48,11 @@ MAX_RECIPIENTS = 10
 
 async def attribute_keys(workspace_id: int) -> list[str]:
     """The workspace's attribute keys, in the order admins arranged them."""
-    rows = await AttributeDefinition.filter(workspace_id=workspace_id).order_by("position", "id").values_list("key", flat=True)
+    rows = (
+        await AttributeDefinition.filter(workspace_id=workspace_id)
+        .order_by("position", "id")
+        .values_list("key", flat=True)
+    )
     return [str(k) for k in rows]
 
 
@@ -122,8 +126,9 @@ def download_url(job: Job) -> str | None:
 
 
 def _error(status: int, code: Code, message: str) -> Response:
-    return JSONResponse({"error": {"code": code.value, "message": message}}, status_code=status,
-                        headers={"cache-control": "no-store"})  # fmt: skip
+    return JSONResponse(
+        {"error": {"code": code.value, "message": message}}, status_code=status, headers={"cache-control": "no-store"}
+    )
 
 
 async def download_endpoint(request: Request) -> Response:
@@ -137,8 +142,14 @@ async def download_endpoint(request: Request) -> Response:
     except ValueError:
         return _error(403, Code.FORBIDDEN, "This download link is not valid.")
     signature = request.query_params.get("signature", "")
-    if not ex.signature_valid(settings.secret_key, workspace_id=workspace_id, job_id=job_id, expires=expires,
-                              signature=signature, now=time.time()):  # fmt: skip
+    if not ex.signature_valid(
+        settings.secret_key,
+        workspace_id=workspace_id,
+        job_id=job_id,
+        expires=expires,
+        signature=signature,
+        now=time.time(),
+    ):
         return _error(403, Code.FORBIDDEN, "This download link is not valid or has expired.")
     authorization = request.headers.get("authorization")
     if authorization is not None:
@@ -163,5 +174,9 @@ async def download_endpoint(request: Request) -> Response:
         path,
         media_type="text/csv; charset=utf-8",
         filename=f"{name}-{job_id}.csv",
-        headers={"cache-control": "private, no-store", "x-content-type-options": "nosniff", "referrer-policy": "no-referrer"},
+        headers={
+            "cache-control": "private, no-store",
+            "x-content-type-options": "nosniff",
+            "referrer-policy": "no-referrer",
+        },
     )

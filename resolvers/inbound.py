@@ -168,10 +168,13 @@ def parse_payload(kind: ChannelKind, raw: bytes) -> InboundMessage:
     # The sender's name and the subject are free text too (masked before they are cut).
     name, subject = (value and mask_card_numbers(value) for value in (name, subject))
     return InboundMessage(
-        sender=sender, text=text, name=_one_line(name, MAX_NAME), subject=_one_line(subject, MAX_SUBJECT),
+        sender=sender,
+        text=text,
+        name=_one_line(name, MAX_NAME),
+        subject=_one_line(subject, MAX_SUBJECT),
         message_id=text_field("messageId", required=kind is ChannelKind.EMAIL, max_length=MAX_ID),
         in_reply_to=text_field("inReplyTo", max_length=MAX_ID) if kind is ChannelKind.EMAIL else None,
-    )  # fmt: skip
+    )
 
 
 def _one_line(value: str | None, max_length: int) -> str | None:
@@ -247,9 +250,13 @@ async def _sender_contact(outbox: Outbox, channel: Channel, inbound: InboundMess
     if contact is None:
         stamp = now()
         contact = await Contact.create(
-            workspace_id=channel.workspace_id, name=inbound.name, platform=channel.kind.value,
-            first_seen_at=stamp, last_seen_at=stamp, **identity,
-        )  # fmt: skip
+            workspace_id=channel.workspace_id,
+            name=inbound.name,
+            platform=channel.kind.value,
+            first_seen_at=stamp,
+            last_seen_at=stamp,
+            **identity,
+        )
         await record_change(outbox, contact, ChangeKind.CREATED)
     elif inbound.name and not contact.name:
         contact.name = inbound.name
@@ -322,9 +329,13 @@ async def _auto_respond(outbox: Outbox, channel: Channel, conversation: Conversa
 async def reply(outbox: Outbox, conversation: Conversation, contact: Contact, text: str) -> Message:
     """A system message to the contact, sent by the worker (deliver_message)."""
     message = await add_message(
-        outbox, conversation, sender_kind=SenderKind.SYSTEM, body=mask_card_numbers(text),
-        delivery_state=DeliveryState.PENDING, notify=not contact.blocked,
-    )  # fmt: skip
+        outbox,
+        conversation,
+        sender_kind=SenderKind.SYSTEM,
+        body=mask_card_numbers(text),
+        delivery_state=DeliveryState.PENDING,
+        notify=not contact.blocked,
+    )
     queue_job(outbox, "deliver_message", message.id, job_id=keys.deliver_job(message.id))
     return message
 
@@ -395,7 +406,12 @@ async def webhook_endpoint(request: Request) -> Response:
     key = request.path_params.get("public_key")
     try:
         # Before anything is read: a flood costs one Redis call a request, not a query.
-        await rate_limits.hit("inbound-hook", settings.rate_limit_inbound_hook_per_channel, str(key), what="Too many messages on this channel")
+        await rate_limits.hit(
+            "inbound-hook",
+            settings.rate_limit_inbound_hook_per_channel,
+            str(key),
+            what="Too many messages on this channel",
+        )
         return await _handle(request)
     except RateLimited as exc:
         return WebhookError(429, Code.RATE_LIMITED, exc.message, retry_after=exc.retry_after).response()
@@ -436,17 +452,26 @@ async def _handle(request: Request) -> Response:
                 received = await receive(outbox, channel, inbound)
     except _Busy:
         raise WebhookError(
-            503, Code.CONFLICT, "Another message from this sender is being stored: retry in a few seconds.", retry_after=5
+            503,
+            Code.CONFLICT,
+            "Another message from this sender is being stored: retry in a few seconds.",
+            retry_after=5,
         ) from None
     log.info(
-        "inbound %s message %s on channel %s%s", channel.kind.value, received.message.id, channel.id,
+        "inbound %s message %s on channel %s%s",
+        channel.kind.value,
+        received.message.id,
+        channel.id,
         " (duplicate)" if received.duplicate else "",
-    )  # fmt: skip
-    return JSONResponse({
-        "ok": True, "duplicate": received.duplicate,
-        "messageId": encode_global_id("Message", received.message.id),
-        "conversationId": encode_global_id("Conversation", received.conversation_id),
-    })  # fmt: skip
+    )
+    return JSONResponse(
+        {
+            "ok": True,
+            "duplicate": received.duplicate,
+            "messageId": encode_global_id("Message", received.message.id),
+            "conversationId": encode_global_id("Conversation", received.conversation_id),
+        }
+    )
 
 
 async def _read_body(request: Request) -> bytes:
@@ -462,4 +487,3 @@ async def _read_body(request: Request) -> bytes:
             raise too_large
         chunks.append(chunk)
     return b"".join(chunks)
-

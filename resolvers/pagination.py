@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar, overload
 
 from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
 
 from core.config import settings
+from core.errors import Code, PublicError
 from core.scoping import first_rows
-from core.errors import PublicError, Code
 
 T = TypeVar("T")
 
@@ -146,7 +146,11 @@ async def paginate(
     rows = rows[:size]
     if not forward:
         rows.reverse()
-    keys = [[r[c] for c in order.columns] for r in rows] if values else [[getattr(r, c) for c in order.columns] for r in rows]
+    keys = (
+        [[r[c] for c in order.columns] for r in rows]
+        if values
+        else [[getattr(r, c) for c in order.columns] for r in rows]
+    )
     return Page(
         items=rows,
         cursors=Cursors(keys),

@@ -66,15 +66,24 @@ MAX_URL = 2048
 
 # Sortable columns: the connection's orderBy field -> model column. The id breaks ties.
 ORDER_COLUMNS = {
-    "name": "name", "status": "status", "sent": "sent", "opened": "opened", "replied": "replied",
-    "updated_at": "updated_at", "created_at": "created_at", "channel": "channel_id", "frequency": "frequency",
-}  # fmt: skip
+    "name": "name",
+    "status": "status",
+    "sent": "sent",
+    "opened": "opened",
+    "replied": "replied",
+    "updated_at": "updated_at",
+    "created_at": "created_at",
+    "channel": "channel_id",
+    "frequency": "frequency",
+}
 
 
 # -- reading --------------------------------------------------------------------------------
 
 
-async def list_messages(ctx: Context, *, column: str, descending: bool, first: int | None, after: str | None) -> Page[ProactiveMessage]:
+async def list_messages(
+    ctx: Context, *, column: str, descending: bool, first: int | None, after: str | None
+) -> Page[ProactiveMessage]:
     ctx.require(Permission.CONVERSATIONS_READ)
     order = Order((ORDER_COLUMNS[column], "id"), descending=descending)
     return await paginate(ctx.scope.all(ProactiveMessage), order, first=first, after=after, default_size=25)
@@ -100,7 +109,9 @@ async def bot_answers(ctx: Context, bot_id: int) -> list[BotAnswer]:
     return list(await ctx.scope.all(BotAnswer).filter(bot_id=bot_id).order_by("id"))
 
 
-async def list_deliveries(ctx: Context, message_id: int, *, first: int | None, after: str | None) -> Page[ProactiveDelivery]:
+async def list_deliveries(
+    ctx: Context, message_id: int, *, first: int | None, after: str | None
+) -> Page[ProactiveDelivery]:
     """A message's deliveries, newest first."""
     ctx.require(Permission.CONVERSATIONS_READ)
     query = ctx.scope.all(ProactiveDelivery).filter(message_id=message_id)
@@ -120,7 +131,9 @@ def _manage(ctx: Context) -> None:
     ctx.require(Permission.WORKSPACE_MANAGE)
 
 
-async def _by_gid(ctx: Context, gid: str | None, type_name: str, model: type[Any], field: str, errors: list[UserError]) -> Any:
+async def _by_gid(
+    ctx: Context, gid: str | None, type_name: str, model: type[Any], field: str, errors: list[UserError]
+) -> Any:
     if gid is None:
         return None
     row = await ctx.scope.by_global_id(gid, type_name, model)
@@ -136,7 +149,13 @@ def _short_text(value: str | None, field: str, limit: int, errors: list[UserErro
     if len(text) > limit:
         errors.append(UserError([field], Code.TOO_LONG, f"{field} has at most {limit} characters."))
     elif not emoji and (found := rules_domain.find_emoji(text)) is not None:
-        errors.append(UserError([field], Code.INVALID, f"{field} cannot contain emoji (found {found!r}): agent responses are plain text."))
+        errors.append(
+            UserError(
+                [field],
+                Code.INVALID,
+                f"{field} cannot contain emoji (found {found!r}): agent responses are plain text.",
+            )
+        )
     return mask_card_numbers(text)
 
 
@@ -156,7 +175,11 @@ async def _clean_rules(ctx: Context, rules: Any, errors: list[UserError]) -> dic
 
 
 def _segment_paths(rules: dict[str, Any], path: list[str]) -> list[tuple[list[str], int]]:
-    found = [([*path, "conditions", str(i)], c["value"]) for i, c in enumerate(rules["conditions"]) if c["field"] == "segment"]
+    found = [
+        ([*path, "conditions", str(i)], c["value"])
+        for i, c in enumerate(rules["conditions"])
+        if c["field"] == "segment"
+    ]
     for i, g in enumerate(rules["groups"]):
         found += _segment_paths(g, [*path, "groups", str(i)])
     return found
@@ -178,7 +201,13 @@ async def _clean_values(ctx: Context, values: dict[str, Any], response_type: Res
         elif key == "channel_id":
             channel = await _by_gid(ctx, value, "Channel", Channel, "channelId", errors)
             if channel is not None and channel.kind not in SESSION_KINDS:
-                errors.append(UserError(["channelId"], Code.NOT_ALLOWED, "Proactive messages go out on web widget and mobile SDK channels only."))
+                errors.append(
+                    UserError(
+                        ["channelId"],
+                        Code.NOT_ALLOWED,
+                        "Proactive messages go out on web widget and mobile SDK channels only.",
+                    )
+                )
             clean[key] = channel.id if channel else None
         elif key == "route_team_id":
             team = await _by_gid(ctx, value, "Team", Team, "routeTeamId", errors)
@@ -187,9 +216,14 @@ async def _clean_values(ctx: Context, values: dict[str, Any], response_type: Res
             answer = await _by_gid(ctx, value, "BotAnswer", BotAnswer, "botAnswerId", errors)
             clean[key] = answer.id if answer else None
         elif key == "text":
-            clean[key] = _short_text(value or "", "text", MAX_TEXT, errors, emoji=response_type is ResponseType.BOT) or ""
+            clean[key] = (
+                _short_text(value or "", "text", MAX_TEXT, errors, emoji=response_type is ResponseType.BOT) or ""
+            )
         elif key == "follow_up_text":
-            clean[key] = _short_text(value, "followUpText", MAX_FOLLOW_UP, errors, emoji=response_type is ResponseType.BOT) or None
+            clean[key] = (
+                _short_text(value, "followUpText", MAX_FOLLOW_UP, errors, emoji=response_type is ResponseType.BOT)
+                or None
+            )
         elif key == "tags":
             clean[key] = clean_tags(value or [], errors, limit=MAX_TAGS)
         elif key == "rules":
@@ -213,9 +247,15 @@ async def problems(message: ProactiveMessage) -> list[UserError]:
     errors: list[UserError] = []
     channel = await Channel.get_or_none(id=message.channel_id) if message.channel_id else None
     if channel is None:
-        errors.append(UserError(["channelId"], Code.REQUIRED, "Choose the web widget or mobile SDK channel it goes out on."))
+        errors.append(
+            UserError(["channelId"], Code.REQUIRED, "Choose the web widget or mobile SDK channel it goes out on.")
+        )
     elif channel.kind not in SESSION_KINDS:
-        errors.append(UserError(["channelId"], Code.NOT_ALLOWED, f"A {channel.kind.value} channel cannot show proactive messages."))
+        errors.append(
+            UserError(
+                ["channelId"], Code.NOT_ALLOWED, f"A {channel.kind.value} channel cannot show proactive messages."
+            )
+        )
     if message.response_type is ResponseType.AGENT:
         if not message.text:
             errors.append(UserError(["text"], Code.REQUIRED, "An agent response needs its text."))
@@ -278,7 +318,10 @@ class LiveCache:
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.warning("proactive cache: stopped listening for changes; compiling per page view until it restarts", exc_info=True)
+            log.warning(
+                "proactive cache: stopped listening for changes; compiling per page view until it restarts",
+                exc_info=True,
+            )
         finally:
             self.listening = None
             self.entries.clear()
@@ -303,9 +346,13 @@ live_cache = LiveCache()
 
 def _push_row(m: ProactiveMessage, bot_answer_body: str | None) -> dict[str, Any]:
     return {
-        "messageId": m.id, "text": m.text, "responseType": m.response_type.value, "askName": m.ask_name,
-        "askEmail": m.ask_email, "botAnswer": bot_answer_body,
-    }  # fmt: skip
+        "messageId": m.id,
+        "text": m.text,
+        "responseType": m.response_type.value,
+        "askName": m.ask_name,
+        "askEmail": m.ask_email,
+        "botAnswer": bot_answer_body,
+    }
 
 
 async def load_live(channel_id: int, reconnects: int = 0) -> _Entry:
@@ -316,9 +363,15 @@ async def load_live(channel_id: int, reconnects: int = 0) -> _Entry:
     for m in rows:
         answer = answers.get(m.bot_answer_id) if m.bot_answer_id else None
         try:
-            compiled.append(rules_domain.compile_message(
-                m.id, m.rules or {}, m.frequency.value, m.send_window.value, _push_row(m, answer.body if answer else None)
-            ))  # fmt: skip
+            compiled.append(
+                rules_domain.compile_message(
+                    m.id,
+                    m.rules or {},
+                    m.frequency.value,
+                    m.send_window.value,
+                    _push_row(m, answer.body if answer else None),
+                )
+            )
         except rules_domain.RuleError:
             log.warning("proactive message %s has invalid rules; not evaluated", m.id)
     hours = None
@@ -344,9 +397,20 @@ def changed(outbox: Outbox, channel_ids: list[int | None]) -> None:
 # -- admin: create, edit, lifecycle ---------------------------------------------------------
 
 EDITABLE = (
-    "name", "channel_id", "response_type", "text", "ask_name", "ask_email", "follow_up_text", "route_team_id",
-    "bot_answer_id", "rules", "tags", "send_window", "frequency",
-)  # fmt: skip
+    "name",
+    "channel_id",
+    "response_type",
+    "text",
+    "ask_name",
+    "ask_email",
+    "follow_up_text",
+    "route_team_id",
+    "bot_answer_id",
+    "rules",
+    "tags",
+    "send_window",
+    "frequency",
+)
 
 
 async def _to_manage(ctx: Context, gid: str) -> ProactiveMessage:
@@ -399,14 +463,20 @@ async def transition(ctx: Context, gid: str, action: str) -> ProactiveMessage:
     offered, target = TRANSITIONS[action]
     if message.status not in offered:
         allowed = " or ".join(sorted(s.value for s in offered))
-        raise UserFailure.of("id", Code.INVALID_TRANSITION, f"Only a {allowed} message can be {action}d; this one is {message.status.value}.")
+        raise UserFailure.of(
+            "id",
+            Code.INVALID_TRANSITION,
+            f"Only a {allowed} message can be {action}d; this one is {message.status.value}.",
+        )
     if target is ProactiveStatus.LIVE:
         errors = await problems(message)
         if errors:
             raise UserFailure(*errors)
     async with atomic(ctx.outbox):
         # Conditional: of two admins acting at once, one wins; the other sees the new status.
-        moved = await ProactiveMessage.filter(id=message.id, status=message.status).update(status=target, error=None, updated_at=now())
+        moved = await ProactiveMessage.filter(id=message.id, status=message.status).update(
+            status=target, error=None, updated_at=now()
+        )
         if not moved:
             raise UserFailure.of("id", Code.CONFLICT, "The message changed meanwhile; reload it.")
         changed(ctx.outbox, [message.channel_id])
@@ -420,7 +490,9 @@ async def clone_message(ctx: Context, gid: str) -> ProactiveMessage:
         raise UserFailure.of("id", Code.INVALID_TRANSITION, "A message with errors cannot be cloned; fix it first.")
     name = f"Copy of {message.name}"[:MAX_NAME]
     copied = {f: getattr(message, f) for f in EDITABLE if f != "name"}
-    return await ProactiveMessage.create(workspace_id=message.workspace_id, name=name, status=ProactiveStatus.DRAFT, **copied)
+    return await ProactiveMessage.create(
+        workspace_id=message.workspace_id, name=name, status=ProactiveStatus.DRAFT, **copied
+    )
 
 
 async def delete_message(ctx: Context, gid: str) -> None:
@@ -461,41 +533,65 @@ async def channel_deleted(outbox: Outbox, channel_id: int) -> None:
 
 TEMPLATES: list[dict[str, Any]] = [
     {
-        "template_key": "welcome", "name": "Welcome new visitors",
+        "template_key": "welcome",
+        "name": "Welcome new visitors",
         "text": "Hi there! Have a look around, and ask us anything.",
-        "rules": {"match": "all", "conditions": [
-            {"field": "visitor", "operator": "equals", "value": "new"},
-            {"field": "time_on_page", "operator": "greater_or_equal", "value": 15}]},
-        "frequency": Frequency.ONCE_PER_CONTACT, "send_window": SendWindow.ANY_TIME,
+        "rules": {
+            "match": "all",
+            "conditions": [
+                {"field": "visitor", "operator": "equals", "value": "new"},
+                {"field": "time_on_page", "operator": "greater_or_equal", "value": 15},
+            ],
+        },
+        "frequency": Frequency.ONCE_PER_CONTACT,
+        "send_window": SendWindow.ANY_TIME,
         "tags": ["welcome"],
     },
     {
-        "template_key": "checkout_help", "name": "Help at checkout",
+        "template_key": "checkout_help",
+        "name": "Help at checkout",
         "text": "Need a hand with your order? We are here to help.",
-        "ask_email": True, "follow_up_text": "Thanks! An agent will be with you shortly.",
-        "rules": {"match": "all", "conditions": [
-            {"field": "page_url", "operator": "matches", "value": "*/checkout*"},
-            {"field": "time_on_page", "operator": "greater_or_equal", "value": 30}]},
-        "frequency": Frequency.ONCE_PER_VISIT, "send_window": SendWindow.BUSINESS_HOURS,
+        "ask_email": True,
+        "follow_up_text": "Thanks! An agent will be with you shortly.",
+        "rules": {
+            "match": "all",
+            "conditions": [
+                {"field": "page_url", "operator": "matches", "value": "*/checkout*"},
+                {"field": "time_on_page", "operator": "greater_or_equal", "value": 30},
+            ],
+        },
+        "frequency": Frequency.ONCE_PER_VISIT,
+        "send_window": SendWindow.BUSINESS_HOURS,
         "tags": ["checkout"],
     },
     {
-        "template_key": "pricing_returning", "name": "Returning visitors on pricing",
+        "template_key": "pricing_returning",
+        "name": "Returning visitors on pricing",
         "text": "Welcome back! Questions about our plans? Let us talk.",
-        "ask_name": True, "ask_email": True, "follow_up_text": "Thank you. Our sales team will reply here.",
-        "rules": {"match": "all", "conditions": [
-            {"field": "visitor", "operator": "equals", "value": "returning"},
-            {"field": "page_url", "operator": "contains", "value": "/pricing"}]},
-        "frequency": Frequency.ONCE_PER_VISIT, "send_window": SendWindow.BUSINESS_HOURS,
+        "ask_name": True,
+        "ask_email": True,
+        "follow_up_text": "Thank you. Our sales team will reply here.",
+        "rules": {
+            "match": "all",
+            "conditions": [
+                {"field": "visitor", "operator": "equals", "value": "returning"},
+                {"field": "page_url", "operator": "contains", "value": "/pricing"},
+            ],
+        },
+        "frequency": Frequency.ONCE_PER_VISIT,
+        "send_window": SendWindow.BUSINESS_HOURS,
         "tags": ["sales"],
     },
-]  # fmt: skip
+]
 
 
 async def create_templates(workspace_id: int, channel_id: int | None) -> None:
     """The three drafts every new workspace starts with, ready to clone."""
     await ProactiveMessage.bulk_create(
-        [ProactiveMessage(workspace_id=workspace_id, channel_id=channel_id, status=ProactiveStatus.DRAFT, **t) for t in TEMPLATES]
+        [
+            ProactiveMessage(workspace_id=workspace_id, channel_id=channel_id, status=ProactiveStatus.DRAFT, **t)
+            for t in TEMPLATES
+        ]
     )
 
 
@@ -527,7 +623,9 @@ async def _answer_values(ctx: Context, values: dict[str, Any], errors: list[User
     if "channel_id" in values:
         channel = await _by_gid(ctx, values["channel_id"], "Channel", Channel, "channelId", errors)
         if channel is not None and channel.kind not in SESSION_KINDS:
-            errors.append(UserError(["channelId"], Code.NOT_ALLOWED, "Bots answer on web widget and mobile SDK channels only."))
+            errors.append(
+                UserError(["channelId"], Code.NOT_ALLOWED, "Bots answer on web widget and mobile SDK channels only.")
+            )
         clean["channel_id"] = channel.id if channel else None
     return clean
 
@@ -633,7 +731,9 @@ def _check_page_view(view: PageView) -> None:
     if not 0 <= view.time_on_page <= 7 * 86_400:
         errors.append(UserError(["timeOnPageSeconds"], Code.INVALID, "timeOnPageSeconds is between 0 and a week."))
     if view.event is not None and not EVENT_NAME.match(view.event):
-        errors.append(UserError(["event"], Code.INVALID, "An event name has 1 to 120 letters, digits, spaces or _ . : / -."))
+        errors.append(
+            UserError(["event"], Code.INVALID, "An event name has 1 to 120 letters, digits, spaces or _ . : / -.")
+        )
     if errors:
         raise UserFailure(*errors)
 
@@ -643,9 +743,14 @@ async def _visit(contact: Contact, channel_id: int, at: datetime, new_page: bool
     last = await Visit.filter(contact_id=contact.id, channel_id=channel_id).order_by("-last_seen_at", "-id").first()
     if last is None or at - last.last_seen_at > rules_domain.VISIT_TIMEOUT:
         return await Visit.create(
-            workspace_id=contact.workspace_id, contact_id=contact.id, channel_id=channel_id,
-            number=(last.number + 1) if last else 1, page_views=1, started_at=at, last_seen_at=at,
-        )  # fmt: skip
+            workspace_id=contact.workspace_id,
+            contact_id=contact.id,
+            channel_id=channel_id,
+            number=(last.number + 1) if last else 1,
+            page_views=1,
+            started_at=at,
+            last_seen_at=at,
+        )
     last.last_seen_at = at
     if new_page or last.page_views == 0:
         last.page_views += 1
@@ -673,9 +778,15 @@ async def report_page_view(ctx: Context, view: PageView) -> Report:
         visit = await _visit(contact, principal.channel_id, at, new_page)
         if new_page:
             await ContactEvent.create(
-                workspace_id=contact.workspace_id, contact_id=contact.id, kind=EventKind.PAGE_VIEW, name="page_view",
-                url=view.url, title=view.title, properties={}, occurred_at=at,
-            )  # fmt: skip
+                workspace_id=contact.workspace_id,
+                contact_id=contact.id,
+                kind=EventKind.PAGE_VIEW,
+                name="page_view",
+                url=view.url,
+                title=view.title,
+                properties={},
+                occurred_at=at,
+            )
             await Contact.filter(id=contact.id, last_seen_at__lt=at).update(last_seen_at=at)
             mark_for_segments(ctx.outbox, contact.workspace_id, contact.id)
     entry = await live_cache.get(ctx.hub, principal.channel_id)
@@ -685,11 +796,18 @@ async def report_page_view(ctx: Context, view: PageView) -> Report:
     if any(m.needs_segments for m in entry.messages):
         segments = frozenset(await SegmentMembership.filter(contact_id=contact.id).values_list("segment_id", flat=True))
     visitor = rules_domain.Visitor(
-        url=view.url, title=view.title or "", referrer=view.referrer or contact.referrer or "", time_on_page=view.time_on_page,
-        visit_count=visit.number, language=view.language or contact.browser_language or contact.locale or "",
-        country=contact.country or "", device=view.device or "", event=view.event, segment_ids=segments,
+        url=view.url,
+        title=view.title or "",
+        referrer=view.referrer or contact.referrer or "",
+        time_on_page=view.time_on_page,
+        visit_count=visit.number,
+        language=view.language or contact.browser_language or contact.locale or "",
+        country=contact.country or "",
+        device=view.device or "",
+        event=view.event,
+        segment_ids=segments,
         attributes=contact.attributes or {},
-    )  # fmt: skip
+    )
     candidates = rules_domain.matching(entry.messages, visitor, at, entry.business_hours)
     if not candidates:
         return Report(visit, None, len(entry.messages))
@@ -711,7 +829,9 @@ class _AlreadyDelivered(Exception):
     pass
 
 
-async def _deliver(outbox: Outbox, contact: Contact, visit: Visit, live: rules_domain.LiveMessage, at: datetime) -> ProactiveDelivery | None:
+async def _deliver(
+    outbox: Outbox, contact: Contact, visit: Visit, live: rules_domain.LiveMessage, at: datetime
+) -> ProactiveDelivery | None:
     key = rules_domain.dedupe_key(live.frequency, live.id, contact.id, visit.id, visit.page_views)
     try:
         async with atomic(outbox):
@@ -721,12 +841,18 @@ async def _deliver(outbox: Outbox, contact: Contact, visit: Visit, live: rules_d
                 return None
             try:
                 delivery = await ProactiveDelivery.create(
-                    workspace_id=contact.workspace_id, message_id=live.id, contact_id=contact.id, visit_id=visit.id,
-                    page_view=visit.page_views, dedupe_key=key,
-                )  # fmt: skip
+                    workspace_id=contact.workspace_id,
+                    message_id=live.id,
+                    contact_id=contact.id,
+                    visit_id=visit.id,
+                    page_view=visit.page_views,
+                    dedupe_key=key,
+                )
             except IntegrityError:
                 raise _AlreadyDelivered from None  # a racing page view delivered it: roll the count back
-            await attribution.record_receipts(contact.workspace_id, attribution.source_key("proactive", live.id), [contact.id], at)
+            await attribution.record_receipts(
+                contact.workspace_id, attribution.source_key("proactive", live.id), [contact.id], at
+            )
             outbox.add(
                 keys.contact_proactive_channel(contact.workspace_id, contact.id),
                 {"type": "proactive", "cursor": str(delivery.id), "delivery": delivery_row(delivery, live.push)},
@@ -771,7 +897,9 @@ class Answered:
     conversation: Any
 
 
-async def answer_delivery(ctx: Context, gid: str, *, body: str | None, name: str | None, email: str | None, website_url: str | None) -> Answered:
+async def answer_delivery(
+    ctx: Context, gid: str, *, body: str | None, name: str | None, email: str | None, website_url: str | None
+) -> Answered:
     """The contact answers: a conversation starts on the message's channel with its tags,
     the requested name and e-mail fill the contact's empty fields (never a trusted
     contact's e-mail: contacts.fill_from_session) and go in the reply's text, and the conversation goes to the
@@ -822,21 +950,36 @@ async def answer_delivery(ctx: Context, gid: str, *, body: str | None, name: str
         conversation = await open_conversation(ctx.outbox, contact, channel, website_url=website_url, ip=ctx.client_ip)
         if message.tags:
             await ConversationTag.bulk_create(
-                [ConversationTag(workspace_id=contact.workspace_id, conversation_id=conversation.id, name=t) for t in message.tags]
+                [
+                    ConversationTag(workspace_id=contact.workspace_id, conversation_id=conversation.id, name=t)
+                    for t in message.tags
+                ]
             )
         if not to_bot and message.route_team_id is not None and not contact.blocked:
             conversation.team_id = message.route_team_id
             await conversation.save(update_fields=["team_id", "updated_at"])
-            await record_activity(ctx.outbox, conversation, ActivityKind.ASSIGNED, previous={"assigneeId": None, "teamId": None})
+            await record_activity(
+                ctx.outbox, conversation, ActivityKind.ASSIGNED, previous={"assigneeId": None, "teamId": None}
+            )
         opener = SenderKind.BOT if message.response_type is ResponseType.BOT else SenderKind.SYSTEM
         if message.text:
-            await add_message(ctx.outbox, conversation, sender_kind=opener, body=message.text, notify=not contact.blocked)
+            await add_message(
+                ctx.outbox, conversation, sender_kind=opener, body=message.text, notify=not contact.blocked
+            )
         await receive_inbound(ctx.outbox, conversation, contact, text)
         if to_bot:
             assert answer is not None
-            await add_message(ctx.outbox, conversation, sender_kind=SenderKind.BOT, body=answer.body, notify=not contact.blocked)
+            await add_message(
+                ctx.outbox, conversation, sender_kind=SenderKind.BOT, body=answer.body, notify=not contact.blocked
+            )
         elif message.follow_up_text:
-            await add_message(ctx.outbox, conversation, sender_kind=SenderKind.SYSTEM, body=message.follow_up_text, notify=not contact.blocked)
+            await add_message(
+                ctx.outbox,
+                conversation,
+                sender_kind=SenderKind.SYSTEM,
+                body=message.follow_up_text,
+                notify=not contact.blocked,
+            )
         stamp = now()
         await ProactiveDelivery.filter(id=delivery.id).update(replied_at=stamp, conversation_id=conversation.id)
         delivery.replied_at, delivery.conversation_id = stamp, conversation.id
@@ -845,11 +988,14 @@ async def answer_delivery(ctx: Context, gid: str, *, body: str | None, name: str
 
 async def conversation_tags(ctx: Context, conversation_id: int) -> list[str]:
     async def batch(ids: list[int]) -> list[list[str]]:
-        rows = await ConversationTag.filter(conversation_id__in=ids).order_by("name").values_list("conversation_id", "name")
+        rows = (
+            await ConversationTag.filter(conversation_id__in=ids)
+            .order_by("name")
+            .values_list("conversation_id", "name")
+        )
         found: dict[int, list[str]] = {i: [] for i in ids}
         for cid, tag in rows:
             found[cid].append(tag)
         return [found[i] for i in ids]
 
     return await ctx.loader("conversation.tags", batch).load(conversation_id)  # type: ignore[no-any-return]
-

@@ -48,8 +48,13 @@ def _clean_device(platform: DevicePlatform, token: str, app_id: str, locale: str
         errors.append(UserError(["token"], Code.INVALID, f"token must be {what}."))
     app_id = app_id.strip()
     if not APP_ID.fullmatch(app_id):
-        errors.append(UserError(["appId"], Code.INVALID,
-                                "appId must be the app's bundle id or package name (letters, digits, '.', '_', '-')."))  # fmt: skip
+        errors.append(
+            UserError(
+                ["appId"],
+                Code.INVALID,
+                "appId must be the app's bundle id or package name (letters, digits, '.', '_', '-').",
+            )
+        )
     clean_locale = (locale or "").strip() or None
     if clean_locale is not None and not LOCALE.fullmatch(clean_locale):
         errors.append(UserError(["locale"], Code.INVALID, "locale must be a language tag such as en, fr-CA or pt_BR."))
@@ -58,7 +63,9 @@ def _clean_device(platform: DevicePlatform, token: str, app_id: str, locale: str
     return token.lower() if platform is DevicePlatform.IOS else token, app_id, clean_locale
 
 
-async def register_device(ctx: Context, *, platform: DevicePlatform, token: str, app_id: str, locale: str | None) -> Device:
+async def register_device(
+    ctx: Context, *, platform: DevicePlatform, token: str, app_id: str, locale: str | None
+) -> Device:
     """This contact's phone receives their notifications. A token already registered to
     another contact of the workspace (someone else signed in on the phone) moves here."""
     principal = ctx.require_contact()
@@ -67,8 +74,14 @@ async def register_device(ctx: Context, *, platform: DevicePlatform, token: str,
     if channel is None or channel.kind is not ChannelKind.MOBILE_SDK:
         raise UserFailure.of("platform", Code.NOT_ALLOWED, "Devices register from a mobile SDK channel's session.")
     token, app_id, locale = _clean_device(platform, token, app_id, locale)
-    values = {"contact_id": principal.contact_id, "channel_id": channel.id, "platform": platform, "app_id": app_id,
-              "locale": locale, "updated_at": now()}  # fmt: skip
+    values = {
+        "contact_id": principal.contact_id,
+        "channel_id": channel.id,
+        "platform": platform,
+        "app_id": app_id,
+        "locale": locale,
+        "updated_at": now(),
+    }
     same_token = Device.filter(workspace_id=principal.workspace_id, token=token)
     if not await same_token.update(**values):
         try:
@@ -76,9 +89,12 @@ async def register_device(ctx: Context, *, platform: DevicePlatform, token: str,
         except IntegrityError:  # registered at the same moment by another request
             await same_token.update(**values)
     device = await same_token.get()
-    stale = await Device.filter(contact_id=principal.contact_id, channel_id=channel.id).order_by("-updated_at", "-id").offset(
-        MAX_DEVICES_PER_CONTACT
-    ).values_list("id", flat=True)
+    stale = (
+        await Device.filter(contact_id=principal.contact_id, channel_id=channel.id)
+        .order_by("-updated_at", "-id")
+        .offset(MAX_DEVICES_PER_CONTACT)
+        .values_list("id", flat=True)
+    )
     if stale:
         await Device.filter(id__in=list(stale)).delete()
     return device
@@ -88,7 +104,9 @@ async def unregister_device(ctx: Context, token: str) -> None:
     """The contact signed out on this phone: it stops receiving their notifications."""
     principal = ctx.require_contact()
     tokens = [token.strip(), token.strip().lower()]  # APNs tokens are kept in lowercase
-    removed = await Device.filter(workspace_id=principal.workspace_id, contact_id=principal.contact_id, token__in=tokens).delete()
+    removed = await Device.filter(
+        workspace_id=principal.workspace_id, contact_id=principal.contact_id, token__in=tokens
+    ).delete()
     if not removed:
         raise UserFailure.of("token", Code.NOT_FOUND, "No device of yours has this token.")
 
@@ -131,7 +149,14 @@ def _too_long(value: str, field: str) -> None:
 
 
 async def set_apns(
-    ctx: Context, channel_gid: str, *, private_key: str, key_id: str, team_id: str, bundle_id: str, environment: ApnsEnvironment
+    ctx: Context,
+    channel_gid: str,
+    *,
+    private_key: str,
+    key_id: str,
+    team_id: str,
+    bundle_id: str,
+    environment: ApnsEnvironment,
 ) -> PushSettings:
     channel = await _sdk_channel(ctx, channel_gid)
     _too_long(private_key, "privateKey")
@@ -142,16 +167,27 @@ async def set_apns(
         errors.append(UserError(["privateKey"], Code.INVALID, f"privateKey {exc}"))
     key_id, team_id, bundle_id = key_id.strip(), team_id.strip(), bundle_id.strip()
     if not APPLE_ID.fullmatch(key_id):
-        errors.append(UserError(["keyId"], Code.INVALID, "keyId must be the key's 10-character id from Apple (A-Z, 0-9)."))
+        errors.append(
+            UserError(["keyId"], Code.INVALID, "keyId must be the key's 10-character id from Apple (A-Z, 0-9).")
+        )
     if not APPLE_ID.fullmatch(team_id):
         errors.append(UserError(["teamId"], Code.INVALID, "teamId must be your 10-character Apple team id (A-Z, 0-9)."))
     if not APP_ID.fullmatch(bundle_id):
-        errors.append(UserError(["bundleId"], Code.INVALID, "bundleId must be the app's bundle id, such as com.example.app."))
+        errors.append(
+            UserError(["bundleId"], Code.INVALID, "bundleId must be the app's bundle id, such as com.example.app.")
+        )
     if errors:
         raise UserFailure(*errors)
     config = await _config(channel)
-    config.update_from_dict({"apns_key_sealed": seal(private_key.strip()), "apns_key_id": key_id, "apns_team_id": team_id,
-                             "apns_bundle_id": bundle_id, "apns_environment": environment})  # fmt: skip
+    config.update_from_dict(
+        {
+            "apns_key_sealed": seal(private_key.strip()),
+            "apns_key_id": key_id,
+            "apns_team_id": team_id,
+            "apns_bundle_id": bundle_id,
+            "apns_environment": environment,
+        }
+    )
     await config.save()
     return PushSettings(channel, config)
 
@@ -164,8 +200,13 @@ async def set_fcm(ctx: Context, channel_gid: str, *, service_account_json: str) 
     except ValueError as exc:
         raise UserFailure.of("serviceAccountJson", Code.INVALID, f"serviceAccountJson {exc}") from exc
     config = await _config(channel)
-    config.update_from_dict({"fcm_account_sealed": seal(service_account_json.strip()), "fcm_project_id": account["project_id"],
-                             "fcm_client_email": account["client_email"][:255]})  # fmt: skip
+    config.update_from_dict(
+        {
+            "fcm_account_sealed": seal(service_account_json.strip()),
+            "fcm_project_id": account["project_id"],
+            "fcm_client_email": account["client_email"][:255],
+        }
+    )
     await config.save()
     return PushSettings(channel, config)
 
@@ -174,7 +215,9 @@ async def remove_credentials(ctx: Context, channel_gid: str, platform: DevicePla
     channel = await _sdk_channel(ctx, channel_gid)
     config = await _config(channel)
     if platform is DevicePlatform.IOS:
-        config.update_from_dict({"apns_key_sealed": None, "apns_key_id": None, "apns_team_id": None, "apns_bundle_id": None})
+        config.update_from_dict(
+            {"apns_key_sealed": None, "apns_key_id": None, "apns_team_id": None, "apns_bundle_id": None}
+        )
     else:
         config.update_from_dict({"fcm_account_sealed": None, "fcm_project_id": None, "fcm_client_email": None})
     await config.save()
@@ -194,7 +237,9 @@ async def set_options(ctx: Context, channel_gid: str, values: dict[str, Any]) ->
 # -- the delivery log -----------------------------------------------------------------------
 
 
-async def list_attempts(ctx: Context, *, channel_gid: str | None, first: int | None, after: str | None) -> Page[PushAttempt]:
+async def list_attempts(
+    ctx: Context, *, channel_gid: str | None, first: int | None, after: str | None
+) -> Page[PushAttempt]:
     """Every request to APNs and FCM, newest first (owners and admins)."""
     ctx.require(Permission.WORKSPACE_MANAGE)
     query = ctx.scope.all(PushAttempt)

@@ -30,23 +30,50 @@ MAX_PREVIEW = 50
 # rules: owners and admins edit them like any shared segment.
 PREDEFINED: list[tuple[str, str, str, dict[str, Any]]] = [
     ("all_users", "All users", "Everyone who has ever reached you.", {"match": "all", "conditions": []}),
-    ("new_users", "New users", "First seen in the last 7 days.",
-     {"match": "all", "conditions": [{"field": "first_seen_at", "operator": "within_last_days", "days": 7}]}),
-    ("recently_active", "Recently active", "Seen in the last 7 days.",
-     {"match": "all", "conditions": [{"field": "last_seen_at", "operator": "within_last_days", "days": 7}]}),
-    ("lapsed", "Lapsed", "Last seen between 30 and 90 days ago.",
-     {"match": "all", "conditions": [{"field": "last_seen_at", "operator": "more_than_days_ago", "days": 30},
-                                     {"field": "last_seen_at", "operator": "within_last_days", "days": 90}]}),
-    ("inactive", "Inactive", "Not seen for more than 90 days.",
-     {"match": "all", "conditions": [{"field": "last_seen_at", "operator": "more_than_days_ago", "days": 90}]}),
-]  # fmt: skip
+    (
+        "new_users",
+        "New users",
+        "First seen in the last 7 days.",
+        {"match": "all", "conditions": [{"field": "first_seen_at", "operator": "within_last_days", "days": 7}]},
+    ),
+    (
+        "recently_active",
+        "Recently active",
+        "Seen in the last 7 days.",
+        {"match": "all", "conditions": [{"field": "last_seen_at", "operator": "within_last_days", "days": 7}]},
+    ),
+    (
+        "lapsed",
+        "Lapsed",
+        "Last seen between 30 and 90 days ago.",
+        {
+            "match": "all",
+            "conditions": [
+                {"field": "last_seen_at", "operator": "more_than_days_ago", "days": 30},
+                {"field": "last_seen_at", "operator": "within_last_days", "days": 90},
+            ],
+        },
+    ),
+    (
+        "inactive",
+        "Inactive",
+        "Not seen for more than 90 days.",
+        {"match": "all", "conditions": [{"field": "last_seen_at", "operator": "more_than_days_ago", "days": 90}]},
+    ),
+]
 
 
 async def create_predefined(workspace_id: int) -> None:
     await Segment.bulk_create(
         [
-            Segment(workspace_id=workspace_id, name=name, description=description, rules=rules,
-                    visibility=SegmentVisibility.EVERYONE, predefined_key=key)  # fmt: skip
+            Segment(
+                workspace_id=workspace_id,
+                name=name,
+                description=description,
+                rules=rules,
+                visibility=SegmentVisibility.EVERYONE,
+                predefined_key=key,
+            )
             for key, name, description, rules in PREDEFINED
         ]
     )
@@ -82,7 +109,10 @@ def can_edit(principal: Principal, segment: Segment) -> bool:
 async def get_visible(ctx: Context, gid: str, field: str = "id") -> Segment:
     principal = ctx.require(Permission.CONTACTS_READ)
     segment = await ctx.scope.by_global_id(gid, "Segment", Segment)
-    if segment is None or not await ctx.scope.all(Segment).filter(await visible_filter(principal), id=segment.id).exists():
+    if (
+        segment is None
+        or not await ctx.scope.all(Segment).filter(await visible_filter(principal), id=segment.id).exists()
+    ):
         raise UserFailure.of(field, Code.NOT_FOUND, "No segment with this id.")
     return segment
 
@@ -125,7 +155,11 @@ SMALL_SEGMENT = 1000
 async def members_query(ctx: Context, segment: Segment) -> Any:
     """Contacts in the segment's materialised membership, as of its last refresh."""
     if segment.member_count <= SMALL_SEGMENT:
-        ids = await SegmentMembership.filter(segment_id=segment.id).limit(SMALL_SEGMENT + 1).values_list("contact_id", flat=True)
+        ids = (
+            await SegmentMembership.filter(segment_id=segment.id)
+            .limit(SMALL_SEGMENT + 1)
+            .values_list("contact_id", flat=True)
+        )
         if len(ids) <= SMALL_SEGMENT:
             return ctx.scope.all(Contact).filter(id__in=list(ids) or [-1])
     members = SegmentMembership.filter(segment_id=segment.id).values("contact_id")
@@ -152,8 +186,11 @@ async def list_members(ctx: Context, segment: Segment, *, first: int | None, aft
         return replace(page, items=[found[i] for i in ids])
     # A contact deleted between the two reads (its membership went with it) leaves the page.
     kept = [row for row in rows if row["contact_id"] in found]
-    return replace(page, items=[found[row["contact_id"]] for row in kept],
-                   cursors=Cursors([[row[c] for c in MEMBER_ORDER.columns] for row in kept]))  # fmt: skip
+    return replace(
+        page,
+        items=[found[row["contact_id"]] for row in kept],
+        cursors=Cursors([[row[c] for c in MEMBER_ORDER.columns] for row in kept]),
+    )
 
 
 # -- rules -----------------------------------------------------------------------------------
@@ -177,7 +214,10 @@ async def _matching(ctx: Context, rules: dict[str, Any]) -> tuple[str, list[Any]
 async def count_matching(ctx: Context, rules: dict[str, Any]) -> int:
     """How many contacts the rules match right now, counted in the database."""
     where, params = await _matching(ctx, rules)
-    rows = await connections.get("default").execute_query_dict(f"SELECT count(*) AS n FROM contacts c WHERE {where}", params)
+    rows = await connections.get("default").execute_query_dict(
+        f"SELECT count(*) AS n FROM contacts c WHERE {where}",
+        params,  # noqa: S608
+    )
     return int(rows[0]["n"])
 
 
@@ -187,7 +227,8 @@ async def preview(ctx: Context, rules: dict[str, Any], first: int) -> tuple[int,
         raise UserFailure.of("first", Code.INVALID, f"first is 0 to {MAX_PREVIEW}.")
     where, params = await _matching(ctx, rules)
     rows = await connections.get("default").execute_query_dict(
-        f"SELECT c.id FROM contacts c WHERE {where} ORDER BY c.last_seen_at DESC, c.id DESC LIMIT {int(first)}", params
+        f"SELECT c.id FROM contacts c WHERE {where} ORDER BY c.last_seen_at DESC, c.id DESC LIMIT {int(first)}",
+        params,  # noqa: S608
     )
     ids = [r["id"] for r in rows]
     by_id = {c.id: c for c in await Contact.filter(id__in=ids)} if ids else {}
@@ -259,8 +300,12 @@ async def schedule_refresh(ctx: Context, segment: Segment) -> None:
     """Queue a full refresh, with a job record (kind SEGMENT_REFRESH) that follows it."""
     from models.job_records import JobKind
 
-    job = await create_job(segment.workspace_id, JobKind.SEGMENT_REFRESH, principal=ctx.principal, params={"segment_id": segment.id})
-    if not await enqueue(ctx.jobs, "refresh_segment", segment.id, job.id, job_id=f"{keys.arq_queue()}:segment:{segment.id}"):
+    job = await create_job(
+        segment.workspace_id, JobKind.SEGMENT_REFRESH, principal=ctx.principal, params={"segment_id": segment.id}
+    )
+    if not await enqueue(
+        ctx.jobs, "refresh_segment", segment.id, job.id, job_id=f"{keys.arq_queue()}:segment:{segment.id}"
+    ):
         # A refresh already queued reads the rules when it runs: it does this one's work.
         await cancel_job(job, ctx.hub, reason="Merged into a refresh of this segment that was already queued.")
 
@@ -275,10 +320,13 @@ async def create_segment(ctx: Context, values: dict[str, Any]) -> Segment:
         raise UserFailure(*errors)
     async with in_transaction():
         segment = await Segment.create(
-            workspace_id=ctx.scope.workspace_id, name=values["name"], description=values.get("description") or "",
-            owner_id=principal.agent_id, visibility=values.get("visibility") or SegmentVisibility.PERSONAL,
+            workspace_id=ctx.scope.workspace_id,
+            name=values["name"],
+            description=values.get("description") or "",
+            owner_id=principal.agent_id,
+            visibility=values.get("visibility") or SegmentVisibility.PERSONAL,
             rules=values["rules"],
-        )  # fmt: skip
+        )
         await _save_shares(segment, shared)
     await schedule_refresh(ctx, segment)
     return segment
@@ -288,7 +336,9 @@ async def update_segment(ctx: Context, gid: str, values: dict[str, Any]) -> Segm
     principal = ctx.require_agent()
     segment = await get_visible(ctx, gid)
     if not can_edit(principal, segment):
-        raise UserFailure.of("id", Code.FORBIDDEN, "Only owners and admins edit shared segments; personal ones only their owner.")
+        raise UserFailure.of(
+            "id", Code.FORBIDDEN, "Only owners and admins edit shared segments; personal ones only their owner."
+        )
     errors: list[UserError] = []
     shared = await _validate(ctx, principal, values, errors, segment)
     if errors:
@@ -309,9 +359,10 @@ async def delete_segment(ctx: Context, gid: str) -> str:
     principal = ctx.require_agent()
     segment = await get_visible(ctx, gid)
     if not can_edit(principal, segment):
-        raise UserFailure.of("id", Code.FORBIDDEN, "Only owners and admins delete shared segments; personal ones only their owner.")
+        raise UserFailure.of(
+            "id", Code.FORBIDDEN, "Only owners and admins delete shared segments; personal ones only their owner."
+        )
     if segment.predefined_key:
         raise UserFailure.of("id", Code.READ_ONLY, "Predefined segments cannot be deleted; edit their rules instead.")
     await segment.delete()
     return gid
-

@@ -84,9 +84,11 @@ class SyncResult:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "index": self.index, "status": self.status, "contactId": self.contact_id,
+            "index": self.index,
+            "status": self.status,
+            "contactId": self.contact_id,
             "errors": [{"field": e.field, "code": e.code.value, "message": e.message} for e in self.errors],
-        }  # fmt: skip
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SyncResult:
@@ -135,7 +137,9 @@ async def sync_contacts(ctx: Context, rows: Sequence[SyncRow], idempotency_key: 
         raise UserFailure.of("contacts", Code.TOO_LONG, f"At most {MAX_ROWS} contacts per call: split the batch.")
     key = idempotency_key.strip() if idempotency_key is not None else None
     if key is not None and not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY:
-        raise UserFailure.of("idempotencyKey", Code.INVALID, f"idempotencyKey has 1 to {MAX_IDEMPOTENCY_KEY} characters.")
+        raise UserFailure.of(
+            "idempotencyKey", Code.INVALID, f"idempotencyKey has 1 to {MAX_IDEMPOTENCY_KEY} characters."
+        )
     digest = request_hash(rows)
     if key is not None and (replay := await _replay(ws, key, digest)) is not None:
         return replay
@@ -159,16 +163,20 @@ async def sync_contacts(ctx: Context, rows: Sequence[SyncRow], idempotency_key: 
         try:
             async with atomic(ctx.outbox):
                 if dialect() == "postgres":
-                    await connections.get("default").execute_query("SELECT pg_advisory_xact_lock($1, $2)", [SYNC_LOCK, ws])
+                    await connections.get("default").execute_query(
+                        "SELECT pg_advisory_xact_lock($1, $2)", [SYNC_LOCK, ws]
+                    )
                 if key is not None and (replay := await _replay(ws, key, digest)) is not None:
                     return replay
                 outcome = await _apply(ctx.outbox, principal, workspace, plans, dict(results))
                 await _note_agent_crm_edits(principal, workspace.id, plans, definitions, outcome)
                 if key is not None:
                     await ContactSyncRequest.create(
-                        workspace_id=ws, idempotency_key=key, request_hash=digest,
+                        workspace_id=ws,
+                        idempotency_key=key,
+                        request_hash=digest,
                         results=[r.to_json() for r in outcome.results],
-                    )  # fmt: skip
+                    )
             return outcome
         except IntegrityError:
             # Another process created one of these contacts (or stored this key) first:
@@ -185,7 +193,11 @@ async def _replay(workspace_id: int, key: str, digest: str) -> SyncOutcome | Non
     if stored is None:
         return None
     if stored.request_hash != digest:
-        raise UserFailure.of("idempotencyKey", Code.CONFLICT, "This idempotencyKey was used with other contacts: use a new key for a new batch.")
+        raise UserFailure.of(
+            "idempotencyKey",
+            Code.CONFLICT,
+            "This idempotencyKey was used with other contacts: use a new key for a new batch.",
+        )
     return SyncOutcome([SyncResult.from_json(r) for r in stored.results], replayed=True)
 
 
@@ -230,14 +242,23 @@ def _without_duplicates(workspace: Workspace, plans: list[_Plan], results: dict[
     for plan in plans:
         error = None
         if plan.external_id is None and plan.match is None:
-            error = UserError(["contacts", str(plan.index)], Code.REQUIRED,
-                              f"A row needs an externalId or the workspace's matching attribute ({kind}).")  # fmt: skip
+            error = UserError(
+                ["contacts", str(plan.index)],
+                Code.REQUIRED,
+                f"A row needs an externalId or the workspace's matching attribute ({kind}).",
+            )
         elif plan.external_id is not None and plan.external_id in seen_external:
-            error = UserError(["contacts", str(plan.index), "externalId"], Code.CONFLICT,
-                              f"Row {seen_external[plan.external_id]} has the same externalId: send each contact once per call.")  # fmt: skip
+            error = UserError(
+                ["contacts", str(plan.index), "externalId"],
+                Code.CONFLICT,
+                f"Row {seen_external[plan.external_id]} has the same externalId: send each contact once per call.",
+            )
         elif plan.match is not None and plan.match in seen_match:
-            error = UserError(["contacts", str(plan.index), *_match_path(workspace)], Code.CONFLICT,
-                              f"Row {seen_match[plan.match]} has the same {kind}: send each contact once per call.")  # fmt: skip
+            error = UserError(
+                ["contacts", str(plan.index), *_match_path(workspace)],
+                Code.CONFLICT,
+                f"Row {seen_match[plan.match]} has the same {kind}: send each contact once per call.",
+            )
         if error is not None:
             results[plan.index] = SyncResult(plan.index, RowStatus.ERROR, errors=[error])
             continue
@@ -287,10 +308,14 @@ async def _existing(workspace: Workspace, plans: list[_Plan]) -> tuple[dict[str,
         ws = q.param(workspace.id)
         trusted = "" if column == "external_id" else f" AND {trusted_value(column)}"
         if q.postgres:
-            branches.append(f"SELECT id FROM contacts WHERE workspace_id = {ws}{trusted} AND {column} = ANY({q.param([str(v) for v in values])}::text[])")
+            branches.append(
+                f"SELECT id FROM contacts WHERE workspace_id = {ws}{trusted} AND {column} = ANY({q.param([str(v) for v in values])}::text[])"  # noqa: S608
+            )
         else:
-            branches.append(f"SELECT id FROM contacts WHERE workspace_id = {ws}{trusted} AND {column} IN {q.in_list(values)}")
-    sql = f"SELECT * FROM contacts WHERE id IN ({' UNION ALL '.join(branches)}) ORDER BY id"
+            branches.append(
+                f"SELECT id FROM contacts WHERE workspace_id = {ws}{trusted} AND {column} IN {q.in_list(values)}"  # noqa: S608
+            )
+    sql = f"SELECT * FROM contacts WHERE id IN ({' UNION ALL '.join(branches)}) ORDER BY id"  # noqa: S608
     if q.postgres:
         await conn.execute_script("SET LOCAL plan_cache_mode = force_custom_plan")
         sql += " FOR UPDATE"
@@ -301,7 +326,11 @@ async def _existing(workspace: Workspace, plans: list[_Plan]) -> tuple[dict[str,
         if contact.external_id is not None:
             by_external.setdefault(contact.external_id, contact)
         value = _contact_match(workspace, contact)
-        if value is not None and contact.identity_source is IdentitySource.TRUSTED and not contact.session_fields & session_bit(_match_kind(workspace)[0].value):
+        if (
+            value is not None
+            and contact.identity_source is IdentitySource.TRUSTED
+            and not contact.session_fields & session_bit(_match_kind(workspace)[0].value)
+        ):
             by_match_value.setdefault(value, contact)  # the oldest, as find_matching_contact
     return by_external, by_match_value
 
@@ -317,7 +346,9 @@ async def _apply(
     outbox: Outbox, principal: Principal, workspace: Workspace, plans: list[_Plan], results: dict[int, SyncResult]
 ) -> SyncOutcome:
     # The CRM wins an external id that an unverified session claimed (contacts.py).
-    await release_session_claims(outbox, workspace.id, sorted({p.external_id for p in plans if p.external_id is not None}))
+    await release_session_claims(
+        outbox, workspace.id, sorted({p.external_id for p in plans if p.external_id is not None})
+    )
     by_external, by_match = await _existing(workspace, plans)
     match_path = _match_path(workspace)
     kind = workspace.matching_attribute.value.replace("_", " ")
@@ -332,16 +363,26 @@ async def _apply(
         error = None
         if target is None and by_value is not None:
             if plan.external_id is not None and by_value.external_id not in (None, plan.external_id):
-                error = UserError([*path, *match_path], Code.TAKEN,
-                                  f"{contact_named(principal, by_value.id)} has this {kind} (the workspace's matching "
-                                  f"attribute) and another externalId.")  # fmt: skip
+                error = UserError(
+                    [*path, *match_path],
+                    Code.TAKEN,
+                    f"{contact_named(principal, by_value.id)} has this {kind} (the workspace's matching "
+                    f"attribute) and another externalId.",
+                )
             target = by_value
         elif target is not None and by_value is not None and by_value.id != target.id:
-            error = UserError([*path, *match_path], Code.TAKEN,
-                              f"{contact_named(principal, by_value.id)} already has this {kind}, the workspace's "
-                              "matching attribute: merge the two contacts first.")  # fmt: skip
+            error = UserError(
+                [*path, *match_path],
+                Code.TAKEN,
+                f"{contact_named(principal, by_value.id)} already has this {kind}, the workspace's "
+                "matching attribute: merge the two contacts first.",
+            )
         if error is None and target is not None and target.id in claimed:
-            error = UserError(path, Code.CONFLICT, f"Row {claimed[target.id]} updates the same contact: send each contact once per call.")
+            error = UserError(
+                path,
+                Code.CONFLICT,
+                f"Row {claimed[target.id]} updates the same contact: send each contact once per call.",
+            )
         if error is not None:
             results[plan.index] = SyncResult(plan.index, RowStatus.ERROR, errors=[error])
             continue
@@ -377,17 +418,26 @@ async def _apply(
 
 
 async def _note_agent_crm_edits(
-    principal: Principal, workspace_id: int, plans: list[_Plan], definitions: dict[str, AttributeDefinition], outcome: SyncOutcome
+    principal: Principal,
+    workspace_id: int,
+    plans: list[_Plan],
+    definitions: dict[str, AttributeDefinition],
+    outcome: SyncOutcome,
 ) -> None:
     """An agent syncing CRM-managed attributes (where the workspace lets agents write them)
     edits them as in updateContact: pushed to the CRM at the next status change."""
     if principal.kind is not PrincipalKind.AGENT:
         return
     written = {r.index for r in outcome.results if r.status in (RowStatus.CREATED, RowStatus.UPDATED)}
-    await webhooks.note_agent_crm_edits(principal, workspace_id, {
-        plan.contact.id: {k for k in plan.attributes if definitions[k].crm_managed}
-        for plan in plans if plan.index in written and plan.contact is not None
-    })  # fmt: skip
+    await webhooks.note_agent_crm_edits(
+        principal,
+        workspace_id,
+        {
+            plan.contact.id: {k for k in plan.attributes if definitions[k].crm_managed}
+            for plan in plans
+            if plan.index in written and plan.contact is not None
+        },
+    )
 
 
 def _change(plan: _Plan, stamp: datetime, matching_key: str | None) -> None:
@@ -452,8 +502,10 @@ async def _new_tags(updates: list[_Plan]) -> None:
 async def _add_tags(workspace_id: int, plans: list[_Plan]) -> None:
     fresh = [
         ContactTag(workspace_id=workspace_id, contact_id=p.contact.id, name=name)
-        for p in plans if p.contact is not None for name in p.new_tags
-    ]  # fmt: skip
+        for p in plans
+        if p.contact is not None
+        for name in p.new_tags
+    ]
     if fresh:
         await ContactTag.bulk_create(fresh)
 
@@ -473,7 +525,9 @@ async def _record_changes(outbox: Outbox, workspace_id: int, creates: list[_Plan
     if not written:
         return
     rows = await insert_returning(
-        ContactChange, [ContactChange(workspace_id=workspace_id, contact_id=c.id, kind=k) for c, k in written if c], ["id", "contact_id"]
+        ContactChange,
+        [ContactChange(workspace_id=workspace_id, contact_id=c.id, kind=k) for c, k in written if c],
+        ["id", "contact_id"],
     )
     cursors = {int(r["contact_id"]): int(r["id"]) for r in rows}
     for contact, kind in written:
@@ -510,7 +564,9 @@ def _parse_cursor(cursor: str | None) -> int | None:
     if cursor is None or cursor == "":
         return None
     if not cursor.isdigit() or len(cursor) > 19:
-        raise PublicError("Invalid cursor: pass the cursor of a change, or nothing to start at the oldest.", Code.INVALID)
+        raise PublicError(
+            "Invalid cursor: pass the cursor of a change, or nothing to start at the oldest.", Code.INVALID
+        )
     return int(cursor)
 
 
@@ -557,4 +613,3 @@ async def load_contact(ctx: Context, contact_id: int) -> Contact | None:
         return [found.get(i) for i in ids]
 
     return await ctx.loader("by_id.Contact", batch).load(contact_id)  # type: ignore[no-any-return]
-

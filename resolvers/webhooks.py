@@ -64,7 +64,9 @@ def _clean_event_types(values: list[str] | None, errors: list[UserError]) -> lis
 def _clean_description(value: str | None, errors: list[UserError]) -> str | None:
     text = " ".join((value or "").split())
     if len(text) > MAX_DESCRIPTION:
-        errors.append(UserError(["description"], Code.TOO_LONG, f"description has at most {MAX_DESCRIPTION} characters."))
+        errors.append(
+            UserError(["description"], Code.TOO_LONG, f"description has at most {MAX_DESCRIPTION} characters.")
+        )
     return text or None
 
 
@@ -93,7 +95,9 @@ def _check_subscription(ctx: Context, event_types: list[str], errors: list[UserE
             refused.setdefault(refusal, []).append(event_type)
     for refusal, types in refused.items():
         names = ", ".join(WebhookEventType(t).name for t in types)
-        errors.append(UserError(["eventTypes"], Code.FORBIDDEN, f"Subscribing to {names}: {refusal[0].lower()}{refusal[1:]}"))
+        errors.append(
+            UserError(["eventTypes"], Code.FORBIDDEN, f"Subscribing to {names}: {refusal[0].lower()}{refusal[1:]}")
+        )
 
 
 async def list_endpoints(ctx: Context, *, first: int | None, after: str | None) -> Page[WebhookEndpoint]:
@@ -177,12 +181,21 @@ async def ping_endpoint(ctx: Context, gid: str) -> WebhookDelivery:
     stamp = now()
     event_id = new_event_id()
     delivery = await WebhookDelivery.create(
-        workspace_id=endpoint.workspace_id, endpoint_id=endpoint.id, event_id=event_id,
+        workspace_id=endpoint.workspace_id,
+        endpoint_id=endpoint.id,
+        event_id=event_id,
         event_type=WebhookEventType.PING.value,
-        payload=envelope(event_id, WebhookEventType.PING, endpoint.workspace_id, stamp,
-                         {"endpointId": encode_global_id("WebhookEndpoint", endpoint.id)}),
-        status=DeliveryStatus.PENDING, next_attempt_at=stamp, created_at=stamp,
-    )  # fmt: skip
+        payload=envelope(
+            event_id,
+            WebhookEventType.PING,
+            endpoint.workspace_id,
+            stamp,
+            {"endpointId": encode_global_id("WebhookEndpoint", endpoint.id)},
+        ),
+        status=DeliveryStatus.PENDING,
+        next_attempt_at=stamp,
+        created_at=stamp,
+    )
     await enqueue(ctx.jobs, "deliver_webhook", delivery.id, job_id=deliver_job_id(delivery.id))
     return delivery
 

@@ -23,14 +23,15 @@ from domain.attribution import MAX_WINDOW_HOURS
 from models.channels import Channel, ChannelKind
 from models.contacts import AttributeDefinition, AttributeSource
 from models.workspaces import Agent, ApiKey, MatchingAttribute, Role, Team, Workspace
+from resolvers import proactive
 from resolvers.attributes import PLATFORM_ATTRIBUTES
 from resolvers.auth import MIN_PASSWORD, revoke_agent_tokens
 from resolvers.channels import create_channel
 from resolvers.pagination import Order, Page, paginate
-from resolvers import proactive
 from resolvers.segments import create_predefined, resolve_ids
 
 BY_ID = Order(("id",), descending=False)
+
 
 @dataclass
 class Bootstrap:
@@ -54,15 +55,24 @@ async def create_workspace(
     async with in_transaction():
         workspace = await Workspace.create(name=name, slug=f"{_slugify(name)}-{secrets.token_hex(3)}")
         owner = await Agent.create(
-            workspace=workspace, email=cf.normalize_email(owner_email), name=owner_name,
-            password_hash=password_hash, role=Role.OWNER,
-        )  # fmt: skip
+            workspace=workspace,
+            email=cf.normalize_email(owner_email),
+            name=owner_name,
+            password_hash=password_hash,
+            role=Role.OWNER,
+        )
         key = new_api_key()
-        await ApiKey.create(workspace=workspace, name="Default", prefix=key.prefix, key_hash=key.key_hash, scopes=sorted(API_KEY_SCOPES))
-        channel = await create_channel(workspace.id, ChannelKind.WEB_WIDGET, "Website", identity_verification=identity_verification)
+        await ApiKey.create(
+            workspace=workspace, name="Default", prefix=key.prefix, key_hash=key.key_hash, scopes=sorted(API_KEY_SCOPES)
+        )
+        channel = await create_channel(
+            workspace.id, ChannelKind.WEB_WIDGET, "Website", identity_verification=identity_verification
+        )
         await AttributeDefinition.bulk_create(
             [
-                AttributeDefinition(workspace=workspace, key=k, label=label, type=t, source=AttributeSource.PLATFORM, position=i)
+                AttributeDefinition(
+                    workspace=workspace, key=k, label=label, type=t, source=AttributeSource.PLATFORM, position=i
+                )
                 for i, (k, label, t) in enumerate(PLATFORM_ATTRIBUTES)
             ]
         )
@@ -91,12 +101,24 @@ async def update_workspace(ctx: Context, values: dict[str, Any]) -> Workspace:
     if "attribution_window_hours" in values:
         hours = values["attribution_window_hours"]
         if hours is None or not 1 <= hours <= MAX_WINDOW_HOURS:
-            errors.append(UserError(["attributionWindowHours"], Code.INVALID, f"attributionWindowHours is 1 to {MAX_WINDOW_HOURS} hours."))
+            errors.append(
+                UserError(
+                    ["attributionWindowHours"],
+                    Code.INVALID,
+                    f"attributionWindowHours is 1 to {MAX_WINDOW_HOURS} hours.",
+                )
+            )
     matching = values.get("matching_attribute", workspace.matching_attribute)
     key = values.get("matching_attribute_key", workspace.matching_attribute_key)
     if matching is MatchingAttribute.CUSTOM:
         if not key or not await AttributeDefinition.filter(workspace_id=workspace.id, key=key).exists():
-            errors.append(UserError(["matchingAttributeKey"], Code.NOT_FOUND, "A custom matching attribute needs the key of a defined attribute."))
+            errors.append(
+                UserError(
+                    ["matchingAttributeKey"],
+                    Code.NOT_FOUND,
+                    "A custom matching attribute needs the key of a defined attribute.",
+                )
+            )
     else:
         values["matching_attribute_key"] = None
     if errors:
@@ -106,7 +128,9 @@ async def update_workspace(ctx: Context, values: dict[str, Any]) -> Workspace:
             setattr(workspace, name, value)
     async with atomic(ctx.outbox):
         await workspace.save()
-        auth_changed(ctx.outbox, workspace_id=workspace.id)  # agents_can_edit_crm_attributes is in every agent's permissions
+        auth_changed(
+            ctx.outbox, workspace_id=workspace.id
+        )  # agents_can_edit_crm_attributes is in every agent's permissions
     return workspace
 
 
@@ -118,7 +142,9 @@ async def list_agents(ctx: Context, *, first: int | None, after: str | None) -> 
     return await paginate(ctx.scope.all(Agent), BY_ID, first=first, after=after)
 
 
-async def create_agent(ctx: Context, *, email: str, name: str, password: str, role: Role, can_edit_contact_identity: bool) -> Agent:
+async def create_agent(
+    ctx: Context, *, email: str, name: str, password: str, role: Role, can_edit_contact_identity: bool
+) -> Agent:
     principal = ctx.require(Permission.WORKSPACE_MANAGE)
     errors: list[UserError] = []
     try:
@@ -136,10 +162,13 @@ async def create_agent(ctx: Context, *, email: str, name: str, password: str, ro
     if errors:
         raise UserFailure(*errors)
     return await Agent.create(
-        workspace_id=ctx.scope.workspace_id, email=email, name=name.strip(),
-        password_hash=await hash_password(password), role=role,
+        workspace_id=ctx.scope.workspace_id,
+        email=email,
+        name=name.strip(),
+        password_hash=await hash_password(password),
+        role=role,
         can_edit_contact_identity=can_edit_contact_identity,
-    )  # fmt: skip
+    )
 
 
 async def update_agent(ctx: Context, gid: str, values: dict[str, Any]) -> Agent:
@@ -149,7 +178,9 @@ async def update_agent(ctx: Context, gid: str, values: dict[str, Any]) -> Agent:
         raise UserFailure.of("id", Code.NOT_FOUND, "No agent with this id.")
     if (values.get("role") is Role.OWNER or agent.role is Role.OWNER) and principal.role is not Role.OWNER:
         raise UserFailure.of("role", Code.FORBIDDEN, "Only an owner can change an owner or make one.")
-    demoting_owner = agent.role is Role.OWNER and agent.deactivated_at is None and values.get("role") not in (None, Role.OWNER)
+    demoting_owner = (
+        agent.role is Role.OWNER and agent.deactivated_at is None and values.get("role") not in (None, Role.OWNER)
+    )
     if demoting_owner and not await _another_active_owner(ctx, agent.id):
         raise UserFailure.of("role", Code.CONFLICT, "A workspace keeps at least one active owner.")
     for name, value in values.items():
@@ -262,14 +293,23 @@ async def create_api_key(ctx: Context, name: str, scopes: list[str]) -> tuple[Ap
         errors.append(UserError(["name"], Code.INVALID, "name has 1 to 120 characters."))
     for i, scope in enumerate(scopes):
         if scope not in API_KEY_SCOPES:
-            errors.append(UserError(["scopes", str(i)], Code.INVALID, f"Unknown scope {scope!r}; one of {', '.join(sorted(API_KEY_SCOPES))}."))
+            errors.append(
+                UserError(
+                    ["scopes", str(i)],
+                    Code.INVALID,
+                    f"Unknown scope {scope!r}; one of {', '.join(sorted(API_KEY_SCOPES))}.",
+                )
+            )
     if errors:
         raise UserFailure(*errors)
     key = new_api_key()
     row = await ApiKey.create(
-        workspace_id=ctx.scope.workspace_id, name=name.strip(), prefix=key.prefix,
-        key_hash=key.key_hash, scopes=sorted(set(scopes)),
-    )  # fmt: skip
+        workspace_id=ctx.scope.workspace_id,
+        name=name.strip(),
+        prefix=key.prefix,
+        key_hash=key.key_hash,
+        scopes=sorted(set(scopes)),
+    )
     return row, key.plaintext
 
 

@@ -54,7 +54,19 @@ from datetime import datetime
 from operator import attrgetter
 from typing import Any, TypeVar
 
-from graphql import GraphQLBoolean, GraphQLError, GraphQLID, GraphQLList, GraphQLNonNull, GraphQLObjectType, GraphQLOutputType, GraphQLResolveInfoHelpers, GraphQLString, OperationType, is_leaf_type
+from graphql import (
+    GraphQLBoolean,
+    GraphQLError,
+    GraphQLID,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLResolveInfoHelpers,
+    GraphQLString,
+    OperationType,
+    is_leaf_type,
+)
 from graphql.execution.collect_fields import FieldDetailsList, GroupedFieldSet
 from graphql.execution.executor import CollectedErrors
 from graphql.pyutils import Path, Undefined
@@ -73,6 +85,7 @@ class _Irregular(Exception):
     time: raising one shared instance again chains each raise's frames onto its
     traceback, which then kept every request's whole execution alive (a conversations
     page leaked ~270 KB)."""
+
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -367,7 +380,9 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
             info = self.__dict__["_context_only"] = _ContextOnly(self.context_value)
             return info
 
-    def _row_plan(self, object_type: GraphQLObjectType, field_details_list: FieldDetailsList) -> Callable[[Any], dict[str, Any]]:
+    def _row_plan(
+        self, object_type: GraphQLObjectType, field_details_list: FieldDetailsList
+    ) -> Callable[[Any], dict[str, Any]]:
         """The function that reads and completes a selection's plain fields on one object
         (a row of a list); irregular when any of them is not plain. Kept per execution, by
         the type and the field details (the same list for every row of a list; kept beside
@@ -382,7 +397,11 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
             factory = None if new_defer_usages else _row_factory(object_type, grouped_field_set)
             # The row function keeps the executor weakly: it is kept in the executor's own
             # plans, and a strong reference would make a cycle (see __init__).
-            row = None if factory is None else factory(weakref.proxy(self), self._plain_info(), *grouped_field_set.values())
+            row = (
+                None
+                if factory is None
+                else factory(weakref.proxy(self), self._plain_info(), *grouped_field_set.values())
+            )
             plans[key] = (field_details_list, row)
         if row is None:
             raise _Irregular
@@ -401,7 +420,9 @@ ROW_FACTORIES_MAX = 2_000
 
 
 def _row_factory(object_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet) -> _RowFactory | None:
-    shape = tuple((name, sub[0].node.name.value, bool(sub[0].node.arguments)) for name, sub in grouped_field_set.items())
+    shape = tuple(
+        (name, sub[0].node.name.value, bool(sub[0].node.arguments)) for name, sub in grouped_field_set.items()
+    )
     key = (object_type, shape)
     try:
         return _row_factories[key]
@@ -413,13 +434,20 @@ def _row_factory(object_type: GraphQLObjectType, grouped_field_set: GroupedField
     return factory
 
 
-def _generate_row_factory(object_type: GraphQLObjectType, shape: tuple[tuple[str, str, bool], ...]) -> _RowFactory | None:
+def _generate_row_factory(
+    object_type: GraphQLObjectType, shape: tuple[tuple[str, str, bool], ...]
+) -> _RowFactory | None:
     """Python source for reading and completing one object's plain fields, compiled: a
     row of a list page costs one call, not a call per field for its read and another
     for its completion (the row is checked as a whole; any irregular value gives the
     object back to graphql-core's path). None when a field is not plain."""
-    names: dict[str, Any] = {"Irregular": _Irregular, "coerced": _coerced, "is_type_of": object_type.is_type_of,
-                             "b2a": b2a_base64, "datetime": datetime}  # fmt: skip
+    names: dict[str, Any] = {
+        "Irregular": _Irregular,
+        "coerced": _coerced,
+        "is_type_of": object_type.is_type_of,
+        "b2a": b2a_base64,
+        "datetime": datetime,
+    }
     body = ["    def row(value):", "        try:"]
     head: list[str] = []  # the factory's own lines, before `row`
     if object_type.is_type_of is not None:
@@ -482,7 +510,11 @@ def _default_node_id_attr(object_type: GraphQLObjectType, field_name: str) -> tu
     field = object_type.fields[field_name]
     definition = object_type.extensions.get("strawberry-definition")
     cls = getattr(definition, "origin", None)
-    if not _is_default_node_id(field.extensions.get("strawberry-definition")) or not isinstance(cls, type) or not issubclass(cls, relay.Node):
+    if (
+        not _is_default_node_id(field.extensions.get("strawberry-definition"))
+        or not isinstance(cls, type)
+        or not issubclass(cls, relay.Node)
+    ):
         return None
     if cls.resolve_id.__func__ is not _NODE_RESOLVE_ID or cls.resolve_typename.__func__ is not _NODE_RESOLVE_TYPENAME:  # type: ignore[attr-defined]
         return None
@@ -506,7 +538,11 @@ def _complete_source(field_type: GraphQLOutputType, i: int, complete: _Completer
     names[f"k{i}"] = base.coerce_output_value  # type: ignore[union-attr]
     inline = _INLINE_TYPES.get(base)
     if inline is not None and non_null:
-        return [f"{pad}if type({v}) is not {inline}:", f"{pad}    if {v} is None: raise Irregular", f"{pad}    {v} = coerced(k{i}, {v})"]
+        return [
+            f"{pad}if type({v}) is not {inline}:",
+            f"{pad}    if {v} is None: raise Irregular",
+            f"{pad}    {v} = coerced(k{i}, {v})",
+        ]
     if inline is not None:
         return [f"{pad}if {v} is not None and type({v}) is not {inline}: {v} = coerced(k{i}, {v})"]
     if base.coerce_output_value is _ISOFORMAT:  # type: ignore[union-attr]

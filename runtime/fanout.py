@@ -152,7 +152,9 @@ async def _shielded(task: asyncio.Future[T]) -> T:
     return await asyncio.shield(task)
 
 
-async def _await_shared(task: asyncio.Future[Any], execute: Callable[[], Any], is_awaitable: Callable[[Any], bool]) -> Any:
+async def _await_shared(
+    task: asyncio.Future[Any], execute: Callable[[], Any], is_awaitable: Callable[[Any], bool]
+) -> Any:
     try:
         result = await asyncio.shield(task)
     except asyncio.CancelledError:

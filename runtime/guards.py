@@ -54,7 +54,11 @@ def guarded_types(schema: GraphQLSchema) -> dict[str, Guard]:
     """GraphQL type name -> its guard, for every guarded type of the schema."""
     found = {}
     for name, t in schema.type_map.items():
-        origin = getattr(t.extensions.get("strawberry-definition"), "origin", None) if isinstance(t, GraphQLObjectType) else None
+        origin = (
+            getattr(t.extensions.get("strawberry-definition"), "origin", None)
+            if isinstance(t, GraphQLObjectType)
+            else None
+        )
         check = origin.__dict__.get(_GUARD) if isinstance(origin, type) else None
         if check is not None:
             found[name] = check

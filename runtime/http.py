@@ -59,9 +59,6 @@ from core.config import settings
 from core.context import Context
 from core.errors import Code, DatabaseBusy, MaskUnexpectedErrors, PublicError, RateLimited, request_id_var
 from core.hub import Hub
-from core.logs import log_fields
-from core.metrics import count_errors, observe_request
-from core.tracing import span
 from core.limits import (
     BodyTooLarge,
     RequestRejected,
@@ -71,7 +68,10 @@ from core.limits import (
     principal_key,
     sockets,
 )
+from core.logs import log_fields
+from core.metrics import count_errors, observe_request
 from core.ratelimit import rate_limits
+from core.tracing import span
 from resolvers.auth import authenticate
 from runtime.persisted import persisted_hash, persisted_query, register
 from runtime.prepared import ParleySchema
@@ -160,7 +160,13 @@ class ParleyGraphQL(GraphQL[Context, None]):
 
     async def _answer(self, request: Any, context: Any, root_value: Any) -> Any:
         try:
-            if self.plain_path and context is UNSET and root_value is UNSET and type(request) is Request and request.method == "POST":
+            if (
+                self.plain_path
+                and context is UNSET
+                and root_value is UNSET
+                and type(request) is Request
+                and request.method == "POST"
+            ):
                 response = await self._run_plain(request)
                 if response is not None:
                     return response
@@ -178,10 +184,11 @@ class ParleyGraphQL(GraphQL[Context, None]):
     def _refused(self, request: Request, refused: RateLimited) -> Response:
         media_type = GRAPHQL_RESPONSE if _accepts_graphql_response(request) else "application/json"
         return Response(
-            self.encode_json({"errors": [refused.formatted]}), status_code=429,
+            self.encode_json({"errors": [refused.formatted]}),
+            status_code=429,
             media_type=f"{media_type}; charset=utf-8" if media_type == GRAPHQL_RESPONSE else media_type,
             headers={"retry-after": str(refused.retry_after)},
-        )  # fmt: skip
+        )
 
     async def _run_plain(self, request: Request) -> Response | None:
         """A JSON POST of one query or mutation whose document is valid, executed without
@@ -201,7 +208,11 @@ class ParleyGraphQL(GraphQL[Context, None]):
         query, variables, name = data.get("query"), data.get("variables"), data.get("operationName")
         if extensions is not None:
             query = await self._document(request, extensions, query)
-        if type(query) is not str or (variables is not None and type(variables) is not dict) or (name is not None and type(name) is not str):
+        if (
+            type(query) is not str
+            or (variables is not None and type(variables) is not dict)
+            or (name is not None and type(name) is not str)
+        ):
             return None
         check_document(query)
         if name is not None:
@@ -216,9 +227,14 @@ class ParleyGraphQL(GraphQL[Context, None]):
         context = await self.get_context(request, response=sub_response)
         try:
             result = execute(
-                schema._schema, prepared.document, context_value=context, variable_values=variables, operation_name=name,
-                executor_class=schema.execution_context_class, is_awaitable=optimized_is_awaitable,
-            )  # fmt: skip
+                schema._schema,
+                prepared.document,
+                context_value=context,
+                variable_values=variables,
+                operation_name=name,
+                executor_class=schema.execution_context_class,
+                is_awaitable=optimized_is_awaitable,
+            )
             if optimized_is_awaitable(result):
                 result = await result
         except Exception as exc:  # noqa: BLE001 - as Strawberry's path answers it: an error, masked
@@ -232,8 +248,15 @@ class ParleyGraphQL(GraphQL[Context, None]):
             result.errors = _MASK.mask(result.errors)
         return self.create_response(await self.process_result(request, result), sub_response)
 
-    async def execute_single(self, request: Request, request_adapter: Any, sub_response: Any, context: Context,
-                             root_value: Any, request_data: GraphQLRequestData) -> ExecutionResult:  # fmt: skip
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: Any,
+        sub_response: Any,
+        context: Context,
+        root_value: Any,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
         """Strawberry's, but a subscription over HTTP is refused (a request error, code
         NOT_ALLOWED): subscriptions are served over WebSocket only, where the socket guard
         (runtime/socket_guard.py) closes them when their credentials change. (Strawberry
@@ -338,7 +361,9 @@ class ParleyGraphQL(GraphQL[Context, None]):
             count_errors(errors)
             response.parley_errors = True  # type: ignore[attr-defined]
         media_type = getattr(sub_response, "parley_media_type", "application/json")
-        response.headers["content-type"] = f"{media_type}; charset=utf-8" if media_type == GRAPHQL_RESPONSE else media_type
+        response.headers["content-type"] = (
+            f"{media_type}; charset=utf-8" if media_type == GRAPHQL_RESPONSE else media_type
+        )
         if isinstance(response_data, dict) and "data" not in response_data and media_type == GRAPHQL_RESPONSE:
             response.status_code = 400
         retry = _retry_later(response_data) if isinstance(response_data, dict) else None

@@ -41,12 +41,16 @@ _NOT_CACHED = {"cache-control": "private, no-cache, must-revalidate"}
 
 class PersistedQueryNotFound(RequestRejected):
     def __init__(self) -> None:
-        super().__init__("PersistedQueryNotFound", status=200, code=Code.PERSISTED_QUERY_NOT_FOUND.value, headers=_NOT_CACHED)
+        super().__init__(
+            "PersistedQueryNotFound", status=200, code=Code.PERSISTED_QUERY_NOT_FOUND.value, headers=_NOT_CACHED
+        )
 
 
 class PersistedQueryNotSupported(RequestRejected):
     def __init__(self) -> None:
-        super().__init__("PersistedQueryNotSupported", status=200, code=Code.PERSISTED_QUERY_NOT_SUPPORTED.value, headers=_NOT_CACHED)
+        super().__init__(
+            "PersistedQueryNotSupported", status=200, code=Code.PERSISTED_QUERY_NOT_SUPPORTED.value, headers=_NOT_CACHED
+        )
 
 
 def _invalid(message: str) -> RequestRejected:
@@ -60,7 +64,7 @@ def persisted_hash(extensions: object) -> str | None:
         return None
     persisted = extensions["persistedQuery"]
     if not isinstance(persisted, dict):
-        raise _invalid("extensions.persistedQuery must be an object: {\"version\": 1, \"sha256Hash\": \"<hex>\"}.")
+        raise _invalid('extensions.persistedQuery must be an object: {"version": 1, "sha256Hash": "<hex>"}.')
     if persisted.get("version") != 1:
         raise _invalid("extensions.persistedQuery.version must be 1 (Apollo's automatic persisted queries).")
     sha = persisted.get("sha256Hash")
@@ -106,4 +110,6 @@ async def register(redis: Redis, extensions: object, query: str) -> None:
     excess = count - settings.persisted_query_max_documents
     if excess > 0:
         oldest = await redis.zpopmin(index, excess)
-        await redis.delete(*(keys.persisted_query(member.decode() if isinstance(member, bytes) else member) for member, _ in oldest))
+        await redis.delete(
+            *(keys.persisted_query(member.decode() if isinstance(member, bytes) else member) for member, _ in oldest)
+        )

@@ -57,7 +57,9 @@ class ParleySchema(strawberry.Schema):
     PREPARED_CHARS_MAX = 4_000_000
     PREPARED_TEXT_MAX = 400_000
 
-    def __init__(self, *args: Any, validation_rules: Sequence[type[ASTValidationRule]], max_tokens: int, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, validation_rules: Sequence[type[ASTValidationRule]], max_tokens: int, **kwargs: Any
+    ) -> None:
         patches.apply()
         super().__init__(*args, execution_context_class=Executor, **kwargs)
         guards.install(self._schema)
@@ -88,5 +90,9 @@ class ParleySchema(strawberry.Schema):
             return None
         if validate_document(self._schema, document, self.document_rules):
             return None
-        operations = {d.name.value if d.name else None: d.operation for d in document.definitions if isinstance(d, OperationDefinitionNode)}
+        operations = {
+            d.name.value if d.name else None: d.operation
+            for d in document.definitions
+            if isinstance(d, OperationDefinitionNode)
+        }
         return Prepared(document, operations)

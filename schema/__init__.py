@@ -35,19 +35,49 @@ from schema.workspaces import WorkspaceMutation, WorkspaceQuery
 
 
 @strawberry.type
-class Query(NodeQuery, AuthQuery, WorkspaceQuery, ChannelQuery, ContactQuery, SegmentQuery, ConversationQuery, JobQuery, ExportQuery,
-            SyncQuery, WebhookQuery, CampaignQuery, ProactiveQuery, PushQuery):
+class Query(
+    NodeQuery,
+    AuthQuery,
+    WorkspaceQuery,
+    ChannelQuery,
+    ContactQuery,
+    SegmentQuery,
+    ConversationQuery,
+    JobQuery,
+    ExportQuery,
+    SyncQuery,
+    WebhookQuery,
+    CampaignQuery,
+    ProactiveQuery,
+    PushQuery,
+):
     pass
 
 
 @strawberry.type
-class Mutation(AuthMutation, ChannelMutation, WorkspaceMutation, ContactMutation, AttributeMutation, SegmentMutation, ConversationMutation, JobMutation, ExportMutation,
-               SyncMutation, WebhookMutation, CampaignMutation, ProactiveMutation, PushMutation):
+class Mutation(
+    AuthMutation,
+    ChannelMutation,
+    WorkspaceMutation,
+    ContactMutation,
+    AttributeMutation,
+    SegmentMutation,
+    ConversationMutation,
+    JobMutation,
+    ExportMutation,
+    SyncMutation,
+    WebhookMutation,
+    CampaignMutation,
+    ProactiveMutation,
+    PushMutation,
+):
     pass
 
 
 @strawberry.type
-class Subscription(ContactSubscription, SegmentSubscription, ConversationSubscription, JobSubscription, ProactiveSubscription):
+class Subscription(
+    ContactSubscription, SegmentSubscription, ConversationSubscription, JobSubscription, ProactiveSubscription
+):
     pass
 
 
@@ -69,8 +99,12 @@ def build_schema(*, introspection: bool | None = None) -> ParleySchema:
         lambda: ValidationCache(maxsize=1000),
     ]
     return ParleySchema(
-        query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions,
-        validation_rules=rules, max_tokens=settings.max_tokens,
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=extensions,
+        validation_rules=rules,
+        max_tokens=settings.max_tokens,
     )
 
 

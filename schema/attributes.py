@@ -45,10 +45,17 @@ class AttributeDefinition(relay.Node):
     @classmethod
     def from_model(cls, d: m.AttributeDefinition) -> AttributeDefinition:
         return cls(
-            id=d.id, key=d.key, label=d.label, type=d.type, options=list(d.options or []),
-            source=d.source, crm_managed=d.crm_managed, searchable=d.searchable,
-            visible=d.visible, position=d.position,
-        )  # fmt: skip
+            id=d.id,
+            key=d.key,
+            label=d.label,
+            type=d.type,
+            options=list(d.options or []),
+            source=d.source,
+            crm_managed=d.crm_managed,
+            searchable=d.searchable,
+            visible=d.visible,
+            position=d.position,
+        )
 
 
 @strawberry.input
@@ -92,7 +99,9 @@ class ReorderAttributeDefinitionsPayload:
 async def attribute_definitions(
     info: Info[Context, None], first: int | None = None, after: str | None = None
 ) -> Connection[AttributeDefinition]:
-    return to_connection(await r.list_definitions(info.context, first=first, after=after), AttributeDefinition.from_model)
+    return to_connection(
+        await r.list_definitions(info.context, first=first, after=after), AttributeDefinition.from_model
+    )
 
 
 @strawberry.type
@@ -102,10 +111,18 @@ class AttributeMutation:
         self, info: Info[Context, None], input: CreateAttributeDefinitionInput
     ) -> AttributeDefinitionPayload:
         work = r.create_definition(
-            info.context, key=input.key, label=input.label, type=input.type, options=input.options or [],
-            crm_managed=input.crm_managed, searchable=input.searchable, visible=input.visible,
-        )  # fmt: skip
-        return await mutate(AttributeDefinitionPayload, work, lambda d: {"attribute_definition": AttributeDefinition.from_model(d)})
+            info.context,
+            key=input.key,
+            label=input.label,
+            type=input.type,
+            options=input.options or [],
+            crm_managed=input.crm_managed,
+            searchable=input.searchable,
+            visible=input.visible,
+        )
+        return await mutate(
+            AttributeDefinitionPayload, work, lambda d: {"attribute_definition": AttributeDefinition.from_model(d)}
+        )
 
     @strawberry.mutation(description="Relabel, change options, or toggle crmManaged, searchable and visible.")
     async def update_attribute_definition(
@@ -113,11 +130,15 @@ class AttributeMutation:
     ) -> AttributeDefinitionPayload:
         values = provided(input, ("label", "options", "crm_managed", "searchable", "visible"))
         work = r.update_definition(info.context, str(input.id), values)
-        return await mutate(AttributeDefinitionPayload, work, lambda d: {"attribute_definition": AttributeDefinition.from_model(d)})
+        return await mutate(
+            AttributeDefinitionPayload, work, lambda d: {"attribute_definition": AttributeDefinition.from_model(d)}
+        )
 
     @strawberry.mutation(description="Removes a custom attribute and its value from every contact.")
     async def delete_attribute_definition(self, info: Info[Context, None], input: ContactIdInput) -> DeletePayload:
-        return await mutate(DeletePayload, r.delete_definition(info.context, str(input.id)), lambda _: {"deleted_id": input.id})
+        return await mutate(
+            DeletePayload, r.delete_definition(info.context, str(input.id)), lambda _: {"deleted_id": input.id}
+        )
 
     @strawberry.mutation
     async def reorder_attribute_definitions(
@@ -125,6 +146,7 @@ class AttributeMutation:
     ) -> ReorderAttributeDefinitionsPayload:
         work = r.reorder_definitions(info.context, [str(i) for i in input.ids])
         return await mutate(
-            ReorderAttributeDefinitionsPayload, work,
+            ReorderAttributeDefinitionsPayload,
+            work,
             lambda defs: {"attribute_definitions": [AttributeDefinition.from_model(d) for d in defs]},
-        )  # fmt: skip
+        )

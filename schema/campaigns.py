@@ -10,17 +10,17 @@ from strawberry import relay
 from strawberry.types import Info
 
 from core.context import Context
-from runtime.execution import plain
 from models import campaigns as m
 from models.channels import Channel as ChannelRow
 from models.workspaces import Agent as AgentRow
 from resolvers import campaigns as r
 from resolvers.conversations import related
 from resolvers.job_records import job_by_id
+from runtime.execution import plain
+from schema.channels import Channel
 from schema.common import Connection, UserError, gid, mutate, to_connection
 from schema.job_records import Job
 from schema.segments import Segment
-from schema.channels import Channel
 from schema.workspaces import Agent
 
 CampaignStatus = strawberry.enum(m.CampaignStatus, name="CampaignStatus")
@@ -29,9 +29,13 @@ CampaignSkipReason = strawberry.enum(m.SkipReason, name="CampaignSkipReason")
 
 @strawberry.type(description="How a campaign is going.")
 class CampaignStats:
-    recipients: int = strawberry.field(description="Contacts in the audience (a segment's members when sending started).")
+    recipients: int = strawberry.field(
+        description="Contacts in the audience (a segment's members when sending started)."
+    )
     sent: int = strawberry.field(description="Messages sent (e-mail, SMS and messenger: handed to delivery).")
-    skipped: int = strawberry.field(description="Contacts not messaged: blocked, no consent, no address (see skipReasons).")
+    skipped: int = strawberry.field(
+        description="Contacts not messaged: blocked, no consent, no address (see skipReasons)."
+    )
     failed: int = strawberry.field(description="Messages whose delivery failed (e-mail, SMS, messenger).")
     waiting: int = strawberry.field(description="SMS recipients waiting for their quiet hours to end (08:00 local).")
     replied: int = strawberry.field(description="Contacts whose reply was attributed to this campaign.")
@@ -43,7 +47,9 @@ class CampaignSkipCount:
     count: int
 
 
-@strawberry.type(description="A message sent in bulk to a segment or a list of contacts, on one channel, now or at a time.")
+@strawberry.type(
+    description="A message sent in bulk to a segment or a list of contacts, on one channel, now or at a time."
+)
 class Campaign(relay.Node):
     id: relay.NodeID[int]
     name: str
@@ -85,22 +91,36 @@ class Campaign(relay.Node):
     async def stats(self) -> CampaignStats:
         row = self._row
         extra = await r.counts(row)
-        return CampaignStats(recipients=row.recipients, sent=row.sent, skipped=row.skipped, replied=row.replied, **extra)
+        return CampaignStats(
+            recipients=row.recipients, sent=row.sent, skipped=row.skipped, replied=row.replied, **extra
+        )
 
     @strawberry.field(description="Skipped contacts by reason.")
     async def skip_reasons(self) -> list[CampaignSkipCount]:
-        return [CampaignSkipCount(reason=m.SkipReason(reason), count=n) for reason, n in await r.skip_reasons(self._row)]
+        return [
+            CampaignSkipCount(reason=m.SkipReason(reason), count=n) for reason, n in await r.skip_reasons(self._row)
+        ]
 
     @classmethod
     def from_model(cls, c: m.Campaign) -> Campaign:
         return cls(
-            id=c.id, name=c.name, body=c.body, subject=c.subject, status=c.status, scheduled_at=c.scheduled_at,
-            started_at=c.started_at, finished_at=c.finished_at, created_at=c.created_at, _row=c,
-        )  # fmt: skip
+            id=c.id,
+            name=c.name,
+            body=c.body,
+            subject=c.subject,
+            status=c.status,
+            scheduled_at=c.scheduled_at,
+            started_at=c.started_at,
+            finished_at=c.finished_at,
+            created_at=c.created_at,
+            _row=c,
+        )
 
 
-@strawberry.input(description="""Exactly one of segmentId (its members when sending starts) and contactIds
-(at most 10,000). Without scheduledAt the campaign is sent now.""")
+@strawberry.input(
+    description="""Exactly one of segmentId (its members when sending starts) and contactIds
+(at most 10,000). Without scheduledAt the campaign is sent now."""
+)
 class CreateCampaignInput:
     name: str
     channel_id: relay.GlobalID
@@ -135,22 +155,31 @@ class CampaignQuery:
         return Campaign.from_model(found) if found else None
 
     @strawberry.field(description="The workspace's campaigns, newest first.")
-    async def campaigns(self, info: Info[Context, None], first: int | None = None, after: str | None = None) -> Connection[Campaign]:
+    async def campaigns(
+        self, info: Info[Context, None], first: int | None = None, after: str | None = None
+    ) -> Connection[Campaign]:
         return to_connection(await r.list_campaigns(info.context, first=first, after=after), Campaign.from_model)
 
 
 @strawberry.type
 class CampaignMutation:
-    @strawberry.mutation(description="Sends a message to a segment or a list of contacts now or at scheduledAt (campaigns:send).")
+    @strawberry.mutation(
+        description="Sends a message to a segment or a list of contacts now or at scheduledAt (campaigns:send)."
+    )
     async def create_campaign(self, info: Info[Context, None], input: CreateCampaignInput) -> CampaignPayload:
         data = r.CampaignInput(
-            name=input.name, channel_gid=str(input.channel_id), body=input.body, subject=input.subject,
+            name=input.name,
+            channel_gid=str(input.channel_id),
+            body=input.body,
+            subject=input.subject,
             segment_gid=gid(input.segment_id),
             contact_gids=[str(c) for c in input.contact_ids] if input.contact_ids is not None else None,
             scheduled_at=input.scheduled_at,
-        )  # fmt: skip
+        )
         return await mutate(CampaignPayload, r.create_campaign(info.context, data), _payload)
 
-    @strawberry.mutation(description="Stops a scheduled or running campaign after the batch in flight (campaigns:send).")
+    @strawberry.mutation(
+        description="Stops a scheduled or running campaign after the batch in flight (campaigns:send)."
+    )
     async def cancel_campaign(self, info: Info[Context, None], input: CancelCampaignInput) -> CampaignPayload:
         return await mutate(CampaignPayload, r.cancel_campaign(info.context, str(input.id)), _payload)

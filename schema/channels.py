@@ -33,8 +33,12 @@ class Channel(relay.Node):
     auto_responder_enabled: bool
     auto_responder_text: str | None
     auto_responder_audience: AutoResponderAudience  # type: ignore[valid-type]
-    help_reply: str | None = strawberry.field(description="The reply to an inbound HELP text; null uses the built-in text.")
-    offline_notifications: bool = strawberry.field(description="E-mail agents about offline messages and missed chats when no agent is online.")
+    help_reply: str | None = strawberry.field(
+        description="The reply to an inbound HELP text; null uses the built-in text."
+    )
+    offline_notifications: bool = strawberry.field(
+        description="E-mail agents about offline messages and missed chats when no agent is online."
+    )
     missed_chat_minutes: int
     created_at: datetime
     updated_at: datetime
@@ -44,22 +48,30 @@ class Channel(relay.Node):
     _gateway_url: strawberry.Private[str | None]
     _notify_emails: strawberry.Private[list[str]]
 
-    @strawberry.field(description="From address (e-mail) or sender number (SMS) of outbound messages; null in a contact session.")
+    @strawberry.field(
+        description="From address (e-mail) or sender number (SMS) of outbound messages; null in a contact session."
+    )
     @plain
     def default_sender(self, info: Info[Context, None]) -> str | None:
         return None if info.context.viewing_contact_id is not None else self._default_sender
 
-    @strawberry.field(description="SMS and messenger: outbound messages are POSTed here as signed JSON; null in a contact session.")
+    @strawberry.field(
+        description="SMS and messenger: outbound messages are POSTed here as signed JSON; null in a contact session."
+    )
     @plain
     def gateway_url(self, info: Info[Context, None]) -> str | None:
         return None if info.context.viewing_contact_id is not None else self._gateway_url
 
-    @strawberry.field(description="Told by e-mail of every new inbound message (none by default); empty in a contact session.")
+    @strawberry.field(
+        description="Told by e-mail of every new inbound message (none by default); empty in a contact session."
+    )
     @plain
     def notify_emails(self, info: Info[Context, None]) -> list[str]:
         return [] if info.context.viewing_contact_id is not None else self._notify_emails
 
-    @strawberry.field(description="Signs identity hashes and inbound webhooks. Owners and admins only; null for others.")
+    @strawberry.field(
+        description="Signs identity hashes and inbound webhooks. Owners and admins only; null for others."
+    )
     def secret(self, info: Info[Context, None]) -> str | None:
         principal = info.context.principal
         return self._secret if principal is not None and principal.can(Permission.WORKSPACE_MANAGE) else None
@@ -67,13 +79,25 @@ class Channel(relay.Node):
     @classmethod
     def from_model(cls, c: mc.Channel) -> Channel:
         return cls(
-            id=c.id, kind=c.kind, name=c.name, public_key=c.public_key, identity_verification=c.identity_verification,
-            business_hours=c.business_hours, _default_sender=c.default_sender,
-            auto_responder_enabled=c.auto_responder_enabled, auto_responder_text=c.auto_responder_text,
-            auto_responder_audience=c.auto_responder_audience, help_reply=c.help_reply, _gateway_url=c.gateway_url,
-            _notify_emails=list(c.notify_emails or []), offline_notifications=c.offline_notifications,
-            missed_chat_minutes=c.missed_chat_minutes, created_at=c.created_at, updated_at=c.updated_at, _secret=c.secret,
-        )  # fmt: skip
+            id=c.id,
+            kind=c.kind,
+            name=c.name,
+            public_key=c.public_key,
+            identity_verification=c.identity_verification,
+            business_hours=c.business_hours,
+            _default_sender=c.default_sender,
+            auto_responder_enabled=c.auto_responder_enabled,
+            auto_responder_text=c.auto_responder_text,
+            auto_responder_audience=c.auto_responder_audience,
+            help_reply=c.help_reply,
+            _gateway_url=c.gateway_url,
+            _notify_emails=list(c.notify_emails or []),
+            offline_notifications=c.offline_notifications,
+            missed_chat_minutes=c.missed_chat_minutes,
+            created_at=c.created_at,
+            updated_at=c.updated_at,
+            _secret=c.secret,
+        )
 
 
 @strawberry.input
@@ -101,7 +125,8 @@ class CreateChannelInput(ChannelSettingsInput):
 class UpdateChannelInput(ChannelSettingsInput):
     id: relay.GlobalID
     kind: ChannelKind | None = strawberry.field(  # type: ignore[valid-type]
-        default=strawberry.UNSET, description="Change the kind; live proactive messages of a channel that can no longer show them get errors."
+        default=strawberry.UNSET,
+        description="Change the kind; live proactive messages of a channel that can no longer show them get errors.",
     )
 
 
@@ -129,7 +154,9 @@ def _channel(c: mc.Channel) -> dict[str, object]:
 @strawberry.type
 class ChannelQuery:
     @strawberry.field
-    async def channels(self, info: Info[Context, None], first: int | None = None, after: str | None = None) -> Connection[Channel]:
+    async def channels(
+        self, info: Info[Context, None], first: int | None = None, after: str | None = None
+    ) -> Connection[Channel]:
         return to_connection(await r.list_channels(info.context, first=first, after=after), Channel.from_model)
 
 
@@ -145,10 +172,14 @@ class ChannelMutation:
         values = provided(input, (*r.CHANNEL_SETTINGS, "kind"))
         return await mutate(ChannelPayload, r.update_channel(info.context, str(input.id), values), _channel)
 
-    @strawberry.mutation(description="Owners and admins: a new secret; identity hashes and webhooks signed with the old one stop working.")
+    @strawberry.mutation(
+        description="Owners and admins: a new secret; identity hashes and webhooks signed with the old one stop working."
+    )
     async def rotate_channel_secret(self, info: Info[Context, None], input: ChannelIdInput) -> ChannelPayload:
         return await mutate(ChannelPayload, r.rotate_channel_secret(info.context, str(input.id)), _channel)
 
     @strawberry.mutation(description="Owners and admins: removes the channel with its conversations and messages.")
     async def delete_channel(self, info: Info[Context, None], input: ChannelIdInput) -> DeleteChannelPayload:
-        return await mutate(DeleteChannelPayload, r.delete_channel(info.context, str(input.id)), lambda _: {"deleted_id": input.id})
+        return await mutate(
+            DeleteChannelPayload, r.delete_channel(info.context, str(input.id)), lambda _: {"deleted_id": input.id}
+        )

@@ -19,7 +19,16 @@ T = TypeVar("T")
 P = TypeVar("P")
 
 __all__ = [
-    "JSON", "Connection", "ContactIdInput", "DeletePayload", "UserError", "UserErrorCode", "build", "mutate", "provided", "to_connection",
+    "JSON",
+    "Connection",
+    "ContactIdInput",
+    "DeletePayload",
+    "UserError",
+    "UserErrorCode",
+    "build",
+    "mutate",
+    "provided",
+    "to_connection",
 ]
 
 
@@ -35,7 +44,9 @@ def build(cls: type[T], values: dict[str, Any]) -> T:
 
 # Every code Parley answers with, in `userErrors` and in errors' `extensions.code` (except
 # INTERNAL, a masked unexpected error). docs/clients.md lists what each means.
-UserErrorCode = strawberry.enum(Code, name="UserErrorCode", description="What went wrong, stably: switch on it, show `message`.")
+UserErrorCode = strawberry.enum(
+    Code, name="UserErrorCode", description="What went wrong, stably: switch on it, show `message`."
+)
 
 
 @strawberry.type

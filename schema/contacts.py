@@ -13,15 +13,28 @@ from strawberry.types import Info
 
 from core import keys
 from core.context import Context
-from runtime.guards import guard
-from runtime.subscriptions import listen, still_allowed
+from core.errors import Code, PublicError
 from core.permissions import Permission
-from core.errors import PublicError, Code
+from domain.contact_fields import camel
 from models import contacts as m
 from resolvers import contacts as r
-from domain.contact_fields import camel
+from runtime.guards import guard
+from runtime.subscriptions import listen, still_allowed
 from schema.attributes import AttributeDefinition, attribute_definitions, shown_to_contacts
-from schema.common import JSON, Connection, ContactIdInput, DeletePayload, UserError, build, gid, mutate, node_id, provided, selected_names, to_connection
+from schema.common import (
+    JSON,
+    Connection,
+    ContactIdInput,
+    DeletePayload,
+    UserError,
+    build,
+    gid,
+    mutate,
+    node_id,
+    provided,
+    selected_names,
+    to_connection,
+)
 from schema.workspaces import Agent
 
 SmsConsent = strawberry.enum(m.SmsConsent, name="SmsConsent")
@@ -29,9 +42,20 @@ EventKind = strawberry.enum(m.EventKind, name="EventKind")
 ContactChangeKind = strawberry.enum(m.ChangeKind, name="ContactChangeKind")
 
 CONTACT_FIELDS = (
-    "name", "email", "phone", "external_id", "country", "city", "time_zone", "locale",
-    "browser_language", "os", "browser", "ip", "referrer",
-)  # fmt: skip
+    "name",
+    "email",
+    "phone",
+    "external_id",
+    "country",
+    "city",
+    "time_zone",
+    "locale",
+    "browser_language",
+    "os",
+    "browser",
+    "ip",
+    "referrer",
+)
 
 
 @strawberry.type
@@ -78,13 +102,22 @@ class ContactEvent(relay.Node):
     @classmethod
     def from_model(cls, e: m.ContactEvent, *, just_written: bool = False) -> ContactEvent:
         return cls(
-            id=e.id, kind=e.kind, name=e.name, url=e.url, title=e.title, properties=e.properties, occurred_at=e.occurred_at,
-            _contact_id=e.contact_id, _just_written=just_written,
-        )  # fmt: skip
+            id=e.id,
+            kind=e.kind,
+            name=e.name,
+            url=e.url,
+            title=e.title,
+            properties=e.properties,
+            occurred_at=e.occurred_at,
+            _contact_id=e.contact_id,
+            _just_written=just_written,
+        )
 
 
 @guard(lambda ctx, c: r.contact_refusal(ctx, c.id))
-@strawberry.type(description="Agents and API keys with contacts:read see every contact of the workspace; a contact session sees itself only, without tags and with its visible attributes that are not CRM-managed.")
+@strawberry.type(
+    description="Agents and API keys with contacts:read see every contact of the workspace; a contact session sees itself only, without tags and with its visible attributes that are not CRM-managed."
+)
 class Contact(relay.Node):
     id: relay.NodeID[int]
     name: str | None
@@ -119,7 +152,9 @@ class Contact(relay.Node):
             return []
         return await r.load_tags(info.context, self.id)
 
-    @strawberry.field(description="Values of the workspace's attribute definitions, in their order (in a contact session, the visible ones that are not CRM-managed).")
+    @strawberry.field(
+        description="Values of the workspace's attribute definitions, in their order (in a contact session, the visible ones that are not CRM-managed)."
+    )
     async def attributes(self, info: Info[Context, None]) -> list[AttributeValue]:
         definitions = await r.load_definitions(info.context)
         narrow = info.context.viewing_contact_id is not None
@@ -130,18 +165,28 @@ class Contact(relay.Node):
         ]
 
     @strawberry.field
-    async def notes(self, info: Info[Context, None], first: int | None = None, after: str | None = None) -> Connection[ContactNote]:
+    async def notes(
+        self, info: Info[Context, None], first: int | None = None, after: str | None = None
+    ) -> Connection[ContactNote]:
         contact = await r.contact_by_id(info.context, self.id)
         assert contact is not None
-        return to_connection(await r.list_notes(info.context, contact, first=first, after=after), ContactNote.from_model)
+        return to_connection(
+            await r.list_notes(info.context, contact, first=first, after=after), ContactNote.from_model
+        )
 
     @strawberry.field(description="The timeline: page views and events, newest first.")
     async def events(
-        self, info: Info[Context, None], kind: EventKind | None = None, first: int | None = None, after: str | None = None  # type: ignore[valid-type]
+        self,
+        info: Info[Context, None],
+        kind: EventKind | None = None,
+        first: int | None = None,
+        after: str | None = None,  # type: ignore[valid-type]
     ) -> Connection[ContactEvent]:
         contact = await r.contact_by_id(info.context, self.id)
         assert contact is not None
-        return to_connection(await r.list_events(info.context, contact, kind=kind, first=first, after=after), ContactEvent.from_model)
+        return to_connection(
+            await r.list_events(info.context, contact, kind=kind, first=first, after=after), ContactEvent.from_model
+        )
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Contact:
@@ -158,12 +203,21 @@ class Contact(relay.Node):
     @classmethod
     def from_model(cls, c: m.Contact) -> Contact:
         return cls(
-            id=c.id, **{f: getattr(c, f) for f in CONTACT_FIELDS}, platform=c.platform,
-            gdpr_consent=c.gdpr_consent, gdpr_consent_at=c.gdpr_consent_at,
-            sms_consent=c.sms_consent, sms_consent_at=c.sms_consent_at, vip=c.vip,
-            blocked=c.blocked, first_seen_at=c.first_seen_at, last_seen_at=c.last_seen_at,
-            created_at=c.created_at, updated_at=c.updated_at, _attributes=dict(c.attributes or {}),
-        )  # fmt: skip
+            id=c.id,
+            **{f: getattr(c, f) for f in CONTACT_FIELDS},
+            platform=c.platform,
+            gdpr_consent=c.gdpr_consent,
+            gdpr_consent_at=c.gdpr_consent_at,
+            sms_consent=c.sms_consent,
+            sms_consent_at=c.sms_consent_at,
+            vip=c.vip,
+            blocked=c.blocked,
+            first_seen_at=c.first_seen_at,
+            last_seen_at=c.last_seen_at,
+            created_at=c.created_at,
+            updated_at=c.updated_at,
+            _attributes=dict(c.attributes or {}),
+        )
 
 
 @strawberry.type
@@ -194,10 +248,15 @@ class DeletedContact(relay.Node):
     @classmethod
     def from_model(cls, d: m.DeletedContact) -> DeletedContact:
         return cls(
-            id=d.id, name_hint=d.name_hint, email_hint=d.email_hint, phone_hint=d.phone_hint,
-            platform=d.platform, deleted_by_name=d.deleted_by_name, deleted_at=d.deleted_at,
+            id=d.id,
+            name_hint=d.name_hint,
+            email_hint=d.email_hint,
+            phone_hint=d.phone_hint,
+            platform=d.platform,
+            deleted_by_name=d.deleted_by_name,
+            deleted_at=d.deleted_at,
             erased=[ErasedCount(kind=k, count=int(n)) for k, n in (d.erased or {}).items()],
-        )  # fmt: skip
+        )
 
 
 @strawberry.type
@@ -248,9 +307,18 @@ FIELD_INPUTS = (*CONTACT_FIELDS, "vip", "gdpr_consent", "sms_consent")
 
 # Plain columns a Contact row carries (sms_consent is converted on its own).
 ROW_FIELDS = (
-    *CONTACT_FIELDS, "platform", "gdpr_consent", "gdpr_consent_at", "sms_consent_at", "vip", "blocked",
-    "first_seen_at", "last_seen_at", "created_at", "updated_at",
-)  # fmt: skip
+    *CONTACT_FIELDS,
+    "platform",
+    "gdpr_consent",
+    "gdpr_consent_at",
+    "sms_consent_at",
+    "vip",
+    "blocked",
+    "first_seen_at",
+    "last_seen_at",
+    "created_at",
+    "updated_at",
+)
 _COLUMN_OF = {camel(f): f for f in (*ROW_FIELDS, "sms_consent", "attributes")}
 # A row's object before its columns are filled in: the fields not selected stay None.
 _EMPTY_ROW: dict[str, Any] = dict.fromkeys(("id", *ROW_FIELDS, "sms_consent"))
@@ -295,7 +363,9 @@ class AddContactNoteInput:
 class TrackEventInput:
     contact_id: relay.GlobalID | None = strawberry.field(default=None, description="Omit in a contact session.")
     kind: EventKind = m.EventKind.EVENT  # type: ignore[valid-type]
-    name: str | None = strawberry.field(default=None, description="Required for events; page views default to page_view.")
+    name: str | None = strawberry.field(
+        default=None, description="Required for events; page views default to page_view."
+    )
     url: str | None = None
     title: str | None = None
     properties: JSON | None = None
@@ -339,16 +409,29 @@ def _contact(c: m.Contact) -> dict[str, object]:
 
 @strawberry.type
 class ContactQuery:
-    @strawberry.field(description="Contacts, most recent interaction first; search matches name, e-mail and phone; segmentId keeps a segment's members.")
+    @strawberry.field(
+        description="Contacts, most recent interaction first; search matches name, e-mail and phone; segmentId keeps a segment's members."
+    )
     async def contacts(
-        self, info: Info[Context, None], search: str | None = None, segment_id: relay.GlobalID | None = None,
-        first: int | None = None, after: str | None = None, last: int | None = None, before: str | None = None,
-    ) -> Connection[Contact]:  # fmt: skip
+        self,
+        info: Info[Context, None],
+        search: str | None = None,
+        segment_id: relay.GlobalID | None = None,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[Contact]:
         page = await r.list_contacts(
-            info.context, search=search, first=first, after=after, last=last, before=before,
+            info.context,
+            search=search,
+            first=first,
+            after=after,
+            last=last,
+            before=before,
             segment_gid=str(segment_id) if segment_id is not None else None,
             columns=columns_for(selected_names(info, "edges", "node")),
-        )  # fmt: skip
+        )
         return to_connection(page, Contact.from_row)
 
     @strawberry.field
@@ -371,15 +454,21 @@ class ContactQuery:
 class ContactMutation:
     @strawberry.mutation
     async def create_contact(self, info: Info[Context, None], input: CreateContactInput) -> ContactPayload:
-        work = r.create_contact(info.context, provided(input, FIELD_INPUTS), _attribute_items(input.attributes), input.tags or [])
+        work = r.create_contact(
+            info.context, provided(input, FIELD_INPUTS), _attribute_items(input.attributes), input.tags or []
+        )
         return await mutate(ContactPayload, work, _contact)
 
     @strawberry.mutation
     async def update_contact(self, info: Info[Context, None], input: UpdateContactInput) -> ContactPayload:
-        work = r.update_contact(info.context, str(input.id), provided(input, FIELD_INPUTS), _attribute_items(input.attributes))
+        work = r.update_contact(
+            info.context, str(input.id), provided(input, FIELD_INPUTS), _attribute_items(input.attributes)
+        )
         return await mutate(ContactPayload, work, _contact)
 
-    @strawberry.mutation(description="Owners and admins: removes the contact and everything of it, leaving an audit record.")
+    @strawberry.mutation(
+        description="Owners and admins: removes the contact and everything of it, leaving an audit record."
+    )
     async def delete_contact(self, info: Info[Context, None], input: ContactIdInput) -> DeleteContactPayload:
         return await mutate(
             DeleteContactPayload,
@@ -397,7 +486,9 @@ class ContactMutation:
 
     @strawberry.mutation
     async def merge_contacts(self, info: Info[Context, None], input: MergeContactsInput) -> ContactPayload:
-        return await mutate(ContactPayload, r.merge_contacts(info.context, str(input.primary_id), str(input.secondary_id)), _contact)
+        return await mutate(
+            ContactPayload, r.merge_contacts(info.context, str(input.primary_id), str(input.secondary_id)), _contact
+        )
 
     @strawberry.mutation
     async def tag_contact(self, info: Info[Context, None], input: TagContactInput) -> ContactPayload:
@@ -405,28 +496,47 @@ class ContactMutation:
 
     @strawberry.mutation
     async def untag_contact(self, info: Info[Context, None], input: TagContactInput) -> ContactPayload:
-        return await mutate(ContactPayload, r.tag_contact(info.context, str(input.contact_id), input.tags, remove=True), _contact)
+        return await mutate(
+            ContactPayload, r.tag_contact(info.context, str(input.contact_id), input.tags, remove=True), _contact
+        )
 
     @strawberry.mutation
     async def add_contact_note(self, info: Info[Context, None], input: AddContactNoteInput) -> ContactNotePayload:
-        return await mutate(ContactNotePayload, r.add_note(info.context, str(input.contact_id), input.body), lambda n: {"note": ContactNote.from_model(n)})
+        return await mutate(
+            ContactNotePayload,
+            r.add_note(info.context, str(input.contact_id), input.body),
+            lambda n: {"note": ContactNote.from_model(n)},
+        )
 
     @strawberry.mutation
     async def delete_contact_note(self, info: Info[Context, None], input: ContactIdInput) -> DeletePayload:
-        return await mutate(DeletePayload, r.delete_note(info.context, str(input.id)), lambda _: {"deleted_id": input.id})
+        return await mutate(
+            DeletePayload, r.delete_note(info.context, str(input.id)), lambda _: {"deleted_id": input.id}
+        )
 
     @strawberry.mutation(description="Record a page view or a named event on a contact's timeline.")
     async def track_event(self, info: Info[Context, None], input: TrackEventInput) -> TrackEventPayload:
         work = r.track_event(
-            info.context, contact_gid=gid(input.contact_id), kind=input.kind, name=input.name,
-            url=input.url, title=input.title, properties=input.properties, occurred_at=input.occurred_at,
-        )  # fmt: skip
+            info.context,
+            contact_gid=gid(input.contact_id),
+            kind=input.kind,
+            name=input.name,
+            url=input.url,
+            title=input.title,
+            properties=input.properties,
+            occurred_at=input.occurred_at,
+        )
         return await mutate(TrackEventPayload, work, lambda e: {"event": ContactEvent.from_model(e, just_written=True)})
+
 
 @strawberry.type
 class ContactSubscription:
-    @strawberry.subscription(description="Changes to one contact: agents and keys with contacts:read, or the contact itself.")
-    async def contact_updated(self, info: Info[Context, None], id: relay.GlobalID) -> AsyncGenerator[ContactUpdate, None]:
+    @strawberry.subscription(
+        description="Changes to one contact: agents and keys with contacts:read, or the contact itself."
+    )
+    async def contact_updated(
+        self, info: Info[Context, None], id: relay.GlobalID
+    ) -> AsyncGenerator[ContactUpdate, None]:
         ctx = info.context
         contact = await r.get_contact(ctx, str(id))
         if contact is None:
@@ -437,7 +547,9 @@ class ContactSubscription:
                 # The socket's context outlives its data: read related rows afresh.
                 ctx.reset_loaders()
                 # Authorisation again at send time: the principal may have lost access.
-                await still_allowed(ctx, lambda p: r.can_see_contact(p, contact.id), "You can no longer see this contact.")
+                await still_allowed(
+                    ctx, lambda p: r.can_see_contact(p, contact.id), "You can no longer see this contact."
+                )
                 current = await r.contact_by_id(ctx, contact.id)
                 merged = event.get("mergedInto")
                 yield ContactUpdate(

@@ -14,11 +14,7 @@ from strawberry.types import Info
 
 from core import keys
 from core.context import Context
-from runtime.execution import plain
 from core.errors import Code, PublicError
-from runtime.guards import guard
-from runtime.subscriptions import listen, still_allowed
-from runtime.fanout import direct, shared, shared_async
 from core.permissions import Permission, PrincipalKind
 from domain import schedule
 from models import conversations as m
@@ -27,9 +23,13 @@ from models.contacts import Contact as ContactRow
 from models.workspaces import Agent as AgentRow
 from models.workspaces import Team as TeamRow
 from resolvers import conversations as r
+from runtime.execution import plain
+from runtime.fanout import direct, shared, shared_async
+from runtime.guards import guard
+from runtime.subscriptions import listen, still_allowed
+from schema.channels import Channel
 from schema.common import Connection, UserError, build, gid, mutate, node_id, provided, selected_names, to_connection
 from schema.contacts import Contact, columns_for
-from schema.channels import Channel
 from schema.workspaces import Agent, Team
 
 ConversationStatus = strawberry.enum(m.ConversationStatus, name="ConversationStatus")
@@ -109,19 +109,30 @@ class Message(relay.Node):
     @classmethod
     def from_model(cls, x: m.Message) -> Message:
         return cls(
-            id=x.id, body=x.body, sender_kind=x.sender_kind, direction=x.direction, delivery_state=x.delivery_state,
-            created_at=x.created_at, _conversation_id=x.conversation_id, _agent_id=x.agent_id,
-        )  # fmt: skip
+            id=x.id,
+            body=x.body,
+            sender_kind=x.sender_kind,
+            direction=x.direction,
+            delivery_state=x.delivery_state,
+            created_at=x.created_at,
+            _conversation_id=x.conversation_id,
+            _agent_id=x.agent_id,
+        )
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Message:
         """From an event's copy of the row: no database read per subscriber."""
         return cls(
-            id=row["id"], body=row["body"], sender_kind=m.SenderKind(row["senderKind"]),
-            direction=m.Direction(row["direction"]), delivery_state=m.DeliveryState(row["deliveryState"]),
-            created_at=datetime.fromisoformat(row["createdAt"]), _conversation_id=row["conversationId"],
-            _agent_id=row["agentId"], _sender_name=row.get("senderName"),
-        )  # fmt: skip
+            id=row["id"],
+            body=row["body"],
+            sender_kind=m.SenderKind(row["senderKind"]),
+            direction=m.Direction(row["direction"]),
+            delivery_state=m.DeliveryState(row["deliveryState"]),
+            created_at=datetime.fromisoformat(row["createdAt"]),
+            _conversation_id=row["conversationId"],
+            _agent_id=row["agentId"],
+            _sender_name=row.get("senderName"),
+        )
 
 
 @guard(lambda ctx, c: _conversation_refusal(ctx, c._contact_id))
@@ -195,7 +206,9 @@ class Conversation(relay.Node):
     def attributed_source(self, info: Info[Context, None]) -> str | None:
         return None if _is_contact(info) else self._attributed_source
 
-    @strawberry.field(description="The conversation's own tags (e.g. from the proactive message that started it); empty in a contact's session.")
+    @strawberry.field(
+        description="The conversation's own tags (e.g. from the proactive message that started it); empty in a contact's session."
+    )
     async def tags(self, info: Info[Context, None]) -> list[str]:
         from resolvers.proactive import conversation_tags
 
@@ -215,11 +228,17 @@ class Conversation(relay.Node):
             return None
         return int((self.resolved_at - self.created_at).total_seconds())
 
-    @strawberry.field(description="By default the last 50, oldest first; page backwards with `last`/`before`, catch up with `after`.")
+    @strawberry.field(
+        description="By default the last 50, oldest first; page backwards with `last`/`before`, catch up with `after`."
+    )
     async def messages(
-        self, info: Info[Context, None], first: int | None = None, after: str | None = None,
-        last: int | None = None, before: str | None = None,
-    ) -> Connection[Message]:  # fmt: skip
+        self,
+        info: Info[Context, None],
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[Message]:
         page = await r.list_messages(info.context, self.id, first=first, after=after, last=last, before=before)
         return to_connection(page, Message.from_model)
 
@@ -239,7 +258,10 @@ class Conversation(relay.Node):
 
 # The foreign keys are private: the related fields load them; so is what a contact's
 # session is not shown.
-_ARGUMENT = {f: f"_{f}" for f in ("contact_id", "channel_id", "topic_id", "assignee_id", "team_id", "last_message_id", "attributed_source")}
+_ARGUMENT = {
+    f: f"_{f}"
+    for f in ("contact_id", "channel_id", "topic_id", "assignee_id", "team_id", "last_message_id", "attributed_source")
+}
 
 
 # -- events ------------------------------------------------------------------------------------
@@ -247,7 +269,9 @@ _ARGUMENT = {f: f"_{f}" for f in ("contact_id", "channel_id", "topic_id", "assig
 
 @strawberry.type
 class MessageEvent:
-    cursor: str = strawberry.field(description="The message's position: catch up with messages(after:) after a reconnect.")
+    cursor: str = strawberry.field(
+        description="The message's position: catch up with messages(after:) after a reconnect."
+    )
     message: Message
 
     @classmethod
@@ -267,10 +291,11 @@ class ConversationEvent:
         """The event with the conversation as it is now."""
         current = await r.conversation_by_id(ctx, event["conversationId"])
         return cls(
-            cursor=event["cursor"], kind=m.ActivityKind(event["kind"]),
+            cursor=event["cursor"],
+            kind=m.ActivityKind(event["kind"]),
             conversation_id=node_id("Conversation", event["conversationId"]),
             conversation=Conversation.from_model(current) if current else None,
-        )  # fmt: skip
+        )
 
 
 # -- inputs and payloads -----------------------------------------------------------------------
@@ -283,7 +308,9 @@ class ConversationFilter:
     assignee_id: relay.GlobalID | None = None
     team_id: relay.GlobalID | None = None
     tags: list[str] | None = strawberry.field(default=None, description="The contact has any of these tags.")
-    conversation_tags: list[str] | None = strawberry.field(default=None, description="The conversation has any of these tags.")
+    conversation_tags: list[str] | None = strawberry.field(
+        default=None, description="The conversation has any of these tags."
+    )
     rating: int | None = None
     channel_id: relay.GlobalID | None = None
     website_url: str | None = strawberry.field(default=None, description="The page it started on contains this.")
@@ -294,10 +321,20 @@ class ConversationFilter:
 
     def to_domain(self) -> r.ConversationFilter:
         return r.ConversationFilter(
-            status=self.status, unread=self.unread, assignee_gid=gid(self.assignee_id), team_gid=gid(self.team_id),
-            tags=self.tags, conversation_tags=self.conversation_tags, rating=self.rating, channel_gid=gid(self.channel_id), website_url=self.website_url,
-            ip=self.ip, attributed_source=self.attributed_source, vip=self.vip, contact_gid=gid(self.contact_id),
-        )  # fmt: skip
+            status=self.status,
+            unread=self.unread,
+            assignee_gid=gid(self.assignee_id),
+            team_gid=gid(self.team_id),
+            tags=self.tags,
+            conversation_tags=self.conversation_tags,
+            rating=self.rating,
+            channel_gid=gid(self.channel_id),
+            website_url=self.website_url,
+            ip=self.ip,
+            attributed_source=self.attributed_source,
+            vip=self.vip,
+            contact_gid=gid(self.contact_id),
+        )
 
 
 @strawberry.input
@@ -312,8 +349,12 @@ class ConversationEventFilter:
 @strawberry.input
 class StartConversationInput:
     body: str
-    contact_id: relay.GlobalID | None = strawberry.field(default=None, description="Agents: the contact to e-mail. Omit in a contact session.")
-    channel_id: relay.GlobalID | None = strawberry.field(default=None, description="Agents: an e-mail channel. Omit in a contact session.")
+    contact_id: relay.GlobalID | None = strawberry.field(
+        default=None, description="Agents: the contact to e-mail. Omit in a contact session."
+    )
+    channel_id: relay.GlobalID | None = strawberry.field(
+        default=None, description="Agents: an e-mail channel. Omit in a contact session."
+    )
     subject: str | None = None
     topic_id: relay.GlobalID | None = None
     website_url: str | None = strawberry.field(default=None, description="Widget: the page the contact is on.")
@@ -330,14 +371,20 @@ class SetConversationStatusInput:
     id: relay.GlobalID
     status: ConversationStatus  # type: ignore[valid-type]
     snoozed_until: datetime | None = strawberry.field(default=None, description="SNOOZED: wake at this time…")
-    snooze_preset: SnoozePreset | None = strawberry.field(default=None, description="…or at a preset, in the agent's time zone.")  # type: ignore[valid-type]
+    snooze_preset: SnoozePreset | None = strawberry.field(
+        default=None, description="…or at a preset, in the agent's time zone."
+    )  # type: ignore[valid-type]
 
 
 @strawberry.input
 class AssignConversationInput:
     id: relay.GlobalID
-    assignee_id: relay.GlobalID | None = strawberry.field(default=strawberry.UNSET, description="null unassigns; omitted stays.")
-    team_id: relay.GlobalID | None = strawberry.field(default=strawberry.UNSET, description="null unassigns; omitted stays.")
+    assignee_id: relay.GlobalID | None = strawberry.field(
+        default=strawberry.UNSET, description="null unassigns; omitted stays."
+    )
+    team_id: relay.GlobalID | None = strawberry.field(
+        default=strawberry.UNSET, description="null unassigns; omitted stays."
+    )
 
 
 @strawberry.input
@@ -402,7 +449,6 @@ def _conversation(c: m.Conversation) -> dict[str, object]:
     return {"conversation": Conversation.from_model(c)}
 
 
-
 # -- root fields -------------------------------------------------------------------------------
 
 
@@ -410,13 +456,23 @@ def _conversation(c: m.Conversation) -> dict[str, object]:
 class ConversationQuery:
     @strawberry.field(description="The inbox: VIP contacts first, then the latest activity.")
     async def conversations(
-        self, info: Info[Context, None], view: InboxView = InboxView.ALL, filter: ConversationFilter | None = None,
-        first: int | None = None, after: str | None = None, last: int | None = None, before: str | None = None,
-    ) -> Connection[Conversation]:  # fmt: skip
+        self,
+        info: Info[Context, None],
+        view: InboxView = InboxView.ALL,
+        filter: ConversationFilter | None = None,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[Conversation]:
         where = filter.to_domain() if filter else r.ConversationFilter()
-        page = await r.list_conversations(info.context, view=view.value, where=where, first=first, after=after, last=last, before=before)
+        page = await r.list_conversations(
+            info.context, view=view.value, where=where, first=first, after=after, last=last, before=before
+        )
         selected = selected_names(info, "edges", "node")
-        contact_columns = columns_for(selected_names(info, "edges", "node", "contact")) if "contact" in selected else None
+        contact_columns = (
+            columns_for(selected_names(info, "edges", "node", "contact")) if "contact" in selected else None
+        )
         await r.prefetch(info.context, page.items, selected, contact_columns=contact_columns)
         return to_connection(page, Conversation.from_row)
 
@@ -426,7 +482,9 @@ class ConversationQuery:
         return Conversation.from_model(found) if found else None
 
     @strawberry.field(description="A contact's session: its own conversations, latest first.")
-    async def my_conversations(self, info: Info[Context, None], first: int | None = None, after: str | None = None) -> Connection[Conversation]:
+    async def my_conversations(
+        self, info: Info[Context, None], first: int | None = None, after: str | None = None
+    ) -> Connection[Conversation]:
         page = await r.list_my_conversations(info.context, first=first, after=after)
         return to_connection(page, Conversation.from_model)
 
@@ -437,7 +495,11 @@ class ConversationQuery:
 
     @strawberry.field(description="Topics; with notEngagedBy, those the contact has not had a conversation in.")
     async def topics(
-        self, info: Info[Context, None], not_engaged_by: relay.GlobalID | None = None, first: int | None = None, after: str | None = None
+        self,
+        info: Info[Context, None],
+        not_engaged_by: relay.GlobalID | None = None,
+        first: int | None = None,
+        after: str | None = None,
     ) -> Connection[Topic]:
         page = await r.list_topics(info.context, not_engaged_by=gid(not_engaged_by), first=first, after=after)
         return to_connection(page, Topic.from_model)
@@ -445,35 +507,60 @@ class ConversationQuery:
 
 @strawberry.type
 class ConversationMutation:
-    @strawberry.mutation(description="Contacts from the widget or app; agents by e-mail only. Nobody opens an SMS conversation.")
-    async def start_conversation(self, info: Info[Context, None], input: StartConversationInput) -> StartConversationPayload:
+    @strawberry.mutation(
+        description="Contacts from the widget or app; agents by e-mail only. Nobody opens an SMS conversation."
+    )
+    async def start_conversation(
+        self, info: Info[Context, None], input: StartConversationInput
+    ) -> StartConversationPayload:
         work = r.start_conversation(
-            info.context, body=input.body, contact_gid=gid(input.contact_id), channel_gid=gid(input.channel_id),
-            subject=input.subject, topic_gid=gid(input.topic_id), website_url=input.website_url,
-        )  # fmt: skip
+            info.context,
+            body=input.body,
+            contact_gid=gid(input.contact_id),
+            channel_gid=gid(input.channel_id),
+            subject=input.subject,
+            topic_gid=gid(input.topic_id),
+            website_url=input.website_url,
+        )
         return await mutate(
-            StartConversationPayload, work,
-            lambda s: {"conversation": Conversation.from_model(s.conversation), "message": Message.from_model(s.message)},
-        )  # fmt: skip
+            StartConversationPayload,
+            work,
+            lambda s: {
+                "conversation": Conversation.from_model(s.conversation),
+                "message": Message.from_model(s.message),
+            },
+        )
 
-    @strawberry.mutation(description="A reply from an agent, an API key (as a bot) or the contact. SMS replies need the contact's consent.")
+    @strawberry.mutation(
+        description="A reply from an agent, an API key (as a bot) or the contact. SMS replies need the contact's consent."
+    )
     async def send_message(self, info: Info[Context, None], input: SendMessageInput) -> SendMessagePayload:
         work = r.send_message(info.context, str(input.conversation_id), input.body)
         return await mutate(SendMessagePayload, work, lambda x: {"message": Message.from_model(x)})
 
-    @strawberry.mutation(description="Open, snooze (until a time or a preset) or resolve; only the assignee or an owner/admin resolves.")
-    async def set_conversation_status(self, info: Info[Context, None], input: SetConversationStatusInput) -> ConversationPayload:
-        work = r.set_status(info.context, str(input.id), input.status, until=input.snoozed_until, preset=input.snooze_preset)
+    @strawberry.mutation(
+        description="Open, snooze (until a time or a preset) or resolve; only the assignee or an owner/admin resolves."
+    )
+    async def set_conversation_status(
+        self, info: Info[Context, None], input: SetConversationStatusInput
+    ) -> ConversationPayload:
+        work = r.set_status(
+            info.context, str(input.id), input.status, until=input.snoozed_until, preset=input.snooze_preset
+        )
         return await mutate(ConversationPayload, work, _conversation)
 
     @strawberry.mutation
-    async def assign_conversation(self, info: Info[Context, None], input: AssignConversationInput) -> ConversationPayload:
+    async def assign_conversation(
+        self, info: Info[Context, None], input: AssignConversationInput
+    ) -> ConversationPayload:
         changes = {k: gid(v) for k, v in provided(input, ("assignee_id", "team_id")).items()}
         work = r.assign(info.context, str(input.id), changes)
         return await mutate(ConversationPayload, work, _conversation)
 
     @strawberry.mutation(description="Agents clear the unread count; a contact marks the replies read.")
-    async def mark_conversation_read(self, info: Info[Context, None], input: ConversationIdInput) -> ConversationPayload:
+    async def mark_conversation_read(
+        self, info: Info[Context, None], input: ConversationIdInput
+    ) -> ConversationPayload:
         return await mutate(ConversationPayload, r.mark_read(info.context, str(input.id)), _conversation)
 
     @strawberry.mutation(description="The contact rates its conversation, 1 to 5.")
@@ -481,16 +568,24 @@ class ConversationMutation:
         return await mutate(ConversationPayload, r.rate(info.context, str(input.id), input.rating), _conversation)
 
     @strawberry.mutation
-    async def set_conversation_topic(self, info: Info[Context, None], input: SetConversationTopicInput) -> ConversationPayload:
-        return await mutate(ConversationPayload, r.set_topic(info.context, str(input.id), gid(input.topic_id)), _conversation)
+    async def set_conversation_topic(
+        self, info: Info[Context, None], input: SetConversationTopicInput
+    ) -> ConversationPayload:
+        return await mutate(
+            ConversationPayload, r.set_topic(info.context, str(input.id), gid(input.topic_id)), _conversation
+        )
 
     @strawberry.mutation(description="Owners and admins.")
     async def create_topic(self, info: Info[Context, None], input: CreateTopicInput) -> TopicPayload:
-        return await mutate(TopicPayload, r.create_topic(info.context, input.name), lambda t: {"topic": Topic.from_model(t)})
+        return await mutate(
+            TopicPayload, r.create_topic(info.context, input.name), lambda t: {"topic": Topic.from_model(t)}
+        )
 
     @strawberry.mutation(description="Owners and admins; its conversations keep going without a topic.")
     async def delete_topic(self, info: Info[Context, None], input: TopicIdInput) -> DeleteTopicPayload:
-        return await mutate(DeleteTopicPayload, r.delete_topic(info.context, str(input.id)), lambda _: {"deleted_id": input.id})
+        return await mutate(
+            DeleteTopicPayload, r.delete_topic(info.context, str(input.id)), lambda _: {"deleted_id": input.id}
+        )
 
 
 # -- subscriptions -----------------------------------------------------------------------------
@@ -507,39 +602,53 @@ def _message_event(event: dict[str, Any]) -> MessageEvent:
 @strawberry.type
 class ConversationSubscription:
     @strawberry.subscription(description="New messages in one conversation (agents).")
-    async def message_added(self, info: Info[Context, None], conversation_id: relay.GlobalID) -> AsyncGenerator[MessageEvent, None]:
+    async def message_added(
+        self, info: Info[Context, None], conversation_id: relay.GlobalID
+    ) -> AsyncGenerator[MessageEvent, None]:
         ctx = info.context
         ctx.require(Permission.CONVERSATIONS_READ)
         conversation = await r.find_conversation(ctx, str(conversation_id))
         if conversation is None:
             raise PublicError("No conversation with this id.", Code.NOT_FOUND)
         channel = keys.conversation_channel(conversation.workspace_id, conversation.id)
-        async with listen(ctx, channel, present_as=("agent", ctx.principal.agent_id if ctx.principal else None)) as events:
+        async with listen(
+            ctx, channel, present_as=("agent", ctx.principal.agent_id if ctx.principal else None)
+        ) as events:
             async for event in direct(info, events, allowed=_can_read, payload=_message_event):
                 await still_allowed(ctx, _can_read)
                 ctx.reset_loaders()
                 yield _message_event(event)
 
-    @strawberry.subscription(description="Conversations created, changing status, assigned or rated, optionally filtered (agents).")
+    @strawberry.subscription(
+        description="Conversations created, changing status, assigned or rated, optionally filtered (agents)."
+    )
     async def conversation_events(
         self, info: Info[Context, None], filter: ConversationEventFilter | None = None
     ) -> AsyncGenerator[ConversationEvent, None]:
         ctx = info.context
         principal = ctx.require(Permission.CONVERSATIONS_READ)
         wanted = _event_filter(filter)
-        async with listen(ctx, keys.inbox_channel(principal.workspace_id), present_as=("agent", principal.agent_id)) as events:
+        async with listen(
+            ctx, keys.inbox_channel(principal.workspace_id), present_as=("agent", principal.agent_id)
+        ) as events:
             async for event in events:
                 if event.get("type") != "activity" or not wanted(event):
                     continue
                 await still_allowed(ctx, lambda p: p.can(Permission.CONVERSATIONS_READ))
                 ctx.reset_loaders()
-                yield await shared_async(event, ConversationEvent, lambda event=event: ConversationEvent.read(ctx, event))
+                yield await shared_async(
+                    event, ConversationEvent, lambda event=event: ConversationEvent.read(ctx, event)
+                )
 
-    @strawberry.subscription(description="The unread indicator (contacts with unread messages): now, then whenever it changes (agents).")
+    @strawberry.subscription(
+        description="The unread indicator (contacts with unread messages): now, then whenever it changes (agents)."
+    )
     async def unread_count(self, info: Info[Context, None]) -> AsyncGenerator[int, None]:
         ctx = info.context
         principal = ctx.require(Permission.CONVERSATIONS_READ)
-        async with listen(ctx, keys.inbox_channel(principal.workspace_id), present_as=("agent", principal.agent_id)) as events:
+        async with listen(
+            ctx, keys.inbox_channel(principal.workspace_id), present_as=("agent", principal.agent_id)
+        ) as events:
             last = await r.unread_contacts(principal.workspace_id)
             yield last
             async for event in events:
@@ -549,7 +658,9 @@ class ConversationSubscription:
                 last = event["count"]
                 yield last
 
-    @strawberry.subscription(description="A contact's session: every message of its conversations, as the widget or app shows them.")
+    @strawberry.subscription(
+        description="A contact's session: every message of its conversations, as the widget or app shows them."
+    )
     async def my_messages(self, info: Info[Context, None]) -> AsyncGenerator[MessageEvent, None]:
         ctx = info.context
         principal = ctx.require_contact()
@@ -567,9 +678,10 @@ def _event_filter(f: ConversationEventFilter | None) -> Any:
         return lambda event: True
     kinds = {k.value for k in f.kinds} if f.kinds else None
     ids = {
-        "assigneeId": _pk(f.assignee_id, "Agent"), "teamId": _pk(f.team_id, "Team"),
+        "assigneeId": _pk(f.assignee_id, "Agent"),
+        "teamId": _pk(f.team_id, "Team"),
         "channelId": _pk(f.channel_id, "Channel"),
-    }  # fmt: skip
+    }
 
     def wanted(event: dict[str, Any]) -> bool:
         if kinds is not None and event["kind"] not in kinds:

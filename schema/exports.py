@@ -22,14 +22,18 @@ class ExportFormat(Enum):
     CSV = "csv"
 
 
-@strawberry.input(description="""A CSV of a segment's contacts (or every contact), one row per contact.
+@strawberry.input(
+    description="""A CSV of a segment's contacts (or every contact), one row per contact.
 `columns` are contact fields as segment rules name them (email, external_id, last_seen_at, …),
-`id`, `tags`, and `attribute.<key>` for attribute definitions; exportColumns lists them.""")
+`id`, `tags`, and `attribute.<key>` for attribute definitions; exportColumns lists them."""
+)
 class ExportContactsInput:
     columns: list[str]
     segment_id: relay.GlobalID | None = strawberry.field(default=None, description="Omit for every contact.")
     format: ExportFormat = ExportFormat.CSV
-    email_to: list[str] | None = strawberry.field(default=None, description="Addresses to e-mail the download link to (at most 10).")
+    email_to: list[str] | None = strawberry.field(
+        default=None, description="Addresses to e-mail the download link to (at most 10)."
+    )
 
 
 @strawberry.input(description="The attribute report: id, external_id, name, email and every contact attribute.")
@@ -49,7 +53,6 @@ def _job(job: object) -> dict[str, object]:
     return {"job": Job.from_model(job)}  # type: ignore[arg-type]
 
 
-
 @strawberry.type
 class ExportQuery:
     @strawberry.field(description="The column names exportContacts accepts, built-in fields first.")
@@ -64,12 +67,26 @@ class ExportQuery:
 class ExportMutation:
     @strawberry.mutation(description="Queues a CSV export; follow it with jobProgress, then download Job.downloadUrl.")
     async def export_contacts(self, info: Info[Context, None], input: ExportContactsInput) -> ExportPayload:
-        work = r.start_export(info.context, JobKind.EXPORT, columns=input.columns, segment_gid=gid(input.segment_id),
-                              email_to=input.email_to)  # fmt: skip
+        work = r.start_export(
+            info.context,
+            JobKind.EXPORT,
+            columns=input.columns,
+            segment_gid=gid(input.segment_id),
+            email_to=input.email_to,
+        )
         return await mutate(ExportPayload, work, _job)
 
-    @strawberry.mutation(description="Queues the attribute report, a CSV export with every contact attribute as a column.")
-    async def export_attribute_report(self, info: Info[Context, None], input: ExportAttributeReportInput) -> ExportPayload:
-        work = r.start_export(info.context, JobKind.ATTRIBUTE_REPORT, columns=None, segment_gid=gid(input.segment_id),
-                              email_to=input.email_to)  # fmt: skip
+    @strawberry.mutation(
+        description="Queues the attribute report, a CSV export with every contact attribute as a column."
+    )
+    async def export_attribute_report(
+        self, info: Info[Context, None], input: ExportAttributeReportInput
+    ) -> ExportPayload:
+        work = r.start_export(
+            info.context,
+            JobKind.ATTRIBUTE_REPORT,
+            columns=None,
+            segment_gid=gid(input.segment_id),
+            email_to=input.email_to,
+        )
         return await mutate(ExportPayload, work, _job)

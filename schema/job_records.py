@@ -54,19 +54,30 @@ class Job(relay.Node):
         key = await r.api_key_by_id(ctx, self._row.api_key_id)
         return ApiKey.from_model(key) if key else None
 
-    @strawberry.field(description="""Finished exports: a signed link to the CSV, valid for a limited time
+    @strawberry.field(
+        description="""Finished exports: a signed link to the CSV, valid for a limited time
 (EXPORT_LINK_TTL_SECONDS). Anyone holding it may download the file; a request that also sends an
-Authorization header must come from the export's workspace.""")
+Authorization header must come from the export's workspace."""
+    )
     def download_url(self) -> str | None:
         return download_url(self._row)
 
     @classmethod
     def from_model(cls, j: m.Job) -> Job:
         return cls(
-            id=j.id, kind=j.kind, status=j.status, processed=j.processed, total=j.total, result=j.result,
-            error=j.error, cursor=str(j.seq), created_at=j.created_at, started_at=j.started_at,
-            finished_at=j.finished_at, _row=j,
-        )  # fmt: skip
+            id=j.id,
+            kind=j.kind,
+            status=j.status,
+            processed=j.processed,
+            total=j.total,
+            result=j.result,
+            error=j.error,
+            cursor=str(j.seq),
+            created_at=j.created_at,
+            started_at=j.started_at,
+            finished_at=j.finished_at,
+            _row=j,
+        )
 
 
 @strawberry.input
@@ -89,9 +100,13 @@ class JobQuery:
 
     @strawberry.field(description="Jobs of the kinds you may see, newest first.")
     async def jobs(
-        self, info: Info[Context, None], first: int | None = None, after: str | None = None,
-        kind: JobKind | None = None, status: JobStatus | None = None,  # type: ignore[valid-type]
-    ) -> Connection[Job]:  # fmt: skip
+        self,
+        info: Info[Context, None],
+        first: int | None = None,
+        after: str | None = None,
+        kind: JobKind | None = None,
+        status: JobStatus | None = None,  # type: ignore[valid-type]
+    ) -> Connection[Job]:
         page = await r.list_jobs(info.context, kind=kind, status=status, first=first, after=after)
         return to_connection(page, Job.from_model)
 
@@ -125,7 +140,9 @@ class JobSubscription:
                 if int(event["cursor"]) <= seen:
                     continue  # already delivered: the state read above included it
                 # Authorisation again at send time: the principal may have lost access.
-                await still_allowed(ctx, lambda p, current=current: r.can_see_job(p, current), "You can no longer see this job.")
+                await still_allowed(
+                    ctx, lambda p, current=current: r.can_see_job(p, current), "You can no longer see this job."
+                )
                 status = m.JobStatus(event["status"])
                 if status.finished:
                     # The final state in full (result, error), from the database.

@@ -14,20 +14,41 @@ from core.context import Context
 from core.errors import Code, PublicError
 from resolvers.nodes import load_node
 from schema.campaigns import Campaign
+from schema.channels import Channel
 from schema.contacts import AttributeDefinition, Contact, ContactEvent, ContactNote, DeletedContact
 from schema.conversations import Conversation, Message, Topic
 from schema.job_records import Job
 from schema.proactive import Bot, BotAnswer, ProactiveDelivery, ProactiveMessage
 from schema.segments import Segment
 from schema.webhooks import WebhookDelivery, WebhookEndpoint
-from schema.channels import Channel
 from schema.workspaces import Agent, ApiKey, Team, Workspace
 
 CONVERT: dict[str, Callable[[Any], relay.Node]] = {
     t.__name__: t.from_model
-    for t in (Workspace, Agent, Team, Channel, ApiKey, Contact, ContactNote, ContactEvent, AttributeDefinition, DeletedContact, Segment,
-              Conversation, Message, Topic, Job, WebhookEndpoint, WebhookDelivery, Campaign, ProactiveMessage, Bot, BotAnswer,
-              ProactiveDelivery)
+    for t in (
+        Workspace,
+        Agent,
+        Team,
+        Channel,
+        ApiKey,
+        Contact,
+        ContactNote,
+        ContactEvent,
+        AttributeDefinition,
+        DeletedContact,
+        Segment,
+        Conversation,
+        Message,
+        Topic,
+        Job,
+        WebhookEndpoint,
+        WebhookDelivery,
+        Campaign,
+        ProactiveMessage,
+        Bot,
+        BotAnswer,
+        ProactiveDelivery,
+    )
 }
 MAX_NODES = 100
 

@@ -15,23 +15,29 @@ from strawberry.types import Info
 from core import keys
 from core.context import Context
 from domain.operators import PROACTIVE_OPERATORS
-from runtime.execution import plain
-from runtime.subscriptions import listen, still_allowed
 from models import proactive as m
 from models.channels import Channel as ChannelRow
 from models.workspaces import Team as TeamRow
 from resolvers import conversations as rc
 from resolvers import proactive as r
+from runtime.execution import plain
+from runtime.subscriptions import listen, still_allowed
+from schema.channels import Channel
 from schema.common import JSON, Connection, UserError, gid, mutate, node_id, provided, to_connection
 from schema.conversations import Conversation
 from schema.segments import RuleMatch, RuleValueInput, _value, operator_enum
-from schema.channels import Channel
 from schema.workspaces import Team
 
 ProactiveStatus = strawberry.enum(m.ProactiveStatus, name="ProactiveStatus")
 ProactiveResponseType = strawberry.enum(m.ResponseType, name="ProactiveResponseType")
-ProactiveSendWindow = strawberry.enum(m.SendWindow, name="ProactiveSendWindow", description="BUSINESS_HOURS: the channel's; a channel without business hours is always open.")
-ProactiveFrequency = strawberry.enum(m.Frequency, name="ProactiveFrequency", description="EVERY_TIME: at most once per page view.")
+ProactiveSendWindow = strawberry.enum(
+    m.SendWindow,
+    name="ProactiveSendWindow",
+    description="BUSINESS_HOURS: the channel's; a channel without business hours is always open.",
+)
+ProactiveFrequency = strawberry.enum(
+    m.Frequency, name="ProactiveFrequency", description="EVERY_TIME: at most once per page view."
+)
 
 
 @strawberry.enum
@@ -79,11 +85,13 @@ class VisitorDevice(Enum):
     TABLET = "tablet"
 
 
-@strawberry.input(description="""One condition on the visitor. PAGE_URL, PAGE_TITLE, REFERRER: text operators and MATCHES
+@strawberry.input(
+    description="""One condition on the visitor. PAGE_URL, PAGE_TITLE, REFERRER: text operators and MATCHES
 (a wildcard over the whole text, `*` any characters, at most 10 of them). TIME_ON_PAGE (seconds), VISIT_COUNT:
 numbers. VISITOR: EQUALS "new" or "returning". LANGUAGE, COUNTRY, DEVICE: EQUALS, NOT_EQUALS, IN, NOT_IN.
 EVENT: the custom event reported with the page view. SEGMENT: MEMBER_OF / NOT_MEMBER_OF with segmentId.
-ATTRIBUTE: the contact's custom attribute `key`.""")
+ATTRIBUTE: the contact's custom attribute `key`."""
+)
 class ProactiveRuleConditionInput:
     field: ProactiveRuleField
     operator: ProactiveRuleOperator
@@ -93,7 +101,9 @@ class ProactiveRuleConditionInput:
     segment_id: relay.GlobalID | None = strawberry.field(default=None, description="SEGMENT: the segment.")
 
 
-@strawberry.input(description="`match` ALL or ANY over the conditions and groups; groups only with more than two conditions in all.")
+@strawberry.input(
+    description="`match` ALL or ANY over the conditions and groups; groups only with more than two conditions in all."
+)
 class ProactiveRulesInput:
     match: RuleMatch = RuleMatch.ALL
     conditions: list[ProactiveRuleConditionInput] = strawberry.field(default_factory=list)
@@ -149,8 +159,16 @@ class BotAnswer(relay.Node):
 
     @classmethod
     def from_model(cls, a: m.BotAnswer) -> BotAnswer:
-        return cls(id=a.id, name=a.name, body=a.body, published=a.published, created_at=a.created_at, updated_at=a.updated_at,
-                   _bot_id=a.bot_id, _channel_id=a.channel_id)  # fmt: skip
+        return cls(
+            id=a.id,
+            name=a.name,
+            body=a.body,
+            published=a.published,
+            created_at=a.created_at,
+            updated_at=a.updated_at,
+            _bot_id=a.bot_id,
+            _channel_id=a.channel_id,
+        )
 
 
 @strawberry.type
@@ -183,10 +201,14 @@ class ProactiveMessage(relay.Node):
     tags: list[str] = strawberry.field(description="Tags of the conversations it starts.")
     send_window: ProactiveSendWindow  # type: ignore[valid-type]
     frequency: ProactiveFrequency  # type: ignore[valid-type]
-    template_key: str | None = strawberry.field(description="welcome, checkout_help or pricing_returning for the predefined drafts.")
+    template_key: str | None = strawberry.field(
+        description="welcome, checkout_help or pricing_returning for the predefined drafts."
+    )
     sent: int
     opened: int
-    replied: int = strawberry.field(description="Replies attributed to it (the first reply within the attribution window).")
+    replied: int = strawberry.field(
+        description="Replies attributed to it (the first reply within the attribution window)."
+    )
     created_at: datetime
     updated_at: datetime
     _channel_id: strawberry.Private[int | None]
@@ -209,7 +231,9 @@ class ProactiveMessage(relay.Node):
         return rc.related(info.context, m.BotAnswer, self._bot_answer_id, BotAnswer.from_model)  # type: ignore[no-any-return]
 
     @strawberry.field(description="Who it was pushed to, newest first.")
-    async def deliveries(self, info: Info[Context, None], first: int | None = None, after: str | None = None) -> Connection[ProactiveDelivery]:
+    async def deliveries(
+        self, info: Info[Context, None], first: int | None = None, after: str | None = None
+    ) -> Connection[ProactiveDelivery]:
         page = await r.list_deliveries(info.context, self.id, first=first, after=after)
         message = await r.message_by_id(info.context, self.id)
         return to_connection(page, lambda d: ProactiveDelivery.from_model(d, message))
@@ -217,12 +241,29 @@ class ProactiveMessage(relay.Node):
     @classmethod
     def from_model(cls, x: m.ProactiveMessage) -> ProactiveMessage:
         return cls(
-            id=x.id, name=x.name, status=x.status, error=x.error, response_type=x.response_type, text=x.text,
-            ask_name=x.ask_name, ask_email=x.ask_email, follow_up_text=x.follow_up_text, rules=x.rules, tags=x.tags,
-            send_window=x.send_window, frequency=x.frequency, template_key=x.template_key, sent=x.sent, opened=x.opened,
-            replied=x.replied, created_at=x.created_at, updated_at=x.updated_at, _channel_id=x.channel_id,
-            _route_team_id=x.route_team_id, _bot_answer_id=x.bot_answer_id,
-        )  # fmt: skip
+            id=x.id,
+            name=x.name,
+            status=x.status,
+            error=x.error,
+            response_type=x.response_type,
+            text=x.text,
+            ask_name=x.ask_name,
+            ask_email=x.ask_email,
+            follow_up_text=x.follow_up_text,
+            rules=x.rules,
+            tags=x.tags,
+            send_window=x.send_window,
+            frequency=x.frequency,
+            template_key=x.template_key,
+            sent=x.sent,
+            opened=x.opened,
+            replied=x.replied,
+            created_at=x.created_at,
+            updated_at=x.updated_at,
+            _channel_id=x.channel_id,
+            _route_team_id=x.route_team_id,
+            _bot_answer_id=x.bot_answer_id,
+        )
 
 
 @strawberry.type(description="A proactive message as pushed to one contact, and what the contact did with it.")
@@ -253,19 +294,34 @@ class ProactiveDelivery(relay.Node):
             fetched = d.__dict__.get("_message")
             message = fetched if isinstance(fetched, m.ProactiveMessage) else None
         return cls(
-            id=d.id, text=message.text if message else "", response_type=message.response_type if message else m.ResponseType.AGENT,
-            ask_name=bool(message and message.ask_name), ask_email=bool(message and message.ask_email), opened_at=d.opened_at,
-            dismissed_at=d.dismissed_at, replied_at=d.replied_at, created_at=d.created_at, _message_id=d.message_id,
+            id=d.id,
+            text=message.text if message else "",
+            response_type=message.response_type if message else m.ResponseType.AGENT,
+            ask_name=bool(message and message.ask_name),
+            ask_email=bool(message and message.ask_email),
+            opened_at=d.opened_at,
+            dismissed_at=d.dismissed_at,
+            replied_at=d.replied_at,
+            created_at=d.created_at,
+            _message_id=d.message_id,
             _conversation_id=d.conversation_id,
-        )  # fmt: skip
+        )
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> ProactiveDelivery:
         return cls(
-            id=row["id"], text=row["text"], response_type=m.ResponseType(row["responseType"]), ask_name=row["askName"],
-            ask_email=row["askEmail"], opened_at=None, dismissed_at=None, replied_at=None,
-            created_at=datetime.fromisoformat(row["createdAt"]), _message_id=row["messageId"], _conversation_id=None,
-        )  # fmt: skip
+            id=row["id"],
+            text=row["text"],
+            response_type=m.ResponseType(row["responseType"]),
+            ask_name=row["askName"],
+            ask_email=row["askEmail"],
+            opened_at=None,
+            dismissed_at=None,
+            replied_at=None,
+            created_at=datetime.fromisoformat(row["createdAt"]),
+            _message_id=row["messageId"],
+            _conversation_id=None,
+        )
 
 
 async def delivery_node(ctx: Context, d: m.ProactiveDelivery) -> ProactiveDelivery:
@@ -295,7 +351,9 @@ class ProactiveMessageFields:
     ask_name: bool | None = strawberry.UNSET
     ask_email: bool | None = strawberry.UNSET
     follow_up_text: str | None = strawberry.UNSET
-    route_team_id: relay.GlobalID | None = strawberry.field(default=strawberry.UNSET, description="null: the unassigned queue.")
+    route_team_id: relay.GlobalID | None = strawberry.field(
+        default=strawberry.UNSET, description="null: the unassigned queue."
+    )
     bot_answer_id: relay.GlobalID | None = strawberry.UNSET
     rules: ProactiveRulesInput | None = strawberry.UNSET
     tags: list[str] | None = strawberry.UNSET
@@ -345,7 +403,9 @@ class BotAnswerIdInput:
     id: relay.GlobalID
 
 
-@strawberry.input(description="Report when a page opens (timeOnPageSeconds 0), again as time passes on it, and with a custom event.")
+@strawberry.input(
+    description="Report when a page opens (timeOnPageSeconds 0), again as time passes on it, and with a custom event."
+)
 class ReportPageViewInput:
     url: str
     title: str | None = None
@@ -364,7 +424,9 @@ class ProactiveDeliveryIdInput:
 @strawberry.input
 class AnswerProactiveMessageInput:
     delivery_id: relay.GlobalID
-    body: str | None = strawberry.field(default=None, description="The contact's reply; optional when it shares the requested details.")
+    body: str | None = strawberry.field(
+        default=None, description="The contact's reply; optional when it shares the requested details."
+    )
     name: str | None = None
     email: str | None = None
     website_url: str | None = None
@@ -396,7 +458,9 @@ class BotAnswerPayload:
 
 @strawberry.type
 class ReportPageViewPayload:
-    delivery: ProactiveDelivery | None = strawberry.field(default=None, description="The proactive message pushed, if any (also sent over proactiveMessages).")
+    delivery: ProactiveDelivery | None = strawberry.field(
+        default=None, description="The proactive message pushed, if any (also sent over proactiveMessages)."
+    )
     visit_number: int | None = strawberry.field(default=None, description="The contact's how-manyth visit this is.")
     user_errors: list[UserError]
 
@@ -422,8 +486,20 @@ def _answer(a: m.BotAnswer) -> dict[str, object]:
     return {"bot_answer": BotAnswer.from_model(a)}
 
 
-FIELDS = ("response_type", "channel_id", "text", "ask_name", "ask_email", "follow_up_text", "route_team_id", "bot_answer_id",
-          "rules", "tags", "send_window", "frequency")  # fmt: skip
+FIELDS = (
+    "response_type",
+    "channel_id",
+    "text",
+    "ask_name",
+    "ask_email",
+    "follow_up_text",
+    "route_team_id",
+    "bot_answer_id",
+    "rules",
+    "tags",
+    "send_window",
+    "frequency",
+)
 
 
 def _values(input: Any, fields: tuple[str, ...]) -> dict[str, Any]:
@@ -446,12 +522,24 @@ async def _with_delivery(ctx: Context, work: Any) -> Any:
 
 @strawberry.type
 class ProactiveQuery:
-    @strawberry.field(description="Proactive messages, sorted by any column (ties broken by id); agents read, owners and admins manage.")
+    @strawberry.field(
+        description="Proactive messages, sorted by any column (ties broken by id); agents read, owners and admins manage."
+    )
     async def proactive_messages(
-        self, info: Info[Context, None], order_by: ProactiveMessageOrder | None = None, first: int | None = None, after: str | None = None
+        self,
+        info: Info[Context, None],
+        order_by: ProactiveMessageOrder | None = None,
+        first: int | None = None,
+        after: str | None = None,
     ) -> Connection[ProactiveMessage]:
         order = order_by or ProactiveMessageOrder(field=ProactiveMessageOrderField.UPDATED_AT)
-        page = await r.list_messages(info.context, column=order.field.value, descending=order.direction is ProactiveOrderDirection.DESC, first=first, after=after)
+        page = await r.list_messages(
+            info.context,
+            column=order.field.value,
+            descending=order.direction is ProactiveOrderDirection.DESC,
+            first=first,
+            after=after,
+        )
         return to_connection(page, ProactiveMessage.from_model)
 
     @strawberry.field
@@ -460,40 +548,62 @@ class ProactiveQuery:
         return ProactiveMessage.from_model(found) if found else None
 
     @strawberry.field
-    async def bots(self, info: Info[Context, None], first: int | None = None, after: str | None = None) -> Connection[Bot]:
+    async def bots(
+        self, info: Info[Context, None], first: int | None = None, after: str | None = None
+    ) -> Connection[Bot]:
         return to_connection(await r.list_bots(info.context, first=first, after=after), Bot.from_model)
 
 
 @strawberry.type
 class ProactiveMutation:
     @strawberry.mutation(description="Owners and admins: a new draft.")
-    async def create_proactive_message(self, info: Info[Context, None], input: CreateProactiveMessageInput) -> ProactiveMessagePayload:
-        return await mutate(ProactiveMessagePayload, r.create_message(info.context, _values(input, ("name", *FIELDS))), _message)
+    async def create_proactive_message(
+        self, info: Info[Context, None], input: CreateProactiveMessageInput
+    ) -> ProactiveMessagePayload:
+        return await mutate(
+            ProactiveMessagePayload, r.create_message(info.context, _values(input, ("name", *FIELDS))), _message
+        )
 
     @strawberry.mutation(description="Edit in any status; a live message must stay publishable.")
-    async def update_proactive_message(self, info: Info[Context, None], input: UpdateProactiveMessageInput) -> ProactiveMessagePayload:
+    async def update_proactive_message(
+        self, info: Info[Context, None], input: UpdateProactiveMessageInput
+    ) -> ProactiveMessagePayload:
         work = r.update_message(info.context, str(input.id), _values(input, ("name", *FIELDS)))
         return await mutate(ProactiveMessagePayload, work, _message)
 
     @strawberry.mutation(description="A draft copy of a draft, live or paused message.")
-    async def clone_proactive_message(self, info: Info[Context, None], input: ProactiveMessageIdInput) -> ProactiveMessagePayload:
+    async def clone_proactive_message(
+        self, info: Info[Context, None], input: ProactiveMessageIdInput
+    ) -> ProactiveMessagePayload:
         return await mutate(ProactiveMessagePayload, r.clone_message(info.context, str(input.id)), _message)
 
-    @strawberry.mutation(description="Draft (or a fixed message with errors) → live, once its channel, text or bot answer, and rules check out.")
-    async def publish_proactive_message(self, info: Info[Context, None], input: ProactiveMessageIdInput) -> ProactiveMessagePayload:
+    @strawberry.mutation(
+        description="Draft (or a fixed message with errors) → live, once its channel, text or bot answer, and rules check out."
+    )
+    async def publish_proactive_message(
+        self, info: Info[Context, None], input: ProactiveMessageIdInput
+    ) -> ProactiveMessagePayload:
         return await mutate(ProactiveMessagePayload, r.transition(info.context, str(input.id), "publish"), _message)
 
     @strawberry.mutation(description="Live → paused.")
-    async def pause_proactive_message(self, info: Info[Context, None], input: ProactiveMessageIdInput) -> ProactiveMessagePayload:
+    async def pause_proactive_message(
+        self, info: Info[Context, None], input: ProactiveMessageIdInput
+    ) -> ProactiveMessagePayload:
         return await mutate(ProactiveMessagePayload, r.transition(info.context, str(input.id), "pause"), _message)
 
     @strawberry.mutation(description="Paused → live (validated again).")
-    async def resume_proactive_message(self, info: Info[Context, None], input: ProactiveMessageIdInput) -> ProactiveMessagePayload:
+    async def resume_proactive_message(
+        self, info: Info[Context, None], input: ProactiveMessageIdInput
+    ) -> ProactiveMessagePayload:
         return await mutate(ProactiveMessagePayload, r.transition(info.context, str(input.id), "resume"), _message)
 
     @strawberry.mutation(description="In any status.")
-    async def delete_proactive_message(self, info: Info[Context, None], input: ProactiveMessageIdInput) -> ProactiveDeletePayload:
-        return await mutate(ProactiveDeletePayload, r.delete_message(info.context, str(input.id)), lambda _: {"deleted_id": input.id})
+    async def delete_proactive_message(
+        self, info: Info[Context, None], input: ProactiveMessageIdInput
+    ) -> ProactiveDeletePayload:
+        return await mutate(
+            ProactiveDeletePayload, r.delete_message(info.context, str(input.id)), lambda _: {"deleted_id": input.id}
+        )
 
     @strawberry.mutation(description="Owners and admins.")
     async def create_bot(self, info: Info[Context, None], input: CreateBotInput) -> BotPayload:
@@ -521,38 +631,66 @@ class ProactiveMutation:
 
     @strawberry.mutation(description="Live messages using it get errors and stop sending.")
     async def delete_bot_answer(self, info: Info[Context, None], input: BotAnswerIdInput) -> ProactiveDeletePayload:
-        return await mutate(ProactiveDeletePayload, r.delete_bot_answer(info.context, str(input.id)), lambda _: {"deleted_id": input.id})
+        return await mutate(
+            ProactiveDeletePayload, r.delete_bot_answer(info.context, str(input.id)), lambda _: {"deleted_id": input.id}
+        )
 
-    @strawberry.mutation(description="A contact's session: where the visitor is. May push a proactive message (see proactiveMessages).")
+    @strawberry.mutation(
+        description="A contact's session: where the visitor is. May push a proactive message (see proactiveMessages)."
+    )
     async def report_page_view(self, info: Info[Context, None], input: ReportPageViewInput) -> ReportPageViewPayload:
         view = r.PageView(
-            url=input.url, title=input.title, referrer=input.referrer, device=input.device.value if input.device else None,
-            language=input.language, time_on_page=input.time_on_page_seconds, event=input.event,
-        )  # fmt: skip
+            url=input.url,
+            title=input.title,
+            referrer=input.referrer,
+            device=input.device.value if input.device else None,
+            language=input.language,
+            time_on_page=input.time_on_page_seconds,
+            event=input.event,
+        )
 
         async def work() -> dict[str, Any]:
             report = await r.report_page_view(info.context, view)
-            return {"delivery": await delivery_node(info.context, report.delivery) if report.delivery else None, "visit_number": report.visit.number}
+            return {
+                "delivery": await delivery_node(info.context, report.delivery) if report.delivery else None,
+                "visit_number": report.visit.number,
+            }
 
         return await mutate(ReportPageViewPayload, work(), lambda x: x)
 
     @strawberry.mutation(description="A contact's session: the visitor clicked the message.")
-    async def open_proactive_message(self, info: Info[Context, None], input: ProactiveDeliveryIdInput) -> ProactiveDeliveryPayload:
+    async def open_proactive_message(
+        self, info: Info[Context, None], input: ProactiveDeliveryIdInput
+    ) -> ProactiveDeliveryPayload:
         work = _with_delivery(info.context, r.open_delivery(info.context, str(input.delivery_id)))
         return await mutate(ProactiveDeliveryPayload, work, lambda d: {"delivery": d})
 
     @strawberry.mutation(description="A contact's session: closed it; it may come back as its frequency allows.")
-    async def dismiss_proactive_message(self, info: Info[Context, None], input: ProactiveDeliveryIdInput) -> ProactiveDeliveryPayload:
+    async def dismiss_proactive_message(
+        self, info: Info[Context, None], input: ProactiveDeliveryIdInput
+    ) -> ProactiveDeliveryPayload:
         work = _with_delivery(info.context, r.dismiss_delivery(info.context, str(input.delivery_id)))
         return await mutate(ProactiveDeliveryPayload, work, lambda d: {"delivery": d})
 
-    @strawberry.mutation(description="A contact's session: answer it, starting a conversation (tagged, routed to agents or the bot).")
-    async def answer_proactive_message(self, info: Info[Context, None], input: AnswerProactiveMessageInput) -> AnswerProactiveMessagePayload:
+    @strawberry.mutation(
+        description="A contact's session: answer it, starting a conversation (tagged, routed to agents or the bot)."
+    )
+    async def answer_proactive_message(
+        self, info: Info[Context, None], input: AnswerProactiveMessageInput
+    ) -> AnswerProactiveMessagePayload:
         async def work() -> dict[str, Any]:
             done = await r.answer_delivery(
-                info.context, str(input.delivery_id), body=input.body, name=input.name, email=input.email, website_url=input.website_url
+                info.context,
+                str(input.delivery_id),
+                body=input.body,
+                name=input.name,
+                email=input.email,
+                website_url=input.website_url,
             )
-            return {"delivery": await delivery_node(info.context, done.delivery), "conversation": Conversation.from_model(done.conversation)}
+            return {
+                "delivery": await delivery_node(info.context, done.delivery),
+                "conversation": Conversation.from_model(done.conversation),
+            }
 
         return await mutate(AnswerProactiveMessagePayload, work(), lambda x: x)
 
@@ -568,5 +706,6 @@ class ProactiveSubscription:
         async with listen(ctx, channel) as events:
             async for event in events:
                 await still_allowed(ctx, lambda p: p.contact_id == principal.contact_id)
-                yield ProactiveMessageEvent(cursor=event["cursor"], delivery=ProactiveDelivery.from_row(event["delivery"]))
-
+                yield ProactiveMessageEvent(
+                    cursor=event["cursor"], delivery=ProactiveDelivery.from_row(event["delivery"])
+                )

@@ -17,8 +17,8 @@ from core.errors import Code, PublicError
 from domain.operators import SEGMENT_OPERATORS, Operator
 from models import segments as m
 from resolvers import segments as r
-from runtime.subscriptions import listen, still_allowed
 from resolvers.contacts import load_agent
+from runtime.subscriptions import listen, still_allowed
 from schema.common import JSON, Connection, UserError, mutate, node_id, provided, to_connection
 from schema.contacts import Contact
 from schema.conversations import ConversationStatus
@@ -71,17 +71,26 @@ class EventPropertyRuleInput:
     value: RuleValueInput
 
 
-@strawberry.input(description="""One condition. `field` is a contact field (email, country, last_seen_at, …),
+@strawberry.input(
+    description="""One condition. `field` is a contact field (email, country, last_seen_at, …),
 `tag`, `attribute.<key>`, `last_conversation_at` (when the newest conversation started), or a
-count with AT_LEAST / AT_MOST / EXACTLY and a number: `event.<name>` or `conversation_count`.""")
+count with AT_LEAST / AT_MOST / EXACTLY and a number: `event.<name>` or `conversation_count`."""
+)
 class RuleConditionInput:
     field: str
     operator: RuleOperator
     value: RuleValueInput | None = None
     values: list[RuleValueInput] | None = strawberry.field(default=None, description="For IN, NOT_IN and BETWEEN.")
-    days: int | None = strawberry.field(default=None, description="For WITHIN_LAST_DAYS, MORE_THAN_DAYS_AGO, events and conversation_count (created in the last days).")
-    property: EventPropertyRuleInput | None = strawberry.field(default=None, description="Events only: a condition on the event's properties.")
-    status: ConversationStatus | None = strawberry.field(default=None, description="conversation_count only: count the conversations with this status.")  # type: ignore[valid-type]
+    days: int | None = strawberry.field(
+        default=None,
+        description="For WITHIN_LAST_DAYS, MORE_THAN_DAYS_AGO, events and conversation_count (created in the last days).",
+    )
+    property: EventPropertyRuleInput | None = strawberry.field(
+        default=None, description="Events only: a condition on the event's properties."
+    )
+    status: ConversationStatus | None = strawberry.field(
+        default=None, description="conversation_count only: count the conversations with this status."
+    )  # type: ignore[valid-type]
 
 
 @strawberry.input(description="`match` ALL or ANY over the conditions and nested groups.")
@@ -108,7 +117,11 @@ def rules_to_data(rules: SegmentRulesInput) -> dict[str, Any]:
         if c.days is not None:
             item["days"] = c.days
         if c.property is not None:
-            item.update(property=c.property.name, property_operator=c.property.operator.value, property_value=_value(c.property.value))
+            item.update(
+                property=c.property.name,
+                property_operator=c.property.operator.value,
+                property_value=_value(c.property.value),
+            )
         if c.status is not None:
             item["status"] = c.status.value
         conditions.append(item)
@@ -122,7 +135,9 @@ class Segment(relay.Node):
     description: str
     visibility: SegmentVisibility  # type: ignore[valid-type]
     rules: JSON = strawberry.field(description="The rule tree as saved: {match, conditions, groups}.")
-    predefined_key: str | None = strawberry.field(description="all_users, new_users, recently_active, lapsed or inactive.")
+    predefined_key: str | None = strawberry.field(
+        description="all_users, new_users, recently_active, lapsed or inactive."
+    )
     member_count: int = strawberry.field(description="Members as of refreshedAt.")
     refreshed_at: datetime | None
     created_at: datetime
@@ -139,8 +154,12 @@ class Segment(relay.Node):
         team_ids, agent_ids = await r.shares(self.id)
         return [node_id("Team", t) for t in team_ids] + [node_id("Agent", a) for a in agent_ids]
 
-    @strawberry.field(description="Members as of the last refresh, most recently seen first: by lastSeenAt as that refresh found it. A contact seen again moves up at the next refresh, which its change queues (debounced, about a second).")
-    async def contacts(self, info: Info[Context, None], first: int | None = None, after: str | None = None) -> Connection[Contact]:
+    @strawberry.field(
+        description="Members as of the last refresh, most recently seen first: by lastSeenAt as that refresh found it. A contact seen again moves up at the next refresh, which its change queues (debounced, about a second)."
+    )
+    async def contacts(
+        self, info: Info[Context, None], first: int | None = None, after: str | None = None
+    ) -> Connection[Contact]:
         segment = await r.segment_by_id(info.context, self.id)
         assert segment is not None
         return to_connection(await r.list_members(info.context, segment, first=first, after=after), Contact.from_model)
@@ -154,10 +173,18 @@ class Segment(relay.Node):
     @classmethod
     def from_model(cls, s: m.Segment) -> Segment:
         return cls(
-            id=s.id, name=s.name, description=s.description, visibility=s.visibility, rules=s.rules,
-            predefined_key=s.predefined_key, member_count=s.member_count, refreshed_at=s.refreshed_at,
-            created_at=s.created_at, updated_at=s.updated_at, _owner_id=s.owner_id,
-        )  # fmt: skip
+            id=s.id,
+            name=s.name,
+            description=s.description,
+            visibility=s.visibility,
+            rules=s.rules,
+            predefined_key=s.predefined_key,
+            member_count=s.member_count,
+            refreshed_at=s.refreshed_at,
+            created_at=s.created_at,
+            updated_at=s.updated_at,
+            _owner_id=s.owner_id,
+        )
 
 
 @strawberry.type
@@ -232,7 +259,9 @@ class SegmentQuery:
     async def segments(
         self, info: Info[Context, None], search: str | None = None, first: int | None = None, after: str | None = None
     ) -> Connection[Segment]:
-        return to_connection(await r.list_segments(info.context, search=search, first=first, after=after), Segment.from_model)
+        return to_connection(
+            await r.list_segments(info.context, search=search, first=first, after=after), Segment.from_model
+        )
 
     @strawberry.field
     async def segment(self, info: Info[Context, None], id: relay.GlobalID) -> Segment | None:
@@ -240,7 +269,9 @@ class SegmentQuery:
         return Segment.from_model(found) if found else None
 
     @strawberry.field(description="How many contacts rules match now, and the first of them, before saving.")
-    async def preview_segment(self, info: Info[Context, None], rules: SegmentRulesInput, first: int = 10) -> SegmentPreview:
+    async def preview_segment(
+        self, info: Info[Context, None], rules: SegmentRulesInput, first: int = 10
+    ) -> SegmentPreview:
         from core.errors import UserFailure
 
         try:
@@ -265,7 +296,9 @@ class SegmentMutation:
 
     @strawberry.mutation
     async def delete_segment(self, info: Info[Context, None], input: DeleteSegmentInput) -> DeleteSegmentPayload:
-        return await mutate(DeleteSegmentPayload, r.delete_segment(info.context, str(input.id)), lambda _: {"deleted_id": input.id})
+        return await mutate(
+            DeleteSegmentPayload, r.delete_segment(info.context, str(input.id)), lambda _: {"deleted_id": input.id}
+        )
 
 
 @strawberry.type
@@ -283,7 +316,9 @@ class SegmentSubscription:
         async with listen(ctx, channel, too_slow=too_slow) as events:
             async for event in events:
                 ctx.reset_loaders()
-                await still_allowed(ctx, lambda _: _still_visible(ctx, segment_id), "You can no longer see this segment.")
+                await still_allowed(
+                    ctx, lambda _: _still_visible(ctx, segment_id), "You can no longer see this segment."
+                )
                 yield SegmentMembershipChange(
                     cursor=event["cursor"],
                     segment_id=segment_id,

@@ -24,10 +24,14 @@ class SyncContactStatus(Enum):
     ERROR = r.RowStatus.ERROR
 
 
-@strawberry.input(description="A contact to create or update: built-in fields, custom attributes (CRM-managed ones with contacts:crm), tags to add.")
+@strawberry.input(
+    description="A contact to create or update: built-in fields, custom attributes (CRM-managed ones with contacts:crm), tags to add."
+)
 class SyncContactInput(ContactFieldsInput):
     attributes: list[AttributeValueInput] | None = None
-    tags: list[str] | None = strawberry.field(default=None, description="Added to the contact's tags; tags are never removed by a sync.")
+    tags: list[str] | None = strawberry.field(
+        default=None, description="Added to the contact's tags; tags are never removed by a sync."
+    )
 
 
 @strawberry.input
@@ -46,7 +50,9 @@ class SyncContactResult:
     index: int = strawberry.field(description="The row's position in the input.")
     status: SyncContactStatus
     contact_id: relay.GlobalID | None
-    errors: list[UserError] = strawberry.field(description="Why the row was rejected (ERROR only); fields are paths into the input.")
+    errors: list[UserError] = strawberry.field(
+        description="Why the row was rejected (ERROR only); fields are paths into the input."
+    )
 
     @strawberry.field(description="The contact as it is now.")
     async def contact(self, info: Info[Context, None]) -> Contact | None:
@@ -59,7 +65,9 @@ class SyncContactResult:
 @strawberry.type
 class SyncContactsPayload:
     results: list[SyncContactResult] | None = None
-    replayed: bool = strawberry.field(default=False, description="True when the idempotency key was seen before: these are the first call's results.")
+    replayed: bool = strawberry.field(
+        default=False, description="True when the idempotency key was seen before: these are the first call's results."
+    )
     created: int = 0
     updated: int = 0
     unchanged: int = 0
@@ -71,7 +79,8 @@ def _payload(outcome: r.SyncOutcome) -> dict[str, object]:
     return {
         "results": [
             SyncContactResult(
-                index=x.index, status=SyncContactStatus(x.status),
+                index=x.index,
+                status=SyncContactStatus(x.status),
                 contact_id=node_id("Contact", x.contact_id) if x.contact_id is not None else None,
                 errors=[UserError(field=e.field, code=e.code, message=e.message) for e in x.errors],
             )
@@ -82,7 +91,7 @@ def _payload(outcome: r.SyncOutcome) -> dict[str, object]:
         "updated": outcome.count(r.RowStatus.UPDATED),
         "unchanged": outcome.count(r.RowStatus.UNCHANGED),
         "failed": outcome.count(r.RowStatus.ERROR),
-    }  # fmt: skip
+    }
 
 
 @strawberry.type
@@ -136,9 +145,11 @@ class SyncQuery:
         return ContactChangeConnection(
             edges=edges,
             page_info=PageInfo(
-                has_next_page=page.has_next_page, has_previous_page=False,
-                start_cursor=edges[0].cursor if edges else None, end_cursor=page.end_cursor,
-            ),  # fmt: skip
+                has_next_page=page.has_next_page,
+                has_previous_page=False,
+                start_cursor=edges[0].cursor if edges else None,
+                end_cursor=page.end_cursor,
+            ),
             _workspace_id=page.workspace_id,
         )
 

@@ -10,11 +10,11 @@ from strawberry.types import Info
 
 from core.context import Context
 from core.errors import forbidden
-from runtime.execution import plain
-from runtime.guards import guard
 from core.permissions import Permission
 from models import webhooks as m
 from resolvers import webhooks as r
+from runtime.execution import plain
+from runtime.guards import guard
 from schema.common import JSON, Connection, UserError, mutate, provided, to_connection
 from schema.job_records import Job
 
@@ -56,7 +56,9 @@ class WebhookDelivery(relay.Node):
     _endpoint_id: strawberry.Private[int]
     _job_id: strawberry.Private[int | None]
 
-    @strawberry.field(description="The JSON body, as posted. Contact events need contacts:read as well, conversation events conversations:read too: without them, null and a FORBIDDEN error.")
+    @strawberry.field(
+        description="The JSON body, as posted. Contact events need contacts:read as well, conversation events conversations:read too: without them, null and a FORBIDDEN error."
+    )
     @plain
     def payload(self, info: Info[Context, None]) -> JSON | None:
         refusal = r.payload_refusal(info.context, self.event_type)
@@ -81,11 +83,20 @@ class WebhookDelivery(relay.Node):
     @classmethod
     def from_model(cls, d: m.WebhookDelivery) -> WebhookDelivery:
         return cls(
-            id=d.id, event_id=d.event_id, event_type=d.event_type, status=d.status, attempts=d.attempts,
+            id=d.id,
+            event_id=d.event_id,
+            event_type=d.event_type,
+            status=d.status,
+            attempts=d.attempts,
             next_attempt_at=d.next_attempt_at if d.status is m.DeliveryStatus.PENDING else None,
-            last_status_code=d.last_status_code, last_error=d.last_error, _payload=d.payload, created_at=d.created_at,
-            completed_at=d.completed_at, _endpoint_id=d.endpoint_id, _job_id=d.job_id,
-        )  # fmt: skip
+            last_status_code=d.last_status_code,
+            last_error=d.last_error,
+            _payload=d.payload,
+            created_at=d.created_at,
+            completed_at=d.completed_at,
+            _endpoint_id=d.endpoint_id,
+            _job_id=d.job_id,
+        )
 
 
 @strawberry.type
@@ -95,7 +106,9 @@ class WebhookEndpoint(relay.Node):
     description: str | None
     event_types: list[WebhookEventType]  # type: ignore[valid-type]
     enabled: bool
-    consecutive_failures: int = strawberry.field(description="Failed attempts since the last success; too many disable the endpoint.")
+    consecutive_failures: int = strawberry.field(
+        description="Failed attempts since the last success; too many disable the endpoint."
+    )
     disabled_reason: str | None
     disabled_at: datetime | None
     last_success_at: datetime | None
@@ -105,21 +118,31 @@ class WebhookEndpoint(relay.Node):
 
     @strawberry.field(description="The delivery log, newest first.")
     async def deliveries(
-        self, info: Info[Context, None], status: WebhookDeliveryStatus | None = None,  # type: ignore[valid-type]
-        first: int | None = None, after: str | None = None,
-    ) -> Connection[WebhookDelivery]:  # fmt: skip
+        self,
+        info: Info[Context, None],
+        status: WebhookDeliveryStatus | None = None,  # type: ignore[valid-type]
+        first: int | None = None,
+        after: str | None = None,
+    ) -> Connection[WebhookDelivery]:
         page = await r.list_deliveries(info.context, self.id, status=status, first=first, after=after)
         return to_connection(page, WebhookDelivery.from_model)
 
     @classmethod
     def from_model(cls, e: m.WebhookEndpoint) -> WebhookEndpoint:
         return cls(
-            id=e.id, url=e.url, description=e.description,
-            event_types=[m.WebhookEventType(t) for t in e.event_types or []], enabled=e.enabled,
-            consecutive_failures=e.consecutive_failures, disabled_reason=e.disabled_reason, disabled_at=e.disabled_at,
-            last_success_at=e.last_success_at, last_failure_at=e.last_failure_at, created_at=e.created_at,
+            id=e.id,
+            url=e.url,
+            description=e.description,
+            event_types=[m.WebhookEventType(t) for t in e.event_types or []],
+            enabled=e.enabled,
+            consecutive_failures=e.consecutive_failures,
+            disabled_reason=e.disabled_reason,
+            disabled_at=e.disabled_at,
+            last_success_at=e.last_success_at,
+            last_failure_at=e.last_failure_at,
+            created_at=e.created_at,
             updated_at=e.updated_at,
-        )  # fmt: skip
+        )
 
 
 # -- inputs and payloads -------------------------------------------------------------------
@@ -139,7 +162,9 @@ class UpdateWebhookEndpointInput:
     url: str | None = strawberry.UNSET
     event_types: list[WebhookEventType] | None = strawberry.UNSET  # type: ignore[valid-type]
     description: str | None = strawberry.UNSET
-    enabled: bool | None = strawberry.field(default=strawberry.UNSET, description="true again clears the failure count.")
+    enabled: bool | None = strawberry.field(
+        default=strawberry.UNSET, description="true again clears the failure count."
+    )
 
 
 @strawberry.input
@@ -193,15 +218,22 @@ class WebhookQuery:
 @strawberry.type
 class WebhookMutation:
     @strawberry.mutation(description="Register an endpoint; the answer carries its signing secret, shown once.")
-    async def create_webhook_endpoint(self, info: Info[Context, None], input: CreateWebhookEndpointInput) -> WebhookEndpointSecretPayload:
+    async def create_webhook_endpoint(
+        self, info: Info[Context, None], input: CreateWebhookEndpointInput
+    ) -> WebhookEndpointSecretPayload:
         work = r.create_endpoint(
-            info.context, url=input.url, event_types=[_values(t) for t in input.event_types],
-            description=input.description, enabled=input.enabled,
-        )  # fmt: skip
+            info.context,
+            url=input.url,
+            event_types=[_values(t) for t in input.event_types],
+            description=input.description,
+            enabled=input.enabled,
+        )
         return await mutate(WebhookEndpointSecretPayload, work, _with_secret)
 
     @strawberry.mutation
-    async def update_webhook_endpoint(self, info: Info[Context, None], input: UpdateWebhookEndpointInput) -> WebhookEndpointPayload:
+    async def update_webhook_endpoint(
+        self, info: Info[Context, None], input: UpdateWebhookEndpointInput
+    ) -> WebhookEndpointPayload:
         values = provided(input, ("url", "event_types", "description", "enabled"))
         if values.get("event_types") is not None:
             values["event_types"] = [_values(t) for t in values["event_types"]]
@@ -209,14 +241,26 @@ class WebhookMutation:
         return await mutate(WebhookEndpointPayload, work, lambda e: {"endpoint": WebhookEndpoint.from_model(e)})
 
     @strawberry.mutation(description="A new signing secret, shown once; the old one stops signing at once.")
-    async def rotate_webhook_endpoint_secret(self, info: Info[Context, None], input: WebhookEndpointIdInput) -> WebhookEndpointSecretPayload:
+    async def rotate_webhook_endpoint_secret(
+        self, info: Info[Context, None], input: WebhookEndpointIdInput
+    ) -> WebhookEndpointSecretPayload:
         return await mutate(WebhookEndpointSecretPayload, r.rotate_secret(info.context, str(input.id)), _with_secret)
 
     @strawberry.mutation(description="Removes the endpoint and its delivery log.")
-    async def delete_webhook_endpoint(self, info: Info[Context, None], input: WebhookEndpointIdInput) -> DeleteWebhookEndpointPayload:
-        return await mutate(DeleteWebhookEndpointPayload, r.delete_endpoint(info.context, str(input.id)), lambda _: {"deleted_id": input.id})
+    async def delete_webhook_endpoint(
+        self, info: Info[Context, None], input: WebhookEndpointIdInput
+    ) -> DeleteWebhookEndpointPayload:
+        return await mutate(
+            DeleteWebhookEndpointPayload,
+            r.delete_endpoint(info.context, str(input.id)),
+            lambda _: {"deleted_id": input.id},
+        )
 
-    @strawberry.mutation(description="Send a webhook.ping event to this endpoint (enabled or not) to check the receiver.")
-    async def ping_webhook_endpoint(self, info: Info[Context, None], input: WebhookEndpointIdInput) -> PingWebhookEndpointPayload:
+    @strawberry.mutation(
+        description="Send a webhook.ping event to this endpoint (enabled or not) to check the receiver."
+    )
+    async def ping_webhook_endpoint(
+        self, info: Info[Context, None], input: WebhookEndpointIdInput
+    ) -> PingWebhookEndpointPayload:
         work = r.ping_endpoint(info.context, str(input.id))
         return await mutate(PingWebhookEndpointPayload, work, lambda d: {"delivery": WebhookDelivery.from_model(d)})

@@ -25,14 +25,21 @@ class Agent(relay.Node):
     role: Role  # type: ignore[valid-type]
     can_edit_contact_identity: bool
     time_zone: str
-    deactivated_at: datetime | None = strawberry.field(description="Set while the agent is deactivated: it cannot log in, its tokens are refused.")
+    deactivated_at: datetime | None = strawberry.field(
+        description="Set while the agent is deactivated: it cannot log in, its tokens are refused."
+    )
 
     @classmethod
     def from_model(cls, a: m.Agent) -> Agent:
         return cls(
-            id=a.id, name=a.name, email=a.email, role=a.role, can_edit_contact_identity=a.can_edit_contact_identity,
-            time_zone=a.time_zone, deactivated_at=a.deactivated_at,
-        )  # fmt: skip
+            id=a.id,
+            name=a.name,
+            email=a.email,
+            role=a.role,
+            can_edit_contact_identity=a.can_edit_contact_identity,
+            time_zone=a.time_zone,
+            deactivated_at=a.deactivated_at,
+        )
 
 
 @strawberry.type
@@ -62,7 +69,15 @@ class ApiKey(relay.Node):
 
     @classmethod
     def from_model(cls, k: m.ApiKey) -> ApiKey:
-        return cls(id=k.id, name=k.name, prefix=k.prefix, scopes=list(k.scopes), created_at=k.created_at, last_used_at=k.last_used_at, revoked_at=k.revoked_at)
+        return cls(
+            id=k.id,
+            name=k.name,
+            prefix=k.prefix,
+            scopes=list(k.scopes),
+            created_at=k.created_at,
+            last_used_at=k.last_used_at,
+            revoked_at=k.revoked_at,
+        )
 
 
 @strawberry.type
@@ -81,11 +96,15 @@ class Workspace(relay.Node):
     @classmethod
     def from_model(cls, w: m.Workspace) -> Workspace:
         return cls(
-            id=w.id, name=w.name, slug=w.slug, time_zone=w.time_zone,
-            matching_attribute=w.matching_attribute, matching_attribute_key=w.matching_attribute_key,
+            id=w.id,
+            name=w.name,
+            slug=w.slug,
+            time_zone=w.time_zone,
+            matching_attribute=w.matching_attribute,
+            matching_attribute_key=w.matching_attribute_key,
             agents_can_edit_crm_attributes=w.agents_can_edit_crm_attributes,
             attribution_window_hours=w.attribution_window_hours,
-        )  # fmt: skip
+        )
 
 
 # -- inputs and payloads ---------------------------------------------------------------------
@@ -178,54 +197,90 @@ class WorkspaceQuery:
         return Workspace.from_model(await r.get_workspace(info.context))
 
     @strawberry.field
-    async def agents(self, info: Info[Context, None], first: int | None = None, after: str | None = None) -> Connection[Agent]:
+    async def agents(
+        self, info: Info[Context, None], first: int | None = None, after: str | None = None
+    ) -> Connection[Agent]:
         return to_connection(await r.list_agents(info.context, first=first, after=after), Agent.from_model)
 
     @strawberry.field
-    async def teams(self, info: Info[Context, None], first: int | None = None, after: str | None = None) -> Connection[Team]:
+    async def teams(
+        self, info: Info[Context, None], first: int | None = None, after: str | None = None
+    ) -> Connection[Team]:
         return to_connection(await r.list_teams(info.context, first=first, after=after), Team.from_model)
 
     @strawberry.field
-    async def api_keys(self, info: Info[Context, None], first: int | None = None, after: str | None = None) -> Connection[ApiKey]:
+    async def api_keys(
+        self, info: Info[Context, None], first: int | None = None, after: str | None = None
+    ) -> Connection[ApiKey]:
         return to_connection(await r.list_api_keys(info.context, first=first, after=after), ApiKey.from_model)
 
 
 @strawberry.type
 class WorkspaceMutation:
-    @strawberry.mutation(description="Owners and admins: name, time zone, identity matching, CRM edit rights, attribution window.")
+    @strawberry.mutation(
+        description="Owners and admins: name, time zone, identity matching, CRM edit rights, attribution window."
+    )
     async def update_workspace(self, info: Info[Context, None], input: UpdateWorkspaceInput) -> WorkspacePayload:
         values = provided(
-            input, ("name", "time_zone", "matching_attribute", "matching_attribute_key", "agents_can_edit_crm_attributes", "attribution_window_hours")
+            input,
+            (
+                "name",
+                "time_zone",
+                "matching_attribute",
+                "matching_attribute_key",
+                "agents_can_edit_crm_attributes",
+                "attribution_window_hours",
+            ),
         )
-        return await mutate(WorkspacePayload, r.update_workspace(info.context, values), lambda w: {"workspace": Workspace.from_model(w)})
+        return await mutate(
+            WorkspacePayload, r.update_workspace(info.context, values), lambda w: {"workspace": Workspace.from_model(w)}
+        )
 
     @strawberry.mutation
     async def create_agent(self, info: Info[Context, None], input: CreateAgentInput) -> AgentPayload:
         work = r.create_agent(
-            info.context, email=input.email, name=input.name, password=input.password,
-            role=input.role, can_edit_contact_identity=input.can_edit_contact_identity,
-        )  # fmt: skip
+            info.context,
+            email=input.email,
+            name=input.name,
+            password=input.password,
+            role=input.role,
+            can_edit_contact_identity=input.can_edit_contact_identity,
+        )
         return await mutate(AgentPayload, work, lambda a: {"agent": Agent.from_model(a)})
 
     @strawberry.mutation
     async def update_agent(self, info: Info[Context, None], input: UpdateAgentInput) -> AgentPayload:
         values = provided(input, ("role", "can_edit_contact_identity", "name", "time_zone"))
-        return await mutate(AgentPayload, r.update_agent(info.context, str(input.id), values), lambda a: {"agent": Agent.from_model(a)})
+        return await mutate(
+            AgentPayload, r.update_agent(info.context, str(input.id), values), lambda a: {"agent": Agent.from_model(a)}
+        )
 
     @strawberry.mutation(
         description="Owners and admins (an owner only by an owner; never the last active owner): the agent cannot log in and "
         "every token it holds stops working at once, open sockets included. Its conversations stay assigned to it."
     )
     async def deactivate_agent(self, info: Info[Context, None], input: AgentIdInput) -> AgentPayload:
-        return await mutate(AgentPayload, r.set_agent_active(info.context, str(input.id), active=False), lambda a: {"agent": Agent.from_model(a)})
+        return await mutate(
+            AgentPayload,
+            r.set_agent_active(info.context, str(input.id), active=False),
+            lambda a: {"agent": Agent.from_model(a)},
+        )
 
-    @strawberry.mutation(description="Owners and admins (an owner only by an owner): the agent can log in again; its old tokens stay void.")
+    @strawberry.mutation(
+        description="Owners and admins (an owner only by an owner): the agent can log in again; its old tokens stay void."
+    )
     async def reactivate_agent(self, info: Info[Context, None], input: AgentIdInput) -> AgentPayload:
-        return await mutate(AgentPayload, r.set_agent_active(info.context, str(input.id), active=True), lambda a: {"agent": Agent.from_model(a)})
+        return await mutate(
+            AgentPayload,
+            r.set_agent_active(info.context, str(input.id), active=True),
+            lambda a: {"agent": Agent.from_model(a)},
+        )
 
     @strawberry.mutation
     async def create_team(self, info: Info[Context, None], input: CreateTeamInput) -> TeamPayload:
-        return await mutate(TeamPayload, r.create_team(info.context, input.name), lambda t: {"team": Team.from_model(t)})
+        return await mutate(
+            TeamPayload, r.create_team(info.context, input.name), lambda t: {"team": Team.from_model(t)}
+        )
 
     @strawberry.mutation
     async def add_team_members(self, info: Info[Context, None], input: TeamMembersInput) -> TeamPayload:
@@ -240,10 +295,13 @@ class WorkspaceMutation:
     @strawberry.mutation(description="The full key is in `secret`, returned this once.")
     async def create_api_key(self, info: Info[Context, None], input: CreateApiKeyInput) -> ApiKeyPayload:
         return await mutate(
-            ApiKeyPayload, r.create_api_key(info.context, input.name, input.scopes),
+            ApiKeyPayload,
+            r.create_api_key(info.context, input.name, input.scopes),
             lambda pair: {"api_key": ApiKey.from_model(pair[0]), "secret": pair[1]},
-        )  # fmt: skip
+        )
 
     @strawberry.mutation
     async def revoke_api_key(self, info: Info[Context, None], input: RevokeApiKeyInput) -> ApiKeyPayload:
-        return await mutate(ApiKeyPayload, r.revoke_api_key(info.context, str(input.id)), lambda k: {"api_key": ApiKey.from_model(k)})
+        return await mutate(
+            ApiKeyPayload, r.revoke_api_key(info.context, str(input.id)), lambda k: {"api_key": ApiKey.from_model(k)}
+        )

@@ -44,8 +44,10 @@ async def record_receipts(workspace_id: int, source: str, contact_ids: Sequence[
         return
     if SqlBuilder().postgres:
         q = SqlBuilder()
-        sql = (f"{columns} SELECT {q.param(workspace_id)}::int, unnest({q.param(list(contact_ids))}::bigint[]), "
-               f"{q.param(source)}::text, {q.param(stamp)}::timestamptz")  # fmt: skip
+        sql = (
+            f"{columns} SELECT {q.param(workspace_id)}::int, unnest({q.param(list(contact_ids))}::bigint[]), "
+            f"{q.param(source)}::text, {q.param(stamp)}::timestamptz"
+        )
         await connection.execute_query(sql, q.params)
         return
     for start in range(0, len(contact_ids), RECEIPTS_PER_STATEMENT):
@@ -63,7 +65,9 @@ async def attribute_reply(conversation: Conversation, contact_id: int, at: datet
     receipt = await Receipt.filter(contact_id=contact_id).order_by("-sent_at", "-id").first()
     if receipt is None or receipt.replied_at is not None:
         return None
-    hours = await Workspace.filter(id=conversation.workspace_id).first().values_list("attribution_window_hours", flat=True)
+    hours = (
+        await Workspace.filter(id=conversation.workspace_id).first().values_list("attribution_window_hours", flat=True)
+    )
     if hours is None or not attributable(receipt.sent_at, receipt.replied_at, at, timedelta(hours=int(hours))):
         return None
     # Conditional: of two replies racing, one is credited.
@@ -75,5 +79,7 @@ async def attribute_reply(conversation: Conversation, contact_id: int, at: datet
     await counted.filter(id=source_id, workspace_id=conversation.workspace_id).update(replied=F("replied") + 1)
     if conversation.attributed_source is None:
         conversation.attributed_source = receipt.source
-        await Conversation.filter(id=conversation.id, attributed_source__isnull=True).update(attributed_source=receipt.source)
+        await Conversation.filter(id=conversation.id, attributed_source__isnull=True).update(
+            attributed_source=receipt.source
+        )
     return receipt.source

@@ -42,7 +42,9 @@ def validate_fields(values: dict[str, Any], principal: Principal | None, errors:
     for name, value in values.items():
         path = [cf.camel(name)]
         if name in IDENTITY_FIELDS and principal is not None and not principal.can(Permission.CONTACTS_IDENTITY):
-            errors.append(UserError(path, Code.FORBIDDEN, f"Editing a contact's {name} needs the contacts:identity permission."))
+            errors.append(
+                UserError(path, Code.FORBIDDEN, f"Editing a contact's {name} needs the contacts:identity permission.")
+            )
             continue
         if name in TEXT_FIELDS:
             if value is None or (isinstance(value, str) and not value.strip()):
@@ -80,20 +82,23 @@ async def validate_attributes(
     platform attributes. `definitions` (by key), when the caller has them, spare the read:
     a bulk sync validates a thousand rows against one read."""
     if len(items) > MAX_ATTRIBUTES_PER_CALL:
-        errors.append(UserError(["attributes"], Code.INVALID, f"At most {MAX_ATTRIBUTES_PER_CALL} attributes per call."))
+        errors.append(
+            UserError(["attributes"], Code.INVALID, f"At most {MAX_ATTRIBUTES_PER_CALL} attributes per call.")
+        )
         return {}
     if definitions is None:
         keys_wanted = {k for k, _ in items}
         definitions = {
-            d.key: d
-            for d in await AttributeDefinition.filter(workspace_id=ctx_workspace, key__in=list(keys_wanted))
+            d.key: d for d in await AttributeDefinition.filter(workspace_id=ctx_workspace, key__in=list(keys_wanted))
         }
     clean: dict[str, Any] = {}
     for i, (key, value) in enumerate(items):
         path = ["attributes", str(i), "value"]
         definition = definitions.get(key)
         if definition is None:
-            errors.append(UserError(["attributes", str(i), "key"], Code.NOT_FOUND, f"No attribute is defined with key {key!r}."))
+            errors.append(
+                UserError(["attributes", str(i), "key"], Code.NOT_FOUND, f"No attribute is defined with key {key!r}.")
+            )
             continue
         if principal is None and definition.source is not AttributeSource.PLATFORM:
             # The widget or SDK (no principal) sets platform attributes only: its user must
@@ -104,7 +109,11 @@ async def validate_attributes(
             errors.append(UserError(path, Code.READ_ONLY, f"{key} is a platform attribute: only the channel sets it."))
             continue
         if principal is not None and definition.crm_managed and not principal.can(Permission.CONTACTS_CRM):
-            errors.append(UserError(path, Code.FORBIDDEN, f"{key} is managed by the CRM: this workspace does not let agents edit it."))
+            errors.append(
+                UserError(
+                    path, Code.FORBIDDEN, f"{key} is managed by the CRM: this workspace does not let agents edit it."
+                )
+            )
             continue
         try:
             clean[key] = cf.coerce_attribute(definition.type.value, definition.options, value)

@@ -18,31 +18,45 @@ async def record_activity(
     outbox: Outbox, conversation: Conversation, kind: ActivityKind, actor_agent_id: int | None = None, **data: Any
 ) -> ConversationActivity:
     activity = await ConversationActivity.create(
-        workspace_id=conversation.workspace_id, conversation_id=conversation.id, kind=kind,
-        actor_agent_id=actor_agent_id, data=data,
-    )  # fmt: skip
+        workspace_id=conversation.workspace_id,
+        conversation_id=conversation.id,
+        kind=kind,
+        actor_agent_id=actor_agent_id,
+        data=data,
+    )
     outbox.add(
         keys.inbox_channel(conversation.workspace_id),
         {
-            "type": "activity", "kind": kind.value, "cursor": str(activity.id),
-            "conversationId": conversation.id, "status": conversation.status.value,
-            "assigneeId": conversation.assignee_id, "teamId": conversation.team_id,
-            "channelId": conversation.channel_id, "data": data,
+            "type": "activity",
+            "kind": kind.value,
+            "cursor": str(activity.id),
+            "conversationId": conversation.id,
+            "status": conversation.status.value,
+            "assigneeId": conversation.assignee_id,
+            "teamId": conversation.team_id,
+            "channelId": conversation.channel_id,
+            "data": data,
         },
-    )  # fmt: skip
+    )
     if kind is ActivityKind.STATUS_CHANGED:
-        await webhooks.conversation_status_changed(outbox, conversation, data.get("previous"), actor_agent_id, data.get("reason"))
+        await webhooks.conversation_status_changed(
+            outbox, conversation, data.get("previous"), actor_agent_id, data.get("reason")
+        )
     if kind in (ActivityKind.CREATED, ActivityKind.STATUS_CHANGED):
         # Segment rules count conversations by status: re-evaluate the contact.
         mark_for_segments(outbox, conversation.workspace_id, conversation.contact_id, conversations_only=True)
     return activity
 
 
-async def close_conversation(outbox: Outbox, conversation: Conversation, actor_agent_id: int | None, *, reason: str) -> None:
+async def close_conversation(
+    outbox: Outbox, conversation: Conversation, actor_agent_id: int | None, *, reason: str
+) -> None:
     previous = conversation.status
     conversation.status, conversation.snoozed_until, conversation.resolved_at = ConversationStatus.RESOLVED, None, now()
     await conversation.save(update_fields=["status", "snoozed_until", "resolved_at", "updated_at"])
-    await record_activity(outbox, conversation, ActivityKind.STATUS_CHANGED, actor_agent_id, previous=previous.value, reason=reason)
+    await record_activity(
+        outbox, conversation, ActivityKind.STATUS_CHANGED, actor_agent_id, previous=previous.value, reason=reason
+    )
 
 
 async def wake_due(outbox: Outbox, conversation_id: int | None = None, *, batch: int = 500) -> int:
@@ -64,8 +78,9 @@ async def wake_due(outbox: Outbox, conversation_id: int | None = None, *, batch:
                 ).update(status=ConversationStatus.OPEN, snoozed_until=None, updated_at=stamp)
                 if changed:
                     conversation.status, conversation.snoozed_until = ConversationStatus.OPEN, None
-                    await record_activity(outbox, conversation, ActivityKind.STATUS_CHANGED, previous="snoozed", reason="snooze_ended")
+                    await record_activity(
+                        outbox, conversation, ActivityKind.STATUS_CHANGED, previous="snoozed", reason="snooze_ended"
+                    )
                     woken += 1
         if conversation_id is not None or len(due) < batch:
             return woken
-

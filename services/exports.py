@@ -65,10 +65,18 @@ async def remove_erased_exports(workspace_id: int, deleted_at: datetime) -> int:
     removed, after = 0, 0
     while True:
         ids = await (
-            Job.filter(workspace_id=workspace_id, kind__in=list(EXPORT_KINDS), status=JobStatus.SUCCEEDED,
-                       started_at__lt=deleted_at + ERASURE_MARGIN, finished_at__gte=cutoff, id__gt=after)
-            .order_by("id").limit(_ERASE_BATCH).values_list("id", flat=True)
-        )  # fmt: skip
+            Job.filter(
+                workspace_id=workspace_id,
+                kind__in=list(EXPORT_KINDS),
+                status=JobStatus.SUCCEEDED,
+                started_at__lt=deleted_at + ERASURE_MARGIN,
+                finished_at__gte=cutoff,
+                id__gt=after,
+            )
+            .order_by("id")
+            .limit(_ERASE_BATCH)
+            .values_list("id", flat=True)
+        )
         for job_id in ids:
             path = export_path(workspace_id, job_id)
             if path.exists():
@@ -77,4 +85,3 @@ async def remove_erased_exports(workspace_id: int, deleted_at: datetime) -> int:
         if len(ids) < _ERASE_BATCH:
             return removed
         after = ids[-1]
-

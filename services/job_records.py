@@ -78,16 +78,25 @@ async def create_job(
     agent_id = principal.agent_id if principal and principal.kind is PrincipalKind.AGENT else None
     api_key_id = principal.api_key_id if principal and principal.kind is PrincipalKind.API_KEY else None
     return await Job.create(
-        workspace_id=workspace_id, kind=kind, status=JobStatus.QUEUED, params=params or {}, total=total,
-        agent_id=agent_id, api_key_id=api_key_id,
-    )  # fmt: skip
+        workspace_id=workspace_id,
+        kind=kind,
+        status=JobStatus.QUEUED,
+        params=params or {},
+        total=total,
+        agent_id=agent_id,
+        api_key_id=api_key_id,
+    )
 
 
 def event(job: Job) -> dict[str, Any]:
     return {
-        "type": "job", "jobId": job.id, "status": job.status.value, "processed": job.processed,
-        "total": job.total, "cursor": str(job.seq),
-    }  # fmt: skip
+        "type": "job",
+        "jobId": job.id,
+        "status": job.status.value,
+        "processed": job.processed,
+        "total": job.total,
+        "cursor": str(job.seq),
+    }
 
 
 async def publish(hub: Publisher | None, job: Job) -> None:
@@ -128,9 +137,13 @@ class JobTracker:
         worker died); None when it is gone or already finished."""
         now = datetime.now(UTC)
         changed = await Job.filter(id=job_id, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).update(
-            status=JobStatus.RUNNING, started_at=now, processed=0, total=total, attempts=F("attempts") + 1,
+            status=JobStatus.RUNNING,
+            started_at=now,
+            processed=0,
+            total=total,
+            attempts=F("attempts") + 1,
             seq=F("seq") + 1,
-        )  # fmt: skip
+        )
         if not changed:
             return None
         job = await Job.get(id=job_id)
@@ -151,8 +164,15 @@ class JobTracker:
         """Mark the job SUCCEEDED. With `using` (an open transaction), the write joins it
         and nothing is published: call `announce()` once it has committed."""
         processed = self.job.processed if self.job.total is None else max(self.job.processed, self.job.total)
-        await self._write(JobStatus.SUCCEEDED, processed=processed, total=self.job.total, result=result,
-                          error=None, finished_at=datetime.now(UTC), using=using)  # fmt: skip
+        await self._write(
+            JobStatus.SUCCEEDED,
+            processed=processed,
+            total=self.job.total,
+            result=result,
+            error=None,
+            finished_at=datetime.now(UTC),
+            using=using,
+        )
 
     async def announce(self) -> None:
         """Publish the record as last written (after a write that joined a transaction)."""
@@ -165,8 +185,10 @@ class JobTracker:
         await self._write(JobStatus.QUEUED, error=error[:MAX_ERROR])
 
     async def _write(self, status: JobStatus, *, using: Any = None, **values: Any) -> None:
-        changed = await Job.filter(id=self.job.id, status=JobStatus.RUNNING).using_db(using).update(
-            status=status, seq=F("seq") + 1, **values
+        changed = (
+            await Job.filter(id=self.job.id, status=JobStatus.RUNNING)
+            .using_db(using)
+            .update(status=status, seq=F("seq") + 1, **values)
         )
         self._last_write = time.monotonic()
         if not changed:

@@ -121,26 +121,38 @@ async def fcm_access_token(account: dict[str, str]) -> str:
     if cached is not None and time.monotonic() < cached[1]:
         return cached[0]
     issued = int(time.time())
-    claims = {"iss": account["client_email"], "scope": FCM_SCOPE, "aud": settings.push_fcm_token_url,
-              "iat": issued, "exp": issued + 3600}  # fmt: skip
+    claims = {
+        "iss": account["client_email"],
+        "scope": FCM_SCOPE,
+        "aud": settings.push_fcm_token_url,
+        "iat": issued,
+        "exp": issued + 3600,
+    }
     headers = {"kid": account["private_key_id"]} if account.get("private_key_id") else None
     assertion = jwt.encode(claims, account["private_key"], algorithm="RS256", headers=headers)
     body = urlencode({"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion}).encode()
     try:
         response = await outbound.post(
-            settings.push_fcm_token_url, content=body, timeout=settings.push_timeout_seconds,
-            headers={"content-type": "application/x-www-form-urlencoded"}, max_bytes=MAX_ANSWER,
-        )  # fmt: skip
+            settings.push_fcm_token_url,
+            content=body,
+            timeout=settings.push_timeout_seconds,
+            headers={"content-type": "application/x-www-form-urlencoded"},
+            max_bytes=MAX_ANSWER,
+        )
     except OutboundError as exc:
         raise TokenRefused(Answer(None, f"token endpoint: {exc.reason}", retryable=exc.retryable)) from exc
     if not response.ok:
         reason = _reason(response, "error")
-        raise TokenRefused(Answer(response.status, f"token endpoint: {reason or response.summary}", retryable=_transient(response)))
+        raise TokenRefused(
+            Answer(response.status, f"token endpoint: {reason or response.summary}", retryable=_transient(response))
+        )
     try:
         data = json.loads(response.body)
         token, lifetime = str(data["access_token"]), int(data.get("expires_in", 3600))
     except (ValueError, KeyError, TypeError) as exc:
-        raise TokenRefused(Answer(response.status, "token endpoint: no access_token in its answer", retryable=True)) from exc
+        raise TokenRefused(
+            Answer(response.status, "token endpoint: no access_token in its answer", retryable=True)
+        ) from exc
     _fcm_tokens[cache_key] = (token, time.monotonic() + max(lifetime - 60, 0))
     return token
 
@@ -216,9 +228,13 @@ async def _post(url: str, body: dict[str, Any], headers: dict[str, str], *, http
     content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
     try:
         return await outbound.post(
-            url, content=content, headers={"content-type": "application/json", **headers},
-            timeout=settings.push_timeout_seconds, max_bytes=MAX_ANSWER, http2=http2,
-        )  # fmt: skip
+            url,
+            content=content,
+            headers={"content-type": "application/json", **headers},
+            timeout=settings.push_timeout_seconds,
+            max_bytes=MAX_ANSWER,
+            http2=http2,
+        )
     except OutboundError as exc:
         return Answer(None, exc.reason, retryable=exc.retryable)
 
@@ -227,17 +243,28 @@ async def _send_apns(config: PushConfig, device: Device, n: Notification) -> Ans
     if not (config.apns_key_sealed and config.apns_key_id and config.apns_team_id and config.apns_bundle_id):
         return Answer(None, "APNs is not configured for this channel.")
     pem = unseal(config.apns_key_sealed)
-    base = settings.push_apns_sandbox_url if config.apns_environment is ApnsEnvironment.SANDBOX else settings.push_apns_url
+    base = (
+        settings.push_apns_sandbox_url if config.apns_environment is ApnsEnvironment.SANDBOX else settings.push_apns_url
+    )
     body = {
-        "aps": {"alert": {"title": n.title, "body": n.body}, "badge": n.badge, "sound": "default",
-                "thread-id": n.conversation_id, "mutable-content": 1},
-        "conversationId": n.conversation_id, "messageId": n.message_id,
-    }  # fmt: skip
+        "aps": {
+            "alert": {"title": n.title, "body": n.body},
+            "badge": n.badge,
+            "sound": "default",
+            "thread-id": n.conversation_id,
+            "mutable-content": 1,
+        },
+        "conversationId": n.conversation_id,
+        "messageId": n.message_id,
+    }
     headers = {
         "authorization": f"bearer {apns_jwt(pem, config.apns_key_id, config.apns_team_id)}",
-        "apns-topic": config.apns_bundle_id, "apns-push-type": "alert", "apns-priority": "10",
-        "apns-collapse-id": n.collapse_id, "apns-expiration": str(int(time.time()) + 24 * 3600),
-    }  # fmt: skip
+        "apns-topic": config.apns_bundle_id,
+        "apns-push-type": "alert",
+        "apns-priority": "10",
+        "apns-collapse-id": n.collapse_id,
+        "apns-expiration": str(int(time.time()) + 24 * 3600),
+    }
     response = await _post(f"{base.rstrip('/')}/3/device/{device.token}", body, headers, http2=True)
     if isinstance(response, Answer):
         return response
@@ -249,7 +276,9 @@ async def _send_apns(config: PushConfig, device: Device, n: Notification) -> Ans
     if response.status == 403 and reason == "ExpiredProviderToken":
         _apns_tokens.clear()  # a fresh token on the next try
         return Answer(response.status, reason, retryable=True)
-    return Answer(response.status, reason or response.summary, retryable=_transient(response), retry_after=response.retry_after)
+    return Answer(
+        response.status, reason or response.summary, retryable=_transient(response), retry_after=response.retry_after
+    )
 
 
 async def _send_fcm(config: PushConfig, device: Device, n: Notification) -> Answer:
@@ -264,9 +293,12 @@ async def _send_fcm(config: PushConfig, device: Device, n: Notification) -> Answ
         "token": device.token,
         "notification": {"title": n.title, "body": n.body},
         "data": {"conversationId": n.conversation_id, "messageId": n.message_id, "badge": str(n.badge)},
-        "android": {"collapse_key": n.collapse_id, "priority": "high",
-                    "notification": {"tag": n.collapse_id, "notification_count": n.badge}},
-    }  # fmt: skip
+        "android": {
+            "collapse_key": n.collapse_id,
+            "priority": "high",
+            "notification": {"tag": n.collapse_id, "notification_count": n.badge},
+        },
+    }
     url = f"{settings.push_fcm_url.rstrip('/')}/v1/projects/{config.fcm_project_id}/messages:send"
     response = await _post(url, {"message": message}, {"authorization": f"Bearer {access_token}"}, http2=False)
     if isinstance(response, Answer):
@@ -279,7 +311,9 @@ async def _send_fcm(config: PushConfig, device: Device, n: Notification) -> Answ
     if response.status == 401:
         _fcm_tokens.clear()  # expired or revoked: a new one on the next try
         return Answer(response.status, code or "UNAUTHENTICATED", retryable=True)
-    return Answer(response.status, code or response.summary, retryable=_transient(response), retry_after=response.retry_after)
+    return Answer(
+        response.status, code or response.summary, retryable=_transient(response), retry_after=response.retry_after
+    )
 
 
 # -- when -------------------------------------------------------------------------------------
@@ -294,9 +328,12 @@ async def schedule_push(outbox: Outbox, conversation: Conversation, channel: Cha
     if not await Device.filter(contact_id=conversation.contact_id, channel_id=channel.id).exists():
         return
     queue_job(
-        outbox, "push_conversation", conversation.id, job_id=keys.push_job(conversation.id),
+        outbox,
+        "push_conversation",
+        conversation.id,
+        job_id=keys.push_job(conversation.id),
         defer=timedelta(seconds=settings.push_grace_seconds),
-    )  # fmt: skip
+    )
 
 
 # -- contacts going away ----------------------------------------------------------------------

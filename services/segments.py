@@ -23,14 +23,14 @@ async def attribute_types(workspace_id: int) -> dict[str, str]:
     return {key: str(kind) for key, kind in rows}
 
 
-
-def matching_sql(group: rules_lang.Group, workspace_id: int, *, now: datetime, param_start: int = 1) -> tuple[str, list[Any]]:
+def matching_sql(
+    group: rules_lang.Group, workspace_id: int, *, now: datetime, param_start: int = 1
+) -> tuple[str, list[Any]]:
     """`c.workspace_id = … AND (rules)`: the contacts a rule tree matches, as SQL."""
     d = dialect()
     placeholder = "?" if d == "sqlite" else f"${param_start}"
     where, params = rules_lang.compile_where(group, d, now=now, param_start=param_start + 1)
     return f"c.workspace_id = {placeholder} AND ({where})", [workspace_id, *params]
-
 
 
 async def schedule_dirty_refresh(
@@ -53,14 +53,14 @@ async def schedule_dirty_refresh(
         await hub.redis.delete(pending)
 
 
-
 def mark_for_segments(outbox: Outbox, workspace_id: int, contact_id: int, *, conversations_only: bool = False) -> None:
     """After commit: remember the contact as changed and queue a debounced re-evaluation
     of the workspace's segments for the changed contacts (only of those that count
     conversations, when only the contact's conversations changed)."""
 
     async def mark() -> None:
-        await schedule_dirty_refresh(outbox.hub, outbox.jobs, workspace_id, [contact_id], conversations_only=conversations_only)
+        await schedule_dirty_refresh(
+            outbox.hub, outbox.jobs, workspace_id, [contact_id], conversations_only=conversations_only
+        )
 
     outbox.after_commit(mark)
-

@@ -61,7 +61,6 @@ def deliver_job_id(delivery_id: int) -> str:
     return f"{keys.arq_queue()}:webhook:{delivery_id}"
 
 
-
 # -- emitting events -----------------------------------------------------------------------
 
 
@@ -69,11 +68,16 @@ def new_event_id() -> str:
     return f"evt_{secrets.token_hex(12)}"
 
 
-def envelope(event_id: str, kind: WebhookEventType, workspace_id: int, at: datetime, data: dict[str, Any]) -> dict[str, Any]:
+def envelope(
+    event_id: str, kind: WebhookEventType, workspace_id: int, at: datetime, data: dict[str, Any]
+) -> dict[str, Any]:
     return {
-        "id": event_id, "type": kind.value, "createdAt": at.isoformat(),
-        "workspaceId": encode_global_id("Workspace", workspace_id), "data": data,
-    }  # fmt: skip
+        "id": event_id,
+        "type": kind.value,
+        "createdAt": at.isoformat(),
+        "workspaceId": encode_global_id("Workspace", workspace_id),
+        "data": data,
+    }
 
 
 def _type_match(postgres: bool) -> str:
@@ -83,7 +87,9 @@ def _type_match(postgres: bool) -> str:
     return "EXISTS (SELECT 1 FROM json_each(e.event_types) j WHERE j.value = v.event_type)"
 
 
-async def emit(outbox: Outbox | None, workspace_id: int, events: Iterable[tuple[WebhookEventType, dict[str, Any]]]) -> list[int]:
+async def emit(
+    outbox: Outbox | None, workspace_id: int, events: Iterable[tuple[WebhookEventType, dict[str, Any]]]
+) -> list[int]:
     """Deliveries of `events` (type, data) to the workspace's subscribed endpoints, in the
     current transaction; their jobs are queued after the commit. Returns the delivery ids."""
     stamp = now()
@@ -101,7 +107,9 @@ async def emit(outbox: Outbox | None, workspace_id: int, events: Iterable[tuple[
     return ids
 
 
-async def _insert_deliveries(workspace_id: int, events: list[tuple[WebhookEventType, dict[str, Any]]], stamp: datetime) -> list[int]:
+async def _insert_deliveries(
+    workspace_id: int, events: list[tuple[WebhookEventType, dict[str, Any]]], stamp: datetime
+) -> list[int]:
     q = SqlBuilder()
     rows = []
     for kind, data in events:
@@ -113,7 +121,7 @@ async def _insert_deliveries(workspace_id: int, events: list[tuple[WebhookEventT
         contact = f"{q.param(_about_contact(data))}::integer" if q.postgres else q.param(_about_contact(data))
         rows.append(f"{head}{payload}, {contact})")
     sql = (
-        f"WITH v(event_id, event_type, payload, contact_id) AS (VALUES {', '.join(rows)}) "
+        f"WITH v(event_id, event_type, payload, contact_id) AS (VALUES {', '.join(rows)}) "  # noqa: S608
         "INSERT INTO webhook_deliveries "
         "(workspace_id, endpoint_id, event_id, event_type, payload, contact_id, status, attempts, next_attempt_at, "
         "created_at) SELECT e.workspace_id, e.id, v.event_id, v.event_type, v.payload, v.contact_id, "
@@ -177,22 +185,44 @@ def _iso(value: datetime | None) -> str | None:
 def contact_data(c: Contact) -> dict[str, Any]:
     """A contact as webhooks carry it: camelCase, global ids, custom attributes by key."""
     return {
-        "id": encode_global_id("Contact", c.id), "externalId": c.external_id, "name": c.name, "email": c.email,
-        "phone": c.phone, "country": c.country, "city": c.city, "timeZone": c.time_zone, "locale": c.locale,
-        "browserLanguage": c.browser_language, "os": c.os, "browser": c.browser, "ip": c.ip, "referrer": c.referrer,
-        "platform": c.platform, "gdprConsent": c.gdpr_consent, "gdprConsentAt": _iso(c.gdpr_consent_at),
-        "smsConsent": c.sms_consent.value if c.sms_consent else None, "smsConsentAt": _iso(c.sms_consent_at),
-        "vip": c.vip, "blocked": c.blocked, "attributes": dict(c.attributes or {}),
-        "firstSeenAt": _iso(c.first_seen_at), "lastSeenAt": _iso(c.last_seen_at),
-        "createdAt": _iso(c.created_at), "updatedAt": _iso(c.updated_at),
-    }  # fmt: skip
+        "id": encode_global_id("Contact", c.id),
+        "externalId": c.external_id,
+        "name": c.name,
+        "email": c.email,
+        "phone": c.phone,
+        "country": c.country,
+        "city": c.city,
+        "timeZone": c.time_zone,
+        "locale": c.locale,
+        "browserLanguage": c.browser_language,
+        "os": c.os,
+        "browser": c.browser,
+        "ip": c.ip,
+        "referrer": c.referrer,
+        "platform": c.platform,
+        "gdprConsent": c.gdpr_consent,
+        "gdprConsentAt": _iso(c.gdpr_consent_at),
+        "smsConsent": c.sms_consent.value if c.sms_consent else None,
+        "smsConsentAt": _iso(c.sms_consent_at),
+        "vip": c.vip,
+        "blocked": c.blocked,
+        "attributes": dict(c.attributes or {}),
+        "firstSeenAt": _iso(c.first_seen_at),
+        "lastSeenAt": _iso(c.last_seen_at),
+        "createdAt": _iso(c.created_at),
+        "updatedAt": _iso(c.updated_at),
+    }
 
 
-def contact_event(contact: Contact, kind: ChangeKind, cursor: int, merged_into: int | None = None) -> tuple[WebhookEventType, dict[str, Any]]:
+def contact_event(
+    contact: Contact, kind: ChangeKind, cursor: int, merged_into: int | None = None
+) -> tuple[WebhookEventType, dict[str, Any]]:
     """contact.created / updated / deleted; `cursor` is the change's position in
     contactsChangedSince. A deleted contact is named by its ids only."""
     if kind is ChangeKind.DELETED:
-        data: dict[str, Any] = {"contact": {"id": encode_global_id("Contact", contact.id), "externalId": contact.external_id}}
+        data: dict[str, Any] = {
+            "contact": {"id": encode_global_id("Contact", contact.id), "externalId": contact.external_id}
+        }
         if merged_into is not None:
             data["mergedIntoId"] = encode_global_id("Contact", merged_into)
     else:
@@ -206,7 +236,9 @@ async def contact_changed(outbox: Outbox, contact: Contact, kind: ChangeKind, cu
     await emit(outbox, contact.workspace_id, [contact_event(contact, kind, cursor, extra.get("mergedInto"))])
 
 
-async def conversation_status_changed(outbox: Outbox, conversation: Conversation, previous: str | None, actor_agent_id: int | None, reason: str | None) -> None:
+async def conversation_status_changed(
+    outbox: Outbox, conversation: Conversation, previous: str | None, actor_agent_id: int | None, reason: str | None
+) -> None:
     """The record_activity hook (services/conversations.py), for status changes: the
     conversation.status_changed event, then the CRM-managed attributes agents edited on
     its contact since the last push (contact.crm_attributes_changed)."""
@@ -214,7 +246,8 @@ async def conversation_status_changed(outbox: Outbox, conversation: Conversation
     data = {
         "conversation": {
             "id": encode_global_id("Conversation", conversation.id),
-            "status": conversation.status.value, "previousStatus": previous,
+            "status": conversation.status.value,
+            "previousStatus": previous,
             "contactId": encode_global_id("Contact", conversation.contact_id),
             "assigneeId": encode_global_id("Agent", conversation.assignee_id) if conversation.assignee_id else None,
             "teamId": encode_global_id("Team", conversation.team_id) if conversation.team_id else None,
@@ -223,21 +256,32 @@ async def conversation_status_changed(outbox: Outbox, conversation: Conversation
         },
         "actorAgentId": encode_global_id("Agent", actor_agent_id) if actor_agent_id else None,
         "reason": reason,
-    }  # fmt: skip
+    }
     events: list[tuple[WebhookEventType, dict[str, Any]]] = [(WebhookEventType.CONVERSATION_STATUS_CHANGED, data)]
     push = await CrmPendingPush.filter(contact_id=conversation.contact_id).first()
     # Deleted first: a concurrent status change pushes these edits once, not twice.
     if push is not None and await CrmPendingPush.filter(id=push.id).delete():
         contact = await Contact.get_or_none(id=conversation.contact_id)
         if contact is not None:
-            events.append((WebhookEventType.CONTACT_CRM_ATTRIBUTES_CHANGED, _crm_push(contact, push, conversation, data["conversation"])))
+            events.append(
+                (
+                    WebhookEventType.CONTACT_CRM_ATTRIBUTES_CHANGED,
+                    _crm_push(contact, push, conversation, data["conversation"]),
+                )
+            )
     await emit(outbox, ws, events)
 
 
-def _crm_push(contact: Contact, push: CrmPendingPush, conversation: Conversation, conversation_data: dict[str, Any]) -> dict[str, Any]:
+def _crm_push(
+    contact: Contact, push: CrmPendingPush, conversation: Conversation, conversation_data: dict[str, Any]
+) -> dict[str, Any]:
     values = contact.attributes or {}
     return {
-        "contact": {"id": encode_global_id("Contact", contact.id), "externalId": contact.external_id, "email": contact.email},
+        "contact": {
+            "id": encode_global_id("Contact", contact.id),
+            "externalId": contact.external_id,
+            "email": contact.email,
+        },
         # Current values (null: cleared) of the CRM-managed attributes agents edited.
         "attributes": {key: values.get(key) for key in push.attribute_keys},
         "editedByAgentId": encode_global_id("Agent", push.agent_id) if push.agent_id else None,
@@ -272,8 +316,15 @@ async def note_agent_crm_edits(principal: Principal, workspace_id: int, edits: d
     for contact_id, keys in edits.items():
         push = pending.get(contact_id)
         if push is None:
-            fresh.append(CrmPendingPush(workspace_id=workspace_id, contact_id=contact_id, attribute_keys=sorted(keys),
-                                        agent_id=principal.agent_id, edited_at=stamp))  # fmt: skip
+            fresh.append(
+                CrmPendingPush(
+                    workspace_id=workspace_id,
+                    contact_id=contact_id,
+                    attribute_keys=sorted(keys),
+                    agent_id=principal.agent_id,
+                    edited_at=stamp,
+                )
+            )
         else:
             push.attribute_keys = sorted(set(push.attribute_keys) | keys)
             push.agent_id, push.edited_at = principal.agent_id, stamp

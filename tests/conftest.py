@@ -51,20 +51,30 @@ class GraphQLErrors(AssertionError):
 class Api:
     client: httpx.AsyncClient
 
-    async def raw(self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None,
-                  headers: dict[str, str] | None = None) -> httpx.Response:  # fmt: skip
+    async def raw(
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        *,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
         h = {"authorization": f"Bearer {token}"} if token else {}
         h.update(headers or {})
         return await self.client.post("/graphql", json={"query": query, "variables": variables or {}}, headers=h)
 
-    async def __call__(self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None) -> dict[str, Any]:
+    async def __call__(
+        self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None
+    ) -> dict[str, Any]:
         """The `data` of a successful response; raises if there were errors."""
         body = (await self.raw(query, variables, token=token)).json()
         if body.get("errors"):
             raise GraphQLErrors(body["errors"])
         return body["data"]  # type: ignore[no-any-return]
 
-    async def errors(self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None) -> list[dict[str, Any]]:
+    async def errors(
+        self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None
+    ) -> list[dict[str, Any]]:
         body = (await self.raw(query, variables, token=token)).json()
         assert body.get("errors"), f"expected errors, got {body}"
         return body["errors"]  # type: ignore[no-any-return]
@@ -93,9 +103,13 @@ class Tenant:
 
         self._n[0] += 1
         agent = await Agent.create(
-            workspace_id=self.workspace.id, email=f"agent{self._n[0]}@example.com", name=f"Agent {self._n[0]}",
-            password_hash=await hash_password("correct horse battery"), role=role, **extra,
-        )  # fmt: skip
+            workspace_id=self.workspace.id,
+            email=f"agent{self._n[0]}@example.com",
+            name=f"Agent {self._n[0]}",
+            password_hash=await hash_password("correct horse battery"),
+            role=role,
+            **extra,
+        )
         return agent, issue_token(TokenKind.AGENT, workspace_id=self.workspace.id, subject_id=agent.id)
 
     async def contact(self, **fields: Any) -> dict[str, Any]:
@@ -117,10 +131,22 @@ async def make_tenant(api: Api) -> Any:
     async def make(name: str = "Acme", *, identity_verification: bool = False) -> Tenant:
         # The widget verifies identities only when asked: most tests open sessions without a
         # userHash. (A new workspace's widget verifies by default: tests/contacts/test_verified_contacts.py.)
-        boot = await create_workspace(name, "owner@example.com", "correct horse battery", owner_name="Olive Owner",
-                                      identity_verification=identity_verification)  # fmt: skip
+        boot = await create_workspace(
+            name,
+            "owner@example.com",
+            "correct horse battery",
+            owner_name="Olive Owner",
+            identity_verification=identity_verification,
+        )
         token = issue_token(TokenKind.AGENT, workspace_id=boot.workspace.id, subject_id=boot.owner.id)
-        return Tenant(api=api, workspace=boot.workspace, owner=boot.owner, owner_token=token, api_key=boot.api_key, channel=boot.channel)
+        return Tenant(
+            api=api,
+            workspace=boot.workspace,
+            owner=boot.owner,
+            owner_token=token,
+            api_key=boot.api_key,
+            channel=boot.channel,
+        )
 
     return make
 
@@ -150,8 +176,13 @@ class LiveServer:
                 self.process.wait()
 
 
-def start_server(tmp_path: Path, env: dict[str, str] | None = None, name: str = "server", log_level: str = "warning",
-                 workers: int = 1) -> LiveServer:  # fmt: skip
+def start_server(
+    tmp_path: Path,
+    env: dict[str, str] | None = None,
+    name: str = "server",
+    log_level: str = "warning",
+    workers: int = 1,
+) -> LiveServer:
     """uvicorn asgi:app on a free port, with this test run's database and Redis (uvicorn's
     `--log-level`: "info" writes an access line a request; `--workers`)."""
     port = free_port()
@@ -159,11 +190,29 @@ def start_server(tmp_path: Path, env: dict[str, str] | None = None, name: str = 
     full_env = {**os.environ, **(env or {})}
     with log.open("wb") as out:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "asgi:app", "--host", "127.0.0.1", "--port", str(port), "--log-level", log_level,
-             "--no-proxy-headers", "--workers", str(workers)],  # the app reads X-Forwarded-For itself (core/client_ip.py)
-            cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    server = LiveServer(url=f"http://127.0.0.1:{port}", ws_url=f"ws://127.0.0.1:{port}/graphql", process=process, log=log)
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "asgi:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                log_level,
+                "--no-proxy-headers",
+                "--workers",
+                str(workers),
+            ],  # the app reads X-Forwarded-For itself (core/client_ip.py)
+            cwd=ROOT,
+            env=full_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    server = LiveServer(
+        url=f"http://127.0.0.1:{port}", ws_url=f"ws://127.0.0.1:{port}/graphql", process=process, log=log
+    )
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -220,8 +269,11 @@ def start_worker(tmp_path: Path, env: dict[str, str] | None = None, name: str = 
     with log.open("wb") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "arq", "jobs.worker.WorkerSettings"],
-            cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def stop_process(process: subprocess.Popen[bytes]) -> None:

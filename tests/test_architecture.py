@@ -52,10 +52,30 @@ RESTRICTED = {
 # schema/: a database call is a call of a model's query API (through a name imported from
 # models/), a Scope, or any import of these.
 QUERY_API = {
-    "all", "annotate", "bulk_create", "bulk_update", "count", "create", "delete", "exclude", "exists", "fetch_related",
-    "filter", "first", "get", "get_or_create", "get_or_none", "in_bulk", "raw", "refresh_from_db", "save",
-    "select_for_update", "update_or_create", "values", "values_list",
-}  # fmt: skip
+    "all",
+    "annotate",
+    "bulk_create",
+    "bulk_update",
+    "count",
+    "create",
+    "delete",
+    "exclude",
+    "exists",
+    "fetch_related",
+    "filter",
+    "first",
+    "get",
+    "get_or_create",
+    "get_or_none",
+    "in_bulk",
+    "raw",
+    "refresh_from_db",
+    "save",
+    "select_for_update",
+    "update_or_create",
+    "values",
+    "values_list",
+}
 SCHEMA_BANNED_MODULES = ("tortoise", "core.db", "core.bulk", "core.sqlite")
 SCHEMA_BANNED_NAMES = {("core.scoping", "Scope")}
 
@@ -108,7 +128,9 @@ def _top(module: str) -> str:
 
 def test_every_package_has_a_layer() -> None:
     packages = {_top(m) for m in MODULES} - TOP
-    assert packages <= set(LAYERS), f"packages with no layer (add them to LAYERS and docs/architecture.md): {packages - set(LAYERS)}"
+    assert packages <= set(LAYERS), (
+        f"packages with no layer (add them to LAYERS and docs/architecture.md): {packages - set(LAYERS)}"
+    )
 
 
 def test_arrows_run_one_way() -> None:
@@ -133,8 +155,9 @@ def test_no_import_cycles() -> None:
             if imp.target in MODULES and imp.target != name:
                 graph[name].add(imp.target)
     cycles = _cycles(graph)
-    assert not cycles, "modules that import each other, directly or round a loop (move what they share one layer down):\n" + (
-        "\n".join(", ".join(c) for c in cycles)
+    assert not cycles, (
+        "modules that import each other, directly or round a loop (move what they share one layer down):\n"
+        + ("\n".join(", ".join(c) for c in cycles))
     )
 
 
@@ -229,7 +252,9 @@ def test_schema_does_not_touch_the_database() -> None:
                 found.append(f"{name}:{node.lineno} calls {ast.unparse(node.func)}() on a model")
             if _is_workspace_scope(receiver) or (isinstance(receiver, ast.Name) and receiver.id in scopes):
                 found.append(f"{name}:{node.lineno} calls {ast.unparse(node.func)}() on the Scope")
-    assert not found, "schema/ reads through resolvers (inside the workspace scope), never the database:\n" + "\n".join(found)
+    assert not found, "schema/ reads through resolvers (inside the workspace scope), never the database:\n" + "\n".join(
+        found
+    )
 
 
 def _root(node: ast.expr) -> str | None:

@@ -7,7 +7,9 @@ from bench import summary
 
 
 def test_the_chart_and_the_table_are_current() -> None:
-    assert summary.SVG.read_text() == summary.svg(), "run `python -m bench.summary` and commit docs/benchmarks-summary.svg"
+    assert summary.SVG.read_text() == summary.svg(), (
+        "run `python -m bench.summary` and commit docs/benchmarks-summary.svg"
+    )
     benchmarks = (summary.ROOT / "BENCHMARKS.md").read_text()
     assert summary.table() in benchmarks.split("## Every run", 1)[0]
     assert "](docs/benchmarks-summary.svg)" in benchmarks

@@ -34,8 +34,14 @@ ANONYMOUS_VISITORS = (
     "WHERE external_id IS NULL AND platform IN ('web_widget', 'mobile_sdk')"
 )
 FORWARD = {
-    "postgres": ("ALTER TABLE contacts ADD COLUMN identity_source VARCHAR(16) NOT NULL DEFAULT 'trusted'", ANONYMOUS_VISITORS),
-    "sqlite": ("ALTER TABLE contacts ADD COLUMN identity_source VARCHAR(16) NOT NULL DEFAULT 'trusted'", ANONYMOUS_VISITORS),
+    "postgres": (
+        "ALTER TABLE contacts ADD COLUMN identity_source VARCHAR(16) NOT NULL DEFAULT 'trusted'",
+        ANONYMOUS_VISITORS,
+    ),
+    "sqlite": (
+        "ALTER TABLE contacts ADD COLUMN identity_source VARCHAR(16) NOT NULL DEFAULT 'trusted'",
+        ANONYMOUS_VISITORS,
+    ),
 }
 
 

@@ -12,6 +12,10 @@ class Migration(migrations.Migration):
 
     operations = [
         ops.AddField(model_name="Agent", name="token_version", field=fields.IntField(default=0)),
-        ops.AddField(model_name="Agent", name="deactivated_at", field=fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+        ops.AddField(
+            model_name="Agent",
+            name="deactivated_at",
+            field=fields.DatetimeField(null=True, auto_now=False, auto_now_add=False),
+        ),
         ops.AddField(model_name="Channel", name="session_version", field=fields.IntField(default=0)),
-    ]  # fmt: skip
+    ]

@@ -30,7 +30,7 @@ _PG_TEXT = (
 )
 FILL = {
     "postgres": (
-        "UPDATE webhook_deliveries d SET contact_id = CAST(substr(s.txt, 9) AS integer) "
+        "UPDATE webhook_deliveries d SET contact_id = CAST(substr(s.txt, 9) AS integer) "  # noqa: S608
         f"FROM (SELECT id, {_PG_TEXT} AS txt FROM webhook_deliveries "
         "WHERE id > $1 AND id <= $2 AND contact_id IS NULL) s "
         "WHERE d.id = s.id AND s.txt ~ '^Contact:[1-9][0-9]{0,8}$' AND CAST(substr(s.txt, 9) AS bigint) <= 2147483647"
@@ -62,7 +62,8 @@ async def fill_contact_ids(client: Any) -> None:
     while True:
         # The id FILL_CHUNK rows on (by the primary key), however sparse the ids are.
         upper = await client.execute_query_dict(
-            f"SELECT id FROM webhook_deliveries WHERE id > {ph} ORDER BY id LIMIT 1 OFFSET {FILL_CHUNK - 1}", [low]
+            f"SELECT id FROM webhook_deliveries WHERE id > {ph} ORDER BY id LIMIT 1 OFFSET {FILL_CHUNK - 1}",
+            [low],  # noqa: S608
         )
         high = int(upper[0]["id"]) if upper else 2**63 - 1
         await client.execute_query(FILL[dialect], [low, high])

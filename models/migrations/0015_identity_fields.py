@@ -24,7 +24,9 @@ class AddCounter(ops.AddField):
 
     async def database_forward(self, app_label: str, old_state: Any, new_state: Any, state_editor: Any = None) -> None:
         if state_editor is not None:
-            await state_editor._run_sql(f"ALTER TABLE contacts ADD COLUMN {self.name} {SQL_TYPES[self.name]} NOT NULL DEFAULT 0")
+            await state_editor._run_sql(
+                f"ALTER TABLE contacts ADD COLUMN {self.name} {SQL_TYPES[self.name]} NOT NULL DEFAULT 0"
+            )
 
     async def database_backward(self, app_label: str, old_state: Any, new_state: Any, state_editor: Any = None) -> None:
         if state_editor is not None:
@@ -40,4 +42,4 @@ class Migration(migrations.Migration):
         AddCounter(model_name="Contact", name="session_fields", field=fields.SmallIntField(default=0)),
         AddCounter(model_name="Contact", name="session_version", field=fields.IntField(default=0)),
         ops.RunSQL(BACKFILL, reverse_sql="SELECT 1"),
-    ]  # fmt: skip
+    ]

@@ -42,7 +42,9 @@ async def test_legacy_json_clients_keep_200(client: httpx.AsyncClient) -> None:
 
 async def test_execution_error_keeps_200_with_data(client: httpx.AsyncClient) -> None:
     # Unauthenticated access to a non-null field is an execution error, not a request error.
-    response = await client.post("/graphql", json={"query": "{ workspace { name } }"}, headers={"accept": GRAPHQL_RESPONSE})
+    response = await client.post(
+        "/graphql", json={"query": "{ workspace { name } }"}, headers={"accept": GRAPHQL_RESPONSE}
+    )
     assert response.status_code == 200
     body = response.json()
     assert body["data"] is None
@@ -50,9 +52,15 @@ async def test_execution_error_keeps_200_with_data(client: httpx.AsyncClient) ->
 
 
 async def test_get_queries_work_and_mutations_via_get_do_not(client: httpx.AsyncClient, tenant: Any) -> None:
-    ok = await client.get("/graphql", params={"query": "{ workspace { name } }"}, headers={"authorization": f"Bearer {tenant.owner_token}"})
+    ok = await client.get(
+        "/graphql",
+        params={"query": "{ workspace { name } }"},
+        headers={"authorization": f"Bearer {tenant.owner_token}"},
+    )
     assert ok.json() == {"data": {"workspace": {"name": "Acme"}}}
-    refused = await client.get("/graphql", params={"query": "mutation { login(input: {email: \"a@example.com\", password: \"x\"}) { token } }"})
+    refused = await client.get(
+        "/graphql", params={"query": 'mutation { login(input: {email: "a@example.com", password: "x"}) { token } }'}
+    )
     assert refused.status_code == 400
 
 
@@ -64,7 +72,9 @@ async def test_malformed_json_body_is_a_clear_400(client: httpx.AsyncClient) -> 
 
 async def test_depth_limit(client: httpx.AsyncClient, tenant: Any) -> None:
     deep = "{ viewer { agent { id } } " + "contacts { edges { node { " * 6 + "id" + " } } }" * 6 + " }"
-    response = await client.post("/graphql", json={"query": deep}, headers={"authorization": f"Bearer {tenant.owner_token}"})
+    response = await client.post(
+        "/graphql", json={"query": deep}, headers={"authorization": f"Bearer {tenant.owner_token}"}
+    )
     assert any("exceeds maximum operation depth" in e["message"] for e in response.json()["errors"])
 
 
@@ -108,7 +118,14 @@ async def test_a_token_stops_working_when_it_expires_though_it_was_accepted_befo
     from core.config import settings
 
     expires = int(time.time()) + 2
-    claims = {"aud": "parley", "iat": expires - 60, "exp": expires, "typ": "agent", "ws": tenant.workspace.id, "sub": str(tenant.owner.id)}
+    claims = {
+        "aud": "parley",
+        "iat": expires - 60,
+        "exp": expires,
+        "typ": "agent",
+        "ws": tenant.workspace.id,
+        "sub": str(tenant.owner.id),
+    }
     token = jwt.encode(claims, settings.secret_key, algorithm="HS256")
     forged = jwt.encode({**claims, "exp": expires + 3600}, "x" * 64, algorithm="HS256")
     assert (await tenant.api("{ viewer { kind } }", token=token)) == {"viewer": {"kind": "AGENT"}}
@@ -133,7 +150,9 @@ async def test_a_client_that_leaves_mid_request_is_not_an_error(live_server: Any
 
     parts = urlsplit(live_server.url)
     reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
-    writer.write(b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{\"query\":")
+    writer.write(
+        b'POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{"query":'
+    )
     await writer.drain()
     writer.close()
     await writer.wait_closed()
@@ -154,23 +173,26 @@ def test_responses_encode_any_json_value_as_text() -> None:
     from schema import schema
 
     view = ParleyGraphQL(schema)
-    for payload in ({"data": {"contact": {"name": "Zoë 東京", "score": 1e30, "tags": ["a", None]}}},
-                    {"data": {"attributes": {"huge": 2**70}}}):  # fmt: skip
+    for payload in (
+        {"data": {"contact": {"name": "Zoë 東京", "score": 1e30, "tags": ["a", None]}}},
+        {"data": {"attributes": {"huge": 2**70}}},
+    ):
         encoded = view.encode_json(payload)
         assert isinstance(encoded, str)
         assert json.loads(encoded) == payload
 
 
-async def test_the_plain_path_answers_as_strawberrys_path_does(app: Any, client: httpx.AsyncClient, tenant: Any, make_tenant: Any,
-                                                               monkeypatch: Any) -> None:  # fmt: skip
+async def test_the_plain_path_answers_as_strawberrys_path_does(
+    app: Any, client: httpx.AsyncClient, tenant: Any, make_tenant: Any, monkeypatch: Any
+) -> None:
     """runtime/http.py runs a JSON POST of a valid query or mutation itself, without Strawberry's
     view and extension hooks: the same status, content type and body as Strawberry's own
     path for data, field errors, masked unexpected errors, request errors and mutations;
     and every other request goes to Strawberry's path."""
     from tortoise import connections
 
-    from runtime.http import ParleyGraphQL
     from models.contacts import Contact
+    from runtime.http import ParleyGraphQL
     from schema import schema
 
     await tenant.contact(name="Ada", email="ada@example.com")
@@ -182,7 +204,9 @@ async def test_the_plain_path_answers_as_strawberrys_path_does(app: Any, client:
     # A row no code can read (an unknown consent value): an unexpected error, which is masked.
     db = connections.get("default")
     marker = "$1" if db.capabilities.dialect == "postgres" else "?"
-    await db.execute_query(f"UPDATE contacts SET sms_consent = 'bogus' WHERE id = {marker}", [int(pk(unreadable["id"]))])
+    await db.execute_query(
+        f"UPDATE contacts SET sms_consent = 'bogus' WHERE id = {marker}", [int(pk(unreadable["id"]))]
+    )
     assert await Contact.filter(workspace_id=broken.workspace.id).count() == 1
 
     agent, viewer = f"Bearer {tenant.owner_token}", f"Bearer {broken.owner_token}"
@@ -193,31 +217,88 @@ async def test_the_plain_path_answers_as_strawberrys_path_does(app: Any, client:
         ({"query": "{ workspace { name } }"}, None, GRAPHQL_RESPONSE),
         ({"query": page, "variables": {"n": "one"}}, agent, GRAPHQL_RESPONSE),
         ({"query": page, "variables": {"n": "one"}}, agent, "application/json"),
-        ({"query": "query($id: ID!) { node(id: $id) { id } }", "variables": {"id": theirs["id"]}}, agent, "application/json"),
-        ({"query": "mutation { createContact(input: {email: \"nope\"}) { contact { id } userErrors { field code } } }"}, agent, "*/*"),
-        ({"query": "mutation { updateWorkspace(input: {name: \"Acme\"}) { workspace { name } userErrors { code } } }"}, agent, "*/*"),
-        ({"query": "query A { viewer { kind } } query B { workspace { name } }", "operationName": "B"}, agent, GRAPHQL_RESPONSE),
+        (
+            {"query": "query($id: ID!) { node(id: $id) { id } }", "variables": {"id": theirs["id"]}},
+            agent,
+            "application/json",
+        ),
+        (
+            {
+                "query": 'mutation { createContact(input: {email: "nope"}) { contact { id } userErrors { field code } } }'
+            },
+            agent,
+            "*/*",
+        ),
+        (
+            {"query": 'mutation { updateWorkspace(input: {name: "Acme"}) { workspace { name } userErrors { code } } }'},
+            agent,
+            "*/*",
+        ),
+        (
+            {"query": "query A { viewer { kind } } query B { workspace { name } }", "operationName": "B"},
+            agent,
+            GRAPHQL_RESPONSE,
+        ),
         # Over the query cost budget (core/cost.py): refused before it runs, a request error.
-        ({"query": page.replace("node {", "node { events(first: 100) { edges { node { id } } }"), "variables": {"n": 100}}, agent, GRAPHQL_RESPONSE),
-        ({"query": page.replace("node {", "node { events(first: 100) { edges { node { id } } }"), "variables": {"n": 100}}, agent, "application/json"),
+        (
+            {
+                "query": page.replace("node {", "node { events(first: 100) { edges { node { id } } }"),
+                "variables": {"n": 100},
+            },
+            agent,
+            GRAPHQL_RESPONSE,
+        ),
+        (
+            {
+                "query": page.replace("node {", "node { events(first: 100) { edges { node { id } } }"),
+                "variables": {"n": 100},
+            },
+            agent,
+            "application/json",
+        ),
         # An automatic persisted query sent with its document (runtime/persisted.py).
-        ({"query": "{ workspace { name } }", "extensions": {"persistedQuery": {"version": 1, "sha256Hash": hashlib.sha256(b"{ workspace { name } }").hexdigest()}}},
-         agent, "application/json"),
+        (
+            {
+                "query": "{ workspace { name } }",
+                "extensions": {
+                    "persistedQuery": {
+                        "version": 1,
+                        "sha256Hash": hashlib.sha256(b"{ workspace { name } }").hexdigest(),
+                    }
+                },
+            },
+            agent,
+            "application/json",
+        ),
     ]
     strawberrys = [
-        ({"query": "query A { viewer { kind } } query B { workspace { name } }", "operationName": "C"}, agent, GRAPHQL_RESPONSE),
+        (
+            {"query": "query A { viewer { kind } } query B { workspace { name } }", "operationName": "C"},
+            agent,
+            GRAPHQL_RESPONSE,
+        ),
         ({"query": "query A { viewer { kind } } query B { workspace { name } }"}, agent, "application/json"),
         ({"query": "{ contacts { "}, agent, GRAPHQL_RESPONSE),
         ({"query": "{ workspace { name } }", "extensions": {"trace": True}}, agent, "application/json"),
     ]
-    view = next(route.app for route in app.routes if getattr(route, "path", None) == "/graphql" and isinstance(route.app, ParleyGraphQL))
+    view = next(
+        route.app
+        for route in app.routes
+        if getattr(route, "path", None) == "/graphql" and isinstance(route.app, ParleyGraphQL)
+    )
     executed = []
     execute = schema.execute
     monkeypatch.setattr(schema, "execute", lambda *args, **kwargs: executed.append(1) or execute(*args, **kwargs))
 
-    async def answer(body: dict[str, Any], authorization: str | None, accept: str, *, plain_path: bool) -> tuple[Any, ...]:
+    async def answer(
+        body: dict[str, Any], authorization: str | None, accept: str, *, plain_path: bool
+    ) -> tuple[Any, ...]:
         monkeypatch.setattr(view, "plain_path", plain_path)
-        headers = {"accept": accept, "x-request-id": "equivalence-1", **({"authorization": authorization} if authorization else {})}
+        headers = {
+            "accept": accept,
+            "x-request-id": "equivalence-1",
+            **({"authorization": authorization} if authorization else {}),
+        }
         executed.clear()
         response = await client.post("/graphql", json=body, headers=headers)
         body = response.json() if "json" in response.headers["content-type"] else response.text
@@ -232,7 +313,9 @@ async def test_the_plain_path_answers_as_strawberrys_path_does(app: Any, client:
     first = (await answer(*plain[0], plain_path=True))[2]["data"]["contacts"]
     assert len(first["edges"]) == 1 and first["pageInfo"]["hasNextPage"] is True and first["totalCount"] == 2
     masked = (await answer(*plain[1], plain_path=True))[2]
-    assert masked["data"] is None and masked["errors"][0]["message"] == "Internal server error (request id equivalence-1)."
+    assert (
+        masked["data"] is None and masked["errors"][0]["message"] == "Internal server error (request id equivalence-1)."
+    )
     status, _, refused, _ = await answer(*plain[3], plain_path=True)
     assert status == 400 and "data" not in refused and "Int cannot represent" in refused["errors"][0]["message"]
     assert (await answer(*plain[5], plain_path=True))[2] == {"data": {"node": None}}
@@ -254,7 +337,9 @@ def test_prepared_documents_are_bounded_in_number_and_in_characters(monkeypatch:
     monkeypatch.setattr(ParleySchema, "PREPARED_CHARS_MAX", 400)
     monkeypatch.setattr(ParleySchema, "PREPARED_TEXT_MAX", 150)
     built = build_schema()
-    texts = [f'{{ contacts(search: "{"x" * n}") {{ totalCount }} }}' for n in (10, 20, 30, 40, 100, 102, 104)]  # 49-143 characters
+    texts = [
+        f'{{ contacts(search: "{"x" * n}") {{ totalCount }} }}' for n in (10, 20, 30, 40, 100, 102, 104)
+    ]  # 49-143 characters
     for text in texts:
         prepared = built.prepare(text)
         assert prepared is not None and prepared.operation(None) is not None
@@ -263,7 +348,10 @@ def test_prepared_documents_are_bounded_in_number_and_in_characters(monkeypatch:
     assert list(built._prepared) == texts[-2:]  # the most recent: a third would pass 400 characters
     long_text = f'{{ contacts(search: "{"y" * 200}") {{ totalCount }} }}'
     assert built.prepare(long_text) is not None and long_text not in built._prepared
-    assert built.prepare(texts[-2]) is not None and list(built._prepared) == [texts[-1], texts[-2]]  # used again: the most recent
+    assert built.prepare(texts[-2]) is not None and list(built._prepared) == [
+        texts[-1],
+        texts[-2],
+    ]  # used again: the most recent
     assert built.prepare("{ contacts { ") is None and built.prepare("{ nope }") is None and len(built._prepared) == 2
 
 
@@ -282,10 +370,19 @@ async def test_list_pages_leave_nothing_for_the_garbage_collector(app: Any, tena
     agent, _ = await tenant.agent()
     for n in range(3):
         contact = await tenant.contact(name=f"Visitor {n}", email=f"v{n}@example.com")
-        conversation = await Conversation.create(workspace_id=tenant.workspace.id, contact_id=int(pk(contact["id"])),
-                                                 channel_id=tenant.channel.id, assignee_id=agent.id)  # fmt: skip
-        message = await Message.create(workspace_id=tenant.workspace.id, conversation_id=conversation.id, body=f"Question {n}",
-                                       sender_kind=SenderKind.CONTACT, direction=Direction.INBOUND)  # fmt: skip
+        conversation = await Conversation.create(
+            workspace_id=tenant.workspace.id,
+            contact_id=int(pk(contact["id"])),
+            channel_id=tenant.channel.id,
+            assignee_id=agent.id,
+        )
+        message = await Message.create(
+            workspace_id=tenant.workspace.id,
+            conversation_id=conversation.id,
+            body=f"Question {n}",
+            sender_kind=SenderKind.CONTACT,
+            direction=Direction.INBOUND,
+        )
         await Conversation.filter(id=conversation.id).update(last_message_id=message.id)
     pages = [
         "{ contacts(first: 50) { edges { node { id name email phone lastSeenAt } } } }",
@@ -303,9 +400,20 @@ async def test_list_pages_leave_nothing_for_the_garbage_collector(app: Any, tena
             sent.append(message)
 
         headers = [(b"content-type", b"application/json"), (b"authorization", f"Bearer {tenant.owner_token}".encode())]
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-                 "path": "/graphql", "raw_path": b"/graphql", "query_string": b"", "root_path": "", "headers": headers,
-                 "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 80)}  # fmt: skip
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/graphql",
+            "raw_path": b"/graphql",
+            "query_string": b"",
+            "root_path": "",
+            "headers": headers,
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 80),
+        }
         await app(scope, receive, send)
         return orjson.loads(b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body"))  # type: ignore[no-any-return]
 

@@ -45,7 +45,9 @@ async def _get(server: LiveServer, tenant: Tenant, params: dict[str, Any]) -> ht
 
 def _not_found(response: httpx.Response) -> None:
     assert response.status_code == 200, response.text
-    assert response.json() == {"errors": [{"message": "PersistedQueryNotFound", "extensions": {"code": "PERSISTED_QUERY_NOT_FOUND"}}]}
+    assert response.json() == {
+        "errors": [{"message": "PersistedQueryNotFound", "extensions": {"code": "PERSISTED_QUERY_NOT_FOUND"}}]
+    }
     assert "no-cache" in response.headers["cache-control"]
 
 
@@ -67,7 +69,9 @@ async def test_get_requests_use_the_same_store(server: LiveServer, tenant: Tenan
     registered = await _get(server, tenant, {**params, "query": document})
     assert registered.json()["data"]["workspace"]["name"] == "Acme"
     # A query registered by GET runs by POST, and the other way round.
-    assert (await _post(server, tenant, {"extensions": _persisted(document)})).json()["data"]["workspace"]["name"] == "Acme"
+    assert (await _post(server, tenant, {"extensions": _persisted(document)})).json()["data"]["workspace"][
+        "name"
+    ] == "Acme"
     assert (await _get(server, tenant, params)).json()["data"]["workspace"]["name"] == "Acme"
 
 
@@ -88,7 +92,9 @@ async def test_a_hash_that_is_not_the_querys_is_refused_and_nothing_is_kept(serv
         ("abc", "must be an object"),
     ],
 )
-async def test_malformed_persisted_query_extensions_are_named(server: LiveServer, tenant: Tenant, persisted: Any, says: str) -> None:
+async def test_malformed_persisted_query_extensions_are_named(
+    server: LiveServer, tenant: Tenant, persisted: Any, says: str
+) -> None:
     response = await _post(server, tenant, {"extensions": {"persistedQuery": persisted}})
     assert response.status_code == 400
     [error] = response.json()["errors"]
@@ -98,17 +104,26 @@ async def test_malformed_persisted_query_extensions_are_named(server: LiveServer
 async def test_mutations_are_not_run_by_get(server: LiveServer, tenant: Tenant) -> None:
     document = 'mutation Tag { createContact(input: {email: "apq-get@example.com"}) { contact { id } } }'
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
-        await http.post("/graphql", json={"query": document, "extensions": _persisted(document)}, headers=_headers(tenant))
+        await http.post(
+            "/graphql", json={"query": document, "extensions": _persisted(document)}, headers=_headers(tenant)
+        )
     response = await _get(server, tenant, {"extensions": _persisted(document)})
-    assert response.status_code == 400 and "mutations are not allowed when using get" in response.text.lower(), response.text
-    assert (await _post(server, tenant, {"query": '{ contacts(search: "apq-get") { totalCount } }'})).json()["data"]["contacts"]["totalCount"] == 1
+    assert response.status_code == 400 and "mutations are not allowed when using get" in response.text.lower(), (
+        response.text
+    )
+    assert (await _post(server, tenant, {"query": '{ contacts(search: "apq-get") { totalCount } }'})).json()["data"][
+        "contacts"
+    ]["totalCount"] == 1
 
 
 @pytest.fixture(scope="module")
 def small_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """A server that keeps at most two documents (under a Redis prefix of its own)."""
-    live = start_server(tmp_path_factory.mktemp("apq-small"), env={"PERSISTED_QUERY_MAX_DOCUMENTS": "2",
-                        "REDIS_PREFIX": f"apq-{uuid.uuid4().hex[:8]}"}, name="apq-small")  # fmt: skip
+    live = start_server(
+        tmp_path_factory.mktemp("apq-small"),
+        env={"PERSISTED_QUERY_MAX_DOCUMENTS": "2", "REDIS_PREFIX": f"apq-{uuid.uuid4().hex[:8]}"},
+        name="apq-small",
+    )
     yield live
     live.stop()
 
@@ -116,7 +131,9 @@ def small_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
 async def test_the_store_keeps_at_most_its_bound_the_oldest_go_first(small_store: LiveServer, tenant: Tenant) -> None:
     documents = [_document() for _ in range(3)]
     for document in documents:
-        assert (await _post(small_store, tenant, {"query": document, "extensions": _persisted(document)})).status_code == 200
+        assert (
+            await _post(small_store, tenant, {"query": document, "extensions": _persisted(document)})
+        ).status_code == 200
     _not_found(await _post(small_store, tenant, {"extensions": _persisted(documents[0])}))
     for document in documents[1:]:
         assert (await _post(small_store, tenant, {"extensions": _persisted(document)})).json()["data"]["workspace"]
@@ -131,5 +148,7 @@ async def test_a_server_that_keeps_none_says_not_supported(tmp_path: Path, tenan
     finally:
         server.stop()
     assert refused.status_code == 200
-    assert refused.json() == {"errors": [{"message": "PersistedQueryNotSupported", "extensions": {"code": "PERSISTED_QUERY_NOT_SUPPORTED"}}]}
+    assert refused.json() == {
+        "errors": [{"message": "PersistedQueryNotSupported", "extensions": {"code": "PERSISTED_QUERY_NOT_SUPPORTED"}}]
+    }
     assert full.json()["data"]["workspace"]["name"] == "Acme"

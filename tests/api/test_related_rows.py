@@ -20,13 +20,33 @@ def columns_of(model: object) -> dict[str, object]:
 
 async def test_rows_hold_each_column_as_the_model_does(tenant: Tenant) -> None:
     seen = datetime(2026, 3, 4, 5, 6, 7, 890000, tzinfo=UTC)
-    contact = await Contact.create(workspace_id=tenant.workspace.id, name="Zoë", email="zoe@example.com", vip=True,
-                                   sms_consent=SmsConsent.SUBSCRIBED, attributes={"plan": "pro", "seats": 3},
-                                   first_seen_at=seen, last_seen_at=seen)  # fmt: skip
-    conversation = await Conversation.create(workspace_id=tenant.workspace.id, contact_id=contact.id, channel_id=tenant.channel.id)
-    message = await Message.create(workspace_id=tenant.workspace.id, conversation_id=conversation.id, sender_kind=SenderKind.CONTACT,
-                                   direction=Direction.INBOUND, body="Hello", delivery_state=DeliveryState.RECEIVED)  # fmt: skip
-    for model, row in ((Contact, contact), (Conversation, conversation), (Message, message), (Workspace, tenant.workspace)):
+    contact = await Contact.create(
+        workspace_id=tenant.workspace.id,
+        name="Zoë",
+        email="zoe@example.com",
+        vip=True,
+        sms_consent=SmsConsent.SUBSCRIBED,
+        attributes={"plan": "pro", "seats": 3},
+        first_seen_at=seen,
+        last_seen_at=seen,
+    )
+    conversation = await Conversation.create(
+        workspace_id=tenant.workspace.id, contact_id=contact.id, channel_id=tenant.channel.id
+    )
+    message = await Message.create(
+        workspace_id=tenant.workspace.id,
+        conversation_id=conversation.id,
+        sender_kind=SenderKind.CONTACT,
+        direction=Direction.INBOUND,
+        body="Hello",
+        delivery_state=DeliveryState.RECEIVED,
+    )
+    for model, row in (
+        (Contact, contact),
+        (Conversation, conversation),
+        (Message, message),
+        (Workspace, tenant.workspace),
+    ):
         found = await Scope(tenant.workspace.id).rows_by_id(model, [row.id, 10**9])
         stored = await model.get(id=row.id)
         assert list(found) == [row.id]
@@ -51,15 +71,28 @@ async def test_a_first_page_is_what_the_query_builder_would_read(tenant: Tenant,
     await other.contact(name="Theirs")
     seen = datetime(2026, 3, 4, 5, 6, 7, 890000, tzinfo=UTC)
     ws = tenant.workspace.id
-    await Contact.bulk_create([
-        Contact(workspace_id=ws, name=f"C{i}", email=f"c{i}@example.com", vip=i % 3 == 0, attributes={"n": i},
-                last_seen_at=seen - timedelta(minutes=i // 3))  # fmt: skip
-        for i in range(30)
-    ])  # fmt: skip
+    await Contact.bulk_create(
+        [
+            Contact(
+                workspace_id=ws,
+                name=f"C{i}",
+                email=f"c{i}@example.com",
+                vip=i % 3 == 0,
+                attributes={"n": i},
+                last_seen_at=seen - timedelta(minutes=i // 3),
+            )
+            for i in range(30)
+        ]
+    )
     contacts = await Contact.filter(workspace_id=ws).limit(5)
     for i, contact in enumerate(contacts):
-        await Conversation.create(workspace_id=ws, contact_id=contact.id, channel_id=tenant.channel.id, vip=i % 2 == 0,
-                                  last_message_at=seen if i < 3 else None)  # fmt: skip
+        await Conversation.create(
+            workspace_id=ws,
+            contact_id=contact.id,
+            channel_id=tenant.channel.id,
+            vip=i % 2 == 0,
+            last_message_at=seen if i < 3 else None,
+        )
     scope = Scope(ws)
     cases = [
         (Contact, ("id", "name", "email", "vip", "attributes", "last_seen_at"), ("-last_seen_at", "-id")),
@@ -81,8 +114,13 @@ async def test_only_an_unrefined_scope_is_read_by_first_rows(tenant: Tenant) -> 
     only = pk((await tenant.contact(name="Only"))["id"])
     scope = Scope(tenant.workspace.id)
     assert await first_rows(scope.all(Contact), ("id", "name"), ("-id",), 5) == [{"id": only, "name": "Only"}]
-    for refined in (scope.all(Contact).filter(name="Someone else"), scope.all(Contact).filter(), scope.all(Contact).limit(1),
-                    scope.all(Contact).order_by("name"), Contact.filter(workspace_id=tenant.workspace.id)):  # fmt: skip
+    for refined in (
+        scope.all(Contact).filter(name="Someone else"),
+        scope.all(Contact).filter(),
+        scope.all(Contact).limit(1),
+        scope.all(Contact).order_by("name"),
+        Contact.filter(workspace_id=tenant.workspace.id),
+    ):
         assert await first_rows(refined, ("id", "name"), ("-id",), 5) is None
     assert await first_rows(scope.all(Contact), ("id", "workspace__name"), ("-id",), 5) is None
 
@@ -101,8 +139,9 @@ async def test_first_page_plans_are_bounded(tenant: Tenant, monkeypatch: object)
         assert len(scoping._page_plans) <= 2
 
 
-async def test_rows_by_id_of_some_columns_hold_those_columns_and_their_plans_are_bounded(tenant: Tenant, make_tenant: object,
-                                                                                         monkeypatch: object) -> None:  # fmt: skip
+async def test_rows_by_id_of_some_columns_hold_those_columns_and_their_plans_are_bounded(
+    tenant: Tenant, make_tenant: object, monkeypatch: object
+) -> None:
     """`columns_by_id` (an inbox page's contacts): the columns asked for, converted as the
     model has them, of this workspace only; the plans follow selections, so are bounded."""
     from core import scoping
@@ -112,11 +151,22 @@ async def test_rows_by_id_of_some_columns_hold_those_columns_and_their_plans_are
     other: Tenant = await make_tenant()  # type: ignore[operator]
     theirs = pk((await other.contact(name="Theirs"))["id"])
     seen = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
-    ours = await Contact.create(workspace_id=tenant.workspace.id, name="Ours", vip=True, sms_consent=SmsConsent.SUBSCRIBED,
-                                attributes={"plan": "pro"}, last_seen_at=seen)  # fmt: skip
+    ours = await Contact.create(
+        workspace_id=tenant.workspace.id,
+        name="Ours",
+        vip=True,
+        sms_consent=SmsConsent.SUBSCRIBED,
+        attributes={"plan": "pro"},
+        last_seen_at=seen,
+    )
     stored = columns_of(await Contact.get(id=ours.id))
     scope = Scope(tenant.workspace.id)
-    for names in (("id",), ("id", "name", "vip"), ("id", "sms_consent", "attributes", "last_seen_at"), ("id", "name", "vip")):
+    for names in (
+        ("id",),
+        ("id", "name", "vip"),
+        ("id", "sms_consent", "attributes", "last_seen_at"),
+        ("id", "name", "vip"),
+    ):
         found = await scope.columns_by_id(Contact, [ours.id, theirs], names)
         assert found == {ours.id: {n: stored[n] for n in names}}
         assert len(scoping._row_plans) <= 2

@@ -22,15 +22,20 @@ def _init_fields(cls: type) -> set[str]:
 def test_a_contact_built_from_a_row_equals_one_built_by_its_constructor() -> None:
     now = datetime(2026, 12, 4, tzinfo=UTC)
     full: dict[str, Any] = {f: f"v-{f}" for f in ROW_FIELDS} | {
-        "id": 7, "sms_consent": "subscribed", "attributes": {"plan": "pro"}, "last_seen_at": now,
-    }  # fmt: skip
+        "id": 7,
+        "sms_consent": "subscribed",
+        "attributes": {"plan": "pro"},
+        "last_seen_at": now,
+    }
     for row in ({"id": 3}, {"id": 4, "name": "Ada", "email": "ada@example.com"}, full):
         built = Contact.from_row(row)
         assert set(vars(built)) == _init_fields(Contact)
         expected = Contact(
-            id=row["id"], **{f: row.get(f) for f in ROW_FIELDS}, _attributes=row.get("attributes") or {},
+            id=row["id"],
+            **{f: row.get(f) for f in ROW_FIELDS},
+            _attributes=row.get("attributes") or {},
             sms_consent=m.SmsConsent(row["sms_consent"]) if "sms_consent" in row else None,
-        )  # fmt: skip
+        )
         assert built == expected
     assert Contact.from_row(full).sms_consent is m.SmsConsent.SUBSCRIBED
 

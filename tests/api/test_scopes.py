@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 from graphql import GraphQLInterfaceType, GraphQLList, GraphQLNonNull, GraphQLObjectType
-from websockets.asyncio.client import connect
 
 from jobs.segments import refresh_segment
-from models.conversations import Conversation as ConversationRow, ConversationTag
+from models.conversations import Conversation as ConversationRow
+from models.conversations import ConversationTag
 from tests.conftest import Api, Tenant, pk
 
 # Protected type -> the scope an agent or API key needs to see it.
@@ -97,8 +97,9 @@ class World:
         if scopes not in self.keys:
             made = await self.tenant.api(
                 "mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) { secret userErrors { code } } }",
-                {"i": {"name": "+".join(scopes), "scopes": list(scopes)}}, token=self.tenant.owner_token,
-            )  # fmt: skip
+                {"i": {"name": "+".join(scopes), "scopes": list(scopes)}},
+                token=self.tenant.owner_token,
+            )
             self.keys[scopes] = made["createApiKey"]["secret"]
         return self.keys[scopes]
 
@@ -114,25 +115,55 @@ async def build_world(api: Api, tenant: Tenant) -> World:
     ids: dict[str, str] = {}
     contact = await tenant.contact(name="Dana Private", email=EMAIL, phone=PHONE, tags=["owes-money"])
     ids["Contact"] = contact["id"]
-    note = await _ok(api, "mutation($i: AddContactNoteInput!) { addContactNote(input: $i) { note { id } userErrors { code } } }",
-                     {"i": {"contactId": ids["Contact"], "body": NOTE}}, owner, "addContactNote")  # fmt: skip
+    note = await _ok(
+        api,
+        "mutation($i: AddContactNoteInput!) { addContactNote(input: $i) { note { id } userErrors { code } } }",
+        {"i": {"contactId": ids["Contact"], "body": NOTE}},
+        owner,
+        "addContactNote",
+    )
     ids["ContactNote"] = note["note"]["id"]
-    event = await _ok(api, "mutation($i: TrackEventInput!) { trackEvent(input: $i) { event { id } userErrors { code } } }",
-                      {"i": {"contactId": ids["Contact"], "name": "paid", "properties": {"card": EVENT_SECRET}}}, owner, "trackEvent")  # fmt: skip
+    event = await _ok(
+        api,
+        "mutation($i: TrackEventInput!) { trackEvent(input: $i) { event { id } userErrors { code } } }",
+        {"i": {"contactId": ids["Contact"], "name": "paid", "properties": {"card": EVENT_SECRET}}},
+        owner,
+        "trackEvent",
+    )
     ids["ContactEvent"] = event["event"]["id"]
-    channel = await _ok(api, "mutation($i: CreateChannelInput!) { createChannel(input: $i) { channel { id } userErrors { code } } }",
-                        {"i": {"kind": "EMAIL", "name": "Mail", "defaultSender": "help@acme.example"}}, owner, "createChannel")  # fmt: skip
+    channel = await _ok(
+        api,
+        "mutation($i: CreateChannelInput!) { createChannel(input: $i) { channel { id } userErrors { code } } }",
+        {"i": {"kind": "EMAIL", "name": "Mail", "defaultSender": "help@acme.example"}},
+        owner,
+        "createChannel",
+    )
     ids["Channel"] = channel["channel"]["id"]
-    started = await _ok(api, """mutation($i: StartConversationInput!) { startConversation(input: $i) {
+    started = await _ok(
+        api,
+        """mutation($i: StartConversationInput!) { startConversation(input: $i) {
         conversation { id } message { id } userErrors { code } } }""",
-        {"i": {"contactId": ids["Contact"], "channelId": ids["Channel"], "body": MESSAGE, "subject": SUBJECT}}, owner, "startConversation")  # fmt: skip
+        {"i": {"contactId": ids["Contact"], "channelId": ids["Channel"], "body": MESSAGE, "subject": SUBJECT}},
+        owner,
+        "startConversation",
+    )
     ids["Conversation"] = started["conversation"]["id"]
     ids["Message"] = started["message"]["id"]
-    endpoint = await _ok(api, "mutation($i: CreateWebhookEndpointInput!) { createWebhookEndpoint(input: $i) { endpoint { id } userErrors { code } } }",
-                         {"i": {"url": "https://hooks.example.com/in", "eventTypes": ["CONTACT_UPDATED"]}}, owner, "createWebhookEndpoint")  # fmt: skip
+    endpoint = await _ok(
+        api,
+        "mutation($i: CreateWebhookEndpointInput!) { createWebhookEndpoint(input: $i) { endpoint { id } userErrors { code } } }",
+        {"i": {"url": "https://hooks.example.com/in", "eventTypes": ["CONTACT_UPDATED"]}},
+        owner,
+        "createWebhookEndpoint",
+    )
     ids["WebhookEndpoint"] = endpoint["endpoint"]["id"]
-    await _ok(api, "mutation($i: UpdateContactInput!) { updateContact(input: $i) { userErrors { code } } }",
-              {"i": {"id": ids["Contact"], "city": "Lyon"}}, owner, "updateContact")  # fmt: skip
+    await _ok(
+        api,
+        "mutation($i: UpdateContactInput!) { updateContact(input: $i) { userErrors { code } } }",
+        {"i": {"id": ids["Contact"], "city": "Lyon"}},
+        owner,
+        "updateContact",
+    )
     for _ in range(50):  # the delivery is queued after the update's commit
         listed = await api(DELIVERIES, {"id": ids["WebhookEndpoint"]}, token=owner)
         edges = listed["node"]["deliveries"]["edges"]
@@ -141,14 +172,31 @@ async def build_world(api: Api, tenant: Tenant) -> World:
         await asyncio.sleep(0.1)
     assert EMAIL in json.dumps(edges), edges
     ids["WebhookDelivery"] = edges[0]["node"]["id"]
-    segment = await _ok(api, "mutation($i: CreateSegmentInput!) { createSegment(input: $i) { segment { id } userErrors { code } } }",
-                        {"i": {"name": "Lyon", "visibility": "EVERYONE",
-                               "rules": {"match": "ALL", "conditions": [{"field": "city", "operator": "EQUALS", "value": {"text": "Lyon"}}]}}},
-                        owner, "createSegment")  # fmt: skip
+    segment = await _ok(
+        api,
+        "mutation($i: CreateSegmentInput!) { createSegment(input: $i) { segment { id } userErrors { code } } }",
+        {
+            "i": {
+                "name": "Lyon",
+                "visibility": "EVERYONE",
+                "rules": {
+                    "match": "ALL",
+                    "conditions": [{"field": "city", "operator": "EQUALS", "value": {"text": "Lyon"}}],
+                },
+            }
+        },
+        owner,
+        "createSegment",
+    )
     ids["Segment"] = segment["segment"]["id"]
     await refresh_segment({}, pk(ids["Segment"]))  # what the worker does
-    session = await _ok(api, "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { token contact { id } userErrors { code } } }",
-                        {"i": {"channelKey": tenant.channel.public_key}}, "", "startContactSession")  # fmt: skip
+    session = await _ok(
+        api,
+        "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { token contact { id } userErrors { code } } }",
+        {"i": {"channelKey": tenant.channel.public_key}},
+        "",
+        "startContactSession",
+    )
     return World(tenant=tenant, ids=ids, session=session["token"], session_contact=session["contact"]["id"], keys={})
 
 
@@ -184,71 +232,164 @@ def _node_cases(type_name: str, scopes: tuple[str, ...]) -> list[Case]:
 
 CASES: dict[str, list[Case]] = {
     # Contact: a key without contacts:read (conversations:read, contacts:write, ...).
-    "Query.contact": [Case("query($id: ID!) { contact(id: $id) { " + CONTACT_FIELDS + "} }", _id("Contact"), ("conversations:read",), session=True)],
-    "Query.contacts": [Case("{ contacts { edges { node { " + CONTACT_FIELDS + "} } } }", lambda w: {}, ("conversations:read",), session=True)],
+    "Query.contact": [
+        Case(
+            "query($id: ID!) { contact(id: $id) { " + CONTACT_FIELDS + "} }",
+            _id("Contact"),
+            ("conversations:read",),
+            session=True,
+        )
+    ],
+    "Query.contacts": [
+        Case(
+            "{ contacts { edges { node { " + CONTACT_FIELDS + "} } } }",
+            lambda w: {},
+            ("conversations:read",),
+            session=True,
+        )
+    ],
     "Query.node+Contact": _node_cases("Contact", ("conversations:read",)),
     "Conversation.contact": [
-        Case("{ conversations { edges { node { id contact { " + CONTACT_FIELDS + "} } } } }", lambda w: {}, ("conversations:read",)),
+        Case(
+            "{ conversations { edges { node { id contact { " + CONTACT_FIELDS + "} } } } }",
+            lambda w: {},
+            ("conversations:read",),
+        ),
         Case(CONVERSATION_CONTACT, _id("Conversation"), ("conversations:read",)),
     ],
     "ContactPayload.contact": [
-        Case("mutation($i: UpdateContactInput!) { updateContact(input: $i) { contact { " + CONTACT_FIELDS + "} userErrors { code } } }",
-             lambda w: {"i": {"id": w.ids["Contact"], "city": "Lyon"}}, ("contacts:write",)),
-        Case("mutation($i: TagContactInput!) { tagContact(input: $i) { contact { " + CONTACT_FIELDS + "} userErrors { code } } }",
-             lambda w: {"i": {"contactId": w.ids["Contact"], "tags": ["owes-money"]}}, ("contacts:write",)),
+        Case(
+            "mutation($i: UpdateContactInput!) { updateContact(input: $i) { contact { "
+            + CONTACT_FIELDS
+            + "} userErrors { code } } }",
+            lambda w: {"i": {"id": w.ids["Contact"], "city": "Lyon"}},
+            ("contacts:write",),
+        ),
+        Case(
+            "mutation($i: TagContactInput!) { tagContact(input: $i) { contact { "
+            + CONTACT_FIELDS
+            + "} userErrors { code } } }",
+            lambda w: {"i": {"contactId": w.ids["Contact"], "tags": ["owes-money"]}},
+            ("contacts:write",),
+        ),
     ],
     "SyncContactResult.contact": [
-        Case("mutation($i: SyncContactsInput!) { syncContacts(input: $i) { results { contact { " + CONTACT_FIELDS + "} } userErrors { code } } }",
-             lambda w: {"i": {"contacts": [{"email": EMAIL, "city": "Lyon"}]}}, ("contacts:write",)),
+        Case(
+            "mutation($i: SyncContactsInput!) { syncContacts(input: $i) { results { contact { "
+            + CONTACT_FIELDS
+            + "} } userErrors { code } } }",
+            lambda w: {"i": {"contacts": [{"email": EMAIL, "city": "Lyon"}]}},
+            ("contacts:write",),
+        ),
     ],
     "ContactChange.contact": [
-        Case("{ contactsChangedSince { edges { node { contact { " + CONTACT_FIELDS + "} } } } }", lambda w: {}, ("contacts:write", "conversations:read")),
+        Case(
+            "{ contactsChangedSince { edges { node { contact { " + CONTACT_FIELDS + "} } } } }",
+            lambda w: {},
+            ("contacts:write", "conversations:read"),
+        ),
     ],
     "Segment.contacts": [
-        Case("query($id: ID!) { segment(id: $id) { contacts { edges { node { " + CONTACT_FIELDS + "} } } } }", _id("Segment"), ("conversations:read",), session=True),
+        Case(
+            "query($id: ID!) { segment(id: $id) { contacts { edges { node { " + CONTACT_FIELDS + "} } } } }",
+            _id("Segment"),
+            ("conversations:read",),
+            session=True,
+        ),
     ],
     "SegmentPreview.contacts": [
-        Case("""{ previewSegment(rules: {match: ALL, conditions: [{field: "city", operator: EQUALS, value: {text: "Lyon"}}]}) {
-                  contacts { """ + CONTACT_FIELDS + "} } }", lambda w: {}, ("conversations:read",), session=True),
+        Case(
+            """{ previewSegment(rules: {match: ALL, conditions: [{field: "city", operator: EQUALS, value: {text: "Lyon"}}]}) {
+                  contacts { """
+            + CONTACT_FIELDS
+            + "} } }",
+            lambda w: {},
+            ("conversations:read",),
+            session=True,
+        ),
     ],
     # ContactNote and ContactEvent: contacts:write or events:write lets a key write them, not read them back.
     "ContactNotePayload.note": [
-        Case("mutation($i: AddContactNoteInput!) { addContactNote(input: $i) { note { id body } userErrors { code } } }",
-             lambda w: {"i": {"contactId": w.ids["Contact"], "body": NOTE}}, ("contacts:write",), by_owner=True),
+        Case(
+            "mutation($i: AddContactNoteInput!) { addContactNote(input: $i) { note { id body } userErrors { code } } }",
+            lambda w: {"i": {"contactId": w.ids["Contact"], "body": NOTE}},
+            ("contacts:write",),
+            by_owner=True,
+        ),
     ],
-    "Contact.notes": [Case("query($id: ID!) { contact(id: $id) { notes { edges { node { body } } } } }", _id("Contact"), ("conversations:read",))],
+    "Contact.notes": [
+        Case(
+            "query($id: ID!) { contact(id: $id) { notes { edges { node { body } } } } }",
+            _id("Contact"),
+            ("conversations:read",),
+        )
+    ],
     "Query.node+ContactNote": _node_cases("ContactNote", ("contacts:write",)),
     "TrackEventPayload.event": [
-        Case("mutation($i: TrackEventInput!) { trackEvent(input: $i) { event { id properties } userErrors { code } } }",
-             lambda w: {"i": {"contactId": w.ids["Contact"], "name": "paid", "properties": {"card": EVENT_SECRET}}}, ("events:write",)),
+        Case(
+            "mutation($i: TrackEventInput!) { trackEvent(input: $i) { event { id properties } userErrors { code } } }",
+            lambda w: {"i": {"contactId": w.ids["Contact"], "name": "paid", "properties": {"card": EVENT_SECRET}}},
+            ("events:write",),
+        ),
     ],
-    "Contact.events": [Case("query($id: ID!) { contact(id: $id) { events { edges { node { properties } } } } }", _id("Contact"), ("events:write",))],
+    "Contact.events": [
+        Case(
+            "query($id: ID!) { contact(id: $id) { events { edges { node { properties } } } } }",
+            _id("Contact"),
+            ("events:write",),
+        )
+    ],
     "Query.node+ContactEvent": _node_cases("ContactEvent", ("events:write",)),
     # Conversation and Message: conversations:write lets a key act on them, not read them.
     "ConversationPayload.conversation": [
-        Case("mutation($i: SetConversationStatusInput!) { setConversationStatus(input: $i) { conversation { subject contact { email } lastMessage { body } } userErrors { code } } }",
-             lambda w: {"i": {"id": w.ids["Conversation"], "status": "OPEN"}}, ("conversations:write", "contacts:read")),
+        Case(
+            "mutation($i: SetConversationStatusInput!) { setConversationStatus(input: $i) { conversation { subject contact { email } lastMessage { body } } userErrors { code } } }",
+            lambda w: {"i": {"id": w.ids["Conversation"], "status": "OPEN"}},
+            ("conversations:write", "contacts:read"),
+        ),
     ],
     "StartConversationPayload.conversation": [
-        Case("mutation($i: StartConversationInput!) { startConversation(input: $i) { conversation { subject } message { body } userErrors { code } } }",
-             lambda w: {"i": {"contactId": w.ids["Contact"], "channelId": w.ids["Channel"], "body": MESSAGE, "subject": SUBJECT}},
-             ("conversations:write", "contacts:read")),
+        Case(
+            "mutation($i: StartConversationInput!) { startConversation(input: $i) { conversation { subject } message { body } userErrors { code } } }",
+            lambda w: {
+                "i": {"contactId": w.ids["Contact"], "channelId": w.ids["Channel"], "body": MESSAGE, "subject": SUBJECT}
+            },
+            ("conversations:write", "contacts:read"),
+        ),
     ],
     "SendMessagePayload.message": [
-        Case("mutation($i: SendMessageInput!) { sendMessage(input: $i) { message { body } userErrors { code } } }",
-             lambda w: {"i": {"conversationId": w.ids["Conversation"], "body": MESSAGE}}, ("conversations:write",)),
+        Case(
+            "mutation($i: SendMessageInput!) { sendMessage(input: $i) { message { body } userErrors { code } } }",
+            lambda w: {"i": {"conversationId": w.ids["Conversation"], "body": MESSAGE}},
+            ("conversations:write",),
+        ),
     ],
-    "Query.conversation": [Case("query($id: ID!) { conversation(id: $id) { subject lastMessage { body } } }", _id("Conversation"), ("contacts:read",), session=True)],
-    "Query.conversations": [Case("{ conversations { edges { node { subject } } } }", lambda w: {}, ("contacts:read",), session=True)],
+    "Query.conversation": [
+        Case(
+            "query($id: ID!) { conversation(id: $id) { subject lastMessage { body } } }",
+            _id("Conversation"),
+            ("contacts:read",),
+            session=True,
+        )
+    ],
+    "Query.conversations": [
+        Case("{ conversations { edges { node { subject } } } }", lambda w: {}, ("contacts:read",), session=True)
+    ],
     "Conversation.messages": [
-        Case("query($id: ID!) { conversation(id: $id) { messages { edges { node { body } } } } }", _id("Conversation"), ("contacts:read",), session=True),
+        Case(
+            "query($id: ID!) { conversation(id: $id) { messages { edges { node { body } } } } }",
+            _id("Conversation"),
+            ("contacts:read",),
+            session=True,
+        ),
     ],
     "Query.node+Conversation": _node_cases("Conversation", ("contacts:read", "conversations:write")),
     "Query.node+Message": _node_cases("Message", ("contacts:read", "conversations:write")),
     # WebhookDelivery: its payload carries the contact; webhooks:manage alone does not read it.
     "WebhookEndpoint.deliveries": [Case(DELIVERIES, _id("WebhookEndpoint"), ("webhooks:manage",))],
-    "Query.node+WebhookDelivery": _node_cases("WebhookDelivery", ("webhooks:manage",)) + _node_cases("WebhookDelivery", ("contacts:read",)),
-}  # fmt: skip
+    "Query.node+WebhookDelivery": _node_cases("WebhookDelivery", ("webhooks:manage",))
+    + _node_cases("WebhookDelivery", ("contacts:read",)),
+}
 # Reached by the same cases as another entry.
 CASES["Query.nodes+Contact"] = CASES["Query.node+Contact"]
 CASES["Query.nodes+ContactNote"] = CASES["Query.node+ContactNote"]
@@ -357,11 +498,18 @@ async def test_a_nested_refusal_is_a_forbidden_field_error_naming_the_scope(api:
 
 
 async def test_webhook_payloads_need_the_scope_of_what_they_carry(api: Api, world: World) -> None:
-    ping = await _ok(api, "mutation($i: WebhookEndpointIdInput!) { pingWebhookEndpoint(input: $i) { delivery { id eventType payload } userErrors { code } } }",
-                     {"i": {"id": world.ids["WebhookEndpoint"]}}, await world.key("webhooks:manage"), "pingWebhookEndpoint")  # fmt: skip
+    ping = await _ok(
+        api,
+        "mutation($i: WebhookEndpointIdInput!) { pingWebhookEndpoint(input: $i) { delivery { id eventType payload } userErrors { code } } }",
+        {"i": {"id": world.ids["WebhookEndpoint"]}},
+        await world.key("webhooks:manage"),
+        "pingWebhookEndpoint",
+    )
     # A ping carries nothing personal: a key managing webhooks reads it.
     assert ping["delivery"]["eventType"] == "webhook.ping" and ping["delivery"]["payload"]["type"] == "webhook.ping"
-    body = (await api.raw(DELIVERIES, {"id": world.ids["WebhookEndpoint"]}, token=await world.key("webhooks:manage"))).json()
+    body = (
+        await api.raw(DELIVERIES, {"id": world.ids["WebhookEndpoint"]}, token=await world.key("webhooks:manage"))
+    ).json()
     deliveries = {e["node"]["eventType"]: e["node"] for e in body["data"]["node"]["deliveries"]["edges"]}
     # The contact's delivery is listed (its status, attempts...), its payload is not.
     assert deliveries["contact.updated"]["payload"] is None and deliveries["webhook.ping"]["payload"] is not None
@@ -370,7 +518,9 @@ async def test_webhook_payloads_need_the_scope_of_what_they_carry(api: Api, worl
         ("FORBIDDEN", "This needs the contacts:read permission.")
     ]
     # With contacts:read as well, the payload is there as posted.
-    seen = await api(DELIVERIES, {"id": world.ids["WebhookEndpoint"]}, token=await world.key("webhooks:manage", "contacts:read"))
+    seen = await api(
+        DELIVERIES, {"id": world.ids["WebhookEndpoint"]}, token=await world.key("webhooks:manage", "contacts:read")
+    )
     assert EMAIL in json.dumps(seen)
 
 
@@ -378,25 +528,66 @@ async def test_webhook_payloads_need_the_scope_of_what_they_carry(api: Api, worl
 
 NARROW = "id name email tags attributes { key value definition { key label } } "
 CHANNEL = "name notifyEmails gatewayUrl defaultSender secret "
-SESSION = """mutation($i: StartContactSessionInput!) { startContactSession(input: $i) {
-  token contact { """ + NARROW + "} channel { " + CHANNEL + """} userErrors { code } } }"""
+SESSION = (
+    """mutation($i: StartContactSessionInput!) { startContactSession(input: $i) {
+  token contact { """
+    + NARROW
+    + "} channel { "
+    + CHANNEL
+    + """} userErrors { code } } }"""
+)
 
 
 async def test_a_contact_session_sees_its_own_narrow_view(api: Api, world: World) -> None:
     owner = world.tenant.owner_token
     for key, extra in (("plan", {"crmManaged": True}), ("score", {"visible": False}), ("color", {})):
-        await _ok(api, "mutation($i: CreateAttributeDefinitionInput!) { createAttributeDefinition(input: $i) { attributeDefinition { id } userErrors { code } } }",
-                  {"i": {"key": key, "label": key.title(), "type": "TEXT", **extra}}, owner, "createAttributeDefinition")  # fmt: skip
+        await _ok(
+            api,
+            "mutation($i: CreateAttributeDefinitionInput!) { createAttributeDefinition(input: $i) { attributeDefinition { id } userErrors { code } } }",
+            {"i": {"key": key, "label": key.title(), "type": "TEXT", **extra}},
+            owner,
+            "createAttributeDefinition",
+        )
     me = world.session_contact
-    await _ok(api, "mutation($i: UpdateContactInput!) { updateContact(input: $i) { userErrors { code } } }",
-              {"i": {"id": me, "name": "Vic Visitor",
-                     "attributes": [{"key": "plan", "value": "gold"}, {"key": "score", "value": "risky"}, {"key": "color", "value": "teal"}]}},
-              owner, "updateContact")  # fmt: skip
-    await _ok(api, "mutation($i: TagContactInput!) { tagContact(input: $i) { userErrors { code } } }",
-              {"i": {"contactId": me, "tags": ["difficult"]}}, owner, "tagContact")  # fmt: skip
-    await _ok(api, "mutation($i: UpdateChannelInput!) { updateChannel(input: $i) { userErrors { code } } }",
-              {"i": {"id": (await api("{ channels { edges { node { id kind } } } }", token=owner))["channels"]["edges"][0]["node"]["id"],
-                     "notifyEmails": ["boss@acme.example"], "defaultSender": "support@acme.example"}}, owner, "updateChannel")  # fmt: skip
+    await _ok(
+        api,
+        "mutation($i: UpdateContactInput!) { updateContact(input: $i) { userErrors { code } } }",
+        {
+            "i": {
+                "id": me,
+                "name": "Vic Visitor",
+                "attributes": [
+                    {"key": "plan", "value": "gold"},
+                    {"key": "score", "value": "risky"},
+                    {"key": "color", "value": "teal"},
+                ],
+            }
+        },
+        owner,
+        "updateContact",
+    )
+    await _ok(
+        api,
+        "mutation($i: TagContactInput!) { tagContact(input: $i) { userErrors { code } } }",
+        {"i": {"contactId": me, "tags": ["difficult"]}},
+        owner,
+        "tagContact",
+    )
+    await _ok(
+        api,
+        "mutation($i: UpdateChannelInput!) { updateChannel(input: $i) { userErrors { code } } }",
+        {
+            "i": {
+                "id": (await api("{ channels { edges { node { id kind } } } }", token=owner))["channels"]["edges"][0][
+                    "node"
+                ]["id"],
+                "notifyEmails": ["boss@acme.example"],
+                "defaultSender": "support@acme.example",
+            }
+        },
+        owner,
+        "updateChannel",
+    )
     widget = (await api("{ channels { edges { node { id kind " + CHANNEL + "} } } }", token=owner))["channels"]["edges"]
     widget = next(e["node"] for e in widget if e["node"]["kind"] == "WEB_WIDGET")
     # The owner sees everything: the control.
@@ -404,58 +595,133 @@ async def test_a_contact_session_sees_its_own_narrow_view(api: Api, world: World
     assert full["tags"] == ["difficult"] and {a["key"] for a in full["attributes"]} == {"plan", "score", "color"}
     assert widget["notifyEmails"] == ["boss@acme.example"] and widget["defaultSender"] == "support@acme.example"
 
-    mine = {"id": me, "name": "Vic Visitor", "email": "vic@example.com", "tags": [],
-            "attributes": [{"key": "color", "value": "teal", "definition": {"key": "color", "label": "Color"}}]}  # fmt: skip
+    mine = {
+        "id": me,
+        "name": "Vic Visitor",
+        "email": "vic@example.com",
+        "tags": [],
+        "attributes": [{"key": "color", "value": "teal", "definition": {"key": "color", "label": "Color"}}],
+    }
     channel = {"name": widget["name"], "notifyEmails": [], "gatewayUrl": None, "defaultSender": None, "secret": None}
     # Resuming the session (the visitor types its e-mail: an agent writing it would end the
     # anonymous visitor's sessions): the payload is the session's own view.
-    resumed = await _ok(api, SESSION, {"i": {"channelKey": world.tenant.channel.public_key, "sessionToken": world.session,
-                                             "email": "vic@example.com"}}, "", "startContactSession")  # fmt: skip
+    resumed = await _ok(
+        api,
+        SESSION,
+        {
+            "i": {
+                "channelKey": world.tenant.channel.public_key,
+                "sessionToken": world.session,
+                "email": "vic@example.com",
+            }
+        },
+        "",
+        "startContactSession",
+    )
     assert resumed["contact"] == mine and resumed["channel"] == channel
     token = resumed["token"]
     viewer = await api("{ viewer { kind contact { " + NARROW + "} } }", token=token)
     assert viewer["viewer"] == {"kind": "CONTACT", "contact": mine}
-    assert (await api("query($id: ID!) { contact(id: $id) { " + NARROW + "} }", {"id": me}, token=token))["contact"] == mine
+    assert (await api("query($id: ID!) { contact(id: $id) { " + NARROW + "} }", {"id": me}, token=token))[
+        "contact"
+    ] == mine
     # Its conversations and messages, with its contact and channel seen the same way.
-    started = await _ok(api, """mutation($i: StartConversationInput!) { startConversation(input: $i) {
-        conversation { id contact { """ + NARROW + "} channel { " + CHANNEL + "} } message { body } userErrors { code } } }",
-        {"i": {"body": "Hello there"}}, token, "startConversation")  # fmt: skip
+    started = await _ok(
+        api,
+        """mutation($i: StartConversationInput!) { startConversation(input: $i) {
+        conversation { id contact { """
+        + NARROW
+        + "} channel { "
+        + CHANNEL
+        + "} } message { body } userErrors { code } } }",
+        {"i": {"body": "Hello there"}},
+        token,
+        "startConversation",
+    )
     assert started["conversation"]["contact"] == mine and started["conversation"]["channel"] == channel
     assert started["message"] == {"body": "Hello there"}
     # The team's tags and attribution of the conversation are not the contact's to see.
-    await ConversationTag.create(workspace_id=world.tenant.workspace.id, conversation_id=pk(started["conversation"]["id"]), name="churn-risk")
+    await ConversationTag.create(
+        workspace_id=world.tenant.workspace.id, conversation_id=pk(started["conversation"]["id"]), name="churn-risk"
+    )
     await ConversationRow.filter(id=pk(started["conversation"]["id"])).update(attributed_source="campaign:12")
     internals = "tags attributedSource"
-    seen = await api("query($id: ID!) { node(id: $id) { ... on Conversation { " + internals + " } } }", {"id": started["conversation"]["id"]}, token=owner)
+    seen = await api(
+        "query($id: ID!) { node(id: $id) { ... on Conversation { " + internals + " } } }",
+        {"id": started["conversation"]["id"]},
+        token=owner,
+    )
     assert seen["node"] == {"tags": ["churn-risk"], "attributedSource": "campaign:12"}  # the control
-    listed = await api("{ myConversations { edges { node { id contact { " + NARROW + "} lastMessage { body } " + internals + " } } } }", token=token)
+    listed = await api(
+        "{ myConversations { edges { node { id contact { "
+        + NARROW
+        + "} lastMessage { body } "
+        + internals
+        + " } } } }",
+        token=token,
+    )
     assert [e["node"] for e in listed["myConversations"]["edges"]] == [
-        {"id": started["conversation"]["id"], "contact": mine, "lastMessage": {"body": "Hello there"}, "tags": [], "attributedSource": None}
+        {
+            "id": started["conversation"]["id"],
+            "contact": mine,
+            "lastMessage": {"body": "Hello there"},
+            "tags": [],
+            "attributedSource": None,
+        }
     ]
     # Its timeline: its page views, not the events an API key tracked on it (nor their properties).
-    await _ok(api, "mutation($i: ReportPageViewInput!) { reportPageView(input: $i) { userErrors { code } } }",
-              {"i": {"url": "https://shop.example/pricing", "title": "Pricing"}}, token, "reportPageView")  # fmt: skip
-    tracked = await _ok(api, "mutation($i: TrackEventInput!) { trackEvent(input: $i) { event { id } userErrors { code } } }",
-                        {"i": {"contactId": me, "name": "churn_risk_scored", "properties": {"score": 91}}}, world.tenant.api_key, "trackEvent")  # fmt: skip
+    await _ok(
+        api,
+        "mutation($i: ReportPageViewInput!) { reportPageView(input: $i) { userErrors { code } } }",
+        {"i": {"url": "https://shop.example/pricing", "title": "Pricing"}},
+        token,
+        "reportPageView",
+    )
+    tracked = await _ok(
+        api,
+        "mutation($i: TrackEventInput!) { trackEvent(input: $i) { event { id } userErrors { code } } }",
+        {"i": {"contactId": me, "name": "churn_risk_scored", "properties": {"score": 91}}},
+        world.tenant.api_key,
+        "trackEvent",
+    )
     timeline = "query($id: ID!) { contact(id: $id) { events { edges { node { kind name properties } } } } }"
-    assert {e["node"]["name"] for e in (await api(timeline, {"id": me}, token=owner))["contact"]["events"]["edges"]} >= {"churn_risk_scored"}
+    assert {
+        e["node"]["name"] for e in (await api(timeline, {"id": me}, token=owner))["contact"]["events"]["edges"]
+    } >= {"churn_risk_scored"}
     assert [e["node"] for e in (await api(timeline, {"id": me}, token=token))["contact"]["events"]["edges"]] == [
         {"kind": "PAGE_VIEW", "name": "page_view", "properties": {}}
     ]
-    body = (await api.raw("query($id: ID!) { node(id: $id) { ... on ContactEvent { properties } } }", {"id": tracked["event"]["id"]}, token=token)).json()
+    body = (
+        await api.raw(
+            "query($id: ID!) { node(id: $id) { ... on ContactEvent { properties } } }",
+            {"id": tracked["event"]["id"]},
+            token=token,
+        )
+    ).json()
     assert body["data"]["node"] is None and [e["extensions"]["code"] for e in body["errors"]] == ["FORBIDDEN"]
     # The event its own trackEvent writes, it sees in the payload.
-    own = await _ok(api, "mutation($i: TrackEventInput!) { trackEvent(input: $i) { event { name } userErrors { code } } }",
-                    {"i": {"name": "clicked_help"}}, token, "trackEvent")  # fmt: skip
+    own = await _ok(
+        api,
+        "mutation($i: TrackEventInput!) { trackEvent(input: $i) { event { name } userErrors { code } } }",
+        {"i": {"name": "clicked_help"}},
+        token,
+        "trackEvent",
+    )
     assert own["event"] == {"name": "clicked_help"}
     # What it may not read at all: FORBIDDEN, or null for an object by id.
-    for refused in ("{ attributeDefinitions { edges { node { key } } } }",
-                    "query($id: ID!) { contact(id: $id) { notes { edges { node { body } } } } }"):  # fmt: skip
+    for refused in (
+        "{ attributeDefinitions { edges { node { key } } } }",
+        "query($id: ID!) { contact(id: $id) { notes { edges { node { body } } } } }",
+    ):
         body = (await api.raw(refused, {"id": me}, token=token)).json()
         assert [e["extensions"]["code"] for e in body["errors"]] == ["FORBIDDEN"], body
-    definitions = (await api("{ attributeDefinitions { edges { node { id key } } } }", token=owner))["attributeDefinitions"]["edges"]
+    definitions = (await api("{ attributeDefinitions { edges { node { id key } } } }", token=owner))[
+        "attributeDefinitions"
+    ]["edges"]
     for definition in definitions:
-        assert (await api("query($id: ID!) { node(id: $id) { id } }", {"id": definition["node"]["id"]}, token=token))["node"] is None
+        assert (await api("query($id: ID!) { node(id: $id) { id } }", {"id": definition["node"]["id"]}, token=token))[
+            "node"
+        ] is None
 
 
 # -- subscriptions ---------------------------------------------------------------------------
@@ -470,19 +736,35 @@ async def test_subscriptions_check_the_scope_of_what_they_carry(api: Api, world:
 
     inbox_key = await world.key("conversations:read")
     async with GraphQLWs.open(server.ws_url, inbox_key) as ws:
-        events = await ws.subscribe("subscription { conversationEvents { conversationId conversation { subject contact { email phone } } } }")
+        events = await ws.subscribe(
+            "subscription { conversationEvents { conversationId conversation { subject contact { email phone } } } }"
+        )
         await hub_subscriptions(server, 1)
-        await _ok(api, "mutation($i: SetConversationStatusInput!) { setConversationStatus(input: $i) { userErrors { code } } }",
-                  {"i": {"id": world.ids["Conversation"], "status": "SNOOZED", "snoozePreset": "TOMORROW"}}, world.tenant.owner_token,
-                  "setConversationStatus")  # fmt: skip
+        await _ok(
+            api,
+            "mutation($i: SetConversationStatusInput!) { setConversationStatus(input: $i) { userErrors { code } } }",
+            {"i": {"id": world.ids["Conversation"], "status": "SNOOZED", "snoozePreset": "TOMORROW"}},
+            world.tenant.owner_token,
+            "setConversationStatus",
+        )
         message = await events.receive()
         assert message["type"] == "next", message
         assert message["payload"]["data"]["conversationEvents"]["conversation"] == {"subject": SUBJECT, "contact": None}
-        assert [(e["path"][-1], e["extensions"]["code"]) for e in message["payload"]["errors"]] == [("contact", "FORBIDDEN")]
+        assert [(e["path"][-1], e["extensions"]["code"]) for e in message["payload"]["errors"]] == [
+            ("contact", "FORBIDDEN")
+        ]
         assert EMAIL not in json.dumps(message)
     attempts = (
-        ("subscription($id: ID!) { contactUpdated(id: $id) { contact { email } } }", world.ids["Contact"], ("conversations:read",)),
-        ("subscription($id: ID!) { messageAdded(conversationId: $id) { message { body } } }", world.ids["Conversation"], ("contacts:read",)),
+        (
+            "subscription($id: ID!) { contactUpdated(id: $id) { contact { email } } }",
+            world.ids["Contact"],
+            ("conversations:read",),
+        ),
+        (
+            "subscription($id: ID!) { messageAdded(conversationId: $id) { message { body } } }",
+            world.ids["Conversation"],
+            ("contacts:read",),
+        ),
         ("subscription { myMessages { message { body } } }", None, ("contacts:read", "conversations:read")),
     )
     for query, target, scopes in attempts:

@@ -38,10 +38,29 @@ from tests.conftest import Api, Tenant
 
 # Every object type implementing Node, with the case that creates one in a workspace.
 NODE_TYPES = (
-    "Workspace", "Agent", "Team", "Channel", "ApiKey", "Contact", "ContactNote",
-    "ContactEvent", "AttributeDefinition", "DeletedContact", "Segment", "Topic", "Conversation", "Message", "Job",
-    "WebhookEndpoint", "WebhookDelivery", "Campaign", "ProactiveMessage", "Bot", "BotAnswer", "ProactiveDelivery",
-)  # fmt: skip
+    "Workspace",
+    "Agent",
+    "Team",
+    "Channel",
+    "ApiKey",
+    "Contact",
+    "ContactNote",
+    "ContactEvent",
+    "AttributeDefinition",
+    "DeletedContact",
+    "Segment",
+    "Topic",
+    "Conversation",
+    "Message",
+    "Job",
+    "WebhookEndpoint",
+    "WebhookDelivery",
+    "Campaign",
+    "ProactiveMessage",
+    "Bot",
+    "BotAnswer",
+    "ProactiveDelivery",
+)
 
 PASSWORD = "correct horse battery"
 
@@ -92,10 +111,13 @@ async def build_world(api: Api, name: str) -> World:
 
     boot = await create_workspace(name, "owner@example.com", PASSWORD, owner_name=f"{name} Owner")
     tenant = Tenant(
-        api=api, workspace=boot.workspace, owner=boot.owner,
+        api=api,
+        workspace=boot.workspace,
+        owner=boot.owner,
         owner_token=issue_token(TokenKind.AGENT, workspace_id=boot.workspace.id, subject_id=boot.owner.id),
-        api_key=boot.api_key, channel=boot.channel,
-    )  # fmt: skip
+        api_key=boot.api_key,
+        channel=boot.channel,
+    )
     world = World(tenant=tenant)
     tag = name.lower()
     tok = tenant.owner_token
@@ -106,93 +128,253 @@ async def build_world(api: Api, name: str) -> World:
     ids["Workspace"] = top["workspace"]["id"]
     ids["Channel"] = top["channels"]["edges"][0]["node"]["id"]
 
-    agent = await _ok(api, "mutation($i: CreateAgentInput!) { createAgent(input: $i) { agent { id } userErrors { field code } } }",
-        {"i": {"email": f"{tag}-agent-{secrets.token_hex(3)}@example.com", "name": f"{name} Agent", "password": PASSWORD}}, tok, "createAgent")  # fmt: skip
+    agent = await _ok(
+        api,
+        "mutation($i: CreateAgentInput!) { createAgent(input: $i) { agent { id } userErrors { field code } } }",
+        {
+            "i": {
+                "email": f"{tag}-agent-{secrets.token_hex(3)}@example.com",
+                "name": f"{name} Agent",
+                "password": PASSWORD,
+            }
+        },
+        tok,
+        "createAgent",
+    )
     ids["Agent"] = agent["agent"]["id"]
-    team = await _ok(api, "mutation($i: CreateTeamInput!) { createTeam(input: $i) { team { id } userErrors { field code } } }",
-        {"i": {"name": f"{name} Team"}}, tok, "createTeam")  # fmt: skip
+    team = await _ok(
+        api,
+        "mutation($i: CreateTeamInput!) { createTeam(input: $i) { team { id } userErrors { field code } } }",
+        {"i": {"name": f"{name} Team"}},
+        tok,
+        "createTeam",
+    )
     ids["Team"] = team["team"]["id"]
-    await _ok(api, "mutation($i: TeamMembersInput!) { addTeamMembers(input: $i) { team { id } userErrors { field code } } }",
-        {"i": {"teamId": ids["Team"], "agentIds": [ids["Agent"]]}}, tok, "addTeamMembers")  # fmt: skip
-    key = await _ok(api, "mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) { apiKey { id } userErrors { field code } } }",
-        {"i": {"name": f"{name} reader", "scopes": ["contacts:read"]}}, tok, "createApiKey")  # fmt: skip
+    await _ok(
+        api,
+        "mutation($i: TeamMembersInput!) { addTeamMembers(input: $i) { team { id } userErrors { field code } } }",
+        {"i": {"teamId": ids["Team"], "agentIds": [ids["Agent"]]}},
+        tok,
+        "addTeamMembers",
+    )
+    key = await _ok(
+        api,
+        "mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) { apiKey { id } userErrors { field code } } }",
+        {"i": {"name": f"{name} reader", "scopes": ["contacts:read"]}},
+        tok,
+        "createApiKey",
+    )
     ids["ApiKey"] = key["apiKey"]["id"]
-    definition = await _ok(api, "mutation($i: CreateAttributeDefinitionInput!) { createAttributeDefinition(input: $i) { attributeDefinition { id } userErrors { field code } } }",
-        {"i": {"key": "plan", "label": "Plan", "type": "TEXT", "crmManaged": True}}, tok, "createAttributeDefinition")  # fmt: skip
+    definition = await _ok(
+        api,
+        "mutation($i: CreateAttributeDefinitionInput!) { createAttributeDefinition(input: $i) { attributeDefinition { id } userErrors { field code } } }",
+        {"i": {"key": "plan", "label": "Plan", "type": "TEXT", "crmManaged": True}},
+        tok,
+        "createAttributeDefinition",
+    )
     ids["AttributeDefinition"] = definition["attributeDefinition"]["id"]
     defs = await api("{ attributeDefinitions { edges { node { id } } } }", token=tok)
     world.definition_ids = [e["node"]["id"] for e in defs["attributeDefinitions"]["edges"]]
 
     contact = await tenant.contact(
-        name=f"{name} Person", email=f"{tag}.person@example.com", city="Lyon",
-        tags=[f"{tag}-tag"], attributes=[{"key": "plan", "value": f"{tag}-gold"}],
-    )  # fmt: skip
+        name=f"{name} Person",
+        email=f"{tag}.person@example.com",
+        city="Lyon",
+        tags=[f"{tag}-tag"],
+        attributes=[{"key": "plan", "value": f"{tag}-gold"}],
+    )
     ids["Contact"] = contact["id"]
     blocked = await tenant.contact(name=f"{name} Blocked", email=f"{tag}.blocked@example.com")
-    await _ok(api, "mutation($i: ContactIdInput!) { blockContact(input: $i) { contact { id } userErrors { field code } } }",
-        {"i": {"id": blocked["id"]}}, tok, "blockContact")  # fmt: skip
+    await _ok(
+        api,
+        "mutation($i: ContactIdInput!) { blockContact(input: $i) { contact { id } userErrors { field code } } }",
+        {"i": {"id": blocked["id"]}},
+        tok,
+        "blockContact",
+    )
     world.blocked_contact = blocked["id"]
-    note = await _ok(api, "mutation($i: AddContactNoteInput!) { addContactNote(input: $i) { note { id } userErrors { field code } } }",
-        {"i": {"contactId": ids["Contact"], "body": f"{name} private note"}}, tok, "addContactNote")  # fmt: skip
+    note = await _ok(
+        api,
+        "mutation($i: AddContactNoteInput!) { addContactNote(input: $i) { note { id } userErrors { field code } } }",
+        {"i": {"contactId": ids["Contact"], "body": f"{name} private note"}},
+        tok,
+        "addContactNote",
+    )
     ids["ContactNote"] = note["note"]["id"]
-    event = await _ok(api, "mutation($i: TrackEventInput!) { trackEvent(input: $i) { event { id } userErrors { field code } } }",
-        {"i": {"contactId": ids["Contact"], "name": "signed_up", "properties": {"by": tag}}}, tok, "trackEvent")  # fmt: skip
+    event = await _ok(
+        api,
+        "mutation($i: TrackEventInput!) { trackEvent(input: $i) { event { id } userErrors { field code } } }",
+        {"i": {"contactId": ids["Contact"], "name": "signed_up", "properties": {"by": tag}}},
+        tok,
+        "trackEvent",
+    )
     ids["ContactEvent"] = event["event"]["id"]
     doomed = await tenant.contact(name=f"{name} Doomed", email=f"{tag}.doomed@example.com")
-    deleted = await _ok(api, "mutation($i: ContactIdInput!) { deleteContact(input: $i) { auditRecord { id } userErrors { field code } } }",
-        {"i": {"id": doomed["id"]}}, tok, "deleteContact")  # fmt: skip
+    deleted = await _ok(
+        api,
+        "mutation($i: ContactIdInput!) { deleteContact(input: $i) { auditRecord { id } userErrors { field code } } }",
+        {"i": {"id": doomed["id"]}},
+        tok,
+        "deleteContact",
+    )
     ids["DeletedContact"] = deleted["auditRecord"]["id"]
 
-    segment = await _ok(api, "mutation($i: CreateSegmentInput!) { createSegment(input: $i) { segment { id } userErrors { field code } } }",
-        {"i": {"name": f"{name} Segment", "visibility": "EVERYONE",
-               "rules": {"match": "ALL", "conditions": [{"field": "city", "operator": "EQUALS", "value": {"text": "Lyon"}}]}}},
-        tok, "createSegment")  # fmt: skip
+    segment = await _ok(
+        api,
+        "mutation($i: CreateSegmentInput!) { createSegment(input: $i) { segment { id } userErrors { field code } } }",
+        {
+            "i": {
+                "name": f"{name} Segment",
+                "visibility": "EVERYONE",
+                "rules": {
+                    "match": "ALL",
+                    "conditions": [{"field": "city", "operator": "EQUALS", "value": {"text": "Lyon"}}],
+                },
+            }
+        },
+        tok,
+        "createSegment",
+    )
     ids["Segment"] = segment["segment"]["id"]
-    export = await _ok(api, "mutation($i: ExportContactsInput!) { exportContacts(input: $i) { job { id } userErrors { field code } } }",
-        {"i": {"columns": ["name", "email"], "segmentId": ids["Segment"]}}, tok, "exportContacts")  # fmt: skip
+    export = await _ok(
+        api,
+        "mutation($i: ExportContactsInput!) { exportContacts(input: $i) { job { id } userErrors { field code } } }",
+        {"i": {"columns": ["name", "email"], "segmentId": ids["Segment"]}},
+        tok,
+        "exportContacts",
+    )
     ids["Job"] = export["job"]["id"]
-    endpoint = await _ok(api, "mutation($i: CreateWebhookEndpointInput!) { createWebhookEndpoint(input: $i) { endpoint { id } userErrors { field code } } }",
-        {"i": {"url": f"https://{tag}.example.com/hooks", "eventTypes": ["CONTACT_UPDATED"]}}, tok, "createWebhookEndpoint")  # fmt: skip
+    endpoint = await _ok(
+        api,
+        "mutation($i: CreateWebhookEndpointInput!) { createWebhookEndpoint(input: $i) { endpoint { id } userErrors { field code } } }",
+        {"i": {"url": f"https://{tag}.example.com/hooks", "eventTypes": ["CONTACT_UPDATED"]}},
+        tok,
+        "createWebhookEndpoint",
+    )
     ids["WebhookEndpoint"] = endpoint["endpoint"]["id"]
-    ping = await _ok(api, "mutation($i: WebhookEndpointIdInput!) { pingWebhookEndpoint(input: $i) { delivery { id } userErrors { field code } } }",
-        {"i": {"id": ids["WebhookEndpoint"]}}, tok, "pingWebhookEndpoint")  # fmt: skip
+    ping = await _ok(
+        api,
+        "mutation($i: WebhookEndpointIdInput!) { pingWebhookEndpoint(input: $i) { delivery { id } userErrors { field code } } }",
+        {"i": {"id": ids["WebhookEndpoint"]}},
+        tok,
+        "pingWebhookEndpoint",
+    )
     ids["WebhookDelivery"] = ping["delivery"]["id"]
 
-    session = await _ok(api, "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { token contact { id } userErrors { field code } } }",
-        {"i": {"channelKey": tenant.channel.public_key, "externalId": f"{tag}-user-1",
-               "userHash": user_hash(tenant.channel.secret, f"{tag}-user-1")}}, "", "startContactSession")  # fmt: skip
+    session = await _ok(
+        api,
+        "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { token contact { id } userErrors { field code } } }",
+        {
+            "i": {
+                "channelKey": tenant.channel.public_key,
+                "externalId": f"{tag}-user-1",
+                "userHash": user_hash(tenant.channel.secret, f"{tag}-user-1"),
+            }
+        },
+        "",
+        "startContactSession",
+    )
     world.session_token = session["token"]
     world.session_contact = session["contact"]["id"]
 
-    topic = await _ok(api, "mutation($i: CreateTopicInput!) { createTopic(input: $i) { topic { id } userErrors { field code } } }",
-        {"i": {"name": f"{name} Topic"}}, tok, "createTopic")  # fmt: skip
+    topic = await _ok(
+        api,
+        "mutation($i: CreateTopicInput!) { createTopic(input: $i) { topic { id } userErrors { field code } } }",
+        {"i": {"name": f"{name} Topic"}},
+        tok,
+        "createTopic",
+    )
     ids["Topic"] = topic["topic"]["id"]
-    started = await _ok(api, "mutation($i: StartConversationInput!) { startConversation(input: $i) { conversation { id } message { id } userErrors { field code } } }",
-        {"i": {"body": f"{name} needs help", "topicId": ids["Topic"]}}, world.session_token, "startConversation")  # fmt: skip
+    started = await _ok(
+        api,
+        "mutation($i: StartConversationInput!) { startConversation(input: $i) { conversation { id } message { id } userErrors { field code } } }",
+        {"i": {"body": f"{name} needs help", "topicId": ids["Topic"]}},
+        world.session_token,
+        "startConversation",
+    )
     ids["Conversation"] = started["conversation"]["id"]
     ids["Message"] = started["message"]["id"]
-    campaign = await _ok(api, "mutation($i: CreateCampaignInput!) { createCampaign(input: $i) { campaign { id } userErrors { field code } } }",
-        {"i": {"name": f"{name} Campaign", "channelId": ids["Channel"], "body": f"{name} news", "contactIds": [ids["Contact"]],
-               "scheduledAt": (datetime.now(UTC) + timedelta(days=30)).isoformat()}}, tok, "createCampaign")  # fmt: skip
+    campaign = await _ok(
+        api,
+        "mutation($i: CreateCampaignInput!) { createCampaign(input: $i) { campaign { id } userErrors { field code } } }",
+        {
+            "i": {
+                "name": f"{name} Campaign",
+                "channelId": ids["Channel"],
+                "body": f"{name} news",
+                "contactIds": [ids["Contact"]],
+                "scheduledAt": (datetime.now(UTC) + timedelta(days=30)).isoformat(),
+            }
+        },
+        tok,
+        "createCampaign",
+    )
     ids["Campaign"] = campaign["campaign"]["id"]
-    bot = await _ok(api, "mutation($i: CreateBotInput!) { createBot(input: $i) { bot { id } userErrors { field code } } }",
-        {"i": {"name": f"{name} Bot"}}, tok, "createBot")  # fmt: skip
+    bot = await _ok(
+        api,
+        "mutation($i: CreateBotInput!) { createBot(input: $i) { bot { id } userErrors { field code } } }",
+        {"i": {"name": f"{name} Bot"}},
+        tok,
+        "createBot",
+    )
     ids["Bot"] = bot["bot"]["id"]
-    answer = await _ok(api, "mutation($i: CreateBotAnswerInput!) { createBotAnswer(input: $i) { botAnswer { id } userErrors { field code } } }",
-        {"i": {"botId": ids["Bot"], "channelId": ids["Channel"], "name": f"{name} Answer", "body": f"{name} bot says hi"}}, tok, "createBotAnswer")  # fmt: skip
+    answer = await _ok(
+        api,
+        "mutation($i: CreateBotAnswerInput!) { createBotAnswer(input: $i) { botAnswer { id } userErrors { field code } } }",
+        {
+            "i": {
+                "botId": ids["Bot"],
+                "channelId": ids["Channel"],
+                "name": f"{name} Answer",
+                "body": f"{name} bot says hi",
+            }
+        },
+        tok,
+        "createBotAnswer",
+    )
     ids["BotAnswer"] = answer["botAnswer"]["id"]
-    await _ok(api, "mutation($i: BotAnswerIdInput!) { publishBotAnswer(input: $i) { userErrors { field code } } }",
-        {"i": {"id": ids["BotAnswer"]}}, tok, "publishBotAnswer")  # fmt: skip
-    proactive = await _ok(api, "mutation($i: CreateProactiveMessageInput!) { createProactiveMessage(input: $i) { proactiveMessage { id } userErrors { field code } } }",
-        {"i": {"name": f"{name} Proactive", "channelId": ids["Channel"], "text": f"{name} can help", "tags": [f"{tag}-proactive"],
-               "routeTeamId": ids["Team"], "frequency": "EVERY_TIME",
-               "rules": {"match": "ALL", "conditions": [{"field": "SEGMENT", "operator": "NOT_MEMBER_OF", "segmentId": ids["Segment"]}]}}},
-        tok, "createProactiveMessage")  # fmt: skip
+    await _ok(
+        api,
+        "mutation($i: BotAnswerIdInput!) { publishBotAnswer(input: $i) { userErrors { field code } } }",
+        {"i": {"id": ids["BotAnswer"]}},
+        tok,
+        "publishBotAnswer",
+    )
+    proactive = await _ok(
+        api,
+        "mutation($i: CreateProactiveMessageInput!) { createProactiveMessage(input: $i) { proactiveMessage { id } userErrors { field code } } }",
+        {
+            "i": {
+                "name": f"{name} Proactive",
+                "channelId": ids["Channel"],
+                "text": f"{name} can help",
+                "tags": [f"{tag}-proactive"],
+                "routeTeamId": ids["Team"],
+                "frequency": "EVERY_TIME",
+                "rules": {
+                    "match": "ALL",
+                    "conditions": [{"field": "SEGMENT", "operator": "NOT_MEMBER_OF", "segmentId": ids["Segment"]}],
+                },
+            }
+        },
+        tok,
+        "createProactiveMessage",
+    )
     ids["ProactiveMessage"] = proactive["proactiveMessage"]["id"]
-    await _ok(api, "mutation($i: ProactiveMessageIdInput!) { publishProactiveMessage(input: $i) { userErrors { field code } } }",
-        {"i": {"id": ids["ProactiveMessage"]}}, tok, "publishProactiveMessage")  # fmt: skip
-    viewed = await _ok(api, "mutation($i: ReportPageViewInput!) { reportPageView(input: $i) { delivery { id } userErrors { field code } } }",
-        {"i": {"url": f"https://{tag}.example.com/pricing"}}, world.session_token, "reportPageView")  # fmt: skip
+    await _ok(
+        api,
+        "mutation($i: ProactiveMessageIdInput!) { publishProactiveMessage(input: $i) { userErrors { field code } } }",
+        {"i": {"id": ids["ProactiveMessage"]}},
+        tok,
+        "publishProactiveMessage",
+    )
+    viewed = await _ok(
+        api,
+        "mutation($i: ReportPageViewInput!) { reportPageView(input: $i) { delivery { id } userErrors { field code } } }",
+        {"i": {"url": f"https://{tag}.example.com/pricing"}},
+        world.session_token,
+        "reportPageView",
+    )
     ids["ProactiveDelivery"] = viewed["delivery"]["id"]
     assert set(ids) == set(NODE_TYPES)
     return world
@@ -273,9 +455,10 @@ async def intact(api: Api, worlds: list[World]) -> tuple[World, World]:
 def test_every_node_type_has_a_tenancy_case() -> None:
     type_map = _graphql_schema().type_map
     implementing = {
-        name for name, t in type_map.items()
+        name
+        for name, t in type_map.items()
         if isinstance(t, GraphQLObjectType) and any(i.name == "Node" for i in t.interfaces)
-    }  # fmt: skip
+    }
     assert isinstance(type_map["Node"], GraphQLInterfaceType)
     assert implementing == set(NODE_TYPES)
 
@@ -331,10 +514,7 @@ def test_every_query_and_subscription_field_taking_an_id_has_a_case() -> None:
 
 def test_every_mutation_taking_an_id_has_a_case() -> None:
     mutation = _graphql_schema().type_map["Mutation"]
-    taking_ids = {
-        name for name, f in mutation.fields.items()
-        if any(_takes_an_id(a.type) for a in f.args.values())
-    }  # fmt: skip
+    taking_ids = {name for name, f in mutation.fields.items() if any(_takes_an_id(a.type) for a in f.args.values())}
     covered = {case.mutation for case in MUTATION_CASES}
     assert taking_ids == covered
 
@@ -424,8 +604,12 @@ async def test_conversations_of_another_workspace_are_invisible(api: Api, worlds
         assert (await api(CONVERSATION_Q, {"id": b.ids["Conversation"]}, token=token))["conversation"] is None, who
         if who != "A contact session":
             # Filtering by B's ids finds nothing of B's (and nothing of A's either).
-            for f in ({"contactId": b.session_contact}, {"channelId": b.ids["Channel"]}, {"teamId": b.ids["Team"]},
-                      {"assigneeId": b.owner_agent}):  # fmt: skip
+            for f in (
+                {"contactId": b.session_contact},
+                {"channelId": b.ids["Channel"]},
+                {"teamId": b.ids["Team"]},
+                {"assigneeId": b.owner_agent},
+            ):
                 found = (await api(CONVERSATIONS_Q, {"f": f}, token=token))["conversations"]
                 assert found == {"totalCount": 0, "edges": []}, (who, f)
             assert (await api(CONVERSATIONS_Q, {}, token=token))["conversations"]["totalCount"] >= 1
@@ -443,14 +627,14 @@ async def test_jobs_and_exports_of_another_workspace_are_invisible(api: Api, wor
     """B's job is null to A's principals, absent from A's list, and B's export file is a
     404 to them even with a valid download link (links are bearer URLs: with an
     Authorization header, the header's workspace must be the link's)."""
+    from datetime import UTC, datetime, timedelta
     from urllib.parse import urlsplit
 
-    from datetime import UTC, datetime, timedelta
+    from strawberry.relay import GlobalID
 
     from jobs.exports import export_contacts
     from models.contacts import DeletedContact
     from services.exports import ERASURE_MARGIN
-    from strawberry.relay import GlobalID
 
     a, b = await intact(api, worlds)
     assert (await api(JOB_Q, {"id": b.ids["Job"]}, token=b.owner))["job"]["id"] == b.ids["Job"]
@@ -462,9 +646,12 @@ async def test_jobs_and_exports_of_another_workspace_are_invisible(api: Api, wor
     # B's world deleted a contact moments ago: an export starting this close after it counts
     # as possibly holding it (ERASURE_MARGIN). Make it an old deletion.
     await DeletedContact.filter(id=int(GlobalID.from_id(b.ids["DeletedContact"]).node_id)).update(
-        deleted_at=datetime.now(UTC) - ERASURE_MARGIN - timedelta(seconds=1))
+        deleted_at=datetime.now(UTC) - ERASURE_MARGIN - timedelta(seconds=1)
+    )
     await export_contacts({}, int(GlobalID.from_id(b.ids["Job"]).node_id))
-    url = (await api("query($id: ID!) { job(id: $id) { downloadUrl } }", {"id": b.ids["Job"]}, token=b.owner))["job"]["downloadUrl"]
+    url = (await api("query($id: ID!) { job(id: $id) { downloadUrl } }", {"id": b.ids["Job"]}, token=b.owner))["job"][
+        "downloadUrl"
+    ]
     parts = urlsplit(url)
     path = f"{parts.path}?{parts.query}"
     assert (await api.client.get(path, headers={"authorization": f"Bearer {b.owner}"})).status_code == 200
@@ -490,7 +677,10 @@ async def test_campaigns_of_another_workspace_are_invisible(api: Api, worlds: li
         body = (await api.raw(CAMPAIGN_Q, {"id": b.ids["Campaign"]}, token=token)).json()
         assert body["data"]["campaign"] is None, (who, body)
         if who != "A contact session":
-            listed = {e["node"]["id"] for e in (await api("{ campaigns { edges { node { id } } } }", token=token))["campaigns"]["edges"]}
+            listed = {
+                e["node"]["id"]
+                for e in (await api("{ campaigns { edges { node { id } } } }", token=token))["campaigns"]["edges"]
+            }
             assert listed == {a.ids["Campaign"]}, who
 
 
@@ -514,12 +704,16 @@ async def test_push_settings_and_log_of_another_workspace_are_out_of_reach(api: 
 
 
 PROACTIVE_Q = "query($id: ID!) { proactiveMessage(id: $id) { id status } }"
-PROACTIVE_LIST = "{ proactiveMessages(first: 100) { edges { node { id } } } bots { edges { node { id answers { id } } } } }"
+PROACTIVE_LIST = (
+    "{ proactiveMessages(first: 100) { edges { node { id } } } bots { edges { node { id answers { id } } } } }"
+)
 
 
 async def test_proactive_messages_of_another_workspace_are_invisible(api: Api, worlds: list[World]) -> None:
     a, b = await intact(api, worlds)
-    assert (await api(PROACTIVE_Q, {"id": b.ids["ProactiveMessage"]}, token=b.owner))["proactiveMessage"]["status"] == "LIVE"
+    assert (await api(PROACTIVE_Q, {"id": b.ids["ProactiveMessage"]}, token=b.owner))["proactiveMessage"][
+        "status"
+    ] == "LIVE"
     for who, token in _a_principals(a).items():
         body = (await api.raw(PROACTIVE_Q, {"id": b.ids["ProactiveMessage"]}, token=token)).json()
         if who == "A contact session":
@@ -531,8 +725,11 @@ async def test_proactive_messages_of_another_workspace_are_invisible(api: Api, w
         assert a.ids["ProactiveMessage"] in strings and a.ids["Bot"] in strings and a.ids["BotAnswer"] in strings, who
         assert strings & {b.ids["ProactiveMessage"], b.ids["Bot"], b.ids["BotAnswer"]} == set(), who
     # A's visitor on A's channel never gets B's message, whatever page it is on.
-    viewed = await api("mutation($i: ReportPageViewInput!) { reportPageView(input: $i) { delivery { messageId } userErrors { code } } }",
-                       {"i": {"url": "https://shop.example.com/other"}}, token=a.session_token)  # fmt: skip
+    viewed = await api(
+        "mutation($i: ReportPageViewInput!) { reportPageView(input: $i) { delivery { messageId } userErrors { code } } }",
+        {"i": {"url": "https://shop.example.com/other"}},
+        token=a.session_token,
+    )
     assert viewed["reportPageView"]["delivery"]["messageId"] == a.ids["ProactiveMessage"]
 
 
@@ -584,150 +781,520 @@ class Case:
 
 
 MUTATION_CASES = [
-    Case("updateContact", "UpdateContactInput",
-         lambda a, b: {"id": b.ids["Contact"], "city": "Pwned", "vip": True, "attributes": [{"key": "plan", "value": "free"}]}, ["id"]),
-    Case("updateContact", "UpdateContactInput", lambda a, b: {"id": b.ids["Contact"], "name": "Pwned"}, ["id"], "identity"),
+    Case(
+        "updateContact",
+        "UpdateContactInput",
+        lambda a, b: {
+            "id": b.ids["Contact"],
+            "city": "Pwned",
+            "vip": True,
+            "attributes": [{"key": "plan", "value": "free"}],
+        },
+        ["id"],
+    ),
+    Case(
+        "updateContact",
+        "UpdateContactInput",
+        lambda a, b: {"id": b.ids["Contact"], "name": "Pwned"},
+        ["id"],
+        "identity",
+    ),
     Case("deleteContact", "ContactIdInput", lambda a, b: {"id": b.ids["Contact"]}, ["id"]),
     Case("blockContact", "ContactIdInput", lambda a, b: {"id": b.ids["Contact"]}, ["id"]),
     Case("unblockContact", "ContactIdInput", lambda a, b: {"id": b.blocked_contact}, ["id"]),
-    Case("mergeContacts", "MergeContactsInput",
-         lambda a, b: {"primaryId": a.ids["Contact"], "secondaryId": b.ids["Contact"]}, ["secondaryId"], "B-into-A"),
-    Case("mergeContacts", "MergeContactsInput",
-         lambda a, b: {"primaryId": b.ids["Contact"], "secondaryId": a.ids["Contact"]}, ["primaryId"], "A-into-B"),
-    Case("mergeContacts", "MergeContactsInput",
-         lambda a, b: {"primaryId": b.ids["Contact"], "secondaryId": b.blocked_contact}, ["primaryId"], "B-into-B"),
-    Case("tagContact", "TagContactInput", lambda a, b: {"contactId": b.ids["Contact"], "tags": ["pwned"]}, ["contactId"]),
-    Case("untagContact", "TagContactInput", lambda a, b: {"contactId": b.ids["Contact"], "tags": ["beta-tag"]}, ["contactId"]),
-    Case("addContactNote", "AddContactNoteInput", lambda a, b: {"contactId": b.ids["Contact"], "body": "pwned"}, ["contactId"],
-         principals=("owner",)),
+    Case(
+        "mergeContacts",
+        "MergeContactsInput",
+        lambda a, b: {"primaryId": a.ids["Contact"], "secondaryId": b.ids["Contact"]},
+        ["secondaryId"],
+        "B-into-A",
+    ),
+    Case(
+        "mergeContacts",
+        "MergeContactsInput",
+        lambda a, b: {"primaryId": b.ids["Contact"], "secondaryId": a.ids["Contact"]},
+        ["primaryId"],
+        "A-into-B",
+    ),
+    Case(
+        "mergeContacts",
+        "MergeContactsInput",
+        lambda a, b: {"primaryId": b.ids["Contact"], "secondaryId": b.blocked_contact},
+        ["primaryId"],
+        "B-into-B",
+    ),
+    Case(
+        "tagContact", "TagContactInput", lambda a, b: {"contactId": b.ids["Contact"], "tags": ["pwned"]}, ["contactId"]
+    ),
+    Case(
+        "untagContact",
+        "TagContactInput",
+        lambda a, b: {"contactId": b.ids["Contact"], "tags": ["beta-tag"]},
+        ["contactId"],
+    ),
+    Case(
+        "addContactNote",
+        "AddContactNoteInput",
+        lambda a, b: {"contactId": b.ids["Contact"], "body": "pwned"},
+        ["contactId"],
+        principals=("owner",),
+    ),
     Case("deleteContactNote", "ContactIdInput", lambda a, b: {"id": b.ids["ContactNote"]}, ["id"]),
     Case("trackEvent", "TrackEventInput", lambda a, b: {"contactId": b.ids["Contact"], "name": "pwned"}, ["contactId"]),
-    Case("trackEvent", "TrackEventInput", lambda a, b: {"contactId": b.ids["Contact"], "name": "pwned"}, ["contactId"],
-         "session", principals=("session",), code="FORBIDDEN"),
-    Case("updateAttributeDefinition", "UpdateAttributeDefinitionInput",
-         lambda a, b: {"id": b.ids["AttributeDefinition"], "label": "Pwned", "crmManaged": False}, ["id"]),
+    Case(
+        "trackEvent",
+        "TrackEventInput",
+        lambda a, b: {"contactId": b.ids["Contact"], "name": "pwned"},
+        ["contactId"],
+        "session",
+        principals=("session",),
+        code="FORBIDDEN",
+    ),
+    Case(
+        "updateAttributeDefinition",
+        "UpdateAttributeDefinitionInput",
+        lambda a, b: {"id": b.ids["AttributeDefinition"], "label": "Pwned", "crmManaged": False},
+        ["id"],
+    ),
     Case("deleteAttributeDefinition", "ContactIdInput", lambda a, b: {"id": b.ids["AttributeDefinition"]}, ["id"]),
-    Case("reorderAttributeDefinitions", "ReorderAttributeDefinitionsInput",
-         lambda a, b: {"ids": list(reversed(b.definition_ids))}, ["ids", "0"]),
-    Case("reorderAttributeDefinitions", "ReorderAttributeDefinitionsInput",
-         lambda a, b: {"ids": [*a.definition_ids, b.ids["AttributeDefinition"]]}, ["ids", str(len(PLATFORM_ATTRIBUTES) + 1)], "with-A-ids"),
-    Case("updateAgent", "UpdateAgentInput",
-         lambda a, b: {"id": b.ids["Agent"], "role": "ADMIN", "name": "Pwned", "canEditContactIdentity": True}, ["id"],
-         principals=("owner",)),
-    Case("updateAgent", "UpdateAgentInput", lambda a, b: {"id": b.owner_agent, "role": "AGENT"}, ["id"],
-         "B-owner", principals=("owner",)),
-    Case("addTeamMembers", "TeamMembersInput", lambda a, b: {"teamId": b.ids["Team"], "agentIds": [a.ids["Agent"]]}, ["teamId"],
-         "B-team", principals=("owner",)),
-    Case("addTeamMembers", "TeamMembersInput", lambda a, b: {"teamId": a.ids["Team"], "agentIds": [b.ids["Agent"]]},
-         ["agentIds", "0"], "B-agent", principals=("owner",)),
-    Case("removeTeamMembers", "TeamMembersInput", lambda a, b: {"teamId": b.ids["Team"], "agentIds": [b.ids["Agent"]]}, ["teamId"],
-         "B-team", principals=("owner",)),
-    Case("removeTeamMembers", "TeamMembersInput", lambda a, b: {"teamId": a.ids["Team"], "agentIds": [a.ids["Agent"], b.ids["Agent"]]},
-         ["agentIds", "1"], "B-agent", principals=("owner",)),
+    Case(
+        "reorderAttributeDefinitions",
+        "ReorderAttributeDefinitionsInput",
+        lambda a, b: {"ids": list(reversed(b.definition_ids))},
+        ["ids", "0"],
+    ),
+    Case(
+        "reorderAttributeDefinitions",
+        "ReorderAttributeDefinitionsInput",
+        lambda a, b: {"ids": [*a.definition_ids, b.ids["AttributeDefinition"]]},
+        ["ids", str(len(PLATFORM_ATTRIBUTES) + 1)],
+        "with-A-ids",
+    ),
+    Case(
+        "updateAgent",
+        "UpdateAgentInput",
+        lambda a, b: {"id": b.ids["Agent"], "role": "ADMIN", "name": "Pwned", "canEditContactIdentity": True},
+        ["id"],
+        principals=("owner",),
+    ),
+    Case(
+        "updateAgent",
+        "UpdateAgentInput",
+        lambda a, b: {"id": b.owner_agent, "role": "AGENT"},
+        ["id"],
+        "B-owner",
+        principals=("owner",),
+    ),
+    Case(
+        "addTeamMembers",
+        "TeamMembersInput",
+        lambda a, b: {"teamId": b.ids["Team"], "agentIds": [a.ids["Agent"]]},
+        ["teamId"],
+        "B-team",
+        principals=("owner",),
+    ),
+    Case(
+        "addTeamMembers",
+        "TeamMembersInput",
+        lambda a, b: {"teamId": a.ids["Team"], "agentIds": [b.ids["Agent"]]},
+        ["agentIds", "0"],
+        "B-agent",
+        principals=("owner",),
+    ),
+    Case(
+        "removeTeamMembers",
+        "TeamMembersInput",
+        lambda a, b: {"teamId": b.ids["Team"], "agentIds": [b.ids["Agent"]]},
+        ["teamId"],
+        "B-team",
+        principals=("owner",),
+    ),
+    Case(
+        "removeTeamMembers",
+        "TeamMembersInput",
+        lambda a, b: {"teamId": a.ids["Team"], "agentIds": [a.ids["Agent"], b.ids["Agent"]]},
+        ["agentIds", "1"],
+        "B-agent",
+        principals=("owner",),
+    ),
     Case("revokeApiKey", "RevokeApiKeyInput", lambda a, b: {"id": b.ids["ApiKey"]}, ["id"], principals=("owner",)),
     Case("deactivateAgent", "AgentIdInput", lambda a, b: {"id": b.ids["Agent"]}, ["id"], principals=("owner",)),
     Case("reactivateAgent", "AgentIdInput", lambda a, b: {"id": b.ids["Agent"]}, ["id"], principals=("owner",)),
-    Case("createSegment", "CreateSegmentInput",
-         lambda a, b: {"name": "Shared", "visibility": "SHARED", "rules": {"match": "ALL"}, "teamIds": [b.ids["Team"]]},
-         ["teamIds", "0"], "B-team", principals=("owner",)),
-    Case("createSegment", "CreateSegmentInput",
-         lambda a, b: {"name": "Shared", "visibility": "SHARED", "rules": {"match": "ALL"}, "agentIds": [a.ids["Agent"], b.ids["Agent"]]},
-         ["agentIds", "1"], "B-agent", principals=("owner",)),
-    Case("updateSegment", "UpdateSegmentInput",
-         lambda a, b: {"id": b.ids["Segment"], "name": "Pwned", "rules": {"match": "ANY"}}, ["id"], principals=("owner",)),
-    Case("updateSegment", "UpdateSegmentInput",
-         lambda a, b: {"id": a.ids["Segment"], "visibility": "SHARED", "teamIds": [b.ids["Team"]]}, ["teamIds", "0"],
-         "B-team", principals=("owner",)),
-    Case("updateSegment", "UpdateSegmentInput",
-         lambda a, b: {"id": a.ids["Segment"], "visibility": "SHARED", "agentIds": [b.ids["Agent"]]}, ["agentIds", "0"],
-         "B-agent", principals=("owner",)),
+    Case(
+        "createSegment",
+        "CreateSegmentInput",
+        lambda a, b: {"name": "Shared", "visibility": "SHARED", "rules": {"match": "ALL"}, "teamIds": [b.ids["Team"]]},
+        ["teamIds", "0"],
+        "B-team",
+        principals=("owner",),
+    ),
+    Case(
+        "createSegment",
+        "CreateSegmentInput",
+        lambda a, b: {
+            "name": "Shared",
+            "visibility": "SHARED",
+            "rules": {"match": "ALL"},
+            "agentIds": [a.ids["Agent"], b.ids["Agent"]],
+        },
+        ["agentIds", "1"],
+        "B-agent",
+        principals=("owner",),
+    ),
+    Case(
+        "updateSegment",
+        "UpdateSegmentInput",
+        lambda a, b: {"id": b.ids["Segment"], "name": "Pwned", "rules": {"match": "ANY"}},
+        ["id"],
+        principals=("owner",),
+    ),
+    Case(
+        "updateSegment",
+        "UpdateSegmentInput",
+        lambda a, b: {"id": a.ids["Segment"], "visibility": "SHARED", "teamIds": [b.ids["Team"]]},
+        ["teamIds", "0"],
+        "B-team",
+        principals=("owner",),
+    ),
+    Case(
+        "updateSegment",
+        "UpdateSegmentInput",
+        lambda a, b: {"id": a.ids["Segment"], "visibility": "SHARED", "agentIds": [b.ids["Agent"]]},
+        ["agentIds", "0"],
+        "B-agent",
+        principals=("owner",),
+    ),
     Case("deleteSegment", "DeleteSegmentInput", lambda a, b: {"id": b.ids["Segment"]}, ["id"], principals=("owner",)),
-    Case("updateChannel", "UpdateChannelInput", lambda a, b: {"id": b.ids["Channel"], "name": "Pwned", "notifyEmails": ["x@evil.example"]},
-         ["id"], principals=("owner",)),
+    Case(
+        "updateChannel",
+        "UpdateChannelInput",
+        lambda a, b: {"id": b.ids["Channel"], "name": "Pwned", "notifyEmails": ["x@evil.example"]},
+        ["id"],
+        principals=("owner",),
+    ),
     Case("rotateChannelSecret", "ChannelIdInput", lambda a, b: {"id": b.ids["Channel"]}, ["id"], principals=("owner",)),
     Case("deleteChannel", "ChannelIdInput", lambda a, b: {"id": b.ids["Channel"]}, ["id"], principals=("owner",)),
-    Case("setApnsCredentials", "SetApnsCredentialsInput",
-         lambda a, b: {"channelId": b.ids["Channel"], "privateKey": "k", "keyId": "ABC123DEFG", "teamId": "TEAM123456",
-                       "bundleId": "com.evil.app"}, ["channelId"], principals=("owner",)),
-    Case("setFcmCredentials", "SetFcmCredentialsInput", lambda a, b: {"channelId": b.ids["Channel"], "serviceAccountJson": "{}"},
-         ["channelId"], principals=("owner",)),
-    Case("removePushCredentials", "RemovePushCredentialsInput", lambda a, b: {"channelId": b.ids["Channel"], "platform": "IOS"},
-         ["channelId"], principals=("owner",)),
-    Case("setPushOptions", "SetPushOptionsInput", lambda a, b: {"channelId": b.ids["Channel"], "showMessageText": True},
-         ["channelId"], principals=("owner",)),
+    Case(
+        "setApnsCredentials",
+        "SetApnsCredentialsInput",
+        lambda a, b: {
+            "channelId": b.ids["Channel"],
+            "privateKey": "k",
+            "keyId": "ABC123DEFG",
+            "teamId": "TEAM123456",
+            "bundleId": "com.evil.app",
+        },
+        ["channelId"],
+        principals=("owner",),
+    ),
+    Case(
+        "setFcmCredentials",
+        "SetFcmCredentialsInput",
+        lambda a, b: {"channelId": b.ids["Channel"], "serviceAccountJson": "{}"},
+        ["channelId"],
+        principals=("owner",),
+    ),
+    Case(
+        "removePushCredentials",
+        "RemovePushCredentialsInput",
+        lambda a, b: {"channelId": b.ids["Channel"], "platform": "IOS"},
+        ["channelId"],
+        principals=("owner",),
+    ),
+    Case(
+        "setPushOptions",
+        "SetPushOptionsInput",
+        lambda a, b: {"channelId": b.ids["Channel"], "showMessageText": True},
+        ["channelId"],
+        principals=("owner",),
+    ),
     Case("deleteTopic", "TopicIdInput", lambda a, b: {"id": b.ids["Topic"]}, ["id"], principals=("owner",)),
-    Case("startConversation", "StartConversationInput",
-         lambda a, b: {"body": "pwned", "contactId": b.ids["Contact"], "channelId": a.ids["Channel"]}, ["contactId"], "B-contact"),
-    Case("startConversation", "StartConversationInput",
-         lambda a, b: {"body": "pwned", "contactId": a.ids["Contact"], "channelId": b.ids["Channel"]}, ["channelId"], "B-channel"),
-    Case("startConversation", "StartConversationInput", lambda a, b: {"body": "pwned", "topicId": b.ids["Topic"]}, ["topicId"],
-         "B-topic", principals=("session",)),
-    Case("sendMessage", "SendMessageInput", lambda a, b: {"conversationId": b.ids["Conversation"], "body": "pwned"}, ["conversationId"],
-         principals=("owner", "key", "session")),
-    Case("setConversationStatus", "SetConversationStatusInput", lambda a, b: {"id": b.ids["Conversation"], "status": "RESOLVED"}, ["id"]),
-    Case("assignConversation", "AssignConversationInput", lambda a, b: {"id": b.ids["Conversation"], "assigneeId": a.owner_agent}, ["id"]),
-    Case("assignConversation", "AssignConversationInput", lambda a, b: {"id": a.ids["Conversation"], "assigneeId": b.owner_agent},
-         ["assigneeId"], "B-agent"),
-    Case("assignConversation", "AssignConversationInput", lambda a, b: {"id": a.ids["Conversation"], "teamId": b.ids["Team"]},
-         ["teamId"], "B-team"),
-    Case("markConversationRead", "ConversationIdInput", lambda a, b: {"id": b.ids["Conversation"]}, ["id"],
-         principals=("owner", "key", "session")),
-    Case("rateConversation", "RateConversationInput", lambda a, b: {"id": b.ids["Conversation"], "rating": 1}, ["id"],
-         principals=("session",)),
-    Case("setConversationTopic", "SetConversationTopicInput", lambda a, b: {"id": b.ids["Conversation"], "topicId": None}, ["id"]),
-    Case("setConversationTopic", "SetConversationTopicInput", lambda a, b: {"id": a.ids["Conversation"], "topicId": b.ids["Topic"]},
-         ["topicId"], "B-topic"),
-    Case("exportContacts", "ExportContactsInput", lambda a, b: {"columns": ["email"], "segmentId": b.ids["Segment"]}, ["segmentId"]),
-    Case("exportAttributeReport", "ExportAttributeReportInput", lambda a, b: {"segmentId": b.ids["Segment"]}, ["segmentId"]),
+    Case(
+        "startConversation",
+        "StartConversationInput",
+        lambda a, b: {"body": "pwned", "contactId": b.ids["Contact"], "channelId": a.ids["Channel"]},
+        ["contactId"],
+        "B-contact",
+    ),
+    Case(
+        "startConversation",
+        "StartConversationInput",
+        lambda a, b: {"body": "pwned", "contactId": a.ids["Contact"], "channelId": b.ids["Channel"]},
+        ["channelId"],
+        "B-channel",
+    ),
+    Case(
+        "startConversation",
+        "StartConversationInput",
+        lambda a, b: {"body": "pwned", "topicId": b.ids["Topic"]},
+        ["topicId"],
+        "B-topic",
+        principals=("session",),
+    ),
+    Case(
+        "sendMessage",
+        "SendMessageInput",
+        lambda a, b: {"conversationId": b.ids["Conversation"], "body": "pwned"},
+        ["conversationId"],
+        principals=("owner", "key", "session"),
+    ),
+    Case(
+        "setConversationStatus",
+        "SetConversationStatusInput",
+        lambda a, b: {"id": b.ids["Conversation"], "status": "RESOLVED"},
+        ["id"],
+    ),
+    Case(
+        "assignConversation",
+        "AssignConversationInput",
+        lambda a, b: {"id": b.ids["Conversation"], "assigneeId": a.owner_agent},
+        ["id"],
+    ),
+    Case(
+        "assignConversation",
+        "AssignConversationInput",
+        lambda a, b: {"id": a.ids["Conversation"], "assigneeId": b.owner_agent},
+        ["assigneeId"],
+        "B-agent",
+    ),
+    Case(
+        "assignConversation",
+        "AssignConversationInput",
+        lambda a, b: {"id": a.ids["Conversation"], "teamId": b.ids["Team"]},
+        ["teamId"],
+        "B-team",
+    ),
+    Case(
+        "markConversationRead",
+        "ConversationIdInput",
+        lambda a, b: {"id": b.ids["Conversation"]},
+        ["id"],
+        principals=("owner", "key", "session"),
+    ),
+    Case(
+        "rateConversation",
+        "RateConversationInput",
+        lambda a, b: {"id": b.ids["Conversation"], "rating": 1},
+        ["id"],
+        principals=("session",),
+    ),
+    Case(
+        "setConversationTopic",
+        "SetConversationTopicInput",
+        lambda a, b: {"id": b.ids["Conversation"], "topicId": None},
+        ["id"],
+    ),
+    Case(
+        "setConversationTopic",
+        "SetConversationTopicInput",
+        lambda a, b: {"id": a.ids["Conversation"], "topicId": b.ids["Topic"]},
+        ["topicId"],
+        "B-topic",
+    ),
+    Case(
+        "exportContacts",
+        "ExportContactsInput",
+        lambda a, b: {"columns": ["email"], "segmentId": b.ids["Segment"]},
+        ["segmentId"],
+    ),
+    Case(
+        "exportAttributeReport",
+        "ExportAttributeReportInput",
+        lambda a, b: {"segmentId": b.ids["Segment"]},
+        ["segmentId"],
+    ),
     Case("cancelJob", "CancelJobInput", lambda a, b: {"id": b.ids["Job"]}, ["id"]),
-    Case("createCampaign", "CreateCampaignInput",
-         lambda a, b: {"name": "Pwned", "channelId": a.ids["Channel"], "body": "pwned", "segmentId": b.ids["Segment"]}, ["segmentId"], "B-segment"),
-    Case("createCampaign", "CreateCampaignInput",
-         lambda a, b: {"name": "Pwned", "channelId": a.ids["Channel"], "body": "pwned", "contactIds": [a.ids["Contact"], b.ids["Contact"]]},
-         ["contactIds", "1"], "B-contact"),
-    Case("createCampaign", "CreateCampaignInput",
-         lambda a, b: {"name": "Pwned", "channelId": b.ids["Channel"], "body": "pwned", "contactIds": [a.ids["Contact"]]}, ["channelId"], "B-channel"),
+    Case(
+        "createCampaign",
+        "CreateCampaignInput",
+        lambda a, b: {"name": "Pwned", "channelId": a.ids["Channel"], "body": "pwned", "segmentId": b.ids["Segment"]},
+        ["segmentId"],
+        "B-segment",
+    ),
+    Case(
+        "createCampaign",
+        "CreateCampaignInput",
+        lambda a, b: {
+            "name": "Pwned",
+            "channelId": a.ids["Channel"],
+            "body": "pwned",
+            "contactIds": [a.ids["Contact"], b.ids["Contact"]],
+        },
+        ["contactIds", "1"],
+        "B-contact",
+    ),
+    Case(
+        "createCampaign",
+        "CreateCampaignInput",
+        lambda a, b: {
+            "name": "Pwned",
+            "channelId": b.ids["Channel"],
+            "body": "pwned",
+            "contactIds": [a.ids["Contact"]],
+        },
+        ["channelId"],
+        "B-channel",
+    ),
     Case("cancelCampaign", "CancelCampaignInput", lambda a, b: {"id": b.ids["Campaign"]}, ["id"]),
-    Case("createProactiveMessage", "CreateProactiveMessageInput", lambda a, b: {"name": "Pwned", "channelId": b.ids["Channel"]},
-         ["channelId"], "B-channel", principals=("owner",)),
-    Case("createProactiveMessage", "CreateProactiveMessageInput", lambda a, b: {"name": "Pwned", "routeTeamId": b.ids["Team"]},
-         ["routeTeamId"], "B-team", principals=("owner",)),
-    Case("createProactiveMessage", "CreateProactiveMessageInput", lambda a, b: {"name": "Pwned", "botAnswerId": b.ids["BotAnswer"]},
-         ["botAnswerId"], "B-bot-answer", principals=("owner",)),
-    Case("createProactiveMessage", "CreateProactiveMessageInput",
-         lambda a, b: {"name": "Pwned", "rules": {"match": "ALL", "conditions": [{"field": "SEGMENT", "operator": "MEMBER_OF", "segmentId": b.ids["Segment"]}]}},
-         ["rules", "conditions", "0", "value"], "B-segment", principals=("owner",)),
-    Case("updateProactiveMessage", "UpdateProactiveMessageInput", lambda a, b: {"id": b.ids["ProactiveMessage"], "name": "Pwned", "text": "Pwned"},
-         ["id"], principals=("owner",)),
-    Case("updateProactiveMessage", "UpdateProactiveMessageInput", lambda a, b: {"id": a.ids["ProactiveMessage"], "channelId": b.ids["Channel"]},
-         ["channelId"], "B-channel", principals=("owner",)),
-    Case("cloneProactiveMessage", "ProactiveMessageIdInput", lambda a, b: {"id": b.ids["ProactiveMessage"]}, ["id"], principals=("owner",)),
-    Case("publishProactiveMessage", "ProactiveMessageIdInput", lambda a, b: {"id": b.ids["ProactiveMessage"]}, ["id"], principals=("owner",)),
-    Case("pauseProactiveMessage", "ProactiveMessageIdInput", lambda a, b: {"id": b.ids["ProactiveMessage"]}, ["id"], principals=("owner",)),
-    Case("resumeProactiveMessage", "ProactiveMessageIdInput", lambda a, b: {"id": b.ids["ProactiveMessage"]}, ["id"], principals=("owner",)),
-    Case("deleteProactiveMessage", "ProactiveMessageIdInput", lambda a, b: {"id": b.ids["ProactiveMessage"]}, ["id"], principals=("owner",)),
-    Case("createBotAnswer", "CreateBotAnswerInput", lambda a, b: {"botId": b.ids["Bot"], "channelId": a.ids["Channel"], "name": "P", "body": "P"},
-         ["botId"], "B-bot", principals=("owner",)),
-    Case("createBotAnswer", "CreateBotAnswerInput", lambda a, b: {"botId": a.ids["Bot"], "channelId": b.ids["Channel"], "name": "P", "body": "P"},
-         ["channelId"], "B-channel", principals=("owner",)),
-    Case("updateBotAnswer", "UpdateBotAnswerInput", lambda a, b: {"id": b.ids["BotAnswer"], "body": "Pwned"}, ["id"], principals=("owner",)),
-    Case("updateBotAnswer", "UpdateBotAnswerInput", lambda a, b: {"id": a.ids["BotAnswer"], "channelId": b.ids["Channel"]}, ["channelId"],
-         "B-channel", principals=("owner",)),
-    Case("publishBotAnswer", "BotAnswerIdInput", lambda a, b: {"id": b.ids["BotAnswer"]}, ["id"], principals=("owner",)),
-    Case("unpublishBotAnswer", "BotAnswerIdInput", lambda a, b: {"id": b.ids["BotAnswer"]}, ["id"], principals=("owner",)),
+    Case(
+        "createProactiveMessage",
+        "CreateProactiveMessageInput",
+        lambda a, b: {"name": "Pwned", "channelId": b.ids["Channel"]},
+        ["channelId"],
+        "B-channel",
+        principals=("owner",),
+    ),
+    Case(
+        "createProactiveMessage",
+        "CreateProactiveMessageInput",
+        lambda a, b: {"name": "Pwned", "routeTeamId": b.ids["Team"]},
+        ["routeTeamId"],
+        "B-team",
+        principals=("owner",),
+    ),
+    Case(
+        "createProactiveMessage",
+        "CreateProactiveMessageInput",
+        lambda a, b: {"name": "Pwned", "botAnswerId": b.ids["BotAnswer"]},
+        ["botAnswerId"],
+        "B-bot-answer",
+        principals=("owner",),
+    ),
+    Case(
+        "createProactiveMessage",
+        "CreateProactiveMessageInput",
+        lambda a, b: {
+            "name": "Pwned",
+            "rules": {
+                "match": "ALL",
+                "conditions": [{"field": "SEGMENT", "operator": "MEMBER_OF", "segmentId": b.ids["Segment"]}],
+            },
+        },
+        ["rules", "conditions", "0", "value"],
+        "B-segment",
+        principals=("owner",),
+    ),
+    Case(
+        "updateProactiveMessage",
+        "UpdateProactiveMessageInput",
+        lambda a, b: {"id": b.ids["ProactiveMessage"], "name": "Pwned", "text": "Pwned"},
+        ["id"],
+        principals=("owner",),
+    ),
+    Case(
+        "updateProactiveMessage",
+        "UpdateProactiveMessageInput",
+        lambda a, b: {"id": a.ids["ProactiveMessage"], "channelId": b.ids["Channel"]},
+        ["channelId"],
+        "B-channel",
+        principals=("owner",),
+    ),
+    Case(
+        "cloneProactiveMessage",
+        "ProactiveMessageIdInput",
+        lambda a, b: {"id": b.ids["ProactiveMessage"]},
+        ["id"],
+        principals=("owner",),
+    ),
+    Case(
+        "publishProactiveMessage",
+        "ProactiveMessageIdInput",
+        lambda a, b: {"id": b.ids["ProactiveMessage"]},
+        ["id"],
+        principals=("owner",),
+    ),
+    Case(
+        "pauseProactiveMessage",
+        "ProactiveMessageIdInput",
+        lambda a, b: {"id": b.ids["ProactiveMessage"]},
+        ["id"],
+        principals=("owner",),
+    ),
+    Case(
+        "resumeProactiveMessage",
+        "ProactiveMessageIdInput",
+        lambda a, b: {"id": b.ids["ProactiveMessage"]},
+        ["id"],
+        principals=("owner",),
+    ),
+    Case(
+        "deleteProactiveMessage",
+        "ProactiveMessageIdInput",
+        lambda a, b: {"id": b.ids["ProactiveMessage"]},
+        ["id"],
+        principals=("owner",),
+    ),
+    Case(
+        "createBotAnswer",
+        "CreateBotAnswerInput",
+        lambda a, b: {"botId": b.ids["Bot"], "channelId": a.ids["Channel"], "name": "P", "body": "P"},
+        ["botId"],
+        "B-bot",
+        principals=("owner",),
+    ),
+    Case(
+        "createBotAnswer",
+        "CreateBotAnswerInput",
+        lambda a, b: {"botId": a.ids["Bot"], "channelId": b.ids["Channel"], "name": "P", "body": "P"},
+        ["channelId"],
+        "B-channel",
+        principals=("owner",),
+    ),
+    Case(
+        "updateBotAnswer",
+        "UpdateBotAnswerInput",
+        lambda a, b: {"id": b.ids["BotAnswer"], "body": "Pwned"},
+        ["id"],
+        principals=("owner",),
+    ),
+    Case(
+        "updateBotAnswer",
+        "UpdateBotAnswerInput",
+        lambda a, b: {"id": a.ids["BotAnswer"], "channelId": b.ids["Channel"]},
+        ["channelId"],
+        "B-channel",
+        principals=("owner",),
+    ),
+    Case(
+        "publishBotAnswer", "BotAnswerIdInput", lambda a, b: {"id": b.ids["BotAnswer"]}, ["id"], principals=("owner",)
+    ),
+    Case(
+        "unpublishBotAnswer", "BotAnswerIdInput", lambda a, b: {"id": b.ids["BotAnswer"]}, ["id"], principals=("owner",)
+    ),
     Case("deleteBotAnswer", "BotAnswerIdInput", lambda a, b: {"id": b.ids["BotAnswer"]}, ["id"], principals=("owner",)),
-    Case("openProactiveMessage", "ProactiveDeliveryIdInput", lambda a, b: {"deliveryId": b.ids["ProactiveDelivery"]}, ["deliveryId"],
-         principals=("session",)),
-    Case("dismissProactiveMessage", "ProactiveDeliveryIdInput", lambda a, b: {"deliveryId": b.ids["ProactiveDelivery"]}, ["deliveryId"],
-         principals=("session",)),
-    Case("answerProactiveMessage", "AnswerProactiveMessageInput", lambda a, b: {"deliveryId": b.ids["ProactiveDelivery"], "body": "Pwned"},
-         ["deliveryId"], principals=("session",)),
-    Case("updateWebhookEndpoint", "UpdateWebhookEndpointInput",
-         lambda a, b: {"id": b.ids["WebhookEndpoint"], "url": "https://evil.example.com/steal", "enabled": False}, ["id"]),
-    Case("rotateWebhookEndpointSecret", "WebhookEndpointIdInput", lambda a, b: {"id": b.ids["WebhookEndpoint"]}, ["id"]),
+    Case(
+        "openProactiveMessage",
+        "ProactiveDeliveryIdInput",
+        lambda a, b: {"deliveryId": b.ids["ProactiveDelivery"]},
+        ["deliveryId"],
+        principals=("session",),
+    ),
+    Case(
+        "dismissProactiveMessage",
+        "ProactiveDeliveryIdInput",
+        lambda a, b: {"deliveryId": b.ids["ProactiveDelivery"]},
+        ["deliveryId"],
+        principals=("session",),
+    ),
+    Case(
+        "answerProactiveMessage",
+        "AnswerProactiveMessageInput",
+        lambda a, b: {"deliveryId": b.ids["ProactiveDelivery"], "body": "Pwned"},
+        ["deliveryId"],
+        principals=("session",),
+    ),
+    Case(
+        "updateWebhookEndpoint",
+        "UpdateWebhookEndpointInput",
+        lambda a, b: {"id": b.ids["WebhookEndpoint"], "url": "https://evil.example.com/steal", "enabled": False},
+        ["id"],
+    ),
+    Case(
+        "rotateWebhookEndpointSecret", "WebhookEndpointIdInput", lambda a, b: {"id": b.ids["WebhookEndpoint"]}, ["id"]
+    ),
     Case("deleteWebhookEndpoint", "WebhookEndpointIdInput", lambda a, b: {"id": b.ids["WebhookEndpoint"]}, ["id"]),
     Case("pingWebhookEndpoint", "WebhookEndpointIdInput", lambda a, b: {"id": b.ids["WebhookEndpoint"]}, ["id"]),
-]  # fmt: skip
+]
 
 
 def _case_params() -> list[Any]:
@@ -777,9 +1344,15 @@ async def test_same_mutations_succeed_within_the_workspace(api: Api) -> None:
 
 
 _DESTRUCTIVE = {
-    "deleteContact", "mergeContacts", "deleteAttributeDefinition", "deleteContactNote", "deleteSegment", "deleteChannel",
-    "deleteTopic", "deleteWebhookEndpoint",
-}  # fmt: skip
+    "deleteContact",
+    "mergeContacts",
+    "deleteAttributeDefinition",
+    "deleteContactNote",
+    "deleteSegment",
+    "deleteChannel",
+    "deleteTopic",
+    "deleteWebhookEndpoint",
+}
 
 
 async def test_a_session_token_of_one_workspace_does_not_resume_on_another(api: Api, worlds: list[World]) -> None:
@@ -874,11 +1447,15 @@ async def test_subscriptions_do_not_cross_workspaces(api: Api, worlds: list[Worl
         assert message["payload"]["data"]["contactUpdated"]["contactId"] == a.session_contact
 
 
-CONVERSATION_EVENTS = "subscription($f: ConversationEventFilter) { conversationEvents(filter: $f) { kind conversationId } }"
+CONVERSATION_EVENTS = (
+    "subscription($f: ConversationEventFilter) { conversationEvents(filter: $f) { kind conversationId } }"
+)
 SET_STATUS = "mutation($i: SetConversationStatusInput!) { setConversationStatus(input: $i) { userErrors { code } } }"
 
 
-async def test_conversation_events_never_carry_another_workspaces_events(api: Api, worlds: list[World], live_server: Any) -> None:
+async def test_conversation_events_never_carry_another_workspaces_events(
+    api: Api, worlds: list[World], live_server: Any
+) -> None:
     """A's inbox hears A's events only, whatever filter (B's ids included) it asks for.
     B's event is published first: had it leaked, it would arrive before A's."""
     from tests.conftest import hub_subscriptions
@@ -887,12 +1464,16 @@ async def test_conversation_events_never_carry_another_workspaces_events(api: Ap
     a, b = await intact(api, worlds)
     async with GraphQLWs.open(live_server.ws_url, a.owner) as ws:
         everything = await ws.subscribe(CONVERSATION_EVENTS, {})
-        with_b_ids = await ws.subscribe(CONVERSATION_EVENTS, {"f": {"assigneeId": b.owner_agent, "channelId": b.ids["Channel"]}})
+        with_b_ids = await ws.subscribe(
+            CONVERSATION_EVENTS, {"f": {"assigneeId": b.owner_agent, "channelId": b.ids["Channel"]}}
+        )
         await hub_subscriptions(live_server, 2)
         for world in (b, a):
             for status in ("SNOOZED", "OPEN"):
                 extra = {"snoozePreset": "TOMORROW"} if status == "SNOOZED" else {}
-                result = await api(SET_STATUS, {"i": {"id": world.ids["Conversation"], "status": status, **extra}}, token=world.owner)
+                result = await api(
+                    SET_STATUS, {"i": {"id": world.ids["Conversation"], "status": status, **extra}}, token=world.owner
+                )
                 assert result["setConversationStatus"]["userErrors"] == []
         first = (await everything.next_data())["conversationEvents"]
         assert first == {"kind": "STATUS_CHANGED", "conversationId": a.ids["Conversation"]}

@@ -24,8 +24,12 @@ def refused_start(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedPr
     full = {k: v for k, v in full.items() if v != ""}
     return subprocess.run(
         [sys.executable, "-m", "uvicorn", "asgi:app", "--host", "127.0.0.1", "--port", str(free_port())],
-        cwd=ROOT, env=full, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.mark.parametrize("env", ["dev", "prod"])
@@ -44,7 +48,9 @@ def test_production_without_a_secret_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "data" / "secret_key").exists()
 
 
-async def test_a_dev_run_keeps_a_random_secret_of_its_own(tmp_path: Path, tenant: Tenant, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_dev_run_keeps_a_random_secret_of_its_own(
+    tmp_path: Path, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("SECRET_KEY")
     data_dir = tmp_path / "data"
     first = start_server(tmp_path, env={"ENV": "dev", "DATA_DIR": str(data_dir)}, name="first")

@@ -18,7 +18,9 @@ from tests.conftest import LiveServer, Tenant, start_server
 from tests.loopback import SmtpSink
 
 REQUEST = f"mutation($input: RequestPasswordResetInput!) {{ requestPasswordReset(input: $input) {{ ok {ERRORS} }} }}"
-RESET = f"mutation($input: ResetPasswordInput!) {{ resetPassword(input: $input) {{ token agent {{ email }} {ERRORS} }} }}"
+RESET = (
+    f"mutation($input: ResetPasswordInput!) {{ resetPassword(input: $input) {{ token agent {{ email }} {ERRORS} }} }}"
+)
 CREATE_AGENT = f"mutation($input: CreateAgentInput!) {{ createAgent(input: $input) {{ agent {{ id }} {ERRORS} }} }}"
 PASSWORD = "an old long password"
 PER_ACCOUNT = 3
@@ -32,7 +34,11 @@ def sink() -> Iterator[SmtpSink]:
 
 @pytest.fixture(scope="module")
 def mail_server(tmp_path_factory: pytest.TempPathFactory, sink: SmtpSink) -> Iterator[LiveServer]:
-    env = {**sink.env, "RATE_LIMIT_PASSWORD_RESET_PER_ACCOUNT": f"{PER_ACCOUNT}/hour", "PASSWORD_RESET_URL": "https://app.example.com/reset"}
+    env = {
+        **sink.env,
+        "RATE_LIMIT_PASSWORD_RESET_PER_ACCOUNT": f"{PER_ACCOUNT}/hour",
+        "PASSWORD_RESET_URL": "https://app.example.com/reset",
+    }
     live = start_server(tmp_path_factory.mktemp("password_reset"), env=env, name="password_reset")
     yield live
     live.stop()
@@ -40,7 +46,11 @@ def mail_server(tmp_path_factory: pytest.TempPathFactory, sink: SmtpSink) -> Ite
 
 async def new_agent(server: LiveServer, tenant: Tenant) -> str:
     email = f"reset-{secrets.token_hex(4)}@example.com"  # its own: the limit counts per e-mail
-    created = (await data(server, CREATE_AGENT, {"input": {"email": email, "name": "Rita", "password": PASSWORD}}, tenant.owner_token))["createAgent"]
+    created = (
+        await data(
+            server, CREATE_AGENT, {"input": {"email": email, "name": "Rita", "password": PASSWORD}}, tenant.owner_token
+        )
+    )["createAgent"]
     assert created["userErrors"] == []
     return email
 
@@ -53,7 +63,9 @@ async def token_from_mail(sink: SmtpSink, email: str) -> str:
     return link
 
 
-async def test_the_mailed_token_works_once_and_ends_older_tokens(mail_server: LiveServer, sink: SmtpSink, tenant: Tenant) -> None:
+async def test_the_mailed_token_works_once_and_ends_older_tokens(
+    mail_server: LiveServer, sink: SmtpSink, tenant: Tenant
+) -> None:
     email = await new_agent(mail_server, tenant)
     old = (await login(mail_server, email, PASSWORD, tenant.workspace.slug))["token"]
     sink.clear()
@@ -64,16 +76,27 @@ async def test_the_mailed_token_works_once_and_ends_older_tokens(mail_server: Li
 
     short = (await data(mail_server, RESET, {"input": {"token": token, "newPassword": "short"}}))["resetPassword"]
     assert [(e["field"], e["code"]) for e in short["userErrors"]] == [(["newPassword"], "INVALID")]
-    done = (await data(mail_server, RESET, {"input": {"token": token, "newPassword": "a brand new password"}}))["resetPassword"]
+    done = (await data(mail_server, RESET, {"input": {"token": token, "newPassword": "a brand new password"}}))[
+        "resetPassword"
+    ]
     assert done["userErrors"] == [] and done["agent"] == {"email": email} and done["token"]
     assert (await data(mail_server, VIEWER, token=done["token"]))["viewer"] == {"kind": "AGENT"}
     await assert_refused(mail_server, old)
 
-    twice = (await data(mail_server, RESET, {"input": {"token": token, "newPassword": "another new password"}}))["resetPassword"]
-    assert twice == {"token": None, "agent": None, "userErrors": [
-        {"field": ["token"], "code": "INVALID", "message": "This reset token is invalid, expired or already used."}]}
+    twice = (await data(mail_server, RESET, {"input": {"token": token, "newPassword": "another new password"}}))[
+        "resetPassword"
+    ]
+    assert twice == {
+        "token": None,
+        "agent": None,
+        "userErrors": [
+            {"field": ["token"], "code": "INVALID", "message": "This reset token is invalid, expired or already used."}
+        ],
+    }
     assert (await login(mail_server, email, "a brand new password", tenant.workspace.slug))["userErrors"] == []
-    assert [e["code"] for e in (await login(mail_server, email, PASSWORD, tenant.workspace.slug))["userErrors"]] == ["INVALID_CREDENTIALS"]
+    assert [e["code"] for e in (await login(mail_server, email, PASSWORD, tenant.workspace.slug))["userErrors"]] == [
+        "INVALID_CREDENTIALS"
+    ]
 
 
 async def test_an_expired_or_forged_token_is_refused(mail_server: LiveServer, tenant: Tenant) -> None:
@@ -82,16 +105,22 @@ async def test_an_expired_or_forged_token_is_refused(mail_server: LiveServer, te
     expired = issue_reset_token(workspace_id=tenant.workspace.id, agent_id=tenant.owner.id, version=0, ttl_seconds=-1)
     session = issue_reset_token(workspace_id=tenant.workspace.id, agent_id=tenant.owner.id, version=0, ttl_seconds=600)
     for token in (expired, tenant.owner_token, session[:-4] + "AAAA", "nonsense"):
-        refused = (await data(mail_server, RESET, {"input": {"token": token, "newPassword": "a brand new password"}}))["resetPassword"]
+        refused = (await data(mail_server, RESET, {"input": {"token": token, "newPassword": "a brand new password"}}))[
+            "resetPassword"
+        ]
         assert [(e["field"], e["code"]) for e in refused["userErrors"]] == [(["token"], "INVALID")], token
     # and a reset token is no bearer token
     assert (await data(mail_server, VIEWER, token=session))["viewer"] is None
 
 
-async def test_the_answer_is_the_same_for_an_unknown_email_and_nothing_is_sent(mail_server: LiveServer, sink: SmtpSink, tenant: Tenant) -> None:
+async def test_the_answer_is_the_same_for_an_unknown_email_and_nothing_is_sent(
+    mail_server: LiveServer, sink: SmtpSink, tenant: Tenant
+) -> None:
     email = await new_agent(mail_server, tenant)
     sink.clear()
-    unknown = (await data(mail_server, REQUEST, {"input": {"email": f"nobody-{secrets.token_hex(4)}@example.com"}}))["requestPasswordReset"]
+    unknown = (await data(mail_server, REQUEST, {"input": {"email": f"nobody-{secrets.token_hex(4)}@example.com"}}))[
+        "requestPasswordReset"
+    ]
     known = (await data(mail_server, REQUEST, {"input": {"email": email}}))["requestPasswordReset"]
     assert unknown == known == {"ok": True, "userErrors": []}
     mails = await sink.wait_for(1)
@@ -117,13 +146,19 @@ async def test_a_deactivated_agent_gets_no_reset(mail_server: LiveServer, sink: 
     email = await new_agent(mail_server, tenant)
     agent = await Agent.get(email=email)
     deactivate = f"mutation($input: AgentIdInput!) {{ deactivateAgent(input: $input) {{ {ERRORS} }} }}"
-    assert (await data(mail_server, deactivate, {"input": {"id": str(GlobalID("Agent", str(agent.id)))}}, tenant.owner_token))["deactivateAgent"]["userErrors"] == []
+    assert (
+        await data(
+            mail_server, deactivate, {"input": {"id": str(GlobalID("Agent", str(agent.id)))}}, tenant.owner_token
+        )
+    )["deactivateAgent"]["userErrors"] == []
     sink.clear()
-    assert (await data(mail_server, REQUEST, {"input": {"email": email}}))["requestPasswordReset"] == {"ok": True, "userErrors": []}
+    assert (await data(mail_server, REQUEST, {"input": {"email": email}}))["requestPasswordReset"] == {
+        "ok": True,
+        "userErrors": [],
+    }
     other = await new_agent(mail_server, tenant)
     await data(mail_server, REQUEST, {"input": {"email": other}})
     assert [m.envelope_to for m in await sink.wait_for(1)] == [[other]]  # the marker mail, and nothing before it
-
 
 
 async def test_requests_are_limited_per_address_whatever_the_email(tmp_path: Path, sink: SmtpSink) -> None:
@@ -134,7 +169,9 @@ async def test_requests_are_limited_per_address_whatever_the_email(tmp_path: Pat
 
     async def ask(http: httpx.AsyncClient, n: int, address: str) -> httpx.Response:
         variables = {"input": {"email": f"nobody-{n}-{secrets.token_hex(3)}@example.com"}}
-        return await http.post("/graphql", json={"query": REQUEST, "variables": variables}, headers={"x-forwarded-for": address})
+        return await http.post(
+            "/graphql", json={"query": REQUEST, "variables": variables}, headers={"x-forwarded-for": address}
+        )
 
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:

@@ -26,8 +26,12 @@ ERRORS = "userErrors { field code message }"
 LOGIN = f"mutation($input: LoginInput!) {{ login(input: $input) {{ token agent {{ id deactivatedAt }} {ERRORS} }} }}"
 LOGOUT = f"mutation {{ logout {{ ok {ERRORS} }} }}"
 CHANGE_PASSWORD = f"mutation($input: ChangePasswordInput!) {{ changePassword(input: $input) {{ token {ERRORS} }} }}"
-DEACTIVATE = f"mutation($input: AgentIdInput!) {{ deactivateAgent(input: $input) {{ agent {{ id deactivatedAt }} {ERRORS} }} }}"
-REACTIVATE = f"mutation($input: AgentIdInput!) {{ reactivateAgent(input: $input) {{ agent {{ id deactivatedAt }} {ERRORS} }} }}"
+DEACTIVATE = (
+    f"mutation($input: AgentIdInput!) {{ deactivateAgent(input: $input) {{ agent {{ id deactivatedAt }} {ERRORS} }} }}"
+)
+REACTIVATE = (
+    f"mutation($input: AgentIdInput!) {{ reactivateAgent(input: $input) {{ agent {{ id deactivatedAt }} {ERRORS} }} }}"
+)
 ROTATE = f"mutation($input: ChannelIdInput!) {{ rotateChannelSecret(input: $input) {{ channel {{ id }} {ERRORS} }} }}"
 UPDATE_CHANNEL = f"mutation($input: UpdateChannelInput!) {{ updateChannel(input: $input) {{ channel {{ identityVerification }} {ERRORS} }} }}"
 START_SESSION = f"mutation($input: StartContactSessionInput!) {{ startContactSession(input: $input) {{ token contact {{ id }} {ERRORS} }} }}"
@@ -35,7 +39,9 @@ ASSIGN = f"mutation($input: AssignConversationInput!) {{ assignConversation(inpu
 PASSWORD = "correct horse battery"
 
 
-async def post(server: LiveServer, query: str, variables: dict[str, Any] | None = None, token: str | None = None) -> dict[str, Any]:
+async def post(
+    server: LiveServer, query: str, variables: dict[str, Any] | None = None, token: str | None = None
+) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=server.url, timeout=TIMEOUT) as http:
         headers = {"authorization": f"Bearer {token}"} if token else {}
         response = await http.post("/graphql", json={"query": query, "variables": variables or {}}, headers=headers)
@@ -43,7 +49,9 @@ async def post(server: LiveServer, query: str, variables: dict[str, Any] | None 
     return response.json()  # type: ignore[no-any-return]
 
 
-async def data(server: LiveServer, query: str, variables: dict[str, Any] | None = None, token: str | None = None) -> dict[str, Any]:
+async def data(
+    server: LiveServer, query: str, variables: dict[str, Any] | None = None, token: str | None = None
+) -> dict[str, Any]:
     body = await post(server, query, variables, token)
     assert not body.get("errors"), body
     return body["data"]  # type: ignore[no-any-return]
@@ -61,7 +69,9 @@ async def assert_accepted(server: LiveServer, token: str) -> None:
 
 
 async def login(server: LiveServer, email: str, password: str, workspace: str) -> dict[str, Any]:
-    return (await data(server, LOGIN, {"input": {"email": email, "password": password, "workspace": workspace}}))["login"]  # type: ignore[no-any-return]
+    return (await data(server, LOGIN, {"input": {"email": email, "password": password, "workspace": workspace}}))[
+        "login"
+    ]  # type: ignore[no-any-return]
 
 
 async def listening(server: LiveServer, token: str, contact_id: str) -> tuple[Any, Any]:
@@ -89,7 +99,9 @@ async def still_open(ws: GraphQLWs, seconds: float = 1.0) -> bool:
 # -- agents ----------------------------------------------------------------------------------
 
 
-async def test_logout_refuses_the_token_and_closes_its_socket_in_every_process(server: LiveServer, tenant: Tenant, api: Api) -> None:
+async def test_logout_refuses_the_token_and_closes_its_socket_in_every_process(
+    server: LiveServer, tenant: Tenant, api: Api
+) -> None:
     contact = await tenant.contact(name="Watched")
     agent, _ = await tenant.agent()
     session = await login(server, agent.email, PASSWORD, tenant.workspace.slug)
@@ -119,21 +131,39 @@ async def test_logout_is_for_agents(server: LiveServer, tenant: Tenant) -> None:
     assert [e["extensions"]["code"] for e in body["errors"]] == ["FORBIDDEN"], body
 
 
-async def test_changing_the_password_needs_the_current_one_and_ends_older_tokens(server: LiveServer, tenant: Tenant) -> None:
+async def test_changing_the_password_needs_the_current_one_and_ends_older_tokens(
+    server: LiveServer, tenant: Tenant
+) -> None:
     contact = await tenant.contact(name="Watched")
     agent, _ = await tenant.agent()
     token = (await login(server, agent.email, PASSWORD, tenant.workspace.slug))["token"]
 
-    wrong = (await data(server, CHANGE_PASSWORD, {"input": {"currentPassword": "not it at all", "newPassword": "a new long password"}}, token))
-    assert wrong["changePassword"] == {"token": None, "userErrors": [
-        {"field": ["currentPassword"], "code": "INVALID_CREDENTIALS", "message": "The current password is wrong."}]}
+    wrong = await data(
+        server,
+        CHANGE_PASSWORD,
+        {"input": {"currentPassword": "not it at all", "newPassword": "a new long password"}},
+        token,
+    )
+    assert wrong["changePassword"] == {
+        "token": None,
+        "userErrors": [
+            {"field": ["currentPassword"], "code": "INVALID_CREDENTIALS", "message": "The current password is wrong."}
+        ],
+    }
     short = await data(server, CHANGE_PASSWORD, {"input": {"currentPassword": PASSWORD, "newPassword": "short"}}, token)
     assert [(e["field"], e["code"]) for e in short["changePassword"]["userErrors"]] == [(["newPassword"], "INVALID")]
     await assert_accepted(server, token)  # failed attempts change nothing
 
     manager, ws = await listening(server, token, contact["id"])
     try:
-        changed = (await data(server, CHANGE_PASSWORD, {"input": {"currentPassword": PASSWORD, "newPassword": "a new long password"}}, token))["changePassword"]
+        changed = (
+            await data(
+                server,
+                CHANGE_PASSWORD,
+                {"input": {"currentPassword": PASSWORD, "newPassword": "a new long password"}},
+                token,
+            )
+        )["changePassword"]
         assert changed["userErrors"] == [] and changed["token"]
         code, _, took = await closed_soon(ws)
         assert code == 4403 and took < CLOSED_WITHIN
@@ -186,7 +216,9 @@ async def test_who_may_deactivate_whom(server: LiveServer, tenant: Tenant) -> No
     assert [(e["field"], e["code"]) for e in last["userErrors"]] == [(["id"], "CONFLICT")]
     body = await post(server, DEACTIVATE, {"input": {"id": owner_gid}}, agent_token)
     assert [e["extensions"]["code"] for e in body["errors"]] == ["FORBIDDEN"], body
-    unknown = (await data(server, DEACTIVATE, {"input": {"id": str(GlobalID("Agent", "999999999"))}}, tenant.owner_token))["deactivateAgent"]
+    unknown = (
+        await data(server, DEACTIVATE, {"input": {"id": str(GlobalID("Agent", "999999999"))}}, tenant.owner_token)
+    )["deactivateAgent"]
     assert [(e["field"], e["code"]) for e in unknown["userErrors"]] == [(["id"], "NOT_FOUND")]
     await assert_accepted(server, tenant.owner_token)
 
@@ -203,27 +235,44 @@ async def test_who_may_deactivate_whom(server: LiveServer, tenant: Tenant) -> No
 async def test_nothing_new_is_assigned_to_a_deactivated_agent(server: LiveServer, tenant: Tenant) -> None:
     from strawberry.relay import GlobalID
 
-    session = (await data(server, START_SESSION, {"input": {"channelKey": tenant.channel.public_key}}))["startContactSession"]
-    started = await data(server, "mutation($input: StartConversationInput!) { startConversation(input: $input) { conversation { id } userErrors { code } } }",
-                         {"input": {"body": "Hello?"}}, session["token"])  # fmt: skip
+    session = (await data(server, START_SESSION, {"input": {"channelKey": tenant.channel.public_key}}))[
+        "startContactSession"
+    ]
+    started = await data(
+        server,
+        "mutation($input: StartConversationInput!) { startConversation(input: $input) { conversation { id } userErrors { code } } }",
+        {"input": {"body": "Hello?"}},
+        session["token"],
+    )
     conversation = started["startConversation"]["conversation"]["id"]
     agent, _ = await tenant.agent()
     gid = str(GlobalID("Agent", str(agent.id)))
-    assert (await data(server, DEACTIVATE, {"input": {"id": gid}}, tenant.owner_token))["deactivateAgent"]["userErrors"] == []
-    refused = (await data(server, ASSIGN, {"input": {"id": conversation, "assigneeId": gid}}, tenant.owner_token))["assignConversation"]
-    assert refused == {"conversation": None, "userErrors": [{"field": ["assigneeId"], "code": "CONFLICT", "message": "This agent is deactivated."}]}
+    assert (await data(server, DEACTIVATE, {"input": {"id": gid}}, tenant.owner_token))["deactivateAgent"][
+        "userErrors"
+    ] == []
+    refused = (await data(server, ASSIGN, {"input": {"id": conversation, "assigneeId": gid}}, tenant.owner_token))[
+        "assignConversation"
+    ]
+    assert refused == {
+        "conversation": None,
+        "userErrors": [{"field": ["assigneeId"], "code": "CONFLICT", "message": "This agent is deactivated."}],
+    }
 
 
 # -- contact sessions ------------------------------------------------------------------------
 
 
 async def _session(server: LiveServer, tenant: Tenant) -> tuple[str, str]:
-    started = (await data(server, START_SESSION, {"input": {"channelKey": tenant.channel.public_key}}))["startContactSession"]
+    started = (await data(server, START_SESSION, {"input": {"channelKey": tenant.channel.public_key}}))[
+        "startContactSession"
+    ]
     assert started["userErrors"] == []
     return started["token"], started["contact"]["id"]
 
 
-async def test_rotating_the_channel_secret_ends_its_contact_sessions(server: LiveServer, tenant: Tenant, api: Api) -> None:
+async def test_rotating_the_channel_secret_ends_its_contact_sessions(
+    server: LiveServer, tenant: Tenant, api: Api
+) -> None:
     from strawberry.relay import GlobalID
 
     token, contact_id = await _session(server, tenant)
@@ -231,34 +280,46 @@ async def test_rotating_the_channel_secret_ends_its_contact_sessions(server: Liv
     manager, ws = await listening(server, token, contact_id)
     try:
         channel = str(GlobalID("Channel", str(tenant.channel.id)))
-        assert (await api(ROTATE, {"input": {"id": channel}}, token=tenant.owner_token))["rotateChannelSecret"]["userErrors"] == []
+        assert (await api(ROTATE, {"input": {"id": channel}}, token=tenant.owner_token))["rotateChannelSecret"][
+            "userErrors"
+        ] == []
         code, _, took = await closed_soon(ws)
         assert code == 4403 and took < CLOSED_WITHIN
     finally:
         await manager.__aexit__(None, None, None)
     assert (await data(server, VIEWER, token=token))["viewer"] is None
     # Passing the old token back does not resume its contact: a new visitor starts.
-    resumed = (await data(server, START_SESSION, {"input": {"channelKey": tenant.channel.public_key, "sessionToken": token}}))["startContactSession"]
+    resumed = (
+        await data(server, START_SESSION, {"input": {"channelKey": tenant.channel.public_key, "sessionToken": token}})
+    )["startContactSession"]
     assert resumed["userErrors"] == [] and resumed["contact"]["id"] != contact_id
     await assert_accepted(server, resumed["token"])
     await assert_accepted(server, tenant.owner_token)  # agents are not touched
 
 
-async def test_turning_verification_on_ends_the_channels_sessions_and_only_then(server: LiveServer, tenant: Tenant) -> None:
+async def test_turning_verification_on_ends_the_channels_sessions_and_only_then(
+    server: LiveServer, tenant: Tenant
+) -> None:
     from strawberry.relay import GlobalID
 
     channel = str(GlobalID("Channel", str(tenant.channel.id)))
     token, _ = await _session(server, tenant)
-    renamed = (await data(server, UPDATE_CHANNEL, {"input": {"id": channel, "name": "Renamed"}}, tenant.owner_token))["updateChannel"]
+    renamed = (await data(server, UPDATE_CHANNEL, {"input": {"id": channel, "name": "Renamed"}}, tenant.owner_token))[
+        "updateChannel"
+    ]
     assert renamed["userErrors"] == []
     await assert_accepted(server, token)  # other settings end nothing
 
-    on = (await data(server, UPDATE_CHANNEL, {"input": {"id": channel, "identityVerification": True}}, tenant.owner_token))["updateChannel"]
+    on = (
+        await data(server, UPDATE_CHANNEL, {"input": {"id": channel, "identityVerification": True}}, tenant.owner_token)
+    )["updateChannel"]
     assert on == {"channel": {"identityVerification": True}, "userErrors": []}
     assert (await data(server, VIEWER, token=token))["viewer"] is None
 
     later, _ = await _session(server, tenant)  # an anonymous visitor after the change
-    again = (await data(server, UPDATE_CHANNEL, {"input": {"id": channel, "identityVerification": True}}, tenant.owner_token))["updateChannel"]
+    again = (
+        await data(server, UPDATE_CHANNEL, {"input": {"id": channel, "identityVerification": True}}, tenant.owner_token)
+    )["updateChannel"]
     assert again["userErrors"] == []
     await assert_accepted(server, later)  # verification already on: nothing ended
 
@@ -277,7 +338,9 @@ async def _socket_checks(server: LiveServer) -> int:
     return int(found.group(1))
 
 
-async def test_a_stranger_ending_sessions_in_a_loop_re_checks_nobody_elses_socket(server: LiveServer, tenant: Tenant) -> None:
+async def test_a_stranger_ending_sessions_in_a_loop_re_checks_nobody_elses_socket(
+    server: LiveServer, tenant: Tenant
+) -> None:
     """The widget key is public: anyone may start sessions and end them as fast as the rate
     limit allows. Each end names its own contact, so the process re-checks that contact's
     sockets only; an agent's and another visitor's sockets are left alone (before, every

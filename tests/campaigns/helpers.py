@@ -28,8 +28,13 @@ def gid(type_name: str, key: int) -> str:
 
 
 async def channel(tenant: Tenant, kind: str) -> Channel:
-    return await Channel.create(workspace_id=tenant.workspace.id, kind=kind, name=f"{kind} channel",
-                                public_key=secrets.token_hex(12), secret=secrets.token_hex(16))  # fmt: skip
+    return await Channel.create(
+        workspace_id=tenant.workspace.id,
+        kind=kind,
+        name=f"{kind} channel",
+        public_key=secrets.token_hex(12),
+        secret=secrets.token_hex(16),
+    )
 
 
 async def contact(tenant: Tenant, **fields: Any) -> Contact:

@@ -12,8 +12,8 @@ import pytest
 
 from core import keys
 from core.db import dialect
-from jobs.sending import deliver_message
 from jobs.segments import refresh_dirty_contacts, refresh_segment
+from jobs.sending import deliver_message
 from models.attribution import Receipt
 from models.campaigns import Campaign, CampaignRecipient
 from models.contacts import Contact
@@ -21,20 +21,27 @@ from models.conversations import Conversation, Message
 from tests.campaigns.helpers import CANCEL, channel, contact, create, errors_of, gid, read, run
 from tests.conftest import Tenant, pk
 
-SEGMENT = """mutation($i: CreateSegmentInput!) { createSegment(input: $i) { segment { id } userErrors { field code } } }"""
+SEGMENT = (
+    """mutation($i: CreateSegmentInput!) { createSegment(input: $i) { segment { id } userErrors { field code } } }"""
+)
 
 
 async def lyon_segment(tenant: Tenant) -> str:
     rules = {"match": "ALL", "conditions": [{"field": "city", "operator": "EQUALS", "value": {"text": "Lyon"}}]}
-    payload = (await tenant.api(SEGMENT, {"i": {"name": "Lyon", "visibility": "EVERYONE", "rules": rules}}, token=tenant.owner_token))
+    payload = await tenant.api(
+        SEGMENT, {"i": {"name": "Lyon", "visibility": "EVERYONE", "rules": rules}}, token=tenant.owner_token
+    )
     segment_gid: str = payload["createSegment"]["segment"]["id"]
     await refresh_segment({}, pk(segment_gid))
     return segment_gid
 
 
 async def messages_by_contact(campaign_id: int) -> dict[int, list[str]]:
-    rows = await Message.filter(conversation__contact_id__in=await CampaignRecipient.filter(campaign_id=campaign_id).values_list("contact_id", flat=True),
-                                ).values_list("conversation__contact_id", "body")  # fmt: skip
+    rows = await Message.filter(
+        conversation__contact_id__in=await CampaignRecipient.filter(campaign_id=campaign_id).values_list(
+            "contact_id", flat=True
+        ),
+    ).values_list("conversation__contact_id", "body")
     found: dict[int, list[str]] = {}
     for contact_id, body in rows:
         found.setdefault(contact_id, []).append(body)
@@ -92,7 +99,9 @@ async def test_a_large_audience_renews_postgresqls_statistics_before_the_batches
     counted = "SELECT analyze_count AS n FROM pg_stat_user_tables WHERE relname = 'campaign_recipients'"
     await conn.execute_query("SELECT pg_stat_clear_snapshot()")
     before = (await conn.execute_query_dict(counted))[0]["n"]
-    campaign = await create(tenant, name="Lyon", channelId=gid("Channel", tenant.channel.id), body="Bonjour", segmentId=segment)
+    campaign = await create(
+        tenant, name="Lyon", channelId=gid("Channel", tenant.channel.id), body="Bonjour", segmentId=segment
+    )
 
     assert await run(app, campaign["id"], batch_size=2) == {"recipients": 4, "sent": 4, "skipped": 0}
     await conn.execute_query("SELECT pg_stat_clear_snapshot()")
@@ -105,19 +114,28 @@ async def test_a_campaign_re_evaluates_the_segments_that_count_conversations_onl
     queues re-evaluates the segments with conversation rules, and no other segment."""
     lyonnais = [await contact(tenant, name=f"Lyonnais {i}", city="Lyon") for i in range(3)]
     lyon = await lyon_segment(tenant)
-    rules = {"match": "ALL", "conditions": [{"field": "conversation_count", "operator": "AT_LEAST", "value": {"number": 1}}]}
-    made = await tenant.api(SEGMENT, {"i": {"name": "Talked", "visibility": "EVERYONE", "rules": rules}}, token=tenant.owner_token)
+    rules = {
+        "match": "ALL",
+        "conditions": [{"field": "conversation_count", "operator": "AT_LEAST", "value": {"number": 1}}],
+    }
+    made = await tenant.api(
+        SEGMENT, {"i": {"name": "Talked", "visibility": "EVERYONE", "rules": rules}}, token=tenant.owner_token
+    )
     talked = made["createSegment"]["segment"]["id"]
     await refresh_segment({}, pk(talked))
     # Moved without a change record: only a re-evaluation of Lyon would notice.
     await Contact.filter(id=lyonnais[0].id).update(city="Paris")
 
     async def members(segment: str) -> int:
-        data = await tenant.api("query($id: ID!) { segment(id: $id) { memberCount } }", {"id": segment}, token=tenant.owner_token)
+        data = await tenant.api(
+            "query($id: ID!) { segment(id: $id) { memberCount } }", {"id": segment}, token=tenant.owner_token
+        )
         return data["segment"]["memberCount"]  # type: ignore[no-any-return]
 
     assert (await members(lyon), await members(talked)) == (3, 0)
-    campaign = await create(tenant, name="Hello", channelId=gid("Channel", tenant.channel.id), body="Hello", segmentId=lyon)
+    campaign = await create(
+        tenant, name="Hello", channelId=gid("Channel", tenant.channel.id), body="Hello", segmentId=lyon
+    )
     assert await run(app, campaign["id"]) == {"recipients": 3, "sent": 3, "skipped": 0}
     assert await refresh_dirty_contacts({"redis": app.state.hub.redis}, tenant.workspace.id) == 3
     assert (await members(lyon), await members(talked)) == (3, 3)
@@ -131,7 +149,14 @@ async def test_a_list_campaign_by_email_skips_and_counts_each_reason(app: Any, t
     no_address = await contact(tenant, name="No address")
     blocked = await contact(tenant, email="blocked@example.com", blocked=True)
     ids = [gid("Contact", c.id) for c in (ok, no_address, blocked, ok)]  # listed twice: sent once
-    campaign = await create(tenant, name="News", channelId=gid("Channel", email.id), body="Our news", subject="December news", contactIds=ids)
+    campaign = await create(
+        tenant,
+        name="News",
+        channelId=gid("Channel", email.id),
+        body="Our news",
+        subject="December news",
+        contactIds=ids,
+    )
     await run(app, campaign["id"])
     shown = await read(tenant, campaign["id"])
     assert shown["stats"] == {"recipients": 3, "sent": 1, "skipped": 2, "failed": 0, "waiting": 0, "replied": 0}
@@ -155,8 +180,13 @@ async def test_sms_waits_out_quiet_hours_in_the_contacts_time_zone(app: Any, ten
     no_phone = await contact(tenant, sms_consent="subscribed")
     blocked = await contact(tenant, phone="+33612345670", sms_consent="subscribed", blocked=True)
     everyone = [paris, new_york, unsubscribed, no_phone, blocked]
-    campaign = await create(tenant, name="Flash", channelId=gid("Channel", sms.id), body="Flash sale",
-                            contactIds=[gid("Contact", c.id) for c in everyone])  # fmt: skip
+    campaign = await create(
+        tenant,
+        name="Flash",
+        channelId=gid("Channel", sms.id),
+        body="Flash sale",
+        contactIds=[gid("Contact", c.id) for c in everyone],
+    )
 
     result = await run(app, campaign["id"], at=at)
     opens = datetime(2027, 6, 2, 6, 0, tzinfo=UTC)  # 08:00 in Paris
@@ -164,8 +194,11 @@ async def test_sms_waits_out_quiet_hours_in_the_contacts_time_zone(app: Any, ten
     shown = await read(tenant, campaign["id"])
     assert shown["status"] == "RUNNING" and shown["job"]["status"] == "RUNNING"
     assert shown["stats"] == {"recipients": 5, "sent": 1, "skipped": 3, "failed": 0, "waiting": 1, "replied": 0}
-    assert shown["skipReasons"] == [{"reason": "BLOCKED", "count": 1}, {"reason": "NO_PHONE", "count": 1},
-                                    {"reason": "NO_SMS_CONSENT", "count": 1}]  # fmt: skip
+    assert shown["skipReasons"] == [
+        {"reason": "BLOCKED", "count": 1},
+        {"reason": "NO_PHONE", "count": 1},
+        {"reason": "NO_SMS_CONSENT", "count": 1},
+    ]
     assert set(await messages_by_contact(pk(campaign["id"]))) == {new_york.id}
 
     # A minute before 08:00 in Paris: still waiting.
@@ -181,17 +214,26 @@ async def test_sms_waits_out_quiet_hours_in_the_contacts_time_zone(app: Any, ten
 
 
 async def test_a_reply_after_a_campaign_counts_once_in_replied(app: Any, tenant: Tenant) -> None:
-    session = (await tenant.api(
-        "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { token contact { id } userErrors { code } } }",
-        {"i": {"channelKey": tenant.channel.public_key, "externalId": "reader-1"}},
-    ))["startContactSession"]  # fmt: skip
-    campaign = await create(tenant, name="Hi", channelId=gid("Channel", tenant.channel.id), body="How is it going?",
-                            contactIds=[session["contact"]["id"]])  # fmt: skip
+    session = (
+        await tenant.api(
+            "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { token contact { id } userErrors { code } } }",
+            {"i": {"channelKey": tenant.channel.public_key, "externalId": "reader-1"}},
+        )
+    )["startContactSession"]
+    campaign = await create(
+        tenant,
+        name="Hi",
+        channelId=gid("Channel", tenant.channel.id),
+        body="How is it going?",
+        contactIds=[session["contact"]["id"]],
+    )
     await run(app, campaign["id"])
     (conversation,) = await Conversation.filter(contact_id=pk(session["contact"]["id"]))
     send = "mutation($i: SendMessageInput!) { sendMessage(input: $i) { message { id } userErrors { code } } }"
     for text in ("Great, thanks!", "And another thing"):
-        reply = await tenant.api(send, {"i": {"conversationId": gid("Conversation", conversation.id), "body": text}}, token=session["token"])
+        reply = await tenant.api(
+            send, {"i": {"conversationId": gid("Conversation", conversation.id), "body": text}}, token=session["token"]
+        )
         assert reply["sendMessage"]["userErrors"] == []
         assert (await read(tenant, campaign["id"]))["stats"]["replied"] == 1
     await conversation.refresh_from_db()
@@ -200,8 +242,13 @@ async def test_a_reply_after_a_campaign_counts_once_in_replied(app: Any, tenant:
 
 async def test_cancel_stops_a_running_campaign_between_batches(app: Any, tenant: Tenant) -> None:
     people = [await contact(tenant, name=f"P{i}") for i in range(40)]
-    campaign = await create(tenant, name="Long", channelId=gid("Channel", tenant.channel.id), body="Hi",
-                            contactIds=[gid("Contact", p.id) for p in people])  # fmt: skip
+    campaign = await create(
+        tenant,
+        name="Long",
+        channelId=gid("Channel", tenant.channel.id),
+        body="Hi",
+        contactIds=[gid("Contact", p.id) for p in people],
+    )
     running = asyncio.ensure_future(run(app, campaign["id"], batch_size=4, pause=0.1))
     while not await Campaign.filter(id=pk(campaign["id"]), sent__gt=0).exists():
         await asyncio.sleep(0.02)
@@ -223,8 +270,14 @@ async def test_cancel_stops_a_running_campaign_between_batches(app: Any, tenant:
 async def test_a_scheduled_campaign_waits_for_its_time(app: Any, tenant: Tenant) -> None:
     person = await contact(tenant, name="Later")
     later = datetime.now(UTC) + timedelta(hours=2)
-    campaign = await create(tenant, name="Later", channelId=gid("Channel", tenant.channel.id), body="Hi",
-                            contactIds=[gid("Contact", person.id)], scheduledAt=later.isoformat())  # fmt: skip
+    campaign = await create(
+        tenant,
+        name="Later",
+        channelId=gid("Channel", tenant.channel.id),
+        body="Hi",
+        contactIds=[gid("Contact", person.id)],
+        scheduledAt=later.isoformat(),
+    )
     assert datetime.fromisoformat(campaign["scheduledAt"]) == later
     assert await run(app, campaign["id"]) is None  # too early: nothing happens
     assert (await read(tenant, campaign["id"]))["status"] == "SCHEDULED"
@@ -233,9 +286,19 @@ async def test_a_scheduled_campaign_waits_for_its_time(app: Any, tenant: Tenant)
 
 async def test_campaigns_list_newest_first(tenant: Tenant) -> None:
     person = await contact(tenant, name="Listed")
-    made = [await create(tenant, name=f"C{i}", channelId=gid("Channel", tenant.channel.id), body="Hi",
-                         contactIds=[gid("Contact", person.id)]) for i in range(3)]  # fmt: skip
-    page = await tenant.api("{ campaigns(first: 2) { edges { node { id name } } pageInfo { hasNextPage } } }", token=tenant.owner_token)
+    made = [
+        await create(
+            tenant,
+            name=f"C{i}",
+            channelId=gid("Channel", tenant.channel.id),
+            body="Hi",
+            contactIds=[gid("Contact", person.id)],
+        )
+        for i in range(3)
+    ]
+    page = await tenant.api(
+        "{ campaigns(first: 2) { edges { node { id name } } pageInfo { hasNextPage } } }", token=tenant.owner_token
+    )
     assert [e["node"]["id"] for e in page["campaigns"]["edges"]] == [made[2]["id"], made[1]["id"]]
     assert page["campaigns"]["pageInfo"]["hasNextPage"] is True
 
@@ -248,25 +311,41 @@ async def test_hostile_input_gets_user_errors_naming_the_field(tenant: Tenant, m
     widget = gid("Channel", tenant.channel.id)
     base = {"name": "X", "channelId": widget, "body": "Hi"}
     assert await errors_of(tenant, **base, segmentId=their_segment) == [(["segmentId"], "NOT_FOUND")]
-    assert await errors_of(tenant, **base, contactIds=[gid("Contact", mine.id), gid("Contact", theirs.id), gid("Segment", 1)]) == [
-        (["contactIds", "1"], "NOT_FOUND"), (["contactIds", "2"], "NOT_FOUND")]  # fmt: skip
+    assert await errors_of(
+        tenant, **base, contactIds=[gid("Contact", mine.id), gid("Contact", theirs.id), gid("Segment", 1)]
+    ) == [(["contactIds", "1"], "NOT_FOUND"), (["contactIds", "2"], "NOT_FOUND")]
     assert await errors_of(tenant, **base, contactIds=[gid("Contact", mine.id), "not-an-id", "%%%", ""]) == [
-        (["contactIds", "1"], "NOT_FOUND"), (["contactIds", "2"], "NOT_FOUND"), (["contactIds", "3"], "NOT_FOUND")]  # fmt: skip
-    assert await errors_of(tenant, **{**base, "channelId": gid("Channel", other.channel.id)}, contactIds=[gid("Contact", mine.id)]) == [
-        (["channelId"], "NOT_FOUND")]  # fmt: skip
-    assert await errors_of(tenant, **base, contactIds=[gid("Contact", mine.id)] * 10_001) == [(["contactIds"], "INVALID")]
+        (["contactIds", "1"], "NOT_FOUND"),
+        (["contactIds", "2"], "NOT_FOUND"),
+        (["contactIds", "3"], "NOT_FOUND"),
+    ]
+    assert await errors_of(
+        tenant, **{**base, "channelId": gid("Channel", other.channel.id)}, contactIds=[gid("Contact", mine.id)]
+    ) == [(["channelId"], "NOT_FOUND")]
+    assert await errors_of(tenant, **base, contactIds=[gid("Contact", mine.id)] * 10_001) == [
+        (["contactIds"], "INVALID")
+    ]
     assert await errors_of(tenant, **base, contactIds=[]) == [(["contactIds"], "REQUIRED")]
     assert await errors_of(tenant, **base) == [(["segmentId"], "REQUIRED")]
-    assert await errors_of(tenant, **base, segmentId=their_segment, contactIds=[gid("Contact", mine.id)]) == [(["segmentId"], "REQUIRED")]
-    assert await errors_of(tenant, **{**base, "body": "x" * 20_001, "name": " ", "subject": "s" * 300},
-                           contactIds=[gid("Contact", mine.id)]) == [(["name"], "REQUIRED"), (["body"], "TOO_LONG"), (["subject"], "TOO_LONG")]  # fmt: skip
-    assert await errors_of(tenant, **base, contactIds=[gid("Contact", mine.id)], scheduledAt="2020-01-01T00:00:00+00:00") == [
-        (["scheduledAt"], "INVALID")]  # fmt: skip
-    assert await errors_of(tenant, **base, contactIds=[gid("Contact", mine.id)], scheduledAt="2031-01-01T00:00:00+00:00") == [
-        (["scheduledAt"], "INVALID")]  # fmt: skip
+    assert await errors_of(tenant, **base, segmentId=their_segment, contactIds=[gid("Contact", mine.id)]) == [
+        (["segmentId"], "REQUIRED")
+    ]
+    assert await errors_of(
+        tenant,
+        **{**base, "body": "x" * 20_001, "name": " ", "subject": "s" * 300},
+        contactIds=[gid("Contact", mine.id)],
+    ) == [(["name"], "REQUIRED"), (["body"], "TOO_LONG"), (["subject"], "TOO_LONG")]
+    assert await errors_of(
+        tenant, **base, contactIds=[gid("Contact", mine.id)], scheduledAt="2020-01-01T00:00:00+00:00"
+    ) == [(["scheduledAt"], "INVALID")]
+    assert await errors_of(
+        tenant, **base, contactIds=[gid("Contact", mine.id)], scheduledAt="2031-01-01T00:00:00+00:00"
+    ) == [(["scheduledAt"], "INVALID")]
     assert not await Campaign.filter(workspace_id=tenant.workspace.id).exists()
     # Card numbers are masked before the campaign is stored.
-    made = await create(tenant, **{**base, "body": "Pay with 4111 1111 1111 1111 today"}, contactIds=[gid("Contact", mine.id)])
+    made = await create(
+        tenant, **{**base, "body": "Pay with 4111 1111 1111 1111 today"}, contactIds=[gid("Contact", mine.id)]
+    )
     stored = await Campaign.get(id=pk(made["id"]))
     assert "4111 1111 1111 1111" not in stored.body and "1111" in stored.body
 
@@ -275,7 +354,12 @@ async def test_only_owners_admins_and_keys_with_campaigns_send_create_and_cancel
     person = await contact(tenant, name="Someone")
     _, agent_token = await tenant.agent("agent")
     _, admin_token = await tenant.agent("admin")
-    base = {"name": "X", "channelId": gid("Channel", tenant.channel.id), "body": "Hi", "contactIds": [gid("Contact", person.id)]}
+    base = {
+        "name": "X",
+        "channelId": gid("Channel", tenant.channel.id),
+        "body": "Hi",
+        "contactIds": [gid("Contact", person.id)],
+    }
     from tests.campaigns.helpers import CREATE
 
     body = (await tenant.api.raw(CREATE, {"i": base}, token=agent_token)).json()
@@ -284,22 +368,35 @@ async def test_only_owners_admins_and_keys_with_campaigns_send_create_and_cancel
     body = (await tenant.api.raw(CANCEL, {"i": {"id": made["id"]}}, token=agent_token)).json()
     assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
     # Agents may read campaigns (conversations:read).
-    shown = await tenant.api("query($id: ID!) { campaign(id: $id) { id status } }", {"id": made["id"]}, token=agent_token)
+    shown = await tenant.api(
+        "query($id: ID!) { campaign(id: $id) { id status } }", {"id": made["id"]}, token=agent_token
+    )
     assert shown["campaign"] == {"id": made["id"], "status": "SCHEDULED"}
 
 
 async def test_an_api_key_with_campaigns_send_creates_and_cancels_without_reading(tenant: Tenant) -> None:
     person = await contact(tenant, name="Keyed")
-    made_key = (await tenant.api(
-        "mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) { secret userErrors { code } } }",
-        {"i": {"name": "sender", "scopes": ["campaigns:send"]}}, token=tenant.owner_token,
-    ))["createApiKey"]  # fmt: skip
+    made_key = (
+        await tenant.api(
+            "mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) { secret userErrors { code } } }",
+            {"i": {"name": "sender", "scopes": ["campaigns:send"]}},
+            token=tenant.owner_token,
+        )
+    )["createApiKey"]
     key = made_key["secret"]
-    made = await create(tenant, token=key, name="By key", channelId=gid("Channel", tenant.channel.id), body="Hi",
-                        contactIds=[gid("Contact", person.id)])  # fmt: skip
+    made = await create(
+        tenant,
+        token=key,
+        name="By key",
+        channelId=gid("Channel", tenant.channel.id),
+        body="Hi",
+        contactIds=[gid("Contact", person.id)],
+    )
     assert made["status"] == "SCHEDULED"
     # Reading needs conversations:read, which this key lacks; cancelling does not.
-    assert (await tenant.api("query($id: ID!) { campaign(id: $id) { id } }", {"id": made["id"]}, token=key))["campaign"] is None
+    assert (await tenant.api("query($id: ID!) { campaign(id: $id) { id } }", {"id": made["id"]}, token=key))[
+        "campaign"
+    ] is None
     payload = (await tenant.api(CANCEL, {"i": {"id": made["id"]}}, token=key))["cancelCampaign"]
     assert payload["userErrors"] == [] and payload["campaign"]["status"] == "CANCELLED"
 
@@ -311,7 +408,9 @@ async def test_a_run_that_fails_is_retried_and_the_campaign_fails_after_five(app
 
     broken = await channel(tenant, "web_widget")
     person = await contact(tenant, name="Unlucky")
-    campaign = await create(tenant, name="Broken", channelId=gid("Channel", broken.id), body="Hi", contactIds=[gid("Contact", person.id)])
+    campaign = await create(
+        tenant, name="Broken", channelId=gid("Channel", broken.id), body="Hi", contactIds=[gid("Contact", person.id)]
+    )
     # A channel row no code can read (an unknown kind): every run fails unexpectedly.
     await connections.get("default").execute_query(f"UPDATE channels SET kind = 'fax' WHERE id = {broken.id}")
     status = "query($id: ID!) { campaign(id: $id) { status job { status error } } }"

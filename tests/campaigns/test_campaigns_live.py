@@ -33,17 +33,33 @@ async def wait_for(check: Any, timeout: float = 60, every: float = 0.02) -> None
         await asyncio.sleep(every)
 
 
-async def test_a_scheduled_campaign_runs_at_its_time_in_a_worker_and_reports_progress(tenant: Tenant, tmp_path: Path) -> None:
+async def test_a_scheduled_campaign_runs_at_its_time_in_a_worker_and_reports_progress(
+    tenant: Tenant, tmp_path: Path
+) -> None:
     people = [await contact(tenant, name=f"Subscriber {i}") for i in range(30)]
     server = start_server(tmp_path)
     worker = start_worker(tmp_path, env={"CAMPAIGN_BATCH_SIZE": "5"})
     try:
         at = datetime.now(UTC) + timedelta(seconds=3)
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
-            body = (await http.post("/graphql", headers={"authorization": f"Bearer {tenant.owner_token}"}, json={
-                "query": CREATE, "variables": {"i": {
-                    "name": "Soon", "channelId": gid("Channel", tenant.channel.id), "body": "It is time",
-                    "contactIds": [gid("Contact", p.id) for p in people], "scheduledAt": at.isoformat()}}})).json()  # fmt: skip
+            body = (
+                await http.post(
+                    "/graphql",
+                    headers={"authorization": f"Bearer {tenant.owner_token}"},
+                    json={
+                        "query": CREATE,
+                        "variables": {
+                            "i": {
+                                "name": "Soon",
+                                "channelId": gid("Channel", tenant.channel.id),
+                                "body": "It is time",
+                                "contactIds": [gid("Contact", p.id) for p in people],
+                                "scheduledAt": at.isoformat(),
+                            }
+                        },
+                    },
+                )
+            ).json()
         campaign = body["data"]["createCampaign"]["campaign"]
         assert campaign["status"] == "SCHEDULED"
         async with GraphQLWs.open(server.ws_url, tenant.owner_token) as ws:
@@ -76,8 +92,13 @@ async def test_a_worker_killed_mid_campaign_and_another_started_sends_once_per_c
     first = start_worker(tmp_path, env=env, name="worker-1")
     second = None
     try:
-        campaign = await create(tenant, name="Big", channelId=gid("Channel", tenant.channel.id), body="Once only",
-                                contactIds=[gid("Contact", p.id) for p in people])  # fmt: skip
+        campaign = await create(
+            tenant,
+            name="Big",
+            channelId=gid("Channel", tenant.channel.id),
+            body="Once only",
+            contactIds=[gid("Contact", p.id) for p in people],
+        )
         campaign_id = pk(campaign["id"])
         await wait_for(lambda: Campaign.filter(id=campaign_id, sent__gte=50).exists())
         os.kill(first.pid, signal.SIGKILL)
@@ -96,7 +117,10 @@ async def test_a_worker_killed_mid_campaign_and_another_started_sends_once_per_c
     per_contact = await Conversation.filter(contact_id__in=ids).values_list("contact_id", flat=True)
     assert sorted(per_contact) == sorted(ids)  # one conversation each, no more
     assert await Message.filter(conversation__contact_id__in=ids).count() == count
-    assert await CampaignRecipient.filter(campaign_id=campaign_id, status="sent", message_id__isnull=False).count() == count
+    assert (
+        await CampaignRecipient.filter(campaign_id=campaign_id, status="sent", message_id__isnull=False).count()
+        == count
+    )
     assert await Receipt.filter(source=f"campaign:{campaign_id}").count() == count
     shown = await read(tenant, campaign["id"])
     assert shown["stats"]["sent"] == count and shown["stats"]["recipients"] == count

@@ -26,9 +26,13 @@ PARLEY = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "cli"]
 PASSWORD = "correct horse battery"
 
 
-def parley(*args: str, db: str, cwd: Path, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def parley(
+    *args: str, db: str, cwd: Path, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "DATABASE_URL": db, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.run([*PARLEY, *args], input=stdin, capture_output=True, text=True, cwd=cwd, env=full_env, timeout=120)
+    return subprocess.run(
+        [*PARLEY, *args], input=stdin, capture_output=True, text=True, cwd=cwd, env=full_env, timeout=120
+    )
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
@@ -44,7 +48,9 @@ def fresh_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         return
     from core.scratch_db import ScratchDatabase
 
-    scratch = ScratchDatabase.beside(os.environ.get("TEST_DATABASE_URL", "postgres://root@127.0.0.1:5432/test"), prefix="parley_cli")
+    scratch = ScratchDatabase.beside(
+        os.environ.get("TEST_DATABASE_URL", "postgres://root@127.0.0.1:5432/test"), prefix="parley_cli"
+    )
     try:
         asyncio.run(scratch.create())
     except OSError as exc:
@@ -60,7 +66,9 @@ def _field(output: str, label: str) -> str:
 
 
 LOGIN = "mutation($i: LoginInput!) { login(input: $i) { token userErrors { code message } } }"
-CREATE_CONTACT = "mutation($i: CreateContactInput!) { createContact(input: $i) { contact { id name } userErrors { code message } } }"
+CREATE_CONTACT = (
+    "mutation($i: CreateContactInput!) { createContact(input: $i) { contact { id name } userErrors { code message } } }"
+)
 CONTACTS = '{ contacts(first: 10, search: "ada") { totalCount edges { node { name email } } } }'
 
 
@@ -70,16 +78,57 @@ async def _login(server: LiveServer, email: str, password: str) -> dict[str, Any
 
 async def test_a_fresh_database_to_a_working_api_key(fresh_db: str, tmp_path: Path) -> None:
     assert "Migrations applied." in ok(parley("migrate", db=fresh_db, cwd=tmp_path))
-    made = ok(parley("create-workspace", "--name", "Acme", "--owner-email", "Boss@Acme.example", "--password-stdin",
-                     db=fresh_db, cwd=tmp_path, stdin=PASSWORD + "\n"))  # fmt: skip
+    made = ok(
+        parley(
+            "create-workspace",
+            "--name",
+            "Acme",
+            "--owner-email",
+            "Boss@Acme.example",
+            "--password-stdin",
+            db=fresh_db,
+            cwd=tmp_path,
+            stdin=PASSWORD + "\n",
+        )
+    )
     slug = _field(made, "workspace slug")
     assert PASSWORD not in made
-    keyed = ok(parley("create-api-key", "--workspace", slug, "--name", "CRM", "--scope", "contacts:read", "--scope",
-                      "contacts:write", "--scope", "contacts:identity", db=fresh_db, cwd=tmp_path))  # fmt: skip
+    keyed = ok(
+        parley(
+            "create-api-key",
+            "--workspace",
+            slug,
+            "--name",
+            "CRM",
+            "--scope",
+            "contacts:read",
+            "--scope",
+            "contacts:write",
+            "--scope",
+            "contacts:identity",
+            db=fresh_db,
+            cwd=tmp_path,
+        )
+    )
     key = keyed.strip().splitlines()[-1]
     assert "contacts:identity, contacts:read, contacts:write" in keyed and key.startswith("pk_")
-    ok(parley("create-agent", "--workspace", slug, "--email", "ann@acme.example", "--name", "Ann", "--role", "admin",
-              "--password-stdin", db=fresh_db, cwd=tmp_path, stdin="ann's long password\n"))  # fmt: skip
+    ok(
+        parley(
+            "create-agent",
+            "--workspace",
+            slug,
+            "--email",
+            "ann@acme.example",
+            "--name",
+            "Ann",
+            "--role",
+            "admin",
+            "--password-stdin",
+            db=fresh_db,
+            cwd=tmp_path,
+            stdin="ann's long password\n",
+        )
+    )
 
     server = start_server(tmp_path, env={"DATABASE_URL": fresh_db})
     try:
@@ -89,23 +138,42 @@ async def test_a_fresh_database_to_a_working_api_key(fresh_db: str, tmp_path: Pa
         assert found["contacts"]["edges"] == [{"node": {"name": "Ada Lovelace", "email": "ada@example.com"}}]
         # The key has only its scopes: no webhooks.
         async with httpx.AsyncClient(base_url=server.url) as http:
-            refused = (await http.post("/graphql", json={"query": "{ webhookEndpoints(first: 1) { totalCount } }"},
-                                       headers={"authorization": f"Bearer {key}"})).json()  # fmt: skip
+            refused = (
+                await http.post(
+                    "/graphql",
+                    json={"query": "{ webhookEndpoints(first: 1) { totalCount } }"},
+                    headers={"authorization": f"Bearer {key}"},
+                )
+            ).json()
         assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
 
         before_reset = (await _login(server, "boss@acme.example", PASSWORD))["token"]
-        assert (await gql(server, "{ viewer { agent { email } } }", {}, before_reset))["viewer"]["agent"]["email"] == "boss@acme.example"
+        assert (await gql(server, "{ viewer { agent { email } } }", {}, before_reset))["viewer"]["agent"][
+            "email"
+        ] == "boss@acme.example"
         assert (await _login(server, "ann@acme.example", "ann's long password"))["token"]
 
-        changed = parley("reset-password", "--email", "boss@acme.example", "--password-stdin", db=fresh_db, cwd=tmp_path,
-                         stdin="a brand new password\n")  # fmt: skip
+        changed = parley(
+            "reset-password",
+            "--email",
+            "boss@acme.example",
+            "--password-stdin",
+            db=fresh_db,
+            cwd=tmp_path,
+            stdin="a brand new password\n",
+        )
         assert "Password of boss@acme.example changed." in ok(changed)
         assert (await _login(server, "boss@acme.example", "a brand new password"))["token"]
         assert (await _login(server, "boss@acme.example", PASSWORD))["token"] is None
         # Every token from before the reset stopped working.
         async with httpx.AsyncClient(base_url=server.url) as http:
-            stale = (await http.post("/graphql", json={"query": "{ viewer { agent { email } } }"},
-                                     headers={"authorization": f"Bearer {before_reset}"})).json()  # fmt: skip
+            stale = (
+                await http.post(
+                    "/graphql",
+                    json={"query": "{ viewer { agent { email } } }"},
+                    headers={"authorization": f"Bearer {before_reset}"},
+                )
+            ).json()
         assert stale.get("errors") or stale["data"]["viewer"] is None, stale
     finally:
         server.stop()
@@ -120,19 +188,46 @@ def test_refusals_are_messages_not_tracebacks(tmp_path: Path) -> None:
         assert result.returncode != 0 and "Traceback" not in result.stderr, result
         return result.stderr
 
-    assert "at least 10 characters" in refused("create-workspace", "--name", "A", "--owner-email", "a@a.example", "--password-stdin",
-                                               stdin="short\n")  # fmt: skip
-    assert "--password-stdin" in refused("create-workspace", "--name", "A", "--owner-email", "a@a.example")  # no terminal
-    assert "unrecognized arguments: --password" in refused("create-workspace", "--name", "A", "--owner-email", "a@a.example",
-                                                           "--password", PASSWORD)  # fmt: skip
-    assert "e-mail 'nobody'" in refused("create-workspace", "--name", "A", "--owner-email", "nobody", "--password-stdin", stdin=PASSWORD)
-    assert "no workspace 'nope'" in refused("create-api-key", "--workspace", "nope", "--name", "K", "--scope", "contacts:read")
-    slug = _field(ok(parley("create-workspace", "--name", "A", "--owner-email", "a@a.example", "--password-stdin", db=db, cwd=tmp_path,
-                            stdin=PASSWORD)), "workspace slug")  # fmt: skip
-    assert "unknown scope workspace:manage" in refused("create-api-key", "--workspace", slug, "--name", "K", "--scope", "workspace:manage")
-    assert "already has an agent a@a.example" in refused("create-agent", "--workspace", slug, "--email", "A@a.example", "--name", "A",
-                                                         "--password-stdin", stdin=PASSWORD)  # fmt: skip
-    assert "no agent b@a.example" in refused("reset-password", "--email", "b@a.example", "--password-stdin", stdin=PASSWORD)
+    assert "at least 10 characters" in refused(
+        "create-workspace", "--name", "A", "--owner-email", "a@a.example", "--password-stdin", stdin="short\n"
+    )
+    assert "--password-stdin" in refused(
+        "create-workspace", "--name", "A", "--owner-email", "a@a.example"
+    )  # no terminal
+    assert "unrecognized arguments: --password" in refused(
+        "create-workspace", "--name", "A", "--owner-email", "a@a.example", "--password", PASSWORD
+    )
+    assert "e-mail 'nobody'" in refused(
+        "create-workspace", "--name", "A", "--owner-email", "nobody", "--password-stdin", stdin=PASSWORD
+    )
+    assert "no workspace 'nope'" in refused(
+        "create-api-key", "--workspace", "nope", "--name", "K", "--scope", "contacts:read"
+    )
+    slug = _field(
+        ok(
+            parley(
+                "create-workspace",
+                "--name",
+                "A",
+                "--owner-email",
+                "a@a.example",
+                "--password-stdin",
+                db=db,
+                cwd=tmp_path,
+                stdin=PASSWORD,
+            )
+        ),
+        "workspace slug",
+    )
+    assert "unknown scope workspace:manage" in refused(
+        "create-api-key", "--workspace", slug, "--name", "K", "--scope", "workspace:manage"
+    )
+    assert "already has an agent a@a.example" in refused(
+        "create-agent", "--workspace", slug, "--email", "A@a.example", "--name", "A", "--password-stdin", stdin=PASSWORD
+    )
+    assert "no agent b@a.example" in refused(
+        "reset-password", "--email", "b@a.example", "--password-stdin", stdin=PASSWORD
+    )
     assert "--demo" in refused("seed")
 
 
@@ -176,14 +271,20 @@ async def test_seed_demo_fills_the_workspace_the_readme_queries(tmp_path: Path) 
         # The README's walkthrough then creates its own Ada, whom the demo leaves free.
         readme_ada = {"name": "Ada Lovelace", "email": "ada@example.com", "phone": "+442071838750", "tags": ["vip"]}
         assert (await gql(server, CREATE_CONTACT, {"i": readme_ada}, token))["createContact"]["userErrors"] == []
-        events = await gql(server, '{ contacts(first: 5, search: "byron") { edges { node { events(first: 5) { totalCount } } } } }', {},
-                           creds["key"])  # fmt: skip
+        events = await gql(
+            server,
+            '{ contacts(first: 5, search: "byron") { edges { node { events(first: 5) { totalCount } } } } }',
+            {},
+            creds["key"],
+        )
         assert [e["node"]["events"]["totalCount"] for e in events["contacts"]["edges"]] == [2]
     finally:
         server.stop()
 
 
-@pytest.mark.skipif(not shutil.which("redis-server") and not shutil.which("valkey-server"), reason="no redis-server on PATH")
+@pytest.mark.skipif(
+    not shutil.which("redis-server") and not shutil.which("valkey-server"), reason="no redis-server on PATH"
+)
 def test_run_prints_the_demo_credentials_every_time(tmp_path: Path) -> None:
     """`parley run` (what `make run` runs) on an empty database seeds the demo and prints its
     credentials; the next run, which seeds nothing, prints the same ones from the file."""
@@ -196,7 +297,9 @@ def test_run_prints_the_demo_credentials_every_time(tmp_path: Path) -> None:
         port = free_port()
         log = tmp_path / "run.log"
         with log.open("w") as out:
-            process = subprocess.Popen([*PARLEY, "run", "--port", str(port)], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(
+                [*PARLEY, "run", "--port", str(port)], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT
+            )
         try:
             for _ in range(600):
                 try:
@@ -225,8 +328,13 @@ def test_api_and_worker_commands_serve(tmp_path: Path) -> None:
 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     port = free_port()
-    api = subprocess.Popen([*PARLEY, "api", "--port", str(port), "--workers", "2"], cwd=tmp_path, env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    api = subprocess.Popen(
+        [*PARLEY, "api", "--port", str(port), "--workers", "2"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     log = tmp_path / "worker.log"
     with log.open("w") as out:
         worker = subprocess.Popen([*PARLEY, "worker"], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -250,5 +358,7 @@ def test_api_and_worker_commands_serve(tmp_path: Path) -> None:
 
     no_redis = {k: v for k, v in env.items() if k != "REDIS_URL"}
     for command in ("api", "worker"):
-        result = subprocess.run([*PARLEY, command], cwd=tmp_path, env=no_redis, capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [*PARLEY, command], cwd=tmp_path, env=no_redis, capture_output=True, text=True, timeout=60
+        )
         assert result.returncode == 1 and "REDIS_URL is not set" in result.stderr

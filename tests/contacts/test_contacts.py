@@ -18,10 +18,22 @@ UPDATE = """mutation($input: UpdateContactInput!) { updateContact(input: $input)
 
 
 async def test_create_normalises_fields(tenant: Any) -> None:
-    data = await tenant.api(CREATE, {"input": {
-        "name": "  Ada Lovelace ", "email": "Ada@Example.COM", "phone": "+44 20 7183 8750",
-        "country": "gb", "externalId": "u-1", "vip": True, "smsConsent": "SUBSCRIBED", "tags": ["VIP ", "beta", "beta"],
-    }}, token=tenant.owner_token)  # fmt: skip
+    data = await tenant.api(
+        CREATE,
+        {
+            "input": {
+                "name": "  Ada Lovelace ",
+                "email": "Ada@Example.COM",
+                "phone": "+44 20 7183 8750",
+                "country": "gb",
+                "externalId": "u-1",
+                "vip": True,
+                "smsConsent": "SUBSCRIBED",
+                "tags": ["VIP ", "beta", "beta"],
+            }
+        },
+        token=tenant.owner_token,
+    )
     contact = data["createContact"]["contact"]
     assert contact["name"] == "Ada Lovelace"
     assert contact["email"] == "ada@example.com"
@@ -33,7 +45,11 @@ async def test_create_normalises_fields(tenant: Any) -> None:
 
 async def test_bad_fields_are_named_and_nothing_is_stored(tenant: Any) -> None:
     before = await Contact.filter(workspace_id=tenant.workspace.id).count()
-    data = await tenant.api(CREATE, {"input": {"email": "not-an-email", "phone": "12", "country": "Portugal", "timeZone": "Mars/Olympus"}}, token=tenant.owner_token)
+    data = await tenant.api(
+        CREATE,
+        {"input": {"email": "not-an-email", "phone": "12", "country": "Portugal", "timeZone": "Mars/Olympus"}},
+        token=tenant.owner_token,
+    )
     errors = data["createContact"]["userErrors"]
     assert {tuple(e["field"]) for e in errors} == {("email",), ("phone",), ("country",), ("timeZone",)}
     assert all(e["code"] == "INVALID" for e in errors)
@@ -43,9 +59,13 @@ async def test_bad_fields_are_named_and_nothing_is_stored(tenant: Any) -> None:
 
 async def test_failed_update_keeps_what_was_stored(tenant: Any) -> None:
     contact = await tenant.contact(name="Grace", email="grace@example.com")
-    data = await tenant.api(UPDATE, {"input": {"id": contact["id"], "name": "Grace Hopper", "email": "broken@"}}, token=tenant.owner_token)
+    data = await tenant.api(
+        UPDATE, {"input": {"id": contact["id"], "name": "Grace Hopper", "email": "broken@"}}, token=tenant.owner_token
+    )
     assert data["updateContact"]["userErrors"][0]["field"] == ["email"]
-    again = await tenant.api("query($id: ID!) { contact(id: $id) { name email } }", {"id": contact["id"]}, token=tenant.owner_token)
+    again = await tenant.api(
+        "query($id: ID!) { contact(id: $id) { name email } }", {"id": contact["id"]}, token=tenant.owner_token
+    )
     assert again["contact"] == {"name": "Grace", "email": "grace@example.com"}
 
 
@@ -63,35 +83,76 @@ async def test_custom_attributes_are_typed_by_their_definition(tenant: Any) -> N
     await define(tenant, "renews_on", "DATE")
     await define(tenant, "churned", "BOOLEAN")
     contact = await tenant.contact(name="Linus")
-    good = await tenant.api(UPDATE, {"input": {"id": contact["id"], "attributes": [
-        {"key": "plan", "value": "pro"}, {"key": "seats", "value": 12}, {"key": "renews_on", "value": "2027-01-31"}, {"key": "churned", "value": False},
-    ]}}, token=tenant.owner_token)  # fmt: skip
+    good = await tenant.api(
+        UPDATE,
+        {
+            "input": {
+                "id": contact["id"],
+                "attributes": [
+                    {"key": "plan", "value": "pro"},
+                    {"key": "seats", "value": 12},
+                    {"key": "renews_on", "value": "2027-01-31"},
+                    {"key": "churned", "value": False},
+                ],
+            }
+        },
+        token=tenant.owner_token,
+    )
     assert good["updateContact"]["userErrors"] == []
     values = {a["key"]: a["value"] for a in good["updateContact"]["contact"]["attributes"]}
     assert values == {"plan": "pro", "seats": 12, "renews_on": "2027-01-31", "churned": False}
 
-    bad = await tenant.api(UPDATE, {"input": {"id": contact["id"], "attributes": [
-        {"key": "plan", "value": "enterprise"}, {"key": "seats", "value": "12"}, {"key": "renews_on", "value": "31/01/2027"},
-        {"key": "churned", "value": "no"}, {"key": "nope", "value": 1},
-    ]}}, token=tenant.owner_token)  # fmt: skip
+    bad = await tenant.api(
+        UPDATE,
+        {
+            "input": {
+                "id": contact["id"],
+                "attributes": [
+                    {"key": "plan", "value": "enterprise"},
+                    {"key": "seats", "value": "12"},
+                    {"key": "renews_on", "value": "31/01/2027"},
+                    {"key": "churned", "value": "no"},
+                    {"key": "nope", "value": 1},
+                ],
+            }
+        },
+        token=tenant.owner_token,
+    )
     errors = {tuple(e["field"]): e for e in bad["updateContact"]["userErrors"]}
-    assert set(errors) == {("attributes", "0", "value"), ("attributes", "1", "value"), ("attributes", "2", "value"),
-                           ("attributes", "3", "value"), ("attributes", "4", "key")}  # fmt: skip
+    assert set(errors) == {
+        ("attributes", "0", "value"),
+        ("attributes", "1", "value"),
+        ("attributes", "2", "value"),
+        ("attributes", "3", "value"),
+        ("attributes", "4", "key"),
+    }
     assert "free, pro" in errors[("attributes", "0", "value")]["message"]
     assert errors[("attributes", "4", "key")]["code"] == "NOT_FOUND"
 
-    cleared = await tenant.api(UPDATE, {"input": {"id": contact["id"], "attributes": [{"key": "seats", "value": None}]}}, token=tenant.owner_token)
+    cleared = await tenant.api(
+        UPDATE,
+        {"input": {"id": contact["id"], "attributes": [{"key": "seats", "value": None}]}},
+        token=tenant.owner_token,
+    )
     assert {a["key"] for a in cleared["updateContact"]["contact"]["attributes"]} == {"plan", "renews_on", "churned"}
 
 
 async def test_tags_add_and_remove(tenant: Any) -> None:
     contact = await tenant.contact(name="Tagged")
     mutation = "mutation($input: TagContactInput!) { %s(input: $input) { contact { tags } userErrors { field code } } }"
-    added = await tenant.api(mutation % "tagContact", {"input": {"contactId": contact["id"], "tags": ["Trial", "  needs   follow-up "]}}, token=tenant.owner_token)
+    added = await tenant.api(
+        mutation % "tagContact",
+        {"input": {"contactId": contact["id"], "tags": ["Trial", "  needs   follow-up "]}},
+        token=tenant.owner_token,
+    )
     assert added["tagContact"]["contact"]["tags"] == ["needs follow-up", "trial"]
-    removed = await tenant.api(mutation % "untagContact", {"input": {"contactId": contact["id"], "tags": ["TRIAL"]}}, token=tenant.owner_token)
+    removed = await tenant.api(
+        mutation % "untagContact", {"input": {"contactId": contact["id"], "tags": ["TRIAL"]}}, token=tenant.owner_token
+    )
     assert removed["untagContact"]["contact"]["tags"] == ["needs follow-up"]
-    bad = await tenant.api(mutation % "tagContact", {"input": {"contactId": contact["id"], "tags": ["x" * 65]}}, token=tenant.owner_token)
+    bad = await tenant.api(
+        mutation % "tagContact", {"input": {"contactId": contact["id"], "tags": ["x" * 65]}}, token=tenant.owner_token
+    )
     assert bad["tagContact"]["userErrors"] == [{"field": ["tags", "0"], "code": "INVALID"}]
 
 
@@ -99,19 +160,27 @@ async def test_notes_by_agents(tenant: Any) -> None:
     contact = await tenant.contact(name="Noted")
     agent, token = await tenant.agent()
     add = "mutation($input: AddContactNoteInput!) { addContactNote(input: $input) { note { id body author { name } } userErrors { field code } } }"
-    note = (await tenant.api(add, {"input": {"contactId": contact["id"], "body": "Called, wants a demo"}}, token=token))["addContactNote"]["note"]
+    note = (
+        await tenant.api(add, {"input": {"contactId": contact["id"], "body": "Called, wants a demo"}}, token=token)
+    )["addContactNote"]["note"]
     assert note["author"]["name"] == agent.name
     empty = await tenant.api(add, {"input": {"contactId": contact["id"], "body": "   "}}, token=token)
     assert empty["addContactNote"]["userErrors"] == [{"field": ["body"], "code": "REQUIRED"}]
 
-    listing = await tenant.api("query($id: ID!) { contact(id: $id) { notes { edges { node { body } } } } }", {"id": contact["id"]}, token=tenant.owner_token)
+    listing = await tenant.api(
+        "query($id: ID!) { contact(id: $id) { notes { edges { node { body } } } } }",
+        {"id": contact["id"]},
+        token=tenant.owner_token,
+    )
     assert [e["node"]["body"] for e in listing["contact"]["notes"]["edges"]] == ["Called, wants a demo"]
 
     _, other = await tenant.agent()
     delete = "mutation($input: ContactIdInput!) { deleteContactNote(input: $input) { deletedId userErrors { code } } }"
     refused = await tenant.api(delete, {"input": {"id": note["id"]}}, token=other)
     assert refused["deleteContactNote"]["userErrors"] == [{"code": "FORBIDDEN"}]
-    assert (await tenant.api(delete, {"input": {"id": note["id"]}}, token=token))["deleteContactNote"]["deletedId"] == note["id"]
+    assert (await tenant.api(delete, {"input": {"id": note["id"]}}, token=token))["deleteContactNote"][
+        "deletedId"
+    ] == note["id"]
 
 
 TRACK = """mutation($input: TrackEventInput!) { trackEvent(input: $input) {
@@ -121,28 +190,57 @@ TRACK = """mutation($input: TrackEventInput!) { trackEvent(input: $input) {
 async def test_event_timeline_newest_first_and_paged(tenant: Any) -> None:
     contact = await tenant.contact(name="Visitor")
     for i in range(5):
-        await tenant.api(TRACK, {"input": {"contactId": contact["id"], "kind": "PAGE_VIEW", "url": f"https://shop.example.com/p/{i}"}}, token=tenant.api_key)
-    await tenant.api(TRACK, {"input": {"contactId": contact["id"], "name": "checkout_started", "properties": {"total": 42}}}, token=tenant.api_key)
+        await tenant.api(
+            TRACK,
+            {"input": {"contactId": contact["id"], "kind": "PAGE_VIEW", "url": f"https://shop.example.com/p/{i}"}},
+            token=tenant.api_key,
+        )
+    await tenant.api(
+        TRACK,
+        {"input": {"contactId": contact["id"], "name": "checkout_started", "properties": {"total": 42}}},
+        token=tenant.api_key,
+    )
     query = """query($id: ID!, $after: String, $kind: EventKind) { contact(id: $id) { events(first: 4, after: $after, kind: $kind) {
       edges { node { name url properties } } pageInfo { hasNextPage endCursor } } } }"""
     first = (await tenant.api(query, {"id": contact["id"]}, token=tenant.owner_token))["contact"]["events"]
     assert first["edges"][0]["node"] == {"name": "checkout_started", "url": None, "properties": {"total": 42}}
     assert [e["node"]["url"] for e in first["edges"][1:]] == [f"https://shop.example.com/p/{i}" for i in (4, 3, 2)]
     assert first["pageInfo"]["hasNextPage"] is True
-    rest = (await tenant.api(query, {"id": contact["id"], "after": first["pageInfo"]["endCursor"]}, token=tenant.owner_token))["contact"]["events"]
+    rest = (
+        await tenant.api(
+            query, {"id": contact["id"], "after": first["pageInfo"]["endCursor"]}, token=tenant.owner_token
+        )
+    )["contact"]["events"]
     assert [e["node"]["url"] for e in rest["edges"]] == ["https://shop.example.com/p/1", "https://shop.example.com/p/0"]
     assert rest["pageInfo"]["hasNextPage"] is False
-    views = (await tenant.api(query, {"id": contact["id"], "kind": "PAGE_VIEW"}, token=tenant.owner_token))["contact"]["events"]
+    views = (await tenant.api(query, {"id": contact["id"], "kind": "PAGE_VIEW"}, token=tenant.owner_token))["contact"][
+        "events"
+    ]
     assert all(e["node"]["name"] == "page_view" for e in views["edges"])
 
 
 async def test_event_validation(tenant: Any) -> None:
     contact = await tenant.contact(name="V")
-    bad = await tenant.api(TRACK, {"input": {"contactId": contact["id"], "kind": "PAGE_VIEW", "url": "javascript:alert(1)",
-                                             "properties": [1, 2], "occurredAt": "2999-01-01T00:00:00+00:00"}}, token=tenant.api_key)  # fmt: skip
+    bad = await tenant.api(
+        TRACK,
+        {
+            "input": {
+                "contactId": contact["id"],
+                "kind": "PAGE_VIEW",
+                "url": "javascript:alert(1)",
+                "properties": [1, 2],
+                "occurredAt": "2999-01-01T00:00:00+00:00",
+            }
+        },
+        token=tenant.api_key,
+    )
     fields = {tuple(e["field"]) for e in bad["trackEvent"]["userErrors"]}
     assert fields == {("url",), ("properties",), ("occurredAt",)}
-    huge = await tenant.api(TRACK, {"input": {"contactId": contact["id"], "name": "big", "properties": {"blob": "x" * 20000}}}, token=tenant.api_key)
+    huge = await tenant.api(
+        TRACK,
+        {"input": {"contactId": contact["id"], "name": "big", "properties": {"blob": "x" * 20000}}},
+        token=tenant.api_key,
+    )
     assert huge["trackEvent"]["userErrors"][0]["code"] == "TOO_LONG"
     nameless = await tenant.api(TRACK, {"input": {"contactId": contact["id"]}}, token=tenant.api_key)
     assert nameless["trackEvent"]["userErrors"][0]["field"] == ["name"]
@@ -161,7 +259,10 @@ async def test_contact_list_sorts_by_last_interaction_and_searches(tenant: Any) 
     assert [e["node"]["id"] for e in listed["edges"]][0] == a["id"]
 
     async def search(term: str) -> list[str]:
-        return [e["node"]["id"] for e in (await tenant.api(query, {"s": term}, token=tenant.owner_token))["contacts"]["edges"]]
+        return [
+            e["node"]["id"]
+            for e in (await tenant.api(query, {"s": term}, token=tenant.owner_token))["contacts"]["edges"]
+        ]
 
     assert await search("zeph") == [a["id"]]
     assert await search("EXAMPLE.ORG") == [b["id"]]

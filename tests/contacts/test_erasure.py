@@ -21,9 +21,9 @@ import redis.asyncio as aioredis
 from core import presence
 from core.config import settings
 from core.db import dialect
+from core.scoping import encode_global_id
 from domain.identity import user_hash
 from jobs.exports import export_contacts
-from core.scoping import encode_global_id
 from models.webhooks import WebhookDelivery, WebhookEventType
 from tests.conftest import LiveServer, Tenant, gql, hub_subscriptions, pk
 from tests.loopback import HttpSink
@@ -37,7 +37,9 @@ NEEDLES = (EMAIL, NAME, PHONE, "Forgetme")
 
 SESSION = "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { token contact { id } userErrors { code } } }"
 UPDATE = "mutation($i: UpdateContactInput!) { updateContact(input: $i) { userErrors { field code } } }"
-START = "mutation($i: StartConversationInput!) { startConversation(input: $i) { conversation { id } userErrors { code } } }"
+START = (
+    "mutation($i: StartConversationInput!) { startConversation(input: $i) { conversation { id } userErrors { code } } }"
+)
 REPLY = "mutation($i: SendMessageInput!) { sendMessage(input: $i) { userErrors { field code } } }"
 NOTE = "mutation($i: AddContactNoteInput!) { addContactNote(input: $i) { userErrors { code } } }"
 TRACK = "mutation($i: TrackEventInput!) { trackEvent(input: $i) { userErrors { code } } }"
@@ -83,10 +85,13 @@ async def redis_dump() -> str:
         async for key in client.scan_iter(match=f"{settings.redis_prefix}*", count=1000):
             kind = (await client.type(key)).decode()
             value: Any = {
-                "string": lambda: client.get(key), "hash": lambda: client.hgetall(key), "set": lambda: client.smembers(key),
-                "zset": lambda: client.zrange(key, 0, -1, withscores=True), "list": lambda: client.lrange(key, 0, -1),
+                "string": lambda: client.get(key),
+                "hash": lambda: client.hgetall(key),
+                "set": lambda: client.smembers(key),
+                "zset": lambda: client.zrange(key, 0, -1, withscores=True),
+                "list": lambda: client.lrange(key, 0, -1),
                 "stream": lambda: client.xrange(key),
-            }.get(kind, lambda: client.type(key))()  # fmt: skip
+            }.get(kind, lambda: client.type(key))()
             dump.append(f"{key!r} {kind} {await value!r}")
     finally:
         await client.aclose()
@@ -98,28 +103,50 @@ def found(text: str) -> list[str]:
     return [needle for needle in NEEDLES if needle.lower() in text.lower()]
 
 
-async def test_a_deleted_contact_is_gone_from_every_table_file_and_redis_key(tenant: Tenant, server: LiveServer, http_sink: HttpSink) -> None:
-    endpoint = await register(tenant, f"{http_sink.url}/crm", ["CONTACT_CREATED", "CONTACT_UPDATED", "CONTACT_DELETED",
-                                                              "CONVERSATION_STATUS_CHANGED"])  # fmt: skip
+async def test_a_deleted_contact_is_gone_from_every_table_file_and_redis_key(
+    tenant: Tenant, server: LiveServer, http_sink: HttpSink
+) -> None:
+    endpoint = await register(
+        tenant,
+        f"{http_sink.url}/crm",
+        ["CONTACT_CREATED", "CONTACT_UPDATED", "CONTACT_DELETED", "CONVERSATION_STATUS_CHANGED"],
+    )
     # A signed-in user of the customer's app (an anonymous visitor's sessions would end when the agent identifies it).
     proof = {"externalId": "erasmus-1", "userHash": user_hash(tenant.channel.secret, "erasmus-1")}
-    session = (await gql(server, SESSION, {"i": {"channelKey": tenant.channel.public_key, **proof}}, ""))["startContactSession"]
+    session = (await gql(server, SESSION, {"i": {"channelKey": tenant.channel.public_key, **proof}}, ""))[
+        "startContactSession"
+    ]
     contact_id, contact_token = session["contact"]["id"], session["token"]
     cid = pk(contact_id)
     owner = tenant.owner_token
-    assert (await gql(server, UPDATE, {"i": {"id": contact_id, "email": EMAIL, "name": NAME, "phone": PHONE}}, owner))["updateContact"]["userErrors"] == []
-    started = (await gql(server, START, {"i": {"body": f"Hi, I am {NAME}, {EMAIL}", "subject": f"From {EMAIL}"}}, contact_token))["startConversation"]
+    assert (await gql(server, UPDATE, {"i": {"id": contact_id, "email": EMAIL, "name": NAME, "phone": PHONE}}, owner))[
+        "updateContact"
+    ]["userErrors"] == []
+    started = (
+        await gql(
+            server, START, {"i": {"body": f"Hi, I am {NAME}, {EMAIL}", "subject": f"From {EMAIL}"}}, contact_token
+        )
+    )["startConversation"]
     conversation_id = started["conversation"]["id"]
-    await gql(server, REPLY, {"i": {"conversationId": conversation_id, "body": f"Thanks {NAME}, we wrote to {EMAIL}"}}, owner)
+    await gql(
+        server, REPLY, {"i": {"conversationId": conversation_id, "body": f"Thanks {NAME}, we wrote to {EMAIL}"}}, owner
+    )
     await gql(server, NOTE, {"i": {"contactId": contact_id, "body": f"{NAME} called from {PHONE}"}}, owner)
-    await gql(server, TRACK, {"i": {"contactId": contact_id, "name": "signed_up", "properties": {"email": EMAIL}}}, tenant.api_key)
+    await gql(
+        server,
+        TRACK,
+        {"i": {"contactId": contact_id, "name": "signed_up", "properties": {"email": EMAIL}}},
+        tenant.api_key,
+    )
     assert "succeeded" in await drain(tenant.workspace.id)
     assert any(EMAIL in r.body.decode() for r in await http_sink.wait_for(2)), "the receiver got the contact's data"
     # One more change, left pending: its delivery still holds the e-mail.
     await gql(server, UPDATE, {"i": {"id": contact_id, "city": "Porto"}}, owner)
     assert found(await database_dump())
 
-    job_id = (await gql(server, EXPORT, {"i": {"columns": ["id", "name", "email", "phone"]}}, owner))["exportContacts"]["job"]["id"]
+    job_id = (await gql(server, EXPORT, {"i": {"columns": ["id", "name", "email", "phone"]}}, owner))["exportContacts"][
+        "job"
+    ]["id"]
     await export_contacts({"hub": None}, pk(job_id))
     link = (await gql(server, JOB, {"id": job_id}, owner))["job"]["downloadUrl"]
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
@@ -144,7 +171,11 @@ async def test_a_deleted_contact_is_gone_from_every_table_file_and_redis_key(ten
     assert found(export_folder_text()) == []
     assert found(await redis_dump()) == []
     record = deleted["auditRecord"]
-    assert (record["emailHint"], record["nameHint"], record["phoneHint"]) == ("e***@e***.org", "E*** F***", "+44*******042")
+    assert (record["emailHint"], record["nameHint"], record["phoneHint"]) == (
+        "e***@e***.org",
+        "E*** F***",
+        "+44*******042",
+    )
     erased = {e["kind"]: e["count"] for e in record["erased"]}
     assert erased["conversations"] == 1 and erased["messages"] >= 2 and erased["notes"] == 1 and erased["events"] >= 1
     assert erased["webhookDeliveries"] >= 3 and erased["exportFiles"] == 1
@@ -172,14 +203,18 @@ async def test_erasing_a_merged_contact_erases_what_its_secondary_sent(tenant: T
     primary = await tenant.contact(name="Ada Work", email="ada.work@example.com")
     secondary = await tenant.contact(name=NAME, email=EMAIL, phone=PHONE)
     assert found(await database_dump())
-    merged = (await tenant.api(MERGE, {"i": {"primaryId": primary["id"], "secondaryId": secondary["id"]}}, token=tenant.owner_token))
+    merged = await tenant.api(
+        MERGE, {"i": {"primaryId": primary["id"], "secondaryId": secondary["id"]}}, token=tenant.owner_token
+    )
     assert merged["mergeContacts"]["userErrors"] == []
     deleted = (await tenant.api(DELETE, {"i": {"id": primary["id"]}}, token=tenant.owner_token))["deleteContact"]
     assert deleted["userErrors"] == []
     assert found(await database_dump()) == []
 
 
-async def test_the_migration_names_the_contact_of_deliveries_written_before_it(tenant: Tenant, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_migration_names_the_contact_of_deliveries_written_before_it(
+    tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """0014_erasure fills contact_id from each payload as emit does, a few rows per
     statement; a ping, a conversation's id or a malformed id names no contact."""
     from tortoise import connections
@@ -189,16 +224,27 @@ async def test_the_migration_names_the_contact_of_deliveries_written_before_it(t
 
     migration = importlib.import_module("models.migrations.0014_erasure")
     monkeypatch.setattr(migration, "FILL_CHUNK", 2)
-    endpoint = await register(tenant, "https://crm.example.com/hook", ["CONTACT_CREATED", "CONVERSATION_STATUS_CHANGED"])
+    endpoint = await register(
+        tenant, "https://crm.example.com/hook", ["CONTACT_CREATED", "CONVERSATION_STATUS_CHANGED"]
+    )
     ada, bob = await tenant.contact(name="Ada"), await tenant.contact(name="Bob")
     ws, stamp = tenant.workspace.id, datetime.now(UTC)
-    for data in ({"conversation": {"id": encode_global_id("Conversation", 7), "contactId": bob["id"]}},
-                 {"contact": {"id": encode_global_id("Conversation", pk(ada["id"]))}},
-                 {"contact": {"id": "not base64!"}}, {"contact": {"id": "Q29udGFjdDp4"}},  # "Contact:x"
-                 {"endpointId": endpoint.id}):  # fmt: skip
-        await WebhookDelivery.create(workspace_id=ws, endpoint_id=pk(endpoint.id), event_id="evt_old", event_type="contact.created",
-                                     payload=envelope("evt_old", WebhookEventType.CONTACT_CREATED, ws, stamp, data),
-                                     status=DeliveryStatus.PENDING, created_at=stamp)  # fmt: skip
+    for data in (
+        {"conversation": {"id": encode_global_id("Conversation", 7), "contactId": bob["id"]}},
+        {"contact": {"id": encode_global_id("Conversation", pk(ada["id"]))}},
+        {"contact": {"id": "not base64!"}},
+        {"contact": {"id": "Q29udGFjdDp4"}},  # "Contact:x"
+        {"endpointId": endpoint.id},
+    ):
+        await WebhookDelivery.create(
+            workspace_id=ws,
+            endpoint_id=pk(endpoint.id),
+            event_id="evt_old",
+            event_type="contact.created",
+            payload=envelope("evt_old", WebhookEventType.CONTACT_CREATED, ws, stamp, data),
+            status=DeliveryStatus.PENDING,
+            created_at=stamp,
+        )
     expected = [pk(ada["id"]), pk(bob["id"]), pk(bob["id"]), None, None, None, None]
     rows = WebhookDelivery.filter(workspace_id=ws).order_by("id")
     assert await rows.values_list("contact_id", flat=True) == expected[:2] + [None] * 5

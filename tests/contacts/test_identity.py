@@ -68,8 +68,11 @@ async def test_an_integrator_contact_is_found_by_the_external_id_the_sdk_present
 
 async def test_an_anonymous_visitor_who_logs_in_keeps_its_history(tenant: Any) -> None:
     visitor = await session(tenant)
-    await tenant.api("mutation($input: TrackEventInput!) { trackEvent(input: $input) { userErrors { code } } }",
-                     {"input": {"kind": "PAGE_VIEW", "url": "https://example.com/pricing"}}, token=visitor["token"])  # fmt: skip
+    await tenant.api(
+        "mutation($input: TrackEventInput!) { trackEvent(input: $input) { userErrors { code } } }",
+        {"input": {"kind": "PAGE_VIEW", "url": "https://example.com/pricing"}},
+        token=visitor["token"],
+    )
     logged_in = await session(tenant, sessionToken=visitor["token"], externalId="u-77")
     assert logged_in["contact"]["id"] == visitor["contact"]["id"]
     assert logged_in["contact"]["externalId"] == "u-77"
@@ -91,28 +94,46 @@ async def test_matching_by_phone(tenant: Any) -> None:
     assert changed["updateWorkspace"]["workspace"]["matchingAttribute"] == "PHONE"
     await tenant.contact(name="Phone person", phone="+14155550123", email="a@example.com")
     # E-mail no longer matches: a second contact with it is fine; the same phone is not.
-    assert (await tenant.api(CREATE, {"input": {"email": "a@example.com"}}, token=tenant.api_key))["createContact"]["userErrors"] == []
+    assert (await tenant.api(CREATE, {"input": {"email": "a@example.com"}}, token=tenant.api_key))["createContact"][
+        "userErrors"
+    ] == []
     clash = await tenant.api(CREATE, {"input": {"phone": "+1 415 555 0123"}}, token=tenant.api_key)
     assert clash["createContact"]["userErrors"][0]["field"] == ["phone"]
 
 
 async def test_matching_by_custom_attribute(tenant: Any) -> None:
-    bad = await tenant.api(UPDATE_WS, {"input": {"matchingAttribute": "CUSTOM", "matchingAttributeKey": "nope"}}, token=tenant.owner_token)
+    bad = await tenant.api(
+        UPDATE_WS, {"input": {"matchingAttribute": "CUSTOM", "matchingAttributeKey": "nope"}}, token=tenant.owner_token
+    )
     assert bad["updateWorkspace"]["userErrors"][0]["field"] == ["matchingAttributeKey"]
-    await tenant.api("mutation { createAttributeDefinition(input: {key: \"crm_id\", label: \"CRM id\", type: TEXT}) { userErrors { code } } }",
-                     token=tenant.owner_token)  # fmt: skip
-    ok = await tenant.api(UPDATE_WS, {"input": {"matchingAttribute": "CUSTOM", "matchingAttributeKey": "crm_id"}}, token=tenant.owner_token)
+    await tenant.api(
+        'mutation { createAttributeDefinition(input: {key: "crm_id", label: "CRM id", type: TEXT}) { userErrors { code } } }',
+        token=tenant.owner_token,
+    )
+    ok = await tenant.api(
+        UPDATE_WS,
+        {"input": {"matchingAttribute": "CUSTOM", "matchingAttributeKey": "crm_id"}},
+        token=tenant.owner_token,
+    )
     assert ok["updateWorkspace"]["workspace"] == {"matchingAttribute": "CUSTOM", "matchingAttributeKey": "crm_id"}
     await tenant.contact(name="One", attributes=[{"key": "crm_id", "value": "SF-001"}])
-    clash = await tenant.api(CREATE, {"input": {"name": "Two", "attributes": [{"key": "crm_id", "value": "SF-001"}]}}, token=tenant.api_key)
+    clash = await tenant.api(
+        CREATE, {"input": {"name": "Two", "attributes": [{"key": "crm_id", "value": "SF-001"}]}}, token=tenant.api_key
+    )
     assert clash["createContact"]["userErrors"][0]["code"] == "TAKEN"
-    other = await tenant.api(CREATE, {"input": {"name": "Three", "attributes": [{"key": "crm_id", "value": "SF-002"}]}}, token=tenant.api_key)
+    other = await tenant.api(
+        CREATE, {"input": {"name": "Three", "attributes": [{"key": "crm_id", "value": "SF-002"}]}}, token=tenant.api_key
+    )
     assert other["createContact"]["userErrors"] == []
 
 
 async def test_unknown_channel_and_bad_platform_attributes(tenant: Any) -> None:
     data = await tenant.api(SESSION, {"input": {"channelKey": "ch_nope"}})
-    assert data["startContactSession"]["userErrors"][0] == {"field": ["channelKey"], "code": "NOT_FOUND", "message": "No widget or SDK channel has this key."}
+    assert data["startContactSession"]["userErrors"][0] == {
+        "field": ["channelKey"],
+        "code": "NOT_FOUND",
+        "message": "No widget or SDK channel has this key.",
+    }
     wrong_type = await session(tenant, platformAttributes={"session_count": "many"})
     assert wrong_type["userErrors"][0]["field"] == ["attributes", "0", "value"]
     not_object = await session(tenant, platformAttributes=[1])

@@ -18,16 +18,30 @@ NODE = "query($id: ID!) { node(id: $id) { id } }"
 
 async def test_merge_moves_everything_and_the_primary_wins(tenant: Any) -> None:
     await tenant.api(
-        "mutation { createAttributeDefinition(input: {key: \"plan\", label: \"Plan\", type: TEXT}) { userErrors { code } } }",
+        'mutation { createAttributeDefinition(input: {key: "plan", label: "Plan", type: TEXT}) { userErrors { code } } }',
         token=tenant.owner_token,
     )
-    primary = await tenant.contact(name="Primary", email="p@example.com", tags=["a"], attributes=[{"key": "plan", "value": "pro"}])
-    secondary = await tenant.contact(name="Secondary", email="s@example.com", phone="+14155550111", externalId="ext-s",
-                                     city="Porto", vip=True, tags=["b"], attributes=[{"key": "plan", "value": "free"}])  # fmt: skip
+    primary = await tenant.contact(
+        name="Primary", email="p@example.com", tags=["a"], attributes=[{"key": "plan", "value": "pro"}]
+    )
+    secondary = await tenant.contact(
+        name="Secondary",
+        email="s@example.com",
+        phone="+14155550111",
+        externalId="ext-s",
+        city="Porto",
+        vip=True,
+        tags=["b"],
+        attributes=[{"key": "plan", "value": "free"}],
+    )
     await tenant.api(TRACK, {"input": {"contactId": secondary["id"], "name": "signed_up"}}, token=tenant.api_key)
     await tenant.api(NOTE, {"input": {"contactId": secondary["id"], "body": "met at a fair"}}, token=tenant.owner_token)
 
-    merged = (await tenant.api(MERGE, {"input": {"primaryId": primary["id"], "secondaryId": secondary["id"]}}, token=tenant.owner_token))["mergeContacts"]
+    merged = (
+        await tenant.api(
+            MERGE, {"input": {"primaryId": primary["id"], "secondaryId": secondary["id"]}}, token=tenant.owner_token
+        )
+    )["mergeContacts"]
     assert merged["userErrors"] == []
     c = merged["contact"]
     assert (c["id"], c["name"], c["email"]) == (primary["id"], "Primary", "p@example.com")
@@ -38,7 +52,9 @@ async def test_merge_moves_everything_and_the_primary_wins(tenant: Any) -> None:
     assert await ContactNote.filter(contact_id=pk(primary["id"])).count() == 1
     assert (await tenant.api(NODE, {"id": secondary["id"]}, token=tenant.owner_token))["node"] is None
 
-    itself = await tenant.api(MERGE, {"input": {"primaryId": primary["id"], "secondaryId": primary["id"]}}, token=tenant.owner_token)
+    itself = await tenant.api(
+        MERGE, {"input": {"primaryId": primary["id"], "secondaryId": primary["id"]}}, token=tenant.owner_token
+    )
     assert itself["mergeContacts"]["userErrors"][0]["field"] == ["secondaryId"]
 
 
@@ -49,13 +65,21 @@ async def test_delete_removes_everything_and_leaves_a_masked_audit_record(tenant
     deleted = (await tenant.api(DELETE, {"input": {"id": contact["id"]}}, token=tenant.owner_token))["deleteContact"]
     assert deleted["userErrors"] == []
     record = deleted["auditRecord"]
-    assert (record["nameHint"], record["emailHint"], record["phoneHint"]) == ("J*** D***", "j***@e***.com", "+44*******750")
+    assert (record["nameHint"], record["emailHint"], record["phoneHint"]) == (
+        "J*** D***",
+        "j***@e***.com",
+        "+44*******750",
+    )
     assert record["deletedByName"] == "Olive Owner"
     cid = pk(contact["id"])
     for model in (Contact, ContactEvent, ContactNote, ContactTag):
         assert await model.filter(**({"id": cid} if model is Contact else {"contact_id": cid})).count() == 0
-    audit = await tenant.api("{ deletedContacts { edges { node { emailHint deletedByName } } } }", token=tenant.owner_token)
-    assert audit["deletedContacts"]["edges"] == [{"node": {"emailHint": "j***@e***.com", "deletedByName": "Olive Owner"}}]
+    audit = await tenant.api(
+        "{ deletedContacts { edges { node { emailHint deletedByName } } } }", token=tenant.owner_token
+    )
+    assert audit["deletedContacts"]["edges"] == [
+        {"node": {"emailHint": "j***@e***.com", "deletedByName": "Olive Owner"}}
+    ]
     again = await tenant.api(DELETE, {"input": {"id": contact["id"]}}, token=tenant.owner_token)
     assert again["deleteContact"]["userErrors"] == [{"field": ["id"], "code": "NOT_FOUND"}]
 
@@ -63,5 +87,9 @@ async def test_delete_removes_everything_and_leaves_a_masked_audit_record(tenant
 async def test_block_and_unblock(tenant: Any) -> None:
     contact = await tenant.contact(name="Spammer")
     mutation = "mutation($input: ContactIdInput!) { %s(input: $input) { contact { blocked } userErrors { code } } }"
-    assert (await tenant.api(mutation % "blockContact", {"input": {"id": contact["id"]}}, token=tenant.owner_token))["blockContact"]["contact"] == {"blocked": True}
-    assert (await tenant.api(mutation % "unblockContact", {"input": {"id": contact["id"]}}, token=tenant.owner_token))["unblockContact"]["contact"] == {"blocked": False}
+    assert (await tenant.api(mutation % "blockContact", {"input": {"id": contact["id"]}}, token=tenant.owner_token))[
+        "blockContact"
+    ]["contact"] == {"blocked": True}
+    assert (await tenant.api(mutation % "unblockContact", {"input": {"id": contact["id"]}}, token=tenant.owner_token))[
+        "unblockContact"
+    ]["contact"] == {"blocked": False}

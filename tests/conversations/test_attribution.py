@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-
 from models.proactive import ProactiveMessage
 from services.attribution import record_receipts, source_key
 from tests.conftest import Tenant, pk
@@ -26,7 +25,9 @@ async def received(tenant: Tenant, contact_gid: str, name: str, hours_ago: float
 
 
 async def attributed(tenant: Tenant, conversation_gid: str) -> str | None:
-    return (await tenant.api(ATTRIBUTED, {"id": conversation_gid}, token=tenant.owner_token))["conversation"]["attributedSource"]  # type: ignore[no-any-return]
+    return (await tenant.api(ATTRIBUTED, {"id": conversation_gid}, token=tenant.owner_token))["conversation"][
+        "attributedSource"
+    ]  # type: ignore[no-any-return]
 
 
 async def replied(message: ProactiveMessage) -> int:
@@ -74,7 +75,9 @@ async def test_a_blocked_contacts_reply_is_not_attributed(tenant: Tenant) -> Non
 
 
 async def test_the_window_is_validated(tenant: Tenant) -> None:
-    payload = (await tenant.api(WINDOW, {"i": {"attributionWindowHours": 0}}, token=tenant.owner_token))["updateWorkspace"]
+    payload = (await tenant.api(WINDOW, {"i": {"attributionWindowHours": 0}}, token=tenant.owner_token))[
+        "updateWorkspace"
+    ]
     assert payload["userErrors"] == [
         {"field": ["attributionWindowHours"], "code": "INVALID", "message": "attributionWindowHours is 1 to 720 hours."}
     ]

@@ -15,14 +15,14 @@ import httpx
 import pytest
 
 from core import keys
+from core.signing import SIGNATURE_HEADER, signature
 from domain import sms
 from models.channels import AutoResponderAudience, Channel, ChannelKind
 from models.contacts import ChangeKind, Contact, ContactChange, SmsConsent
 from models.conversations import Conversation, ConversationStatus, DeliveryState, Direction, Message, SenderKind
 from resolvers import inbound as inbound_module
-from core.signing import SIGNATURE_HEADER, signature
-from resolvers.inbound import MAX_WEBHOOK_BYTES
 from resolvers.channels import create_channel
+from resolvers.inbound import MAX_WEBHOOK_BYTES
 from tests.conftest import SmtpSettings, Tenant, pk
 
 PHONE = "+14155550100"
@@ -274,8 +274,10 @@ async def test_stop_and_start_change_consent_and_are_confirmed(client: httpx.Asy
     conversation_id = pk(stop["conversationId"])
     [confirmation] = await replies(conversation_id)
     assert (confirmation.body, confirmation.delivery_state, confirmation.direction) == (
-        sms.DEFAULT_STOP_REPLY, DeliveryState.PENDING, Direction.OUTBOUND,
-    )  # fmt: skip
+        sms.DEFAULT_STOP_REPLY,
+        DeliveryState.PENDING,
+        Direction.OUTBOUND,
+    )
     # The keyword is kept as the contact's message: agents see it.
     assert [m.body for m in await messages_of(conversation_id) if m.sender_kind is SenderKind.CONTACT] == ["Stop."]
     assert await ContactChange.filter(contact_id=contact.id, kind=ChangeKind.UPDATED).count() == 1
@@ -350,8 +352,9 @@ async def test_a_text_reopens_the_contacts_resolved_sms_conversation(client: htt
     first = await inbound(client, channel, {"from": PHONE, "text": "My order is late"})
     resolved = await tenant.api(
         "mutation($i: SetConversationStatusInput!) { setConversationStatus(input: $i) { conversation { status } userErrors { code } } }",
-        {"i": {"id": first["conversationId"], "status": "RESOLVED"}}, token=tenant.owner_token,
-    )  # fmt: skip
+        {"i": {"id": first["conversationId"], "status": "RESOLVED"}},
+        token=tenant.owner_token,
+    )
     assert resolved["setConversationStatus"]["conversation"]["status"] == "RESOLVED"
 
     again = await inbound(client, channel, {"from": PHONE, "text": "Still nothing"})
@@ -383,30 +386,58 @@ async def test_a_blocked_contacts_text_is_kept_but_reopens_nothing(
 
 async def test_email_replies_thread_by_in_reply_to(client: httpx.AsyncClient, tenant: Tenant) -> None:
     channel = await make_channel(tenant, ChannelKind.EMAIL)
-    first = await inbound(client, channel, {
-        "from": "Ada@Example.com", "fromName": "Ada Lovelace", "subject": "Invoice\r\nBcc: evil@example.com",
-        "text": "Can I get an invoice?", "messageId": "<a1@mail.example.com>",
-    })  # fmt: skip
+    first = await inbound(
+        client,
+        channel,
+        {
+            "from": "Ada@Example.com",
+            "fromName": "Ada Lovelace",
+            "subject": "Invoice\r\nBcc: evil@example.com",
+            "text": "Can I get an invoice?",
+            "messageId": "<a1@mail.example.com>",
+        },
+    )
     conversation = await Conversation.get(id=pk(first["conversationId"]))
     assert conversation.subject == "Invoice Bcc: evil@example.com"  # one line: it goes into headers later
     contact = await Contact.get(id=conversation.contact_id)
     assert (contact.email, contact.name, contact.platform) == ("ada@example.com", "Ada Lovelace", "email")
 
-    reply = await inbound(client, channel, {
-        "from": "ada@example.com", "subject": "Re: Invoice", "text": "For order 12, please.",
-        "messageId": "<a2@mail.example.com>", "inReplyTo": "<a1@mail.example.com>",
-    })  # fmt: skip
+    reply = await inbound(
+        client,
+        channel,
+        {
+            "from": "ada@example.com",
+            "subject": "Re: Invoice",
+            "text": "For order 12, please.",
+            "messageId": "<a2@mail.example.com>",
+            "inReplyTo": "<a1@mail.example.com>",
+        },
+    )
     assert reply["conversationId"] == first["conversationId"]
-    fresh = await inbound(client, channel, {
-        "from": "ada@example.com", "subject": "Another thing", "text": "New question", "messageId": "<a3@mail.example.com>",
-        "inReplyTo": "<unknown@mail.example.com>",
-    })  # fmt: skip
+    fresh = await inbound(
+        client,
+        channel,
+        {
+            "from": "ada@example.com",
+            "subject": "Another thing",
+            "text": "New question",
+            "messageId": "<a3@mail.example.com>",
+            "inReplyTo": "<unknown@mail.example.com>",
+        },
+    )
     assert fresh["conversationId"] != first["conversationId"]
     assert (await Conversation.get(id=pk(fresh["conversationId"]))).subject == "Another thing"
     # Someone else quoting Ada's Message-ID does not get into her conversation.
-    intruder = await inbound(client, channel, {
-        "from": "mallory@example.com", "text": "Let me in", "messageId": "<m1@evil.example>", "inReplyTo": "<a1@mail.example.com>",
-    })  # fmt: skip
+    intruder = await inbound(
+        client,
+        channel,
+        {
+            "from": "mallory@example.com",
+            "text": "Let me in",
+            "messageId": "<m1@evil.example>",
+            "inReplyTo": "<a1@mail.example.com>",
+        },
+    )
     assert intruder["conversationId"] not in (first["conversationId"], fresh["conversationId"])
     assert [m.body for m in await messages_of(conversation.id)] == ["Can I get an invoice?", "For order 12, please."]
 

@@ -18,6 +18,7 @@ from arq import Retry
 
 from core import presence
 from core.config import settings
+from core.signing import SIGNATURE_HEADER, signature_problem
 from jobs.sending import (
     DELIVERY_TRIES,
     RETRY_DELAYS,
@@ -29,10 +30,16 @@ from jobs.sending import (
 from models.channels import ChannelKind
 from models.contacts import SmsConsent
 from models.conversations import Conversation, ConversationStatus, DeliveryState, Direction, Message, SenderKind
-from core.signing import SIGNATURE_HEADER, signature_problem
 from tests.conftest import Api, SmtpSettings, Tenant, start_server, start_worker, stop_process
-from tests.conversations.test_inbound import empty_queue  # noqa: F401 - the autouse fixture, here too
-from tests.conversations.test_inbound import PHONE, inbound, job_ctx, make_channel, make_contact, pk
+from tests.conversations.test_inbound import (
+    PHONE,
+    empty_queue,  # noqa: F401 - the autouse fixture, here too
+    inbound,
+    job_ctx,
+    make_channel,
+    make_contact,
+    pk,
+)
 from tests.loopback import HttpSink, ReceivedMail
 from tests.realtime.wsclient import GraphQLWs
 
@@ -86,14 +93,28 @@ async def test_an_agent_reply_to_an_email_goes_out_threaded(
     client: httpx.AsyncClient, tenant: Tenant, app: Any, smtp_settings: SmtpSettings
 ) -> None:
     channel = await make_channel(tenant, ChannelKind.EMAIL, default_sender="support@acme.test")
-    first = await inbound(client, channel, {
-        "from": "ada@example.com", "fromName": "Ada", "subject": "Invoice", "text": "Can I get an invoice?",
-        "messageId": "<q1@mail.example.com>",
-    })  # fmt: skip
-    await inbound(client, channel, {
-        "from": "ada@example.com", "subject": "Re: Invoice", "text": "For order 12.",
-        "messageId": "<q2@mail.example.com>", "inReplyTo": "<q1@mail.example.com>",
-    })  # fmt: skip
+    first = await inbound(
+        client,
+        channel,
+        {
+            "from": "ada@example.com",
+            "fromName": "Ada",
+            "subject": "Invoice",
+            "text": "Can I get an invoice?",
+            "messageId": "<q1@mail.example.com>",
+        },
+    )
+    await inbound(
+        client,
+        channel,
+        {
+            "from": "ada@example.com",
+            "subject": "Re: Invoice",
+            "text": "For order 12.",
+            "messageId": "<q2@mail.example.com>",
+            "inReplyTo": "<q1@mail.example.com>",
+        },
+    )
     message_id = await reply(tenant, first["conversationId"], "Here it is, Ada.")
     assert await state_of(message_id) is DeliveryState.PENDING
 
@@ -113,9 +134,16 @@ async def test_an_agent_reply_to_an_email_goes_out_threaded(
     assert await deliver_message(job_ctx(app), message_id) == "already sent"
     assert len(smtp_settings.sink.messages) == 1
     # Ada answers our e-mail: her mail client names ours, so it lands in the same conversation.
-    answer = await inbound(client, channel, {
-        "from": "ada@example.com", "text": "Thanks!", "messageId": "<q3@mail.example.com>", "inReplyTo": msg["Message-ID"],
-    })  # fmt: skip
+    answer = await inbound(
+        client,
+        channel,
+        {
+            "from": "ada@example.com",
+            "text": "Thanks!",
+            "messageId": "<q3@mail.example.com>",
+            "inReplyTo": msg["Message-ID"],
+        },
+    )
     assert answer["conversationId"] == first["conversationId"]
 
 
@@ -126,10 +154,20 @@ async def test_an_email_conversation_an_agent_starts_is_not_a_reply(
     contact = await tenant.contact(name="Bob", email="bob@example.com")
     from strawberry import relay
 
-    started = await ok(tenant.api, START, {"i": {
-        "body": "Your order has shipped.", "contactId": contact["id"],
-        "channelId": str(relay.GlobalID("Channel", str(channel.id))), "subject": "Order 12",
-    }}, tenant.owner_token, "startConversation")  # fmt: skip
+    started = await ok(
+        tenant.api,
+        START,
+        {
+            "i": {
+                "body": "Your order has shipped.",
+                "contactId": contact["id"],
+                "channelId": str(relay.GlobalID("Channel", str(channel.id))),
+                "subject": "Order 12",
+            }
+        },
+        tenant.owner_token,
+        "startConversation",
+    )
     assert await deliver_message(job_ctx(app), pk(started["message"]["id"])) == "sent"
     [mail] = await smtp_settings.sink.wait_for(1)
     assert mail.message["Subject"] == "Order 12" and mail.message["In-Reply-To"] is None
@@ -361,9 +399,13 @@ async def test_offline_messages_are_emailed_to_whoever_should_answer(
         "assignConversation",
     )
     await Message.create(
-        workspace_id=tenant.workspace.id, conversation_id=pk(first["conversationId"]), sender_kind=SenderKind.AGENT,
-        agent_id=plain.id, direction=Direction.OUTBOUND, body="Here!",
-    )  # fmt: skip
+        workspace_id=tenant.workspace.id,
+        conversation_id=pk(first["conversationId"]),
+        sender_kind=SenderKind.AGENT,
+        agent_id=plain.id,
+        direction=Direction.OUTBOUND,
+        body="Here!",
+    )
     third = await inbound(client, channel, {"from": PHONE, "text": "One more thing"})
     assert await notify_new_message(ctx, pk(third["messageId"])) == ["offline"]
     mails = await smtp_settings.sink.wait_for(2)
@@ -439,9 +481,16 @@ async def test_a_real_worker_delivers_replies_and_notifies(
     email_channel = await make_channel(tenant, ChannelKind.EMAIL, default_sender="help@acme.test")
     http_sink.respond_with([500])
     stop = await inbound(client, sms_channel, {"from": PHONE, "text": "STOP", "messageId": "SM-w1"})
-    question = await inbound(client, email_channel, {
-        "from": "ada@example.com", "subject": "Refund", "text": "I want a refund", "messageId": "<w1@mail.example.com>",
-    })  # fmt: skip
+    question = await inbound(
+        client,
+        email_channel,
+        {
+            "from": "ada@example.com",
+            "subject": "Refund",
+            "text": "I want a refund",
+            "messageId": "<w1@mail.example.com>",
+        },
+    )
     answer_id = await reply(tenant, question["conversationId"], "Refund on its way.")
     confirmation = await Message.get(conversation_id=pk(stop["conversationId"]), sender_kind="system")
 

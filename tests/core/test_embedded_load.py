@@ -18,15 +18,23 @@ from tests.conftest import ROOT
 
 def test_a_first_weeks_load_at_once_loses_and_fails_nothing(tmp_path: Path) -> None:
     out = tmp_path / "outcome.json"
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "REDIS_PREFIX", "ENV", "SECRET_KEY")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "REDIS_URL", "REDIS_PREFIX", "ENV", "SECRET_KEY")
+    }
     database = ["--sqlite-only"]
     if os.environ.get("TEST_DATABASE_URL"):
         database = ["--postgres-only"]
         env["BENCH_DATABASE_URL"] = os.environ["TEST_DATABASE_URL"]
     run = subprocess.run(
         [sys.executable, "-m", "bench.embedded", *database, "--json", str(out), "--logs", str(tmp_path)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.exists(), run.stdout + run.stderr
     [outcome] = json.loads(out.read_text())
     assert outcome["requests"] >= 900 + 5 + 1

@@ -33,7 +33,9 @@ with PrivateRedis() as server:
 def _without_wheel(path: str) -> subprocess.CompletedProcess[str]:
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PATH": path, "PYTHONPATH": str(root)}
-    return subprocess.run([sys.executable, "-c", WITHOUT_WHEEL], capture_output=True, text=True, env=env, cwd=root, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", WITHOUT_WHEEL], capture_output=True, text=True, env=env, cwd=root, timeout=60
+    )
 
 
 def test_the_wheel_server() -> None:

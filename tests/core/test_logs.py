@@ -23,14 +23,22 @@ def _json_lines(log: Path) -> list[dict[str, Any]]:
     return lines
 
 
-async def test_a_requests_json_log_line_carries_its_request_id_operation_and_workspace(tmp_path: Path, tenant: Tenant) -> None:
-    server = start_server(tmp_path, env={"LOG_FORMAT": "json", "ALLOWED_ORIGINS": json.dumps([ORIGIN])}, log_level="info")
+async def test_a_requests_json_log_line_carries_its_request_id_operation_and_workspace(
+    tmp_path: Path, tenant: Tenant
+) -> None:
+    server = start_server(
+        tmp_path, env={"LOG_FORMAT": "json", "ALLOWED_ORIGINS": json.dumps([ORIGIN])}, log_level="info"
+    )
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
             sent = await http.post(
                 "/graphql",
                 json={"query": "query Whoami { workspace { name } }", "operationName": "Whoami"},
-                headers={"authorization": f"Bearer {tenant.api_key}", "x-request-id": "req-from-client-1", "origin": ORIGIN},
+                headers={
+                    "authorization": f"Bearer {tenant.api_key}",
+                    "x-request-id": "req-from-client-1",
+                    "origin": ORIGIN,
+                },
             )
             made = await http.get("/healthz", headers={"origin": ORIGIN})
     finally:

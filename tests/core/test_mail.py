@@ -22,15 +22,17 @@ TEXT = "Bonjour Ada,\n\nÇa marche — 你好, naïve café ✓.\n"
 
 
 async def test_send_mail_delivers_a_utf8_message(smtp_settings: SmtpSettings) -> None:
-    message_id = await send_mail(Mail(
-        to=["Ada Lovelace <ada@example.com>", "bob@example.com"],
-        subject="Réponse à votre question ✓",
-        text=TEXT,
-        reply_to="Support <support+c_42@parley.localhost>",
-        in_reply_to="<original@example.com>",
-        references=["<first@example.com>", "<original@example.com>"],
-        headers={"X-Parley-Conversation": "c_42", "Auto-Submitted": "auto-generated"},
-    ))
+    message_id = await send_mail(
+        Mail(
+            to=["Ada Lovelace <ada@example.com>", "bob@example.com"],
+            subject="Réponse à votre question ✓",
+            text=TEXT,
+            reply_to="Support <support+c_42@parley.localhost>",
+            in_reply_to="<original@example.com>",
+            references=["<first@example.com>", "<original@example.com>"],
+            headers={"X-Parley-Conversation": "c_42", "Auto-Submitted": "auto-generated"},
+        )
+    )
 
     [mail] = await smtp_settings.sink.wait_for(1)
     assert mail.envelope_from == "no-reply@parley.localhost"
@@ -53,9 +55,9 @@ async def test_send_mail_delivers_a_utf8_message(smtp_settings: SmtpSettings) ->
 
 
 async def test_from_addr_sets_the_sender_and_the_message_id_domain(smtp_settings: SmtpSettings) -> None:
-    message_id = await send_mail(Mail(
-        to=["ada@example.com"], subject="Hi", text="Hi", from_addr="Acme Support <help@acme.example>"
-    ))
+    message_id = await send_mail(
+        Mail(to=["ada@example.com"], subject="Hi", text="Hi", from_addr="Acme Support <help@acme.example>")
+    )
 
     [mail] = await smtp_settings.sink.wait_for(1)
     assert mail.envelope_from == "help@acme.example"
@@ -117,9 +119,13 @@ async def test_a_subprocess_sends_to_the_sink_through_env(smtp_settings: SmtpSet
     # The test blocks its own loop here; the sink answers from its thread all the same.
     code = "import asyncio; from core.mail import Mail, send_mail; print(asyncio.run(send_mail(Mail(to=['ada@example.com'], subject='From afar', text='hi'))))"
     done = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env={**os.environ, **smtp_settings.env},
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**os.environ, **smtp_settings.env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
 
     [mail] = await smtp_settings.sink.wait_for(1)
@@ -148,8 +154,11 @@ async def test_http_sink_answers_as_programmed_and_records_requests(http_sink: H
 
     requests = await http_sink.wait_for(4)
     assert [(r.method, r.path) for r in requests] == [
-        ("POST", "/hooks/1?try=1"), ("POST", "/hooks/1?try=2"), ("POST", "/hooks/1?try=3"), ("GET", "/health"),
-    ]  # fmt: skip
+        ("POST", "/hooks/1?try=1"),
+        ("POST", "/hooks/1?try=2"),
+        ("POST", "/hooks/1?try=3"),
+        ("GET", "/health"),
+    ]
     assert requests[0].json() == {"event": "conversation.created"}
     assert requests[0].headers["x-sig"] == "abc"
     assert requests[0].headers["content-type"] == "application/json"

@@ -34,8 +34,11 @@ async def test_two_api_processes_and_a_worker_share_one_registry(tmp_path: Path,
         # A connection each: the kernel hands them to either process.
         for _ in range(QUERIES):
             async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
-                answer = await http.post("/graphql", json={"query": "{ workspace { name } }"},
-                                         headers={"authorization": f"Bearer {tenant.api_key}"})  # fmt: skip
+                answer = await http.post(
+                    "/graphql",
+                    json={"query": "{ workspace { name } }"},
+                    headers={"authorization": f"Bearer {tenant.api_key}"},
+                )
                 assert answer.json()["data"]["workspace"]["name"] == "Acme"
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
             refused = await http.post("/graphql", json={"query": "{ contacts { totalCount } }"})
@@ -49,8 +52,14 @@ async def test_two_api_processes_and_a_worker_share_one_registry(tmp_path: Path,
         for _ in range(6):
             async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
                 text = (await http.get("/metrics")).text
-            assert _sample(text, "parley_graphql_request_duration_seconds_count", operation_type="query", outcome="ok") == QUERIES
-            assert _sample(text, "parley_graphql_request_duration_seconds_count", operation_type="query", outcome="error") == 1
+            assert (
+                _sample(text, "parley_graphql_request_duration_seconds_count", operation_type="query", outcome="ok")
+                == QUERIES
+            )
+            assert (
+                _sample(text, "parley_graphql_request_duration_seconds_count", operation_type="query", outcome="error")
+                == 1
+            )
             assert _sample(text, "parley_graphql_errors_total", code="UNAUTHENTICATED") == 1
             assert "parley_hub_subscribers 0\n" in text and "parley_job_queue_depth " in text
 
@@ -86,6 +95,10 @@ async def test_the_grafana_dashboard_charts_only_metrics_parley_exports(client: 
     await client.post("/graphql", json={"query": "{ __typename }"})
     exported = set(re.findall(r"^# TYPE (\w+) ", (await client.get("/metrics")).text, re.M))
     dashboard = json.loads((Path(__file__).resolve().parents[2] / "docs" / "grafana-dashboard.json").read_text())
-    charted = {re.sub(r"_(bucket|count|sum)$", "", name) for panel in dashboard["panels"] for target in panel["targets"]
-               for name in re.findall(r"\b(parley_\w+)", target["expr"])}  # fmt: skip
+    charted = {
+        re.sub(r"_(bucket|count|sum)$", "", name)
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\b(parley_\w+)", target["expr"])
+    }
     assert charted and charted <= exported, charted - exported

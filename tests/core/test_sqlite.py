@@ -10,8 +10,8 @@ import contextlib
 import os
 import sqlite3
 import time
-from datetime import UTC, datetime
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -43,8 +43,11 @@ def write_lock_held() -> Iterator[sqlite3.Connection]:
 
 async def create_contact(server_url: str, tenant: Tenant, name: str) -> httpx.Response:
     async with httpx.AsyncClient(base_url=server_url, timeout=60) as http:
-        return await http.post("/graphql", json={"query": CREATE, "variables": {"i": {"name": name}}},
-                               headers={"authorization": f"Bearer {tenant.owner_token}"})  # fmt: skip
+        return await http.post(
+            "/graphql",
+            json={"query": CREATE, "variables": {"i": {"name": name}}},
+            headers={"authorization": f"Bearer {tenant.owner_token}"},
+        )
 
 
 @sqlite_only
@@ -68,7 +71,9 @@ async def test_a_request_waits_for_another_processs_write_and_then_writes(tenant
 
 
 @sqlite_only
-async def test_a_write_that_cannot_get_the_lock_in_time_answers_busy_and_writes_nothing(tenant: Tenant, tmp_path: Path) -> None:
+async def test_a_write_that_cannot_get_the_lock_in_time_answers_busy_and_writes_nothing(
+    tenant: Tenant, tmp_path: Path
+) -> None:
     server = start_server(tmp_path, env={"SQLITE_WRITE_WAIT_SECONDS": "1"})
     try:
         with write_lock_held():
@@ -144,8 +149,17 @@ async def test_tasks_of_one_process_never_run_inside_each_others_transactions(te
 async def test_a_job_that_finds_the_database_locked_is_retried_not_failed(tenant: Tenant, tmp_path: Path) -> None:
     made = await tenant.api(
         "mutation($i: CreateSegmentInput!) { createSegment(input: $i) { segment { id } userErrors { code } } }",
-        {"i": {"name": "Lyon", "rules": {"match": "ALL", "conditions": [
-            {"field": "city", "operator": "EQUALS", "value": {"text": "Lyon"}}]}}}, token=tenant.owner_token)  # fmt: skip
+        {
+            "i": {
+                "name": "Lyon",
+                "rules": {
+                    "match": "ALL",
+                    "conditions": [{"field": "city", "operator": "EQUALS", "value": {"text": "Lyon"}}],
+                },
+            }
+        },
+        token=tenant.owner_token,
+    )
     segment_id = pk(made["createSegment"]["segment"]["id"])
     [job] = await Job.filter(workspace_id=tenant.workspace.id)
     worker = None
@@ -166,7 +180,11 @@ async def test_a_job_that_finds_the_database_locked_is_retried_not_failed(tenant
         text = (tmp_path / "worker.log").read_text(errors="replace")
         # Other tests' queued jobs may run (and fail for their own reasons) in this worker:
         # what matters is that nothing failed on the lock.
-        failed = [line for line in text.splitlines() if " ! " in line and ("refresh_" in line or "cron:" in line or "locked" in line)]
+        failed = [
+            line
+            for line in text.splitlines()
+            if " ! " in line and ("refresh_" in line or "cron:" in line or "locked" in line)
+        ]
         assert "refresh_segment" in text and failed == [], failed
         assert job.result is not None and job.params.get("segment_id", segment_id) == segment_id
     finally:

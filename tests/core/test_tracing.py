@@ -28,8 +28,17 @@ def _spans(sink: HttpSink) -> list[dict[str, Any]]:
             for scope in resource.scope_spans:
                 for s in scope.spans:
                     attributes = {a.key: (a.value.string_value or a.value.int_value) for a in s.attributes}
-                    spans.append({"service": service, "name": s.name, "kind": s.kind, "trace_id": s.trace_id.hex(),
-                                  "span_id": s.span_id.hex(), "parent": s.parent_span_id.hex(), **attributes})  # fmt: skip
+                    spans.append(
+                        {
+                            "service": service,
+                            "name": s.name,
+                            "kind": s.kind,
+                            "trace_id": s.trace_id.hex(),
+                            "span_id": s.span_id.hex(),
+                            "parent": s.parent_span_id.hex(),
+                            **attributes,
+                        }
+                    )
     return spans
 
 
@@ -43,19 +52,32 @@ async def _until(sink: HttpSink, found: Any, timeout: float = 20) -> list[dict[s
 
 async def test_a_request_and_its_operation_and_a_job_reach_the_collector(tmp_path: Path, tenant: Tenant) -> None:
     with HttpSink() as sink:
-        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.url, "OTEL_BSP_SCHEDULE_DELAY": "100", "OTEL_SERVICE_NAME": "parley-test"}
+        env = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": sink.url,
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
+            "OTEL_SERVICE_NAME": "parley-test",
+        }
         server = start_server(tmp_path, env=env)
         worker = start_worker(tmp_path, env=env)
         try:
             async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
                 answer = await http.post(
-                    "/graphql", json={"query": "query Workspace { workspace { name } }", "operationName": "Workspace"},
-                    headers={"authorization": f"Bearer {tenant.api_key}", "x-request-id": "traced-1",
-                             "traceparent": f"00-{TRACE_ID}-{CALLER_SPAN}-01"},
-                )  # fmt: skip
+                    "/graphql",
+                    json={"query": "query Workspace { workspace { name } }", "operationName": "Workspace"},
+                    headers={
+                        "authorization": f"Bearer {tenant.api_key}",
+                        "x-request-id": "traced-1",
+                        "traceparent": f"00-{TRACE_ID}-{CALLER_SPAN}-01",
+                    },
+                )
             assert answer.json()["data"]["workspace"]["name"] == "Acme"
-            spans = await _until(sink, lambda spans: any(s["name"] == "query Workspace" for s in spans)
-                                 and any(s["name"] == "job wake_snoozed" for s in spans))  # fmt: skip
+            spans = await _until(
+                sink,
+                lambda spans: (
+                    any(s["name"] == "query Workspace" for s in spans)
+                    and any(s["name"] == "job wake_snoozed" for s in spans)
+                ),
+            )
         finally:
             stop_process(worker)
             server.stop()
@@ -72,7 +94,9 @@ async def test_a_request_and_its_operation_and_a_job_reach_the_collector(tmp_pat
     assert operation["graphql.operation.type"] == "query" and operation["graphql.operation.name"] == "Workspace"
     assert operation["parley.outcome"] == "ok"
     job = next(s for s in spans if s["name"] == "job wake_snoozed")
-    assert job["kind"] == 5 and job["parley.job.function"] == "wake_snoozed" and job["parley.outcome"] == "ok"  # CONSUMER
+    assert (
+        job["kind"] == 5 and job["parley.job.function"] == "wake_snoozed" and job["parley.outcome"] == "ok"
+    )  # CONSUMER
 
 
 async def test_no_endpoint_no_spans(tmp_path: Path, tenant: Tenant) -> None:

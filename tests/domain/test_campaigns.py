@@ -14,7 +14,9 @@ TEXTABLE = Reach(phone="+33612345678", sms_consent="subscribed", time_zone="Euro
 
 @pytest.mark.parametrize("kind", ["web_widget", "mobile_sdk", "email", "sms", "messenger"])
 def test_blocked_contacts_are_skipped_on_every_channel(kind: str) -> None:
-    reach = Reach(blocked=True, email="a@example.com", phone="+33612345678", sms_consent="subscribed", external_id="messenger:1")
+    reach = Reach(
+        blocked=True, email="a@example.com", phone="+33612345678", sms_consent="subscribed", external_id="messenger:1"
+    )
     assert decide(kind, reach, NOON) == Decision("skip", "blocked")
 
 
@@ -29,7 +31,9 @@ def test_each_channel_needs_its_address() -> None:
 def test_sms_needs_consent_then_a_number() -> None:
     assert decide("sms", TEXTABLE, NOON).action == "send"
     for consent in ("never", "unsubscribed"):
-        assert decide("sms", Reach(phone="+33612345678", sms_consent=consent), NOON) == Decision("skip", "no_sms_consent")
+        assert decide("sms", Reach(phone="+33612345678", sms_consent=consent), NOON) == Decision(
+            "skip", "no_sms_consent"
+        )
     assert decide("sms", Reach(sms_consent="subscribed"), NOON) == Decision("skip", "no_phone")
 
 

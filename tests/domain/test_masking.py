@@ -43,7 +43,10 @@ def digit_runs(text: str) -> list[str]:
 def has_date(text: str) -> bool:
     """A date written as the masker knows them (2026-03-29, 29.03.2026): never a card."""
     month, day = "(?:0[1-9]|1[0-2])", "(?:0[1-9]|[12][0-9]|3[01])"
-    return re.search(f"(?<![0-9])(?:[0-9]{{4}}([.-]){month}\\1{day}|{day}([.-]){month}\\2[0-9]{{4}})(?![0-9])", text) is not None
+    return (
+        re.search(f"(?<![0-9])(?:[0-9]{{4}}([.-]){month}\\1{day}|{day}([.-]){month}\\2[0-9]{{4}})(?![0-9])", text)
+        is not None
+    )
 
 
 # -- audit hints ----------------------------------------------------------------------------
@@ -70,8 +73,16 @@ def test_a_test_card_is_masked_however_it_is_written(card: str) -> None:
     masked = CARD_MASK + card[-4:]
     fours = " ".join(card[i : i + 4] for i in range(0, len(card), 4))
     halves = fours[: len(fours) // 2].rstrip() + "\n" + fours[len(fours) // 2 :].lstrip()
-    variants = (card, fours, fours.replace(" ", "-"), fours.replace(" ", "\u00a0"), fours.replace(" ", "."),
-                halves, halves.replace("\n", "\r\n"), card[:7] + "\n" + card[7:])  # fmt: skip
+    variants = (
+        card,
+        fours,
+        fours.replace(" ", "-"),
+        fours.replace(" ", "\u00a0"),
+        fours.replace(" ", "."),
+        halves,
+        halves.replace("\n", "\r\n"),
+        card[:7] + "\n" + card[7:],
+    )
     for written in variants:
         assert mask_card_numbers(written) == masked
         assert mask_card_numbers(f"my card: {written}, thanks") == f"my card: {masked}, thanks"
@@ -167,8 +178,13 @@ def written_cards(draw: st.DrawFn) -> tuple[str, str]:
     """A Luhn-valid number and the way it was written: a single space, no-break space or
     dash, or nothing, between any two digits."""
     card = draw(luhn_cards)
-    separators = draw(st.lists(st.sampled_from(["", "", "", " ", "-", "\u00a0", ".", "\n", "\r\n", " \n"]), min_size=len(card) - 1,
-                               max_size=len(card) - 1))  # fmt: skip
+    separators = draw(
+        st.lists(
+            st.sampled_from(["", "", "", " ", "-", "\u00a0", ".", "\n", "\r\n", " \n"]),
+            min_size=len(card) - 1,
+            max_size=len(card) - 1,
+        )
+    )
     return card, card[0] + "".join(sep + digit for sep, digit in zip(separators, card[1:], strict=True))
 
 
@@ -185,8 +201,11 @@ def test_a_card_never_survives(written: tuple[str, str], before: str, after: str
     assert contains_card_number(before + text + after)
 
 
-@given(written_cards(), st.lists(st.text("0123456789", min_size=1, max_size=4), max_size=3),
-       st.lists(st.text("0123456789", min_size=1, max_size=4), max_size=3))  # fmt: skip
+@given(
+    written_cards(),
+    st.lists(st.text("0123456789", min_size=1, max_size=4), max_size=3),
+    st.lists(st.text("0123456789", min_size=1, max_size=4), max_size=3),
+)
 def test_a_card_among_other_digit_groups_never_survives(
     written: tuple[str, str], before: list[str], after: list[str]
 ) -> None:
@@ -220,8 +239,15 @@ def test_a_phone_number_in_e164_is_left_alone(country: str, number: str) -> None
     assert mask_card_numbers(f"call {phone} today") == f"call {phone} today"
 
 
-@given(st.integers(1900, 2100), st.integers(1, 12), st.integers(1, 28), st.integers(1900, 2100), st.integers(1, 12),
-       st.integers(1, 28), st.sampled_from(["-", "."]))  # fmt: skip
+@given(
+    st.integers(1900, 2100),
+    st.integers(1, 12),
+    st.integers(1, 28),
+    st.integers(1900, 2100),
+    st.integers(1, 12),
+    st.integers(1, 28),
+    st.sampled_from(["-", "."]),
+)
 def test_two_dates_together_are_left_alone(y1: int, m1: int, d1: int, y2: int, m2: int, d2: int, sep: str) -> None:
     iso = f"{y1}{sep}{m1:02}{sep}{d1:02} {y2}{sep}{m2:02}{sep}{d2:02}"
     european = f"{d1:02}{sep}{m1:02}{sep}{y1} {d2:02}{sep}{m2:02}{sep}{y2}"

@@ -49,9 +49,16 @@ def test_to_dict_is_normalised_and_parses_back_to_the_same_schedule() -> None:
     data = schedule.to_dict()
     assert data == {
         "timeZone": "America/New_York",
-        "days": {"mon": [], "tue": [["09:00", "12:00"], ["13:00", "17:00"]], "wed": [], "thu": [], "fri": [],
-                 "sat": [["10:00", "24:00"]], "sun": []},
-    }  # fmt: skip
+        "days": {
+            "mon": [],
+            "tue": [["09:00", "12:00"], ["13:00", "17:00"]],
+            "wed": [],
+            "thu": [],
+            "fri": [],
+            "sat": [["10:00", "24:00"]],
+            "sun": [],
+        },
+    }
     assert BusinessHours.parse(data) == schedule
 
 
@@ -217,9 +224,17 @@ def schedules(draw: st.DrawFn) -> BusinessHours:
 
 
 # Around the 2026 DST changes of the zones above, on whole minutes.
-instants = st.sampled_from([utc(2026, 3, 7), utc(2026, 3, 27), utc(2026, 4, 3), utc(2026, 10, 2), utc(2026, 10, 23),
-                            utc(2026, 10, 30), utc(2026, 6, 1)]).flatmap(
-    lambda base: st.integers(0, 4 * 24 * 60).map(lambda m: base + timedelta(minutes=m)))  # fmt: skip
+instants = st.sampled_from(
+    [
+        utc(2026, 3, 7),
+        utc(2026, 3, 27),
+        utc(2026, 4, 3),
+        utc(2026, 10, 2),
+        utc(2026, 10, 23),
+        utc(2026, 10, 30),
+        utc(2026, 6, 1),
+    ]
+).flatmap(lambda base: st.integers(0, 4 * 24 * 60).map(lambda m: base + timedelta(minutes=m)))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

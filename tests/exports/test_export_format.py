@@ -9,14 +9,23 @@ def test_columns_are_built_in_fields_tags_id_and_defined_attributes() -> None:
     columns, errors = ex.parse_columns(["id", "email", "vip", "last_seen_at", "tags", "attribute.plan"], ["plan"])
     assert errors == []
     assert [(c.name, c.kind, c.key) for c in columns] == [
-        ("id", "id", "id"), ("email", "text", "email"), ("vip", "boolean", "vip"),
-        ("last_seen_at", "datetime", "last_seen_at"), ("tags", "tags", "tags"), ("attribute.plan", "attribute", "plan"),
-    ]  # fmt: skip
+        ("id", "id", "id"),
+        ("email", "text", "email"),
+        ("vip", "boolean", "vip"),
+        ("last_seen_at", "datetime", "last_seen_at"),
+        ("tags", "tags", "tags"),
+        ("attribute.plan", "attribute", "plan"),
+    ]
 
 
 def test_unknown_and_repeated_columns_are_named_by_index() -> None:
     _, errors = ex.parse_columns(["email", "password_hash", "attribute.nope", "email", "workspace_id"], ["plan"])
-    assert [(e.index, e.code) for e in errors] == [(1, "UNKNOWN_FIELD"), (2, "UNKNOWN_FIELD"), (3, "INVALID"), (4, "UNKNOWN_FIELD")]
+    assert [(e.index, e.code) for e in errors] == [
+        (1, "UNKNOWN_FIELD"),
+        (2, "UNKNOWN_FIELD"),
+        (3, "INVALID"),
+        (4, "UNKNOWN_FIELD"),
+    ]
     assert "no attribute is defined" in errors[1].message
     _, errors = ex.parse_columns([], [])
     assert [(e.index, e.code) for e in errors] == [(-1, "REQUIRED")]
@@ -25,7 +34,14 @@ def test_unknown_and_repeated_columns_are_named_by_index() -> None:
 
 
 def test_the_attribute_report_is_identity_then_every_attribute_in_order() -> None:
-    assert ex.attribute_report_columns(["plan", "seats"]) == ["id", "external_id", "name", "email", "attribute.plan", "attribute.seats"]
+    assert ex.attribute_report_columns(["plan", "seats"]) == [
+        "id",
+        "external_id",
+        "name",
+        "email",
+        "attribute.plan",
+        "attribute.seats",
+    ]
 
 
 def test_cells_a_spreadsheet_would_run_get_a_leading_apostrophe() -> None:

@@ -27,18 +27,33 @@ def referrer(i: int) -> str:
     return f"https://news.example.com/articles/{i}/a-rather-long-headline-about-customer-messaging?utm_source=newsletter&n={i}"
 
 
-async def test_an_export_bigger_than_its_memory_budget(app: Any, tenant: Tenant, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_an_export_bigger_than_its_memory_budget(
+    app: Any, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ws = tenant.workspace.id
     await AttributeDefinition.create(workspace_id=ws, key="plan", label="Plan", type="list", options=["free", "pro"])
     await AttributeDefinition.create(workspace_id=ws, key="note", label="Note", type="text")
     now = datetime.now(UTC)
     for start_at in range(0, ROWS, 5000):
-        await Contact.bulk_create([
-            Contact(workspace_id=ws, name=f"Contact {i:05}", email=f"contact{i}@example.com", city="-Nord" if i % 1000 == 0 else f"City {i % 97}",
-                    referrer=referrer(i), vip=i % 10 == 0, attributes={"plan": "pro" if i % 3 else "free", "note": f"@note {i}" if i % 7 == 0 else f"note {i}"},
-                    first_seen_at=now, last_seen_at=now)
-            for i in range(start_at, start_at + 5000)
-        ])  # fmt: skip
+        await Contact.bulk_create(
+            [
+                Contact(
+                    workspace_id=ws,
+                    name=f"Contact {i:05}",
+                    email=f"contact{i}@example.com",
+                    city="-Nord" if i % 1000 == 0 else f"City {i % 97}",
+                    referrer=referrer(i),
+                    vip=i % 10 == 0,
+                    attributes={
+                        "plan": "pro" if i % 3 else "free",
+                        "note": f"@note {i}" if i % 7 == 0 else f"note {i}",
+                    },
+                    first_seen_at=now,
+                    last_seen_at=now,
+                )
+                for i in range(start_at, start_at + 5000)
+            ]
+        )
     ids = await Contact.filter(workspace_id=ws).order_by("id").values_list("id", flat=True)
     await ContactTag.bulk_create([ContactTag(workspace_id=ws, contact_id=cid, name="trial") for cid in ids[::5]])
     monkeypatch.setattr(settings, "export_batch_size", 1000)
@@ -68,8 +83,13 @@ async def test_an_export_bigger_than_its_memory_budget(app: Any, tenant: Tenant,
         count = 0
         for i, (row, cid) in enumerate(zip(reader, ids, strict=True)):
             assert row[0] == str(GlobalID("Contact", str(cid)))
-            assert row[1:6] == [f"Contact {i:05}", f"contact{i}@example.com", "'-Nord" if i % 1000 == 0 else f"City {i % 97}",
-                                referrer(i), "true" if i % 10 == 0 else "false"]  # fmt: skip
+            assert row[1:6] == [
+                f"Contact {i:05}",
+                f"contact{i}@example.com",
+                "'-Nord" if i % 1000 == 0 else f"City {i % 97}",
+                referrer(i),
+                "true" if i % 10 == 0 else "false",
+            ]
             assert row[6] == ("trial" if i % 5 == 0 else "")
             assert row[7].endswith("Z")
             assert row[8:] == ["pro" if i % 3 else "free", f"'@note {i}" if i % 7 == 0 else f"note {i}"]

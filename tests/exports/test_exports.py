@@ -26,13 +26,17 @@ REPORT = """mutation($i: ExportAttributeReportInput!) { exportAttributeReport(in
   job { id kind status } userErrors { field code message } } }"""
 JOB = """query($id: ID!) { job(id: $id) { id kind status processed total result error downloadUrl cursor
   startedAt finishedAt startedBy { id } } }"""
-CANCEL = "mutation($i: CancelJobInput!) { cancelJob(input: $i) { job { id status } userErrors { field code message } } }"
+CANCEL = (
+    "mutation($i: CancelJobInput!) { cancelJob(input: $i) { job { id status } userErrors { field code message } } }"
+)
 
 
 async def define(tenant: Tenant, key: str, kind: str, options: list[str] | None = None) -> None:
     doc = """mutation($i: CreateAttributeDefinitionInput!) { createAttributeDefinition(input: $i) {
       attributeDefinition { id } userErrors { field code message } } }"""
-    result = await tenant.api(doc, {"i": {"key": key, "label": key.title(), "type": kind, "options": options}}, token=tenant.owner_token)
+    result = await tenant.api(
+        doc, {"i": {"key": key, "label": key.title(), "type": kind, "options": options}}, token=tenant.owner_token
+    )
     assert result["createAttributeDefinition"]["userErrors"] == []
 
 
@@ -72,22 +76,35 @@ async def test_an_export_is_a_queued_job_its_starter_can_follow(tenant: Tenant) 
     assert job["startedBy"] == {"id": str(GlobalID("Agent", str(tenant.owner.id)))}
     listed = await tenant.api("{ jobs(kind: EXPORT) { edges { node { id status } } } }", token=tenant.owner_token)
     assert listed["jobs"]["edges"][0]["node"] == {"id": job["id"], "status": "QUEUED"}
-    assert (await tenant.api("query($id: ID!) { node(id: $id) { __typename id } }", {"id": job["id"]},
-                             token=tenant.owner_token))["node"] == {"__typename": "Job", "id": job["id"]}  # fmt: skip
+    assert (
+        await tenant.api(
+            "query($id: ID!) { node(id: $id) { __typename id } }", {"id": job["id"]}, token=tenant.owner_token
+        )
+    )["node"] == {"__typename": "Job", "id": job["id"]}
 
 
 async def test_bad_columns_and_addresses_are_user_errors_naming_the_input(tenant: Tenant) -> None:
     await define(tenant, "plan", "TEXT")
-    i = {"columns": ["email", "password_hash", "attribute.plan", "attribute.nope", "email"], "emailTo": ["ada@example.com", "nope"]}
+    i = {
+        "columns": ["email", "password_hash", "attribute.plan", "attribute.nope", "email"],
+        "emailTo": ["ada@example.com", "nope"],
+    }
     errors = (await tenant.api(EXPORT, {"i": i}, token=tenant.owner_token))["exportContacts"]["userErrors"]
     assert [(e["field"], e["code"]) for e in errors] == [
-        (["columns", "1"], "UNKNOWN_FIELD"), (["columns", "3"], "UNKNOWN_FIELD"), (["columns", "4"], "INVALID"), (["emailTo", "1"], "INVALID"),
-    ]  # fmt: skip
+        (["columns", "1"], "UNKNOWN_FIELD"),
+        (["columns", "3"], "UNKNOWN_FIELD"),
+        (["columns", "4"], "INVALID"),
+        (["emailTo", "1"], "INVALID"),
+    ]
     assert "password_hash" in errors[0]["message"]
-    errors = (await tenant.api(EXPORT, {"i": {"columns": []}}, token=tenant.owner_token))["exportContacts"]["userErrors"]
+    errors = (await tenant.api(EXPORT, {"i": {"columns": []}}, token=tenant.owner_token))["exportContacts"][
+        "userErrors"
+    ]
     assert [(e["field"], e["code"]) for e in errors] == [(["columns"], "REQUIRED")]
     missing = str(GlobalID("Segment", "999999999"))
-    errors = (await tenant.api(EXPORT, {"i": {"columns": ["email"], "segmentId": missing}}, token=tenant.owner_token))["exportContacts"]["userErrors"]
+    errors = (await tenant.api(EXPORT, {"i": {"columns": ["email"], "segmentId": missing}}, token=tenant.owner_token))[
+        "exportContacts"
+    ]["userErrors"]
     assert [(e["field"], e["code"]) for e in errors] == [(["segmentId"], "NOT_FOUND")]
     listed = await tenant.api("{ jobs { totalCount } }", token=tenant.owner_token)
     assert listed["jobs"]["totalCount"] == 0
@@ -106,9 +123,14 @@ async def test_exporting_needs_contacts_export(tenant: Tenant, api: Api) -> None
     await start(tenant, admin, columns=["email"])
 
     create_key = "mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) { secret userErrors { code } } }"
-    reader = (await tenant.api(create_key, {"i": {"name": "r", "scopes": ["contacts:read"]}}, token=tenant.owner_token))["createApiKey"]["secret"]
-    exporter = (await tenant.api(create_key, {"i": {"name": "e", "scopes": ["contacts:read", "contacts:export"]}},
-                                 token=tenant.owner_token))["createApiKey"]["secret"]  # fmt: skip
+    reader = (
+        await tenant.api(create_key, {"i": {"name": "r", "scopes": ["contacts:read"]}}, token=tenant.owner_token)
+    )["createApiKey"]["secret"]
+    exporter = (
+        await tenant.api(
+            create_key, {"i": {"name": "e", "scopes": ["contacts:read", "contacts:export"]}}, token=tenant.owner_token
+        )
+    )["createApiKey"]["secret"]
     errors = await api.errors(EXPORT, {"i": {"columns": ["email"]}}, token=reader)
     assert [e["extensions"]["code"] for e in errors] == ["FORBIDDEN"]
     assert await job_of(tenant, job["id"], reader) is None
@@ -140,10 +162,14 @@ async def test_jobs_are_listed_newest_first_and_filtered(app: Any, tenant: Tenan
     first = await start(tenant, columns=["email"])
     second = await start(tenant, columns=["name"])
     await run(app, first["id"])
-    listed = await tenant.api("{ jobs(first: 1) { edges { node { id } } pageInfo { hasNextPage endCursor } } }", token=tenant.owner_token)
+    listed = await tenant.api(
+        "{ jobs(first: 1) { edges { node { id } } pageInfo { hasNextPage endCursor } } }", token=tenant.owner_token
+    )
     assert [e["node"]["id"] for e in listed["jobs"]["edges"]] == [second["id"]]
     after = listed["jobs"]["pageInfo"]["endCursor"]
-    rest = await tenant.api("query($a: String) { jobs(after: $a) { edges { node { id } } } }", {"a": after}, token=tenant.owner_token)
+    rest = await tenant.api(
+        "query($a: String) { jobs(after: $a) { edges { node { id } } } }", {"a": after}, token=tenant.owner_token
+    )
     assert [e["node"]["id"] for e in rest["jobs"]["edges"]] == [first["id"]]
     done = await tenant.api("{ jobs(status: SUCCEEDED) { edges { node { id } } } }", token=tenant.owner_token)
     assert [e["node"]["id"] for e in done["jobs"]["edges"]] == [first["id"]]
@@ -154,24 +180,57 @@ async def test_jobs_are_listed_newest_first_and_filtered(app: Any, tenant: Tenan
 # -- the file ------------------------------------------------------------------------------------
 
 
-async def test_the_csv_has_a_header_every_column_and_neutralised_formulas(app: Any, client: httpx.AsyncClient, tenant: Tenant) -> None:
+async def test_the_csv_has_a_header_every_column_and_neutralised_formulas(
+    app: Any, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
     await define(tenant, "plan", "LIST", ["gold", "silver"])
     await define(tenant, "seats", "NUMBER")
     await define(tenant, "trial", "BOOLEAN")
     await define(tenant, "renews", "DATE")
     await define(tenant, "note", "TEXT")
     ada = await tenant.contact(
-        name="Zoë Ådahl, \"the\" first", email="ada@example.com", phone="+33612345678", city="Saint-Étienne", vip=True,
+        name='Zoë Ådahl, "the" first',
+        email="ada@example.com",
+        phone="+33612345678",
+        city="Saint-Étienne",
+        vip=True,
         tags=["vip", "beta"],
-        attributes=[{"key": "plan", "value": "gold"}, {"key": "seats", "value": -5}, {"key": "trial", "value": True},
-                    {"key": "renews", "value": "2027-01-31"}, {"key": "note", "value": "=HYPERLINK(\"http://evil\",\"x\")"}],
-    )  # fmt: skip
+        attributes=[
+            {"key": "plan", "value": "gold"},
+            {"key": "seats", "value": -5},
+            {"key": "trial", "value": True},
+            {"key": "renews", "value": "2027-01-31"},
+            {"key": "note", "value": '=HYPERLINK("http://evil","x")'},
+        ],
+    )
     bob = await tenant.contact(
-        name="@bob", email="bob@example.com", city="-Lyon\nnord",
-        attributes=[{"key": "seats", "value": 2.5}, {"key": "trial", "value": False}, {"key": "note", "value": "+1 line\r\nnext"}],
-    )  # fmt: skip
-    columns = ["id", "name", "email", "phone", "city", "vip", "blocked", "sms_consent", "tags", "created_at",
-               "gdpr_consent_at", "attribute.plan", "attribute.seats", "attribute.trial", "attribute.renews", "attribute.note"]  # fmt: skip
+        name="@bob",
+        email="bob@example.com",
+        city="-Lyon\nnord",
+        attributes=[
+            {"key": "seats", "value": 2.5},
+            {"key": "trial", "value": False},
+            {"key": "note", "value": "+1 line\r\nnext"},
+        ],
+    )
+    columns = [
+        "id",
+        "name",
+        "email",
+        "phone",
+        "city",
+        "vip",
+        "blocked",
+        "sms_consent",
+        "tags",
+        "created_at",
+        "gdpr_consent_at",
+        "attribute.plan",
+        "attribute.seats",
+        "attribute.trial",
+        "attribute.renews",
+        "attribute.note",
+    ]
     job = await start(tenant, columns=columns)
     result = await run(app, job["id"])
     assert result is not None and result["rows"] == 2
@@ -190,10 +249,20 @@ async def test_the_csv_has_a_header_every_column_and_neutralised_formulas(app: A
     assert a["phone"] == "'+33612345678"
     assert (a["vip"], a["blocked"], a["sms_consent"], a["tags"]) == ("true", "false", "never", "beta, vip")
     assert a["created_at"].endswith("Z") and len(a["created_at"]) == 20 and a["gdpr_consent_at"] == ""
-    assert (a["attribute.plan"], a["attribute.seats"], a["attribute.trial"], a["attribute.renews"]) == ("gold", "-5", "true", "2027-01-31")
-    assert a["attribute.note"] == "'=HYPERLINK(\"http://evil\",\"x\")"
+    assert (a["attribute.plan"], a["attribute.seats"], a["attribute.trial"], a["attribute.renews"]) == (
+        "gold",
+        "-5",
+        "true",
+        "2027-01-31",
+    )
+    assert a["attribute.note"] == '\'=HYPERLINK("http://evil","x")'
     assert (b["name"], b["city"], b["tags"]) == ("'@bob", "'-Lyon\nnord", "")
-    assert (b["attribute.plan"], b["attribute.seats"], b["attribute.trial"], b["attribute.note"]) == ("", "2.5", "false", "'+1 line\r\nnext")
+    assert (b["attribute.plan"], b["attribute.seats"], b["attribute.trial"], b["attribute.note"]) == (
+        "",
+        "2.5",
+        "false",
+        "'+1 line\r\nnext",
+    )
 
 
 async def test_a_segment_export_has_its_members_only(app: Any, client: httpx.AsyncClient, tenant: Tenant) -> None:
@@ -201,26 +270,44 @@ async def test_a_segment_export_has_its_members_only(app: Any, client: httpx.Asy
         await tenant.contact(name=f"In {city}", city=city)
     made = await tenant.api(
         "mutation($i: CreateSegmentInput!) { createSegment(input: $i) { segment { id } } }",
-        {"i": {"name": "Lyon", "rules": {"match": "ALL", "conditions": [{"field": "city", "operator": "EQUALS", "value": {"text": "Lyon"}}]}}},
+        {
+            "i": {
+                "name": "Lyon",
+                "rules": {
+                    "match": "ALL",
+                    "conditions": [{"field": "city", "operator": "EQUALS", "value": {"text": "Lyon"}}],
+                },
+            }
+        },
         token=tenant.owner_token,
-    )  # fmt: skip
+    )
     segment = made["createSegment"]["segment"]["id"]
     await refresh_segment({}, pk(segment))
     job = await start(tenant, columns=["name", "city"], segmentId=segment)
     await run(app, job["id"])
     found = await job_of(tenant, job["id"])
     assert (found["processed"], found["total"]) == (2, 2)
-    assert rows_of(await download(client, found["downloadUrl"])) == [["name", "city"], ["In Lyon", "Lyon"], ["In Lyon", "Lyon"]]
+    assert rows_of(await download(client, found["downloadUrl"])) == [
+        ["name", "city"],
+        ["In Lyon", "Lyon"],
+        ["In Lyon", "Lyon"],
+    ]
 
 
-async def test_the_attribute_report_has_every_attribute_in_order(app: Any, client: httpx.AsyncClient, tenant: Tenant) -> None:
+async def test_the_attribute_report_has_every_attribute_in_order(
+    app: Any, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
     await define(tenant, "plan", "TEXT")
     await define(tenant, "seats", "NUMBER")
     defs = await tenant.api("{ attributeDefinitions(first: 100) { edges { node { key } } } }", token=tenant.owner_token)
     keys = [e["node"]["key"] for e in defs["attributeDefinitions"]["edges"]]
     assert keys[-2:] == ["plan", "seats"]
-    contact = await tenant.contact(name="Ada", email="ada@example.com", externalId="crm-1",
-                                   attributes=[{"key": "plan", "value": "pro"}, {"key": "seats", "value": 3}])  # fmt: skip
+    contact = await tenant.contact(
+        name="Ada",
+        email="ada@example.com",
+        externalId="crm-1",
+        attributes=[{"key": "plan", "value": "pro"}, {"key": "seats", "value": 3}],
+    )
     payload = (await tenant.api(REPORT, {"i": {}}, token=tenant.owner_token))["exportAttributeReport"]
     assert payload["userErrors"] == [] and payload["job"]["kind"] == "ATTRIBUTE_REPORT"
     await run(app, payload["job"]["id"])
@@ -260,8 +347,10 @@ async def test_the_download_link_is_signed_expiring_and_bound_to_its_workspace(
         f"/exports/{ws}/{job_id}?expires={query['expires']}",
         f"/exports/{ws}/{job_id}",
         f"/exports/{ws}/{job_id}?expires=soon&signature={query['signature']}",
-        urlsplit(signed_url(ws, job_id, now=time.time() - 10 ** 6)).path + "?" + urlsplit(signed_url(ws, job_id, now=time.time() - 10 ** 6)).query,
-    ]  # fmt: skip
+        urlsplit(signed_url(ws, job_id, now=time.time() - 10**6)).path
+        + "?"
+        + urlsplit(signed_url(ws, job_id, now=time.time() - 10**6)).query,
+    ]
     for path in forged:
         response = await client.get(path)
         assert response.status_code == 403, (path, response.text)
@@ -281,7 +370,7 @@ async def test_the_download_link_is_signed_expiring_and_bound_to_its_workspace(
     # A valid signature for something that is not a finished export: 404.
     queued = await start(tenant, columns=["name"])
     assert (await download(client, signed_url(ws, pk(queued["id"])))).status_code == 404
-    assert (await download(client, signed_url(ws, 10 ** 9))).status_code == 404
+    assert (await download(client, signed_url(ws, 10**9))).status_code == 404
 
 
 async def test_the_link_can_be_emailed(app: Any, client: httpx.AsyncClient, tenant: Tenant, smtp_settings: Any) -> None:
@@ -310,8 +399,8 @@ async def test_old_files_are_pruned_and_dead_runs_failed(app: Any, client: httpx
     from datetime import UTC, datetime, timedelta
 
     from jobs.exports import EXPORT_TIMEOUT, prune_exports
-    from services.job_records import JobTracker
     from models.job_records import Job
+    from services.job_records import JobTracker
 
     await tenant.contact(name="Ada")
     old, fresh, stuck = [await start(tenant, columns=["name"]) for _ in range(3)]
@@ -334,7 +423,9 @@ async def test_old_files_are_pruned_and_dead_runs_failed(app: Any, client: httpx
 # -- erasure -------------------------------------------------------------------------------------
 
 
-async def test_an_export_older_than_a_deletion_is_gone_even_if_the_deleting_process_died(app: Any, tenant: Tenant, client: httpx.AsyncClient) -> None:
+async def test_an_export_older_than_a_deletion_is_gone_even_if_the_deleting_process_died(
+    app: Any, tenant: Tenant, client: httpx.AsyncClient
+) -> None:
     """deleteContact removes the files after its commit; had its process died there, the
     link already answers 410 and the hourly prune_exports removes the file."""
     from jobs.exports import prune_exports
@@ -354,7 +445,9 @@ async def test_an_export_older_than_a_deletion_is_gone_even_if_the_deleting_proc
     await prune_exports({})
     assert not export_path(tenant.workspace.id, pk(job["id"])).is_file()
     # An export made after the deletion (more than ERASURE_MARGIN after it) is served, and the sweep leaves it alone.
-    await DeletedContact.filter(workspace_id=tenant.workspace.id).update(deleted_at=datetime.now(UTC) - ERASURE_MARGIN - timedelta(seconds=1))
+    await DeletedContact.filter(workspace_id=tenant.workspace.id).update(
+        deleted_at=datetime.now(UTC) - ERASURE_MARGIN - timedelta(seconds=1)
+    )
     later = await start(tenant, columns=["email"])
     await run(app, later["id"])
     await prune_exports({})
@@ -362,7 +455,9 @@ async def test_an_export_older_than_a_deletion_is_gone_even_if_the_deleting_proc
     assert fresh.status_code == 200 and "kept@example.com" in fresh.text
 
 
-async def test_an_export_running_while_a_contact_is_deleted_fails_and_keeps_no_file(app: Any, tenant: Tenant, monkeypatch: Any) -> None:
+async def test_an_export_running_while_a_contact_is_deleted_fails_and_keeps_no_file(
+    app: Any, tenant: Tenant, monkeypatch: Any
+) -> None:
     import jobs.exports as export_job
     from models.contacts import DeletedContact
     from services.exports import ERASED_MESSAGE, export_path
@@ -402,8 +497,11 @@ async def test_an_export_that_read_a_contact_before_its_deletion_committed_is_go
     started_at = (await Job.get(id=pk(job["id"]))).started_at
     assert started_at is not None
     monkeypatch.setattr(contacts, "now", lambda: started_at - timedelta(seconds=5))
-    deleted = await tenant.api("mutation($i: ContactIdInput!) { deleteContact(input: $i) { auditRecord { erased { kind count } } userErrors { code } } }",
-                               {"i": {"id": doomed["id"]}}, token=tenant.owner_token)  # fmt: skip
+    deleted = await tenant.api(
+        "mutation($i: ContactIdInput!) { deleteContact(input: $i) { auditRecord { erased { kind count } } userErrors { code } } }",
+        {"i": {"id": doomed["id"]}},
+        token=tenant.owner_token,
+    )
     erased = {e["kind"]: e["count"] for e in deleted["deleteContact"]["auditRecord"]["erased"]}
     assert erased["exportFiles"] == 1
     assert not export_path(tenant.workspace.id, pk(job["id"])).is_file()

@@ -25,18 +25,31 @@ async def test_an_export_runs_in_the_worker_and_a_subscriber_follows_it(tenant: 
     from datetime import UTC, datetime
 
     now = datetime.now(UTC)
-    await Contact.bulk_create([
-        Contact(workspace_id=tenant.workspace.id, name=f"Person {i:03}", email=f"p{i}@example.com", city="=Lyon" if i % 2 else "Lyon",
-                last_seen_at=now, first_seen_at=now)
-        for i in range(CONTACTS)
-    ])  # fmt: skip
+    await Contact.bulk_create(
+        [
+            Contact(
+                workspace_id=tenant.workspace.id,
+                name=f"Person {i:03}",
+                email=f"p{i}@example.com",
+                city="=Lyon" if i % 2 else "Lyon",
+                last_seen_at=now,
+                first_seen_at=now,
+            )
+            for i in range(CONTACTS)
+        ]
+    )
     server = start_server(tmp_path)
     worker = None
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
             headers = {"authorization": f"Bearer {tenant.owner_token}"}
-            body = (await http.post("/graphql", json={"query": EXPORT, "variables": {"i": {"columns": ["name", "city"]}}},
-                                    headers=headers)).json()  # fmt: skip
+            body = (
+                await http.post(
+                    "/graphql",
+                    json={"query": EXPORT, "variables": {"i": {"columns": ["name", "city"]}}},
+                    headers=headers,
+                )
+            ).json()
             job = body["data"]["exportContacts"]["job"]
             assert job["status"] == "QUEUED"
             async with GraphQLWs.open(server.ws_url, tenant.owner_token) as ws:
@@ -72,7 +85,9 @@ async def test_an_export_runs_in_the_worker_and_a_subscriber_follows_it(tenant: 
         server.stop()
 
 
-async def test_a_subscriber_to_a_finished_job_gets_its_state_and_completes(app: Any, tenant: Tenant, live_server: Any) -> None:
+async def test_a_subscriber_to_a_finished_job_gets_its_state_and_completes(
+    app: Any, tenant: Tenant, live_server: Any
+) -> None:
     from tests.exports.test_exports import run, start
 
     job = await start(tenant, columns=["email"])

@@ -64,11 +64,20 @@ async def test_a_job_runs_reports_progress_and_succeeds(app: Any, job: Job, list
     await tracker.succeed({"rows": 300})
     events = await listener.events(3)
     assert [(e["status"], e["processed"], e["total"], e["cursor"]) for e in events] == [
-        ("running", 0, 300, "1"), ("running", 150, 300, "2"), ("succeeded", 300, 300, "3"),
-    ]  # fmt: skip
+        ("running", 0, 300, "1"),
+        ("running", 150, 300, "2"),
+        ("succeeded", 300, 300, "3"),
+    ]
     assert await listener.nothing_more()
     row = await Job.get(id=job.id)
-    assert (row.status, row.processed, row.total, row.result, row.seq, row.attempts) == (JobStatus.SUCCEEDED, 300, 300, {"rows": 300}, 3, 1)
+    assert (row.status, row.processed, row.total, row.result, row.seq, row.attempts) == (
+        JobStatus.SUCCEEDED,
+        300,
+        300,
+        {"rows": 300},
+        3,
+        1,
+    )
     assert row.started_at is not None and row.finished_at is not None and row.finished_at >= row.started_at
     # A retried task (arq is at-least-once) finds the job finished and does nothing.
     assert await JobTracker.begin(job.id, hub) is None

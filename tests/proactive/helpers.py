@@ -23,7 +23,9 @@ ANSWER = f"mutation($i: AnswerProactiveMessageInput!) {{ answerProactiveMessage(
 SESSION = "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { token contact { id } userErrors { field code } } }"
 
 CREATE_BOT = f"mutation($i: CreateBotInput!) {{ createBot(input: $i) {{ bot {{ id name }} {ERRORS} }} }}"
-CREATE_ANSWER = f"mutation($i: CreateBotAnswerInput!) {{ createBotAnswer(input: $i) {{ botAnswer {{ id published }} {ERRORS} }} }}"
+CREATE_ANSWER = (
+    f"mutation($i: CreateBotAnswerInput!) {{ createBotAnswer(input: $i) {{ botAnswer {{ id published }} {ERRORS} }} }}"
+)
 ANSWER_ACTION = "mutation($i: BotAnswerIdInput!) {{ {name}(input: $i) {{ {errors} }} }}"
 
 SUBSCRIBE = "subscription { proactiveMessages { cursor delivery { id messageId text responseType askName askEmail } } }"
@@ -37,7 +39,9 @@ async def ok(api: Api, doc: str, variables: dict[str, Any], token: str, root: st
     return payload  # type: ignore[no-any-return]
 
 
-async def errors(api: Api, doc: str, variables: dict[str, Any], token: str, root: str) -> list[tuple[list[str] | None, str]]:
+async def errors(
+    api: Api, doc: str, variables: dict[str, Any], token: str, root: str
+) -> list[tuple[list[str] | None, str]]:
     payload = (await api(doc, variables, token=token))[root]
     return [(e["field"], e["code"]) for e in payload["userErrors"]]
 
@@ -49,19 +53,36 @@ async def channel_id(tenant: Tenant) -> str:
 
 async def live_message(tenant: Tenant, **fields: Any) -> dict[str, Any]:
     """A published message on the tenant's widget (text, any time, every page view by default)."""
-    values = {"name": "Hello", "text": "Can we help?", "channelId": await channel_id(tenant), "rules": EVERYONE,
-              "sendWindow": "ANY_TIME", "frequency": "EVERY_TIME", **fields}  # fmt: skip
+    values = {
+        "name": "Hello",
+        "text": "Can we help?",
+        "channelId": await channel_id(tenant),
+        "rules": EVERYONE,
+        "sendWindow": "ANY_TIME",
+        "frequency": "EVERY_TIME",
+        **fields,
+    }
     created = await ok(tenant.api, CREATE, {"i": values}, tenant.owner_token, "createProactiveMessage")
     mid = created["proactiveMessage"]["id"]
-    published = await ok(tenant.api, ACTION.format(name="publishProactiveMessage", errors=ERRORS), {"i": {"id": mid}}, tenant.owner_token,
-                         "publishProactiveMessage")  # fmt: skip
+    published = await ok(
+        tenant.api,
+        ACTION.format(name="publishProactiveMessage", errors=ERRORS),
+        {"i": {"id": mid}},
+        tenant.owner_token,
+        "publishProactiveMessage",
+    )
     assert published["proactiveMessage"]["status"] == "LIVE"
     return created["proactiveMessage"]  # type: ignore[no-any-return]
 
 
 async def session(tenant: Tenant, external_id: str, **extra: Any) -> tuple[str, str]:
-    data = await ok(tenant.api, SESSION, {"i": {"channelKey": tenant.channel.public_key, "externalId": external_id, **extra}}, "",
-                    "startContactSession")  # fmt: skip
+    data = await ok(
+        tenant.api,
+        SESSION,
+        {"i": {"channelKey": tenant.channel.public_key, "externalId": external_id, **extra}},
+        "",
+        "startContactSession",
+    )
     return data["token"], data["contact"]["id"]
 
 
@@ -70,4 +91,6 @@ async def report(tenant: Tenant, token: str, **view: Any) -> dict[str, Any]:
 
 
 async def act(tenant: Tenant, name: str, mid: str) -> list[tuple[list[str] | None, str]]:
-    return await errors(tenant.api, ACTION.format(name=name, errors=ERRORS), {"i": {"id": mid}}, tenant.owner_token, name)
+    return await errors(
+        tenant.api, ACTION.format(name=name, errors=ERRORS), {"i": {"id": mid}}, tenant.owner_token, name
+    )

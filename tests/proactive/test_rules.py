@@ -23,10 +23,18 @@ def one(field: str, operator: str, value: object = None, **extra: object) -> dic
 
 
 V = p.Visitor(
-    url="https://Shop.example/fr/checkout?step=2", title="Checkout — Shop", referrer="https://www.google.com/", time_on_page=42,
-    visit_count=3, language="fr-CA", country="FR", device="mobile", event="added_to_cart", segment_ids=frozenset({7}),
+    url="https://Shop.example/fr/checkout?step=2",
+    title="Checkout — Shop",
+    referrer="https://www.google.com/",
+    time_on_page=42,
+    visit_count=3,
+    language="fr-CA",
+    country="FR",
+    device="mobile",
+    event="added_to_cart",
+    segment_ids=frozenset({7}),
     attributes={"plan": "Gold", "seats": 12, "beta": True, "labels": ["a", "b"]},
-)  # fmt: skip
+)
 
 
 @pytest.mark.parametrize(

@@ -55,10 +55,14 @@ def google_account(token_uri: str) -> tuple[str, rsa.RSAPublicKey]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     account = {
-        "type": "service_account", "project_id": PROJECT, "private_key_id": "kid-1", "private_key": pem.decode(),
-        "client_email": f"firebase-adminsdk@{PROJECT}.iam.gserviceaccount.com", "client_id": "1234567890",
+        "type": "service_account",
+        "project_id": PROJECT,
+        "private_key_id": "kid-1",
+        "private_key": pem.decode(),
+        "client_email": f"firebase-adminsdk@{PROJECT}.iam.gserviceaccount.com",
+        "client_id": "1234567890",
         "token_uri": token_uri,
-    }  # fmt: skip
+    }
     return json.dumps(account), key.public_key()
 
 
@@ -139,8 +143,12 @@ class Providers:
         """Google's token endpoint: a JWT-bearer grant signed (RS256) by the service account."""
         form = {k: v[0] for k, v in parse_qs(request.body.decode()).items()}
         try:
-            claims = jwt.decode(form.get("assertion", ""), self.google_public, algorithms=["RS256"],  # type: ignore[arg-type]
-                                audience=f"{self.url}/token")  # fmt: skip
+            claims = jwt.decode(
+                form.get("assertion", ""),
+                self.google_public,
+                algorithms=["RS256"],  # type: ignore[arg-type]
+                audience=f"{self.url}/token",
+            )
         except jwt.PyJWTError:
             return 400, {"error": "invalid_grant"}
         if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer" or claims.get("scope") != FCM_SCOPE:
@@ -181,9 +189,12 @@ class Providers:
             if not event.get("more_body"):
                 break
         request = Request(
-            scope["method"], scope["path"], scope["http_version"],
-            {k.decode().lower(): v.decode() for k, v in scope["headers"]}, body,
-        )  # fmt: skip
+            scope["method"],
+            scope["path"],
+            scope["http_version"],
+            {k.decode().lower(): v.decode() for k, v in scope["headers"]},
+            body,
+        )
         if request.path.startswith("/3/device/"):
             provider, check = self.apns, self._apns
         elif request.path == "/token":
@@ -197,7 +208,9 @@ class Providers:
         if status == 200 and provider is self.apns:
             headers.append((b"apns-id", b"6E1F2C1A-0000-4000-8000-000000000001"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": json.dumps(answer).encode() if answer or status != 200 else b""})
+        await send(
+            {"type": "http.response.body", "body": json.dumps(answer).encode() if answer or status != 200 else b""}
+        )
 
     def _run(self) -> None:
         self._loop = asyncio.new_event_loop()
@@ -270,27 +283,44 @@ async def sdk_channel(tenant: Tenant) -> App:
     from models.channels import ChannelKind
     from resolvers.workspaces import create_channel
 
-    channel = await create_channel(tenant.workspace.id, ChannelKind.MOBILE_SDK, "iOS and Android app", identity_verification=False)
+    channel = await create_channel(
+        tenant.workspace.id, ChannelKind.MOBILE_SDK, "iOS and Android app", identity_verification=False
+    )
     return App(tenant, channel, str(relay.GlobalID("Channel", str(channel.id))))
 
 
 async def configured(tenant: Tenant, providers: Providers) -> App:
     app = await sdk_channel(tenant)
-    apns = {"channelId": app.channel_id, "privateKey": providers.apple_pem, "keyId": KEY_ID, "teamId": TEAM_ID,
-            "bundleId": BUNDLE, "environment": "SANDBOX"}  # fmt: skip
+    apns = {
+        "channelId": app.channel_id,
+        "privateKey": providers.apple_pem,
+        "keyId": KEY_ID,
+        "teamId": TEAM_ID,
+        "bundleId": BUNDLE,
+        "environment": "SANDBOX",
+    }
     await ok(tenant.api, SET_APNS, {"i": apns}, tenant.owner_token, "setApnsCredentials")
-    await ok(tenant.api, SET_FCM, {"i": {"channelId": app.channel_id, "serviceAccountJson": providers.account_json}},
-             tenant.owner_token, "setFcmCredentials")  # fmt: skip
+    await ok(
+        tenant.api,
+        SET_FCM,
+        {"i": {"channelId": app.channel_id, "serviceAccountJson": providers.account_json}},
+        tenant.owner_token,
+        "setFcmCredentials",
+    )
     return app
 
 
 async def session(app: App, **identity: Any) -> tuple[str, str]:
     """A contact session on the app's channel: (token, contact id)."""
-    payload = await ok(app.tenant.api, SESSION, {"i": {"channelKey": app.channel.public_key, **identity}}, "", "startContactSession")
+    payload = await ok(
+        app.tenant.api, SESSION, {"i": {"channelKey": app.channel.public_key, **identity}}, "", "startContactSession"
+    )
     return payload["token"], payload["contact"]["id"]
 
 
-async def register(app: App, token: str, platform: str, device_token: str, locale: str | None = "en-GB") -> dict[str, Any]:
+async def register(
+    app: App, token: str, platform: str, device_token: str, locale: str | None = "en-GB"
+) -> dict[str, Any]:
     variables = {"i": {"platform": platform, "token": device_token, "appId": BUNDLE, "locale": locale}}
     return (await ok(app.tenant.api, REGISTER, variables, token, "registerDevice"))["device"]  # type: ignore[no-any-return]
 

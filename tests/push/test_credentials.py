@@ -9,7 +9,19 @@ from typing import Any
 from core.sealed import seal, unseal
 from models.push import PushConfig
 from tests.conftest import Tenant
-from tests.push.conftest import BUNDLE, KEY_ID, PROJECT, SET_APNS, SET_FCM, TEAM_ID, Providers, apple_key, configured, google_account, sdk_channel
+from tests.push.conftest import (
+    BUNDLE,
+    KEY_ID,
+    PROJECT,
+    SET_APNS,
+    SET_FCM,
+    TEAM_ID,
+    Providers,
+    apple_key,
+    configured,
+    google_account,
+    sdk_channel,
+)
 
 SETTINGS = """query($c: ID!) { pushSettings(channelId: $c) {
   apns { configured keyId teamId bundleId environment } fcm { configured projectId clientEmail }
@@ -21,7 +33,16 @@ LOG = "query { pushAttempts(first: 5) { totalCount } }"
 
 def apns_input(channel_id: str, **changes: Any) -> dict[str, Any]:
     pem, _ = apple_key()
-    return {"i": {"channelId": channel_id, "privateKey": pem, "keyId": KEY_ID, "teamId": TEAM_ID, "bundleId": BUNDLE, **changes}}
+    return {
+        "i": {
+            "channelId": channel_id,
+            "privateKey": pem,
+            "keyId": KEY_ID,
+            "teamId": TEAM_ID,
+            "bundleId": BUNDLE,
+            **changes,
+        }
+    }
 
 
 async def test_owners_set_credentials_that_never_come_back(tenant: Tenant, providers: Providers) -> None:
@@ -29,16 +50,23 @@ async def test_owners_set_credentials_that_never_come_back(tenant: Tenant, provi
     body = (await tenant.api.raw(SETTINGS, {"c": app.channel_id}, token=tenant.owner_token)).json()
     assert body["data"]["pushSettings"] == {
         "apns": {"configured": True, "keyId": KEY_ID, "teamId": TEAM_ID, "bundleId": BUNDLE, "environment": "SANDBOX"},
-        "fcm": {"configured": True, "projectId": PROJECT, "clientEmail": f"firebase-adminsdk@{PROJECT}.iam.gserviceaccount.com"},
-        "showMessageText": False, "respectQuietHours": True,
-    }  # fmt: skip
+        "fcm": {
+            "configured": True,
+            "projectId": PROJECT,
+            "clientEmail": f"firebase-adminsdk@{PROJECT}.iam.gserviceaccount.com",
+        },
+        "showMessageText": False,
+        "respectQuietHours": True,
+    }
     # Encrypted at rest: the rows hold neither key, and only this deployment's SECRET_KEY opens them.
     config = await PushConfig.get(channel_id=app.channel.id)
     assert "PRIVATE KEY" not in (config.apns_key_sealed or "") + (config.fcm_account_sealed or "")
     assert unseal(config.apns_key_sealed or "") == providers.apple_pem.strip()
     assert "BEGIN PRIVATE KEY" in unseal(config.fcm_account_sealed or "")
 
-    removed = (await tenant.api(REMOVE, {"i": {"channelId": app.channel_id, "platform": "IOS"}}, token=tenant.owner_token))
+    removed = await tenant.api(
+        REMOVE, {"i": {"channelId": app.channel_id, "platform": "IOS"}}, token=tenant.owner_token
+    )
     assert removed["removePushCredentials"]["pushSettings"] == {"apns": None, "fcm": {"configured": True}}
 
 
@@ -70,24 +98,46 @@ async def test_agents_can_neither_set_nor_read_credentials_nor_the_log(tenant: T
 
 async def test_another_workspaces_channel_is_not_found(tenant: Tenant, make_tenant: Any) -> None:
     theirs = await sdk_channel(await make_tenant("Globex"))
-    payload = (await tenant.api(SET_APNS, apns_input(theirs.channel_id), token=tenant.owner_token))["setApnsCredentials"]
-    assert payload["userErrors"] == [{"field": ["channelId"], "code": "NOT_FOUND", "message": "No channel with this id."}]
+    payload = (await tenant.api(SET_APNS, apns_input(theirs.channel_id), token=tenant.owner_token))[
+        "setApnsCredentials"
+    ]
+    assert payload["userErrors"] == [
+        {"field": ["channelId"], "code": "NOT_FOUND", "message": "No channel with this id."}
+    ]
     assert (await tenant.api(SETTINGS, {"c": theirs.channel_id}, token=tenant.owner_token))["pushSettings"] is None
     assert not await PushConfig.exists(channel_id=theirs.channel.id)
 
 
 async def test_bad_credentials_name_their_field(tenant: Tenant) -> None:
     app = await sdk_channel(tenant)
-    payload = (await tenant.api(SET_APNS, apns_input(app.channel_id, privateKey="not a key", keyId="short", teamId="t"), token=tenant.owner_token))
+    payload = await tenant.api(
+        SET_APNS,
+        apns_input(app.channel_id, privateKey="not a key", keyId="short", teamId="t"),
+        token=tenant.owner_token,
+    )
     assert [(e["field"], e["code"]) for e in payload["setApnsCredentials"]["userErrors"]] == [
-        (["privateKey"], "INVALID"), (["keyId"], "INVALID"), (["teamId"], "INVALID")
+        (["privateKey"], "INVALID"),
+        (["keyId"], "INVALID"),
+        (["teamId"], "INVALID"),
     ]
     account, _ = google_account("https://oauth2.googleapis.com/token")
-    for bad, problem in (("{", "is not JSON"), ('{"type": "user"}', "service account"), (account.replace(PROJECT, "Bad Project"), "project_id"),
-                         (account.replace("BEGIN PRIVATE KEY", "BEGIN NOTHING"), "private_key")):  # fmt: skip
-        errors = (await tenant.api(SET_FCM, {"i": {"channelId": app.channel_id, "serviceAccountJson": bad}}, token=tenant.owner_token))["setFcmCredentials"]["userErrors"]
-        assert len(errors) == 1 and errors[0]["field"] == ["serviceAccountJson"] and problem in errors[0]["message"], errors
-    huge = (await tenant.api(SET_FCM, {"i": {"channelId": app.channel_id, "serviceAccountJson": "x" * 20000}}, token=tenant.owner_token))
+    for bad, problem in (
+        ("{", "is not JSON"),
+        ('{"type": "user"}', "service account"),
+        (account.replace(PROJECT, "Bad Project"), "project_id"),
+        (account.replace("BEGIN PRIVATE KEY", "BEGIN NOTHING"), "private_key"),
+    ):
+        errors = (
+            await tenant.api(
+                SET_FCM, {"i": {"channelId": app.channel_id, "serviceAccountJson": bad}}, token=tenant.owner_token
+            )
+        )["setFcmCredentials"]["userErrors"]
+        assert len(errors) == 1 and errors[0]["field"] == ["serviceAccountJson"] and problem in errors[0]["message"], (
+            errors
+        )
+    huge = await tenant.api(
+        SET_FCM, {"i": {"channelId": app.channel_id, "serviceAccountJson": "x" * 20000}}, token=tenant.owner_token
+    )
     assert huge["setFcmCredentials"]["userErrors"][0]["code"] == "TOO_LONG"
     # A web widget has no app to push to.
     from strawberry import relay

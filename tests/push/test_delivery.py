@@ -25,7 +25,9 @@ from tests.realtime.wsclient import GraphQLWs
 
 APNS_TOKEN = "a1" * 32
 FCM_TOKEN = "fcm-token_" + "x" * 40 + ":APA91b"
-START = "mutation($i: StartConversationInput!) { startConversation(input: $i) { conversation { id } userErrors { code } } }"
+START = (
+    "mutation($i: StartConversationInput!) { startConversation(input: $i) { conversation { id } userErrors { code } } }"
+)
 SEND = "mutation($i: SendMessageInput!) { sendMessage(input: $i) { message { id } userErrors { field code message } } }"
 LOG = """query($c: ID) { pushAttempts(channelId: $c, first: 20) { totalCount edges { node {
   platform tokenHint attempt outcome statusCode error conversationId messageId contactId
@@ -45,7 +47,9 @@ async def conversation_with_reply(sdk: App, contact_token: str, text: str = "Try
 
 
 async def reply(tenant: Tenant, conversation_id: str, text: str) -> int:
-    payload = await ok(tenant.api, SEND, {"i": {"conversationId": conversation_id, "body": text}}, tenant.owner_token, "sendMessage")
+    payload = await ok(
+        tenant.api, SEND, {"i": {"conversationId": conversation_id, "body": text}}, tenant.owner_token, "sendMessage"
+    )
     return pk(payload["message"]["id"])
 
 
@@ -86,21 +90,33 @@ async def test_an_apns_push_is_sent_over_http2_as_apple_documents(
     # The stand-in verified the bearer JWT with the .p8 key's public half (else 403).
     body = request.json()
     assert body["conversationId"] == conversation_id and pk(body["messageId"]) == message_id
-    assert body["aps"]["alert"] == {"title": "Acme", "body": "You have a new reply."}  # no text unless the channel allows it
+    assert body["aps"]["alert"] == {
+        "title": "Acme",
+        "body": "You have a new reply.",
+    }  # no text unless the channel allows it
     assert body["aps"]["badge"] == 1 and body["aps"]["thread-id"] == conversation_id
     assert "parcel" not in request.body.decode()
 
     [line] = await delivery_log(tenant, sdk.channel_id)
     assert line["outcome"] == "SENT" and line["statusCode"] == 200 and line["platform"] == "IOS"
-    assert line["tokenHint"] == APNS_TOKEN[-8:] and line["contactId"] == contact_gid and pk(line["messageId"]) == message_id
+    assert (
+        line["tokenHint"] == APNS_TOKEN[-8:]
+        and line["contactId"] == contact_gid
+        and pk(line["messageId"]) == message_id
+    )
     # Pushed once: the same reply is not pushed again by a later run.
     assert await push_conversation(ctx(app), pk(conversation_id)) == "pushed already"
 
 
 async def test_the_text_is_sent_only_when_the_channel_allows_it(tenant: Tenant, app: Any, providers: Providers) -> None:
     sdk = await configured(tenant, providers)
-    await ok(tenant.api, "mutation($i: SetPushOptionsInput!) { setPushOptions(input: $i) { userErrors { code } } }",
-             {"i": {"channelId": sdk.channel_id, "showMessageText": True}}, tenant.owner_token, "setPushOptions")  # fmt: skip
+    await ok(
+        tenant.api,
+        "mutation($i: SetPushOptionsInput!) { setPushOptions(input: $i) { userErrors { code } } }",
+        {"i": {"channelId": sdk.channel_id, "showMessageText": True}},
+        tenant.owner_token,
+        "setPushOptions",
+    )
     token, _ = await session(sdk)
     device = await register(sdk, token, "IOS", APNS_TOKEN)
     conversation_id, message_id = await conversation_with_reply(sdk, token, "Your parcel left the depot")
@@ -110,7 +126,9 @@ async def test_the_text_is_sent_only_when_the_channel_allows_it(tenant: Tenant, 
     assert request.json()["aps"]["alert"]["body"] == "Your parcel left the depot"
 
 
-async def test_apns_429_and_500_are_retried_with_backoff_then_sent(tenant: Tenant, app: Any, providers: Providers) -> None:
+async def test_apns_429_and_500_are_retried_with_backoff_then_sent(
+    tenant: Tenant, app: Any, providers: Providers
+) -> None:
     sdk = await configured(tenant, providers)
     token, _ = await session(sdk)
     device = await register(sdk, token, "IOS", APNS_TOKEN)
@@ -121,11 +139,15 @@ async def test_apns_429_and_500_are_retried_with_backoff_then_sent(tenant: Tenan
     assert len(await providers.apns.wait_for(3)) == 3
     log = await delivery_log(tenant, sdk.channel_id)
     assert [(a["attempt"], a["outcome"], a["statusCode"], a["error"]) for a in reversed(log)] == [
-        (1, "RETRYING", 500, "InternalServerError"), (2, "RETRYING", 429, "TooManyRequests"), (3, "SENT", 200, None),
-    ]  # fmt: skip
+        (1, "RETRYING", 500, "InternalServerError"),
+        (2, "RETRYING", 429, "TooManyRequests"),
+        (3, "SENT", 200, None),
+    ]
 
 
-async def test_a_push_that_keeps_failing_gives_up(tenant: Tenant, app: Any, providers: Providers, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_push_that_keeps_failing_gives_up(
+    tenant: Tenant, app: Any, providers: Providers, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(settings, "push_max_attempts", 3)
     sdk = await configured(tenant, providers)
     token, _ = await session(sdk)
@@ -169,9 +191,16 @@ async def test_fcm_gets_an_oauth_token_from_the_service_account_then_sends(
     assert request.headers["authorization"] == f"Bearer {providers.issued[0]}"
     message = request.json()["message"]
     assert message["token"] == FCM_TOKEN
-    assert message["data"] == {"conversationId": conversation_id, "messageId": message["data"]["messageId"], "badge": "1"}
+    assert message["data"] == {
+        "conversationId": conversation_id,
+        "messageId": message["data"]["messageId"],
+        "badge": "1",
+    }
     assert pk(message["data"]["messageId"]) == first
-    assert message["android"]["collapse_key"] == conversation_id and message["android"]["notification"]["tag"] == conversation_id
+    assert (
+        message["android"]["collapse_key"] == conversation_id
+        and message["android"]["notification"]["tag"] == conversation_id
+    )
     assert message["notification"]["body"] == "You have a new reply."
 
     # The access token is kept: the next push asks the token endpoint nothing.
@@ -181,14 +210,22 @@ async def test_fcm_gets_an_oauth_token_from_the_service_account_then_sends(
     assert len(await providers.fcm.wait_for(2)) == 2 and len(providers.oauth.requests) == 1
 
 
-async def test_fcm_unregistered_removes_the_device_and_500_is_retried(tenant: Tenant, app: Any, providers: Providers) -> None:
+async def test_fcm_unregistered_removes_the_device_and_500_is_retried(
+    tenant: Tenant, app: Any, providers: Providers
+) -> None:
     sdk = await configured(tenant, providers)
     token, _ = await session(sdk)
     retried = await register(sdk, token, "ANDROID", FCM_TOKEN)
     gone = await register(sdk, token, "ANDROID", "other-fcm-token-" + "y" * 30)
     conversation_id, message_id = await conversation_with_reply(sdk, token)
-    unregistered = {"error": {"code": 404, "message": "Requested entity was not found.", "status": "NOT_FOUND",
-                              "details": [{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": "UNREGISTERED"}]}}  # fmt: skip
+    unregistered = {
+        "error": {
+            "code": 404,
+            "message": "Requested entity was not found.",
+            "status": "NOT_FOUND",
+            "details": [{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": "UNREGISTERED"}],
+        }
+    }
     providers.fcm.answer((500, {"error": {"code": 500, "status": "INTERNAL", "message": "oops"}}))
     assert await run_deliveries(app, pk(retried["id"]), message_id) == ["retry", "sent"]
     providers.fcm.answer((404, unregistered))
@@ -225,8 +262,13 @@ async def test_a_reply_the_contact_read_meanwhile_is_not_pushed(tenant: Tenant, 
     token, _ = await session(sdk)
     await register(sdk, token, "IOS", APNS_TOKEN)
     conversation_id, _ = await conversation_with_reply(sdk, token)
-    await ok(tenant.api, "mutation($i: ConversationIdInput!) { markConversationRead(input: $i) { userErrors { code } } }",
-             {"i": {"id": conversation_id}}, token, "markConversationRead")  # fmt: skip
+    await ok(
+        tenant.api,
+        "mutation($i: ConversationIdInput!) { markConversationRead(input: $i) { userErrors { code } } }",
+        {"i": {"id": conversation_id}},
+        token,
+        "markConversationRead",
+    )
     assert await push_conversation(ctx(app), pk(conversation_id)) == "read already"
     assert providers.apns.requests == []
 
@@ -239,20 +281,27 @@ async def test_quiet_hours_hold_a_push_until_eight_in_the_contacts_time_zone(
     await register(sdk, token, "IOS", APNS_TOKEN)
     conversation_id, _ = await conversation_with_reply(sdk, token)
     # A zone where it is 02:xx now.
-    zone = next(f"Etc/GMT{-o:+d}" if o else "UTC" for o in range(-12, 15)
-                if datetime.now(ZoneInfo(f"Etc/GMT{-o:+d}" if o else "UTC")).hour in (2, 3))  # fmt: skip
+    zone = next(
+        f"Etc/GMT{-o:+d}" if o else "UTC"
+        for o in range(-12, 15)
+        if datetime.now(ZoneInfo(f"Etc/GMT{-o:+d}" if o else "UTC")).hour in (2, 3)
+    )
     await Contact.filter(id=pk(contact_gid)).update(time_zone=zone)
     with pytest.raises(Retry) as held:
         await push_conversation(ctx(app), pk(conversation_id))
     wake = datetime.now(UTC) + timedelta(seconds=held.value.defer_score / 1000)  # type: ignore[operator]
-    assert wake.astimezone(ZoneInfo(zone)).hour == 8 or (wake.astimezone(ZoneInfo(zone)).hour == 7 and wake.minute == 59)
+    assert wake.astimezone(ZoneInfo(zone)).hour == 8 or (
+        wake.astimezone(ZoneInfo(zone)).hour == 7 and wake.minute == 59
+    )
     assert providers.apns.requests == []
     # A channel that does not respect quiet hours pushes at once.
     await PushConfig.filter(channel_id=sdk.channel.id).update(respect_quiet_hours=False)
     assert await push_conversation(ctx(app), pk(conversation_id)) == "queued 1"
 
 
-async def test_no_push_while_the_apps_socket_is_live(tenant: Tenant, app: Any, providers: Providers, tmp_path: Path) -> None:
+async def test_no_push_while_the_apps_socket_is_live(
+    tenant: Tenant, app: Any, providers: Providers, tmp_path: Path
+) -> None:
     sdk = await configured(tenant, providers)
     token, contact_gid = await session(sdk)
     await register(sdk, token, "IOS", APNS_TOKEN)
@@ -305,8 +354,13 @@ async def test_a_real_worker_pushes_after_the_grace_period(
     sdk = await configured(tenant, providers)
     token, _ = await session(sdk)
     await register(sdk, token, "ANDROID", FCM_TOKEN)
-    env = {"PUSH_APNS_URL": providers.url, "PUSH_FCM_URL": providers.url, "PUSH_FCM_TOKEN_URL": f"{providers.url}/token",
-           "PUSH_GRACE_SECONDS": "1", "PUSH_RETRY_BASE_SECONDS": "0.1"}  # fmt: skip
+    env = {
+        "PUSH_APNS_URL": providers.url,
+        "PUSH_FCM_URL": providers.url,
+        "PUSH_FCM_TOKEN_URL": f"{providers.url}/token",
+        "PUSH_GRACE_SECONDS": "1",
+        "PUSH_RETRY_BASE_SECONDS": "0.1",
+    }
     worker = start_worker(tmp_path, env)
     try:
         providers.fcm.answer(429)
@@ -340,7 +394,9 @@ async def test_the_delivery_log_keeps_thirty_days(tenant: Tenant, app: Any, prov
     assert [a["outcome"] for a in await delivery_log(tenant)] == ["SENT"]
 
 
-async def test_a_revoked_fcm_access_token_is_replaced_on_the_retry(tenant: Tenant, app: Any, providers: Providers) -> None:
+async def test_a_revoked_fcm_access_token_is_replaced_on_the_retry(
+    tenant: Tenant, app: Any, providers: Providers
+) -> None:
     sdk = await configured(tenant, providers)
     token, _ = await session(sdk)
     device = await register(sdk, token, "ANDROID", FCM_TOKEN)
@@ -350,4 +406,7 @@ async def test_a_revoked_fcm_access_token_is_replaced_on_the_retry(tenant: Tenan
     second = await reply(tenant, conversation_id, "One more thing")
     assert await run_deliveries(app, pk(device["id"]), second) == ["retry", "sent"]
     assert len(providers.oauth.requests) == 2
-    assert [(a["outcome"], a["statusCode"]) for a in await delivery_log(tenant)][:2] == [("SENT", 200), ("RETRYING", 401)]
+    assert [(a["outcome"], a["statusCode"]) for a in await delivery_log(tenant)][:2] == [
+        ("SENT", 200),
+        ("RETRYING", 401),
+    ]

@@ -9,7 +9,9 @@ from models.push import Device
 from tests.conftest import Tenant, pk
 from tests.push.conftest import REGISTER, App, ok, register, sdk_channel, session
 
-UNREGISTER = "mutation($i: UnregisterDeviceInput!) { unregisterDevice(input: $i) { removed userErrors { field code message } } }"
+UNREGISTER = (
+    "mutation($i: UnregisterDeviceInput!) { unregisterDevice(input: $i) { removed userErrors { field code message } } }"
+)
 DELETE = "mutation($i: ContactIdInput!) { deleteContact(input: $i) { auditRecord { erased { kind count } } userErrors { code } } }"
 MERGE = "mutation($i: MergeContactsInput!) { mergeContacts(input: $i) { contact { id } userErrors { field code message } } }"
 IPHONE, IPAD = "ab" * 32, "cd" * 32
@@ -41,7 +43,9 @@ async def test_a_contact_registers_several_devices_and_signs_one_out(tenant: Ten
     assert payload == {"removed": True, "userErrors": []}
     assert await devices_of(contact) == sorted([IPHONE, PIXEL])
     payload = (await tenant.api(UNREGISTER, {"i": {"token": IPAD}}, token=token))["unregisterDevice"]
-    assert payload["userErrors"] == [{"field": ["token"], "code": "NOT_FOUND", "message": "No device of yours has this token."}]
+    assert payload["userErrors"] == [
+        {"field": ["token"], "code": "NOT_FOUND", "message": "No device of yours has this token."}
+    ]
 
 
 async def test_a_token_moves_to_whoever_signs_in_on_the_phone(tenant: Tenant) -> None:
@@ -72,15 +76,38 @@ async def test_bad_registrations_name_their_field(tenant: Tenant) -> None:
     assert await register_errors(app, token, token="../../3/device/x") == [
         {"field": ["token"], "code": "INVALID", "message": "token must be an APNs device token (hex)."}
     ]
-    errors = await register_errors(app, token, platform="ANDROID", token="x" * 600, appId="bad app", locale="not a locale!")
-    assert [(e["field"], e["code"]) for e in errors] == [(["token"], "INVALID"), (["appId"], "INVALID"), (["locale"], "INVALID")]
+    errors = await register_errors(
+        app, token, platform="ANDROID", token="x" * 600, appId="bad app", locale="not a locale!"
+    )
+    assert [(e["field"], e["code"]) for e in errors] == [
+        (["token"], "INVALID"),
+        (["appId"], "INVALID"),
+        (["locale"], "INVALID"),
+    ]
     # A web widget has no app to push to.
-    widget_token = (await ok(tenant.api, "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { token userErrors { code } } }",
-                             {"i": {"channelKey": tenant.channel.public_key}}, "", "startContactSession"))["token"]  # fmt: skip
+    widget_token = (
+        await ok(
+            tenant.api,
+            "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { token userErrors { code } } }",
+            {"i": {"channelKey": tenant.channel.public_key}},
+            "",
+            "startContactSession",
+        )
+    )["token"]
     errors = await register_errors(app, widget_token)
-    assert errors == [{"field": ["platform"], "code": "NOT_ALLOWED", "message": "Devices register from a mobile SDK channel's session."}]
+    assert errors == [
+        {
+            "field": ["platform"],
+            "code": "NOT_ALLOWED",
+            "message": "Devices register from a mobile SDK channel's session.",
+        }
+    ]
     # Agents have no phone to register.
-    body = (await tenant.api.raw(REGISTER, {"i": {"platform": "IOS", "token": IPHONE, "appId": "a.b"}}, token=tenant.owner_token)).json()
+    body = (
+        await tenant.api.raw(
+            REGISTER, {"i": {"platform": "IOS", "token": IPHONE, "appId": "a.b"}}, token=tenant.owner_token
+        )
+    ).json()
     assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
 
 
@@ -99,7 +126,9 @@ async def test_devices_go_with_a_deleted_contact_and_follow_a_merge(tenant: Tena
     await register(app, ada, "IOS", IPHONE)
     alias, alias_id = await session(app, externalId="ada-old")
     await register(app, alias, "ANDROID", PIXEL)
-    merged = (await tenant.api(MERGE, {"i": {"primaryId": ada_id, "secondaryId": alias_id}}, token=tenant.owner_token))["mergeContacts"]
+    merged = (await tenant.api(MERGE, {"i": {"primaryId": ada_id, "secondaryId": alias_id}}, token=tenant.owner_token))[
+        "mergeContacts"
+    ]
     assert merged["userErrors"] == []
     assert await devices_of(ada_id) == sorted([IPHONE, PIXEL])
 

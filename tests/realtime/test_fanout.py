@@ -48,17 +48,30 @@ async def test_each_audience_sees_its_own_view_of_one_shared_event(tenant: Tenan
             key = await key_ws.subscribe(WITH_SECRET)
             await hub_subscriptions(server, 5)
 
-            token = (await gql(server, SESSION, {"i": {"channelKey": tenant.channel.public_key, "externalId": "fan-1"}}, ""))["startContactSession"]["token"]
-            conversation_id = (await gql(server, START, {"i": {"body": "Hello"}}, token))["startConversation"]["conversation"]["id"]
+            token = (
+                await gql(server, SESSION, {"i": {"channelKey": tenant.channel.public_key, "externalId": "fan-1"}}, "")
+            )["startContactSession"]["token"]
+            conversation_id = (await gql(server, START, {"i": {"body": "Hello"}}, token))["startConversation"][
+                "conversation"
+            ]["id"]
 
             seen_by_owner = (await owner.next_data())["conversationEvents"]
             assert seen_by_owner["conversation"]["id"] == conversation_id
             assert seen_by_owner["conversation"]["channel"]["secret"] == tenant.channel.secret
-            hidden = {**seen_by_owner, "conversation": {**seen_by_owner["conversation"], "channel": {**seen_by_owner["conversation"]["channel"], "secret": None}}}
+            hidden = {
+                **seen_by_owner,
+                "conversation": {
+                    **seen_by_owner["conversation"],
+                    "channel": {**seen_by_owner["conversation"]["channel"], "secret": None},
+                },
+            }
             assert (await first.next_data())["conversationEvents"] == hidden
             assert (await second.next_data())["conversationEvents"] == hidden
             assert (await key.next_data())["conversationEvents"] == hidden
-            assert (await first_status.next_data())["conversationEvents"] == {"kind": "CREATED", "conversation": {"status": "OPEN"}}
+            assert (await first_status.next_data())["conversationEvents"] == {
+                "kind": "CREATED",
+                "conversation": {"status": "OPEN"},
+            }
     finally:
         server.stop()
 
@@ -72,7 +85,9 @@ REVOKE_API_KEY = "mutation($i: RevokeApiKeyInput!) { revokeApiKey(input: $i) { u
 
 
 async def _conversation(server: LiveServer, tenant: Tenant, external_id: str) -> str:
-    token = (await gql(server, SESSION, {"i": {"channelKey": tenant.channel.public_key, "externalId": external_id}}, ""))["startContactSession"]["token"]
+    token = (
+        await gql(server, SESSION, {"i": {"channelKey": tenant.channel.public_key, "externalId": external_id}}, "")
+    )["startContactSession"]["token"]
     return (await gql(server, START, {"i": {"body": "Hello"}}, token))["startConversation"]["conversation"]["id"]  # type: ignore[no-any-return]
 
 
@@ -93,7 +108,10 @@ async def test_direct_frames_reach_every_operation_in_order(tenant: Tenant, tmp_
     _, agent = await tenant.agent()
     try:
         conversation_id = await _conversation(server, tenant, "direct-1")
-        async with GraphQLWs.open(server.ws_url, tenant.owner_token) as owner_ws, GraphQLWs.open(server.ws_url, agent) as agent_ws:
+        async with (
+            GraphQLWs.open(server.ws_url, tenant.owner_token) as owner_ws,
+            GraphQLWs.open(server.ws_url, agent) as agent_ws,
+        ):
             # Two operations on one socket (one id each), and another principal's socket.
             subscribed = [
                 await owner_ws.subscribe(MESSAGE_ADDED, {"id": conversation_id}),
@@ -123,9 +141,16 @@ async def test_direct_frames_reach_every_operation_in_order(tenant: Tenant, tmp_
 async def test_a_revoked_keys_socket_is_closed_while_others_keep_receiving(tenant: Tenant, tmp_path: Path) -> None:
     server = start_server(tmp_path)
     try:
-        made = (await gql(server, CREATE_API_KEY, {"i": {"name": "Feed", "scopes": ["conversations:read"]}}, tenant.owner_token))["createApiKey"]
+        made = (
+            await gql(
+                server, CREATE_API_KEY, {"i": {"name": "Feed", "scopes": ["conversations:read"]}}, tenant.owner_token
+            )
+        )["createApiKey"]
         conversation_id = await _conversation(server, tenant, "direct-2")
-        async with GraphQLWs.open(server.ws_url, made["secret"]) as key_ws, GraphQLWs.open(server.ws_url, tenant.owner_token) as owner_ws:
+        async with (
+            GraphQLWs.open(server.ws_url, made["secret"]) as key_ws,
+            GraphQLWs.open(server.ws_url, tenant.owner_token) as owner_ws,
+        ):
             key = await key_ws.subscribe(MESSAGE_ADDED, {"id": conversation_id})
             owner = await owner_ws.subscribe(MESSAGE_ADDED, {"id": conversation_id})
             await hub_subscriptions(server, 2)
@@ -134,7 +159,9 @@ async def test_a_revoked_keys_socket_is_closed_while_others_keep_receiving(tenan
             assert (await owner.next_data())["messageAdded"]["message"]["body"] == "before"
             assert await _metric(server, "parley_hub_direct_deliveries_total") >= 2
 
-            revoked = (await gql(server, REVOKE_API_KEY, {"i": {"id": made["apiKey"]["id"]}}, tenant.owner_token))["revokeApiKey"]
+            revoked = (await gql(server, REVOKE_API_KEY, {"i": {"id": made["apiKey"]["id"]}}, tenant.owner_token))[
+                "revokeApiKey"
+            ]
             assert revoked["userErrors"] == []
             # The revocation closes the key's socket at once (runtime/socket_guard.py), before
             # any event; the owner hears every message.
@@ -193,7 +220,11 @@ class _RawClient:
             data = await asyncio.wait_for(self.reader.read(65536), 10)
             assert data, "the server closed the socket"
             self.protocol.receive_data(data)
-            self.messages += [json.loads(e.data) for e in self.protocol.events_received() if isinstance(e, Frame) and e.opcode is Opcode.TEXT]
+            self.messages += [
+                json.loads(e.data)
+                for e in self.protocol.events_received()
+                if isinstance(e, Frame) and e.opcode is Opcode.TEXT
+            ]
             await self._flush()  # pongs
         return self.messages.pop(0)
 
@@ -201,7 +232,9 @@ class _RawClient:
         self.writer.close()
 
 
-async def test_a_socket_that_stops_reading_is_dropped_without_holding_up_the_others(tenant: Tenant, tmp_path: Path) -> None:
+async def test_a_socket_that_stops_reading_is_dropped_without_holding_up_the_others(
+    tenant: Tenant, tmp_path: Path
+) -> None:
     # Few frames may wait for a socket here, so that a small backlog overflows quickly.
     server = start_server(tmp_path, env={"SUBSCRIBER_QUEUE_SIZE": "4"})
     try:
@@ -210,7 +243,13 @@ async def test_a_socket_that_stops_reading_is_dropped_without_holding_up_the_oth
             fast = await fast_ws.subscribe(MESSAGE_ADDED, {"id": conversation_id})
             slow = await _RawClient.open(server.ws_url, tenant.owner_token)
             try:
-                await slow.send({"id": "slow", "type": "subscribe", "payload": {"query": MESSAGE_ADDED, "variables": {"id": conversation_id}}})
+                await slow.send(
+                    {
+                        "id": "slow",
+                        "type": "subscribe",
+                        "payload": {"query": MESSAGE_ADDED, "variables": {"id": conversation_id}},
+                    }
+                )
                 await hub_subscriptions(server, 2)
 
                 body = "x" * 16_000
@@ -236,7 +275,9 @@ async def test_a_socket_that_stops_reading_is_dropped_without_holding_up_the_oth
                         break
                     received.append(int(message["payload"]["data"]["messageAdded"]["message"]["body"].split()[0]))
                 assert received == list(range(len(received))) and len(received) < sent
-                assert message["type"] == "next" and [e["extensions"]["code"] for e in message["payload"]["errors"]] == ["CONFLICT"]
+                assert message["type"] == "next" and [
+                    e["extensions"]["code"] for e in message["payload"]["errors"]
+                ] == ["CONFLICT"]
                 assert await slow.receive() == {"id": "slow", "type": "complete"}
             finally:
                 slow.close()

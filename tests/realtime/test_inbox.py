@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-
 from models.conversations import Message
 from tests.conftest import Tenant, gql, hub_subscriptions, start_server, start_worker, stop_process
 from tests.realtime.wsclient import GraphQLWs
@@ -34,11 +33,18 @@ async def test_a_contact_and_an_agent_talk_in_real_time_across_processes(tenant:
     worker = start_worker(tmp_path)
     ws_id = tenant.workspace.id
     try:
-        session = await gql(contact_server, "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { token contact { id } } }",
-                            {"i": {"channelKey": tenant.channel.public_key, "externalId": "sdk-user-1", "name": "Sam"}}, "")  # fmt: skip
+        session = await gql(
+            contact_server,
+            "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { token contact { id } } }",
+            {"i": {"channelKey": tenant.channel.public_key, "externalId": "sdk-user-1", "name": "Sam"}},
+            "",
+        )
         contact_token = session["startContactSession"]["token"]
 
-        async with GraphQLWs.open(agent_server.ws_url, tenant.owner_token) as agent_ws, GraphQLWs.open(contact_server.ws_url, contact_token) as contact_ws:
+        async with (
+            GraphQLWs.open(agent_server.ws_url, tenant.owner_token) as agent_ws,
+            GraphQLWs.open(contact_server.ws_url, contact_token) as contact_ws,
+        ):
             unread = await agent_ws.subscribe(UNREAD)
             assert (await unread.next_data())["unreadCount"] == 0
             events = await agent_ws.subscribe(EVENTS)
@@ -46,11 +52,19 @@ async def test_a_contact_and_an_agent_talk_in_real_time_across_processes(tenant:
             await hub_subscriptions(agent_server, 2)
             await hub_subscriptions(contact_server, 1)
 
-            started = await gql(contact_server, "mutation($i: StartConversationInput!) { startConversation(input: $i) { conversation { id } userErrors { code } } }",
-                                {"i": {"body": "Hi, is anyone there?"}}, contact_token)  # fmt: skip
+            started = await gql(
+                contact_server,
+                "mutation($i: StartConversationInput!) { startConversation(input: $i) { conversation { id } userErrors { code } } }",
+                {"i": {"body": "Hi, is anyone there?"}},
+                contact_token,
+            )
             conversation_id = started["startConversation"]["conversation"]["id"]
             created = (await events.next_data())["conversationEvents"]
-            assert (created["kind"], created["conversationId"], created["conversation"]["status"]) == ("CREATED", conversation_id, "OPEN")
+            assert (created["kind"], created["conversationId"], created["conversation"]["status"]) == (
+                "CREATED",
+                conversation_id,
+                "OPEN",
+            )
             assert (await unread.next_data())["unreadCount"] == 1
             own = (await mine.next_data())["myMessages"]["message"]
             assert (own["body"], own["senderKind"]) == ("Hi, is anyone there?", "CONTACT")
@@ -59,8 +73,12 @@ async def test_a_contact_and_an_agent_talk_in_real_time_across_processes(tenant:
             await hub_subscriptions(agent_server, 3)
 
             # The contact writes on its server; the agent hears it on the other.
-            await gql(contact_server, "mutation($i: SendMessageInput!) { sendMessage(input: $i) { message { id } } }",
-                      {"i": {"conversationId": conversation_id, "body": f"My card is {CARD}, can you check?"}}, contact_token)  # fmt: skip
+            await gql(
+                contact_server,
+                "mutation($i: SendMessageInput!) { sendMessage(input: $i) { message { id } } }",
+                {"i": {"conversationId": conversation_id, "body": f"My card is {CARD}, can you check?"}},
+                contact_token,
+            )
             heard = (await added.next_data())["messageAdded"]
             assert heard["message"]["senderKind"] == "CONTACT"
             assert heard["message"]["body"].endswith("1111, can you check?")
@@ -68,24 +86,39 @@ async def test_a_contact_and_an_agent_talk_in_real_time_across_processes(tenant:
             no_card((await mine.next_data())["myMessages"])  # the contact's own echo is masked too
 
             # The agent replies on its server; the contact hears it on the other.
-            await gql(agent_server, "mutation($i: SendMessageInput!) { sendMessage(input: $i) { message { id } userErrors { code } } }",
-                      {"i": {"conversationId": conversation_id, "body": "Hello Sam, checking now."}}, tenant.owner_token)  # fmt: skip
+            await gql(
+                agent_server,
+                "mutation($i: SendMessageInput!) { sendMessage(input: $i) { message { id } userErrors { code } } }",
+                {"i": {"conversationId": conversation_id, "body": "Hello Sam, checking now."}},
+                tenant.owner_token,
+            )
             reply = (await mine.next_data())["myMessages"]
             assert reply["message"] == {
-                "body": "Hello Sam, checking now.", "senderKind": "AGENT", "senderName": "Olive Owner", "conversationId": conversation_id,
-            }  # fmt: skip
+                "body": "Hello Sam, checking now.",
+                "senderKind": "AGENT",
+                "senderName": "Olive Owner",
+                "conversationId": conversation_id,
+            }
             assert int(reply["cursor"]) > int(heard["cursor"])
             assert (await added.next_data())["messageAdded"]["message"]["senderKind"] == "AGENT"
 
             # Reading clears the indicator for everyone watching it.
-            await gql(agent_server, "mutation($i: ConversationIdInput!) { markConversationRead(input: $i) { conversation { unreadCount } } }",
-                      {"i": {"id": conversation_id}}, tenant.owner_token)  # fmt: skip
+            await gql(
+                agent_server,
+                "mutation($i: ConversationIdInput!) { markConversationRead(input: $i) { conversation { unreadCount } } }",
+                {"i": {"id": conversation_id}},
+                tenant.owner_token,
+            )
             assert (await unread.next_data())["unreadCount"] == 0
 
             # Snoozed for two seconds: the worker wakes it and the inbox hears both changes.
             until = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
-            await gql(agent_server, "mutation($i: SetConversationStatusInput!) { setConversationStatus(input: $i) { userErrors { code } } }",
-                      {"i": {"id": conversation_id, "status": "SNOOZED", "snoozedUntil": until}}, tenant.owner_token)  # fmt: skip
+            await gql(
+                agent_server,
+                "mutation($i: SetConversationStatusInput!) { setConversationStatus(input: $i) { userErrors { code } } }",
+                {"i": {"id": conversation_id, "status": "SNOOZED", "snoozedUntil": until}},
+                tenant.owner_token,
+            )
             snoozed = (await events.next_data())["conversationEvents"]
             assert (snoozed["kind"], snoozed["conversation"]["status"]) == ("STATUS_CHANGED", "SNOOZED")
             woken = (await events.next_data(timeout=30))["conversationEvents"]

@@ -44,10 +44,11 @@ mutation($input: StartContactSessionInput!) {
 # -- helpers ---------------------------------------------------------------------------------
 
 
-
 async def graphql(server: LiveServer, query: str, variables: dict[str, Any], token: str) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=server.url, timeout=TIMEOUT) as http:
-        response = await http.post("/graphql", json={"query": query, "variables": variables}, headers={"authorization": f"Bearer {token}"})
+        response = await http.post(
+            "/graphql", json={"query": query, "variables": variables}, headers={"authorization": f"Bearer {token}"}
+        )
     body = response.json()
     assert response.status_code == 200 and not body.get("errors"), body
     return body["data"]  # type: ignore[no-any-return]
@@ -131,7 +132,11 @@ async def test_events_cross_server_processes(server: LiveServer, tenant: Tenant,
             sub = await subscribe_and_wait(ws, tenant, contact["id"])
             await update_contact(server, tenant.owner_token, contact["id"], name="Grace Hopper")
             event = await next_update(sub)
-            assert (event["kind"], event["contactId"], event["contact"]) == ("UPDATED", contact["id"], {"name": "Grace Hopper"})
+            assert (event["kind"], event["contactId"], event["contact"]) == (
+                "UPDATED",
+                contact["id"],
+                {"name": "Grace Hopper"},
+            )
     finally:
         other.stop()
 
@@ -161,7 +166,11 @@ async def test_a_failed_mutation_publishes_nothing(server: LiveServer, tenant: T
         assert good["userErrors"] == []
 
         # The change log's newest entry for this contact is the good update's.
-        latest = await ContactChange.filter(contact_id=int(relay.GlobalID.from_id(contact["id"]).node_id)).order_by("-id").first()
+        latest = (
+            await ContactChange.filter(contact_id=int(relay.GlobalID.from_id(contact["id"]).node_id))
+            .order_by("-id")
+            .first()
+        )
         assert latest is not None
         first = await next_update(sub)
         assert first["cursor"] == str(latest.id)
@@ -178,7 +187,9 @@ async def test_each_event_shows_the_contact_as_it_is_now(server: LiveServer, ten
         await until_subscribed(channel_of(tenant, contact["id"]))
 
         for tags, expected in ((["vip"], ["vip"]), (["gold"], ["gold", "vip"])):
-            data = await graphql(server, TAG_CONTACT, {"input": {"contactId": contact["id"], "tags": tags}}, tenant.owner_token)
+            data = await graphql(
+                server, TAG_CONTACT, {"input": {"contactId": contact["id"], "tags": tags}}, tenant.owner_token
+            )
             assert data["tagContact"] == {"contact": {"tags": expected}, "userErrors": []}
             event = (await sub.next_data())["contactUpdated"]
             assert event == {"kind": "UPDATED", "contact": {"name": "Tagged", "tags": expected}}
@@ -200,7 +211,10 @@ async def test_subscription_survives_a_redis_restart(tenant: Tenant, tmp_path: P
     try:
         live = start_server(tmp_path, env={"REDIS_URL": redis_server.url}, name="restart")
         contact = await tenant.contact(name="Linus")
-        async with GraphQLWs.open(live.ws_url, tenant.owner_token) as ws, httpx.AsyncClient(base_url=live.url, timeout=TIMEOUT) as http:
+        async with (
+            GraphQLWs.open(live.ws_url, tenant.owner_token) as ws,
+            httpx.AsyncClient(base_url=live.url, timeout=TIMEOUT) as http,
+        ):
             sub = await subscribe_and_wait(ws, tenant, contact["id"], redis_server.url)
 
             redis_server.stop()
@@ -240,7 +254,9 @@ async def test_subscription_survives_a_redis_restart(tenant: Tenant, tmp_path: P
         pytest.param({"authorization": ["Bearer x"]}, id="not-a-string"),
     ],
 )
-async def test_connection_init_without_valid_credentials_is_refused(server: LiveServer, payload: dict[str, Any] | None) -> None:
+async def test_connection_init_without_valid_credentials_is_refused(
+    server: LiveServer, payload: dict[str, Any] | None
+) -> None:
     async with GraphQLWs.connect(server.ws_url) as ws:
         with pytest.raises(Closed) as closed:
             await ws.init(payload)
@@ -269,7 +285,9 @@ async def test_the_legacy_graphql_ws_protocol_is_refused(server: LiveServer, ten
 
 async def test_a_contact_session_hears_only_its_own_contact(server: LiveServer, tenant: Tenant) -> None:
     other = await tenant.contact(name="Someone Else")
-    data = await graphql(server, START_SESSION, {"input": {"channelKey": tenant.channel.public_key}}, tenant.owner_token)
+    data = await graphql(
+        server, START_SESSION, {"input": {"channelKey": tenant.channel.public_key}}, tenant.owner_token
+    )
     session = data["startContactSession"]
     assert session["userErrors"] == [] and session["token"], session
     me = session["contact"]["id"]
@@ -295,7 +313,10 @@ async def test_an_agent_cannot_subscribe_to_another_workspaces_contact(server: L
     theirs = await globex.contact(name="Globex Customer")
     ours = await acme.contact(name="Acme Customer")
 
-    async with GraphQLWs.open(server.ws_url, acme.owner_token) as ws, GraphQLWs.open(server.ws_url, globex.owner_token) as owner_ws:
+    async with (
+        GraphQLWs.open(server.ws_url, acme.owner_token) as ws,
+        GraphQLWs.open(server.ws_url, globex.owner_token) as owner_ws,
+    ):
         denied = await ws.subscribe(CONTACT_UPDATED, {"id": theirs["id"]})
         [error] = await error_of(denied)
         assert error["extensions"]["code"] == "NOT_FOUND", error

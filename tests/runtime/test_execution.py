@@ -121,7 +121,9 @@ class Query:
     def fresh_rows(self) -> list[Row | None]:
         """New rows each time, the last one irregular (a null where required): for
         checking that nothing of an execution outlives it."""
-        rows = [Row(name=f"n{i}", required="r" if i < 2 else None, count=i, mood=Mood.HAPPY, seen_at=None) for i in range(3)]  # type: ignore[arg-type]
+        rows = [
+            Row(name=f"n{i}", required="r" if i < 2 else None, count=i, mood=Mood.HAPPY, seen_at=None) for i in range(3)
+        ]  # type: ignore[arg-type]
         MADE.extend(weakref.ref(row) for row in rows)
         return rows
 
@@ -196,9 +198,14 @@ async def test_same_answer_as_graphql_core(query: str) -> None:
 
 def test_the_cases_cover_errors_and_nulls() -> None:
     """The comparison above would be weak if no case produced an error."""
-    result = strawberry.Schema(query=Query, execution_context_class=Executor).execute_sync("{ nullableRows { required count } }")
+    result = strawberry.Schema(query=Query, execution_context_class=Executor).execute_sync(
+        "{ nullableRows { required count } }"
+    )
     assert result.data == {"nullableRows": [{"required": "a", "count": 1}, {"required": "b", "count": 2}, None, None]}
-    assert {tuple(e.path) for e in result.errors or []} == {("nullableRows", 2, "required"), ("nullableRows", 3, "count")}
+    assert {tuple(e.path) for e in result.errors or []} == {
+        ("nullableRows", 2, "required"),
+        ("nullableRows", 3, "count"),
+    }
 
 
 def _keys(value: object) -> list[object]:
@@ -231,11 +238,24 @@ async def test_lists_of_objects_are_completed_by_generated_rows(monkeypatch: pyt
 
     monkeypatch.setattr(execution, "_row_factories", {})
     schema = strawberry.Schema(query=Query, execution_context_class=Executor)
-    result = await schema.execute("{ page(upto: 2) { things { id label rows { name seenAt partner { count } } } } }", context_value="ctx")
+    result = await schema.execute(
+        "{ page(upto: 2) { things { id label rows { name seenAt partner { count } } } } }", context_value="ctx"
+    )
     assert result.errors is None
-    assert result.data["page"]["things"][0]["rows"][0] == {"name": "Ada", "seenAt": "2026-01-02T03:04:00+00:00", "partner": {"count": 2}}
-    made = {(object_type.name, tuple(name for name, _, _ in shape)): factory for (object_type, shape), factory in execution._row_factories.items()}
-    assert made.keys() >= {("Thing", ("id", "label", "rows")), ("Row", ("name", "seenAt", "partner")), ("Row", ("count",))}
+    assert result.data["page"]["things"][0]["rows"][0] == {
+        "name": "Ada",
+        "seenAt": "2026-01-02T03:04:00+00:00",
+        "partner": {"count": 2},
+    }
+    made = {
+        (object_type.name, tuple(name for name, _, _ in shape)): factory
+        for (object_type, shape), factory in execution._row_factories.items()
+    }
+    assert made.keys() >= {
+        ("Thing", ("id", "label", "rows")),
+        ("Row", ("name", "seenAt", "partner")),
+        ("Row", ("count",)),
+    }
     assert all(factory is not None for factory in made.values())
 
 
@@ -245,7 +265,9 @@ async def test_plain_resolvers_answer_in_place_with_the_context() -> None:
     schema = strawberry.Schema(query=Query, execution_context_class=Executor)
     result = await schema.execute("{ rows { tag partner { name } } }", context_value="ctx")
     assert result.errors is None
-    assert result.data == {"rows": [{"tag": "#Ada ctx", "partner": {"name": None}}, {"tag": "late ctx", "partner": None}]}
+    assert result.data == {
+        "rows": [{"tag": "#Ada ctx", "partner": {"name": None}}, {"tag": "late ctx", "partner": None}]
+    }
     row = schema._schema.type_map["Row"]
     assert execution._plans[(row, "tag")] is not None and execution._plans[(row, "tag")][2] is True
 

@@ -74,8 +74,13 @@ def fuzz(url: str, token: str, ids: list[int]) -> tuple[list[str], int, list[str
                 skipped.append(operation.label)
                 continue
 
-            @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None, phases=[Phase.generate],
-                      suppress_health_check=list(HealthCheck))  # fmt: skip
+            @settings(
+                max_examples=EXAMPLES_PER_OPERATION,
+                deadline=None,
+                database=None,
+                phases=[Phase.generate],
+                suppress_health_check=list(HealthCheck),
+            )
             @given(case=operation.as_strategy())
             def send(case: Any) -> None:
                 response = http.post("/graphql", json={"query": case.body})
@@ -112,15 +117,18 @@ async def test_an_id_beyond_any_column_finds_nothing(tenant: Tenant, node_id: in
     gid = to_base64("Contact", node_id)
     data = await tenant.api("query($id: ID!) { contact(id: $id) { id } }", {"id": gid}, token=tenant.api_key)
     assert data == {"contact": None}
-    body = (await tenant.api.raw(
-        "mutation($id: ID!) { deleteSegment(input: {id: $id}) { deletedId } }", {"id": to_base64("Segment", node_id)},
-        token=tenant.owner_token,
-    )).json()  # fmt: skip
+    body = (
+        await tenant.api.raw(
+            "mutation($id: ID!) { deleteSegment(input: {id: $id}) { deletedId } }",
+            {"id": to_base64("Segment", node_id)},
+            token=tenant.owner_token,
+        )
+    ).json()
     assert [e["extensions"]["code"] for e in body.get("errors", [])] in ([], ["NOT_FOUND"]), body
 
 
 async def test_a_login_with_values_longer_than_their_columns_is_only_wrong(tenant: Tenant) -> None:
-    query = "mutation($e: String!, $w: String) { login(input: {email: $e, password: \"x\", workspace: $w}) { token userErrors { code } } }"
+    query = 'mutation($e: String!, $w: String) { login(input: {email: $e, password: "x", workspace: $w}) { token userErrors { code } } }'
     for email, workspace in [("owner@example.com", "w" * 65), ("o" * 255 + "@example.com", None)]:
         data = await tenant.api(query, {"e": email, "w": workspace})
         assert data["login"] == {"token": None, "userErrors": [{"code": "INVALID_CREDENTIALS"}]}

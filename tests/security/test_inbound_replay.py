@@ -31,8 +31,11 @@ def signed(channel: Channel, payload: dict[str, Any], at: float | None = None) -
 
 
 async def post(client: httpx.AsyncClient, channel: Channel, body: bytes, header: str) -> dict[str, Any]:
-    response = await client.post(f"/hooks/channels/{channel.public_key}/inbound", content=body,
-                                 headers={"content-type": "application/json", SIGNATURE_HEADER: header})  # fmt: skip
+    response = await client.post(
+        f"/hooks/channels/{channel.public_key}/inbound",
+        content=body,
+        headers={"content-type": "application/json", SIGNATURE_HEADER: header},
+    )
     assert response.status_code == 200, response.text
     return response.json()  # type: ignore[no-any-return]
 
@@ -42,7 +45,9 @@ async def inbound_texts(channel: Channel) -> list[str]:
     return [m.body for m in await rows]
 
 
-async def test_a_replayed_delivery_answers_as_a_duplicate_and_stores_nothing(client: httpx.AsyncClient, tenant: Tenant) -> None:
+async def test_a_replayed_delivery_answers_as_a_duplicate_and_stores_nothing(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
     channel = await sms_channel(tenant)
     body, header = signed(channel, {"from": PHONE, "text": "Refund me"})
     first = await post(client, channel, body, header)
@@ -70,19 +75,25 @@ async def test_the_same_text_signed_again_later_is_a_new_message(client: httpx.A
     assert await inbound_texts(channel) == ["yes", "yes"]
 
 
-async def test_the_guard_lives_under_the_app_prefix_for_the_signature_window(app: Any, client: httpx.AsyncClient, tenant: Tenant) -> None:
+async def test_the_guard_lives_under_the_app_prefix_for_the_signature_window(
+    app: Any, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
     channel = await sms_channel(tenant)
     redis = app.state.hub.redis
     pattern = f"{settings.redis_prefix}:channel:{channel.id}:*"
     assert [k async for k in redis.scan_iter(match=pattern)] == []
     await post(client, channel, *signed(channel, {"from": PHONE, "text": "old"}, time.time() - 200))
-    [key] = [k async for k in redis.scan_iter(match=f"{settings.redis_prefix}:channel:{channel.id}:inbound-signature:*")]
+    [key] = [
+        k async for k in redis.scan_iter(match=f"{settings.redis_prefix}:channel:{channel.id}:inbound-signature:*")
+    ]
     assert 0 < await redis.ttl(key) <= SIGNATURE_TOLERANCE - 200 + 2
 
 
 async def test_deliveries_with_a_message_id_keep_their_own_dedupe(client: httpx.AsyncClient, tenant: Tenant) -> None:
     channel = await sms_channel(tenant)
-    first = await post(client, channel, *signed(channel, {"from": PHONE, "text": "Hi", "messageId": "SM1"}, time.time() - 10))
+    first = await post(
+        client, channel, *signed(channel, {"from": PHONE, "text": "Hi", "messageId": "SM1"}, time.time() - 10)
+    )
     # A provider's retry is signed anew: still the same message.
     again = await post(client, channel, *signed(channel, {"from": PHONE, "text": "Hi", "messageId": "SM1"}))
     assert again == {**first, "duplicate": True}

@@ -18,7 +18,9 @@ TOKEN = secrets.token_urlsafe(24)
 
 @pytest.fixture(scope="module")
 def prod_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    s = start_server(tmp_path_factory.mktemp("metrics"), env={"ENV": "prod", "METRICS_TOKEN": TOKEN}, name="metrics-prod")
+    s = start_server(
+        tmp_path_factory.mktemp("metrics"), env={"ENV": "prod", "METRICS_TOKEN": TOKEN}, name="metrics-prod"
+    )
     yield s
     s.stop()
 
@@ -32,7 +34,16 @@ async def test_with_a_token_only_its_bearer_reads_the_metrics(prod_server: LiveS
     found = await scrape(prod_server.url, f"Bearer {TOKEN}")
     assert found.status_code == 200 and "parley_hub_subscribers 0\n" in found.text
     assert (await scrape(prod_server.url, f"bearer  {TOKEN}")).status_code == 200
-    for wrong in (None, "", TOKEN, f"Basic {TOKEN}", f"Bearer {TOKEN[:-1]}", f"Bearer {TOKEN}x", "Bearer", ("Bearer " + "é" * 32).encode("latin-1")):
+    for wrong in (
+        None,
+        "",
+        TOKEN,
+        f"Basic {TOKEN}",
+        f"Bearer {TOKEN[:-1]}",
+        f"Bearer {TOKEN}x",
+        "Bearer",
+        ("Bearer " + "é" * 32).encode("latin-1"),
+    ):
         refused = await scrape(prod_server.url, wrong)
         assert refused.status_code == 401, wrong
         assert refused.headers["www-authenticate"] == "Bearer"
@@ -41,7 +52,9 @@ async def test_with_a_token_only_its_bearer_reads_the_metrics(prod_server: LiveS
         assert (await http.get("/healthz")).text == "ok"  # probes stay open
 
 
-async def test_without_a_token_prod_has_no_metrics_and_dev_keeps_them_open(client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_without_a_token_prod_has_no_metrics_and_dev_keeps_them_open(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(settings, "metrics_token", None)
     assert (await client.get("/metrics")).status_code == 200  # dev: tests and benchmarks read it
     monkeypatch.setattr(settings, "env", "prod")

@@ -26,9 +26,11 @@ from core.outbound import OutboundError, literal_address, refusal, url_problem
 from jobs.sending import deliver_message
 from models.conversations import DeliveryState, Message
 from tests.conftest import Tenant
+from tests.conversations.test_inbound import (
+    empty_queue,  # noqa: F401 - the autouse fixture, here too
+    job_ctx,
+)
 from tests.conversations.test_sending import reply, subscribed_sms_conversation
-from tests.conversations.test_inbound import empty_queue  # noqa: F401 - the autouse fixture, here too
-from tests.conversations.test_inbound import job_ctx
 from tests.loopback import HttpSink
 from tests.webhooks.conftest import CREATE_ENDPOINT, drain, register
 from tests.webhooks.test_deliveries import delivery_log
@@ -106,7 +108,10 @@ def test_urls_are_checked_when_saved(private_refused: None, monkeypatch: pytest.
     assert url_problem("ftp://sms.example.com") == "must be an http(s) URL."
     assert url_problem("https://") == "must be an http(s) URL."
     assert url_problem("https://10.0.0.5/send") == "must not point at 10.0.0.5: it is private."
-    assert url_problem("https://[64:ff9b::a00:5]/x") == "must not point at 64:ff9b::a00:5: it is private (embeds 10.0.0.5)."
+    assert (
+        url_problem("https://[64:ff9b::a00:5]/x")
+        == "must not point at 64:ff9b::a00:5: it is private (embeds 10.0.0.5)."
+    )
     assert url_problem("https://2130706433/x") == "must not point at 127.0.0.1: it is loopback."
     assert url_problem("https://LOCALHOST./x") == "must not point at this server (localhost)."
     monkeypatch.setattr(settings, "outbound_allow_private_networks", True)
@@ -137,14 +142,18 @@ def test_the_old_setting_name_still_counts(monkeypatch: pytest.MonkeyPatch) -> N
         ("[64:ff9b::7f00:1]", "64:ff9b::7f00:1 is loopback (embeds 127.0.0.1)"),
     ],
 )
-async def test_a_loopback_address_is_refused_when_connecting(private_refused: None, http_sink: HttpSink, host: str, refused: str) -> None:
+async def test_a_loopback_address_is_refused_when_connecting(
+    private_refused: None, http_sink: HttpSink, host: str, refused: str
+) -> None:
     with pytest.raises(OutboundError) as caught:
         await outbound.post(f"http://{host}:{http_sink.port}/hook", content=b"{}")
     assert caught.value.reason == f"address refused: {refused}"
     assert http_sink.requests == []
 
 
-async def test_the_connection_goes_to_the_address_that_was_checked(http_sink: HttpSink, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_connection_goes_to_the_address_that_was_checked(
+    http_sink: HttpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The name is resolved once, by us: the client connects to that address and never
     resolves the name itself (this one exists nowhere else), yet sends it as Host."""
     answers: list[str] = []
@@ -287,10 +296,29 @@ class _TlsServer:
 def _certificate(tmp_path: Path, name: str) -> tuple[Path, Path]:
     cert, key = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}"],
-        check=True, capture_output=True,
-    )  # fmt: skip
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            f"/CN={name}",
+            "-addext",
+            f"subjectAltName=DNS:{name}",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return cert, key
 
 
@@ -318,14 +346,18 @@ async def test_tls_to_the_pinned_address_keeps_sni_the_host_header_and_verificat
     # Verification stays on: a certificate for another name is refused.
     other, _ = _certificate(tmp_path, "other.parley.test")
     with pytest.raises(OutboundError) as caught:
-        await outbound.request("GET", f"https://localhost:{server.port}/x", verify=ssl.create_default_context(cafile=str(other)))
+        await outbound.request(
+            "GET", f"https://localhost:{server.port}/x", verify=ssl.create_default_context(cafile=str(other))
+        )
     assert caught.value.reason == "TLS certificate not valid"
 
 
 # -- what reaches the API client -------------------------------------------------------------
 
 
-async def test_a_receivers_body_never_reaches_the_api_client(tenant: Tenant, http_sink: HttpSink, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_receivers_body_never_reaches_the_api_client(
+    tenant: Tenant, http_sink: HttpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(settings, "webhook_max_attempts", 1)
     monkeypatch.setattr(settings, "webhook_disable_after", 1)
     endpoint = await register(tenant, f"{http_sink.url}/hook", ["CONTACT_CREATED"])
@@ -346,7 +378,9 @@ LOG_QUERY = """query($id: ID!) { node(id: $id) { ... on WebhookEndpoint { disabl
   deliveries(first: 10) { edges { node { lastError attemptLog { error } job { error } } } } } } }"""
 
 
-async def test_a_webhook_redirect_is_reported_and_not_followed(tenant: Tenant, http_sink: HttpSink, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_webhook_redirect_is_reported_and_not_followed(
+    tenant: Tenant, http_sink: HttpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(settings, "webhook_max_attempts", 1)
     with HttpSink() as internal:
         endpoint = await register(tenant, f"{http_sink.url}/hook", ["CONTACT_CREATED"])
@@ -373,18 +407,37 @@ async def test_an_endpoint_saved_earlier_is_checked_again_at_every_delivery(
 
 
 async def test_saving_a_url_that_names_a_private_address_is_a_user_error(tenant: Tenant, private_refused: None) -> None:
-    payload = (await tenant.api(CREATE_ENDPOINT, {"i": {"url": "https://[::ffff:10.0.0.5]/hook", "eventTypes": ["CONTACT_CREATED"]}},
-                                token=tenant.owner_token))["createWebhookEndpoint"]  # fmt: skip
-    assert payload["userErrors"] == [{"field": ["url"], "code": "INVALID",
-                                      "message": "url must not point at ::ffff:a00:5: it is private (embeds 10.0.0.5)."}]  # fmt: skip
+    payload = (
+        await tenant.api(
+            CREATE_ENDPOINT,
+            {"i": {"url": "https://[::ffff:10.0.0.5]/hook", "eventTypes": ["CONTACT_CREATED"]}},
+            token=tenant.owner_token,
+        )
+    )["createWebhookEndpoint"]
+    assert payload["userErrors"] == [
+        {
+            "field": ["url"],
+            "code": "INVALID",
+            "message": "url must not point at ::ffff:a00:5: it is private (embeds 10.0.0.5).",
+        }
+    ]
     create = """mutation($i: CreateChannelInput!) { createChannel(input: $i) { channel { id } userErrors { field code message } } }"""
     for url, message in (
         ("https://169.254.169.254/latest/meta-data", "gatewayUrl must not point at 169.254.169.254: it is link-local."),
-        ("https://[64:ff9b::7f00:1]/send", "gatewayUrl must not point at 64:ff9b::7f00:1: it is loopback (embeds 127.0.0.1)."),
+        (
+            "https://[64:ff9b::7f00:1]/send",
+            "gatewayUrl must not point at 64:ff9b::7f00:1: it is loopback (embeds 127.0.0.1).",
+        ),
         ("file:///etc/passwd", "gatewayUrl must be an http(s) URL."),
     ):
-        made = (await tenant.api(create, {"i": {"kind": "SMS", "name": "Texts", "gatewayUrl": url}}, token=tenant.owner_token))["createChannel"]
-        assert made["channel"] is None and made["userErrors"] == [{"field": ["gatewayUrl"], "code": "INVALID", "message": message}]
+        made = (
+            await tenant.api(
+                create, {"i": {"kind": "SMS", "name": "Texts", "gatewayUrl": url}}, token=tenant.owner_token
+            )
+        )["createChannel"]
+        assert made["channel"] is None and made["userErrors"] == [
+            {"field": ["gatewayUrl"], "code": "INVALID", "message": message}
+        ]
 
 
 async def test_a_gateways_body_is_not_kept_and_private_gateways_are_refused(

@@ -18,11 +18,16 @@ LOGIN = """
 mutation($input: LoginInput!) { login(input: $input) { token userErrors { code message } } }"""
 
 
-
 async def test_24_logins_at_once_never_delay_healthz(server: LiveServer, tenant: Tenant) -> None:
-    logins = [{"email": "owner@example.com", "password": "correct horse battery", "workspace": tenant.workspace.slug}] * 12
-    logins += [{"email": "owner@example.com", "password": "wrong horse battery", "workspace": tenant.workspace.slug}] * 6
-    logins += [{"email": f"nobody{i}@example.com", "password": "correct horse battery"} for i in range(6)]  # the dummy hash
+    logins = [
+        {"email": "owner@example.com", "password": "correct horse battery", "workspace": tenant.workspace.slug}
+    ] * 12
+    logins += [
+        {"email": "owner@example.com", "password": "wrong horse battery", "workspace": tenant.workspace.slug}
+    ] * 6
+    logins += [
+        {"email": f"nobody{i}@example.com", "password": "correct horse battery"} for i in range(6)
+    ]  # the dummy hash
     done = asyncio.Event()
     waits: list[float] = []
 

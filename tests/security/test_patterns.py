@@ -47,9 +47,13 @@ def test_the_wildcard_matcher_means_what_the_regex_meant() -> None:
 
 @pytest.mark.parametrize(
     ("pattern", "expected"),
-    [(PATHOLOGICAL, [False, False, True]), ("*a*a*a*a*a*a*a*a*a*a*a*a*b", [False, False, True]),
-     ("*" + "a*" * 250 + "b", [False, False, True]), ("a" * 250 + "*" + "a" * 249, [False, True, False])],
-)  # fmt: skip
+    [
+        (PATHOLOGICAL, [False, False, True]),
+        ("*a*a*a*a*a*a*a*a*a*a*a*a*b", [False, False, True]),
+        ("*" + "a*" * 250 + "b", [False, False, True]),
+        ("a" * 250 + "*" + "a" * 249, [False, True, False]),
+    ],
+)
 def test_a_pathological_pattern_over_a_long_text_answers_at_once(pattern: str, expected: list[bool]) -> None:
     test = p.wildcard(pattern)
     started = time.perf_counter()
@@ -58,8 +62,16 @@ def test_a_pathological_pattern_over_a_long_text_answers_at_once(pattern: str, e
 
 
 def test_rules_keep_case_insensitive_whole_url_matching() -> None:
-    check = p.compile_rules(p.validate_rules({"match": "all", "conditions": [
-        {"field": "page_url", "operator": "matches", "value": "HTTPS://Shop.Example/*/Checkout*"}]}))  # fmt: skip
+    check = p.compile_rules(
+        p.validate_rules(
+            {
+                "match": "all",
+                "conditions": [
+                    {"field": "page_url", "operator": "matches", "value": "HTTPS://Shop.Example/*/Checkout*"}
+                ],
+            }
+        )
+    )
     assert check(p.Visitor(url="https://shop.example/fr/checkout?step=2"))
     assert check(p.Visitor(url="HTTPS://SHOP.EXAMPLE/FR/CHECKOUT"))
     assert not check(p.Visitor(url="https://shop.example/fr/cart"))
@@ -72,21 +84,61 @@ def test_rules_keep_case_insensitive_whole_url_matching() -> None:
 async def test_too_many_wildcards_or_too_long_a_pattern_is_refused_naming_the_condition(tenant: Tenant) -> None:
     base = {"name": "Greedy", "text": "Hi", "channelId": await channel_id(tenant)}
     for pattern in ("*a" * 11, "https://shop.example/" + "x" * 500 + "*"):
-        found = await errors(tenant.api, CREATE, {"i": {**base, "rules": matches_rule(pattern)}}, tenant.owner_token, "createProactiveMessage")
+        found = await errors(
+            tenant.api,
+            CREATE,
+            {"i": {**base, "rules": matches_rule(pattern)}},
+            tenant.owner_token,
+            "createProactiveMessage",
+        )
         assert found == [(["rules", "conditions", "0", "value"], "INVALID_VALUE")], pattern
-    nested = {"match": "ANY", "conditions": [], "groups": [
-        {"match": "ALL", "conditions": [{"field": "REFERRER", "operator": "IS_SET"}, {"field": "TIME_ON_PAGE", "operator": "GREATER_THAN", "value": {"number": 1}}]},
-        {"match": "ALL", "conditions": [{"field": "PAGE_TITLE", "operator": "MATCHES", "value": {"text": "*x" * 11}}]}]}  # fmt: skip
-    found = await errors(tenant.api, CREATE, {"i": {**base, "rules": nested}}, tenant.owner_token, "createProactiveMessage")
+    nested = {
+        "match": "ANY",
+        "conditions": [],
+        "groups": [
+            {
+                "match": "ALL",
+                "conditions": [
+                    {"field": "REFERRER", "operator": "IS_SET"},
+                    {"field": "TIME_ON_PAGE", "operator": "GREATER_THAN", "value": {"number": 1}},
+                ],
+            },
+            {
+                "match": "ALL",
+                "conditions": [{"field": "PAGE_TITLE", "operator": "MATCHES", "value": {"text": "*x" * 11}}],
+            },
+        ],
+    }
+    found = await errors(
+        tenant.api, CREATE, {"i": {**base, "rules": nested}}, tenant.owner_token, "createProactiveMessage"
+    )
     assert found == [(["rules", "groups", "1", "conditions", "0", "value"], "INVALID_VALUE")]
     # Ten stars, and other operators with stars, are fine.
-    for rules in (matches_rule(PATHOLOGICAL), {"match": "ALL", "conditions": [{"field": "PAGE_URL", "operator": "CONTAINS", "value": {"text": "*" * 40}}]}):
-        assert await errors(tenant.api, CREATE, {"i": {**base, "rules": rules}}, tenant.owner_token, "createProactiveMessage") == []
+    for rules in (
+        matches_rule(PATHOLOGICAL),
+        {"match": "ALL", "conditions": [{"field": "PAGE_URL", "operator": "CONTAINS", "value": {"text": "*" * 40}}]},
+    ):
+        assert (
+            await errors(
+                tenant.api, CREATE, {"i": {**base, "rules": rules}}, tenant.owner_token, "createProactiveMessage"
+            )
+            == []
+        )
 
 
 async def test_the_refusal_message_says_what_the_limit_is(tenant: Tenant) -> None:
-    data = await tenant.api(CREATE, {"i": {"name": "Greedy", "text": "Hi", "channelId": await channel_id(tenant),
-                                           "rules": matches_rule("*a" * 11)}}, token=tenant.owner_token)  # fmt: skip
+    data = await tenant.api(
+        CREATE,
+        {
+            "i": {
+                "name": "Greedy",
+                "text": "Hi",
+                "channelId": await channel_id(tenant),
+                "rules": matches_rule("*a" * 11),
+            }
+        },
+        token=tenant.owner_token,
+    )
     [error] = data["createProactiveMessage"]["userErrors"]
     assert "at most 10" in error["message"]
 
@@ -103,17 +155,41 @@ def server(tmp_path: Path) -> Iterator[LiveServer]:
 
 async def test_a_pathological_pattern_does_not_stall_the_server(server: LiveServer, tenant: Tenant) -> None:
     _, admin = await tenant.agent("admin")
-    created = (await gql(server, CREATE, {"i": {
-        "name": "Backtracker", "text": "Hello", "channelId": await channel_id(tenant), "rules": matches_rule(PATHOLOGICAL),
-        "sendWindow": "ANY_TIME", "frequency": "EVERY_TIME"}}, admin))["createProactiveMessage"]  # fmt: skip
+    created = (
+        await gql(
+            server,
+            CREATE,
+            {
+                "i": {
+                    "name": "Backtracker",
+                    "text": "Hello",
+                    "channelId": await channel_id(tenant),
+                    "rules": matches_rule(PATHOLOGICAL),
+                    "sendWindow": "ANY_TIME",
+                    "frequency": "EVERY_TIME",
+                }
+            },
+            admin,
+        )
+    )["createProactiveMessage"]
     assert created["userErrors"] == []
-    published = (await gql(server, ACTION.format(name="publishProactiveMessage", errors=ERRORS),
-                           {"i": {"id": created["proactiveMessage"]["id"]}}, admin))["publishProactiveMessage"]  # fmt: skip
+    published = (
+        await gql(
+            server,
+            ACTION.format(name="publishProactiveMessage", errors=ERRORS),
+            {"i": {"id": created["proactiveMessage"]["id"]}},
+            admin,
+        )
+    )["publishProactiveMessage"]
     assert published["proactiveMessage"]["status"] == "LIVE"
-    session = (await gql(server, SESSION, {"i": {"channelKey": tenant.channel.public_key, "externalId": "hostile"}}, ""))["startContactSession"]
+    session = (
+        await gql(server, SESSION, {"i": {"channelKey": tenant.channel.public_key, "externalId": "hostile"}}, "")
+    )["startContactSession"]
     contact = session["token"]
     # Warm up: the process compiles the channel's live messages on its first page view.
-    first = (await gql(server, REPORT, {"i": {"url": "https://shop.example/" + "a" * 9 + "b"}}, contact))["reportPageView"]
+    first = (await gql(server, REPORT, {"i": {"url": "https://shop.example/" + "a" * 9 + "b"}}, contact))[
+        "reportPageView"
+    ]
     assert first["delivery"] is not None  # the pattern does match what it should
 
     probes: list[float] = []
@@ -121,8 +197,13 @@ async def test_a_pathological_pattern_does_not_stall_the_server(server: LiveServ
 
         async def view() -> tuple[dict, float]:
             started = time.perf_counter()
-            body = (await http.post("/graphql", json={"query": REPORT, "variables": {"i": {"url": LONG_URL}}},
-                                    headers={"authorization": f"Bearer {contact}"})).json()  # fmt: skip
+            body = (
+                await http.post(
+                    "/graphql",
+                    json={"query": REPORT, "variables": {"i": {"url": LONG_URL}}},
+                    headers={"authorization": f"Bearer {contact}"},
+                )
+            ).json()
             return body, time.perf_counter() - started
 
         async def probe_health(done: asyncio.Event) -> None:
@@ -165,6 +246,9 @@ async def test_search_text_with_like_wildcards_matches_itself_only(tenant: Tenan
     assert await found("_") == {"Under_score"}
     assert await found("0%") == {"100% Sure"}
     rules = {"match": "ALL", "conditions": [{"field": "name", "operator": "CONTAINS", "value": {"text": "_"}}]}
-    data = await tenant.api("query($r: SegmentRulesInput!) { previewSegment(rules: $r, first: 10) { count } }", {"r": rules},
-                            token=tenant.owner_token)  # fmt: skip
+    data = await tenant.api(
+        "query($r: SegmentRulesInput!) { previewSegment(rules: $r, first: 10) { count } }",
+        {"r": rules},
+        token=tenant.owner_token,
+    )
     assert data["previewSegment"]["count"] == 1

@@ -19,7 +19,9 @@ GRAPHQL_RESPONSE = "application/graphql-response+json"
 COST = {"x-parley-cost": "1"}
 
 # 30 pages of 100 segments, each with its live count: 30 × (1 + 100 × (edges + node + count 51)).
-THIRTY_SEGMENT_PAGES = "{ " + " ".join(f"a{i}: segments(first: 100) {{ edges {{ node {{ count }} }} }}" for i in range(30)) + " }"
+THIRTY_SEGMENT_PAGES = (
+    "{ " + " ".join(f"a{i}: segments(first: 100) {{ edges {{ node {{ count }} }} }}" for i in range(30)) + " }"
+)
 # 1 + 100 × (edges + node + events (1 + 100 × (edges + node + id))) = 30,301.
 NESTED = "{ contacts(first: 100) { edges { node { events(first: 100) { edges { node { id } } } } } } }"
 NESTED_IN_FRAGMENTS = """
@@ -27,7 +29,9 @@ query { contacts(first: 100) { ...Page } }
 fragment Page on ContactConnection { edges { node { ... on Contact { ...Timeline } } } }
 fragment Timeline on Contact { events(first: 100) { edges { node { id } } } }
 """
-NESTED_BY_VARIABLE = "query($n: Int) { contacts(first: $n) { edges { node { events(first: $n) { edges { node { id } } } } } } }"
+NESTED_BY_VARIABLE = (
+    "query($n: Int) { contacts(first: $n) { edges { node { events(first: $n) { edges { node { id } } } } } } }"
+)
 # The inbox at its largest page: each row with its contact, assignee and last message.
 INBOX = """
 { conversations(first: 100) {
@@ -45,8 +49,15 @@ INBOX = """
 INBOX_COST = 1 + 100 * 20 + 3 + 11
 
 
-async def _post(api: Api, query: str, variables: dict[str, Any] | None = None, *, token: str, headers: dict[str, str] | None = None,
-                accept: str = "application/json") -> httpx.Response:  # fmt: skip
+async def _post(
+    api: Api,
+    query: str,
+    variables: dict[str, Any] | None = None,
+    *,
+    token: str,
+    headers: dict[str, str] | None = None,
+    accept: str = "application/json",
+) -> httpx.Response:
     return await api.raw(query, variables, token=token, headers={"accept": accept, **(headers or {})})
 
 
@@ -57,7 +68,9 @@ def _refusal(body: dict[str, Any], cost: int) -> None:
     assert error["extensions"] == {"code": "QUERY_TOO_COSTLY", "cost": cost, "budget": 10_000}, error
 
 
-async def test_thirty_pages_of_live_segment_counts_are_refused_before_any_sql_runs(api: Api, tenant: Tenant, caplog: Any) -> None:
+async def test_thirty_pages_of_live_segment_counts_are_refused_before_any_sql_runs(
+    api: Api, tenant: Tenant, caplog: Any
+) -> None:
     assert settings.max_query_cost == 10_000
     with caplog.at_level(logging.DEBUG, logger="tortoise.db_client"):
         response = await _post(api, THIRTY_SEGMENT_PAGES, token=tenant.owner_token, accept=GRAPHQL_RESPONSE)
@@ -66,13 +79,19 @@ async def test_thirty_pages_of_live_segment_counts_are_refused_before_any_sql_ru
     statements = [r.getMessage() for r in caplog.records if r.name == "tortoise.db_client"]
     assert not any("segment" in s.lower() for s in statements), statements
     # The same page once, with its counts, is fine (the five predefined segments).
-    body = (await _post(api, "{ segments(first: 100) { edges { node { count } } } }", token=tenant.owner_token, headers=COST)).json()
+    body = (
+        await _post(
+            api, "{ segments(first: 100) { edges { node { count } } } }", token=tenant.owner_token, headers=COST
+        )
+    ).json()
     assert len(body["data"]["segments"]["edges"]) == 5
     assert body["extensions"] == {"cost": {"requested": 1 + 100 * 53, "budget": 10_000}}
 
 
 async def test_a_mutation_over_budget_writes_nothing(api: Api, tenant: Tenant) -> None:
-    mutation = "mutation($input: CreateSegmentInput!) { createSegment(input: $input) { segment { id " + NESTED[2:-2] + " } } }"
+    mutation = (
+        "mutation($input: CreateSegmentInput!) { createSegment(input: $input) { segment { id " + NESTED[2:-2] + " } } }"
+    )
     rules = {"match": "ALL", "conditions": [{"field": "tag", "operator": "EQUALS", "value": {"text": "pro"}}]}
     body = (await _post(api, mutation, {"input": {"name": "Costly", "rules": rules}}, token=tenant.owner_token)).json()
     _refusal(body, 1 + 1 + 1 + 30_301)
@@ -106,11 +125,12 @@ async def test_the_inbox_at_its_largest_page_passes_with_its_cost(api: Api, tena
     session = await api(
         "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { token userErrors { code } } }",
         {"i": {"channelKey": tenant.channel.public_key, "externalId": "ada"}},
-    )  # fmt: skip
+    )
     started = await api(
         "mutation($i: StartConversationInput!) { startConversation(input: $i) { conversation { id } userErrors { code } } }",
-        {"i": {"body": "Hello"}}, token=session["startContactSession"]["token"],
-    )  # fmt: skip
+        {"i": {"body": "Hello"}},
+        token=session["startContactSession"]["token"],
+    )
     assert started["startConversation"]["userErrors"] == []
     body = (await _post(api, INBOX, token=tenant.owner_token, headers=COST)).json()
     assert "errors" not in body, body
@@ -121,10 +141,16 @@ async def test_the_inbox_at_its_largest_page_passes_with_its_cost(api: Api, tena
     assert "extensions" not in (await _post(api, INBOX, token=tenant.owner_token)).json()
 
 
-async def test_both_http_paths_answer_alike(app: Any, client: httpx.AsyncClient, tenant: Tenant, monkeypatch: Any) -> None:
+async def test_both_http_paths_answer_alike(
+    app: Any, client: httpx.AsyncClient, tenant: Tenant, monkeypatch: Any
+) -> None:
     from runtime.http import ParleyGraphQL
 
-    view = next(route.app for route in app.routes if getattr(route, "path", None) == "/graphql" and isinstance(route.app, ParleyGraphQL))
+    view = next(
+        route.app
+        for route in app.routes
+        if getattr(route, "path", None) == "/graphql" and isinstance(route.app, ParleyGraphQL)
+    )
     cases = [
         (NESTED, {}, GRAPHQL_RESPONSE),
         (NESTED_IN_FRAGMENTS, {}, "application/json"),
@@ -136,9 +162,15 @@ async def test_both_http_paths_answer_alike(app: Any, client: httpx.AsyncClient,
         for plain_path in (True, False):
             monkeypatch.setattr(view, "plain_path", plain_path)
             response = await client.post(
-                "/graphql", json={"query": query},
-                headers={"accept": accept, "authorization": f"Bearer {tenant.owner_token}", "x-request-id": "cost-1", **headers},
-            )  # fmt: skip
+                "/graphql",
+                json={"query": query},
+                headers={
+                    "accept": accept,
+                    "authorization": f"Bearer {tenant.owner_token}",
+                    "x-request-id": "cost-1",
+                    **headers,
+                },
+            )
             answers.append((response.status_code, response.headers["content-type"], response.json()))
         assert answers[0] == answers[1], (query, headers, accept)
     assert answers[0][0] == 200
@@ -163,7 +195,6 @@ def test_costing_a_hostile_document_is_bounded() -> None:
 
 
 # -- WebSocket ---------------------------------------------------------------------------------
-
 
 
 async def test_a_subscription_over_budget_is_refused_at_subscribe(server: LiveServer, tenant: Tenant) -> None:

@@ -32,8 +32,8 @@ from tests.conftest import LiveServer, Tenant, start_server
 
 LOGIN = "mutation($e: String!, $p: String!) { login(input: {email: $e, password: $p}) { token userErrors { code } } }"
 SESSION = "mutation($k: String!) { startContactSession(input: {channelKey: $k}) { token userErrors { code } } }"
-PAGE_VIEW = "mutation { reportPageView(input: {url: \"https://shop.example/\", timeOnPageSeconds: 0}) { visitNumber userErrors { code } } }"
-TRACK = "mutation { trackEvent(input: {kind: EVENT, name: \"clicked\"}) { event { name } userErrors { code } } }"
+PAGE_VIEW = 'mutation { reportPageView(input: {url: "https://shop.example/", timeOnPageSeconds: 0}) { visitNumber userErrors { code } } }'
+TRACK = 'mutation { trackEvent(input: {kind: EVENT, name: "clicked"}) { event { name } userErrors { code } } }'
 PASSWORD = "correct horse battery"
 
 
@@ -62,8 +62,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     live.stop()
 
 
-async def post(server: LiveServer, query: str, variables: dict[str, Any] | None = None, *, ip: str,
-               token: str | None = None) -> httpx.Response:  # fmt: skip
+async def post(
+    server: LiveServer, query: str, variables: dict[str, Any] | None = None, *, ip: str, token: str | None = None
+) -> httpx.Response:
     headers = {"x-forwarded-for": ip}
     if token:
         headers["authorization"] = f"Bearer {token}"
@@ -85,7 +86,13 @@ def rate_limited(response: httpx.Response) -> int:
 
 async def agent(tenant: Tenant) -> str:
     email = f"agent-{secrets.token_hex(4)}@example.com"
-    await Agent.create(workspace_id=tenant.workspace.id, email=email, name="A", password_hash=await hash_password(PASSWORD), role="agent")
+    await Agent.create(
+        workspace_id=tenant.workspace.id,
+        email=email,
+        name="A",
+        password_hash=await hash_password(PASSWORD),
+        role="agent",
+    )
     return email
 
 
@@ -101,7 +108,9 @@ async def test_thirty_wrong_passwords_lock_the_account_for_longer_each_time(serv
     email, other = await agent(tenant), await agent(tenant)
     # From thirty addresses: the account's lockout does not care where attempts come from.
     answers = [await login(server, email, "wrong", ip=f"198.51.100.{i}") for i in range(1, 31)]
-    codes = [r.json()["data"]["login"]["userErrors"][0]["code"] if r.status_code == 200 else "RATE_LIMITED" for r in answers]
+    codes = [
+        r.json()["data"]["login"]["userErrors"][0]["code"] if r.status_code == 200 else "RATE_LIMITED" for r in answers
+    ]
     assert codes == ["INVALID_CREDENTIALS"] * 3 + ["RATE_LIMITED"] * 27
     assert all(1 <= rate_limited(r) <= 2 for r in answers[3:])
     assert len(lockouts_logged(server, email)) == 1
@@ -127,7 +136,9 @@ async def test_thirty_wrong_passwords_lock_the_account_for_longer_each_time(serv
     assert "lockout 1 in a row" in lockouts_logged(server, email)[2]
 
 
-async def test_logins_from_one_address_are_limited_and_a_success_spends_the_budget_too(server: LiveServer, tenant: Tenant) -> None:
+async def test_logins_from_one_address_are_limited_and_a_success_spends_the_budget_too(
+    server: LiveServer, tenant: Tenant
+) -> None:
     email = await agent(tenant)
     assert (await login(server, email, PASSWORD, ip="203.0.113.50")).json()["data"]["login"]["token"]
     # Nine wrong passwords, each for another account (none gets locked): ten attempts in all.
@@ -148,17 +159,25 @@ async def test_contact_sessions_are_limited_per_address_and_per_channel(server: 
     assert "from this address" in refused.json()["errors"][0]["message"]
     # Other addresses, until the channel's budget (8) is spent: the refused one spent none of it.
     for i in range(3):
-        assert (await post(server, SESSION, {"k": key}, ip=f"192.0.2.{20 + i}")).json()["data"]["startContactSession"]["token"]
+        assert (await post(server, SESSION, {"k": key}, ip=f"192.0.2.{20 + i}")).json()["data"]["startContactSession"][
+            "token"
+        ]
     refused = await post(server, SESSION, {"k": key}, ip="192.0.2.30")
     rate_limited(refused)
     assert "on this channel" in refused.json()["errors"][0]["message"]
     # Another channel is not affected.
     other = await create_channel(tenant.workspace.id, ChannelKind.WEB_WIDGET, "second widget")
-    assert (await post(server, SESSION, {"k": other.public_key}, ip="192.0.2.30")).json()["data"]["startContactSession"]["token"]
+    assert (await post(server, SESSION, {"k": other.public_key}, ip="192.0.2.30")).json()["data"][
+        "startContactSession"
+    ]["token"]
 
 
-async def test_page_views_and_events_of_a_session_share_a_budget_per_address(server: LiveServer, tenant: Tenant) -> None:
-    token = (await post(server, SESSION, {"k": tenant.channel.public_key}, ip="192.0.2.40")).json()["data"]["startContactSession"]["token"]
+async def test_page_views_and_events_of_a_session_share_a_budget_per_address(
+    server: LiveServer, tenant: Tenant
+) -> None:
+    token = (await post(server, SESSION, {"k": tenant.channel.public_key}, ip="192.0.2.40")).json()["data"][
+        "startContactSession"
+    ]["token"]
     for query in (PAGE_VIEW, TRACK, PAGE_VIEW, TRACK):
         body = (await post(server, query, ip="192.0.2.41", token=token)).json()
         assert "errors" not in body, body
@@ -171,8 +190,13 @@ async def test_an_inbound_hook_flood_gets_429_with_retry_after(server: LiveServe
     sms, other = [await create_channel(tenant.workspace.id, ChannelKind.SMS, name) for name in ("sms", "sms 2")]
 
     async def deliver(channel: Any, n: int) -> httpx.Response:
-        body = json.dumps({"from": "+14155550100", "text": f"hello {n}", "messageId": f"SM{secrets.token_hex(4)}"}).encode()
-        headers = {"content-type": "application/json", SIGNATURE_HEADER: signature(channel.secret, body, int(time.time()))}
+        body = json.dumps(
+            {"from": "+14155550100", "text": f"hello {n}", "messageId": f"SM{secrets.token_hex(4)}"}
+        ).encode()
+        headers = {
+            "content-type": "application/json",
+            SIGNATURE_HEADER: signature(channel.secret, body, int(time.time())),
+        }
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
             return await http.post(f"/hooks/channels/{channel.public_key}/inbound", content=body, headers=headers)
 
@@ -223,7 +247,9 @@ def request_from(peer: str, *forwarded: str) -> Request:
     return Request({"type": "http", "method": "GET", "path": "/", "headers": headers, "client": (peer, 5000)})
 
 
-def test_the_client_address_comes_from_x_forwarded_for_only_through_trusted_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_client_address_comes_from_x_forwarded_for_only_through_trusted_proxies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from core.client_ip import client_ip
     from core.config import settings
 

@@ -26,8 +26,13 @@ CONTACT_UPDATED = "subscription($id: ID!) { contactUpdated(id: $id) { cursor kin
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """A live server with small limits, so going past them is quick."""
-    env = {"MAX_BODY_BYTES": str(SMALL_BODY), "WS_MAX_MESSAGE_BYTES": str(SMALL_BODY), "MAX_DOCUMENT_CHARS": "20000",
-           "MAX_SOCKETS_PER_PRINCIPAL": "2", "MAX_SUBSCRIPTIONS_PER_SOCKET": "2"}  # fmt: skip
+    env = {
+        "MAX_BODY_BYTES": str(SMALL_BODY),
+        "WS_MAX_MESSAGE_BYTES": str(SMALL_BODY),
+        "MAX_DOCUMENT_CHARS": "20000",
+        "MAX_SOCKETS_PER_PRINCIPAL": "2",
+        "MAX_SUBSCRIPTIONS_PER_SOCKET": "2",
+    }
     live = start_server(tmp_path_factory.mktemp("limits"), env=env)
     yield live
     live.stop()
@@ -63,9 +68,13 @@ async def _paths(tenant: Tenant) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("route", ["graphql", "hooks"])
-async def test_a_body_declared_too_large_is_refused_before_it_is_sent(server: LiveServer, tenant: Tenant, route: str) -> None:
+async def test_a_body_declared_too_large_is_refused_before_it_is_sent(
+    server: LiveServer, tenant: Tenant, route: str
+) -> None:
     path = (await _paths(tenant))[route]
-    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {50 * 1024 * 1024}\r\n"
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {50 * 1024 * 1024}\r\n"
+    )
     status, body = await _raw_request(server, head, [b'{"query": "'])
     assert status == 413
     message = body["errors"][0]["message"] if route == "graphql" else body["error"]["message"]
@@ -73,7 +82,9 @@ async def test_a_body_declared_too_large_is_refused_before_it_is_sent(server: Li
 
 
 @pytest.mark.parametrize("route", ["graphql", "hooks"])
-async def test_a_chunked_body_is_refused_as_soon_as_it_passes_the_limit(server: LiveServer, tenant: Tenant, route: str) -> None:
+async def test_a_chunked_body_is_refused_as_soon_as_it_passes_the_limit(
+    server: LiveServer, tenant: Tenant, route: str
+) -> None:
     """No Content-Length: the bytes are counted as they arrive, and the answer comes
     while the client has not finished (it never sends the last chunk here)."""
     path = (await _paths(tenant))[route]
@@ -102,15 +113,31 @@ def test_a_full_sync_fits_the_default_limits_twice_over() -> None:
 
     query = "mutation($input: SyncContactsInput!) { syncContacts(input: $input) { results { index status } } }"
     rows = [
-        {"externalId": f"crm-{i:07d}", "name": f"Customer Number {i} Lastname-Hyphenated", "email": f"customer.{i}@example-company.com",
-         "phone": "+442071838750", "country": "PT", "city": "Lisbon", "timeZone": "Europe/Lisbon", "locale": "pt-PT",
-         "browserLanguage": "pt-PT", "os": "macOS", "browser": "Safari", "ip": "203.0.113.77",
-         "referrer": "https://www.google.com/search?q=parley", "vip": False, "gdprConsent": True, "smsConsent": "SUBSCRIBED",
-         "attributes": [{"key": f"custom_attribute_{k}", "value": f"value number {k} of {i}"} for k in range(10)],
-         "tags": [f"tag-{t}" for t in range(5)]}
+        {
+            "externalId": f"crm-{i:07d}",
+            "name": f"Customer Number {i} Lastname-Hyphenated",
+            "email": f"customer.{i}@example-company.com",
+            "phone": "+442071838750",
+            "country": "PT",
+            "city": "Lisbon",
+            "timeZone": "Europe/Lisbon",
+            "locale": "pt-PT",
+            "browserLanguage": "pt-PT",
+            "os": "macOS",
+            "browser": "Safari",
+            "ip": "203.0.113.77",
+            "referrer": "https://www.google.com/search?q=parley",
+            "vip": False,
+            "gdprConsent": True,
+            "smsConsent": "SUBSCRIBED",
+            "attributes": [{"key": f"custom_attribute_{k}", "value": f"value number {k} of {i}"} for k in range(10)],
+            "tags": [f"tag-{t}" for t in range(5)],
+        }
         for i in range(1000)
-    ]  # fmt: skip
-    body = json.dumps({"query": query, "variables": {"input": {"idempotencyKey": "crm-run-1", "contacts": rows}}}, indent=1).encode()
+    ]
+    body = json.dumps(
+        {"query": query, "variables": {"input": {"idempotencyKey": "crm-run-1", "contacts": rows}}}, indent=1
+    ).encode()
     assert len(body) * 2 <= settings.max_body_bytes
     assert decode_json_body(body)["variables"]["input"]["contacts"][999]["externalId"] == "crm-0000999"
 
@@ -120,31 +147,54 @@ def _nested(depth: int) -> str:
 
 
 HOSTILE_BODIES = [
-    pytest.param(b'{"query": "{ viewer { kind } }", "variables": {"x": "\xff\xfe"}}', "The request body is not valid UTF-8.", id="not-utf8"),
-    pytest.param(b'{"query": "{ viewer { kind } }", "variables": {"x": ' + _nested(10_000).encode() + b"}}",
-                 "The request's JSON nests deeper than 32 levels.", id="10000-deep"),
-    pytest.param(b'{"query": "{ viewer { kind } }", "variables": {"x": ' + _nested(40).encode() + b"}}",
-                 "The request's JSON nests deeper than 32 levels.", id="40-deep"),
-    pytest.param(b'{"query": "{ viewer { kind } }", "variables": {"x": [' + b",".join([b"0"] * 250_000) + b"]}}",
-                 "The request's JSON holds more than 200000 values.", id="too-many-values"),
-    pytest.param(json.dumps({"query": "{ viewer { kind } }" + " " * 100_000}).encode(),
-                 "The GraphQL document has 100019 characters; at most 100000 are allowed.", id="long-document"),
+    pytest.param(
+        b'{"query": "{ viewer { kind } }", "variables": {"x": "\xff\xfe"}}',
+        "The request body is not valid UTF-8.",
+        id="not-utf8",
+    ),
+    pytest.param(
+        b'{"query": "{ viewer { kind } }", "variables": {"x": ' + _nested(10_000).encode() + b"}}",
+        "The request's JSON nests deeper than 32 levels.",
+        id="10000-deep",
+    ),
+    pytest.param(
+        b'{"query": "{ viewer { kind } }", "variables": {"x": ' + _nested(40).encode() + b"}}",
+        "The request's JSON nests deeper than 32 levels.",
+        id="40-deep",
+    ),
+    pytest.param(
+        b'{"query": "{ viewer { kind } }", "variables": {"x": [' + b",".join([b"0"] * 250_000) + b"]}}",
+        "The request's JSON holds more than 200000 values.",
+        id="too-many-values",
+    ),
+    pytest.param(
+        json.dumps({"query": "{ viewer { kind } }" + " " * 100_000}).encode(),
+        "The GraphQL document has 100019 characters; at most 100000 are allowed.",
+        id="long-document",
+    ),
     pytest.param(b'{"query": ', "Unable to parse request body as JSON", id="not-json"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("body", "message"), HOSTILE_BODIES)
 @pytest.mark.parametrize("accept", ["application/json", GRAPHQL_RESPONSE])
-async def test_hostile_bodies_are_a_clear_400_on_both_paths(app: Any, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch,
-                                                            body: bytes, message: str, accept: str) -> None:  # fmt: skip
+async def test_hostile_bodies_are_a_clear_400_on_both_paths(
+    app: Any, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, body: bytes, message: str, accept: str
+) -> None:
     """Never a 500: the same answer from the plain path (runtime/http.py) and Strawberry's."""
     from runtime.http import ParleyGraphQL
 
-    view = next(route.app for route in app.routes if getattr(route, "path", None) == "/graphql" and isinstance(route.app, ParleyGraphQL))
+    view = next(
+        route.app
+        for route in app.routes
+        if getattr(route, "path", None) == "/graphql" and isinstance(route.app, ParleyGraphQL)
+    )
     answers = []
     for plain_path in (True, False):
         monkeypatch.setattr(view, "plain_path", plain_path)
-        response = await client.post("/graphql", content=body, headers={"content-type": "application/json", "accept": accept})
+        response = await client.post(
+            "/graphql", content=body, headers={"content-type": "application/json", "accept": accept}
+        )
         answers.append((response.status_code, response.headers["content-type"], response.json()))
     assert answers[0] == answers[1]
     status, content_type, answer = answers[0]
@@ -154,7 +204,9 @@ async def test_hostile_bodies_are_a_clear_400_on_both_paths(app: Any, client: ht
 
 
 async def test_hostile_variables_in_a_get_are_a_clear_400(client: httpx.AsyncClient) -> None:
-    response = await client.get("/graphql", params={"query": "{ viewer { kind } }", "variables": '{"x": ' + _nested(10_000) + "}"})
+    response = await client.get(
+        "/graphql", params={"query": "{ viewer { kind } }", "variables": '{"x": ' + _nested(10_000) + "}"}
+    )
     assert response.status_code == 400
     assert response.json()["errors"][0]["message"] == "The request's JSON nests deeper than 32 levels."
 
@@ -164,7 +216,13 @@ async def test_hostile_variables_in_a_get_are_a_clear_400(client: httpx.AsyncCli
 
 async def test_a_websocket_message_over_the_limit_closes_the_socket(server: LiveServer, tenant: Tenant) -> None:
     async with GraphQLWs.open(server.ws_url, tenant.owner_token) as ws:
-        await ws.send({"id": "1", "type": "subscribe", "payload": {"query": CONTACT_UPDATED, "variables": {"pad": "x" * SMALL_BODY}}})
+        await ws.send(
+            {
+                "id": "1",
+                "type": "subscribe",
+                "payload": {"query": CONTACT_UPDATED, "variables": {"pad": "x" * SMALL_BODY}},
+            }
+        )
         closed = await ws.wait_closed()
     assert (closed.code, closed.reason) == (1009, f"Message larger than {SMALL_BODY} bytes")
 
@@ -175,7 +233,10 @@ async def test_a_websocket_document_over_the_limit_is_an_error(server: LiveServe
         sub = await ws.subscribe(CONTACT_UPDATED + " " * 20_000, {"id": contact["id"]})
         message = await sub.receive()
     assert message["type"] == "error"
-    assert message["payload"][0]["message"] == f"The GraphQL document has {len(CONTACT_UPDATED) + 20_000} characters; at most 20000 are allowed."
+    assert (
+        message["payload"][0]["message"]
+        == f"The GraphQL document has {len(CONTACT_UPDATED) + 20_000} characters; at most 20000 are allowed."
+    )
 
 
 async def test_sockets_per_user_are_capped_and_freed_when_one_closes(server: LiveServer, tenant: Tenant) -> None:
@@ -190,7 +251,10 @@ async def test_sockets_per_user_are_capped_and_freed_when_one_closes(server: Liv
             pass
     for _ in range(50):  # the server frees a socket's place once it has seen it close
         try:
-            async with GraphQLWs.open(server.ws_url, tenant.owner_token), GraphQLWs.open(server.ws_url, tenant.owner_token):
+            async with (
+                GraphQLWs.open(server.ws_url, tenant.owner_token),
+                GraphQLWs.open(server.ws_url, tenant.owner_token),
+            ):
                 return
         except Closed:
             await asyncio.sleep(0.05)

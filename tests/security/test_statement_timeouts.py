@@ -81,20 +81,33 @@ async def test_without_a_timeout_a_statement_runs_to_its_end(app: Any) -> None:
 @pytest.fixture
 async def crowded(tenant: Tenant) -> Tenant:
     now = datetime.now(UTC)
-    await Contact.bulk_create([
-        Contact(workspace_id=tenant.workspace.id, name=f"Person {i}", email=f"p{i}@example.com", city="Lyon",
-                last_seen_at=now, first_seen_at=now)
-        for i in range(CONTACTS)
-    ], batch_size=2000)  # fmt: skip
+    await Contact.bulk_create(
+        [
+            Contact(
+                workspace_id=tenant.workspace.id,
+                name=f"Person {i}",
+                email=f"p{i}@example.com",
+                city="Lyon",
+                last_seen_at=now,
+                first_seen_at=now,
+            )
+            for i in range(CONTACTS)
+        ],
+        batch_size=2000,
+    )
     return tenant
 
 
 async def test_a_request_whose_query_runs_too_long_answers_timeout(crowded: Tenant, tmp_path: Path) -> None:
     # Every condition has to be tried on every contact: no index helps.
-    rules = {"match": "ANY", "conditions": [
-        {"field": field, "operator": "CONTAINS", "value": {"text": f"zz{n}"}}
-        for n in range(16) for field in ("name", "email", "city")
-    ]}  # fmt: skip
+    rules = {
+        "match": "ANY",
+        "conditions": [
+            {"field": field, "operator": "CONTAINS", "value": {"text": f"zz{n}"}}
+            for n in range(16)
+            for field in ("name", "email", "city")
+        ],
+    }
     # PostgreSQL's first statements on a connection (asyncpg's type introspection) take some
     # milliseconds; this preview takes 60-70 ms there with 48 conditions, 20-30 on SQLite.
     timeout = "0.005" if dialect() == "sqlite" else "0.05"
@@ -104,7 +117,9 @@ async def test_a_request_whose_query_runs_too_long_answers_timeout(crowded: Tena
             headers = {"authorization": f"Bearer {crowded.api_key}"}
             viewer = await http.post("/graphql", json={"query": "{ viewer { kind scopes } }"}, headers=headers)
             assert viewer.json()["data"]["viewer"]["kind"] == "API_KEY", viewer.json()
-            response = await http.post("/graphql", json={"query": PREVIEW, "variables": {"rules": rules}}, headers=headers)
+            response = await http.post(
+                "/graphql", json={"query": PREVIEW, "variables": {"rules": rules}}, headers=headers
+            )
             body = response.json()
             assert response.status_code == 200, body
             [error] = body["errors"]
@@ -128,4 +143,6 @@ def test_the_worker_and_migrations_have_a_longer_timeout_of_their_own() -> None:
     if os.environ["DATABASE_URL"].startswith("sqlite"):
         assert credentials["statement_timeout"] == settings.worker_statement_timeout_seconds
     else:
-        assert credentials["server_settings"]["statement_timeout"] == str(round(settings.worker_statement_timeout_seconds * 1000))
+        assert credentials["server_settings"]["statement_timeout"] == str(
+            round(settings.worker_statement_timeout_seconds * 1000)
+        )

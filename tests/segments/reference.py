@@ -11,8 +11,21 @@ from typing import Any
 
 from domain.segments import Condition, Group
 
-TEXT_FIELDS = {"name", "email", "phone", "external_id", "country", "city", "time_zone", "locale",
-               "browser_language", "os", "browser", "platform", "referrer"}  # fmt: skip
+TEXT_FIELDS = {
+    "name",
+    "email",
+    "phone",
+    "external_id",
+    "country",
+    "city",
+    "time_zone",
+    "locale",
+    "browser_language",
+    "os",
+    "browser",
+    "platform",
+    "referrer",
+}
 DATE_SHAPE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
@@ -95,8 +108,15 @@ def condition(c: Condition, row: Row, now: datetime, attribute_types: dict[str, 
         kind = "datetime"
     else:
         value = row.fields[c.field]
-        kind = ("text" if c.field in TEXT_FIELDS else "enum" if c.field == "sms_consent"
-                else "boolean" if isinstance(value, bool) or c.field in ("vip", "blocked", "gdpr_consent") else "datetime")  # fmt: skip
+        kind = (
+            "text"
+            if c.field in TEXT_FIELDS
+            else "enum"
+            if c.field == "sms_consent"
+            else "boolean"
+            if isinstance(value, bool) or c.field in ("vip", "blocked", "gdpr_consent")
+            else "datetime"
+        )
 
     if op == "is_set":
         return value is not None

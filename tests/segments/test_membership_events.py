@@ -17,7 +17,9 @@ from services.segments import schedule_dirty_refresh
 from tests.conftest import pk, start_server, start_worker, stop_process
 from tests.realtime.wsclient import GraphQLWs
 
-CREATE_SEGMENT = "mutation($input: CreateSegmentInput!) { createSegment(input: $input) { segment { id } userErrors { message } } }"
+CREATE_SEGMENT = (
+    "mutation($input: CreateSegmentInput!) { createSegment(input: $input) { segment { id } userErrors { message } } }"
+)
 CREATE_CONTACT = "mutation($input: CreateContactInput!) { createContact(input: $input) { contact { id } } }"
 SUBSCRIBE = """subscription($id: ID!) { segmentMembershipChanged(segmentId: $id) {
   cursor segmentId joinedContactIds leftContactIds } }"""
@@ -37,8 +39,13 @@ def owner_api(http: httpx.AsyncClient, tenant: Any) -> Callable[[str, dict[str, 
     """The owner's requests to a live server: the data, or the test fails on errors."""
 
     async def gql(query: str, variables: dict[str, Any]) -> dict[str, Any]:
-        body = (await http.post("/graphql", json={"query": query, "variables": variables},
-                                headers={"authorization": f"Bearer {tenant.owner_token}"})).json()  # fmt: skip
+        body = (
+            await http.post(
+                "/graphql",
+                json={"query": query, "variables": variables},
+                headers={"authorization": f"Bearer {tenant.owner_token}"},
+            )
+        ).json()
         assert not body.get("errors"), body
         return body["data"]  # type: ignore[no-any-return]
 
@@ -54,9 +61,16 @@ async def test_join_and_leave_reach_a_subscriber(tenant: Any, tmp_path: Path) ->
 
             made = await gql(
                 "mutation($input: CreateSegmentInput!) { createSegment(input: $input) { segment { id } userErrors { message } } }",
-                {"input": {"name": "Pro plan", "rules": {"match": "ALL", "conditions": [
-                    {"field": "tag", "operator": "EQUALS", "value": {"text": "pro"}}]}}},
-            )  # fmt: skip
+                {
+                    "input": {
+                        "name": "Pro plan",
+                        "rules": {
+                            "match": "ALL",
+                            "conditions": [{"field": "tag", "operator": "EQUALS", "value": {"text": "pro"}}],
+                        },
+                    }
+                },
+            )
             segment_id = made["createSegment"]["segment"]["id"]
             async with GraphQLWs.open(server.ws_url, tenant.owner_token) as ws:
                 sub = await ws.subscribe(SUBSCRIBE, {"id": segment_id})
@@ -83,7 +97,9 @@ async def test_join_and_leave_reach_a_subscriber(tenant: Any, tmp_path: Path) ->
         server.stop()
 
 
-async def test_an_agent_who_can_no_longer_see_the_segment_is_refused_at_the_next_event(tenant: Any, tmp_path: Path) -> None:
+async def test_an_agent_who_can_no_longer_see_the_segment_is_refused_at_the_next_event(
+    tenant: Any, tmp_path: Path
+) -> None:
     """The subscription checks again at each event (runtime/subscriptions.py, still_allowed):
     the owner makes the segment personal, and the agent's next event is a FORBIDDEN error."""
     _, agent_token = await tenant.agent(role="agent")
@@ -93,8 +109,19 @@ async def test_an_agent_who_can_no_longer_see_the_segment_is_refused_at_the_next
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
             gql = owner_api(http, tenant)
 
-            made = await gql(CREATE_SEGMENT, {"input": {"name": "VIPs", "visibility": "EVERYONE", "rules": {"match": "ALL", "conditions": [
-                {"field": "tag", "operator": "EQUALS", "value": {"text": "vip"}}]}}})  # fmt: skip
+            made = await gql(
+                CREATE_SEGMENT,
+                {
+                    "input": {
+                        "name": "VIPs",
+                        "visibility": "EVERYONE",
+                        "rules": {
+                            "match": "ALL",
+                            "conditions": [{"field": "tag", "operator": "EQUALS", "value": {"text": "vip"}}],
+                        },
+                    }
+                },
+            )
             segment_id = made["createSegment"]["segment"]["id"]
             async with GraphQLWs.open(server.ws_url, agent_token) as ws:
                 sub = await ws.subscribe(SUBSCRIBE, {"id": segment_id})
@@ -130,7 +157,10 @@ async def test_a_change_made_while_the_debounced_refresh_runs_is_refreshed_after
         return await tenant.api(query, variables, token=tenant.owner_token)  # type: ignore[no-any-return]
 
     async def members(segment_id: str) -> list[str]:
-        data = await gql("query($id: ID!) { segment(id: $id) { contacts(first: 10) { edges { node { name } } } } }", {"id": segment_id})
+        data = await gql(
+            "query($id: ID!) { segment(id: $id) { contacts(first: 10) { edges { node { name } } } } }",
+            {"id": segment_id},
+        )
         return sorted(e["node"]["name"] for e in data["segment"]["contacts"]["edges"])
 
     async def take_refreshes() -> list[Any]:
@@ -141,8 +171,18 @@ async def test_a_change_made_while_the_debounced_refresh_runs_is_refreshed_after
             await pool.set(in_progress_key_prefix + job.job_id, b"1")
         return taken
 
-    made = await gql(CREATE_SEGMENT, {"input": {"name": "Pro plan", "rules": {"match": "ALL", "conditions": [
-        {"field": "tag", "operator": "EQUALS", "value": {"text": "pro"}}]}}})  # fmt: skip
+    made = await gql(
+        CREATE_SEGMENT,
+        {
+            "input": {
+                "name": "Pro plan",
+                "rules": {
+                    "match": "ALL",
+                    "conditions": [{"field": "tag", "operator": "EQUALS", "value": {"text": "pro"}}],
+                },
+            }
+        },
+    )
     segment_id = made["createSegment"]["segment"]["id"]
     await gql(CREATE_CONTACT, {"input": {"name": "First", "tags": ["pro"]}})
     [running] = await take_refreshes()
@@ -162,7 +202,10 @@ async def test_a_change_made_while_the_debounced_refresh_runs_is_refreshed_after
 async def test_a_contact_marked_as_changed_and_as_talked_to_is_re_evaluated_once(app: Any, tenant: Any) -> None:
     """Changed contacts are re-evaluated against every segment, those that count
     conversations included: a contact also marked for its conversations is not done twice."""
-    rules = {"match": "ALL", "conditions": [{"field": "conversation_count", "operator": "AT_LEAST", "value": {"number": 0}}]}
+    rules = {
+        "match": "ALL",
+        "conditions": [{"field": "conversation_count", "operator": "AT_LEAST", "value": {"number": 0}}],
+    }
     made = await tenant.api(CREATE_SEGMENT, {"input": {"name": "Any", "rules": rules}}, token=tenant.owner_token)
     assert made["createSegment"]["userErrors"] == []
     created = await tenant.api(CREATE_CONTACT, {"input": {"name": "Both"}}, token=tenant.owner_token)

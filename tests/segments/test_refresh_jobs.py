@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from jobs.segments import refresh_segment
-from tests.conftest import Tenant
-from tests.conftest import pk
+from tests.conftest import Tenant, pk
 
 CREATE = "mutation($i: CreateSegmentInput!) { createSegment(input: $i) { segment { id } userErrors { code } } }"
 UPDATE = "mutation($i: UpdateSegmentInput!) { updateSegment(input: $i) { segment { id } userErrors { code } } }"

@@ -14,7 +14,9 @@ from jobs.segments import refresh_dirty_contacts, refresh_segment
 from models.contacts import Contact
 from tests.conftest import Tenant, pk
 
-CREATE = "mutation($input: CreateSegmentInput!) { createSegment(input: $input) { segment { id } userErrors { message } } }"
+CREATE = (
+    "mutation($input: CreateSegmentInput!) { createSegment(input: $input) { segment { id } userErrors { message } } }"
+)
 MEMBERS = """query($id: ID!, $first: Int, $after: String) { segment(id: $id) { memberCount contacts(first: $first, after: $after) {
   edges { cursor node { name lastSeenAt } } pageInfo { hasNextPage endCursor } } } }"""
 TRACK = "mutation($input: TrackEventInput!) { trackEvent(input: $input) { userErrors { code message } } }"
@@ -23,8 +25,19 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 
 async def portugal(tenant: Tenant, seen_days_ago: dict[str, float]) -> tuple[str, dict[str, dict[str, Any]]]:
     """A segment of the contacts in PT, and contacts (in this order) last seen so long ago."""
-    made = await tenant.api(CREATE, {"input": {"name": "Portugal", "rules": {"match": "ALL", "conditions": [
-        {"field": "country", "operator": "EQUALS", "value": {"text": "PT"}}]}}}, token=tenant.owner_token)  # fmt: skip
+    made = await tenant.api(
+        CREATE,
+        {
+            "input": {
+                "name": "Portugal",
+                "rules": {
+                    "match": "ALL",
+                    "conditions": [{"field": "country", "operator": "EQUALS", "value": {"text": "PT"}}],
+                },
+            }
+        },
+        token=tenant.owner_token,
+    )
     contacts = {}
     for name, days in seen_days_ago.items():
         contacts[name] = await tenant.contact(name=name, country="ES" if name.startswith("out") else "PT")
@@ -50,7 +63,9 @@ async def walk(tenant: Tenant, segment: str, first: int, after: str | None = Non
 
 
 @pytest.mark.parametrize("few_members", [10_000, 0], ids=["insert on conflict", "insert where not exists"])
-async def test_members_most_recently_seen_first_across_pages(tenant: Tenant, monkeypatch: Any, few_members: int) -> None:
+async def test_members_most_recently_seen_first_across_pages(
+    tenant: Tenant, monkeypatch: Any, few_members: int
+) -> None:
     monkeypatch.setattr(jobs.segments, "FEW_MEMBERS", few_members)
     # tie-a and tie-b were last seen at the same instant: the later contact (higher id) first.
     segment, _ = await portugal(tenant, {"d40": 40, "tie-a": 5, "d1": 1, "out-1": 0, "tie-b": 5, "d9": 9, "d3": 3})
@@ -73,7 +88,9 @@ async def test_a_contact_seen_again_moves_up_at_the_next_refresh(app: Any, tenan
     # An event seen now: the contact's last_seen_at moves, and its change queues the
     # debounced refresh of the workspace's changed contacts. Until that runs, the member
     # order is the one of the last refresh.
-    done = await tenant.api(TRACK, {"input": {"contactId": contacts["d30"]["id"], "name": "login"}}, token=tenant.owner_token)
+    done = await tenant.api(
+        TRACK, {"input": {"contactId": contacts["d30"]["id"], "name": "login"}}, token=tenant.owner_token
+    )
     assert done["trackEvent"]["userErrors"] == []
     assert await walk(tenant, segment, first=2) == ["d10", "d20", "d30"]
     assert await refresh_dirty_contacts({"redis": app.state.hub.redis}, tenant.workspace.id) >= 1
@@ -85,7 +102,8 @@ async def test_a_contact_seen_again_moves_up_at_the_next_refresh(app: Any, tenan
     assert await walk(tenant, segment, first=2) == ["d20", "d30", "d10"]
     edges = (await page(tenant, segment, first=3))["edges"]
     assert [datetime.fromisoformat(e["node"]["lastSeenAt"]) for e in edges] == sorted(
-        (await Contact.filter(workspace_id=tenant.workspace.id, country="PT").values_list("last_seen_at", flat=True)), reverse=True
+        (await Contact.filter(workspace_id=tenant.workspace.id, country="PT").values_list("last_seen_at", flat=True)),
+        reverse=True,
     )
 
 
@@ -101,8 +119,11 @@ async def test_a_cursor_stays_valid_while_members_join_and_leave(tenant: Tenant,
 
     # A newer member joins (before the cursor) and one after the cursor leaves.
     await tenant.contact(name="new", country="PT")
-    await tenant.api("mutation($input: UpdateContactInput!) { updateContact(input: $input) { userErrors { code } } }",
-                     {"input": {"id": contacts["d40"]["id"], "country": "ES"}}, token=tenant.owner_token)  # fmt: skip
+    await tenant.api(
+        "mutation($input: UpdateContactInput!) { updateContact(input: $input) { userErrors { code } } }",
+        {"input": {"id": contacts["d40"]["id"], "country": "ES"}},
+        token=tenant.owner_token,
+    )
     result = await refresh_segment({}, pk(segment))
     assert result is not None and (result["joined"], result["left"], result["members"]) == (1, 1, 5)
     assert await walk(tenant, segment, first=2, after=cursor) == ["d30", "d50"]

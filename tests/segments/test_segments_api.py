@@ -14,12 +14,16 @@ from jobs.segments import refresh_segment
 from models.contacts import Contact
 from models.conversations import Conversation, ConversationStatus
 
-SEGMENTS = "query($s: String) { segments(search: $s, first: 50) { edges { node { id name visibility predefinedKey } } } }"
+SEGMENTS = (
+    "query($s: String) { segments(search: $s, first: 50) { edges { node { id name visibility predefinedKey } } } }"
+)
 CREATE = """mutation($input: CreateSegmentInput!) { createSegment(input: $input) {
   segment { id name visibility rules sharedWith } userErrors { field code message } } }"""
 UPDATE = """mutation($input: UpdateSegmentInput!) { updateSegment(input: $input) {
   segment { id name visibility } userErrors { field code message } } }"""
-DELETE = "mutation($input: DeleteSegmentInput!) { deleteSegment(input: $input) { deletedId userErrors { field code } } }"
+DELETE = (
+    "mutation($input: DeleteSegmentInput!) { deleteSegment(input: $input) { deletedId userErrors { field code } } }"
+)
 PREVIEW = "query($rules: SegmentRulesInput!) { previewSegment(rules: $rules, first: 5) { count contacts { name } } }"
 
 
@@ -63,7 +67,11 @@ async def test_predefined_segments_sort_contacts_by_recency(tenant: Any, monkeyp
 
         result = await refresh_segment({}, int(b64decode(segment["id"]).decode().split(":")[1]))
         assert result is not None
-        listed = await tenant.api("query($id: ID!) { contacts(segmentId: $id) { edges { node { name } } } }", {"id": segment["id"]}, token=tenant.owner_token)
+        listed = await tenant.api(
+            "query($id: ID!) { contacts(segmentId: $id) { edges { node { name } } } }",
+            {"id": segment["id"]},
+            token=tenant.owner_token,
+        )
         members[segment["predefinedKey"]] = {e["node"]["name"] for e in listed["contacts"]["edges"]}
     assert members == {
         "all_users": {"fresh", "lapsing", "gone"},
@@ -77,8 +85,19 @@ async def test_predefined_segments_sort_contacts_by_recency(tenant: Any, monkeyp
 async def test_personal_segments_are_their_owners_only(tenant: Any) -> None:
     _, alice = await tenant.agent()
     _, bob = await tenant.agent()
-    made = await tenant.api(CREATE, {"input": {"name": "My trials", "rules": {"match": "ALL", "conditions": [
-        {"field": "tag", "operator": "EQUALS", "value": text("trial")}]}}}, token=alice)  # fmt: skip
+    made = await tenant.api(
+        CREATE,
+        {
+            "input": {
+                "name": "My trials",
+                "rules": {
+                    "match": "ALL",
+                    "conditions": [{"field": "tag", "operator": "EQUALS", "value": text("trial")}],
+                },
+            }
+        },
+        token=alice,
+    )
     segment = made["createSegment"]["segment"]
     assert segment["visibility"] == "PERSONAL"
     assert "My trials" in await names(tenant, alice)
@@ -91,8 +110,14 @@ async def test_personal_segments_are_their_owners_only(tenant: Any) -> None:
     renamed = await tenant.api(UPDATE, {"input": {"id": segment["id"], "name": "Trials"}}, token=alice)
     assert renamed["updateSegment"]["segment"]["name"] == "Trials"
     shared = await tenant.api(UPDATE, {"input": {"id": segment["id"], "visibility": "EVERYONE"}}, token=alice)
-    assert shared["updateSegment"]["userErrors"][0] == {"field": ["visibility"], "code": "FORBIDDEN", "message": "Only owners and admins share segments."}
-    assert (await tenant.api(DELETE, {"input": {"id": segment["id"]}}, token=alice))["deleteSegment"]["deletedId"] == segment["id"]
+    assert shared["updateSegment"]["userErrors"][0] == {
+        "field": ["visibility"],
+        "code": "FORBIDDEN",
+        "message": "Only owners and admins share segments.",
+    }
+    assert (await tenant.api(DELETE, {"input": {"id": segment["id"]}}, token=alice))["deleteSegment"][
+        "deletedId"
+    ] == segment["id"]
 
 
 async def test_sharing_with_teams_and_agents(tenant: Any) -> None:
@@ -106,10 +131,22 @@ async def test_sharing_with_teams_and_agents(tenant: Any) -> None:
     from base64 import b64encode
 
     gid = lambda t, i: b64encode(f"{t}:{i}".encode()).decode()  # noqa: E731
-    made = await tenant.api(CREATE, {"input": {"name": "VIPs", "visibility": "SHARED", "teamIds": [gid("Team", team.id)],
-                                               "agentIds": [gid("Agent", named.id)],
-                                               "rules": {"match": "ALL", "conditions": [{"field": "vip", "operator": "EQUALS", "value": {"boolean": True}}]}}},
-                            token=tenant.owner_token)  # fmt: skip
+    made = await tenant.api(
+        CREATE,
+        {
+            "input": {
+                "name": "VIPs",
+                "visibility": "SHARED",
+                "teamIds": [gid("Team", team.id)],
+                "agentIds": [gid("Agent", named.id)],
+                "rules": {
+                    "match": "ALL",
+                    "conditions": [{"field": "vip", "operator": "EQUALS", "value": {"boolean": True}}],
+                },
+            }
+        },
+        token=tenant.owner_token,
+    )
     segment = made["createSegment"]["segment"]
     assert set(segment["sharedWith"]) == {gid("Team", team.id), gid("Agent", named.id)}
     assert "VIPs" in await names(tenant, member_token)
@@ -121,9 +158,21 @@ async def test_sharing_with_teams_and_agents(tenant: Any) -> None:
     gone = await tenant.api(DELETE, {"input": {"id": segment["id"]}}, token=member_token)
     assert gone["deleteSegment"]["userErrors"][0]["code"] == "FORBIDDEN"
     _, admin_token = await tenant.agent(role="admin")
-    assert (await tenant.api(UPDATE, {"input": {"id": segment["id"], "name": "VIP customers"}}, token=admin_token))["updateSegment"]["userErrors"] == []
-    bad = await tenant.api(CREATE, {"input": {"name": "x", "visibility": "EVERYONE", "teamIds": [gid("Team", team.id)],
-                                              "rules": {"match": "ALL"}}}, token=tenant.owner_token)  # fmt: skip
+    assert (await tenant.api(UPDATE, {"input": {"id": segment["id"], "name": "VIP customers"}}, token=admin_token))[
+        "updateSegment"
+    ]["userErrors"] == []
+    bad = await tenant.api(
+        CREATE,
+        {
+            "input": {
+                "name": "x",
+                "visibility": "EVERYONE",
+                "teamIds": [gid("Team", team.id)],
+                "rules": {"match": "ALL"},
+            }
+        },
+        token=tenant.owner_token,
+    )
     assert bad["createSegment"]["userErrors"][0]["field"] == ["visibility"]
 
 
@@ -132,8 +181,19 @@ async def test_predefined_segments_cannot_be_deleted_but_can_be_tuned(tenant: An
     new_users = next(e["node"] for e in data["segments"]["edges"] if e["node"]["predefinedKey"] == "new_users")
     refused = await tenant.api(DELETE, {"input": {"id": new_users["id"]}}, token=tenant.owner_token)
     assert refused["deleteSegment"]["userErrors"] == [{"field": ["id"], "code": "READ_ONLY"}]
-    tuned = await tenant.api(UPDATE, {"input": {"id": new_users["id"], "rules": {"match": "ALL", "conditions": [
-        {"field": "first_seen_at", "operator": "WITHIN_LAST_DAYS", "days": 14}]}}}, token=tenant.owner_token)  # fmt: skip
+    tuned = await tenant.api(
+        UPDATE,
+        {
+            "input": {
+                "id": new_users["id"],
+                "rules": {
+                    "match": "ALL",
+                    "conditions": [{"field": "first_seen_at", "operator": "WITHIN_LAST_DAYS", "days": 14}],
+                },
+            }
+        },
+        token=tenant.owner_token,
+    )
     assert tuned["updateSegment"]["userErrors"] == []
 
 
@@ -141,20 +201,40 @@ async def test_preview_counts_in_the_database(tenant: Any) -> None:
     await tenant.contact(name="Ana", country="PT", tags=["trial"])
     await tenant.contact(name="Bea", country="PT")
     await tenant.contact(name="Cid", country="ES", tags=["trial"])
-    rules = {"match": "ANY", "conditions": [{"field": "country", "operator": "EQUALS", "value": text("pt")}],
-             "groups": [{"match": "ALL", "conditions": [{"field": "tag", "operator": "EQUALS", "value": text("trial")},
-                                                         {"field": "country", "operator": "IN", "values": [text("ES"), text("FR")]}]}]}  # fmt: skip
+    rules = {
+        "match": "ANY",
+        "conditions": [{"field": "country", "operator": "EQUALS", "value": text("pt")}],
+        "groups": [
+            {
+                "match": "ALL",
+                "conditions": [
+                    {"field": "tag", "operator": "EQUALS", "value": text("trial")},
+                    {"field": "country", "operator": "IN", "values": [text("ES"), text("FR")]},
+                ],
+            }
+        ],
+    }
     preview = (await tenant.api(PREVIEW, {"rules": rules}, token=tenant.owner_token))["previewSegment"]
     assert preview["count"] == 3
-    only_pt = {"match": "ALL", "conditions": [{"field": "country", "operator": "EQUALS", "value": text("PT")},
-                                              {"field": "tag", "operator": "IS_NOT_SET"}]}  # fmt: skip
+    only_pt = {
+        "match": "ALL",
+        "conditions": [
+            {"field": "country", "operator": "EQUALS", "value": text("PT")},
+            {"field": "tag", "operator": "IS_NOT_SET"},
+        ],
+    }
     preview = (await tenant.api(PREVIEW, {"rules": only_pt}, token=tenant.owner_token))["previewSegment"]
     assert preview == {"count": 1, "contacts": [{"name": "Bea"}]}
 
 
 async def test_bad_rules_name_the_condition(tenant: Any) -> None:
-    rules = {"match": "ALL", "conditions": [{"field": "country", "operator": "EQUALS", "value": text("PT")}],
-             "groups": [{"match": "ANY", "conditions": [{"field": "favourite_colour", "operator": "EQUALS", "value": text("red")}]}]}  # fmt: skip
+    rules = {
+        "match": "ALL",
+        "conditions": [{"field": "country", "operator": "EQUALS", "value": text("PT")}],
+        "groups": [
+            {"match": "ANY", "conditions": [{"field": "favourite_colour", "operator": "EQUALS", "value": text("red")}]}
+        ],
+    }
     made = await tenant.api(CREATE, {"input": {"name": "Bad", "rules": rules}}, token=tenant.owner_token)
     error = made["createSegment"]["userErrors"][0]
     assert error["code"] == "UNKNOWN_FIELD"
@@ -172,8 +252,19 @@ async def test_membership_refresh_computes_joins_and_leaves(tenant: Any, monkeyp
     """Both ways of inserting the joins: ON CONFLICT DO NOTHING while the segment has few
     members, the NOT EXISTS anti-join from FEW_MEMBERS on."""
     monkeypatch.setattr(jobs.segments, "FEW_MEMBERS", few_members)
-    made = await tenant.api(CREATE, {"input": {"name": "Portugal", "rules": {"match": "ALL", "conditions": [
-        {"field": "country", "operator": "EQUALS", "value": text("PT")}]}}}, token=tenant.owner_token)  # fmt: skip
+    made = await tenant.api(
+        CREATE,
+        {
+            "input": {
+                "name": "Portugal",
+                "rules": {
+                    "match": "ALL",
+                    "conditions": [{"field": "country", "operator": "EQUALS", "value": text("PT")}],
+                },
+            }
+        },
+        token=tenant.owner_token,
+    )
     segment = made["createSegment"]["segment"]
     segment_pk = int(b64decode(segment["id"]).decode().split(":")[1])
     ana = await tenant.contact(name="Ana", country="PT")
@@ -182,11 +273,18 @@ async def test_membership_refresh_computes_joins_and_leaves(tenant: Any, monkeyp
     assert first is not None and (first["joined"], first["left"], first["members"]) == (1, 0, 1)
     again = await refresh_segment({}, segment_pk)
     assert again is not None and (again["joined"], again["left"], again["members"]) == (0, 0, 1)
-    await tenant.api("mutation($input: UpdateContactInput!) { updateContact(input: $input) { userErrors { code } } }",
-                     {"input": {"id": ana["id"], "country": "ES"}}, token=tenant.owner_token)  # fmt: skip
+    await tenant.api(
+        "mutation($input: UpdateContactInput!) { updateContact(input: $input) { userErrors { code } } }",
+        {"input": {"id": ana["id"], "country": "ES"}},
+        token=tenant.owner_token,
+    )
     moved = await refresh_segment({}, segment_pk)
     assert moved is not None and (moved["joined"], moved["left"], moved["members"]) == (0, 1, 0)
-    info = await tenant.api("query($id: ID!) { segment(id: $id) { memberCount refreshedAt count } }", {"id": segment["id"]}, token=tenant.owner_token)
+    info = await tenant.api(
+        "query($id: ID!) { segment(id: $id) { memberCount refreshedAt count } }",
+        {"id": segment["id"]},
+        token=tenant.owner_token,
+    )
     assert info["segment"]["memberCount"] == 0
     assert info["segment"]["count"] == 0
     assert info["segment"]["refreshedAt"] is not None
@@ -202,8 +300,9 @@ async def test_conversation_rules_through_the_api(tenant: Any) -> None:
 
     async def start(contact: dict[str, Any], status: ConversationStatus, days_ago: int) -> Conversation:
         pk = int(b64decode(contact["id"]).decode().split(":")[1])
-        made = await Conversation.create(workspace_id=tenant.workspace.id, contact_id=pk, channel_id=tenant.channel.id,
-                                         status=status)  # fmt: skip
+        made = await Conversation.create(
+            workspace_id=tenant.workspace.id, contact_id=pk, channel_id=tenant.channel.id, status=status
+        )
         await Conversation.filter(id=made.id).update(created_at=datetime.now(UTC) - timedelta(days=days_ago))
         return made
 
@@ -216,22 +315,45 @@ async def test_conversation_rules_through_the_api(tenant: Any) -> None:
         found = (await tenant.api(PREVIEW, {"rules": rules}, token=tenant.owner_token))["previewSegment"]
         return sorted(c["name"] for c in found["contacts"])
 
-    assert await preview({"field": "conversation_count", "operator": "AT_LEAST", "value": {"number": 1}}) == ["Ana", "Bea"]
+    assert await preview({"field": "conversation_count", "operator": "AT_LEAST", "value": {"number": 1}}) == [
+        "Ana",
+        "Bea",
+    ]
     assert await preview({"field": "conversation_count", "operator": "EXACTLY", "value": {"number": 0}}) == ["Cid"]
-    assert await preview({"field": "conversation_count", "operator": "AT_LEAST", "value": {"number": 1},
-                          "status": "SNOOZED"}) == ["Bea"]  # fmt: skip
-    assert await preview({"field": "conversation_count", "operator": "AT_MOST", "value": {"number": 1},
-                          "days": 30}) == ["Ana", "Bea", "Cid"]  # fmt: skip
+    assert await preview(
+        {"field": "conversation_count", "operator": "AT_LEAST", "value": {"number": 1}, "status": "SNOOZED"}
+    ) == ["Bea"]
+    assert await preview(
+        {"field": "conversation_count", "operator": "AT_MOST", "value": {"number": 1}, "days": 30}
+    ) == ["Ana", "Bea", "Cid"]
     assert await preview({"field": "last_conversation_at", "operator": "WITHIN_LAST_DAYS", "days": 7}) == ["Ana"]
     assert await preview({"field": "last_conversation_at", "operator": "MORE_THAN_DAYS_AGO", "days": 7}) == ["Bea"]
     assert await preview({"field": "last_conversation_at", "operator": "IS_NOT_SET"}) == ["Cid"]
 
-    made = await tenant.api(CREATE, {"input": {"name": "Snoozed", "rules": {"match": "ALL", "conditions": [
-        {"field": "conversation_count", "operator": "AT_LEAST", "value": {"number": 1}, "status": "SNOOZED"}]}}},
-        token=tenant.owner_token)  # fmt: skip
+    made = await tenant.api(
+        CREATE,
+        {
+            "input": {
+                "name": "Snoozed",
+                "rules": {
+                    "match": "ALL",
+                    "conditions": [
+                        {
+                            "field": "conversation_count",
+                            "operator": "AT_LEAST",
+                            "value": {"number": 1},
+                            "status": "SNOOZED",
+                        }
+                    ],
+                },
+            }
+        },
+        token=tenant.owner_token,
+    )
     assert made["createSegment"]["userErrors"] == []
     assert made["createSegment"]["segment"]["rules"]["conditions"] == [
-        {"field": "conversation_count", "event_count_op": "at_least", "count": 1, "status": "snoozed"}]
+        {"field": "conversation_count", "event_count_op": "at_least", "count": 1, "status": "snoozed"}
+    ]
     segment_pk = int(b64decode(made["createSegment"]["segment"]["id"]).decode().split(":")[1])
     first = await refresh_segment({}, segment_pk)
     assert first is not None and (first["joined"], first["members"]) == (1, 1)

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from core.db import dialect
 import jobs.sync
+from core.db import dialect
 from jobs.sync import prune_contact_changes
 from models.contacts import ContactChange
 from tests.conftest import Tenant
@@ -24,12 +24,16 @@ DELETE = "mutation($i: ContactIdInput!) { deleteContact(input: $i) { userErrors 
 MERGE = "mutation($i: MergeContactsInput!) { mergeContacts(input: $i) { userErrors { code } } }"
 
 
-async def feed(tenant: Tenant, cursor: str | None = None, first: int | None = None, token: str | None = None) -> dict[str, Any]:
+async def feed(
+    tenant: Tenant, cursor: str | None = None, first: int | None = None, token: str | None = None
+) -> dict[str, Any]:
     data = await tenant.api(FEED, {"cursor": cursor, "first": first}, token=token or tenant.api_key)
     return data["contactsChangedSince"]  # type: ignore[no-any-return]
 
 
-async def pull_all(tenant: Tenant, cursor: str | None = None, first: int = 2) -> tuple[list[dict[str, Any]], str | None]:
+async def pull_all(
+    tenant: Tenant, cursor: str | None = None, first: int = 2
+) -> tuple[list[dict[str, Any]], str | None]:
     """What an integrator's incremental pull does: page until hasNextPage is false."""
     nodes: list[dict[str, Any]] = []
     while True:
@@ -47,8 +51,11 @@ async def test_pages_through_every_change_in_order_deletions_included(tenant: Te
     await tenant.api(DELETE, {"i": {"id": bob["id"]}}, token=tenant.owner_token)
     nodes, cursor = await pull_all(tenant)
     assert [(n["kind"], n["contactId"]) for n in nodes] == [
-        ("CREATED", ada["id"]), ("CREATED", bob["id"]), ("UPDATED", ada["id"]), ("DELETED", bob["id"]),
-    ]  # fmt: skip
+        ("CREATED", ada["id"]),
+        ("CREATED", bob["id"]),
+        ("UPDATED", ada["id"]),
+        ("DELETED", bob["id"]),
+    ]
     assert [n["contact"] and n["contact"]["name"] for n in nodes] == ["Ada", None, "Ada", None]
     assert [int(n["cursor"]) for n in nodes] == sorted(int(n["cursor"]) for n in nodes)
 
@@ -59,7 +66,11 @@ async def test_pages_through_every_change_in_order_deletions_included(tenant: Te
     cid = await tenant.contact(name="Cid", email="cid@example.com")
     await tenant.api(MERGE, {"i": {"primaryId": ada["id"], "secondaryId": cid["id"]}}, token=tenant.owner_token)
     later, _ = await pull_all(tenant, cursor)
-    assert [(n["kind"], n["contactId"]) for n in later] == [("CREATED", cid["id"]), ("DELETED", cid["id"]), ("UPDATED", ada["id"])]
+    assert [(n["kind"], n["contactId"]) for n in later] == [
+        ("CREATED", cid["id"]),
+        ("DELETED", cid["id"]),
+        ("UPDATED", ada["id"]),
+    ]
     assert (await feed(tenant))["latestCursor"] == later[-1]["cursor"]
 
 
@@ -81,7 +92,9 @@ async def test_another_workspaces_changes_are_never_listed(tenant: Tenant, make_
     assert [n["contactId"] for n in nodes] == [mine["id"]]
     # A cursor of theirs is only a number: it pages my log, never theirs.
     their_cursor = (await feed(other))["edges"][0]["cursor"]
-    assert all(e["node"]["contactId"] != theirs["id"] for e in (await feed(tenant, str(int(their_cursor) - 1)))["edges"])
+    assert all(
+        e["node"]["contactId"] != theirs["id"] for e in (await feed(tenant, str(int(their_cursor) - 1)))["edges"]
+    )
 
 
 async def test_a_pruned_cursor_asks_for_a_full_resync(tenant: Tenant, make_tenant: Any, monkeypatch: Any) -> None:

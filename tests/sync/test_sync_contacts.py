@@ -20,10 +20,14 @@ SYNC = """mutation($i: SyncContactsInput!) { syncContacts(input: $i) {
   userErrors { field code message }
 } }"""
 UPDATE_WS = "mutation($i: UpdateWorkspaceInput!) { updateWorkspace(input: $i) { userErrors { field code message } } }"
-DEFINE = "mutation($i: CreateAttributeDefinitionInput!) { createAttributeDefinition(input: $i) { userErrors { code } } }"
+DEFINE = (
+    "mutation($i: CreateAttributeDefinitionInput!) { createAttributeDefinition(input: $i) { userErrors { code } } }"
+)
 
 
-async def sync(tenant: Tenant, rows: list[dict[str, Any]], key: str | None = None, token: str | None = None) -> dict[str, Any]:
+async def sync(
+    tenant: Tenant, rows: list[dict[str, Any]], key: str | None = None, token: str | None = None
+) -> dict[str, Any]:
     variables = {"i": {"contacts": rows, **({"idempotencyKey": key} if key else {})}}
     payload = (await tenant.api(SYNC, variables, token=token or tenant.api_key))["syncContacts"]
     assert payload["userErrors"] == [], payload["userErrors"]
@@ -40,13 +44,16 @@ async def changes(tenant: Tenant) -> int:
 
 async def test_rows_are_created_updated_or_unchanged_and_a_bad_row_fails_alone(tenant: Tenant) -> None:
     existing = await tenant.contact(name="Ada", email="ada@example.com", city="Paris")
-    payload = await sync(tenant, [
-        {"externalId": "crm-1", "email": "grace@example.com", "name": "Grace", "city": "Arlington"},
-        {"email": "ADA@example.com", "city": "London"},            # matched by e-mail, the workspace's attribute
-        {"externalId": "crm-3", "email": "not an address"},         # invalid: this row only
-        {"name": "Nobody"},                                         # no key to match or create by
-        {"externalId": "crm-5", "smsConsent": "SUBSCRIBED", "tags": ["VIP", "crm"]},
-    ])  # fmt: skip
+    payload = await sync(
+        tenant,
+        [
+            {"externalId": "crm-1", "email": "grace@example.com", "name": "Grace", "city": "Arlington"},
+            {"email": "ADA@example.com", "city": "London"},  # matched by e-mail, the workspace's attribute
+            {"externalId": "crm-3", "email": "not an address"},  # invalid: this row only
+            {"name": "Nobody"},  # no key to match or create by
+            {"externalId": "crm-5", "smsConsent": "SUBSCRIBED", "tags": ["VIP", "crm"]},
+        ],
+    )
     assert statuses(payload) == ["CREATED", "UPDATED", "ERROR", "ERROR", "CREATED"]
     assert (payload["created"], payload["updated"], payload["unchanged"], payload["failed"]) == (2, 1, 0, 2)
     created, updated, bad, keyless, tagged = payload["results"]
@@ -62,11 +69,14 @@ async def test_rows_are_created_updated_or_unchanged_and_a_bad_row_fails_alone(t
 
     # The same rows again: nothing differs, nothing is written.
     before = await changes(tenant)
-    again = await sync(tenant, [
-        {"externalId": "crm-1", "email": "grace@example.com", "name": "Grace", "city": "Arlington"},
-        {"email": "ada@example.com", "city": "London"},
-        {"externalId": "crm-5", "smsConsent": "SUBSCRIBED", "tags": ["crm"]},
-    ])  # fmt: skip
+    again = await sync(
+        tenant,
+        [
+            {"externalId": "crm-1", "email": "grace@example.com", "name": "Grace", "city": "Arlington"},
+            {"email": "ada@example.com", "city": "London"},
+            {"externalId": "crm-5", "smsConsent": "SUBSCRIBED", "tags": ["crm"]},
+        ],
+    )
     assert statuses(again) == ["UNCHANGED", "UNCHANGED", "UNCHANGED"]
     assert await changes(tenant) == before
     # A new tag is a change; tags are added, never removed.
@@ -79,7 +89,10 @@ async def test_every_write_is_in_the_change_log_in_order(tenant: Tenant) -> None
     payload = await sync(tenant, [{"externalId": f"log-{i}", "name": f"Log {i}"} for i in range(5)])
     ids = [r["contactId"] for r in payload["results"]]
     await sync(tenant, [{"externalId": "log-2", "name": "Renamed"}])
-    feed = await tenant.api("{ contactsChangedSince(first: 100) { edges { node { kind contactId contact { name } } } } }", token=tenant.api_key)
+    feed = await tenant.api(
+        "{ contactsChangedSince(first: 100) { edges { node { kind contactId contact { name } } } } }",
+        token=tenant.api_key,
+    )
     nodes = [e["node"] for e in feed["contactsChangedSince"]["edges"]]
     assert [(n["kind"], n["contactId"]) for n in nodes] == [("CREATED", i) for i in ids] + [("UPDATED", ids[2])]
     assert nodes[-1]["contact"]["name"] == "Renamed"
@@ -88,12 +101,15 @@ async def test_every_write_is_in_the_change_log_in_order(tenant: Tenant) -> None
 async def test_rows_match_by_external_id_first_then_by_the_matching_attribute(tenant: Tenant) -> None:
     web = await tenant.contact(name="Widget visitor", email="kim@example.com")
     other = await tenant.contact(name="Other", email="lee@example.com", externalId="crm-lee")
-    payload = await sync(tenant, [
-        # Found by e-mail; it had no external id: it gets this one.
-        {"externalId": "crm-kim", "email": "kim@example.com", "name": "Kim"},
-        # Found by e-mail, but that contact has another external id: refused.
-        {"externalId": "crm-someone", "email": "lee@example.com"},
-    ])  # fmt: skip
+    payload = await sync(
+        tenant,
+        [
+            # Found by e-mail; it had no external id: it gets this one.
+            {"externalId": "crm-kim", "email": "kim@example.com", "name": "Kim"},
+            # Found by e-mail, but that contact has another external id: refused.
+            {"externalId": "crm-someone", "email": "lee@example.com"},
+        ],
+    )
     assert statuses(payload) == ["UPDATED", "ERROR"]
     assert payload["results"][0]["contactId"] == web["id"]
     assert payload["results"][0]["contact"]["externalId"] == "crm-kim"
@@ -107,14 +123,17 @@ async def test_rows_match_by_external_id_first_then_by_the_matching_attribute(te
 
 async def test_a_contact_is_named_once_per_call(tenant: Tenant) -> None:
     await tenant.contact(name="Jo", email="jo@example.com", externalId="crm-jo")
-    payload = await sync(tenant, [
-        {"externalId": "dup-1", "name": "First"},
-        {"externalId": "dup-1", "name": "Second"},
-        {"email": "same@example.com"},
-        {"externalId": "dup-3", "email": "same@example.com"},
-        {"externalId": "crm-jo"},
-        {"email": "jo@example.com", "city": "Oslo"},  # the contact row 4 already names
-    ])  # fmt: skip
+    payload = await sync(
+        tenant,
+        [
+            {"externalId": "dup-1", "name": "First"},
+            {"externalId": "dup-1", "name": "Second"},
+            {"email": "same@example.com"},
+            {"externalId": "dup-3", "email": "same@example.com"},
+            {"externalId": "crm-jo"},
+            {"email": "jo@example.com", "city": "Oslo"},  # the contact row 4 already names
+        ],
+    )
     assert statuses(payload) == ["CREATED", "ERROR", "CREATED", "ERROR", "UNCHANGED", "ERROR"]
     assert [e["code"] for r in payload["results"] for e in r["errors"]] == ["CONFLICT", "CONFLICT", "CONFLICT"]
     assert payload["results"][1]["errors"][0]["field"] == ["contacts", "1", "externalId"]
@@ -129,10 +148,17 @@ async def test_matching_by_phone_and_by_a_custom_attribute(tenant: Tenant) -> No
     assert statuses(first) == ["CREATED"] and statuses(again) == ["UPDATED"]
     assert again["results"][0]["contactId"] == first["results"][0]["contactId"]
 
-    await tenant.api(DEFINE, {"i": {"key": "sf_id", "label": "Salesforce id", "type": "TEXT"}}, token=tenant.owner_token)
+    await tenant.api(
+        DEFINE, {"i": {"key": "sf_id", "label": "Salesforce id", "type": "TEXT"}}, token=tenant.owner_token
+    )
     await tenant.api(DEFINE, {"i": {"key": "seats", "label": "Seats", "type": "NUMBER"}}, token=tenant.owner_token)
-    await tenant.api(UPDATE_WS, {"i": {"matchingAttribute": "CUSTOM", "matchingAttributeKey": "sf_id"}}, token=tenant.owner_token)
-    rows = [{"name": f"Account {i}", "attributes": [{"key": "sf_id", "value": f"SF-{i}"}, {"key": "seats", "value": i}]} for i in range(3)]
+    await tenant.api(
+        UPDATE_WS, {"i": {"matchingAttribute": "CUSTOM", "matchingAttributeKey": "sf_id"}}, token=tenant.owner_token
+    )
+    rows = [
+        {"name": f"Account {i}", "attributes": [{"key": "sf_id", "value": f"SF-{i}"}, {"key": "seats", "value": i}]}
+        for i in range(3)
+    ]
     created = await sync(tenant, rows)
     assert statuses(created) == ["CREATED"] * 3
     rows[1]["attributes"][1]["value"] = 42
@@ -143,11 +169,15 @@ async def test_matching_by_phone_and_by_a_custom_attribute(tenant: Tenant) -> No
 
 
 async def test_crm_managed_attributes_are_written_by_api_keys_and_agents_only_where_allowed(tenant: Tenant) -> None:
-    await tenant.api(DEFINE, {"i": {"key": "plan", "label": "Plan", "type": "TEXT", "crmManaged": True}}, token=tenant.owner_token)
+    await tenant.api(
+        DEFINE, {"i": {"key": "plan", "label": "Plan", "type": "TEXT", "crmManaged": True}}, token=tenant.owner_token
+    )
     _, agent_token = await tenant.agent()
     row = {"externalId": "crm-plan", "attributes": [{"key": "plan", "value": "gold"}]}
     by_agent = await sync(tenant, [row], token=agent_token)
-    assert [(e["field"], e["code"]) for e in by_agent["results"][0]["errors"]] == [(["contacts", "0", "attributes", "0", "value"], "FORBIDDEN")]
+    assert [(e["field"], e["code"]) for e in by_agent["results"][0]["errors"]] == [
+        (["contacts", "0", "attributes", "0", "value"], "FORBIDDEN")
+    ]
     by_key = await sync(tenant, [row])
     assert statuses(by_key) == ["CREATED"]
     await tenant.api(UPDATE_WS, {"i": {"agentsCanEditCrmAttributes": True}}, token=tenant.owner_token)
@@ -155,17 +185,24 @@ async def test_crm_managed_attributes_are_written_by_api_keys_and_agents_only_wh
     allowed = await sync(tenant, [{**row, "attributes": [{"key": "plan", "value": "platinum"}]}], token=allowed_token)
     assert statuses(allowed) == ["UPDATED"]
     # Platform attributes stay the channel's.
-    platform = await sync(tenant, [{"externalId": "crm-plan", "attributes": [{"key": "browser_version", "value": "1"}]}])
+    platform = await sync(
+        tenant, [{"externalId": "crm-plan", "attributes": [{"key": "browser_version", "value": "1"}]}]
+    )
     assert platform["results"][0]["errors"][0]["code"] in ("READ_ONLY", "NOT_FOUND")
 
 
 async def test_permissions_and_limits(tenant: Tenant, api: Api) -> None:
     key = await tenant.api(
-        "mutation { createApiKey(input: {name: \"reader\", scopes: [\"contacts:read\"]}) { secret } }", token=tenant.owner_token
+        'mutation { createApiKey(input: {name: "reader", scopes: ["contacts:read"]}) { secret } }',
+        token=tenant.owner_token,
     )
     body = (await api.raw(SYNC, {"i": {"contacts": [{"externalId": "x"}]}}, token=key["createApiKey"]["secret"])).json()
     assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
-    too_many = (await tenant.api(SYNC, {"i": {"contacts": [{"externalId": f"r{i}"} for i in range(1001)]}}, token=tenant.api_key))["syncContacts"]
+    too_many = (
+        await tenant.api(
+            SYNC, {"i": {"contacts": [{"externalId": f"r{i}"} for i in range(1001)]}}, token=tenant.api_key
+        )
+    )["syncContacts"]
     assert [(e["field"], e["code"]) for e in too_many["userErrors"]] == [(["contacts"], "TOO_LONG")]
     assert not await Contact.filter(workspace_id=tenant.workspace.id, external_id="r0").exists()
 
@@ -179,8 +216,11 @@ async def test_the_same_idempotency_key_replays_the_first_result(tenant: Tenant,
     assert statuses(first) == ["CREATED", "ERROR"] and first["replayed"] is False
     written = await changes(tenant)
     # Meanwhile an agent renames the contact: a replay must not put the old name back.
-    await tenant.api("mutation($i: UpdateContactInput!) { updateContact(input: $i) { userErrors { code } } }",
-                     {"i": {"id": first["results"][0]["contactId"], "name": "Renamed"}}, token=tenant.owner_token)  # fmt: skip
+    await tenant.api(
+        "mutation($i: UpdateContactInput!) { updateContact(input: $i) { userErrors { code } } }",
+        {"i": {"id": first["results"][0]["contactId"], "name": "Renamed"}},
+        token=tenant.owner_token,
+    )
     replay = await sync(tenant, rows, key="batch-2026-11-22")
     assert replay["replayed"] is True
     assert statuses(replay) == ["CREATED", "ERROR"]
@@ -189,7 +229,11 @@ async def test_the_same_idempotency_key_replays_the_first_result(tenant: Tenant,
     assert replay["results"][0]["contact"]["name"] == "Renamed"
     assert await changes(tenant) == written + 1  # the agent's rename only
     # The same key with other rows is a client bug: refused, nothing applied.
-    other = (await tenant.api(SYNC, {"i": {"contacts": [{"externalId": "idem-3"}], "idempotencyKey": "batch-2026-11-22"}}, token=tenant.api_key))
+    other = await tenant.api(
+        SYNC,
+        {"i": {"contacts": [{"externalId": "idem-3"}], "idempotencyKey": "batch-2026-11-22"}},
+        token=tenant.api_key,
+    )
     assert [(e["field"], e["code"]) for e in other["syncContacts"]["userErrors"]] == [(["idempotencyKey"], "CONFLICT")]
     assert not await Contact.filter(external_id="idem-3").exists()
     # Keys are per workspace.
@@ -240,13 +284,20 @@ def statements() -> Iterator[_Counter]:
 
 
 async def test_a_thousand_rows_take_a_fixed_number_of_statements(tenant: Tenant, statements: _Counter) -> None:
-    await tenant.api(DEFINE, {"i": {"key": "tier", "label": "Tier", "type": "LIST", "options": ["a", "b"]}}, token=tenant.owner_token)
+    await tenant.api(
+        DEFINE, {"i": {"key": "tier", "label": "Tier", "type": "LIST", "options": ["a", "b"]}}, token=tenant.owner_token
+    )
     await sync(tenant, [{"externalId": f"bulk-{i}", "name": f"Bulk {i}"} for i in range(500)])
     rows = [
-        {"externalId": f"bulk-{i}", "name": f"Bulk {i}", "vip": i % 3 == 0, "tags": ["bulk"],
-         "attributes": [{"key": "tier", "value": "a" if i % 2 else "b"}]}
+        {
+            "externalId": f"bulk-{i}",
+            "name": f"Bulk {i}",
+            "vip": i % 3 == 0,
+            "tags": ["bulk"],
+            "attributes": [{"key": "tier", "value": "a" if i % 2 else "b"}],
+        }
         for i in range(1000)
-    ]  # fmt: skip
+    ]
     statements.statements.clear()
     payload = await sync(tenant, rows)
     assert (payload["created"], payload["updated"]) == (500, 500)
@@ -256,13 +307,17 @@ async def test_a_thousand_rows_take_a_fixed_number_of_statements(tenant: Tenant,
     assert await ContactTag.filter(workspace_id=tenant.workspace.id, name="bulk").count() == 1000
     assert await changes(tenant) == 1500
     if dialect() == "postgres":
-        assert any("pg_advisory_xact_lock" in s for s in statements.statements), "\n".join(s[:100] for s in statements.statements)
+        assert any("pg_advisory_xact_lock" in s for s in statements.statements), "\n".join(
+            s[:100] for s in statements.statements
+        )
 
 
 async def test_a_sync_never_reaches_another_workspaces_contacts(tenant: Tenant, make_tenant: Any) -> None:
     other = await make_tenant("Other")
     theirs = await other.contact(name="Theirs", email="shared@example.com", externalId="crm-shared")
-    payload = await sync(tenant, [{"externalId": "crm-shared", "name": "Mine"}, {"email": "shared@example.com", "city": "Pwned"}])
+    payload = await sync(
+        tenant, [{"externalId": "crm-shared", "name": "Mine"}, {"email": "shared@example.com", "city": "Pwned"}]
+    )
     assert statuses(payload) == ["CREATED", "CREATED"]
     assert theirs["id"] not in [r["contactId"] for r in payload["results"]]
     found = await Contact.get(workspace_id=other.workspace.id, external_id="crm-shared")

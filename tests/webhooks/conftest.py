@@ -26,9 +26,11 @@ class Endpoint:
 
 
 async def register(tenant: Tenant, url: str, event_types: list[str], token: str | None = None) -> Endpoint:
-    payload = (await tenant.api(CREATE_ENDPOINT, {"i": {"url": url, "eventTypes": event_types}}, token=token or tenant.owner_token))[
-        "createWebhookEndpoint"
-    ]
+    payload = (
+        await tenant.api(
+            CREATE_ENDPOINT, {"i": {"url": url, "eventTypes": event_types}}, token=token or tenant.owner_token
+        )
+    )["createWebhookEndpoint"]
     assert payload["userErrors"] == [], payload["userErrors"]
     return Endpoint(payload["endpoint"]["id"], payload["secret"])
 

@@ -32,7 +32,9 @@ LOG = """query($id: ID!) { node(id: $id) { ... on WebhookEndpoint {
 } } }"""
 UPDATE_CONTACT = "mutation($i: UpdateContactInput!) { updateContact(input: $i) { userErrors { field code message } } }"
 SET_STATUS = "mutation($i: SetConversationStatusInput!) { setConversationStatus(input: $i) { userErrors { field code message } } }"
-DEFINE = "mutation($i: CreateAttributeDefinitionInput!) { createAttributeDefinition(input: $i) { userErrors { code } } }"
+DEFINE = (
+    "mutation($i: CreateAttributeDefinitionInput!) { createAttributeDefinition(input: $i) { userErrors { code } } }"
+)
 PING = "mutation($i: WebhookEndpointIdInput!) { pingWebhookEndpoint(input: $i) { delivery { id eventType status } userErrors { code } } }"
 
 
@@ -58,15 +60,21 @@ async def test_a_contact_change_is_delivered_signed(tenant: Tenant, http_sink: H
     contact = await tenant.contact(name="Ada", email="ada@example.com", externalId="crm-ada")
     await tenant.api(UPDATE_CONTACT, {"i": {"id": contact["id"], "city": "London"}}, token=tenant.owner_token)
     assert await drain(tenant.workspace.id) == ["succeeded"] * 2
-    await tenant.api("mutation($i: ContactIdInput!) { deleteContact(input: $i) { userErrors { code } } }",
-                     {"i": {"id": contact["id"]}}, token=tenant.owner_token)  # fmt: skip
+    await tenant.api(
+        "mutation($i: ContactIdInput!) { deleteContact(input: $i) { userErrors { code } } }",
+        {"i": {"id": contact["id"]}},
+        token=tenant.owner_token,
+    )
     assert await drain(tenant.workspace.id) == ["succeeded"]
     requests = await http_sink.wait_for(3)
     assert {r.path for r in requests} == {"/crm"}
     bodies = [verified(r, endpoint) for r in sorted(requests, key=lambda r: int(r.headers["x-parley-delivery-id"]))]
     assert [b["type"] for b in bodies] == ["contact.created", "contact.updated", "contact.deleted"]
     created, updated, deleted = bodies
-    assert created["data"]["contact"].items() >= {"id": contact["id"], "externalId": "crm-ada", "email": "ada@example.com"}.items()
+    assert (
+        created["data"]["contact"].items()
+        >= {"id": contact["id"], "externalId": "crm-ada", "email": "ada@example.com"}.items()
+    )
     assert updated["data"]["contact"]["city"] == "London"
     assert deleted["data"]["contact"] == {"id": contact["id"], "externalId": "crm-ada"}
     # The cursor of each change, for contactsChangedSince.
@@ -83,7 +91,9 @@ async def test_a_contact_change_is_delivered_signed(tenant: Tenant, http_sink: H
     assert newest["job"] == {"kind": "WEBHOOK_DELIVERY", "status": "SUCCEEDED", "error": None}
 
 
-async def test_a_receiver_that_fails_first_gets_retries_with_backoff(tenant: Tenant, http_sink: HttpSink, fast_retries: Any) -> None:
+async def test_a_receiver_that_fails_first_gets_retries_with_backoff(
+    tenant: Tenant, http_sink: HttpSink, fast_retries: Any
+) -> None:
     endpoint = await register(tenant, f"{http_sink.url}/flaky", ["CONTACT_CREATED"])
     http_sink.respond_with([500, 503], body="database is down")
     await tenant.contact(name="Retry me")
@@ -97,8 +107,10 @@ async def test_a_receiver_that_fails_first_gets_retries_with_backoff(tenant: Ten
     [delivery] = (await delivery_log(tenant, endpoint))["deliveries"]
     assert delivery["status"] == "SUCCEEDED" and delivery["attempts"] == 3 and delivery["lastError"] is None
     assert [(a["attempt"], a["statusCode"], a["error"]) for a in delivery["attemptLog"]] == [
-        (1, 500, "HTTP 500"), (2, 503, "HTTP 503"), (3, 200, None),
-    ]  # fmt: skip  (the receiver's body is never shown: tests/security/test_outbound.py)
+        (1, 500, "HTTP 500"),
+        (2, 503, "HTTP 503"),
+        (3, 200, None),
+    ]  # the receiver's body is never shown: tests/security/test_outbound.py
     assert all(a["durationMs"] >= 0 for a in delivery["attemptLog"])
     assert delivery["job"]["status"] == "SUCCEEDED"
     log = await delivery_log(tenant, endpoint)
@@ -127,7 +139,9 @@ async def test_a_delivery_fails_after_the_last_attempt(tenant: Tenant, http_sink
     assert log["enabled"] is True and log["consecutiveFailures"] == 3
 
 
-async def test_an_endpoint_failing_too_often_is_disabled(tenant: Tenant, http_sink: HttpSink, fast_retries: Any) -> None:
+async def test_an_endpoint_failing_too_often_is_disabled(
+    tenant: Tenant, http_sink: HttpSink, fast_retries: Any
+) -> None:
     fast_retries.webhook_disable_after = 4
     endpoint = await register(tenant, f"{http_sink.url}/broken", ["CONTACT_CREATED"])
     http_sink.respond_with(default_status=502)
@@ -145,8 +159,11 @@ async def test_an_endpoint_failing_too_often_is_disabled(tenant: Tenant, http_si
     await tenant.contact(name="After")
     assert await WebhookDelivery.filter(endpoint_id=int(_pk(endpoint.id)), status=DeliveryStatus.PENDING).count() == 0
     # Enabling it again starts afresh.
-    again = await tenant.api("mutation($i: UpdateWebhookEndpointInput!) { updateWebhookEndpoint(input: $i) { endpoint { enabled consecutiveFailures } } }",
-                             {"i": {"id": endpoint.id, "enabled": True}}, token=tenant.owner_token)  # fmt: skip
+    again = await tenant.api(
+        "mutation($i: UpdateWebhookEndpointInput!) { updateWebhookEndpoint(input: $i) { endpoint { enabled consecutiveFailures } } }",
+        {"i": {"id": endpoint.id, "enabled": True}},
+        token=tenant.owner_token,
+    )
     assert again["updateWebhookEndpoint"]["endpoint"] == {"enabled": True, "consecutiveFailures": 0}
 
 
@@ -174,8 +191,11 @@ async def test_a_receiver_that_does_not_answer_in_time(tenant: Tenant, http_sink
 
 async def test_ping_reaches_even_a_disabled_endpoint(tenant: Tenant, http_sink: HttpSink) -> None:
     endpoint = await register(tenant, f"{http_sink.url}/ping", ["CONTACT_CREATED"])
-    await tenant.api("mutation($i: UpdateWebhookEndpointInput!) { updateWebhookEndpoint(input: $i) { userErrors { code } } }",
-                     {"i": {"id": endpoint.id, "enabled": False}}, token=tenant.owner_token)  # fmt: skip
+    await tenant.api(
+        "mutation($i: UpdateWebhookEndpointInput!) { updateWebhookEndpoint(input: $i) { userErrors { code } } }",
+        {"i": {"id": endpoint.id, "enabled": False}},
+        token=tenant.owner_token,
+    )
     pinged = (await tenant.api(PING, {"i": {"id": endpoint.id}}, token=tenant.owner_token))["pingWebhookEndpoint"]
     assert pinged["delivery"]["eventType"] == "webhook.ping" and pinged["delivery"]["status"] == "PENDING"
     assert await drain(tenant.workspace.id) == ["succeeded"]
@@ -189,36 +209,61 @@ async def test_ping_reaches_even_a_disabled_endpoint(tenant: Tenant, http_sink: 
 async def _conversation(tenant: Tenant, external_id: str) -> tuple[str, str]:
     # The session proves its external id: a CRM sync of an id that a session merely
     # claimed goes to a contact of its own (tests/contacts/test_verified_contacts.py).
-    session = (await tenant.api(
-        "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { token contact { id } } }",
-        {"i": {"channelKey": tenant.channel.public_key, "externalId": external_id, "userHash": user_hash(tenant.channel.secret, external_id)}},
-    ))["startContactSession"]  # fmt: skip
-    started = (await tenant.api(
-        "mutation($i: StartConversationInput!) { startConversation(input: $i) { conversation { id } userErrors { code } } }",
-        {"i": {"body": "Hello"}}, token=session["token"],
-    ))["startConversation"]  # fmt: skip
+    session = (
+        await tenant.api(
+            "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { token contact { id } } }",
+            {
+                "i": {
+                    "channelKey": tenant.channel.public_key,
+                    "externalId": external_id,
+                    "userHash": user_hash(tenant.channel.secret, external_id),
+                }
+            },
+        )
+    )["startContactSession"]
+    started = (
+        await tenant.api(
+            "mutation($i: StartConversationInput!) { startConversation(input: $i) { conversation { id } userErrors { code } } }",
+            {"i": {"body": "Hello"}},
+            token=session["token"],
+        )
+    )["startConversation"]
     return session["contact"]["id"], started["conversation"]["id"]
 
 
 async def test_agent_edits_of_crm_attributes_reach_the_crm_when_the_conversation_status_changes(
     tenant: Tenant, http_sink: HttpSink
 ) -> None:
-    await tenant.api(DEFINE, {"i": {"key": "plan", "label": "Plan", "type": "TEXT", "crmManaged": True}}, token=tenant.owner_token)
+    await tenant.api(
+        DEFINE, {"i": {"key": "plan", "label": "Plan", "type": "TEXT", "crmManaged": True}}, token=tenant.owner_token
+    )
     await tenant.api(DEFINE, {"i": {"key": "notes", "label": "Notes", "type": "TEXT"}}, token=tenant.owner_token)
-    await tenant.api("mutation { updateWorkspace(input: {agentsCanEditCrmAttributes: true}) { userErrors { code } } }", token=tenant.owner_token)
+    await tenant.api(
+        "mutation { updateWorkspace(input: {agentsCanEditCrmAttributes: true}) { userErrors { code } } }",
+        token=tenant.owner_token,
+    )
     crm = await register(tenant, f"{http_sink.url}/crm", ["CONTACT_CRM_ATTRIBUTES_CHANGED"])
     status_hook = await register(tenant, f"{http_sink.url}/status", ["CONVERSATION_STATUS_CHANGED"])
     contact_id, conversation_id = await _conversation(tenant, "user-77")
     agent, agent_token = await tenant.agent()
 
     # The CRM's own writes (an API key) are not pushed back; an agent's are, later.
-    await tenant.api(UPDATE_CONTACT, {"i": {"id": contact_id, "attributes": [{"key": "plan", "value": "silver"}]}}, token=tenant.api_key)
-    edit = {"id": contact_id, "attributes": [{"key": "plan", "value": "gold"}, {"key": "notes", "value": "asked for an upgrade"}]}
+    await tenant.api(
+        UPDATE_CONTACT,
+        {"i": {"id": contact_id, "attributes": [{"key": "plan", "value": "silver"}]}},
+        token=tenant.api_key,
+    )
+    edit = {
+        "id": contact_id,
+        "attributes": [{"key": "plan", "value": "gold"}, {"key": "notes", "value": "asked for an upgrade"}],
+    }
     assert (await tenant.api(UPDATE_CONTACT, {"i": edit}, token=agent_token))["updateContact"]["userErrors"] == []
     assert await drain(tenant.workspace.id) == []
     assert http_sink.requests == []
 
-    changed = await tenant.api(SET_STATUS, {"i": {"id": conversation_id, "status": "RESOLVED"}}, token=tenant.owner_token)
+    changed = await tenant.api(
+        SET_STATUS, {"i": {"id": conversation_id, "status": "RESOLVED"}}, token=tenant.owner_token
+    )
     assert changed["setConversationStatus"]["userErrors"] == []
     assert await drain(tenant.workspace.id) == ["succeeded", "succeeded"]
     by_path = {r.path: r for r in await http_sink.wait_for(2)}
@@ -227,11 +272,19 @@ async def test_agent_edits_of_crm_attributes_reach_the_crm_when_the_conversation
     assert push["data"]["attributes"] == {"plan": "gold"}  # CRM-managed ones only
     assert push["data"]["contact"] == {"id": contact_id, "externalId": "user-77", "email": None}
     assert push["data"]["editedByAgentId"] is not None and agent.id
-    assert push["data"]["conversation"]["id"] == conversation_id and push["data"]["conversation"]["status"] == "resolved"
+    assert (
+        push["data"]["conversation"]["id"] == conversation_id and push["data"]["conversation"]["status"] == "resolved"
+    )
     status = verified(by_path["/status"], status_hook)
-    assert status["data"]["conversation"].items() >= {
-        "id": conversation_id, "status": "resolved", "previousStatus": "open", "contactId": contact_id,
-    }.items()  # fmt: skip
+    assert (
+        status["data"]["conversation"].items()
+        >= {
+            "id": conversation_id,
+            "status": "resolved",
+            "previousStatus": "open",
+            "contactId": contact_id,
+        }.items()
+    )
     # Pushed once: the next status change sends only the status event.
     http_sink.clear()
     await tenant.api(SET_STATUS, {"i": {"id": conversation_id, "status": "OPEN"}}, token=tenant.owner_token)
@@ -239,9 +292,11 @@ async def test_agent_edits_of_crm_attributes_reach_the_crm_when_the_conversation
     assert [r.path for r in await http_sink.wait_for(1)] == ["/status"]
     # An agent's bulk edit through syncContacts is an agent's edit too.
     http_sink.clear()
-    synced = await tenant.api("mutation($i: SyncContactsInput!) { syncContacts(input: $i) { updated } }",
-                              {"i": {"contacts": [{"externalId": "user-77", "attributes": [{"key": "plan", "value": "platinum"}]}]}},
-                              token=agent_token)  # fmt: skip
+    synced = await tenant.api(
+        "mutation($i: SyncContactsInput!) { syncContacts(input: $i) { updated } }",
+        {"i": {"contacts": [{"externalId": "user-77", "attributes": [{"key": "plan", "value": "platinum"}]}]}},
+        token=agent_token,
+    )
     assert synced["syncContacts"]["updated"] == 1
     await tenant.api(SET_STATUS, {"i": {"id": conversation_id, "status": "RESOLVED"}}, token=tenant.owner_token)
     assert await drain(tenant.workspace.id) == ["succeeded", "succeeded"]
@@ -253,9 +308,17 @@ async def test_segment_joins_and_leaves_are_delivered(tenant: Tenant, http_sink:
     endpoint = await register(tenant, f"{http_sink.url}/segments", ["SEGMENT_JOINED", "SEGMENT_LEFT"])
     made = await tenant.api(
         "mutation($i: CreateSegmentInput!) { createSegment(input: $i) { segment { id } userErrors { message } } }",
-        {"i": {"name": "Lyon", "rules": {"match": "ALL", "conditions": [{"field": "city", "operator": "EQUALS", "value": {"text": "Lyon"}}]}}},
+        {
+            "i": {
+                "name": "Lyon",
+                "rules": {
+                    "match": "ALL",
+                    "conditions": [{"field": "city", "operator": "EQUALS", "value": {"text": "Lyon"}}],
+                },
+            }
+        },
         token=tenant.owner_token,
-    )  # fmt: skip
+    )
     segment_id = made["createSegment"]["segment"]["id"]
     lyon = [await tenant.contact(name=f"Lyonnais {i}", city="Lyon") for i in range(3)]
     ctx = {"redis": app.state.jobs, "hub": None}
@@ -267,8 +330,9 @@ async def test_segment_joins_and_leaves_are_delivered(tenant: Tenant, http_sink:
     assert await drain(tenant.workspace.id) == ["succeeded", "succeeded"]
     bodies = [verified(r, endpoint) for r in await http_sink.wait_for(2)]
     assert [(b["type"], sorted(b["data"]["contactIds"])) for b in bodies] == [
-        ("segment.joined", sorted(c["id"] for c in lyon)), ("segment.left", [lyon[0]["id"]]),
-    ]  # fmt: skip
+        ("segment.joined", sorted(c["id"] for c in lyon)),
+        ("segment.left", [lyon[0]["id"]]),
+    ]
     assert bodies[0]["data"]["segment"] == {"id": segment_id, "name": "Lyon"}
 
 
@@ -277,8 +341,13 @@ async def test_a_bulk_sync_fans_out_in_the_database(tenant: Tenant, http_sink: H
     await register(tenant, f"{http_sink.url}/two", ["CONTACT_CREATED", "CONTACT_UPDATED"])
     await register(tenant, f"{http_sink.url}/off", ["CONTACT_UPDATED"])
     rows = [{"externalId": f"fan-{i}"} for i in range(300)]
-    payload = (await tenant.api("mutation($i: SyncContactsInput!) { syncContacts(input: $i) { created } }",
-                                {"i": {"contacts": rows}}, token=tenant.api_key))["syncContacts"]  # fmt: skip
+    payload = (
+        await tenant.api(
+            "mutation($i: SyncContactsInput!) { syncContacts(input: $i) { created } }",
+            {"i": {"contacts": rows}},
+            token=tenant.api_key,
+        )
+    )["syncContacts"]
     assert payload["created"] == 300
     ws = tenant.workspace.id
     assert await WebhookDelivery.filter(workspace_id=ws).count() == 600
@@ -307,10 +376,16 @@ async def empty_queue(app: Any) -> None:
     await app.state.jobs.delete(keys.arq_queue())
 
 
-async def test_an_arq_worker_delivers_and_retries(tenant: Tenant, http_sink: HttpSink, tmp_path: Path, empty_queue: None) -> None:
+async def test_an_arq_worker_delivers_and_retries(
+    tenant: Tenant, http_sink: HttpSink, tmp_path: Path, empty_queue: None
+) -> None:
     endpoint = await register(tenant, f"{http_sink.url}/worker", ["CONTACT_CREATED"])
     # Deliveries other tests left waiting (nobody ran them) are not this worker's business.
-    await WebhookDelivery.filter(status=DeliveryStatus.PENDING).exclude(workspace_id=tenant.workspace.id).update(status=DeliveryStatus.CANCELLED)
+    await (
+        WebhookDelivery.filter(status=DeliveryStatus.PENDING)
+        .exclude(workspace_id=tenant.workspace.id)
+        .update(status=DeliveryStatus.CANCELLED)
+    )
     http_sink.respond_with([500, 500])
     worker = start_worker(tmp_path, env={"WEBHOOK_RETRY_BASE_SECONDS": "0.2"})
     try:

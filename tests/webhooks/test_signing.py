@@ -10,7 +10,10 @@ BODY = b'{"text":"hi"}'
 
 
 def test_the_documented_vector() -> None:
-    assert signature("s3cret", BODY, 1767225600) == "t=1767225600,v1=14c9d6c051268444b047dbc0897b6b69ebe72ebbc5c8c3ede7e64c8104055950"
+    assert (
+        signature("s3cret", BODY, 1767225600)
+        == "t=1767225600,v1=14c9d6c051268444b047dbc0897b6b69ebe72ebbc5c8c3ede7e64c8104055950"
+    )
 
 
 def test_a_fresh_signature_verifies_and_anything_else_says_why() -> None:
