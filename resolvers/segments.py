@@ -215,8 +215,8 @@ async def count_matching(ctx: Context, rules: dict[str, Any]) -> int:
     """How many contacts the rules match right now, counted in the database."""
     where, params = await _matching(ctx, rules)
     rows = await connections.get("default").execute_query_dict(
-        f"SELECT count(*) AS n FROM contacts c WHERE {where}",
-        params,  # noqa: S608
+        f"SELECT count(*) AS n FROM contacts c WHERE {where}",  # noqa: S608
+        params,
     )
     return int(rows[0]["n"])
 
@@ -227,8 +227,8 @@ async def preview(ctx: Context, rules: dict[str, Any], first: int) -> tuple[int,
         raise UserFailure.of("first", Code.INVALID, f"first is 0 to {MAX_PREVIEW}.")
     where, params = await _matching(ctx, rules)
     rows = await connections.get("default").execute_query_dict(
-        f"SELECT c.id FROM contacts c WHERE {where} ORDER BY c.last_seen_at DESC, c.id DESC LIMIT {int(first)}",
-        params,  # noqa: S608
+        f"SELECT c.id FROM contacts c WHERE {where} ORDER BY c.last_seen_at DESC, c.id DESC LIMIT {int(first)}",  # noqa: S608
+        params,
     )
     ids = [r["id"] for r in rows]
     by_id = {c.id: c for c in await Contact.filter(id__in=ids)} if ids else {}

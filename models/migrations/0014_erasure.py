@@ -62,8 +62,8 @@ async def fill_contact_ids(client: Any) -> None:
     while True:
         # The id FILL_CHUNK rows on (by the primary key), however sparse the ids are.
         upper = await client.execute_query_dict(
-            f"SELECT id FROM webhook_deliveries WHERE id > {ph} ORDER BY id LIMIT 1 OFFSET {FILL_CHUNK - 1}",
-            [low],  # noqa: S608
+            f"SELECT id FROM webhook_deliveries WHERE id > {ph} ORDER BY id LIMIT 1 OFFSET {FILL_CHUNK - 1}",  # noqa: S608
+            [low],
         )
         high = int(upper[0]["id"]) if upper else 2**63 - 1
         await client.execute_query(FILL[dialect], [low, high])
