@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 # universal resolution), with hashes; pip installs them with --require-hashes.
 LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --custom-compile-command "make lock" -q
 
-.PHONY: install python-version lock run test test-postgres check-upgrade schema migrate seed bench clean
+.PHONY: install python-version lock run test test-postgres lint check-upgrade schema migrate seed bench clean
 
 python-version:
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 11) <= v <= (3, 13) else "Parley needs Python 3.11, 3.12 or 3.13; $(PYTHON) is %d.%d. Run make with PYTHON=python3.12 (or another supported one)." % v)'
@@ -39,6 +39,13 @@ test: install
 
 test-postgres: install
 	TEST_DATABASE_URL=$${TEST_DATABASE_URL:-postgres://root@127.0.0.1:5432/test} $(PY) -m pytest
+
+# Lint, format and types (CI runs it; configuration in pyproject.toml): ruff's rules, the
+# code as ruff formats it, and mypy --strict on domain/ and core/.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m mypy
 
 # What upgrading the two exactly pinned GraphQL libraries would break: runtime/ relies on
 # their internals (each runtime/ module's docstring names which). A scratch venv
