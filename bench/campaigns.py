@@ -49,7 +49,10 @@ from bench.common import (
     stop_process,
 )
 
-CREATE = """mutation($i: CreateCampaignInput!) { createCampaign(input: $i) { campaign { id } userErrors { field code message } } }"""
+CREATE = (
+    "mutation($i: CreateCampaignInput!) { createCampaign(input: $i) { campaign { id } "
+    "userErrors { field code message } } }"
+)
 POLL = "query($id: ID!) { campaign(id: $id) { status startedAt finishedAt stats { recipients sent skipped } } }"
 
 
@@ -59,7 +62,8 @@ def seed_sql(postgres: bool, n: int) -> str:
     return (
         f"{head}INSERT INTO contacts (workspace_id, name, email, vip, blocked, gdpr_consent, sms_consent, attributes, "
         "first_seen_at, last_seen_at, created_at, updated_at) "
-        f"SELECT :ws, 'Contact ' || g, 'c' || g || '@example.com', false, false, false, 'never', '{{}}', :now, :now, :now, :now "
+        f"SELECT :ws, 'Contact ' || g, 'c' || g || '@example.com', false, false, false, 'never', '{{}}', "
+        ":now, :now, :now, :now "
         f"FROM {series}"
     )
 
@@ -77,14 +81,24 @@ BASELINE = [
          last_message_at, resolved_at, created_at, updated_at)
        SELECT :ws, c.id, :channel, 'resolved', c.vip, 0, 1, :now, :now, :now, :now
        FROM segment_memberships m JOIN contacts c ON c.id = m.contact_id WHERE m.segment_id = :segment""",
-    """INSERT INTO messages (workspace_id, conversation_id, sender_kind, agent_id, direction, body, delivery_state, created_at)
-       SELECT workspace_id, id, 'agent', :agent, 'outbound', :body, 'received', :now FROM conversations WHERE channel_id = :channel""",
+    (
+        "INSERT INTO messages (workspace_id, conversation_id, sender_kind, agent_id, direction, body, delivery_state, "
+        "created_at)\n"
+        "       SELECT workspace_id, id, 'agent', :agent, 'outbound', :body, 'received', :now "
+        "FROM conversations WHERE channel_id = :channel"
+    ),
     """UPDATE conversations SET last_message_id = m.id FROM messages m
        WHERE m.conversation_id = conversations.id AND conversations.channel_id = :channel""",
-    """UPDATE campaign_recipients SET message_id = cv.last_message_id FROM conversations cv
-       WHERE cv.channel_id = :channel AND campaign_recipients.campaign_id = :campaign AND campaign_recipients.contact_id = cv.contact_id""",
-    """INSERT INTO outreach_receipts (workspace_id, contact_id, source, sent_at)
-       SELECT :ws, contact_id, 'campaign:' || CAST(:campaign AS integer), :now FROM campaign_recipients WHERE campaign_id = :campaign""",
+    (
+        "UPDATE campaign_recipients SET message_id = cv.last_message_id FROM conversations cv\n"
+        "       WHERE cv.channel_id = :channel AND campaign_recipients.campaign_id = :campaign "
+        "AND campaign_recipients.contact_id = cv.contact_id"
+    ),
+    (
+        "INSERT INTO outreach_receipts (workspace_id, contact_id, source, sent_at)\n"
+        "       SELECT :ws, contact_id, 'campaign:' || CAST(:campaign AS integer), :now "
+        "FROM campaign_recipients WHERE campaign_id = :campaign"
+    ),
 ]
 
 
@@ -169,7 +183,8 @@ async def run(sqlite: bool, recipients: int, batch: int) -> dict[str, Any]:
         ).total_seconds()
         campaign_id = decode_global_id(gid)[1]  # type: ignore[index]
         count_sql, count_params = _bind(
-            "SELECT count(*) AS n FROM campaign_recipients r JOIN messages m ON m.id = r.message_id WHERE r.campaign_id = :c",
+            "SELECT count(*) AS n FROM campaign_recipients r JOIN messages m ON m.id = r.message_id "
+            "WHERE r.campaign_id = :c",
             {"c": campaign_id},
             postgres,
         )

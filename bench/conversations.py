@@ -89,7 +89,10 @@ MY_MESSAGES = "subscription { myMessages { cursor message { id conversationId bo
 SESSION = (
     "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { token userErrors { code message } } }"
 )
-START = "mutation($i: StartConversationInput!) { startConversation(input: $i) { conversation { id } userErrors { code message } } }"
+START = (
+    "mutation($i: StartConversationInput!) { startConversation(input: $i) { conversation { id } "
+    "userErrors { code message } } }"
+)
 
 SEQ = re.compile(rb"seq=(\d+)")
 
@@ -517,7 +520,8 @@ class Bench:
         print(f"\n### {title}\n")
         print(markdown_table(HEADERS, table))
         print(
-            f"\nServer RSS: {rss_before / 2**20:.0f} MiB before the sockets, {rss_connected / 2**20:.0f} MiB with {n:,} "
+            f"\nServer RSS: {rss_before / 2**20:.0f} MiB before the sockets, "
+            f"{rss_connected / 2**20:.0f} MiB with {n:,} "
             f"subscribed ({(rss_connected - rss_before) / max(n, 1) / 1024:.0f} KiB each), "
             f"{rss_bytes(server.pid) / 2**20:.0f} MiB at the end. Hub subscribers dropped as too slow: "
             f"{dropped.group(1) if dropped else '?'}; subscriber errors: {len(problems)}; "
@@ -552,7 +556,8 @@ class Bench:
                 await wait_for_subscribers(http, n)
                 await self.run(
                     "fanout",
-                    f"Fan-out: {n:,} agent sockets on messageAdded of one conversation, {args.messages} messages a load",
+                    f"Fan-out: {n:,} agent sockets on messageAdded of one conversation, "
+                    f"{args.messages} messages a load",
                     server,
                     http,
                     self.owner_token,
@@ -600,7 +605,8 @@ class Bench:
                 for i in range(n):
                     group.create_task(contact(i))
             self.notes.append(
-                f"one-to-one: {n:,} contact sessions and conversations through the API in {time.monotonic() - seeding:.1f} s"
+                f"one-to-one: {n:,} contact sessions and conversations through the API "
+                f"in {time.monotonic() - seeding:.1f} s"
             )
             deliveries = Deliveries()
             rss_before = rss_bytes(server.pid)
@@ -660,7 +666,9 @@ async def describe(stack: Stack, layout: CoreLayout, open_files: tuple[int, int]
 
         conn = await asyncpg.connect(stack.database_url.replace("postgres://", "postgresql://", 1))
         try:
-            database = f"PostgreSQL {await conn.fetchval('SHOW server_version')} on 127.0.0.1 (scratch database {stack.database_url.rsplit('/', 1)[1]})"
+            server_version = await conn.fetchval("SHOW server_version")
+            scratch_database = stack.database_url.rsplit("/", 1)[1]
+            database = f"PostgreSQL {server_version} on 127.0.0.1 (scratch database {scratch_database})"
         finally:
             await conn.close()
     import redis.asyncio as redis
@@ -671,9 +679,11 @@ async def describe(stack: Stack, layout: CoreLayout, open_files: tuple[int, int]
     finally:
         await client.aclose()
     return (
-        f"Machine: {facts['cpus']} CPUs ({facts['cpu model']}), {facts['memory']}, Linux {facts['kernel']}, Python {facts['python']}.\n"
+        f"Machine: {facts['cpus']} CPUs ({facts['cpu model']}), {facts['memory']}, Linux {facts['kernel']}, "
+        f"Python {facts['python']}.\n"
         f"Database: {database}. Redis {redis_version}: {stack.redis_description}.\n"
-        f"Pinning: {layout.describe()}. Open files (soft/hard, inherited by the server): {open_files[0]}/{open_files[1]}."
+        f"Pinning: {layout.describe()}. Open files (soft/hard, inherited by the server): "
+        f"{open_files[0]}/{open_files[1]}."
     )
 
 

@@ -50,11 +50,19 @@ SESSION = """mutation($i: StartContactSessionInput!) { startContactSession(input
   token contact { id } userErrors { field code message } } }"""
 START = """mutation($i: StartConversationInput!) { startConversation(input: $i) {
   conversation { id } userErrors { field code message } } }"""
-REPLY = """mutation($i: SendMessageInput!) { sendMessage(input: $i) { message { id } userErrors { field code message } } }"""
+REPLY = (
+    "mutation($i: SendMessageInput!) { sendMessage(input: $i) { message { id } userErrors { field code message } } }"
+)
 SYNC = """mutation($i: SyncContactsInput!) { syncContacts(input: $i) {
   created failed results { contactId } userErrors { field code message } } }"""
-SEGMENT = """mutation($i: CreateSegmentInput!) { createSegment(input: $i) { segment { id } userErrors { field code message } } }"""
-CAMPAIGN = """mutation($i: CreateCampaignInput!) { createCampaign(input: $i) { campaign { id } userErrors { field code message } } }"""
+SEGMENT = (
+    "mutation($i: CreateSegmentInput!) { createSegment(input: $i) { segment { id } "
+    "userErrors { field code message } } }"
+)
+CAMPAIGN = (
+    "mutation($i: CreateCampaignInput!) { createCampaign(input: $i) { campaign { id } "
+    "userErrors { field code message } } }"
+)
 CAMPAIGN_STATUS = "query($id: ID!) { campaign(id: $id) { status stats { recipients sent skipped failed } } }"
 CAMPAIGN_BODY = "Welcome aboard: here is what is new this week."
 
@@ -368,7 +376,8 @@ async def verify(workspace_id: int, acknowledged: dict[str, list[int]], outcome:
         return
     q = SqlBuilder()
     rows = await connections.get("default").execute_query_dict(
-        "SELECT c.contact_id AS contact_id, COUNT(*) AS n FROM messages m JOIN conversations c ON c.id = m.conversation_id "
+        "SELECT c.contact_id AS contact_id, COUNT(*) AS n "
+        "FROM messages m JOIN conversations c ON c.id = m.conversation_id "
         f"WHERE m.workspace_id = {q.param(workspace_id)} AND m.body = {q.param(CAMPAIGN_BODY)} GROUP BY c.contact_id",
         q.params,
     )
@@ -379,9 +388,9 @@ async def verify(workspace_id: int, acknowledged: dict[str, list[int]], outcome:
 
 def report(outcomes: list[Outcome], args: argparse.Namespace) -> str:
     lines = [
-        f"{args.contacts:,} seeded contacts; at the same time {args.sessions} visitor sessions and {args.replies} agent "
-        f"replies {args.concurrency} at a time, {args.sync_calls} syncContacts calls of 1,000 rows, then a campaign to "
-        "the imported contacts; one uvicorn process and one arq worker",
+        f"{args.contacts:,} seeded contacts; at the same time {args.sessions} visitor sessions and "
+        f"{args.replies} agent replies {args.concurrency} at a time, {args.sync_calls} syncContacts calls of "
+        "1,000 rows, then a campaign to the imported contacts; one uvicorn process and one arq worker",
         ", ".join(f"{k}: {v}" for k, v in machine_facts().items()),
         "",
     ]

@@ -203,7 +203,10 @@ async def bench_mutation(database_url: str, redis_url: str, messages: int, calls
                 },
             )
             token = started.json()["data"]["startContactSession"]["token"]
-            doc = "mutation($i: ReportPageViewInput!) { reportPageView(input: $i) { delivery { id } userErrors { code } } }"
+            doc = (
+                "mutation($i: ReportPageViewInput!) { reportPageView(input: $i) { delivery { id } "
+                "userErrors { code } } }"
+            )
             for label, url in (
                 ("no message matches", "https://shop.example/nothing"),
                 ("one message delivered", "https://shop.example/deliver-here"),
@@ -283,7 +286,8 @@ def main() -> None:
         if label != "cache":
             print(f"| {label} | {figures['median_ms']:.2f} ms | {figures['p95_ms']:.2f} ms |")
     print(
-        f"\nCompilations during the run: {int(mutation['cache']['compilations'])} (the first page view; then the cache)."
+        f"\nCompilations during the run: {int(mutation['cache']['compilations'])} "
+        "(the first page view; then the cache)."
     )
 
 

@@ -34,7 +34,10 @@ from bench.common import BENCH_RATE_LIMITS
 ROOT = Path(__file__).resolve().parent.parent
 
 CONTACTS_QUERY = "{ contacts(first: 50) { edges { node { id name email phone lastSeenAt } } } }"
-CONVERSATIONS_QUERY = "{ conversations(first: 25) { edges { node { id status contact { id name } assignee { id name } lastMessage { id body } } } } }"
+CONVERSATIONS_QUERY = (
+    "{ conversations(first: 25) { edges { node { id status contact { id name } assignee { id name } "
+    "lastMessage { id body } } } } }"
+)
 
 
 @dataclass
@@ -263,7 +266,8 @@ def main() -> None:
         for query in (CONTACTS_QUERY, CONVERSATIONS_QUERY):
             check(url, token, query)
         print(
-            f"\n{'PostgreSQL' if args.postgres else 'SQLite'}, {os.cpu_count()} CPUs, server on CPU 0, wrk on CPU 1, {args.duration} s per figure\n"
+            f"\n{'PostgreSQL' if args.postgres else 'SQLite'}, {os.cpu_count()} CPUs, server on CPU 0, wrk on CPU 1, "
+            f"{args.duration} s per figure\n"
         )
         print(
             "| query | connections | bare req/s | GraphQL req/s | ratio | GraphQL p50 / p99 ms | bare p50 / p99 ms "
@@ -295,9 +299,10 @@ def main() -> None:
                 if spy is not None:
                     spy.wait()
                 rss_after = rss_bytes(server.pid)
+                ratio = graphql.requests_per_second / bare.requests_per_second
                 print(
-                    f"| {label} | {connections} | {bare.requests_per_second:,.0f} | {graphql.requests_per_second:,.0f} | "
-                    f"{graphql.requests_per_second / bare.requests_per_second:.2f}× | {graphql.p50_ms:.2f} / {graphql.p99_ms:.2f} | "
+                    f"| {label} | {connections} | {bare.requests_per_second:,.0f} | {graphql.requests_per_second:,.0f} "
+                    f"| {ratio:.2f}× | {graphql.p50_ms:.2f} / {graphql.p99_ms:.2f} | "
                     f"{bare.p50_ms:.2f} / {bare.p99_ms:.2f} | {rss_before / 2**20:.0f} → {rss_after / 2**20:.0f} |",
                     flush=True,
                 )

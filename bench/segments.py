@@ -12,7 +12,8 @@ times the COUNT and the first page (50, most recent first) through the compiler 
 previewSegment and Segment.count run — beside a hand-written query for the same set, a
 full membership refresh (the first, which inserts every member, and a second, which finds
 nothing to change), and Segment.contacts' pages from the membership (the resolver's code)
-beside a hand-written query and beside the way it paged before (walking the contacts). Compiled and hand-written queries run in alternation, and each figure is the median of
+beside a hand-written query and beside the way it paged before (walking the contacts).
+Compiled and hand-written queries run in alternation, and each figure is the median of
 --repeat runs. Prints Markdown tables for BENCHMARKS.md.
 
 --reuse skips the seeding (about a minute for 1,000,000 contacts) and runs on a database
@@ -196,7 +197,8 @@ async def _run(contacts: int, sqlite: bool, repeat: int, seed: bool = True, refr
         assert bench is not None, "no Bench workspace in this database: keep one with --keep"
         ws = bench.id
         print(
-            f"reusing {await Contact.filter(workspace_id=ws).count():,} contacts ({'SQLite' if sqlite else 'PostgreSQL'})\n"
+            f"reusing {await Contact.filter(workspace_id=ws).count():,} contacts "
+            f"({'SQLite' if sqlite else 'PostgreSQL'})\n"
         )
     else:
         ws = await _seed(conn, contacts, sqlite, now)
@@ -226,7 +228,8 @@ async def _seed(conn: Any, contacts: int, sqlite: bool, now: datetime) -> int:
         )
         await conn.execute_query(sql, params)
     print(
-        f"seeded {contacts:,} contacts in {time.perf_counter() - started:.1f} s ({'SQLite' if sqlite else 'PostgreSQL'})\n"
+        f"seeded {contacts:,} contacts in {time.perf_counter() - started:.1f} s "
+        f"({'SQLite' if sqlite else 'PostgreSQL'})\n"
     )
     return int(ws)
 
@@ -239,7 +242,8 @@ async def _measure(conn: Any, ws: int, sqlite: bool, repeat: int, now: datetime,
 
     types = {"plan": "text", "seats": "number", "account": "number"}
     rows = [
-        "| segment | members | count: compiled | count: hand SQL | ratio | first page: compiled | first page: hand SQL | ratio |",
+        "| segment | members | count: compiled | count: hand SQL | ratio "
+        "| first page: compiled | first page: hand SQL | ratio |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for label, rules, hand in SEGMENTS:
@@ -267,8 +271,9 @@ async def _measure(conn: Any, ws: int, sqlite: bool, repeat: int, now: datetime,
                 conn, [(page_sql, params), (hand_page, hand_params)], repeat
             )
             rows.append(
-                f"| {label} | {members:,} | {count_ms:.1f} ms | {hand_count_ms:.1f} ms | {count_ms / hand_count_ms:.2f}× "
-                f"| {page_ms:.1f} ms | {hand_page_ms:.1f} ms | {page_ms / hand_page_ms:.2f}× |"
+                f"| {label} | {members:,} | {count_ms:.1f} ms | {hand_count_ms:.1f} ms "
+                f"| {count_ms / hand_count_ms:.2f}× | {page_ms:.1f} ms | {hand_page_ms:.1f} ms "
+                f"| {page_ms / hand_page_ms:.2f}× |"
             )
         else:
             count_ms = await _timed(conn, count_sql, params, repeat)
@@ -329,7 +334,8 @@ async def _member_pages(conn: Any, ctx: Any, segment: Any, repeat: int) -> list[
     cursor = _encode([middle[0]["last_seen_at"], middle[0]["contact_id"]]) if middle else None
     h = SqlBuilder()
     hand = (
-        f"SELECT c.* FROM segment_memberships m JOIN contacts c ON c.id = m.contact_id WHERE m.segment_id = {h.param(segment.id)} "
+        "SELECT c.* FROM segment_memberships m JOIN contacts c ON c.id = m.contact_id "
+        f"WHERE m.segment_id = {h.param(segment.id)} "
         "ORDER BY m.last_seen_at DESC, m.contact_id DESC LIMIT 50"
     )
 

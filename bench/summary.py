@@ -173,7 +173,8 @@ def svg() -> str:
     for tick in (0.01, 0.1, 1, 10):
         tx = x(tick)
         out.append(
-            f'<line x1="{tx:.1f}" y1="{top - 8}" x2="{tx:.1f}" y2="{height - 28}" stroke="{"#333" if tick == 1 else "#ccc"}"/>'
+            f'<line x1="{tx:.1f}" y1="{top - 8}" x2="{tx:.1f}" y2="{height - 28}" '
+            f'stroke="{"#333" if tick == 1 else "#ccc"}"/>'
         )
         out.append(f'<text x="{tx:.1f}" y="{height - 12}" text-anchor="middle">{_number(tick)}×</text>')
     for i, f in enumerate(FIGURES):

@@ -133,7 +133,8 @@ async def run_baseline(workspace_id: int, contacts: int, batch: int, round_: int
         sql = (
             f"INSERT INTO contacts ({', '.join(columns)}) VALUES {', '.join(values)} "
             "ON CONFLICT (workspace_id, external_id) DO UPDATE SET name = EXCLUDED.name, email = EXCLUDED.email, "
-            "city = EXCLUDED.city, country = EXCLUDED.country, attributes = EXCLUDED.attributes, updated_at = EXCLUDED.updated_at"
+            "city = EXCLUDED.city, country = EXCLUDED.country, attributes = EXCLUDED.attributes, "
+            "updated_at = EXCLUDED.updated_at"
         )
         t = time.perf_counter()
         await conn.execute_query(sql, q.params)

@@ -81,7 +81,10 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         context = " ".join(f"{k}={v}" for k, v in getattr(record, "fields", {}).items())
         request_id = getattr(record, "request_id", "-")
-        text = f"{_timestamp(record)} {record.levelname:<7} {record.name} [{request_id}{' ' + context if context else ''}] {record.getMessage()}"
+        text = (
+            f"{_timestamp(record)} {record.levelname:<7} {record.name} "
+            f"[{request_id}{' ' + context if context else ''}] {record.getMessage()}"
+        )
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
         return text

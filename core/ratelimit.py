@@ -188,7 +188,8 @@ class RateLimits:
                 await self.limiter.clear(item, "login-failures", account)
                 if ms:
                     log.warning(
-                        "login locked for account %r for %d s after %d failed attempts in %s (lockout %d in a row; last attempt from %s)",
+                        "login locked for account %r for %d s after %d failed attempts in %s "
+                        "(lockout %d in a row; last attempt from %s)",
                         email.strip().lower(),
                         ms // 1000,
                         item.amount,

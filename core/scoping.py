@@ -107,7 +107,10 @@ def _page_plan(model: type[Model], sql_dialect: str, names: tuple[str, ...], sor
         columns, converters = _selection(model, names)
         order = ", ".join(f'"{projection[c.lstrip("-")]}" {"DESC" if c.startswith("-") else "ASC"}' for c in sort)
         where, limit = ("$1", "$2") if postgres else ("?", "?")
-        sql = f'SELECT {columns} FROM "{model._meta.db_table}" WHERE "{_scope_column(model)}" = {where} ORDER BY {order} LIMIT {limit}'  # noqa: S608
+        sql = (
+            f'SELECT {columns} FROM "{model._meta.db_table}" WHERE "{_scope_column(model)}" = {where} '  # noqa: S608
+            f"ORDER BY {order} LIMIT {limit}"
+        )
         plan = _RowPlan(sql, postgres, _rows_converter(converters))
     while len(_page_plans) >= PAGE_PLANS_MAX:
         del _page_plans[next(iter(_page_plans))]

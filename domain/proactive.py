@@ -17,7 +17,8 @@ NOT_IN):
 
 - page_url, page_title, referrer (text): equals, not_equals, contains, not_contains,
   starts_with, ends_with, matches (a wildcard: `*` is any run of characters, the whole
-  URL must match; at most MAX_WILDCARDS stars, matched in linear time), is_set, is_not_set; text compares case-insensitively.
+  URL must match; at most MAX_WILDCARDS stars, matched in linear time), is_set, is_not_set;
+  text compares case-insensitively.
 - time_on_page (seconds), visit_count (number): equals, greater_than, greater_or_equal,
   less_than, less_or_equal.
 - visitor: equals "new" (first visit) or "returning".

@@ -77,14 +77,17 @@ hand-written `(attributes ->> 'seats')::numeric >= 10` does (BENCHMARKS.md).
     ...     {"field": "country", "operator": "equals", "value": "PT"},
     ...     {"field": "attribute.seats", "operator": "greater_than", "value": 10}]}, {"seats": "number"})
     >>> sql, params = compile_where(group, "postgres", now=datetime(2026, 1, 1, tzinfo=UTC), param_start=2)
-    >>> print(sql)
-    ((c.country IS NOT NULL AND lower((c.country) COLLATE "C") = $2::text) OR COALESCE(c.attributes @@ $3::jsonpath, FALSE))
+    >>> print(sql)  # doctest: +NORMALIZE_WHITESPACE
+    ((c.country IS NOT NULL AND lower((c.country) COLLATE "C") = $2::text)
+     OR COALESCE(c.attributes @@ $3::jsonpath, FALSE))
     >>> params
     ['pt', 'strict $."seats" > 10']
-    >>> parse({"match": "all", "conditions": [{"field": "vip", "operator": "contains", "value": "x"}]}, {})
+    >>> vip_contains = {"match": "all", "conditions": [{"field": "vip", "operator": "contains", "value": "x"}]}
+    >>> parse(vip_contains, {})  # doctest: +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
     ...
-    domain.segments.RuleError: Condition 1 (vip contains): contains does not apply to a boolean field; use equals, not_equals, is_set, is_not_set.
+    domain.segments.RuleError: Condition 1 (vip contains): contains does not apply to a boolean field;
+    use equals, not_equals, is_set, is_not_set.
 """
 
 from __future__ import annotations

@@ -113,7 +113,8 @@ async def freeze_audience(campaign: Campaign, now: datetime) -> int:
                 q = SqlBuilder()
                 sql = (
                     "INSERT INTO campaign_recipients (workspace_id, campaign_id, contact_id, status) "  # noqa: S608
-                    f"SELECT {_typed(q, campaign.workspace_id, 'int')}, {_typed(q, campaign.id, 'int')}, m.contact_id, 'pending' "
+                    f"SELECT {_typed(q, campaign.workspace_id, 'int')}, {_typed(q, campaign.id, 'int')}, "
+                    "m.contact_id, 'pending' "
                     f"FROM segment_memberships m WHERE m.segment_id = {q.param(locked.segment_id)} "
                     "ON CONFLICT (campaign_id, contact_id) DO NOTHING"
                 )
@@ -196,7 +197,8 @@ class Sender:
             for at, ids in waits.items():
                 q = SqlBuilder()
                 sql = (
-                    f"UPDATE campaign_recipients SET status = 'waiting', next_attempt_at = {q.param(bind_datetime(at))} "  # noqa: S608
+                    "UPDATE campaign_recipients SET status = 'waiting', "  # noqa: S608
+                    f"next_attempt_at = {q.param(bind_datetime(at))} "
                     f"WHERE id {_ids(q, ids)} AND status IN ('pending', 'waiting') RETURNING id"
                 )
                 batch.waiting += len(await conn.execute_query_dict(sql, q.params))
@@ -228,7 +230,8 @@ class Sender:
         sql = (
             "INSERT INTO conversations (workspace_id, contact_id, channel_id, subject, status, vip, unread_count, "
             "contact_unread_count, last_message_at, resolved_at, created_at, updated_at) "
-            f"SELECT c.workspace_id, c.id, {_typed(q, self.channel.id, 'int')}, {_typed(q, subject, 'text')}, 'resolved', c.vip, 0, 1, "
+            f"SELECT c.workspace_id, c.id, {_typed(q, self.channel.id, 'int')}, "
+            f"{_typed(q, subject, 'text')}, 'resolved', c.vip, 0, 1, "
             + ", ".join(_typed(q, stamp, "timestamptz") for _ in range(4))
             + " "
             f"FROM contacts c WHERE c.id {_ids(q, contact_ids)} RETURNING id, contact_id"
@@ -238,9 +241,11 @@ class Sender:
         state = DeliveryState.RECEIVED if self.in_app else DeliveryState.PENDING
         q = SqlBuilder()
         sql = (
-            "INSERT INTO messages (workspace_id, conversation_id, sender_kind, agent_id, direction, body, delivery_state, created_at) "  # noqa: S608
-            f"SELECT workspace_id, id, {_typed(q, self.sender_kind.value, 'text')}, {_typed(q, self.agent_id, 'int')}, 'outbound', "
-            f"{_typed(q, campaign.body, 'text')}, {_typed(q, state.value, 'text')}, {_typed(q, stamp, 'timestamptz')} "
+            "INSERT INTO messages (workspace_id, conversation_id, sender_kind, agent_id, "  # noqa: S608
+            "direction, body, delivery_state, created_at) "
+            f"SELECT workspace_id, id, {_typed(q, self.sender_kind.value, 'text')}, {_typed(q, self.agent_id, 'int')}, "
+            f"'outbound', {_typed(q, campaign.body, 'text')}, "
+            f"{_typed(q, state.value, 'text')}, {_typed(q, stamp, 'timestamptz')} "
             f"FROM conversations WHERE id {_ids(q, conversation_ids)} RETURNING id, conversation_id"
         )
         messages = await conn.execute_query_dict(sql, q.params)
@@ -278,13 +283,16 @@ class Sender:
             "conversation AS ("
             "  INSERT INTO conversations (workspace_id, contact_id, channel_id, subject, status, vip, unread_count, "
             "    contact_unread_count, last_message_id, last_message_at, resolved_at, created_at, updated_at) "
-            f"  SELECT c.workspace_id, c.id, {q.param(self.channel.id)}::int, {q.param(subject)}::text, 'resolved', c.vip, 0, 1, "
+            f"  SELECT c.workspace_id, c.id, {q.param(self.channel.id)}::int, {q.param(subject)}::text, "
+            "'resolved', c.vip, 0, 1, "
             f"    claimed.message_id, {at}, {at}, {at}, {at} "
             "  FROM claimed JOIN contacts c ON c.id = claimed.contact_id "
             "  RETURNING id, contact_id, last_message_id), "
             "message AS ("
-            "  INSERT INTO messages (id, workspace_id, conversation_id, sender_kind, agent_id, direction, body, delivery_state, created_at) "
-            f"  SELECT last_message_id, {workspace}, id, {q.param(self.sender_kind.value)}::text, {q.param(self.agent_id)}::int, "
+            "  INSERT INTO messages (id, workspace_id, conversation_id, sender_kind, agent_id, direction, body, "
+            "delivery_state, created_at) "
+            f"  SELECT last_message_id, {workspace}, id, {q.param(self.sender_kind.value)}::text, "
+            f"{q.param(self.agent_id)}::int, "
             f"    'outbound', {q.param(campaign.body)}::text, {q.param(state.value)}::text, {at} FROM conversation), "
             "receipt AS ("
             f"  INSERT INTO {RECEIPTS} (workspace_id, contact_id, source, sent_at) "
@@ -335,7 +343,10 @@ async def _set_by_id(conn: Any, table: str, column: str, pairs: list[tuple[int, 
         sql = f"UPDATE {table} SET {column} = v.value FROM {pairs_sql} v WHERE {table}.id = v.id"  # noqa: S608
     else:
         values = ", ".join(f"({q.param(i)}, {q.param(v)})" for i, v in pairs)
-        sql = f"WITH v(id, value) AS (VALUES {values}) UPDATE {table} SET {column} = v.value FROM v WHERE {table}.id = v.id"  # noqa: S608
+        sql = (
+            f"WITH v(id, value) AS (VALUES {values}) "  # noqa: S608
+            f"UPDATE {table} SET {column} = v.value FROM v WHERE {table}.id = v.id"
+        )
     await conn.execute_query(sql, q.params)
 
 

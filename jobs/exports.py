@@ -67,7 +67,10 @@ def _expressions(columns: list[ex.Column], q: SqlBuilder) -> list[str]:
             out.append(
                 "(SELECT string_agg(t.name, ', ' ORDER BY t.name) FROM contact_tags t WHERE t.contact_id = c.id)"
                 if pg
-                else "(SELECT group_concat(name, ', ') FROM (SELECT t.name FROM contact_tags t WHERE t.contact_id = c.id ORDER BY t.name))"
+                else (
+                    "(SELECT group_concat(name, ', ') "
+                    "FROM (SELECT t.name FROM contact_tags t WHERE t.contact_id = c.id ORDER BY t.name))"
+                )
             )
         elif column.kind == "attribute":
             if pg:

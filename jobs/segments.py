@@ -66,8 +66,10 @@ async def refresh(
 
         q = SqlBuilder()
         head = (
-            "INSERT INTO segment_memberships (workspace_id, segment_id, contact_id, joined_at, joined_seq, last_seen_at) "  # noqa: S608
-            f"SELECT {q.param(segment.workspace_id)}, {q.param(segment.id)}, c.id, {q.param(bind_datetime(now))}, {q.param(seq)}, c.last_seen_at "
+            "INSERT INTO segment_memberships (workspace_id, segment_id, contact_id, joined_at, "  # noqa: S608
+            "joined_seq, last_seen_at) "
+            f"SELECT {q.param(segment.workspace_id)}, {q.param(segment.id)}, c.id, "
+            f"{q.param(bind_datetime(now))}, {q.param(seq)}, c.last_seen_at "
             "FROM contacts c WHERE "
         )
         where, params = matching_sql(group, segment.workspace_id, now=now, param_start=q.next_index)
@@ -76,7 +78,10 @@ async def refresh(
         if locked.member_count < FEW_MEMBERS:
             tail = " ON CONFLICT (segment_id, contact_id) DO NOTHING"
         else:
-            tail = f" AND NOT EXISTS (SELECT 1 FROM segment_memberships m WHERE m.segment_id = {q.param(segment.id)} AND m.contact_id = c.id)"  # noqa: S608
+            tail = (
+                " AND NOT EXISTS (SELECT 1 FROM segment_memberships m "  # noqa: S608
+                f"WHERE m.segment_id = {q.param(segment.id)} AND m.contact_id = c.id)"
+            )
         await tx.execute_query(head + where + restrict + tail, q.params)
 
         q = SqlBuilder()

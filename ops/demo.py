@@ -177,7 +177,10 @@ async def seed_demo(password: str | None = None) -> Demo:
                 "startContactSession",
             )
             started = await api(
-                f"mutation($i: StartConversationInput!) {{ startConversation(input: $i) {{ conversation {{ id }} {E} }} }}",
+                (
+                    f"mutation($i: StartConversationInput!) {{ startConversation(input: $i) {{ "
+                    f"conversation {{ id }} {E} }} }}"
+                ),
                 {"i": {"body": question, "websiteUrl": "https://shop.example/pricing"}},
                 session["token"],
                 "startConversation",
@@ -211,7 +214,10 @@ async def seed_demo(password: str | None = None) -> Demo:
             e["node"]["id"] for e in channels.json()["data"]["channels"]["edges"] if e["node"]["kind"] == "WEB_WIDGET"
         )
         made = await api(
-            f"mutation($i: CreateProactiveMessageInput!) {{ createProactiveMessage(input: $i) {{ proactiveMessage {{ id }} {E} }} }}",
+            (
+                f"mutation($i: CreateProactiveMessageInput!) {{ createProactiveMessage(input: $i) {{ "
+                f"proactiveMessage {{ id }} {E} }} }}"
+            ),
             {
                 "i": {
                     "name": "Pricing help",

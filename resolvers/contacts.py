@@ -451,9 +451,15 @@ def trusted_only(query: QuerySet[Contact], column: str) -> QuerySet[Contact]:
 async def _find_by_attribute(workspace_id: int, key: str, value: Any) -> Contact | None:
     # Tortoise's JSON lookups do not work on SQLite: emit each dialect's JSON expression.
     if dialect() == "postgres":
-        sql = f"SELECT id FROM contacts WHERE workspace_id = $1 AND {trusted_value('attributes')} AND attributes->>$2 = $3 ORDER BY id LIMIT 1"  # noqa: S608
+        sql = (
+            f"SELECT id FROM contacts WHERE workspace_id = $1 AND {trusted_value('attributes')} "  # noqa: S608
+            "AND attributes->>$2 = $3 ORDER BY id LIMIT 1"
+        )
     else:
-        sql = f"SELECT id FROM contacts WHERE workspace_id = ? AND {trusted_value('attributes')} AND json_extract(attributes, '$.' || ?) = ? ORDER BY id LIMIT 1"  # noqa: S608
+        sql = (
+            f"SELECT id FROM contacts WHERE workspace_id = ? AND {trusted_value('attributes')} "  # noqa: S608
+            "AND json_extract(attributes, '$.' || ?) = ? ORDER BY id LIMIT 1"
+        )
     from tortoise import connections
 
     rows = await connections.get("default").execute_query_dict(

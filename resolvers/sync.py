@@ -309,7 +309,8 @@ async def _existing(workspace: Workspace, plans: list[_Plan]) -> tuple[dict[str,
         trusted = "" if column == "external_id" else f" AND {trusted_value(column)}"
         if q.postgres:
             branches.append(
-                f"SELECT id FROM contacts WHERE workspace_id = {ws}{trusted} AND {column} = ANY({q.param([str(v) for v in values])}::text[])"  # noqa: S608
+                f"SELECT id FROM contacts WHERE workspace_id = {ws}{trusted} "  # noqa: S608
+                f"AND {column} = ANY({q.param([str(v) for v in values])}::text[])"
             )
         else:
             branches.append(

@@ -74,7 +74,8 @@ class StartContactSessionInput:
     external_id: str | None = strawberry.field(default=None, description="Your user id, for identified users.")
     user_hash: str | None = strawberry.field(
         default=None,
-        description="HMAC-SHA256 of externalId with the channel secret, hex; required when the channel verifies identities.",
+        description="HMAC-SHA256 of externalId with the channel secret, hex; "
+        "required when the channel verifies identities.",
     )
     email: str | None = None
     name: str | None = None
@@ -154,7 +155,8 @@ class AuthMutation:
         )
 
     @strawberry.mutation(
-        description="E-mails a single-use reset token to the agent with this e-mail. Answers `ok` whether or not the e-mail is known."
+        description="E-mails a single-use reset token to the agent with this e-mail. "
+        "Answers `ok` whether or not the e-mail is known."
     )
     async def request_password_reset(self, info: Info[Context, None], input: RequestPasswordResetInput) -> OkPayload:
         return await mutate(

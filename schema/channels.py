@@ -28,7 +28,8 @@ class Channel(relay.Node):
     public_key: str = strawberry.field(description="Embedded in the widget or app to open contact sessions.")
     identity_verification: bool
     business_hours: JSON | None = strawberry.field(
-        description='Weekly schedule: {"timeZone": "Europe/Paris", "days": {"mon": [["09:00", "17:00"]], …}}; null means always open.'
+        description='Weekly schedule: {"timeZone": "Europe/Paris", "days": {"mon": [["09:00", "17:00"]], …}}; '
+        "null means always open."
     )
     auto_responder_enabled: bool
     auto_responder_text: str | None
@@ -173,7 +174,8 @@ class ChannelMutation:
         return await mutate(ChannelPayload, r.update_channel(info.context, str(input.id), values), _channel)
 
     @strawberry.mutation(
-        description="Owners and admins: a new secret; identity hashes and webhooks signed with the old one stop working."
+        description="Owners and admins: a new secret; "
+        "identity hashes and webhooks signed with the old one stop working."
     )
     async def rotate_channel_secret(self, info: Info[Context, None], input: ChannelIdInput) -> ChannelPayload:
         return await mutate(ChannelPayload, r.rotate_channel_secret(info.context, str(input.id)), _channel)

@@ -116,7 +116,8 @@ class ContactEvent(relay.Node):
 
 @guard(lambda ctx, c: r.contact_refusal(ctx, c.id))
 @strawberry.type(
-    description="Agents and API keys with contacts:read see every contact of the workspace; a contact session sees itself only, without tags and with its visible attributes that are not CRM-managed."
+    description="Agents and API keys with contacts:read see every contact of the workspace; "
+    "a contact session sees itself only, without tags and with its visible attributes that are not CRM-managed."
 )
 class Contact(relay.Node):
     id: relay.NodeID[int]
@@ -153,7 +154,8 @@ class Contact(relay.Node):
         return await r.load_tags(info.context, self.id)
 
     @strawberry.field(
-        description="Values of the workspace's attribute definitions, in their order (in a contact session, the visible ones that are not CRM-managed)."
+        description="Values of the workspace's attribute definitions, in their order "
+        "(in a contact session, the visible ones that are not CRM-managed)."
     )
     async def attributes(self, info: Info[Context, None]) -> list[AttributeValue]:
         definitions = await r.load_definitions(info.context)
@@ -225,7 +227,8 @@ class ErasedCount:
     """How many of one kind of thing a contact's deletion removed."""
 
     kind: str = strawberry.field(
-        description="messages, conversations, notes, events, tags, webhookDeliveries, pushDevices, exportFiles or presence."
+        description="messages, conversations, notes, events, tags, webhookDeliveries, pushDevices, "
+        "exportFiles or presence."
     )
     count: int
 
@@ -410,7 +413,8 @@ def _contact(c: m.Contact) -> dict[str, object]:
 @strawberry.type
 class ContactQuery:
     @strawberry.field(
-        description="Contacts, most recent interaction first; search matches name, e-mail and phone; segmentId keeps a segment's members."
+        description="Contacts, most recent interaction first; search matches name, e-mail and phone; "
+        "segmentId keeps a segment's members."
     )
     async def contacts(
         self,

@@ -207,7 +207,8 @@ class Conversation(relay.Node):
         return None if _is_contact(info) else self._attributed_source
 
     @strawberry.field(
-        description="The conversation's own tags (e.g. from the proactive message that started it); empty in a contact's session."
+        description="The conversation's own tags (e.g. from the proactive message that started it); "
+        "empty in a contact's session."
     )
     async def tags(self, info: Info[Context, None]) -> list[str]:
         from resolvers.proactive import conversation_tags
@@ -532,7 +533,8 @@ class ConversationMutation:
         )
 
     @strawberry.mutation(
-        description="A reply from an agent, an API key (as a bot) or the contact. SMS replies need the contact's consent."
+        description="A reply from an agent, an API key (as a bot) or the contact. "
+        "SMS replies need the contact's consent."
     )
     async def send_message(self, info: Info[Context, None], input: SendMessageInput) -> SendMessagePayload:
         work = r.send_message(info.context, str(input.conversation_id), input.body)

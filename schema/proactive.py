@@ -523,7 +523,8 @@ async def _with_delivery(ctx: Context, work: Any) -> Any:
 @strawberry.type
 class ProactiveQuery:
     @strawberry.field(
-        description="Proactive messages, sorted by any column (ties broken by id); agents read, owners and admins manage."
+        description="Proactive messages, sorted by any column (ties broken by id); "
+        "agents read, owners and admins manage."
     )
     async def proactive_messages(
         self,
@@ -578,7 +579,8 @@ class ProactiveMutation:
         return await mutate(ProactiveMessagePayload, r.clone_message(info.context, str(input.id)), _message)
 
     @strawberry.mutation(
-        description="Draft (or a fixed message with errors) → live, once its channel, text or bot answer, and rules check out."
+        description="Draft (or a fixed message with errors) → live, "
+        "once its channel, text or bot answer, and rules check out."
     )
     async def publish_proactive_message(
         self, info: Info[Context, None], input: ProactiveMessageIdInput

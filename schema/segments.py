@@ -83,7 +83,8 @@ class RuleConditionInput:
     values: list[RuleValueInput] | None = strawberry.field(default=None, description="For IN, NOT_IN and BETWEEN.")
     days: int | None = strawberry.field(
         default=None,
-        description="For WITHIN_LAST_DAYS, MORE_THAN_DAYS_AGO, events and conversation_count (created in the last days).",
+        description="For WITHIN_LAST_DAYS, MORE_THAN_DAYS_AGO, events and conversation_count "
+        "(created in the last days).",
     )
     property: EventPropertyRuleInput | None = strawberry.field(
         default=None, description="Events only: a condition on the event's properties."
@@ -155,7 +156,8 @@ class Segment(relay.Node):
         return [node_id("Team", t) for t in team_ids] + [node_id("Agent", a) for a in agent_ids]
 
     @strawberry.field(
-        description="Members as of the last refresh, most recently seen first: by lastSeenAt as that refresh found it. A contact seen again moves up at the next refresh, which its change queues (debounced, about a second)."
+        description="Members as of the last refresh, most recently seen first: by lastSeenAt as that refresh found it. "
+        "A contact seen again moves up at the next refresh, which its change queues (debounced, about a second)."
     )
     async def contacts(
         self, info: Info[Context, None], first: int | None = None, after: str | None = None

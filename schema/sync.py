@@ -25,7 +25,8 @@ class SyncContactStatus(Enum):
 
 
 @strawberry.input(
-    description="A contact to create or update: built-in fields, custom attributes (CRM-managed ones with contacts:crm), tags to add."
+    description="A contact to create or update: built-in fields, "
+    "custom attributes (CRM-managed ones with contacts:crm), tags to add."
 )
 class SyncContactInput(ContactFieldsInput):
     attributes: list[AttributeValueInput] | None = None
@@ -41,7 +42,8 @@ class SyncContactsInput:
     )
     idempotency_key: str | None = strawberry.field(
         default=None,
-        description="Sending the same key again (within the workspace) replays the first call's results without applying anything twice.",
+        description="Sending the same key again (within the workspace) replays the first call's results "
+        "without applying anything twice.",
     )
 
 
@@ -133,9 +135,9 @@ class ContactChangeConnection:
 @strawberry.type
 class SyncQuery:
     @strawberry.field(
-        description="Every contact change after `cursor` (a change's cursor, or a contactUpdated event's), oldest first, "
-        "deletions included; no cursor starts at the oldest kept. The log keeps 90 days: an older cursor fails with "
-        "CURSOR_EXPIRED, and the client resyncs in full."
+        description="Every contact change after `cursor` (a change's cursor, or a contactUpdated event's), "
+        "oldest first, deletions included; no cursor starts at the oldest kept. "
+        "The log keeps 90 days: an older cursor fails with CURSOR_EXPIRED, and the client resyncs in full."
     )
     async def contacts_changed_since(
         self, info: Info[Context, None], cursor: str | None = None, first: int | None = None
@@ -165,8 +167,8 @@ def _row(row: SyncContactInput) -> r.SyncRow:
 @strawberry.type
 class SyncMutation:
     @strawberry.mutation(
-        description="Create or update up to 1,000 contacts (integrators: an API key with contacts:write). Each row gets a "
-        "result; a bad row is rejected alone."
+        description="Create or update up to 1,000 contacts (integrators: an API key with contacts:write). "
+        "Each row gets a result; a bad row is rejected alone."
     )
     async def sync_contacts(self, info: Info[Context, None], input: SyncContactsInput) -> SyncContactsPayload:
         work = r.sync_contacts(info.context, [_row(c) for c in input.contacts], input.idempotency_key)

@@ -57,7 +57,8 @@ class WebhookDelivery(relay.Node):
     _job_id: strawberry.Private[int | None]
 
     @strawberry.field(
-        description="The JSON body, as posted. Contact events need contacts:read as well, conversation events conversations:read too: without them, null and a FORBIDDEN error."
+        description="The JSON body, as posted. Contact events need contacts:read as well, "
+        "conversation events conversations:read too: without them, null and a FORBIDDEN error."
     )
     @plain
     def payload(self, info: Info[Context, None]) -> JSON | None:

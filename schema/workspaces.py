@@ -90,7 +90,8 @@ class Workspace(relay.Node):
     matching_attribute_key: str | None
     agents_can_edit_crm_attributes: bool
     attribution_window_hours: int = strawberry.field(
-        description="A contact's first reply this many hours or fewer after a campaign or proactive message is attributed to it."
+        description="A contact's first reply this many hours or fewer after a campaign or proactive message "
+        "is attributed to it."
     )
 
     @classmethod
@@ -256,8 +257,9 @@ class WorkspaceMutation:
         )
 
     @strawberry.mutation(
-        description="Owners and admins (an owner only by an owner; never the last active owner): the agent cannot log in and "
-        "every token it holds stops working at once, open sockets included. Its conversations stay assigned to it."
+        description="Owners and admins (an owner only by an owner; never the last active owner): "
+        "the agent cannot log in and every token it holds stops working at once, open sockets included. "
+        "Its conversations stay assigned to it."
     )
     async def deactivate_agent(self, info: Info[Context, None], input: AgentIdInput) -> AgentPayload:
         return await mutate(
@@ -267,7 +269,8 @@ class WorkspaceMutation:
         )
 
     @strawberry.mutation(
-        description="Owners and admins (an owner only by an owner): the agent can log in again; its old tokens stay void."
+        description="Owners and admins (an owner only by an owner): "
+        "the agent can log in again; its old tokens stay void."
     )
     async def reactivate_agent(self, info: Info[Context, None], input: AgentIdInput) -> AgentPayload:
         return await mutate(

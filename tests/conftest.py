@@ -114,7 +114,8 @@ class Tenant:
 
     async def contact(self, **fields: Any) -> dict[str, Any]:
         data = await self.api(
-            "mutation($input: CreateContactInput!) { createContact(input: $input) { contact { id name email } userErrors { field code message } } }",
+            "mutation($input: CreateContactInput!) { createContact(input: $input) { "
+            "contact { id name email } userErrors { field code message } } }",
             {"input": fields},
             token=self.owner_token,
         )

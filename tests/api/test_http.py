@@ -210,7 +210,10 @@ async def test_the_plain_path_answers_as_strawberrys_path_does(
     assert await Contact.filter(workspace_id=broken.workspace.id).count() == 1
 
     agent, viewer = f"Bearer {tenant.owner_token}", f"Bearer {broken.owner_token}"
-    page = "query($n: Int) { contacts(first: $n) { edges { cursor node { id name email smsConsent lastSeenAt } } pageInfo { hasNextPage endCursor } totalCount } }"
+    page = (
+        "query($n: Int) { contacts(first: $n) { edges { cursor node { "
+        "id name email smsConsent lastSeenAt } } pageInfo { hasNextPage endCursor } totalCount } }"
+    )
     plain = [
         ({"query": page, "variables": {"n": 1}}, agent, "application/json"),
         ({"query": page, "variables": {"n": 5}}, viewer, "application/json"),
@@ -224,7 +227,9 @@ async def test_the_plain_path_answers_as_strawberrys_path_does(
         ),
         (
             {
-                "query": 'mutation { createContact(input: {email: "nope"}) { contact { id } userErrors { field code } } }'
+                "query": (
+                    'mutation { createContact(input: {email: "nope"}) { contact { id } userErrors { field code } } }'
+                )
             },
             agent,
             "*/*",
@@ -386,7 +391,8 @@ async def test_list_pages_leave_nothing_for_the_garbage_collector(app: Any, tena
         await Conversation.filter(id=conversation.id).update(last_message_id=message.id)
     pages = [
         "{ contacts(first: 50) { edges { node { id name email phone lastSeenAt } } } }",
-        "{ conversations(first: 25) { edges { node { id status contact { id name } assignee { id name } lastMessage { id body } } } } }",
+        "{ conversations(first: 25) { edges { node { id status contact { "
+        "id name } assignee { id name } lastMessage { id body } } } } }",
     ]
 
     async def post(query: str) -> dict[str, Any]:

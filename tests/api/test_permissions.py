@@ -19,8 +19,14 @@ PASSWORD = "correct horse battery"
 CONTACT = """query($id: ID!) { contact(id: $id) {
   id name email city attributes { key value }
 } }"""
-UPDATE_CONTACT = "mutation($i: UpdateContactInput!) { updateContact(input: $i) { contact { id name email city } userErrors { field code message } } }"
-CREATE_CONTACT = "mutation($i: CreateContactInput!) { createContact(input: $i) { contact { id } userErrors { field code message } } }"
+UPDATE_CONTACT = (
+    "mutation($i: UpdateContactInput!) { updateContact(input: $i) { "
+    "contact { id name email city } userErrors { field code message } } }"
+)
+CREATE_CONTACT = (
+    "mutation($i: CreateContactInput!) { createContact(input: $i) { "
+    "contact { id } userErrors { field code message } } }"
+)
 DELETE_CONTACT = """mutation($i: ContactIdInput!) { deleteContact(input: $i) {
   deletedContactId auditRecord { id nameHint emailHint deletedByName } userErrors { field code message }
 } }"""
@@ -28,12 +34,21 @@ DELETED_CONTACTS = "{ deletedContacts { edges { node { id nameHint emailHint del
 CREATE_DEFINITION = """mutation($i: CreateAttributeDefinitionInput!) { createAttributeDefinition(input: $i) {
   attributeDefinition { id key crmManaged } userErrors { field code message }
 } }"""
-UPDATE_WORKSPACE = "mutation($i: UpdateWorkspaceInput!) { updateWorkspace(input: $i) { workspace { agentsCanEditCrmAttributes } userErrors { field code message } } }"
+UPDATE_WORKSPACE = (
+    "mutation($i: UpdateWorkspaceInput!) { updateWorkspace(input: $i) { "
+    "workspace { agentsCanEditCrmAttributes } userErrors { field code message } } }"
+)
 UPDATE_AGENT = (
     "mutation($i: UpdateAgentInput!) { updateAgent(input: $i) { agent { id role } userErrors { field code message } } }"
 )
-CREATE_API_KEY = "mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) { apiKey { id scopes } secret userErrors { field code message } } }"
-REVOKE_API_KEY = "mutation($i: RevokeApiKeyInput!) { revokeApiKey(input: $i) { apiKey { id revokedAt } userErrors { field code message } } }"
+CREATE_API_KEY = (
+    "mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) { "
+    "apiKey { id scopes } secret userErrors { field code message } } }"
+)
+REVOKE_API_KEY = (
+    "mutation($i: RevokeApiKeyInput!) { revokeApiKey(input: $i) { "
+    "apiKey { id revokedAt } userErrors { field code message } } }"
+)
 LOGIN = "mutation($i: LoginInput!) { login(input: $i) { token agent { id email } userErrors { field code message } } }"
 SESSION = """mutation($i: StartContactSessionInput!) { startContactSession(input: $i) {
   token contact { id externalId } userErrors { field code message }

@@ -20,7 +20,10 @@ REVOKE_API_KEY = (
 )
 UPDATE_AGENT = "mutation($i: UpdateAgentInput!) { updateAgent(input: $i) { agent { role } userErrors { code } } }"
 DELETE_CONTACT = "mutation($i: ContactIdInput!) { deleteContact(input: $i) { userErrors { code } } }"
-SESSION = "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { token contact { id } userErrors { code } } }"
+SESSION = (
+    "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { "
+    "token contact { id } userErrors { code } } }"
+)
 
 
 async def _post(url: str, query: str, variables: dict[str, Any], token: str) -> dict[str, Any]:

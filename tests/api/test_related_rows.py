@@ -65,8 +65,8 @@ async def test_rows_of_another_workspace_are_not_found(tenant: Tenant, make_tena
 
 
 async def test_a_first_page_is_what_the_query_builder_would_read(tenant: Tenant, make_tenant: object) -> None:
-    """Ties, NULLs (a conversation without messages) and both directions, on each database: the same rows in the same order
-    with the same values as Tortoise's `.order_by().limit().values()`."""
+    """Ties, NULLs (a conversation without messages) and both directions, on each database: the same rows in the
+    same order with the same values as Tortoise's `.order_by().limit().values()`."""
     other: Tenant = await make_tenant()  # type: ignore[operator]
     await other.contact(name="Theirs")
     seen = datetime(2026, 3, 4, 5, 6, 7, 890000, tzinfo=UTC)

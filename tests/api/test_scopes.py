@@ -151,7 +151,8 @@ async def build_world(api: Api, tenant: Tenant) -> World:
     ids["Message"] = started["message"]["id"]
     endpoint = await _ok(
         api,
-        "mutation($i: CreateWebhookEndpointInput!) { createWebhookEndpoint(input: $i) { endpoint { id } userErrors { code } } }",
+        "mutation($i: CreateWebhookEndpointInput!) { "
+        "createWebhookEndpoint(input: $i) { endpoint { id } userErrors { code } } }",
         {"i": {"url": "https://hooks.example.com/in", "eventTypes": ["CONTACT_UPDATED"]}},
         owner,
         "createWebhookEndpoint",
@@ -192,7 +193,8 @@ async def build_world(api: Api, tenant: Tenant) -> World:
     await refresh_segment({}, pk(ids["Segment"]))  # what the worker does
     session = await _ok(
         api,
-        "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { token contact { id } userErrors { code } } }",
+        "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { "
+        "token contact { id } userErrors { code } } }",
         {"i": {"channelKey": tenant.channel.public_key}},
         "",
         "startContactSession",
@@ -200,7 +202,10 @@ async def build_world(api: Api, tenant: Tenant) -> World:
     return World(tenant=tenant, ids=ids, session=session["token"], session_contact=session["contact"]["id"], keys={})
 
 
-DELIVERIES = "query($id: ID!) { node(id: $id) { ... on WebhookEndpoint { deliveries { edges { node { id eventType payload } } } } } }"
+DELIVERIES = (
+    "query($id: ID!) { node(id: $id) { ... on WebhookEndpoint { "
+    "deliveries { edges { node { id eventType payload } } } } } }"
+)
 CONTACT_FIELDS = "id name email phone tags attributes { key value } "
 
 
@@ -221,7 +226,11 @@ def _id(name: str) -> Callable[[World], dict[str, Any]]:
     return lambda w: {"id": w.ids[name]}
 
 
-NODE = "query($id: ID!) { node(id: $id) { id ... on Contact { email phone } ... on ContactNote { body } ... on ContactEvent { properties } ... on Conversation { subject } ... on Message { body } ... on WebhookDelivery { payload } } }"
+NODE = (
+    "query($id: ID!) { node(id: $id) { id ... on Contact { email phone } "
+    "... on ContactNote { body } ... on ContactEvent { properties } ... on Conversation { subject } "
+    "... on Message { body } ... on WebhookDelivery { payload } } }"
+)
 NODES = NODE.replace("query($id: ID!) { node(id: $id)", "query($id: ID!) { nodes(ids: [$id])")
 CONVERSATION_CONTACT = "query($id: ID!) { conversation(id: $id) { id contact { " + CONTACT_FIELDS + "} } }"
 
@@ -299,7 +308,9 @@ CASES: dict[str, list[Case]] = {
     ],
     "SegmentPreview.contacts": [
         Case(
-            """{ previewSegment(rules: {match: ALL, conditions: [{field: "city", operator: EQUALS, value: {text: "Lyon"}}]}) {
+            """{ previewSegment(
+                  rules: {match: ALL, conditions: [{field: "city", operator: EQUALS, value: {text: "Lyon"}}]}
+                ) {
                   contacts { """
             + CONTACT_FIELDS
             + "} } }",
@@ -343,14 +354,16 @@ CASES: dict[str, list[Case]] = {
     # Conversation and Message: conversations:write lets a key act on them, not read them.
     "ConversationPayload.conversation": [
         Case(
-            "mutation($i: SetConversationStatusInput!) { setConversationStatus(input: $i) { conversation { subject contact { email } lastMessage { body } } userErrors { code } } }",
+            "mutation($i: SetConversationStatusInput!) { setConversationStatus(input: $i) { "
+            "conversation { subject contact { email } lastMessage { body } } userErrors { code } } }",
             lambda w: {"i": {"id": w.ids["Conversation"], "status": "OPEN"}},
             ("conversations:write", "contacts:read"),
         ),
     ],
     "StartConversationPayload.conversation": [
         Case(
-            "mutation($i: StartConversationInput!) { startConversation(input: $i) { conversation { subject } message { body } userErrors { code } } }",
+            "mutation($i: StartConversationInput!) { startConversation(input: $i) { "
+            "conversation { subject } message { body } userErrors { code } } }",
             lambda w: {
                 "i": {"contactId": w.ids["Contact"], "channelId": w.ids["Channel"], "body": MESSAGE, "subject": SUBJECT}
             },
@@ -500,7 +513,8 @@ async def test_a_nested_refusal_is_a_forbidden_field_error_naming_the_scope(api:
 async def test_webhook_payloads_need_the_scope_of_what_they_carry(api: Api, world: World) -> None:
     ping = await _ok(
         api,
-        "mutation($i: WebhookEndpointIdInput!) { pingWebhookEndpoint(input: $i) { delivery { id eventType payload } userErrors { code } } }",
+        "mutation($i: WebhookEndpointIdInput!) { pingWebhookEndpoint(input: $i) { "
+        "delivery { id eventType payload } userErrors { code } } }",
         {"i": {"id": world.ids["WebhookEndpoint"]}},
         await world.key("webhooks:manage"),
         "pingWebhookEndpoint",
@@ -543,7 +557,8 @@ async def test_a_contact_session_sees_its_own_narrow_view(api: Api, world: World
     for key, extra in (("plan", {"crmManaged": True}), ("score", {"visible": False}), ("color", {})):
         await _ok(
             api,
-            "mutation($i: CreateAttributeDefinitionInput!) { createAttributeDefinition(input: $i) { attributeDefinition { id } userErrors { code } } }",
+            "mutation($i: CreateAttributeDefinitionInput!) { createAttributeDefinition(input: $i) { "
+            "attributeDefinition { id } userErrors { code } } }",
             {"i": {"key": key, "label": key.title(), "type": "TEXT", **extra}},
             owner,
             "createAttributeDefinition",

@@ -167,7 +167,8 @@ async def build_world(api: Api, name: str) -> World:
     ids["ApiKey"] = key["apiKey"]["id"]
     definition = await _ok(
         api,
-        "mutation($i: CreateAttributeDefinitionInput!) { createAttributeDefinition(input: $i) { attributeDefinition { id } userErrors { field code } } }",
+        "mutation($i: CreateAttributeDefinitionInput!) { createAttributeDefinition(input: $i) { "
+        "attributeDefinition { id } userErrors { field code } } }",
         {"i": {"key": "plan", "label": "Plan", "type": "TEXT", "crmManaged": True}},
         tok,
         "createAttributeDefinition",
@@ -246,7 +247,8 @@ async def build_world(api: Api, name: str) -> World:
     ids["Job"] = export["job"]["id"]
     endpoint = await _ok(
         api,
-        "mutation($i: CreateWebhookEndpointInput!) { createWebhookEndpoint(input: $i) { endpoint { id } userErrors { field code } } }",
+        "mutation($i: CreateWebhookEndpointInput!) { createWebhookEndpoint(input: $i) { "
+        "endpoint { id } userErrors { field code } } }",
         {"i": {"url": f"https://{tag}.example.com/hooks", "eventTypes": ["CONTACT_UPDATED"]}},
         tok,
         "createWebhookEndpoint",
@@ -254,7 +256,8 @@ async def build_world(api: Api, name: str) -> World:
     ids["WebhookEndpoint"] = endpoint["endpoint"]["id"]
     ping = await _ok(
         api,
-        "mutation($i: WebhookEndpointIdInput!) { pingWebhookEndpoint(input: $i) { delivery { id } userErrors { field code } } }",
+        "mutation($i: WebhookEndpointIdInput!) { pingWebhookEndpoint(input: $i) { "
+        "delivery { id } userErrors { field code } } }",
         {"i": {"id": ids["WebhookEndpoint"]}},
         tok,
         "pingWebhookEndpoint",
@@ -263,7 +266,8 @@ async def build_world(api: Api, name: str) -> World:
 
     session = await _ok(
         api,
-        "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { token contact { id } userErrors { field code } } }",
+        "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { "
+        "token contact { id } userErrors { field code } } }",
         {
             "i": {
                 "channelKey": tenant.channel.public_key,
@@ -287,7 +291,8 @@ async def build_world(api: Api, name: str) -> World:
     ids["Topic"] = topic["topic"]["id"]
     started = await _ok(
         api,
-        "mutation($i: StartConversationInput!) { startConversation(input: $i) { conversation { id } message { id } userErrors { field code } } }",
+        "mutation($i: StartConversationInput!) { startConversation(input: $i) { "
+        "conversation { id } message { id } userErrors { field code } } }",
         {"i": {"body": f"{name} needs help", "topicId": ids["Topic"]}},
         world.session_token,
         "startConversation",
@@ -296,7 +301,8 @@ async def build_world(api: Api, name: str) -> World:
     ids["Message"] = started["message"]["id"]
     campaign = await _ok(
         api,
-        "mutation($i: CreateCampaignInput!) { createCampaign(input: $i) { campaign { id } userErrors { field code } } }",
+        "mutation($i: CreateCampaignInput!) { createCampaign(input: $i) { "
+        "campaign { id } userErrors { field code } } }",
         {
             "i": {
                 "name": f"{name} Campaign",
@@ -320,7 +326,8 @@ async def build_world(api: Api, name: str) -> World:
     ids["Bot"] = bot["bot"]["id"]
     answer = await _ok(
         api,
-        "mutation($i: CreateBotAnswerInput!) { createBotAnswer(input: $i) { botAnswer { id } userErrors { field code } } }",
+        "mutation($i: CreateBotAnswerInput!) { createBotAnswer(input: $i) { "
+        "botAnswer { id } userErrors { field code } } }",
         {
             "i": {
                 "botId": ids["Bot"],
@@ -342,7 +349,8 @@ async def build_world(api: Api, name: str) -> World:
     )
     proactive = await _ok(
         api,
-        "mutation($i: CreateProactiveMessageInput!) { createProactiveMessage(input: $i) { proactiveMessage { id } userErrors { field code } } }",
+        "mutation($i: CreateProactiveMessageInput!) { createProactiveMessage(input: $i) { "
+        "proactiveMessage { id } userErrors { field code } } }",
         {
             "i": {
                 "name": f"{name} Proactive",
@@ -370,7 +378,8 @@ async def build_world(api: Api, name: str) -> World:
     )
     viewed = await _ok(
         api,
-        "mutation($i: ReportPageViewInput!) { reportPageView(input: $i) { delivery { id } userErrors { field code } } }",
+        "mutation($i: ReportPageViewInput!) { reportPageView(input: $i) { "
+        "delivery { id } userErrors { field code } } }",
         {"i": {"url": f"https://{tag}.example.com/pricing"}},
         world.session_token,
         "reportPageView",
@@ -386,18 +395,24 @@ query Snapshot {
   agents(first: 100) { edges { node { id name email role canEditContactIdentity timeZone } } }
   teams(first: 100) { edges { node { id name members { id } } } }
   apiKeys(first: 100) { edges { node { id name prefix scopes revokedAt } } }
-  channels(first: 100) { edges { node { id kind name publicKey identityVerification secret businessHours defaultSender notifyEmails } } }
+  channels(first: 100) { edges { node {
+    id kind name publicKey identityVerification secret businessHours defaultSender notifyEmails
+  } } }
   topics(first: 100) { edges { node { id name } } }
   unreadCount
   conversations(first: 100) { edges { node {
-    id status snoozedUntil unreadCount contactUnreadCount rating subject vip assignee { id } team { id } topic { id } contact { id }
+    id status snoozedUntil unreadCount contactUnreadCount rating subject vip
+    assignee { id } team { id } topic { id } contact { id }
     messages { edges { node { id body senderKind } } }
   } } }
-  attributeDefinitions(first: 100) { edges { node { id key label type options source crmManaged searchable visible position } } }
+  attributeDefinitions(first: 100) { edges { node {
+    id key label type options source crmManaged searchable visible position
+  } } }
   segments(first: 100) { edges { node { id name description visibility rules predefinedKey sharedWith owner { id } } } }
   jobs(first: 100) { edges { node { id kind status processed total result } } }
   webhookEndpoints(first: 100) { edges { node {
-    id url description eventTypes enabled disabledReason updatedAt deliveries(first: 100) { edges { node { id eventType status attempts } } }
+    id url description eventTypes enabled disabledReason updatedAt
+    deliveries(first: 100) { edges { node { id eventType status attempts } } }
   } } }
   campaigns(first: 100) { edges { node { id name status body scheduledAt stats { recipients sent skipped } } } }
   proactiveMessages(first: 100) { edges { node {
@@ -726,7 +741,8 @@ async def test_proactive_messages_of_another_workspace_are_invisible(api: Api, w
         assert strings & {b.ids["ProactiveMessage"], b.ids["Bot"], b.ids["BotAnswer"]} == set(), who
     # A's visitor on A's channel never gets B's message, whatever page it is on.
     viewed = await api(
-        "mutation($i: ReportPageViewInput!) { reportPageView(input: $i) { delivery { messageId } userErrors { code } } }",
+        "mutation($i: ReportPageViewInput!) { reportPageView(input: $i) { "
+        "delivery { messageId } userErrors { code } } }",
         {"i": {"url": "https://shop.example.com/other"}},
         token=a.session_token,
     )
@@ -1335,7 +1351,10 @@ async def test_same_mutations_succeed_within_the_workspace(api: Api) -> None:
             continue
         # Point the case at C's own objects: "a" and "b" are both C.
         variables = case.make_input(c, c)
-        doc = f"mutation($i: {case.input_type}!) {{ {case.mutation}(input: $i) {{ userErrors {{ field code message }} }} }}"
+        doc = (
+            f"mutation($i: {case.input_type}!) {{ {case.mutation}(input: $i) {{ "
+            "userErrors { field code message } } }"
+        )
         body = (await api.raw(doc, {"i": variables}, token=c.owner)).json()
         assert "errors" not in body, (case.id, body)
         errors = body["data"][case.mutation]["userErrors"]
@@ -1358,7 +1377,10 @@ _DESTRUCTIVE = {
 async def test_a_session_token_of_one_workspace_does_not_resume_on_another(api: Api, worlds: list[World]) -> None:
     a, b = await intact(api, worlds)
     before = await snapshot(api, b)
-    doc = "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { token contact { id } userErrors { field code } } }"
+    doc = (
+        "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { "
+        "token contact { id } userErrors { field code } } }"
+    )
     started = (await api(doc, {"i": {"channelKey": a.tenant.channel.public_key, "sessionToken": b.session_token}}))[
         "startContactSession"
     ]

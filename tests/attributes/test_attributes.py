@@ -39,7 +39,10 @@ async def test_attribute_definitions_crud_reorder_and_delete_strips_values(tenan
     listing = await tenant.api("{ attributeDefinitions { edges { node { id key } } } }", token=tenant.owner_token)
     ids = [e["node"]["id"] for e in listing["attributeDefinitions"]["edges"]]
     reordered = await tenant.api(
-        "mutation($input: ReorderAttributeDefinitionsInput!) { reorderAttributeDefinitions(input: $input) { attributeDefinitions { key position } userErrors { code } } }",
+        (
+            "mutation($input: ReorderAttributeDefinitionsInput!) { reorderAttributeDefinitions(input: $input) { "
+            "attributeDefinitions { key position } userErrors { code } } }"
+        ),
         {"input": {"ids": list(reversed(ids))}},
         token=tenant.owner_token,
     )
@@ -49,7 +52,10 @@ async def test_attribute_definitions_crud_reorder_and_delete_strips_values(tenan
     assert reordered["reorderAttributeDefinitions"]["attributeDefinitions"][0]["key"] == "score"
 
     hidden = await tenant.api(
-        "mutation($input: UpdateAttributeDefinitionInput!) { updateAttributeDefinition(input: $input) { attributeDefinition { visible label } userErrors { code } } }",
+        (
+            "mutation($input: UpdateAttributeDefinitionInput!) { updateAttributeDefinition(input: $input) { "
+            "attributeDefinition { visible label } userErrors { code } } }"
+        ),
         {"input": {"id": a["id"], "visible": False, "label": "Tier (legacy)"}},
         token=tenant.owner_token,
     )
@@ -59,7 +65,10 @@ async def test_attribute_definitions_crud_reorder_and_delete_strips_values(tenan
         name="Ken", attributes=[{"key": "tier", "value": "gold"}, {"key": "score", "value": 3}]
     )
     deleted = await tenant.api(
-        "mutation($input: ContactIdInput!) { deleteAttributeDefinition(input: $input) { deletedId userErrors { code } } }",
+        (
+            "mutation($input: ContactIdInput!) { deleteAttributeDefinition(input: $input) { "
+            "deletedId userErrors { code } } }"
+        ),
         {"input": {"id": a["id"]}},
         token=tenant.owner_token,
     )

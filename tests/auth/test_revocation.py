@@ -33,9 +33,18 @@ REACTIVATE = (
     f"mutation($input: AgentIdInput!) {{ reactivateAgent(input: $input) {{ agent {{ id deactivatedAt }} {ERRORS} }} }}"
 )
 ROTATE = f"mutation($input: ChannelIdInput!) {{ rotateChannelSecret(input: $input) {{ channel {{ id }} {ERRORS} }} }}"
-UPDATE_CHANNEL = f"mutation($input: UpdateChannelInput!) {{ updateChannel(input: $input) {{ channel {{ identityVerification }} {ERRORS} }} }}"
-START_SESSION = f"mutation($input: StartContactSessionInput!) {{ startContactSession(input: $input) {{ token contact {{ id }} {ERRORS} }} }}"
-ASSIGN = f"mutation($input: AssignConversationInput!) {{ assignConversation(input: $input) {{ conversation {{ id }} {ERRORS} }} }}"
+UPDATE_CHANNEL = (
+    "mutation($input: UpdateChannelInput!) { updateChannel(input: $input) { "
+    f"channel {{ identityVerification }} {ERRORS} }} }}"
+)
+START_SESSION = (
+    "mutation($input: StartContactSessionInput!) { "
+    f"startContactSession(input: $input) {{ token contact {{ id }} {ERRORS} }} }}"
+)
+ASSIGN = (
+    "mutation($input: AssignConversationInput!) { "
+    f"assignConversation(input: $input) {{ conversation {{ id }} {ERRORS} }} }}"
+)
 PASSWORD = "correct horse battery"
 
 
@@ -240,7 +249,8 @@ async def test_nothing_new_is_assigned_to_a_deactivated_agent(server: LiveServer
     ]
     started = await data(
         server,
-        "mutation($input: StartConversationInput!) { startConversation(input: $input) { conversation { id } userErrors { code } } }",
+        "mutation($input: StartConversationInput!) { "
+        "startConversation(input: $input) { conversation { id } userErrors { code } } }",
         {"input": {"body": "Hello?"}},
         session["token"],
     )

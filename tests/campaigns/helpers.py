@@ -14,7 +14,10 @@ from tests.conftest import Tenant, pk
 
 CREATE = """mutation($i: CreateCampaignInput!) { createCampaign(input: $i) {
   campaign { id status scheduledAt job { id status } } userErrors { field code message } } }"""
-CANCEL = """mutation($i: CancelCampaignInput!) { cancelCampaign(input: $i) { campaign { id status } userErrors { field code message } } }"""
+CANCEL = (
+    "mutation($i: CancelCampaignInput!) { cancelCampaign(input: $i) { "
+    "campaign { id status } userErrors { field code message } } }"
+)
 CAMPAIGN = """query($id: ID!) { campaign(id: $id) {
   id name status body subject scheduledAt startedAt finishedAt
   stats { recipients sent skipped failed waiting replied } skipReasons { reason count }

@@ -216,7 +216,8 @@ async def test_sms_waits_out_quiet_hours_in_the_contacts_time_zone(app: Any, ten
 async def test_a_reply_after_a_campaign_counts_once_in_replied(app: Any, tenant: Tenant) -> None:
     session = (
         await tenant.api(
-            "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { token contact { id } userErrors { code } } }",
+            "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { "
+            "token contact { id } userErrors { code } } }",
             {"i": {"channelKey": tenant.channel.public_key, "externalId": "reader-1"}},
         )
     )["startContactSession"]

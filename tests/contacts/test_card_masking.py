@@ -22,12 +22,18 @@ READ = """query($id: ID!) { node(id: $id) { ... on Contact {
 DEFINE = (
     "mutation($i: CreateAttributeDefinitionInput!) { createAttributeDefinition(input: $i) { userErrors { code } } }"
 )
-UPDATE = "mutation($i: UpdateContactInput!) { updateContact(input: $i) { contact { name attributes { key value } } userErrors { field code } } }"
+UPDATE = (
+    "mutation($i: UpdateContactInput!) { updateContact(input: $i) { "
+    "contact { name attributes { key value } } userErrors { field code } } }"
+)
 NOTE = "mutation($i: AddContactNoteInput!) { addContactNote(input: $i) { note { body } userErrors { code } } }"
 TRACK = "mutation($i: TrackEventInput!) { trackEvent(input: $i) { event { id } userErrors { field code } } }"
 SYNC = """mutation($i: SyncContactsInput!) { syncContacts(input: $i) {
   results { status contact { name city attributes { key value } } errors { code } } userErrors { code } } }"""
-SESSION = "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { token contact { id } userErrors { code } } }"
+SESSION = (
+    "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { "
+    "token contact { id } userErrors { code } } }"
+)
 START = """mutation($i: StartConversationInput!) { startConversation(input: $i) {
   conversation { id subject websiteUrl } message { body } userErrors { field code } } }"""
 PAGE_VIEW = "mutation($i: ReportPageViewInput!) { reportPageView(input: $i) { visitNumber userErrors { field code } } }"
@@ -194,7 +200,10 @@ ADMIN_TEXTS = {
     "proactive": """mutation($i: CreateProactiveMessageInput!) { createProactiveMessage(input: $i) {
       proactiveMessage { text followUpText } userErrors { field code } } }""",
     "bot": "mutation($i: CreateBotInput!) { createBot(input: $i) { bot { id } userErrors { code } } }",
-    "answer": "mutation($i: CreateBotAnswerInput!) { createBotAnswer(input: $i) { botAnswer { body } userErrors { field code } } }",
+    "answer": (
+        "mutation($i: CreateBotAnswerInput!) { createBotAnswer(input: $i) { "
+        "botAnswer { body } userErrors { field code } } }"
+    ),
     "channel": """mutation($i: UpdateChannelInput!) { updateChannel(input: $i) {
       channel { autoResponderText helpReply } userErrors { field code } } }""",
 }

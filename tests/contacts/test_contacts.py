@@ -159,7 +159,10 @@ async def test_tags_add_and_remove(tenant: Any) -> None:
 async def test_notes_by_agents(tenant: Any) -> None:
     contact = await tenant.contact(name="Noted")
     agent, token = await tenant.agent()
-    add = "mutation($input: AddContactNoteInput!) { addContactNote(input: $input) { note { id body author { name } } userErrors { field code } } }"
+    add = (
+        "mutation($input: AddContactNoteInput!) { addContactNote(input: $input) { "
+        "note { id body author { name } } userErrors { field code } } }"
+    )
     note = (
         await tenant.api(add, {"input": {"contactId": contact["id"], "body": "Called, wants a demo"}}, token=token)
     )["addContactNote"]["note"]
@@ -200,7 +203,8 @@ async def test_event_timeline_newest_first_and_paged(tenant: Any) -> None:
         {"input": {"contactId": contact["id"], "name": "checkout_started", "properties": {"total": 42}}},
         token=tenant.api_key,
     )
-    query = """query($id: ID!, $after: String, $kind: EventKind) { contact(id: $id) { events(first: 4, after: $after, kind: $kind) {
+    query = """query($id: ID!, $after: String, $kind: EventKind) { contact(id: $id) {
+      events(first: 4, after: $after, kind: $kind) {
       edges { node { name url properties } } pageInfo { hasNextPage endCursor } } } }"""
     first = (await tenant.api(query, {"id": contact["id"]}, token=tenant.owner_token))["contact"]["events"]
     assert first["edges"][0]["node"] == {"name": "checkout_started", "url": None, "properties": {"total": 42}}
@@ -273,7 +277,8 @@ async def test_contact_list_sorts_by_last_interaction_and_searches(tenant: Any) 
 async def test_pagination_both_ways_and_limits(tenant: Any) -> None:
     ids = [(await tenant.contact(name=f"P{i}"))["id"] for i in range(7)]
     newest_first = list(reversed(ids))
-    query = """query($first: Int, $after: String, $last: Int, $before: String) { contacts(first: $first, after: $after, last: $last, before: $before) {
+    query = """query($first: Int, $after: String, $last: Int, $before: String) {
+      contacts(first: $first, after: $after, last: $last, before: $before) {
       edges { node { id } } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }"""
     seen: list[str] = []
     after = None

@@ -35,7 +35,10 @@ NAME = "Erasmus Forgetme"
 PHONE = "+442071830042"
 NEEDLES = (EMAIL, NAME, PHONE, "Forgetme")
 
-SESSION = "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { token contact { id } userErrors { code } } }"
+SESSION = (
+    "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { "
+    "token contact { id } userErrors { code } } }"
+)
 UPDATE = "mutation($i: UpdateContactInput!) { updateContact(input: $i) { userErrors { field code } } }"
 START = (
     "mutation($i: StartConversationInput!) { startConversation(input: $i) { conversation { id } userErrors { code } } }"
@@ -57,7 +60,8 @@ async def database_dump() -> str:
     conn = connections.get("default")
     if dialect() == "postgres":
         rows = await conn.execute_query_dict(
-            "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'"
+            "SELECT table_name AS name FROM information_schema.tables "
+            "WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'"
         )
     else:
         rows = await conn.execute_query_dict("SELECT name FROM sqlite_master WHERE type = 'table'")

@@ -10,7 +10,8 @@ from models.contacts import Contact
 from resolvers.channels import create_channel
 
 SESSION = """mutation($input: StartContactSessionInput!) { startContactSession(input: $input) {
-  token contact { id email name externalId platform ip os attributes { key value } } userErrors { field code message } } }"""
+  token contact { id email name externalId platform ip os attributes { key value } }
+  userErrors { field code message } } }"""
 UPDATE_WS = """mutation($input: UpdateWorkspaceInput!) { updateWorkspace(input: $input) {
   workspace { matchingAttribute matchingAttributeKey } userErrors { field code message } } }"""
 
@@ -78,7 +79,10 @@ async def test_an_anonymous_visitor_who_logs_in_keeps_its_history(tenant: Any) -
     assert logged_in["contact"]["externalId"] == "u-77"
 
 
-CREATE = "mutation($input: CreateContactInput!) { createContact(input: $input) { contact { id } userErrors { field code message } } }"
+CREATE = (
+    "mutation($input: CreateContactInput!) { createContact(input: $input) { "
+    "contact { id } userErrors { field code message } } }"
+)
 
 
 async def test_the_matching_attribute_keeps_one_contact_per_email(tenant: Any) -> None:
@@ -107,7 +111,10 @@ async def test_matching_by_custom_attribute(tenant: Any) -> None:
     )
     assert bad["updateWorkspace"]["userErrors"][0]["field"] == ["matchingAttributeKey"]
     await tenant.api(
-        'mutation { createAttributeDefinition(input: {key: "crm_id", label: "CRM id", type: TEXT}) { userErrors { code } } }',
+        (
+            'mutation { createAttributeDefinition(input: {key: "crm_id", label: "CRM id", type: TEXT}) { '
+            "userErrors { code } } }"
+        ),
         token=tenant.owner_token,
     )
     ok = await tenant.api(

@@ -20,17 +20,35 @@ from tests.realtime.wsclient import GraphQLWs
 
 SESSION = """mutation($i: StartContactSessionInput!) { startContactSession(input: $i) {
   token contact { id externalId email } userErrors { field code message } } }"""
-START = "mutation($i: StartConversationInput!) { startConversation(input: $i) { conversation { id } userErrors { field code message } } }"
+START = (
+    "mutation($i: StartConversationInput!) { startConversation(input: $i) { "
+    "conversation { id } userErrors { field code message } } }"
+)
 MINE = "{ myConversations { edges { node { id lastMessage { body } } } } }"
 MY_MESSAGES = "subscription { myMessages { message { body } } }"
 VIEWER = "{ viewer { contact { id externalId } } }"
-SYNC = "mutation($i: SyncContactsInput!) { syncContacts(input: $i) { results { status contactId errors { code message } } userErrors { code } } }"
-CREATE = "mutation($i: CreateContactInput!) { createContact(input: $i) { contact { id } userErrors { field code message } } }"
-UPDATE = "mutation($i: UpdateContactInput!) { updateContact(input: $i) { contact { id } userErrors { field code message } } }"
-MERGE = "mutation($i: MergeContactsInput!) { mergeContacts(input: $i) { contact { id externalId } userErrors { field code message } } }"
+SYNC = (
+    "mutation($i: SyncContactsInput!) { syncContacts(input: $i) { "
+    "results { status contactId errors { code message } } userErrors { code } } }"
+)
+CREATE = (
+    "mutation($i: CreateContactInput!) { createContact(input: $i) { "
+    "contact { id } userErrors { field code message } } }"
+)
+UPDATE = (
+    "mutation($i: UpdateContactInput!) { updateContact(input: $i) { "
+    "contact { id } userErrors { field code message } } }"
+)
+MERGE = (
+    "mutation($i: MergeContactsInput!) { mergeContacts(input: $i) { "
+    "contact { id externalId } userErrors { field code message } } }"
+)
 END = "mutation { endContactSession { ok userErrors { field code message } } }"
 KEY = "mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) { secret userErrors { code } } }"
-DEFINE = "mutation($i: CreateAttributeDefinitionInput!) { createAttributeDefinition(input: $i) { attributeDefinition { id } userErrors { code } } }"
+DEFINE = (
+    "mutation($i: CreateAttributeDefinitionInput!) { createAttributeDefinition(input: $i) { "
+    "attributeDefinition { id } userErrors { code } } }"
+)
 UNDEFINE = (
     "mutation($i: ContactIdInput!) { deleteAttributeDefinition(input: $i) { userErrors { field code message } } }"
 )

@@ -8,9 +8,11 @@ from models.contacts import Contact, ContactEvent, ContactNote, ContactTag
 from tests.conftest import pk
 
 MERGE = """mutation($input: MergeContactsInput!) { mergeContacts(input: $input) {
-  contact { id name email phone externalId city tags vip attributes { key value } } userErrors { field code message } } }"""
+  contact { id name email phone externalId city tags vip attributes { key value } }
+  userErrors { field code message } } }"""
 DELETE = """mutation($input: ContactIdInput!) { deleteContact(input: $input) {
-  deletedContactId auditRecord { nameHint emailHint phoneHint platform deletedByName deletedAt } userErrors { field code } } }"""
+  deletedContactId auditRecord { nameHint emailHint phoneHint platform deletedByName deletedAt }
+  userErrors { field code } } }"""
 TRACK = "mutation($input: TrackEventInput!) { trackEvent(input: $input) { event { id } userErrors { code } } }"
 NOTE = "mutation($input: AddContactNoteInput!) { addContactNote(input: $input) { note { id } userErrors { code } } }"
 NODE = "query($id: ID!) { node(id: $id) { id } }"
@@ -18,7 +20,10 @@ NODE = "query($id: ID!) { node(id: $id) { id } }"
 
 async def test_merge_moves_everything_and_the_primary_wins(tenant: Any) -> None:
     await tenant.api(
-        'mutation { createAttributeDefinition(input: {key: "plan", label: "Plan", type: TEXT}) { userErrors { code } } }',
+        (
+            'mutation { createAttributeDefinition(input: {key: "plan", label: "Plan", type: TEXT}) { '
+            "userErrors { code } } }"
+        ),
         token=tenant.owner_token,
     )
     primary = await tenant.contact(

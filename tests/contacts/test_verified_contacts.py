@@ -35,7 +35,10 @@ SYNC = """mutation($i: SyncContactsInput!) { syncContacts(input: $i) {
   results { status contactId contact { externalId email name } errors { code message } } userErrors { code } } }"""
 VIEWER = "{ viewer { contact { id externalId email name } } }"
 CONTACT = "query($id: ID!) { contact(id: $id) { externalId email name } }"
-FEED = "query($c: String) { contactsChangedSince(cursor: $c, first: 50) { edges { node { kind contactId contact { email } } } } }"
+FEED = (
+    "query($c: String) { contactsChangedSince(cursor: $c, first: 50) { "
+    "edges { node { kind contactId contact { email } } } } }"
+)
 CONTACT_UPDATED = "subscription($id: ID!) { contactUpdated(id: $id) { kind contactId contact { email } } }"
 
 
@@ -230,9 +233,18 @@ async def test_answering_a_proactive_message_fills_only_empty_fields_through_the
 
 # -- the other paths, in process ---------------------------------------------------------------
 
-ASGI_SESSION = "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { token contact { id externalId email } userErrors { field code } } }"
-CREATE = "mutation($i: CreateContactInput!) { createContact(input: $i) { contact { id externalId } userErrors { field code message } } }"
-CHANNEL = "mutation($i: CreateChannelInput!) { createChannel(input: $i) { channel { identityVerification } userErrors { code } } }"
+ASGI_SESSION = (
+    "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { "
+    "token contact { id externalId email } userErrors { field code } } }"
+)
+CREATE = (
+    "mutation($i: CreateContactInput!) { createContact(input: $i) { "
+    "contact { id externalId } userErrors { field code message } } }"
+)
+CHANNEL = (
+    "mutation($i: CreateChannelInput!) { createChannel(input: $i) { "
+    "channel { identityVerification } userErrors { code } } }"
+)
 
 
 async def asgi_session(tenant: Tenant, **fields: Any) -> dict[str, Any]:

@@ -13,7 +13,10 @@ from tests.conftest import Tenant, pk
 from tests.conversations.test_conversations import ERRORS, ok, send, session, start
 
 ATTRIBUTED = "query($id: ID!) { conversation(id: $id) { attributedSource } }"
-WINDOW = f"mutation($i: UpdateWorkspaceInput!) {{ updateWorkspace(input: $i) {{ workspace {{ attributionWindowHours }} {ERRORS} }} }}"
+WINDOW = (
+    f"mutation($i: UpdateWorkspaceInput!) {{ updateWorkspace(input: $i) {{ "
+    f"workspace {{ attributionWindowHours }} {ERRORS} }} }}"
+)
 
 
 async def received(tenant: Tenant, contact_gid: str, name: str, hours_ago: float) -> ProactiveMessage:

@@ -17,17 +17,36 @@ from tests.conftest import Api, Tenant, pk
 ERRORS = "userErrors { field code message }"
 CONVERSATION = """id status snoozedUntil unreadCount contactUnreadCount vip rating subject websiteUrl ip
   contact { id name } assignee { id name } team { id name } lastMessage { body senderKind }"""
-START = f"mutation($i: StartConversationInput!) {{ startConversation(input: $i) {{ conversation {{ {CONVERSATION} }} message {{ id body senderKind direction deliveryState }} {ERRORS} }} }}"
-SEND = f"mutation($i: SendMessageInput!) {{ sendMessage(input: $i) {{ message {{ id body senderKind direction deliveryState senderName }} {ERRORS} }} }}"
-STATUS = f"mutation($i: SetConversationStatusInput!) {{ setConversationStatus(input: $i) {{ conversation {{ {CONVERSATION} }} {ERRORS} }} }}"
-ASSIGN = f"mutation($i: AssignConversationInput!) {{ assignConversation(input: $i) {{ conversation {{ {CONVERSATION} }} {ERRORS} }} }}"
-READ = f"mutation($i: ConversationIdInput!) {{ markConversationRead(input: $i) {{ conversation {{ {CONVERSATION} }} {ERRORS} }} }}"
+START = (
+    f"mutation($i: StartConversationInput!) {{ startConversation(input: $i) {{ "
+    f"conversation {{ {CONVERSATION} }} message {{ id body senderKind direction deliveryState }} {ERRORS} }} }}"
+)
+SEND = (
+    f"mutation($i: SendMessageInput!) {{ sendMessage(input: $i) {{ "
+    f"message {{ id body senderKind direction deliveryState senderName }} {ERRORS} }} }}"
+)
+STATUS = (
+    f"mutation($i: SetConversationStatusInput!) {{ setConversationStatus(input: $i) {{ "
+    f"conversation {{ {CONVERSATION} }} {ERRORS} }} }}"
+)
+ASSIGN = (
+    f"mutation($i: AssignConversationInput!) {{ assignConversation(input: $i) {{ "
+    f"conversation {{ {CONVERSATION} }} {ERRORS} }} }}"
+)
+READ = (
+    f"mutation($i: ConversationIdInput!) {{ markConversationRead(input: $i) {{ "
+    f"conversation {{ {CONVERSATION} }} {ERRORS} }} }}"
+)
 RATE = (
     f"mutation($i: RateConversationInput!) {{ rateConversation(input: $i) {{ conversation {{ rating }} {ERRORS} }} }}"
 )
 LIST = f"""query($view: InboxView, $filter: ConversationFilter, $first: Int) {{
-  conversations(view: $view, filter: $filter, first: $first) {{ totalCount edges {{ node {{ {CONVERSATION} }} }} }} }}"""
-SESSION = "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { token contact { id } userErrors { field code message } } }"
+  conversations(view: $view, filter: $filter, first: $first) {{
+  totalCount edges {{ node {{ {CONVERSATION} }} }} }} }}"""
+SESSION = (
+    "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { "
+    "token contact { id } userErrors { field code message } } }"
+)
 UNREAD = "{ unreadCount }"
 
 
@@ -71,7 +90,10 @@ async def get(api: Api, token: str, conversation_id: str) -> dict[str, Any]:
 
 
 async def channel(tenant: Tenant, kind: str, **settings: Any) -> dict[str, Any]:
-    doc = f"mutation($i: CreateChannelInput!) {{ createChannel(input: $i) {{ channel {{ id kind name secret publicKey }} {ERRORS} }} }}"
+    doc = (
+        f"mutation($i: CreateChannelInput!) {{ createChannel(input: $i) {{ "
+        f"channel {{ id kind name secret publicKey }} {ERRORS} }} }}"
+    )
     data = await ok(
         tenant.api,
         doc,
@@ -210,7 +232,8 @@ async def test_messages_are_the_last_fifty_paging_backwards(tenant: Tenant) -> N
     for i in range(1, 60):
         await send(tenant.api, token, conversation_id, f"message {i}")
     doc = """query($id: ID!, $before: String, $after: String) { conversation(id: $id) {
-      messages(before: $before, after: $after) { edges { cursor node { body } } pageInfo { hasPreviousPage hasNextPage startCursor endCursor } } } }"""
+      messages(before: $before, after: $after) { edges { cursor node { body } }
+      pageInfo { hasPreviousPage hasNextPage startCursor endCursor } } } }"""
     page = (await tenant.api(doc, {"id": conversation_id}, token=tenant.owner_token))["conversation"]["messages"]
     assert [e["node"]["body"] for e in page["edges"]] == [f"message {i}" for i in range(10, 60)]
     assert page["pageInfo"]["hasPreviousPage"] is True

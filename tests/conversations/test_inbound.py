@@ -351,7 +351,10 @@ async def test_a_text_reopens_the_contacts_resolved_sms_conversation(client: htt
     channel = await make_channel(tenant, ChannelKind.SMS)
     first = await inbound(client, channel, {"from": PHONE, "text": "My order is late"})
     resolved = await tenant.api(
-        "mutation($i: SetConversationStatusInput!) { setConversationStatus(input: $i) { conversation { status } userErrors { code } } }",
+        (
+            "mutation($i: SetConversationStatusInput!) { setConversationStatus(input: $i) { "
+            "conversation { status } userErrors { code } } }"
+        ),
         {"i": {"id": first["conversationId"], "status": "RESOLVED"}},
         token=tenant.owner_token,
     )

@@ -45,8 +45,14 @@ from tests.realtime.wsclient import GraphQLWs
 
 ERRORS = "userErrors { field code message }"
 SEND = f"mutation($i: SendMessageInput!) {{ sendMessage(input: $i) {{ message {{ id deliveryState }} {ERRORS} }} }}"
-START = f"mutation($i: StartConversationInput!) {{ startConversation(input: $i) {{ conversation {{ id }} message {{ id }} {ERRORS} }} }}"
-SESSION = f"mutation($i: StartContactSessionInput!) {{ startContactSession(input: $i) {{ token contact {{ id }} {ERRORS} }} }}"
+START = (
+    f"mutation($i: StartConversationInput!) {{ startConversation(input: $i) {{ "
+    f"conversation {{ id }} message {{ id }} {ERRORS} }} }}"
+)
+SESSION = (
+    f"mutation($i: StartContactSessionInput!) {{ startContactSession(input: $i) {{ "
+    f"token contact {{ id }} {ERRORS} }} }}"
+)
 ASSIGN = (
     f"mutation($i: AssignConversationInput!) {{ assignConversation(input: $i) {{ conversation {{ id }} {ERRORS} }} }}"
 )

@@ -117,7 +117,10 @@ async def test_a_refused_message_is_a_mail_error(smtp_settings: SmtpSettings) ->
 
 async def test_a_subprocess_sends_to_the_sink_through_env(smtp_settings: SmtpSettings) -> None:
     # The test blocks its own loop here; the sink answers from its thread all the same.
-    code = "import asyncio; from core.mail import Mail, send_mail; print(asyncio.run(send_mail(Mail(to=['ada@example.com'], subject='From afar', text='hi'))))"
+    code = (
+        "import asyncio; from core.mail import Mail, send_mail; "
+        "print(asyncio.run(send_mail(Mail(to=['ada@example.com'], subject='From afar', text='hi'))))"
+    )
     done = subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT,

@@ -498,7 +498,8 @@ async def test_an_export_that_read_a_contact_before_its_deletion_committed_is_go
     assert started_at is not None
     monkeypatch.setattr(contacts, "now", lambda: started_at - timedelta(seconds=5))
     deleted = await tenant.api(
-        "mutation($i: ContactIdInput!) { deleteContact(input: $i) { auditRecord { erased { kind count } } userErrors { code } } }",
+        "mutation($i: ContactIdInput!) { deleteContact(input: $i) { "
+        "auditRecord { erased { kind count } } userErrors { code } } }",
         {"i": {"id": doomed["id"]}},
         token=tenant.owner_token,
     )

@@ -17,7 +17,9 @@ from tests.conftest import Tenant, start_server, start_worker, stop_process
 from tests.realtime.wsclient import GraphQLWs
 
 PROGRESS = "subscription($id: ID!) { jobProgress(jobId: $id) { id status processed total cursor downloadUrl error } }"
-EXPORT = """mutation($i: ExportContactsInput!) { exportContacts(input: $i) { job { id status } userErrors { field code } } }"""
+EXPORT = (
+    "mutation($i: ExportContactsInput!) { exportContacts(input: $i) { job { id status } userErrors { field code } } }"
+)
 CONTACTS = 230
 
 

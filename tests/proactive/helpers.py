@@ -6,21 +6,53 @@ from typing import Any
 
 from tests.conftest import Api, Tenant
 
-FIELDS = "id name status error responseType text askName askEmail followUpText rules tags sendWindow frequency templateKey sent opened replied updatedAt channel { id kind } routeTeam { id } botAnswer { id }"
+FIELDS = (
+    "id name status error responseType text askName askEmail followUpText rules tags sendWindow frequency "
+    "templateKey sent opened replied updatedAt channel { id kind } routeTeam { id } botAnswer { id }"
+)
 ERRORS = "userErrors { field code message }"
 
-CREATE = f"mutation($i: CreateProactiveMessageInput!) {{ createProactiveMessage(input: $i) {{ proactiveMessage {{ {FIELDS} }} {ERRORS} }} }}"
-UPDATE = f"mutation($i: UpdateProactiveMessageInput!) {{ updateProactiveMessage(input: $i) {{ proactiveMessage {{ {FIELDS} }} {ERRORS} }} }}"
-ACTION = "mutation($i: ProactiveMessageIdInput!) {{ {name}(input: $i) {{ proactiveMessage {{ id name status error }} {errors} }} }}"
+CREATE = (
+    f"mutation($i: CreateProactiveMessageInput!) {{ createProactiveMessage(input: $i) {{ "
+    f"proactiveMessage {{ {FIELDS} }} {ERRORS} }} }}"
+)
+UPDATE = (
+    f"mutation($i: UpdateProactiveMessageInput!) {{ updateProactiveMessage(input: $i) {{ "
+    f"proactiveMessage {{ {FIELDS} }} {ERRORS} }} }}"
+)
+ACTION = (
+    "mutation($i: ProactiveMessageIdInput!) {{ {name}(input: $i) {{ "
+    "proactiveMessage {{ id name status error }} {errors} }} }}"
+)
 DELETE = f"mutation($i: ProactiveMessageIdInput!) {{ deleteProactiveMessage(input: $i) {{ deletedId {ERRORS} }} }}"
 GET = f"query($id: ID!) {{ proactiveMessage(id: $id) {{ {FIELDS} }} }}"
-LIST = "query($o: ProactiveMessageOrder, $first: Int, $after: String) { proactiveMessages(orderBy: $o, first: $first, after: $after) { totalCount edges { cursor node { id name status sent opened replied updatedAt } } pageInfo { hasNextPage endCursor } } }"
+LIST = (
+    "query($o: ProactiveMessageOrder, $first: Int, $after: String) { "
+    "proactiveMessages(orderBy: $o, first: $first, after: $after) { "
+    "totalCount edges { cursor node { id name status sent opened replied updatedAt } } "
+    "pageInfo { hasNextPage endCursor } } }"
+)
 
-REPORT = f"mutation($i: ReportPageViewInput!) {{ reportPageView(input: $i) {{ visitNumber delivery {{ id messageId text responseType askName askEmail }} {ERRORS} }} }}"
-OPEN = f"mutation($i: ProactiveDeliveryIdInput!) {{ openProactiveMessage(input: $i) {{ delivery {{ id openedAt }} {ERRORS} }} }}"
-DISMISS = f"mutation($i: ProactiveDeliveryIdInput!) {{ dismissProactiveMessage(input: $i) {{ delivery {{ id dismissedAt }} {ERRORS} }} }}"
-ANSWER = f"mutation($i: AnswerProactiveMessageInput!) {{ answerProactiveMessage(input: $i) {{ delivery {{ id repliedAt conversationId }} conversation {{ id tags team {{ id }} }} {ERRORS} }} }}"
-SESSION = "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { token contact { id } userErrors { field code } } }"
+REPORT = (
+    f"mutation($i: ReportPageViewInput!) {{ reportPageView(input: $i) {{ "
+    f"visitNumber delivery {{ id messageId text responseType askName askEmail }} {ERRORS} }} }}"
+)
+OPEN = (
+    f"mutation($i: ProactiveDeliveryIdInput!) {{ openProactiveMessage(input: $i) {{ "
+    f"delivery {{ id openedAt }} {ERRORS} }} }}"
+)
+DISMISS = (
+    f"mutation($i: ProactiveDeliveryIdInput!) {{ dismissProactiveMessage(input: $i) {{ "
+    f"delivery {{ id dismissedAt }} {ERRORS} }} }}"
+)
+ANSWER = (
+    f"mutation($i: AnswerProactiveMessageInput!) {{ answerProactiveMessage(input: $i) {{ "
+    f"delivery {{ id repliedAt conversationId }} conversation {{ id tags team {{ id }} }} {ERRORS} }} }}"
+)
+SESSION = (
+    "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { "
+    "token contact { id } userErrors { field code } } }"
+)
 
 CREATE_BOT = f"mutation($i: CreateBotInput!) {{ createBot(input: $i) {{ bot {{ id name }} {ERRORS} }} }}"
 CREATE_ANSWER = (

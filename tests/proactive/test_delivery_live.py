@@ -266,7 +266,10 @@ async def test_a_bot_response_posts_the_bot_answer(server: LiveServer, tenant: T
     )
     thread = await gql(
         server,
-        "query($id: ID!) { conversation(id: $id) { tags team { id } messages { edges { node { senderKind body } } } } }",
+        (
+            "query($id: ID!) { conversation(id: $id) { "
+            "tags team { id } messages { edges { node { senderKind body } } } } }"
+        ),
         {"id": answered["conversation"]["id"]},
         tenant.owner_token,
     )
@@ -430,7 +433,10 @@ async def test_paused_and_has_errors_messages_stop_sending_and_changes_reach_eve
         await until_delivered(contact, "https://shop.example/b")
 
         # The channel turned into an SMS channel: has errors, no more sends.
-        doc = "mutation($i: UpdateChannelInput!) { updateChannel(input: $i) { channel { id } userErrors { field code } } }"
+        doc = (
+            "mutation($i: UpdateChannelInput!) { updateChannel(input: $i) { "
+            "channel { id } userErrors { field code } } }"
+        )
         await payload(admin_server, doc, {"i": {"id": cid, "kind": "SMS"}}, tenant.owner_token, "updateChannel")
         assert (await gql(server, GET, {"id": mid}, tenant.owner_token))["proactiveMessage"]["status"] == "HAS_ERRORS"
         await payload(admin_server, doc, {"i": {"id": cid, "kind": "WEB_WIDGET"}}, tenant.owner_token, "updateChannel")

@@ -256,7 +256,10 @@ async def test_agents_read_and_only_owners_and_admins_manage(tenant: Tenant) -> 
 
 
 async def channel_update(tenant: Tenant, values: dict[str, Any]) -> None:
-    doc = "mutation($i: UpdateChannelInput!) { updateChannel(input: $i) { channel { id kind } userErrors { field code } } }"
+    doc = (
+        "mutation($i: UpdateChannelInput!) { updateChannel(input: $i) { "
+        "channel { id kind } userErrors { field code } } }"
+    )
     await ok(tenant.api, doc, {"i": values}, tenant.owner_token, "updateChannel")
 
 

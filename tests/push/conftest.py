@@ -33,11 +33,27 @@ from tests.conftest import Api, Tenant
 FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 
 ERRORS = "userErrors { field code message }"
-SESSION = f"mutation($i: StartContactSessionInput!) {{ startContactSession(input: $i) {{ token contact {{ id }} {ERRORS} }} }}"
-REGISTER = f"mutation($i: RegisterDeviceInput!) {{ registerDevice(input: $i) {{ device {{ id platform appId locale }} {ERRORS} }} }}"
-SET_APNS = f"mutation($i: SetApnsCredentialsInput!) {{ setApnsCredentials(input: $i) {{ pushSettings {{ apns {{ configured keyId teamId bundleId environment }} fcm {{ configured projectId clientEmail }} showMessageText respectQuietHours }} {ERRORS} }} }}"
-SET_FCM = f"mutation($i: SetFcmCredentialsInput!) {{ setFcmCredentials(input: $i) {{ pushSettings {{ apns {{ configured }} fcm {{ configured projectId clientEmail }} }} {ERRORS} }} }}"
-SET_OPTIONS = f"mutation($i: SetPushOptionsInput!) {{ setPushOptions(input: $i) {{ pushSettings {{ showMessageText respectQuietHours }} {ERRORS} }} }}"
+SESSION = (
+    "mutation($i: StartContactSessionInput!) { "
+    f"startContactSession(input: $i) {{ token contact {{ id }} {ERRORS} }} }}"
+)
+REGISTER = (
+    "mutation($i: RegisterDeviceInput!) { registerDevice(input: $i) { "
+    f"device {{ id platform appId locale }} {ERRORS} }} }}"
+)
+SET_APNS = (
+    "mutation($i: SetApnsCredentialsInput!) { setApnsCredentials(input: $i) { pushSettings { "
+    "apns { configured keyId teamId bundleId environment } fcm { configured projectId clientEmail } "
+    f"showMessageText respectQuietHours }} {ERRORS} }} }}"
+)
+SET_FCM = (
+    "mutation($i: SetFcmCredentialsInput!) { setFcmCredentials(input: $i) { pushSettings { "
+    f"apns {{ configured }} fcm {{ configured projectId clientEmail }} }} {ERRORS} }} }}"
+)
+SET_OPTIONS = (
+    "mutation($i: SetPushOptionsInput!) { setPushOptions(input: $i) { "
+    f"pushSettings {{ showMessageText respectQuietHours }} {ERRORS} }} }}"
+)
 BUNDLE = "com.example.parleyapp"
 KEY_ID, TEAM_ID = "ABC123DEFG", "TEAM123456"
 PROJECT = "parley-push-test"

@@ -27,7 +27,10 @@ SETTINGS = """query($c: ID!) { pushSettings(channelId: $c) {
   apns { configured keyId teamId bundleId environment } fcm { configured projectId clientEmail }
   showMessageText respectQuietHours
 } }"""
-REMOVE = "mutation($i: RemovePushCredentialsInput!) { removePushCredentials(input: $i) { pushSettings { apns { configured } fcm { configured } } userErrors { code } } }"
+REMOVE = (
+    "mutation($i: RemovePushCredentialsInput!) { removePushCredentials(input: $i) { "
+    "pushSettings { apns { configured } fcm { configured } } userErrors { code } } }"
+)
 LOG = "query { pushAttempts(first: 5) { totalCount } }"
 
 

@@ -12,8 +12,14 @@ from tests.push.conftest import REGISTER, App, ok, register, sdk_channel, sessio
 UNREGISTER = (
     "mutation($i: UnregisterDeviceInput!) { unregisterDevice(input: $i) { removed userErrors { field code message } } }"
 )
-DELETE = "mutation($i: ContactIdInput!) { deleteContact(input: $i) { auditRecord { erased { kind count } } userErrors { code } } }"
-MERGE = "mutation($i: MergeContactsInput!) { mergeContacts(input: $i) { contact { id } userErrors { field code message } } }"
+DELETE = (
+    "mutation($i: ContactIdInput!) { deleteContact(input: $i) { "
+    "auditRecord { erased { kind count } } userErrors { code } } }"
+)
+MERGE = (
+    "mutation($i: MergeContactsInput!) { mergeContacts(input: $i) { "
+    "contact { id } userErrors { field code message } } }"
+)
 IPHONE, IPAD = "ab" * 32, "cd" * 32
 PIXEL = "pixel-registration-token_" + "z" * 30
 

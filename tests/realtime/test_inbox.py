@@ -54,7 +54,8 @@ async def test_a_contact_and_an_agent_talk_in_real_time_across_processes(tenant:
 
             started = await gql(
                 contact_server,
-                "mutation($i: StartConversationInput!) { startConversation(input: $i) { conversation { id } userErrors { code } } }",
+                "mutation($i: StartConversationInput!) { startConversation(input: $i) { "
+                "conversation { id } userErrors { code } } }",
                 {"i": {"body": "Hi, is anyone there?"}},
                 contact_token,
             )
@@ -105,7 +106,8 @@ async def test_a_contact_and_an_agent_talk_in_real_time_across_processes(tenant:
             # Reading clears the indicator for everyone watching it.
             await gql(
                 agent_server,
-                "mutation($i: ConversationIdInput!) { markConversationRead(input: $i) { conversation { unreadCount } } }",
+                "mutation($i: ConversationIdInput!) { "
+                "markConversationRead(input: $i) { conversation { unreadCount } } }",
                 {"i": {"id": conversation_id}},
                 tenant.owner_token,
             )
@@ -115,7 +117,8 @@ async def test_a_contact_and_an_agent_talk_in_real_time_across_processes(tenant:
             until = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
             await gql(
                 agent_server,
-                "mutation($i: SetConversationStatusInput!) { setConversationStatus(input: $i) { userErrors { code } } }",
+                "mutation($i: SetConversationStatusInput!) { "
+                "setConversationStatus(input: $i) { userErrors { code } } }",
                 {"i": {"id": conversation_id, "status": "SNOOZED", "snoozedUntil": until}},
                 tenant.owner_token,
             )

@@ -128,7 +128,10 @@ async def test_an_id_beyond_any_column_finds_nothing(tenant: Tenant, node_id: in
 
 
 async def test_a_login_with_values_longer_than_their_columns_is_only_wrong(tenant: Tenant) -> None:
-    query = 'mutation($e: String!, $w: String) { login(input: {email: $e, password: "x", workspace: $w}) { token userErrors { code } } }'
+    query = (
+        "mutation($e: String!, $w: String) { "
+        'login(input: {email: $e, password: "x", workspace: $w}) { token userErrors { code } } }'
+    )
     for email, workspace in [("owner@example.com", "w" * 65), ("o" * 255 + "@example.com", None)]:
         data = await tenant.api(query, {"e": email, "w": workspace})
         assert data["login"] == {"token": None, "userErrors": [{"code": "INVALID_CREDENTIALS"}]}

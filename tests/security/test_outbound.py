@@ -421,7 +421,10 @@ async def test_saving_a_url_that_names_a_private_address_is_a_user_error(tenant:
             "message": "url must not point at ::ffff:a00:5: it is private (embeds 10.0.0.5).",
         }
     ]
-    create = """mutation($i: CreateChannelInput!) { createChannel(input: $i) { channel { id } userErrors { field code message } } }"""
+    create = (
+        "mutation($i: CreateChannelInput!) { createChannel(input: $i) { "
+        "channel { id } userErrors { field code message } } }"
+    )
     for url, message in (
         ("https://169.254.169.254/latest/meta-data", "gatewayUrl must not point at 169.254.169.254: it is link-local."),
         (

@@ -127,7 +127,8 @@ async def test_the_inbox_at_its_largest_page_passes_with_its_cost(api: Api, tena
         {"i": {"channelKey": tenant.channel.public_key, "externalId": "ada"}},
     )
     started = await api(
-        "mutation($i: StartConversationInput!) { startConversation(input: $i) { conversation { id } userErrors { code } } }",
+        "mutation($i: StartConversationInput!) { startConversation(input: $i) { "
+        "conversation { id } userErrors { code } } }",
         {"i": {"body": "Hello"}},
         token=session["startContactSession"]["token"],
     )

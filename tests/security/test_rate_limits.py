@@ -32,7 +32,10 @@ from tests.conftest import LiveServer, Tenant, start_server
 
 LOGIN = "mutation($e: String!, $p: String!) { login(input: {email: $e, password: $p}) { token userErrors { code } } }"
 SESSION = "mutation($k: String!) { startContactSession(input: {channelKey: $k}) { token userErrors { code } } }"
-PAGE_VIEW = 'mutation { reportPageView(input: {url: "https://shop.example/", timeOnPageSeconds: 0}) { visitNumber userErrors { code } } }'
+PAGE_VIEW = (
+    'mutation { reportPageView(input: {url: "https://shop.example/", timeOnPageSeconds: 0}) { '
+    "visitNumber userErrors { code } } }"
+)
 TRACK = 'mutation { trackEvent(input: {kind: EVENT, name: "clicked"}) { event { name } userErrors { code } } }'
 PASSWORD = "correct horse battery"
 

@@ -74,7 +74,8 @@ async def test_a_non_ascii_export_link_signature_is_forbidden(server: LiveServer
 
 async def test_a_non_ascii_inbound_webhook_signature_is_unauthenticated(server: LiveServer, tenant: Tenant) -> None:
     created = await tenant.api(
-        "mutation($i: CreateChannelInput!) { createChannel(input: $i) { channel { id publicKey } userErrors { code } } }",
+        "mutation($i: CreateChannelInput!) { createChannel(input: $i) { "
+        "channel { id publicKey } userErrors { code } } }",
         {"i": {"name": "Texts", "kind": "SMS"}},
         token=tenant.owner_token,
     )

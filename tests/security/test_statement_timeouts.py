@@ -29,7 +29,9 @@ from tests.conftest import Tenant, start_server
 
 # Counts to ten million one row at a time: seconds of work on either database.
 SLOW = {
-    "sqlite": "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000000) SELECT count(*) FROM n",
+    "sqlite": (
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000000) SELECT count(*) FROM n"
+    ),
     "postgres": "SELECT pg_sleep(2)",
 }
 PREVIEW = "query($rules: SegmentRulesInput!) { previewSegment(rules: $rules, first: 1) { count } }"

@@ -60,7 +60,8 @@ async def test_join_and_leave_reach_a_subscriber(tenant: Any, tmp_path: Path) ->
             gql = owner_api(http, tenant)
 
             made = await gql(
-                "mutation($input: CreateSegmentInput!) { createSegment(input: $input) { segment { id } userErrors { message } } }",
+                "mutation($input: CreateSegmentInput!) { createSegment(input: $input) { "
+                "segment { id } userErrors { message } } }",
                 {
                     "input": {
                         "name": "Pro plan",

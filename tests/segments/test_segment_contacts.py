@@ -17,8 +17,11 @@ from tests.conftest import Tenant, pk
 CREATE = (
     "mutation($input: CreateSegmentInput!) { createSegment(input: $input) { segment { id } userErrors { message } } }"
 )
-MEMBERS = """query($id: ID!, $first: Int, $after: String) { segment(id: $id) { memberCount contacts(first: $first, after: $after) {
-  edges { cursor node { name lastSeenAt } } pageInfo { hasNextPage endCursor } } } }"""
+MEMBERS = """query($id: ID!, $first: Int, $after: String) { segment(id: $id) {
+  memberCount contacts(first: $first, after: $after) {
+    edges { cursor node { name lastSeenAt } } pageInfo { hasNextPage endCursor }
+  }
+} }"""
 TRACK = "mutation($input: TrackEventInput!) { trackEvent(input: $input) { userErrors { code message } } }"
 NOW = datetime.now(UTC).replace(microsecond=0)
 

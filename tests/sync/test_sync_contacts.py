@@ -16,7 +16,10 @@ from tests.conftest import Api, Tenant
 
 SYNC = """mutation($i: SyncContactsInput!) { syncContacts(input: $i) {
   replayed created updated unchanged failed
-  results { index status contactId contact { id externalId email name city vip tags attributes { key value } } errors { field code message } }
+  results {
+    index status contactId contact { id externalId email name city vip tags attributes { key value } }
+    errors { field code message }
+  }
   userErrors { field code message }
 } }"""
 UPDATE_WS = "mutation($i: UpdateWorkspaceInput!) { updateWorkspace(input: $i) { userErrors { field code message } } }"

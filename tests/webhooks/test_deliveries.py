@@ -31,11 +31,17 @@ LOG = """query($id: ID!) { node(id: $id) { ... on WebhookEndpoint {
   } } }
 } } }"""
 UPDATE_CONTACT = "mutation($i: UpdateContactInput!) { updateContact(input: $i) { userErrors { field code message } } }"
-SET_STATUS = "mutation($i: SetConversationStatusInput!) { setConversationStatus(input: $i) { userErrors { field code message } } }"
+SET_STATUS = (
+    "mutation($i: SetConversationStatusInput!) { "
+    "setConversationStatus(input: $i) { userErrors { field code message } } }"
+)
 DEFINE = (
     "mutation($i: CreateAttributeDefinitionInput!) { createAttributeDefinition(input: $i) { userErrors { code } } }"
 )
-PING = "mutation($i: WebhookEndpointIdInput!) { pingWebhookEndpoint(input: $i) { delivery { id eventType status } userErrors { code } } }"
+PING = (
+    "mutation($i: WebhookEndpointIdInput!) { pingWebhookEndpoint(input: $i) { "
+    "delivery { id eventType status } userErrors { code } } }"
+)
 
 
 async def delivery_log(tenant: Tenant, endpoint: Endpoint) -> dict[str, Any]:
@@ -160,7 +166,8 @@ async def test_an_endpoint_failing_too_often_is_disabled(
     assert await WebhookDelivery.filter(endpoint_id=int(_pk(endpoint.id)), status=DeliveryStatus.PENDING).count() == 0
     # Enabling it again starts afresh.
     again = await tenant.api(
-        "mutation($i: UpdateWebhookEndpointInput!) { updateWebhookEndpoint(input: $i) { endpoint { enabled consecutiveFailures } } }",
+        "mutation($i: UpdateWebhookEndpointInput!) { "
+        "updateWebhookEndpoint(input: $i) { endpoint { enabled consecutiveFailures } } }",
         {"i": {"id": endpoint.id, "enabled": True}},
         token=tenant.owner_token,
     )
@@ -223,7 +230,8 @@ async def _conversation(tenant: Tenant, external_id: str) -> tuple[str, str]:
     )["startContactSession"]
     started = (
         await tenant.api(
-            "mutation($i: StartConversationInput!) { startConversation(input: $i) { conversation { id } userErrors { code } } }",
+            "mutation($i: StartConversationInput!) { startConversation(input: $i) { "
+            "conversation { id } userErrors { code } } }",
             {"i": {"body": "Hello"}},
             token=session["token"],
         )

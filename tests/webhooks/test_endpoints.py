@@ -15,7 +15,10 @@ ENDPOINTS = """{ webhookEndpoints { edges { node {
 UPDATE = """mutation($i: UpdateWebhookEndpointInput!) { updateWebhookEndpoint(input: $i) {
   endpoint { id url description eventTypes enabled disabledReason } userErrors { field code message }
 } }"""
-ROTATE = "mutation($i: WebhookEndpointIdInput!) { rotateWebhookEndpointSecret(input: $i) { secret userErrors { field code } } }"
+ROTATE = (
+    "mutation($i: WebhookEndpointIdInput!) { "
+    "rotateWebhookEndpointSecret(input: $i) { secret userErrors { field code } } }"
+)
 DELETE = (
     "mutation($i: WebhookEndpointIdInput!) { deleteWebhookEndpoint(input: $i) { deletedId userErrors { field code } } }"
 )
