@@ -1,0 +1,69 @@
+"""Push as a hostile admin or a hostile network would try it: provider addresses inside
+our network (over HTTP/2 too), credentials sealed under a SECRET_KEY since changed, and a
+deleted contact's trace in the delivery log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from core.config import settings
+from jobs.push import push_conversation
+from tests.conftest import Tenant, pk
+from tests.push.conftest import Providers, configured, register, session
+from tests.push.test_delivery import APNS_TOKEN, FCM_TOKEN, conversation_with_reply, ctx, delivery_log, run_deliveries
+
+DELETE = "mutation($i: ContactIdInput!) { deleteContact(input: $i) { userErrors { code } } }"
+
+
+async def test_providers_inside_our_network_are_refused_over_http2_and_http11(
+    tenant: Tenant, app: Any, providers: Providers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stand-ins listen on 127.0.0.1: with private networks refused (production), the
+    outbound client refuses APNs' HTTP/2 request and FCM's token request before connecting."""
+    sdk = await configured(tenant, providers)
+    token, _ = await session(sdk)
+    iphone = await register(sdk, token, "IOS", APNS_TOKEN)
+    pixel = await register(sdk, token, "ANDROID", FCM_TOKEN)
+    conversation_id, message_id = await conversation_with_reply(sdk, token)
+    assert await push_conversation(ctx(app), pk(conversation_id)) == "queued 2"
+
+    monkeypatch.setattr(settings, "outbound_allow_private_networks", False)
+    assert await run_deliveries(app, pk(iphone["id"]), message_id) == ["failed"]  # not retried: it never will work
+    assert await run_deliveries(app, pk(pixel["id"]), message_id) == ["failed"]
+    assert providers.apns.requests == [] and providers.oauth.requests == [] and providers.fcm.requests == []
+    errors = {line["platform"]: line["error"] for line in await delivery_log(tenant)}
+    assert errors == {"IOS": "address refused: 127.0.0.1 is loopback",
+                      "ANDROID": "token endpoint: address refused: 127.0.0.1 is loopback"}  # fmt: skip
+
+
+async def test_credentials_sealed_under_another_secret_key_fail_plainly(
+    tenant: Tenant, app: Any, providers: Providers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sdk = await configured(tenant, providers)
+    token, _ = await session(sdk)
+    iphone = await register(sdk, token, "IOS", APNS_TOKEN)
+    conversation_id, message_id = await conversation_with_reply(sdk, token)
+    assert await push_conversation(ctx(app), pk(conversation_id)) == "queued 1"
+
+    monkeypatch.setattr(settings, "secret_key", "a-rotated-secret-key-of-at-least-32-characters")
+    assert await run_deliveries(app, pk(iphone["id"]), message_id) == ["failed"]
+    assert providers.apns.requests == []
+    [line] = await delivery_log(tenant)
+    assert line["outcome"] == "FAILED" and line["error"] == (
+        "The credentials cannot be decrypted: SECRET_KEY changed since it was set, or it was altered: set them again."
+    )
+
+
+async def test_a_deleted_contacts_delivery_log_goes_with_it(tenant: Tenant, app: Any, providers: Providers) -> None:
+    sdk = await configured(tenant, providers)
+    token, contact = await session(sdk)
+    iphone = await register(sdk, token, "IOS", APNS_TOKEN)
+    conversation_id, message_id = await conversation_with_reply(sdk, token)
+    assert await push_conversation(ctx(app), pk(conversation_id)) == "queued 1"
+    assert await run_deliveries(app, pk(iphone["id"]), message_id) == ["sent"]
+    assert [line["contactId"] for line in await delivery_log(tenant)] == [contact]
+
+    assert (await tenant.api(DELETE, {"i": {"id": contact}}, token=tenant.owner_token))["deleteContact"]["userErrors"] == []
+    assert await delivery_log(tenant) == []
