@@ -114,9 +114,17 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _apns_cache_key(pem: str, key_id: str, team_id: str) -> tuple[str, str, str]:
+    return key_id, team_id, _digest(pem)
+
+
+def _fcm_cache_key(account: dict[str, str]) -> tuple[str, str]:
+    return account["client_email"], _digest(account["private_key"])
+
+
 def apns_jwt(pem: str, key_id: str, team_id: str) -> str:
     """The provider token APNs wants: {"alg": "ES256", "kid"} · {"iss": team id, "iat"}."""
-    cache_key = (key_id, team_id, _digest(pem))
+    cache_key = _apns_cache_key(pem, key_id, team_id)
     cached = _apns_tokens.get(cache_key)
     if cached is not None and time.monotonic() - cached[1] < APNS_TOKEN_SECONDS:
         return cached[0]
@@ -140,7 +148,7 @@ class TokenRefused(Exception):
 async def fcm_access_token(account: dict[str, str]) -> str:
     """An OAuth2 access token for FCM: the service account's signed JWT exchanged at the
     token endpoint (RFC 7523), cached until a minute before it expires."""
-    cache_key = (account["client_email"], _digest(account["private_key"]))
+    cache_key = _fcm_cache_key(account)
     cached = _fcm_tokens.get(cache_key)
     if cached is not None and time.monotonic() < cached[1]:
         return cached[0]
@@ -271,7 +279,9 @@ async def _send_apns(config: PushConfig, device: Device, n: Notification) -> Ans
     if response.status == 410 or reason == "Unregistered":
         return Answer(response.status, reason or "Unregistered", token_gone=True)
     if response.status == 403 and reason == "ExpiredProviderToken":
-        _apns_tokens.clear()  # a fresh token on the next try
+        # A fresh token on the next try, for this key only: Apple throttles keys whose
+        # tokens are renewed more often than every 20 minutes (TooManyProviderTokenUpdates).
+        _apns_tokens.pop(_apns_cache_key(pem, config.apns_key_id, config.apns_team_id), None)
         return Answer(response.status, reason, retryable=True)
     return Answer(response.status, reason or response.summary, retryable=_transient(response), retry_after=response.retry_after)
 
@@ -301,7 +311,7 @@ async def _send_fcm(config: PushConfig, device: Device, n: Notification) -> Answ
     if code == "UNREGISTERED" or (response.status == 404 and code in (None, "NOT_FOUND")):
         return Answer(response.status, code or "UNREGISTERED", token_gone=True)
     if response.status == 401:
-        _fcm_tokens.clear()  # expired or revoked: a new one on the next try
+        _fcm_tokens.pop(_fcm_cache_key(account), None)  # expired or revoked: a new one on the next try
         return Answer(response.status, code or "UNAUTHENTICATED", retryable=True)
     return Answer(response.status, code or response.summary, retryable=_transient(response), retry_after=response.retry_after)
 

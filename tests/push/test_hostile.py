@@ -11,7 +11,7 @@ import pytest
 from core.config import settings
 from jobs.push import push_conversation
 from tests.conftest import Tenant, pk
-from tests.push.conftest import Providers, configured, register, session
+from tests.push.conftest import Providers, apple_key, configured, register, session
 from tests.push.test_delivery import APNS_TOKEN, FCM_TOKEN, conversation_with_reply, ctx, delivery_log, run_deliveries
 
 DELETE = "mutation($i: ContactIdInput!) { deleteContact(input: $i) { userErrors { code } } }"
@@ -67,3 +67,23 @@ async def test_a_deleted_contacts_delivery_log_goes_with_it(tenant: Tenant, app:
 
     assert (await tenant.api(DELETE, {"i": {"id": contact}}, token=tenant.owner_token))["deleteContact"]["userErrors"] == []
     assert await delivery_log(tenant) == []
+
+
+async def test_an_expired_provider_token_renews_that_key_only(tenant: Tenant, app: Any, providers: Providers) -> None:
+    """Apple throttles keys whose tokens are renewed more often than every 20 minutes: one
+    workspace's ExpiredProviderToken must not renew every other workspace's token too."""
+    from services.push import apns_jwt
+
+    other_pem, _ = apple_key()
+    others = apns_jwt(other_pem, "OTHERKEY01", "OTHERTEAM1")  # another workspace's cached token
+    sdk = await configured(tenant, providers)
+    token, _ = await session(sdk)
+    iphone = await register(sdk, token, "IOS", APNS_TOKEN)
+    conversation_id, message_id = await conversation_with_reply(sdk, token)
+    assert await push_conversation(ctx(app), pk(conversation_id)) == "queued 1"
+
+    providers.apns.answer((403, {"reason": "ExpiredProviderToken"}))
+    assert await run_deliveries(app, pk(iphone["id"]), message_id) == ["retry", "sent"]
+    first, second = (r.headers["authorization"] for r in await providers.apns.wait_for(2))
+    assert first != second  # this key's token was renewed
+    assert apns_jwt(other_pem, "OTHERKEY01", "OTHERTEAM1") == others  # the other's was not
