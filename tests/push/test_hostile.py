@@ -11,7 +11,7 @@ import pytest
 from core.config import settings
 from jobs.push import push_conversation
 from tests.conftest import Tenant, pk
-from tests.push.conftest import Providers, apple_key, configured, register, session
+from tests.push.conftest import REGISTER, Providers, apple_key, configured, register, session
 from tests.push.test_delivery import APNS_TOKEN, FCM_TOKEN, conversation_with_reply, ctx, delivery_log, run_deliveries
 
 DELETE = "mutation($i: ContactIdInput!) { deleteContact(input: $i) { userErrors { code } } }"
@@ -87,3 +87,18 @@ async def test_an_expired_provider_token_renews_that_key_only(tenant: Tenant, ap
     first, second = (r.headers["authorization"] for r in await providers.apns.wait_for(2))
     assert first != second  # this key's token was renewed
     assert apns_jwt(other_pem, "OTHERKEY01", "OTHERTEAM1") == others  # the other's was not
+
+
+async def test_register_device_is_rate_limited_like_the_widgets_other_calls(
+    tenant: Tenant, providers: Providers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anybody holding the SDK's public key can call registerDevice: each call writes, so it
+    spends the per-address budget of page views and events."""
+    sdk = await configured(tenant, providers)
+    token, _ = await session(sdk)
+    monkeypatch.setattr(settings, "rate_limit_widget_events_per_ip", "3/minute")
+    variables = {"i": {"platform": "IOS", "token": APNS_TOKEN, "appId": "com.example.app"}}
+    answers = [await tenant.api.raw(REGISTER, variables, token=token) for _ in range(4)]
+    refused = answers[-1]
+    assert refused.status_code == 429, refused.json()
+    assert [e["extensions"]["code"] for e in refused.json()["errors"]] == ["RATE_LIMITED"]
