@@ -4,9 +4,15 @@ deleted contact's trace in the delivery log."""
 
 from __future__ import annotations
 
+import asyncio
+import shutil
+import ssl
+from pathlib import Path
 from typing import Any
 
 import pytest
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
 
 from core.config import settings
 from jobs.push import push_conversation
@@ -102,3 +108,60 @@ async def test_register_device_is_rate_limited_like_the_widgets_other_calls(
     refused = answers[-1]
     assert refused.status_code == 429, refused.json()
     assert [e["extensions"]["code"] for e in refused.json()["errors"]] == ["RATE_LIMITED"]
+
+
+async def test_http2_over_tls_goes_to_the_checked_address_with_the_name_verified(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """APNs' HTTP/2 through the outbound client: pinned to the address that was checked,
+    the certificate verified for the URL's name (not the address), :authority the name;
+    and the address refused before connecting when private networks are."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    from core import outbound
+    from core.embedded_redis import free_port
+    from tests.security.test_outbound import _certificate
+
+    cert, key = _certificate(tmp_path, "localhost")
+    seen: list[tuple[str, str]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        seen.append((scope["http_version"], dict(scope["headers"]).get(b"host", b"").decode()))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"h2 ok"})
+
+    config = Config()
+    port = free_port()
+    config.bind, config.certfile, config.keyfile = [f"127.0.0.1:{port}"], str(cert), str(key)
+    config.accesslog = config.errorlog = None
+    stop = asyncio.Event()
+    server = asyncio.create_task(serve(app, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
+    try:
+        for _ in range(200):
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                break
+            except OSError:
+                await asyncio.sleep(0.02)
+        trust = ssl.create_default_context(cafile=str(cert))
+        url = f"https://localhost:{port}/3/device/ab"
+        response = await outbound.post(url, content=b"{}", verify=trust, http2=True)
+        assert (response.status, response.body) == (200, b"h2 ok")
+        assert seen == [("2", f"localhost:{port}")]
+
+        other, _ = _certificate(tmp_path, "other.parley.test")
+        with pytest.raises(outbound.OutboundError) as caught:
+            await outbound.post(url, content=b"{}", verify=ssl.create_default_context(cafile=str(other)), http2=True)
+        assert caught.value.reason == "TLS certificate not valid"
+
+        monkeypatch.setattr(settings, "outbound_allow_private_networks", False)
+        with pytest.raises(outbound.OutboundError) as caught:
+            await outbound.post(url, content=b"{}", verify=trust, http2=True)
+        assert caught.value.reason.startswith("address refused:") and caught.value.reason.endswith(" is loopback")
+        assert len(seen) == 1
+    finally:
+        stop.set()
+        await server
