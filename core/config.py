@@ -186,8 +186,8 @@ class Settings(BaseSettings):
     login_lockout_max_seconds: int = 3600
     login_lockout_memory_seconds: int = 24 * 3600
     # What anybody holding a widget or SDK key can call: `startContactSession` per channel
-    # key and per address; `reportPageView` and `trackEvent` of contact sessions per
-    # channel and per address (one budget for both).
+    # key and per address; `reportPageView`, `trackEvent` and `registerDevice` of contact
+    # sessions per channel and per address (one budget for all three).
     rate_limit_contact_session_per_channel: str = "1200/minute"
     rate_limit_contact_session_per_ip: str = "60/minute"
     rate_limit_widget_events_per_channel: str = "12000/minute"

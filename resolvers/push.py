@@ -15,6 +15,7 @@ from core.clock import now
 from core.context import Context
 from core.errors import Code, PublicError, UserError, UserFailure
 from core.permissions import Permission
+from core.ratelimit import rate_limits
 from core.sealed import seal
 from models.channels import Channel, ChannelKind
 from models.push import ApnsEnvironment, Device, DevicePlatform, PushAttempt, PushConfig
@@ -70,6 +71,8 @@ async def register_device(
     another contact of the workspace (someone else signed in on the phone) moves here."""
     principal = ctx.require_contact()
     assert principal.contact_id is not None and principal.channel_id is not None
+    # Anybody holding the SDK's public key can call this: counted with page views and events.
+    await rate_limits.hit_widget("widget-events", str(principal.channel_id), ctx.client_ip)
     channel = await Channel.get_or_none(id=principal.channel_id)
     if channel is None or channel.kind is not ChannelKind.MOBILE_SDK:
         raise UserFailure.of("platform", Code.NOT_ALLOWED, "Devices register from a mobile SDK channel's session.")

@@ -28,6 +28,7 @@ from urllib.parse import urlencode
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from core import keys, outbound
 from core.config import settings
@@ -45,6 +46,8 @@ FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 # delivery log only when it looks like one: never free text from the remote side.
 REASON = re.compile(r"[A-Za-z_]{1,64}")
 MAX_ANSWER = 4096
+# The largest RSA key a service account may have (Google issues 2,048-bit keys).
+MAX_RSA_BITS = 4096
 
 _apns_tokens: dict[tuple[str, str, str], tuple[str, float]] = {}
 _fcm_tokens: dict[tuple[str, str], tuple[str, float]] = {}
@@ -53,10 +56,29 @@ _fcm_tokens: dict[tuple[str, str], tuple[str, float]] = {}
 # -- credentials ------------------------------------------------------------------------------
 
 
+class KeyTooLarge(ValueError):
+    pass
+
+
+def _private_key(pem: bytes) -> PrivateKeyTypes:
+    """A PEM private key, its size checked before OpenSSL's RSA consistency check, which
+    is synchronous and grows steeply with the size: a 12,288-bit key (9.5 kB, well within
+    MAX_SECRET) takes ~14 s of CPU to load, blocking the event loop (and again in the
+    worker at every token). Google's service-account keys are 2,048 bits."""
+    key = serialization.load_pem_private_key(pem, password=None, unsafe_skip_rsa_key_validation=True)
+    if isinstance(key, rsa.RSAPrivateKey):
+        if key.key_size > MAX_RSA_BITS:
+            raise KeyTooLarge(f"of {key.key_size} bits: at most {MAX_RSA_BITS}.")
+        key = serialization.load_pem_private_key(pem, password=None)  # now checked, cheaply
+    return key
+
+
 def apns_key(pem: str) -> ec.EllipticCurvePrivateKey:
     """The .p8 key Apple issues (a P-256 private key in PEM); ValueError saying what is wrong."""
     try:
-        key = serialization.load_pem_private_key(pem.strip().encode(), password=None)
+        key = _private_key(pem.strip().encode())
+    except KeyTooLarge as exc:
+        raise ValueError("must be the P-256 key Apple issues for APNs (an ES256 .p8 key).") from exc
     except (ValueError, TypeError) as exc:
         raise ValueError("is not a .p8 private key (PEM, BEGIN PRIVATE KEY).") from exc
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
@@ -78,7 +100,9 @@ def service_account(text: str) -> dict[str, str]:
     if not re.fullmatch(r"[a-z][a-z0-9-]{4,29}", data["project_id"]):
         raise ValueError("has a project_id that is not a Firebase project id.")
     try:
-        key = serialization.load_pem_private_key(data["private_key"].encode(), password=None)
+        key = _private_key(data["private_key"].encode())
+    except KeyTooLarge as exc:
+        raise ValueError(f"has a private_key {exc}") from exc
     except (ValueError, TypeError) as exc:
         raise ValueError("has a private_key that is not a PEM private key.") from exc
     if not isinstance(key, rsa.RSAPrivateKey):
@@ -90,9 +114,17 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _apns_cache_key(pem: str, key_id: str, team_id: str) -> tuple[str, str, str]:
+    return key_id, team_id, _digest(pem)
+
+
+def _fcm_cache_key(account: dict[str, str]) -> tuple[str, str]:
+    return account["client_email"], _digest(account["private_key"])
+
+
 def apns_jwt(pem: str, key_id: str, team_id: str) -> str:
     """The provider token APNs wants: {"alg": "ES256", "kid"} · {"iss": team id, "iat"}."""
-    cache_key = (key_id, team_id, _digest(pem))
+    cache_key = _apns_cache_key(pem, key_id, team_id)
     cached = _apns_tokens.get(cache_key)
     if cached is not None and time.monotonic() - cached[1] < APNS_TOKEN_SECONDS:
         return cached[0]
@@ -116,7 +148,7 @@ class TokenRefused(Exception):
 async def fcm_access_token(account: dict[str, str]) -> str:
     """An OAuth2 access token for FCM: the service account's signed JWT exchanged at the
     token endpoint (RFC 7523), cached until a minute before it expires."""
-    cache_key = (account["client_email"], _digest(account["private_key"]))
+    cache_key = _fcm_cache_key(account)
     cached = _fcm_tokens.get(cache_key)
     if cached is not None and time.monotonic() < cached[1]:
         return cached[0]
@@ -274,7 +306,9 @@ async def _send_apns(config: PushConfig, device: Device, n: Notification) -> Ans
     if response.status == 410 or reason == "Unregistered":
         return Answer(response.status, reason or "Unregistered", token_gone=True)
     if response.status == 403 and reason == "ExpiredProviderToken":
-        _apns_tokens.clear()  # a fresh token on the next try
+        # A fresh token on the next try, for this key only: Apple throttles keys whose
+        # tokens are renewed more often than every 20 minutes (TooManyProviderTokenUpdates).
+        _apns_tokens.pop(_apns_cache_key(pem, config.apns_key_id, config.apns_team_id), None)
         return Answer(response.status, reason, retryable=True)
     return Answer(
         response.status, reason or response.summary, retryable=_transient(response), retry_after=response.retry_after
@@ -309,7 +343,7 @@ async def _send_fcm(config: PushConfig, device: Device, n: Notification) -> Answ
     if code == "UNREGISTERED" or (response.status == 404 and code in (None, "NOT_FOUND")):
         return Answer(response.status, code or "UNREGISTERED", token_gone=True)
     if response.status == 401:
-        _fcm_tokens.clear()  # expired or revoked: a new one on the next try
+        _fcm_tokens.pop(_fcm_cache_key(account), None)  # expired or revoked: a new one on the next try
         return Answer(response.status, code or "UNAUTHENTICATED", retryable=True)
     return Answer(
         response.status, code or response.summary, retryable=_transient(response), retry_after=response.retry_after
