@@ -40,8 +40,8 @@ async def test_providers_inside_our_network_are_refused_over_http2_and_http11(
     assert await run_deliveries(app, pk(pixel["id"]), message_id) == ["failed"]
     assert providers.apns.requests == [] and providers.oauth.requests == [] and providers.fcm.requests == []
     errors = {line["platform"]: line["error"] for line in await delivery_log(tenant)}
-    assert errors == {"IOS": "address refused: 127.0.0.1 is loopback",
-                      "ANDROID": "token endpoint: address refused: 127.0.0.1 is loopback"}  # fmt: skip
+    refused = "address refused: 127.0.0.1 is loopback"
+    assert errors == {"IOS": refused, "ANDROID": f"token endpoint: {refused}"}
 
 
 async def test_credentials_sealed_under_another_secret_key_fail_plainly(
@@ -71,7 +71,9 @@ async def test_a_deleted_contacts_delivery_log_goes_with_it(tenant: Tenant, app:
     assert await run_deliveries(app, pk(iphone["id"]), message_id) == ["sent"]
     assert [line["contactId"] for line in await delivery_log(tenant)] == [contact]
 
-    assert (await tenant.api(DELETE, {"i": {"id": contact}}, token=tenant.owner_token))["deleteContact"]["userErrors"] == []
+    assert (await tenant.api(DELETE, {"i": {"id": contact}}, token=tenant.owner_token))["deleteContact"][
+        "userErrors"
+    ] == []
     assert await delivery_log(tenant) == []
 
 
