@@ -290,6 +290,8 @@ async def scratch_stack(*, sqlite: bool, database_url: str | None, redis_url: st
             "LOG_LEVEL": "WARNING",
             "METRICS_TOKEN": secrets.token_urlsafe(24),
             **BENCH_RATE_LIMITS,
+            # The fan-out benchmark opens its 1,000 sockets as one agent.
+            "MAX_SOCKETS_PER_PRINCIPAL": "100000",
         }
         os.environ.update(env)
         yield Stack(url, redis_url, prefix, described, workdir, env)
