@@ -34,8 +34,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from opentelemetry.trace import StatusCode
 
 from core.config import settings
+from core.tracing import SpanKind, span
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -274,19 +276,33 @@ async def request(
     # The name the server expects, whichever address we connect to.
     sent["host"] = target.netloc.decode("ascii")  # HTTP/2's :authority is made from it
     sent["accept-encoding"] = "identity"  # max_bytes counts what we read, not an inflated body
-    try:
-        async with asyncio.timeout(timeout):
-            addresses = await _addresses(host, port)
-            async with httpx.AsyncClient(
-                timeout=timeout, follow_redirects=False, trust_env=False, verify=verify, http1=not http2, http2=http2
-            ) as client:
-                return await _first_answer(client, method, target, addresses, content, sent, max_bytes)
-    except TimeoutError as exc:
-        raise OutboundError(f"no answer within {timeout:g} s") from exc
-    except httpx.TimeoutException as exc:
-        raise OutboundError(f"no answer within {timeout:g} s") from exc
-    except httpx.HTTPError as exc:
-        raise OutboundError(_failure(exc)) from exc
+    # The span (when tracing is on) shows the method, the name and port and the status:
+    # never the path's query string nor a header, where tenants' secrets travel.
+    attributes: dict[str, Any] = {"http.request.method": method, "server.address": host, "server.port": port}
+    with span(method, kind=SpanKind.CLIENT, **attributes) as traced:  # an exception: recorded, status ERROR
+        try:
+            async with asyncio.timeout(timeout):
+                addresses = await _addresses(host, port)
+                async with httpx.AsyncClient(
+                    timeout=timeout,
+                    follow_redirects=False,
+                    trust_env=False,
+                    verify=verify,
+                    http1=not http2,
+                    http2=http2,
+                ) as client:
+                    response = await _first_answer(client, method, target, addresses, content, sent, max_bytes)
+        except TimeoutError as exc:
+            raise OutboundError(f"no answer within {timeout:g} s") from exc
+        except httpx.TimeoutException as exc:
+            raise OutboundError(f"no answer within {timeout:g} s") from exc
+        except httpx.HTTPError as exc:
+            raise OutboundError(_failure(exc)) from exc
+        if traced is not None:
+            traced.set_attribute("http.response.status_code", response.status)
+            if response.status >= 400:
+                traced.set_status(StatusCode.ERROR)
+        return response
 
 
 async def _first_answer(

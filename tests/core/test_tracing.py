@@ -4,11 +4,13 @@ decodes what the API and the worker send when OTEL_EXPORTER_OTLP_ENDPOINT is set
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from tests.conftest import Tenant, start_server, start_worker, stop_process
@@ -99,9 +101,87 @@ async def test_a_request_and_its_operation_and_a_job_reach_the_collector(tmp_pat
     )  # CONSUMER
 
 
+async def test_a_request_traces_its_sql_and_redis_calls_without_values(tmp_path: Path, tenant: Tenant) -> None:
+    needle = "needle-7f3a"  # a bound value: in the statements' parameters, never on a span
+    with HttpSink() as sink:
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.url, "OTEL_BSP_SCHEDULE_DELAY": "100"}
+        server = start_server(tmp_path, env=env)
+        try:
+            async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+                answer = await http.post(
+                    "/graphql",
+                    json={
+                        "query": "query Find($q: String) { contacts(search: $q) { totalCount } }",
+                        "operationName": "Find",
+                        "variables": {"q": needle},
+                    },
+                    headers={
+                        "authorization": f"Bearer {tenant.api_key}",
+                        "traceparent": f"00-{TRACE_ID}-{CALLER_SPAN}-01",
+                    },
+                )
+            assert answer.json() == {"data": {"contacts": {"totalCount": 0}}}
+            spans = await _until(sink, lambda spans: any(s["name"] == "HTTP POST" for s in spans))
+        finally:
+            server.stop()
+
+    traced = [s for s in spans if s["trace_id"] == TRACE_ID]
+    request = next(s for s in traced if s["name"] == "HTTP POST")
+    operation = next(s for s in traced if s["name"] == "query Find")
+    assert operation["parent"] == request["span_id"]
+    # The request → operation (a JSON POST: the plain path) → SQL tree, each statement a CLIENT span.
+    system = "postgresql" if os.environ.get("TEST_DATABASE_URL") else "sqlite"
+    statements = [s for s in traced if s.get("db.system") == system]
+    assert statements and all(s["parent"] in (request["span_id"], operation["span_id"]) for s in statements)
+    assert all(s["kind"] == 3 for s in statements)
+    counted = next(s for s in statements if "count(" in s["db.query.text"].lower())
+    assert counted["parent"] == operation["span_id"]
+    assert counted["name"] == counted["db.operation.name"] == "SELECT"
+    # Redis (the request's rate limit), the command without its keys or arguments.
+    commands = [s for s in traced if s.get("db.system") == "redis"]
+    assert commands and all(set(s["db.query.text"].split()[1:]) <= {"?"} for s in commands)
+    # Neither the search value nor the API key anywhere on any span.
+    for s in spans:
+        for value in s.values():
+            assert needle not in str(value) and tenant.api_key not in str(value), s
+
+
+async def test_an_outbound_call_makes_an_http_span(monkeypatch: pytest.MonkeyPatch) -> None:
+    from core import outbound, tracing
+    from core.config import settings
+
+    with HttpSink() as collector, HttpSink() as receiver:
+        monkeypatch.setattr(settings, "otel_exporter_otlp_endpoint", collector.url)
+        tracing.setup_tracing()
+        try:
+            with tracing.span("test") as parent:
+                answer = await outbound.post(
+                    f"{receiver.url}/hook?token=query-secret",
+                    content=b"{}",
+                    headers={"authorization": "Bearer header-secret"},
+                )
+            assert answer.ok and parent is not None
+        finally:
+            tracing.shutdown_tracing()  # sends what is buffered
+        spans = _spans(collector)
+    assert receiver.requests[0].path == "/hook?token=query-secret"
+    call = next(s for s in spans if s["name"] == "POST")
+    assert call["kind"] == 3 and call["parent"] == next(s for s in spans if s["name"] == "test")["span_id"]  # CLIENT
+    assert call["http.request.method"] == "POST" and call["http.response.status_code"] == 200
+    assert call["server.address"] == "127.0.0.1" and call["server.port"] == receiver.port
+    assert not any("secret" in str(value) for value in call.values()), call
+
+
 async def test_no_endpoint_no_spans(tmp_path: Path, tenant: Tenant) -> None:
     from core import tracing
 
     assert not tracing.enabled()  # this test process has no OTEL_EXPORTER_OTLP_ENDPOINT
     with tracing.span("anything") as current:
         assert current is None
+
+
+def test_statements_lose_their_literals() -> None:
+    from core.tracing import sanitized
+
+    statement = "SELECT 1 FROM t1 WHERE a = 'O''Brien' AND b = $2 AND c = ? LIMIT 20 OFFSET 1.5"
+    assert sanitized(statement) == "SELECT ? FROM t1 WHERE a = ? AND b = $2 AND c = ? LIMIT ? OFFSET ?"
