@@ -4,7 +4,7 @@ processes.
     from core.metrics import observe_request, observe_job, exposition
     observe_request("query", "Inbox", "ok", 0.012)  # runtime/http.py, once a request
     RATE_LIMITED.labels("login-ip").inc()           # core/ratelimit.py, once a refusal
-    with open_socket(): ...                         # runtime/websocket.py, while it is open
+    with OPEN_SOCKETS.track_inprogress(): ...       # runtime/websocket.py, while it is open
     observe_job("send_campaign", "ok", 3.2)         # jobs/worker.py, once a job
     body, content_type = exposition()               # GET /metrics
 
@@ -32,8 +32,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -108,26 +107,6 @@ def operation_label(name: object) -> str:
 def observe_request(operation_type: str | None, operation: object, outcome: str, seconds: float) -> None:
     kind = operation_type if operation_type in OPERATION_TYPES else "unknown"
     REQUEST_SECONDS.labels(kind, operation_label(operation), outcome).observe(seconds)
-
-
-@contextmanager
-def open_socket() -> Iterator[None]:
-    """Counts a WebSocket as open while the block runs."""
-    OPEN_SOCKETS.inc()
-    try:
-        yield
-    finally:
-        OPEN_SOCKETS.dec()
-
-
-@contextmanager
-def active_subscription() -> Iterator[None]:
-    """Counts an operation over a WebSocket as running while the block runs."""
-    ACTIVE_SUBSCRIPTIONS.inc()
-    try:
-        yield
-    finally:
-        ACTIVE_SUBSCRIPTIONS.dec()
 
 
 def count_errors(errors: Iterable[Mapping[str, object]]) -> None:

@@ -39,7 +39,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import Bas
 
 from core.config import settings
 from core.limits import RequestRejected, TooManySockets, check_document, sockets
-from core.metrics import active_subscription, open_socket
+from core.metrics import ACTIVE_SUBSCRIPTIONS, OPEN_SOCKETS
 from runtime.socket_guard import socket_guard
 
 
@@ -219,7 +219,7 @@ class SharedFrames(BaseGraphQLTransportWSHandler[Any, Any]):
         return outlet
 
     async def handle(self) -> None:
-        with open_socket():  # GET /metrics: parley_websockets_open
+        with OPEN_SOCKETS.track_inprogress():  # GET /metrics: parley_websockets_open
             await super().handle()
 
     async def handle_connection_init(self, message: Any) -> None:
@@ -252,7 +252,7 @@ class SharedFrames(BaseGraphQLTransportWSHandler[Any, Any]):
 
     async def run_operation(self, operation: Operation[Any, Any]) -> None:
         current_operation.set(operation)  # this task's own context: seen by its resolver only
-        with active_subscription():  # GET /metrics: parley_subscriptions_active
+        with ACTIVE_SUBSCRIPTIONS.track_inprogress():  # GET /metrics: parley_subscriptions_active
             await super().run_operation(operation)
 
     async def send_message(self, message: Mapping[str, Any]) -> None:  # type: ignore[override]
