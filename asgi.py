@@ -28,7 +28,7 @@ from tortoise.contrib.starlette import RegisterTortoise
 
 from core import keys
 from core.config import settings
-from core.db import tortoise_config
+from core.db import pool_usage, tortoise_config
 from core.errors import (
     Code,
     DatabaseBusy,
@@ -40,7 +40,7 @@ from core.errors import (
 from core.hub import Hub
 from core.limits import BodyLimitMiddleware, WebSocketMessageLimitMiddleware
 from core.logs import setup_logging, start_log_fields
-from core.metrics import exposition
+from core.metrics import exposition, forget_process
 from core.principal_cache import principal_cache
 from core.queue import create_queue
 from core.ratelimit import rate_limits
@@ -172,8 +172,10 @@ async def metrics(request: Request) -> Response:
         return refused
     hub: Hub = request.app.state.hub
     # prometheus_client's: request latency, errors, jobs (every process's with a shared
-    # PROMETHEUS_MULTIPROC_DIR). Then this process's hub and socket guard, and the queue.
+    # PROMETHEUS_MULTIPROC_DIR). Then this process's hub, database pool and socket guard,
+    # and the queue.
     text, content_type = exposition()
+    in_use, open_connections, most = pool_usage()
     lines = [
         "# HELP parley_job_queue_depth Jobs waiting in the queue (queued and deferred).",
         "# TYPE parley_job_queue_depth gauge",
@@ -188,6 +190,13 @@ async def metrics(request: Request) -> Response:
         f"parley_hub_dropped_subscribers_total {hub.dropped_subscribers}",
         "# TYPE parley_hub_direct_deliveries_total counter",
         f"parley_hub_direct_deliveries_total {hub.direct_deliveries}",
+        "# HELP parley_db_connections_in_use Database connections running a statement or transaction.",
+        "# TYPE parley_db_connections_in_use gauge",
+        f"parley_db_connections_in_use {in_use}",
+        "# TYPE parley_db_connections_open gauge",
+        f"parley_db_connections_open {open_connections}",
+        "# TYPE parley_db_connections_max gauge",
+        f"parley_db_connections_max {most}",
         "# TYPE parley_sockets_revoked_total counter",
         f"parley_sockets_revoked_total {socket_guard.closed_sockets}",
         "# TYPE parley_socket_credential_checks_total counter",
@@ -228,6 +237,7 @@ def create_app() -> Starlette:
                 await hub.stop()
                 await app.state.jobs.aclose()
                 shutdown_tracing()
+                forget_process()
 
     graphql = ParleyGraphQL(schema)
     return Starlette(

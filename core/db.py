@@ -81,6 +81,24 @@ def dialect() -> str:
     return str(connections.get("default").capabilities.dialect)
 
 
+def pool_usage() -> tuple[int, int, int]:
+    """This process's database connections: (in use, open, at most), for GET /metrics.
+    PostgreSQL's are asyncpg's pool (at most Tortoise's `maxsize`: 5 unless the URL says
+    otherwise); before the pool is made, and under psycopg, (0, 0, maxsize). SQLite has one
+    connection a process (core/sqlite.py), in use while a statement or transaction holds it."""
+    from tortoise import connections
+
+    client = connections.get("default")
+    pool = getattr(client, "_pool", None)
+    if pool is not None and hasattr(pool, "get_idle_size"):  # asyncpg's
+        size = pool.get_size()
+        return size - pool.get_idle_size(), size, pool.get_max_size()
+    lock = getattr(client, "_lock", None)
+    if lock is not None:
+        return int(lock.locked()), int(getattr(client, "_connection", None) is not None), 1
+    return 0, 0, int(getattr(client, "pool_maxsize", 0))
+
+
 async def migrate(database_url: str | None = None) -> None:
     """Apply every migration in models/migrations (idempotent)."""
     from tortoise import Tortoise

@@ -5,7 +5,7 @@ level, logger and the request (or job) it belongs to.
     setup_logging()                    # asgi.py at start-up, the worker's on_startup
     log_fields()["workspace"] = 7      # runtime/http.py: this request's lines say so too
 
-LOG_FORMAT `json` (the default when ENV=prod) writes one JSON object a line:
+LOG_FORMAT `json` (the default when ENV=prod) writes one JSON object a line (python-json-logger):
 
     {"time": "2026-12-07T21:14:03.512Z", "level": "WARNING", "logger": "parley.errors",
      "message": "...", "request_id": "9f2c…", "operation": "Inbox", "principal": "agent",
@@ -18,12 +18,14 @@ job lines carry the request id or the job id as well.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
 from contextvars import ContextVar
 from typing import Any
+
+from pythonjsonlogger.core import RESERVED_ATTRS
+from pythonjsonlogger.json import JsonFormatter as _LibraryJsonFormatter
 
 from core.errors import request_id_var
 
@@ -60,21 +62,29 @@ def _timestamp(record: logging.LogRecord) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
 
 
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "time": _timestamp(record),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
+class JsonFormatter(_LibraryJsonFormatter):
+    """python-json-logger's, with our field names: time (UTC, milliseconds), level, logger,
+    message, the request id, the request's fields, then the exception when there is one.
+    Other `extra=` fields a call passes are written too (uvicorn's `color_message` is not)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "%(levelname)s %(name)s %(message)s",
+            rename_fields={"levelname": "level", "name": "logger", "exc_info": "exception"},
+            reserved_attrs=[*RESERVED_ATTRS, "request_id", "fields", "color_message"],
+            json_default=str,
+            json_ensure_ascii=False,
+        )
+
+    def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]) -> None:
+        log_data["time"] = _timestamp(record)
+        super().add_fields(log_data, record, message_dict)
         request_id = getattr(record, "request_id", "-")
         if request_id != "-":
-            line["request_id"] = request_id
-        line.update(getattr(record, "fields", {}))
-        if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str, ensure_ascii=False)
+            log_data["request_id"] = request_id
+        log_data.update(getattr(record, "fields", {}))
+        if "exception" in log_data:
+            log_data["exception"] = log_data.pop("exception")  # last, after the request's fields
 
 
 class TextFormatter(logging.Formatter):

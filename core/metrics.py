@@ -2,7 +2,9 @@
 processes.
 
     from core.metrics import observe_request, observe_job, exposition
-    observe_request("query", "ok", 0.012)           # runtime/http.py, once a request
+    observe_request("query", "Inbox", "ok", 0.012)  # runtime/http.py, once a request
+    RATE_LIMITED.labels("login-ip").inc()           # core/ratelimit.py, once a refusal
+    with OPEN_SOCKETS.track_inprogress(): ...       # runtime/websocket.py, while it is open
     observe_job("send_campaign", "ok", 3.2)         # jobs/worker.py, once a job
     body, content_type = exposition()               # GET /metrics
 
@@ -13,20 +15,28 @@ process adds up every process's, the worker's too when it shares the directory.
 processes when it is unset (`multiprocess_env`); without it, a process reports its own.
 The worker also serves them on WORKER_METRICS_PORT when that is set.
 
+The gauges of open WebSockets and running subscriptions are summed over the live
+processes ("livesum"): a process forgets its own at shutdown (`forget_process`); one that
+was killed leaves its last values until the directory is emptied (each start does).
+
 Labels are bounded sets: operation types, outcomes, error codes (unknown ones count as
-OTHER), job function names. Never the operation name: clients choose it.
+OTHER), job function names, rate limit names (fixed in the code). Operation names are the
+clients' choice, so a process labels at most OPERATION_NAMES_MAX distinct ones; later
+ones, names longer than OPERATION_NAME_MAX_LENGTH characters and names that are not
+GraphQL names count as "other", a request without an operationName as "anonymous".
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import REGISTRY
 
 from core.errors import Code
@@ -40,15 +50,31 @@ OPERATION_TYPES = frozenset({"query", "mutation", "subscription"})
 # Codes of errors that are not in `Code`: the request's own (core/limits.py) and masked ones.
 _OTHER_CODES = frozenset({"BAD_REQUEST", "INTERNAL"})
 _CODES = frozenset(c.value for c in Code) | _OTHER_CODES
+OPERATION_NAMES_MAX = 200
+OPERATION_NAME_MAX_LENGTH = 64
+_GRAPHQL_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]*")
+_operation_names: set[str] = set()
 
 REQUEST_SECONDS = Histogram(
     "parley_graphql_request_duration_seconds",
-    "GraphQL requests over HTTP: time from the request's arrival to its response, by operation type and outcome "
-    "(ok; error: GraphQL errors in a 2xx response; refused: a 4xx or 5xx response).",
-    ["operation_type", "outcome"],
+    "GraphQL requests over HTTP: time from the request's arrival to its response, by operation type, operation "
+    "name (anonymous without one; other past the cap) and outcome (ok; error: GraphQL errors in a 2xx response; "
+    "refused: a 4xx or 5xx response).",
+    ["operation_type", "operation", "outcome"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 ERRORS = Counter("parley_graphql_errors_total", "GraphQL errors answered, by extensions.code.", ["code"])
+RATE_LIMITED = Counter("parley_rate_limited_total", "Requests a rate limit refused, by the limit's name.", ["limit"])
+OPEN_SOCKETS = Gauge(
+    "parley_websockets_open",
+    "WebSockets open (graphql-transport-ws), over every live process.",
+    multiprocess_mode="livesum",
+)
+ACTIVE_SUBSCRIPTIONS = Gauge(
+    "parley_subscriptions_active",
+    "Operations running over WebSockets (subscriptions, for as long as they last), over every live process.",
+    multiprocess_mode="livesum",
+)
 JOBS = Counter(
     "parley_jobs_total", "Jobs the worker ran, by function and outcome (ok, retried, failed).", ["function", "outcome"]
 )
@@ -60,9 +86,27 @@ JOB_SECONDS = Histogram(
 )
 
 
-def observe_request(operation_type: str | None, outcome: str, seconds: float) -> None:
+def operation_label(name: object) -> str:
+    """The label of a request's operation name: itself, "anonymous" or "other"."""
+    if name is None or name == "":
+        return "anonymous"
+    if not isinstance(name, str):
+        return "other"
+    if name in _operation_names:
+        return name
+    if (
+        len(name) > OPERATION_NAME_MAX_LENGTH
+        or len(_operation_names) >= OPERATION_NAMES_MAX
+        or not _GRAPHQL_NAME.fullmatch(name)
+    ):
+        return "other"
+    _operation_names.add(name)
+    return name
+
+
+def observe_request(operation_type: str | None, operation: object, outcome: str, seconds: float) -> None:
     kind = operation_type if operation_type in OPERATION_TYPES else "unknown"
-    REQUEST_SECONDS.labels(kind, outcome).observe(seconds)
+    REQUEST_SECONDS.labels(kind, operation_label(operation), outcome).observe(seconds)
 
 
 def count_errors(errors: Iterable[Mapping[str, object]]) -> None:
@@ -105,6 +149,12 @@ def multiprocess_env(env: dict[str, str]) -> str | None:
     path = tempfile.mkdtemp(prefix="parley-metrics-")
     env[MULTIPROC_ENV] = path
     return path
+
+
+def forget_process() -> None:
+    """At a process's shutdown: its live gauges no longer count (a shared directory's)."""
+    if os.environ.get(MULTIPROC_ENV):
+        mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
 
 def remove_multiprocess_dir(path: str | None) -> None:

@@ -9,6 +9,9 @@ RATE_LIMIT_LOGIN_FAILURES_PER_ACCOUNT failed attempts the account is refused, ev
 the right password, for LOGIN_LOCKOUT_SECONDS, twice as long at each further lockout up to
 LOGIN_LOCKOUT_MAX_SECONDS; each lockout is logged on `parley.security`.
 
+Each refusal counts in `parley_rate_limited_total` by the limit's name (GET /metrics): the
+names given to `hit`, and "login-lockout".
+
 When Redis cannot be reached, limits are not enforced (logged): they protect the service,
 they must not take it down with them.
 """
@@ -31,6 +34,7 @@ from redis.exceptions import RedisError
 from core import keys
 from core.config import settings
 from core.errors import RateLimited
+from core.metrics import RATE_LIMITED
 from core.permissions import Principal
 
 log = logging.getLogger("parley.security")
@@ -121,6 +125,7 @@ class RateLimits:
             for item in _items(rule):
                 if not await self.limiter.hit(item, name, *identifiers):
                     stats = await self.limiter.get_window_stats(item, name, *identifiers)
+                    RATE_LIMITED.labels(name).inc()
                     raise RateLimited(what, stats.reset_time - time.time())
         except RedisError as exc:
             log.warning("rate limit %s not enforced: Redis unreachable (%s)", name, exc)
@@ -161,6 +166,7 @@ class RateLimits:
             log.warning("login lockout not checked: Redis unreachable (%s)", exc)
             return
         if locked_ms > 0:
+            RATE_LIMITED.labels("login-lockout").inc()
             raise RateLimited("This account is locked after too many failed logins", locked_ms / 1000)
 
     async def login_failed(self, email: str, ip: str | None) -> None:

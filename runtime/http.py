@@ -154,7 +154,9 @@ class ParleyGraphQL(GraphQL[Context, None]):
                 return response
             finally:
                 fields = log_fields()
-                observe_request(fields.get("operation_type"), outcome, perf_counter() - started)
+                observe_request(
+                    fields.get("operation_type"), fields.get("operation"), outcome, perf_counter() - started
+                )
                 if traced is not None:
                     _describe(traced, fields, outcome)
 

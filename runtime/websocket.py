@@ -18,7 +18,7 @@ Library internals it relies on (strawberry-graphql 0.341.2): the handler base cl
 `strawberry.subscriptions.protocols.graphql_transport_ws.handlers.BaseGraphQLTransportWSHandler`
 and its `Operation`, their attributes (`websocket.ws`, `view.encode_json`, `context`,
 `connection_acknowledged`, `operations`, `operation.handler`, `operation.id`) and the
-methods overridden here (`handle_connection_init`, `handle_subscribe`, `shutdown`,
+methods overridden here (`handle`, `handle_connection_init`, `handle_subscribe`, `shutdown`,
 `run_operation`, `send_message`), plus `strawberry.http.exceptions.WebSocketDisconnected`;
 Starlette's ASGI WebSocket messages (`websocket.send` with `text`).
 """
@@ -39,6 +39,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import Bas
 
 from core.config import settings
 from core.limits import RequestRejected, TooManySockets, check_document, sockets
+from core.metrics import ACTIVE_SUBSCRIPTIONS, OPEN_SOCKETS
 from runtime.socket_guard import socket_guard
 
 
@@ -217,6 +218,10 @@ class SharedFrames(BaseGraphQLTransportWSHandler[Any, Any]):
             outlet = self.__dict__["_outlet"] = Outlet(send_text, self.outlet_limit)
         return outlet
 
+    async def handle(self) -> None:
+        with OPEN_SOCKETS.track_inprogress():  # GET /metrics: parley_websockets_open
+            await super().handle()
+
     async def handle_connection_init(self, message: Any) -> None:
         try:
             await super().handle_connection_init(message)
@@ -247,7 +252,8 @@ class SharedFrames(BaseGraphQLTransportWSHandler[Any, Any]):
 
     async def run_operation(self, operation: Operation[Any, Any]) -> None:
         current_operation.set(operation)  # this task's own context: seen by its resolver only
-        await super().run_operation(operation)
+        with ACTIVE_SUBSCRIPTIONS.track_inprogress():  # GET /metrics: parley_subscriptions_active
+            await super().run_operation(operation)
 
     async def send_message(self, message: Mapping[str, Any]) -> None:  # type: ignore[override]
         payload = message.get("payload") if message.get("type") == "next" else None

@@ -73,3 +73,32 @@ async def test_dev_logs_are_readable_text_with_the_request_id(tmp_path: Path) ->
     line = next(text for text in server.log.read_text().splitlines() if "dev-req-7" in text)
     assert not line.startswith("{")
     assert " INFO " in line and "uvicorn.access [dev-req-7]" in line and "GET /healthz" in line
+
+
+def test_a_json_line_keeps_its_fields_in_order_with_the_exception_last() -> None:
+    import logging
+    import sys
+
+    from core.logs import JsonFormatter, _ContextFilter, start_log_fields
+
+    start_log_fields()["workspace"] = 7
+    try:
+        raise ZeroDivisionError("division by zero")
+    except ZeroDivisionError:
+        record = logging.getLogger("parley.test").makeRecord(
+            "parley.test",
+            logging.ERROR,
+            __file__,
+            1,
+            "héllo %s",
+            ("wörld",),
+            sys.exc_info(),
+            extra={"color_message": "x"},
+        )
+    _ContextFilter().filter(record)
+    text = JsonFormatter().format(record)
+    line = json.loads(text)
+    assert list(line) == ["time", "level", "logger", "message", "workspace", "exception"]
+    assert line["message"] == "héllo wörld" and "héllo wörld" in text  # not escaped
+    assert line["time"].endswith("Z") and len(line["time"]) == len("2026-12-07T21:14:03.512Z")
+    assert line["exception"].endswith("ZeroDivisionError: division by zero")

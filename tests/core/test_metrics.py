@@ -1,26 +1,51 @@
 """/metrics under several processes: two API processes and a worker write to one
 PROMETHEUS_MULTIPROC_DIR, and a scrape of either API process counts every request and
-every job; the worker also serves its own on WORKER_METRICS_PORT."""
+every job; the worker also serves its own on WORKER_METRICS_PORT. Open WebSockets and
+running subscriptions go up and back down; rate limit refusals are counted by limit;
+requests are labelled by operation name, within bounds; the database pool is reported."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import secrets
 import time
 from pathlib import Path
 
 import httpx
+import pytest
 
+from core import metrics
 from core.embedded_redis import free_port
-from tests.conftest import Tenant, start_server, start_worker, stop_process
+from tests.conftest import LiveServer, Tenant, start_server, start_worker, stop_process
+from tests.realtime.wsclient import GraphQLWs
 
 QUERIES = 24
 
 
 def _sample(text: str, name: str, **labels: str) -> float | None:
-    wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    found = re.search(rf"^{re.escape(name)}\{{{re.escape(wanted)}\}} ([0-9.e+]+)$", text, re.M)
-    return float(found.group(1)) if found else None
+    """The value of `name` with exactly `labels` (in any order: a shared registry sorts them)."""
+    for found in re.finditer(rf"^{re.escape(name)}(?:\{{(.*)\}})? ([0-9.e+]+)$", text, re.M):
+        if dict(re.findall(r'(\w+)="([^"]*)"', found.group(1) or "")) == labels:
+            return float(found.group(2))
+    return None
+
+
+async def _scrape(url: str) -> str:
+    async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+        return (await http.get("/metrics")).text
+
+
+async def _until(server: LiveServer, **gauges: float) -> None:
+    """Until the server's /metrics shows each of `gauges` at its value."""
+    text = ""
+    for _ in range(200):
+        text = await _scrape(server.url)
+        if all(_sample(text, name) == value for name, value in gauges.items()):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never {gauges}:\n{text}")
 
 
 async def test_two_api_processes_and_a_worker_share_one_registry(tmp_path: Path, tenant: Tenant) -> None:
@@ -53,11 +78,23 @@ async def test_two_api_processes_and_a_worker_share_one_registry(tmp_path: Path,
             async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
                 text = (await http.get("/metrics")).text
             assert (
-                _sample(text, "parley_graphql_request_duration_seconds_count", operation_type="query", outcome="ok")
+                _sample(
+                    text,
+                    "parley_graphql_request_duration_seconds_count",
+                    operation_type="query",
+                    operation="anonymous",
+                    outcome="ok",
+                )
                 == QUERIES
             )
             assert (
-                _sample(text, "parley_graphql_request_duration_seconds_count", operation_type="query", outcome="error")
+                _sample(
+                    text,
+                    "parley_graphql_request_duration_seconds_count",
+                    operation_type="query",
+                    operation="anonymous",
+                    outcome="error",
+                )
                 == 1
             )
             assert _sample(text, "parley_graphql_errors_total", code="UNAUTHENTICATED") == 1
@@ -102,3 +139,94 @@ async def test_the_grafana_dashboard_charts_only_metrics_parley_exports(client: 
         for name in re.findall(r"\b(parley_\w+)", target["expr"])
     }
     assert charted and charted <= exported, charted - exported
+
+
+CONTACT_UPDATED = "subscription($id: ID!) { contactUpdated(id: $id) { kind contactId } }"
+
+
+async def test_open_websockets_and_subscriptions_show_and_go_back_down(tmp_path: Path, tenant: Tenant) -> None:
+    shared = tmp_path / "metrics"
+    shared.mkdir()
+    server = start_server(tmp_path, env={"PROMETHEUS_MULTIPROC_DIR": str(shared)})
+    try:
+        await _until(server, parley_websockets_open=0, parley_subscriptions_active=0)
+        contact = await tenant.contact(name="Ada")
+        async with GraphQLWs.open(server.ws_url, tenant.api_key) as first:
+            async with GraphQLWs.open(server.ws_url, tenant.api_key) as second:
+                await _until(server, parley_websockets_open=2, parley_subscriptions_active=0)
+                one = await first.subscribe(CONTACT_UPDATED, {"id": contact["id"]})
+                await first.subscribe(CONTACT_UPDATED, {"id": contact["id"]})
+                await second.subscribe(CONTACT_UPDATED, {"id": contact["id"]})
+                await _until(server, parley_websockets_open=2, parley_subscriptions_active=3)
+                await one.complete()
+                await _until(server, parley_websockets_open=2, parley_subscriptions_active=2)
+            # The second socket closed by its client: its subscription ended with it.
+            await _until(server, parley_websockets_open=1, parley_subscriptions_active=1)
+        await _until(server, parley_websockets_open=0, parley_subscriptions_active=0)
+    finally:
+        server.stop()
+    # Stopped, the process no longer counts: nothing live is left in the shared directory.
+    assert not [f.name for f in shared.iterdir() if f.name.startswith("gauge_live")]
+
+
+async def test_a_refused_request_counts_under_its_limit(tmp_path: Path, tenant: Tenant) -> None:
+    env = {
+        "REDIS_PREFIX": f"{os.environ['REDIS_PREFIX']}-metrics-{secrets.token_hex(3)}",
+        "RATE_LIMIT_GRAPHQL_PER_PRINCIPAL": "2/minute",
+    }
+    server = start_server(tmp_path, env=env)
+    try:
+        assert _sample(await _scrape(server.url), "parley_rate_limited_total", limit="graphql") is None
+        _, token = await tenant.agent()
+        statuses = []
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+            for _ in range(4):
+                answer = await http.post(
+                    "/graphql", json={"query": "{ viewer { kind } }"}, headers={"authorization": f"Bearer {token}"}
+                )
+                statuses.append(answer.status_code)
+        assert statuses == [200, 200, 429, 429]
+        assert _sample(await _scrape(server.url), "parley_rate_limited_total", limit="graphql") == 2
+    finally:
+        server.stop()
+
+
+def _named(text: str, operation: str) -> float:
+    found = _sample(
+        text, "parley_graphql_request_duration_seconds_count", operation_type="query", operation=operation, outcome="ok"
+    )
+    return found or 0
+
+
+async def test_requests_are_labelled_by_operation_name_within_bounds(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(metrics, "_operation_names", set())
+    monkeypatch.setattr(metrics, "OPERATION_NAMES_MAX", 2)
+    long_name = "Q" * 65
+    names = ["First", "Second", "Third", long_name]
+    before = (await client.get("/metrics")).text
+    for name in [*names, None, "First"]:
+        document = f"query {name} {{ __typename }}" if name else "{ __typename }"
+        body = {"query": document, "operationName": name} if name else {"query": document}
+        assert (await client.post("/graphql", json=body)).json() == {"data": {"__typename": "Query"}}
+    after = (await client.get("/metrics")).text
+    counted = {label: _named(after, label) - _named(before, label) for label in ["First", "Second", "anonymous"]}
+    assert counted == {"First": 2, "Second": 1, "anonymous": 1}
+    # Past the cap of two names, and a name longer than 64 characters: "other".
+    assert _named(after, "other") - _named(before, "other") == 2
+    assert 'operation="Third"' not in after and long_name not in after
+
+
+async def test_the_database_pool_is_reported(client: httpx.AsyncClient) -> None:
+    from tortoise import connections
+
+    from core.db import dialect
+
+    await connections.get("default").execute_query("SELECT 1")
+    text = (await client.get("/metrics")).text
+    in_use, opened, most = (_sample(text, f"parley_db_connections_{n}") for n in ("in_use", "open", "max"))
+    if dialect() == "sqlite":
+        assert (in_use, opened, most) == (0, 1, 1)  # one connection a process
+    else:
+        assert most == 5 and in_use is not None and 1 <= opened <= 5 and in_use <= opened
