@@ -13,14 +13,17 @@ from tests.push.conftest import (
     BUNDLE,
     KEY_ID,
     PROJECT,
+    REGISTER,
     SET_APNS,
     SET_FCM,
+    SET_OPTIONS,
     TEAM_ID,
     Providers,
     apple_key,
     configured,
     google_account,
     sdk_channel,
+    session,
 )
 
 SETTINGS = """query($c: ID!) { pushSettings(channelId: $c) {
@@ -97,6 +100,28 @@ async def test_agents_can_neither_set_nor_read_credentials_nor_the_log(tenant: T
     _, admin_token = await tenant.agent("admin")
     payload = (await tenant.api(SET_APNS, apns_input(app.channel_id), token=admin_token))["setApnsCredentials"]
     assert payload["userErrors"] == [] and payload["pushSettings"]["apns"]["configured"] is True
+
+
+async def test_a_stranger_with_the_sdk_key_and_an_api_key_reach_no_credentials(tenant: Tenant) -> None:
+    """The SDK's key is public: its contact session may register its own devices and
+    nothing else of push. API keys never hold workspace:manage. Agents register no device."""
+    app = await sdk_channel(tenant)
+    stranger, _ = await session(app)
+    _, agent_token = await tenant.agent("agent")
+    options = {"i": {"channelId": app.channel_id, "showMessageText": True}}
+    for token in (stranger, tenant.api_key):
+        for doc, variables in (
+            (SET_APNS, apns_input(app.channel_id)),
+            (SET_OPTIONS, options),
+            (SETTINGS, {"c": app.channel_id}),
+            (LOG, {}),
+        ):
+            body = (await tenant.api.raw(doc, variables, token=token)).json()
+            assert body["errors"][0]["extensions"]["code"] in ("FORBIDDEN", "UNAUTHENTICATED"), body
+    assert not await PushConfig.exists(channel_id=app.channel.id)
+    device = {"i": {"platform": "IOS", "token": "ab" * 32, "appId": "com.example.app"}}
+    body = (await tenant.api.raw(REGISTER, device, token=agent_token)).json()
+    assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN", body
 
 
 async def test_another_workspaces_channel_is_not_found(tenant: Tenant, make_tenant: Any) -> None:
