@@ -2,7 +2,7 @@
 processes.
 
     from core.metrics import observe_request, observe_job, exposition
-    observe_request("query", "Inbox", "ok", 0.012)  # runtime/http.py, once a request
+    observe_request("query", "Inbox", "agent", "ok", 0.012)  # runtime/http.py, once a request
     RATE_LIMITED.labels("login-ip").inc()           # core/ratelimit.py, once a refusal
     with OPEN_SOCKETS.track_inprogress(): ...       # runtime/websocket.py, while it is open
     observe_job("send_campaign", "ok", 3.2)         # jobs/worker.py, once a job
@@ -21,9 +21,12 @@ was killed leaves its last values until the directory is emptied (each start doe
 
 Labels are bounded sets: operation types, outcomes, error codes (unknown ones count as
 OTHER), job function names, rate limit names (fixed in the code). Operation names are the
-clients' choice, so a process labels at most OPERATION_NAMES_MAX distinct ones; later
-ones, names longer than OPERATION_NAME_MAX_LENGTH characters and names that are not
-GraphQL names count as "other", a request without an operationName as "anonymous".
+clients' choice, so only the names sent by agents and API keys are labels, at most
+OPERATION_NAMES_MAX distinct ones a process; later ones, names longer than
+OPERATION_NAME_MAX_LENGTH characters and names that are not GraphQL names count as
+"other", a request without an operationName as "anonymous". Requests of contact sessions
+and of nobody (anyone holding a public widget key) all count as "public": a stranger who
+sends 200 made-up names must not push the inbox's own operations into "other".
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ if os.environ.get(MULTIPROC_ENV):
     # made would fail that request.
     os.makedirs(os.environ[MULTIPROC_ENV], exist_ok=True)
 OPERATION_TYPES = frozenset({"query", "mutation", "subscription"})
+# Principals whose operation names become labels (core/permissions.py PrincipalKind values).
+NAMING_PRINCIPALS = frozenset({"agent", "api_key"})
 # Codes of errors that are not in `Code`: the request's own (core/limits.py) and masked ones.
 _OTHER_CODES = frozenset({"BAD_REQUEST", "INTERNAL"})
 _CODES = frozenset(c.value for c in Code) | _OTHER_CODES
@@ -58,7 +63,8 @@ _operation_names: set[str] = set()
 REQUEST_SECONDS = Histogram(
     "parley_graphql_request_duration_seconds",
     "GraphQL requests over HTTP: time from the request's arrival to its response, by operation type, operation "
-    "name (anonymous without one; other past the cap) and outcome (ok; error: GraphQL errors in a 2xx response; "
+    "name (anonymous without one; other past the cap; public for contacts and unauthenticated requests) and "
+    "outcome (ok; error: GraphQL errors in a 2xx response; "
     "refused: a 4xx or 5xx response).",
     ["operation_type", "operation", "outcome"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
@@ -86,8 +92,11 @@ JOB_SECONDS = Histogram(
 )
 
 
-def operation_label(name: object) -> str:
-    """The label of a request's operation name: itself, "anonymous" or "other"."""
+def operation_label(name: object, principal: object) -> str:
+    """The label of a request's operation name: itself, "anonymous", "other" or "public"
+    (`principal` is the kind of who sent it, None for nobody)."""
+    if principal not in NAMING_PRINCIPALS:
+        return "public"
     if name is None or name == "":
         return "anonymous"
     if not isinstance(name, str):
@@ -104,9 +113,11 @@ def operation_label(name: object) -> str:
     return name
 
 
-def observe_request(operation_type: str | None, operation: object, outcome: str, seconds: float) -> None:
+def observe_request(
+    operation_type: str | None, operation: object, principal: object, outcome: str, seconds: float
+) -> None:
     kind = operation_type if operation_type in OPERATION_TYPES else "unknown"
-    REQUEST_SECONDS.labels(kind, operation_label(operation), outcome).observe(seconds)
+    REQUEST_SECONDS.labels(kind, operation_label(operation, principal), outcome).observe(seconds)
 
 
 def count_errors(errors: Iterable[Mapping[str, object]]) -> None:

@@ -155,7 +155,11 @@ class ParleyGraphQL(GraphQL[Context, None]):
             finally:
                 fields = log_fields()
                 observe_request(
-                    fields.get("operation_type"), fields.get("operation"), outcome, perf_counter() - started
+                    fields.get("operation_type"),
+                    fields.get("operation"),
+                    fields.get("principal"),
+                    outcome,
+                    perf_counter() - started,
                 )
                 if traced is not None:
                     _describe(traced, fields, outcome)

@@ -2,7 +2,8 @@
 PROMETHEUS_MULTIPROC_DIR, and a scrape of either API process counts every request and
 every job; the worker also serves its own on WORKER_METRICS_PORT. Open WebSockets and
 running subscriptions go up and back down; rate limit refusals are counted by limit;
-requests are labelled by operation name, within bounds; the database pool is reported."""
+requests are labelled by operation name, within bounds (agents' and API keys' names
+only); the database pool is reported."""
 
 from __future__ import annotations
 
@@ -92,7 +93,7 @@ async def test_two_api_processes_and_a_worker_share_one_registry(tmp_path: Path,
                     text,
                     "parley_graphql_request_duration_seconds_count",
                     operation_type="query",
-                    operation="anonymous",
+                    operation="public",  # nobody's request
                     outcome="error",
                 )
                 == 1
@@ -199,7 +200,7 @@ def _named(text: str, operation: str) -> float:
 
 
 async def test_requests_are_labelled_by_operation_name_within_bounds(
-    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+    client: httpx.AsyncClient, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(metrics, "_operation_names", set())
     monkeypatch.setattr(metrics, "OPERATION_NAMES_MAX", 2)
@@ -207,15 +208,54 @@ async def test_requests_are_labelled_by_operation_name_within_bounds(
     names = ["First", "Second", "Third", long_name]
     before = (await client.get("/metrics")).text
     for name in [*names, None, "First"]:
-        document = f"query {name} {{ __typename }}" if name else "{ __typename }"
-        body = {"query": document, "operationName": name} if name else {"query": document}
-        assert (await client.post("/graphql", json=body)).json() == {"data": {"__typename": "Query"}}
+        assert await _typename(client, name, tenant.api_key) == {"data": {"__typename": "Query"}}
     after = (await client.get("/metrics")).text
     counted = {label: _named(after, label) - _named(before, label) for label in ["First", "Second", "anonymous"]}
     assert counted == {"First": 2, "Second": 1, "anonymous": 1}
     # Past the cap of two names, and a name longer than 64 characters: "other".
     assert _named(after, "other") - _named(before, "other") == 2
     assert 'operation="Third"' not in after and long_name not in after
+
+
+async def test_a_strangers_made_up_operation_names_take_no_label_from_the_inbox(
+    client: httpx.AsyncClient, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(metrics, "_operation_names", set())
+    monkeypatch.setattr(metrics, "OPERATION_NAMES_MAX", 2)
+    before = (await client.get("/metrics")).text
+    # Anyone may POST (the widget key is public): five made-up names with no credentials…
+    for n in range(5):
+        assert await _typename(client, f"Junk{n}") == {"data": {"__typename": "Query"}}
+    # …and with a contact session's token, which a stranger gets from the public widget key.
+    session = await client.post(
+        "/graphql",
+        json={
+            "query": "mutation($i: StartContactSessionInput!) { startContactSession(input: $i) { token } }",
+            "variables": {"i": {"channelKey": tenant.channel.public_key}},
+        },
+    )
+    visitor = session.json()["data"]["startContactSession"]["token"]
+    assert await _typename(client, "Junk5", visitor) == {"data": {"__typename": "Query"}}
+    # The agents' own operations still get their names.
+    _, agent = await tenant.agent()
+    assert await _typename(client, "Inbox", agent) == {"data": {"__typename": "Query"}}
+    assert await _typename(client, "Sync", tenant.api_key) == {"data": {"__typename": "Query"}}
+
+    after = (await client.get("/metrics")).text
+    assert _named(after, "Inbox") - _named(before, "Inbox") == 1
+    assert _named(after, "Sync") - _named(before, "Sync") == 1
+    assert _named(after, "public") - _named(before, "public") >= 6  # startContactSession counts there too
+    assert _named(after, "other") - _named(before, "other") == 0
+    assert "Junk" not in after
+
+
+async def _typename(client: httpx.AsyncClient, name: str | None, token: str | None = None) -> object:
+    document = f"query {name} {{ __typename }}" if name else "{ __typename }"
+    body: dict[str, object] = {"query": document}
+    if name:
+        body["operationName"] = name
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    return (await client.post("/graphql", json=body, headers=headers)).json()
 
 
 async def test_the_database_pool_is_reported(client: httpx.AsyncClient) -> None:
