@@ -9,6 +9,8 @@
     parley create-api-key --workspace SLUG --name CRM --scope contacts:read --scope contacts:write
     parley reset-password --email you@acme.example
     parley seed --demo         # a demo workspace with contents; its credentials in DATA_DIR/demo-credentials.txt
+    parley backup              # a consistent copy of DATABASE_URL in DATA_DIR/backups (or --to FOLDER)
+    parley restore FILE --yes  # replaces what DATABASE_URL holds with a backup (stop the API and worker first)
     parley schema              # print the SDL checked in as schema.graphql
 
 Passwords are asked at the terminal, or read from the first line of standard input with
@@ -222,6 +224,15 @@ def _serve(command: list[str], workers: int = 1) -> int:
     return 0  # pragma: no cover - execv does not return
 
 
+def _backup_step(step: Callable[[], Any]) -> Any:
+    from ops.backup import BackupError
+
+    try:
+        return step()
+    except BackupError as exc:
+        raise CommandError(str(exc)) from None
+
+
 def sdl() -> str:
     from schema import build_schema
 
@@ -272,6 +283,11 @@ def _parser() -> argparse.ArgumentParser:
     key.add_argument("--name", required=True)
     key.add_argument("--scope", action="append", default=[], dest="scopes", metavar="SCOPE", help="repeat for several")
     key.add_argument("--all-scopes", action="store_true", help="every scope an API key may have")
+    back = command("backup", "a consistent copy of the database (SQLite online backup, or pg_dump)")
+    back.add_argument("--to", metavar="FOLDER", help="where the file goes (default: DATA_DIR/backups)")
+    restore = command("restore", "replace what the database holds with a backup (stop the API and worker first)")
+    restore.add_argument("file", metavar="FILE")
+    restore.add_argument("--yes", action="store_true", help="say it: everything the database holds now is replaced")
     reset = command("reset-password", "set an agent's password")
     reset.add_argument("--email", required=True)
     reset.add_argument("--workspace", metavar="SLUG", help="needed when the e-mail is an agent of several workspaces")
@@ -331,6 +347,22 @@ def _dispatch(args: argparse.Namespace) -> int:
         row, secret = asyncio.run(_with_db(lambda: operators.create_api_key(args.workspace, args.name, scopes)))
         print(f"API key {row.name!r} ({', '.join(row.scopes)}), shown once:")
         print(secret)
+    elif command == "backup":
+        from core.config import settings
+        from ops.backup import backup
+
+        made = _backup_step(
+            lambda: backup(settings.database_url, Path(args.to) if args.to else _data_dir() / "backups")
+        )
+        print(f"Backed up to {made.path} ({made.size:,} bytes), as of {made.taken_at:%Y-%m-%d %H:%M:%S} UTC.")
+    elif command == "restore":
+        from core.config import settings
+        from ops.backup import restore
+
+        if not args.yes:
+            raise CommandError(f"this replaces everything the database holds with {args.file}: add --yes to go on")
+        _backup_step(lambda: restore(settings.database_url, Path(args.file)))
+        print(f"Restored {args.file}. Start the API and the worker again.")
     elif command == "reset-password":
         from ops import operators
 

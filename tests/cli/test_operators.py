@@ -4,76 +4,18 @@ used against a real server."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import shutil
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import ROOT, LiveServer, gql, start_server
-
-# The console script when the package is installed beside this Python, else the same main().
-_SCRIPT = Path(sys.executable).parent / "parley"
-PARLEY = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "cli"]
-PASSWORD = "correct horse battery"
-
-
-def parley(
-    *args: str, db: str, cwd: Path, stdin: str | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "DATABASE_URL": db, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.run(
-        [*PARLEY, *args], input=stdin, capture_output=True, text=True, cwd=cwd, env=full_env, timeout=120
-    )
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, f"exit {result.returncode}\nstdout: {result.stdout}\nstderr: {result.stderr}"
-    return result.stdout
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def fresh_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database with nothing in it, not even its tables."""
-    if request.param == "sqlite":
-        yield f"sqlite://{tmp_path}/fresh.sqlite3"
-        return
-    from core.scratch_db import ScratchDatabase
-
-    scratch = ScratchDatabase.beside(
-        os.environ.get("TEST_DATABASE_URL", "postgres://root@127.0.0.1:5432/test"), prefix="parley_cli"
-    )
-    try:
-        asyncio.run(scratch.create())
-    except OSError as exc:
-        pytest.skip(f"no PostgreSQL server: {exc}")
-    yield scratch.url
-    asyncio.run(scratch.drop())
-
-
-def _field(output: str, label: str) -> str:
-    found = re.search(rf"^\s*{label}\s+(\S+)", output, re.M)
-    assert found, f"no {label!r} in:\n{output}"
-    return found.group(1)
-
-
-LOGIN = "mutation($i: LoginInput!) { login(input: $i) { token userErrors { code message } } }"
-CREATE_CONTACT = (
-    "mutation($i: CreateContactInput!) { createContact(input: $i) { contact { id name } userErrors { code message } } }"
-)
-CONTACTS = '{ contacts(first: 10, search: "ada") { totalCount edges { node { name email } } } }'
-
-
-async def _login(server: LiveServer, email: str, password: str) -> dict[str, Any]:
-    return (await gql(server, LOGIN, {"i": {"email": email, "password": password}}, ""))["login"]  # type: ignore[no-any-return]
+from tests.cli.conftest import CONTACTS, CREATE_CONTACT, PARLEY, PASSWORD, field, gql, login, ok, parley
+from tests.conftest import ROOT, start_server
 
 
 async def test_a_fresh_database_to_a_working_api_key(fresh_db: str, tmp_path: Path) -> None:
@@ -91,7 +33,7 @@ async def test_a_fresh_database_to_a_working_api_key(fresh_db: str, tmp_path: Pa
             stdin=PASSWORD + "\n",
         )
     )
-    slug = _field(made, "workspace slug")
+    slug = field(made, "workspace slug")
     assert PASSWORD not in made
     keyed = ok(
         parley(
@@ -147,11 +89,11 @@ async def test_a_fresh_database_to_a_working_api_key(fresh_db: str, tmp_path: Pa
             ).json()
         assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
 
-        before_reset = (await _login(server, "boss@acme.example", PASSWORD))["token"]
+        before_reset = (await login(server, "boss@acme.example", PASSWORD))["token"]
         assert (await gql(server, "{ viewer { agent { email } } }", {}, before_reset))["viewer"]["agent"][
             "email"
         ] == "boss@acme.example"
-        assert (await _login(server, "ann@acme.example", "ann's long password"))["token"]
+        assert (await login(server, "ann@acme.example", "ann's long password"))["token"]
 
         changed = parley(
             "reset-password",
@@ -163,8 +105,8 @@ async def test_a_fresh_database_to_a_working_api_key(fresh_db: str, tmp_path: Pa
             stdin="a brand new password\n",
         )
         assert "Password of boss@acme.example changed." in ok(changed)
-        assert (await _login(server, "boss@acme.example", "a brand new password"))["token"]
-        assert (await _login(server, "boss@acme.example", PASSWORD))["token"] is None
+        assert (await login(server, "boss@acme.example", "a brand new password"))["token"]
+        assert (await login(server, "boss@acme.example", PASSWORD))["token"] is None
         # Every token from before the reset stopped working.
         async with httpx.AsyncClient(base_url=server.url) as http:
             stale = (
@@ -203,7 +145,7 @@ def test_refusals_are_messages_not_tracebacks(tmp_path: Path) -> None:
     assert "no workspace 'nope'" in refused(
         "create-api-key", "--workspace", "nope", "--name", "K", "--scope", "contacts:read"
     )
-    slug = _field(
+    slug = field(
         ok(
             parley(
                 "create-workspace",
@@ -243,7 +185,7 @@ DEMO_QUERY = """{
 def _credentials(text: str) -> dict[str, str]:
     login = re.search(r"owner login\s+(\S+) / (.+)", text)
     assert login, text
-    return {"email": login.group(1), "password": login.group(2).strip(), "key": _field(text, "API key")}
+    return {"email": login.group(1), "password": login.group(2).strip(), "key": field(text, "API key")}
 
 
 async def test_seed_demo_fills_the_workspace_the_readme_queries(tmp_path: Path) -> None:
@@ -257,7 +199,7 @@ async def test_seed_demo_fills_the_workspace_the_readme_queries(tmp_path: Path) 
     server = start_server(tmp_path, env={"DATABASE_URL": db})
     try:
         creds = _credentials(saved)
-        token = (await _login(server, creds["email"], creds["password"]))["token"]
+        token = (await login(server, creds["email"], creds["password"]))["token"]
         data = await gql(server, DEMO_QUERY, {}, token)
         ada = data["contacts"]["edges"][0]["node"]
         assert ada["name"] == "Ada Byron" and "vip" in ada["tags"]
