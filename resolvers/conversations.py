@@ -42,7 +42,7 @@ from models.conversations import (
     Topic,
 )
 from models.workspaces import Agent, Team, Workspace
-from resolvers.pagination import Order, Page, paginate
+from resolvers.pagination import Order, Page, encode_cursor, paginate
 from services.attribution import attribute_reply
 from services.conversations import record_activity
 from services.push import schedule_push
@@ -120,7 +120,9 @@ async def _publish_message(outbox: Outbox, conversation: Conversation, message: 
     sender = None
     if message.agent_id is not None:
         sender = await Agent.filter(id=message.agent_id).first().values_list("name", flat=True)
-    event = {"type": "message", "cursor": str(message.id), "message": message_row(message, sender)}
+    # The cursor of the message in `Conversation.messages`: a client that reconnects passes
+    # the last one it saw as `after:` and gets what it missed.
+    event = {"type": "message", "cursor": encode_cursor([message.id]), "message": message_row(message, sender)}
     outbox.add(keys.conversation_channel(conversation.workspace_id, conversation.id), event)
     outbox.add(keys.contact_messages_channel(conversation.workspace_id, conversation.contact_id), event)
 

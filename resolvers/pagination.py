@@ -54,8 +54,8 @@ class Cursors(Sequence[str]):
 
     def __getitem__(self, index: int | slice) -> str | list[str]:
         if isinstance(index, slice):
-            return [_encode(k) for k in self._keys[index]]
-        return _encode(self._keys[index])
+            return [encode_cursor(k) for k in self._keys[index]]
+        return encode_cursor(self._keys[index])
 
 
 @dataclass
@@ -68,7 +68,9 @@ class Page(Generic[T]):
     count: Callable[[], Awaitable[int]]
 
 
-def _encode(values: list[Any]) -> str:
+def encode_cursor(values: list[Any]) -> str:
+    """The cursor of a row whose sort key is `values`: what its connection's edges carry,
+    and what an event about the row carries so a client can catch up with `after:`."""
     plain = [v.isoformat() if isinstance(v, datetime) else v for v in values]
     return base64.urlsafe_b64encode(json.dumps(plain, separators=(",", ":")).encode()).decode()
 
