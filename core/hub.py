@@ -18,8 +18,10 @@
   `SubscriberTooSlow` drops the subscriber like an overflow. runtime/fanout.py delivers this
   way, without a task wake-up per subscriber and event.
 - When Redis goes away the reader reconnects with backoff and subscribes again to every
-  channel that still has subscribers. Events published meanwhile are lost to pub/sub;
-  their cursors let clients catch up.
+  channel that still has subscribers. Events published meanwhile are lost to pub/sub, and
+  a subscriber could not tell: so once reconnected, the hub drops every subscriber it has
+  (as if it had fallen behind; watchers stay, and count `reconnects`). Their clients
+  resubscribe and catch up by cursor.
 """
 
 from __future__ import annotations
@@ -234,6 +236,7 @@ class Hub:
                     await self._connect()
                     if self.reconnects:
                         log.info("hub: reconnected to Redis, %d channels", len(self._subscribers))
+                        self._drop_everyone()
                     backoff = 0.05
                 if not self._pubsub.subscribed:
                     # Nothing to read until someone subscribes; wake up now and then to
@@ -262,6 +265,18 @@ class Hub:
                 log.exception("hub: unexpected error in reader; reconnecting")
                 await self._close_pubsub()
                 await asyncio.sleep(backoff)
+
+    def _drop_everyone(self) -> None:
+        """After a gap in the stream: every subscriber may have missed events (those
+        published while the connection was down), so each is dropped and its client told
+        to resubscribe and catch up."""
+        dropped = [sub for subscribers in self._subscribers.values() for sub in subscribers]
+        for sub in dropped:
+            sub.drop()
+            self._remove(sub)
+        self.dropped_subscribers += len(dropped)
+        if dropped:
+            log.warning("hub: dropped %d subscribers that may have missed events while Redis was away", len(dropped))
 
     async def _dispatch(self, channel: bytes | str, data: bytes | str) -> None:
         name = channel.decode() if isinstance(channel, bytes) else channel

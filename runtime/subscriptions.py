@@ -25,7 +25,10 @@ from core.errors import Code, PublicError
 from core.hub import SubscriberTooSlow
 from core.permissions import Principal
 
-CATCH_UP = "This subscription fell too far behind and was closed; resubscribe and catch up by cursor."
+CATCH_UP = (
+    "This subscription missed events (it fell too far behind, or the server's event stream was interrupted) "
+    "and was closed; resubscribe and catch up by cursor."
+)
 
 
 @contextlib.asynccontextmanager
