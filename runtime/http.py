@@ -73,7 +73,7 @@ from core.metrics import count_errors, observe_request
 from core.ratelimit import rate_limits
 from core.tracing import span
 from resolvers.auth import authenticate
-from runtime.persisted import persisted_hash, persisted_query, register
+from runtime.persisted import cache_headers, hash_only_get, persisted_hash, persisted_query, register
 from runtime.prepared import ParleySchema
 from runtime.websocket import SharedFrames
 
@@ -326,6 +326,9 @@ class ParleyGraphQL(GraphQL[Context, None]):
         )
         if not is_ws and response is not None:
             response.parley_media_type = GRAPHQL_RESPONSE if _accepts_graphql_response(request) else "application/json"
+            if hash_only_get(request.method, request.query_params):
+                # create_response says how long its answer may be cached, and by whom.
+                response.parley_cache_private = authorization is not None
             if request.headers.get(COST_HEADER) == "1":
                 # The executor fills it (runtime/execution.py), create_response reports it.
                 context.cost_report = response.parley_cost_report = {}
@@ -362,6 +365,9 @@ class ParleyGraphQL(GraphQL[Context, None]):
         if errors:
             count_errors(errors)
             response.parley_errors = True  # type: ignore[attr-defined]
+        private = getattr(sub_response, "parley_cache_private", None)
+        if private is not None:
+            response.headers.update(cache_headers(private=private, failed=bool(errors)))
         media_type = getattr(sub_response, "parley_media_type", "application/json")
         response.headers["content-type"] = (
             f"{media_type}; charset=utf-8" if media_type == GRAPHQL_RESPONSE else media_type
