@@ -7,7 +7,8 @@
 - every frame of a socket goes through its `Outlet`, which writes straight to the
   server's ASGI `send` (left in the scope by asgi.py's RequestIdMiddleware) and keeps at
   most `subscriber_queue_size` frames waiting for a slow socket;
-- `connection_init` past the per-principal socket limit closes the socket with 4429;
+- `connection_init` past the per-principal socket limit closes the socket with 4429 (a
+  refusal counted in `parley_rate_limited_total` as "sockets-per-principal");
   an accepted socket is watched by the socket guard (runtime/socket_guard.py), which
   closes it when its credentials stop working; a `subscribe` whose document breaks the
   request limits (core/limits.py) gets an `error` message;
@@ -39,7 +40,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import Bas
 
 from core.config import settings
 from core.limits import RequestRejected, TooManySockets, check_document, sockets
-from core.metrics import ACTIVE_SUBSCRIPTIONS, OPEN_SOCKETS
+from core.metrics import ACTIVE_SUBSCRIPTIONS, OPEN_SOCKETS, RATE_LIMITED
 from runtime.socket_guard import socket_guard
 
 
@@ -184,6 +185,9 @@ def _resumed(coro: Coroutine[Any, Any, None], waiting_on: Any) -> Generator[Any,
                 return
 
 
+# The limit a 4429 close counts under in parley_rate_limited_total (MAX_SOCKETS_PER_PRINCIPAL).
+SOCKETS_LIMIT = "sockets-per-principal"
+
 # Where asgi.py's RequestIdMiddleware leaves the server's ASGI `send` in a WebSocket's scope.
 SERVER_SEND = "parley.server_send"
 
@@ -226,6 +230,7 @@ class SharedFrames(BaseGraphQLTransportWSHandler[Any, Any]):
         try:
             await super().handle_connection_init(message)
         except TooManySockets as exc:
+            RATE_LIMITED.labels(SOCKETS_LIMIT).inc()  # GET /metrics: parley_rate_limited_total
             await self.websocket.close(code=4429, reason=str(exc))
             return
         if self.connection_acknowledged and self.context.socket_holder is not None:
