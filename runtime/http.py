@@ -71,7 +71,7 @@ from core.limits import (
 from core.logs import log_fields
 from core.metrics import count_errors, observe_request
 from core.ratelimit import rate_limits
-from core.tracing import span
+from core.tracing import describe_operation, span
 from resolvers.auth import authenticate
 from runtime.persisted import cache_headers, hash_only_get, persisted_hash, persisted_query, register
 from runtime.prepared import ParleySchema
@@ -158,7 +158,7 @@ class ParleyGraphQL(GraphQL[Context, None]):
                     fields.get("operation_type"), fields.get("operation"), outcome, perf_counter() - started
                 )
                 if traced is not None:
-                    _describe(traced, fields, outcome)
+                    describe_operation(traced, fields.get("operation_type"), fields.get("operation"), outcome)
 
     async def _answer(self, request: Any, context: Any, root_value: Any) -> Any:
         try:
@@ -379,17 +379,6 @@ class ParleyGraphQL(GraphQL[Context, None]):
             response.status_code, seconds = retry
             response.headers["retry-after"] = str(seconds)
         return response
-
-
-def _describe(traced: Any, fields: dict[str, Any], outcome: str) -> None:
-    """The GraphQL operation's span, named and described once the operation is known."""
-    kind, name = fields.get("operation_type"), fields.get("operation")
-    traced.update_name(" ".join(str(part) for part in (kind or "GraphQL", name) if part))
-    traced.set_attribute("parley.outcome", outcome)
-    if kind:
-        traced.set_attribute("graphql.operation.type", kind)
-    if name:
-        traced.set_attribute("graphql.operation.name", name)
 
 
 def _outcome(response: Response) -> str:
