@@ -204,9 +204,11 @@ class Settings(BaseSettings):
 
     # Apollo's automatic persisted queries (runtime/persisted.py): how long a registered
     # document is kept in Redis after its registration, and at most how many are kept
-    # (the oldest registrations go first).
+    # (the oldest registrations go first); how long a browser or a CDN may keep the answer
+    # to a GET that names its query by hash alone (0: not at all).
     persisted_query_ttl_seconds: int = 7 * 24 * 3600
     persisted_query_max_documents: int = 10_000
+    persisted_query_cache_seconds: int = 60
 
     # The demo owner's password (`parley seed --demo`, and `parley run` on an empty database).
     parley_demo_password: str = "parley-demo-password"  # noqa: S105 - the demo's, documented; set it for a shared demo

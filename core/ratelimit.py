@@ -10,7 +10,8 @@ the right password, for LOGIN_LOCKOUT_SECONDS, twice as long at each further loc
 LOGIN_LOCKOUT_MAX_SECONDS; each lockout is logged on `parley.security`.
 
 Each refusal counts in `parley_rate_limited_total` by the limit's name (GET /metrics): the
-names given to `hit`, and "login-lockout".
+names given to `hit`, "login-lockout", and "sockets-per-principal" (a WebSocket closed
+with 4429 past MAX_SOCKETS_PER_PRINCIPAL, runtime/websocket.py).
 
 When Redis cannot be reached, limits are not enforced (logged): they protect the service,
 they must not take it down with them.

@@ -1,7 +1,8 @@
 """OpenTelemetry traces, off unless OTEL_EXPORTER_OTLP_ENDPOINT is set: then spans for each
-HTTP request (continuing the caller's `traceparent`), each GraphQL operation over HTTP and
-each job go to that OTLP/HTTP collector (`<endpoint>/v1/traces`, protobuf), and within a
-request's or a job's span, one for each SQL statement (Tortoise's clients, PostgreSQL and
+HTTP request (continuing the caller's `traceparent`), each GraphQL operation over HTTP, each
+operation over a WebSocket (a subscription's span lasts as long as it does) and each job go
+to that OTLP/HTTP collector (`<endpoint>/v1/traces`, protobuf), and within any of those
+spans, one for each SQL statement (Tortoise's clients, PostgreSQL and
 SQLite alike) and each Redis command or pipeline (redis-py), and one for each outbound HTTP
 request (core/outbound.py makes it with `span`).
 
@@ -33,7 +34,7 @@ from opentelemetry.trace import Span, SpanKind
 
 from core.config import settings
 
-__all__ = ["SpanKind", "enabled", "sanitized", "setup_tracing", "shutdown_tracing", "span"]
+__all__ = ["SpanKind", "describe_operation", "enabled", "sanitized", "setup_tracing", "shutdown_tracing", "span"]
 
 _provider: Any = None
 # (class, attribute, original) of every method wrapped by `_instrument`, for `shutdown_tracing`.
@@ -102,6 +103,17 @@ def span(
     finally:
         if token is not None:
             otel_context.detach(token)
+
+
+def describe_operation(current: Span, kind: str | None, name: str | None, outcome: str) -> None:
+    """A GraphQL operation's span (over HTTP or a WebSocket), named and described once the
+    operation is known: "query Inbox", "subscription" (no name), "GraphQL" (not even a type)."""
+    current.update_name(" ".join(part for part in (kind or "GraphQL", name) if part))
+    current.set_attribute("parley.outcome", outcome)
+    if kind:
+        current.set_attribute("graphql.operation.type", kind)
+    if name:
+        current.set_attribute("graphql.operation.name", name)
 
 
 def sanitized(statement: str) -> str:

@@ -71,9 +71,9 @@ from core.limits import (
 from core.logs import log_fields
 from core.metrics import count_errors, observe_request
 from core.ratelimit import rate_limits
-from core.tracing import span
+from core.tracing import describe_operation, span
 from resolvers.auth import authenticate
-from runtime.persisted import persisted_hash, persisted_query, register
+from runtime.persisted import cache_headers, hash_only_get, persisted_hash, persisted_query, register
 from runtime.prepared import ParleySchema
 from runtime.websocket import SharedFrames
 
@@ -162,7 +162,7 @@ class ParleyGraphQL(GraphQL[Context, None]):
                     perf_counter() - started,
                 )
                 if traced is not None:
-                    _describe(traced, fields, outcome)
+                    describe_operation(traced, fields.get("operation_type"), fields.get("operation"), outcome)
 
     async def _answer(self, request: Any, context: Any, root_value: Any) -> Any:
         try:
@@ -330,6 +330,9 @@ class ParleyGraphQL(GraphQL[Context, None]):
         )
         if not is_ws and response is not None:
             response.parley_media_type = GRAPHQL_RESPONSE if _accepts_graphql_response(request) else "application/json"
+            if hash_only_get(request.method, request.query_params):
+                # create_response says how long its answer may be cached, and by whom.
+                response.parley_cache_private = authorization is not None
             if request.headers.get(COST_HEADER) == "1":
                 # The executor fills it (runtime/execution.py), create_response reports it.
                 context.cost_report = response.parley_cost_report = {}
@@ -366,6 +369,9 @@ class ParleyGraphQL(GraphQL[Context, None]):
         if errors:
             count_errors(errors)
             response.parley_errors = True  # type: ignore[attr-defined]
+        private = getattr(sub_response, "parley_cache_private", None)
+        if private is not None:
+            response.headers.update(cache_headers(private=private, failed=bool(errors)))
         media_type = getattr(sub_response, "parley_media_type", "application/json")
         response.headers["content-type"] = (
             f"{media_type}; charset=utf-8" if media_type == GRAPHQL_RESPONSE else media_type
@@ -377,17 +383,6 @@ class ParleyGraphQL(GraphQL[Context, None]):
             response.status_code, seconds = retry
             response.headers["retry-after"] = str(seconds)
         return response
-
-
-def _describe(traced: Any, fields: dict[str, Any], outcome: str) -> None:
-    """The GraphQL operation's span, named and described once the operation is known."""
-    kind, name = fields.get("operation_type"), fields.get("operation")
-    traced.update_name(" ".join(str(part) for part in (kind or "GraphQL", name) if part))
-    traced.set_attribute("parley.outcome", outcome)
-    if kind:
-        traced.set_attribute("graphql.operation.type", kind)
-    if name:
-        traced.set_attribute("graphql.operation.name", name)
 
 
 def _outcome(response: Response) -> str:

@@ -17,6 +17,11 @@ PersistedQueryNotSupported (clients then send documents in full). Redis holds at
 PERSISTED_QUERY_MAX_DOCUMENTS documents (the oldest registrations go first), each for
 PERSISTED_QUERY_TTL_SECONDS after its last registration, and each at most
 MAX_DOCUMENT_CHARS long (core/limits.py checks the document like any other).
+
+The answer to a GET naming its query by hash alone (`hash_only_get`) may be cached for
+PERSISTED_QUERY_CACHE_SECONDS (`cache_headers`): by the browser alone (`private`) when the
+request carried an Authorization header, by any cache (`public`) otherwise; an answer with
+errors, never (`no-store`), and PersistedQueryNotFound not either.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from redis.asyncio import Redis
@@ -71,6 +77,26 @@ def persisted_hash(extensions: object) -> str | None:
     if not isinstance(sha, str) or not _SHA256.match(sha):
         raise _invalid("extensions.persistedQuery.sha256Hash must be a SHA-256 in 64 lowercase hex digits.")
     return sha
+
+
+def hash_only_get(method: str, params: Mapping[str, str]) -> bool:
+    """A GET whose `extensions` name a persisted query and which sends no `query`."""
+    return method == "GET" and "query" not in params and "persistedQuery" in params.get("extensions", "")
+
+
+def cache_headers(*, private: bool, failed: bool) -> dict[str, str]:
+    """The caching headers of a `hash_only_get`'s answer.
+
+    cache_headers(private=True, failed=False)
+    # {"cache-control": "private, max-age=60", "vary": "Accept, Authorization"}
+    """
+    seconds = settings.persisted_query_cache_seconds
+    if failed or seconds <= 0:
+        return {"cache-control": "no-store"}
+    scope = "private" if private else "public"
+    # Accept: the media type of the answer depends on it; Authorization: a browser's cache
+    # must not answer one user's request with another's.
+    return {"cache-control": f"{scope}, max-age={seconds}", "vary": "Accept, Authorization"}
 
 
 async def persisted_query(redis: Redis, extensions: object, query: object) -> Any:

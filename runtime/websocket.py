@@ -7,12 +7,16 @@
 - every frame of a socket goes through its `Outlet`, which writes straight to the
   server's ASGI `send` (left in the scope by asgi.py's RequestIdMiddleware) and keeps at
   most `subscriber_queue_size` frames waiting for a slow socket;
-- `connection_init` past the per-principal socket limit closes the socket with 4429;
+- `connection_init` past the per-principal socket limit closes the socket with 4429 (a
+  refusal counted in `parley_rate_limited_total` as "sockets-per-principal");
   an accepted socket is watched by the socket guard (runtime/socket_guard.py), which
   closes it when its credentials stop working; a `subscribe` whose document breaks the
   request limits (core/limits.py) gets an `error` message;
 - the operation being run is left in `current_operation`, in the operation's own task,
-  for runtime/fanout.py's `direct` delivery.
+  for runtime/fanout.py's `direct` delivery;
+- with tracing on, each operation is a span (core/tracing.py) for as long as it runs, the
+  SQL and Redis calls of its executions within it; its `parley.outcome` is ok (it ended),
+  stopped (the client's `complete`, or the socket closed) or error.
 
 Library internals it relies on (strawberry-graphql 0.341.2): the handler base class
 `strawberry.subscriptions.protocols.graphql_transport_ws.handlers.BaseGraphQLTransportWSHandler`
@@ -38,8 +42,10 @@ from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler, Operation
 
 from core.config import settings
+from core.errors import request_id_var
 from core.limits import RequestRejected, TooManySockets, check_document, sockets
-from core.metrics import ACTIVE_SUBSCRIPTIONS, OPEN_SOCKETS
+from core.metrics import ACTIVE_SUBSCRIPTIONS, OPEN_SOCKETS, RATE_LIMITED
+from core.tracing import SpanKind, describe_operation, span
 from runtime.socket_guard import socket_guard
 
 
@@ -184,6 +190,9 @@ def _resumed(coro: Coroutine[Any, Any, None], waiting_on: Any) -> Generator[Any,
                 return
 
 
+# The limit a 4429 close counts under in parley_rate_limited_total (MAX_SOCKETS_PER_PRINCIPAL).
+SOCKETS_LIMIT = "sockets-per-principal"
+
 # Where asgi.py's RequestIdMiddleware leaves the server's ASGI `send` in a WebSocket's scope.
 SERVER_SEND = "parley.server_send"
 
@@ -226,6 +235,7 @@ class SharedFrames(BaseGraphQLTransportWSHandler[Any, Any]):
         try:
             await super().handle_connection_init(message)
         except TooManySockets as exc:
+            RATE_LIMITED.labels(SOCKETS_LIMIT).inc()  # GET /metrics: parley_rate_limited_total
             await self.websocket.close(code=4429, reason=str(exc))
             return
         if self.connection_acknowledged and self.context.socket_holder is not None:
@@ -252,8 +262,22 @@ class SharedFrames(BaseGraphQLTransportWSHandler[Any, Any]):
 
     async def run_operation(self, operation: Operation[Any, Any]) -> None:
         current_operation.set(operation)  # this task's own context: seen by its resolver only
-        with ACTIVE_SUBSCRIPTIONS.track_inprogress():  # GET /metrics: parley_subscriptions_active
-            await super().run_operation(operation)
+        with (
+            ACTIVE_SUBSCRIPTIONS.track_inprogress(),  # GET /metrics: parley_subscriptions_active
+            span("GraphQL", kind=SpanKind.SERVER, **{"parley.request_id": request_id_var.get()}) as traced,
+        ):
+            outcome = "error"
+            try:
+                await super().run_operation(operation)
+                outcome = "ok"
+            except asyncio.CancelledError:
+                outcome = "stopped"  # the client's `complete`, or the socket closed
+                raise
+            finally:
+                if traced is not None:  # tracing is on (core/tracing.py)
+                    prepared = self.schema.prepare(operation.query)  # type: ignore[attr-defined]
+                    kind = None if prepared is None else prepared.operation(operation.operation_name)
+                    describe_operation(traced, kind and kind.value, operation.operation_name, outcome)
 
     async def send_message(self, message: Mapping[str, Any]) -> None:  # type: ignore[override]
         payload = message.get("payload") if message.get("type") == "next" else None

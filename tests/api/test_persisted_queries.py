@@ -152,3 +152,45 @@ async def test_a_server_that_keeps_none_says_not_supported(tmp_path: Path, tenan
         "errors": [{"message": "PersistedQueryNotSupported", "extensions": {"code": "PERSISTED_QUERY_NOT_SUPPORTED"}}]
     }
     assert full.json()["data"]["workspace"]["name"] == "Acme"
+
+
+async def _registered(server: LiveServer, document: str, headers: dict[str, str]) -> dict[str, Any]:
+    """Registers `document` (by POST) and returns a hash-only GET's parameters for it."""
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        await http.post("/graphql", json={"query": document, "extensions": _persisted(document)}, headers=headers)
+    return {"extensions": json.dumps(_persisted(document))}
+
+
+async def test_a_hash_only_get_with_credentials_may_be_kept_by_the_browser_alone(
+    server: LiveServer, tenant: Tenant
+) -> None:
+    document = _document()
+    params = await _registered(server, document, _headers(tenant))
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        answer = await http.get("/graphql", params=params, headers=_headers(tenant))
+        full = await http.get("/graphql", params={"query": document}, headers=_headers(tenant))
+    assert answer.json()["data"]["workspace"]["name"] == "Acme"
+    assert answer.headers["cache-control"] == "private, max-age=60"
+    assert {"accept", "authorization"} <= {v.strip().lower() for v in answer.headers["vary"].split(",")}
+    # A GET that sends its document (no hash) is not said to be cacheable.
+    assert full.json()["data"]["workspace"]["name"] == "Acme" and "cache-control" not in full.headers
+
+
+async def test_a_hash_only_get_without_credentials_may_be_kept_by_any_cache(server: LiveServer) -> None:
+    document = f"query Anonymous {{ __typename t{uuid.uuid4().hex}: __typename }}"
+    params = await _registered(server, document, {})
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        answer = await http.get("/graphql", params=params, headers={"accept": APOLLO_ACCEPT})
+    assert answer.json()["data"]["__typename"] == "Query"
+    assert answer.headers["cache-control"] == "public, max-age=60"
+
+
+async def test_an_answer_with_errors_is_never_cached(server: LiveServer, tenant: Tenant) -> None:
+    document = _document()  # the workspace: nothing for a caller without credentials
+    params = await _registered(server, document, _headers(tenant))
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        anonymous = await http.get("/graphql", params=params, headers={"accept": APOLLO_ACCEPT})
+        signed_in = await http.get("/graphql", params=params, headers=_headers(tenant))
+    assert anonymous.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED", anonymous.text
+    assert anonymous.headers["cache-control"] == "no-store"
+    assert signed_in.headers["cache-control"] == "private, max-age=60"

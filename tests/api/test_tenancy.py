@@ -14,6 +14,7 @@ it has an object here; adding a mutation that takes an id fails
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import secrets
 from collections.abc import Callable
@@ -775,6 +776,44 @@ async def test_lists_show_only_the_callers_workspace(api: Api, worlds: list[Worl
         "viewer": {"kind": "CONTACT", "contact": {"id": a.session_contact}},
         "workspace": {"id": a.ids["Workspace"]},
     }
+
+
+PERSISTED = "query PersistedContact($id: ID!) { contact(id: $id) { id name } }"
+
+
+async def test_a_persisted_query_runs_on_the_callers_own_data_and_a_strangers_answer_is_not_cached(
+    api: Api, worlds: list[World]
+) -> None:
+    """Automatic persisted queries are one store for every workspace: a document B's owner
+    registered runs, by hash, for A's principals on A's rows only, and the GET of a caller
+    with nothing but the widget key (no credentials) gets no data and `no-store`."""
+    a, b = await intact(api, worlds)
+    extensions = {"persistedQuery": {"version": 1, "sha256Hash": hashlib.sha256(PERSISTED.encode()).hexdigest()}}
+    accept = {"accept": "application/json"}
+
+    async def by_hash(contact: str, token: str | None) -> Any:
+        headers = {**accept, **({"authorization": f"Bearer {token}"} if token else {})}
+        params = {"extensions": json.dumps(extensions), "variables": json.dumps({"id": contact})}
+        return await api.client.get("/graphql", params=params, headers=headers)
+
+    registered = await api.client.post(
+        "/graphql",
+        json={"query": PERSISTED, "variables": {"id": b.ids["Contact"]}, "extensions": extensions},
+        headers={"authorization": f"Bearer {b.owner}"},
+    )
+    assert registered.json()["data"]["contact"]["name"] == "Beta Person"
+    own = await by_hash(b.ids["Contact"], b.owner)
+    assert own.json()["data"]["contact"]["name"] == "Beta Person"
+    assert own.headers["cache-control"].startswith("private, ")
+    for who, token in _a_principals(a).items():
+        answer = await by_hash(b.ids["Contact"], token)
+        assert answer.json()["data"]["contact"] is None, who
+    mine = await by_hash(a.ids["Contact"], a.key)
+    assert mine.json()["data"]["contact"]["name"] == "Alpha Person"
+    stranger = await by_hash(b.ids["Contact"], None)
+    assert stranger.json()["data"] == {"contact": None}, stranger.text
+    assert [e["extensions"]["code"] for e in stranger.json()["errors"]] == ["UNAUTHENTICATED"]
+    assert stranger.headers["cache-control"] == "no-store"
 
 
 # -- writing -------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import pytest
 from core import metrics
 from core.embedded_redis import free_port
 from tests.conftest import LiveServer, Tenant, start_server, start_worker, stop_process
-from tests.realtime.wsclient import GraphQLWs
+from tests.realtime.wsclient import Closed, GraphQLWs
 
 QUERIES = 24
 
@@ -188,6 +188,22 @@ async def test_a_refused_request_counts_under_its_limit(tmp_path: Path, tenant: 
                 statuses.append(answer.status_code)
         assert statuses == [200, 200, 429, 429]
         assert _sample(await _scrape(server.url), "parley_rate_limited_total", limit="graphql") == 2
+    finally:
+        server.stop()
+
+
+async def test_a_socket_refused_with_4429_counts_as_a_rate_limit_refusal(tmp_path: Path, tenant: Tenant) -> None:
+    server = start_server(tmp_path, env={"MAX_SOCKETS_PER_PRINCIPAL": "1"})
+    try:
+        assert _sample(await _scrape(server.url), "parley_rate_limited_total", limit="sockets-per-principal") is None
+        async with GraphQLWs.open(server.ws_url, tenant.api_key):
+            for _ in range(2):
+                async with GraphQLWs.connect(server.ws_url) as extra:
+                    with pytest.raises(Closed) as closed:
+                        await extra.init({"authorization": f"Bearer {tenant.api_key}"})
+                    assert closed.value.code == 4429
+        refused = _sample(await _scrape(server.url), "parley_rate_limited_total", limit="sockets-per-principal")
+        assert refused == 2
     finally:
         server.stop()
 

@@ -13,8 +13,9 @@ import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from tests.conftest import Tenant, start_server, start_worker, stop_process
+from tests.conftest import Tenant, gql, hub_subscriptions, start_server, start_worker, stop_process
 from tests.loopback import HttpSink
+from tests.realtime.wsclient import GraphQLWs
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
@@ -144,6 +145,42 @@ async def test_a_request_traces_its_sql_and_redis_calls_without_values(tmp_path:
     for s in spans:
         for value in s.values():
             assert needle not in str(value) and tenant.api_key not in str(value), s
+
+
+async def test_a_websocket_operation_is_a_span_for_as_long_as_it_runs(tmp_path: Path, tenant: Tenant) -> None:
+    contact = await tenant.contact(name="Ada")
+    subscribe = {
+        "id": "traced",
+        "type": "subscribe",
+        "payload": {
+            "query": "subscription Updated($id: ID!) { contactUpdated(id: $id) { kind } }",
+            "operationName": "Updated",
+            "variables": {"id": contact["id"]},
+        },
+    }
+    update = "mutation($input: UpdateContactInput!) { updateContact(input: $input) { userErrors { code } } }"
+    with HttpSink() as sink:
+        server = start_server(tmp_path, env={"OTEL_EXPORTER_OTLP_ENDPOINT": sink.url, "OTEL_BSP_SCHEDULE_DELAY": "100"})
+        try:
+            async with GraphQLWs.open(server.ws_url, tenant.api_key) as ws:
+                await ws.send(subscribe)  # an id the client does not track: its messages come as control ones
+                await hub_subscriptions(server, 1)
+                await gql(server, update, {"input": {"id": contact["id"], "name": "Ada L."}}, tenant.api_key)
+                event = await ws.control()
+                assert event["payload"]["data"] == {"contactUpdated": {"kind": "UPDATED"}}
+                await _until(sink, lambda spans: any(s["name"] == "mutation" for s in spans))
+                # Still running: no span yet.
+                assert not [s for s in _spans(sink) if s["name"] == "subscription Updated"]
+                await ws.send({"id": "traced", "type": "complete"})
+                spans = await _until(sink, lambda spans: any(s["name"] == "subscription Updated" for s in spans))
+        finally:
+            server.stop()
+
+    operation = next(s for s in spans if s["name"] == "subscription Updated")
+    assert operation["kind"] == 2 and operation["parent"] == ""  # SERVER, the root of its trace
+    assert operation["graphql.operation.type"] == "subscription" and operation["graphql.operation.name"] == "Updated"
+    assert operation["parley.outcome"] == "stopped"  # by the client's complete
+    assert operation["parley.request_id"] not in ("", "-")
 
 
 async def test_an_outbound_call_makes_an_http_span(monkeypatch: pytest.MonkeyPatch) -> None:
