@@ -13,6 +13,7 @@ or WebSocket origin rule is loosened for them).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from starlette.requests import Request
@@ -22,6 +23,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.config import settings
+
+log = logging.getLogger("parley")
 
 WEB = Path(__file__).resolve().parent.parent / "web"
 # Path under /demo → the page's file under web/.
@@ -66,8 +69,12 @@ def _page(file: str) -> Route:
 
 
 def demo_routes() -> list[BaseRoute]:
-    """Mount /demo/ when the settings serve it (DEMO_PAGES; by default in dev only)."""
+    """Mount /demo/ when the settings serve it (DEMO_PAGES; by default in dev only) and the
+    web/ folder is there (a checkout; the Docker image does not carry it)."""
     if not settings.serves_demo_pages:
+        return []
+    if not WEB.is_dir():
+        log.warning("DEMO_PAGES: no %s folder beside the code (the Docker image has none): /demo/ is not served", WEB)
         return []
     pages = Router(routes=[*(_page(file) for file in PAGES.values()), Mount("/assets", StaticFiles(directory=WEB))])
     return [Mount("/demo", app=_SecurityHeaders(pages))]

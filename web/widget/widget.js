@@ -21,7 +21,11 @@ const TIME_ON_PAGE_REPORTS = [10, 30, 60];
 export async function mount({ channelKey, endpoint = "/graphql", root = document.body }) {
   const widget = new Widget(channelKey, endpoint);
   root.append(widget.element);
-  await widget.start();
+  try {
+    await widget.start();
+  } catch (failure) {
+    widget.status.textContent = `unavailable: ${failure.message}`;
+  }
   return widget;
 }
 
@@ -110,7 +114,7 @@ class Widget {
       const conversation = data.myConversations.edges[0]?.node;
       if (!conversation) return;
       if (conversation.id !== this.conversationId) {
-        if (after) return this.load(); // a new conversation since: read it from its start
+        if (after) return this.reload(); // a new conversation since: read it from its start
         this.conversationId = conversation.id;
         this.setUnread(conversation.contactUnreadCount);
       }
@@ -122,6 +126,15 @@ class Widget {
     }
   }
 
+  // The latest conversation, from its start (a new one began: an answer, another tab).
+  async reload() {
+    this.conversationId = null;
+    this.cursor = null;
+    this.list.replaceChildren();
+    this.shown.clear();
+    await this.load();
+  }
+
   async catchUp() {
     if (this.cursor) await this.load(this.cursor);
     else await this.load();
@@ -129,12 +142,8 @@ class Widget {
   }
 
   received(message) {
-    if (message.conversationId !== this.conversationId) {
-      this.conversationId = message.conversationId;
-      this.list.replaceChildren();
-      this.shown.clear();
-    }
-    this.render(message, false);
+    if (message.conversationId === this.conversationId) this.render(message, false);
+    else this.reload();
   }
 
   // `history`: loaded with the page, so it does not count as unread again.
@@ -253,11 +262,7 @@ class Widget {
       );
       if (!payload) return;
       card.remove();
-      this.conversationId = payload.conversation.id;
-      this.cursor = null;
-      this.list.replaceChildren();
-      this.shown.clear();
-      await this.load();
+      await this.reload();
       if (!this.isOpen()) await this.toggle();
     };
     const open = async () => {
