@@ -187,10 +187,11 @@ export class Conversations {
       ),
     );
     this.messages.scrollTop = this.messages.scrollHeight;
-    if (live && message.direction === "INBOUND") {
-      this.mutate("markConversationRead", "ConversationIdInput", { id: this.selected });
-    }
-    this.refresh();
+    // The open conversation is read as its messages arrive; the list follows once it is.
+    const read = live && message.direction === "INBOUND";
+    (read ? this.mutate("markConversationRead", "ConversationIdInput", { id: this.selected }) : Promise.resolve()).then(
+      () => this.refresh(),
+    );
   }
 
   // A conversation mutation; its first user error, or null. The list follows by its events.
