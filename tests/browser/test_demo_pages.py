@@ -2,7 +2,8 @@
 messages live both ways; a proactive message published in the inbox reaches the visitor's
 matching page and its counters move; messages sent while the visitor's socket is down
 appear after it reconnects; the inbox's unread indicator and list move live; a wrong
-password shows the error; both pages work against the demo workspace `make run` seeds.
+password shows the error; the agent snoozes, reopens, assigns, notes and resolves; both
+pages work against the demo workspace `make run` seeds.
 Screenshots of each go to artifacts/screenshots/."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from playwright.async_api import Page, expect
+from strawberry.relay import GlobalID
 
 from tests.conftest import ROOT, LiveServer, Tenant, gql, start_worker, stop_process
 
@@ -293,4 +295,35 @@ async def test_the_pages_work_against_the_seeded_demo_workspace(
     finally:
         stop_process(worker)
     await screenshot(widget, "widget")
+    await screenshot(inbox, "inbox")
+
+
+async def test_the_agent_snoozes_reopens_assigns_resolves_and_notes(
+    context: Any, web: LiveServer, tenant: Tenant, screenshot: Any
+) -> None:
+    await visitor_conversation(web, tenant, "Can I change my delivery address?")
+    inbox = await open_inbox(context, web, tenant)
+    await inbox.get_by_test_id("conversation-item").click()
+    status = inbox.get_by_test_id("conversation-status")
+    await expect(status).to_have_text("open")
+
+    await inbox.get_by_role("button", name="Snooze: Tomorrow").click()
+    await expect(status).to_contain_text("snoozed until")
+    await expect(inbox.get_by_test_id("conversation-item")).to_have_count(0)  # the list shows open ones
+    await inbox.get_by_role("button", name="Reopen").click()
+    await expect(status).to_have_text("open")
+    await expect(inbox.get_by_test_id("conversation-item")).to_have_count(1)
+
+    await inbox.get_by_role("button", name="Assign to me").click()
+    await expect(inbox.get_by_label("Assignee")).to_have_value(str(GlobalID("Agent", str(tenant.owner.id))))
+    await inbox.get_by_role("button", name="Mine").click()
+    await expect(inbox.get_by_test_id("conversation-item")).to_have_count(1)
+    await inbox.get_by_role("button", name="Unassigned").click()
+    await expect(inbox.get_by_test_id("conversation-item")).to_have_count(0)
+
+    await inbox.get_by_placeholder("Add a note…").fill("Asked to move the delivery to Friday.")
+    await inbox.get_by_role("button", name="Add note").click()
+    await expect(inbox.get_by_test_id("contact-panel")).to_contain_text("Asked to move the delivery to Friday.")
+    await inbox.get_by_role("button", name="Resolve").click()
+    await expect(status).to_have_text("resolved")
     await screenshot(inbox, "inbox")
