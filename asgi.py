@@ -1,5 +1,5 @@
 """The Starlette app: its routes (/graphql over HTTP and WebSocket, /healthz, /readyz,
-/metrics, the inbound channel hooks, export downloads), middleware and lifespan.
+/metrics, the inbound channel hooks, export downloads, the /demo/ pages), middleware and lifespan.
 
     uvicorn asgi:app
 
@@ -49,6 +49,7 @@ from core.tracing import SpanKind, setup_tracing, shutdown_tracing, span
 from core.tracing import enabled as tracing_enabled
 from resolvers.exports import download_endpoint
 from resolvers.inbound import webhook_endpoint
+from runtime.demo_pages import demo_routes
 from runtime.http import ParleyGraphQL
 from runtime.socket_guard import socket_guard
 from runtime.websocket import SERVER_SEND
@@ -249,6 +250,7 @@ def create_app() -> Starlette:
             Route("/metrics", metrics),
             Route("/hooks/channels/{public_key}/inbound", webhook_endpoint, methods=["POST"]),
             Route("/exports/{workspace_id:int}/{job_id:int}", download_endpoint, methods=["GET"]),
+            *demo_routes(),
         ],
         middleware=[
             Middleware(RequestIdMiddleware),

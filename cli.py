@@ -207,7 +207,19 @@ def _run(host: str, port: int) -> int:
         stop()
         raise
     print(f"Parley on http://{host}:{port}/graphql  (Ctrl-C stops)")
+    _print_demo_urls(f"http://{host}:{port}")
     return _supervise(children, stop)
+
+
+def _print_demo_urls(base_url: str) -> None:
+    from core.config import settings
+    from ops.demo import demo_channel_key
+    from runtime.demo_pages import demo_urls
+
+    if not settings.serves_demo_pages:
+        return
+    widget, inbox = demo_urls(base_url, demo_channel_key() or "<a widget channel's public key>")
+    print(f"Demo widget   {widget}\nDemo inbox    {inbox}  (the owner login above)")
 
 
 def _serve(command: list[str], workers: int = 1) -> int:

@@ -210,6 +210,10 @@ class Settings(BaseSettings):
     persisted_query_max_documents: int = 10_000
     persisted_query_cache_seconds: int = 60
 
+    # The reference widget and inbox under /demo/ (runtime/demo_pages.py): unset, served in dev
+    # and not in prod; true or false decides in either.
+    demo_pages: bool | None = None
+
     # The demo owner's password (`parley seed --demo`, and `parley run` on an empty database).
     parley_demo_password: str = "parley-demo-password"  # noqa: S105 - the demo's, documented; set it for a shared demo
 
@@ -267,6 +271,10 @@ class Settings(BaseSettings):
     @property
     def is_dev(self) -> bool:
         return self.env == "dev"
+
+    @property
+    def serves_demo_pages(self) -> bool:
+        return self.is_dev if self.demo_pages is None else self.demo_pages
 
     @cached_property
     def instance_id(self) -> str:

@@ -16,6 +16,7 @@ from domain.identity import user_hash
 from ops.operators import OperatorError, create_workspace
 
 OWNER_EMAIL = "owner@example.com"
+CHANNEL_LABEL = "widget channel"
 
 ATTRIBUTES = [("plan", "Plan", "LIST", ["free", "pro", "enterprise"]), ("seats", "Seats", "NUMBER", None)]
 CONTACTS = [
@@ -88,7 +89,7 @@ class Demo:
             f"  workspace slug   {self.slug}\n"
             f"  owner login      {OWNER_EMAIL} / {self.password}\n"
             f"  API key          {self.api_key}\n"
-            f"  widget channel   {self.channel_key}\n"
+            f"  {CHANNEL_LABEL}   {self.channel_key}\n"
         )
 
 
@@ -246,6 +247,18 @@ def credentials_file() -> Path:
     from core.config import settings
 
     return Path(settings.data_dir) / "demo-credentials.txt"
+
+
+def demo_channel_key() -> str | None:
+    """The demo widget channel's public key, from the credentials file; None without one."""
+    path = credentials_file()
+    if not path.exists():
+        return None
+    for line in path.read_text().splitlines():
+        label, _, value = line.strip().partition("   ")
+        if label == CHANNEL_LABEL:
+            return value.strip()
+    return None
 
 
 def write_credentials(demo: Demo) -> None:

@@ -259,6 +259,11 @@ def test_run_prints_the_demo_credentials_every_time(tmp_path: Path) -> None:
         outputs.append(log.read_text())
     first, second = (_credentials(o) for o in outputs)
     assert first == second and first["key"].startswith("pk_")
+    # And the two demo pages, the widget with the demo channel's key (tests/browser/ opens them).
+    channel = field(outputs[0], "widget channel")
+    for output in outputs:
+        assert f"/demo/widget?key={channel}\n" in output, output
+        assert "/demo/inbox" in output, output
     assert "Demo workspace" in outputs[0] and "Demo workspace" in outputs[1]
     assert not (tmp_path / "data" / "redis" / "dump.rdb").exists()
 
