@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 # universal resolution), with hashes; pip installs them with --require-hashes.
 LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --custom-compile-command "make lock" -q
 
-.PHONY: install python-version lock run test test-postgres lint check-upgrade schema migrate seed bench clean
+.PHONY: install python-version lock run test test-postgres lint check-upgrade schema migrate seed bench soak clean
 
 python-version:
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 11) <= v <= (3, 13) else "Parley needs Python 3.11, 3.12 or 3.13; $(PYTHON) is %d.%d. Run make with PYTHON=python3.12 (or another supported one)." % v)'
@@ -77,6 +77,11 @@ migrate: install
 
 seed: install
 	$(VENV)/bin/parley seed --demo
+
+# The whole system under load while PostgreSQL, Redis, the worker and an API process are
+# killed and restarted (bench/soak.py): SOAK_SECONDS (600), SOAK_SEED, SOAK_VISITORS (500).
+soak: install
+	$(PY) -m bench.soak
 
 # The read path (GraphQL beside bare Starlette endpoints, wrk) on SQLite and PostgreSQL,
 # message delivery latency to 1,000 subscribers, fan-out to 10,000 open sockets, and short
