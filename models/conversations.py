@@ -109,6 +109,9 @@ class Conversation(WorkspaceScoped):
             Index(fields=["workspace_id", "status", "snoozed_until"]),
             Index(fields=["contact_id", "created_at"]),
             Index(fields=["workspace_id", "unread_count"]),
+            # Reports read a date range; routing counts each agent's open conversations.
+            Index(fields=["workspace_id", "created_at"]),
+            Index(fields=["assignee_id", "status"]),
         ]
 
 

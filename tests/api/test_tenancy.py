@@ -60,6 +60,7 @@ NODE_TYPES = (
     "Bot",
     "BotAnswer",
     "ProactiveDelivery",
+    "RoutingRule",
 )
 
 PASSWORD = "correct horse battery"
@@ -385,6 +386,26 @@ async def build_world(api: Api, name: str) -> World:
         "reportPageView",
     )
     ids["ProactiveDelivery"] = viewed["delivery"]["id"]
+    rule = await _ok(
+        api,
+        "mutation($i: CreateRoutingRuleInput!) { createRoutingRule(input: $i) { "
+        "routingRule { id } userErrors { field code } } }",
+        {
+            "i": {
+                "name": f"{name} VIPs",
+                "teamId": ids["Team"],
+                "channelIds": [ids["Channel"]],
+                "segmentId": ids["Segment"],
+                "rules": {
+                    "match": "ALL",
+                    "conditions": [{"field": "vip", "operator": "EQUALS", "value": {"boolean": True}}],
+                },
+            }
+        },
+        tok,
+        "createRoutingRule",
+    )
+    ids["RoutingRule"] = rule["routingRule"]["id"]
     assert set(ids) == set(NODE_TYPES)
     return world
 
@@ -392,7 +413,8 @@ async def build_world(api: Api, name: str) -> World:
 SNAPSHOT = """
 query Snapshot {
   workspace { id name slug timeZone matchingAttribute matchingAttributeKey agentsCanEditCrmAttributes }
-  agents(first: 100) { edges { node { id name email role canEditContactIdentity timeZone } } }
+  agents(first: 100) { edges { node { id name email role canEditContactIdentity timeZone routingCapacity } } }
+  routingRules(first: 100) { edges { node { id name position enabled autoAssign channelIds segmentId rules teamId } } }
   teams(first: 100) { edges { node { id name members { id } } } }
   apiKeys(first: 100) { edges { node { id name prefix scopes revokedAt } } }
   channels(first: 100) { edges { node {
@@ -1310,6 +1332,59 @@ MUTATION_CASES = [
     ),
     Case("deleteWebhookEndpoint", "WebhookEndpointIdInput", lambda a, b: {"id": b.ids["WebhookEndpoint"]}, ["id"]),
     Case("pingWebhookEndpoint", "WebhookEndpointIdInput", lambda a, b: {"id": b.ids["WebhookEndpoint"]}, ["id"]),
+    Case(
+        "createRoutingRule",
+        "CreateRoutingRuleInput",
+        lambda a, b: {"name": "Pwned", "teamId": b.ids["Team"]},
+        ["teamId"],
+        "B-team",
+        principals=("owner",),
+    ),
+    Case(
+        "createRoutingRule",
+        "CreateRoutingRuleInput",
+        lambda a, b: {"name": "Pwned", "teamId": a.ids["Team"], "channelIds": [a.ids["Channel"], b.ids["Channel"]]},
+        ["channelIds", "1"],
+        "B-channel",
+        principals=("owner",),
+    ),
+    Case(
+        "createRoutingRule",
+        "CreateRoutingRuleInput",
+        lambda a, b: {"name": "Pwned", "teamId": a.ids["Team"], "segmentId": b.ids["Segment"]},
+        ["segmentId"],
+        "B-segment",
+        principals=("owner",),
+    ),
+    Case(
+        "updateRoutingRule",
+        "UpdateRoutingRuleInput",
+        lambda a, b: {"id": b.ids["RoutingRule"], "enabled": False},
+        ["id"],
+        principals=("owner",),
+    ),
+    Case(
+        "updateRoutingRule",
+        "UpdateRoutingRuleInput",
+        lambda a, b: {"id": a.ids["RoutingRule"], "teamId": b.ids["Team"]},
+        ["teamId"],
+        "A-rule-B-team",
+        principals=("owner",),
+    ),
+    Case(
+        "deleteRoutingRule",
+        "DeleteRoutingRuleInput",
+        lambda a, b: {"id": b.ids["RoutingRule"]},
+        ["id"],
+        principals=("owner",),
+    ),
+    Case(
+        "setAgentCapacity",
+        "SetAgentCapacityInput",
+        lambda a, b: {"agentId": b.ids["Agent"], "capacity": 0},
+        ["agentId"],
+        principals=("owner",),
+    ),
 ]
 
 
@@ -1371,6 +1446,7 @@ _DESTRUCTIVE = {
     "deleteChannel",
     "deleteTopic",
     "deleteWebhookEndpoint",
+    "deleteRoutingRule",
 }
 
 
