@@ -46,7 +46,7 @@ from models.workspaces import Agent, Team, Workspace
 from resolvers.pagination import Order, Page, paginate
 from services import routing
 from services.attribution import attribute_reply
-from services.conversations import record_activity
+from services.conversations import RESOLUTION_FIELDS, business_seconds, record_activity, set_resolution
 from services.push import schedule_push
 from services.segments import mark_for_segments
 
@@ -189,6 +189,8 @@ async def add_message(
         conversation.contact_unread_count += 1
     if sender_kind is SenderKind.AGENT and conversation.first_response_at is None:
         changes["first_response_at"] = conversation.first_response_at = message.created_at
+        seconds = await business_seconds(conversation, message.created_at)
+        changes["first_response_seconds"] = conversation.first_response_seconds = seconds
     await Conversation.filter(id=conversation.id).update(**changes)
     conversation.last_message_id, conversation.last_message_at = message.id, message.created_at
     if notify:
@@ -217,7 +219,10 @@ async def receive_inbound(
     if live and conversation.status is not ConversationStatus.OPEN:
         previous = conversation.status
         conversation.status, conversation.snoozed_until = ConversationStatus.OPEN, None
-        await Conversation.filter(id=conversation.id).update(status=ConversationStatus.OPEN, snoozed_until=None)
+        await set_resolution(conversation)
+        await Conversation.filter(id=conversation.id).update(
+            status=ConversationStatus.OPEN, snoozed_until=None, resolved_at=None, resolution_seconds=None
+        )
         await record_activity(
             outbox, conversation, ActivityKind.STATUS_CHANGED, previous=previous.value, reason="inbound_message"
         )
@@ -423,8 +428,8 @@ async def set_status(
     previous = conversation.status
     async with atomic(ctx.outbox):
         conversation.status, conversation.snoozed_until = status, snoozed_until
-        conversation.resolved_at = now() if status is ConversationStatus.RESOLVED else None
-        await conversation.save(update_fields=["status", "snoozed_until", "resolved_at", "updated_at"])
+        await set_resolution(conversation)
+        await conversation.save(update_fields=["status", "snoozed_until", *RESOLUTION_FIELDS, "updated_at"])
         await record_activity(
             ctx.outbox,
             conversation,
@@ -748,6 +753,8 @@ CONVERSATION_COLUMNS = (
     "last_message_at",
     "first_response_at",
     "resolved_at",
+    "first_response_seconds",
+    "resolution_seconds",
     "created_at",
     "updated_at",
     "contact_id",

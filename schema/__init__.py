@@ -28,6 +28,7 @@ from schema.job_records import JobMutation, JobQuery, JobSubscription
 from schema.nodes import NodeQuery
 from schema.proactive import ProactiveMutation, ProactiveQuery, ProactiveSubscription
 from schema.push import PushMutation, PushQuery
+from schema.reports import ReportQuery
 from schema.routing import RoutingMutation, RoutingQuery
 from schema.segments import SegmentMutation, SegmentQuery, SegmentSubscription
 from schema.sync import SyncMutation, SyncQuery
@@ -52,6 +53,7 @@ class Query(
     ProactiveQuery,
     PushQuery,
     RoutingQuery,
+    ReportQuery,
 ):
     pass
 

@@ -1,6 +1,6 @@
-"""Routing (issue 28, item 8): routing rules (models/routing.py), each agent's routing
-capacity, and the conversation indexes reports and routing read. Made by `tortoise
-makemigrations`."""
+"""Routing and reports (issue 28, items 8-9): routing rules (models/routing.py), each agent's
+routing capacity, the business-hours response and resolution seconds of conversations, and
+the conversation indexes reports and routing read. Made by `tortoise makemigrations`."""
 
 from orjson import loads
 from tortoise import fields, migrations
@@ -76,6 +76,16 @@ class Migration(migrations.Migration):
             model_name="Agent",
             name="routing_capacity",
             field=fields.IntField(default=10),
+        ),
+        ops.AddField(
+            model_name="Conversation",
+            name="first_response_seconds",
+            field=fields.IntField(null=True),
+        ),
+        ops.AddField(
+            model_name="Conversation",
+            name="resolution_seconds",
+            field=fields.IntField(null=True),
         ),
         ops.AddIndex(
             model_name="Conversation",

@@ -799,6 +799,23 @@ async def test_lists_show_only_the_callers_workspace(api: Api, worlds: list[Worl
     }
 
 
+async def test_the_inbox_report_counts_only_the_callers_workspace(api: Api, worlds: list[World]) -> None:
+    a, b = await intact(api, worlds)
+    doc = """query($from: DateTime!, $to: DateTime!) { inboxReport(from: $from, to: $to, groupBy: CHANNEL) {
+      rows { channel { id } conversations } total { conversations } } }"""
+    span = {"from": (datetime.now(UTC) - timedelta(days=30)).isoformat(), "to": datetime.now(UTC).isoformat()}
+    for world, other in ((a, b), (b, a)):
+        report = (await api(doc, span, token=world.owner))["inboxReport"]
+        mine = (await snapshot(api, world))["conversations"]["edges"]
+        assert report["total"]["conversations"] == len(mine) > 0
+        assert {r["channel"]["id"] for r in report["rows"]} == {world.ids["Channel"]}
+        assert other.ids["Channel"] not in str(report)
+        # Its all-scopes API key (reports:read included) sees the same, and a session nothing.
+        assert (await api(doc, span, token=world.key))["inboxReport"] == report
+        errors = await api.errors(doc, span, token=world.session_token)
+        assert errors[0]["extensions"]["code"] == "FORBIDDEN"
+
+
 # -- writing -------------------------------------------------------------------------------
 
 
