@@ -9,9 +9,11 @@ from datetime import UTC, datetime, timedelta
 from core.context import Context
 from core.errors import Code, PublicError
 from core.permissions import Permission
-from services.reports import GroupBy, ReportRow, inbox_report
+from services.reports import Durations, GroupBy, ReportRow, inbox_report
 
 MAX_DAYS = 366
+
+__all__ = ["MAX_DAYS", "Durations", "GroupBy", "ReportRow", "report"]
 
 
 async def report(ctx: Context, start: datetime, end: datetime, group_by: GroupBy) -> tuple[list[ReportRow], ReportRow]:

@@ -17,9 +17,8 @@ from resolvers import conversations as rc
 from resolvers import reports as r
 from schema.channels import Channel
 from schema.workspaces import Agent, Team
-from services import reports as s
 
-ReportGroupBy = strawberry.enum(s.GroupBy, name="ReportGroupBy")
+ReportGroupBy = strawberry.enum(r.GroupBy, name="ReportGroupBy")
 
 
 @strawberry.type(description="Times in seconds; nearest-rank percentiles; null when there are none.")
@@ -62,22 +61,22 @@ class InboxReportRow:
         return rc.related(info.context, ChannelRow, self._channel_id, Channel.from_model)  # type: ignore[no-any-return]
 
     @classmethod
-    def from_row(cls, row: s.ReportRow, group_by: s.GroupBy | None) -> InboxReportRow:
-        def durations(d: s.Durations) -> DurationStats:
+    def from_row(cls, row: r.ReportRow, group_by: r.GroupBy | None) -> InboxReportRow:
+        def durations(d: r.Durations) -> DurationStats:
             return DurationStats(count=d.count, median_seconds=d.median_seconds, p90_seconds=d.p90_seconds)
 
         key = row.key
         return cls(
-            day=date.fromisoformat(str(key)) if group_by is s.GroupBy.DAY and key else None,
+            day=date.fromisoformat(str(key)) if group_by is r.GroupBy.DAY and key else None,
             conversations=row.conversations,
             resolved=row.resolved,
             ratings=row.ratings,
             average_rating=row.average_rating,
             first_response=durations(row.first_response),
             resolution=durations(row.resolution),
-            _agent_id=key if group_by is s.GroupBy.AGENT else None,  # type: ignore[arg-type]
-            _team_id=key if group_by is s.GroupBy.TEAM else None,  # type: ignore[arg-type]
-            _channel_id=key if group_by is s.GroupBy.CHANNEL else None,  # type: ignore[arg-type]
+            _agent_id=key if group_by is r.GroupBy.AGENT else None,  # type: ignore[arg-type]
+            _team_id=key if group_by is r.GroupBy.TEAM else None,  # type: ignore[arg-type]
+            _channel_id=key if group_by is r.GroupBy.CHANNEL else None,  # type: ignore[arg-type]
         )
 
 

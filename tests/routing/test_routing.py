@@ -15,10 +15,11 @@ import httpx
 
 from core import presence
 from core.clock import frozen, now
+from core.events import Outbox
 from jobs.routing import reassign_offline
 from models.channels import ChannelKind
-from services.routing import OFFLINE_TIMEOUT
-from tests.conftest import Api, Tenant
+from services.routing import OFFLINE_TIMEOUT, assign_next
+from tests.conftest import Api, Tenant, pk
 from tests.conversations.test_inbound import inbound, job_ctx, make_channel
 
 ERRORS = "userErrors { field code message }"
@@ -200,15 +201,21 @@ async def test_online_agents_take_turns_up_to_their_capacity(tenant: Tenant, app
 
 
 async def test_conversations_arriving_together_never_overfill_an_agent(tenant: Tenant, app: Any) -> None:
+    """Four conversations wait in the queue (nobody was online); two agents with room for
+    one each come online, and four assignments run at once, as four API processes' would
+    after their commits: two are assigned, one to each agent."""
     ann, _ = await tenant.agent()
     ben, _ = await tenant.agent()
     support = await team(tenant, "Support", [ann, ben])
     await rule(tenant, teamId=support)
     await capacity(tenant, ann, 1)
     await capacity(tenant, ben, 1)
+    waiting = [await contact_starts(tenant, f"rush-{i}") for i in range(4)]
+    assert {await seen(tenant, c) for c in waiting} == {(support, None)}
+    hub = app.state.hub
     async with online(app, tenant, ann, ben):
-        started = await asyncio.gather(*(contact_starts(tenant, f"rush-{i}") for i in range(4)))
-    assignees = [(await seen(tenant, c))[1] for c in started]
+        await asyncio.gather(*(assign_next(Outbox(hub, app.state.jobs), hub.redis, pk(c)) for c in waiting))
+    assignees = [(await seen(tenant, c))[1] for c in waiting]
     assert sorted(a or "" for a in assignees) == sorted(["", "", gid("Agent", ann.id), gid("Agent", ben.id)])
 
 
