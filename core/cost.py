@@ -53,6 +53,8 @@ WEIGHTS: dict[str, int] = {
     "Segment.count": 50,
     # Compiles the rules, counts every match and reads the first of them.
     "Query.previewSegment": 50,
+    # Six aggregate statements (two with window functions) over up to 366 days of conversations.
+    "Query.inboxReport": 100,
     # One COUNT over every row the connection's filters match, across all pages.
     "*Connection.totalCount": 10,
     # COUNT(DISTINCT contact_id) over the workspace's conversations (and again per change).

@@ -61,6 +61,21 @@ def presence(workspace_id: int, kind: str) -> str:
     return _k("ws", workspace_id, "presence", kind)
 
 
+def routing_lock(workspace_id: int, team_id: int) -> str:
+    """Held while routing picks an agent of a team: two picks at once cannot both see room."""
+    return _k("ws", workspace_id, "routing", "lock", team_id)
+
+
+def routing_turn(workspace_id: int, team_id: int) -> str:
+    """The agent a team's round-robin assigned last."""
+    return _k("ws", workspace_id, "routing", "turn", team_id)
+
+
+def routing_offline(workspace_id: int) -> str:
+    """Hash: agent id -> unix time the reassignment sweep first found them offline."""
+    return _k("ws", workspace_id, "routing", "offline")
+
+
 def job_channel(workspace_id: int, job_id: int) -> str:
     """`jobProgress`: status and progress of one job record (services/job_records.py)."""
     return _k("ws", workspace_id, "job", job_id)

@@ -37,6 +37,8 @@ class Permission(StrEnum):
     WEBHOOKS_MANAGE = "webhooks:manage"
     # Sending campaigns (bulk and scheduled messages) and cancelling them.
     CAMPAIGNS_SEND = "campaigns:send"
+    # The inbox report (conversation counts, response times, ratings).
+    REPORTS_READ = "reports:read"
     WORKSPACE_MANAGE = "workspace:manage"
 
 

@@ -172,6 +172,39 @@ class BusinessHours:
         return min((c for c in candidates if c >= at and self.is_open(c)), default=None)
 
 
+def open_seconds(hours: BusinessHours | None, start: datetime, end: datetime) -> float:
+    """How many seconds of [start, end) the schedule is open: the time a customer waited in
+    business hours. Without a schedule, every second counts.
+
+    >>> hours = BusinessHours.parse({"timeZone": "UTC", "days": {"mon": [["09:00", "17:00"]]}})
+    >>> friday_evening, monday_ten = datetime(2026, 5, 29, 18, tzinfo=UTC), datetime(2026, 6, 1, 10, tzinfo=UTC)
+    >>> open_seconds(hours, friday_evening, monday_ten) / 3600
+    1.0
+    >>> open_seconds(None, friday_evening, monday_ten) / 3600
+    64.0
+    """
+    _require_aware(start)
+    _require_aware(end)
+    if end <= start:
+        return 0.0
+    if hours is None:
+        return (end - start).total_seconds()
+    zone, total = hours.zone, 0.0
+    # A day before and after: an interval of the local day may begin on the UTC day before.
+    day, last = start.astimezone(zone).date() - timedelta(days=1), end.astimezone(zone).date() + timedelta(days=1)
+    while day <= last:
+        for first_minute, end_minute in hours.days[day.weekday()]:
+            opens = _local(day, time(first_minute // 60, first_minute % 60), zone)
+            if end_minute == _MIDNIGHT_END:
+                closes = _local(day + timedelta(days=1), time(0), zone)
+            else:
+                closes = _local(day, time(end_minute // 60, end_minute % 60), zone)
+            overlap = (min(closes, end) - max(opens, start)).total_seconds()
+            total += max(overlap, 0.0)
+        day += timedelta(days=1)
+    return total
+
+
 def _parse_day(name: str, value: Any) -> tuple[tuple[int, int], ...]:
     if value is None:
         return ()

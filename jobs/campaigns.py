@@ -22,7 +22,8 @@
   writer, so there one batch's publishing overlaps the next one's transaction.
 - Each conversation is created RESOLVED with the campaign's message in it (from the agent
   who created the campaign, else the bot): the inbox is not flooded, and the contact's
-  reply reopens it like any inbound message. Widget and SDK contacts hear it at once over
+  reply reopens it like any inbound message. It has no resolved_at: nobody resolved it, and
+  reports do not count it as resolved. Widget and SDK contacts hear it at once over
   `myMessages` (published after the commit, one pipelined round trip per batch);
   e-mail, SMS and messenger messages are handed to `deliver_message` (keyed by message
   id), and a run re-queues any that a dead worker left unqueued.
@@ -229,10 +230,10 @@ class Sender:
         subject = campaign.subject if self.kind is ChannelKind.EMAIL else None
         sql = (
             "INSERT INTO conversations (workspace_id, contact_id, channel_id, subject, status, vip, unread_count, "
-            "contact_unread_count, last_message_at, resolved_at, created_at, updated_at) "
+            "contact_unread_count, last_message_at, created_at, updated_at) "
             f"SELECT c.workspace_id, c.id, {_typed(q, self.channel.id, 'int')}, "
             f"{_typed(q, subject, 'text')}, 'resolved', c.vip, 0, 1, "
-            + ", ".join(_typed(q, stamp, "timestamptz") for _ in range(4))
+            + ", ".join(_typed(q, stamp, "timestamptz") for _ in range(3))
             + " "
             f"FROM contacts c WHERE c.id {_ids(q, contact_ids)} RETURNING id, contact_id"
         )
@@ -282,10 +283,10 @@ class Sender:
             "  RETURNING r.contact_id, r.message_id), "
             "conversation AS ("
             "  INSERT INTO conversations (workspace_id, contact_id, channel_id, subject, status, vip, unread_count, "
-            "    contact_unread_count, last_message_id, last_message_at, resolved_at, created_at, updated_at) "
+            "    contact_unread_count, last_message_id, last_message_at, created_at, updated_at) "
             f"  SELECT c.workspace_id, c.id, {q.param(self.channel.id)}::int, {q.param(subject)}::text, "
             "'resolved', c.vip, 0, 1, "
-            f"    claimed.message_id, {at}, {at}, {at}, {at} "
+            f"    claimed.message_id, {at}, {at}, {at} "
             "  FROM claimed JOIN contacts c ON c.id = claimed.contact_id "
             "  RETURNING id, contact_id, last_message_id), "
             "message AS ("

@@ -29,6 +29,7 @@ from jobs.conversations import wake_conversation, wake_snoozed
 from jobs.exports import EXPORT_TIMEOUT, export_contacts, prune_exports
 from jobs.push import ARQ_TRIES as PUSH_TRIES
 from jobs.push import deliver_push, prune_push_attempts, push_conversation
+from jobs.routing import reassign_offline
 from jobs.segments import refresh_all_segments, refresh_dirty_contacts, refresh_segment
 from jobs.sending import DELIVERY_TRIES, check_missed_chat, deliver_message, notify_new_message
 from jobs.sync import prune_contact_changes, prune_sync_requests
@@ -139,6 +140,7 @@ class WorkerSettings:
         func(push_conversation, max_tries=PUSH_TRIES, keep_result=0),
         func(deliver_push, max_tries=PUSH_TRIES, keep_result=0),
         prune_push_attempts,
+        func(reassign_offline, keep_result=0),
     ]
     cron_jobs = [
         cron(prune_contact_changes, hour={3}, minute={17}, run_at_startup=False),
@@ -154,6 +156,8 @@ class WorkerSettings:
         # Scheduled campaigns due, SMS recipients whose quiet hours ended, runs whose worker died.
         cron(resume_campaigns, second=set(range(5, 60, 10)), run_at_startup=True),
         cron(prune_push_attempts, hour={3}, minute={47}, run_at_startup=False),
+        # Conversations of agents offline past the routing timeout, and waiting ones.
+        cron(reassign_offline, second={45}, run_at_startup=False),
     ]
     functions = _retrying_when_busy(functions)
     cron_jobs = _retrying_when_busy(cron_jobs)

@@ -96,9 +96,13 @@ class Conversation(WorkspaceScoped):
     # The newest message (a plain column: messages are created after their conversation).
     last_message_id = fields.BigIntField(null=True)
     last_message_at = fields.DatetimeField(null=True)
-    # Response-time figures: first agent reply and resolution.
+    # Response-time figures: first agent reply and resolution (the latest, cleared when the
+    # conversation reopens; never set for a campaign's conversation, created resolved), and
+    # the seconds from creation to each within the channel's business hours, if it has them.
     first_response_at = fields.DatetimeField(null=True)
     resolved_at = fields.DatetimeField(null=True)
+    first_response_seconds = fields.IntField(null=True)
+    resolution_seconds = fields.IntField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
@@ -109,6 +113,9 @@ class Conversation(WorkspaceScoped):
             Index(fields=["workspace_id", "status", "snoozed_until"]),
             Index(fields=["contact_id", "created_at"]),
             Index(fields=["workspace_id", "unread_count"]),
+            # Reports read a date range; routing counts each agent's open conversations.
+            Index(fields=["workspace_id", "created_at"]),
+            Index(fields=["assignee_id", "status"]),
         ]
 
 

@@ -75,6 +75,8 @@ class Agent(WorkspaceScoped):
     token_version = fields.IntField(default=0)
     # Set: the agent cannot log in and its tokens are refused; owners and admins reactivate.
     deactivated_at = fields.DatetimeField(null=True)
+    # Routing assigns an agent at most this many open conversations (0: never).
+    routing_capacity = fields.IntField(default=10)
 
     teams: fields.ManyToManyRelation[Team]
 

@@ -27,6 +27,7 @@ from core.permissions import Permission, Principal, PrincipalKind
 from core.queue import queue_job
 from core.scoping import decode_global_id
 from domain import schedule
+from domain.identity import MESSENGER_PREFIX
 from domain.masking import mask_card_numbers
 from models.channels import Channel, ChannelKind
 from models.contacts import Contact, ContactTag, SmsConsent
@@ -43,8 +44,9 @@ from models.conversations import (
 )
 from models.workspaces import Agent, Team, Workspace
 from resolvers.pagination import Order, Page, encode_cursor, paginate
+from services import routing
 from services.attribution import attribute_reply
-from services.conversations import record_activity
+from services.conversations import RESOLUTION_FIELDS, business_seconds, record_activity, set_resolution
 from services.push import schedule_push
 from services.segments import mark_for_segments
 
@@ -189,6 +191,8 @@ async def add_message(
         conversation.contact_unread_count += 1
     if sender_kind is SenderKind.AGENT and conversation.first_response_at is None:
         changes["first_response_at"] = conversation.first_response_at = message.created_at
+        seconds = await business_seconds(conversation, message.created_at)
+        changes["first_response_seconds"] = conversation.first_response_seconds = seconds
     await Conversation.filter(id=conversation.id).update(**changes)
     conversation.last_message_id, conversation.last_message_at = message.id, message.created_at
     if notify:
@@ -217,7 +221,10 @@ async def receive_inbound(
     if live and conversation.status is not ConversationStatus.OPEN:
         previous = conversation.status
         conversation.status, conversation.snoozed_until = ConversationStatus.OPEN, None
-        await Conversation.filter(id=conversation.id).update(status=ConversationStatus.OPEN, snoozed_until=None)
+        await set_resolution(conversation)
+        await Conversation.filter(id=conversation.id).update(
+            status=ConversationStatus.OPEN, snoozed_until=None, resolved_at=None, resolution_seconds=None
+        )
         await record_activity(
             outbox, conversation, ActivityKind.STATUS_CHANGED, previous=previous.value, reason="inbound_message"
         )
@@ -260,14 +267,28 @@ async def send_message(ctx: Context, conversation_gid: str, body: str) -> Messag
             return await receive_inbound(ctx.outbox, conversation, contact, text)
         channel = await Channel.get(id=conversation.channel_id)
         state = await _outbound_state(conversation, channel, contact)
-        kind = SenderKind.AGENT if principal.kind is PrincipalKind.AGENT else SenderKind.BOT
-        message = await add_message(
-            ctx.outbox, conversation, sender_kind=kind, body=text, agent_id=principal.agent_id, delivery_state=state
-        )
-        queue_job(ctx.outbox, "deliver_message", message.id, job_id=keys.deliver_job(message.id))
-        if not contact.blocked:
-            await schedule_push(ctx.outbox, conversation, channel)
-        return message
+        return await _send_outbound(ctx.outbox, principal, conversation, channel, contact, text, state)
+
+
+async def _send_outbound(
+    outbox: Outbox,
+    principal: Principal,
+    conversation: Conversation,
+    channel: Channel,
+    contact: Contact,
+    text: str,
+    state: DeliveryState,
+) -> Message:
+    """An agent's (or an API key's bot) message, handed to `deliver_message` and pushed to
+    the contact's devices."""
+    kind = SenderKind.AGENT if principal.kind is PrincipalKind.AGENT else SenderKind.BOT
+    message = await add_message(
+        outbox, conversation, sender_kind=kind, body=text, agent_id=principal.agent_id, delivery_state=state
+    )
+    queue_job(outbox, "deliver_message", message.id, job_id=keys.deliver_job(message.id))
+    if not contact.blocked:
+        await schedule_push(outbox, conversation, channel)
+    return message
 
 
 async def open_conversation(
@@ -282,7 +303,8 @@ async def open_conversation(
     actor_agent_id: int | None = None,
 ) -> Conversation:
     """A new conversation, announced to the inbox. A blocked contact's is kept, closed, and
-    shown to no one."""
+    shown to no one. One the contact started is routed (services/routing.py); one an
+    agent started is left to that agent."""
     conversation = await Conversation.create(
         workspace_id=contact.workspace_id,
         contact_id=contact.id,
@@ -296,6 +318,8 @@ async def open_conversation(
         last_message_at=now(),
     )
     if not contact.blocked:
+        if actor_agent_id is None:
+            await routing.route(outbox, conversation)
         await record_activity(outbox, conversation, ActivityKind.CREATED, actor_agent_id)
     return conversation
 
@@ -316,8 +340,11 @@ async def start_conversation(
     topic_gid: str | None,
     website_url: str | None,
 ) -> Started:
-    """Contacts start conversations from the widget or SDK; agents only by e-mail, to a
-    contact with an address; nobody opens an SMS conversation (the contact texts first)."""
+    """Contacts start conversations from the widget or SDK. Agents start them with any
+    contact on an e-mail, widget, SDK or messenger channel, as a reply would reach it
+    (`_outbound_state`): live over `myMessages` on the widget and SDK, with an e-mail copy
+    when the contact is offline and has an address; nobody opens an SMS conversation (the
+    contact texts first)."""
     principal = ctx.require_principal()
     text = clean_body(body)
     topic = await _topic(ctx, topic_gid) if topic_gid else None
@@ -328,33 +355,7 @@ async def start_conversation(
         channel = await Channel.get(id=principal.channel_id)
     else:
         ctx.require(Permission.CONVERSATIONS_WRITE)
-        if contact_gid is None or channel_gid is None:
-            raise UserFailure.of(
-                "contactId" if contact_gid is None else "channelId",
-                Code.REQUIRED,
-                "Agents start a conversation with a contact on an e-mail channel.",
-            )
-        found_contact = await ctx.scope.by_global_id(contact_gid, "Contact", Contact)
-        if found_contact is None:
-            raise UserFailure.of("contactId", Code.NOT_FOUND, "No contact with this id.")
-        found_channel = await ctx.scope.by_global_id(channel_gid, "Channel", Channel)
-        if found_channel is None:
-            raise UserFailure.of("channelId", Code.NOT_FOUND, "No channel with this id.")
-        contact, channel = found_contact, found_channel
-        if channel.kind is ChannelKind.SMS:
-            raise UserFailure.of(
-                "channelId",
-                Code.NOT_ALLOWED,
-                "A business cannot open an SMS conversation: the contact must text first.",
-            )
-        if channel.kind is not ChannelKind.EMAIL:
-            raise UserFailure.of(
-                "channelId",
-                Code.NOT_ALLOWED,
-                "Agents start conversations by e-mail; contacts start them from the widget or app.",
-            )
-        if not contact.email:
-            raise UserFailure.of("contactId", Code.REQUIRED, "This contact has no e-mail address.")
+        contact, channel = await _agent_start_target(ctx, contact_gid, channel_gid)
     async with atomic(ctx.outbox):
         conversation = await open_conversation(
             ctx.outbox,
@@ -369,17 +370,39 @@ async def start_conversation(
         if principal.kind is PrincipalKind.CONTACT:
             message = await receive_inbound(ctx.outbox, conversation, contact, text)
         else:
-            message = await add_message(
-                ctx.outbox,
-                conversation,
-                sender_kind=SenderKind.AGENT,
-                body=text,
-                agent_id=principal.agent_id,
-                delivery_state=DeliveryState.PENDING,
-            )
-            queue_job(ctx.outbox, "deliver_message", message.id, job_id=keys.deliver_job(message.id))
+            state = await _outbound_state(conversation, channel, contact)
+            message = await _send_outbound(ctx.outbox, principal, conversation, channel, contact, text, state)
             mark_for_segments(ctx.outbox, contact.workspace_id, contact.id, conversations_only=True)
     return Started(conversation, message)
+
+
+async def _agent_start_target(
+    ctx: Context, contact_gid: str | None, channel_gid: str | None
+) -> tuple[Contact, Channel]:
+    """The contact and channel an agent starts a conversation with, checked."""
+    if contact_gid is None or channel_gid is None:
+        raise UserFailure.of(
+            "contactId" if contact_gid is None else "channelId",
+            Code.REQUIRED,
+            "Agents start a conversation with a contact on a channel.",
+        )
+    contact = await ctx.scope.by_global_id(contact_gid, "Contact", Contact)
+    if contact is None:
+        raise UserFailure.of("contactId", Code.NOT_FOUND, "No contact with this id.")
+    channel = await ctx.scope.by_global_id(channel_gid, "Channel", Channel)
+    if channel is None:
+        raise UserFailure.of("channelId", Code.NOT_FOUND, "No channel with this id.")
+    if channel.kind is ChannelKind.SMS:
+        raise UserFailure.of(
+            "channelId", Code.NOT_ALLOWED, "A business cannot open an SMS conversation: the contact must text first."
+        )
+    if contact.blocked:
+        raise UserFailure.of("contactId", Code.NOT_ALLOWED, "This contact is blocked.")
+    if channel.kind is ChannelKind.MESSENGER and not (contact.external_id or "").startswith(MESSENGER_PREFIX):
+        raise UserFailure.of("contactId", Code.REQUIRED, "This contact has never written on a messenger channel.")
+    if channel.kind is ChannelKind.EMAIL and not contact.email:
+        raise UserFailure.of("contactId", Code.REQUIRED, "This contact has no e-mail address.")
+    return contact, channel
 
 
 # -- status, assignment, read, rating --------------------------------------------------------
@@ -407,8 +430,8 @@ async def set_status(
     previous = conversation.status
     async with atomic(ctx.outbox):
         conversation.status, conversation.snoozed_until = status, snoozed_until
-        conversation.resolved_at = now() if status is ConversationStatus.RESOLVED else None
-        await conversation.save(update_fields=["status", "snoozed_until", "resolved_at", "updated_at"])
+        await set_resolution(conversation)
+        await conversation.save(update_fields=["status", "snoozed_until", *RESOLUTION_FIELDS, "updated_at"])
         await record_activity(
             ctx.outbox,
             conversation,
@@ -732,6 +755,8 @@ CONVERSATION_COLUMNS = (
     "last_message_at",
     "first_response_at",
     "resolved_at",
+    "first_response_seconds",
+    "resolution_seconds",
     "created_at",
     "updated_at",
     "contact_id",

@@ -16,6 +16,7 @@ from models.contacts import AttributeDefinition, Contact, ContactEvent, ContactN
 from models.conversations import Conversation, Message, Topic
 from models.job_records import Job
 from models.proactive import Bot, BotAnswer, ProactiveDelivery, ProactiveMessage
+from models.routing import RoutingRule
 from models.webhooks import WebhookDelivery, WebhookEndpoint
 from models.workspaces import Agent, ApiKey, Team, Workspace
 from resolvers.contacts import can_see_contact
@@ -59,6 +60,7 @@ NODES: dict[str, tuple[type[Model], Callable[[Principal, Any], bool]]] = {
     "Bot": (Bot, _with(Permission.CONVERSATIONS_READ)),
     "BotAnswer": (BotAnswer, _with(Permission.CONVERSATIONS_READ)),
     "ProactiveDelivery": (ProactiveDelivery, can_see_delivery),
+    "RoutingRule": (RoutingRule, _with(Permission.WORKSPACE_MANAGE)),
 }
 
 

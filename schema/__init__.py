@@ -28,6 +28,8 @@ from schema.job_records import JobMutation, JobQuery, JobSubscription
 from schema.nodes import NodeQuery
 from schema.proactive import ProactiveMutation, ProactiveQuery, ProactiveSubscription
 from schema.push import PushMutation, PushQuery
+from schema.reports import ReportQuery
+from schema.routing import RoutingMutation, RoutingQuery
 from schema.segments import SegmentMutation, SegmentQuery, SegmentSubscription
 from schema.sync import SyncMutation, SyncQuery
 from schema.webhooks import WebhookMutation, WebhookQuery
@@ -50,6 +52,8 @@ class Query(
     CampaignQuery,
     ProactiveQuery,
     PushQuery,
+    RoutingQuery,
+    ReportQuery,
 ):
     pass
 
@@ -70,6 +74,7 @@ class Mutation(
     CampaignMutation,
     ProactiveMutation,
     PushMutation,
+    RoutingMutation,
 ):
     pass
 

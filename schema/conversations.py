@@ -151,7 +151,14 @@ class Conversation(relay.Node):
     ip: str | None
     last_message_at: datetime | None
     first_response_at: datetime | None
-    resolved_at: datetime | None
+    resolved_at: datetime | None = strawberry.field(description="The latest resolution; null while not resolved.")
+    first_response_seconds: int | None = strawberry.field(
+        description="Seconds from the start to the first agent reply, in the channel's business hours if it has them."
+    )
+    resolution_seconds: int | None = strawberry.field(
+        description="Seconds from the start to the latest resolution (while resolved), in the channel's business "
+        "hours if it has them."
+    )
     created_at: datetime
     updated_at: datetime
     _contact_id: strawberry.Private[int]
@@ -216,18 +223,6 @@ class Conversation(relay.Node):
         if _is_contact(info):
             return []
         return await conversation_tags(info.context, self.id)
-
-    @strawberry.field(description="Seconds from the start to the first agent reply.")
-    def first_response_seconds(self) -> int | None:
-        if self.first_response_at is None:
-            return None
-        return int((self.first_response_at - self.created_at).total_seconds())
-
-    @strawberry.field(description="Seconds from the start to resolution (while resolved).")
-    def resolution_seconds(self) -> int | None:
-        if self.resolved_at is None:
-            return None
-        return int((self.resolved_at - self.created_at).total_seconds())
 
     @strawberry.field(
         description="By default the last 50, oldest first; page backwards with `last`/`before`, catch up with `after`."

@@ -19,6 +19,7 @@ from schema.contacts import AttributeDefinition, Contact, ContactEvent, ContactN
 from schema.conversations import Conversation, Message, Topic
 from schema.job_records import Job
 from schema.proactive import Bot, BotAnswer, ProactiveDelivery, ProactiveMessage
+from schema.routing import RoutingRule
 from schema.segments import Segment
 from schema.webhooks import WebhookDelivery, WebhookEndpoint
 from schema.workspaces import Agent, ApiKey, Team, Workspace
@@ -48,6 +49,7 @@ CONVERT: dict[str, Callable[[Any], relay.Node]] = {
         Bot,
         BotAnswer,
         ProactiveDelivery,
+        RoutingRule,
     )
 }
 MAX_NODES = 100

@@ -28,6 +28,9 @@ class Agent(relay.Node):
     deactivated_at: datetime | None = strawberry.field(
         description="Set while the agent is deactivated: it cannot log in, its tokens are refused."
     )
+    routing_capacity: int = strawberry.field(
+        description="Routing assigns the agent at most this many open conversations (0: none); setAgentCapacity."
+    )
 
     @classmethod
     def from_model(cls, a: m.Agent) -> Agent:
@@ -39,6 +42,7 @@ class Agent(relay.Node):
             can_edit_contact_identity=a.can_edit_contact_identity,
             time_zone=a.time_zone,
             deactivated_at=a.deactivated_at,
+            routing_capacity=a.routing_capacity,
         )
 
 

@@ -1,14 +1,18 @@
 """Conversation activity, as the API and the jobs both write it: the activity record and
 its event on the inbox channel (with the webhook and the segment mark a status change
-brings), closing a conversation, and waking snoozed ones (jobs/conversations.py)."""
+brings), the response-time figures, closing a conversation, and waking snoozed ones
+(jobs/conversations.py)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from core import keys
 from core.clock import now
 from core.events import Outbox, atomic
+from domain import schedule
+from models.channels import Channel
 from models.conversations import ActivityKind, Conversation, ConversationActivity, ConversationStatus
 from services import webhooks
 from services.segments import mark_for_segments
@@ -48,12 +52,34 @@ async def record_activity(
     return activity
 
 
+async def business_seconds(conversation: Conversation, until: datetime) -> int:
+    """Seconds from the conversation's creation to `until`, counting only its channel's
+    business hours when the channel has them."""
+    raw = await Channel.filter(id=conversation.channel_id).first().values_list("business_hours", flat=True)
+    hours = schedule.BusinessHours.parse(raw) if raw else None
+    return round(schedule.open_seconds(hours, conversation.created_at, until))
+
+
+async def set_resolution(conversation: Conversation) -> None:
+    """The resolution figures for the status the conversation now has: stamped when it is
+    resolved, cleared otherwise (a reopened conversation is not resolved any more)."""
+    if conversation.status is ConversationStatus.RESOLVED:
+        conversation.resolved_at = now()
+        conversation.resolution_seconds = await business_seconds(conversation, conversation.resolved_at)
+    else:
+        conversation.resolved_at = conversation.resolution_seconds = None
+
+
+RESOLUTION_FIELDS = ["resolved_at", "resolution_seconds"]
+
+
 async def close_conversation(
     outbox: Outbox, conversation: Conversation, actor_agent_id: int | None, *, reason: str
 ) -> None:
     previous = conversation.status
-    conversation.status, conversation.snoozed_until, conversation.resolved_at = ConversationStatus.RESOLVED, None, now()
-    await conversation.save(update_fields=["status", "snoozed_until", "resolved_at", "updated_at"])
+    conversation.status, conversation.snoozed_until = ConversationStatus.RESOLVED, None
+    await set_resolution(conversation)
+    await conversation.save(update_fields=["status", "snoozed_until", *RESOLUTION_FIELDS, "updated_at"])
     await record_activity(
         outbox, conversation, ActivityKind.STATUS_CHANGED, actor_agent_id, previous=previous.value, reason=reason
     )

@@ -61,6 +61,7 @@ NODE_TYPES = (
     "Bot",
     "BotAnswer",
     "ProactiveDelivery",
+    "RoutingRule",
 )
 
 PASSWORD = "correct horse battery"
@@ -386,6 +387,26 @@ async def build_world(api: Api, name: str) -> World:
         "reportPageView",
     )
     ids["ProactiveDelivery"] = viewed["delivery"]["id"]
+    rule = await _ok(
+        api,
+        "mutation($i: CreateRoutingRuleInput!) { createRoutingRule(input: $i) { "
+        "routingRule { id } userErrors { field code } } }",
+        {
+            "i": {
+                "name": f"{name} VIPs",
+                "teamId": ids["Team"],
+                "channelIds": [ids["Channel"]],
+                "segmentId": ids["Segment"],
+                "rules": {
+                    "match": "ALL",
+                    "conditions": [{"field": "vip", "operator": "EQUALS", "value": {"boolean": True}}],
+                },
+            }
+        },
+        tok,
+        "createRoutingRule",
+    )
+    ids["RoutingRule"] = rule["routingRule"]["id"]
     assert set(ids) == set(NODE_TYPES)
     return world
 
@@ -393,7 +414,8 @@ async def build_world(api: Api, name: str) -> World:
 SNAPSHOT = """
 query Snapshot {
   workspace { id name slug timeZone matchingAttribute matchingAttributeKey agentsCanEditCrmAttributes }
-  agents(first: 100) { edges { node { id name email role canEditContactIdentity timeZone } } }
+  agents(first: 100) { edges { node { id name email role canEditContactIdentity timeZone routingCapacity } } }
+  routingRules(first: 100) { edges { node { id name position enabled autoAssign channelIds segmentId rules teamId } } }
   teams(first: 100) { edges { node { id name members { id } } } }
   apiKeys(first: 100) { edges { node { id name prefix scopes revokedAt } } }
   channels(first: 100) { edges { node {
@@ -814,6 +836,23 @@ async def test_a_persisted_query_runs_on_the_callers_own_data_and_a_strangers_an
     assert stranger.json()["data"] == {"contact": None}, stranger.text
     assert [e["extensions"]["code"] for e in stranger.json()["errors"]] == ["UNAUTHENTICATED"]
     assert stranger.headers["cache-control"] == "no-store"
+
+
+async def test_the_inbox_report_counts_only_the_callers_workspace(api: Api, worlds: list[World]) -> None:
+    a, b = await intact(api, worlds)
+    doc = """query($from: DateTime!, $to: DateTime!) { inboxReport(from: $from, to: $to, groupBy: CHANNEL) {
+      rows { channel { id } conversations } total { conversations } } }"""
+    span = {"from": (datetime.now(UTC) - timedelta(days=30)).isoformat(), "to": datetime.now(UTC).isoformat()}
+    for world, other in ((a, b), (b, a)):
+        report = (await api(doc, span, token=world.owner))["inboxReport"]
+        mine = (await snapshot(api, world))["conversations"]["edges"]
+        assert report["total"]["conversations"] == len(mine) > 0
+        assert {r["channel"]["id"] for r in report["rows"]} == {world.ids["Channel"]}
+        assert other.ids["Channel"] not in str(report)
+        # Its all-scopes API key (reports:read included) sees the same, and a session nothing.
+        assert (await api(doc, span, token=world.key))["inboxReport"] == report
+        errors = await api.errors(doc, span, token=world.session_token)
+        assert errors[0]["extensions"]["code"] == "FORBIDDEN"
 
 
 # -- writing -------------------------------------------------------------------------------
@@ -1349,6 +1388,59 @@ MUTATION_CASES = [
     ),
     Case("deleteWebhookEndpoint", "WebhookEndpointIdInput", lambda a, b: {"id": b.ids["WebhookEndpoint"]}, ["id"]),
     Case("pingWebhookEndpoint", "WebhookEndpointIdInput", lambda a, b: {"id": b.ids["WebhookEndpoint"]}, ["id"]),
+    Case(
+        "createRoutingRule",
+        "CreateRoutingRuleInput",
+        lambda a, b: {"name": "Pwned", "teamId": b.ids["Team"]},
+        ["teamId"],
+        "B-team",
+        principals=("owner",),
+    ),
+    Case(
+        "createRoutingRule",
+        "CreateRoutingRuleInput",
+        lambda a, b: {"name": "Pwned", "teamId": a.ids["Team"], "channelIds": [a.ids["Channel"], b.ids["Channel"]]},
+        ["channelIds", "1"],
+        "B-channel",
+        principals=("owner",),
+    ),
+    Case(
+        "createRoutingRule",
+        "CreateRoutingRuleInput",
+        lambda a, b: {"name": "Pwned", "teamId": a.ids["Team"], "segmentId": b.ids["Segment"]},
+        ["segmentId"],
+        "B-segment",
+        principals=("owner",),
+    ),
+    Case(
+        "updateRoutingRule",
+        "UpdateRoutingRuleInput",
+        lambda a, b: {"id": b.ids["RoutingRule"], "enabled": False},
+        ["id"],
+        principals=("owner",),
+    ),
+    Case(
+        "updateRoutingRule",
+        "UpdateRoutingRuleInput",
+        lambda a, b: {"id": a.ids["RoutingRule"], "teamId": b.ids["Team"]},
+        ["teamId"],
+        "A-rule-B-team",
+        principals=("owner",),
+    ),
+    Case(
+        "deleteRoutingRule",
+        "DeleteRoutingRuleInput",
+        lambda a, b: {"id": b.ids["RoutingRule"]},
+        ["id"],
+        principals=("owner",),
+    ),
+    Case(
+        "setAgentCapacity",
+        "SetAgentCapacityInput",
+        lambda a, b: {"agentId": b.ids["Agent"], "capacity": 0},
+        ["agentId"],
+        principals=("owner",),
+    ),
 ]
 
 
@@ -1410,6 +1502,7 @@ _DESTRUCTIVE = {
     "deleteChannel",
     "deleteTopic",
     "deleteWebhookEndpoint",
+    "deleteRoutingRule",
 }
 
 

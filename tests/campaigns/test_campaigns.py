@@ -74,6 +74,8 @@ async def test_a_segment_campaign_reaches_each_member_once_in_a_resolved_convers
     conversations = await Conversation.filter(contact_id__in=[m.id for m in members])
     assert len(conversations) == 5 and {c.status.value for c in conversations} == {"resolved"}
     assert all(c.last_message_id is not None and c.contact_unread_count == 1 for c in conversations)
+    # Nobody resolved them: reports do not count them as resolved (issue 28, item 9).
+    assert all(c.resolved_at is None and c.resolution_seconds is None for c in conversations)
     assert await Receipt.filter(source=f"campaign:{pk(campaign['id'])}").count() == 5
 
     # Run again (arq is at-least-once): nothing more is sent.
