@@ -20,6 +20,8 @@ MODEL_MODULES = [
     "models.proactive",
     "models.attribution",
     "models.push",
+    "models.canned",
+    "models.search",
 ]
 
 

@@ -28,6 +28,7 @@ from schema.job_records import JobMutation, JobQuery, JobSubscription
 from schema.nodes import NodeQuery
 from schema.proactive import ProactiveMutation, ProactiveQuery, ProactiveSubscription
 from schema.push import PushMutation, PushQuery
+from schema.search import SearchQuery
 from schema.segments import SegmentMutation, SegmentQuery, SegmentSubscription
 from schema.sync import SyncMutation, SyncQuery
 from schema.webhooks import WebhookMutation, WebhookQuery
@@ -50,6 +51,7 @@ class Query(
     CampaignQuery,
     ProactiveQuery,
     PushQuery,
+    SearchQuery,
 ):
     pass
 

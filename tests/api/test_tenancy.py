@@ -501,6 +501,7 @@ ROOT_FIELDS_WITH_IDS = {
         "conversation": "test_conversations_of_another_workspace_are_invisible",
         "conversations": "test_conversations_of_another_workspace_are_invisible",
         "topics": "test_conversations_of_another_workspace_are_invisible",
+        "searchConversations": "test_search_never_finds_another_workspaces_conversations",
         "job": "test_jobs_and_exports_of_another_workspace_are_invisible",
         "campaign": "test_campaigns_of_another_workspace_are_invisible",
         "proactiveMessage": "test_proactive_messages_of_another_workspace_are_invisible",
@@ -632,6 +633,35 @@ async def test_conversations_of_another_workspace_are_invisible(api: Api, worlds
         assert [e["extensions"]["code"] for e in errors] == ["NOT_FOUND"], who
     listed = (await api(TOPICS_Q, {}, token=a.session_token))["topics"]["edges"]
     assert [e["node"]["id"] for e in listed] == [a.ids["Topic"]]
+
+
+SEARCH_Q = """query($q: String!, $f: ConversationFilter) {
+  searchConversations(query: $q, filter: $f) { totalCount edges { node { conversation { id } highlight } } } }"""
+
+
+async def test_search_never_finds_another_workspaces_conversations(api: Api, worlds: list[World]) -> None:
+    """B's words, and A's words under B's ids, find nothing; a contact session (A's own
+    conversation matches) and the bare widget key are refused."""
+    a, b = await intact(api, worlds)
+    assert (await api(SEARCH_Q, {"q": "beta needs"}, token=b.owner))["searchConversations"]["totalCount"] == 1
+    for who, token in _a_principals(a).items():
+        if who == "A contact session":
+            errors = await api.errors(SEARCH_Q, {"q": "alpha needs"}, token=token)
+            assert [e["extensions"]["code"] for e in errors] == ["FORBIDDEN"], who
+            continue
+        assert (await api(SEARCH_Q, {"q": "beta"}, token=token))["searchConversations"]["totalCount"] == 0, who
+        mine = (await api(SEARCH_Q, {"q": "needs help"}, token=token))["searchConversations"]["edges"]
+        assert [e["node"]["conversation"]["id"] for e in mine] == [a.ids["Conversation"]], who
+        for f in (
+            {"contactId": b.session_contact},
+            {"channelId": b.ids["Channel"]},
+            {"teamId": b.ids["Team"]},
+            {"assigneeId": b.owner_agent},
+        ):
+            found = (await api(SEARCH_Q, {"q": "needs", "f": f}, token=token))["searchConversations"]
+            assert found == {"totalCount": 0, "edges": []}, (who, f)
+    errors = await api.errors(SEARCH_Q, {"q": "needs"}, token=a.tenant.channel.public_key)
+    assert [e["extensions"]["code"] for e in errors] == ["UNAUTHENTICATED"]
 
 
 JOB_Q = "query($id: ID!) { job(id: $id) { id status } }"
