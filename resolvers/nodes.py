@@ -11,6 +11,7 @@ from core.context import Context
 from core.permissions import Permission, Principal, PrincipalKind
 from core.scoping import decode_global_id
 from models.campaigns import Campaign
+from models.canned import CannedResponse
 from models.channels import Channel
 from models.contacts import AttributeDefinition, Contact, ContactEvent, ContactNote, DeletedContact
 from models.conversations import Conversation, Message, Topic
@@ -18,6 +19,7 @@ from models.job_records import Job
 from models.proactive import Bot, BotAnswer, ProactiveDelivery, ProactiveMessage
 from models.webhooks import WebhookDelivery, WebhookEndpoint
 from models.workspaces import Agent, ApiKey, Team, Workspace
+from resolvers import canned
 from resolvers.contacts import can_see_contact
 from resolvers.conversations import can_see_conversation
 from resolvers.job_records import can_see_job
@@ -59,6 +61,7 @@ NODES: dict[str, tuple[type[Model], Callable[[Principal, Any], bool]]] = {
     "Bot": (Bot, _with(Permission.CONVERSATIONS_READ)),
     "BotAnswer": (BotAnswer, _with(Permission.CONVERSATIONS_READ)),
     "ProactiveDelivery": (ProactiveDelivery, can_see_delivery),
+    "CannedResponse": (CannedResponse, canned.can_see),
 }
 
 

@@ -29,6 +29,7 @@ from tortoise.queryset import QuerySet
 from core.context import Context
 from core.db import SqlBuilder
 from core.errors import Code, PublicError
+from core.permissions import Permission, Principal
 from models.conversations import Conversation
 from models.search import SearchSource
 from resolvers.conversations import CONVERSATION_COLUMNS, ConversationFilter, inbox_query
@@ -88,6 +89,17 @@ def render_highlight(marked: str) -> str:
     return "".join(out)
 
 
+def searchable(principal: Principal) -> list[SearchSource]:
+    """What a caller's search reads: everyone who searches reads messages and subjects
+    (conversations:read); a contact's name and e-mail need contacts:read, as
+    `Conversation.contact` does. NOTE: agents' notes are one more source, read by whoever
+    reads the notes (the notes area decides; for now whoever reads conversations)."""
+    sources = [SearchSource.MESSAGE, SearchSource.SUBJECT, SearchSource.NOTE]
+    if principal.can(Permission.CONTACTS_READ):
+        sources.append(SearchSource.CONTACT)
+    return sources
+
+
 def _embed(q: SqlBuilder, query: Any) -> str:
     """A Tortoise queryset as a subquery of raw SQL, its parameters numbered after those
     already in `q`."""
@@ -105,12 +117,13 @@ async def search_conversations(
     ctx: Context, text: str, *, view: str, where: ConversationFilter, first: int | None, after: str | None
 ) -> Page[SearchHit]:
     visible = await inbox_query(ctx, view, where)  # the permission check: conversations:read
+    sources = searchable(ctx.require_principal())
     text = clean_query(text)
     size = page_size(first, None, 20)
     cursor = decode_cursor(after, RELEVANCE) if after else None
     workspace_id = ctx.scope.workspace_id
     q = SqlBuilder()
-    hits = _hits(q, text, workspace_id, visible)
+    hits = _hits(q, text, workspace_id, visible, sources)
     rows: list[dict[str, Any]] = []
     if hits is not None:
         after_cursor = ""
@@ -148,7 +161,7 @@ async def search_conversations(
     async def count() -> int:
         """Conversations matching, across all pages."""
         q = SqlBuilder()
-        hits = _hits(q, text, workspace_id, visible)
+        hits = _hits(q, text, workspace_id, visible, sources)
         if hits is None:
             return 0
         sql = f"SELECT count(DISTINCT conversation_id) AS n FROM ({hits}) hits"  # noqa: S608
@@ -157,7 +170,9 @@ async def search_conversations(
     return Page(items=items, cursors=Cursors(keys), has_next_page=more, has_previous_page=bool(after), count=count)
 
 
-def _hits(q: SqlBuilder, text: str, workspace_id: int, visible: QuerySet[Any]) -> str | None:
+def _hits(
+    q: SqlBuilder, text: str, workspace_id: int, visible: QuerySet[Any], sources: list[SearchSource]
+) -> str | None:
     """The documents matching `text` in conversations of `visible`, with their rank (higher
     is better) as SQL; None when the text has nothing to match."""
     if q.postgres:
@@ -178,6 +193,7 @@ def _hits(q: SqlBuilder, text: str, workspace_id: int, visible: QuerySet[Any]) -
             "JOIN search_documents d ON d.id = search_documents_fts.rowid "
             f"WHERE search_documents_fts MATCH {q.param(match)} AND d.workspace_id = {q.param(workspace_id)} "
         )
+    sql += f"AND d.kind IN {q.in_list([s.value for s in sources])} "
     return sql + f"AND d.conversation_id IN ({_embed(q, visible.values_list('id', flat=True))})"
 
 

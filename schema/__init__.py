@@ -20,6 +20,7 @@ from runtime.prepared import ParleySchema
 from schema.attributes import AttributeMutation
 from schema.auth import AuthMutation, AuthQuery
 from schema.campaigns import CampaignMutation, CampaignQuery
+from schema.canned import CannedMutation, CannedQuery
 from schema.channels import ChannelMutation, ChannelQuery
 from schema.contacts import ContactMutation, ContactQuery, ContactSubscription
 from schema.conversations import ConversationMutation, ConversationQuery, ConversationSubscription
@@ -52,6 +53,7 @@ class Query(
     ProactiveQuery,
     PushQuery,
     SearchQuery,
+    CannedQuery,
 ):
     pass
 
@@ -72,6 +74,7 @@ class Mutation(
     CampaignMutation,
     ProactiveMutation,
     PushMutation,
+    CannedMutation,
 ):
     pass
 

@@ -60,6 +60,7 @@ NODE_TYPES = (
     "Bot",
     "BotAnswer",
     "ProactiveDelivery",
+    "CannedResponse",
 )
 
 PASSWORD = "correct horse battery"
@@ -385,6 +386,15 @@ async def build_world(api: Api, name: str) -> World:
         "reportPageView",
     )
     ids["ProactiveDelivery"] = viewed["delivery"]["id"]
+    canned = await _ok(
+        api,
+        "mutation($i: CreateCannedResponseInput!) { createCannedResponse(input: $i) { "
+        "cannedResponse { id } userErrors { field code } } }",
+        {"i": {"shortcut": f"{tag}-hello", "body": f"Hello {{{{contact.name}}}}, {name} here", "shared": True}},
+        tok,
+        "createCannedResponse",
+    )
+    ids["CannedResponse"] = canned["cannedResponse"]["id"]
     assert set(ids) == set(NODE_TYPES)
     return world
 
@@ -420,6 +430,7 @@ query Snapshot {
     deliveries(first: 100) { edges { node { id openedAt dismissedAt repliedAt conversationId } } }
   } } }
   bots(first: 100) { edges { node { id name answers { id name body published channel { id } } } } }
+  cannedResponses(first: 100) { edges { node { id shortcut body shared owner { id } } } }
   deletedContacts(first: 100) { edges { node { id nameHint emailHint phoneHint platform deletedByName deletedAt } } }
   contacts(first: 100) {
     totalCount
@@ -502,6 +513,7 @@ ROOT_FIELDS_WITH_IDS = {
         "conversations": "test_conversations_of_another_workspace_are_invisible",
         "topics": "test_conversations_of_another_workspace_are_invisible",
         "searchConversations": "test_search_never_finds_another_workspaces_conversations",
+        "renderCannedResponse": "test_canned_responses_of_another_workspace_are_out_of_reach",
         "job": "test_jobs_and_exports_of_another_workspace_are_invisible",
         "campaign": "test_campaigns_of_another_workspace_are_invisible",
         "proactiveMessage": "test_proactive_messages_of_another_workspace_are_invisible",
@@ -662,6 +674,26 @@ async def test_search_never_finds_another_workspaces_conversations(api: Api, wor
             assert found == {"totalCount": 0, "edges": []}, (who, f)
     errors = await api.errors(SEARCH_Q, {"q": "needs"}, token=a.tenant.channel.public_key)
     assert [e["extensions"]["code"] for e in errors] == ["UNAUTHENTICATED"]
+
+
+RENDER_Q = """query($id: ID!, $c: ID!) {
+  renderCannedResponse(id: $id, conversationId: $c) { text userErrors { field code } } }"""
+
+
+async def test_canned_responses_of_another_workspace_are_out_of_reach(api: Api, worlds: list[World]) -> None:
+    a, b = await intact(api, worlds)
+    mine = {"id": a.ids["CannedResponse"], "c": a.ids["Conversation"]}
+    assert (await api(RENDER_Q, mine, token=a.owner))["renderCannedResponse"]["text"].startswith("Hello ")
+    for variables, where in (
+        ({"id": b.ids["CannedResponse"], "c": a.ids["Conversation"]}, ["id"]),
+        ({"id": a.ids["CannedResponse"], "c": b.ids["Conversation"]}, ["conversationId"]),
+    ):
+        found = (await api(RENDER_Q, variables, token=a.owner))["renderCannedResponse"]
+        assert found == {"text": None, "userErrors": [{"field": where, "code": "NOT_FOUND"}]}
+    for token in (a.key, a.session_token):
+        errors = await api.errors(RENDER_Q, mine, token=token)
+        assert [e["extensions"]["code"] for e in errors] == ["FORBIDDEN"]
+        assert (await api.raw(NODE, {"id": a.ids["CannedResponse"]}, token=token)).json()["data"]["node"] is None
 
 
 JOB_Q = "query($id: ID!) { job(id: $id) { id status } }"
@@ -1055,6 +1087,21 @@ MUTATION_CASES = [
         principals=("owner",),
     ),
     Case("deleteTopic", "TopicIdInput", lambda a, b: {"id": b.ids["Topic"]}, ["id"], principals=("owner",)),
+    # Canned responses are agents' alone: an API key is refused before any lookup.
+    Case(
+        "updateCannedResponse",
+        "UpdateCannedResponseInput",
+        lambda a, b: {"id": b.ids["CannedResponse"], "body": "pwned"},
+        ["id"],
+        principals=("owner",),
+    ),
+    Case(
+        "deleteCannedResponse",
+        "CannedResponseIdInput",
+        lambda a, b: {"id": b.ids["CannedResponse"]},
+        ["id"],
+        principals=("owner",),
+    ),
     Case(
         "startConversation",
         "StartConversationInput",
@@ -1401,6 +1448,7 @@ _DESTRUCTIVE = {
     "deleteChannel",
     "deleteTopic",
     "deleteWebhookEndpoint",
+    "deleteCannedResponse",
 }
 
 

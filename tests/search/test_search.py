@@ -30,6 +30,12 @@ async def found(api: Api, token: str, q: str, **variables: Any) -> list[str]:
     return [e["node"]["conversation"]["id"] for e in (await search(api, token, q, **variables))["edges"]]
 
 
+async def _key(tenant: Tenant, scopes: list[str]) -> str:
+    doc = "mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) { secret userErrors { code } } }"
+    data = await tenant.api(doc, {"i": {"name": "reader", "scopes": scopes}}, token=tenant.owner_token)
+    return data["createApiKey"]["secret"]  # type: ignore[no-any-return]
+
+
 async def conversation(tenant: Tenant, external_id: str, body: str, **extra: Any) -> str:
     token, _ = await session(tenant, external_id, **extra)
     return (await start(tenant, token, body=body))["conversation"]["id"]  # type: ignore[no-any-return]
@@ -56,6 +62,11 @@ async def test_messages_subject_and_contact_are_found_with_highlights(tenant: Te
     assert contact_hit[0]["node"]["matchedIn"] == "CONTACT" and contact_hit[0]["node"]["messageId"] is None
     assert await found(api, owner, "zelda@example.org") == [by_contact]
     assert await found(api, owner, "zelda") == [by_contact]
+    # A key that may not read contacts does not find (or see) them by their name or address.
+    reader = await _key(tenant, ["conversations:read"])
+    ids = "query($q: String!) { searchConversations(query: $q) { edges { node { highlight conversation { id } } } } }"
+    assert (await api(ids, {"q": "zelda"}, token=reader))["searchConversations"]["edges"] == []
+    assert len((await api(ids, {"q": "parcel"}, token=reader))["searchConversations"]["edges"]) == 2
     # Every word must match.
     assert await found(api, owner, "parcel 1234") == [by_message]
     assert await found(api, owner, "parcel nowhere") == []
