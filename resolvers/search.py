@@ -7,8 +7,9 @@ the caller sees in the inbox (`inbox_query`: the same view, filters and permissi
                                       first=20, after=None)
 
 A conversation appears once, for its best-matching document, in relevance order (ties by
-newest conversation); its cursor is that (rank, id), so pages follow one another while
-the documents stay the same. Each result carries a highlight of the matching text.
+newest conversation) among the newest MAX_RANKED matching documents; its cursor is that
+(rank, id), so pages follow one another while the documents stay the same. Each result
+carries a highlight of the matching text.
 
 The user's text is never parsed as a query language that can fail: PostgreSQL reads it
 with `websearch_to_tsquery` (quotes, OR and - do what a search box does; nothing is an
@@ -30,12 +31,17 @@ from core.context import Context
 from core.db import SqlBuilder
 from core.errors import Code, PublicError
 from core.permissions import Permission, Principal
+from core.scoping import unrefined_workspace
 from models.conversations import Conversation
 from models.search import SearchSource
 from resolvers.conversations import CONVERSATION_COLUMNS, ConversationFilter, inbox_query
 from resolvers.pagination import Cursors, Order, Page, decode_cursor, page_size
 
 MAX_QUERY = 200
+# Relevance is measured among the newest documents matching, at most this many: ranking
+# reads every candidate, so a word in 100,000 messages would take seconds. A word that
+# common finds the best of its latest uses; more words narrow it (see BENCHMARKS.md).
+MAX_RANKED = 2_000
 MAX_WORDS = 16
 # The order of results, as the cursor carries it.
 RELEVANCE = Order(("rank", "id"), descending=True)
@@ -159,42 +165,63 @@ async def search_conversations(
         keys.append([float(row["rank"]), row["conversation_id"]])
 
     async def count() -> int:
-        """Conversations matching, across all pages."""
+        """Conversations matching, across all pages (however many documents match)."""
         q = SqlBuilder()
-        hits = _hits(q, text, workspace_id, visible, sources)
-        if hits is None:
+        matching = _matching(q, text, workspace_id, visible, sources)
+        if matching is None:
             return 0
-        sql = f"SELECT count(DISTINCT conversation_id) AS n FROM ({hits}) hits"  # noqa: S608
+        sql = f"SELECT count(DISTINCT d.conversation_id) AS n {matching[0]}"  # noqa: S608
         return int((await connections.get("default").execute_query_dict(sql, q.params))[0]["n"])
 
     return Page(items=items, cursors=Cursors(keys), has_next_page=more, has_previous_page=bool(after), count=count)
 
 
-def _hits(
+def _matching(
     q: SqlBuilder, text: str, workspace_id: int, visible: QuerySet[Any], sources: list[SearchSource]
-) -> str | None:
-    """The documents matching `text` in conversations of `visible`, with their rank (higher
-    is better) as SQL; None when the text has nothing to match."""
+) -> tuple[str, str] | None:
+    """`FROM … WHERE …` of the documents matching `text` in conversations of `visible`,
+    and the SQL of a document's rank there (higher is better); None when the text has
+    nothing to match."""
     if q.postgres:
         tsquery = f"websearch_to_tsquery('simple', {q.param(text)})"
-        sql = (
-            "SELECT d.conversation_id, d.id AS document_id, d.kind, d.source_id, "  # noqa: S608
-            f"ts_rank(d.tsv, {tsquery}) AS rank FROM search_documents d "
-            f"WHERE d.tsv @@ {tsquery} AND d.workspace_id = {q.param(workspace_id)} "
-        )
+        where = f"FROM search_documents d WHERE d.tsv @@ {tsquery} "
+        rank = f"ts_rank(d.tsv, {tsquery})"
     else:
         match = fts5_query(text)
         if not match:
             return None
         # bm25() is lower for better matches: its negation ranks like PostgreSQL's ts_rank.
-        sql = (
-            "SELECT d.conversation_id, d.id AS document_id, d.kind, d.source_id, "  # noqa: S608
-            "-bm25(search_documents_fts) AS rank FROM search_documents_fts "
-            "JOIN search_documents d ON d.id = search_documents_fts.rowid "
-            f"WHERE search_documents_fts MATCH {q.param(match)} AND d.workspace_id = {q.param(workspace_id)} "
+        where = (
+            "FROM search_documents_fts JOIN search_documents d ON d.id = search_documents_fts.rowid "
+            f"WHERE search_documents_fts MATCH {q.param(match)} "
         )
-    sql += f"AND d.kind IN {q.in_list([s.value for s in sources])} "
-    return sql + f"AND d.conversation_id IN ({_embed(q, visible.values_list('id', flat=True))})"
+        rank = "-bm25(search_documents_fts)"
+    where += f"AND d.workspace_id = {q.param(workspace_id)} AND d.kind IN {q.in_list([s.value for s in sources])}"
+    if unrefined_workspace(visible) is None:  # a view or a filter: else the workspace is the whole of it
+        where += f" AND d.conversation_id IN ({_embed(q, visible.values_list('id', flat=True))})"
+    return where, rank
+
+
+def _hits(
+    q: SqlBuilder, text: str, workspace_id: int, visible: QuerySet[Any], sources: list[SearchSource]
+) -> str | None:
+    """The newest MAX_RANKED documents matching, with their rank, as SQL (conversation_id,
+    document_id, kind, source_id, rank); None when the text has nothing to match."""
+    matching = _matching(q, text, workspace_id, visible, sources)
+    if matching is None:
+        return None
+    where, rank = matching
+    columns = "d.conversation_id, d.id AS document_id, d.kind, d.source_id"
+    if q.postgres:
+        # Ranked after the cut: ts_rank reads each document's tsvector (its cost grows with the
+        # matches, about 20 µs each), the newest matches come from the index on the id.
+        newest = f"SELECT {columns}, d.tsv {where} ORDER BY d.id DESC LIMIT {q.param(MAX_RANKED)}"  # noqa: S608
+        tsquery = f"websearch_to_tsquery('simple', {q.param(text)})"
+        return (
+            f"SELECT conversation_id, document_id, kind, source_id, ts_rank(tsv, {tsquery}) AS rank "  # noqa: S608
+            f"FROM ({newest}) newest"
+        )
+    return f"SELECT {columns}, {rank} AS rank {where} ORDER BY d.id DESC LIMIT {q.param(MAX_RANKED)}"  # noqa: S608
 
 
 async def _highlights(text: str, workspace_id: int, document_ids: list[int]) -> dict[int, str]:

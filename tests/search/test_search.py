@@ -107,6 +107,18 @@ async def test_best_match_first_and_pages_follow_one_another(tenant: Tenant) -> 
     assert seen[0] == strong and sorted(seen) == sorted([strong, *ids])  # each once, none lost
 
 
+async def test_relevance_is_measured_among_the_newest_matches(tenant: Tenant, monkeypatch: Any) -> None:
+    import resolvers.search
+
+    monkeypatch.setattr(resolvers.search, "MAX_RANKED", 2)
+    ids = [await conversation(tenant, f"k{n}", "kiwi " * (3 - n)) for n in range(3)]
+    page = (
+        await tenant.api(SEARCH.replace("pageInfo {", "totalCount pageInfo {"), {"q": "kiwi"}, token=tenant.owner_token)
+    )["searchConversations"]
+    assert [e["node"]["conversation"]["id"] for e in page["edges"]] == [ids[1], ids[2]]  # the oldest, best, is out
+    assert page["totalCount"] == 3
+
+
 async def test_a_conversation_appears_once_for_its_best_match(tenant: Tenant) -> None:
     cid = await conversation(tenant, "x", "invoice please")
     for n in range(3):
