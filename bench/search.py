@@ -149,7 +149,8 @@ async def _run(messages: int, sqlite: bool, repeat: int, *, seed: bool) -> None:
     from schema import schema
 
     await migrate()
-    await Tortoise.init(config=tortoise_config(), _enable_global_fallback=True)
+    # No statement timeout: seeding 1,000,000 messages is one statement.
+    await Tortoise.init(config=tortoise_config(statement_timeout=0), _enable_global_fallback=True)
     conn = connections.get("default")
     if seed:
         ws = await _seed(conn, messages, sqlite)
