@@ -11,7 +11,7 @@ postgres://root@127.0.0.1:5432/test; or a temporary SQLite file), migrates, and 
 workspace in SQL: 50,000 contacts, a conversation per 10 messages, each message 12 words
 drawn from 5,000 with a skewed frequency (the most common word is in about a fifth of the
 messages) plus marker words at fixed rates: `xylophone` in 1 message in 100,000,
-`parcel` in 1 in 1,000, `refund` in 1 in 100, `invoice` in 1 in 10. The triggers of
+`parcel` in 1 in 1,000 (never with `refund`), `refund` in 1 in 100, `invoice` in 1 in 10. The triggers of
 migration 0019 index everything as it is written (the GIN index is built after the load,
 as a restore would).
 
@@ -41,7 +41,7 @@ QUERIES = [
     ("uncommon word (1,000)", "parcel"),
     ("common word (10,000)", "refund"),
     ("very common word (100,000)", "invoice"),
-    ("two words (AND)", "refund parcel"),
+    ("two words (AND)", "refund w3"),
     ("a contact's e-mail", "c42@example.com"),
 ]
 PAGE = 20
@@ -180,7 +180,7 @@ async def _run(messages: int, sqlite: bool, repeat: int, *, seed: bool) -> None:
         async def api(text: str = text) -> None:
             result = await schema.execute(GRAPHQL, variable_values={"q": text, "first": PAGE}, context_value=context())
             assert result.errors is None, result.errors
-            assert len(result.data["searchConversations"]["edges"]) > 0 or text == "nothing"  # type: ignore[index]
+            assert result.data["searchConversations"]["edges"]  # type: ignore[index]
 
         async def page_query(text: str = text) -> None:
             from core.db import SqlBuilder
