@@ -21,6 +21,8 @@ MODEL_MODULES = [
     "models.attribution",
     "models.push",
     "models.routing",
+    "models.canned",
+    "models.search",
 ]
 
 

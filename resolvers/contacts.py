@@ -42,12 +42,14 @@ from models.contacts import (
     SmsConsent,
 )
 from models.conversations import Conversation, ConversationActivity, ConversationStatus, Message
+from models.search import SearchDocument
 from models.workspaces import Agent, MatchingAttribute, Workspace
 from resolvers.pagination import Order, Page, paginate
 from services import push, webhooks
 from services.contacts import TEXT_FIELDS, apply_attributes, apply_consent_times, validate_attributes, validate_fields
 from services.conversations import close_conversation
 from services.exports import remove_erased_exports
+from services.search import purge_deleted_text
 from services.segments import mark_for_segments
 
 CONTACT_ORDER = Order(("last_seen_at", "id"), descending=True)
@@ -806,12 +808,16 @@ async def _delete_contact_rows(contact_id: int) -> dict[str, int]:
     """Delete a contact and everything hanging on it; how many rows of each kind."""
     # Explicit, child tables first: correct whether or not the database enforces cascades.
     conversations = Subquery(Conversation.filter(contact_id=contact_id).values("id"))
+    # The search index first: its triggers then have nothing left to do, and SQLite's
+    # counts below are the rows themselves (Tortoise counts the changes triggers make).
+    await SearchDocument.filter(conversation_id__in=conversations).delete()
     counts = {"messages": await Message.filter(conversation_id__in=conversations).delete()}
     await ConversationActivity.filter(conversation_id__in=conversations).delete()
     counts["conversations"] = await Conversation.filter(contact_id=contact_id).delete()
     for kind, model in (("events", ContactEvent), ("notes", ContactNote), ("tags", ContactTag)):
         counts[kind] = await model.filter(contact_id=contact_id).delete()
     await Contact.filter(id=contact_id).delete()
+    await purge_deleted_text()
     return counts
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from tortoise import connections
 from tortoise.expressions import F, Subquery
+from tortoise.queryset import QuerySet
 
 from core import keys
 from core.clock import now
@@ -630,6 +631,21 @@ async def list_conversations(
 ) -> Page[dict[str, Any]]:
     """The queue: VIP contacts first, then the most recent activity. Views: mine,
     unassigned, team (the caller's teams), all."""
+    return await paginate(
+        await inbox_query(ctx, view, where),
+        CONVERSATION_ORDER,
+        first=first,
+        after=after,
+        last=last,
+        before=before,
+        default_size=25,
+        values=CONVERSATION_COLUMNS,
+    )
+
+
+async def inbox_query(ctx: Context, view: str, where: ConversationFilter) -> QuerySet[Conversation]:
+    """The conversations the caller sees in a view of the inbox, filtered: what
+    `conversations` lists and `searchConversations` searches."""
     principal = ctx.require(Permission.CONVERSATIONS_READ)
     query = ctx.scope.all(Conversation)
     if view == "mine":
@@ -672,16 +688,7 @@ async def list_conversations(
         query = query.filter(attributed_source=where.attributed_source)
     if where.vip is not None:
         query = query.filter(vip=where.vip)
-    return await paginate(
-        query,
-        CONVERSATION_ORDER,
-        first=first,
-        after=after,
-        last=last,
-        before=before,
-        default_size=25,
-        values=CONVERSATION_COLUMNS,
-    )
+    return query
 
 
 async def list_my_conversations(ctx: Context, *, first: int | None, after: str | None) -> Page[Conversation]:

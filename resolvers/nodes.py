@@ -11,6 +11,7 @@ from core.context import Context
 from core.permissions import Permission, Principal, PrincipalKind
 from core.scoping import decode_global_id
 from models.campaigns import Campaign
+from models.canned import CannedResponse
 from models.channels import Channel
 from models.contacts import AttributeDefinition, Contact, ContactEvent, ContactNote, DeletedContact
 from models.conversations import Conversation, Message, Topic
@@ -19,6 +20,7 @@ from models.proactive import Bot, BotAnswer, ProactiveDelivery, ProactiveMessage
 from models.routing import RoutingRule
 from models.webhooks import WebhookDelivery, WebhookEndpoint
 from models.workspaces import Agent, ApiKey, Team, Workspace
+from resolvers import canned
 from resolvers.contacts import can_see_contact
 from resolvers.conversations import can_see_conversation
 from resolvers.job_records import can_see_job
@@ -61,6 +63,7 @@ NODES: dict[str, tuple[type[Model], Callable[[Principal, Any], bool]]] = {
     "BotAnswer": (BotAnswer, _with(Permission.CONVERSATIONS_READ)),
     "ProactiveDelivery": (ProactiveDelivery, can_see_delivery),
     "RoutingRule": (RoutingRule, _with(Permission.WORKSPACE_MANAGE)),
+    "CannedResponse": (CannedResponse, canned.can_see),
 }
 
 

@@ -75,7 +75,7 @@ def encode_cursor(values: list[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(plain, separators=(",", ":")).encode()).decode()
 
 
-def _decode(cursor: str, order: Order) -> list[Any]:
+def decode_cursor(cursor: str, order: Order) -> list[Any]:
     try:
         values = json.loads(base64.urlsafe_b64decode(cursor.encode()))
         if not isinstance(values, list) or len(values) != len(order.columns):
@@ -135,9 +135,9 @@ async def paginate(
     sort = [f"-{c}" if order.descending == forward else c for c in order.columns]
     walk = query
     if after:
-        walk = walk.filter(_after(order, _decode(after, order), forward=True))
+        walk = walk.filter(_after(order, decode_cursor(after, order), forward=True))
     if before:
-        walk = walk.filter(_after(order, _decode(before, order), forward=False))
+        walk = walk.filter(_after(order, decode_cursor(before, order), forward=False))
     rows: list[Any] | None = None
     if values and not after and not before:
         rows = await first_rows(query, tuple(dict.fromkeys((*values, *order.columns))), tuple(sort), size + 1)

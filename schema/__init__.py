@@ -20,6 +20,7 @@ from runtime.prepared import ParleySchema
 from schema.attributes import AttributeMutation
 from schema.auth import AuthMutation, AuthQuery
 from schema.campaigns import CampaignMutation, CampaignQuery
+from schema.canned import CannedMutation, CannedQuery
 from schema.channels import ChannelMutation, ChannelQuery
 from schema.contacts import ContactMutation, ContactQuery, ContactSubscription
 from schema.conversations import ConversationMutation, ConversationQuery, ConversationSubscription
@@ -30,6 +31,7 @@ from schema.proactive import ProactiveMutation, ProactiveQuery, ProactiveSubscri
 from schema.push import PushMutation, PushQuery
 from schema.reports import ReportQuery
 from schema.routing import RoutingMutation, RoutingQuery
+from schema.search import SearchQuery
 from schema.segments import SegmentMutation, SegmentQuery, SegmentSubscription
 from schema.sync import SyncMutation, SyncQuery
 from schema.webhooks import WebhookMutation, WebhookQuery
@@ -54,6 +56,8 @@ class Query(
     PushQuery,
     RoutingQuery,
     ReportQuery,
+    SearchQuery,
+    CannedQuery,
 ):
     pass
 
@@ -75,6 +79,7 @@ class Mutation(
     ProactiveMutation,
     PushMutation,
     RoutingMutation,
+    CannedMutation,
 ):
     pass
 

@@ -14,6 +14,7 @@ from core.context import Context
 from core.errors import Code, PublicError
 from resolvers.nodes import load_node
 from schema.campaigns import Campaign
+from schema.canned import CannedResponse
 from schema.channels import Channel
 from schema.contacts import AttributeDefinition, Contact, ContactEvent, ContactNote, DeletedContact
 from schema.conversations import Conversation, Message, Topic
@@ -50,6 +51,7 @@ CONVERT: dict[str, Callable[[Any], relay.Node]] = {
         BotAnswer,
         ProactiveDelivery,
         RoutingRule,
+        CannedResponse,
     )
 }
 MAX_NODES = 100

@@ -388,6 +388,15 @@ CASES: dict[str, list[Case]] = {
     "Query.conversations": [
         Case("{ conversations { edges { node { subject } } } }", lambda w: {}, ("contacts:read",), session=True)
     ],
+    "ConversationSearchResult.conversation": [
+        Case(
+            '{ searchConversations(query: "private subject") { edges { node { highlight conversation { subject } } } } '
+            "}",
+            lambda w: {},
+            ("contacts:read",),
+            session=True,
+        )
+    ],
     "Conversation.messages": [
         Case(
             "query($id: ID!) { conversation(id: $id) { messages { edges { node { body } } } } }",

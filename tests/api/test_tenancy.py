@@ -62,6 +62,7 @@ NODE_TYPES = (
     "BotAnswer",
     "ProactiveDelivery",
     "RoutingRule",
+    "CannedResponse",
 )
 
 PASSWORD = "correct horse battery"
@@ -407,6 +408,16 @@ async def build_world(api: Api, name: str) -> World:
         "createRoutingRule",
     )
     ids["RoutingRule"] = rule["routingRule"]["id"]
+
+    canned = await _ok(
+        api,
+        "mutation($i: CreateCannedResponseInput!) { createCannedResponse(input: $i) { "
+        "cannedResponse { id } userErrors { field code } } }",
+        {"i": {"shortcut": f"{tag}-hello", "body": f"Hello {{{{contact.name}}}}, {name} here", "shared": True}},
+        tok,
+        "createCannedResponse",
+    )
+    ids["CannedResponse"] = canned["cannedResponse"]["id"]
     assert set(ids) == set(NODE_TYPES)
     return world
 
@@ -443,6 +454,7 @@ query Snapshot {
     deliveries(first: 100) { edges { node { id openedAt dismissedAt repliedAt conversationId } } }
   } } }
   bots(first: 100) { edges { node { id name answers { id name body published channel { id } } } } }
+  cannedResponses(first: 100) { edges { node { id shortcut body shared owner { id } } } }
   deletedContacts(first: 100) { edges { node { id nameHint emailHint phoneHint platform deletedByName deletedAt } } }
   contacts(first: 100) {
     totalCount
@@ -524,6 +536,8 @@ ROOT_FIELDS_WITH_IDS = {
         "conversation": "test_conversations_of_another_workspace_are_invisible",
         "conversations": "test_conversations_of_another_workspace_are_invisible",
         "topics": "test_conversations_of_another_workspace_are_invisible",
+        "searchConversations": "test_search_never_finds_another_workspaces_conversations",
+        "renderCannedResponse": "test_canned_responses_of_another_workspace_are_out_of_reach",
         "job": "test_jobs_and_exports_of_another_workspace_are_invisible",
         "campaign": "test_campaigns_of_another_workspace_are_invisible",
         "proactiveMessage": "test_proactive_messages_of_another_workspace_are_invisible",
@@ -655,6 +669,55 @@ async def test_conversations_of_another_workspace_are_invisible(api: Api, worlds
         assert [e["extensions"]["code"] for e in errors] == ["NOT_FOUND"], who
     listed = (await api(TOPICS_Q, {}, token=a.session_token))["topics"]["edges"]
     assert [e["node"]["id"] for e in listed] == [a.ids["Topic"]]
+
+
+SEARCH_Q = """query($q: String!, $f: ConversationFilter) {
+  searchConversations(query: $q, filter: $f) { totalCount edges { node { conversation { id } highlight } } } }"""
+
+
+async def test_search_never_finds_another_workspaces_conversations(api: Api, worlds: list[World]) -> None:
+    """B's words, and A's words under B's ids, find nothing; a contact session (A's own
+    conversation matches) and the bare widget key are refused."""
+    a, b = await intact(api, worlds)
+    assert (await api(SEARCH_Q, {"q": "beta needs"}, token=b.owner))["searchConversations"]["totalCount"] == 1
+    for who, token in _a_principals(a).items():
+        if who == "A contact session":
+            errors = await api.errors(SEARCH_Q, {"q": "alpha needs"}, token=token)
+            assert [e["extensions"]["code"] for e in errors] == ["FORBIDDEN"], who
+            continue
+        assert (await api(SEARCH_Q, {"q": "beta"}, token=token))["searchConversations"]["totalCount"] == 0, who
+        mine = (await api(SEARCH_Q, {"q": "needs help"}, token=token))["searchConversations"]["edges"]
+        assert [e["node"]["conversation"]["id"] for e in mine] == [a.ids["Conversation"]], who
+        for f in (
+            {"contactId": b.session_contact},
+            {"channelId": b.ids["Channel"]},
+            {"teamId": b.ids["Team"]},
+            {"assigneeId": b.owner_agent},
+        ):
+            found = (await api(SEARCH_Q, {"q": "needs", "f": f}, token=token))["searchConversations"]
+            assert found == {"totalCount": 0, "edges": []}, (who, f)
+    errors = await api.errors(SEARCH_Q, {"q": "needs"}, token=a.tenant.channel.public_key)
+    assert [e["extensions"]["code"] for e in errors] == ["UNAUTHENTICATED"]
+
+
+RENDER_Q = """query($id: ID!, $c: ID!) {
+  renderCannedResponse(id: $id, conversationId: $c) { text userErrors { field code } } }"""
+
+
+async def test_canned_responses_of_another_workspace_are_out_of_reach(api: Api, worlds: list[World]) -> None:
+    a, b = await intact(api, worlds)
+    mine = {"id": a.ids["CannedResponse"], "c": a.ids["Conversation"]}
+    assert (await api(RENDER_Q, mine, token=a.owner))["renderCannedResponse"]["text"].startswith("Hello ")
+    for variables, where in (
+        ({"id": b.ids["CannedResponse"], "c": a.ids["Conversation"]}, ["id"]),
+        ({"id": a.ids["CannedResponse"], "c": b.ids["Conversation"]}, ["conversationId"]),
+    ):
+        found = (await api(RENDER_Q, variables, token=a.owner))["renderCannedResponse"]
+        assert found == {"text": None, "userErrors": [{"field": where, "code": "NOT_FOUND"}]}
+    for token in (a.key, a.session_token):
+        errors = await api.errors(RENDER_Q, mine, token=token)
+        assert [e["extensions"]["code"] for e in errors] == ["FORBIDDEN"]
+        assert (await api.raw(NODE, {"id": a.ids["CannedResponse"]}, token=token)).json()["data"]["node"] is None
 
 
 JOB_Q = "query($id: ID!) { job(id: $id) { id status } }"
@@ -1103,6 +1166,21 @@ MUTATION_CASES = [
         principals=("owner",),
     ),
     Case("deleteTopic", "TopicIdInput", lambda a, b: {"id": b.ids["Topic"]}, ["id"], principals=("owner",)),
+    # Canned responses are agents' alone: an API key is refused before any lookup.
+    Case(
+        "updateCannedResponse",
+        "UpdateCannedResponseInput",
+        lambda a, b: {"id": b.ids["CannedResponse"], "body": "pwned"},
+        ["id"],
+        principals=("owner",),
+    ),
+    Case(
+        "deleteCannedResponse",
+        "CannedResponseIdInput",
+        lambda a, b: {"id": b.ids["CannedResponse"]},
+        ["id"],
+        principals=("owner",),
+    ),
     Case(
         "startConversation",
         "StartConversationInput",
@@ -1503,6 +1581,7 @@ _DESTRUCTIVE = {
     "deleteTopic",
     "deleteWebhookEndpoint",
     "deleteRoutingRule",
+    "deleteCannedResponse",
 }
 
 
