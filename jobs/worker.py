@@ -24,6 +24,7 @@ from core.hub import Hub
 from core.logs import setup_logging, start_log_fields
 from core.metrics import observe_job, serve
 from core.tracing import SpanKind, setup_tracing, shutdown_tracing, span
+from jobs.bulk import resume_bulk_actions, run_bulk_action
 from jobs.campaigns import CAMPAIGN_TIMEOUT, resume_campaigns, send_campaign
 from jobs.conversations import wake_conversation, wake_snoozed
 from jobs.exports import EXPORT_TIMEOUT, export_contacts, prune_exports
@@ -139,6 +140,9 @@ class WorkerSettings:
         func(push_conversation, max_tries=PUSH_TRIES, keep_result=0),
         func(deliver_push, max_tries=PUSH_TRIES, keep_result=0),
         prune_push_attempts,
+        # Batches commit with their high-water mark: a re-run goes on from the last one.
+        func(run_bulk_action, timeout=24 * 3600, max_tries=3),
+        func(resume_bulk_actions, keep_result=0),
     ]
     cron_jobs = [
         cron(prune_contact_changes, hour={3}, minute={17}, run_at_startup=False),
@@ -154,6 +158,8 @@ class WorkerSettings:
         # Scheduled campaigns due, SMS recipients whose quiet hours ended, runs whose worker died.
         cron(resume_campaigns, second=set(range(5, 60, 10)), run_at_startup=True),
         cron(prune_push_attempts, hour={3}, minute={47}, run_at_startup=False),
+        # Bulk actions whose worker died (no batch for BULK_STALE_SECONDS).
+        cron(resume_bulk_actions, second=set(range(3, 60, 10)), run_at_startup=True),
     ]
     functions = _retrying_when_busy(functions)
     cron_jobs = _retrying_when_busy(cron_jobs)

@@ -10,6 +10,7 @@ from tortoise.models import Model
 from core.context import Context
 from core.permissions import Permission, Principal, PrincipalKind
 from core.scoping import decode_global_id
+from models.bulk import BulkAction
 from models.campaigns import Campaign
 from models.channels import Channel
 from models.contacts import AttributeDefinition, Contact, ContactEvent, ContactNote, DeletedContact
@@ -59,6 +60,7 @@ NODES: dict[str, tuple[type[Model], Callable[[Principal, Any], bool]]] = {
     "Bot": (Bot, _with(Permission.CONVERSATIONS_READ)),
     "BotAnswer": (BotAnswer, _with(Permission.CONVERSATIONS_READ)),
     "ProactiveDelivery": (ProactiveDelivery, can_see_delivery),
+    "BulkAction": (BulkAction, _with(Permission.CONTACTS_WRITE)),
 }
 
 

@@ -19,6 +19,7 @@ from core.errors import MaskUnexpectedErrors
 from runtime.prepared import ParleySchema
 from schema.attributes import AttributeMutation
 from schema.auth import AuthMutation, AuthQuery
+from schema.bulk import BulkMutation, BulkQuery
 from schema.campaigns import CampaignMutation, CampaignQuery
 from schema.channels import ChannelMutation, ChannelQuery
 from schema.contacts import ContactMutation, ContactQuery, ContactSubscription
@@ -50,6 +51,7 @@ class Query(
     CampaignQuery,
     ProactiveQuery,
     PushQuery,
+    BulkQuery,
 ):
     pass
 
@@ -57,6 +59,7 @@ class Query(
 @strawberry.type
 class Mutation(
     AuthMutation,
+    BulkMutation,
     ChannelMutation,
     WorkspaceMutation,
     ContactMutation,

@@ -13,6 +13,7 @@ from strawberry.types import Info
 from core.context import Context
 from core.errors import Code, PublicError
 from resolvers.nodes import load_node
+from schema.bulk import BulkAction
 from schema.campaigns import Campaign
 from schema.channels import Channel
 from schema.contacts import AttributeDefinition, Contact, ContactEvent, ContactNote, DeletedContact
@@ -48,6 +49,7 @@ CONVERT: dict[str, Callable[[Any], relay.Node]] = {
         Bot,
         BotAnswer,
         ProactiveDelivery,
+        BulkAction,
     )
 }
 MAX_NODES = 100

@@ -60,6 +60,7 @@ NODE_TYPES = (
     "Bot",
     "BotAnswer",
     "ProactiveDelivery",
+    "BulkAction",
 )
 
 PASSWORD = "correct horse battery"
@@ -385,6 +386,15 @@ async def build_world(api: Api, name: str) -> World:
         "reportPageView",
     )
     ids["ProactiveDelivery"] = viewed["delivery"]["id"]
+    bulk = await _ok(
+        api,
+        "mutation($i: StartBulkActionInput!) { startBulkAction(input: $i) { "
+        "bulkAction { id } userErrors { field code } } }",
+        {"i": {"target": {"ids": [ids["Contact"]]}, "action": "TAG", "tags": [f"{tag}-bulk"]}},
+        tok,
+        "startBulkAction",
+    )
+    ids["BulkAction"] = bulk["bulkAction"]["id"]
     assert set(ids) == set(NODE_TYPES)
     return world
 
@@ -410,6 +420,7 @@ query Snapshot {
   } } }
   segments(first: 100) { edges { node { id name description visibility rules predefinedKey sharedWith owner { id } } } }
   jobs(first: 100) { edges { node { id kind status processed total result } } }
+  bulkActions(first: 100) { edges { node { id action total done skipped failed target } } }
   webhookEndpoints(first: 100) { edges { node {
     id url description eventTypes enabled disabledReason updatedAt
     deliveries(first: 100) { edges { node { id eventType status attempts } } }
@@ -1152,6 +1163,32 @@ MUTATION_CASES = [
         "B-channel",
     ),
     Case("cancelCampaign", "CancelCampaignInput", lambda a, b: {"id": b.ids["Campaign"]}, ["id"]),
+    Case(
+        "startBulkAction",
+        "StartBulkActionInput",
+        lambda a, b: {"target": {"ids": [a.ids["Contact"], b.ids["Contact"]]}, "action": "BLOCK"},
+        ["target", "ids", "1"],
+        "B-ids",
+    ),
+    Case(
+        "startBulkAction",
+        "StartBulkActionInput",
+        lambda a, b: {"target": {"segmentId": b.ids["Segment"]}, "action": "DELETE", "confirm": 1},
+        ["target", "segmentId"],
+        "B-segment",
+    ),
+    Case(
+        "startBulkAction",
+        "StartBulkActionInput",
+        lambda a, b: {
+            "target": {"ids": [a.ids["Contact"]]},
+            "action": "ASSIGN_CONVERSATIONS",
+            "assigneeId": b.owner_agent,
+        },
+        ["assigneeId"],
+        "B-agent",
+    ),
+    Case("cancelBulkAction", "CancelBulkActionInput", lambda a, b: {"id": b.ids["BulkAction"]}, ["id"]),
     Case(
         "createProactiveMessage",
         "CreateProactiveMessageInput",
