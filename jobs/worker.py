@@ -27,7 +27,7 @@ from core.tracing import SpanKind, setup_tracing, shutdown_tracing, span
 from jobs.bulk import resume_bulk_actions, run_bulk_action
 from jobs.campaigns import CAMPAIGN_TIMEOUT, resume_campaigns, send_campaign
 from jobs.conversations import wake_conversation, wake_snoozed
-from jobs.exports import EXPORT_TIMEOUT, export_contacts, prune_exports
+from jobs.exports import EXPORT_TIMEOUT, export_contact_data, export_contacts, prune_exports
 from jobs.push import ARQ_TRIES as PUSH_TRIES
 from jobs.push import deliver_push, prune_push_attempts, push_conversation
 from jobs.segments import refresh_all_segments, refresh_dirty_contacts, refresh_segment
@@ -126,6 +126,7 @@ class WorkerSettings:
         func(notify_new_message, max_tries=DELIVERY_TRIES),
         func(check_missed_chat, max_tries=DELIVERY_TRIES),
         func(export_contacts, timeout=EXPORT_TIMEOUT, max_tries=3),
+        func(export_contact_data, timeout=EXPORT_TIMEOUT, max_tries=3),
         prune_exports,
         # Attempts are counted in the database; arq's tries only bound a deferred job.
         func(deliver_webhook, max_tries=ARQ_TRIES, keep_result=0),

@@ -1189,6 +1189,7 @@ MUTATION_CASES = [
         "B-agent",
     ),
     Case("cancelBulkAction", "CancelBulkActionInput", lambda a, b: {"id": b.ids["BulkAction"]}, ["id"]),
+    Case("exportContactData", "ContactIdInput", lambda a, b: {"id": b.ids["Contact"]}, ["id"]),
     Case(
         "createProactiveMessage",
         "CreateProactiveMessageInput",
