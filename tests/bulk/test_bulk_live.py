@@ -1,6 +1,7 @@
-"""A bulk action on real processes: an arq worker killed with SIGKILL in the middle of
-tagging, then another started, still touches every contact exactly once (one tag row, one
-change-log row each), and the job finishes with the right counts."""
+"""Bulk actions on real processes: a uvicorn server takes startBulkAction, an arq worker
+runs it, a graphql-transport-ws subscriber follows `jobProgress`; and a worker killed with
+SIGKILL in the middle of tagging, then another started, still touches every contact exactly
+once (one tag row, one change-log row each), and the job finishes with the right counts."""
 
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ from typing import Any
 from models.bulk import BulkAction
 from models.contacts import ContactChange, ContactTag
 from models.job_records import Job
-from tests.bulk.test_bulk import contact, gid, start
-from tests.conftest import Tenant, pk, start_worker, stop_process
+from tests.bulk.test_bulk import START, contact, gid, start
+from tests.conftest import Tenant, gql, pk, start_server, start_worker, stop_process
+from tests.realtime.wsclient import GraphQLWs
+
+PROGRESS = "subscription($id: ID!) { jobProgress(jobId: $id) { id status processed total cursor } }"
 
 
 async def wait_for(check: Any, timeout: float = 60, every: float = 0.02) -> None:
@@ -23,6 +27,38 @@ async def wait_for(check: Any, timeout: float = 60, every: float = 0.02) -> None
     while not await check():
         assert time.monotonic() < deadline, "timed out"
         await asyncio.sleep(every)
+
+
+async def test_progress_reaches_a_subscriber_until_the_action_finishes(tenant: Tenant, tmp_path: Path) -> None:
+    people = [await contact(tenant, name=f"Subscriber {i}") for i in range(40)]
+    server = start_server(tmp_path)
+    worker = None
+    try:
+        async with GraphQLWs.open(server.ws_url, tenant.owner_token) as ws:
+            data = await gql(
+                server,
+                START,
+                {"i": {"target": {"ids": [gid("Contact", p.id) for p in people]}, "action": "TAG", "tags": ["live"]}},
+                tenant.owner_token,
+            )
+            action = data["startBulkAction"]["bulkAction"]
+            sub = await ws.subscribe(PROGRESS, {"id": action["job"]["id"]})
+            events = [(await sub.next_data())["jobProgress"]]
+            worker = start_worker(tmp_path, env={"BULK_BATCH_SIZE": "5", "BULK_BATCH_PAUSE": "0.1"})
+            while events[-1]["status"] in ("QUEUED", "RUNNING"):
+                events.append((await sub.next_data(timeout=30))["jobProgress"])
+            assert (await sub.receive())["type"] == "complete"
+        statuses = [e["status"] for e in events]
+        assert statuses[0] == "QUEUED" and statuses[-1] == "SUCCEEDED" and "RUNNING" in statuses, statuses
+        assert events[-1]["processed"] == 40 and events[-1]["total"] == 40
+        assert 0 < [e["processed"] for e in events if e["status"] == "RUNNING"][-1] <= 40
+        cursors = [int(e["cursor"]) for e in events]
+        assert cursors == sorted(set(cursors))
+    finally:
+        if worker is not None:
+            stop_process(worker)
+        server.stop()
+    assert await ContactTag.filter(contact_id__in=[p.id for p in people], name="live").count() == 40
 
 
 async def test_a_worker_killed_mid_action_and_another_started_tags_each_contact_once(
