@@ -7,6 +7,8 @@ counts. The mark and the batch's effects commit together, so every contact is ha
 exactly once: a worker killed mid-batch rolls the batch back, and whichever run takes the
 row next (arq's retry, or the sweep's) starts after the last committed batch. Two runs side
 by side take turns on the row lock; the second finds the mark moved and goes on from it.
+A batch that raises is rolled back to its savepoint and done again one contact at a time:
+the contacts that still raise count as failed, and the action goes on (_apply).
 
 `resume_bulk_actions` (every 10 s) queues a run for each RUNNING action with no batch for
 BULK_STALE_SECONDS: its worker died.
@@ -49,17 +51,50 @@ async def _batch(outbox: Outbox, action_id: int, size: int) -> tuple[BulkAction,
         ids, mark = await next_ids(action, size)
         if mark is None:
             return None
-        result = await apply_batch(outbox, action, ids)
+        result = await _apply(outbox, action, ids)
         missing = 0 if "ids" not in action.target else _named_between(action, mark) - len(ids)
         result.skipped += missing
         await BulkAction.filter(id=action_id).update(
             high_water=mark,
             done=F("done") + result.done,
             skipped=F("skipped") + result.skipped,
+            failed=F("failed") + result.failed,
             heartbeat_at=datetime.now(UTC),
         )
         await action.refresh_from_db()
     return action, result, ids
+
+
+async def _apply(outbox: Outbox, action: BulkAction, ids: list[int]) -> BatchResult:
+    """The batch in a savepoint; should it raise, each contact in a savepoint of its own,
+    and the contacts that still raise count as failed (logged): one bad contact does not
+    stop the action, and the others' effects stay exactly once."""
+    checkpoint = outbox.checkpoint()
+    try:
+        async with in_transaction():
+            return await apply_batch(outbox, action, ids)
+    except DatabaseBusy:
+        raise
+    except Exception:
+        log.exception("bulk action %s: a batch failed; retrying its contacts one by one", action.id)
+        outbox.rollback_to(checkpoint)
+    result = BatchResult()
+    for contact_id in ids:
+        checkpoint = outbox.checkpoint()
+        try:
+            async with in_transaction():
+                one = await apply_batch(outbox, action, [contact_id])
+        except DatabaseBusy:
+            raise
+        except Exception:
+            log.exception("bulk action %s: contact %s failed", action.id, contact_id)
+            outbox.rollback_to(checkpoint)
+            result.failed += 1
+            continue
+        result.done += one.done
+        result.skipped += one.skipped
+        result.erased += one.erased
+    return result
 
 
 def _named_between(action: BulkAction, mark: int) -> int:

@@ -91,6 +91,7 @@ async def next_ids(action: BulkAction, limit: int) -> tuple[list[int], int | Non
 class BatchResult:
     done: int = 0
     skipped: int = 0
+    failed: int = 0
     # DELETE: the audit records written, for the work after the commit (erased_after_commit).
     erased: list[DeletedContact] = field(default_factory=list)
 

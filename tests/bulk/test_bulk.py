@@ -297,3 +297,41 @@ async def test_cancel_stops_before_the_next_batch(app: Any, tenant: Tenant, monk
     assert await ContactTag.filter(contact_id__in=[p.id for p in people]).count() == 3
     again = (await tenant.api(CANCEL, {"i": {"id": action["id"]}}, token=tenant.owner_token))["cancelBulkAction"]
     assert [(e["field"], e["code"]) for e in again["userErrors"]] == [(["id"], "NOT_ALLOWED")]
+
+
+async def test_a_contact_the_database_refuses_counts_as_failed_and_the_rest_go_on(app: Any, tenant: Tenant) -> None:
+    from tortoise import connections
+
+    from core.db import dialect
+
+    people = [await contact(tenant, name=f"C{i}") for i in range(6)]
+    refused = people[2].id
+    conn = connections.get("default")
+    # A real refusal, by the database: a trigger that aborts any update of one contact.
+    if dialect() == "postgres":
+        await conn.execute_script(
+            "CREATE FUNCTION bulk_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "RAISE EXCEPTION 'refused'; END $$; "
+            f"CREATE TRIGGER bulk_refuse BEFORE UPDATE ON contacts FOR EACH ROW WHEN (NEW.id = {refused}) "
+            "EXECUTE FUNCTION bulk_refuse();"
+        )
+    else:
+        await conn.execute_script(
+            f"CREATE TRIGGER bulk_refuse BEFORE UPDATE ON contacts WHEN NEW.id = {refused} "
+            "BEGIN SELECT RAISE(ABORT, 'refused'); END;"
+        )
+    try:
+        block = await start(tenant, target={"ids": [gid("Contact", p.id) for p in people]}, action="BLOCK")
+        assert await run(app, block["bulkAction"]["id"]) == {"done": 5, "skipped": 0, "failed": 1}
+    finally:
+        await conn.execute_script(
+            "DROP TRIGGER bulk_refuse ON contacts; DROP FUNCTION bulk_refuse();"
+            if dialect() == "postgres"
+            else "DROP TRIGGER bulk_refuse;"
+        )
+    assert [(await Contact.get(id=p.id)).blocked for p in people] == [p.id != refused for p in people]
+    # The others' changes are recorded once each; the refused contact's not at all.
+    assert await ContactChange.filter(contact_id=refused).count() == 0
+    assert all([await ContactChange.filter(contact_id=p.id).count() == 1 for p in people if p.id != refused])
+    shown = await read(tenant, block["bulkAction"]["id"])
+    assert (shown["done"], shown["failed"]) == (5, 1) and shown["job"]["status"] == "SUCCEEDED"
