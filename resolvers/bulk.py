@@ -22,7 +22,7 @@ from core.queue import enqueue
 from core.scoping import decode_global_id
 from domain import segments as rules_lang
 from models.bulk import BulkAction, BulkActionKind
-from models.contacts import Contact
+from models.contacts import AttributeDefinition, Contact
 from models.job_records import Job, JobKind, JobStatus
 from models.workspaces import Agent
 from resolvers.contacts import clean_tags
@@ -146,7 +146,8 @@ async def _args(ctx: Context, principal: Principal, req: BulkRequest, errors: li
         clean = await validate_attributes(ws, [(req.attribute_key, req.attribute_value)], principal, found)
         errors.extend(UserError(["attribute", *e.field[2:]], e.code, e.message) for e in found if e.field)
         if not found:
-            args.update(key=req.attribute_key, value=clean[req.attribute_key])
+            definition = await AttributeDefinition.get(workspace_id=ws, key=req.attribute_key)
+            args.update(key=req.attribute_key, value=clean[req.attribute_key], crm_managed=definition.crm_managed)
     elif req.action is BulkActionKind.ASSIGN_CONVERSATIONS:
         decoded = decode_global_id(req.assignee_gid) if req.assignee_gid else None
         agent = await ctx.scope.get(Agent, decoded[1]) if decoded and decoded[0] == "Agent" else None

@@ -21,10 +21,12 @@ from core.bulk import update_many
 from core.clock import now
 from core.db import SqlBuilder, bind_datetime
 from core.events import Outbox
+from core.permissions import Principal, PrincipalKind
 from domain import segments as rules_lang
 from models.bulk import BulkAction, BulkActionKind
 from models.contacts import ChangeKind, Contact, ContactTag, DeletedContact
 from models.conversations import ActivityKind, Conversation, ConversationStatus
+from services import webhooks
 from services.contacts import apply_attributes, erase_contact, record_changes
 from services.conversations import close_conversation, record_activity
 from services.exports import remove_erased_exports
@@ -105,6 +107,11 @@ async def apply_batch(outbox: Outbox, action: BulkAction, ids: list[int]) -> Bat
         changed = await _tag(ws, ids, list(args["tags"]), remove=kind is BulkActionKind.UNTAG)
     elif kind is BulkActionKind.SET_ATTRIBUTE:
         changed = await _set_attribute(ids, args["key"], args.get("value"))
+        if args.get("crm_managed") and args.get("actor_agent_id"):
+            # An agent's edit of a CRM-managed attribute is pushed to the CRM later, as
+            # updateContact's is (services/webhooks.note_crm_edits).
+            agent = Principal(kind=PrincipalKind.AGENT, workspace_id=ws, agent_id=args["actor_agent_id"])
+            await webhooks.note_agent_crm_edits(agent, ws, {c.id: {args["key"]} for c in changed})
     elif kind is BulkActionKind.BLOCK:
         changed = await _block(outbox, ids, args.get("actor_agent_id"))
     elif kind is BulkActionKind.RESOLVE_CONVERSATIONS:

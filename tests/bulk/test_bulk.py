@@ -16,6 +16,7 @@ from models.bulk import BulkAction
 from models.contacts import Contact, ContactChange, ContactTag, DeletedContact
 from models.conversations import Conversation, ConversationStatus
 from models.job_records import Job
+from models.sync import CrmPendingPush
 from tests.conftest import Api, Tenant, pk
 
 START = """mutation($i: StartBulkActionInput!) { startBulkAction(input: $i) {
@@ -143,6 +144,16 @@ async def test_untag_set_attribute_and_block(app: Any, tenant: Tenant) -> None:
     )
     assert await run(app, setting["bulkAction"]["id"]) == {"done": 3, "skipped": 0, "failed": 0}
     assert [(await Contact.get(id=p.id)).attributes for p in people] == [{"plan": "gold"}] * 3
+    # An agent's bulk edit of a CRM-managed attribute waits to be pushed to the CRM, as updateContact's does.
+    await tenant.api(
+        define, {"i": {"key": "tier", "label": "Tier", "type": "TEXT", "crmManaged": True}}, token=tenant.owner_token
+    )
+    crm = await start(tenant, target={"ids": ids}, action="SET_ATTRIBUTE", attribute={"key": "tier", "value": "a"})
+    assert await run(app, crm["bulkAction"]["id"]) == {"done": 3, "skipped": 0, "failed": 0}
+    pushes = await CrmPendingPush.filter(contact_id__in=[p.id for p in people]).values_list(
+        "attribute_keys", "agent_id"
+    )
+    assert sorted(pushes) == [(["tier"], tenant.owner.id)] * 3
 
     conversation = await Conversation.create(
         workspace_id=tenant.workspace.id, contact_id=people[1].id, channel_id=tenant.channel.id
