@@ -136,6 +136,15 @@ FIGURES = [
         "raw INSERT … ON CONFLICT",
         "CSV export and CRM sync (2026-11-22)",
     ),
+    Figure(
+        "Bulk action: tag 1,000,000 contacts (PostgreSQL)",
+        607.4,
+        179.7,
+        "s",
+        False,
+        "INSERT … SELECT of the tags and the change log",
+        "Bulk actions: tag 1,000,000 contacts (2026-12-08)",
+    ),
 ]
 
 

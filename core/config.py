@@ -128,6 +128,14 @@ class Settings(BaseSettings):
     campaign_batch_pause: float = 0
     campaign_stale_seconds: float = 120
 
+    # Bulk actions (jobs/bulk.py): contacts per batch (one transaction each, its effects and
+    # the action's high-water mark together); a pause between batches (seconds; 0: none);
+    # how long a running action may go without finishing a batch before the sweep queues
+    # it again (its worker died).
+    bulk_batch_size: int = 500
+    bulk_batch_pause: float = 0
+    bulk_stale_seconds: float = 60
+
     # Mobile push notifications (jobs/push.py, docs/push.md). Where APNs and FCM are (tests
     # point these at loopback servers); how long after an agent's or bot's reply a contact
     # with no live subscription is pushed (later replies within it ride on the same

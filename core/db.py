@@ -23,6 +23,7 @@ MODEL_MODULES = [
     "models.routing",
     "models.canned",
     "models.search",
+    "models.bulk",
 ]
 
 

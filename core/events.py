@@ -36,6 +36,15 @@ class Outbox:
         """Run `callback` once the transaction commits (e.g. enqueue a job)."""
         self.callbacks.append(callback)
 
+    def checkpoint(self) -> tuple[int, int]:
+        """Where the outbox stands, for `rollback_to` after a savepoint rolled back."""
+        return len(self.pending), len(self.callbacks)
+
+    def rollback_to(self, checkpoint: tuple[int, int]) -> None:
+        """Forget what was added since `checkpoint`: its writes were rolled back."""
+        del self.pending[checkpoint[0] :]
+        del self.callbacks[checkpoint[1] :]
+
     def discard(self) -> None:
         self.pending.clear()
         self.callbacks.clear()

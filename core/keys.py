@@ -107,6 +107,11 @@ def wake_job(conversation_id: int, at: int) -> str:
     return f"{arq_queue()}:wake:{conversation_id}:{at}"
 
 
+def bulk_job(action_id: int, at: int) -> str:
+    """The arq job id of a bulk action's run resumed by the sweep at unix time `at`."""
+    return f"{arq_queue()}:bulk:{action_id}:{at}"
+
+
 def campaign_job(campaign_id: int, at: int) -> str:
     """The arq job id of a later run of a campaign (quiet hours over, or resumed) at unix
     time `at`; its first run goes under services.job_records.arq_job_id of its job record."""

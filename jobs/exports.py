@@ -20,6 +20,7 @@ import asyncio
 import binascii
 import contextlib
 import csv
+import json
 import logging
 import os
 from datetime import UTC, datetime, timedelta
@@ -34,9 +35,13 @@ from core.config import settings
 from core.db import SqlBuilder
 from core.errors import DatabaseBusy
 from core.mail import Mail, MailError, MailNotConfigured, send_mail
+from core.scoping import encode_global_id
 from domain import exports as ex
-from models.contacts import DeletedContact
+from models.contacts import AttributeDefinition, Contact, ContactEvent, ContactNote, ContactTag, DeletedContact
+from models.conversations import Conversation, Message
 from models.job_records import Job, JobKind, JobStatus
+from models.segments import SegmentMembership
+from services import webhooks
 from services.exports import ERASED_MESSAGE, EXPORT_KINDS, erased_since, export_path, remove_erased_exports, signed_url
 from services.job_records import JobCancelled, JobTracker
 
@@ -219,7 +224,7 @@ async def export_contacts(ctx: dict[str, Any], job_id: int) -> dict[str, Any] | 
     if errors:
         await tracker.fail("; ".join(e.message for e in errors))
         return None
-    path = export_path(job.workspace_id, job.id)
+    path = export_path(job.workspace_id, job.id, job.kind)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f"{path.name}.{os.getpid()}.part")
     started_at = (await Job.get(id=job_id)).started_at  # this run's, set by begin()
@@ -288,13 +293,197 @@ async def prune_exports(ctx: dict[str, Any]) -> int:
             await Job.filter(kind__in=list(EXPORT_KINDS), finished_at__lt=cutoff, id__gt=after)
             .order_by("id")
             .limit(500)
-            .values_list("id", "workspace_id")
+            .values_list("id", "workspace_id", "kind")
         )
         if not rows:
             return removed
-        for job_id, workspace_id in rows:
-            path = export_path(workspace_id, job_id)
+        for job_id, workspace_id, kind in rows:
+            path = export_path(workspace_id, job_id, JobKind(kind))
             if path.exists():
                 path.unlink(missing_ok=True)
                 removed += 1
         after = rows[-1][0]
+
+
+# -- a contact's data archive (exportContactData) ------------------------------------------------
+
+ARCHIVE_FORMAT = "parley.contact-data/1"
+ARCHIVE_BATCH = 500
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _gid(type_name: str, pk: int | None) -> str | None:
+    return encode_global_id(type_name, pk) if pk is not None else None
+
+
+def _note(n: ContactNote) -> dict[str, Any]:
+    return {
+        "id": _gid("ContactNote", n.id),
+        "body": n.body,
+        "authorId": _gid("Agent", n.author_id),
+        "createdAt": _iso(n.created_at),
+    }
+
+
+def _event(e: ContactEvent) -> dict[str, Any]:
+    return {
+        "id": _gid("ContactEvent", e.id),
+        "kind": e.kind.value,
+        "name": e.name,
+        "url": e.url,
+        "title": e.title,
+        "properties": e.properties,
+        "occurredAt": _iso(e.occurred_at),
+    }
+
+
+def _conversation(c: Conversation) -> dict[str, Any]:
+    return {
+        "id": _gid("Conversation", c.id),
+        "channelId": _gid("Channel", c.channel_id),
+        "subject": c.subject,
+        "status": c.status.value,
+        "rating": c.rating,
+        "websiteUrl": c.website_url,
+        "createdAt": _iso(c.created_at),
+        "resolvedAt": _iso(c.resolved_at),
+    }
+
+
+def _message(m: Message) -> dict[str, Any]:
+    return {
+        "id": _gid("Message", m.id),
+        "senderKind": m.sender_kind.value,
+        "direction": m.direction.value,
+        "body": m.body,
+        "createdAt": _iso(m.created_at),
+    }
+
+
+async def _stream(out: Any, query: Any, convert: Any, tracker: JobTracker | None, counted: list[int]) -> int:
+    """Write the rows of `query` as JSON array items, ARCHIVE_BATCH at a time by id (the
+    caller writes the brackets): memory holds one batch whatever the contact's history."""
+    written, after = 0, 0
+    while True:
+        rows = await query.filter(id__gt=after).order_by("id").limit(ARCHIVE_BATCH)
+        if not rows:
+            return written
+        for row in rows:
+            out.write(("," if written else "") + json.dumps(convert(row), separators=(",", ":"), default=str))
+            written += 1
+        after = rows[-1].id
+        counted[0] += len(rows)
+        if tracker is not None:
+            await tracker.progress(counted[0])
+
+
+async def write_contact_archive(path: Path, contact: Contact, tracker: JobTracker | None = None) -> dict[str, int]:
+    """One JSON document: the contact's profile, attributes, consents, tags, segment
+    memberships, notes, events, and conversations with their messages, streamed to `path`.
+    How many of each were written."""
+    ws = contact.workspace_id
+    profile = webhooks.contact_data(contact)
+    definitions = {
+        d.key: d.label
+        for d in await AttributeDefinition.filter(workspace_id=ws, key__in=list(contact.attributes or {}))
+    }
+    attributes = [
+        {"key": key, "label": definitions.get(key, key), "value": value}
+        for key, value in (contact.attributes or {}).items()
+    ]
+    consents = {k: profile.pop(k) for k in ("gdprConsent", "gdprConsentAt", "smsConsent", "smsConsentAt")}
+    profile.pop("attributes")
+    tags = sorted(await ContactTag.filter(contact_id=contact.id).values_list("name", flat=True))
+    memberships = (
+        await SegmentMembership.filter(contact_id=contact.id)
+        .order_by("segment_id")
+        .values("segment_id", "segment__name", "joined_at")
+    )
+    segments = [
+        {"id": _gid("Segment", m["segment_id"]), "name": m["segment__name"], "joinedAt": _iso(m["joined_at"])}
+        for m in memberships
+    ]
+    head = {
+        "format": ARCHIVE_FORMAT,
+        "exportedAt": datetime.now(UTC).isoformat(),
+        "contact": profile,
+        "attributes": attributes,
+        "consents": consents,
+        "tags": tags,
+        "segmentMemberships": segments,
+    }
+    counts = {"notes": 0, "events": 0, "conversations": 0, "messages": 0}
+    counted = [0]
+    with path.open("w", encoding="utf-8") as out:
+        out.write(json.dumps(head, separators=(",", ":"), default=str)[:-1])
+        out.write(',"notes":[')
+        counts["notes"] = await _stream(out, ContactNote.filter(contact_id=contact.id), _note, tracker, counted)
+        out.write('],"events":[')
+        counts["events"] = await _stream(out, ContactEvent.filter(contact_id=contact.id), _event, tracker, counted)
+        out.write('],"conversations":[')
+        after = 0
+        while True:
+            conversations = (
+                await Conversation.filter(contact_id=contact.id, id__gt=after).order_by("id").limit(ARCHIVE_BATCH)
+            )
+            if not conversations:
+                break
+            for conversation in conversations:
+                item = json.dumps(_conversation(conversation), separators=(",", ":"))[:-1]
+                out.write(("," if counts["conversations"] else "") + item + ',"messages":[')
+                messages = Message.filter(conversation_id=conversation.id)
+                counts["messages"] += await _stream(out, messages, _message, tracker, counted)
+                out.write("]}")
+                counts["conversations"] += 1
+            after = conversations[-1].id
+        out.write("]")
+        # ATTACHMENTS: the Attachment model is being added in parallel (issue 29, item 3).
+        # Wire it here: stream the contact's attachments ({id, messageId, filename,
+        # contentType, size, url}) as `,"attachments":[…]`, with _stream like the messages.
+        out.write(',"attachments":[]')
+        out.write("}")
+    return counts
+
+
+async def export_contact_data(ctx: dict[str, Any], job_id: int) -> dict[str, Any] | None:
+    """exportContactData's task: the archive of one contact, as a downloadable export."""
+    job = await Job.get_or_none(id=job_id)
+    if job is None:
+        return None
+    tracker = await JobTracker.begin(job_id, ctx.get("hub"))
+    if tracker is None:
+        return None
+    contact = await Contact.get_or_none(id=job.params.get("contact_id"), workspace_id=job.workspace_id)
+    if contact is None:
+        await tracker.fail("The contact was deleted.")
+        return None
+    path = export_path(job.workspace_id, job.id, job.kind)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.part")
+    started_at = (await Job.get(id=job_id)).started_at
+    try:
+        counts = await write_contact_archive(partial, contact, tracker)
+        if await erased_since(job.workspace_id, started_at):
+            await tracker.fail(ERASED_MESSAGE)
+            return None
+        os.replace(partial, path)
+    except JobCancelled:
+        return None
+    except DatabaseBusy:
+        raise
+    except Exception:
+        log.exception("contact data export %s failed", job_id)
+        await tracker.fail("The export failed unexpectedly (the error is logged); try again.")
+        return None
+    finally:
+        partial.unlink(missing_ok=True)
+    result: dict[str, Any] = {**counts, "bytes": path.stat().st_size}
+    try:
+        await tracker.succeed(result)
+    except JobCancelled:
+        path.unlink(missing_ok=True)
+        return None
+    return result

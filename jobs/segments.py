@@ -32,8 +32,9 @@ from core import keys
 from core.db import SqlBuilder, bind_datetime, dialect
 from core.errors import DatabaseBusy
 from domain import segments as rules_lang
+from models.job_records import JobKind
 from models.segments import Segment, SegmentMembership
-from services.job_records import JobTracker
+from services.job_records import JobTracker, create_job, record_finished
 from services.segments import attribute_types, matching_sql
 from services.webhooks import segment_membership_changed
 
@@ -209,9 +210,16 @@ class _Publisher:
 
 
 async def refresh_segment(ctx: dict[str, Any], segment_id: int, job_id: int | None = None) -> dict[str, int] | None:
-    """A full refresh; `job_id` is its job record when a rule change queued it."""
-    tracker = await JobTracker.begin(job_id, ctx.get("hub")) if job_id is not None else None
+    """A full refresh; `job_id` is its job record when a rule change queued it, and the
+    periodic refresh (no record yet) records one here."""
     segment = await Segment.get_or_none(id=segment_id)
+    if job_id is None and segment is not None:
+        job_id = (
+            await create_job(
+                segment.workspace_id, JobKind.SEGMENT_REFRESH, params={"segment_id": segment_id, "trigger": "schedule"}
+            )
+        ).id
+    tracker = await JobTracker.begin(job_id, ctx.get("hub")) if job_id is not None else None
     if segment is None:
         if tracker is not None:
             await tracker.fail("The segment was deleted.")
@@ -236,11 +244,23 @@ async def refresh_dirty_contacts(ctx: dict[str, Any], workspace_id: int) -> int:
     that count conversations. The number of contact ids handled."""
     redis = ctx["redis"]
     await redis.delete(keys.dirty_refresh_pending(workspace_id))
+    started_at = datetime.now(UTC)
     segments = await Segment.filter(workspace_id=workspace_id)
     counting = await _counting_conversations(segments)
     conversations = keys.dirty_conversations(workspace_id)
     handled = await _refresh_marked(redis, keys.dirty_contacts(workspace_id), segments, covers=conversations)
-    return handled + await _refresh_marked(redis, conversations, counting)
+    handled += await _refresh_marked(redis, conversations, counting)
+    if handled:
+        # A record of the run (kind SEGMENT_REFRESH), written once it is done.
+        await record_finished(
+            workspace_id,
+            JobKind.SEGMENT_REFRESH,
+            started_at=started_at,
+            processed=handled,
+            result={"contacts": handled, "segments": len(segments)},
+            params={"trigger": "changed_contacts"},
+        )
+    return handled
 
 
 async def _counting_conversations(segments: list[Segment]) -> list[Segment]:

@@ -24,9 +24,10 @@ from core.hub import Hub
 from core.logs import setup_logging, start_log_fields
 from core.metrics import observe_job, serve
 from core.tracing import SpanKind, setup_tracing, shutdown_tracing, span
+from jobs.bulk import resume_bulk_actions, run_bulk_action
 from jobs.campaigns import CAMPAIGN_TIMEOUT, resume_campaigns, send_campaign
 from jobs.conversations import wake_conversation, wake_snoozed
-from jobs.exports import EXPORT_TIMEOUT, export_contacts, prune_exports
+from jobs.exports import EXPORT_TIMEOUT, export_contact_data, export_contacts, prune_exports
 from jobs.push import ARQ_TRIES as PUSH_TRIES
 from jobs.push import deliver_push, prune_push_attempts, push_conversation
 from jobs.routing import reassign_offline
@@ -126,6 +127,7 @@ class WorkerSettings:
         func(notify_new_message, max_tries=DELIVERY_TRIES),
         func(check_missed_chat, max_tries=DELIVERY_TRIES),
         func(export_contacts, timeout=EXPORT_TIMEOUT, max_tries=3),
+        func(export_contact_data, timeout=EXPORT_TIMEOUT, max_tries=3),
         prune_exports,
         # Attempts are counted in the database; arq's tries only bound a deferred job.
         func(deliver_webhook, max_tries=ARQ_TRIES, keep_result=0),
@@ -141,6 +143,9 @@ class WorkerSettings:
         func(deliver_push, max_tries=PUSH_TRIES, keep_result=0),
         prune_push_attempts,
         func(reassign_offline, keep_result=0),
+        # Batches commit with their high-water mark: a re-run goes on from the last one.
+        func(run_bulk_action, timeout=24 * 3600, max_tries=3),
+        func(resume_bulk_actions, keep_result=0),
     ]
     cron_jobs = [
         cron(prune_contact_changes, hour={3}, minute={17}, run_at_startup=False),
@@ -158,6 +163,8 @@ class WorkerSettings:
         cron(prune_push_attempts, hour={3}, minute={47}, run_at_startup=False),
         # Conversations of agents offline past the routing timeout, and waiting ones.
         cron(reassign_offline, second={45}, run_at_startup=False),
+        # Bulk actions whose worker died (no batch for BULK_STALE_SECONDS).
+        cron(resume_bulk_actions, second=set(range(3, 60, 10)), run_at_startup=True),
     ]
     functions = _retrying_when_busy(functions)
     cron_jobs = _retrying_when_busy(cron_jobs)

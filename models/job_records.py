@@ -20,6 +20,8 @@ class JobKind(StrEnum):
     WEBHOOK_DELIVERY = "webhook_delivery"
     CAMPAIGN = "campaign"
     SYNC = "sync"
+    BULK_ACTION = "bulk_action"
+    CONTACT_DATA_EXPORT = "contact_data_export"
 
 
 class JobStatus(StrEnum):

@@ -11,10 +11,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from redis.exceptions import RedisError
-from tortoise.expressions import Q, RawSQL, Subquery
+from tortoise.expressions import Q, RawSQL
 from tortoise.queryset import QuerySet
 
-from core import keys, presence
+from core import presence
 from core.clock import now
 from core.context import Context
 from core.db import dialect
@@ -25,13 +25,12 @@ from core.principal_cache import auth_changed
 from core.ratelimit import rate_limits
 from core.scoping import decode_global_id, encode_global_id
 from domain import contact_fields as cf
-from domain.masking import mask_card_numbers, mask_card_numbers_in, mask_email, mask_name, mask_phone
+from domain.masking import mask_card_numbers, mask_card_numbers_in
 from models.channels import Channel
 from models.contacts import (
     AttributeDefinition,
     ChangeKind,
     Contact,
-    ContactChange,
     ContactEvent,
     ContactNote,
     ContactTag,
@@ -41,15 +40,22 @@ from models.contacts import (
     SessionField,
     SmsConsent,
 )
-from models.conversations import Conversation, ConversationActivity, ConversationStatus, Message
-from models.search import SearchDocument
+from models.conversations import Conversation, ConversationStatus
 from models.workspaces import Agent, MatchingAttribute, Workspace
 from resolvers.pagination import Order, Page, paginate
 from services import push, webhooks
-from services.contacts import TEXT_FIELDS, apply_attributes, apply_consent_times, validate_attributes, validate_fields
+from services.contacts import (
+    TEXT_FIELDS,
+    apply_attributes,
+    apply_consent_times,
+    delete_contact_rows,
+    erase_contact,
+    record_change,
+    validate_attributes,
+    validate_fields,
+)
 from services.conversations import close_conversation
 from services.exports import remove_erased_exports
-from services.search import purge_deleted_text
 from services.segments import mark_for_segments
 
 CONTACT_ORDER = Order(("last_seen_at", "id"), descending=True)
@@ -200,18 +206,6 @@ async def list_deleted(ctx: Context, *, first: int | None, after: str | None) ->
 
 
 # -- change log and events -----------------------------------------------------------------
-
-
-async def record_change(outbox: Outbox, contact: Contact, kind: ChangeKind, **extra: Any) -> None:
-    """Append to the change log, queue the `contactUpdated` event for after commit, and
-    mark the contact for segment re-evaluation."""
-    change = await ContactChange.create(workspace_id=contact.workspace_id, contact_id=contact.id, kind=kind)
-    await webhooks.contact_changed(outbox, contact, kind, change.id, **extra)
-    outbox.add(
-        keys.contact_channel(contact.workspace_id, contact.id),
-        {"type": "contact", "kind": kind.value, "contactId": contact.id, "cursor": str(change.id), **extra},
-    )
-    mark_for_segments(outbox, contact.workspace_id, contact.id)
 
 
 # -- writing fields ------------------------------------------------------------------------
@@ -775,24 +769,13 @@ async def delete_contact(ctx: Context, gid: str) -> DeletedContact:
     contact = await _resolve_contact_for_write(ctx, gid)
     who = await ctx.scope.get(Agent, principal.agent_id) if principal.agent_id else None
     async with atomic(ctx.outbox):
-        record = await DeletedContact.create(
-            workspace_id=contact.workspace_id,
-            name_hint=mask_name(contact.name),
-            email_hint=mask_email(contact.email),
-            phone_hint=mask_phone(contact.phone),
-            platform=contact.platform,
+        record = await erase_contact(
+            ctx.outbox,
+            contact,
             deleted_by_id=who.id if who else None,
             deleted_by_name=who.name if who else f"API key {principal.api_key_id}",
         )
-        devices = await push.erase_devices(contact.id)  # before the contact row, which they hang on
-        erased = await _delete_contact_rows(contact.id)
-        erased["webhookDeliveries"] = await webhooks.erase_deliveries(contact.id)
-        erased["pushDevices"] = devices
-        auth_changed(ctx.outbox, contact_id=contact.id)  # its session tokens stop working
-        await record_change(ctx.outbox, contact, ChangeKind.DELETED)
-        # Stamped last, as close to the commit as it gets (see ERASURE_MARGIN, services/exports.py).
-        record.erased, record.deleted_at = erased, now()
-        await record.save(update_fields=["erased", "deleted_at"])
+    erased = dict(record.erased or {})
     # After the commit: the deletion is recorded, so the files' links already answer 410.
     erased["exportFiles"] = await remove_erased_exports(contact.workspace_id, record.deleted_at)
     if ctx.hub is not None:
@@ -802,23 +785,6 @@ async def delete_contact(ctx: Context, gid: str) -> DeletedContact:
     record.erased = erased
     await DeletedContact.filter(id=record.id).update(erased=erased)
     return record
-
-
-async def _delete_contact_rows(contact_id: int) -> dict[str, int]:
-    """Delete a contact and everything hanging on it; how many rows of each kind."""
-    # Explicit, child tables first: correct whether or not the database enforces cascades.
-    conversations = Subquery(Conversation.filter(contact_id=contact_id).values("id"))
-    # The search index first: its triggers then have nothing left to do, and SQLite's
-    # counts below are the rows themselves (Tortoise counts the changes triggers make).
-    await SearchDocument.filter(conversation_id__in=conversations).delete()
-    counts = {"messages": await Message.filter(conversation_id__in=conversations).delete()}
-    await ConversationActivity.filter(conversation_id__in=conversations).delete()
-    counts["conversations"] = await Conversation.filter(contact_id=contact_id).delete()
-    for kind, model in (("events", ContactEvent), ("notes", ContactNote), ("tags", ContactTag)):
-        counts[kind] = await model.filter(contact_id=contact_id).delete()
-    await Contact.filter(id=contact_id).delete()
-    await purge_deleted_text()
-    return counts
 
 
 async def merge_contacts(ctx: Context, primary_gid: str, secondary_gid: str) -> Contact:
@@ -884,7 +850,7 @@ async def merge_contacts(ctx: Context, primary_gid: str, secondary_gid: str) -> 
         )
         primary.last_seen_at = max(primary.last_seen_at, secondary.last_seen_at)
         # The secondary goes first: the primary may take over its unique external id.
-        await _delete_contact_rows(secondary.id)
+        await delete_contact_rows(secondary.id)
         auth_changed(ctx.outbox, contact_id=secondary.id)
         await primary.save()
         await record_change(ctx.outbox, secondary, ChangeKind.DELETED, mergedInto=primary.id)

@@ -33,7 +33,7 @@ from core.queue import enqueue
 from core.scoping import Scope
 from domain import contact_fields as cf
 from domain import exports as ex
-from models.contacts import AttributeDefinition
+from models.contacts import AttributeDefinition, Contact
 from models.job_records import Job, JobKind, JobStatus
 from services.exports import ERASED_MESSAGE, EXPORT_KINDS, erased_since, export_path, signed_url
 from services.job_records import arq_job_id, create_job
@@ -41,6 +41,12 @@ from services.job_records import arq_job_id, create_job
 log = logging.getLogger("parley.exports")
 
 MAX_RECIPIENTS = 10
+# What a download is called and served as, by job kind.
+DOWNLOADS = {
+    JobKind.EXPORT: ("contacts", "csv", "text/csv; charset=utf-8"),
+    JobKind.ATTRIBUTE_REPORT: ("attribute-report", "csv", "text/csv; charset=utf-8"),
+    JobKind.CONTACT_DATA_EXPORT: ("contact-data", "json", "application/json"),
+}
 
 
 # -- starting an export ------------------------------------------------------------------------
@@ -93,8 +99,25 @@ async def start_export(
     return job
 
 
-async def _queue(pool: Any, job_id: int) -> None:
-    await enqueue(pool, "export_contacts", job_id, job_id=arq_job_id(job_id))
+async def start_contact_data_export(ctx: Context, gid: str) -> Job:
+    """exportContactData: a job that writes one contact's data archive (a GDPR access
+    request), downloaded like an export."""
+    ctx.require(Permission.CONTACTS_READ)
+    principal = ctx.require(Permission.CONTACTS_EXPORT)
+    contact = await ctx.scope.by_global_id(gid, "Contact", Contact)
+    if contact is None:
+        raise UserFailure.of("id", Code.NOT_FOUND, "No contact with this id.")
+    async with atomic(ctx.outbox):
+        job = await create_job(
+            contact.workspace_id, JobKind.CONTACT_DATA_EXPORT, principal=principal, params={"contact_id": contact.id}
+        )
+        pool = ctx.jobs
+        ctx.outbox.after_commit(lambda: _queue(pool, job.id, "export_contact_data"))
+    return job
+
+
+async def _queue(pool: Any, job_id: int, function: str = "export_contacts") -> None:
+    await enqueue(pool, function, job_id, job_id=arq_job_id(job_id))
 
 
 def _recipients(addresses: list[str], errors: list[UserError]) -> list[str]:
@@ -117,7 +140,7 @@ def download_url(job: Job) -> str | None:
     """A signed link to a finished export's file; None for other jobs and removed files."""
     if job.kind not in EXPORT_KINDS or job.status is not JobStatus.SUCCEEDED:
         return None
-    if not export_path(job.workspace_id, job.id).is_file():
+    if not export_path(job.workspace_id, job.id, job.kind).is_file():
         return None  # removed after EXPORT_RETENTION_DAYS
     return signed_url(job.workspace_id, job.id)
 
@@ -161,19 +184,19 @@ async def download_endpoint(request: Request) -> Response:
         if not principal.can(Permission.CONTACTS_EXPORT):
             return _error(403, Code.FORBIDDEN, "This needs the contacts:export permission.")
     job = await Scope(workspace_id).get(Job, job_id)
-    path = export_path(workspace_id, job_id)
     if job is None or job.kind not in EXPORT_KINDS or job.status is not JobStatus.SUCCEEDED:
         return _error(404, Code.NOT_FOUND, "No such export.")
+    path = export_path(workspace_id, job_id, job.kind)
     if await erased_since(workspace_id, job.started_at):
         return _error(410, Code.GONE, ERASED_MESSAGE)
     if not path.is_file():
         return _error(404, Code.NOT_FOUND, "No such export.")
     log.info("export %s of workspace %s downloaded", job_id, workspace_id)
-    name = "attribute-report" if job.kind is JobKind.ATTRIBUTE_REPORT else "contacts"
+    name, suffix, media_type = DOWNLOADS[job.kind]
     return FileResponse(
         path,
-        media_type="text/csv; charset=utf-8",
-        filename=f"{name}-{job_id}.csv",
+        media_type=media_type,
+        filename=f"{name}-{job_id}.{suffix}",
         headers={
             "cache-control": "private, no-store",
             "x-content-type-options": "nosniff",

@@ -24,9 +24,11 @@ VIEW_PERMISSION: dict[JobKind, Permission] = {
     JobKind.WEBHOOK_DELIVERY: Permission.WEBHOOKS_MANAGE,
     JobKind.CAMPAIGN: Permission.CONVERSATIONS_WRITE,
     JobKind.SYNC: Permission.CONTACTS_WRITE,
+    JobKind.BULK_ACTION: Permission.CONTACTS_WRITE,
+    JobKind.CONTACT_DATA_EXPORT: Permission.CONTACTS_EXPORT,
 }
 # Kinds whose tasks stop when cancelled (they write progress through a JobTracker).
-CANCELLABLE = frozenset({JobKind.EXPORT, JobKind.ATTRIBUTE_REPORT})
+CANCELLABLE = frozenset({JobKind.EXPORT, JobKind.ATTRIBUTE_REPORT, JobKind.BULK_ACTION})
 
 
 def visible_kinds(principal: Principal) -> list[JobKind]:

@@ -10,6 +10,7 @@ from tortoise.models import Model
 from core.context import Context
 from core.permissions import Permission, Principal, PrincipalKind
 from core.scoping import decode_global_id
+from models.bulk import BulkAction
 from models.campaigns import Campaign
 from models.canned import CannedResponse
 from models.channels import Channel
@@ -64,6 +65,7 @@ NODES: dict[str, tuple[type[Model], Callable[[Principal, Any], bool]]] = {
     "ProactiveDelivery": (ProactiveDelivery, can_see_delivery),
     "RoutingRule": (RoutingRule, _with(Permission.WORKSPACE_MANAGE)),
     "CannedResponse": (CannedResponse, canned.can_see),
+    "BulkAction": (BulkAction, _with(Permission.CONTACTS_WRITE)),
 }
 
 

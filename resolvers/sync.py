@@ -27,7 +27,6 @@ from tortoise import connections
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 
-from core import keys
 from core.bulk import insert_returning, update_many
 from core.context import Context
 from core.db import SqlBuilder, dialect
@@ -37,13 +36,19 @@ from core.permissions import Permission, Principal, PrincipalKind
 from domain import contact_fields as cf
 from models.contacts import AttributeDefinition, ChangeKind, Contact, ContactChange, ContactTag, IdentitySource
 from models.conversations import Conversation
+from models.job_records import JobKind
 from models.sync import ContactChangeHorizon, ContactSyncRequest
-from models.webhooks import WebhookEventType
 from models.workspaces import MatchingAttribute, Workspace
 from resolvers.contacts import clean_tags, contact_named, release_session_claims, session_bit, trusted_value, vouch_for
 from services import webhooks
-from services.contacts import apply_attributes, apply_consent_times, validate_attributes, validate_fields
-from services.segments import schedule_dirty_refresh
+from services.contacts import (
+    apply_attributes,
+    apply_consent_times,
+    record_changes,
+    validate_attributes,
+    validate_fields,
+)
+from services.job_records import record_finished
 
 MAX_ROWS = 1000
 MAX_IDEMPOTENCY_KEY = 200
@@ -140,6 +145,7 @@ async def sync_contacts(ctx: Context, rows: Sequence[SyncRow], idempotency_key: 
         raise UserFailure.of(
             "idempotencyKey", Code.INVALID, f"idempotencyKey has 1 to {MAX_IDEMPOTENCY_KEY} characters."
         )
+    started_at = datetime.now(UTC)
     digest = request_hash(rows)
     if key is not None and (replay := await _replay(ws, key, digest)) is not None:
         return replay
@@ -170,6 +176,17 @@ async def sync_contacts(ctx: Context, rows: Sequence[SyncRow], idempotency_key: 
                     return replay
                 outcome = await _apply(ctx.outbox, principal, workspace, plans, dict(results))
                 await _note_agent_crm_edits(principal, workspace.id, plans, definitions, outcome)
+                # The batch's job record (kind SYNC): in its transaction, so a replay adds none.
+                statuses = (RowStatus.CREATED, RowStatus.UPDATED, RowStatus.UNCHANGED, RowStatus.ERROR)
+                await record_finished(
+                    ws,
+                    JobKind.SYNC,
+                    started_at=started_at,
+                    processed=len(rows),
+                    result={status: outcome.count(status) for status in statuses},
+                    principal=principal,
+                    params={"rows": len(rows)},
+                )
                 if key is not None:
                     await ContactSyncRequest.create(
                         workspace_id=ws,
@@ -414,7 +431,8 @@ async def _apply(
     for plan in updates:
         if plan.index not in results:
             results[plan.index] = SyncResult(plan.index, RowStatus.UNCHANGED, plan.contact.id if plan.contact else None)
-    await _record_changes(outbox, workspace.id, creates, changed)
+    written = [(p.contact, ChangeKind.CREATED) for p in creates] + [(p.contact, ChangeKind.UPDATED) for p in changed]
+    await record_changes(outbox, workspace.id, [(c, k) for c, k in written if c is not None])
     return SyncOutcome([results[i] for i in sorted(results)])
 
 
@@ -517,37 +535,6 @@ async def _sync_vip(changed: list[_Plan]) -> None:
         ids = [p.contact.id for p in changed if p.contact is not None and "vip" in p.changed and p.contact.vip is vip]
         if ids:
             await Conversation.filter(contact_id__in=ids).exclude(vip=vip).update(vip=vip)
-
-
-async def _record_changes(outbox: Outbox, workspace_id: int, creates: list[_Plan], changed: list[_Plan]) -> None:
-    """What record_change does for one contact, for the whole batch: change-log rows,
-    contactUpdated events, webhook events, one segment re-evaluation."""
-    written = [(p.contact, ChangeKind.CREATED) for p in creates] + [(p.contact, ChangeKind.UPDATED) for p in changed]
-    if not written:
-        return
-    rows = await insert_returning(
-        ContactChange,
-        [ContactChange(workspace_id=workspace_id, contact_id=c.id, kind=k) for c, k in written if c],
-        ["id", "contact_id"],
-    )
-    cursors = {int(r["contact_id"]): int(r["id"]) for r in rows}
-    for contact, kind in written:
-        assert contact is not None
-        outbox.add(
-            keys.contact_channel(workspace_id, contact.id),
-            {"type": "contact", "kind": kind.value, "contactId": contact.id, "cursor": str(cursors[contact.id])},
-        )
-    subscribed = await webhooks.subscribed_types(workspace_id)
-    wanted = {WebhookEventType.CONTACT_CREATED.value, WebhookEventType.CONTACT_UPDATED.value} & subscribed
-    if wanted:
-        events = (webhooks.contact_event(c, k, cursors[c.id]) for c, k in written if c is not None)
-        await webhooks.emit(outbox, workspace_id, (e for e in events if e[0].value in wanted))
-    ids = [c.id for c, _ in written if c is not None]
-
-    async def mark() -> None:
-        await schedule_dirty_refresh(outbox.hub, outbox.jobs, workspace_id, ids)
-
-    outbox.after_commit(mark)
 
 
 # -- contactsChangedSince ------------------------------------------------------------------

@@ -19,6 +19,7 @@ from core.errors import MaskUnexpectedErrors
 from runtime.prepared import ParleySchema
 from schema.attributes import AttributeMutation
 from schema.auth import AuthMutation, AuthQuery
+from schema.bulk import BulkMutation, BulkQuery
 from schema.campaigns import CampaignMutation, CampaignQuery
 from schema.canned import CannedMutation, CannedQuery
 from schema.channels import ChannelMutation, ChannelQuery
@@ -58,6 +59,7 @@ class Query(
     ReportQuery,
     SearchQuery,
     CannedQuery,
+    BulkQuery,
 ):
     pass
 
@@ -65,6 +67,7 @@ class Query(
 @strawberry.type
 class Mutation(
     AuthMutation,
+    BulkMutation,
     ChannelMutation,
     WorkspaceMutation,
     ContactMutation,

@@ -13,7 +13,7 @@ from core.permissions import Permission
 from domain import exports as ex
 from models.job_records import JobKind
 from resolvers import exports as r
-from schema.common import UserError, gid, mutate
+from schema.common import ContactIdInput, UserError, gid, mutate
 from schema.job_records import Job
 
 
@@ -65,6 +65,14 @@ class ExportQuery:
 
 @strawberry.type
 class ExportMutation:
+    @strawberry.mutation(
+        description="""Queues one contact's data archive (a GDPR access request): a JSON document with the
+profile, attributes, consents, tags, segment memberships, notes, events, and conversations with their
+messages. Follow it with jobProgress, then download Job.downloadUrl (contacts:export)."""
+    )
+    async def export_contact_data(self, info: Info[Context, None], input: ContactIdInput) -> ExportPayload:
+        return await mutate(ExportPayload, r.start_contact_data_export(info.context, str(input.id)), _job)
+
     @strawberry.mutation(description="Queues a CSV export; follow it with jobProgress, then download Job.downloadUrl.")
     async def export_contacts(self, info: Info[Context, None], input: ExportContactsInput) -> ExportPayload:
         work = r.start_export(

@@ -55,8 +55,8 @@ class Job(relay.Node):
         return ApiKey.from_model(key) if key else None
 
     @strawberry.field(
-        description="""Finished exports: a signed link to the CSV, valid for a limited time
-(EXPORT_LINK_TTL_SECONDS). Anyone holding it may download the file; a request that also sends an
+        description="""Finished exports: a signed link to the file (CSV; a contact's data archive: JSON), valid
+for a limited time (EXPORT_LINK_TTL_SECONDS). Anyone holding it may download the file; a request that also sends an
 Authorization header must come from the export's workspace."""
     )
     def download_url(self) -> str | None:

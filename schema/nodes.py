@@ -13,6 +13,7 @@ from strawberry.types import Info
 from core.context import Context
 from core.errors import Code, PublicError
 from resolvers.nodes import load_node
+from schema.bulk import BulkAction
 from schema.campaigns import Campaign
 from schema.canned import CannedResponse
 from schema.channels import Channel
@@ -52,6 +53,7 @@ CONVERT: dict[str, Callable[[Any], relay.Node]] = {
         ProactiveDelivery,
         RoutingRule,
         CannedResponse,
+        BulkAction,
     )
 }
 MAX_NODES = 100

@@ -16,11 +16,13 @@ from domain import exports as ex
 from models.contacts import DeletedContact
 from models.job_records import Job, JobKind, JobStatus
 
-EXPORT_KINDS = (JobKind.EXPORT, JobKind.ATTRIBUTE_REPORT)
+# Jobs that write a file to download: CSV exports and a contact's data archive (JSON).
+EXPORT_KINDS = (JobKind.EXPORT, JobKind.ATTRIBUTE_REPORT, JobKind.CONTACT_DATA_EXPORT)
 
 
-def export_path(workspace_id: int, job_id: int) -> Path:
-    return Path(settings.export_dir) / str(workspace_id) / f"{job_id}.csv"
+def export_path(workspace_id: int, job_id: int, kind: JobKind = JobKind.EXPORT) -> Path:
+    suffix = "json" if kind is JobKind.CONTACT_DATA_EXPORT else "csv"
+    return Path(settings.export_dir) / str(workspace_id) / f"{job_id}.{suffix}"
 
 
 def signed_url(workspace_id: int, job_id: int, *, now: float | None = None) -> str:
@@ -75,13 +77,13 @@ async def remove_erased_exports(workspace_id: int, deleted_at: datetime) -> int:
             )
             .order_by("id")
             .limit(_ERASE_BATCH)
-            .values_list("id", flat=True)
+            .values_list("id", "kind")
         )
-        for job_id in ids:
-            path = export_path(workspace_id, job_id)
+        for job_id, kind in ids:
+            path = export_path(workspace_id, job_id, JobKind(kind))
             if path.exists():
                 path.unlink(missing_ok=True)
                 removed += 1
         if len(ids) < _ERASE_BATCH:
             return removed
-        after = ids[-1]
+        after = ids[-1][0]

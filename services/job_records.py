@@ -75,16 +75,49 @@ async def create_job(
     total: int | None = None,
 ) -> Job:
     """A QUEUED record, started by the principal's agent or API key (None: the system)."""
-    agent_id = principal.agent_id if principal and principal.kind is PrincipalKind.AGENT else None
-    api_key_id = principal.api_key_id if principal and principal.kind is PrincipalKind.API_KEY else None
     return await Job.create(
         workspace_id=workspace_id,
         kind=kind,
         status=JobStatus.QUEUED,
         params=params or {},
         total=total,
-        agent_id=agent_id,
-        api_key_id=api_key_id,
+        **_starter(principal),
+    )
+
+
+def _starter(principal: Principal | None) -> dict[str, int | None]:
+    """Who started a job: the principal's agent or API key, or neither (the system)."""
+    return {
+        "agent_id": principal.agent_id if principal and principal.kind is PrincipalKind.AGENT else None,
+        "api_key_id": principal.api_key_id if principal and principal.kind is PrincipalKind.API_KEY else None,
+    }
+
+
+async def record_finished(
+    workspace_id: int,
+    kind: JobKind,
+    *,
+    started_at: datetime,
+    processed: int,
+    result: dict[str, Any],
+    principal: Principal | None = None,
+    params: dict[str, Any] | None = None,
+) -> Job:
+    """A SUCCEEDED record of work already done (a sync batch, a refresh of changed
+    contacts), written in the caller's transaction when it has one: no task to follow,
+    so nothing is published."""
+    return await Job.create(
+        workspace_id=workspace_id,
+        kind=kind,
+        status=JobStatus.SUCCEEDED,
+        params=params or {},
+        processed=processed,
+        total=processed,
+        result=result,
+        **_starter(principal),
+        attempts=1,
+        started_at=started_at,
+        finished_at=datetime.now(UTC),
     )
 
 

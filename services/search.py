@@ -12,6 +12,8 @@ async def purge_deleted_text() -> None:
     segments until they are merged; merging them all now leaves none of the erased text in
     the file. PostgreSQL's index entries go with the rows (and VACUUM), as every table's."""
     if dialect() == "sqlite":
-        await connections.get("default").execute_script(
+        # One statement through execute_query: in the caller's transaction (execute_script
+        # would COMMIT it first, as sqlite3's executescript does, and break its savepoints).
+        await connections.get("default").execute_query(
             "INSERT INTO search_documents_fts (search_documents_fts) VALUES ('optimize')"
         )

@@ -231,8 +231,12 @@ def contact_event(
     return _CHANGE_TYPES[kind], data
 
 
+def change_type(kind: ChangeKind) -> WebhookEventType:
+    return _CHANGE_TYPES[kind]
+
+
 async def contact_changed(outbox: Outbox, contact: Contact, kind: ChangeKind, cursor: int, **extra: Any) -> None:
-    """The record_change hook (resolvers/contacts.py): one change, one event."""
+    """The record_change hook (services/contacts.py): one change, one event."""
     await emit(outbox, contact.workspace_id, [contact_event(contact, kind, cursor, extra.get("mergedInto"))])
 
 

@@ -63,6 +63,7 @@ NODE_TYPES = (
     "ProactiveDelivery",
     "RoutingRule",
     "CannedResponse",
+    "BulkAction",
 )
 
 PASSWORD = "correct horse battery"
@@ -418,6 +419,15 @@ async def build_world(api: Api, name: str) -> World:
         "createCannedResponse",
     )
     ids["CannedResponse"] = canned["cannedResponse"]["id"]
+    bulk = await _ok(
+        api,
+        "mutation($i: StartBulkActionInput!) { startBulkAction(input: $i) { "
+        "bulkAction { id } userErrors { field code } } }",
+        {"i": {"target": {"ids": [ids["Contact"]]}, "action": "TAG", "tags": [f"{tag}-bulk"]}},
+        tok,
+        "startBulkAction",
+    )
+    ids["BulkAction"] = bulk["bulkAction"]["id"]
     assert set(ids) == set(NODE_TYPES)
     return world
 
@@ -444,6 +454,7 @@ query Snapshot {
   } } }
   segments(first: 100) { edges { node { id name description visibility rules predefinedKey sharedWith owner { id } } } }
   jobs(first: 100) { edges { node { id kind status processed total result } } }
+  bulkActions(first: 100) { edges { node { id action total done skipped failed target } } }
   webhookEndpoints(first: 100) { edges { node {
     id url description eventTypes enabled disabledReason updatedAt
     deliveries(first: 100) { edges { node { id eventType status attempts } } }
@@ -1308,6 +1319,33 @@ MUTATION_CASES = [
         "B-channel",
     ),
     Case("cancelCampaign", "CancelCampaignInput", lambda a, b: {"id": b.ids["Campaign"]}, ["id"]),
+    Case(
+        "startBulkAction",
+        "StartBulkActionInput",
+        lambda a, b: {"target": {"ids": [a.ids["Contact"], b.ids["Contact"]]}, "action": "BLOCK"},
+        ["target", "ids", "1"],
+        "B-ids",
+    ),
+    Case(
+        "startBulkAction",
+        "StartBulkActionInput",
+        lambda a, b: {"target": {"segmentId": b.ids["Segment"]}, "action": "DELETE", "confirm": 1},
+        ["target", "segmentId"],
+        "B-segment",
+    ),
+    Case(
+        "startBulkAction",
+        "StartBulkActionInput",
+        lambda a, b: {
+            "target": {"ids": [a.ids["Contact"]]},
+            "action": "ASSIGN_CONVERSATIONS",
+            "assigneeId": b.owner_agent,
+        },
+        ["assigneeId"],
+        "B-agent",
+    ),
+    Case("cancelBulkAction", "CancelBulkActionInput", lambda a, b: {"id": b.ids["BulkAction"]}, ["id"]),
+    Case("exportContactData", "ContactIdInput", lambda a, b: {"id": b.ids["Contact"]}, ["id"]),
     Case(
         "createProactiveMessage",
         "CreateProactiveMessageInput",
