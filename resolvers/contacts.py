@@ -24,6 +24,7 @@ from core.permissions import Permission, Principal, PrincipalKind
 from core.principal_cache import auth_changed
 from core.ratelimit import rate_limits
 from core.scoping import decode_global_id, encode_global_id
+from core.storage import storage
 from domain import contact_fields as cf
 from domain.masking import mask_card_numbers, mask_card_numbers_in, mask_email, mask_name, mask_phone
 from models.channels import Channel
@@ -44,7 +45,7 @@ from models.contacts import (
 from models.conversations import Conversation, ConversationActivity, ConversationStatus, Message
 from models.workspaces import Agent, MatchingAttribute, Workspace
 from resolvers.pagination import Order, Page, paginate
-from services import push, webhooks
+from services import attachments, push, webhooks
 from services.contacts import TEXT_FIELDS, apply_attributes, apply_consent_times, validate_attributes, validate_fields
 from services.conversations import close_conversation
 from services.exports import remove_erased_exports
@@ -765,7 +766,8 @@ async def _close_conversations(ctx: Context, contact: Contact) -> None:
 
 async def delete_contact(ctx: Context, gid: str) -> DeletedContact:
     """Erase a contact: its rows, the webhook deliveries about it (in one transaction),
-    then the export files that may hold it and its presence in Redis. The audit record
+    then its attachments' files, the export files that may hold it and its presence in
+    Redis. The audit record
     keeps masked hints and counts what was removed. A process dying after the commit
     leaves export files whose links already answer 410, removed by the next
     `prune_exports`, and presence entries that expire within a minute."""
@@ -783,9 +785,11 @@ async def delete_contact(ctx: Context, gid: str) -> DeletedContact:
             deleted_by_name=who.name if who else f"API key {principal.api_key_id}",
         )
         devices = await push.erase_devices(contact.id)  # before the contact row, which they hang on
+        files = await attachments.erase_rows(contact.id)  # before the messages, which they hang on
         erased = await _delete_contact_rows(contact.id)
         erased["webhookDeliveries"] = await webhooks.erase_deliveries(contact.id)
         erased["pushDevices"] = devices
+        erased["attachments"] = len(files)
         auth_changed(ctx.outbox, contact_id=contact.id)  # its session tokens stop working
         await record_change(ctx.outbox, contact, ChangeKind.DELETED)
         # Stamped last, as close to the commit as it gets (see ERASURE_MARGIN, services/exports.py).
@@ -793,6 +797,7 @@ async def delete_contact(ctx: Context, gid: str) -> DeletedContact:
         await record.save(update_fields=["erased", "deleted_at"])
     # After the commit: the deletion is recorded, so the files' links already answer 410.
     erased["exportFiles"] = await remove_erased_exports(contact.workspace_id, record.deleted_at)
+    await storage().delete(files)
     if ctx.hub is not None:
         # Redis away: the entries expire within presence.TTL anyway.
         with contextlib.suppress(RedisError):
@@ -849,6 +854,7 @@ async def merge_contacts(ctx: Context, primary_gid: str, secondary_gid: str) -> 
         )
         await webhooks.move_deliveries(secondary.id, primary.id)  # so erasing the primary erases them too
         await push.move_devices(secondary.id, primary.id)  # the same person's phones
+        await attachments.move(secondary.id, primary.id)
         secondary_tags = await ContactTag.filter(contact_id=secondary.id).values_list("name", flat=True)
         await _add_tags(primary, list(secondary_tags))
         for field_name in (*TEXT_FIELDS, "platform"):

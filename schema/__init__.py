@@ -17,6 +17,7 @@ from strawberry.extensions import (
 from core.config import settings
 from core.errors import MaskUnexpectedErrors
 from runtime.prepared import ParleySchema
+from schema.attachments import AttachmentMutation, AttachmentQuery
 from schema.attributes import AttributeMutation
 from schema.auth import AuthMutation, AuthQuery
 from schema.campaigns import CampaignMutation, CampaignQuery
@@ -50,6 +51,7 @@ class Query(
     CampaignQuery,
     ProactiveQuery,
     PushQuery,
+    AttachmentQuery,
 ):
     pass
 
@@ -70,6 +72,7 @@ class Mutation(
     CampaignMutation,
     ProactiveMutation,
     PushMutation,
+    AttachmentMutation,
 ):
     pass
 
