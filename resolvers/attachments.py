@@ -43,6 +43,10 @@ from domain import attachments as da
 from models.attachments import Attachment, AttachmentPolicy
 from services import attachments as sa
 
+# What the schema shows of them (it does not import services/).
+from services.attachments import Limits as Limits
+from services.attachments import download_url as download_url
+
 log = logging.getLogger("parley.attachments")
 
 MAX_RAW_FILENAME = 1000  # longer names are refused, shorter ones cleaned to MAX_FILENAME

@@ -15,8 +15,8 @@ from core.context import Context
 from core.scoping import encode_global_id
 from models.attachments import Attachment as AttachmentRow
 from resolvers import attachments as r
+from resolvers.attachments import Limits, download_url
 from schema.common import UserError, mutate
-from services.attachments import Limits, download_url
 
 __all__ = ["Attachment", "AttachmentMutation", "AttachmentQuery", "Upload"]
 
