@@ -8,17 +8,46 @@ from datetime import datetime
 from typing import Any
 
 import strawberry
+from starlette.datastructures import UploadFile
 from strawberry.file_uploads import Upload
 from strawberry.types import Info
+from strawberry.types.scalar import scalar
 
 from core.context import Context
+from core.errors import Code, PublicError
 from core.scoping import encode_global_id
 from models.attachments import Attachment as AttachmentRow
 from resolvers import attachments as r
 from resolvers.attachments import Limits, download_url
 from schema.common import UserError, mutate
 
-__all__ = ["Attachment", "AttachmentMutation", "AttachmentQuery", "Upload"]
+__all__ = ["UPLOAD", "Attachment", "AttachmentMutation", "AttachmentQuery", "Upload"]
+
+
+def _file(value: object) -> UploadFile:
+    """A file part of a multipart request; anything else (a string in a JSON request, a
+    literal in the document) is a request error, not a file (a PublicError: graphql-core
+    would wrap a ValueError from a literal, and it would be masked as an internal error)."""
+    if not isinstance(value, UploadFile):
+        raise PublicError(
+            "An Upload is a file sent as a part of a multipart request (the GraphQL multipart request spec).",
+            Code.INVALID,
+        )
+    return value
+
+
+def _no_output(value: object) -> None:
+    raise PublicError("Upload is an input type only.", Code.INVALID)
+
+
+# Strawberry's own Upload type, with a definition that accepts only files (schema/__init__.py
+# puts it in the schema's scalar_map).
+UPLOAD = scalar(
+    name="Upload",
+    description="A file, sent as the GraphQL multipart request spec has it (apollo-upload-client, urql).",
+    serialize=_no_output,
+    parse_value=_file,
+)
 
 
 @strawberry.type(description="A file sent with a message.")

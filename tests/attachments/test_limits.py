@@ -220,3 +220,20 @@ async def test_a_contact_session_is_rate_limited_on_files(tmp_path: Path, tenant
         assert ticket["createUploadUrl"]["userErrors"] == []  # agents are not counted
     finally:
         live.stop()
+
+
+async def test_a_string_in_place_of_a_file_is_a_request_error(tenant: Tenant) -> None:
+    token, _ = await widget_session(tenant, "not-a-file")
+    conversation_id = await contact_conversation(tenant, token)
+    as_variable = await tenant.api.raw(
+        SEND, {"i": {"conversationId": conversation_id, "attachments": ["/etc/passwd"]}}, token=token
+    )
+    literal = (
+        f'mutation {{ sendMessage(input: {{conversationId: "{conversation_id}", attachments: ["/etc/passwd"]}}) '
+        "{ userErrors { code } } }"
+    )
+    in_document = await tenant.api.raw(literal, token=token)
+    for response in (as_variable, in_document):
+        [error] = response.json()["errors"]
+        assert "An Upload is a file sent as a part of a multipart request" in error["message"]
+        assert error.get("extensions", {}).get("code") != "INTERNAL"
