@@ -25,7 +25,8 @@ from tests.attachments.helpers import (
     stored_files,
     widget_session,
 )
-from tests.conftest import LiveServer, Tenant, gql, pk
+from tests.conftest import LiveServer, Tenant, gql, hub_subscriptions, pk
+from tests.realtime.wsclient import GraphQLWs
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
 PDF = b"%PDF-1.7\n" + b"0" * 5000
@@ -207,3 +208,27 @@ async def test_refused_uploads_leave_no_file_behind(server: LiveServer, tenant: 
         }
     ]
     assert stored_files(tenant.workspace.id) == before
+
+
+async def test_live_subscribers_get_the_files_with_the_message(server: LiveServer, tenant: Tenant) -> None:
+    """`messageAdded` (agents) and `myMessages` (the contact) carry the files, with links
+    each subscriber can download, read from the event alone."""
+    token, _ = await widget_session(tenant, "live")
+    conversation_id = await contact_conversation(tenant, token)
+    fields = "message { body attachments { id filename size url } }"
+    async with (
+        GraphQLWs.open(server.ws_url, tenant.owner_token) as agent,
+        GraphQLWs.open(server.ws_url, token) as contact,
+    ):
+        inbox = await agent.subscribe(
+            f"subscription($id: ID!) {{ messageAdded(conversationId: $id) {{ {fields} }} }}", {"id": conversation_id}
+        )
+        widget = await contact.subscribe(f"subscription {{ myMessages {{ {fields} }} }}")
+        await hub_subscriptions(server, 2)
+        [sent] = (
+            await send_files(server, tenant.owner_token, conversation_id, [("plan.pdf", PDF, "application/pdf")])
+        )["message"]["attachments"]
+        for subscription, root in ((inbox, "messageAdded"), (widget, "myMessages")):
+            [live] = (await subscription.next_data())[root]["message"]["attachments"]
+            assert (live["id"], live["filename"], live["size"]) == (sent["id"], "plan.pdf", len(PDF))
+            assert (await fetch(server, live["url"])).content == PDF
