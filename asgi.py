@@ -1,5 +1,6 @@
 """The Starlette app: its routes (/graphql over HTTP and WebSocket, /healthz, /readyz,
-/metrics, the inbound channel hooks, export downloads, the /demo/ pages), middleware and lifespan.
+/metrics, the inbound channel hooks, export downloads, attachment uploads and downloads, the
+/demo/ pages), middleware and lifespan.
 
     uvicorn asgi:app
 
@@ -47,6 +48,8 @@ from core.ratelimit import rate_limits
 from core.signing import same_secret
 from core.tracing import SpanKind, setup_tracing, shutdown_tracing, span
 from core.tracing import enabled as tracing_enabled
+from resolvers.attachments import download_endpoint as attachment_endpoint
+from resolvers.attachments import upload_endpoint
 from resolvers.exports import download_endpoint
 from resolvers.inbound import webhook_endpoint
 from runtime.demo_pages import demo_routes
@@ -250,6 +253,8 @@ def create_app() -> Starlette:
             Route("/metrics", metrics),
             Route("/hooks/channels/{public_key}/inbound", webhook_endpoint, methods=["POST"]),
             Route("/exports/{workspace_id:int}/{job_id:int}", download_endpoint, methods=["GET"]),
+            Route("/uploads/{workspace_id:int}/{attachment_id:int}", upload_endpoint, methods=["PUT"]),
+            Route("/attachments/{workspace_id:int}/{attachment_id:int}", attachment_endpoint, methods=["GET"]),
             *demo_routes(),
         ],
         middleware=[
@@ -257,7 +262,7 @@ def create_app() -> Starlette:
             Middleware(
                 CORSMiddleware,
                 allow_origins=settings.allowed_origins,
-                allow_methods=["GET", "POST"],
+                allow_methods=["GET", "POST", "PUT"],
                 allow_headers=["authorization", "content-type", "x-request-id"],
                 expose_headers=["x-request-id"],
             ),

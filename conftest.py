@@ -40,8 +40,9 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["REDIS_URL"] = server.url
     os.environ["REDIS_PREFIX"] = f"parley-test-{secrets.token_hex(4)}"
     os.environ.setdefault("SECRET_KEY", secrets.token_hex(32))
-    # Export files of this run (jobs/exports.py), in its own directory, never in data/.
+    # Export files and attachments of this run, in its own directories, never in data/.
     os.environ["EXPORT_DIR"] = os.path.join(tmp, "exports")
+    os.environ["ATTACHMENT_DIR"] = os.path.join(tmp, "attachments")
     os.environ["ENV"] = "dev"
     # The suite logs in, opens sessions and sends requests from one address far faster than
     # anybody should: limits far above the defaults, still enforced (tests/security/ starts

@@ -97,6 +97,39 @@ class Settings(BaseSettings):
     # Export files are deleted this long after their job finished.
     export_retention_days: int = 7
 
+    # Attachments (core/storage.py, resolvers/attachments.py). Where the disk store keeps the
+    # files. A workspace without a policy of its own (setAttachmentPolicy) takes at most
+    # ATTACHMENT_MAX_BYTES a file, of ATTACHMENT_CONTENT_TYPES ("image/*" matches every
+    # image); no policy may allow more than ATTACHMENT_MAX_BYTES_CEILING, which also caps a
+    # multipart request's whole body. How long a download link and a direct-upload URL
+    # stay valid; at most this many files a message.
+    attachment_dir: str = "data/attachments"
+    attachment_max_bytes: int = 10 * 1024 * 1024
+    attachment_max_bytes_ceiling: int = 100 * 1024 * 1024
+    attachment_content_types: list[str] = Field(
+        default_factory=lambda: [
+            "image/png",
+            "image/jpeg",
+            "image/gif",
+            "image/webp",
+            "image/heic",
+            "application/pdf",
+            "text/plain",
+            "text/csv",
+            "audio/*",
+            "video/mp4",
+            "video/quicktime",
+            "application/zip",
+            "application/msword",
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            "application/vnd.ms-excel",
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        ]
+    )
+    attachment_link_ttl_seconds: int = 3600
+    attachment_upload_ttl_seconds: int = 900
+    attachments_per_message: int = 10
+
     # Every request to a URL a user wrote (core/outbound.py: webhooks, SMS and messenger
     # gateways): whether it may reach loopback, private, link-local and other non-global
     # addresses (unset: only in dev; WEBHOOK_ALLOW_PRIVATE_NETWORKS is its old name, still
@@ -200,6 +233,8 @@ class Settings(BaseSettings):
     rate_limit_contact_session_per_ip: str = "60/minute"
     rate_limit_widget_events_per_channel: str = "12000/minute"
     rate_limit_widget_events_per_ip: str = "300/minute"
+    # Files a contact session may send (multipart uploads and createUploadUrl together).
+    rate_limit_attachments_per_contact: str = "60/hour"
     # POST /hooks/channels/{key}/inbound, per channel key.
     rate_limit_inbound_hook_per_channel: str = "1200/minute"
     # Every GraphQL request over HTTP, per agent, API key or contact (anonymous: per address).

@@ -24,6 +24,7 @@ MODEL_MODULES = [
     "models.canned",
     "models.search",
     "models.bulk",
+    "models.attachments",
 ]
 
 

@@ -99,9 +99,22 @@ def _check_shape(text: bytes | str, decoded: Any) -> None:
             raise RequestRejected(f"The request's JSON holds more than {max_values} values.", code=TOO_LARGE)
 
 
+def body_limit(scope: Scope) -> int:
+    """MAX_BODY_BYTES; for files (a multipart POST to /graphql, a PUT to a direct-upload
+    URL) ATTACHMENT_MAX_BYTES_CEILING, the most any workspace may allow: their own checks
+    hold each file to its workspace's limit as it streams in."""
+    if scope.get("method") == "PUT" and scope.get("path", "").startswith("/uploads/"):
+        return settings.attachment_max_bytes_ceiling
+    if scope.get("method") == "POST" and scope.get("path") == "/graphql":
+        content_type = dict(scope.get("headers") or []).get(b"content-type", b"")
+        if content_type.partition(b";")[0].strip().lower() == b"multipart/form-data":
+            return settings.attachment_max_bytes_ceiling
+    return settings.max_body_bytes
+
+
 class BodyLimitMiddleware:
-    """HTTP bodies over MAX_BODY_BYTES answer 413 before they are buffered: at once when
-    Content-Length says so, else as soon as the bytes streamed in (chunked) pass it."""
+    """HTTP bodies over their limit (`body_limit`) answer 413 before they are buffered: at
+    once when Content-Length says so, else as soon as the bytes streamed in (chunked) pass it."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -110,7 +123,7 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = settings.max_body_bytes
+        limit = body_limit(scope)
         declared = dict(scope.get("headers") or []).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > limit:
             await _refuse(scope, send, BodyTooLarge(limit))

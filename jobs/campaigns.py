@@ -318,6 +318,7 @@ class Sender:
                 "body": self.campaign.body,
                 "deliveryState": state,
                 "createdAt": now.isoformat(),
+                "attachments": [],
             },
             separators=(",", ":"),
         )[1:]

@@ -43,7 +43,7 @@ from models.contacts import (
 from models.conversations import Conversation, ConversationStatus
 from models.workspaces import Agent, MatchingAttribute, Workspace
 from resolvers.pagination import Order, Page, paginate
-from services import push, webhooks
+from services import attachments, push, webhooks
 from services.contacts import (
     TEXT_FIELDS,
     apply_attributes,
@@ -761,7 +761,8 @@ async def _close_conversations(ctx: Context, contact: Contact) -> None:
 
 async def delete_contact(ctx: Context, gid: str) -> DeletedContact:
     """Erase a contact: its rows, the webhook deliveries about it (in one transaction),
-    then the export files that may hold it and its presence in Redis. The audit record
+    then its attachments' files, the export files that may hold it and its presence in
+    Redis. The audit record
     keeps masked hints and counts what was removed. A process dying after the commit
     leaves export files whose links already answer 410, removed by the next
     `prune_exports`, and presence entries that expire within a minute."""
@@ -821,6 +822,7 @@ async def merge_contacts(ctx: Context, primary_gid: str, secondary_gid: str) -> 
         )
         await webhooks.move_deliveries(secondary.id, primary.id)  # so erasing the primary erases them too
         await push.move_devices(secondary.id, primary.id)  # the same person's phones
+        await attachments.move(secondary.id, primary.id)
         secondary_tags = await ContactTag.filter(contact_id=secondary.id).values_list("name", flat=True)
         await _add_tags(primary, list(secondary_tags))
         for field_name in (*TEXT_FIELDS, "platform"):

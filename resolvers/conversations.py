@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from starlette.datastructures import UploadFile
 from tortoise import connections
 from tortoise.expressions import F, Subquery
 from tortoise.queryset import QuerySet
@@ -30,6 +31,7 @@ from core.scoping import decode_global_id
 from domain import schedule
 from domain.identity import MESSENGER_PREFIX
 from domain.masking import mask_card_numbers
+from models.attachments import Attachment
 from models.channels import Channel, ChannelKind
 from models.contacts import Contact, ContactTag, SmsConsent
 from models.conversations import (
@@ -44,8 +46,10 @@ from models.conversations import (
     Topic,
 )
 from models.workspaces import Agent, Team, Workspace
+from resolvers.attachments import Incoming, incoming, kept_if_written
 from resolvers.pagination import Order, Page, encode_cursor, paginate
 from services import routing
+from services.attachments import attach, event_rows
 from services.attribution import attribute_reply
 from services.conversations import RESOLUTION_FIELDS, business_seconds, record_activity, set_resolution
 from services.push import schedule_push
@@ -91,10 +95,11 @@ async def _conversation_for_write(ctx: Context, gid: str, field: str = "conversa
     return conversation
 
 
-def clean_body(body: str, field: str = "body") -> str:
+def clean_body(body: str, field: str = "body", *, required: bool = True) -> str:
+    """The text, masked; a message with files may have none."""
     text = mask_card_numbers(body.strip())
-    if not text:
-        raise UserFailure.of(field, Code.REQUIRED, "A message needs some text.")
+    if not text and required:
+        raise UserFailure.of(field, Code.REQUIRED, "A message needs some text or a file.")
     if len(text) > MAX_BODY:
         raise UserFailure.of(field, Code.TOO_LONG, f"A message may be at most {MAX_BODY} characters.")
     return text
@@ -103,7 +108,7 @@ def clean_body(body: str, field: str = "body") -> str:
 # -- events ---------------------------------------------------------------------------------
 
 
-def message_row(m: Message, sender_name: str | None) -> dict[str, Any]:
+def message_row(m: Message, sender_name: str | None, attachments: list[Attachment] | None = None) -> dict[str, Any]:
     """A message as events carry it: subscribers build the GraphQL object from this alone,
     with no read per subscriber (the sender's name included)."""
     return {
@@ -116,16 +121,23 @@ def message_row(m: Message, sender_name: str | None) -> dict[str, Any]:
         "body": m.body,
         "deliveryState": m.delivery_state.value,
         "createdAt": m.created_at.isoformat(),
+        "attachments": event_rows(attachments or []),
     }
 
 
-async def _publish_message(outbox: Outbox, conversation: Conversation, message: Message) -> None:
+async def _publish_message(
+    outbox: Outbox, conversation: Conversation, message: Message, attachments: list[Attachment]
+) -> None:
     sender = None
     if message.agent_id is not None:
         sender = await Agent.filter(id=message.agent_id).first().values_list("name", flat=True)
     # The cursor of the message in `Conversation.messages`: a client that reconnects passes
     # the last one it saw as `after:` and gets what it missed.
-    event = {"type": "message", "cursor": encode_cursor([message.id]), "message": message_row(message, sender)}
+    event = {
+        "type": "message",
+        "cursor": encode_cursor([message.id]),
+        "message": message_row(message, sender, attachments),
+    }
     outbox.add(keys.conversation_channel(conversation.workspace_id, conversation.id), event)
     outbox.add(keys.contact_messages_channel(conversation.workspace_id, conversation.contact_id), event)
 
@@ -165,9 +177,11 @@ async def add_message(
     delivery_state: DeliveryState = DeliveryState.RECEIVED,
     external_message_id: str | None = None,
     notify: bool = True,
+    files: Incoming | None = None,
 ) -> Message:
-    """Store a message (body already masked) and move the conversation's counters. Messages
-    of blocked contacts pass notify=False: kept, counted nowhere, published to no one."""
+    """Store a message (body already masked) with its files, and move the conversation's
+    counters. Messages of blocked contacts pass notify=False: kept, counted nowhere,
+    published to no one."""
     direction = Direction.INBOUND if sender_kind is SenderKind.CONTACT else Direction.OUTBOUND
     message = await Message.create(
         workspace_id=conversation.workspace_id,
@@ -179,6 +193,9 @@ async def add_message(
         delivery_state=delivery_state,
         external_message_id=external_message_id,
     )
+    attachments = []
+    if files:
+        attachments = await attach(message, files.files, files.uploads, conversation.contact_id)
     changes: dict[str, Any] = {
         "last_message_id": message.id,
         "last_message_at": message.created_at,
@@ -197,14 +214,20 @@ async def add_message(
     await Conversation.filter(id=conversation.id).update(**changes)
     conversation.last_message_id, conversation.last_message_at = message.id, message.created_at
     if notify:
-        await _publish_message(outbox, conversation, message)
+        await _publish_message(outbox, conversation, message, attachments)
         if direction is Direction.INBOUND:
             _publish_unread(outbox, conversation.workspace_id)
     return message
 
 
 async def receive_inbound(
-    outbox: Outbox, conversation: Conversation, contact: Contact, body: str, *, external_message_id: str | None = None
+    outbox: Outbox,
+    conversation: Conversation,
+    contact: Contact,
+    body: str,
+    *,
+    external_message_id: str | None = None,
+    files: Incoming | None = None,
 ) -> Message:
     """A message from the contact, from any channel: it reopens a snoozed or resolved
     conversation and tells the agents, unless the contact is blocked."""
@@ -216,6 +239,7 @@ async def receive_inbound(
         body=body,
         external_message_id=external_message_id,
         notify=live,
+        files=files,
     )
     stamp = message.created_at
     await Contact.filter(id=contact.id).update(last_seen_at=stamp)
@@ -258,17 +282,27 @@ async def _outbound_state(conversation: Conversation, channel: Channel, contact:
     return DeliveryState.RECEIVED
 
 
-async def send_message(ctx: Context, conversation_gid: str, body: str) -> Message:
+async def send_message(
+    ctx: Context,
+    conversation_gid: str,
+    body: str,
+    *,
+    uploads: list[UploadFile] | None = None,
+    upload_ids: list[str] | None = None,
+) -> Message:
     principal = ctx.require_principal()
     conversation = await _conversation_for_write(ctx, conversation_gid)
-    text = clean_body(body)
+    text = clean_body(body, required=not uploads and not upload_ids)
     contact = await Contact.get(id=conversation.contact_id)
-    async with atomic(ctx.outbox):
-        if principal.kind is PrincipalKind.CONTACT:
-            return await receive_inbound(ctx.outbox, conversation, contact, text)
-        channel = await Channel.get(id=conversation.channel_id)
+    channel = await Channel.get(id=conversation.channel_id)
+    state = DeliveryState.RECEIVED
+    if principal.kind is not PrincipalKind.CONTACT:
         state = await _outbound_state(conversation, channel, contact)
-        return await _send_outbound(ctx.outbox, principal, conversation, channel, contact, text, state)
+    files = await incoming(ctx, uploads, upload_ids)
+    async with kept_if_written(files), atomic(ctx.outbox):
+        if principal.kind is PrincipalKind.CONTACT:
+            return await receive_inbound(ctx.outbox, conversation, contact, text, files=files)
+        return await _send_outbound(ctx.outbox, principal, conversation, channel, contact, text, state, files)
 
 
 async def _send_outbound(
@@ -279,12 +313,19 @@ async def _send_outbound(
     contact: Contact,
     text: str,
     state: DeliveryState,
+    files: Incoming,
 ) -> Message:
     """An agent's (or an API key's bot) message, handed to `deliver_message` and pushed to
     the contact's devices."""
     kind = SenderKind.AGENT if principal.kind is PrincipalKind.AGENT else SenderKind.BOT
     message = await add_message(
-        outbox, conversation, sender_kind=kind, body=text, agent_id=principal.agent_id, delivery_state=state
+        outbox,
+        conversation,
+        sender_kind=kind,
+        body=text,
+        agent_id=principal.agent_id,
+        delivery_state=state,
+        files=files,
     )
     queue_job(outbox, "deliver_message", message.id, job_id=keys.deliver_job(message.id))
     if not contact.blocked:
@@ -340,6 +381,8 @@ async def start_conversation(
     subject: str | None,
     topic_gid: str | None,
     website_url: str | None,
+    uploads: list[UploadFile] | None = None,
+    upload_ids: list[str] | None = None,
 ) -> Started:
     """Contacts start conversations from the widget or SDK. Agents start them with any
     contact on an e-mail, widget, SDK or messenger channel, as a reply would reach it
@@ -347,7 +390,7 @@ async def start_conversation(
     when the contact is offline and has an address; nobody opens an SMS conversation (the
     contact texts first)."""
     principal = ctx.require_principal()
-    text = clean_body(body)
+    text = clean_body(body, required=not uploads and not upload_ids)
     topic = await _topic(ctx, topic_gid) if topic_gid else None
     if subject is not None and len(subject) > MAX_SUBJECT:
         raise UserFailure.of("subject", Code.TOO_LONG, f"A subject may be at most {MAX_SUBJECT} characters.")
@@ -357,7 +400,8 @@ async def start_conversation(
     else:
         ctx.require(Permission.CONVERSATIONS_WRITE)
         contact, channel = await _agent_start_target(ctx, contact_gid, channel_gid)
-    async with atomic(ctx.outbox):
+    files = await incoming(ctx, uploads, upload_ids)
+    async with kept_if_written(files), atomic(ctx.outbox):
         conversation = await open_conversation(
             ctx.outbox,
             contact,
@@ -369,10 +413,10 @@ async def start_conversation(
             actor_agent_id=principal.agent_id,
         )
         if principal.kind is PrincipalKind.CONTACT:
-            message = await receive_inbound(ctx.outbox, conversation, contact, text)
+            message = await receive_inbound(ctx.outbox, conversation, contact, text, files=files)
         else:
             state = await _outbound_state(conversation, channel, contact)
-            message = await _send_outbound(ctx.outbox, principal, conversation, channel, contact, text, state)
+            message = await _send_outbound(ctx.outbox, principal, conversation, channel, contact, text, state, files)
             mark_for_segments(ctx.outbox, contact.workspace_id, contact.id, conversations_only=True)
     return Started(conversation, message)
 

@@ -56,6 +56,7 @@ from models.conversations import (
     Message,
     SenderKind,
 )
+from resolvers.attachments import Incoming, RemoteFile, Unreachable, fetch_files, kept_if_written
 from resolvers.contacts import record_change, trusted_only
 from resolvers.conversations import (
     MAX_BODY,
@@ -65,12 +66,14 @@ from resolvers.conversations import (
     open_conversation,
     receive_inbound,
 )
+from services.attachments import discard
 
 log = logging.getLogger("parley.inbound")
 
 MAX_WEBHOOK_BYTES = 256 * 1024
 MAX_ID = 255  # Message.external_message_id
 MAX_NAME = 200
+MAX_URL = 2048
 _MESSENGER_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 # Where each kind's payload names its sender (SMS has no name).
 _NAME_FIELD = {ChannelKind.EMAIL: "fromName", ChannelKind.MESSENGER: "name"}
@@ -111,7 +114,8 @@ class WebhookError(Exception):
 @dataclass(frozen=True)
 class InboundMessage:
     """A provider's message, checked: `sender` is the normalised phone number, e-mail
-    address or messenger user id; `text` is masked and at most MAX_BODY characters."""
+    address or messenger user id; `text` is masked and at most MAX_BODY characters (empty
+    when files came alone); `attachments` are the files the provider keeps for us."""
 
     sender: str
     text: str
@@ -119,6 +123,7 @@ class InboundMessage:
     subject: str | None = None
     message_id: str | None = None
     in_reply_to: str | None = None
+    attachments: tuple[RemoteFile, ...] = ()
 
 
 def parse_payload(kind: ChannelKind, raw: bytes) -> InboundMessage:
@@ -158,11 +163,11 @@ def parse_payload(kind: ChannelKind, raw: bytes) -> InboundMessage:
             raise ValueError("not a messenger user id (1 to 100 letters, digits, or _ . : -)")
     except ValueError as exc:
         raise WebhookError(422, Code.INVALID, f"from is {exc}.", "from") from None
-    raw_text = text_field("text", required=True)
-    assert raw_text is not None
+    files = _remote_files(data.get("attachments"))
+    raw_text = text_field("text", required=not files) or ""
     # Masked before it is cut: a cut could leave part of a card number that no longer
     # looks like one.
-    text = _body(mask_card_numbers(raw_text)[:MAX_BODY])
+    text = _body(mask_card_numbers(raw_text)[:MAX_BODY], required=not files)
     name = text_field(_NAME_FIELD[kind]) if kind in _NAME_FIELD else None
     subject = text_field("subject") if kind is ChannelKind.EMAIL else None
     # The sender's name and the subject are free text too (masked before they are cut).
@@ -174,7 +179,34 @@ def parse_payload(kind: ChannelKind, raw: bytes) -> InboundMessage:
         subject=_one_line(subject, MAX_SUBJECT),
         message_id=text_field("messageId", required=kind is ChannelKind.EMAIL, max_length=MAX_ID),
         in_reply_to=text_field("inReplyTo", max_length=MAX_ID) if kind is ChannelKind.EMAIL else None,
+        attachments=files,
     )
+
+
+def _remote_files(value: Any) -> tuple[RemoteFile, ...]:
+    """`attachments`: [{"url": …, "filename": …, "contentType": …}] (e-mail attachments and
+    MMS media, kept by the provider; fetched by `fetch_files`)."""
+    if value is None:
+        return ()
+    most = settings.attachments_per_message
+    if not isinstance(value, list) or len(value) > most:
+        raise WebhookError(422, Code.INVALID, f"attachments is a list of at most {most} files.", "attachments")
+    files = []
+    for i, item in enumerate(value):
+        where = f"attachments.{i}"
+        if not isinstance(item, dict):
+            raise WebhookError(422, Code.INVALID, f"{where} must be an object.", where)
+        url, name, content_type = item.get("url"), item.get("filename"), item.get("contentType")
+        if not isinstance(url, str) or not url or len(url) > MAX_URL:
+            raise WebhookError(
+                422, Code.INVALID, f"{where}.url must be a URL of at most {MAX_URL} characters.", f"{where}.url"
+            )
+        if name is not None and (not isinstance(name, str) or len(name) > MAX_URL):
+            raise WebhookError(422, Code.INVALID, f"{where}.filename must be a short string.", f"{where}.filename")
+        if content_type is not None and (not isinstance(content_type, str) or len(content_type) > 127):
+            raise WebhookError(422, Code.INVALID, f"{where}.contentType must be a media type.", f"{where}.contentType")
+        files.append(RemoteFile(url, name, content_type))
+    return tuple(files)
 
 
 def _one_line(value: str | None, max_length: int) -> str | None:
@@ -182,9 +214,9 @@ def _one_line(value: str | None, max_length: int) -> str | None:
     return " ".join(value.split())[:max_length] or None if value else None
 
 
-def _body(text: str) -> str:
+def _body(text: str, *, required: bool = True) -> str:
     try:
-        return clean_body(text, "text")
+        return clean_body(text, "text", required=required)
     except UserFailure as failure:
         error = failure.errors[0]
         raise WebhookError(422, error.code, f"text: {error.message}", "text") from None
@@ -200,8 +232,8 @@ class Received:
     duplicate: bool = False
 
 
-async def receive(outbox: Outbox, channel: Channel, inbound: InboundMessage) -> Received:
-    """Store an inbound message on `channel` and act on it, in one transaction."""
+async def receive(outbox: Outbox, channel: Channel, inbound: InboundMessage, files: Incoming | None = None) -> Received:
+    """Store an inbound message on `channel` (with its fetched files) and act on it, in one transaction."""
     async with atomic(outbox):
         if inbound.message_id is not None:
             earlier = await _already_received(channel, inbound.message_id)
@@ -210,7 +242,7 @@ async def receive(outbox: Outbox, channel: Channel, inbound: InboundMessage) -> 
         contact = await _sender_contact(outbox, channel, inbound)
         conversation = await _conversation_for(outbox, channel, contact, inbound)
         message = await receive_inbound(
-            outbox, conversation, contact, inbound.text, external_message_id=inbound.message_id
+            outbox, conversation, contact, inbound.text, external_message_id=inbound.message_id, files=files
         )
         keyword = sms.classify(inbound.text) if channel.kind is ChannelKind.SMS else None
         if keyword is not None:
@@ -361,7 +393,12 @@ def replay_key(channel: Channel, body: bytes, header: str) -> tuple[str, int]:
 
 
 async def receive_once(
-    redis: Any, key: tuple[str, int], outbox: Outbox, channel: Channel, inbound: InboundMessage
+    redis: Any,
+    key: tuple[str, int],
+    outbox: Outbox,
+    channel: Channel,
+    inbound: InboundMessage,
+    files: Incoming | None = None,
 ) -> Received:
     """`receive`, at most once per signature (for deliveries without a provider message id).
     The key holds the stored message's id; a replay answers as a retried messageId does."""
@@ -378,7 +415,7 @@ async def receive_once(
             )
         return Received(earlier, earlier.conversation_id, duplicate=True)
     try:
-        received = await receive(outbox, channel, inbound)
+        received = await receive(outbox, channel, inbound, files)
     except BaseException:
         await redis.delete(name)  # nothing was stored: the provider may retry
         raise
@@ -444,12 +481,15 @@ async def _handle(request: Request) -> Response:
     inbound = parse_payload(channel.kind, body)
     hub = request.app.state.hub
     outbox = Outbox(hub, getattr(request.app.state, "jobs", None))
+    files, skipped = await _fetch(channel, inbound)
     try:
-        async with sender_lock(hub.redis, sender_lock_key(channel.id, inbound.sender)):
+        async with kept_if_written(files), sender_lock(hub.redis, sender_lock_key(channel.id, inbound.sender)):
             if inbound.message_id is None:
-                received = await receive_once(hub.redis, replay_key(channel, body, header), outbox, channel, inbound)
+                received = await receive_once(
+                    hub.redis, replay_key(channel, body, header), outbox, channel, inbound, files
+                )
             else:
-                received = await receive(outbox, channel, inbound)
+                received = await receive(outbox, channel, inbound, files)
     except _Busy:
         raise WebhookError(
             503,
@@ -457,6 +497,8 @@ async def _handle(request: Request) -> Response:
             "Another message from this sender is being stored: retry in a few seconds.",
             retry_after=5,
         ) from None
+    if received.duplicate:
+        await discard(files.files)  # the first delivery has them
     log.info(
         "inbound %s message %s on channel %s%s",
         channel.kind.value,
@@ -470,8 +512,23 @@ async def _handle(request: Request) -> Response:
             "duplicate": received.duplicate,
             "messageId": encode_global_id("Message", received.message.id),
             "conversationId": encode_global_id("Conversation", received.conversation_id),
+            "skippedAttachments": skipped,
         }
     )
+
+
+async def _fetch(channel: Channel, inbound: InboundMessage) -> tuple[Incoming, list[dict[str, Any]]]:
+    """The message's files, fetched (core/outbound.py) and stored; a 502 that the provider
+    retries when one could not be fetched for now (nothing is kept)."""
+    try:
+        return await fetch_files(channel.workspace_id, list(inbound.attachments))
+    except Unreachable as exc:
+        raise WebhookError(
+            502,
+            "ATTACHMENT_UNREACHABLE",
+            f"attachments.{exc.index}.url: {exc.reason}; retry later.",
+            f"attachments.{exc.index}.url",
+        ) from None
 
 
 async def _read_body(request: Request) -> bytes:

@@ -43,6 +43,7 @@ from typing import Any
 import orjson
 from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import GraphQLError, OperationType, execute
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.websockets import WebSocket
@@ -110,6 +111,9 @@ class ParleyGraphQL(GraphQL[Context, None]):
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
             allowed_origins=settings.allowed_origins,
             max_subscriptions_per_connection=settings.max_subscriptions_per_socket,
+            # Files (the GraphQL multipart request spec). Not a CSRF opening: a page elsewhere
+            # can post a form, but not with our bearer token, and nothing here reads cookies.
+            multipart_uploads_enabled=True,
             **kwargs,
         )
 
@@ -135,6 +139,8 @@ class ParleyGraphQL(GraphQL[Context, None]):
             raise json.JSONDecodeError(exc.message, "", 0) from None
 
     async def parse_http_body(self, request: Any) -> Any:
+        if request.content_type and request.content_type.partition(";")[0].strip().lower() == "multipart/form-data":
+            await _parse_form(request._request)
         data = await super().parse_http_body(request)
         if isinstance(data, GraphQLRequestData):  # a batch: Strawberry refused it (batching is off)
             data.query = await self._document(request._request, data.extensions, data.query)
@@ -383,6 +389,19 @@ class ParleyGraphQL(GraphQL[Context, None]):
             response.status_code, seconds = retry
             response.headers["retry-after"] = str(seconds)
         return response
+
+
+async def _parse_form(request: Request) -> None:
+    """A multipart request's parts, parsed before Strawberry reads them (Starlette keeps the
+    result): at most ATTACHMENTS_PER_MESSAGE files, spooled to disk as they stream in, and
+    the `operations` and `map` fields no larger than a JSON body may be. The whole body is
+    capped by BodyLimitMiddleware (ATTACHMENT_MAX_BYTES_CEILING)."""
+    try:
+        await request.form(
+            max_files=settings.attachments_per_message, max_fields=2, max_part_size=settings.max_body_bytes
+        )
+    except HTTPException as exc:
+        raise RequestRejected(f"The multipart body was refused: {exc.detail}") from None
 
 
 def _outcome(response: Response) -> str:

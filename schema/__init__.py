@@ -13,10 +13,12 @@ from strawberry.extensions import (
     QueryDepthLimiter,
     ValidationCache,
 )
+from strawberry.schema.config import StrawberryConfig
 
 from core.config import settings
 from core.errors import MaskUnexpectedErrors
 from runtime.prepared import ParleySchema
+from schema.attachments import UPLOAD, AttachmentMutation, AttachmentQuery, Upload
 from schema.attributes import AttributeMutation
 from schema.auth import AuthMutation, AuthQuery
 from schema.bulk import BulkMutation, BulkQuery
@@ -60,6 +62,7 @@ class Query(
     SearchQuery,
     CannedQuery,
     BulkQuery,
+    AttachmentQuery,
 ):
     pass
 
@@ -83,6 +86,7 @@ class Mutation(
     PushMutation,
     RoutingMutation,
     CannedMutation,
+    AttachmentMutation,
 ):
     pass
 
@@ -112,6 +116,7 @@ def build_schema(*, introspection: bool | None = None) -> ParleySchema:
         lambda: ValidationCache(maxsize=1000),
     ]
     return ParleySchema(
+        config=StrawberryConfig(scalar_map={Upload: UPLOAD}),
         query=Query,
         mutation=Mutation,
         subscription=Subscription,

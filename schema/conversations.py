@@ -23,10 +23,12 @@ from models.contacts import Contact as ContactRow
 from models.workspaces import Agent as AgentRow
 from models.workspaces import Team as TeamRow
 from resolvers import conversations as r
+from resolvers.attachments import attachments_of
 from runtime.execution import plain
 from runtime.fanout import direct, shared, shared_async
 from runtime.guards import guard
 from runtime.subscriptions import listen, still_allowed
+from schema.attachments import Attachment, Upload
 from schema.channels import Channel
 from schema.common import Connection, UserError, build, gid, mutate, node_id, provided, selected_names, to_connection
 from schema.contacts import Contact, columns_for
@@ -87,6 +89,7 @@ class Message(relay.Node):
     _agent_id: strawberry.Private[int | None]
     # Known when built from an event: no read per subscriber.
     _sender_name: strawberry.Private[str | None] = None
+    _attachments: strawberry.Private[list[dict[str, Any]] | None] = None
 
     @strawberry.field
     def conversation_id(self) -> relay.GlobalID:
@@ -105,6 +108,13 @@ class Message(relay.Node):
         if self._sender_name is not None or self._agent_id is None:
             return self._sender_name
         return r.related(info.context, AgentRow, self._agent_id, lambda a: a.name)  # type: ignore[no-any-return]
+
+    @strawberry.field(description="Files sent with it, with signed download links.")
+    async def attachments(self, info: Info[Context, None]) -> list[Attachment]:
+        if self._attachments is not None:
+            workspace_id = info.context.require_principal().workspace_id
+            return [Attachment.from_row(workspace_id, a) for a in self._attachments]
+        return [Attachment.from_model(a) for a in await attachments_of(info.context, self.id)]
 
     @classmethod
     def from_model(cls, x: m.Message) -> Message:
@@ -132,6 +142,7 @@ class Message(relay.Node):
             _conversation_id=row["conversationId"],
             _agent_id=row["agentId"],
             _sender_name=row.get("senderName"),
+            _attachments=row.get("attachments", []),
         )
 
 
@@ -354,12 +365,22 @@ class StartConversationInput:
     subject: str | None = None
     topic_id: relay.GlobalID | None = None
     website_url: str | None = strawberry.field(default=None, description="Widget: the page the contact is on.")
+    attachments: list[Upload] | None = strawberry.field(default=None, description="Files in the request (multipart).")
+    upload_ids: list[relay.GlobalID] | None = strawberry.field(
+        default=None, description="Files uploaded beforehand to createUploadUrl's URL."
+    )
 
 
 @strawberry.input
 class SendMessageInput:
     conversation_id: relay.GlobalID
-    body: str
+    body: str = strawberry.field(default="", description="May be empty when files are sent.")
+    attachments: list[Upload] | None = strawberry.field(
+        default=None, description="Files in the request (multipart, as Apollo and urql clients send them)."
+    )
+    upload_ids: list[relay.GlobalID] | None = strawberry.field(
+        default=None, description="Files uploaded beforehand to createUploadUrl's URL."
+    )
 
 
 @strawberry.input
@@ -441,6 +462,10 @@ class DeleteTopicPayload:
     user_errors: list[UserError]
 
 
+def _ids(values: list[relay.GlobalID] | None) -> list[str] | None:
+    return None if values is None else [str(v) for v in values]
+
+
 def _conversation(c: m.Conversation) -> dict[str, object]:
     return {"conversation": Conversation.from_model(c)}
 
@@ -517,6 +542,8 @@ class ConversationMutation:
             subject=input.subject,
             topic_gid=gid(input.topic_id),
             website_url=input.website_url,
+            uploads=input.attachments,
+            upload_ids=_ids(input.upload_ids),
         )
         return await mutate(
             StartConversationPayload,
@@ -532,7 +559,13 @@ class ConversationMutation:
         "SMS replies need the contact's consent."
     )
     async def send_message(self, info: Info[Context, None], input: SendMessageInput) -> SendMessagePayload:
-        work = r.send_message(info.context, str(input.conversation_id), input.body)
+        work = r.send_message(
+            info.context,
+            str(input.conversation_id),
+            input.body,
+            uploads=input.attachments,
+            upload_ids=_ids(input.upload_ids),
+        )
         return await mutate(SendMessagePayload, work, lambda x: {"message": Message.from_model(x)})
 
     @strawberry.mutation(

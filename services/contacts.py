@@ -20,6 +20,7 @@ from core.errors import Code, UserError
 from core.events import Outbox
 from core.permissions import Permission, Principal
 from core.principal_cache import auth_changed
+from core.storage import storage
 from domain import contact_fields as cf
 from domain.masking import mask_email, mask_name, mask_phone
 from models.contacts import (
@@ -36,7 +37,7 @@ from models.contacts import (
 )
 from models.conversations import Conversation, ConversationActivity, Message
 from models.search import SearchDocument
-from services import push, webhooks
+from services import attachments, push, webhooks
 from services.search import purge_deleted_text
 from services.segments import mark_for_segments, schedule_dirty_refresh
 
@@ -242,17 +243,26 @@ async def erase_contact(
         deleted_by_name=deleted_by_name,
     )
     devices = await push.erase_devices(contact.id)  # before the contact row, which they hang on
+    files = await attachments.erase_rows(contact.id)  # before the messages, which they hang on
     erased = await delete_contact_rows(contact.id)
     if purge:
         await purge_deleted_text()
     erased["webhookDeliveries"] = await webhooks.erase_deliveries(contact.id)
     erased["pushDevices"] = devices
+    erased["attachments"] = len(files)
+    if files:
+        # The files go once the deletion is committed: their rows are gone, nothing links them.
+        outbox.after_commit(lambda: _delete_files(files))
     auth_changed(outbox, contact_id=contact.id)  # its session tokens stop working
     await record_change(outbox, contact, ChangeKind.DELETED)
     # Stamped last, as close to the commit as it gets (see ERASURE_MARGIN, services/exports.py).
     record.erased, record.deleted_at = erased, now()
     await record.save(update_fields=["erased", "deleted_at"])
     return record
+
+
+async def _delete_files(keys: list[str]) -> None:
+    await storage().delete(keys)
 
 
 async def delete_contact_rows(contact_id: int) -> dict[str, int]:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from graphql import (
@@ -93,6 +94,8 @@ class World:
     session_token: str = ""
     session_contact: str = ""
     owner_agent: str = ""
+    # Direct uploads (createUploadUrl, bytes sent) waiting to be sent: "owner", "key", "session".
+    uploads: dict[str, str] = field(default_factory=dict)
 
     @property
     def owner(self) -> str:
@@ -428,8 +431,24 @@ async def build_world(api: Api, name: str) -> World:
         "startBulkAction",
     )
     ids["BulkAction"] = bulk["bulkAction"]["id"]
+    for who, token in (("owner", tok), ("key", tenant.api_key), ("session", world.session_token)):
+        world.uploads[who] = await _upload(api, token, f"{tag}-{who}.png")
     assert set(ids) == set(NODE_TYPES)
     return world
+
+
+async def _upload(api: Api, token: str, filename: str) -> str:
+    """A direct upload of three bytes, not yet sent with a message: its id."""
+    ticket = await _ok(
+        api,
+        "mutation($i: CreateUploadUrlInput!) { createUploadUrl(input: $i) { url uploadId userErrors { field code } } }",
+        {"i": {"filename": filename, "contentType": "image/png", "size": 3}},
+        token,
+        "createUploadUrl",
+    )
+    url = urlsplit(ticket["url"])
+    assert (await api.client.put(f"{url.path}?{url.query}", content=b"png")).status_code == 200
+    return ticket["uploadId"]  # type: ignore[no-any-return]
 
 
 SNAPSHOT = """
@@ -437,6 +456,8 @@ query Snapshot {
   workspace { id name slug timeZone matchingAttribute matchingAttributeKey agentsCanEditCrmAttributes }
   agents(first: 100) { edges { node { id name email role canEditContactIdentity timeZone routingCapacity } } }
   routingRules(first: 100) { edges { node { id name position enabled autoAssign channelIds segmentId rules teamId } } }
+  attachmentPolicy { maxBytes contentTypes }
+  agents(first: 100) { edges { node { id name email role canEditContactIdentity timeZone } } }
   teams(first: 100) { edges { node { id name members { id } } } }
   apiKeys(first: 100) { edges { node { id name prefix scopes revokedAt } } }
   channels(first: 100) { edges { node {
@@ -447,7 +468,7 @@ query Snapshot {
   conversations(first: 100) { edges { node {
     id status snoozedUntil unreadCount contactUnreadCount rating subject vip
     assignee { id } team { id } topic { id } contact { id }
-    messages { edges { node { id body senderKind } } }
+    messages { edges { node { id body senderKind attachments { id filename contentType size } } } }
   } } }
   attributeDefinitions(first: 100) { edges { node {
     id key label type options source crmManaged searchable visible position
@@ -1220,6 +1241,26 @@ MUTATION_CASES = [
         lambda a, b: {"conversationId": b.ids["Conversation"], "body": "pwned"},
         ["conversationId"],
         principals=("owner", "key", "session"),
+    ),
+    # Another workspace's direct upload, each of A's principals trying B's counterpart's.
+    *(
+        Case(
+            "sendMessage",
+            "SendMessageInput",
+            lambda a, b, who=who: {"conversationId": a.ids["Conversation"], "uploadIds": [b.uploads[who]]},
+            ["uploadIds", "0"],
+            f"B-upload-{who}",
+            principals=(who,),
+        )
+        for who in ("owner", "key", "session")
+    ),
+    Case(
+        "startConversation",
+        "StartConversationInput",
+        lambda a, b: {"body": "", "uploadIds": [b.uploads["session"]]},
+        ["uploadIds", "0"],
+        "B-upload",
+        principals=("session",),
     ),
     Case(
         "setConversationStatus",
