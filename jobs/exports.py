@@ -37,11 +37,13 @@ from core.errors import DatabaseBusy
 from core.mail import Mail, MailError, MailNotConfigured, send_mail
 from core.scoping import encode_global_id
 from domain import exports as ex
+from models.attachments import Attachment
 from models.contacts import AttributeDefinition, Contact, ContactEvent, ContactNote, ContactTag, DeletedContact
 from models.conversations import Conversation, Message
 from models.job_records import Job, JobKind, JobStatus
 from models.segments import SegmentMembership
 from services import webhooks
+from services.attachments import download_url
 from services.exports import ERASED_MESSAGE, EXPORT_KINDS, erased_since, export_path, remove_erased_exports, signed_url
 from services.job_records import JobCancelled, JobTracker
 
@@ -363,6 +365,17 @@ def _message(m: Message) -> dict[str, Any]:
     }
 
 
+def _attachment(a: Attachment) -> dict[str, Any]:
+    return {
+        "id": _gid("Attachment", a.id),
+        "messageId": _gid("Message", a.message_id) if a.message_id else None,
+        "filename": a.filename,
+        "contentType": a.content_type,
+        "size": a.size,
+        "url": download_url(a.workspace_id, a.id),
+    }
+
+
 async def _stream(out: Any, query: Any, convert: Any, tracker: JobTracker | None, counted: list[int]) -> int:
     """Write the rows of `query` as JSON array items, ARCHIVE_BATCH at a time by id (the
     caller writes the brackets): memory holds one batch whatever the contact's history."""
@@ -440,11 +453,12 @@ async def write_contact_archive(path: Path, contact: Contact, tracker: JobTracke
                 counts["conversations"] += 1
             after = conversations[-1].id
         out.write("]")
-        # ATTACHMENTS: the Attachment model is being added in parallel (issue 29, item 3).
-        # Wire it here: stream the contact's attachments ({id, messageId, filename,
-        # contentType, size, url}) as `,"attachments":[…]`, with _stream like the messages.
-        out.write(',"attachments":[]')
-        out.write("}")
+        # The files of its messages: what they were and a signed link to each (valid for
+        # ATTACHMENT_LINK_TTL_SECONDS from now, like any download link).
+        out.write(',"attachments":[')
+        files = Attachment.filter(workspace_id=ws, contact_id=contact.id, message_id__isnull=False)
+        counts["attachments"] = await _stream(out, files, _attachment, tracker, counted)
+        out.write("]}")
     return counts
 
 

@@ -16,6 +16,7 @@ import httpx
 
 from jobs.exports import export_contact_data, write_contact_archive
 from jobs.segments import refresh_segment
+from models.attachments import Attachment
 from models.contacts import Contact, ContactEvent, ContactNote, ContactTag, EventKind
 from models.conversations import Conversation, Direction, Message, SenderKind
 from services.exports import signed_url
@@ -58,8 +59,21 @@ async def person(tenant: Tenant) -> Contact:
         ("Hello?", SenderKind.CONTACT, Direction.INBOUND),
         ("Hi Ada", SenderKind.AGENT, Direction.OUTBOUND),
     ):
-        await Message.create(
+        message = await Message.create(
             workspace_id=ws, conversation_id=conversation.id, sender_kind=sender, direction=direction, body=body
+        )
+    # The agent's reply carries a file; an upload never sent is no part of the record.
+    for sent in (message.id, None):
+        await Attachment.create(
+            workspace_id=ws,
+            message_id=sent,
+            contact_id=contact.id,
+            uploader=f"agent:{tenant.owner.id}",
+            filename="invoice.pdf" if sent else "draft.pdf",
+            content_type="application/pdf",
+            size=1234,
+            storage_key=f"{ws}/{'sent' if sent else 'draft'}-{contact.id}",
+            stored=True,
         )
     segment = (
         await tenant.api(
@@ -120,7 +134,17 @@ async def test_the_archive_holds_everything_about_the_contact_behind_a_signed_li
         ("agent", "Hi Ada"),
     ]
     assert [s["name"] for s in archive["segmentMemberships"]] == ["Londoners"]
-    assert archive["attachments"] == []
+    [attachment] = archive["attachments"]
+    reply = await Message.get(conversation_id=pk(conversation["id"]), body="Hi Ada")
+    assert {k: v for k, v in attachment.items() if k != "url"} == {
+        "id": attachment["id"],
+        "messageId": gid("Message", reply.id),
+        "filename": "invoice.pdf",
+        "contentType": "application/pdf",
+        "size": 1234,
+    }
+    assert f"/attachments/{tenant.workspace.id}/" in attachment["url"] and "signature=" in attachment["url"]
+    assert "draft.pdf" not in response.text
     # Nothing of anyone else.
     assert other["id"] not in response.text and "Someone Else" not in response.text
 
