@@ -115,6 +115,14 @@ class Settings(BaseSettings):
     webhook_retry_base_seconds: float = 30
     webhook_disable_after: int = 20
 
+    # CRM lookup (jobs/crm.py): each signed POST's timeout, tries per conversation (the
+    # first retry after crm_lookup_retry_base_seconds, doubling), and how long a CRM's
+    # answer about a contact is kept in Redis and reused for its next conversations.
+    crm_lookup_timeout_seconds: float = 5
+    crm_lookup_tries: int = 3
+    crm_lookup_retry_base_seconds: float = 10
+    crm_lookup_cache_seconds: int = 3600
+
     # Campaigns (jobs/campaigns.py): recipients per batch (one transaction each); a pause
     # between batches (seconds, a send-rate throttle; 0: none); how long a running
     # campaign may go without finishing a batch before the sweep hands it to another worker;

@@ -20,6 +20,7 @@ MODEL_MODULES = [
     "models.proactive",
     "models.attribution",
     "models.push",
+    "models.short_links",
 ]
 
 

@@ -26,6 +26,7 @@ from core.metrics import observe_job, serve
 from core.tracing import SpanKind, setup_tracing, shutdown_tracing, span
 from jobs.campaigns import CAMPAIGN_TIMEOUT, resume_campaigns, send_campaign
 from jobs.conversations import wake_conversation, wake_snoozed
+from jobs.crm import crm_lookup
 from jobs.exports import EXPORT_TIMEOUT, export_contacts, prune_exports
 from jobs.push import ARQ_TRIES as PUSH_TRIES
 from jobs.push import deliver_push, prune_push_attempts, push_conversation
@@ -139,6 +140,8 @@ class WorkerSettings:
         func(push_conversation, max_tries=PUSH_TRIES, keep_result=0),
         func(deliver_push, max_tries=PUSH_TRIES, keep_result=0),
         prune_push_attempts,
+        # Its tries are counted by arq (job_try); a lookup is once per conversation.
+        func(crm_lookup, max_tries=settings.crm_lookup_tries),
     ]
     cron_jobs = [
         cron(prune_contact_changes, hour={3}, minute={17}, run_at_startup=False),

@@ -112,4 +112,5 @@ class CampaignRecipient(WorkspaceScoped):
     class Meta:
         table = "campaign_recipients"
         unique_together = (("campaign", "contact"),)
-        indexes = (Index(fields=("campaign_id", "status", "id")),)
+        # By message: a delivered SMS's short links name their campaign (services/short_links.py).
+        indexes = (Index(fields=("campaign_id", "status", "id")), Index(fields=("message_id",)))

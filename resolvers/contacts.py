@@ -31,7 +31,6 @@ from models.contacts import (
     AttributeDefinition,
     ChangeKind,
     Contact,
-    ContactChange,
     ContactEvent,
     ContactNote,
     ContactTag,
@@ -45,7 +44,14 @@ from models.conversations import Conversation, ConversationActivity, Conversatio
 from models.workspaces import Agent, MatchingAttribute, Workspace
 from resolvers.pagination import Order, Page, paginate
 from services import push, webhooks
-from services.contacts import TEXT_FIELDS, apply_attributes, apply_consent_times, validate_attributes, validate_fields
+from services.contacts import (
+    TEXT_FIELDS,
+    apply_attributes,
+    apply_consent_times,
+    record_change,
+    validate_attributes,
+    validate_fields,
+)
 from services.conversations import close_conversation
 from services.exports import remove_erased_exports
 from services.segments import mark_for_segments
@@ -198,18 +204,6 @@ async def list_deleted(ctx: Context, *, first: int | None, after: str | None) ->
 
 
 # -- change log and events -----------------------------------------------------------------
-
-
-async def record_change(outbox: Outbox, contact: Contact, kind: ChangeKind, **extra: Any) -> None:
-    """Append to the change log, queue the `contactUpdated` event for after commit, and
-    mark the contact for segment re-evaluation."""
-    change = await ContactChange.create(workspace_id=contact.workspace_id, contact_id=contact.id, kind=kind)
-    await webhooks.contact_changed(outbox, contact, kind, change.id, **extra)
-    outbox.add(
-        keys.contact_channel(contact.workspace_id, contact.id),
-        {"type": "contact", "kind": kind.value, "contactId": contact.id, "cursor": str(change.id), **extra},
-    )
-    mark_for_segments(outbox, contact.workspace_id, contact.id)
 
 
 # -- writing fields ------------------------------------------------------------------------
@@ -765,7 +759,7 @@ async def _close_conversations(ctx: Context, contact: Contact) -> None:
 
 async def delete_contact(ctx: Context, gid: str) -> DeletedContact:
     """Erase a contact: its rows, the webhook deliveries about it (in one transaction),
-    then the export files that may hold it and its presence in Redis. The audit record
+    then the export files that may hold it, its presence and the CRM's answers in Redis. The audit record
     keeps masked hints and counts what was removed. A process dying after the commit
     leaves export files whose links already answer 410, removed by the next
     `prune_exports`, and presence entries that expire within a minute."""
@@ -797,6 +791,10 @@ async def delete_contact(ctx: Context, gid: str) -> DeletedContact:
         # Redis away: the entries expire within presence.TTL anyway.
         with contextlib.suppress(RedisError):
             erased["presence"] = await presence.forget(ctx.hub.redis, contact.workspace_id, "contact", contact.id)
+            # The CRM's cached answers about the contact (jobs/crm.py); they expire anyway.
+            channel_ids = await Channel.filter(workspace_id=contact.workspace_id).values_list("id", flat=True)
+            if channel_ids:
+                await ctx.hub.redis.delete(*(keys.crm_answer(c, contact.id) for c in channel_ids))
     record.erased = erased
     await DeletedContact.filter(id=record.id).update(erased=erased)
     return record

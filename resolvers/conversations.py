@@ -279,8 +279,8 @@ async def open_conversation(
     ip: str | None = None,
     actor_agent_id: int | None = None,
 ) -> Conversation:
-    """A new conversation, announced to the inbox. A blocked contact's is kept, closed, and
-    shown to no one."""
+    """A new conversation, announced to the inbox, and the channel's CRM asked about its
+    contact (jobs/crm.py). A blocked contact's is kept, closed, and shown to no one."""
     conversation = await Conversation.create(
         workspace_id=contact.workspace_id,
         contact_id=contact.id,
@@ -295,6 +295,9 @@ async def open_conversation(
     )
     if not contact.blocked:
         await record_activity(outbox, conversation, ActivityKind.CREATED, actor_agent_id)
+        if channel.crm_lookup_url:
+            # After the commit, in a job: the conversation never waits for the CRM.
+            queue_job(outbox, "crm_lookup", conversation.id, job_id=keys.crm_lookup_job(conversation.id))
     return conversation
 
 

@@ -1,7 +1,8 @@
 """A contact's values as createContact, updateContact and syncContacts write them: built-in
 fields normalised, custom attribute values checked against their definitions (with the
 principal's rights), then applied to the row. The contacts and sync resolvers both call
-these; each error names its field (`UserError` paths in camelCase)."""
+these; each error names its field (`UserError` paths in camelCase). `record_change` logs
+every change of a contact, whoever made it (a resolver, or a job such as the CRM lookup)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,14 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from core import keys
 from core.errors import Code, UserError
+from core.events import Outbox
 from core.permissions import Permission, Principal
 from domain import contact_fields as cf
-from models.contacts import AttributeDefinition, AttributeSource, Contact, SmsConsent
+from models.contacts import AttributeDefinition, AttributeSource, ChangeKind, Contact, ContactChange, SmsConsent
+from services import webhooks
+from services.segments import mark_for_segments
 
 MAX_ATTRIBUTES_PER_CALL = 100
 
@@ -137,3 +142,15 @@ def apply_consent_times(contact: Contact, clean: dict[str, Any], stamp: datetime
         contact.gdpr_consent_at = stamp if clean["gdpr_consent"] else None
     if "sms_consent" in clean:
         contact.sms_consent_at = stamp
+
+
+async def record_change(outbox: Outbox, contact: Contact, kind: ChangeKind, **extra: Any) -> None:
+    """Append to the change log, queue the `contactUpdated` event for after commit, and
+    mark the contact for segment re-evaluation."""
+    change = await ContactChange.create(workspace_id=contact.workspace_id, contact_id=contact.id, kind=kind)
+    await webhooks.contact_changed(outbox, contact, kind, change.id, **extra)
+    outbox.add(
+        keys.contact_channel(contact.workspace_id, contact.id),
+        {"type": "contact", "kind": kind.value, "contactId": contact.id, "cursor": str(change.id), **extra},
+    )
+    mark_for_segments(outbox, contact.workspace_id, contact.id)

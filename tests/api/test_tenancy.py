@@ -397,6 +397,7 @@ query Snapshot {
   apiKeys(first: 100) { edges { node { id name prefix scopes revokedAt } } }
   channels(first: 100) { edges { node {
     id kind name publicKey identityVerification secret businessHours defaultSender notifyEmails
+    crmLookupUrl crmLookupSecretSet
   } } }
   topics(first: 100) { edges { node { id name } } }
   unreadCount
@@ -986,6 +987,18 @@ MUTATION_CASES = [
         "UpdateChannelInput",
         lambda a, b: {"id": b.ids["Channel"], "name": "Pwned", "notifyEmails": ["x@evil.example"]},
         ["id"],
+        principals=("owner",),
+    ),
+    Case(
+        "updateChannel",
+        "UpdateChannelInput",
+        lambda a, b: {
+            "id": b.ids["Channel"],
+            "crmLookupUrl": "https://crm.evil.example/lookup",
+            "crmLookupSecret": "attacker-chosen-secret",
+        },
+        ["id"],
+        "crm-lookup",
         principals=("owner",),
     ),
     Case("rotateChannelSecret", "ChannelIdInput", lambda a, b: {"id": b.ids["Channel"]}, ["id"], principals=("owner",)),
