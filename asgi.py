@@ -49,6 +49,7 @@ from core.tracing import SpanKind, setup_tracing, shutdown_tracing, span
 from core.tracing import enabled as tracing_enabled
 from resolvers.exports import download_endpoint
 from resolvers.inbound import webhook_endpoint
+from resolvers.short_links import redirect_endpoint
 from runtime.http import ParleyGraphQL
 from runtime.socket_guard import socket_guard
 from runtime.websocket import SERVER_SEND
@@ -249,6 +250,7 @@ def create_app() -> Starlette:
             Route("/metrics", metrics),
             Route("/hooks/channels/{public_key}/inbound", webhook_endpoint, methods=["POST"]),
             Route("/exports/{workspace_id:int}/{job_id:int}", download_endpoint, methods=["GET"]),
+            Route("/l/{code}", redirect_endpoint, methods=["GET", "HEAD"]),
         ],
         middleware=[
             Middleware(RequestIdMiddleware),

@@ -41,6 +41,7 @@ from models.contacts import (
     SmsConsent,
 )
 from models.conversations import Conversation, ConversationActivity, ConversationStatus, Message
+from models.short_links import ShortLink
 from models.workspaces import Agent, MatchingAttribute, Workspace
 from resolvers.pagination import Order, Page, paginate
 from services import push, webhooks
@@ -804,6 +805,7 @@ async def _delete_contact_rows(contact_id: int) -> dict[str, int]:
     """Delete a contact and everything hanging on it; how many rows of each kind."""
     # Explicit, child tables first: correct whether or not the database enforces cascades.
     conversations = Subquery(Conversation.filter(contact_id=contact_id).values("id"))
+    await ShortLink.filter(contact_id=contact_id).delete()
     counts = {"messages": await Message.filter(conversation_id__in=conversations).delete()}
     await ConversationActivity.filter(conversation_id__in=conversations).delete()
     counts["conversations"] = await Conversation.filter(contact_id=contact_id).delete()
@@ -840,7 +842,7 @@ async def merge_contacts(ctx: Context, primary_gid: str, secondary_gid: str) -> 
     matching_key = await workspace_matching_key(primary.workspace_id)
     session_fields = _merged_session_fields(primary, secondary, matching_key)
     async with atomic(ctx.outbox):
-        for model in (ContactEvent, ContactNote):
+        for model in (ContactEvent, ContactNote, ShortLink):
             await model.filter(contact_id=secondary.id).update(contact_id=primary.id)
         await Conversation.filter(contact_id=secondary.id).update(
             contact_id=primary.id, vip=primary.vip or secondary.vip

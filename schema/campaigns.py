@@ -14,6 +14,7 @@ from models import campaigns as m
 from models.channels import Channel as ChannelRow
 from models.workspaces import Agent as AgentRow
 from resolvers import campaigns as r
+from resolvers import short_links
 from resolvers.conversations import related
 from resolvers.job_records import job_by_id
 from runtime.execution import plain
@@ -39,6 +40,8 @@ class CampaignStats:
     failed: int = strawberry.field(description="Messages whose delivery failed (e-mail, SMS, messenger).")
     waiting: int = strawberry.field(description="SMS recipients waiting for their quiet hours to end (08:00 local).")
     replied: int = strawberry.field(description="Contacts whose reply was attributed to this campaign.")
+    clicks: int = strawberry.field(description="Clicks on the short links of its SMS messages.")
+    clicked_contacts: int = strawberry.field(description="Contacts who clicked at least one of its short links.")
 
 
 @strawberry.type
@@ -88,11 +91,18 @@ class Campaign(relay.Node):
         return Job.from_model(job) if job else None
 
     @strawberry.field
-    async def stats(self) -> CampaignStats:
+    async def stats(self, info: Info[Context, None]) -> CampaignStats:
         row = self._row
         extra = await r.counts(row)
+        clicks, clicked_contacts = await short_links.campaign_clicks(info.context, row.id)
         return CampaignStats(
-            recipients=row.recipients, sent=row.sent, skipped=row.skipped, replied=row.replied, **extra
+            recipients=row.recipients,
+            sent=row.sent,
+            skipped=row.skipped,
+            replied=row.replied,
+            clicks=clicks,
+            clicked_contacts=clicked_contacts,
+            **extra,
         )
 
     @strawberry.field(description="Skipped contacts by reason.")

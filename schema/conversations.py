@@ -23,6 +23,7 @@ from models.contacts import Contact as ContactRow
 from models.workspaces import Agent as AgentRow
 from models.workspaces import Team as TeamRow
 from resolvers import conversations as r
+from resolvers import short_links
 from runtime.execution import plain
 from runtime.fanout import direct, shared, shared_async
 from runtime.guards import guard
@@ -30,6 +31,7 @@ from runtime.subscriptions import listen, still_allowed
 from schema.channels import Channel
 from schema.common import Connection, UserError, build, gid, mutate, node_id, provided, selected_names, to_connection
 from schema.contacts import Contact, columns_for
+from schema.short_links import ShortLink
 from schema.workspaces import Agent, Team
 
 ConversationStatus = strawberry.enum(m.ConversationStatus, name="ConversationStatus")
@@ -105,6 +107,14 @@ class Message(relay.Node):
         if self._sender_name is not None or self._agent_id is None:
             return self._sender_name
         return r.related(info.context, AgentRow, self._agent_id, lambda a: a.name)  # type: ignore[no-any-return]
+
+    @strawberry.field(
+        description="Outbound SMS: its links as sent (short) and their clicks. Empty in a contact session."
+    )
+    async def short_links(self, info: Info[Context, None]) -> list[ShortLink]:
+        if _is_contact(info):
+            return []
+        return [ShortLink.from_model(s) for s in await short_links.message_links(info.context, self.id)]
 
     @classmethod
     def from_model(cls, x: m.Message) -> Message:

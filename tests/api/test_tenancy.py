@@ -404,7 +404,7 @@ query Snapshot {
   conversations(first: 100) { edges { node {
     id status snoozedUntil unreadCount contactUnreadCount rating subject vip
     assignee { id } team { id } topic { id } contact { id }
-    messages { edges { node { id body senderKind } } }
+    messages { edges { node { id body senderKind shortLinks { code url clicks } } } }
   } } }
   attributeDefinitions(first: 100) { edges { node {
     id key label type options source crmManaged searchable visible position
@@ -415,7 +415,8 @@ query Snapshot {
     id url description eventTypes enabled disabledReason updatedAt
     deliveries(first: 100) { edges { node { id eventType status attempts } } }
   } } }
-  campaigns(first: 100) { edges { node { id name status body scheduledAt stats { recipients sent skipped } } } }
+  campaigns(first: 100) { edges { node { id name status body scheduledAt
+    stats { recipients sent skipped clicks clickedContacts } } } }
   proactiveMessages(first: 100) { edges { node {
     id name status error text tags rules sent opened replied frequency channel { id } routeTeam { id } botAnswer { id }
     deliveries(first: 100) { edges { node { id openedAt dismissedAt repliedAt conversationId } } }
