@@ -9,7 +9,7 @@
   whole audience.
 - Recipients are then read in keyset batches of CAMPAIGN_BATCH_SIZE (by recipient id,
   joined to their contact), decided in Python (domain/campaigns.py: skip with a reason,
-  wait out SMS quiet hours, or send) and written in ONE transaction per batch: the
+  wait out quiet hours, or send) and written in ONE transaction per batch: the
   recipients claimed by a conditional UPDATE (… WHERE status IN ('pending', 'waiting')
   RETURNING), a conversation and a message for each claimed one, the outreach receipts
   (services/attribution.py) and the campaign's counters. A recipient is `sent` exactly
@@ -26,7 +26,7 @@
   `myMessages` (published after the commit, one pipelined round trip per batch);
   e-mail, SMS and messenger messages are handed to `deliver_message` (keyed by message
   id), and a run re-queues any that a dead worker left unqueued.
-- SMS recipients in their quiet hours wait (status waiting, next_attempt_at); the run
+- E-mail, SMS and messenger recipients in their quiet hours wait (status waiting, next_attempt_at); the run
   queues itself again for the earliest of those times, and `resume_campaigns` (a cron
   sweep, also at worker start-up) catches what is due or lost: campaigns whose time has
   come, waiting recipients due, and running campaigns whose worker stopped writing

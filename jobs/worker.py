@@ -154,7 +154,7 @@ class WorkerSettings:
         cron(dispatch_webhooks, second=set(range(0, 60, 10)), run_at_startup=True),
         cron(prune_webhook_deliveries, hour={3}, minute={27}, run_at_startup=False),
         cron(prune_sync_requests, hour={3}, minute={37}, run_at_startup=False),
-        # Scheduled campaigns due, SMS recipients whose quiet hours ended, runs whose worker died.
+        # Scheduled campaigns due, recipients whose quiet hours ended, runs whose worker died.
         cron(resume_campaigns, second=set(range(5, 60, 10)), run_at_startup=True),
         cron(prune_push_attempts, hour={3}, minute={47}, run_at_startup=False),
     ]

@@ -38,7 +38,9 @@ class CampaignStats:
         description="Contacts not messaged: blocked, no consent, no address (see skipReasons)."
     )
     failed: int = strawberry.field(description="Messages whose delivery failed (e-mail, SMS, messenger).")
-    waiting: int = strawberry.field(description="SMS recipients waiting for their quiet hours to end (08:00 local).")
+    waiting: int = strawberry.field(
+        description="E-mail, SMS and messenger recipients waiting for their quiet hours to end (08:00 local)."
+    )
     replied: int = strawberry.field(description="Contacts whose reply was attributed to this campaign.")
     clicks: int = strawberry.field(description="Clicks on the short links of its SMS messages.")
     clicked_contacts: int = strawberry.field(description="Contacts who clicked at least one of its short links.")
