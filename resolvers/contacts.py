@@ -17,7 +17,7 @@ from tortoise.queryset import QuerySet
 from core import keys, presence
 from core.clock import now
 from core.context import Context
-from core.db import dialect
+from core.db import dialect, json_text
 from core.errors import Code, PublicError, UserError, UserFailure, forbidden
 from core.events import Outbox, atomic
 from core.permissions import Permission, Principal, PrincipalKind
@@ -29,6 +29,7 @@ from domain.masking import mask_card_numbers, mask_card_numbers_in, mask_email, 
 from models.channels import Channel
 from models.contacts import (
     AttributeDefinition,
+    AttributeType,
     ChangeKind,
     Contact,
     ContactEvent,
@@ -70,9 +71,30 @@ EVENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.:/-]{0,119}$")
 # -- reading ------------------------------------------------------------------------------
 
 
-def search_filter(search: str) -> Q:
-    term = search.strip()[:100]
-    return Q(name__icontains=term) | Q(email__icontains=term) | Q(phone__contains=term)
+MAX_SEARCH = 100
+# Attributes of these types hold text; the first MAX_SEARCHABLE searchable ones (in their
+# order) are searched too: each is one more LIKE per contact the search scans.
+SEARCHABLE_TYPES = (AttributeType.TEXT, AttributeType.LIST, AttributeType.DATE)
+MAX_SEARCHABLE = 10
+
+
+async def search_contacts(query: QuerySet[Contact], workspace_id: int, search: str) -> QuerySet[Contact]:
+    """Contacts whose name, e-mail, phone or a searchable attribute contains `search`
+    (case-insensitive; its first MAX_SEARCH characters)."""
+    term = search.strip()[:MAX_SEARCH]
+    condition = Q(name__icontains=term) | Q(email__icontains=term) | Q(phone__contains=term)
+    keys = (
+        await AttributeDefinition.filter(workspace_id=workspace_id, searchable=True, type__in=SEARCHABLE_TYPES)
+        .order_by("position", "id")
+        .limit(MAX_SEARCHABLE)
+        .values_list("key", flat=True)
+    )
+    if not keys:
+        return query.filter(condition)
+    columns = {f"search_{i}": RawSQL(json_text("attributes", key)) for i, key in enumerate(keys)}
+    for name in columns:
+        condition |= Q(**{f"{name}__icontains": term})
+    return query.annotate(**columns).filter(condition)
 
 
 async def list_contacts(
@@ -97,7 +119,7 @@ async def list_contacts(
             raise PublicError("No segment with this id.", Code.NOT_FOUND)
         query = await segments.members_query(ctx, segment)
     if search and search.strip():
-        query = query.filter(search_filter(search))
+        query = await search_contacts(query, ctx.scope.workspace_id, search)
     return await paginate(query, CONTACT_ORDER, first=first, after=after, last=last, before=before, values=columns)
 
 
