@@ -228,9 +228,9 @@ class Sender:
         q = SqlBuilder()
         subject = campaign.subject if self.kind is ChannelKind.EMAIL else None
         sql = (
-            "INSERT INTO conversations (workspace_id, contact_id, channel_id, subject, status, vip, unread_count, "
-            "contact_unread_count, last_message_at, resolved_at, created_at, updated_at) "
-            f"SELECT c.workspace_id, c.id, {_typed(q, self.channel.id, 'int')}, "
+            "INSERT INTO conversations (workspace_id, contact_id, channel_id, topic_id, subject, status, vip, "
+            "unread_count, contact_unread_count, last_message_at, resolved_at, created_at, updated_at) "
+            f"SELECT c.workspace_id, c.id, {_typed(q, self.channel.id, 'int')}, {_typed(q, campaign.topic_id, 'int')}, "
             f"{_typed(q, subject, 'text')}, 'resolved', c.vip, 0, 1, "
             + ", ".join(_typed(q, stamp, "timestamptz") for _ in range(4))
             + " "
@@ -281,9 +281,11 @@ class Sender:
             f"    AND r.id = ANY({q.param(ids)}::bigint[]) AND r.status IN ('pending', 'waiting') "
             "  RETURNING r.contact_id, r.message_id), "
             "conversation AS ("
-            "  INSERT INTO conversations (workspace_id, contact_id, channel_id, subject, status, vip, unread_count, "
-            "    contact_unread_count, last_message_id, last_message_at, resolved_at, created_at, updated_at) "
-            f"  SELECT c.workspace_id, c.id, {q.param(self.channel.id)}::int, {q.param(subject)}::text, "
+            "  INSERT INTO conversations (workspace_id, contact_id, channel_id, topic_id, subject, status, vip, "
+            "    unread_count, contact_unread_count, last_message_id, last_message_at, resolved_at, created_at, "
+            "    updated_at) "
+            f"  SELECT c.workspace_id, c.id, {q.param(self.channel.id)}::int, {q.param(campaign.topic_id)}::int, "
+            f"{q.param(subject)}::text, "
             "'resolved', c.vip, 0, 1, "
             f"    claimed.message_id, {at}, {at}, {at}, {at} "
             "  FROM claimed JOIN contacts c ON c.id = claimed.contact_id "

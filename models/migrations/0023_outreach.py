@@ -1,6 +1,6 @@
-"""Outreach (issue 29, items 4 and 5): each channel's CRM lookup URL and sealed secret,
-the short links of outbound SMS, and campaign recipients by message (a delivered SMS's
-links name their campaign). Made by `tortoise makemigrations`."""
+"""Outreach (issue 29, items 4, 5 and 7): each channel's CRM lookup URL and sealed secret,
+the short links of outbound SMS, campaign recipients by message (a delivered SMS's links
+name their campaign), and a campaign's topic. Made by `tortoise makemigrations`."""
 
 from tortoise import fields, migrations
 from tortoise.fields.base import OnDelete
@@ -14,6 +14,19 @@ class Migration(migrations.Migration):
     initial = False
 
     operations = [
+        ops.AddField(
+            model_name="Campaign",
+            name="topic",
+            field=fields.ForeignKeyField(
+                "models.Topic",
+                source_field="topic_id",
+                null=True,
+                db_constraint=True,
+                to_field="id",
+                related_name=False,
+                on_delete=OnDelete.SET_NULL,
+            ),
+        ),
         ops.CreateModel(
             name="ShortLink",
             fields=[

@@ -415,7 +415,7 @@ query Snapshot {
     id url description eventTypes enabled disabledReason updatedAt
     deliveries(first: 100) { edges { node { id eventType status attempts } } }
   } } }
-  campaigns(first: 100) { edges { node { id name status body scheduledAt
+  campaigns(first: 100) { edges { node { id name status body scheduledAt topic { id }
     stats { recipients sent skipped clicks clickedContacts } } } }
   proactiveMessages(first: 100) { edges { node {
     id name status error text tags rules sent opened replied frequency channel { id } routeTeam { id } botAnswer { id }
@@ -1164,6 +1164,19 @@ MUTATION_CASES = [
         },
         ["channelId"],
         "B-channel",
+    ),
+    Case(
+        "createCampaign",
+        "CreateCampaignInput",
+        lambda a, b: {
+            "name": "Pwned",
+            "channelId": a.ids["Channel"],
+            "body": "pwned",
+            "contactIds": [a.ids["Contact"]],
+            "topicId": b.ids["Topic"],
+        },
+        ["topicId"],
+        "B-topic",
     ),
     Case("cancelCampaign", "CancelCampaignInput", lambda a, b: {"id": b.ids["Campaign"]}, ["id"]),
     Case(

@@ -170,6 +170,51 @@ async def test_a_list_campaign_by_email_skips_and_counts_each_reason(app: Any, t
     assert (await read(tenant, campaign["id"]))["stats"]["failed"] == 1
 
 
+async def test_a_campaign_topic_is_the_topic_of_its_conversations(app: Any, tenant: Tenant, make_tenant: Any) -> None:
+    topic = (
+        await tenant.api(
+            "mutation($i: CreateTopicInput!) { createTopic(input: $i) { topic { id } } }",
+            {"i": {"name": "Billing"}},
+            token=tenant.owner_token,
+        )
+    )["createTopic"]["topic"]
+    people = [await contact(tenant, name=f"P{i}") for i in range(3)]
+    campaign = await create(
+        tenant,
+        name="Invoices",
+        channelId=gid("Channel", tenant.channel.id),
+        body="Your invoice is ready",
+        contactIds=[gid("Contact", p.id) for p in people],
+        topicId=topic["id"],
+    )
+    await run(app, campaign["id"])
+    topics = await Conversation.filter(contact_id__in=[p.id for p in people]).values_list("topic_id", flat=True)
+    assert sorted(topics) == [pk(topic["id"])] * 3
+    shown = await tenant.api(
+        "query($id: ID!) { campaign(id: $id) { topic { id } } }", {"id": campaign["id"]}, token=tenant.owner_token
+    )
+    assert shown["campaign"]["topic"] == {"id": topic["id"]}
+    # Another workspace's topic, another kind of id, an id of nothing: NOT_FOUND, naming the field.
+    other = await make_tenant("Other")
+    theirs = (
+        await other.api(
+            "mutation($i: CreateTopicInput!) { createTopic(input: $i) { topic { id } } }",
+            {"i": {"name": "Theirs"}},
+            token=other.owner_token,
+        )
+    )["createTopic"]["topic"]["id"]
+    for bad in (theirs, gid("Contact", people[0].id), gid("Topic", 2**40)):
+        refused = await errors_of(
+            tenant,
+            name="X",
+            channelId=gid("Channel", tenant.channel.id),
+            body="x",
+            contactIds=[gid("Contact", people[0].id)],
+            topicId=bad,
+        )
+        assert refused == [(["topicId"], "NOT_FOUND")], bad
+
+
 async def test_email_and_messenger_wait_out_quiet_hours_too(app: Any, tenant: Tenant) -> None:
     # 2027-06-01 20:00 UTC: 05:00 in Tokyo (quiet), 16:00 in New York (open).
     at = datetime(2027, 6, 1, 20, 0, tzinfo=UTC)
