@@ -202,6 +202,8 @@ class Settings(BaseSettings):
     rate_limit_widget_events_per_ip: str = "300/minute"
     # POST /hooks/channels/{key}/inbound, per channel key.
     rate_limit_inbound_hook_per_channel: str = "1200/minute"
+    # GET /l/{code} (short links), per address: each click is a write.
+    rate_limit_short_link_per_ip: str = "120/minute"
     # Every GraphQL request over HTTP, per agent, API key or contact (anonymous: per address).
     rate_limit_graphql_per_principal: str = "6000/minute"
 
@@ -234,6 +236,7 @@ class Settings(BaseSettings):
         "rate_limit_widget_events_per_channel",
         "rate_limit_widget_events_per_ip",
         "rate_limit_inbound_hook_per_channel",
+        "rate_limit_short_link_per_ip",
         "rate_limit_graphql_per_principal",
         "rate_limit_password_reset_per_ip",
         "rate_limit_password_reset_per_account",

@@ -14,8 +14,12 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from tortoise import connections
 
+from core.client_ip import client_ip
+from core.config import settings
 from core.context import Context
 from core.db import SqlBuilder
+from core.errors import RateLimited
+from core.ratelimit import address_key, rate_limits
 from models.short_links import ShortLink
 from services.short_links import click, short_url
 
@@ -26,7 +30,18 @@ REDIRECT_HEADERS = {"cache-control": "no-store", "referrer-policy": "no-referrer
 
 
 async def redirect_endpoint(request: Request) -> Response:
-    """GET /l/{code}: 302 to the link's URL, or 404."""
+    """GET /l/{code}: 302 to the link's URL, or 404; 429 past the address's rate limit
+    (counted before any query: a flood costs one Redis call a request)."""
+    try:
+        await rate_limits.hit(
+            "short-link",
+            settings.rate_limit_short_link_per_ip,
+            address_key(client_ip(request) or "unknown"),
+            what="Too many clicks",
+        )
+    except RateLimited as exc:
+        headers = {**REDIRECT_HEADERS, "retry-after": str(exc.retry_after)}
+        return PlainTextResponse(exc.message, status_code=429, headers=headers)
     url = await click(str(request.path_params["code"]))
     if url is None:
         return PlainTextResponse("No such link.", status_code=404, headers=REDIRECT_HEADERS)

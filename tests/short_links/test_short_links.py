@@ -5,6 +5,7 @@ the app, counts clicks per message, campaign and contact, and redirects nowhere 
 from __future__ import annotations
 
 import asyncio
+import secrets
 from datetime import UTC, datetime
 from typing import Any
 
@@ -54,6 +55,13 @@ async def reply(tenant: Tenant, conversation_id: int, body: str) -> int:
     return pk(sent["message"]["id"])
 
 
+def from_an_address_of_its_own(app: Any) -> httpx.AsyncClient:
+    """A client with an address no other test clicks from: its rate limit is its own."""
+    address = f"198.51.{secrets.randbelow(250) + 1}.{secrets.randbelow(250) + 1}"
+    transport = httpx.ASGITransport(app=app, client=(address, 40000))
+    return httpx.AsyncClient(transport=transport, base_url="http://parley.test")
+
+
 def code_of(short_url: str) -> str:
     prefix = f"{settings.public_url.rstrip('/')}/l/"
     assert short_url.startswith(prefix), short_url
@@ -97,14 +105,13 @@ async def test_a_reply_goes_out_with_short_links_that_count_clicks(
     assert await ShortLink.filter(message_id=message_id).count() == 2
 
 
-async def test_concurrent_clicks_are_all_counted(
-    tenant: Tenant, http_sink: HttpSink, client: httpx.AsyncClient, app: Any
-) -> None:
+async def test_concurrent_clicks_are_all_counted(tenant: Tenant, http_sink: HttpSink, app: Any) -> None:
     _, _, conversation = await sms_conversation(tenant, http_sink)
     message_id = await reply(tenant, conversation.id, "https://a.example/")
     assert await deliver_message(job_ctx(app), message_id) == "sent"
     link = await ShortLink.get(message_id=message_id)
-    responses = await asyncio.gather(*(client.get(f"/l/{link.code}") for _ in range(40)))
+    async with from_an_address_of_its_own(app) as clicker:
+        responses = await asyncio.gather(*(clicker.get(f"/l/{link.code}") for _ in range(40)))
     assert {r.status_code for r in responses} == {302}
     await link.refresh_from_db()
     assert link.clicks == 40 and link.last_clicked_at is not None
@@ -200,3 +207,20 @@ async def test_other_channels_are_not_shortened_and_strangers_see_no_links(
     assert await deliver_message(job_ctx(app), message_id) == "sent"
     assert (await http_sink.wait_for(1))[0].json()["text"] == "See https://a.example/"
     assert await ShortLink.filter(message_id=message_id).count() == 0
+
+
+async def test_clicks_are_rate_limited_per_address(
+    tenant: Tenant, http_sink: HttpSink, app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, _, conversation = await sms_conversation(tenant, http_sink)
+    message_id = await reply(tenant, conversation.id, "https://a.example/")
+    assert await deliver_message(job_ctx(app), message_id) == "sent"
+    link = await ShortLink.get(message_id=message_id)
+    monkeypatch.setattr(settings, "rate_limit_short_link_per_ip", "3/minute")
+    async with from_an_address_of_its_own(app) as stranger:
+        statuses = [(await stranger.get(f"/l/{link.code}")).status_code for _ in range(5)]
+        refused = await stranger.get("/l/AAAAAAAAAAAAAAAA")
+    assert statuses == [302, 302, 302, 429, 429]
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+    await link.refresh_from_db()
+    assert link.clicks == 3  # a refused click is not counted
