@@ -104,6 +104,16 @@ async def test_a_reply_goes_out_with_short_links_that_count_clicks(
     assert (await http_sink.wait_for(1))[0].json()["text"] == text
     assert await ShortLink.filter(message_id=message_id).count() == 2
 
+    # Erased with the contact: the codes answer 404 from then on.
+    deleted = await tenant.api(
+        "mutation($i: ContactIdInput!) { deleteContact(input: $i) { userErrors { code } } }",
+        {"i": {"id": gid("Contact", contact.id)}},
+        token=tenant.owner_token,
+    )
+    assert deleted["deleteContact"]["userErrors"] == []
+    assert await ShortLink.filter(contact_id=contact.id).count() == 0
+    assert (await client.get(f"/l/{code_of(links[0]['shortUrl'])}")).status_code == 404
+
 
 async def test_concurrent_clicks_are_all_counted(tenant: Tenant, http_sink: HttpSink, app: Any) -> None:
     _, _, conversation = await sms_conversation(tenant, http_sink)
