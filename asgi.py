@@ -52,6 +52,7 @@ from resolvers.attachments import download_endpoint as attachment_endpoint
 from resolvers.attachments import upload_endpoint
 from resolvers.exports import download_endpoint
 from resolvers.inbound import webhook_endpoint
+from resolvers.short_links import redirect_endpoint
 from runtime.demo_pages import demo_routes
 from runtime.http import ParleyGraphQL
 from runtime.socket_guard import socket_guard
@@ -255,6 +256,7 @@ def create_app() -> Starlette:
             Route("/exports/{workspace_id:int}/{job_id:int}", download_endpoint, methods=["GET"]),
             Route("/uploads/{workspace_id:int}/{attachment_id:int}", upload_endpoint, methods=["PUT"]),
             Route("/attachments/{workspace_id:int}/{attachment_id:int}", attachment_endpoint, methods=["GET"]),
+            Route("/l/{code}", redirect_endpoint, methods=["GET", "HEAD"]),
             *demo_routes(),
         ],
         middleware=[

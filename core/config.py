@@ -148,6 +148,14 @@ class Settings(BaseSettings):
     webhook_retry_base_seconds: float = 30
     webhook_disable_after: int = 20
 
+    # CRM lookup (jobs/crm.py): each signed POST's timeout, tries per conversation (the
+    # first retry after crm_lookup_retry_base_seconds, doubling), and how long a CRM's
+    # answer about a contact is kept in Redis and reused for its next conversations.
+    crm_lookup_timeout_seconds: float = 5
+    crm_lookup_tries: int = 3
+    crm_lookup_retry_base_seconds: float = 10
+    crm_lookup_cache_seconds: int = 3600
+
     # Campaigns (jobs/campaigns.py): recipients per batch (one transaction each); a pause
     # between batches (seconds, a send-rate throttle; 0: none); how long a running
     # campaign may go without finishing a batch before the sweep hands it to another worker;
@@ -237,6 +245,8 @@ class Settings(BaseSettings):
     rate_limit_attachments_per_contact: str = "60/hour"
     # POST /hooks/channels/{key}/inbound, per channel key.
     rate_limit_inbound_hook_per_channel: str = "1200/minute"
+    # GET /l/{code} (short links), per address: each click is a write.
+    rate_limit_short_link_per_ip: str = "120/minute"
     # Every GraphQL request over HTTP, per agent, API key or contact (anonymous: per address).
     rate_limit_graphql_per_principal: str = "6000/minute"
 
@@ -275,6 +285,7 @@ class Settings(BaseSettings):
         "rate_limit_widget_events_per_channel",
         "rate_limit_widget_events_per_ip",
         "rate_limit_inbound_hook_per_channel",
+        "rate_limit_short_link_per_ip",
         "rate_limit_graphql_per_principal",
         "rate_limit_password_reset_per_ip",
         "rate_limit_password_reset_per_account",

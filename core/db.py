@@ -25,6 +25,7 @@ MODEL_MODULES = [
     "models.search",
     "models.bulk",
     "models.attachments",
+    "models.short_links",
 ]
 
 
@@ -84,6 +85,15 @@ def dialect() -> str:
     from tortoise import connections
 
     return str(connections.get("default").capabilities.dialect)
+
+
+def json_text(column: str, key: str) -> str:
+    """The SQL of a JSON column's top-level value at `key`, as text: `attributes->>'plan'`
+    on PostgreSQL, `json_extract(attributes, '$.plan')` on SQLite. The caller passes a key it
+    has checked (contact attribute keys are lowercase letters, digits and _): it is inlined."""
+    if not key.replace("_", "").isalnum() or not key.isascii():
+        raise ValueError(f"not an attribute key: {key!r}")
+    return f"{column}->>'{key}'" if dialect() == "postgres" else f"json_extract({column}, '$.{key}')"
 
 
 def pool_usage() -> tuple[int, int, int]:

@@ -102,6 +102,16 @@ def deliver_job(message_id: int) -> str:
     return f"{arq_queue()}:deliver:{message_id}"
 
 
+def crm_lookup_job(conversation_id: int) -> str:
+    """The arq job asking the CRM about a new conversation's contact: once per conversation."""
+    return f"{arq_queue()}:crm:{conversation_id}"
+
+
+def crm_answer(channel_id: int, contact_id: int) -> str:
+    """A CRM's cached answer about a contact (its attribute values, as JSON)."""
+    return _k("crm", channel_id, contact_id)
+
+
 def wake_job(conversation_id: int, at: int) -> str:
     """The arq job id waking a snoozed conversation at unix time `at`."""
     return f"{arq_queue()}:wake:{conversation_id}:{at}"

@@ -9,7 +9,7 @@
   whole audience.
 - Recipients are then read in keyset batches of CAMPAIGN_BATCH_SIZE (by recipient id,
   joined to their contact), decided in Python (domain/campaigns.py: skip with a reason,
-  wait out SMS quiet hours, or send) and written in ONE transaction per batch: the
+  wait out quiet hours, or send) and written in ONE transaction per batch: the
   recipients claimed by a conditional UPDATE (… WHERE status IN ('pending', 'waiting')
   RETURNING), a conversation and a message for each claimed one, the outreach receipts
   (services/attribution.py) and the campaign's counters. A recipient is `sent` exactly
@@ -27,7 +27,7 @@
   `myMessages` (published after the commit, one pipelined round trip per batch);
   e-mail, SMS and messenger messages are handed to `deliver_message` (keyed by message
   id), and a run re-queues any that a dead worker left unqueued.
-- SMS recipients in their quiet hours wait (status waiting, next_attempt_at); the run
+- E-mail, SMS and messenger recipients in their quiet hours wait (status waiting, next_attempt_at); the run
   queues itself again for the earliest of those times, and `resume_campaigns` (a cron
   sweep, also at worker start-up) catches what is due or lost: campaigns whose time has
   come, waiting recipients due, and running campaigns whose worker stopped writing
@@ -229,9 +229,9 @@ class Sender:
         q = SqlBuilder()
         subject = campaign.subject if self.kind is ChannelKind.EMAIL else None
         sql = (
-            "INSERT INTO conversations (workspace_id, contact_id, channel_id, subject, status, vip, unread_count, "
-            "contact_unread_count, last_message_at, created_at, updated_at) "
-            f"SELECT c.workspace_id, c.id, {_typed(q, self.channel.id, 'int')}, "
+            "INSERT INTO conversations (workspace_id, contact_id, channel_id, topic_id, subject, status, vip, "
+            "unread_count, contact_unread_count, last_message_at, created_at, updated_at) "
+            f"SELECT c.workspace_id, c.id, {_typed(q, self.channel.id, 'int')}, {_typed(q, campaign.topic_id, 'int')}, "
             f"{_typed(q, subject, 'text')}, 'resolved', c.vip, 0, 1, "
             + ", ".join(_typed(q, stamp, "timestamptz") for _ in range(3))
             + " "
@@ -282,9 +282,10 @@ class Sender:
             f"    AND r.id = ANY({q.param(ids)}::bigint[]) AND r.status IN ('pending', 'waiting') "
             "  RETURNING r.contact_id, r.message_id), "
             "conversation AS ("
-            "  INSERT INTO conversations (workspace_id, contact_id, channel_id, subject, status, vip, unread_count, "
-            "    contact_unread_count, last_message_id, last_message_at, created_at, updated_at) "
-            f"  SELECT c.workspace_id, c.id, {q.param(self.channel.id)}::int, {q.param(subject)}::text, "
+            "  INSERT INTO conversations (workspace_id, contact_id, channel_id, topic_id, subject, status, vip, "
+            "    unread_count, contact_unread_count, last_message_id, last_message_at, created_at, updated_at) "
+            f"  SELECT c.workspace_id, c.id, {q.param(self.channel.id)}::int, {q.param(campaign.topic_id)}::int, "
+            f"{q.param(subject)}::text, "
             "'resolved', c.vip, 0, 1, "
             f"    claimed.message_id, {at}, {at}, {at} "
             "  FROM claimed JOIN contacts c ON c.id = claimed.contact_id "

@@ -45,6 +45,7 @@ from models.channels import SESSION_KINDS, Channel, ChannelKind
 from models.contacts import Contact, SmsConsent
 from models.conversations import Conversation, ConversationStatus, DeliveryState, Direction, Message, SenderKind
 from models.workspaces import Agent, Role, Workspace
+from services.short_links import shorten
 
 log = logging.getLogger("parley.jobs.delivery")
 
@@ -265,7 +266,9 @@ async def _post_to_gateway(thread: Thread) -> None:
         if not contact.external_id or not contact.external_id.startswith(MESSENGER_PREFIX):
             raise Permanent("The contact has no messenger id.")
         to = contact.external_id.removeprefix(MESSENGER_PREFIX)
-    payload = {"to": to, "from": channel.default_sender, "text": message.body, "messageId": str(message.id)}
+    # SMS links go out short (PUBLIC_URL/l/{code}): their clicks are counted.
+    text = await shorten(message, contact.id) if channel.kind is ChannelKind.SMS else message.body
+    payload = {"to": to, "from": channel.default_sender, "text": text, "messageId": str(message.id)}
     body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
     try:
         response = await outbound.post(

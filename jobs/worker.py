@@ -27,6 +27,7 @@ from core.tracing import SpanKind, setup_tracing, shutdown_tracing, span
 from jobs.bulk import resume_bulk_actions, run_bulk_action
 from jobs.campaigns import CAMPAIGN_TIMEOUT, resume_campaigns, send_campaign
 from jobs.conversations import wake_conversation, wake_snoozed
+from jobs.crm import crm_lookup
 from jobs.exports import EXPORT_TIMEOUT, export_contact_data, export_contacts, prune_exports
 from jobs.push import ARQ_TRIES as PUSH_TRIES
 from jobs.push import deliver_push, prune_push_attempts, push_conversation
@@ -146,6 +147,8 @@ class WorkerSettings:
         # Batches commit with their high-water mark: a re-run goes on from the last one.
         func(run_bulk_action, timeout=24 * 3600, max_tries=3),
         func(resume_bulk_actions, keep_result=0),
+        # Its tries are counted by arq (job_try); a lookup is once per conversation.
+        func(crm_lookup, max_tries=settings.crm_lookup_tries),
     ]
     cron_jobs = [
         cron(prune_contact_changes, hour={3}, minute={17}, run_at_startup=False),
@@ -158,7 +161,7 @@ class WorkerSettings:
         cron(dispatch_webhooks, second=set(range(0, 60, 10)), run_at_startup=True),
         cron(prune_webhook_deliveries, hour={3}, minute={27}, run_at_startup=False),
         cron(prune_sync_requests, hour={3}, minute={37}, run_at_startup=False),
-        # Scheduled campaigns due, SMS recipients whose quiet hours ended, runs whose worker died.
+        # Scheduled campaigns due, recipients whose quiet hours ended, runs whose worker died.
         cron(resume_campaigns, second=set(range(5, 60, 10)), run_at_startup=True),
         cron(prune_push_attempts, hour={3}, minute={47}, run_at_startup=False),
         # Conversations of agents offline past the routing timeout, and waiting ones.

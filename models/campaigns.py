@@ -10,6 +10,7 @@ from tortoise.indexes import Index
 
 from models.channels import Channel
 from models.contacts import Contact
+from models.conversations import Topic
 from models.job_records import Job
 from models.segments import Segment
 from models.workspaces import Agent, WorkspaceScoped
@@ -58,6 +59,12 @@ class Campaign(WorkspaceScoped):
         "models.Segment", related_name=False, null=True, on_delete=fields.SET_NULL
     )
     segment_id: int | None
+    # The topic of the conversations it creates (Freshdesk's campaign topic): replies land
+    # in it, and the inbox filters by it. Deleting the topic leaves the campaign without.
+    topic: fields.ForeignKeyNullableRelation[Topic] = fields.ForeignKeyField(
+        "models.Topic", related_name=False, null=True, on_delete=fields.SET_NULL
+    )
+    topic_id: int | None
     status = fields.CharEnumField(CampaignStatus, max_length=16, default=CampaignStatus.SCHEDULED)
     scheduled_at = fields.DatetimeField()
     # Set in the transaction that wrote the recipient rows: a retried job does not re-read
@@ -112,4 +119,5 @@ class CampaignRecipient(WorkspaceScoped):
     class Meta:
         table = "campaign_recipients"
         unique_together = (("campaign", "contact"),)
-        indexes = (Index(fields=("campaign_id", "status", "id")),)
+        # By message: a delivered SMS's short links name their campaign (services/short_links.py).
+        indexes = (Index(fields=("campaign_id", "status", "id")), Index(fields=("message_id",)))

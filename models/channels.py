@@ -54,6 +54,11 @@ class Channel(WorkspaceScoped):
     help_reply = fields.TextField(null=True)
     # Outbound SMS and messenger go to this HTTP gateway (JSON, signed with the secret).
     gateway_url = fields.CharField(max_length=2048, null=True)
+    # CRM lookup (jobs/crm.py): called, signed with its own secret, when a conversation
+    # starts; its answer fills CRM-managed attributes. The secret is sealed (core/sealed.py)
+    # and never leaves the server.
+    crm_lookup_url = fields.CharField(max_length=2048, null=True)
+    crm_lookup_secret_sealed = fields.TextField(null=True)
     # Notifications: e-mail addresses told of every new message (off when empty), and
     # whether agents get offline-message and missed-chat e-mails when nobody is online.
     notify_emails: list[str] = fields.JSONField(default=list)  # type: ignore[assignment]

@@ -25,6 +25,7 @@ from domain.masking import mask_card_numbers
 from models.campaigns import Campaign, CampaignRecipient, CampaignStatus, RecipientStatus
 from models.channels import Channel
 from models.contacts import Contact
+from models.conversations import Topic
 from models.job_records import Job, JobKind
 from resolvers.conversations import MAX_SUBJECT, clean_body
 from resolvers.pagination import Order, Page, paginate
@@ -50,6 +51,7 @@ class CampaignInput:
     segment_gid: str | None = None
     contact_gids: list[str] | None = None
     scheduled_at: datetime | None = None
+    topic_gid: str | None = None
 
 
 async def create_campaign(ctx: Context, data: CampaignInput) -> Campaign:
@@ -76,6 +78,14 @@ async def create_campaign(ctx: Context, data: CampaignInput) -> Campaign:
     channel = await ctx.scope.by_global_id(data.channel_gid, "Channel", Channel)
     if channel is None:
         errors.append(UserError(["channelId"], Code.NOT_FOUND, "No channel with this id."))
+
+    topic_id: int | None = None
+    if data.topic_gid is not None:
+        topic = await ctx.scope.by_global_id(data.topic_gid, "Topic", Topic)
+        if topic is None:
+            errors.append(UserError(["topicId"], Code.NOT_FOUND, "No topic with this id."))
+        else:
+            topic_id = topic.id
 
     segment_id: int | None = None
     contact_ids: list[int] = []
@@ -121,6 +131,7 @@ async def create_campaign(ctx: Context, data: CampaignInput) -> Campaign:
             body=body,
             subject=subject,
             segment_id=segment_id,
+            topic_id=topic_id,
             status=CampaignStatus.SCHEDULED,
             scheduled_at=scheduled_at,
             created_by_id=principal.agent_id,

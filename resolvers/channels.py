@@ -15,6 +15,7 @@ from core.errors import Code, UserError, UserFailure
 from core.events import atomic
 from core.permissions import Permission
 from core.principal_cache import auth_changed
+from core.sealed import seal
 from domain import contact_fields as cf
 from domain.masking import mask_card_numbers
 from domain.schedule import BusinessHours, ScheduleError
@@ -62,8 +63,12 @@ CHANNEL_SETTINGS = (
     "notify_emails",
     "offline_notifications",
     "missed_chat_minutes",
+    "crm_lookup_url",
+    "crm_lookup_secret",
 )
 MAX_NOTIFY_EMAILS = 20
+MAX_URL = 2048
+CRM_SECRET_LENGTH = (16, 256)
 
 
 def _clean_channel_settings(kind: ChannelKind, values: dict[str, Any]) -> dict[str, Any]:
@@ -105,15 +110,29 @@ def _clean_channel_settings(kind: ChannelKind, values: dict[str, Any]) -> dict[s
             if len(text) > 1_000:
                 fail([cf.camel(key)], Code.TOO_LONG, f"{cf.camel(key)} may be at most 1000 characters.")
             clean[key] = mask_card_numbers(text) or None
-        elif key == "gateway_url" and value:
+        elif key in ("gateway_url", "crm_lookup_url") and value:
             problem = (
-                "must be an http(s) URL of at most 2048 characters."
-                if len(value) > 2048
+                f"must be an http(s) URL of at most {MAX_URL} characters."
+                if len(value) > MAX_URL
                 else outbound.url_problem(value)
             )
             if problem is not None:
-                fail(["gatewayUrl"], Code.INVALID, f"gatewayUrl {problem}")
+                fail([cf.camel(key)], Code.INVALID, f"{cf.camel(key)} {problem}")
             clean[key] = value
+        elif key == "crm_lookup_secret":
+            # Sealed at rest and never shown again (core/sealed.py); null removes it.
+            shortest, longest = CRM_SECRET_LENGTH
+            if value is not None and not (
+                shortest <= len(value) <= longest and value.isascii() and value.isprintable()
+            ):
+                fail(
+                    ["crmLookupSecret"],
+                    Code.INVALID,
+                    f"crmLookupSecret must be {shortest} to {longest} printable ASCII characters.",
+                )
+            elif " " in (value or ""):
+                fail(["crmLookupSecret"], Code.INVALID, "crmLookupSecret must not contain spaces.")
+            clean["crm_lookup_secret_sealed"] = seal(value) if value else None
         elif key == "notify_emails":
             addresses = []
             for i, address in enumerate((value or [])[: MAX_NOTIFY_EMAILS + 1]):
@@ -142,10 +161,19 @@ def _clean_channel_settings(kind: ChannelKind, values: dict[str, Any]) -> dict[s
     return clean
 
 
+def _require_crm_secret(url: str | None, sealed_secret: str | None) -> None:
+    """A CRM lookup URL is called signed: it needs a secret."""
+    if url and not sealed_secret:
+        raise UserFailure.of(
+            "crmLookupSecret", Code.REQUIRED, "A CRM lookup URL needs a crmLookupSecret to sign its requests."
+        )
+
+
 async def add_channel(ctx: Context, kind: ChannelKind, values: dict[str, Any]) -> Channel:
     ctx.require(Permission.WORKSPACE_MANAGE)
     clean = _clean_channel_settings(kind, {"name": values.pop("name", ""), **values})
     # Widget and SDK channels verify identities unless the input turns it off.
+    _require_crm_secret(clean.get("crm_lookup_url"), clean.get("crm_lookup_secret_sealed"))
     channel = await create_channel(
         ctx.scope.workspace_id, kind, clean.pop("name"), identity_verification=clean.pop("identity_verification", None)
     )
@@ -175,6 +203,7 @@ async def update_channel(ctx: Context, gid: str, values: dict[str, Any]) -> Chan
     verifies_now = clean.get("identity_verification") is True and not channel.identity_verification
     for key, value in clean.items():
         setattr(channel, key, value)
+    _require_crm_secret(channel.crm_lookup_url, channel.crm_lookup_secret_sealed)
     if clean:
         async with atomic(ctx.outbox):
             await channel.save(update_fields=[*clean, "updated_at"])

@@ -14,10 +14,10 @@ from redis.exceptions import RedisError
 from tortoise.expressions import Q, RawSQL
 from tortoise.queryset import QuerySet
 
-from core import presence
+from core import keys, presence
 from core.clock import now
 from core.context import Context
-from core.db import dialect
+from core.db import dialect, json_text
 from core.errors import Code, PublicError, UserError, UserFailure, forbidden
 from core.events import Outbox, atomic
 from core.permissions import Permission, Principal, PrincipalKind
@@ -29,6 +29,7 @@ from domain.masking import mask_card_numbers, mask_card_numbers_in
 from models.channels import Channel
 from models.contacts import (
     AttributeDefinition,
+    AttributeType,
     ChangeKind,
     Contact,
     ContactEvent,
@@ -41,6 +42,7 @@ from models.contacts import (
     SmsConsent,
 )
 from models.conversations import Conversation, ConversationStatus
+from models.short_links import ShortLink
 from models.workspaces import Agent, MatchingAttribute, Workspace
 from resolvers.pagination import Order, Page, paginate
 from services import attachments, push, webhooks
@@ -71,9 +73,30 @@ EVENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.:/-]{0,119}$")
 # -- reading ------------------------------------------------------------------------------
 
 
-def search_filter(search: str) -> Q:
-    term = search.strip()[:100]
-    return Q(name__icontains=term) | Q(email__icontains=term) | Q(phone__contains=term)
+MAX_SEARCH = 100
+# Attributes of these types hold text; the first MAX_SEARCHABLE searchable ones (in their
+# order) are searched too: each is one more LIKE per contact the search scans.
+SEARCHABLE_TYPES = (AttributeType.TEXT, AttributeType.LIST, AttributeType.DATE)
+MAX_SEARCHABLE = 10
+
+
+async def search_contacts(query: QuerySet[Contact], workspace_id: int, search: str) -> QuerySet[Contact]:
+    """Contacts whose name, e-mail, phone or a searchable attribute contains `search`
+    (case-insensitive; its first MAX_SEARCH characters)."""
+    term = search.strip()[:MAX_SEARCH]
+    condition = Q(name__icontains=term) | Q(email__icontains=term) | Q(phone__contains=term)
+    keys = (
+        await AttributeDefinition.filter(workspace_id=workspace_id, searchable=True, type__in=SEARCHABLE_TYPES)
+        .order_by("position", "id")
+        .limit(MAX_SEARCHABLE)
+        .values_list("key", flat=True)
+    )
+    if not keys:
+        return query.filter(condition)
+    columns = {f"search_{i}": RawSQL(json_text("attributes", key)) for i, key in enumerate(keys)}
+    for name in columns:
+        condition |= Q(**{f"{name}__icontains": term})
+    return query.annotate(**columns).filter(condition)
 
 
 async def list_contacts(
@@ -98,7 +121,7 @@ async def list_contacts(
             raise PublicError("No segment with this id.", Code.NOT_FOUND)
         query = await segments.members_query(ctx, segment)
     if search and search.strip():
-        query = query.filter(search_filter(search))
+        query = await search_contacts(query, ctx.scope.workspace_id, search)
     return await paginate(query, CONTACT_ORDER, first=first, after=after, last=last, before=before, values=columns)
 
 
@@ -761,8 +784,8 @@ async def _close_conversations(ctx: Context, contact: Contact) -> None:
 
 async def delete_contact(ctx: Context, gid: str) -> DeletedContact:
     """Erase a contact: its rows, the webhook deliveries about it (in one transaction),
-    then its attachments' files, the export files that may hold it and its presence in
-    Redis. The audit record
+    then its attachments' files, the export files that may hold it, its presence and the
+    CRM's answers in Redis. The audit record
     keeps masked hints and counts what was removed. A process dying after the commit
     leaves export files whose links already answer 410, removed by the next
     `prune_exports`, and presence entries that expire within a minute."""
@@ -783,6 +806,10 @@ async def delete_contact(ctx: Context, gid: str) -> DeletedContact:
         # Redis away: the entries expire within presence.TTL anyway.
         with contextlib.suppress(RedisError):
             erased["presence"] = await presence.forget(ctx.hub.redis, contact.workspace_id, "contact", contact.id)
+            # The CRM's cached answers about the contact (jobs/crm.py); they expire anyway.
+            channel_ids = await Channel.filter(workspace_id=contact.workspace_id).values_list("id", flat=True)
+            if channel_ids:
+                await ctx.hub.redis.delete(*(keys.crm_answer(c, contact.id) for c in channel_ids))
     record.erased = erased
     await DeletedContact.filter(id=record.id).update(erased=erased)
     return record
@@ -815,7 +842,7 @@ async def merge_contacts(ctx: Context, primary_gid: str, secondary_gid: str) -> 
     matching_key = await workspace_matching_key(primary.workspace_id)
     session_fields = _merged_session_fields(primary, secondary, matching_key)
     async with atomic(ctx.outbox):
-        for model in (ContactEvent, ContactNote):
+        for model in (ContactEvent, ContactNote, ShortLink):
             await model.filter(contact_id=secondary.id).update(contact_id=primary.id)
         await Conversation.filter(contact_id=secondary.id).update(
             contact_id=primary.id, vip=primary.vip or secondary.vip

@@ -344,9 +344,10 @@ async def open_conversation(
     ip: str | None = None,
     actor_agent_id: int | None = None,
 ) -> Conversation:
-    """A new conversation, announced to the inbox. A blocked contact's is kept, closed, and
-    shown to no one. One the contact started is routed (services/routing.py); one an
-    agent started is left to that agent."""
+    """A new conversation, announced to the inbox, and the channel's CRM asked about its
+    contact (jobs/crm.py). A blocked contact's is kept, closed, and shown to no one. One
+    the contact started is routed (services/routing.py); one an agent started is left to
+    that agent."""
     conversation = await Conversation.create(
         workspace_id=contact.workspace_id,
         contact_id=contact.id,
@@ -363,6 +364,9 @@ async def open_conversation(
         if actor_agent_id is None:
             await routing.route(outbox, conversation)
         await record_activity(outbox, conversation, ActivityKind.CREATED, actor_agent_id)
+        if channel.crm_lookup_url:
+            # After the commit, in a job: the conversation never waits for the CRM.
+            queue_job(outbox, "crm_lookup", conversation.id, job_id=keys.crm_lookup_job(conversation.id))
     return conversation
 
 

@@ -29,7 +29,7 @@ from tortoise.expressions import Q
 
 from core.bulk import insert_returning, update_many
 from core.context import Context
-from core.db import SqlBuilder, dialect
+from core.db import SqlBuilder, dialect, json_text
 from core.errors import Code, PublicError, UserError, UserFailure
 from core.events import Outbox, atomic
 from core.permissions import Permission, Principal, PrincipalKind
@@ -296,7 +296,7 @@ def _match_sql(workspace: Workspace) -> str | None:
         if key is None:
             return None
         # The key passed ATTRIBUTE_KEY (lowercase letters, digits and _): safe to inline.
-        return f"attributes->>'{key}'" if dialect() == "postgres" else f"json_extract(attributes, '$.{key}')"
+        return json_text("attributes", key)
     return kind.value
 
 

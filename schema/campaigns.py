@@ -12,13 +12,16 @@ from strawberry.types import Info
 from core.context import Context
 from models import campaigns as m
 from models.channels import Channel as ChannelRow
+from models.conversations import Topic as TopicRow
 from models.workspaces import Agent as AgentRow
 from resolvers import campaigns as r
+from resolvers import short_links
 from resolvers.conversations import related
 from resolvers.job_records import job_by_id
 from runtime.execution import plain
 from schema.channels import Channel
 from schema.common import Connection, UserError, gid, mutate, to_connection
+from schema.conversations import Topic
 from schema.job_records import Job
 from schema.segments import Segment
 from schema.workspaces import Agent
@@ -37,8 +40,12 @@ class CampaignStats:
         description="Contacts not messaged: blocked, no consent, no address (see skipReasons)."
     )
     failed: int = strawberry.field(description="Messages whose delivery failed (e-mail, SMS, messenger).")
-    waiting: int = strawberry.field(description="SMS recipients waiting for their quiet hours to end (08:00 local).")
+    waiting: int = strawberry.field(
+        description="E-mail, SMS and messenger recipients waiting for their quiet hours to end (08:00 local)."
+    )
     replied: int = strawberry.field(description="Contacts whose reply was attributed to this campaign.")
+    clicks: int = strawberry.field(description="Clicks on the short links of its SMS messages.")
+    clicked_contacts: int = strawberry.field(description="Contacts who clicked at least one of its short links.")
 
 
 @strawberry.type
@@ -77,6 +84,11 @@ class Campaign(relay.Node):
         found = await find_segment(info.context, str(node_id("Segment", self._row.segment_id)))
         return Segment.from_model(found) if found else None
 
+    @strawberry.field(description="The topic of the conversations it creates; null for none.")
+    @plain
+    def topic(self, info: Info[Context, None]) -> Topic | None:
+        return related(info.context, TopicRow, self._row.topic_id, Topic.from_model)  # type: ignore[no-any-return]
+
     @strawberry.field(description="Who created it (null for an API key).")
     @plain
     def created_by(self, info: Info[Context, None]) -> Agent | None:
@@ -88,11 +100,18 @@ class Campaign(relay.Node):
         return Job.from_model(job) if job else None
 
     @strawberry.field
-    async def stats(self) -> CampaignStats:
+    async def stats(self, info: Info[Context, None]) -> CampaignStats:
         row = self._row
         extra = await r.counts(row)
+        clicks, clicked_contacts = await short_links.campaign_clicks(info.context, row.id)
         return CampaignStats(
-            recipients=row.recipients, sent=row.sent, skipped=row.skipped, replied=row.replied, **extra
+            recipients=row.recipients,
+            sent=row.sent,
+            skipped=row.skipped,
+            replied=row.replied,
+            clicks=clicks,
+            clicked_contacts=clicked_contacts,
+            **extra,
         )
 
     @strawberry.field(description="Skipped contacts by reason.")
@@ -130,6 +149,9 @@ class CreateCampaignInput:
     # Plain ids, decoded by the resolver: a malformed one is a userError naming its index.
     contact_ids: list[strawberry.ID] | None = None
     scheduled_at: datetime | None = strawberry.field(default=None, description="With its offset; at most a year ahead.")
+    topic_id: relay.GlobalID | None = strawberry.field(
+        default=None, description="The topic of the conversations it creates (and so of the contacts' replies)."
+    )
 
 
 @strawberry.input
@@ -175,6 +197,7 @@ class CampaignMutation:
             segment_gid=gid(input.segment_id),
             contact_gids=[str(c) for c in input.contact_ids] if input.contact_ids is not None else None,
             scheduled_at=input.scheduled_at,
+            topic_gid=gid(input.topic_id),
         )
         return await mutate(CampaignPayload, r.create_campaign(info.context, data), _payload)
 

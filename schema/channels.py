@@ -48,6 +48,8 @@ class Channel(relay.Node):
     _default_sender: strawberry.Private[str | None]
     _gateway_url: strawberry.Private[str | None]
     _notify_emails: strawberry.Private[list[str]]
+    _crm_lookup_url: strawberry.Private[str | None]
+    _crm_lookup_secret_set: strawberry.Private[bool]
 
     @strawberry.field(
         description="From address (e-mail) or sender number (SMS) of outbound messages; null in a contact session."
@@ -69,6 +71,22 @@ class Channel(relay.Node):
     @plain
     def notify_emails(self, info: Info[Context, None]) -> list[str]:
         return [] if info.context.viewing_contact_id is not None else self._notify_emails
+
+    @strawberry.field(
+        description="Called (signed POST) when a conversation starts; its answer fills CRM-managed attributes. "
+        "Null in a contact session."
+    )
+    @plain
+    def crm_lookup_url(self, info: Info[Context, None]) -> str | None:
+        return None if info.context.viewing_contact_id is not None else self._crm_lookup_url
+
+    @strawberry.field(
+        description="Whether the CRM lookup has its signing secret; the secret itself is never shown again. "
+        "False in a contact session."
+    )
+    @plain
+    def crm_lookup_secret_set(self, info: Info[Context, None]) -> bool:
+        return info.context.viewing_contact_id is None and self._crm_lookup_secret_set
 
     @strawberry.field(
         description="Signs identity hashes and inbound webhooks. Owners and admins only; null for others."
@@ -93,6 +111,8 @@ class Channel(relay.Node):
             help_reply=c.help_reply,
             _gateway_url=c.gateway_url,
             _notify_emails=list(c.notify_emails or []),
+            _crm_lookup_url=c.crm_lookup_url,
+            _crm_lookup_secret_set=c.crm_lookup_secret_sealed is not None,
             offline_notifications=c.offline_notifications,
             missed_chat_minutes=c.missed_chat_minutes,
             created_at=c.created_at,
@@ -115,6 +135,14 @@ class ChannelSettingsInput:
     notify_emails: list[str] | None = strawberry.UNSET
     offline_notifications: bool | None = strawberry.UNSET
     missed_chat_minutes: int | None = strawberry.UNSET
+    crm_lookup_url: str | None = strawberry.field(
+        default=strawberry.UNSET, description="http(s), at most 2048 characters, public addresses only."
+    )
+    crm_lookup_secret: str | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="Signs the CRM lookup's requests (X-Parley-Signature), 16 to 256 characters; "
+        "write-only, sealed at rest. Null removes it.",
+    )
 
 
 @strawberry.input

@@ -413,8 +413,8 @@ def _contact(c: m.Contact) -> dict[str, object]:
 @strawberry.type
 class ContactQuery:
     @strawberry.field(
-        description="Contacts, most recent interaction first; search matches name, e-mail and phone; "
-        "segmentId keeps a segment's members."
+        description="Contacts, most recent interaction first; search matches name, e-mail, phone and "
+        "searchable text, list and date attributes (case-insensitive); segmentId keeps a segment's members."
     )
     async def contacts(
         self,

@@ -23,6 +23,7 @@ from models.contacts import Contact as ContactRow
 from models.workspaces import Agent as AgentRow
 from models.workspaces import Team as TeamRow
 from resolvers import conversations as r
+from resolvers import short_links
 from resolvers.attachments import attachments_of
 from runtime.execution import plain
 from runtime.fanout import direct, shared, shared_async
@@ -32,6 +33,7 @@ from schema.attachments import Attachment, Upload
 from schema.channels import Channel
 from schema.common import Connection, UserError, build, gid, mutate, node_id, provided, selected_names, to_connection
 from schema.contacts import Contact, columns_for
+from schema.short_links import ShortLink
 from schema.workspaces import Agent, Team
 
 ConversationStatus = strawberry.enum(m.ConversationStatus, name="ConversationStatus")
@@ -115,6 +117,14 @@ class Message(relay.Node):
             workspace_id = info.context.require_principal().workspace_id
             return [Attachment.from_row(workspace_id, a) for a in self._attachments]
         return [Attachment.from_model(a) for a in await attachments_of(info.context, self.id)]
+
+    @strawberry.field(
+        description="Outbound SMS: its links as sent (short) and their clicks. Empty in a contact session."
+    )
+    async def short_links(self, info: Info[Context, None]) -> list[ShortLink]:
+        if _is_contact(info):
+            return []
+        return [ShortLink.from_model(s) for s in await short_links.message_links(info.context, self.id)]
 
     @classmethod
     def from_model(cls, x: m.Message) -> Message:

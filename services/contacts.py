@@ -37,6 +37,7 @@ from models.contacts import (
 )
 from models.conversations import Conversation, ConversationActivity, Message
 from models.search import SearchDocument
+from models.short_links import ShortLink
 from services import attachments, push, webhooks
 from services.search import purge_deleted_text
 from services.segments import mark_for_segments, schedule_dirty_refresh
@@ -272,6 +273,7 @@ async def delete_contact_rows(contact_id: int) -> dict[str, int]:
     # The search index first: its triggers then have nothing left to do, and SQLite's
     # counts below are the rows themselves (Tortoise counts the changes triggers make).
     await SearchDocument.filter(conversation_id__in=conversations).delete()
+    await ShortLink.filter(contact_id=contact_id).delete()
     counts = {"messages": await Message.filter(conversation_id__in=conversations).delete()}
     await ConversationActivity.filter(conversation_id__in=conversations).delete()
     counts["conversations"] = await Conversation.filter(contact_id=contact_id).delete()

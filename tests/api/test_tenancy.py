@@ -462,6 +462,7 @@ query Snapshot {
   apiKeys(first: 100) { edges { node { id name prefix scopes revokedAt } } }
   channels(first: 100) { edges { node {
     id kind name publicKey identityVerification secret businessHours defaultSender notifyEmails
+    crmLookupUrl crmLookupSecretSet
   } } }
   topics(first: 100) { edges { node { id name } } }
   unreadCount
@@ -469,6 +470,7 @@ query Snapshot {
     id status snoozedUntil unreadCount contactUnreadCount rating subject vip
     assignee { id } team { id } topic { id } contact { id }
     messages { edges { node { id body senderKind attachments { id filename contentType size } } } }
+    messages { edges { node { id body senderKind shortLinks { code url clicks } } } }
   } } }
   attributeDefinitions(first: 100) { edges { node {
     id key label type options source crmManaged searchable visible position
@@ -480,7 +482,8 @@ query Snapshot {
     id url description eventTypes enabled disabledReason updatedAt
     deliveries(first: 100) { edges { node { id eventType status attempts } } }
   } } }
-  campaigns(first: 100) { edges { node { id name status body scheduledAt stats { recipients sent skipped } } } }
+  campaigns(first: 100) { edges { node { id name status body scheduledAt topic { id }
+    stats { recipients sent skipped clicks clickedContacts } } } }
   proactiveMessages(first: 100) { edges { node {
     id name status error text tags rules sent opened replied frequency channel { id } routeTeam { id } botAnswer { id }
     deliveries(first: 100) { edges { node { id openedAt dismissedAt repliedAt conversationId } } }
@@ -1161,6 +1164,18 @@ MUTATION_CASES = [
         ["id"],
         principals=("owner",),
     ),
+    Case(
+        "updateChannel",
+        "UpdateChannelInput",
+        lambda a, b: {
+            "id": b.ids["Channel"],
+            "crmLookupUrl": "https://crm.evil.example/lookup",
+            "crmLookupSecret": "attacker-chosen-secret",
+        },
+        ["id"],
+        "crm-lookup",
+        principals=("owner",),
+    ),
     Case("rotateChannelSecret", "ChannelIdInput", lambda a, b: {"id": b.ids["Channel"]}, ["id"], principals=("owner",)),
     Case("deleteChannel", "ChannelIdInput", lambda a, b: {"id": b.ids["Channel"]}, ["id"], principals=("owner",)),
     Case(
@@ -1358,6 +1373,19 @@ MUTATION_CASES = [
         },
         ["channelId"],
         "B-channel",
+    ),
+    Case(
+        "createCampaign",
+        "CreateCampaignInput",
+        lambda a, b: {
+            "name": "Pwned",
+            "channelId": a.ids["Channel"],
+            "body": "pwned",
+            "contactIds": [a.ids["Contact"]],
+            "topicId": b.ids["Topic"],
+        },
+        ["topicId"],
+        "B-topic",
     ),
     Case("cancelCampaign", "CancelCampaignInput", lambda a, b: {"id": b.ids["Campaign"]}, ["id"]),
     Case(

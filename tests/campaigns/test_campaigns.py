@@ -18,7 +18,7 @@ from models.attribution import Receipt
 from models.campaigns import Campaign, CampaignRecipient
 from models.contacts import Contact
 from models.conversations import Conversation, Message
-from tests.campaigns.helpers import CANCEL, channel, contact, create, errors_of, gid, read, run
+from tests.campaigns.helpers import CANCEL, channel, contact, create, daytime_zone, errors_of, gid, read, run
 from tests.conftest import Tenant, pk
 
 SEGMENT = (
@@ -147,7 +147,7 @@ async def test_a_campaign_re_evaluates_the_segments_that_count_conversations_onl
 
 async def test_a_list_campaign_by_email_skips_and_counts_each_reason(app: Any, tenant: Tenant) -> None:
     email = await channel(tenant, "email")
-    ok = await contact(tenant, email="ok@example.com")
+    ok = await contact(tenant, email="ok@example.com", time_zone=daytime_zone())
     no_address = await contact(tenant, name="No address")
     blocked = await contact(tenant, email="blocked@example.com", blocked=True)
     ids = [gid("Contact", c.id) for c in (ok, no_address, blocked, ok)]  # listed twice: sent once
@@ -170,6 +170,78 @@ async def test_a_list_campaign_by_email_skips_and_counts_each_reason(app: Any, t
     # Delivery fails (no mail server is configured here): the campaign counts it.
     assert await deliver_message({}, message.id) == "failed"
     assert (await read(tenant, campaign["id"]))["stats"]["failed"] == 1
+
+
+async def test_a_campaign_topic_is_the_topic_of_its_conversations(app: Any, tenant: Tenant, make_tenant: Any) -> None:
+    topic = (
+        await tenant.api(
+            "mutation($i: CreateTopicInput!) { createTopic(input: $i) { topic { id } } }",
+            {"i": {"name": "Billing"}},
+            token=tenant.owner_token,
+        )
+    )["createTopic"]["topic"]
+    people = [await contact(tenant, name=f"P{i}") for i in range(3)]
+    campaign = await create(
+        tenant,
+        name="Invoices",
+        channelId=gid("Channel", tenant.channel.id),
+        body="Your invoice is ready",
+        contactIds=[gid("Contact", p.id) for p in people],
+        topicId=topic["id"],
+    )
+    await run(app, campaign["id"])
+    topics = await Conversation.filter(contact_id__in=[p.id for p in people]).values_list("topic_id", flat=True)
+    assert sorted(topics) == [pk(topic["id"])] * 3
+    shown = await tenant.api(
+        "query($id: ID!) { campaign(id: $id) { topic { id } } }", {"id": campaign["id"]}, token=tenant.owner_token
+    )
+    assert shown["campaign"]["topic"] == {"id": topic["id"]}
+    # Another workspace's topic, another kind of id, an id of nothing: NOT_FOUND, naming the field.
+    other = await make_tenant("Other")
+    theirs = (
+        await other.api(
+            "mutation($i: CreateTopicInput!) { createTopic(input: $i) { topic { id } } }",
+            {"i": {"name": "Theirs"}},
+            token=other.owner_token,
+        )
+    )["createTopic"]["topic"]["id"]
+    for bad in (theirs, gid("Contact", people[0].id), gid("Topic", 2**40)):
+        refused = await errors_of(
+            tenant,
+            name="X",
+            channelId=gid("Channel", tenant.channel.id),
+            body="x",
+            contactIds=[gid("Contact", people[0].id)],
+            topicId=bad,
+        )
+        assert refused == [(["topicId"], "NOT_FOUND")], bad
+
+
+async def test_email_and_messenger_wait_out_quiet_hours_too(app: Any, tenant: Tenant) -> None:
+    # 2027-06-01 20:00 UTC: 05:00 in Tokyo (quiet), 16:00 in New York (open).
+    at = datetime(2027, 6, 1, 20, 0, tzinfo=UTC)
+    for kind, address in (("email", {"email": "a@example.com"}), ("messenger", {"external_id": "messenger:7"})):
+        reached = await channel(tenant, kind)
+        tokyo = await contact(tenant, time_zone="Asia/Tokyo", **address)
+        new_york = await contact(
+            tenant,
+            time_zone="America/New_York",
+            **{k: v.replace("7", "8").replace("a@", "b@") for k, v in address.items()},
+        )
+        campaign = await create(
+            tenant,
+            name=f"News by {kind}",
+            channelId=gid("Channel", reached.id),
+            body="News",
+            subject="News" if kind == "email" else None,
+            contactIds=[gid("Contact", tokyo.id), gid("Contact", new_york.id)],
+        )
+        opens = datetime(2027, 6, 1, 23, 0, tzinfo=UTC)  # 08:00 in Tokyo
+        assert await run(app, campaign["id"], at=at) == {"waiting": 1, "next_attempt_at": opens.isoformat()}
+        assert set(await messages_by_contact(pk(campaign["id"]))) == {new_york.id}
+        assert (await read(tenant, campaign["id"]))["stats"]["waiting"] == 1
+        assert await run(app, campaign["id"], at=opens) == {"recipients": 2, "sent": 2, "skipped": 0}
+        assert set(await messages_by_contact(pk(campaign["id"]))) == {tokyo.id, new_york.id}
 
 
 async def test_sms_waits_out_quiet_hours_in_the_contacts_time_zone(app: Any, tenant: Tenant) -> None:

@@ -274,6 +274,52 @@ async def test_contact_list_sorts_by_last_interaction_and_searches(tenant: Any) 
     assert await search("nobody") == []
 
 
+async def test_search_matches_searchable_attributes_only(tenant: Any) -> None:
+    define = (
+        "mutation($i: CreateAttributeDefinitionInput!) { createAttributeDefinition(input: $i) { userErrors { code } } }"
+    )
+    for key, kind, searchable, options in (
+        ("company", "TEXT", True, []),
+        ("tier", "LIST", True, ["gold", "silver"]),
+        ("secret_note", "TEXT", False, []),
+        ("seats", "NUMBER", True, []),
+    ):
+        definition = {"key": key, "label": key, "type": kind, "searchable": searchable, "options": options}
+        assert (await tenant.api(define, {"i": definition}, token=tenant.owner_token))["createAttributeDefinition"][
+            "userErrors"
+        ] == []
+    acme = await tenant.contact(name="Ann", attributes=[{"key": "company", "value": "ACME 100%_Corp"}])
+    gold = await tenant.contact(name="Gil", attributes=[{"key": "tier", "value": "gold"}])
+    await tenant.contact(
+        name="Sam", attributes=[{"key": "secret_note", "value": "acme rival"}, {"key": "seats", "value": 100}]
+    )
+    query = "query($s: String) { contacts(first: 10, search: $s) { edges { node { id } } totalCount } }"
+
+    async def search(term: str) -> list[str]:
+        found = (await tenant.api(query, {"s": term}, token=tenant.owner_token))["contacts"]
+        assert found["totalCount"] == len(found["edges"])
+        return [e["node"]["id"] for e in found["edges"]]
+
+    assert await search("acme") == [acme["id"]]  # not Sam: secret_note is not searchable
+    assert await search("100%_c") == [acme["id"]]  # % and _ match themselves
+    assert await search("0%") == [acme["id"]] and await search("1_0") == []
+    assert await search("GOLD") == [gold["id"]]
+    assert await search("100") == [acme["id"]]  # numbers are not searched as text
+    # Turned off: no longer searched.
+    definitions = (
+        await tenant.api("{ attributeDefinitions(first: 50) { edges { node { id key } } } }", token=tenant.owner_token)
+    )["attributeDefinitions"]["edges"]
+    company = next(e["node"]["id"] for e in definitions if e["node"]["key"] == "company")
+    updated = await tenant.api(
+        "mutation($i: UpdateAttributeDefinitionInput!) { "
+        "updateAttributeDefinition(input: $i) { userErrors { code } } }",
+        {"i": {"id": company, "searchable": False}},
+        token=tenant.owner_token,
+    )
+    assert updated["updateAttributeDefinition"]["userErrors"] == []
+    assert await search("acme") == []
+
+
 async def test_pagination_both_ways_and_limits(tenant: Any) -> None:
     ids = [(await tenant.contact(name=f"P{i}"))["id"] for i in range(7)]
     newest_first = list(reversed(ids))

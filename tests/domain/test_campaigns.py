@@ -55,3 +55,24 @@ def test_sms_waits_out_quiet_hours_in_the_contacts_time_zone(utc_hour: int, expe
 def test_an_unknown_time_zone_counts_as_utc() -> None:
     reach = Reach(phone="+33612345678", sms_consent="subscribed", time_zone=None)
     assert decide("sms", reach, NOON.replace(hour=21)) == Decision("wait", at=datetime(2026, 3, 11, 8, 0, tzinfo=UTC))
+
+
+@pytest.mark.parametrize(
+    ("kind", "reach"),
+    [
+        ("email", Reach(email="a@example.com", time_zone="Europe/Paris")),
+        ("messenger", Reach(external_id="messenger:42", time_zone="Europe/Paris")),
+        ("sms", TEXTABLE),
+    ],
+)
+def test_every_channel_that_reaches_a_person_waits_out_their_quiet_hours(kind: str, reach: Reach) -> None:
+    at_night = NOON.replace(hour=22)  # 23:00 in Paris
+    assert decide(kind, reach, at_night) == Decision("wait", at=datetime(2026, 3, 11, 7, 0, tzinfo=UTC))
+    assert decide(kind, reach, NOON).action == "send"
+    # Skips come first: a contact the channel cannot reach does not wait to be skipped.
+    assert decide(kind, Reach(time_zone="Europe/Paris"), at_night).action == "skip"
+
+
+@pytest.mark.parametrize("kind", ["web_widget", "mobile_sdk"])
+def test_in_app_messages_do_not_wait(kind: str) -> None:
+    assert decide(kind, Reach(time_zone="Europe/Paris"), NOON.replace(hour=23)) == Decision("send")
