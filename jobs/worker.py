@@ -27,6 +27,7 @@ from core.tracing import SpanKind, setup_tracing, shutdown_tracing, span
 from jobs.campaigns import CAMPAIGN_TIMEOUT, resume_campaigns, send_campaign
 from jobs.conversations import wake_conversation, wake_snoozed
 from jobs.exports import EXPORT_TIMEOUT, export_contacts, prune_exports
+from jobs.inbox import notify_mentions, prune_inbox_events
 from jobs.push import ARQ_TRIES as PUSH_TRIES
 from jobs.push import deliver_push, prune_push_attempts, push_conversation
 from jobs.segments import refresh_all_segments, refresh_dirty_contacts, refresh_segment
@@ -139,6 +140,8 @@ class WorkerSettings:
         func(push_conversation, max_tries=PUSH_TRIES, keep_result=0),
         func(deliver_push, max_tries=PUSH_TRIES, keep_result=0),
         prune_push_attempts,
+        func(notify_mentions, max_tries=DELIVERY_TRIES),
+        prune_inbox_events,
     ]
     cron_jobs = [
         cron(prune_contact_changes, hour={3}, minute={17}, run_at_startup=False),
@@ -154,6 +157,7 @@ class WorkerSettings:
         # Scheduled campaigns due, SMS recipients whose quiet hours ended, runs whose worker died.
         cron(resume_campaigns, second=set(range(5, 60, 10)), run_at_startup=True),
         cron(prune_push_attempts, hour={3}, minute={47}, run_at_startup=False),
+        cron(prune_inbox_events, hour={3}, minute={57}, run_at_startup=False),
     ]
     functions = _retrying_when_busy(functions)
     cron_jobs = _retrying_when_busy(cron_jobs)

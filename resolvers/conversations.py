@@ -37,12 +37,14 @@ from models.conversations import (
     ConversationTag,
     DeliveryState,
     Direction,
+    FeedKind,
     Message,
     SenderKind,
     Topic,
 )
 from models.workspaces import Agent, Team, Workspace
 from resolvers.pagination import Order, Page, paginate
+from services import inbox
 from services.attribution import attribute_reply
 from services.conversations import record_activity
 from services.push import schedule_push
@@ -88,41 +90,29 @@ async def _conversation_for_write(ctx: Context, gid: str, field: str = "conversa
     return conversation
 
 
-def clean_body(body: str, field: str = "body") -> str:
+def clean_body(body: str, field: str = "body", *, what: str = "A message") -> str:
     text = mask_card_numbers(body.strip())
     if not text:
-        raise UserFailure.of(field, Code.REQUIRED, "A message needs some text.")
+        raise UserFailure.of(field, Code.REQUIRED, f"{what} needs some text.")
     if len(text) > MAX_BODY:
-        raise UserFailure.of(field, Code.TOO_LONG, f"A message may be at most {MAX_BODY} characters.")
+        raise UserFailure.of(field, Code.TOO_LONG, f"{what} may be at most {MAX_BODY} characters.")
     return text
 
 
 # -- events ---------------------------------------------------------------------------------
 
 
-def message_row(m: Message, sender_name: str | None) -> dict[str, Any]:
-    """A message as events carry it: subscribers build the GraphQL object from this alone,
-    with no read per subscriber (the sender's name included)."""
-    return {
-        "id": m.id,
-        "conversationId": m.conversation_id,
-        "senderKind": m.sender_kind.value,
-        "agentId": m.agent_id,
-        "senderName": sender_name,
-        "direction": m.direction.value,
-        "body": m.body,
-        "deliveryState": m.delivery_state.value,
-        "createdAt": m.created_at.isoformat(),
-    }
-
-
 async def _publish_message(outbox: Outbox, conversation: Conversation, message: Message) -> None:
     sender = None
     if message.agent_id is not None:
         sender = await Agent.filter(id=message.agent_id).first().values_list("name", flat=True)
-    event = {"type": "message", "cursor": str(message.id), "message": message_row(message, sender)}
+    row = inbox.message_row(message, sender)
+    event = {"type": "message", "cursor": str(message.id), "message": row}
     outbox.add(keys.conversation_channel(conversation.workspace_id, conversation.id), event)
     outbox.add(keys.contact_messages_channel(conversation.workspace_id, conversation.contact_id), event)
+    await inbox.feed(outbox, conversation, FeedKind.MESSAGE, message=row)
+    if message.sender_kind in (SenderKind.AGENT, SenderKind.CONTACT):
+        inbox.stop_typing(outbox, conversation, agent_id=message.agent_id)
 
 
 async def unread_contacts(workspace_id: int) -> int:
@@ -494,12 +484,14 @@ async def mark_read(ctx: Context, gid: str) -> Conversation:
                     direction=Direction.OUTBOUND,
                     delivery_state__in=[DeliveryState.RECEIVED, DeliveryState.SENT],
                 ).update(delivery_state=DeliveryState.READ)
-            conversation.contact_unread_count = 0
+                conversation.contact_unread_count = 0
+                await inbox.feed(ctx.outbox, conversation, FeedKind.CONTACT_READ)
         else:
             if conversation.unread_count:
                 await Conversation.filter(id=conversation.id).update(unread_count=0)
                 _publish_unread(ctx.outbox, conversation.workspace_id)
-            conversation.unread_count = 0
+                conversation.unread_count = 0
+                await inbox.feed(ctx.outbox, conversation, FeedKind.READ, agentId=principal.agent_id)
     return conversation
 
 

@@ -16,7 +16,7 @@ from resolvers.nodes import load_node
 from schema.campaigns import Campaign
 from schema.channels import Channel
 from schema.contacts import AttributeDefinition, Contact, ContactEvent, ContactNote, DeletedContact
-from schema.conversations import Conversation, Message, Topic
+from schema.conversations import Conversation, ConversationNote, Message, Topic
 from schema.job_records import Job
 from schema.proactive import Bot, BotAnswer, ProactiveDelivery, ProactiveMessage
 from schema.segments import Segment
@@ -39,6 +39,7 @@ CONVERT: dict[str, Callable[[Any], relay.Node]] = {
         Segment,
         Conversation,
         Message,
+        ConversationNote,
         Topic,
         Job,
         WebhookEndpoint,

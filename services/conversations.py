@@ -9,8 +9,8 @@ from typing import Any
 from core import keys
 from core.clock import now
 from core.events import Outbox, atomic
-from models.conversations import ActivityKind, Conversation, ConversationActivity, ConversationStatus
-from services import webhooks
+from models.conversations import ActivityKind, Conversation, ConversationActivity, ConversationStatus, FeedKind
+from services import inbox, webhooks
 from services.segments import mark_for_segments
 
 
@@ -38,6 +38,7 @@ async def record_activity(
             "data": data,
         },
     )
+    await inbox.feed(outbox, conversation, FeedKind(kind.value), activity=data)
     if kind is ActivityKind.STATUS_CHANGED:
         await webhooks.conversation_status_changed(
             outbox, conversation, data.get("previous"), actor_agent_id, data.get("reason")
