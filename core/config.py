@@ -249,6 +249,8 @@ class Settings(BaseSettings):
     rate_limit_short_link_per_ip: str = "120/minute"
     # Every GraphQL request over HTTP, per agent, API key or contact (anonymous: per address).
     rate_limit_graphql_per_principal: str = "6000/minute"
+    # `setTyping` from a contact session, per contact (agents are only throttled).
+    rate_limit_typing_per_contact: str = "60/minute"
 
     # Logging (core/logs.py): the root level, and one JSON object a line or readable text
     # (unset: JSON when ENV=prod, text in dev).
@@ -287,6 +289,7 @@ class Settings(BaseSettings):
         "rate_limit_inbound_hook_per_channel",
         "rate_limit_short_link_per_ip",
         "rate_limit_graphql_per_principal",
+        "rate_limit_typing_per_contact",
         "rate_limit_password_reset_per_ip",
         "rate_limit_password_reset_per_account",
     )

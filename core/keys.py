@@ -51,6 +51,27 @@ def inbox_channel(workspace_id: int) -> str:
     return _k("ws", workspace_id, "inbox")
 
 
+def inbox_feed_channel(workspace_id: int) -> str:
+    """`inboxEvents`: everything the workspace's inbox shows, one event each (services/inbox.py)."""
+    return _k("ws", workspace_id, "inbox-feed")
+
+
+def typing_throttle(workspace_id: int, conversation_id: int, who: str) -> str:
+    """Set for TYPING_THROTTLE_SECONDS after a typing notice of `who` ('agent:7', 'contact:3')
+    was published: notices meanwhile are not published again."""
+    return _k("ws", workspace_id, "typing", conversation_id, who, "throttle")
+
+
+def typing_active(workspace_id: int, conversation_id: int, who: str) -> str:
+    """Set while `who` is shown typing in a conversation: its next message publishes a stop."""
+    return _k("ws", workspace_id, "typing", conversation_id, who)
+
+
+def mention_notified(note_id: int, agent_id: int) -> str:
+    """Set once the e-mail about a note's mention of an agent went out; a retried job skips it."""
+    return _k("notified", "note", note_id, agent_id)
+
+
 def contact_messages_channel(workspace_id: int, contact_id: int) -> str:
     """`myMessages`: what a contact's widget or SDK receives."""
     return _k("ws", workspace_id, "contact", contact_id, "messages")

@@ -8,8 +8,8 @@
   conditional UPDATE, so a job run twice sends once unless the worker dies mid-send
   (at-least-once, as arq is). Transient failures (SMTP errors, gateway 5xx / 408 / 429,
   connection errors) retry with backoff; after DELIVERY_TRIES the message is FAILED with
-  the reason in `delivery_error`. Delivery-state changes are not published: clients see
-  them on their next read.
+  the reason in `delivery_error`. Each delivery-state change reaches the inbox feed
+  (`inboxEvents`, kind DELIVERY).
 - `notify_new_message(message_id)`, queued by every live inbound message: e-mails the
   channel's notify_emails; when no agent is online, an "offline message" e-mail; when
   some are, a `check_missed_chat` deferred by the channel's missed_chat_minutes, which
@@ -34,6 +34,7 @@ from arq import Retry
 
 from core import keys, outbound
 from core.config import settings
+from core.events import atomic
 from core.mail import Mail, MailError, MailNotConfigured, send_mail
 from core.outbound import OutboundError
 from core.presence import is_online, online_ids
@@ -41,10 +42,20 @@ from core.queue import enqueue
 from core.scoping import encode_global_id
 from core.signing import signed_headers
 from domain.identity import MESSENGER_PREFIX
+from jobs.conversations import outbox
 from models.channels import SESSION_KINDS, Channel, ChannelKind
 from models.contacts import Contact, SmsConsent
-from models.conversations import Conversation, ConversationStatus, DeliveryState, Direction, Message, SenderKind
+from models.conversations import (
+    Conversation,
+    ConversationStatus,
+    DeliveryState,
+    Direction,
+    FeedKind,
+    Message,
+    SenderKind,
+)
 from models.workspaces import Agent, Role, Workspace
+from services import inbox
 from services.short_links import shorten
 
 log = logging.getLogger("parley.jobs.delivery")
@@ -119,14 +130,15 @@ async def deliver_message(ctx: dict[str, Any], message_id: int) -> str:
     try:
         external_message_id = await send(thread)
     except Permanent as exc:
-        await _settle(thread.message, DeliveryState.PENDING, DeliveryState.FAILED, error=str(exc))
+        await _settle(ctx, thread, DeliveryState.PENDING, DeliveryState.FAILED, error=str(exc))
         log.warning("message %s not delivered: %s", message_id, exc)
         return "failed"
     except Transient as exc:
         job_try = int(ctx.get("job_try", 1))
         if job_try >= DELIVERY_TRIES:
             await _settle(
-                thread.message,
+                ctx,
+                thread,
                 DeliveryState.PENDING,
                 DeliveryState.FAILED,
                 error=f"{exc} (gave up after {job_try} tries)",
@@ -136,22 +148,34 @@ async def deliver_message(ctx: dict[str, Any], message_id: int) -> str:
         delay = backoff(job_try, exc.retry_after)
         log.info("message %s: %s; try %d again in %ss", message_id, exc, job_try + 1, delay)
         raise Retry(defer=delay) from exc
-    await _settle(thread.message, DeliveryState.PENDING, DeliveryState.SENT, external_message_id=external_message_id)
+    await _settle(ctx, thread, DeliveryState.PENDING, DeliveryState.SENT, external_message_id=external_message_id)
     return "sent"
 
 
 async def _settle(
-    message: Message,
+    ctx: dict[str, Any],
+    thread: Thread,
     expected: DeliveryState,
     state: DeliveryState,
     *,
     error: str | None = None,
     external_message_id: str | None = None,
 ) -> None:
+    """Move the message from `expected` to `state`; the inbox feed hears of it."""
+    message = thread.message
     changes: dict[str, Any] = {"delivery_state": state, "delivery_error": error[:500] if error else None}
     if external_message_id is not None:
         changes["external_message_id"] = external_message_id
-    await Message.filter(id=message.id, delivery_state=expected).update(**changes)
+    events = outbox(ctx)
+    async with atomic(events):
+        if await Message.filter(id=message.id, delivery_state=expected).update(**changes):
+            message.delivery_state = state
+            sender = (
+                await Agent.filter(id=message.agent_id).first().values_list("name", flat=True)
+                if message.agent_id
+                else None
+            )
+            await inbox.feed(events, thread.conversation, FeedKind.DELIVERY, message=inbox.message_row(message, sender))
 
 
 async def _threading(conversation: Conversation, exclude: int) -> tuple[str | None, list[str]]:
@@ -245,7 +269,7 @@ async def _email_copy(ctx: dict[str, Any], thread: Thread) -> str:
             await Message.filter(id=message.id).update(delivery_error=f"e-mail copy: {exc}"[:500])
             return "failed"
         raise Retry(defer=backoff(job_try)) from exc
-    await _settle(message, DeliveryState.RECEIVED, DeliveryState.SENT, external_message_id=external_message_id)
+    await _settle(ctx, thread, DeliveryState.RECEIVED, DeliveryState.SENT, external_message_id=external_message_id)
     return "sent"
 
 

@@ -29,6 +29,7 @@ from jobs.campaigns import CAMPAIGN_TIMEOUT, resume_campaigns, send_campaign
 from jobs.conversations import wake_conversation, wake_snoozed
 from jobs.crm import crm_lookup
 from jobs.exports import EXPORT_TIMEOUT, export_contact_data, export_contacts, prune_exports
+from jobs.inbox import notify_mentions, prune_inbox_events
 from jobs.push import ARQ_TRIES as PUSH_TRIES
 from jobs.push import deliver_push, prune_push_attempts, push_conversation
 from jobs.routing import reassign_offline
@@ -149,6 +150,8 @@ class WorkerSettings:
         func(resume_bulk_actions, keep_result=0),
         # Its tries are counted by arq (job_try); a lookup is once per conversation.
         func(crm_lookup, max_tries=settings.crm_lookup_tries),
+        func(notify_mentions, max_tries=DELIVERY_TRIES),
+        prune_inbox_events,
     ]
     cron_jobs = [
         cron(prune_contact_changes, hour={3}, minute={17}, run_at_startup=False),
@@ -168,6 +171,7 @@ class WorkerSettings:
         cron(reassign_offline, second={45}, run_at_startup=False),
         # Bulk actions whose worker died (no batch for BULK_STALE_SECONDS).
         cron(resume_bulk_actions, second=set(range(3, 60, 10)), run_at_startup=True),
+        cron(prune_inbox_events, hour={3}, minute={57}, run_at_startup=False),
     ]
     functions = _retrying_when_busy(functions)
     cron_jobs = _retrying_when_busy(cron_jobs)

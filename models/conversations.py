@@ -1,4 +1,5 @@
-"""Conversations, their messages and their activity log; topics."""
+"""Conversations, their messages and their activity log; topics; the inbox feed's log;
+private notes."""
 
 from __future__ import annotations
 
@@ -180,3 +181,66 @@ class ConversationTag(WorkspaceScoped):
         table = "conversation_tags"
         unique_together = (("conversation", "name"),)
         indexes = (Index(fields=("workspace_id", "name")),)
+
+
+class FeedKind(StrEnum):
+    """What an `inboxEvents` event is about (besides the activity kinds, which it shares)."""
+
+    MESSAGE = "message"
+    CREATED = "created"
+    STATUS_CHANGED = "status_changed"
+    ASSIGNED = "assigned"
+    RATED = "rated"
+    READ = "read"  # an agent read the conversation: its unread count is 0
+    CONTACT_READ = "contact_read"  # the contact read the replies: they are READ
+    DELIVERY = "delivery"  # an outbound message was sent, or failed
+    NOTE = "note"
+    TYPING = "typing"  # never stored
+    TYPING_STOPPED = "typing_stopped"  # never stored
+
+
+class InboxEvent(WorkspaceScoped):
+    """The log of the inbox feed.
+
+    Every stored `inboxEvents` event, as it was published; its id is the event's cursor,
+    from which a client that reconnects catches up. Typing is not kept. Pruned after
+    FEED_RETENTION_DAYS (services/inbox.py, jobs/inbox.py)."""
+
+    id = fields.BigIntField(primary_key=True)
+    conversation: fields.ForeignKeyRelation[Conversation] = fields.ForeignKeyField(
+        "models.Conversation", related_name=False, on_delete=fields.CASCADE
+    )
+    conversation_id: int
+    kind = fields.CharEnumField(FeedKind)
+    data: dict[str, Any] = fields.JSONField(default=dict)  # type: ignore[assignment]
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "inbox_events"
+        indexes = [Index(fields=["workspace_id", "id"]), Index(fields=["created_at"])]
+
+
+class ConversationNote(WorkspaceScoped):
+    """A private note of an agent in a conversation.
+
+    A table of its own, so that nothing that reads messages (the widget, e-mail, SMS,
+    webhooks) can ever show it to the contact."""
+
+    id = fields.BigIntField(primary_key=True)
+    conversation: fields.ForeignKeyRelation[Conversation] = fields.ForeignKeyField(
+        "models.Conversation", related_name="notes", on_delete=fields.CASCADE
+    )
+    conversation_id: int
+    agent: fields.ForeignKeyNullableRelation[Agent] = fields.ForeignKeyField(
+        "models.Agent", related_name=False, null=True, on_delete=fields.SET_NULL
+    )
+    agent_id: int | None
+    # Card numbers are masked before this is written; search indexes it.
+    body = fields.TextField()
+    # The agents of the workspace it @mentions.
+    mentioned_agent_ids: list[int] = fields.JSONField(default=list)  # type: ignore[assignment]
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "conversation_notes"
+        indexes = [Index(fields=["conversation_id", "id"])]

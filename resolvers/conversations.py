@@ -41,6 +41,7 @@ from models.conversations import (
     ConversationTag,
     DeliveryState,
     Direction,
+    FeedKind,
     Message,
     SenderKind,
     Topic,
@@ -48,8 +49,8 @@ from models.conversations import (
 from models.workspaces import Agent, Team, Workspace
 from resolvers.attachments import Incoming, incoming, kept_if_written
 from resolvers.pagination import Order, Page, encode_cursor, paginate
-from services import routing
-from services.attachments import attach, event_rows
+from services import inbox, routing
+from services.attachments import attach
 from services.attribution import attribute_reply
 from services.conversations import RESOLUTION_FIELDS, business_seconds, record_activity, set_resolution
 from services.push import schedule_push
@@ -95,34 +96,19 @@ async def _conversation_for_write(ctx: Context, gid: str, field: str = "conversa
     return conversation
 
 
-def clean_body(body: str, field: str = "body", *, required: bool = True) -> str:
-    """The text, masked; a message with files may have none."""
+def clean_body(body: str, field: str = "body", *, required: bool = True, what: str = "A message") -> str:
+    """The text, masked; a message with files may have none (`required=False`). `what`
+    names the text in errors ("A note")."""
     text = mask_card_numbers(body.strip())
     if not text and required:
-        raise UserFailure.of(field, Code.REQUIRED, "A message needs some text or a file.")
+        needs = "some text or a file" if what == "A message" else "some text"
+        raise UserFailure.of(field, Code.REQUIRED, f"{what} needs {needs}.")
     if len(text) > MAX_BODY:
-        raise UserFailure.of(field, Code.TOO_LONG, f"A message may be at most {MAX_BODY} characters.")
+        raise UserFailure.of(field, Code.TOO_LONG, f"{what} may be at most {MAX_BODY} characters.")
     return text
 
 
 # -- events ---------------------------------------------------------------------------------
-
-
-def message_row(m: Message, sender_name: str | None, attachments: list[Attachment] | None = None) -> dict[str, Any]:
-    """A message as events carry it: subscribers build the GraphQL object from this alone,
-    with no read per subscriber (the sender's name included)."""
-    return {
-        "id": m.id,
-        "conversationId": m.conversation_id,
-        "senderKind": m.sender_kind.value,
-        "agentId": m.agent_id,
-        "senderName": sender_name,
-        "direction": m.direction.value,
-        "body": m.body,
-        "deliveryState": m.delivery_state.value,
-        "createdAt": m.created_at.isoformat(),
-        "attachments": event_rows(attachments or []),
-    }
 
 
 async def _publish_message(
@@ -131,15 +117,15 @@ async def _publish_message(
     sender = None
     if message.agent_id is not None:
         sender = await Agent.filter(id=message.agent_id).first().values_list("name", flat=True)
+    row = inbox.message_row(message, sender, attachments)
     # The cursor of the message in `Conversation.messages`: a client that reconnects passes
     # the last one it saw as `after:` and gets what it missed.
-    event = {
-        "type": "message",
-        "cursor": encode_cursor([message.id]),
-        "message": message_row(message, sender, attachments),
-    }
+    event = {"type": "message", "cursor": encode_cursor([message.id]), "message": row}
     outbox.add(keys.conversation_channel(conversation.workspace_id, conversation.id), event)
     outbox.add(keys.contact_messages_channel(conversation.workspace_id, conversation.contact_id), event)
+    await inbox.feed(outbox, conversation, FeedKind.MESSAGE, message=row)
+    if message.sender_kind in (SenderKind.AGENT, SenderKind.CONTACT):
+        inbox.stop_typing(outbox, conversation, agent_id=message.agent_id)
 
 
 async def unread_contacts(workspace_id: int) -> int:
@@ -568,12 +554,14 @@ async def mark_read(ctx: Context, gid: str) -> Conversation:
                     direction=Direction.OUTBOUND,
                     delivery_state__in=[DeliveryState.RECEIVED, DeliveryState.SENT],
                 ).update(delivery_state=DeliveryState.READ)
-            conversation.contact_unread_count = 0
+                conversation.contact_unread_count = 0
+                await inbox.feed(ctx.outbox, conversation, FeedKind.CONTACT_READ)
         else:
             if conversation.unread_count:
                 await Conversation.filter(id=conversation.id).update(unread_count=0)
                 _publish_unread(ctx.outbox, conversation.workspace_id)
-            conversation.unread_count = 0
+                conversation.unread_count = 0
+                await inbox.feed(ctx.outbox, conversation, FeedKind.READ, agentId=principal.agent_id)
     return conversation
 
 

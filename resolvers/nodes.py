@@ -15,7 +15,7 @@ from models.campaigns import Campaign
 from models.canned import CannedResponse
 from models.channels import Channel
 from models.contacts import AttributeDefinition, Contact, ContactEvent, ContactNote, DeletedContact
-from models.conversations import Conversation, Message, Topic
+from models.conversations import Conversation, ConversationNote, Message, Topic
 from models.job_records import Job
 from models.proactive import Bot, BotAnswer, ProactiveDelivery, ProactiveMessage
 from models.routing import RoutingRule
@@ -54,6 +54,7 @@ NODES: dict[str, tuple[type[Model], Callable[[Principal, Any], bool]]] = {
     "DeletedContact": (DeletedContact, _with(Permission.AUDIT_READ)),
     "Conversation": (Conversation, can_see_conversation),
     "Message": (Message, _with(Permission.CONVERSATIONS_READ)),
+    "ConversationNote": (ConversationNote, _with(Permission.CONVERSATIONS_READ)),
     "Topic": (Topic, _anyone),
     "Job": (Job, can_see_job),
     "WebhookEndpoint": (WebhookEndpoint, _with(Permission.WEBHOOKS_MANAGE)),

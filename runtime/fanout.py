@@ -203,6 +203,7 @@ def direct(
     *,
     allowed: Callable[[Any], bool],
     payload: Callable[[dict[str, Any]], Any],
+    wanted: Callable[[dict[str, Any]], bool] | None = None,
 ) -> Subscription:
     """Let the hub deliver `events` straight to this subscriber's socket where it can.
 
@@ -211,8 +212,10 @@ def direct(
                 ...  # only the events the hub handed back: check, build and yield as ever
 
     `allowed(principal)` is the per-event permission check; `payload(event)` builds the
-    shared payload (`shared`). Over anything but this module's graphql-transport-ws
-    handler, or with extensions that want every result, nothing changes."""
+    shared payload (`shared`); `wanted(event)`, if given, passes over the events this
+    subscriber did not ask for (its filter), which the stream must pass over too. Over
+    anything but this module's graphql-transport-ws handler, or with extensions that want
+    every result, nothing changes."""
     operation = current_operation.get(None)
     executor = subscription_executor.get(None)
     if operation is None or executor is None or not _streams_plainly(info.schema):
@@ -232,6 +235,8 @@ def direct(
     def deliver(event: dict[str, Any]) -> bool:
         if operations.get(op_id) is not operation:
             return True  # completed or unsubscribed: nothing more for it
+        if wanted is not None and not wanted(event):
+            return True
         principal = ctx.fresh_principal()
         if principal is None or not allowed(principal):
             return False  # the stream re-checks, and says why

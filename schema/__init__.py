@@ -28,6 +28,7 @@ from schema.channels import ChannelMutation, ChannelQuery
 from schema.contacts import ContactMutation, ContactQuery, ContactSubscription
 from schema.conversations import ConversationMutation, ConversationQuery, ConversationSubscription
 from schema.exports import ExportMutation, ExportQuery
+from schema.inbox import InboxMutation, InboxSubscription
 from schema.job_records import JobMutation, JobQuery, JobSubscription
 from schema.nodes import NodeQuery
 from schema.proactive import ProactiveMutation, ProactiveQuery, ProactiveSubscription
@@ -87,13 +88,19 @@ class Mutation(
     RoutingMutation,
     CannedMutation,
     AttachmentMutation,
+    InboxMutation,
 ):
     pass
 
 
 @strawberry.type
 class Subscription(
-    ContactSubscription, SegmentSubscription, ConversationSubscription, JobSubscription, ProactiveSubscription
+    ContactSubscription,
+    SegmentSubscription,
+    ConversationSubscription,
+    JobSubscription,
+    ProactiveSubscription,
+    InboxSubscription,
 ):
     pass
 

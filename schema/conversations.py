@@ -23,6 +23,7 @@ from models.contacts import Contact as ContactRow
 from models.workspaces import Agent as AgentRow
 from models.workspaces import Team as TeamRow
 from resolvers import conversations as r
+from resolvers import inbox as r_inbox
 from resolvers import short_links
 from resolvers.attachments import attachments_of
 from runtime.execution import plain
@@ -156,6 +157,89 @@ class Message(relay.Node):
         )
 
 
+@guard(lambda ctx, _: ctx.lacks(Permission.CONVERSATIONS_READ))
+@strawberry.type(description="An agent's private note in a conversation: never shown to the contact, never sent.")
+class ConversationNote(relay.Node):
+    id: relay.NodeID[int]
+    body: str = strawberry.field(
+        description="Card numbers in it were masked before it was stored. `@agent@example.com` mentions an agent."
+    )
+    created_at: datetime
+    _conversation_id: strawberry.Private[int]
+    _agent_id: strawberry.Private[int | None]
+    _mentioned_agent_ids: strawberry.Private[list[int]]
+
+    @strawberry.field
+    def conversation_id(self) -> relay.GlobalID:
+        return node_id("Conversation", self._conversation_id)
+
+    @strawberry.field(description="The agent who wrote it; null once deleted.")
+    @plain
+    def agent(self, info: Info[Context, None]) -> Agent | None:
+        return r.related(info.context, AgentRow, self._agent_id, Agent.from_model)  # type: ignore[no-any-return]
+
+    @strawberry.field(description="The agents of the workspace it mentions.")
+    async def mentions(self, info: Info[Context, None]) -> list[Agent]:
+        rows = await r.by_id_loader(info.context, AgentRow).load_many(self._mentioned_agent_ids)
+        return [Agent.from_model(a) for a in rows if a is not None]
+
+    @classmethod
+    def from_model(cls, x: m.ConversationNote) -> ConversationNote:
+        return cls(
+            id=x.id,
+            body=x.body,
+            created_at=x.created_at,
+            _conversation_id=x.conversation_id,
+            _agent_id=x.agent_id,
+            _mentioned_agent_ids=list(x.mentioned_agent_ids),
+        )
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> ConversationNote:
+        """From an event's copy of the note: no database read per subscriber."""
+        return cls(
+            id=row["id"],
+            body=row["body"],
+            created_at=datetime.fromisoformat(row["createdAt"]),
+            _conversation_id=row["conversationId"],
+            _agent_id=row["agentId"],
+            _mentioned_agent_ids=row["mentionedAgentIds"],
+        )
+
+
+@strawberry.type(description="Someone typing in a conversation: hide it at expiresAt unless a newer one renews it.")
+class TypingIndicator:
+    sender_kind: SenderKind  # type: ignore[valid-type]
+    active: bool = strawberry.field(description="False: they stopped (sent their message).")
+    sender_name: str | None = strawberry.field(description="The agent's name; null for the contact.")
+    expires_at: datetime
+    _conversation_id: strawberry.Private[int]
+    _agent_id: strawberry.Private[int | None]
+
+    @strawberry.field
+    def conversation_id(self) -> relay.GlobalID:
+        return node_id("Conversation", self._conversation_id)
+
+    @strawberry.field(description="The agent typing; null for the contact, and in a contact's session.")
+    @plain
+    def agent(self, info: Info[Context, None]) -> Agent | None:
+        if _is_contact(info):
+            return None
+        return r.related(info.context, AgentRow, self._agent_id, Agent.from_model)  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_event(cls, event: dict[str, Any]) -> TypingIndicator:
+        notice = event["typing"]
+        return cls(
+            sender_kind=m.SenderKind(notice["senderKind"]),
+            active=event["kind"] == m.FeedKind.TYPING.value,
+            sender_name=notice["senderName"],
+            expires_at=datetime.fromisoformat(notice["expiresAt"]),
+            _conversation_id=event["conversationId"],
+            _agent_id=notice["agentId"],
+        )
+
+
 @guard(lambda ctx, c: _conversation_refusal(ctx, c._contact_id))
 @strawberry.type
 class Conversation(relay.Node):
@@ -246,6 +330,16 @@ class Conversation(relay.Node):
         return await conversation_tags(info.context, self.id)
 
     @strawberry.field(
+        description="Private notes of the agents, oldest first (agents and keys with conversations:read; "
+        "never a contact)."
+    )
+    async def notes(
+        self, info: Info[Context, None], first: int | None = None, after: str | None = None
+    ) -> Connection[ConversationNote]:
+        page = await r_inbox.list_notes(info.context, self.id, first=first, after=after)
+        return to_connection(page, ConversationNote.from_model)
+
+    @strawberry.field(
         description="By default the last 50, oldest first; page backwards with `last`/`before`, catch up with `after`."
     )
     async def messages(
@@ -280,19 +374,23 @@ _ARGUMENT = {
     for f in ("contact_id", "channel_id", "topic_id", "assignee_id", "team_id", "last_message_id", "attributed_source")
 }
 
-
 # -- events ------------------------------------------------------------------------------------
 
 
 @strawberry.type
 class MessageEvent:
-    cursor: str = strawberry.field(
-        description="The message's position: catch up with messages(after:) after a reconnect."
+    cursor: str | None = strawberry.field(
+        description="The message's position: catch up with messages(after:) after a reconnect. Null for typing."
     )
-    message: Message
+    message: Message | None = strawberry.field(description="The new message; null for typing.")
+    typing: TypingIndicator | None = strawberry.field(
+        default=None, description="myMessages(typing: true): an agent typing in the contact's conversation."
+    )
 
     @classmethod
     def from_event(cls, event: dict[str, Any]) -> MessageEvent:
+        if event["type"] == "typing":
+            return cls(cursor=None, message=None, typing=TypingIndicator.from_event(event))
         return cls(cursor=event["cursor"], message=Message.from_row(event["message"]))
 
 
@@ -635,6 +733,10 @@ def _can_read(principal: Any) -> bool:
     return principal.can(Permission.CONVERSATIONS_READ)  # type: ignore[no-any-return]
 
 
+def _not_typing(event: dict[str, Any]) -> bool:
+    return event["type"] != "typing"
+
+
 def _message_event(event: dict[str, Any]) -> MessageEvent:
     return shared(event, MessageEvent, lambda: MessageEvent.from_event(event))
 
@@ -699,16 +801,20 @@ class ConversationSubscription:
                 yield last
 
     @strawberry.subscription(
-        description="A contact's session: every message of its conversations, as the widget or app shows them."
+        description="A contact's session: every message of its conversations, as the widget or app shows them; "
+        "with typing: true, agents typing in them too."
     )
-    async def my_messages(self, info: Info[Context, None]) -> AsyncGenerator[MessageEvent, None]:
+    async def my_messages(self, info: Info[Context, None], typing: bool = False) -> AsyncGenerator[MessageEvent, None]:
         ctx = info.context
         principal = ctx.require_contact()
         assert principal.contact_id is not None
         channel = keys.contact_messages_channel(principal.workspace_id, principal.contact_id)
+        wanted = None if typing else _not_typing
         async with listen(ctx, channel, present_as=("contact", principal.contact_id)) as events:
             is_this_contact = lambda p: p.contact_id == principal.contact_id  # noqa: E731
-            async for event in direct(info, events, allowed=is_this_contact, payload=_message_event):
+            async for event in direct(info, events, allowed=is_this_contact, payload=_message_event, wanted=wanted):
+                if wanted is not None and not wanted(event):
+                    continue
                 await still_allowed(ctx, is_this_contact)
                 yield _message_event(event)
 

@@ -18,7 +18,7 @@ from schema.campaigns import Campaign
 from schema.canned import CannedResponse
 from schema.channels import Channel
 from schema.contacts import AttributeDefinition, Contact, ContactEvent, ContactNote, DeletedContact
-from schema.conversations import Conversation, Message, Topic
+from schema.conversations import Conversation, ConversationNote, Message, Topic
 from schema.job_records import Job
 from schema.proactive import Bot, BotAnswer, ProactiveDelivery, ProactiveMessage
 from schema.routing import RoutingRule
@@ -42,6 +42,7 @@ CONVERT: dict[str, Callable[[Any], relay.Node]] = {
         Segment,
         Conversation,
         Message,
+        ConversationNote,
         Topic,
         Job,
         WebhookEndpoint,

@@ -13,8 +13,8 @@ from core.clock import now
 from core.events import Outbox, atomic
 from domain import schedule
 from models.channels import Channel
-from models.conversations import ActivityKind, Conversation, ConversationActivity, ConversationStatus
-from services import webhooks
+from models.conversations import ActivityKind, Conversation, ConversationActivity, ConversationStatus, FeedKind
+from services import inbox, webhooks
 from services.segments import mark_for_segments
 
 
@@ -42,6 +42,7 @@ async def record_activity(
             "data": data,
         },
     )
+    await inbox.feed(outbox, conversation, FeedKind(kind.value), activity=data)
     if kind is ActivityKind.STATUS_CHANGED:
         await webhooks.conversation_status_changed(
             outbox, conversation, data.get("previous"), actor_agent_id, data.get("reason")

@@ -54,6 +54,7 @@ NODE_TYPES = (
     "Topic",
     "Conversation",
     "Message",
+    "ConversationNote",
     "Job",
     "WebhookEndpoint",
     "WebhookDelivery",
@@ -306,6 +307,15 @@ async def build_world(api: Api, name: str) -> World:
     )
     ids["Conversation"] = started["conversation"]["id"]
     ids["Message"] = started["message"]["id"]
+    noted = await _ok(
+        api,
+        "mutation($i: AddConversationNoteInput!) { addConversationNote(input: $i) { "
+        "note { id } userErrors { field code } } }",
+        {"i": {"conversationId": ids["Conversation"], "body": f"{name} private note"}},
+        tok,
+        "addConversationNote",
+    )
+    ids["ConversationNote"] = noted["note"]["id"]
     campaign = await _ok(
         api,
         "mutation($i: CreateCampaignInput!) { createCampaign(input: $i) { "
@@ -471,6 +481,8 @@ query Snapshot {
     assignee { id } team { id } topic { id } contact { id }
     messages { edges { node { id body senderKind attachments { id filename contentType size } } } }
     messages { edges { node { id body senderKind shortLinks { code url clicks } } } }
+    messages { edges { node { id body senderKind } } }
+    notes(first: 100) { edges { node { id body mentions { id } } } }
   } } }
   attributeDefinitions(first: 100) { edges { node {
     id key label type options source crmManaged searchable visible position
@@ -585,6 +597,7 @@ ROOT_FIELDS_WITH_IDS = {
         "messageAdded": "test_subscriptions_do_not_cross_workspaces",
         "jobProgress": "test_subscriptions_do_not_cross_workspaces",
         "conversationEvents": "test_conversation_events_never_carry_another_workspaces_events",
+        "inboxEvents": "test_inbox_events_never_carry_another_workspaces_events",
     },
 }
 
@@ -1278,6 +1291,20 @@ MUTATION_CASES = [
         principals=("session",),
     ),
     Case(
+        "setTyping",
+        "SetTypingInput",
+        lambda a, b: {"conversationId": b.ids["Conversation"]},
+        ["conversationId"],
+        principals=("owner", "session"),
+    ),
+    Case(
+        "addConversationNote",
+        "AddConversationNoteInput",
+        lambda a, b: {"conversationId": b.ids["Conversation"], "body": "pwned"},
+        ["conversationId"],
+        principals=("owner",),
+    ),
+    Case(
         "setConversationStatus",
         "SetConversationStatusInput",
         lambda a, b: {"id": b.ids["Conversation"], "status": "RESOLVED"},
@@ -1819,3 +1846,72 @@ async def test_conversation_events_never_carry_another_workspaces_events(
         assert first == {"kind": "STATUS_CHANGED", "conversationId": a.ids["Conversation"]}
         with pytest.raises(TimeoutError):
             await with_b_ids.receive(timeout=0.5)
+
+
+INBOX_EVENTS = (
+    "subscription($f: InboxEventFilter, $after: String) { inboxEvents(filter: $f, after: $after) { "
+    "cursor kind conversationId note { body mentions { id } } } }"
+)
+ADD_NOTE = (
+    "mutation($i: AddConversationNoteInput!) { addConversationNote(input: $i) { "
+    "note { id mentions { id } } userErrors { field code } } }"
+)
+
+
+async def test_inbox_events_never_carry_another_workspaces_events(
+    api: Api, worlds: list[World], live_server: Any
+) -> None:
+    """A's feed hears A's events only, whatever filter or cursor (B's included) it asks
+    for; B's note, written first, would arrive first had it leaked. A mention of B's agent
+    in A's note resolves to nobody. A contact session, and so a stranger with the widget
+    key, gets no feed at all; nor does an API key without conversations:read."""
+    from models.conversations import InboxEvent
+    from tests.conftest import hub_subscriptions
+    from tests.realtime.wsclient import GraphQLWs
+
+    a, b = await intact(api, worlds)
+    b_agent_email = (
+        await api("query($id: ID!) { node(id: $id) { ... on Agent { email } } }", {"id": b.ids["Agent"]}, token=b.owner)
+    )["node"]["email"]
+    b_latest = await InboxEvent.filter(workspace_id=b.tenant.workspace.id).order_by("-id").first()
+    assert b_latest is not None
+    async with GraphQLWs.open(live_server.ws_url, a.owner) as ws:
+        everything = await ws.subscribe(INBOX_EVENTS, {})
+        with_b_ids = await ws.subscribe(INBOX_EVENTS, {"f": {"channelId": b.ids["Channel"]}})
+        # B's cursor: what A replays from it is A's own events only.
+        from_b_cursor = await ws.subscribe(INBOX_EVENTS, {"after": str(b_latest.id - 1), "f": {"kinds": ["NOTE"]}})
+        await hub_subscriptions(live_server, 3)
+        await _ok(
+            api,
+            ADD_NOTE,
+            {"i": {"conversationId": b.ids["Conversation"], "body": "B secret"}},
+            b.owner,
+            "addConversationNote",
+        )
+        mine = await _ok(
+            api,
+            ADD_NOTE,
+            {"i": {"conversationId": a.ids["Conversation"], "body": f"A note for @{b_agent_email}"}},
+            a.owner,
+            "addConversationNote",
+        )
+        assert mine["note"]["mentions"] == []
+        first = (await everything.next_data())["inboxEvents"]
+        assert first["conversationId"] == a.ids["Conversation"] and first["note"]["body"].startswith("A note")
+        replayed = (await from_b_cursor.next_data())["inboxEvents"]
+        assert replayed["conversationId"] == a.ids["Conversation"], replayed
+        with pytest.raises(TimeoutError):
+            await with_b_ids.receive(timeout=0.5)
+
+    key = await _ok(
+        api,
+        "mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) { secret userErrors { field code } } }",
+        {"i": {"name": "no inbox", "scopes": ["contacts:read"]}},
+        a.owner,
+        "createApiKey",
+    )
+    for token in (a.session_token, key["secret"]):
+        async with GraphQLWs.open(live_server.ws_url, token) as ws:
+            refused = await (await ws.subscribe(INBOX_EVENTS, {})).receive()
+            errors = refused["payload"] if refused["type"] == "error" else refused["payload"]["errors"]
+            assert [e["extensions"]["code"] for e in errors] == ["FORBIDDEN"], refused

@@ -270,3 +270,30 @@ def test_highlights_are_escaped_html_with_marks() -> None:
         render_highlight("a <script>\x02x\x03</script> & b") == "a &lt;script&gt;<mark>x</mark>&lt;/script&gt; &amp; b"
     )
     assert fts5_query('say "hi" NEAR(x) -') == '"say" """hi""" "NEAR(x)"'
+
+
+ADD_NOTE = """mutation($i: AddConversationNoteInput!) { addConversationNote(input: $i) {
+  note { id } userErrors { field code message } } }"""
+
+
+async def test_agents_notes_are_found_and_erased_with_their_contact(tenant: Tenant) -> None:
+    api, owner = tenant.api, tenant.owner_token
+    noted = await conversation(tenant, "n1", "Hello, a question about my order")
+    added = (
+        await api(ADD_NOTE, {"i": {"conversationId": noted, "body": "Breeds zebrafish, wants bulk"}}, token=owner)
+    )["addConversationNote"]
+    assert added["userErrors"] == []
+    hits = (await search(api, owner, "zebrafish"))["edges"]
+    assert [(e["node"]["conversation"]["id"], e["node"]["matchedIn"]) for e in hits] == [(noted, "NOTE")]
+    assert "<mark>zebrafish</mark>" in hits[0]["node"]["highlight"]
+
+    contact = (await api("query($id: ID!) { conversation(id: $id) { contact { id } } }", {"id": noted}, token=owner))[
+        "conversation"
+    ]["contact"]["id"]
+    erased = await api(
+        "mutation($i: ContactIdInput!) { deleteContact(input: $i) { userErrors { code } } }",
+        {"i": {"id": contact}},
+        token=owner,
+    )
+    assert erased["deleteContact"]["userErrors"] == []
+    assert await found(api, owner, "zebrafish") == []
