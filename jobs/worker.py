@@ -24,6 +24,7 @@ from core.hub import Hub
 from core.logs import setup_logging, start_log_fields
 from core.metrics import observe_job, serve
 from core.tracing import SpanKind, setup_tracing, shutdown_tracing, span
+from jobs.attachments import prune_uploads
 from jobs.bulk import resume_bulk_actions, run_bulk_action
 from jobs.campaigns import CAMPAIGN_TIMEOUT, resume_campaigns, send_campaign
 from jobs.conversations import wake_conversation, wake_snoozed
@@ -152,6 +153,7 @@ class WorkerSettings:
         func(crm_lookup, max_tries=settings.crm_lookup_tries),
         func(notify_mentions, max_tries=DELIVERY_TRIES),
         prune_inbox_events,
+        prune_uploads,
     ]
     cron_jobs = [
         cron(prune_contact_changes, hour={3}, minute={17}, run_at_startup=False),
@@ -172,6 +174,8 @@ class WorkerSettings:
         # Bulk actions whose worker died (no batch for BULK_STALE_SECONDS).
         cron(resume_bulk_actions, second=set(range(3, 60, 10)), run_at_startup=True),
         cron(prune_inbox_events, hour={3}, minute={57}, run_at_startup=False),
+        # Direct uploads no message took within a day: rows and files.
+        cron(prune_uploads, minute={7}, run_at_startup=False),
     ]
     functions = _retrying_when_busy(functions)
     cron_jobs = _retrying_when_busy(cron_jobs)

@@ -14,9 +14,11 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+from core.clock import now
 from core.config import settings
 from core.errors import Code, UserFailure
 from core.signing import link_signature, link_valid
@@ -155,6 +157,33 @@ def download_url(workspace_id: int, attachment_id: int) -> str:
 
 def link_ok(purpose: str, workspace_id: int, attachment_id: int, expires: int, signature: str) -> bool:
     return link_valid(settings.secret_key, _subject(purpose, workspace_id, attachment_id), expires, signature)
+
+
+# -- uploads no message took ------------------------------------------------------------------
+
+# A direct upload is kept this long for a message to take it; then its row and file go.
+UPLOAD_KEPT = timedelta(days=1)
+PRUNE_BATCH = 500
+
+
+async def prune_uploads(older_than: timedelta = UPLOAD_KEPT) -> int:
+    """Direct uploads (createUploadUrl) that no message took within `older_than`: their rows,
+    then their files; how many uploads were removed. A message taking one meanwhile keeps it (its
+    row is deleted only while `message_id` is null; a message whose upload was deleted
+    first is refused with CONFLICT)."""
+    cutoff, last, removed = now() - older_than, 0, 0
+    while (
+        batch := await Attachment.filter(message_id=None, created_at__lt=cutoff, id__gt=last)
+        .order_by("id")
+        .limit(PRUNE_BATCH)
+        .values_list("id", "storage_key")
+    ):
+        ids = [pk for pk, _ in batch]
+        last = ids[-1]
+        removed += await Attachment.filter(id__in=ids, message_id=None).delete()
+        kept = set(await Attachment.filter(id__in=ids).values_list("id", flat=True))
+        await storage().delete(str(key) for pk, key in batch if pk not in kept)
+    return removed
 
 
 # -- contacts going away ----------------------------------------------------------------------

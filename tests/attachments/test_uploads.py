@@ -5,10 +5,12 @@ direct uploads to a signed URL, downloads (signed, expiring, never rendered inli
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from core.config import settings
+from jobs.attachments import prune_uploads
 from models.attachments import Attachment
 from services.attachments import signed_link
 from tests.attachments.helpers import (
@@ -232,3 +234,36 @@ async def test_live_subscribers_get_the_files_with_the_message(server: LiveServe
             [live] = (await subscription.next_data())[root]["message"]["attachments"]
             assert (live["id"], live["filename"], live["size"]) == (sent["id"], "plan.pdf", len(PDF))
             assert (await fetch(server, live["url"])).content == PDF
+
+
+async def test_direct_uploads_no_message_took_are_removed_after_a_day(server: LiveServer, tenant: Tenant) -> None:
+    """A stranger with the widget key could otherwise fill the disk with uploads never sent."""
+    token, _ = await widget_session(tenant, "visitor-hoarder")
+    conversation_id = await contact_conversation(tenant, token)
+    before = stored_files(tenant.workspace.id)
+
+    async def upload(name: str, *, put_bytes: bool = True) -> str:
+        variables = {"i": {"filename": name, "contentType": "image/png", "size": len(PNG)}}
+        ticket = (await gql(server, UPLOAD_URL, variables, token))["createUploadUrl"]
+        if put_bytes:
+            assert (await put(server, ticket["url"], PNG)).status_code == 200
+        return ticket["uploadId"]  # type: ignore[no-any-return]
+
+    left, sent, fresh = [await upload(name) for name in ("left.png", "sent.png", "fresh.png")]
+    never_put = await upload("never.png", put_bytes=False)
+    message = await gql(server, SEND, {"i": {"conversationId": conversation_id, "uploadIds": [sent]}}, token)
+    [attachment] = message["sendMessage"]["message"]["attachments"]
+    assert len(stored_files(tenant.workspace.id)) == len(before) + 3
+
+    day_ago = datetime.now(UTC) - timedelta(days=1, minutes=1)
+    await Attachment.filter(id__in=[pk(left), pk(sent), pk(never_put)]).update(created_at=day_ago)
+    assert await prune_uploads({}) >= 2
+
+    # The old upload nobody sent is gone, its file with it; the sent one and the fresh one stay.
+    assert not await Attachment.filter(id__in=[pk(left), pk(never_put)]).exists()
+    assert len(stored_files(tenant.workspace.id)) == len(before) + 2
+    late = await gql(server, SEND, {"i": {"conversationId": conversation_id, "uploadIds": [left]}}, token)
+    assert late["sendMessage"]["userErrors"][0]["code"] == "NOT_FOUND"
+    assert (await fetch(server, attachment["url"])).content == PNG
+    ok = await gql(server, SEND, {"i": {"conversationId": conversation_id, "uploadIds": [fresh]}}, token)
+    assert ok["sendMessage"]["userErrors"] == []
