@@ -427,6 +427,8 @@ ELSEWHERE = {
     "ContactUpdate.contact": "test_subscriptions_check_the_scope_of_what_they_carry",
     "ConversationEvent.conversation": "test_subscriptions_check_the_scope_of_what_they_carry",
     "MessageEvent.message": "test_subscriptions_check_the_scope_of_what_they_carry",
+    "InboxEvent.message": "test_subscriptions_check_the_scope_of_what_they_carry",
+    "InboxEvent.conversation": "test_subscriptions_check_the_scope_of_what_they_carry",
     # Only a contact session (or the request opening one) reaches these: its own contact and
     # conversations (answerProactiveMessage's conversation is the session's own, under the
     # same Conversation guard that startConversation's payload meets there).
@@ -778,7 +780,30 @@ async def test_subscriptions_check_the_scope_of_what_they_carry(api: Api, world:
             ("contact", "FORBIDDEN")
         ]
         assert EMAIL not in json.dumps(message)
+    # The one inbox feed carries the same: its conversations without their contacts.
+    async with GraphQLWs.open(server.ws_url, inbox_key) as ws:
+        feed = await ws.subscribe(
+            "subscription { inboxEvents(filter: {kinds: [STATUS_CHANGED]}) { kind message { body } "
+            "conversation { subject contact { email phone } } } }"
+        )
+        await hub_subscriptions(server, 1)
+        await _ok(
+            api,
+            "mutation($i: SetConversationStatusInput!) { setConversationStatus(input: $i) { userErrors { code } } }",
+            {"i": {"id": world.ids["Conversation"], "status": "OPEN"}},
+            world.tenant.owner_token,
+            "setConversationStatus",
+        )
+        message = await feed.receive()
+        assert message["type"] == "next", message
+        event = message["payload"]["data"]["inboxEvents"]
+        assert (event["kind"], event["conversation"]) == ("STATUS_CHANGED", {"subject": SUBJECT, "contact": None})
+        assert [(e["path"][-1], e["extensions"]["code"]) for e in message["payload"]["errors"]] == [
+            ("contact", "FORBIDDEN")
+        ]
+        assert EMAIL not in json.dumps(message)
     attempts = (
+        ("subscription { inboxEvents { kind message { body } } }", None, ("contacts:read",)),
         (
             "subscription($id: ID!) { contactUpdated(id: $id) { contact { email } } }",
             world.ids["Contact"],
