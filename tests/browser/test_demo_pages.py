@@ -164,7 +164,7 @@ async def test_each_side_sees_the_other_typing_until_they_send(
 
     # The agent types: the widget shows who; sending clears it.
     reply = inbox.get_by_placeholder("Reply…")
-    await reply.press_sequentially("Yes, both")
+    await reply.fill("Yes, both")
     await expect(agent_typing).to_have_text("Olive Owner is typing…")
     await screenshot(widget, "agent-typing")
     await inbox.get_by_role("button", name="Send").click()
