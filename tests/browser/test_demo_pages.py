@@ -138,6 +138,40 @@ async def test_a_visitor_and_an_agent_chat_live_both_ways(
     await screenshot(inbox, "inbox")
 
 
+async def test_each_side_sees_the_other_typing_until_they_send(
+    context: Any, other_context: Any, web: LiveServer, tenant: Tenant, screenshot: Any
+) -> None:
+    inbox = await open_inbox(other_context, web, tenant)
+    widget = await open_widget(context, web, tenant)
+    await widget.get_by_test_id("widget-launcher").click()
+    compose = widget.get_by_placeholder("Write a message…")
+    await compose.fill("Is the kettle in stock?")
+    await widget.get_by_role("button", name="Send").click()
+    await inbox.get_by_test_id("conversation-item").click()
+    await expect(inbox.get_by_test_id("message")).to_contain_text(["Is the kettle in stock?"])
+    visitor_typing = inbox.get_by_test_id("typing")
+    agent_typing = widget.get_by_test_id("widget-typing")
+    await expect(visitor_typing).to_be_hidden()
+
+    # The visitor types: the open conversation in the inbox says so; sending clears it. Each notice
+    # lasts 6 s: once the message is on screen the indicator must be gone at once, not on expiry.
+    await compose.press_sequentially("And in red")
+    await expect(visitor_typing).to_have_text("Visitor is typing…")
+    await screenshot(inbox, "visitor-typing")
+    await widget.get_by_role("button", name="Send").click()
+    await expect(inbox.get_by_test_id("message").last).to_contain_text("And in red")
+    await expect(visitor_typing).to_be_hidden(timeout=1_000)
+
+    # The agent types: the widget shows who; sending clears it.
+    reply = inbox.get_by_placeholder("Reply…")
+    await reply.fill("Yes, both")
+    await expect(agent_typing).to_have_text("Olive Owner is typing…")
+    await screenshot(widget, "agent-typing")
+    await inbox.get_by_role("button", name="Send").click()
+    await expect(widget.get_by_test_id("widget-message").last).to_contain_text("Yes, both")
+    await expect(agent_typing).to_be_hidden(timeout=1_000)
+
+
 async def test_a_proactive_message_published_in_the_inbox_reaches_the_matching_page(
     context: Any, other_context: Any, web: LiveServer, tenant: Tenant, screenshot: Any
 ) -> None:

@@ -1,7 +1,7 @@
 // The conversations tab: views and filters, the list (kept live by conversationEvents and the
 // unread indicator), one conversation with its messages (live by messageAdded), reply, snooze
-// presets, resolve, reopen, assign, and the contact's panel.
-import { h, time, userError } from "../lib/api.js";
+// presets, resolve, reopen, assign, the contact's panel, and "Visitor is typing…" (inboxEvents TYPING).
+import { h, time, typingNotifier, TypingIndicator, userError } from "../lib/api.js";
 import { ContactPanel } from "./contact.js";
 
 const PAGE = 30;
@@ -33,6 +33,8 @@ export class Conversations {
     this.detail = element.querySelector(".detail");
     this.contact = new ContactPanel(api, element.querySelector(".contact"));
     this.agents = null;
+    this.typing = new TypingIndicator({ class: "typing", "data-testid": "typing", "aria-live": "polite" });
+    this.notifyTyping = typingNotifier(api, () => this.selected);
     for (const button of element.querySelectorAll("[data-view]")) {
       button.addEventListener("click", () => {
         for (const other of element.querySelectorAll("[data-view]")) other.classList.toggle("active", other === button);
@@ -47,6 +49,12 @@ export class Conversations {
       this.refresh();
       if (conversationEvents.conversationId === this.selected) this.open(this.selected);
     });
+    api.subscribe(
+      `subscription { inboxEvents(filter: {kinds: [TYPING, TYPING_STOPPED]}) {
+        conversationId typing { senderKind active expiresAt } } }`,
+      {},
+      ({ inboxEvents }) => this.visitorTyping(inboxEvents),
+    );
   }
 
   async show() {
@@ -95,6 +103,7 @@ export class Conversations {
   async open(id) {
     if (id !== this.selected) {
       this.stopMessages?.();
+      this.typing.hide();
       this.selected = id;
       this.stopMessages = this.api.subscribe(
         `subscription($id: ID!) { messageAdded(conversationId: $id) { cursor message { ${MESSAGE} } } }`,
@@ -113,6 +122,13 @@ export class Conversations {
     for (const { node } of conversation.messages.edges) this.appendMessage(node, false);
     await this.contact.show(conversation.contact.id);
     await this.mutate("markConversationRead", "ConversationIdInput", { id });
+  }
+
+  // The visitor typing in the open conversation (agents' own notices come here too: not shown).
+  visitorTyping({ conversationId, typing }) {
+    if (conversationId !== this.selected || typing?.senderKind !== "CONTACT") return;
+    if (typing.active) this.typing.show("Visitor is typing…", typing.expiresAt);
+    else this.typing.hide();
   }
 
   async loadAgents() {
@@ -138,6 +154,7 @@ export class Conversations {
       this.agents.map((a) => h("option", { value: a.id, selected: a.id === conversation.assignee?.id }, a.name)),
     );
     const reply = h("input", { name: "body", placeholder: "Reply…", maxlength: "5000", autocomplete: "off" });
+    reply.addEventListener("input", this.notifyTyping);
     const send = async (event) => {
       event.preventDefault();
       const body = reply.value.trim();
@@ -170,6 +187,7 @@ export class Conversations {
       ),
       error,
       this.messages,
+      this.typing.element,
       h("form", { class: "reply", onsubmit: send }, reply, h("button", { class: "primary" }, "Send")),
     );
     for (const li of this.list.children) li.classList.toggle("selected", li.dataset.id === conversation.id);
@@ -187,6 +205,7 @@ export class Conversations {
       ),
     );
     this.messages.scrollTop = this.messages.scrollHeight;
+    if (message.direction === "INBOUND") this.typing.hide();
     // The open conversation is read as its messages arrive; the list follows once it is.
     const read = live && message.direction === "INBOUND";
     (read ? this.mutate("markConversationRead", "ConversationIdInput", { id: this.selected }) : Promise.resolve()).then(

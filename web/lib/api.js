@@ -85,3 +85,46 @@ export function h(tag, attributes = {}, ...children) {
 export function time(iso) {
   return iso ? new Date(iso).toLocaleString([], { dateStyle: "short", timeStyle: "short" }) : "";
 }
+
+// How often a page tells the server someone is typing: the server sends one notice a person and
+// conversation every 3 s anyway, so calling more often only spends the caller's rate limit.
+const TYPING_EVERY_MS = 3000;
+
+// A function to call on every keystroke: it calls setTyping for `conversationId()` (when there is
+// one) at most once every 3 s. A failed notice is only a missing indicator: it is not shown.
+export function typingNotifier(api, conversationId) {
+  let last = 0;
+  return () => {
+    const id = conversationId();
+    if (!id || Date.now() - last < TYPING_EVERY_MS) return;
+    last = Date.now();
+    api
+      .request(`mutation($input: SetTypingInput!) { setTyping(input: $input) { userErrors { message } } }`, {
+        input: { conversationId: id },
+      })
+      .catch(() => {});
+  };
+}
+
+// "… is typing…": shown from a TYPING notice until its expiresAt (a newer notice renews it),
+// hidden at once by TYPING_STOPPED or a message from that person.
+export class TypingIndicator {
+  constructor(attributes) {
+    this.element = h("p", { ...attributes, hidden: true });
+    this.timer = null;
+  }
+
+  show(text, expiresAt) {
+    clearTimeout(this.timer);
+    this.element.textContent = text;
+    this.element.hidden = false;
+    // Bounded: a clock far off cannot keep the indicator up (notices last 6 s).
+    const left = Math.min(Math.max(Date.parse(expiresAt) - Date.now(), 0), 10_000);
+    this.timer = setTimeout(() => this.hide(), left);
+  }
+
+  hide() {
+    clearTimeout(this.timer);
+    this.element.hidden = true;
+  }
+}

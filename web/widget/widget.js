@@ -6,10 +6,11 @@
 // It opens a contact session (kept in localStorage, so the visitor stays the same across
 // pages and visits), reports each page view and the time spent on it, shows the proactive
 // messages pushed to the visitor, and chats: history, sending, live replies (myMessages),
-// an unread badge, and a catch-up by cursor after the socket reconnects.
-import { connect, h, time, userError } from "../lib/api.js";
+// an unread badge, a catch-up by cursor after the socket reconnects, and typing indicators both ways.
+import { connect, h, time, typingNotifier, TypingIndicator, userError } from "../lib/api.js";
 
 const MESSAGE = "id body senderKind direction createdAt senderName conversationId";
+const TYPING = "senderKind senderName active expiresAt conversationId";
 const DELIVERY = "id text askName askEmail openedAt dismissedAt repliedAt";
 const CONVERSATION = `query($after: String, $last: Int) { myConversations(first: 1) { edges { node {
   id contactUnreadCount
@@ -53,12 +54,15 @@ class Widget {
     this.badge = h("span", { class: "parley-badge", "data-testid": "widget-badge", hidden: true });
     this.list = h("ol", { class: "parley-messages", "data-testid": "widget-messages" });
     this.input = h("input", { name: "body", placeholder: "Write a message…", maxlength: "5000", autocomplete: "off" });
+    this.input.addEventListener("input", typingNotifier(this.api, () => this.conversationId));
+    this.typing = new TypingIndicator({ class: "parley-typing", "data-testid": "widget-typing", "aria-live": "polite" });
     this.error = h("p", { class: "parley-error", role: "alert" });
     this.panel = h(
       "section",
       { class: "parley-panel", "aria-label": "Chat", hidden: true },
       h("header", {}, h("strong", {}, "Chat with us"), this.status),
       this.list,
+      this.typing.element,
       this.error,
       h("form", { class: "parley-compose", onsubmit: (e) => this.send(e) }, this.input, h("button", {}, "Send")),
     );
@@ -76,8 +80,10 @@ class Widget {
   async start() {
     await this.openSession();
     await this.load();
-    this.api.subscribe(`subscription { myMessages { cursor message { ${MESSAGE} } } }`, {}, (data) =>
-      this.received(data.myMessages.message),
+    this.api.subscribe(
+      `subscription { myMessages(typing: true) { cursor message { ${MESSAGE} } typing { ${TYPING} } } }`,
+      {},
+      ({ myMessages }) => (myMessages.typing ? this.agentTyping(myMessages.typing) : this.received(myMessages.message)),
     );
     this.api.subscribe(`subscription { proactiveMessages { delivery { ${DELIVERY} } } }`, {}, (data) =>
       this.showProactive(data.proactiveMessages.delivery),
@@ -142,8 +148,16 @@ class Widget {
   }
 
   received(message) {
+    if (!message) return;
     if (message.conversationId === this.conversationId) this.render(message, false);
     else this.reload();
+  }
+
+  // An agent typing in this conversation (typing events carry no message and no cursor).
+  agentTyping(typing) {
+    if (typing.conversationId !== this.conversationId) return;
+    if (typing.active) this.typing.show(`${typing.senderName ?? "Support"} is typing…`, typing.expiresAt);
+    else this.typing.hide();
   }
 
   // `history`: loaded with the page, so it does not count as unread again.
@@ -160,6 +174,7 @@ class Widget {
       ),
     );
     this.list.scrollTop = this.list.scrollHeight;
+    if (!mine) this.typing.hide();
     if (!mine && !history) {
       if (this.isOpen()) this.markRead();
       else this.setUnread(this.unread + 1);
