@@ -35,7 +35,7 @@ from models.contacts import (
     DeletedContact,
     SmsConsent,
 )
-from models.conversations import Conversation, ConversationActivity, Message
+from models.conversations import Conversation, ConversationActivity, ConversationNote, InboxEvent, Message
 from models.search import SearchDocument
 from models.short_links import ShortLink
 from services import attachments, push, webhooks
@@ -276,6 +276,10 @@ async def delete_contact_rows(contact_id: int) -> dict[str, int]:
     await ShortLink.filter(contact_id=contact_id).delete()
     counts = {"messages": await Message.filter(conversation_id__in=conversations).delete()}
     await ConversationActivity.filter(conversation_id__in=conversations).delete()
+    # The inbox feed's log and agents' notes hang on the conversations too: deleted here, so
+    # the count below is the conversations alone (SQLite counts cascaded rows with them).
+    await InboxEvent.filter(conversation_id__in=conversations).delete()
+    counts["conversationNotes"] = await ConversationNote.filter(conversation_id__in=conversations).delete()
     counts["conversations"] = await Conversation.filter(contact_id=contact_id).delete()
     for kind, model in (("events", ContactEvent), ("notes", ContactNote), ("tags", ContactTag)):
         counts[kind] = await model.filter(contact_id=contact_id).delete()
